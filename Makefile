@@ -1,0 +1,33 @@
+# Every target bootstraps .venv idempotently: the stamp file is rebuilt only when
+# pyproject.toml changes, so repeated `make test` does not reinstall anything.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO_DB := datasets/demo.duckdb
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+$(DEMO_DB): | $(STAMP)
+	$(BIN)/volreplay synth --db $(DEMO_DB) --scale small --hours 2 --seed 7
+
+demo: $(STAMP) $(DEMO_DB)
+	$(BIN)/volreplay demo --db $(DEMO_DB)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/volreplay bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check replay calibration strategies tests bench
+
+clean:
+	rm -rf $(VENV) $(DEMO_DB) .pytest_cache

@@ -1,0 +1,58 @@
+"""``volreplay bench``: run the benchmark cases in ``bench/`` and print one JSON line each.
+
+A case is a module ``bench/<name>.py`` with ``run(quick: bool) -> dict``.  The dict holds the
+figures measured in that run (see CONTRACT.md); the harness adds ``"case"`` and turns any
+exception into ``"error"`` so that one broken case never hides the others.  Cases measure
+side by side in one process (ours against a reference), because absolute times on shared
+machines are noisy.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+#: Order in which cases run (cheap first); any other bench/*.py case runs after these.
+ORDER = ["ingest", "synth", "iv", "svi_slice", "surface_refit", "replay", "backtest"]
+
+
+def bench_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "bench"
+
+
+def discover() -> dict[str, Path]:
+    found = {p.stem: p for p in sorted(bench_dir().glob("*.py")) if not p.stem.startswith("_")}
+    names = [n for n in ORDER if n in found] + sorted(set(found) - set(ORDER))
+    return {n: found[n] for n in names}
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(f"volreplay_bench_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def run_bench(quick: bool = False, cases: list[str] | None = None) -> int:
+    available = discover()
+    unknown = sorted(set(cases or []) - set(available))
+    if unknown:
+        from replay.cli import UserError
+
+        raise UserError(f"unknown bench case(s) {unknown}; cases: {', '.join(available)}")
+    for name, path in available.items():
+        if cases and name not in cases:
+            continue
+        t0 = time.perf_counter()
+        try:
+            out = {"case": name, **_load(name, path).run(quick)}
+        except Exception as e:  # report and go on with the next case
+            out = {"case": name, "error": f"{type(e).__name__}: {e}"}
+            traceback.print_exc(file=sys.stderr)
+        out["bench_wall_seconds"] = round(time.perf_counter() - t0, 3)
+        print(json.dumps(out), flush=True)
+    return 0

@@ -1,0 +1,231 @@
+"""The ingestion driver shared by every adapter: resolve instruments, validate, quarantine, stage.
+
+An adapter is a function ``read(path) -> Iterator[Chunk]`` that streams a file in bounded
+chunks.  It only *parses*; the rules that decide whether a row is usable live here, once, so
+that every format quarantines the same things for the same reasons:
+
+* ``unparsable``: the adapter could not read the line or row at all;
+* ``missing``: NULL or NaN in a required column;
+* ``non-positive price`` / ``negative size``;
+* ``crossed book``: bid > ask;
+* ``timestamp out of range``: outside 2010-01-01 .. 2100-01-01 (usually a unit error);
+* ``unknown instrument``: a market row whose instrument has no definition;
+* ``duplicate``: found by the store when the load is merged.
+
+Row accounting: every line or row an adapter reads is counted once in ``Chunk.n_read`` and ends
+either in a market table or in ``quarantine``.  Rows an adapter deliberately does not ingest
+(e.g. Binance depth diffs) are quarantined with a ``skipped:`` reason, so the identity
+``read == ingested + quarantined`` holds without exceptions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from replay.schema import arrow_schema, payload_columns
+from replay.store import TS_MAX, TS_MIN, LoadReport, MarketStore, StoreError, file_sha256
+
+
+class IngestError(RuntimeError):
+    """A user-facing ingestion problem (missing file, unknown format, unreadable container)."""
+
+
+@dataclass
+class Reject:
+    locator: int
+    reason: str
+    raw: str | None
+    target: str = ""
+
+
+@dataclass
+class Chunk:
+    """What an adapter yields: parsed rows and the rows it could not parse.
+
+    ``rows[table]`` holds canonical columns (see :mod:`replay.schema`) except that the
+    instrument is given by ``instrument`` (its name) instead of ``instrument_id``, plus
+    ``_loc`` (line or row number in the source).  ``raw(locators)`` returns the source text of
+    rows, and is only called for the few rows that end in the quarantine, so that valid rows
+    never pay for serialization.  ``instruments`` holds definitions found in this chunk.
+    """
+
+    n_read: int
+    rows: dict[str, pa.Table] = field(default_factory=dict)
+    instruments: pa.Table | None = None
+    rejects: list[Reject] = field(default_factory=list)
+    raw: Callable[[np.ndarray], list[str]] | None = None
+
+
+Adapter = Callable[[Path], Iterator[Chunk]]
+
+_PRICE_COLS = {
+    "option_quotes": ["bid_price", "ask_price", "underlying_price"],
+    "option_trades": ["price", "index_price"],
+    "underlying_quotes": ["bid_price", "ask_price"],
+    "underlying_trades": ["price"],
+    "funding": ["mark_price", "index_price"],
+}
+#: Marks may be exactly zero: Deribit prints a mark of 0 for an option worth less than half a
+#: tick, next to a live ask at the minimum tick.  Only a negative mark is an error.
+_NONNEG_PRICE_COLS = {"option_quotes": ["mark_price"]}
+_SIZE_COLS = {
+    "option_quotes": ["bid_size", "ask_size", "open_interest"],
+    "option_trades": ["size"],
+    "underlying_quotes": ["bid_size", "ask_size"],
+    "underlying_trades": ["size"],
+    "funding": [],
+}
+
+
+def validate(table: str, rows: pa.Table) -> np.ndarray:
+    """Return one reason per row ('' where the row is usable).  Vectorized over the chunk."""
+    n = rows.num_rows
+    reason = np.full(n, "", dtype=object)
+
+    def flag(mask, why: str) -> None:
+        m = np.asarray(mask, dtype=bool) & (reason == "")
+        reason[m] = why
+
+    for c in payload_columns(table):
+        if c.name == "instrument_id" or not c.required:
+            continue
+        col = rows.column(c.name)
+        bad = pc.is_null(col, nan_is_null=True) if pa.types.is_floating(col.type) else pc.is_null(col)
+        flag(bad.to_numpy(zero_copy_only=False), f"missing: {c.name} is null or NaN")
+    for name in ("ts_recv", "ts_exchange"):
+        ts = rows.column(name).to_numpy(zero_copy_only=False).astype("float64")
+        flag(~((ts >= TS_MIN) & (ts < TS_MAX)) & ~np.isnan(ts), f"timestamp out of range: {name}")
+    for name in _PRICE_COLS.get(table, []):
+        v = _floats(rows, name)
+        flag(~np.isnan(v) & ~(v > 0), f"non-positive price: {name}")
+        flag(np.isinf(v), f"non-positive price: {name} is infinite")
+    for name in _NONNEG_PRICE_COLS.get(table, []):
+        v = _floats(rows, name)
+        flag(~np.isnan(v) & ~((v >= 0) & np.isfinite(v)), f"negative price: {name}")
+    for name in _SIZE_COLS.get(table, []):
+        v = _floats(rows, name)
+        flag(~np.isnan(v) & ~((v >= 0) & np.isfinite(v)), f"negative size: {name}")
+    if table in ("option_quotes", "underlying_quotes"):
+        b, a = _floats(rows, "bid_price"), _floats(rows, "ask_price")
+        flag(~np.isnan(b) & ~np.isnan(a) & (b > a), "crossed book: bid > ask")
+        flag(np.isnan(b) & np.isnan(a) & np.isnan(_floats(rows, "mark_price"))
+             if table == "option_quotes" else np.isnan(b) & np.isnan(a),
+             "missing: no bid, no ask and no mark")
+    if "side" in rows.column_names:
+        s = rows.column("side").to_numpy(zero_copy_only=False).astype("float64")
+        flag(~np.isin(s, [-1, 0, 1]) & ~np.isnan(s), "unparsable: side not in {-1, 0, 1}")
+    return reason
+
+
+def _floats(rows: pa.Table, name: str) -> np.ndarray:
+    if name not in rows.column_names:
+        return np.full(rows.num_rows, np.nan)
+    col = rows.column(name)
+    return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype("float64")
+
+
+def _cast_to_schema(table: str, rows: pa.Table) -> pa.Table:
+    """Cast parsed columns to the canonical types; missing optional columns become null."""
+    arrays, names = [], []
+    for f in arrow_schema(table):
+        if f.name in rows.column_names:
+            arrays.append(pc.cast(rows.column(f.name), f.type, safe=False))
+        else:
+            arrays.append(pa.nulls(rows.num_rows, f.type))
+        names.append(f.name)
+    return pa.table(arrays, names=names)
+
+
+def ingest_files(store: MarketStore, fmt: str, adapter: Adapter, paths: list[Path],
+                 progress: Callable[[str], None] | None = None) -> LoadReport:
+    """Ingest each file as its own load (one transaction, skipped if already loaded)."""
+    total = LoadReport(format=fmt)
+    for path in paths:
+        if not path.is_file():
+            raise IngestError(f"no such file: {path}")
+        sha = file_sha256(path)
+        if store.source_loaded(sha):
+            total.skipped_sources.append(str(path))
+            continue
+        store.begin_load(fmt, str(path), sha)
+        try:
+            detail: dict[str, int] = {}
+            for chunk in adapter(path):
+                _ingest_chunk(store, str(path), chunk, detail)
+            rep = store.finish_load(detail)
+        except (IngestError, StoreError):
+            store.abort_load()
+            raise
+        except Exception as e:  # a parser bug or an unreadable container: say which file
+            store.abort_load()
+            raise IngestError(f"{path}: {type(e).__name__}: {e}") from e
+        total.read += rep.read
+        total.ingested += rep.ingested
+        total.quarantined += rep.quarantined
+        for k, v in rep.reasons.items():
+            total.reasons[k] = total.reasons.get(k, 0) + v
+        for k, v in rep.detail.items():
+            total.detail[k] = total.detail.get(k, 0) + v
+        if progress:
+            progress(f"{path}: read {rep.read} ingested {rep.ingested} quarantined {rep.quarantined}")
+    return total
+
+
+def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[str, int]) -> None:
+    store.add_read(chunk.n_read)
+    for r in chunk.rejects:
+        if r.reason.startswith("skipped:"):
+            key = "skipped_" + r.reason.split(":", 1)[1].strip().split()[0]
+            detail[key] = detail.get(key, 0) + 1
+    if chunk.rejects:
+        store.quarantine(source, [r.locator for r in chunk.rejects], [r.reason for r in chunk.rejects],
+                         [r.raw for r in chunk.rejects], [r.target for r in chunk.rejects])
+    ids: dict[str, int] = {}
+    if chunk.instruments is not None and chunk.instruments.num_rows:
+        ids = store.ensure_instruments(chunk.instruments)
+    for table, rows in chunk.rows.items():
+        if rows.num_rows == 0:
+            continue
+        if not ids:
+            ids = store.instrument_ids()
+        names = rows.column("instrument").to_pylist()
+        inst = np.array([ids.get(nm, -1) if nm is not None else -1 for nm in names], dtype=np.int64)
+        locs = rows.column("_loc").to_numpy(zero_copy_only=False)
+        body = rows.drop_columns(["instrument", "_loc"]).append_column(
+            "instrument_id", pa.array(np.where(inst < 0, 0, inst).astype(np.int32)))
+        body = _cast_to_schema(table, body)
+        reason = validate(table, body)
+        reason[(inst < 0) & (reason == "")] = "unknown instrument: no definition for this name"
+        bad = reason != ""
+        if bad.any():
+            idx = np.flatnonzero(bad)
+            raws = (chunk.raw(locs[idx]) if chunk.raw is not None
+                    else [json.dumps(r, default=str) for r in rows.take(pa.array(idx)).to_pylist()])
+            store.quarantine(source, locs[idx].tolist(), reason[idx].tolist(), raws, table)
+        good = pa.array(~bad)
+        body = body.filter(good).append_column("_loc", pa.array(locs[~bad], pa.int64()))
+        store.stage(table, body)
+
+
+def resolve_paths(srcs: list[str]) -> list[Path]:
+    """Expand directories (recursively, sorted) so that a whole folder can be ingested."""
+    out: list[Path] = []
+    for s in srcs:
+        p = Path(os.path.expanduser(s))
+        if p.is_dir():
+            out += sorted(q for q in p.rglob("*") if q.is_file() and not q.name.startswith("."))
+        elif p.exists():
+            out.append(p)
+        else:
+            raise IngestError(f"no such file or directory: {s}")
+    if not out:
+        raise IngestError("no input files")
+    return out

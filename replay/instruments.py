@@ -1,0 +1,84 @@
+"""Instrument names and expiries: Deribit naming, 08:00 UTC settlement.
+
+Deribit option names look like ``BTC-26DEC25-90000-C``: underlying, expiry date (day without
+leading zero allowed, month as three letters, two-digit year), strike in USD and C/P.  Every
+Deribit expiry settles at 08:00 UTC on its date.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+NS = 1_000_000_000
+SETTLEMENT_HOUR_UTC = 8
+_MONTHS = {m: i + 1 for i, m in enumerate(
+    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}
+_OPTION_RE = re.compile(r"^([A-Z]+)(?:_([A-Z]+))?-(\d{1,2})([A-Z]{3})(\d{2})-(\d+(?:d\d+)?)-([CP])$")
+_FUTURE_RE = re.compile(r"^([A-Z]+)(?:_([A-Z]+))?-(\d{1,2})([A-Z]{3})(\d{2})$")
+_PERP_RE = re.compile(r"^([A-Z]+)(?:_([A-Z]+))?-PERPETUAL$")
+
+
+@dataclass(frozen=True)
+class ParsedName:
+    kind: str  # option | future | perp
+    underlying: str
+    expiry_ns: int | None
+    strike: float | None
+    is_call: bool | None
+    settlement: str  # inverse | linear (a quote-currency suffix such as _USDC means linear)
+
+
+def expiry_ns(day: int, month: int, year: int) -> int:
+    """Nanoseconds UTC of the 08:00 settlement on the given date."""
+    dt = datetime(year, month, day, SETTLEMENT_HOUR_UTC, tzinfo=timezone.utc)
+    return int(dt.timestamp()) * NS
+
+
+def _expiry(dd: str, mon: str, yy: str) -> int | None:
+    month = _MONTHS.get(mon)
+    if month is None:
+        return None
+    try:
+        return expiry_ns(int(dd), month, 2000 + int(yy))
+    except ValueError:
+        return None
+
+
+def parse_deribit_name(name: str) -> ParsedName | None:
+    """Parse a Deribit instrument name; ``None`` when it is not one.
+
+    >>> p = parse_deribit_name("BTC-26DEC25-90000-C")
+    >>> (p.kind, p.underlying, p.strike, p.is_call, p.settlement)
+    ('option', 'BTC', 90000.0, True, 'inverse')
+    >>> parse_deribit_name("BTC-PERPETUAL").kind
+    'perp'
+    """
+    if not isinstance(name, str):
+        return None
+    m = _OPTION_RE.match(name)
+    if m:
+        und, quote, dd, mon, yy, strike, cp = m.groups()
+        exp = _expiry(dd, mon, yy)
+        if exp is None:
+            return None
+        return ParsedName("option", und, exp, float(strike.replace("d", ".")), cp == "C",
+                          "linear" if quote else "inverse")
+    m = _FUTURE_RE.match(name)
+    if m:
+        und, quote, dd, mon, yy = m.groups()
+        exp = _expiry(dd, mon, yy)
+        if exp is None:
+            return None
+        return ParsedName("future", und, exp, None, None, "linear" if quote else "inverse")
+    m = _PERP_RE.match(name)
+    if m:
+        und, quote = m.groups()
+        return ParsedName("perp", und, None, None, None, "linear" if quote else "inverse")
+    return None
+
+
+def deribit_option_tick(premium_coin: float) -> float:
+    """Deribit BTC option tick: 0.0001 BTC below 0.005 BTC premium, 0.0005 above."""
+    return 0.0001 if premium_coin < 0.005 else 0.0005
