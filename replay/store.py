@@ -205,7 +205,8 @@ class MarketStore:
         name keeps its id and its first definition.
         """
         self._require_writable()
-        if defs.num_rows:
+        known = self.instrument_ids()
+        if defs.num_rows and not set(defs.column("name").to_pylist()) <= known.keys():
             need = [c.name for c in payload_columns("instruments") if c.name != "instrument_id"]
             defs = _conform(defs.select([n for n in need if n in defs.column_names]),
                             arrow_schema("instruments"), drop=("instrument_id",))
@@ -219,7 +220,8 @@ class MarketStore:
                 ORDER BY ts_recv, ts_exchange, name""")
             self.con.unregister("_defs")
             self._renumber("instruments")
-        return self.instrument_ids()
+            known = self.instrument_ids()
+        return known
 
     def stage(self, table: str, rows: pa.Table) -> None:
         """Stream a chunk of canonical rows into the load's staging table.
