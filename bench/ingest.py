@@ -43,11 +43,10 @@ def run(quick: bool) -> dict:
             write_canonical_csv = None
         if write_canonical_csv is not None:
             n = 200_000 if quick else 5_000_000
-            csv = tmp / "underlying_quotes.csv"
-            write_canonical_csv(csv, n)
-            rows, dt = _timed("canonical", [str(csv)], tmp / "c.duckdb")
+            paths = write_canonical_csv(tmp / "canonical", n, seed=0)
+            rows, dt = _timed("canonical", [str(p) for p in paths], tmp / "c.duckdb")
             out.update(canonical_rows=rows, canonical_rows_per_second=round(rows / dt),
-                       canonical_mb=round(csv.stat().st_size / 2**20, 1))
+                       canonical_mb=round(sum(p.stat().st_size for p in paths) / 2**20, 1))
     rows = out.get("canonical_rows", 0) + out.get("deribit_rows", 0)
     secs = sum(out[k] / out[k + "_per_second"] for k in ("canonical_rows", "deribit_rows") if k in out)
     out.update(rows=rows, rows_per_second=round(rows / secs) if secs else None)

@@ -268,6 +268,10 @@ class MarketStore:
     def add_read(self, n: int) -> None:
         self._report.read += n
 
+    def add_ingested(self, n: int) -> None:
+        """Rows ingested outside the staged market tables (instrument definition rows)."""
+        self._report.ingested += n
+
     def finish_load(self, detail: dict | None = None) -> LoadReport:
         """Deduplicate, merge staged rows in replay order, record the load, commit."""
         rep = self._report

@@ -62,6 +62,10 @@ class Chunk:
     instruments: pa.Table | None = None
     rejects: list[Reject] = field(default_factory=list)
     raw: Callable[[np.ndarray], list[str]] | None = None
+    #: input rows that *are* instrument definitions (a canonical ``instruments`` file); they
+    #: count as read and ingested.  Definitions an adapter derives from market rows (e.g.
+    #: from Deribit names) are not input rows and leave this at 0.
+    definition_rows: int = 0
 
 
 Adapter = Callable[[Path], Iterator[Chunk]]
@@ -191,6 +195,9 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
     ids: dict[str, int] = {}
     if chunk.instruments is not None and chunk.instruments.num_rows:
         ids = store.ensure_instruments(chunk.instruments)
+    if chunk.definition_rows:
+        store.add_ingested(chunk.definition_rows)
+        detail["instruments_defined"] = detail.get("instruments_defined", 0) + chunk.definition_rows
     for table, rows in chunk.rows.items():
         if rows.num_rows == 0:
             continue

@@ -67,7 +67,7 @@ def _chunk(t: pa.Table, row0: int) -> Chunk:
     if not ok.all():
         raws = _raw_rows(t, np.flatnonzero(~ok))
         for i, raw in zip(np.flatnonzero(~ok), raws):
-            why = ("unparsable: harvest_time missing" if ts[i] <= 0
+            why = ("timestamp out of range: harvest_time missing or absurd" if ts[i] <= 0
                    else f"unparsable: instrument name {names[i]!r} is not a Deribit option")
             rejects.append(Reject(int(locs[i]), why, raw, "option_quotes"))
     idx = np.flatnonzero(ok)
@@ -110,12 +110,18 @@ def _chunk(t: pa.Table, row0: int) -> Chunk:
                  rejects=rejects, raw=lambda at: _raw_rows(t, np.asarray(at) - row0))
 
 
+_PER_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+
+
 def _ns(col: pa.ChunkedArray) -> np.ndarray:
-    """Timestamps of any unit/zone to int64 ns UTC; missing -> 0 (flagged by the caller)."""
-    if pa.types.is_timestamp(col.type):
-        col = pc.cast(col, pa.timestamp("ns", tz="UTC"))
-        return pc.fill_null(pc.cast(col, pa.int64()), 0).to_numpy()
-    raise IngestError(f"harvest_time has type {col.type}, expected a timestamp")
+    """Timestamps of any unit to int64 ns UTC; missing or beyond int64 ns (after 2262) -> 0,
+    which the caller quarantines, so one absurd stamp never fails the whole file."""
+    if not pa.types.is_timestamp(col.type):
+        raise IngestError(f"harvest_time has type {col.type}, expected a timestamp")
+    raw = pc.fill_null(pc.cast(col, pa.int64()), 0).to_numpy(zero_copy_only=False)
+    factor = _PER_NS[col.type.unit]
+    ok = np.abs(raw) < np.iinfo(np.int64).max // factor
+    return np.where(ok, raw, 0) * factor
 
 
 def _raw_rows(t: pa.Table, idx: np.ndarray) -> list[str]:

@@ -1,0 +1,139 @@
+"""The canonical adapter: our own schema as CSV (plain/gzip) or Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+
+from replay.ingest import IngestError, ingest
+from replay.ingest.canonical import table_for, write_canonical_csv
+from replay.schema import MARKET_TABLES
+from replay.store import open_store
+
+FIX = Path(__file__).resolve().parents[2] / "fixtures" / "canonical"
+T0 = 1_709_251_200_000_000_000  # 2024-03-01 00:00 UTC, ns
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(tmp_path / "s.duckdb", read_only=False)
+    yield s
+    s.close()
+
+
+def market_rows(store) -> int:
+    return sum(store.count(t) for t in MARKET_TABLES if t != "instruments")
+
+
+def load_fixture_instruments(store) -> None:
+    ingest(store, "canonical", [str(FIX / "instruments.csv")])
+
+
+def test_instruments_file(store):
+    rep = ingest(store, "canonical", [str(FIX / "instruments.csv")])
+    # Lines 2-5 define instruments; 6 option without expiry, 7 kind "swap", 8 repeats
+    # BTC-PERPETUAL, 9 contract size 0, 10 a field short.  Definitions count as ingested.
+    assert (rep.read, rep.ingested, rep.quarantined) == (9, 4, 5)
+    assert rep.detail["instruments_defined"] == 4
+    assert rep.reasons == {"missing": 1, "unparsable": 2, "duplicate": 1, "non-positive": 1}
+    inst = {r[0]: r[1:] for r in store.con.sql(
+        "SELECT name, kind, expiry_ns, strike, is_call, settlement, contract_size, tick_size "
+        "FROM instruments").fetchall()}
+    assert set(inst) == {"BTC-PERPETUAL", "BTC-29MAR24-70000-C", "BTC-29MAR24-70000-P", "BTCUSDT"}
+    assert inst["BTC-29MAR24-70000-P"] == ("option", 1711699200000000000, 70000.0, False,
+                                           "inverse", 1.0, 0.0001)
+    assert inst["BTCUSDT"] == ("perp", None, None, None, "linear", 1.0, 0.1)
+
+
+def test_option_quotes_gz(store):
+    load_fixture_instruments(store)
+    rep = ingest(store, "canonical", [str(FIX / "option_quotes_2024-03-01.csv.gz")])
+    # Lines 2-3 ingested (3 is bid-less); 4 crossed, 5 unknown strike, 6 size "not-a-number",
+    # 7 short line, 8 infinite ask, 9 timestamp in the wrong unit, 10 repeats line 2.
+    assert (rep.read, rep.ingested, rep.quarantined) == (9, 2, 7)
+    assert rep.reasons == {"crossed book": 1, "unknown instrument": 1, "unparsable": 2,
+                           "non-positive price": 1, "timestamp out of range": 1, "duplicate": 1}
+    rows = store.scan("option_quotes").read_all().to_pylist()
+    assert rows[0]["bid_iv"] == 0.621 and rows[0]["open_interest"] == 120.5
+    assert rows[1]["bid_price"] is None and rows[1]["ask_size"] == 4.0
+    assert store.count("quarantine") - 5 + market_rows(store) == rep.read
+
+
+def test_underlying_trades_csv(store):
+    load_fixture_instruments(store)
+    rep = ingest(store, "canonical", [str(FIX / "underlying_trades.csv")])
+    assert (rep.read, rep.ingested, rep.reasons) == (5, 3, {"unparsable": 1, "non-positive price": 1})
+    t = store.con.sql("SELECT side, trade_id, size FROM underlying_trades ORDER BY seq").fetchall()
+    assert t == [(1, "T1", 100.0), (-1, "9001", 0.5), (0, None, 2.0)]
+
+
+def test_parquet_funding_with_timestamp_type(store, tmp_path):
+    load_fixture_instruments(store)
+    ts = pa.array(np.array([T0, T0 + 60_000_000_000, T0 + 120_000_000_000], "datetime64[ns]"))
+    p = tmp_path / "funding_btc.parquet"
+    pq.write_table(pa.table({
+        "ts_exchange": ts, "ts_recv": ts,
+        "instrument": ["BTC-PERPETUAL", "BTC-PERPETUAL", "BTC-PERPETUAL"],
+        "funding_rate": [0.0001, float("nan"), 0.0002],
+        "interval_s": [28800.0, 28800.0, 28800.0],
+        "mark_price": [62000.0, 62001.0, None],
+    }), p, row_group_size=2)
+    rep = ingest(store, "canonical", [str(p)])
+    assert (rep.read, rep.ingested, rep.reasons) == (3, 2, {"missing": 1})
+    f = store.scan("funding").read_all()
+    assert_array_equal(f.column("ts_recv").to_numpy(), [T0, T0 + 120_000_000_000])
+    assert_allclose(f.column("funding_rate").to_numpy(), [0.0001, 0.0002], rtol=0)
+    assert f.column("index_price").null_count == 2  # optional column left out
+    q = store.con.sql("SELECT locator, raw FROM quarantine WHERE target = 'funding'").fetchall()
+    assert q[0][0] == "1" and "BTC-PERPETUAL" in q[0][1]
+
+
+def test_parquet_strings_are_parsed_like_csv(store, tmp_path):
+    load_fixture_instruments(store)
+    p = tmp_path / "underlying_quotes.parquet"
+    pq.write_table(pa.table({
+        "ts_exchange": [str(T0), "x"], "ts_recv": [str(T0), str(T0)],
+        "instrument": ["BTCUSDT", "BTCUSDT"], "bid_price": ["62000", "62000"],
+        "ask_price": ["62000.1", "62000.1"]}), p)
+    rep = ingest(store, "canonical", [str(p)])
+    assert (rep.read, rep.ingested, rep.reasons) == (2, 1, {"unparsable": 1})
+
+
+def test_table_from_file_name():
+    assert table_for(Path("option_quotes_2024.csv.gz")) == "option_quotes"
+    assert table_for(Path("/x/Underlying_Trades.part1.parquet")) == "underlying_trades"
+    with pytest.raises(IngestError, match="name must start with one of instruments"):
+        table_for(Path("quotes.csv"))
+
+
+def test_missing_and_unknown_columns_are_named(store, tmp_path):
+    p = tmp_path / "option_trades.csv"
+    p.write_text("ts_exchange,instrument,price,side\n1,a,2,1\n")
+    with pytest.raises(IngestError, match=r"lacks required column\(s\) \['ts_recv', 'size'\]"):
+        ingest(store, "canonical", [str(p)])
+    p2 = tmp_path / "option_trades_2.csv"
+    p2.write_text("ts_exchange,ts_recv,instrument,price,size,side,colour\n1,1,a,2,1,1,red\n")
+    with pytest.raises(IngestError, match=r"unknown column\(s\) \['colour'\]"):
+        ingest(store, "canonical", [str(p2)])
+    assert store.count("loads") == 0
+
+
+def test_synthetic_writer_round_trip(store, tmp_path):
+    paths = write_canonical_csv(tmp_path / "syn", rows=5_000, seed=3, batch_rows=1_500)
+    assert [p.name for p in paths] == ["instruments.csv", "option_quotes.csv"]
+    rep = ingest(store, "canonical", [str(p) for p in paths])
+    # 200 definition rows + 5000 quotes, all ingested
+    assert (rep.read, rep.ingested, rep.quarantined) == (5_200, 5_200, 0)
+    assert store.count("instruments") == 200 == rep.detail["instruments_defined"]
+    t = store.scan("option_quotes", cols=["ts_recv", "ts_exchange", "seq"]).read_all()
+    key = list(zip(t.column("ts_recv").to_pylist(), t.column("ts_exchange").to_pylist()))
+    assert key == sorted(key)
+    assert_array_equal(t.column("seq").to_numpy(), np.arange(5_000))
+    # Same seed, same bytes: the benchmark input is reproducible.
+    again = write_canonical_csv(tmp_path / "syn2", rows=5_000, seed=3, batch_rows=1_500)
+    assert again[1].read_bytes() == paths[1].read_bytes()
