@@ -1,0 +1,56 @@
+import math
+
+import pytest
+from numpy.testing import assert_allclose
+
+from replay.venue.fees import DERIBIT_FEES, FeeSchedule, VenueFees, apply_fees, fee, notional
+from replay.venue.orders import Fill, InstrumentSpec
+
+BTC_OPT = InstrumentSpec(1, "option", "inverse", 1.0, 0.0001, 60000.0, 0, True)
+BTC_PERP = InstrumentSpec(2, "perp", "inverse", 10.0, 0.5)
+USDT_PERP = InstrumentSpec(3, "perp", "linear", 0.001, 0.1)
+USDC_OPT = InstrumentSpec(4, "option", "linear", 0.01, 1.0, 60000.0, 0, False)
+
+
+def test_deribit_option_fee_per_contract_when_cap_does_not_bind() -> None:
+    # 5 contracts at 0.05 BTC: 0.0003*5 = 0.0015 < 12.5% * 0.05 * 5 = 0.03125
+    f = fee(DERIBIT_FEES.option, BTC_OPT, "taker", 5, 0.05)
+    assert_allclose(f, 0.0015, rtol=1e-12)
+
+
+def test_deribit_option_fee_cap_binds_for_cheap_options() -> None:
+    # 10 contracts at 0.001 BTC: 0.003 per-contract fee vs cap 0.125 * 0.001 * 10 = 0.00125
+    f = fee(DERIBIT_FEES.option, BTC_OPT, "maker", 10, 0.001)
+    assert_allclose(f, 0.00125, rtol=1e-12)
+    # break-even premium 0.0003 / 0.125 = 0.0024 BTC
+    assert_allclose(fee(DERIBIT_FEES.option, BTC_OPT, "taker", 1, 0.0024), 0.0003, rtol=1e-12)
+
+
+def test_inverse_perp_taker_bps_in_coin_and_zero_maker() -> None:
+    # 1000 contracts * 10 USD at 50000 = 0.2 BTC notional; 5 bps -> 0.0001 BTC
+    assert_allclose(fee(DERIBIT_FEES.perp, BTC_PERP, "taker", 1000, 50000.0), 1e-4, rtol=1e-12)
+    assert fee(DERIBIT_FEES.perp, BTC_PERP, "maker", 1000, 50000.0) == 0.0
+
+
+def test_linear_notionals_and_rebates() -> None:
+    sched = FeeSchedule(maker_bps=-1.0, taker_bps=4.0)
+    # 2000 * 0.001 BTC at 60000 = 120000 USD; 4 bps = 48 USD; -1 bp rebate = -12 USD
+    assert_allclose(fee(sched, USDT_PERP, "taker", 2000, 60000.0), 48.0, rtol=1e-12)
+    assert_allclose(fee(sched, USDT_PERP, "maker", 2000, 60000.0), -12.0, rtol=1e-12)
+    # linear option: bps on the underlying notional, cap on the USD premium
+    opt = FeeSchedule(taker_bps=3.0, premium_cap_fraction=0.125)
+    assert_allclose(notional(USDC_OPT, 100, 500.0, 60000.0), 60000.0, rtol=1e-12)
+    assert_allclose(fee(opt, USDC_OPT, "taker", 100, 500.0, 60000.0), 18.0, rtol=1e-12)
+    # cap: 0.125 * 100 contracts * 0.01 * 10 USD = 1.25 USD < 18 USD
+    assert_allclose(fee(opt, USDC_OPT, "taker", 100, 10.0, 60000.0), 1.25, rtol=1e-12)
+    with pytest.raises(ValueError):
+        fee(opt, USDC_OPT, "taker", 100, 10.0)
+
+
+def test_apply_fees_sets_each_fill_fee() -> None:
+    fills = (Fill(1, 1, 0, 1, 0.001, 10, "taker"), Fill(1, 1, 0, 1, 0.05, 5, "taker", level=1))
+    out = apply_fees(fills, DERIBIT_FEES, BTC_OPT)
+    assert_allclose([f.fee for f in out], [0.00125, 0.0015], rtol=1e-12)
+    with pytest.raises(ValueError):
+        VenueFees().for_instrument(InstrumentSpec(9, "index"))
+    assert math.isclose(fee(DERIBIT_FEES.option, BTC_OPT, "taker", 0, 0.05), 0.0)
