@@ -1,0 +1,169 @@
+"""Static-arbitrage checks on fitted smiles, all in total variance ``w(k)``, ``k = ln(K/F)``.
+
+* Butterfly (Durrleman 2005, thesis; Gatheral and Jacquier 2014, "Arbitrage-free SVI
+  volatility surfaces", Lemma 2.2): the density implied by a slice is non-negative iff::
+
+      g(k) = (1 - k w'/(2 w))^2 - (w'^2 / 4) (1/w + 1/4) + w''/2  >=  0
+
+  checked on a grid of ``k``; a violation is ``g < -BUTTERFLY_TOL``.
+* Calendar (Gatheral and Jacquier 2014, Lemma 2.1): ``w(k, T)`` non-decreasing in ``T`` at
+  fixed forward log-moneyness ``k`` (each expiry with its own forward); a violation is
+  ``w(k, T1) - w(k, T2) > CALENDAR_TOL`` for ``T1 < T2``.
+* Lee's moment formula (Lee 2004, "The moment formula for implied volatility at extreme
+  strikes"): the wing slopes ``lim w(k)/|k|`` are at most 2; a violation is a slope above
+  ``2 + LEE_TOL``.  Models that state their asymptotic slopes (SVI, eSSVI) are checked
+  exactly; otherwise the slope ``|w'|`` at the ends of the check grid is used.
+
+Repair: :func:`fit_svi_above` refits an SVI slice that crosses below the previous expiry
+under that expiry's total variance as a floor (the SVI fits are per slice, so this is where
+their calendar constraint lives; eSSVI imposes its own during calibration).
+
+The tolerances are absolute and chosen well above round-off but far below anything a price
+could show: ``BUTTERFLY_TOL = 1e-6`` (``g`` is dimensionless, of order 1 at the money),
+``CALENDAR_TOL = 1e-7`` in total variance (about 0.02 vol points on a one-day 50% slice),
+``LEE_TOL = 1e-9``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize
+
+from calibration.svi import LEE_SLOPE, SVIParams, svi_total_variance
+
+BUTTERFLY_TOL = 1e-6
+CALENDAR_TOL = 1e-7
+LEE_TOL = 1e-9
+LEE_MAX_SLOPE = 2.0
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One arbitrage violation: ``kind`` in {butterfly, calendar, lee}; ``value`` is ``g``
+    (butterfly), the variance drop ``w(T1) - w(T2)`` (calendar) or the slope (lee)."""
+
+    kind: str
+    expiry_t: float
+    k: float
+    value: float
+
+
+def durrleman_g(k: np.ndarray, w: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> np.ndarray:
+    """Durrleman's ``g(k)`` from ``w, w', w''`` (see the module docstring)."""
+    k = np.asarray(k, dtype=float)
+    w = np.maximum(np.asarray(w, dtype=float), 1e-300)
+    return (1.0 - k * w1 / (2.0 * w)) ** 2 - 0.25 * w1 * w1 * (1.0 / w + 0.25) + 0.5 * w2
+
+
+def butterfly_violations(t: float, k: np.ndarray, w: np.ndarray, w1: np.ndarray,
+                         w2: np.ndarray, tol: float = BUTTERFLY_TOL) -> list[Violation]:
+    """Grid points where ``g < -tol`` or ``w <= 0`` (a non-positive variance is never valid)."""
+    g = durrleman_g(k, w, w1, w2)
+    g = np.where(np.asarray(w) > 0, g, -np.inf)
+    bad = np.flatnonzero(~(g >= -tol))
+    return [Violation("butterfly", float(t), float(k[i]), float(g[i])) for i in bad]
+
+
+def calendar_violations(ts: Sequence[float], k: np.ndarray, W: np.ndarray,
+                        tol: float = CALENDAR_TOL, valid: np.ndarray | None = None
+                        ) -> list[Violation]:
+    """``W[i, j] = w(k_j, ts[i])`` with ``ts`` increasing; flags ``W[i] - W[i+1] > tol``.
+
+    ``valid[i, j]`` (optional) restricts the check to the grid points both slices cover.
+    """
+    out: list[Violation] = []
+    W = np.asarray(W, dtype=float)
+    for i in range(len(ts) - 1):
+        drop = W[i] - W[i + 1]
+        ok = np.ones_like(drop, dtype=bool) if valid is None else valid[i] & valid[i + 1]
+        for j in np.flatnonzero(ok & (drop > tol)):
+            out.append(Violation("calendar", float(ts[i + 1]), float(k[j]), float(drop[j])))
+    return out
+
+
+def lee_violations(t: float, slopes: tuple[float, float], tol: float = LEE_TOL
+                   ) -> list[Violation]:
+    """Wing slopes ``(left, right)`` of ``w`` against Lee's bound 2."""
+    out = []
+    for side, s in ((-1.0, slopes[0]), (1.0, slopes[1])):
+        if not s <= LEE_MAX_SLOPE + tol:
+            out.append(Violation("lee", float(t), side * np.inf, float(s)))
+    return out
+
+
+@dataclass(frozen=True)
+class SliceView:
+    """What the checks need from one fitted slice."""
+
+    t: float
+    k_lo: float  # the check domain in k
+    k_hi: float
+    derivs: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    wing_slopes: tuple[float, float] | None  # None: model has no closed-form asymptote
+
+
+def check_slices(slices: Sequence[SliceView], n_grid: int = 121) -> list[Violation]:
+    """Butterfly and Lee per slice, calendar between consecutive slices (by ``t``).
+
+    Each slice is checked on ``n_grid`` points of its own domain; the calendar check uses a
+    common grid over the union of the domains, restricted pairwise to where both slices are
+    defined.
+    """
+    sl = sorted(slices, key=lambda s: s.t)
+    out: list[Violation] = []
+    for s in sl:
+        k = np.linspace(s.k_lo, s.k_hi, n_grid)
+        w, w1, w2 = s.derivs(k)
+        out += butterfly_violations(s.t, k, w, w1, w2)
+        if s.wing_slopes is not None:
+            out += lee_violations(s.t, s.wing_slopes)
+        else:
+            out += lee_violations(s.t, (float(abs(min(w1[0], 0.0))), float(max(w1[-1], 0.0))))
+    if len(sl) > 1:
+        lo = min(s.k_lo for s in sl)
+        hi = max(s.k_hi for s in sl)
+        k = np.linspace(lo, hi, 2 * n_grid)
+        W = np.vstack([s.derivs(k)[0] for s in sl])
+        valid = np.vstack([(k >= s.k_lo) & (k <= s.k_hi) for s in sl])
+        out += calendar_violations([s.t for s in sl], k, W, valid=valid)
+    return out
+
+
+def fit_svi_above(k: np.ndarray, loss_fn, t: float, start: SVIParams, floor_k: np.ndarray,
+                  floor_w: np.ndarray, slope_max: float = LEE_SLOPE) -> SVIParams | None:
+    """Refit a slice under the calendar constraint ``w(floor_k) >= floor_w`` (the previous
+    expiry's total variance), for the rare slices whose quasi-explicit fit crosses it.
+
+    ``loss_fn(iv) -> float`` is the slice's loss of fitted vols at ``k``.  SLSQP over the raw
+    parameters with the same domain as the quasi-explicit fit (``b >= 0``, ``|rho| < 1``,
+    ``b (1 +- rho) <= slope_max``, ``a + b sigma sqrt(1 - rho^2) >= 0``) plus the floor rows;
+    ``None`` when it finds no feasible point.  Milliseconds; used only on crossing slices.
+    """
+    scale = float(np.mean(floor_w))
+
+    def w_at(x, kk):
+        return svi_total_variance(kk, SVIParams(*x))
+
+    def obj(x):
+        return loss_fn(np.sqrt(np.maximum(w_at(x, k), 1e-300) / t))
+
+    cons = [
+        {"type": "ineq", "fun": lambda x: (w_at(x, floor_k) - floor_w) / scale},
+        {"type": "ineq", "fun": lambda x: np.array([slope_max - x[1] * (1 + x[2]),
+                                                    slope_max - x[1] * (1 - x[2])])},
+        {"type": "ineq", "fun": lambda x: (x[0] + x[1] * x[4] * np.sqrt(max(1 - x[2] ** 2, 0.0)))
+         / scale},
+    ]
+    span = float(np.ptp(k)) or 1.0
+    bounds = [(None, None), (0.0, slope_max), (-0.999, 0.999),
+              (float(k.min()) - span, float(k.max()) + span), (1e-4, 10.0)]
+    res = minimize(obj, start.to_array(), method="SLSQP", bounds=bounds, constraints=cons,
+                   options={"maxiter": 60, "ftol": 1e-9})
+    x = res.x
+    feasible = (np.all(w_at(x, floor_k) >= floor_w * (1 - 1e-9))
+                and x[1] * (1 + abs(x[2])) <= slope_max * (1 + 1e-9))
+    return SVIParams.from_array(x) if feasible else None
+

@@ -1,0 +1,129 @@
+"""Calibration loss options: which quotes count, how much, and against what target.
+
+Every model minimises a weighted mean of squared implied-vol errors in vol points::
+
+    L = sum_i W_i * e_i^2 / sum_i W_i
+
+with one of three weightings ``W`` (``LossConfig.weighting``):
+
+* ``"vega"``: Black vega of the quote at its mid vol, normalised by the ATM vega (an error in
+  vol then costs what it costs in price);
+* ``"spread"``: ``1 / h_i^2`` with ``h_i`` the half bid/ask spread in vol points, floored at
+  ``min_half_spread`` so that one tight quote cannot dominate (the usual inverse-variance
+  weighting of a quote whose noise is its half spread);
+* ``"uniform"``.
+
+and, with ``band=True``, the bid/ask-aware error: ``e_i = d(fit_i, [bid_iv_i, ask_iv_i])``,
+zero inside the quoted band and linear outside (so ``e^2`` is quadratic outside), plus an
+optional small pull ``mid_weight * (fit_i - mid_i)^2`` that picks the middle of the band when
+the band alone leaves the fit undetermined.  Without ``band`` the error is ``fit_i - mid_i``.
+The band used by the loss is the quoted one trimmed by ``band_margin`` of the spread on each
+side: a dead-zone loss parks the fit on the band's edge, where the last digit decides whether
+the quote counts as inside; the margin keeps the fit strictly inside.
+
+Quotes whose bid sits at the minimum tick (the true value may be far below) and stale quotes
+are multiplied by ``min_tick_weight`` / ``stale_weight``; a weight of 0 drops them.  Only
+two-sided quotes (finite bid and ask IV) are used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibration.black import vega
+from calibration.quotes import QuoteSlice
+
+WEIGHTINGS = ("vega", "spread", "uniform")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    weighting: str = "spread"
+    band: bool = True
+    mid_weight: float = 0.05
+    min_tick_weight: float = 0.2
+    stale_weight: float = 0.0
+    min_half_spread: float = 0.25  # vol points
+    band_margin: float = 0.1  # fraction of the spread trimmed from each side of the band
+
+    def __post_init__(self) -> None:
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.mid_weight < 0 or self.min_tick_weight < 0 or self.stale_weight < 0:
+            raise ValueError("loss weights must be non-negative")
+        if self.min_half_spread <= 0:
+            raise ValueError("min_half_spread must be positive")
+        if not 0.0 <= self.band_margin < 0.5:
+            raise ValueError("band_margin must be in [0, 0.5)")
+
+
+@dataclass(frozen=True, eq=False)
+class FitData:
+    """The quotes of one slice that enter the fit, with their weights (summing to 1)."""
+
+    t: float
+    k: np.ndarray
+    mid: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    weight: np.ndarray
+    index: np.ndarray  # positions in the source QuoteSlice
+
+    @property
+    def n(self) -> int:
+        return int(self.k.size)
+
+
+def quote_weights(sl: QuoteSlice, cfg: LossConfig) -> np.ndarray:
+    """Raw (un-normalised) weight of every quote of the slice; 0 for quotes not used."""
+    usable = sl.two_sided.copy()
+    w = np.zeros(sl.k.size)
+    if not usable.any():
+        return w
+    if cfg.weighting == "spread":
+        h = np.maximum(50.0 * (sl.ask_iv - sl.bid_iv), cfg.min_half_spread)
+        raw = 1.0 / (h * h)
+    elif cfg.weighting == "vega":
+        v = vega(sl.forward, sl.strike, sl.t, sl.mid_iv, True)
+        atm = vega(sl.forward, sl.forward, sl.t, np.nanmedian(sl.mid_iv[usable]), True)
+        raw = np.asarray(v, dtype=float) / float(atm)
+    else:
+        raw = np.ones(sl.k.size)
+    raw = np.where(sl.min_tick, raw * cfg.min_tick_weight, raw)
+    raw = np.where(sl.stale, raw * cfg.stale_weight, raw)
+    w[usable] = np.nan_to_num(raw[usable], nan=0.0, posinf=0.0)
+    return w
+
+
+def fit_data(sl: QuoteSlice, cfg: LossConfig) -> FitData:
+    """The quotes of ``sl`` with positive weight, weights normalised to sum 1; ``bid``/``ask``
+    are the loss band (trimmed by ``band_margin``)."""
+    w = quote_weights(sl, cfg)
+    idx = np.flatnonzero(w > 0)
+    ws = w[idx]
+    tot = ws.sum()
+    bid, ask = sl.bid_iv[idx], sl.ask_iv[idx]
+    trim = cfg.band_margin * (ask - bid)
+    return FitData(sl.t, sl.k[idx], sl.mid_iv[idx], bid + trim, ask - trim,
+                   ws / tot if tot > 0 else ws, idx)
+
+
+def residuals(fit_iv: np.ndarray, d: FitData, cfg: LossConfig) -> np.ndarray:
+    """Residual vector (vol points) whose sum of squares is the loss ``L`` of the module
+    docstring; for least-squares solvers."""
+    f = 100.0 * np.asarray(fit_iv, dtype=float)
+    sw = np.sqrt(d.weight)
+    if not cfg.band:
+        return sw * (f - 100.0 * d.mid)
+    out = sw * (f - np.clip(f, 100.0 * d.bid, 100.0 * d.ask))
+    if cfg.mid_weight > 0:
+        out = np.concatenate([out, sw * np.sqrt(cfg.mid_weight) * (f - 100.0 * d.mid)])
+    return out
+
+
+def loss(fit_iv: np.ndarray, d: FitData, cfg: LossConfig) -> float:
+    """The loss ``L`` (vol points squared)."""
+    r = residuals(fit_iv, d, cfg)
+    return float(r @ r)

@@ -1,0 +1,179 @@
+"""Fit-quality metrics per fit, their aggregation, and the ``calibration_quotes`` rows.
+
+Per fit (all vol figures in vol points, 1 point = 0.01 of implied vol), over the quotes the
+fit used (two-sided, positive loss weight):
+
+* ``rmse_vol_pts``: ``sqrt(mean((fit_iv - mid_iv)^2))``;
+* ``inside_spread_pct``: share of those quotes with ``bid_iv <= fit_iv <= ask_iv``, in percent;
+* ``mark_abs_sum`` / ``mark_n``: ``sum |fit_iv - venue_mark_iv|`` and its count, over the
+  same quotes where the venue gives a mark (the aggregate is their ratio, so every quote of
+  the replay counts once: ``vs_venue_mark_iv_mae_vol_pts``);
+* ``param_jitter``: RMS change of the fitted smile between this fit and the previous one, in
+  vol points, over the quotes of this fit whose expiry both fits have (model-independent,
+  unlike raw parameter differences);
+* ``arb_violations`` of the surface as fitted, and ``fit_ms``.
+
+Out-of-sample (``oos_errors``): the current surface against the fresh two-sided mids of a
+later snapshot, before the next refit, at the fresh forward (sticky moneyness).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibration.quotes import QuoteSlice, QuoteSnapshot
+from calibration.surface import Surface
+
+
+@dataclass(frozen=True)
+class FitQuality:
+    n_quotes: int
+    rmse_vol_pts: float
+    inside_spread_pct: float
+    mark_abs_sum: float
+    mark_n: int
+    param_jitter: float | None
+    arb_violations: int
+    fit_ms: float
+
+    @property
+    def vs_venue_mark_iv_mae_vol_pts(self) -> float | None:
+        return self.mark_abs_sum / self.mark_n if self.mark_n else None
+
+
+@dataclass(frozen=True)
+class OOSError:
+    sq_sum: float  # sum of squared errors, vol points^2
+    n: int
+
+    @property
+    def rmse_vol_pts(self) -> float | None:
+        return float(np.sqrt(self.sq_sum / self.n)) if self.n else None
+
+
+def surface_iv_at(surface: Surface, sl: QuoteSlice, idx: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """The surface's IV at the slice's quotes, at the slice's own ``k`` and ``t``."""
+    k = sl.k if idx is None else sl.k[idx]
+    w = surface.total_variance(k, sl.t)
+    return np.sqrt(np.maximum(w, 0.0) / sl.t)
+
+
+def fit_quality(surface: Surface, snapshot: QuoteSnapshot, used: Sequence[np.ndarray],
+                fit_ms: float, previous: Surface | None = None) -> FitQuality:
+    """Quality of ``surface`` fitted to ``snapshot``; ``used[i]`` are the quote positions of
+    slice ``i`` that entered the fit."""
+    sq = 0.0
+    n = 0
+    inside = 0
+    mark_sum = 0.0
+    mark_n = 0
+    jit_sq = 0.0
+    jit_n = 0
+    prev_exp = set() if previous is None else {s.expiry_ns for s in previous.slices}
+    for sl, idx in zip(snapshot.slices, used):
+        if idx.size == 0:
+            continue
+        fit = surface_iv_at(surface, sl, idx)
+        mid = sl.mid_iv[idx]
+        sq += float(np.sum((100 * (fit - mid)) ** 2))
+        n += idx.size
+        inside += int(np.sum((fit >= sl.bid_iv[idx]) & (fit <= sl.ask_iv[idx])))
+        mk = sl.mark_iv[idx]
+        ok = np.isfinite(mk)
+        mark_sum += float(np.sum(np.abs(100 * (fit[ok] - mk[ok]))))
+        mark_n += int(ok.sum())
+        if sl.expiry_ns in prev_exp:
+            old = surface_iv_at(previous, sl, idx)
+            jit_sq += float(np.sum((100 * (fit - old)) ** 2))
+            jit_n += idx.size
+    return FitQuality(
+        n_quotes=n,
+        rmse_vol_pts=float(np.sqrt(sq / n)) if n else float("nan"),
+        inside_spread_pct=100.0 * inside / n if n else float("nan"),
+        mark_abs_sum=mark_sum, mark_n=mark_n,
+        param_jitter=float(np.sqrt(jit_sq / jit_n)) if jit_n else None,
+        arb_violations=len(surface.violations), fit_ms=float(fit_ms))
+
+
+def oos_errors(surface: Surface, snapshot: QuoteSnapshot) -> OOSError:
+    """Squared errors of ``surface`` against every fresh two-sided mid of ``snapshot``."""
+    sq = 0.0
+    n = 0
+    for sl in snapshot.slices:
+        idx = np.flatnonzero(sl.two_sided)
+        if idx.size == 0 or sl.t <= 0:
+            continue
+        e = 100 * (surface_iv_at(surface, sl, idx) - sl.mid_iv[idx])
+        e = e[np.isfinite(e)]
+        sq += float(np.sum(e * e))
+        n += e.size
+    return OOSError(sq, n)
+
+
+def outside_band_pct(surface: Surface, snapshot: QuoteSnapshot) -> float:
+    """Percent of fresh two-sided quotes whose surface IV lies outside ``[bid_iv, ask_iv]``
+    (the quality refit trigger)."""
+    out = 0
+    n = 0
+    for sl in snapshot.slices:
+        idx = np.flatnonzero(sl.two_sided)
+        if idx.size == 0:
+            continue
+        f = surface_iv_at(surface, sl, idx)
+        out += int(np.sum((f < sl.bid_iv[idx]) | (f > sl.ask_iv[idx])))
+        n += idx.size
+    return 100.0 * out / n if n else 0.0
+
+
+def aggregate(fits: Sequence[FitQuality], oos: Sequence[OOSError] = ()) -> dict:
+    """The ``calibration`` block of ``metrics.json`` (CONTRACT.md); ``None`` where a figure
+    does not apply.  RMSE, inside-spread and the mark MAE pool every quote of every fit;
+    ``param_jitter`` and ``fit_ms_median`` are medians over fits."""
+    n_q = sum(f.n_quotes for f in fits)
+    sq = sum(f.rmse_vol_pts ** 2 * f.n_quotes for f in fits if f.n_quotes)
+    ins = sum(f.inside_spread_pct * f.n_quotes / 100.0 for f in fits if f.n_quotes)
+    mk_n = sum(f.mark_n for f in fits)
+    mk = sum(f.mark_abs_sum for f in fits)
+    jit = [f.param_jitter for f in fits if f.param_jitter is not None]
+    o_n = sum(o.n for o in oos)
+    o_sq = sum(o.sq_sum for o in oos)
+    return {
+        "n_fits": len(fits),
+        "rmse_vol_pts": float(np.sqrt(sq / n_q)) if n_q else None,
+        "inside_spread_pct": 100.0 * ins / n_q if n_q else None,
+        "oos_rmse_vol_pts": float(np.sqrt(o_sq / o_n)) if o_n else None,
+        "param_jitter": float(np.median(jit)) if jit else None,
+        "arb_violations": int(sum(f.arb_violations for f in fits)),
+        "fit_ms_median": float(np.median([f.fit_ms for f in fits])) if fits else None,
+        "vs_venue_mark_iv_mae_vol_pts": mk / mk_n if mk_n else None,
+    }
+
+
+def calibration_quote_rows(surface: Surface, snapshot: QuoteSnapshot,
+                           used: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Columns of the journal's ``calibration_quotes`` table (CONTRACT.md) for one fit:
+    ``ts, instrument, expiry, strike, forward, bid_iv, ask_iv, mid_iv, fit_iv, venue_mark_iv``
+    (one row per quote used; IVs as fractions)."""
+    cols: dict[str, list] = {c: [] for c in ("ts", "instrument", "expiry", "strike", "forward",
+                                             "bid_iv", "ask_iv", "mid_iv", "fit_iv",
+                                             "venue_mark_iv")}
+    for sl, idx in zip(snapshot.slices, used):
+        if idx.size == 0:
+            continue
+        m = idx.size
+        cols["ts"].append(np.full(m, snapshot.ts_ns, dtype=np.int64))
+        cols["instrument"].append(np.array([sl.instrument[i] for i in idx], dtype=object)
+                                  if sl.instrument else np.full(m, "", dtype=object))
+        cols["expiry"].append(np.full(m, sl.expiry_ns, dtype=np.int64))
+        cols["strike"].append(sl.strike[idx])
+        cols["forward"].append(np.full(m, sl.forward))
+        cols["bid_iv"].append(sl.bid_iv[idx])
+        cols["ask_iv"].append(sl.ask_iv[idx])
+        cols["mid_iv"].append(sl.mid_iv[idx])
+        cols["fit_iv"].append(surface_iv_at(surface, sl, idx))
+        cols["venue_mark_iv"].append(sl.mark_iv[idx])
+    return {c: (np.concatenate(v) if v else np.array([])) for c, v in cols.items()}

@@ -1,0 +1,284 @@
+"""Option quotes as calibration input: per-expiry columnar slices of implied vols.
+
+A :class:`QuoteSnapshot` is what a calibration sees at one instant: for every expiry a
+:class:`QuoteSlice` holding strikes, forward log-moneyness ``k = ln(K/F)``, time to the
+08:00 UTC settlement, the forward, and the bid / ask / mid implied vols (fractions) computed
+from the venue's inverse premiums (``USD price = premium_coin * F``), next to the venue's own
+mark IV.
+
+Only the out-of-the-money side enters a smile (puts below the forward, calls at or above it),
+as desks do: in-the-money premiums are mostly intrinsic value and their IVs are noisy.
+
+Flags per quote:
+
+* ``one_sided``: bid or ask missing, or its IV undefined (price outside the no-arbitrage
+  bounds);
+* ``min_tick``: the bid is at the venue's minimum tick, so the option may be worth far less;
+* ``stale``: the quote has not been updated for longer than the caller's threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numba
+import numpy as np
+
+from calibration.forwards import ForwardEstimate, choose_forward, parity_forward, time_to_expiry
+from calibration.inverse import coin_to_usd
+from calibration.iv import implied_vol
+from replay.instruments import parse_deribit_name
+
+#: Deribit BTC option minimum tick, BTC
+DERIBIT_MIN_TICK = 0.0001
+#: Expiries closer than this (years; 6 hours) are left out of the fit: their smiles are
+#: dominated by the few hours of remaining gamma and their quotes by the tick size.
+MIN_T_YEARS = 6.0 / (365.0 * 24.0)
+MIN_QUOTES = 5
+_NO_PARITY = ForwardEstimate(float("nan"), 0, float("nan"), "insufficient")
+#: below this many inversions, implied vols are computed on the calling thread only
+_PARALLEL_MIN = 20_000
+
+
+@dataclass(frozen=True, eq=False)
+class QuoteSlice:
+    """The OTM quotes of one expiry; all arrays have one entry per strike, sorted by strike."""
+
+    expiry_ns: int
+    t: float
+    forward: float
+    strike: np.ndarray
+    k: np.ndarray
+    is_call: np.ndarray
+    bid_iv: np.ndarray  # NaN where there is no usable bid
+    ask_iv: np.ndarray
+    mid_iv: np.ndarray  # IV of the mid premium; NaN unless two-sided
+    mark_iv: np.ndarray  # venue mark IV (fraction); NaN when absent
+    min_tick: np.ndarray
+    stale: np.ndarray
+    instrument: tuple[str, ...] = ()
+    forward_source: str = "venue"  # venue | parity (calibration.forwards.choose_forward)
+    forward_disagreement_bps: float = float("nan")  # parity vs venue forward
+
+    @property
+    def one_sided(self) -> np.ndarray:
+        return ~self.two_sided
+
+    @property
+    def two_sided(self) -> np.ndarray:
+        return np.isfinite(self.bid_iv) & np.isfinite(self.ask_iv) & (self.ask_iv >= self.bid_iv)
+
+    @property
+    def n(self) -> int:
+        return int(self.strike.size)
+
+
+@dataclass(frozen=True, eq=False)
+class QuoteSnapshot:
+    ts_ns: int
+    slices: tuple[QuoteSlice, ...]  # increasing expiry
+
+    @property
+    def n_quotes(self) -> int:
+        return int(sum(s.n for s in self.slices))
+
+    @property
+    def n_two_sided(self) -> int:
+        return int(sum(int(s.two_sided.sum()) for s in self.slices))
+
+
+def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_call: np.ndarray,
+                   bid_coin: np.ndarray, ask_coin: np.ndarray, forward: np.ndarray, *,
+                   mark_iv: np.ndarray | None = None, stale: np.ndarray | None = None,
+                   instrument: Sequence[str] | None = None, min_tick: float = DERIBIT_MIN_TICK,
+                   min_t: float = MIN_T_YEARS, min_quotes: int = MIN_QUOTES,
+                   parity: bool = True) -> QuoteSnapshot:
+    """Group option quotes (inverse premiums in coin, NaN for a missing side) into OTM slices.
+
+    ``forward`` is per row (e.g. the venue's underlying price of the expiry, NaN if none); the
+    venue forward is its median over the expiry's rows (a few rows are stamped a tick apart).
+    The put-call parity forward is estimated too; ``calibration.forwards.choose_forward``
+    picks the venue's where it exists and records the disagreement; ``parity=False`` skips
+    the parity estimate where a venue forward exists (it is then only a diagnostic).
+    Expiries with ``t < min_t`` or fewer than ``min_quotes`` two-sided OTM quotes are dropped.
+    """
+    expiry_ns = np.asarray(expiry_ns, dtype=np.int64)
+    strike = np.asarray(strike, dtype=float)
+    is_call = np.asarray(is_call, dtype=bool)
+    bid = np.asarray(bid_coin, dtype=float)
+    ask = np.asarray(ask_coin, dtype=float)
+    fwd_row = np.asarray(forward, dtype=float)
+    n = strike.size
+    mark = np.full(n, np.nan) if mark_iv is None else np.asarray(mark_iv, dtype=float)
+    stl = np.zeros(n, dtype=bool) if stale is None else np.asarray(stale, dtype=bool)
+    names = None if instrument is None else np.asarray(instrument, dtype=object)
+
+    # pass 1: forward, time and OTM rows per expiry
+    groups = []
+    for e in np.unique(expiry_ns):
+        rows = np.flatnonzero(expiry_ns == e)
+        t = float(time_to_expiry(int(ts_ns), int(e)))
+        if not t >= min_t:
+            continue
+        fr = fwd_row[rows]
+        fr = fr[np.isfinite(fr) & (fr > 0)]
+        venue = float(np.median(fr)) if fr.size else None
+        est = _parity(strike[rows], is_call[rows], bid[rows], ask[rows]) \
+            if (parity or venue is None) else _NO_PARITY
+        f, src, bps = choose_forward(est, venue)
+        if not (f > 0 and np.isfinite(f)):
+            continue
+        otm = np.where(strike[rows] < f, ~is_call[rows], is_call[rows])
+        rows = rows[otm]
+        groups.append((int(e), t, f, src, bps, rows[np.argsort(strike[rows], kind="stable")]))
+    if not groups:
+        return QuoteSnapshot(int(ts_ns), ())
+    # pass 2: one implied_vol call for bid, ask and mid of every slice
+    rows = np.concatenate([g[5] for g in groups])
+    fw = np.concatenate([np.full(g[5].size, g[2]) for g in groups])
+    tt = np.concatenate([np.full(g[5].size, g[1]) for g in groups])
+    b_all, a_all = bid[rows], ask[rows]
+    b_ok_all = np.isfinite(b_all) & (b_all > 0)
+    a_ok_all = np.isfinite(a_all) & (a_all > 0)
+    px = np.concatenate([np.where(b_ok_all, b_all, np.nan), np.where(a_ok_all, a_all, np.nan),
+                         np.where(b_ok_all & a_ok_all, 0.5 * (b_all + a_all), np.nan)])
+    ivs = _implied_vols(coin_to_usd(px, np.tile(fw, 3)), np.tile(fw, 3), np.tile(strike[rows], 3),
+                        np.tile(tt, 3), np.tile(is_call[rows], 3)).reshape(3, rows.size)
+    slices = []
+    start = 0
+    for e, t, f, src, bps, r in groups:
+        sl = slice(start, start + r.size)
+        start += r.size
+        biv, aiv, miv = ivs[0, sl], ivs[1, sl], ivs[2, sl]
+        two = np.isfinite(biv) & np.isfinite(aiv) & (aiv >= biv)
+        if int(two.sum()) < min_quotes:
+            continue
+        K = strike[r]
+        b_ok = b_ok_all[sl]
+        slices.append(QuoteSlice(
+            expiry_ns=e, t=t, forward=f, strike=K, k=np.log(K / f), is_call=is_call[r],
+            bid_iv=biv, ask_iv=aiv, mid_iv=np.where(two, miv, np.nan), mark_iv=mark[r],
+            min_tick=b_ok & (bid[r] <= min_tick * (1 + 1e-9)), stale=stl[r],
+            instrument=tuple(names[r]) if names is not None else (),
+            forward_source=src, forward_disagreement_bps=float(bps)))
+    return QuoteSnapshot(int(ts_ns), tuple(slices))
+
+
+def _implied_vols(price, forward, strike, t, is_call) -> np.ndarray:
+    """``calibration.iv.implied_vol`` on one snapshot's few hundred quotes.
+
+    Run on the calling thread only: waking numba's worker threads for a few hundred inversions
+    costs more than the inversions (milliseconds on a loaded machine, measured by the
+    ``surface_refit`` bench), and a snapshot is far below the size where threads pay off.
+    """
+    if np.size(price) >= _PARALLEL_MIN:
+        return np.asarray(implied_vol(price, forward, strike, t, is_call), dtype=float)
+    n_threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        return np.asarray(implied_vol(price, forward, strike, t, is_call), dtype=float)
+    finally:
+        numba.set_num_threads(n_threads)
+
+
+def _parity(strike: np.ndarray, is_call: np.ndarray, bid: np.ndarray, ask: np.ndarray
+            ) -> ForwardEstimate:
+    """Put-call parity forward of one expiry from its coin premiums (NaN for missing sides)."""
+    ks = np.unique(strike)
+    cols = {}
+    for name, side, call in (("cb", bid, True), ("ca", ask, True), ("pb", bid, False),
+                             ("pa", ask, False)):
+        v = np.full(ks.size, np.nan)
+        sel = is_call == call
+        v[np.searchsorted(ks, strike[sel])] = side[sel]
+        cols[name] = v
+    return parity_forward(ks, cols["cb"], cols["ca"], cols["pb"], cols["pa"], inverse=True)
+
+
+# --------------------------------------------------------------------------- Deribit files
+
+def deribit_files(root: Path | str) -> list[Path]:
+    """The Deribit summary parquet files under ``root``, in file-name (= time) order."""
+    return sorted(Path(root).rglob("*.parquet"), key=lambda p: p.name)
+
+
+@dataclass(frozen=True, eq=False)
+class DeribitRows:
+    """The raw option rows of one Deribit ``harvest_time``: the inputs of
+    :func:`build_snapshot`."""
+
+    ts_ns: int
+    expiry_ns: np.ndarray
+    strike: np.ndarray
+    is_call: np.ndarray
+    bid: np.ndarray  # coin, NaN when absent
+    ask: np.ndarray
+    forward: np.ndarray  # the venue's underlying price of the expiry, USD
+    mark_iv: np.ndarray  # fraction
+    instrument: list[str]
+
+    def snapshot(self, min_t: float = MIN_T_YEARS, parity: bool = True) -> QuoteSnapshot:
+        return build_snapshot(self.ts_ns, self.expiry_ns, self.strike, self.is_call, self.bid,
+                              self.ask, self.forward, mark_iv=self.mark_iv,
+                              instrument=self.instrument, min_t=min_t, parity=parity)
+
+
+def deribit_rows(paths: Sequence[Path | str], underlying: str = "BTC") -> Iterator[DeribitRows]:
+    """Read Deribit book-summary parquet files with DuckDB; one :class:`DeribitRows` per
+    ``harvest_time`` that has at least one bid, in time order.
+
+    Columns used: ``harvest_time``, ``instrument_name`` (strike, expiry at 08:00 UTC and
+    call/put are parsed from it), ``best_bid_price`` / ``best_ask_price`` (coin premiums, NULL
+    or absent for a missing side), ``mark_iv`` (percent) and ``underlying_price`` (the venue's
+    forward for the expiry).  Snapshots with no bid at all (early files carry no book) are
+    skipped.
+    """
+    files = [str(p) for p in paths]
+    if not files:
+        return
+    con = duckdb.connect()
+    src = f"read_parquet({files!r}, union_by_name=true)"
+    have = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    col = {c: (c if c in have else "NULL") for c in
+           ("best_bid_price", "best_ask_price", "mark_iv", "underlying_price")}
+    q = (f"SELECT epoch_ns(harvest_time) AS ts, instrument_name AS name, "
+         f"CAST({col['best_bid_price']} AS DOUBLE) AS bid, "
+         f"CAST({col['best_ask_price']} AS DOUBLE) AS ask, "
+         f"CAST({col['mark_iv']} AS DOUBLE) / 100.0 AS mark_iv, "
+         f"CAST({col['underlying_price']} AS DOUBLE) AS fwd "
+         f"FROM {src} WHERE instrument_name LIKE ? ORDER BY ts, name")
+    tab = con.sql(q, params=[f"{underlying}-%"]).to_arrow_table()
+    con.close()
+    ts = tab.column("ts").to_numpy()
+    names = tab.column("name").to_pylist()
+    cols = {c: tab.column(c).to_numpy(zero_copy_only=False).astype(float)
+            for c in ("bid", "ask", "mark_iv", "fwd")}
+    parsed: dict[str, tuple[int, float, bool] | None] = {}
+    for nm in set(names):
+        p = parse_deribit_name(nm)
+        parsed[nm] = (p.expiry_ns, p.strike, p.is_call) if p and p.kind == "option" else None
+    ok = np.array([parsed[nm] is not None for nm in names], dtype=bool)
+    exp = np.array([parsed[nm][0] if parsed[nm] else 0 for nm in names], dtype=np.int64)
+    strike = np.array([parsed[nm][1] if parsed[nm] else np.nan for nm in names])
+    is_call = np.array([parsed[nm][2] if parsed[nm] else False for nm in names], dtype=bool)
+    bounds = np.flatnonzero(np.diff(ts)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, ts.size]):
+        sel = np.arange(lo, hi)[ok[lo:hi]]
+        if sel.size == 0 or not np.isfinite(cols["bid"][sel]).any():
+            continue
+        yield DeribitRows(int(ts[lo]), exp[sel], strike[sel], is_call[sel], cols["bid"][sel],
+                          cols["ask"][sel], cols["fwd"][sel], cols["mark_iv"][sel],
+                          [names[i] for i in sel])
+
+
+def deribit_snapshots(paths: Sequence[Path | str], underlying: str = "BTC", *,
+                      min_t: float = MIN_T_YEARS) -> Iterator[QuoteSnapshot]:
+    """Snapshots of the Deribit files (see :func:`deribit_rows`), in time order; snapshots
+    without any usable expiry yield nothing."""
+    for rows in deribit_rows(paths, underlying):
+        snap = rows.snapshot(min_t)
+        if snap.slices:
+            yield snap

@@ -1,0 +1,382 @@
+"""Calibration schemes: when to refit, how to refit, and what to publish.
+
+A :class:`CalibrationScheme` is a plain object whose whole state is explicit
+(:meth:`state_dict` / :meth:`load_state_dict`): the previous parameters per expiry (warm start
+and Tikhonov anchor), the last good surface (the fallback), the time of the last fit and the
+quote updates seen since.  The engine calls :meth:`should_refit` at its wake-ups and
+:meth:`refit` when it says so; :func:`replay_snapshots` does the same over recorded snapshots
+without an engine.
+
+Refit policy (``SchemeConfig``):
+
+1. fit every expiry, shortest first, with the configured model and loss, warm-started from
+   the previous parameters of that expiry when ``warm_start`` (cold otherwise), with Tikhonov
+   weight ``lam`` towards them.  eSSVI carries its calendar constraints itself; an SVI slice
+   that dips below the previous expiry's total variance (on the ``k`` range both cover) is
+   refitted under that floor (:func:`calibration.arbitrage.fit_svi_above`);
+2. a fit *fails* when it is not finite, its in-sample RMSE exceeds ``max_rmse_vol_pts``, or the
+   surface has arbitrage violations; on failure the failing expiries are refitted cold with
+   ``max(n_starts, 3)`` starts (multi-start);
+3. if the surface still fails, the scheme publishes the last good surface and journals why
+   (``fallback="last_good"``); with no good surface yet, or ``fallback="publish"``, it
+   publishes the new surface with its violations attached, never silently.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from calibration.arbitrage import CALENDAR_TOL, Violation, fit_svi_above
+from calibration.essvi import ESSVIParams, fit_essvi_slice
+from calibration.loss import FitData, LossConfig, fit_data, loss
+from calibration.quality import (
+    FitQuality,
+    OOSError,
+    aggregate,
+    fit_quality,
+    oos_errors,
+    outside_band_pct,
+)
+from calibration.quotes import MIN_QUOTES, QuoteSnapshot
+from calibration.sabr import SABRParams, fit_sabr
+from calibration.surface import MODELS, SmileSlice, Surface
+from calibration.svi import SVIParams, fit_svi
+
+_PARAMS = {"svi": SVIParams, "essvi": ESSVIParams, "sabr": SABRParams}
+FALLBACKS = ("last_good", "publish")
+
+
+@dataclass(frozen=True)
+class SchemeConfig:
+    """How and when a scheme refits.  Triggers: any of ``every_ns`` (market time since the
+    last fit), ``every_quotes`` (quote updates since the last fit) and ``quality_trigger_pct``
+    (more than this percent of fresh two-sided mids outside the current surface's bid/ask
+    band) fires a refit; with none set, every call refits."""
+
+    model: str = "svi"
+    loss: LossConfig = field(default_factory=LossConfig)
+    warm_start: bool = True
+    lam: float = 0.0
+    n_starts: int = 1
+    every_ns: int | None = None
+    every_quotes: int | None = None
+    quality_trigger_pct: float | None = None
+    fallback: str = "last_good"
+    max_rmse_vol_pts: float = 10.0
+    sabr_beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.fallback not in FALLBACKS:
+            raise ValueError(f"fallback must be one of {FALLBACKS}, got {self.fallback!r}")
+        if self.lam < 0 or self.n_starts < 1:
+            raise ValueError("lam must be >= 0 and n_starts >= 1")
+
+    @staticmethod
+    def from_dict(d: dict) -> SchemeConfig:
+        """From a plain mapping (e.g. a Hydra ``calibration`` group); ``loss`` may be a dict
+        and ``every`` (CONTRACT.md's ``calibration.every``) is parsed by :func:`parse_every`."""
+        d = dict(d)
+        if isinstance(d.get("loss"), dict):
+            d["loss"] = LossConfig(**d["loss"])
+        if d.get("every") is not None:
+            d.update(parse_every(d.pop("every")))
+        known = set(SchemeConfig.__dataclass_fields__)
+        return SchemeConfig(**{k: v for k, v in d.items() if k in known})
+
+
+_UNITS = {"ms": 10 ** 6, "s": 10 ** 9, "m": 60 * 10 ** 9, "min": 60 * 10 ** 9,
+          "h": 3600 * 10 ** 9}
+
+
+def parse_every(every: float | str) -> dict:
+    """``calibration.every`` to trigger fields: a number is seconds of market time;
+    ``"300s"``, ``"5m"``/``"5min"``, ``"1h"``, ``"250ms"`` likewise; ``"100q"`` is every 100
+    quote updates; ``"quality:5"`` refits when more than 5% of fresh mids leave the band;
+    ``"always"`` refits at every call."""
+    if isinstance(every, (int, float)) and not isinstance(every, bool):
+        return {"every_ns": round(float(every) * 1e9)}
+    e = str(every).strip().lower()
+    if e == "always":
+        return {}
+    if e.startswith("quality:"):
+        return {"quality_trigger_pct": float(e.split(":", 1)[1])}
+    if e.endswith("q"):
+        return {"every_quotes": int(e[:-1])}
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if e.endswith(unit):
+            return {"every_ns": round(float(e[: -len(unit)]) * _UNITS[unit])}
+    raise ValueError(f"cannot parse calibration.every={every!r}")
+
+
+def calendar_floor(before: SmileSlice, after: SmileSlice, n: int = 61,
+                   margin: float = 1e-3) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(k, w)`` floor for ``after`` where it dips below ``before`` (calendar arbitrage) on
+    the ``k`` range both cover; ``None`` when it does not.  The floor is ``before``'s total
+    variance lifted by ``margin`` (relative; 0.05% in vol) so that the soft floor of the refit
+    lands on the right side of the check's tolerance."""
+    lo, hi = max(before.k_lo, after.k_lo), min(before.k_hi, after.k_hi)
+    if not hi > lo:
+        return None
+    k = np.linspace(lo, hi, n)
+    wb = before.total_variance(k)
+    if np.max(wb - after.total_variance(k)) <= CALENDAR_TOL:
+        return None
+    return k, wb * (1.0 + margin)
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    ts_ns: int
+    surface: Surface | None  # what is published (the new surface or the last good one)
+    fitted: Surface | None  # what this refit produced
+    params: dict  # expiry_ns -> parameter tuple of the fitted slices
+    fit_ms: float
+    quality: FitQuality | None
+    violations: tuple[Violation, ...]
+    fell_back: bool
+    reason: str  # "" when the new surface is published cleanly
+    used: tuple[np.ndarray, ...]  # per snapshot slice, quote positions used in the fit
+
+
+class CalibrationScheme:
+    def __init__(self, config: SchemeConfig) -> None:
+        self.config = config
+        self.prev_params: dict[int, tuple] = {}
+        self.last_good: Surface | None = None
+        self.last_fitted: Surface | None = None
+        self.last_fit_ns: int | None = None
+        self.quotes_since_fit = 0
+
+    # ------------------------------------------------------------------ when
+    def note_quotes(self, n_updates: int) -> None:
+        self.quotes_since_fit += int(n_updates)
+
+    def should_refit(self, snapshot: QuoteSnapshot) -> bool:
+        c = self.config
+        current = self.last_good or self.last_fitted
+        if current is None or self.last_fit_ns is None:
+            return True
+        if c.every_ns is None and c.every_quotes is None and c.quality_trigger_pct is None:
+            return True
+        if c.every_ns is not None and snapshot.ts_ns - self.last_fit_ns >= c.every_ns:
+            return True
+        if c.every_quotes is not None and self.quotes_since_fit >= c.every_quotes:
+            return True
+        if c.quality_trigger_pct is not None:
+            return outside_band_pct(current, snapshot) > c.quality_trigger_pct
+        return False
+
+    # ------------------------------------------------------------------ how
+    def _fit_slice(self, d: FitData, fwd: float, prev_slice, prev, warm: bool, n_starts: int):
+        """One expiry: ``prev`` (its last parameters) is the start when ``warm`` and the
+        Tikhonov anchor whenever ``lam > 0``."""
+        c = self.config
+        lam = c.lam if prev is not None else 0.0
+        if c.model == "svi":
+            p = None if prev is None else SVIParams(*prev)
+            f = fit_svi(d.k, d.mid, d.t, d.weight, d.bid, d.ask, prev=p, lam=lam, warm=warm,
+                        band=c.loss.band, mid_weight=c.loss.mid_weight, n_starts=n_starts)
+        elif c.model == "essvi":
+            p = None if prev is None else ESSVIParams(*prev)
+            f = fit_essvi_slice(d, c.loss, prev_slice, p if warm else None, lam, n_starts,
+                                anchor=p)
+        else:
+            p = None if prev is None else SABRParams(*prev)
+            f = fit_sabr(d, fwd, c.loss, c.sabr_beta, p if warm else None, lam, n_starts,
+                         anchor=p)
+        return f.params
+
+    def _fit_all(self, snapshot: QuoteSnapshot, data: list[FitData | None], cold: set[int]
+                 ) -> list[SmileSlice]:
+        c = self.config
+        out: list[SmileSlice] = []
+        prev_slice = None
+        for i, (sl, d) in enumerate(zip(snapshot.slices, data)):
+            if d is None:
+                continue
+            prev = self.prev_params.get(sl.expiry_ns)
+            warm = c.warm_start and i not in cold and prev is not None
+            n_starts = c.n_starts if i not in cold else max(c.n_starts, 3)
+            p = self._fit_slice(d, sl.forward, prev_slice, prev, warm, n_starts)
+            sm = SmileSlice(c.model, p, sl.expiry_ns, sl.t, sl.forward, float(d.k.min()),
+                            float(d.k.max()))
+            floor = calendar_floor(out[-1], sm) if (c.model == "svi" and out) else None
+            if floor is not None:
+                # SVI slices are independent: refit this one above the previous expiry
+                above = fit_svi_above(d.k, lambda iv, d=d: loss(iv, d, c.loss), d.t, p, *floor)
+                if above is not None:
+                    p = above
+                    sm = replace(sm, params=p)
+            prev_slice = p if c.model == "essvi" else None
+            out.append(sm)
+        return out
+
+    def refit(self, snapshot: QuoteSnapshot) -> FitResult:
+        c = self.config
+        t0 = time.perf_counter_ns()
+        data: list[FitData | None] = []
+        for sl in snapshot.slices:
+            d = fit_data(sl, c.loss)
+            data.append(d if d.n >= MIN_QUOTES else None)
+        used = tuple(d.index if d is not None else np.zeros(0, dtype=np.int64) for d in data)
+        if not any(d is not None for d in data):
+            return self._publish(snapshot, None, used, t0, "no slice with enough quotes")
+        slices = self._fit_all(snapshot, data, cold=set())
+        surf = Surface(slices, snapshot.ts_ns)
+        q = fit_quality(surf, snapshot, used, 0.0, self.last_fitted)
+        if not self._ok(surf, q):
+            bad = self._failing(snapshot, surf, q)
+            slices = self._fit_all(snapshot, data, cold=bad)
+            retry = Surface(slices, snapshot.ts_ns)
+            rq = fit_quality(retry, snapshot, used, 0.0, self.last_fitted)
+            if self._score(retry, rq) < self._score(surf, q):
+                surf, q = retry, rq
+        return self._publish(snapshot, surf, used, t0, "", q)
+
+    def _ok(self, surf: Surface, q: FitQuality) -> bool:
+        return surf.arbitrage_free and np.isfinite(q.rmse_vol_pts) \
+            and q.rmse_vol_pts <= self.config.max_rmse_vol_pts
+
+    @staticmethod
+    def _score(surf: Surface, q: FitQuality) -> tuple:
+        return (len(surf.violations), q.rmse_vol_pts if np.isfinite(q.rmse_vol_pts) else np.inf)
+
+    def _failing(self, snapshot: QuoteSnapshot, surf: Surface, q: FitQuality) -> set[int]:
+        """Positions (in the snapshot) of the slices to refit cold: those with violations
+        (a calendar violation blames the later slice), or all when the RMSE is too high."""
+        if not (np.isfinite(q.rmse_vol_pts) and q.rmse_vol_pts <= self.config.max_rmse_vol_pts):
+            return set(range(len(snapshot.slices)))
+        ts = {round(v.expiry_t, 12) for v in surf.violations}
+        return {i for i, sl in enumerate(snapshot.slices) if round(sl.t, 12) in ts}
+
+    def _publish(self, snapshot: QuoteSnapshot, surf: Surface | None,
+                 used: tuple[np.ndarray, ...], t0: int, reason: str,
+                 q: FitQuality | None = None) -> FitResult:
+        c = self.config
+        fit_ms = (time.perf_counter_ns() - t0) / 1e6
+        self.last_fit_ns = snapshot.ts_ns
+        self.quotes_since_fit = 0
+        if surf is None:
+            return FitResult(snapshot.ts_ns, self.last_good, None, {}, fit_ms, None, (),
+                             self.last_good is not None, reason, used)
+        q = replace(q, fit_ms=fit_ms)
+        params = {s.expiry_ns: tuple(asdict(s.params).values()) for s in surf.slices}
+        published, fell_back = surf, False
+        if not self._ok(surf, q):
+            why = (f"{len(surf.violations)} arbitrage violation(s)" if surf.violations
+                   else f"in-sample rmse {q.rmse_vol_pts:.3g} vol pts")
+            if c.fallback == "last_good" and self.last_good is not None:
+                published, fell_back, reason = self.last_good, True, why + "; kept last good"
+            else:
+                reason = why + "; published with its violations"
+        else:
+            self.last_good = surf
+        self.prev_params.update(params)
+        self.last_fitted = surf
+        return FitResult(snapshot.ts_ns, published, surf, params, fit_ms, q, surf.violations,
+                         fell_back, reason, used)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        """Plain, picklable/JSON-able state: enough to resume exactly."""
+        def surf_state(s: Surface | None):
+            if s is None:
+                return None
+            return {"ts_ns": s.ts_ns, "slices": [
+                {"model": x.model, "params": list(asdict(x.params).values()),
+                 "expiry_ns": x.expiry_ns, "t": x.t, "forward": x.forward,
+                 "k_lo": x.k_lo, "k_hi": x.k_hi} for x in s.slices]}
+        return {"config": asdict(self.config),
+                "prev_params": {int(k): list(v) for k, v in self.prev_params.items()},
+                "last_good": surf_state(self.last_good),
+                "last_fitted": surf_state(self.last_fitted),
+                "last_fit_ns": self.last_fit_ns, "quotes_since_fit": self.quotes_since_fit}
+
+    def load_state_dict(self, state: dict) -> None:
+        def surf(st):
+            if st is None:
+                return None
+            return Surface([SmileSlice(x["model"], _PARAMS[x["model"]](*x["params"]),
+                                       int(x["expiry_ns"]), float(x["t"]), float(x["forward"]),
+                                       float(x["k_lo"]), float(x["k_hi"]))
+                            for x in st["slices"]], int(st["ts_ns"]))
+        self.config = SchemeConfig.from_dict(state["config"])
+        self.prev_params = {int(k): tuple(v) for k, v in state["prev_params"].items()}
+        self.last_good = surf(state["last_good"])
+        self.last_fitted = surf(state["last_fitted"])
+        self.last_fit_ns = state["last_fit_ns"]
+        self.quotes_since_fit = int(state["quotes_since_fit"])
+
+
+def replay_snapshots(snapshots: Iterable[QuoteSnapshot], config: SchemeConfig
+                     ) -> tuple[dict, list[FitResult]]:
+    """Calibration-only replay: walk the snapshots in time order, score the published surface
+    out of sample on each fresh snapshot before deciding to refit, refit when the scheme's
+    trigger fires.  Returns the aggregated metrics (CONTRACT.md ``calibration`` keys plus
+    ``fallbacks``) and the fit results."""
+    scheme = CalibrationScheme(config)
+    results: list[FitResult] = []
+    oos: list[OOSError] = []
+    current: Surface | None = None
+    for snap in snapshots:
+        if current is not None:
+            oos.append(oos_errors(current, snap))
+        scheme.note_quotes(snap.n_quotes)
+        if scheme.should_refit(snap):
+            r = scheme.refit(snap)
+            results.append(r)
+            current = r.surface
+    qs = [r.quality for r in results if r.quality is not None]
+    # violations count what was published: a fallback publishes the clean last good surface
+    qs = [replace(q, arb_violations=len(r.surface.violations) if r.surface else 0)
+          for q, r in zip(qs, [r for r in results if r.quality is not None])]
+    metrics = aggregate(qs, oos)
+    metrics["fallbacks"] = sum(r.fell_back for r in results)
+    metrics["fitted_with_violations"] = sum(bool(r.violations) for r in results)
+    return metrics, results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Calibration-only replay of recorded Deribit snapshots; prints the metrics as JSON.
+
+    ``python -m calibration.scheme --data ../shared/data/deribit/BTC --model svi [--cold]
+    [--lam 1.0] [--n-starts 1] [--every-s 0] [--quality-trigger-pct X]``
+    """
+    import argparse
+    import json
+    from pathlib import Path
+
+    from calibration.quotes import deribit_files, deribit_snapshots
+
+    ap = argparse.ArgumentParser(prog="python -m calibration.scheme", description=main.__doc__)
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1] / ".." / "shared"
+                                          / "data" / "deribit" / "BTC"))
+    ap.add_argument("--model", choices=MODELS, default="svi")
+    ap.add_argument("--cold", action="store_true", help="no warm start")
+    ap.add_argument("--lam", type=float, default=0.0, help="Tikhonov weight")
+    ap.add_argument("--n-starts", type=int, default=1)
+    ap.add_argument("--every-s", type=float, default=None, help="refit every N s market time")
+    ap.add_argument("--quality-trigger-pct", type=float, default=None)
+    ap.add_argument("--weighting", default="spread", choices=("spread", "vega", "uniform"))
+    ap.add_argument("--no-band", action="store_true", help="plain mid loss")
+    a = ap.parse_args(argv)
+    files = deribit_files(a.data)
+    if not files:
+        ap.error(f"no parquet files under {a.data}")
+    cfg = SchemeConfig(model=a.model, warm_start=not a.cold, lam=a.lam, n_starts=a.n_starts,
+                       every_ns=None if a.every_s is None else int(a.every_s * 1e9),
+                       quality_trigger_pct=a.quality_trigger_pct,
+                       loss=LossConfig(weighting=a.weighting, band=not a.no_band))
+    metrics, _ = replay_snapshots(deribit_snapshots(files), cfg)
+    print(json.dumps({"config": asdict(cfg), "calibration": metrics}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

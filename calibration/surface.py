@@ -1,0 +1,175 @@
+"""The fitted volatility surface: slices of any model, interpolation in time, prices, greeks.
+
+Interpolation in maturity is linear in total variance at fixed forward log-moneyness
+``k = ln(K / F(t))`` (Gatheral 2006, *The Volatility Surface*, ch. 3; Gatheral and Jacquier
+2014, Section 5)::
+
+    w(k, t) = w_i(k) + (w_{i+1}(k) - w_i(k)) (t - t_i) / (t_{i+1} - t_i),   t_i <= t <= t_{i+1}
+
+which keeps ``w`` non-decreasing in ``t`` whenever the slices are calendar-free.  Before the
+first slice ``w(k, t) = w_1(k) t / t_1`` and after the last ``w(k, t) = w_n(k) t / t_n``
+(constant implied vol at fixed ``k``).  The forward is interpolated log-linearly in ``t``
+between slice forwards (a constant carry rate between expiries) and held flat outside.
+
+Prices are undiscounted Black-76 (``calibration.black``), in USD and, for inverse options,
+in coin (``USD / F``); greeks are taken at the surface vol of the strike (sticky strike).
+
+A surface always carries the arbitrage violations found on its slices
+(:func:`calibration.arbitrage.check_slices`); :attr:`Surface.arbitrage_free` says whether
+there are none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibration.arbitrage import SliceView, Violation, check_slices
+from calibration.black import black_price, greeks
+from calibration.essvi import ESSVIParams, essvi_derivatives, essvi_wing_slopes
+from calibration.forwards import time_to_expiry
+from calibration.sabr import SABRParams, sabr_derivatives
+from calibration.svi import SVIParams, svi_derivatives
+
+MODELS = ("svi", "essvi", "sabr")
+
+
+@dataclass(frozen=True)
+class SmileSlice:
+    """One fitted expiry: the model, its parameters, and the ``k`` domain its quotes covered."""
+
+    model: str
+    params: SVIParams | ESSVIParams | SABRParams
+    expiry_ns: int
+    t: float
+    forward: float
+    k_lo: float
+    k_hi: float
+
+    def derivatives(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.model == "svi":
+            return svi_derivatives(k, self.params)
+        if self.model == "essvi":
+            return essvi_derivatives(k, self.params)
+        if self.model == "sabr":
+            return sabr_derivatives(k, self.forward, self.t, self.params)
+        raise ValueError(f"unknown model {self.model!r}")
+
+    def total_variance(self, k: np.ndarray) -> np.ndarray:
+        return self.derivatives(np.asarray(k, dtype=float))[0]
+
+    def iv(self, k: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.maximum(self.total_variance(k), 0.0) / self.t)
+
+    def wing_slopes(self) -> tuple[float, float] | None:
+        if self.model == "svi":
+            p = self.params
+            return p.b * (1.0 - p.rho), p.b * (1.0 + p.rho)
+        if self.model == "essvi":
+            return essvi_wing_slopes(self.params)
+        return None  # SABR's expansion has no finite asymptote: checked on the grid
+
+    def view(self) -> SliceView:
+        return SliceView(self.t, self.k_lo, self.k_hi, self.derivatives, self.wing_slopes())
+
+
+class Surface:
+    """An immutable set of fitted slices at time ``ts_ns`` with their arbitrage violations."""
+
+    def __init__(self, slices: Sequence[SmileSlice], ts_ns: int = 0,
+                 violations: Sequence[Violation] | None = None) -> None:
+        if not slices:
+            raise ValueError("a surface needs at least one slice")
+        self.slices: tuple[SmileSlice, ...] = tuple(sorted(slices, key=lambda s: s.t))
+        self.ts_ns = int(ts_ns)
+        self.ts = np.array([s.t for s in self.slices])
+        self.forwards = np.array([s.forward for s in self.slices])
+        self.violations: tuple[Violation, ...] = tuple(
+            check_slices([s.view() for s in self.slices]) if violations is None else violations)
+
+    @property
+    def arbitrage_free(self) -> bool:
+        return not self.violations
+
+    def t_of(self, expiry_ns: int | np.ndarray) -> np.ndarray:
+        """Years from the surface time to the given expiries (08:00 UTC settlements)."""
+        return np.asarray(time_to_expiry(self.ts_ns, expiry_ns), dtype=float)
+
+    def forward(self, t: float | np.ndarray) -> np.ndarray:
+        """``F(t)``: log-linear in ``t`` between slice forwards, flat outside."""
+        return np.exp(np.interp(t, self.ts, np.log(self.forwards)))
+
+    def total_variance(self, k: np.ndarray, t: float | np.ndarray) -> np.ndarray:
+        """``w(k, t)`` by the interpolation of the module docstring (``k``, ``t`` broadcast)."""
+        if np.ndim(t) == 0:
+            return self._total_variance_at(np.asarray(k, dtype=float), float(t))
+        k, t = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(t, dtype=float))
+        shape = k.shape
+        k = k.ravel()
+        t = t.ravel()
+        W = np.vstack([s.total_variance(k) for s in self.slices])
+        n = len(self.slices)
+        i = np.searchsorted(self.ts, t, side="right")  # slices strictly before t: ts[:i] <= t
+        out = np.empty(k.size)
+        cols = np.arange(k.size)
+        before = i == 0
+        after = i >= n
+        mid = ~before & ~after
+        out[before] = W[0, before] * t[before] / self.ts[0]
+        out[after] = W[n - 1, after] * t[after] / self.ts[-1]
+        if mid.any():
+            lo = i[mid] - 1
+            t0 = self.ts[lo]
+            t1 = self.ts[lo + 1]
+            w0 = W[lo, cols[mid]]
+            w1 = W[lo + 1, cols[mid]]
+            out[mid] = w0 + (w1 - w0) * (t[mid] - t0) / (t1 - t0)
+        return out.reshape(shape)
+
+    def _total_variance_at(self, k: np.ndarray, t: float) -> np.ndarray:
+        """Same as :meth:`total_variance` for one ``t``: only the bracketing slices are
+        evaluated (the fast path for a quote slice or a single expiry)."""
+        n = len(self.slices)
+        i = int(np.searchsorted(self.ts, t, side="right"))
+        if i == 0:
+            return self.slices[0].total_variance(k) * (t / self.ts[0])
+        if i >= n:
+            return self.slices[-1].total_variance(k) * (t / self.ts[-1])
+        t0, t1 = self.ts[i - 1], self.ts[i]
+        w0 = self.slices[i - 1].total_variance(k)
+        if t == t0:
+            return w0
+        return w0 + (self.slices[i].total_variance(k) - w0) * ((t - t0) / (t1 - t0))
+
+    def iv(self, strike: np.ndarray, t: float | np.ndarray) -> np.ndarray:
+        """Implied vol (fraction) at ``strike`` and year fraction ``t``."""
+        strike, t = np.broadcast_arrays(np.asarray(strike, dtype=float), np.asarray(t, dtype=float))
+        k = np.log(strike / self.forward(t))
+        return np.sqrt(np.maximum(self.total_variance(k, t), 0.0) / np.maximum(t, 1e-300))
+
+    def price(self, strike: np.ndarray, t: float | np.ndarray, is_call: np.ndarray
+              ) -> np.ndarray:
+        """Undiscounted Black-76 price in USD at the surface vol."""
+        return black_price(self.forward(t), strike, t, self.iv(strike, t), is_call)
+
+    def price_coin(self, strike: np.ndarray, t: float | np.ndarray, is_call: np.ndarray
+                   ) -> np.ndarray:
+        """Inverse-option premium in coin: USD price / F(t)."""
+        return self.price(strike, t, is_call) / self.forward(t)
+
+    def greeks(self, strike: np.ndarray, t: float | np.ndarray, is_call: np.ndarray
+               ) -> dict[str, np.ndarray]:
+        """Black-76 greeks (``calibration.black.greeks``) at the surface vol, sticky strike."""
+        return greeks(self.forward(t), strike, t, self.iv(strike, t), is_call)
+
+    def iv_expiry(self, strike: np.ndarray, expiry_ns: int | np.ndarray) -> np.ndarray:
+        """Implied vol of an instrument given by strike and expiry timestamp."""
+        return self.iv(strike, self.t_of(expiry_ns))
+
+    def slice_for(self, expiry_ns: int) -> SmileSlice | None:
+        for s in self.slices:
+            if s.expiry_ns == expiry_ns:
+                return s
+        return None

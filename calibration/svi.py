@@ -1,0 +1,468 @@
+"""Raw SVI smile per expiry, calibrated by the quasi-explicit method.
+
+Model (Gatheral 2004, "A parsimonious arbitrage-free implied volatility parametrization with
+application to the valuation of volatility derivatives", Global Derivatives)::
+
+    w(k) = a + b * (rho * (k - m) + sqrt((k - m)^2 + sigma^2))
+
+with ``w`` the total implied variance ``iv^2 * t`` and ``k = ln(K / F)``.
+
+Calibration (Zeliade Systems 2009, "Quasi-explicit calibration of Gatheral's SVI model"):
+with ``y = (k - m) / sigma`` the model is linear in ``(a, d, c) = (a, rho*b*sigma, b*sigma)``::
+
+    w = a + d * y + c * sqrt(y^2 + 1)
+
+so for fixed ``(m, sigma)`` the best ``(a, d, c)`` is a weighted linear least-squares problem
+over a polytope, solved exactly here by enumerating the faces of the polytope (each face is an
+equality-constrained 3x3-or-smaller normal-equation solve; for a convex quadratic the best
+feasible face minimum is the global minimum).  The outer problem over ``(m, log sigma)`` is a
+2-D Nelder-Mead with a fixed iteration budget, warm-started from the previous parameters.
+
+Constraints on ``(a, d, c)`` (Zeliade's domain, with two changes: the wing slope bound is
+Lee's, and ``a`` may be negative as long as the variance stays positive):
+
+* ``a <= max(w_target)``;
+* ``|d| <= c`` (that is ``|rho| <= 1``, ``b >= 0``);
+* ``c + |d| <= slope_max * sigma`` (``b (1 + |rho|) <= slope_max``; Lee 2004 requires the wing
+  slopes of ``w`` to be at most 2, the default);
+* ``a + c - |d| >= 0``, a linear sufficient condition for ``min_k w = a + sqrt(c^2 - d^2) >= 0``
+  (Zeliade's ``a >= 0`` is too strict for crypto smiles, whose fits want ``a < 0``).
+
+Loss: residuals are measured in implied-vol points (``dw = 2 iv t d(iv)``), weighted by the
+caller's weights.  In band mode the target of each quote is the nearest point of its
+``[bid, ask]`` total-variance band (alternating projection, a fixed number of rounds, with an
+optional pull ``mid_weight`` towards the mid).  Tikhonov regularisation adds
+``lam * |theta - theta_prev|^2`` in normalised units: ``(a, d, c)`` divided by the ATM total
+variance, ``(m, sigma)`` divided by its square root.
+
+SVI slices are independent, so nothing here prevents two expiries from crossing; the rare
+slice that does is refitted by :func:`calibration.arbitrage.fit_svi_above` under the previous
+expiry's total variance as a floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+LEE_SLOPE = 2.0
+N_BAND_ROUNDS = 4
+
+
+@dataclass(frozen=True)
+class SVIParams:
+    """Raw SVI parameters of one slice (total-variance convention)."""
+
+    a: float
+    b: float
+    rho: float
+    m: float
+    sigma: float
+
+    def to_array(self) -> np.ndarray:
+        return np.array([self.a, self.b, self.rho, self.m, self.sigma])
+
+    @staticmethod
+    def from_array(x: np.ndarray) -> SVIParams:
+        return SVIParams(*(float(v) for v in x[:5]))
+
+
+def svi_total_variance(k: np.ndarray, p: SVIParams) -> np.ndarray:
+    """``w(k) = a + b (rho (k - m) + sqrt((k - m)^2 + sigma^2))`` (Gatheral 2004)."""
+    x = np.asarray(k, dtype=float) - p.m
+    return p.a + p.b * (p.rho * x + np.sqrt(x * x + p.sigma ** 2))
+
+
+def svi_derivatives(k: np.ndarray, p: SVIParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(w, w', w'')`` of raw SVI in ``k``: ``w' = b (rho + x/r)``, ``w'' = b sigma^2 / r^3``
+    with ``x = k - m`` and ``r = sqrt(x^2 + sigma^2)``."""
+    x = np.asarray(k, dtype=float) - p.m
+    r = np.sqrt(x * x + p.sigma ** 2)
+    w = p.a + p.b * (p.rho * x + r)
+    return w, p.b * (p.rho + x / r), p.b * p.sigma ** 2 / r ** 3
+
+
+@dataclass(frozen=True)
+class SVIFit:
+    params: SVIParams
+    loss: float  # weighted mean squared error in vol points^2 (plus penalty)
+    n_eval: int
+
+
+# --------------------------------------------------------------------------- inner problem
+
+@njit(cache=True)
+def _solve_small(A: np.ndarray, r: np.ndarray, n: int) -> tuple[np.ndarray, bool]:
+    """Solve the leading n x n system (n <= 6) by Gaussian elimination with partial
+    pivoting; ``ok`` is False when it is numerically singular."""
+    M = np.empty((6, 7))
+    scale = 0.0
+    for i in range(n):
+        for j in range(n):
+            M[i, j] = A[i, j]
+            scale = max(scale, abs(A[i, j]))
+        M[i, 6] = r[i]
+    x = np.zeros(6)
+    eps = 1e-17 * max(scale, 1e-300)
+    for col in range(n):
+        piv = col
+        for i in range(col + 1, n):
+            if abs(M[i, col]) > abs(M[piv, col]):
+                piv = i
+        if abs(M[piv, col]) <= eps:
+            return x, False
+        if piv != col:
+            row = M[col].copy()
+            M[col] = M[piv]
+            M[piv] = row
+        d = M[col, col]
+        for i in range(col + 1, n):
+            f = M[i, col] / d
+            if f != 0.0:
+                for j in range(col, n):
+                    M[i, j] -= f * M[col, j]
+                M[i, 6] -= f * M[col, 6]
+    for i in range(n - 1, -1, -1):
+        s = M[i, 6]
+        for j in range(i + 1, n):
+            s -= M[i, j] * x[j]
+        x[i] = s / M[i, i]
+    return x, True
+
+
+_C = np.array([[0.0, -1.0, 1.0], [0.0, 1.0, 1.0], [0.0, -1.0, -1.0], [0.0, 1.0, -1.0],
+               [1.0, -1.0, 1.0], [1.0, 1.0, 1.0], [-1.0, 0.0, 0.0]])
+
+
+@njit(cache=True)
+def _face(G, r, C, h, sub, q, tr, tol):
+    """Minimiser of the quadratic on the face where the rows ``sub[:q]`` are active.
+
+    Returns ``(theta, f, status)``: status 2 when it is feasible with non-negative
+    multipliers (the optimum), 1 when only feasible, 0 otherwise.
+    """
+    n = 3 + q
+    K = np.zeros((6, 6))
+    rhs = np.zeros(6)
+    for i in range(3):
+        rhs[i] = r[i]
+        for j in range(3):
+            K[i, j] = G[i, j]
+        K[i, i] += 1e-10 * tr + 1e-300
+    for j in range(q):
+        for i in range(3):
+            K[i, 3 + j] = -C[sub[j], i]
+            K[3 + j, i] = C[sub[j], i]
+        rhs[3 + j] = h[sub[j]]
+    x, ok = _solve_small(K, rhs, n)
+    if not ok:
+        return x, np.inf, 0
+    for ci in range(C.shape[0]):
+        if C[ci, 0] * x[0] + C[ci, 1] * x[1] + C[ci, 2] * x[2] < h[ci] - tol:
+            return x, np.inf, 0
+    f = 0.0
+    for i in range(3):
+        f -= 2.0 * r[i] * x[i]
+        for j in range(3):
+            f += x[i] * G[i, j] * x[j]
+    for j in range(q):
+        if x[3 + j] < -1e-10 * (tr + 1e-300):
+            return x, f, 1
+    return x, f, 2
+
+
+@njit(cache=True)
+def _qp_poly(G: np.ndarray, r: np.ndarray, amax: float, bd: float, hint: np.ndarray
+             ) -> np.ndarray:
+    """argmin theta' G theta - 2 r' theta over theta = (a, d, c) with ``C theta >= h``.
+
+    The 7 constraint rows: ``c - d >= 0``, ``c + d >= 0`` (``|rho| <= 1``); ``c + d <= bd``,
+    ``c - d <= bd`` (wing slopes); ``a + c - d >= 0``, ``a + c + d >= 0`` (a linear sufficient
+    condition for ``min w = a + sqrt(c^2 - d^2) >= 0``, since ``sqrt(c^2 - d^2) >= c - |d|``);
+    ``a <= amax``.  Faces (subsets of at most 3 active rows) are visited by size, after the
+    face that was optimal in the previous call (``hint = [q, rows...]``, updated); each is a
+    KKT solve of size at most 6.  The first face whose minimiser is feasible with
+    non-negative multipliers is the optimum (KKT conditions are sufficient for a convex
+    quadratic); should round-off defeat the multiplier test, the best feasible face minimum
+    found is returned.
+    """
+    h = np.array([0.0, 0.0, -bd, -bd, 0.0, 0.0, -amax])
+    nc = 7
+    tol = 1e-12 + 1e-9 * (bd + abs(amax))
+    # scaling the objective leaves the argmin alone and keeps the KKT pivots O(1)
+    tr = G[0, 0] + G[1, 1] + G[2, 2]
+    G = G / tr
+    r = r / tr
+    tr = 1.0
+    best = np.zeros(3)
+    best_f = np.inf
+    sub = np.zeros(3, dtype=np.int64)
+    x, f, st = _face(G, r, _C, h, sub, 0, tr, tol)
+    if st == 2:
+        hint[0] = 0
+        return x[:3].copy()
+    if hint[0] > 0:
+        for j in range(hint[0]):
+            sub[j] = hint[1 + j]
+        x, f, st = _face(G, r, _C, h, sub, hint[0], tr, tol)
+        if st == 2:
+            return x[:3].copy()
+    for q in range(1, 4):
+        for j in range(q):
+            sub[j] = j
+        while True:
+            x, f, st = _face(G, r, _C, h, sub, q, tr, tol)
+            if st == 2:
+                hint[0] = q
+                for j in range(q):
+                    hint[1 + j] = sub[j]
+                return x[:3].copy()
+            if st == 1 and f < best_f:
+                best_f = f
+                best[:] = x[:3]
+            j = q - 1
+            while j >= 0 and sub[j] == nc - q + j:
+                j -= 1
+            if j < 0:
+                break
+            sub[j] += 1
+            for l in range(j + 1, q):
+                sub[l] = sub[l - 1] + 1
+    return best
+
+
+@njit(cache=True)
+def _inner(m, s, k, v, wt, lo, hi, band, mid_w, amax, slope, lam_adc, prev_adc, hint):
+    """Best (a, d, c) for fixed (m, s); returns (objective, a, d, c).
+
+    ``lam_adc`` holds the per-coordinate Tikhonov weights (already normalised).
+    """
+    n = k.shape[0]
+    G = np.zeros((3, 3))
+    y = np.empty(n)
+    z = np.empty(n)
+    for i in range(n):
+        yi = (k[i] - m) / s
+        zi = np.sqrt(yi * yi + 1.0)
+        y[i] = yi
+        z[i] = zi
+        wi = wt[i] * (1.0 + mid_w[i]) if band else wt[i]
+        G[0, 0] += wi
+        G[0, 1] += wi * yi
+        G[0, 2] += wi * zi
+        G[1, 1] += wi * yi * yi
+        G[1, 2] += wi * yi * zi
+        G[2, 2] += wi * zi * zi
+    G[1, 0] = G[0, 1]
+    G[2, 0] = G[0, 2]
+    G[2, 1] = G[1, 2]
+    for i in range(3):
+        G[i, i] += lam_adc[i]
+    tgt = v.copy()
+    r = np.zeros(3)
+    theta = np.zeros(3)
+    rounds = N_BAND_ROUNDS if band else 1
+    for it in range(rounds):
+        r[:] = 0.0
+        for i in range(n):
+            wi = (wt[i] * (1.0 + mid_w[i]) if band else wt[i]) * tgt[i]
+            r[0] += wi
+            r[1] += wi * y[i]
+            r[2] += wi * z[i]
+        for i in range(3):
+            r[i] += lam_adc[i] * prev_adc[i]
+        theta = _qp_poly(G, r, amax, slope * s, hint)
+        if band:
+            for i in range(n):
+                f = theta[0] + theta[1] * y[i] + theta[2] * z[i]
+                t = min(max(f, lo[i]), hi[i])
+                tgt[i] = (t + mid_w[i] * v[i]) / (1.0 + mid_w[i])
+    obj = 0.0
+    for i in range(n):
+        f = theta[0] + theta[1] * y[i] + theta[2] * z[i]
+        if band:
+            t = min(max(f, lo[i]), hi[i])
+            obj += wt[i] * ((f - t) ** 2 + mid_w[i] * (f - v[i]) ** 2)
+        else:
+            obj += wt[i] * (f - v[i]) ** 2
+    for i in range(3):
+        obj += lam_adc[i] * (theta[i] - prev_adc[i]) ** 2
+    return obj, theta[0], theta[1], theta[2]
+
+
+@njit(cache=True)
+def _outer_obj(x, D):
+    """Outer objective at ``x = (m, log sigma)``; ``D`` is the problem tuple
+    ``(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, wref, prev, mbounds, sbounds, hint)``.
+    Returns ``(objective, a, d, c)``."""
+    k, v, wt, lo, hi, band, mid_w, amax, slope, lam, wref, prev, mb, sb, hint = D
+    m = min(max(x[0], mb[0]), mb[1])
+    s = np.exp(min(max(x[1], sb[0]), sb[1]))
+    lam_adc = np.zeros(3)
+    prev_adc = np.zeros(3)
+    pen = 0.0
+    if lam > 0.0:
+        # previous (a, d, c) = (a, rho b sigma, b sigma) at the trial sigma
+        prev_adc[0] = prev[0]
+        prev_adc[1] = prev[2] * prev[1] * s
+        prev_adc[2] = prev[1] * s
+        lam_adc[:] = lam / (wref * wref)
+        pen = lam * ((m - prev[3]) ** 2 + (s - prev[4]) ** 2) / wref
+    obj, a, d, c = _inner(m, s, k, v, wt, lo, hi, band, mid_w, amax, slope, lam_adc, prev_adc,
+                          hint)
+    # a penalty for leaving the box keeps Nelder-Mead inside it
+    out = (x[0] - m) ** 2 + (x[1] - np.log(s)) ** 2
+    return obj + pen + 1e3 * out, a, d, c
+
+
+@njit(cache=True)
+def _nelder_mead(x0, step, max_iter, ftol, xtol, D):
+    """2-D Nelder-Mead (standard coefficients 1, 2, 0.5, 0.5) with a fixed budget."""
+    P = np.empty((3, 2))
+    F = np.empty(3)
+    for i in range(3):
+        P[i] = x0
+        if i > 0:
+            P[i, i - 1] += step[i - 1]
+        F[i] = _outer_obj(P[i], D)[0]
+    nev = 3
+    for it in range(max_iter):
+        order = np.argsort(F)
+        P = P[order].copy()
+        F = F[order].copy()
+        # loss is in vol points^2: differences below 1e-7 are invisible in any figure
+        if F[2] - F[0] <= ftol * abs(F[0]) + 1e-7 * xtol[2]:
+            break
+        # the simplex is smaller than anything that moves the smile visibly
+        if (max(abs(P[1, 0] - P[0, 0]), abs(P[2, 0] - P[0, 0])) < xtol[0]
+                and max(abs(P[1, 1] - P[0, 1]), abs(P[2, 1] - P[0, 1])) < xtol[1]):
+            break
+        c = 0.5 * (P[0] + P[1])
+        xr = c + (c - P[2])
+        fr = _outer_obj(xr, D)[0]
+        nev += 1
+        if fr < F[0]:
+            xe = c + 2.0 * (c - P[2])
+            fe = _outer_obj(xe, D)[0]
+            nev += 1
+            P[2], F[2] = (xe, fe) if fe < fr else (xr, fr)
+        elif fr < F[1]:
+            P[2], F[2] = xr, fr
+        else:
+            xc = c + 0.5 * (xr - c) if fr < F[2] else c + 0.5 * (P[2] - c)
+            fc = _outer_obj(xc, D)[0]
+            nev += 1
+            if fc < min(fr, F[2]):
+                P[2], F[2] = xc, fc
+            else:
+                for i in (1, 2):
+                    P[i] = P[0] + 0.5 * (P[i] - P[0])
+                    F[i] = _outer_obj(P[i], D)[0]
+                    nev += 1
+    ib = np.argmin(F)
+    return P[ib].copy(), F[ib], nev
+
+
+@njit(cache=True)
+def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev, n_starts,
+                max_iter, precision):
+    kmin = k.min()
+    kmax = k.max()
+    span = max(kmax - kmin, 1e-3)
+    wref = max(v.mean(), 1e-8)
+    mb = np.array([kmin - span, kmax + span])
+    sb = np.array([np.log(1e-4), np.log(10.0)])
+    # the optimal face of the inner QP, carried from one evaluation to the next (nearby
+    # evaluations almost always share it, which makes the QP one KKT solve)
+    hint = np.zeros(4, dtype=np.int64)
+    D = (k, v, wt, lo, hi, band, mid_w, amax, slope, lam, wref, prev, mb, sb, hint)
+    starts = np.empty((max(n_starts, 1) + 1, 2))
+    ns = 0
+    if has_prev:
+        starts[0, 0] = prev[3]
+        starts[0, 1] = np.log(max(prev[4], 1e-4))
+        ns = 1
+    if (not has_prev) or n_starts > 1:
+        # coarse 7 x 6 grid over (m, log sigma); the best n_starts nodes seed Nelder-Mead
+        gx = np.empty((42, 2))
+        gf = np.empty(42)
+        for i in range(7):
+            for j in range(6):
+                gx[6 * i + j, 0] = kmin + span * (i + 0.5) / 7
+                gx[6 * i + j, 1] = np.log(0.02 * span) + np.log(100.0) * j / 5
+                gf[6 * i + j] = _outer_obj(gx[6 * i + j], D)[0]
+        order = np.argsort(gf)
+        for i in range(max(n_starts - ns, 1)):
+            starts[ns] = gx[order[i]]
+            ns += 1
+    best_x = starts[0].copy()
+    best_f = np.inf
+    nev_tot = 0
+    step = np.array([0.1 * span, 0.3])
+    xtol = np.array([1e-5 * span * precision, 1e-4 * precision, precision])
+    for i in range(ns):
+        stp = step * (0.3 if (has_prev and i == 0) else 1.0)
+        x, f, nev = _nelder_mead(starts[i], stp, max_iter, 1e-9, xtol, D)
+        nev_tot += nev
+        if f < best_f:
+            best_f = f
+            best_x = x
+    obj, a, d, c = _outer_obj(best_x, D)
+    out = np.empty(6)
+    out[0] = a
+    out[1] = c / np.exp(min(max(best_x[1], sb[0]), sb[1]))
+    out[2] = max(-1.0, min(1.0, d / c)) if c > 1e-300 else 0.0
+    out[3] = min(max(best_x[0], mb[0]), mb[1])
+    out[4] = np.exp(min(max(best_x[1], sb[0]), sb[1]))
+    out[5] = obj
+    return out, nev_tot
+
+
+def vol_weights(iv: np.ndarray, t: float) -> np.ndarray:
+    """Factor turning squared total-variance errors into squared vol-point errors:
+    ``d(iv) = dw / (2 iv t)``, times 100 for points."""
+    iv = np.maximum(np.asarray(iv, dtype=float), 1e-3)
+    return (100.0 / (2.0 * iv * t)) ** 2
+
+
+def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | None = None,
+            iv_bid: np.ndarray | None = None, iv_ask: np.ndarray | None = None, *,
+            prev: SVIParams | None = None, lam: float = 0.0, band: bool = False,
+            mid_weight: float = 0.1, n_starts: int = 1, max_iter: int = 80,
+            slope_max: float = LEE_SLOPE, precision: float = 1.0, warm: bool = True
+            ) -> SVIFit:
+    """Fit raw SVI to one slice (quasi-explicit, Zeliade 2009); see the module docstring.
+
+    ``weights`` are the caller's quote weights (normalised here to sum 1); the loss is in vol
+    points squared.  With ``prev`` the outer search is warm-started there (one start unless
+    ``n_starts > 1``) and ``lam > 0`` adds the Tikhonov term towards it; ``warm=False``
+    keeps ``prev`` as the Tikhonov anchor only and starts cold.
+
+    The outer search stops when the simplex is below ``1e-5 * precision`` of the quoted ``k``
+    span in ``m`` and ``1e-4 * precision`` in ``log sigma``, or its losses agree within
+    ``1e-7 * precision`` vol points^2 (invisible in any fit figure); ``precision < 1`` buys
+    more digits of the parameters at the cost of speed.
+    """
+    k = np.ascontiguousarray(k, dtype=float)
+    iv_mid = np.asarray(iv_mid, dtype=float)
+    wq = np.ones_like(k) if weights is None else np.asarray(weights, dtype=float)
+    wq = wq / max(wq.sum(), 1e-300)
+    wt = np.ascontiguousarray(wq * vol_weights(iv_mid, t))
+    v = np.ascontiguousarray(iv_mid ** 2 * t)
+    if band:
+        lo = np.asarray(iv_bid, dtype=float) ** 2 * t
+        hi = np.asarray(iv_ask, dtype=float) ** 2 * t
+    else:
+        lo = hi = v
+    amax = float(hi.max())
+    mw = np.full(k.size, float(mid_weight) if band else 0.0)
+    k, v, wt, lo, hi, mw = (np.ascontiguousarray(x) for x in (k, v, wt, lo, hi, mw))
+    has_prev = prev is not None
+    pv = prev.to_array() if has_prev else np.zeros(5)
+    start_at_prev = has_prev and warm
+    out, nev = _fit_kernel(k, v, wt, lo, hi, bool(band), mw, amax, float(slope_max),
+                           float(lam) if has_prev else 0.0, pv, start_at_prev, int(n_starts),
+                           int(max_iter), float(precision))
+    return SVIFit(SVIParams.from_array(out[:5]), float(out[5]), int(nev))

@@ -1,0 +1,102 @@
+"""Quality metrics on small hand-computed cases, and their aggregation."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from calibration.quality import (
+    FitQuality,
+    OOSError,
+    aggregate,
+    calibration_quote_rows,
+    fit_quality,
+    oos_errors,
+    outside_band_pct,
+)
+from calibration.quotes import QuoteSlice, QuoteSnapshot
+from calibration.surface import SmileSlice, Surface
+from calibration.svi import SVIParams
+
+T = 0.25
+F = 100.0
+
+
+def flat_surface(vol: float) -> Surface:
+    """b = 0 makes raw SVI flat: w = a = vol^2 t."""
+    return Surface([SmileSlice("svi", SVIParams(vol ** 2 * T, 0.0, 0.0, 0.0, 0.1), 10, T, F,
+                                -1.0, 1.0)], ts_ns=0)
+
+
+def quote_slice(bid, ask, mid, mark) -> QuoteSlice:
+    n = len(bid)
+    strike = np.linspace(90.0, 110.0, n)
+    return QuoteSlice(expiry_ns=10, t=T, forward=F, strike=strike, k=np.log(strike / F),
+                      is_call=strike >= F, bid_iv=np.array(bid, float), ask_iv=np.array(ask, float),
+                      mid_iv=np.array(mid, float), mark_iv=np.array(mark, float),
+                      min_tick=np.zeros(n, bool), stale=np.zeros(n, bool),
+                      instrument=tuple(f"X-{i}" for i in range(n)))
+
+
+def snapshot() -> QuoteSnapshot:
+    # fit is 0.50 everywhere; quotes: inside, inside, above, below
+    sl = quote_slice(bid=[0.49, 0.495, 0.51, 0.47], ask=[0.51, 0.52, 0.53, 0.48],
+                     mid=[0.50, 0.5075, 0.52, 0.475], mark=[0.50, 0.51, 0.52, np.nan])
+    return QuoteSnapshot(0, (sl,))
+
+
+def test_fit_quality_by_hand():
+    q = fit_quality(flat_surface(0.5), snapshot(), [np.arange(4)], fit_ms=1.5)
+    err = np.array([0.0, -0.75, -2.0, 2.5])  # vol points, fit - mid
+    assert q.rmse_vol_pts == pytest.approx(np.sqrt(np.mean(err ** 2)), rel=1e-12)
+    assert q.inside_spread_pct == pytest.approx(50.0)
+    assert q.mark_n == 3
+    assert q.vs_venue_mark_iv_mae_vol_pts == pytest.approx((0 + 1 + 2) / 3, rel=1e-12)
+    assert q.param_jitter is None and q.arb_violations == 0 and q.fit_ms == 1.5
+    # only the quotes used count
+    q2 = fit_quality(flat_surface(0.5), snapshot(), [np.array([0, 1])], fit_ms=1.0)
+    assert q2.inside_spread_pct == 100.0 and q2.n_quotes == 2
+
+
+def test_jitter_is_the_rms_move_of_the_smile():
+    q = fit_quality(flat_surface(0.5), snapshot(), [np.arange(4)], 1.0,
+                    previous=flat_surface(0.49))
+    assert q.param_jitter == pytest.approx(1.0, rel=1e-12)
+
+
+def test_out_of_sample_and_band_share():
+    o = oos_errors(flat_surface(0.5), snapshot())
+    assert o.n == 4
+    assert o.sq_sum == pytest.approx(0 + 0.75 ** 2 + 2 ** 2 + 2.5 ** 2, rel=1e-12)
+    assert o.rmse_vol_pts == pytest.approx(np.sqrt(o.sq_sum / 4))
+    assert outside_band_pct(flat_surface(0.5), snapshot()) == pytest.approx(50.0)
+
+
+def test_aggregate_pools_quotes_and_takes_medians():
+    a = FitQuality(n_quotes=2, rmse_vol_pts=1.0, inside_spread_pct=50.0, mark_abs_sum=2.0,
+                   mark_n=2, param_jitter=None, arb_violations=0, fit_ms=2.0)
+    b = FitQuality(n_quotes=6, rmse_vol_pts=2.0, inside_spread_pct=100.0, mark_abs_sum=3.0,
+                   mark_n=4, param_jitter=0.3, arb_violations=1, fit_ms=4.0)
+    m = aggregate([a, b], [OOSError(8.0, 2), OOSError(10.0, 8)])
+    assert set(m) == {"n_fits", "rmse_vol_pts", "inside_spread_pct", "oos_rmse_vol_pts",
+                      "param_jitter", "arb_violations", "fit_ms_median",
+                      "vs_venue_mark_iv_mae_vol_pts"}
+    assert m["n_fits"] == 2
+    assert m["rmse_vol_pts"] == pytest.approx(np.sqrt((2 * 1 + 6 * 4) / 8))
+    assert m["inside_spread_pct"] == pytest.approx(100 * (1 + 6) / 8)
+    assert m["oos_rmse_vol_pts"] == pytest.approx(np.sqrt(18 / 10))
+    assert m["param_jitter"] == pytest.approx(0.3)
+    assert m["arb_violations"] == 1
+    assert m["fit_ms_median"] == pytest.approx(3.0)
+    assert m["vs_venue_mark_iv_mae_vol_pts"] == pytest.approx(5 / 6)
+    empty = aggregate([])
+    assert empty["n_fits"] == 0 and empty["rmse_vol_pts"] is None
+
+
+def test_calibration_quote_rows():
+    rows = calibration_quote_rows(flat_surface(0.5), snapshot(), [np.array([1, 3])])
+    assert list(rows) == ["ts", "instrument", "expiry", "strike", "forward", "bid_iv", "ask_iv",
+                          "mid_iv", "fit_iv", "venue_mark_iv"]
+    assert list(rows["instrument"]) == ["X-1", "X-3"]
+    assert_allclose(rows["fit_iv"], [0.5, 0.5], rtol=1e-14)
+    assert_allclose(rows["mid_iv"], [0.5075, 0.475])
+    assert np.isnan(rows["venue_mark_iv"][1])

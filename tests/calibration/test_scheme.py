@@ -1,0 +1,255 @@
+"""Quotes to snapshots, calibration schemes (refit, warm start, fallback, state, triggers),
+and a real-data smoke test on Deribit snapshots."""
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from calibration.black import black_price
+from calibration.inverse import usd_to_coin
+from calibration.loss import LossConfig
+from calibration.quotes import build_snapshot, deribit_files, deribit_snapshots
+from calibration.scheme import CalibrationScheme, SchemeConfig, replay_snapshots
+from calibration.svi import SVIParams, svi_total_variance
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+DAY_NS = 86_400 * 10 ** 9
+HALF = 0.005  # half spread in vol
+
+
+def quotes(ts_ns: int, specs, half: float = HALF):
+    """Calls and puts on a strike grid per expiry, priced off an SVI smile with a +-half vol
+    band, as inverse (coin) premiums."""
+    cols = {c: [] for c in ("exp", "K", "call", "bid", "ask", "fwd", "mark")}
+    for days, fwd, p in specs:
+        exp = ts_ns + int(days * DAY_NS)
+        t = days / 365.0
+        K = fwd * np.exp(np.linspace(-0.5, 0.5, 31))
+        iv = np.sqrt(svi_total_variance(np.log(K / fwd), p) / t)
+        for call in (True, False):
+            cols["exp"].append(np.full(K.size, exp))
+            cols["K"].append(K)
+            cols["call"].append(np.full(K.size, call))
+            cols["bid"].append(usd_to_coin(black_price(fwd, K, t, iv - half, call), fwd))
+            cols["ask"].append(usd_to_coin(black_price(fwd, K, t, iv + half, call), fwd))
+            cols["fwd"].append(np.full(K.size, fwd))
+            cols["mark"].append(iv)
+    c = {k: np.concatenate(v) for k, v in cols.items()}
+    return build_snapshot(ts_ns, c["exp"], c["K"], c["call"], c["bid"], c["ask"], c["fwd"],
+                          mark_iv=c["mark"], min_tick=0.0)
+
+
+def smile(t: float, vol: float, b: float = 0.3) -> SVIParams:
+    """An SVI smile with ATM vol near ``vol`` at maturity ``t`` (years)."""
+    return SVIParams(a=vol ** 2 * t * 0.8, b=b * t, rho=-0.3, m=0.02, sigma=0.15)
+
+
+GOOD = [(30, 90_000.0, smile(30 / 365, 0.5)), (90, 91_000.0, smile(90 / 365, 0.55))]
+
+
+def test_build_snapshot_recovers_the_vols_and_keeps_the_otm_side():
+    snap = quotes(0, GOOD)
+    assert [round(s.t * 365) for s in snap.slices] == [30, 90]
+    for sl, (days, fwd, p) in zip(snap.slices, GOOD):
+        assert sl.forward == fwd and sl.forward_source == "venue"
+        assert abs(sl.forward_disagreement_bps) < 1e-6  # parity agrees with the venue
+        assert_allclose(sl.k, np.log(sl.strike / fwd), rtol=1e-15)
+        assert np.all(sl.is_call == (sl.strike >= fwd))
+        iv = np.sqrt(svi_total_variance(sl.k, p) / sl.t)
+        assert_allclose(sl.bid_iv, iv - HALF, atol=1e-9)
+        assert_allclose(sl.ask_iv, iv + HALF, atol=1e-9)
+        assert np.all(np.abs(sl.mid_iv - iv) < 5e-4)  # IV of the mid premium, not mid of IVs
+        assert sl.two_sided.all()
+
+
+def test_build_snapshot_flags_and_filters():
+    ts = 0
+    exp = np.array([DAY_NS // 8, 30 * DAY_NS, 30 * DAY_NS, 30 * DAY_NS] + [30 * DAY_NS] * 4)
+    K = np.array([100.0, 80.0, 90.0, 120.0, 110.0, 130.0, 95.0, 105.0])
+    call = K >= 100.0
+    fwd = np.full(K.size, 100.0)
+    t = 30 / 365
+    px = usd_to_coin(black_price(100.0, K, t, 0.6, call), 100.0)
+    bid = px * 0.97
+    ask = px * 1.03
+    bid[2] = np.nan  # one-sided
+    bid[3] = 0.0001  # at the minimum tick
+    snap = build_snapshot(ts, exp, K, call, bid, ask, fwd, min_quotes=3)
+    assert len(snap.slices) == 1  # the 3-hour expiry is below min_t
+    sl = snap.slices[0]
+    order = np.argsort(K[1:])
+    assert_allclose(sl.strike, K[1:][order])
+    assert sl.one_sided.sum() == 1 and not sl.two_sided[sl.strike == 90.0][0]
+    assert sl.min_tick[sl.strike == 120.0][0]
+    # and without a venue forward the parity forward is used
+    snap2 = build_snapshot(ts, np.r_[exp, exp[1:]], np.r_[K, K[1:]], np.r_[call, ~call[1:]],
+                           np.r_[px * 0.999, usd_to_coin(black_price(100.0, K[1:], t, 0.6,
+                                                                     ~call[1:]), 100.0) * 0.999],
+                           np.r_[px * 1.001, usd_to_coin(black_price(100.0, K[1:], t, 0.6,
+                                                                     ~call[1:]), 100.0) * 1.001],
+                           np.full(2 * K.size - 1, np.nan), min_quotes=3)
+    assert snap2.slices[0].forward_source == "parity"
+    assert snap2.slices[0].forward == pytest.approx(100.0, rel=1e-4)
+
+
+@pytest.mark.parametrize("model", ["svi", "essvi", "sabr"])
+def test_refit_on_a_clean_snapshot(model):
+    scheme = CalibrationScheme(SchemeConfig(model=model))
+    r = scheme.refit(quotes(0, GOOD))
+    assert not r.fell_back and r.reason == ""
+    assert r.surface is r.fitted and r.surface.arbitrage_free
+    assert set(r.params) == {s.expiry_ns for s in quotes(0, GOOD).slices}
+    limit = {"svi": 0.2, "essvi": 1.5, "sabr": 1.5}[model]  # eSSVI/SABR are not SVI
+    assert r.quality.rmse_vol_pts < limit
+    if model == "svi":
+        assert r.quality.inside_spread_pct == 100.0
+
+
+def test_warm_and_cold_refits_agree():
+    snap = quotes(0, GOOD)
+    cold = CalibrationScheme(SchemeConfig(model="svi", warm_start=False))
+    warm = CalibrationScheme(SchemeConfig(model="svi", warm_start=True))
+    warm.refit(quotes(-DAY_NS // 24, GOOD))  # an hour earlier: gives the warm start
+    a, b = cold.refit(snap), warm.refit(snap)
+    for sl in snap.slices:
+        assert_allclose(a.surface.total_variance(sl.k, sl.t), b.surface.total_variance(sl.k, sl.t),
+                        rtol=2e-3)
+
+
+def test_calendar_crossing_is_repaired_by_the_constrained_refit():
+    # the longer expiry's quotes sit below the shorter's: calendar arbitrage in the data
+    bad = [(30, 90_000.0, smile(30 / 365, 0.8)), (60, 91_000.0, smile(60 / 365, 0.4))]
+    r = CalibrationScheme(SchemeConfig(model="svi", max_rmse_vol_pts=100.0)).refit(
+        quotes(0, bad))
+    assert r.violations == () and not r.fell_back
+    a, b = r.surface.slices
+    k = np.linspace(max(a.k_lo, b.k_lo), min(a.k_hi, b.k_hi), 501)
+    assert np.all(b.total_variance(k) >= a.total_variance(k) - 1e-7)
+
+
+def test_fallback_to_last_good_surface():
+    # no arbitrage-free surface is close to these quotes: the repaired fit misses them badly
+    bad = [(30, 90_000.0, smile(30 / 365, 0.8)), (60, 91_000.0, smile(60 / 365, 0.4))]
+    cfg = SchemeConfig(model="svi", max_rmse_vol_pts=3.0)
+    first = CalibrationScheme(cfg)
+    r0 = first.refit(quotes(0, bad))
+    assert not r0.fell_back and "rmse" in r0.reason
+    assert "published with its violations" in r0.reason
+    scheme = CalibrationScheme(cfg)
+    good = scheme.refit(quotes(0, GOOD))
+    assert good.reason == ""
+    r = scheme.refit(quotes(DAY_NS, bad))
+    assert r.fell_back and "kept last good" in r.reason
+    assert r.surface is good.surface and r.fitted is not good.surface
+    assert scheme.last_good is good.surface
+    publish = CalibrationScheme(replace(cfg, fallback="publish"))
+    publish.refit(quotes(0, GOOD))
+    assert not publish.refit(quotes(DAY_NS, bad)).fell_back
+
+
+def test_a_surface_with_violations_is_never_published_silently():
+    from calibration.surface import SmileSlice, Surface
+
+    scheme = CalibrationScheme(SchemeConfig(model="svi"))
+    good = scheme.refit(quotes(0, GOOD))
+    vogt = SVIParams(a=-0.0410, b=0.1331, rho=0.3060, m=0.3586, sigma=0.4153)
+    bad = Surface([SmileSlice("svi", vogt, 1, 1.0, 100.0, -1.5, 1.5)])
+    q = good.quality
+    r = scheme._publish(quotes(DAY_NS, GOOD), bad, good.used, 0, "", q)
+    assert r.fell_back and r.surface is good.surface and r.violations == bad.violations
+    assert "arbitrage violation" in r.reason
+
+
+def test_state_dict_round_trip_gives_identical_refits():
+    a = CalibrationScheme(SchemeConfig(model="svi", lam=1.0))
+    a.refit(quotes(0, GOOD))
+    b = CalibrationScheme(SchemeConfig())
+    b.load_state_dict(json.loads(json.dumps(a.state_dict())))  # plain JSON-able state
+    assert b.config == a.config
+    nxt = quotes(DAY_NS // 24, [(d - 1 / 24, f * 1.001, p) for d, f, p in GOOD])
+    ra, rb = a.refit(nxt), b.refit(nxt)
+    assert ra.params == rb.params
+
+
+def test_refit_triggers():
+    cfg = SchemeConfig(model="svi", every_ns=3600 * 10 ** 9)
+    s = CalibrationScheme(cfg)
+    assert s.should_refit(quotes(0, GOOD))  # nothing fitted yet
+    s.refit(quotes(0, GOOD))
+    assert not s.should_refit(quotes(1800 * 10 ** 9, GOOD))
+    assert s.should_refit(quotes(3600 * 10 ** 9, GOOD))
+    q = CalibrationScheme(SchemeConfig(model="svi", quality_trigger_pct=20.0))
+    q.refit(quotes(0, GOOD))
+    assert not q.should_refit(quotes(60 * 10 ** 9, GOOD))
+    moved = [(d, f, replace(p, a=p.a * 1.3)) for d, f, p in GOOD]
+    assert q.should_refit(quotes(60 * 10 ** 9, moved))
+    n = CalibrationScheme(SchemeConfig(model="svi", every_quotes=100))
+    n.refit(quotes(0, GOOD))
+    n.note_quotes(99)
+    assert not n.should_refit(quotes(1, GOOD))
+    n.note_quotes(1)
+    assert n.should_refit(quotes(1, GOOD))
+
+
+def test_config_validation_and_from_dict():
+    with pytest.raises(ValueError):
+        SchemeConfig(model="heston")
+    with pytest.raises(ValueError):
+        SchemeConfig(fallback="ignore")
+    with pytest.raises(ValueError):
+        LossConfig(weighting="gamma")
+    c = SchemeConfig.from_dict({"model": "essvi", "lam": 2.0, "loss": {"weighting": "vega"},
+                                "unknown_key": 1})
+    assert c.model == "essvi" and c.lam == 2.0 and c.loss.weighting == "vega"
+    assert SchemeConfig.from_dict({"every": "5m"}).every_ns == 300 * 10 ** 9
+    assert SchemeConfig.from_dict({"every": 1.5}).every_ns == 1_500_000_000
+    assert SchemeConfig.from_dict({"every": "250ms"}).every_ns == 250_000_000
+    assert SchemeConfig.from_dict({"every": "100q"}).every_quotes == 100
+    assert SchemeConfig.from_dict({"every": "quality:7.5"}).quality_trigger_pct == 7.5
+    with pytest.raises(ValueError):
+        SchemeConfig.from_dict({"every": "soon"})
+
+
+def test_real_deribit_snapshots_smoke():
+    root = DATA / "deribit" / "BTC"
+    if not root.is_dir():
+        pytest.skip(f"real Deribit data not found at {root.resolve()} (../shared/data is "
+                    "only present on the project's data machine)")
+    snaps = list(deribit_snapshots(deribit_files(root)[-2:]))
+    assert len(snaps) == 2
+    assert all(len(s.slices) >= 8 and s.n_two_sided > 200 for s in snaps)
+    for model in ("svi", "essvi"):
+        m, _ = replay_snapshots(snaps, SchemeConfig(model=model))
+        assert m["n_fits"] == 2 and m["arb_violations"] == 0
+        assert m["oos_rmse_vol_pts"] is not None
+        assert m["vs_venue_mark_iv_mae_vol_pts"] < 1.5
+        if model == "svi":
+            assert m["inside_spread_pct"] > 85.0
+
+
+def test_loss_weights_flags_and_band():
+    from calibration.loss import fit_data, loss, quote_weights, residuals
+
+    sl = quotes(0, GOOD).slices[0]
+    n = sl.n
+    flagged = replace(sl, min_tick=np.arange(n) == 0, stale=np.arange(n) == 1,
+                      bid_iv=np.where(np.arange(n) == 2, np.nan, sl.bid_iv))
+    w = quote_weights(flagged, LossConfig(weighting="uniform", min_tick_weight=0.25,
+                                          stale_weight=0.0))
+    assert w[0] == 0.25 and w[1] == 0.0 and w[2] == 0.0 and np.all(w[3:] == 1.0)
+    # spread weighting: 1 / half-spread^2 in vol points (here 0.5 everywhere)
+    assert_allclose(quote_weights(sl, LossConfig(weighting="spread")), 4.0, rtol=1e-6)
+    d = fit_data(flagged, LossConfig(weighting="uniform", band_margin=0.1))
+    assert d.n == n - 2 and d.weight.sum() == pytest.approx(1.0)
+    assert_allclose(d.ask - d.bid, 0.8 * (sl.ask_iv - sl.bid_iv)[d.index], rtol=1e-9)
+    cfg = LossConfig(weighting="uniform", band=True, mid_weight=0.0, band_margin=0.0)
+    d0 = fit_data(sl, cfg)
+    assert loss(d0.mid, d0, cfg) == 0.0  # the mid is inside the band
+    out = d0.ask + 0.01  # one vol point above every ask
+    assert loss(out, d0, cfg) == pytest.approx(1.0, rel=1e-9)
+    plain = LossConfig(weighting="uniform", band=False)
+    assert_allclose(residuals(d0.mid + 0.02, d0, plain), 2.0 * np.sqrt(d0.weight), rtol=1e-9)

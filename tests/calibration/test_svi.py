@@ -1,0 +1,149 @@
+"""Raw SVI: formula, quasi-explicit calibration (exact inner QP), warm starts, regularisation."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from scipy.optimize import minimize
+
+from calibration.svi import (
+    SVIParams,
+    _qp_poly,
+    fit_svi,
+    svi_derivatives,
+    svi_total_variance,
+    vol_weights,
+)
+
+TRUE = SVIParams(a=0.02, b=0.1, rho=-0.3, m=0.05, sigma=0.15)
+T = 0.25
+K_GRID = np.linspace(-0.6, 0.5, 35)
+
+
+def smile(p: SVIParams = TRUE, k: np.ndarray = K_GRID, t: float = T) -> np.ndarray:
+    return np.sqrt(svi_total_variance(k, p) / t)
+
+
+def test_formula_and_derivatives():
+    k = np.linspace(-1, 1, 11)
+    x = k - TRUE.m
+    expected = TRUE.a + TRUE.b * (TRUE.rho * x + np.sqrt(x * x + TRUE.sigma ** 2))
+    assert_allclose(svi_total_variance(k, TRUE), expected, rtol=1e-15)
+    w, w1, w2 = svi_derivatives(k, TRUE)
+    h = 1e-5
+    fd1 = (svi_total_variance(k + h, TRUE) - svi_total_variance(k - h, TRUE)) / (2 * h)
+    fd2 = (svi_total_variance(k + h, TRUE) - 2 * w + svi_total_variance(k - h, TRUE)) / h ** 2
+    assert_allclose(w1, fd1, rtol=1e-8, atol=1e-10)
+    assert_allclose(w2, fd2, rtol=1e-4, atol=1e-6)
+
+
+def test_recovers_known_parameters_noise_free():
+    fit = fit_svi(K_GRID, smile(), T, precision=1e-4)
+    assert_allclose(fit.params.to_array(), TRUE.to_array(), rtol=2e-5, atol=1e-8)
+    assert fit.loss < 1e-9  # vol points^2
+    # at the default precision the smile itself is still exact to 1e-3 vol points
+    quick = fit_svi(K_GRID, smile(), T)
+    assert_allclose(np.sqrt(svi_total_variance(K_GRID, quick.params) / T), smile(), atol=1e-5)
+
+
+def test_noisy_smile_fits_to_noise_level():
+    rng = np.random.default_rng(7)
+    noise = 0.002  # 0.2 vol points
+    iv = smile() + rng.normal(0, noise, K_GRID.size)
+    fit = fit_svi(K_GRID, iv, T)
+    fitted = np.sqrt(svi_total_variance(K_GRID, fit.params) / T)
+    # the fit is closer to the truth than the noisy data are (5 parameters, 35 points)
+    assert np.sqrt(np.mean((fitted - smile()) ** 2)) < 0.6 * noise
+    assert_allclose(fit.params.to_array(), TRUE.to_array(), rtol=0.25, atol=0.02)
+
+
+def test_warm_and_cold_agree():
+    rng = np.random.default_rng(3)
+    iv = smile() + rng.normal(0, 0.001, K_GRID.size)
+    cold = fit_svi(K_GRID, iv, T, precision=1e-3)
+    start = SVIParams(0.025, 0.12, -0.2, 0.0, 0.2)
+    warm = fit_svi(K_GRID, iv, T, prev=start, precision=1e-3)
+    assert_allclose(np.sqrt(svi_total_variance(K_GRID, warm.params) / T),
+                    np.sqrt(svi_total_variance(K_GRID, cold.params) / T), atol=2e-5)
+    assert warm.loss == pytest.approx(cold.loss, rel=1e-3, abs=1e-6)
+
+
+def test_tikhonov_pulls_towards_previous():
+    rng = np.random.default_rng(5)
+    iv = smile(SVIParams(0.022, 0.11, -0.25, 0.04, 0.16)) + rng.normal(0, 0.001, K_GRID.size)
+    dist = []
+    for lam in (0.0, 1e2, 1e4, 1e6):
+        p = fit_svi(K_GRID, iv, T, prev=TRUE, lam=lam).params
+        dist.append(np.abs(p.to_array() - TRUE.to_array()).sum())
+    # raw parameters mix scales, so only the strong-regularisation end is monotone
+    assert dist[3] < dist[2] < dist[0]
+    assert dist[3] < 0.05 * dist[0]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_constraints_hold_on_random_smiles(seed):
+    rng = np.random.default_rng(seed)
+    k = np.sort(rng.uniform(-0.8, 0.8, 25))
+    iv = 0.5 + 0.6 * k ** 2 - 0.1 * k + rng.normal(0, 0.02, k.size)
+    p = fit_svi(k, iv, 0.1, n_starts=2).params
+    assert p.b >= 0 and abs(p.rho) <= 1
+    assert p.b * (1 + abs(p.rho)) <= 2 + 1e-9  # Lee
+    assert p.a + p.b * p.sigma * np.sqrt(1 - p.rho ** 2) >= -1e-12  # positive variance
+
+
+def test_band_loss_puts_the_fit_inside_the_quoted_band():
+    rng = np.random.default_rng(11)
+    mid = smile() + rng.normal(0, 0.0015, K_GRID.size)
+    half = 0.004
+    fit = fit_svi(K_GRID, mid, T, iv_bid=mid - half, iv_ask=mid + half, band=True,
+                  mid_weight=0.01)
+    f = np.sqrt(svi_total_variance(K_GRID, fit.params) / T)
+    assert np.all((f >= mid - half - 1e-6) & (f <= mid + half + 1e-6))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_inner_qp_is_exact(seed):
+    """The face-enumeration QP against SLSQP on random convex problems."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(12, 3))
+    G = X.T @ X + 1e-3 * np.eye(3)
+    r = rng.normal(size=3) * 2
+    amax, bd = 0.7, 1.3
+    ours = _qp_poly(G, r, amax, bd, np.zeros(4, dtype=np.int64))
+    C = np.array([[0, -1, 1], [0, 1, 1], [0, -1, -1], [0, 1, -1], [1, -1, 1], [1, 1, 1],
+                  [-1, 0, 0]], dtype=float)
+    h = np.array([0, 0, -bd, -bd, 0, 0, -amax])
+    f = lambda x: x @ G @ x - 2 * r @ x
+    ref = minimize(f, np.array([0.1, 0.0, 0.2]), method="SLSQP",
+                   constraints=[{"type": "ineq", "fun": lambda x: C @ x - h}],
+                   options={"ftol": 1e-14, "maxiter": 500})
+    assert np.all(C @ ours - h >= -1e-9)
+    assert f(ours) <= ref.fun + 1e-9
+    assert_allclose(ours, ref.x, atol=1e-5)
+
+
+def test_vol_weights_turn_variance_errors_into_vol_points():
+    iv, t = 0.5, 0.2
+    dw = 2 * iv * t * 0.001  # a 0.1 vol point error in total variance
+    assert_allclose(np.sqrt(vol_weights(np.array([iv]), t)) * dw, [0.1], rtol=1e-12)
+
+
+def test_constrained_refit_stays_above_a_floor():
+    from calibration.arbitrage import fit_svi_above
+
+    iv = smile()
+    floor_k = np.linspace(-0.4, 0.4, 41)
+    # a floor that cuts through the smile's wings: the data alone would cross it
+    floor_w = svi_total_variance(floor_k, SVIParams(0.03, 0.06, -0.3, 0.05, 0.15))
+    assert np.any(svi_total_variance(floor_k, TRUE) < floor_w)
+
+    def loss(fit_iv):
+        return float(np.mean((100 * (fit_iv - iv)) ** 2))
+
+    p = fit_svi_above(K_GRID, loss, T, TRUE, floor_k, floor_w)
+    assert p is not None
+    assert np.all(svi_total_variance(floor_k, p) >= floor_w * (1 - 1e-9))
+    assert p.b * (1 + abs(p.rho)) <= 2 + 1e-9
+    assert p.a + p.b * p.sigma * np.sqrt(1 - p.rho ** 2) >= -1e-12
+    # it stays as close to the data as the floor allows: far wings keep the data's shape
+    fit = np.sqrt(svi_total_variance(K_GRID, p) / T)
+    assert loss(fit) < 25.0
