@@ -22,7 +22,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
 
     errs: list[type[BaseException]] = [UserError, IngestError, StoreError, FileNotFoundError]
     try:
-        from replay.config_errors import ConfigError
+        from replay.config import ConfigError
 
         errs.append(ConfigError)
     except ImportError:
@@ -80,12 +80,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from replay.demo import demo
 
-    print(demo(args.db))
-    return 0
+    return demo(args.db)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="volreplay", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="volreplay",
+        description="Event-sourced backtesting and replay for crypto options desks.")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="write a synthetic Deribit-like market into a store")

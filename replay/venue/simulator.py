@@ -1,0 +1,167 @@
+"""The simulated venue the engine calls at each order's arrival: latency, fills, fees, accounting.
+
+It glues the small pure models together (:mod:`~replay.venue.latency`, :mod:`~replay.venue.fills`,
+:mod:`~replay.venue.fees`, :mod:`~replay.venue.accounting`) and owns the run's
+:class:`~replay.venue.accounting.Portfolio`, so that PnL in coin and USD is a fold over journaled
+fills, funding and settlements.
+
+Book at arrival: the top of book of the instrument as of the arrival instant.  Sources without
+sizes (Deribit summaries) get ``default_size`` contracts at the touch, and every book is
+extended by the configured depth ladder.  A hedge instrument that has no quotes of its own
+(the real Deribit data has no perp tape) is quoted around its reference price
+(``MarketView.reference_price``: the venue forward) with ``hedge_half_spread_bps`` each side.
+
+Negotiated trades: limit orders of the consumers in ``venue.negotiated_consumers`` (the books)
+fill whole at their limit as maker, because they model trades whose price was agreed (taking
+the other side of a printed trade; an RFQ at mid).
+
+Not simulated yet: passive resting orders.  A limit order that does not cross on arrival is
+journaled as a rejection with reason ``resting_not_simulated`` (the queue models in
+:mod:`~replay.venue.fills` need a trade stream hook in the engine).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from replay.config import VenueConfig, check_choice
+from replay.journal import EventKind, register_kind
+from replay.venue.accounting import Portfolio
+from replay.venue.fees import FeeSchedule, VenueFees, apply_fees
+from replay.venue.fills import (BookView, DepthLadder, FillConfig, MatchResult, PriceBand,
+                                match_on_arrival)
+from replay.venue.latency import LatencyModel
+from replay.venue.orders import Fill, InstrumentSpec
+from replay.venue.orders import Order as VenueOrder
+
+NS = 1_000_000_000
+
+REJECTION = register_kind(EventKind("rejection", "rejections", (
+    ("order_id", "int"), ("instrument_id", "int"), ("qty", "float"), ("reason", "str"),
+    ("detail", "str"))))
+EXECUTION = register_kind(EventKind("execution", "executions", (
+    ("order_id", "int"), ("instrument_id", "int"), ("qty", "float"), ("price", "float"),
+    ("fee", "float"), ("liquidity", "str"), ("level", "int"), ("arrival_mid", "float"),
+    ("usd_per_coin", "float"), ("fee_usd", "float"), ("slippage_usd", "float"))))
+
+
+def fees_from_config(cfg: VenueConfig) -> VenueFees:
+    hedge = FeeSchedule(maker_bps=cfg.hedge_maker_bps, taker_bps=cfg.hedge_taker_bps)
+    option = FeeSchedule(maker_per_contract=cfg.option_fee_per_contract,
+                         taker_per_contract=cfg.option_fee_per_contract,
+                         premium_cap_fraction=cfg.option_fee_cap)
+    return VenueFees(option=option, future=hedge, perp=hedge, spot=hedge)
+
+
+class SimulatedVenue:
+    """Engine venue: ``latency_ns(rng)`` for new orders and ``on_arrival(order, vctx)``."""
+
+    def __init__(self, cfg: VenueConfig, specs: dict[int, InstrumentSpec]):
+        check_choice("venue.jitter", cfg.jitter, ("none", "uniform", "exponential"))
+        check_choice("venue.queue", cfg.queue, ("conservative", "probabilistic"))
+        self.cfg = cfg
+        self.specs = specs
+        self.latency = LatencyModel(int(cfg.latency_ms * 1e6), int(cfg.jitter_ms * 1e6),
+                                    cfg.jitter)
+        self.fees = fees_from_config(cfg)
+        mult = tuple([1.0] * max(int(cfg.depth_levels) - 1, 0)) if cfg.depth_levels > 1 else ()
+        self.fill_cfg = FillConfig(
+            ladder=DepthLadder(spacing_ticks=cfg.depth_step_ticks,
+                               size_multipliers=tuple(m * cfg.depth_size_multiplier for m in mult),
+                               default_touch_size=cfg.default_size),
+            band=PriceBand(fraction=cfg.price_band))
+        self.portfolio = Portfolio(specs)
+        #: fill-vs-mid cost paid so far, USD, split as the attribution needs it
+        self.slippage_usd = {"option": 0.0, "hedge": 0.0}
+
+    # -- engine hooks -----------------------------------------------------------------
+    def latency_ns(self, rng: np.random.Generator) -> int:
+        return self.latency.arrival_ts(0, rng)
+
+    def book(self, iid: int, m) -> BookView:
+        """Top of book of ``iid`` as of now, with documented defaults where data is missing."""
+        spec = self.specs[iid]
+        bid, ask = float(m.bid[iid]), float(m.ask[iid])
+        if not (math.isfinite(bid) or math.isfinite(ask)) and not spec.is_option:
+            ref = float(m.reference_price(iid))
+            if math.isfinite(ref):
+                h = ref * self.cfg.hedge_half_spread_bps * 1e-4
+                bid, ask = ref - h, ref + h
+        bs, as_ = float(m.bid_size[iid]), float(m.ask_size[iid])
+        d = self.cfg.default_size
+        return BookView(ts=m.now, bid_price=bid, ask_price=ask,
+                        bid_size=bs if math.isfinite(bs) else d,
+                        ask_size=as_ if math.isfinite(as_) else d,
+                        tick_size=spec.tick_size or 0.0)
+
+    def on_arrival(self, order, vctx) -> None:
+        m = vctx.market
+        iid = order.instrument_id
+        spec = self.specs[iid]
+        book = self.book(iid, m)
+        usd = float(m.usd_per_coin(iid))
+        side = 1 if order.qty > 0 else -1
+        limit = order.limit_price
+        vo = VenueOrder(order.order_id, iid, side, abs(order.qty),
+                        "limit" if math.isfinite(limit) else "market",
+                        limit if math.isfinite(limit) else None, order.ts, order.consumer)
+        if vo.kind == "limit" and order.consumer in self.cfg.negotiated_consumers:
+            res = MatchResult((Fill(vo.id, iid, vctx.now, side, limit, vo.qty, "maker"),), 0.0)
+        else:
+            res = match_on_arrival(vo, book, self.fill_cfg, ts=vctx.now)
+        fills = apply_fees(res.fills, self.fees, spec, underlying_price=usd)
+        mid = book.mid
+        for f in fills:
+            signed = f.side * f.qty
+            vctx.fill(order, signed, f.price, f.fee, spec.contract_size)
+            self.portfolio.apply_fill(f, usd)
+            fee_usd = f.fee * usd if spec.is_inverse else f.fee
+            cost = self.cost_usd(spec, signed, f.price, mid, usd)
+            self.slippage_usd["option" if spec.is_option else "hedge"] += cost
+            vctx.emit("execution", order_id=order.order_id, instrument_id=iid, qty=signed,
+                      price=f.price, fee=f.fee, liquidity=f.liquidity, level=f.level,
+                      arrival_mid=mid, usd_per_coin=usd, fee_usd=fee_usd, slippage_usd=cost)
+        if res.rejection is not None:
+            r = res.rejection
+            vctx.emit("rejection", order_id=order.order_id, instrument_id=iid,
+                      qty=side * res.remaining_qty, reason=r.reason, detail=r.detail)
+        elif res.rests:
+            vctx.emit("rejection", order_id=order.order_id, instrument_id=iid,
+                      qty=side * res.remaining_qty, reason="resting_not_simulated",
+                      detail=f"limit {limit} did not cross the book on arrival")
+
+    @staticmethod
+    def cost_usd(spec: InstrumentSpec, signed_qty: float, price: float, mid: float,
+                 usd_per_coin: float) -> float:
+        """What trading at ``price`` instead of ``mid`` cost, in USD (positive = paid)."""
+        if not math.isfinite(mid):
+            return 0.0
+        if spec.is_option:
+            per = (price - mid) * spec.contract_size
+            return signed_qty * (per * usd_per_coin if spec.is_inverse else per)
+        if spec.is_inverse:  # USD-sized contracts: cost in coin = cs*(1/mid - 1/price) per contract
+            return signed_qty * spec.contract_size * (1.0 / mid - 1.0 / price) * usd_per_coin
+        return signed_qty * (price - mid) * spec.contract_size
+
+    # -- snapshots --------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"portfolio": self.portfolio.state_dict(), "slippage_usd": dict(self.slippage_usd)}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.portfolio.load_state_dict(d["portfolio"])
+        self.slippage_usd = dict(d["slippage_usd"])
+
+
+def specs_from_store(instruments_table) -> dict[int, InstrumentSpec]:
+    """``InstrumentSpec`` per instrument id from the store's ``instruments`` Arrow table."""
+    out = {}
+    for row in instruments_table.to_pylist():
+        kind = row["kind"] if row["kind"] in ("option", "future", "perp", "spot") else "spot"
+        out[int(row["instrument_id"])] = InstrumentSpec.from_row({**row, "kind": kind})
+    return out
+
+
+__all__ = ["SimulatedVenue", "fees_from_config", "specs_from_store"]

@@ -1,0 +1,358 @@
+"""Books: what is being hedged.  Each is an engine consumer, Hydra-instantiable by ``_target_``.
+
+* :class:`FixedBook` (``book=fixed``): option positions opened once, as soon as the market is
+  quoted, at the market or with limit orders at mid.
+* :class:`MarketMakerBook` (``book=market_maker``): takes the other side of the historical
+  option trades, within a size cap and an instrument filter, at the traded price.
+
+**Expiry settlement.**  Deribit settles options against the 30-minute TWAP of its index
+before 08:00 UTC.  We approximate it by the index mid at 08:00 (the mid of the ``index``
+instrument of the underlying when it is quoted, else the designated underlying mid), taken at
+a deadline wake at the expiry instant, so it sees every event with ``ts_recv <= expiry``.
+The approximation error is the gap between a 30-minute average and its end point, of the
+order of ``sigma S sqrt(30 min / 3)``.  A book journals one ``expiry_settlement`` event per
+option position of that expiry (every consumer's, since positions are shared), with the
+intrinsic value ``max(S - K, 0)`` (call) or ``max(K - S, 0)`` (put) per unit, divided by ``S``
+for an inverse option (coin), cf. :func:`replay.venue.accounting.option_settlement_price`.
+Booking the cash is the ledger's job (the ``settlement`` events of :mod:`replay.pnl`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from calibration.black import delta as black_delta
+from replay.config import ConfigError, check_choice
+from replay.state import NEVER
+from replay.wake import WakeCondition
+from strategies.base import (
+    DELTA_SOURCES,
+    NS_PER_YEAR,
+    SurfaceBoard,
+    bs_greeks,
+    expiry_forward,
+    leg_vols,
+    require_positive,
+    spot_of,
+    underlying_of,
+)
+from strategies.listed import choose_expiry, listed_options, options_at
+
+NS = 1_000_000_000
+STRUCTURES = ("straddle", "strangle", "risk_reversal", "call", "put")
+
+
+def settlement_spot(ctx: Any, underlying: str = "BTC") -> float:
+    """The settlement price: the index mid when quoted, else the underlying mid."""
+    inst = ctx.instruments
+    for i in inst.ids_of_kind("index"):
+        if underlying_of(inst.name[i]) == underlying:
+            s = float(ctx.market.mid(int(i)))
+            if math.isfinite(s) and s > 0:
+                return s
+    return spot_of(ctx)
+
+
+def settle_expiry(ctx: Any, expiry_ns: int, underlying: str = "BTC") -> list[int]:
+    """Journal a ``settlement`` for every open option position expiring at ``expiry_ns``."""
+    inst = ctx.instruments
+    s = settlement_spot(ctx, underlying)
+    done = []
+    ids = inst.ids_of_kind("option")
+    for i in ids[inst.expiry_ns[ids] == expiry_ns]:
+        q = ctx.position(int(i))
+        if q == 0.0:
+            continue
+        k = float(inst.strike[i])
+        intrinsic = max(s - k, 0.0) if inst.is_call[i] == 1 else max(k - s, 0.0)
+        price = intrinsic / s if inst.settlement[i] == "inverse" else intrinsic
+        units = q * float(inst.contract_size[i])
+        ctx.emit("expiry_settlement", instrument_id=int(i), expiry=int(expiry_ns), qty=q,
+                 underlying_price=s, intrinsic_usd=intrinsic, settlement_price=price,
+                 value=units * price, value_usd=units * intrinsic)
+        done.append(int(i))
+    return done
+
+
+def strike_by_delta(ctx: Any, ids: np.ndarray, expiry_ns: int, forward: float,
+                    target: float, source: str, board: SurfaceBoard | None,
+                    flat_vol: float) -> int:
+    """The option among ``ids`` (one expiry and type) whose Black-76 delta is nearest
+    ``target`` (calls > 0, puts < 0), at the surface or flat vol."""
+    inst = ctx.instruments
+    k = inst.strike[ids].astype(np.float64)
+    t = np.full(k.shape, (expiry_ns - ctx.now) / NS_PER_YEAR)
+    vol = leg_vols(board, k, t, "flat" if source == "flat" else "surface", flat_vol)
+    d = bs_greeks(forward, k, t, vol, inst.is_call[ids] == 1)["delta"]
+    return int(ids[np.nanargmin(np.abs(d - target))])
+
+
+class FixedBook:
+    """Option positions opened at the start and held to expiry.
+
+    ``structure``: ``straddle`` (call and put at the strike nearest the forward),
+    ``strangle`` (call at ``+delta``, put at ``-delta``), ``risk_reversal`` (long call at
+    ``+delta``, short put at ``-delta`` for ``side: long``), ``call`` / ``put`` (at the
+    money, or at ``delta`` when given).  ``expiry``: ``nearest``, ``nearest_monthly`` or a
+    number of days (expiries within ``min_expiry_ns`` of the start are skipped).  ``size``
+    contracts per leg, ``side`` ``short`` or ``long``.  ``execution``: ``market`` (market
+    orders) or ``mid`` (limit orders at each option's mid).  Strikes by delta use the
+    published surface's vol when there is one, else ``flat_vol``.  The book opens at the
+    first wake where the underlying price is known and every leg is quoted two-sided (an
+    unquoted leg could not fill), and journals the settlement at expiry (module docstring).
+    """
+
+    def __init__(self, name: str = "book", structure: str = "straddle",
+                 expiry: Any = "nearest_monthly", size: float = 1.0, side: str = "short",
+                 delta: float | None = None, execution: str = "market", latency_ns: int = 0,
+                 flat_vol: float = 0.6, delta_source: str = "surface", underlying: str = "BTC",
+                 min_expiry_ns: int = 3600 * NS, board: SurfaceBoard | None = None):
+        self.name = name
+        self.structure = check_choice("book.structure", structure, STRUCTURES)
+        self.expiry = expiry
+        self.size = require_positive("book.size", size)
+        self.sign = -1.0 if check_choice("book.side", side, ("short", "long")) == "short" else 1.0
+        if delta is not None and not 0.0 < float(delta) < 1.0:
+            raise ConfigError(f"book.delta: {delta!r} must be in (0, 1)")
+        self.delta = None if delta is None else float(delta)
+        self.execution = check_choice("book.execution", execution, ("market", "mid"))
+        self.latency_ns = int(latency_ns)
+        self.flat_vol = require_positive("book.flat_vol", flat_vol)
+        self.delta_source = check_choice("book.delta_source", delta_source, DELTA_SOURCES)
+        self.underlying = underlying
+        self.min_expiry_ns = int(min_expiry_ns)
+        self.board = board
+        self.legs: list[tuple[int, float]] = []  # (instrument_id, signed contracts)
+        self.expiry_ns = NEVER
+        self.opened = False
+        self.settled = False
+
+    def on_start(self, ctx: Any) -> WakeCondition | None:
+        return WakeCondition(quote_count=1)
+
+    def on_wake(self, ctx: Any) -> WakeCondition | None:
+        if self.opened:
+            if ctx.now >= self.expiry_ns and not self.settled:
+                settle_expiry(ctx, self.expiry_ns, self.underlying)
+                self.settled = True
+            return None
+        spot = spot_of(ctx)
+        if not (math.isfinite(spot) and spot > 0):
+            return WakeCondition(quote_count=1)
+        if not self.legs:
+            self.legs = self.choose_legs(ctx, spot)
+        ids = [i for i, _ in self.legs]
+        mids = [float(ctx.market.mid(i)) for i in ids]
+        if not all(math.isfinite(m) and m > 0 for m in mids):  # an unquoted leg cannot fill
+            return WakeCondition(quote_count=1, instruments=tuple(ids))
+        for (iid, qty), mid in zip(self.legs, mids):
+            limit = mid if self.execution == "mid" else math.nan
+            ctx.emit("book_order", book=self.name, reason="open", instrument_id=iid, qty=qty,
+                     price=limit, ref_price=mid, ref_size=math.nan, ref_side=0, ref_ts=ctx.now)
+            ctx.submit(iid, qty, limit_price=limit, latency_ns=self.latency_ns)
+        self.opened = True
+        return WakeCondition(deadline=self.expiry_ns) if self.expiry_ns > ctx.now else None
+
+    def choose_legs(self, ctx: Any, spot: float) -> list[tuple[int, float]]:
+        inst = ctx.instruments
+        e = choose_expiry(inst, ctx.now, self.expiry, self.underlying, self.min_expiry_ns)
+        self.expiry_ns = e
+        fwd = expiry_forward(ctx, e, spot, self.board)
+        calls = options_at(inst, e, True, self.underlying)
+        puts = options_at(inst, e, False, self.underlying)
+        q = self.sign * self.size
+
+        def by_delta(ids: np.ndarray, target: float) -> int:
+            if not ids.size:
+                raise ConfigError("book: the chosen expiry lists no option of that type")
+            return strike_by_delta(ctx, ids, e, fwd, target, self.delta_source, self.board,
+                                   self.flat_vol)
+
+        def atm(ids: np.ndarray) -> int:
+            if not ids.size:
+                raise ConfigError("book: the chosen expiry lists no option of that type")
+            return int(ids[np.argmin(np.abs(inst.strike[ids] - fwd))])
+
+        d = 0.25 if self.delta is None else self.delta
+        if self.structure == "straddle":
+            common = np.intersect1d(inst.strike[calls], inst.strike[puts])
+            if not common.size:
+                raise ConfigError("book: no strike of the chosen expiry has both a call and a put")
+            k = common[np.argmin(np.abs(common - fwd))]
+            return [(int(calls[inst.strike[calls] == k][0]), q),
+                    (int(puts[inst.strike[puts] == k][0]), q)]
+        if self.structure == "strangle":
+            return [(by_delta(calls, d), q), (by_delta(puts, -d), q)]
+        if self.structure == "risk_reversal":
+            return [(by_delta(calls, d), q), (by_delta(puts, -d), -q)]
+        ids = calls if self.structure == "call" else puts
+        if self.delta is None:
+            return [(atm(ids), q)]
+        return [(by_delta(ids, d if self.structure == "call" else -d), q)]
+
+    def state_dict(self) -> dict:
+        return {"legs": list(self.legs), "expiry_ns": self.expiry_ns, "opened": self.opened,
+                "settled": self.settled}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.legs = [tuple(x) for x in d["legs"]]
+        self.expiry_ns, self.opened, self.settled = d["expiry_ns"], d["opened"], d["settled"]
+
+
+class MarketMakerBook:
+    """Takes the other side of the historical option trades at the traded price.
+
+    For each option trade seen (aggressor ``side`` +1: we sold, -1: we bought; trades of
+    unknown side are skipped, there is no other side to take) the book sends a limit order
+    for ``-side * min(size, size_cap)`` contracts at the traded price, ``latency_ns`` later,
+    when the option passes the filter: ``rights`` (``both``/``call``/``put``), days to expiry
+    in ``[min_days, max_days]``, ``|delta|`` in ``[min_abs_delta, max_abs_delta]`` (Black-76
+    at the surface or flat vol) and moneyness ``K / F`` in ``[min_moneyness, max_moneyness]``
+    (``None``: unbounded).
+
+    How it sees trades without looking ahead: the engine has no "next trade" wake condition
+    (quote counts only count quote updates), so the book wakes after every quote update of an
+    option that passes the static part of the filter and compares each option's
+    ``trade_ts`` with the last one it handled.  A trade is therefore taken at the next quote
+    update of a watched option (or at a ``max_wake_ns`` deadline), and of several trades of
+    one instrument between two wakes only the last is visible (``last_price/size/side``).
+    ``wake_on: poll`` instead checks every ``poll_ns`` of market time: far fewer wakes on a
+    busy chain (each one costs a Python call), at the price of up to ``poll_ns`` of delay.
+    """
+
+    def __init__(self, name: str = "book", size_cap: float = 1.0, rights: str = "both",
+                 min_days: float = 0.0, max_days: float | None = None,
+                 min_abs_delta: float = 0.0, max_abs_delta: float = 1.0,
+                 min_moneyness: float | None = None, max_moneyness: float | None = None,
+                 delta_source: str = "surface", flat_vol: float = 0.6, latency_ns: int = 0,
+                 max_wake_ns: int = 60 * NS, wake_on: str = "quote", poll_ns: int = NS,
+                 underlying: str = "BTC", board: SurfaceBoard | None = None):
+        self.name = name
+        self.wake_on = check_choice("book.wake_on", wake_on, ("quote", "poll"))
+        self.poll_ns = int(require_positive("book.poll_ns", poll_ns))
+        self._watch_ids: tuple[int, ...] = ()
+        self._watch_until = NEVER
+        self.size_cap = require_positive("book.size_cap", size_cap)
+        self.rights = check_choice("book.rights", rights, ("both", "call", "put"))
+        self.min_days, self.max_days = float(min_days), max_days
+        self.min_abs_delta, self.max_abs_delta = float(min_abs_delta), float(max_abs_delta)
+        self.min_moneyness, self.max_moneyness = min_moneyness, max_moneyness
+        self.delta_source = check_choice("book.delta_source", delta_source, DELTA_SOURCES)
+        self.flat_vol = require_positive("book.flat_vol", flat_vol)
+        self.latency_ns = int(latency_ns)
+        self.max_wake_ns = int(require_positive("book.max_wake_ns", max_wake_ns))
+        self.underlying = underlying
+        self.board = board
+        self.options = np.zeros(0, np.int64)
+        self.seen = np.zeros(0, np.int64)  # trade_ts handled, per entry of self.options
+        self.expiries: set[int] = set()  # expiries of options we ordered, not yet settled
+        self.n_taken = 0
+        self.n_skipped = 0
+
+    # -- filter ---------------------------------------------------------------------------
+    def _static_ok(self, ctx: Any, ids: np.ndarray) -> np.ndarray:
+        inst = ctx.instruments
+        ok = inst.expiry_ns[ids] > ctx.now
+        if self.rights != "both":
+            ok &= (inst.is_call[ids] == 1) == (self.rights == "call")
+        days = (inst.expiry_ns[ids] - ctx.now) / (86400 * NS)
+        if self.max_days is not None:
+            ok &= days <= float(self.max_days)
+        return ok
+
+    def accepts(self, ctx: Any, iid: int, spot: float) -> bool:
+        """Whether option ``iid`` passes the whole filter now."""
+        inst = ctx.instruments
+        if not self._static_ok(ctx, np.array([iid]))[0]:
+            return False
+        e = int(inst.expiry_ns[iid])
+        if (e - ctx.now) / (86400 * NS) < self.min_days:
+            return False
+        if not (math.isfinite(spot) and spot > 0):
+            return self.min_moneyness is None and self.max_moneyness is None and \
+                self.min_abs_delta <= 0.0 and self.max_abs_delta >= 1.0
+        fwd = expiry_forward(ctx, e, spot, self.board, iid)
+        k = float(inst.strike[iid])
+        if self.min_moneyness is not None and k / fwd < float(self.min_moneyness):
+            return False
+        if self.max_moneyness is not None and k / fwd > float(self.max_moneyness):
+            return False
+        t = (e - ctx.now) / NS_PER_YEAR
+        vol = leg_vols(self.board, np.array([k]), np.array([t]),
+                       "flat" if self.delta_source == "flat" else "surface", self.flat_vol)
+        d = abs(float(black_delta(fwd, k, t, vol[0], inst.is_call[iid] == 1)))
+        return self.min_abs_delta <= d <= self.max_abs_delta
+
+    # -- consumer protocol ----------------------------------------------------------------
+    def on_start(self, ctx: Any) -> WakeCondition | None:
+        ids = listed_options(ctx.instruments, ctx.now, self.underlying)
+        self.options = ids
+        self.seen = np.asarray(ctx.market.trade_ts[ids], np.int64).copy()
+        return self._next(ctx)
+
+    def on_wake(self, ctx: Any) -> WakeCondition | None:
+        now = ctx.now
+        for e in sorted(x for x in self.expiries if x <= now):
+            settle_expiry(ctx, e, self.underlying)
+            self.expiries.discard(e)
+        m = ctx.market
+        tts = np.asarray(m.trade_ts[self.options], np.int64)
+        new = np.flatnonzero(tts != self.seen)
+        if new.size:
+            spot = spot_of(ctx)
+            order = new[np.lexsort((self.options[new], tts[new]))]
+            for j in order:
+                self._take(ctx, int(self.options[j]), int(tts[j]), spot)
+            self.seen[new] = tts[new]
+        return self._next(ctx)
+
+    def _take(self, ctx: Any, iid: int, trade_ts: int, spot: float) -> None:
+        m = ctx.market
+        side, size = float(m.last_side[iid]), float(m.last_size[iid])
+        price = float(m.last_price[iid])
+        if side == 0.0 or not (size > 0 and price > 0) or not self.accepts(ctx, iid, spot):
+            self.n_skipped += 1
+            return
+        qty = -math.copysign(min(size, self.size_cap), side)
+        ctx.emit("book_order", book=self.name, reason="take", instrument_id=iid, qty=qty,
+                 price=price, ref_price=price, ref_size=size, ref_side=int(side),
+                 ref_ts=trade_ts)
+        ctx.submit(iid, qty, limit_price=price, latency_ns=self.latency_ns)
+        self.expiries.add(int(ctx.instruments.expiry_ns[iid]))
+        self.n_taken += 1
+
+    def _watch(self, ctx: Any) -> tuple[int, ...]:
+        """Options passing the static filter; recomputed hourly and when one expires (the
+        tuple is what the engine's quote-count mask is built from, so it is cached)."""
+        if ctx.now >= self._watch_until:
+            ids = self.options[self._static_ok(ctx, self.options)] if self.options.size else \
+                self.options
+            self._watch_ids = tuple(int(i) for i in ids)
+            first = int(ctx.instruments.expiry_ns[ids].min()) if len(ids) else ctx.now + 3600 * NS
+            self._watch_until = min(first, ctx.now + 3600 * NS)
+        return self._watch_ids
+
+    def _next(self, ctx: Any) -> WakeCondition:
+        deadline = ctx.now + (self.poll_ns if self.wake_on == "poll" else self.max_wake_ns)
+        pending = [e for e in self.expiries if e > ctx.now]
+        if pending:
+            deadline = min(deadline, min(pending))
+        watch = self._watch(ctx) if self.wake_on == "quote" else ()
+        if not watch:
+            return WakeCondition(deadline=deadline)
+        return WakeCondition(deadline=deadline, quote_count=1, instruments=watch)
+
+    def state_dict(self) -> dict:
+        return {"options": self.options.tolist(), "seen": self.seen.tolist(),
+                "expiries": sorted(self.expiries), "n_taken": self.n_taken,
+                "n_skipped": self.n_skipped, "watch": (self._watch_ids, self._watch_until)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.options = np.array(d["options"], np.int64)
+        self.seen = np.array(d["seen"], np.int64)
+        self.expiries = set(d["expiries"])
+        self.n_taken, self.n_skipped = d["n_taken"], d["n_skipped"]
+        self._watch_ids, self._watch_until = tuple(d["watch"][0]), int(d["watch"][1])

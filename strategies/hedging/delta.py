@@ -1,0 +1,351 @@
+"""The hedging-strategy protocol (:class:`Hedger`) and the strategies without a delta band:
+``none``, ``periodic``, ``move_based`` and ``leland``.
+
+Every strategy is an engine consumer.  At each wake it
+
+1. forgets the orders the venue has processed (:class:`strategies.base.PendingOrders`);
+2. takes the option legs held (:func:`strategies.base.book_legs`) and their delta ``D`` from
+   the configured delta source, and the delta ``h`` of the hedge held plus orders in flight;
+3. asks the strategy for its *target* hedge delta (``-D``, or ``-D`` at a modified vol), its
+   band half-width ``H`` (BTC; none for the rehedge-to-delta strategies) and whether it acts;
+4. trades ``band_trade(target, h, H)`` (to the band centre, or to its nearest edge for the
+   utility-based bands) converted into hedge contracts, if that is at least ``min_trade``
+   contracts, with market orders that reach the venue ``latency_ns`` later;
+5. journals a ``hedge_decision`` and states its next wake: its own deadline and/or an
+   underlying corridor (from the band via :func:`strategies.hedging.corridor.delta_corridor`,
+   or the move trigger), combined with ``now + max_wake_ns`` so that time decay is tracked.
+
+Because a trade smaller than ``min_trade`` contracts (``m`` BTC) is never sent, a band
+strategy's corridor is widened to where a trade becomes possible: ``H + m`` when it rebalances
+to the edge, ``max(H, m)`` when it rebalances to the centre.  While no option is held and no
+hedge is on, strategies poll every ``idle_wake_ns`` (a book's first fills cannot wake them).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from replay.config import check_choice
+from replay.wake import WakeCondition
+from strategies.base import (
+    DELTA_SOURCES,
+    BookLegs,
+    PendingOrders,
+    SurfaceBoard,
+    book_legs,
+    contracts_delta,
+    instrument_price,
+    is_inverse_delta_one,
+    require_positive,
+    resolve_hedge,
+    spot_of,
+)
+from strategies.hedging.bands import band_trade, leland_vol, move_corridor, next_periodic_deadline
+from strategies.hedging.corridor import Corridor, delta_corridor
+
+NS = 1_000_000_000
+Width = float | Callable[[np.ndarray], np.ndarray] | None
+
+
+class Hedger:
+    """Base of the hedging strategies (the protocol in the module docstring).
+
+    Common config: ``hedge`` (``perp``/``future``/``spot``), ``delta_source``
+    (``surface``/``flat``/``premium_adjusted``), ``flat_vol``, ``latency_ns`` (order latency),
+    ``min_trade`` (contracts), ``lot`` (orders are rounded to multiples of it; 0: no
+    rounding; 1 for the Deribit perpetual), ``max_wake_ns`` (longest sleep),
+    ``idle_wake_ns`` (poll while nothing is held), ``underlying`` (name prefix of the
+    hedge), ``board`` (the
+    :class:`~strategies.base.SurfaceBoard` the calibration publishes to; injected by the run).
+    """
+
+    kind = "hedger"
+    rebalance = "center"  # or "edge"
+    caps_wake = True  # combine the own deadline/corridor with now + max_wake_ns
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        # subclasses take their own keys plus ``**common``; publish the full keyword list so
+        # that config checks (replay.config.instantiate_checked) see every accepted key
+        super().__init_subclass__(**kw)
+        own = [p for p in inspect.signature(cls.__init__).parameters.values()
+               if p.kind is not p.VAR_KEYWORD]
+        names = {p.name for p in own}
+        base = [p for p in inspect.signature(cls.__mro__[1]).parameters.values()
+                if p.name not in names]
+        cls.__signature__ = inspect.Signature(
+            [p.replace(kind=p.KEYWORD_ONLY) for p in own[1:] + base])
+
+    def __init__(self, name: str = "hedger", hedge: str = "perp", delta_source: str = "surface",
+                 flat_vol: float = 0.6, latency_ns: int = 0, min_trade: float = 1.0,
+                 max_wake_ns: int = 60 * NS, idle_wake_ns: int = NS, underlying: str = "BTC",
+                 lot: float = 0.0, board: SurfaceBoard | None = None):
+        self.name = name
+        self.hedge = check_choice("strategy.hedge", hedge, ("perp", "future", "spot"))
+        self.delta_source = check_choice("strategy.delta_source", delta_source, DELTA_SOURCES)
+        self.flat_vol = require_positive("strategy.flat_vol", flat_vol)
+        self.latency_ns = int(latency_ns)
+        self.min_trade = float(min_trade)
+        self.lot = float(lot)
+        self.max_wake_ns = int(require_positive("strategy.max_wake_ns", max_wake_ns))
+        self.idle_wake_ns = int(require_positive("strategy.idle_wake_ns", idle_wake_ns))
+        self.underlying = underlying
+        self.board = board
+        self.hedge_id = -1
+        self.pending = PendingOrders()
+        self.n_decisions = 0
+        self._options: list[int] | None = None
+
+    # -- hooks for the strategies -------------------------------------------------------
+    def center_legs(self, legs: BookLegs) -> BookLegs:
+        """Legs whose delta is the band centre (a modified vol for Leland/Zakamouline)."""
+        return legs
+
+    def band(self, ctx: Any, legs: BookLegs) -> Width:
+        """Band half-width in BTC, a constant or a function of ``S``; None: no band."""
+        return None
+
+    def acts(self, ctx: Any, legs: BookLegs, spot: float) -> bool:
+        """Whether this wake may trade (the band still decides how much)."""
+        return True
+
+    def own_deadline(self, ctx: Any) -> int | None:
+        return None
+
+    def move_trigger(self, ctx: Any, spot: float) -> Corridor | None:
+        return None
+
+    def option_trades(self, ctx: Any, legs: BookLegs) -> dict[int, float]:
+        """Option orders (contracts per instrument) before the delta step (gamma/vega)."""
+        return {}
+
+    def rehedged(self, ctx: Any, spot: float, legs: BookLegs) -> None:
+        """Called after a wake that was allowed to trade (whether or not it had to)."""
+
+    # -- consumer protocol ----------------------------------------------------------------
+    def on_start(self, ctx: Any) -> WakeCondition | None:
+        self.hedge_id = resolve_hedge(ctx.instruments, self.hedge, ctx.now, self.underlying)
+        return WakeCondition(deadline=ctx.now + self.idle_wake_ns)
+
+    def on_wake(self, ctx: Any) -> WakeCondition | None:
+        return self.decide(ctx)
+
+    def state_dict(self) -> dict:
+        return {"hedge_id": self.hedge_id, "pending": list(self.pending.orders),
+                "n_decisions": self.n_decisions}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.hedge_id = d["hedge_id"]
+        self.pending = PendingOrders(list(d["pending"]))
+        self.n_decisions = d["n_decisions"]
+
+    # -- the decision ---------------------------------------------------------------------
+    def legs(self, ctx: Any) -> BookLegs:
+        if self._options is None:  # static: the store's instruments do not change in a run
+            self._options = [int(i) for i in ctx.instruments.ids_of_kind("option")]
+        pos = {i: ctx.position(i) for i in self._options}
+        for i, q in self.pending.by_instrument().items():
+            if i in pos:
+                pos[i] += q
+        return book_legs(ctx, pos, self.delta_source, self.board, self.flat_vol)
+
+    def hedge_price(self, ctx: Any, spot: float) -> float:
+        return instrument_price(ctx, self.hedge_id, spot)
+
+    def _hedge_delta(self, ctx: Any, contracts: float, price: float) -> float:
+        inst = ctx.instruments
+        return contracts_delta(contracts, price, float(inst.contract_size[self.hedge_id]),
+                               is_inverse_delta_one(inst, self.hedge_id))
+
+    def decide(self, ctx: Any) -> WakeCondition | None:
+        now = ctx.now
+        self.pending.prune(now, ctx.reason)
+        if self.hedge_id < 0:
+            self.hedge_id = resolve_hedge(ctx.instruments, self.hedge, now, self.underlying)
+        spot = spot_of(ctx)
+        if not (math.isfinite(spot) and spot > 0):
+            return WakeCondition(deadline=now + self.idle_wake_ns)
+        legs = self.legs(ctx)
+        extra = self.option_trades(ctx, legs) if len(legs) else {}
+        if extra:
+            for iid, q in extra.items():
+                ctx.emit("book_order", book=self.name, reason="gamma_vega", instrument_id=iid,
+                         qty=q, price=math.nan, ref_price=math.nan, ref_size=math.nan,
+                         ref_side=0, ref_ts=now)
+                ctx.submit(iid, q, latency_ns=self.latency_ns)
+                self.pending.add(now + self.latency_ns, iid, q)
+            legs = self.legs(ctx)
+        price = self.hedge_price(ctx, spot)
+        held = ctx.position(self.hedge_id) + self.pending.qty(self.hedge_id)
+        current = self._hedge_delta(ctx, held, price)
+        if not len(legs) and held == 0.0:
+            return WakeCondition(deadline=now + self.idle_wake_ns)
+        center = self.center_legs(legs)
+        book_delta = legs.greeks().delta
+        target = -center.greeks().delta
+        width = self.band(ctx, legs)
+        h_now = 0.0 if width is None else float(np.asarray(
+            width(np.array([spot]))[0] if callable(width) else width))
+        m = abs(self._hedge_delta(ctx, self.min_trade, price))
+        acts = self.acts(ctx, legs, spot)
+        trade = band_trade(target, current, h_now, self.rebalance) if acts else 0.0
+        contracts = trade / self._hedge_delta(ctx, 1.0, price)
+        if self.lot > 0:
+            contracts = round(contracts / self.lot) * self.lot
+            trade = self._hedge_delta(ctx, contracts, price)
+        if abs(trade) >= m and contracts != 0.0:
+            ctx.submit(self.hedge_id, contracts, latency_ns=self.latency_ns)
+            self.pending.add(now + self.latency_ns, self.hedge_id, contracts)
+        else:
+            trade, contracts = 0.0, 0.0
+        if acts:
+            self.rehedged(ctx, spot, legs)
+        corridor = self._corridor(ctx, center, spot, held + contracts, price / spot, width, m)
+        deadline = self.own_deadline(ctx)
+        if self.caps_wake or deadline is None:
+            cap = now + self.max_wake_ns
+            deadline = cap if deadline is None else min(deadline, cap)
+        self.n_decisions += 1
+        ctx.emit("hedge_decision", strategy=self.kind, reason=ctx.reason, spot=spot,
+                 book_delta=book_delta, target_delta=target, current_hedge=current,
+                 band_lo=target - h_now, band_hi=target + h_now, trade_delta=trade,
+                 instrument_id=self.hedge_id, contracts=contracts,
+                 corridor_lo=math.nan if corridor is None else corridor.lo,
+                 corridor_hi=math.nan if corridor is None else corridor.hi,
+                 next_deadline=deadline)
+        return WakeCondition(deadline=deadline,
+                             corridor=None if corridor is None else (corridor.lo, corridor.hi))
+
+    def _corridor(self, ctx: Any, center: BookLegs, spot: float, contracts: float,
+                  price_ratio: float, width: Width, m: float) -> Corridor | None:
+        """The band as an underlying corridor: ``|D(S) + h(S)| < H(S)`` with ``h(S)`` the
+        delta of ``contracts`` of the hedge at price ``price_ratio * S`` (``n cs / P`` for an
+        inverse contract, which moves with ``S``; constant for a linear one)."""
+        trig = self.move_trigger(ctx, spot)
+        if trig is not None or width is None:
+            return trig
+        inst = ctx.instruments
+        cs = float(inst.contract_size[self.hedge_id])
+        inverse = is_inverse_delta_one(inst, self.hedge_id)
+        book_fn = center.delta_fn()
+
+        def net(s: np.ndarray) -> np.ndarray:
+            s_arr = np.asarray(s, dtype=np.float64)
+            return book_fn(s_arr) + contracts_delta(contracts, price_ratio * s_arr, cs, inverse)
+
+        pad = 1e-12 * max(1.0, abs(float(net(np.array([spot]))[0])))  # an edge is inside
+        if self.rebalance == "edge":
+            eff = (lambda s: width(s) + m + pad) if callable(width) else width + m + pad
+        else:
+            eff = ((lambda s: np.maximum(width(s), m) + pad) if callable(width)
+                   else max(width, m) + pad)
+        return delta_corridor(net, spot, 0.0, eff)
+
+
+class NoHedge(Hedger):
+    """``none``: holds no hedge and never wakes (one ``hedge_decision`` at start)."""
+
+    kind = "none"
+
+    def on_start(self, ctx: Any) -> WakeCondition | None:
+        ctx.emit("hedge_decision", strategy=self.kind, reason="start", spot=math.nan,
+                 book_delta=math.nan, target_delta=math.nan, current_hedge=0.0,
+                 band_lo=math.nan, band_hi=math.nan, trade_delta=0.0, instrument_id=-1,
+                 contracts=0.0, corridor_lo=math.nan, corridor_hi=math.nan, next_deadline=-1)
+        return None
+
+
+class Periodic(Hedger):
+    """``periodic``: rehedge to the full delta at ``anchor + k period_ns``.
+
+    ``hedge = -Delta`` at each ``t_k = k Dt`` (Black-76 delta from the configured source);
+    the schedule is :func:`strategies.hedging.bands.next_periodic_deadline`.  The discrete
+    hedging error has std ``~ sqrt(pi/4) vega sigma / sqrt(N)`` for ``N`` rebalances (E. Derman
+    and M. Kamal, "When you cannot hedge continuously", Goldman Sachs QS note, 1999).
+    """
+
+    kind = "periodic"
+    caps_wake = False
+
+    def __init__(self, period_ns: int = 60 * NS, anchor_ns: int = 0, **common: Any):
+        super().__init__(**common)
+        self.period_ns = int(require_positive("strategy.period_ns", period_ns))
+        self.anchor_ns = int(anchor_ns)
+
+    def on_start(self, ctx: Any) -> WakeCondition | None:
+        super().on_start(ctx)
+        return WakeCondition(deadline=self.own_deadline(ctx))
+
+    def own_deadline(self, ctx: Any) -> int:
+        return next_periodic_deadline(ctx.now, self.period_ns, self.anchor_ns)
+
+    def decide(self, ctx: Any) -> WakeCondition | None:
+        cond = super().decide(ctx)
+        # an idle or quote-less wake must not knock the schedule off its grid
+        return WakeCondition(deadline=self.own_deadline(ctx),
+                             corridor=None if cond is None else cond.corridor)
+
+
+class Leland(Periodic):
+    """``leland``: periodic rehedging to the delta at Leland's adjusted vol.
+
+    ``sigma_L^2 = sigma^2 (1 + s sqrt(2/pi) k / (sigma sqrt(dt)))``, ``s = +1`` for a short
+    leg, ``-1`` for a long one, ``k`` the round-trip proportional cost, ``dt = period`` in
+    years (:func:`strategies.hedging.bands.leland_vol`; H. E. Leland, J. Finance 40(5), 1985).
+    """
+
+    kind = "leland"
+
+    def __init__(self, cost: float = 0.001, **periodic: Any):
+        super().__init__(**periodic)
+        self.cost = float(cost)
+
+    def center_legs(self, legs: BookLegs) -> BookLegs:
+        dt = self.period_ns / (365.0 * 86400.0 * NS)
+        return legs.with_vol(leland_vol(legs.vol, self.cost, dt, short=legs.qty < 0))
+
+
+class MoveBased(Hedger):
+    """``move_based``: rehedge to the full delta once ``|S / S_ref - 1| >= move_pct``.
+
+    ``S_ref`` is the underlying at the last rehedge; the wake corridor is
+    ``[S_ref (1 - p), S_ref (1 + p)]`` (:func:`strategies.hedging.bands.move_corridor`).  A
+    change of the book (new or closed legs) also triggers a rehedge, since it moves the delta
+    without any price move.  ``max_wake_ns`` wakes re-check only these two triggers.
+    """
+
+    kind = "move_based"
+
+    def __init__(self, move_pct: float = 0.005, **common: Any):
+        super().__init__(**common)
+        self.move_pct = require_positive("strategy.move_pct", move_pct)
+        self.ref_spot = math.nan
+        self.signature: tuple = ()
+
+    @staticmethod
+    def _sig(legs: BookLegs) -> tuple:
+        return tuple(zip(legs.instrument_id.tolist(), np.round(legs.qty, 12).tolist()))
+
+    def acts(self, ctx: Any, legs: BookLegs, spot: float) -> bool:
+        if not math.isfinite(self.ref_spot) or self._sig(legs) != self.signature:
+            return True
+        return abs(spot / self.ref_spot - 1.0) >= self.move_pct
+
+    def rehedged(self, ctx: Any, spot: float, legs: BookLegs) -> None:
+        self.ref_spot, self.signature = spot, self._sig(legs)
+
+    def move_trigger(self, ctx: Any, spot: float) -> Corridor:
+        lo, hi = move_corridor(self.ref_spot if math.isfinite(self.ref_spot) else spot,
+                               self.move_pct)
+        return Corridor(lo, hi)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "ref_spot": self.ref_spot, "signature": self.signature}
+
+    def load_state_dict(self, d: dict) -> None:
+        super().load_state_dict(d)
+        self.ref_spot, self.signature = d["ref_spot"], tuple(d["signature"])

@@ -1,0 +1,66 @@
+"""Choosing listed options: expiries by rule (nearest, nearest monthly, a number of days) and
+strikes of one expiry.  Deribit lists weeklies (Fridays), monthlies (the last Friday of the
+month) and quarterlies, all settling at 08:00 UTC."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from replay.config import ConfigError
+from replay.state import Instruments
+from strategies.base import underlying_of
+
+
+def listed_options(instruments: Instruments, now: int, underlying: str = "BTC") -> np.ndarray:
+    """Option ids of ``underlying`` expiring after ``now``."""
+    ids = instruments.ids_of_kind("option")
+    keep = [int(i) for i in ids if instruments.expiry_ns[i] > now
+            and underlying_of(instruments.name[i]) == underlying]
+    return np.array(keep, dtype=np.int64)
+
+
+def is_monthly(expiry_ns: int) -> bool:
+    """Deribit monthly expiries are the last Friday of the month (08:00 UTC)."""
+    day = np.datetime64(int(expiry_ns), "ns").astype("datetime64[D]")
+    weekday = (int(day.astype(np.int64)) + 3) % 7  # 1970-01-01 was a Thursday (3)
+    next_week = (day + np.timedelta64(7, "D")).astype("datetime64[M]")
+    return weekday == 4 and next_week != day.astype("datetime64[M]")
+
+
+def choose_expiry(instruments: Instruments, now: int, spec: Any, underlying: str = "BTC",
+                  min_ns: int = 0) -> int:
+    """The expiry named by ``spec``: ``nearest`` (first after ``now + min_ns``),
+    ``nearest_monthly`` (first last-Friday-of-month one; the nearest if none is listed) or a
+    number of days (the listed expiry closest to ``now + days``)."""
+    ids = listed_options(instruments, now + int(min_ns), underlying)
+    if not ids.size:
+        raise ConfigError(f"no {underlying} option expiring after the replay start is listed")
+    exps = np.unique(instruments.expiry_ns[ids])
+    if spec == "nearest":
+        return int(exps[0])
+    if spec == "nearest_monthly":
+        monthly = [int(e) for e in exps if is_monthly(int(e))]
+        return monthly[0] if monthly else int(exps[0])
+    try:
+        days = float(spec)
+    except (TypeError, ValueError):
+        raise ConfigError(f"expiry: {spec!r} is not allowed; use nearest, nearest_monthly or "
+                          "a number of days") from None
+    return int(exps[np.argmin(np.abs(exps - (now + days * 86400 * 1e9)))])
+
+
+def options_at(instruments: Instruments, expiry_ns: int, is_call: bool,
+               underlying: str = "BTC") -> np.ndarray:
+    """Ids of the calls (or puts) of one expiry, sorted by strike."""
+    ids = listed_options(instruments, expiry_ns - 1, underlying)
+    ids = ids[(instruments.expiry_ns[ids] == expiry_ns)
+              & ((instruments.is_call[ids] == 1) == bool(is_call))]
+    return ids[np.argsort(instruments.strike[ids], kind="stable")]
+
+
+def nearest_strike(instruments: Instruments, ids: np.ndarray, strike: float) -> int:
+    if not ids.size:
+        raise ConfigError("no listed option of the requested expiry and type")
+    return int(ids[np.argmin(np.abs(instruments.strike[ids] - strike))])

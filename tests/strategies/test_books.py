@@ -1,0 +1,140 @@
+"""Books: fixed positions and the market maker, through the engine and on a hand-set market."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from calibration.black import delta as black_delta
+from replay.config import ConfigError
+from replay.engine import run_replay
+from strategies.base import NS_PER_YEAR
+from strategies.books import FixedBook, MarketMakerBook
+from tests.strategies.test_base import (
+    E1,
+    E2,
+    FLAT,
+    NS,
+    SPOT,
+    STRIKES,
+    FakeCtx,
+    LimitOrTouchVenue,
+    build_store,
+    journal_table,
+    option_id,
+)
+
+
+def test_fixed_straddle_opens_at_start_and_settles_at_expiry(tmp_path):
+    start = E1 - 30 * NS
+    ids = build_store(tmp_path / "s.duckdb", start, 60, spot_fn=lambda s: 100_000.0 + 50.0 * s)
+    book = FixedBook(structure="straddle", expiry="nearest", size=2.0, side="short",
+                     min_expiry_ns=0, latency_ns=2_000_000)
+    res = run_replay(tmp_path / "s.duckdb", [book], tmp_path / "run",
+                     venue=LimitOrTouchVenue(), progress=False)
+    call, put = ids["BTC-12DEC25-100000-C"], ids["BTC-12DEC25-100000-P"]
+    orders = journal_table(res.journal_path, "orders")
+    assert sorted(orders.instrument_id) == sorted([call, put])
+    assert (orders.qty == -2.0).all() and orders.limit_price.isna().all()  # market orders
+    assert (orders.ts == start + NS).all()  # the first instant the legs are quoted
+    assert res.positions == {call: -2.0, put: -2.0}
+    st = journal_table(res.journal_path, "expiry_settlements").set_index("instrument_id")
+    assert (st.ts == E1).all() and (st.expiry == E1).all()
+    s_exp = 100_000.0 + 50.0 * 30  # the index at 08:00
+    assert_allclose(st.underlying_price, s_exp)
+    assert_allclose(st.loc[call, ["qty", "intrinsic_usd"]].to_numpy(float), [-2.0, s_exp - 1e5])
+    assert st.loc[put, "intrinsic_usd"] == 0.0
+    assert_allclose(st.loc[call, "settlement_price"], (s_exp - 1e5) / s_exp, rtol=1e-12)
+    assert_allclose(st.loc[call, "value"], -2.0 * (s_exp - 1e5) / s_exp, rtol=1e-12)
+    assert_allclose(st.loc[call, "value_usd"], -2.0 * (s_exp - 1e5), rtol=1e-12)
+
+
+def test_fixed_book_at_mid_sends_limits_at_mid():
+    ctx = FakeCtx()
+    book = FixedBook(structure="call", expiry=15, size=3.0, side="long", execution="mid")
+    book.on_start(ctx)
+    assert book.on_wake(ctx).deadline == E2
+    (o,) = ctx.orders
+    assert o["instrument_id"] == option_id(ctx.instruments, E2, 100_000.0, True)
+    assert o["qty"] == 3.0
+    assert_allclose(o["limit"], float(ctx.market.mid(o["instrument_id"])), rtol=1e-15)
+
+
+@pytest.mark.parametrize("structure, signs", [("strangle", (-1.0, -1.0)),
+                                              ("risk_reversal", (-1.0, 1.0))])
+def test_strikes_by_delta(structure, signs):
+    ctx = FakeCtx()
+    inst = ctx.instruments
+    book = FixedBook(structure=structure, expiry="nearest_monthly", size=1.0, side="short",
+                     delta=0.25, delta_source="flat")
+    book.on_start(ctx)
+    book.on_wake(ctx)
+    t = (E2 - ctx.now) / NS_PER_YEAR
+    k = np.array(STRIKES)
+    want_call = k[np.argmin(np.abs(black_delta(SPOT, k, t, FLAT, True) - 0.25))]
+    want_put = k[np.argmin(np.abs(black_delta(SPOT, k, t, FLAT, False) + 0.25))]
+    got = {(float(inst.strike[o["instrument_id"]]), bool(inst.is_call[o["instrument_id"]])):
+           o["qty"] for o in ctx.orders}
+    assert got == {(want_call, True): signs[0], (want_put, False): signs[1]}
+    assert want_call > SPOT > want_put
+
+
+def test_fixed_book_config_errors():
+    with pytest.raises(ConfigError, match="book.structure"):
+        FixedBook(structure="butterfly")
+    with pytest.raises(ConfigError, match="book.delta"):
+        FixedBook(structure="strangle", delta=25)
+
+
+def test_market_maker_takes_the_other_side_within_cap_and_filter(tmp_path):
+    start = E1 - 20 * NS
+    s = lambda x: 100_000.0 + 100.0 * x
+    ms = NS // 1000
+    trades = [
+        (start + 2500 * ms, "BTC-12DEC25-100000-C", 0.02, 3.0, 1),    # we sell 2 (cap)
+        (start + 4500 * ms, "BTC-12DEC25-95000-P", 0.001, 1.0, -1),   # we buy 1
+        (start + 6500 * ms, "BTC-26DEC25-100000-C", 0.05, 1.0, 1),    # E2: beyond max_days
+        (start + 8500 * ms, "BTC-12DEC25-100000-C", 0.02, 1.0, 0),    # no aggressor side
+        (start + 10500 * ms, "BTC-12DEC25-110000-C", 0.001, 1.0, 1),  # K/F = 1.09 > 1.08
+        (start + 12500 * ms, "BTC-12DEC25-100000-P", 0.003, 0.5, 1),  # we sell 0.5
+        (start + 12500 * ms, "BTC-12DEC25-105000-C", 0.002, 1.0, -1), # we buy 1
+    ]
+    ids = build_store(tmp_path / "s.duckdb", start, 40, spot_fn=s, trades=trades)
+    mm = MarketMakerBook(size_cap=2.0, max_days=10, max_moneyness=1.08, latency_ns=1_000_000)
+    res = run_replay(tmp_path / "s.duckdb", [mm], tmp_path / "run", venue=LimitOrTouchVenue(),
+                     progress=False)
+    bo = journal_table(res.journal_path, "book_orders")
+    taken = {ids[n]: (p, -math.copysign(min(sz, 2.0), sd), t) for t, n, p, sz, sd in
+             (trades[i] for i in (0, 1, 5, 6))}
+    assert sorted(bo.instrument_id) == sorted(taken)
+    for r in bo.itertuples():
+        price, qty, t = taken[r.instrument_id]
+        assert (r.reason, r.qty, r.price, r.ref_ts) == ("take", qty, price, t)
+        assert t < r.ts <= t + NS  # seen at the next option quote, never before the trade
+    fills = journal_table(res.journal_path, "fills").set_index("instrument_id")
+    for iid, (price, qty, _) in taken.items():
+        assert (fills.loc[iid, "price"], fills.loc[iid, "qty"]) == (price, qty)
+    assert mm.n_taken == 4 and mm.n_skipped == 3
+    # at 08:00 every position of the expiry is settled against the index then
+    st = journal_table(res.journal_path, "expiry_settlements").set_index("instrument_id")
+    assert (st.ts == E1).all() and sorted(st.index) == sorted(taken)
+    assert_allclose(st.underlying_price, s(20.0))
+    call = ids["BTC-12DEC25-100000-C"]
+    assert_allclose(st.loc[call, "value_usd"], -2.0 * (s(20.0) - 100_000.0), rtol=1e-12)
+    assert (st.drop(call).intrinsic_usd == 0.0).all()
+
+
+def test_market_maker_filters_by_right_and_delta():
+    ctx = FakeCtx()
+    inst = ctx.instruments
+    mm = MarketMakerBook(rights="put", min_abs_delta=0.2, max_abs_delta=0.6,
+                         delta_source="flat")
+    t = (E2 - ctx.now) / NS_PER_YEAR
+    for k in STRIKES:
+        for call in (True, False):
+            iid = option_id(inst, E2, k, call)
+            d = abs(float(black_delta(SPOT, k, t, FLAT, call)))
+            assert mm.accepts(ctx, iid, SPOT) == ((not call) and 0.2 <= d <= 0.6), (k, call)
