@@ -106,13 +106,9 @@ def run(cfg: Any) -> dict:
     consumers = []
     calib = instantiate_checked("calibration", cfg.calibration, board=board) \
         if _active(cfg.get("calibration")) else None
-    # Books and hedgers track their orders in flight with the venue's base latency unless
-    # their config sets its own ``latency_ns``.
-    latency = {"latency_ns": int(venue_cfg.latency_ms * 1e6)}
-    book = instantiate_checked("book", cfg.book, board=board, **_unless_set(cfg.book, latency)) \
+    book = instantiate_checked("book", cfg.book, board=board) \
         if _active(cfg.get("book")) else None
-    strategy = instantiate_checked("strategy", cfg.strategy, board=board,
-                                   **_unless_set(cfg.strategy, latency)) \
+    strategy = instantiate_checked("strategy", cfg.strategy, board=board) \
         if _active(cfg.get("strategy")) else None
     marker = PnLMarker(venue, board, every_s=report.pnl_every_s) if (book or strategy) else None
     consumers = [c for c in (calib, book, strategy, marker) if c is not None]
@@ -136,10 +132,6 @@ def run(cfg: Any) -> dict:
 
         render_run(out)
     return metrics
-
-
-def _unless_set(node: Any, defaults: dict) -> dict:
-    return {k: v for k, v in defaults.items() if node is None or node.get(k) is None}
 
 
 def res_underlying(underlying: int | None, inst_table) -> int:

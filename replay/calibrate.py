@@ -95,6 +95,7 @@ class CalibrationConsumer:
         self.qualities: list = []
         self.oos: list = []
         self.fallbacks = 0
+        self.skipped = 0
 
     # -- consumer protocol ------------------------------------------------------------
     def on_start(self, ctx) -> WakeCondition:
@@ -104,8 +105,11 @@ class CalibrationConsumer:
     def on_wake(self, ctx) -> WakeCondition:
         snap = self.snapshot(ctx)
         current = self.board.surface if self.board is not None else self.scheme.last_good
-        if current is not None and snap.slices:
-            self.oos.append(oos_errors(current, snap))
+        if current is not None and self.scheme.last_fit_ns is not None:
+            # out of sample: only quotes updated since the surface was fitted
+            fresh = self.snapshot(ctx, since=self.scheme.last_fit_ns)
+            if fresh.slices:
+                self.oos.append(oos_errors(current, fresh))
         self.scheme.note_quotes(snap.n_quotes)
         if snap.slices and self.scheme.should_refit(snap):
             self._refit(ctx, snap)
@@ -113,6 +117,7 @@ class CalibrationConsumer:
 
     def state_dict(self) -> dict:
         return {"scheme": self.scheme.state_dict(), "fallbacks": self.fallbacks,
+                "skipped": self.skipped,
                 "qualities": [asdict(q) for q in self.qualities],
                 "oos": [asdict(o) for o in self.oos]}
 
@@ -120,7 +125,7 @@ class CalibrationConsumer:
         from calibration.quality import FitQuality, OOSError
 
         self.scheme.load_state_dict(d["scheme"])
-        self.fallbacks = d["fallbacks"]
+        self.fallbacks, self.skipped = d["fallbacks"], d["skipped"]
         self.qualities = [FitQuality(**q) for q in d["qualities"]]
         self.oos = [OOSError(**o) for o in d["oos"]]
         if self.board is not None:
@@ -133,11 +138,14 @@ class CalibrationConsumer:
             return WakeCondition(quote_count=self.wake_quotes, instruments=ids)
         return WakeCondition(deadline=(ctx.now // self.wake_ns + 1) * self.wake_ns)
 
-    def snapshot(self, ctx):
-        """The option quotes as of ``ctx.now`` (live, unexpired options only)."""
+    def snapshot(self, ctx, since: int | None = None):
+        """The option quotes as of ``ctx.now`` (live, unexpired options only; with ``since``,
+        only those quoted after it)."""
         m, inst = ctx.market, ctx.instruments
         ids = self._options
         ids = ids[inst.expiry_ns[ids] > ctx.now]
+        if since is not None:
+            ids = ids[m.quote_ts[ids] > since]
         return build_snapshot(
             ctx.now, inst.expiry_ns[ids], inst.strike[ids], inst.is_call[ids] == 1,
             m.bid[ids], m.ask[ids], m.venue_forward[ids], mark_iv=m.mark_iv[ids],
@@ -148,7 +156,10 @@ class CalibrationConsumer:
         if r.quality is not None:
             published = len(r.surface.violations) if r.surface is not None else 0
             self.qualities.append(replace(r.quality, arb_violations=published))
-        self.fallbacks += int(r.fell_back)
+        if r.fitted is None:
+            self.skipped += 1  # no expiry had enough usable quotes: nothing was fitted
+        else:
+            self.fallbacks += int(r.fell_back)
         if self.board is not None and r.surface is not None:
             self.board.publish(r.surface, ctx.now, ctx.market.underlying_mid())
         fitted = r.fitted
@@ -179,4 +190,5 @@ class CalibrationConsumer:
     def metrics(self) -> dict:
         out = aggregate(self.qualities, self.oos)
         out["fallbacks"] = self.fallbacks
+        out["skipped_no_quotes"] = self.skipped
         return out

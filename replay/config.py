@@ -63,7 +63,8 @@ class VenueConfig:
     depth_levels: int = 5  # synthetic ladder when the data has no depth
     depth_step_ticks: float = 1.0
     depth_size_multiplier: float = 1.0
-    default_size: float = 10.0  # displayed size assumed where the data has none (Deribit summaries)
+    default_size: float = 10.0  # option contracts shown at the touch where the data has no sizes
+    hedge_default_size: float = 100000.0  # hedge contracts at the touch where it has no book
     hedge_half_spread_bps: float = 1.0  # quoted spread around a hedge price that has no book
     price_band: float = 0.05  # reject market orders that would fill further than this from mid
     queue: str = "conservative"  # conservative | probabilistic

@@ -118,6 +118,8 @@ class Context:
         if latency_ns < 0:
             raise ValueError("latency_ns must be >= 0")
         self._mark_acted()
+        #: when the last order sent reaches the venue (consumers track orders in flight by it)
+        self.last_arrival_ts = self.now + int(latency_ns)
         return self._rt.submit_order(self.consumer, self.now, int(instrument_id), float(qty),
                                      float(limit_price), int(latency_ns))
 

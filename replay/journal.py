@@ -52,8 +52,13 @@ class EventKind:
     name: str
     table: str
     fields: tuple[tuple[str, str], ...]
+    #: fields stored but left out of the hash: wall-clock measurements (e.g. a fit's ``fit_ms``)
+    #: that differ between identical runs and would otherwise break determinism checks
+    unhashed: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if set(self.unhashed) - {f for f, _ in self.fields}:
+            raise ValueError(f"{self.name}: unhashed fields {self.unhashed} are not all fields")
         for f, t in self.fields:
             if t not in _TYPES:
                 raise ValueError(f"{self.name}.{f}: type {t!r} not one of {sorted(_TYPES)}")
@@ -102,7 +107,7 @@ for _k in (
         ("model", "str"), ("expiry", "int"), ("t", "float"), ("forward", "float"),
         ("params", "str"), ("n_quotes", "int"), ("rmse_vol_pts", "float"),
         ("inside_spread_pct", "float"), ("fit_ms", "float"), ("arb_violations", "int"),
-        ("published", "bool"), ("reason", "str"))),
+        ("published", "bool"), ("reason", "str")), unhashed=("fit_ms",)),
     EventKind("calibration_quotes", "calibration_quotes",
               (("instrument", "str"), ("expiry", "int"), ("strike", "float"),
                ("forward", "float"), ("bid_iv", "float"), ("ask_iv", "float"),
@@ -144,7 +149,7 @@ def canonical_bytes(seq: int, ts: int, kind: EventKind, cause_stream: int, cause
     n = len(next(iter(cols.values()))) if cols else 1
     parts = [_HEAD.pack(seq, ts, cause_stream, cause_seq), _lp(kind.name), _lp(source),
              struct.pack("<I", n)]
-    parts += [_canon_column(cols[f], t) for f, t in kind.fields]
+    parts += [_canon_column(cols[f], t) for f, t in kind.fields if f not in kind.unhashed]
     return b"".join(parts)
 
 

@@ -107,7 +107,8 @@ class FixedBook:
 
     def __init__(self, name: str = "book", structure: str = "straddle",
                  expiry: Any = "nearest_monthly", size: float = 1.0, side: str = "short",
-                 delta: float | None = None, execution: str = "market", latency_ns: int = 0,
+                 delta: float | None = None, execution: str = "market",
+                 latency_ns: int | None = None,
                  flat_vol: float = 0.6, delta_source: str = "surface", underlying: str = "BTC",
                  min_expiry_ns: int = 3600 * NS, board: SurfaceBoard | None = None):
         self.name = name
@@ -119,7 +120,7 @@ class FixedBook:
             raise ConfigError(f"book.delta: {delta!r} must be in (0, 1)")
         self.delta = None if delta is None else float(delta)
         self.execution = check_choice("book.execution", execution, ("market", "mid"))
-        self.latency_ns = int(latency_ns)
+        self.latency_ns = None if latency_ns is None else int(latency_ns)
         self.flat_vol = require_positive("book.flat_vol", flat_vol)
         self.delta_source = check_choice("book.delta_source", delta_source, DELTA_SOURCES)
         self.underlying = underlying
@@ -227,7 +228,7 @@ class MarketMakerBook:
                  min_days: float = 0.0, max_days: float | None = None,
                  min_abs_delta: float = 0.0, max_abs_delta: float = 1.0,
                  min_moneyness: float | None = None, max_moneyness: float | None = None,
-                 delta_source: str = "surface", flat_vol: float = 0.6, latency_ns: int = 0,
+                 delta_source: str = "surface", flat_vol: float = 0.6, latency_ns: int | None = None,
                  max_wake_ns: int = 60 * NS, wake_on: str = "quote", poll_ns: int = NS,
                  underlying: str = "BTC", board: SurfaceBoard | None = None):
         self.name = name
@@ -242,7 +243,7 @@ class MarketMakerBook:
         self.min_moneyness, self.max_moneyness = min_moneyness, max_moneyness
         self.delta_source = check_choice("book.delta_source", delta_source, DELTA_SOURCES)
         self.flat_vol = require_positive("book.flat_vol", flat_vol)
-        self.latency_ns = int(latency_ns)
+        self.latency_ns = None if latency_ns is None else int(latency_ns)
         self.max_wake_ns = int(require_positive("book.max_wake_ns", max_wake_ns))
         self.underlying = underlying
         self.board = board

@@ -18,7 +18,9 @@ Source columns (the schema drifts between files; every column but ``harvest_time
 =====================  =======================================================================
 
 The files have no sizes, so ``bid_size``/``ask_size`` are NULL; fill models apply their
-documented default depth.  Contract size is 1 BTC and the stored tick is Deribit's minimum
+documented default depth.  The future of every expiry (``BTC-26DEC25``: inverse, 10 USD per
+contract, tick 2.5) is defined too, without quotes: its price is the options'
+``underlying_price``, so a backtest can hedge with it.  Contract size is 1 BTC and the stored tick is Deribit's minimum
 (0.0001 BTC; 0.0005 above 0.005 BTC premium).
 """
 
@@ -33,9 +35,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from replay.ingest.core import Chunk, IngestError, Reject
-from replay.instruments import parse_deribit_name
+from replay.instruments import ParsedName, parse_deribit_name
 
 BATCH_ROWS = 65_536
+#: Deribit BTC futures: 10 USD per contract, 2.5 USD tick
+FUTURE_CONTRACT_USD, FUTURE_TICK = 10.0, 2.5
 _PCT = ("mark_iv", "bid_iv", "ask_iv")
 _COPY = ("best_bid_price", "best_ask_price", "mark_price", "underlying_price", "open_interest")
 _RENAME = {"best_bid_price": "bid_price", "best_ask_price": "ask_price"}
@@ -91,20 +95,30 @@ def _chunk(t: pa.Table, row0: int) -> Chunk:
         first_seen.setdefault(names[i], int(ts[i]))
     by_name = {names[i]: parsed[i] for i in idx}
     defs = [(nm, by_name[nm], t0) for nm, t0 in first_seen.items()]
+    # The future of each expiry, defined (not quoted): the files carry its price as the
+    # options' underlying_price, which the replay uses as the future's reference price.
+    futures: dict[str, tuple] = {}
+    for nm, p, t0 in defs:
+        fut = nm.rsplit("-", 2)[0]
+        if fut not in futures:
+            futures[fut] = (fut, ParsedName("future", p.underlying, p.expiry_ns, None, None,
+                                             "inverse"), t0)
+    defs += list(futures.values())
+    kinds = [d[1].kind for d in defs]
     instruments = pa.table({
         "ts_exchange": pa.array([d[2] for d in defs], pa.int64()),
         "ts_recv": pa.array([d[2] for d in defs], pa.int64()),
         "name": [d[0] for d in defs],
         "venue": ["deribit"] * len(defs),
-        "kind": ["option"] * len(defs),
+        "kind": kinds,
         "underlying": [d[1].underlying for d in defs],
         "quote_currency": ["USD"] * len(defs),
         "expiry_ns": pa.array([d[1].expiry_ns for d in defs], pa.int64()),
         "strike": pa.array([d[1].strike for d in defs], pa.float64()),
         "is_call": pa.array([d[1].is_call for d in defs], pa.bool_()),
         "settlement": [d[1].settlement for d in defs],
-        "contract_size": pa.array([1.0] * len(defs)),
-        "tick_size": pa.array([0.0001] * len(defs)),
+        "contract_size": pa.array([1.0 if k == "option" else FUTURE_CONTRACT_USD for k in kinds]),
+        "tick_size": pa.array([0.0001 if k == "option" else FUTURE_TICK for k in kinds]),
     })
     return Chunk(n_read=n, rows={"option_quotes": quotes}, instruments=instruments,
                  rejects=rejects, raw=lambda at: _raw_rows(t, np.asarray(at) - row0))

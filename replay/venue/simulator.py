@@ -6,8 +6,8 @@ It glues the small pure models together (:mod:`~replay.venue.latency`, :mod:`~re
 fills, funding and settlements.
 
 Book at arrival: the top of book of the instrument as of the arrival instant.  Sources without
-sizes (Deribit summaries) get ``default_size`` contracts at the touch, and every book is
-extended by the configured depth ladder.  A hedge instrument that has no quotes of its own
+sizes (Deribit summaries) get ``default_size`` option contracts (``hedge_default_size`` for
+other instruments) at the touch, and every book is extended by the configured depth ladder.  A hedge instrument that has no quotes of its own
 (the real Deribit data has no perp tape) is quoted around its reference price
 (``MarketView.reference_price``: the venue forward) with ``hedge_half_spread_bps`` each side.
 
@@ -91,7 +91,7 @@ class SimulatedVenue:
                 h = ref * self.cfg.hedge_half_spread_bps * 1e-4
                 bid, ask = ref - h, ref + h
         bs, as_ = float(m.bid_size[iid]), float(m.ask_size[iid])
-        d = self.cfg.default_size
+        d = self.cfg.default_size if spec.is_option else self.cfg.hedge_default_size
         return BookView(ts=m.now, bid_price=bid, ask_price=ask,
                         bid_size=bs if math.isfinite(bs) else d,
                         ask_size=as_ if math.isfinite(as_) else d,

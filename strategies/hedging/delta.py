@@ -56,7 +56,8 @@ class Hedger:
     """Base of the hedging strategies (the protocol in the module docstring).
 
     Common config: ``hedge`` (``perp``/``future``/``spot``), ``delta_source``
-    (``surface``/``flat``/``premium_adjusted``), ``flat_vol``, ``latency_ns`` (order latency),
+    (``surface``/``flat``/``premium_adjusted``), ``flat_vol``, ``latency_ns`` (order latency;
+    None: the venue's latency model),
     ``min_trade`` (contracts), ``lot`` (orders are rounded to multiples of it; 0: no
     rounding; 1 for the Deribit perpetual), ``max_wake_ns`` (longest sleep),
     ``idle_wake_ns`` (poll while nothing is held), ``underlying`` (name prefix of the
@@ -81,14 +82,14 @@ class Hedger:
             [p.replace(kind=p.KEYWORD_ONLY) for p in own[1:] + base])
 
     def __init__(self, name: str = "hedger", hedge: str = "perp", delta_source: str = "surface",
-                 flat_vol: float = 0.6, latency_ns: int = 0, min_trade: float = 1.0,
+                 flat_vol: float = 0.6, latency_ns: int | None = None, min_trade: float = 1.0,
                  max_wake_ns: int = 60 * NS, idle_wake_ns: int = NS, underlying: str = "BTC",
                  lot: float = 0.0, board: SurfaceBoard | None = None):
         self.name = name
         self.hedge = check_choice("strategy.hedge", hedge, ("perp", "future", "spot"))
         self.delta_source = check_choice("strategy.delta_source", delta_source, DELTA_SOURCES)
         self.flat_vol = require_positive("strategy.flat_vol", flat_vol)
-        self.latency_ns = int(latency_ns)
+        self.latency_ns = None if latency_ns is None else int(latency_ns)
         self.min_trade = float(min_trade)
         self.lot = float(lot)
         self.max_wake_ns = int(require_positive("strategy.max_wake_ns", max_wake_ns))
@@ -177,7 +178,7 @@ class Hedger:
                          qty=q, price=math.nan, ref_price=math.nan, ref_size=math.nan,
                          ref_side=0, ref_ts=now)
                 ctx.submit(iid, q, latency_ns=self.latency_ns)
-                self.pending.add(now + self.latency_ns, iid, q)
+                self.pending.add(ctx.last_arrival_ts, iid, q)
             legs = self.legs(ctx)
         price = self.hedge_price(ctx, spot)
         held = ctx.position(self.hedge_id) + self.pending.qty(self.hedge_id)
@@ -199,7 +200,7 @@ class Hedger:
             trade = self._hedge_delta(ctx, contracts, price)
         if abs(trade) >= m and contracts != 0.0:
             ctx.submit(self.hedge_id, contracts, latency_ns=self.latency_ns)
-            self.pending.add(now + self.latency_ns, self.hedge_id, contracts)
+            self.pending.add(ctx.last_arrival_ts, self.hedge_id, contracts)
         else:
             trade, contracts = 0.0, 0.0
         if acts:

@@ -115,9 +115,10 @@ class FakeCtx:
         return len(self.events) - 1
 
     def submit(self, iid: int, qty: float, *, limit_price: float = math.nan,
-               latency_ns: int = 0) -> int:
+               latency_ns: int | None = None) -> int:
+        self.last_arrival_ts = self.now + (latency_ns or 0)
         self.orders.append({"instrument_id": int(iid), "qty": float(qty), "limit": limit_price,
-                                "arrival": self.now + latency_ns})
+                            "arrival": self.last_arrival_ts})
         return len(self.orders) - 1
 
     def fill_all(self) -> None:
