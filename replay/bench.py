@@ -1,8 +1,9 @@
 """``volreplay bench``: run the benchmark cases in ``bench/`` and print one JSON line each.
 
 A case is a module ``bench/<name>.py`` with ``run(quick: bool) -> dict``.  The dict holds the
-figures measured in that run (see CONTRACT.md); the harness adds ``"case"`` and turns any
-exception into ``"error"`` so that one broken case never hides the others.  Cases measure
+figures measured in that run (see CONTRACT.md); the harness runs each case in its own
+process, adds ``"case"`` and turns any exception into ``"error"`` so that one broken case
+never hides the others.  Cases measure
 side by side in one process (ours against a reference), because absolute times on shared
 machines are noisy.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 import time
 import traceback
@@ -37,22 +39,37 @@ def _load(name: str, path: Path):
     return mod
 
 
+def run_case(name: str, quick: bool) -> dict:
+    """Run one case in this process and return its JSON object."""
+    t0 = time.perf_counter()
+    try:
+        out = {"case": name, **_load(name, discover()[name]).run(quick)}
+    except Exception as e:  # report and go on with the next case
+        out = {"case": name, "error": f"{type(e).__name__}: {e}"}
+        traceback.print_exc(file=sys.stderr)
+    out["bench_wall_seconds"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
 def run_bench(quick: bool = False, cases: list[str] | None = None) -> int:
+    """Each case runs in a fresh interpreter, so that memory figures (peak RSS) and
+    compile caches of one case never leak into the next."""
     available = discover()
     unknown = sorted(set(cases or []) - set(available))
     if unknown:
         from replay.cli import UserError
 
         raise UserError(f"unknown bench case(s) {unknown}; cases: {', '.join(available)}")
-    for name, path in available.items():
+    for name in available:
         if cases and name not in cases:
             continue
-        t0 = time.perf_counter()
-        try:
-            out = {"case": name, **_load(name, path).run(quick)}
-        except Exception as e:  # report and go on with the next case
-            out = {"case": name, "error": f"{type(e).__name__}: {e}"}
-            traceback.print_exc(file=sys.stderr)
-        out["bench_wall_seconds"] = round(time.perf_counter() - t0, 3)
+        code = ("import json, sys; from replay.bench import run_case; "
+                f"print(json.dumps(run_case({name!r}, {bool(quick)!r})))")
+        p = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        lines = p.stdout.strip().splitlines()
+        if p.returncode != 0 or not lines:
+            out = {"case": name, "error": f"case process exited with {p.returncode}"}
+        else:
+            out = json.loads(lines[-1])
         print(json.dumps(out), flush=True)
     return 0

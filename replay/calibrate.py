@@ -99,8 +99,13 @@ class CalibrationConsumer:
 
     # -- consumer protocol ------------------------------------------------------------
     def on_start(self, ctx) -> WakeCondition:
-        self._options = ctx.instruments.ids_of_kind("option")
         return self._next(ctx)
+
+    def _option_ids(self, ctx) -> np.ndarray:
+        # derived from the instruments, not state: a resumed run never calls on_start
+        if self._options is None:
+            self._options = ctx.instruments.ids_of_kind("option")
+        return self._options
 
     def on_wake(self, ctx) -> WakeCondition:
         snap = self.snapshot(ctx)
@@ -116,8 +121,13 @@ class CalibrationConsumer:
         return self._next(ctx)
 
     def state_dict(self) -> dict:
+        b = self.board
+        published = None if b is None or b.surface is None else (
+            "last_good" if b.surface is self.scheme.last_good else "last_fitted")
         return {"scheme": self.scheme.state_dict(), "fallbacks": self.fallbacks,
                 "skipped": self.skipped,
+                "board": None if b is None else {"published": published, "ts": b.ts,
+                                                 "spot": b.spot},
                 "qualities": [asdict(q) for q in self.qualities],
                 "oos": [asdict(o) for o in self.oos]}
 
@@ -128,13 +138,16 @@ class CalibrationConsumer:
         self.fallbacks, self.skipped = d["fallbacks"], d["skipped"]
         self.qualities = [FitQuality(**q) for q in d["qualities"]]
         self.oos = [OOSError(**o) for o in d["oos"]]
-        if self.board is not None:
-            self.board.publish(self.scheme.last_good, self.scheme.last_fit_ns or 0)
+        if self.board is not None and d.get("board") is not None:
+            bd = d["board"]
+            surface = getattr(self.scheme, bd["published"]) if bd["published"] else None
+            self.board.publish(surface, bd["ts"], bd["spot"])
 
     # -- work -------------------------------------------------------------------------
     def _next(self, ctx) -> WakeCondition:
         if self.wake_quotes is not None:
-            ids = tuple(int(i) for i in self._options) if len(self._options) else None
+            opts = self._option_ids(ctx)
+            ids = tuple(int(i) for i in opts) if len(opts) else None
             return WakeCondition(quote_count=self.wake_quotes, instruments=ids)
         return WakeCondition(deadline=(ctx.now // self.wake_ns + 1) * self.wake_ns)
 
@@ -142,7 +155,7 @@ class CalibrationConsumer:
         """The option quotes as of ``ctx.now`` (live, unexpired options only; with ``since``,
         only those quoted after it)."""
         m, inst = ctx.market, ctx.instruments
-        ids = self._options
+        ids = self._option_ids(ctx)
         ids = ids[inst.expiry_ns[ids] > ctx.now]
         if since is not None:
             ids = ids[m.quote_ts[ids] > since]
