@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DB := datasets/demo.duckdb
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,18 @@ $(DEMO_DB): | $(STAMP)
 demo: $(STAMP) $(DEMO_DB)
 	$(BIN)/volreplay demo --db $(DEMO_DB)
 
-test: $(STAMP)
+# The report's browser test needs Chromium: install Debian's where we can (root with apt-get,
+# as in CI); elsewhere the test skips and says why.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium for the browser test"; \
+	    apt-get update -qq >/dev/null && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+	      || echo "chromium install failed: the browser test will skip"; \
+	  else echo "chromium missing and not root: the browser test will skip"; fi; }
+
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)

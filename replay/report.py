@@ -40,6 +40,14 @@ th{background:#f4f4f4} td.k{text-align:left;font-family:monospace} img{max-width
 {% if not s.html and not s.images %}<p class="note">{{ s.empty }}</p>{% endif %}
 </section>{% endfor %}
 <h2>Journal hash</h2><p class="hash">{{ journal_hash }}</p>
+<script>
+// Marks how many charts the browser decoded (checked by the browser test).
+window.addEventListener("load", function () {
+  var imgs = Array.prototype.slice.call(document.querySelectorAll("img.chart"));
+  document.body.setAttribute("data-charts-rendered",
+    imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length);
+});
+</script>
 <p class="note">Same data and same config give the same hash; compare it to check that two runs agree.</p>
 </body></html>""")
 
