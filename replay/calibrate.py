@@ -61,7 +61,9 @@ class CalibrationConsumer:
     Keyword arguments mirror :class:`calibration.scheme.SchemeConfig` (``model``, ``warm_start``,
     ``lam``, ``n_starts``, ``fallback``, ``max_rmse_vol_pts``, ``sabr_beta``, ``loss``) plus
     ``every`` (see the module docstring), ``check_s``, ``stale_s`` (quotes older than this are
-    flagged stale) and ``max_quote_rows`` (cap on ``calibration_quotes`` rows per fit; 0 = all).
+    flagged stale), ``max_quote_rows`` (cap on ``calibration_quotes`` rows per fit; 0 = all)
+    and ``check_parity`` (also estimate the put-call parity forward where the venue gives one,
+    to record their disagreement; about a millisecond per expiry, so off by default).
     """
 
     name = "calibration"
@@ -70,7 +72,7 @@ class CalibrationConsumer:
                  lam: float = 0.0, n_starts: int = 1, fallback: str = "last_good",
                  max_rmse_vol_pts: float = 10.0, sabr_beta: float = 1.0,
                  loss: dict | None = None, check_s: float = 10.0, stale_s: float = 600.0,
-                 max_quote_rows: int = 0, board: Any = None):
+                 max_quote_rows: int = 0, check_parity: bool = False, board: Any = None):
         check_choice("calibration.model", model, ("svi", "essvi", "sabr"))
         check_choice("calibration.fallback", fallback, ("last_good", "publish"))
         every_ns, every_q, quality = parse_every(every, check_s)
@@ -90,6 +92,7 @@ class CalibrationConsumer:
         self.wake_ns, self.wake_quotes = every_ns, every_q
         self.stale_ns = int(stale_s * NS)
         self.max_quote_rows = int(max_quote_rows)
+        self.check_parity = bool(check_parity)
         self.board = board
         self._options: np.ndarray | None = None
         self.qualities: list = []
@@ -162,7 +165,8 @@ class CalibrationConsumer:
         return build_snapshot(
             ctx.now, inst.expiry_ns[ids], inst.strike[ids], inst.is_call[ids] == 1,
             m.bid[ids], m.ask[ids], m.venue_forward[ids], mark_iv=m.mark_iv[ids],
-            stale=np.asarray(m.quote_age(ids)) > self.stale_ns, instrument=inst.name[ids].tolist())
+            stale=np.asarray(m.quote_age(ids)) > self.stale_ns, instrument=inst.name[ids].tolist(),
+            parity=self.check_parity)
 
     def _refit(self, ctx, snap) -> None:
         r = self.scheme.refit(snap)
