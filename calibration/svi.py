@@ -228,8 +228,8 @@ def _qp_poly(G: np.ndarray, r: np.ndarray, amax: float, bd: float, hint: np.ndar
             if j < 0:
                 break
             sub[j] += 1
-            for l in range(j + 1, q):
-                sub[l] = sub[l - 1] + 1
+            for jj in range(j + 1, q):
+                sub[jj] = sub[jj - 1] + 1
     return best
 
 
@@ -264,7 +264,7 @@ def _inner(m, s, k, v, wt, lo, hi, band, mid_w, amax, slope, lam_adc, prev_adc, 
     r = np.zeros(3)
     theta = np.zeros(3)
     rounds = N_BAND_ROUNDS if band else 1
-    for it in range(rounds):
+    for _it in range(rounds):
         r[:] = 0.0
         for i in range(n):
             wi = (wt[i] * (1.0 + mid_w[i]) if band else wt[i]) * tgt[i]
@@ -328,7 +328,7 @@ def _nelder_mead(x0, step, max_iter, ftol, xtol, D):
             P[i, i - 1] += step[i - 1]
         F[i] = _outer_obj(P[i], D)[0]
     nev = 3
-    for it in range(max_iter):
+    for _it in range(max_iter):
         order = np.argsort(F)
         P = P[order].copy()
         F = F[order].copy()

@@ -65,6 +65,7 @@ def run(cfg: Any) -> dict:
 
     from replay.engine import run_replay
     from replay.pnl import PnLMarker
+    from replay.state import Instruments
     from replay.store import open_store
     from replay.venue.simulator import SimulatedVenue, specs_from_store
     from strategies.base import SurfaceBoard
@@ -92,18 +93,18 @@ def run(cfg: Any) -> dict:
         if missing:
             raise ConfigError(f"data.instruments: {missing[0]!r} is not in {db}")
         sel_ids = [ids[n] for n in data.instruments]
-    underlying = None
     if data.underlying:
         if data.underlying not in ids:
             raise ConfigError(f"data.underlying: {data.underlying!r} is not in {db}; "
                               f"non-option instruments: {_non_options(inst_table)}")
         underlying = ids[data.underlying]
+    else:
+        underlying = Instruments.from_arrow(inst_table).default_underlying()
     expiries = [_ts("data.expiries", e) + 8 * 3600 * NS for e in data.expiries] if data.expiries else None
 
     specs = specs_from_store(inst_table)
     board = SurfaceBoard()
     venue = SimulatedVenue(venue_cfg, specs)
-    consumers = []
     calib = instantiate_checked("calibration", cfg.calibration, board=board) \
         if _active(cfg.get("calibration")) else None
     book = instantiate_checked("book", cfg.book, board=board) \
@@ -125,19 +126,13 @@ def run(cfg: Any) -> dict:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False,
                                                  default=_json_default))
     (out / "run.json").write_text(json.dumps({
-        "db": str(db), "underlying": names.get(res_underlying(underlying, inst_table)),
+        "db": str(db), "underlying": names.get(underlying),
         "config": OmegaConf.to_container(cfg, resolve=True)}, indent=2, default=str))
     if report.html:
         from replay.report import render_run
 
         render_run(out)
     return metrics
-
-
-def res_underlying(underlying: int | None, inst_table) -> int:
-    from replay.state import Instruments
-
-    return Instruments.from_arrow(inst_table).default_underlying() if underlying is None else underlying
 
 
 def _non_options(inst_table) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,7 +114,7 @@ class MarketStore:
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> "MarketStore":
+    def __enter__(self) -> MarketStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -330,7 +330,7 @@ class MarketStore:
             reasons = self._exec(
                 "SELECT reason, count(*) FROM (SELECT _loc, min(reason) reason FROM _dups GROUP BY _loc) "
                 "GROUP BY reason")
-            for r, n in reasons:
+            for _r, n in reasons:
                 self._report.reasons["duplicate"] = self._report.reasons.get("duplicate", 0) + n
             self._report.quarantined += ndup
             self._exec(f"DELETE FROM {stage} WHERE _loc IN (SELECT _loc FROM _dups)")

@@ -91,7 +91,7 @@ class SynthConfig:
         return self.spec.hours if self.hours is None else float(self.hours)
 
 
-from replay.synth.writer import synthesize
+from replay.synth.writer import synthesize  # noqa: E402  (writer imports SynthConfig from here)
 
 __all__ = [
     "BLOCK_S",

@@ -31,8 +31,14 @@ from replay.config import VenueConfig, check_choice
 from replay.journal import EventKind, register_kind
 from replay.venue.accounting import Portfolio
 from replay.venue.fees import FeeSchedule, VenueFees, apply_fees
-from replay.venue.fills import (BookView, DepthLadder, FillConfig, MatchResult, PriceBand,
-                                match_on_arrival)
+from replay.venue.fills import (
+    BookView,
+    DepthLadder,
+    FillConfig,
+    MatchResult,
+    PriceBand,
+    match_on_arrival,
+)
 from replay.venue.latency import LatencyModel
 from replay.venue.orders import Fill, InstrumentSpec
 from replay.venue.orders import Order as VenueOrder

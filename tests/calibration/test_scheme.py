@@ -54,7 +54,7 @@ GOOD = [(30, 90_000.0, smile(30 / 365, 0.5)), (90, 91_000.0, smile(90 / 365, 0.5
 def test_build_snapshot_recovers_the_vols_and_keeps_the_otm_side():
     snap = quotes(0, GOOD)
     assert [round(s.t * 365) for s in snap.slices] == [30, 90]
-    for sl, (days, fwd, p) in zip(snap.slices, GOOD):
+    for sl, (_days, fwd, p) in zip(snap.slices, GOOD):
         assert sl.forward == fwd and sl.forward_source == "venue"
         assert abs(sl.forward_disagreement_bps) < 1e-6  # parity agrees with the venue
         assert_allclose(sl.k, np.log(sl.strike / fwd), rtol=1e-15)

@@ -97,3 +97,14 @@ def test_user_strategy_class_by_target(store, tmp_path):
            "strategy": {"_target_": f"{__name__}.HoldOneContract", "size": 3.0}}
     m = replay.run(cfg)
     assert m["execution"]["n_orders"] == 1 and m["execution"]["n_fills"] >= 1
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_on_a_read_only_store(store, tmp_path):
+    sweep = tmp_path / "jl"
+    p = _run("-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"data.db={store}",
+             f"hydra.sweep.dir={sweep}", "report.html=false", "calibration.every=300s",
+             "strategy=delta_band,whalley_wilmott", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    df = pd.read_parquet(sweep / "summary.parquet")
+    assert sorted(df["override.strategy"]) == ["delta_band", "whalley_wilmott"]
+    assert (df.status == "ok").all()

@@ -164,7 +164,7 @@ def test_orders_reach_the_venue_at_arrival_with_the_book_then(store, tmp_path):
     orders = {r[2]: r for r in rows["orders"]}  # order_id -> row
     assert len(rows["fills"]) > 3
     con = duckdb.connect(str(p), read_only=True)
-    for seq, ts, oid, iid, qty, price, fee, mult in rows["fills"]:
+    for _seq, ts, oid, iid, qty, price, _fee, _mult in rows["fills"]:
         o = orders[oid]
         assert ts == o[6] == o[1] + lat  # fill time = arrival = decision + latency
         side = "ask_price" if qty > 0 else "bid_price"
