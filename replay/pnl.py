@@ -57,7 +57,6 @@ class PnLMarker:
         self.prev: dict | None = None  # state at the last mark
         self.last_ts: int | None = None
         self.totals = dict.fromkeys(BUCKETS, 0.0)
-        self.slippage_seen = 0.0
 
     def on_start(self, ctx) -> WakeCondition:
         self.last_ts = ctx.now
@@ -83,8 +82,9 @@ class PnLMarker:
     def mark(self, ctx) -> None:
         pf, m = self.venue.portfolio, ctx.market
         self._accrue_funding(ctx)
+        self.last_ts = ctx.now  # funding is accrued up to now even if no mark follows
         self._settle_expired(ctx)
-        ids = sorted(i for i, q in pf.net_qty().items())
+        ids = sorted(pf.net_qty())
         prices = {i: self._price(ctx, i) for i in ids}
         usd = float(m.usd_per_coin(m.underlying_id)) if m.underlying_id >= 0 else math.nan
         if not math.isfinite(usd):
@@ -100,7 +100,6 @@ class PnLMarker:
         if self.prev is not None:
             self._attribute(ctx, self.prev, now_state)
         self.prev = now_state
-        self.last_ts = ctx.now
 
     def _price(self, ctx, iid: int) -> float:
         m = ctx.market
@@ -113,8 +112,7 @@ class PnLMarker:
             px = self.board.surface.price_coin(np.array([spec.strike]), t,
                                                np.array([spec.is_call]))
             return float(np.asarray(px).ravel()[0])
-        ref = float(m.reference_price(iid))
-        return ref
+        return float(m.reference_price(iid))
 
     def _accrue_funding(self, ctx) -> None:
         pf, m = self.venue.portfolio, ctx.market
@@ -151,7 +149,7 @@ class PnLMarker:
               "hedge_slippage": -self.venue.slippage_usd["hedge"], "opt": {}}
         for i in opts:
             spec = self.venue.specs[i]
-            f = float(m.usd_per_coin(i))
+            f = _forward(m, i)
             t = float(time_to_expiry(ctx.now, spec.expiry_ns))
             sigma = math.nan
             if self.board is not None and self.board.surface is not None and t > 0:
@@ -175,7 +173,7 @@ class PnLMarker:
             if g is None:
                 continue
             o1 = b["opt"].get(i)
-            f1 = o1["F"] if o1 else float(ctx.market.usd_per_coin(i))
+            f1 = o1["F"] if o1 else _forward(ctx.market, i)
             s1 = o1["sigma"] if o1 else o["sigma"]
             dF = f1 - o["F"]
             ds = s1 - o["sigma"] if math.isfinite(s1) else 0.0
@@ -203,3 +201,9 @@ class PnLMarker:
 
     def load_state_dict(self, d: dict) -> None:
         self.prev, self.last_ts, self.totals = d["prev"], d["last_ts"], dict(d["totals"])
+
+
+def _forward(m, iid: int) -> float:
+    """The forward of an option's expiry: the venue's, else the coin's USD price."""
+    f = float(m.venue_forward[iid])
+    return f if math.isfinite(f) and f > 0 else float(m.usd_per_coin(iid))
