@@ -204,6 +204,9 @@ class PnLMarker:
 
 
 def _forward(m, iid: int) -> float:
-    """The forward of an option's expiry: the venue's, else the coin's USD price."""
-    f = float(m.venue_forward[iid])
-    return f if math.isfinite(f) and f > 0 else float(m.usd_per_coin(iid))
+    """The underlying level the explain expands in: the coin's USD price that the portfolio
+    values coin premiums at (``MarketView.usd_per_coin``), so that the Taylor terms describe the
+    same valuation as the PnL.  The basis to each expiry's forward is held fixed over a step
+    (venue forwards on slowly updated wing quotes lag the underlying, and expanding in them
+    leaves a larger residual)."""
+    return float(m.usd_per_coin(iid))
