@@ -93,7 +93,7 @@ def _plot(df: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str, title: str
     if x not in df or y not in df:
         return None
     d = df[["job", x, y]].apply(pd.to_numeric, errors="coerce").dropna()
-    if d.empty:
+    if d.empty or (d[x] == 0).all() and (d[y] == 0).all():  # e.g. no hedging in this sweep
         return None
     fig, ax = _fig(6, 4)
     ax.scatter(d[x], d[y])
