@@ -286,8 +286,12 @@ class Periodic(Hedger):
 
     def decide(self, ctx: Any) -> WakeCondition | None:
         cond = super().decide(ctx)
-        # an idle or quote-less wake must not knock the schedule off its grid
-        return WakeCondition(deadline=self.own_deadline(ctx),
+        # Stay on the grid, but keep the base class's idle polls while nothing is held, so
+        # that a new book is hedged when it appears (at inception, as Derman-Kamal assume)
+        # rather than up to a whole period later.
+        grid = self.own_deadline(ctx)
+        deadline = grid if cond is None or cond.deadline is None else min(cond.deadline, grid)
+        return WakeCondition(deadline=deadline,
                              corridor=None if cond is None else cond.corridor)
 
 
