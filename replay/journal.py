@@ -314,13 +314,18 @@ def fold_ledger(path: str | os.PathLike) -> Ledger:
     return led
 
 
-def read_table(path: str | os.PathLike, table: str):
-    """A journal payload table as a pandas DataFrame in seq order (empty if it is absent)."""
+def read_tables(path: str | os.PathLike, tables: list[str]) -> dict:
+    """Journal payload tables as pandas DataFrames in seq order, one connection for all; a
+    table the run did not write comes back empty."""
     import pandas as pd
 
     with duckdb.connect(str(path), read_only=True) as con:
         names = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables").fetchall()}
-        if table not in names:
-            return pd.DataFrame()
-        return con.execute(f"SELECT * FROM {table} ORDER BY seq").df()
+        return {t: con.execute(f"SELECT * FROM {t} ORDER BY seq").df() if t in names
+                else pd.DataFrame() for t in tables}
+
+
+def read_table(path: str | os.PathLike, table: str):
+    """One journal payload table (see :func:`read_tables`)."""
+    return read_tables(path, [table])[table]

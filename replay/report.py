@@ -107,22 +107,16 @@ class _Section(dict):
         super().__init__(id=id, title=title, intro=intro, empty=empty, images=[], html="")
 
 
-def _read(con, table: str) -> pd.DataFrame:
-    names = {r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables").fetchall()}
-    return con.execute(f"SELECT * FROM {table} ORDER BY seq").df() if table in names else pd.DataFrame()
-
-
 def render_run(run_dir: str | Path) -> Path:
     """Write ``report.html`` into ``run_dir`` from what the run stored; returns its path."""
-    import duckdb
+    from replay.journal import read_tables
 
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
-    with duckdb.connect(str(run_dir / "journal.duckdb"), read_only=True) as con:
-        t = {n: _read(con, n) for n in ("pnl", "attribution", "executions", "surface_fits",
-                                        "calibration_quotes", "hedge_decisions", "fills")}
+    t = read_tables(run_dir / "journal.duckdb", ["pnl", "attribution", "executions",
+                                                 "surface_fits", "calibration_quotes",
+                                                 "hedge_decisions"])
     sections = [_config_section(run), _headline(metrics), _pnl_section(t["pnl"]),
                 _attribution_section(t["attribution"], metrics),
                 _hedge_section(t["hedge_decisions"]),

@@ -56,7 +56,22 @@ class DeltaBand(Hedger):
         return self.half_width
 
 
-class WhalleyWilmott(Hedger):
+class UtilityBand(Hedger):
+    """Base of the utility-based bands (Whalley-Wilmott, Zakamouline): absolute risk aversion
+    ``risk_aversion`` (per USD), proportional cost ``cost`` and rate ``r``; rebalance to the
+    nearest edge of the band."""
+
+    rebalance = "edge"
+
+    def __init__(self, risk_aversion: float = 1.0, cost: float = 0.0005, r: float = 0.0,
+                 **common: Any):
+        super().__init__(**common)
+        self.risk_aversion = require_positive("strategy.risk_aversion", risk_aversion)
+        self.cost = require_positive("strategy.cost", cost)
+        self.r = float(r)
+
+
+class WhalleyWilmott(UtilityBand):
     """``whalley_wilmott``: the Whalley-Wilmott (1997) asymptotic no-transaction band.
 
     ``H(S) = (3/2 exp(-r (T-t)) lam S Gamma(S)^2 / gamma)^(1/3)`` around the Black-76 delta,
@@ -68,14 +83,6 @@ class WhalleyWilmott(Hedger):
     """
 
     kind = "whalley_wilmott"
-    rebalance = "edge"
-
-    def __init__(self, risk_aversion: float = 1.0, cost: float = 0.0005, r: float = 0.0,
-                 **common: Any):
-        super().__init__(**common)
-        self.risk_aversion = require_positive("strategy.risk_aversion", risk_aversion)
-        self.cost = require_positive("strategy.cost", cost)
-        self.r = float(r)
 
     def band(self, ctx: Any, legs: BookLegs) -> Width:
         if not len(legs):
@@ -90,7 +97,7 @@ class WhalleyWilmott(Hedger):
         return width
 
 
-class Zakamouline(Hedger):
+class Zakamouline(UtilityBand):
     """``zakamouline``: Zakamouline's (2006) band around the delta at a modified vol.
 
     Centre: the Black-76 delta at ``sigma_m = sigma sqrt(1 -/+ K)`` (short/long gamma), with
@@ -103,14 +110,6 @@ class Zakamouline(Hedger):
     """
 
     kind = "zakamouline"
-    rebalance = "edge"
-
-    def __init__(self, risk_aversion: float = 1.0, cost: float = 0.0005, r: float = 0.0,
-                 **common: Any):
-        super().__init__(**common)
-        self.risk_aversion = require_positive("strategy.risk_aversion", risk_aversion)
-        self.cost = require_positive("strategy.cost", cost)
-        self.r = float(r)
 
     def _book_terms(self, legs: BookLegs) -> tuple[float, float, float]:
         gamma = float(legs.gamma_fn()(legs.spot))

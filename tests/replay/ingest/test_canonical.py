@@ -12,22 +12,10 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from replay.ingest import IngestError, ingest
 from replay.ingest.canonical import table_for, write_canonical_csv
-from replay.schema import MARKET_TABLES
-from replay.store import open_store
+from tests.replay.ingest import market_rows
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "canonical"
 T0 = 1_709_251_200_000_000_000  # 2024-03-01 00:00 UTC, ns
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "s.duckdb", read_only=False)
-    yield s
-    s.close()
-
-
-def market_rows(store) -> int:
-    return sum(store.count(t) for t in MARKET_TABLES if t != "instruments")
 
 
 def load_fixture_instruments(store) -> None:

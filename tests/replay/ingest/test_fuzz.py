@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from replay.ingest import IngestError, ingest
-from replay.schema import MARKET_TABLES
 from replay.store import open_store
+from tests.replay.ingest import market_rows
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures"
 FUZZ = settings(max_examples=40, deadline=None, derandomize=True,
@@ -87,10 +87,6 @@ def _data_lines(data: bytes) -> int:
     return body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
 
 
-def _market_rows(store) -> int:
-    return sum(store.count(t) for t in MARKET_TABLES if t != "instruments")
-
-
 def _ingest_checked(fmt: str, name: str, data: bytes, strict: bool, lines: int | None = None,
                     setup: list[tuple[str, Path]] = ()) -> None:
     with tempfile.TemporaryDirectory() as d:
@@ -100,20 +96,20 @@ def _ingest_checked(fmt: str, name: str, data: bytes, strict: bool, lines: int |
         with open_store(":memory:", read_only=False) as store:
             for sfmt, spath in setup:
                 ingest(store, sfmt, [str(spath)])
-            base_q, base_m = store.count("quarantine"), _market_rows(store)
+            base_q, base_m = store.count("quarantine"), market_rows(store)
             try:
                 rep = ingest(store, fmt, [str(path)])
             except IngestError as e:
                 assert not strict, f"{fmt}: unexpected IngestError {e}"
                 assert str(e).strip()
                 # A failed load leaves nothing behind.
-                assert (store.count("quarantine"), _market_rows(store)) == (base_q, base_m)
+                assert (store.count("quarantine"), market_rows(store)) == (base_q, base_m)
                 return
             assert rep.read == rep.ingested + rep.quarantined
             defined = rep.detail.get("instruments_defined", 0)
-            got = store.count("quarantine") - base_q + _market_rows(store) - base_m + defined
+            got = store.count("quarantine") - base_q + market_rows(store) - base_m + defined
             assert got == rep.read
-            assert _market_rows(store) - base_m + defined == rep.ingested
+            assert market_rows(store) - base_m + defined == rep.ingested
             if lines is not None:
                 assert rep.read == lines
 

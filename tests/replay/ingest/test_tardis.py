@@ -15,8 +15,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
 from replay.ingest import IngestError, ingest, tardis_csv
-from replay.schema import MARKET_TABLES
-from replay.store import open_store
+from tests.replay.ingest import market_rows
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "tardis"
 US = 1_000
@@ -45,17 +44,6 @@ CASES = [
      {"skipped": 1, "unparsable": 1, "non-positive price": 1, "unknown instrument": 1,
       "timestamp out of range": 1}),
 ]
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = open_store(tmp_path / "s.duckdb", read_only=False)
-    yield s
-    s.close()
-
-
-def market_rows(store) -> int:
-    return sum(store.count(t) for t in MARKET_TABLES if t != "instruments")
 
 
 @pytest.mark.parametrize("fmt,name,read,ingested,reasons", CASES)
