@@ -226,14 +226,18 @@ class CorridorHedger:
 
 
 class QuoteCounter:
-    """Wakes after every ``n`` quote updates (of ``instruments`` if given), marks the
-    instrument that updated last, and draws from the run's RNG (so RNG state matters)."""
+    """Wakes after every ``n`` quote updates (trade prints with ``trades=True``) of
+    ``instruments`` if given, marks the instrument that quoted last, and draws from the run's
+    RNG (so RNG state matters)."""
 
-    def __init__(self, name: str, n: int, instruments: tuple[int, ...] | None = None):
-        self.name, self.n, self.instruments = name, int(n), instruments
+    def __init__(self, name: str, n: int, instruments: tuple[int, ...] | None = None,
+                 trades: bool = False):
+        self.name, self.n, self.instruments, self.trades = name, int(n), instruments, trades
         self.wakes = 0
 
     def _next(self) -> WakeCondition:
+        if self.trades:
+            return WakeCondition(trade_count=self.n, instruments=self.instruments)
         return WakeCondition(quote_count=self.n, instruments=self.instruments)
 
     def on_start(self, ctx: Context) -> WakeCondition:

@@ -150,7 +150,8 @@ class Runtime:
         for c in np.flatnonzero(w.met):
             w.met[c] = False
             counted = w.count_left[c] == 0 and (w.count_all[c] or w.count_mask[c].any())
-            reason = "quote_count" if counted else "corridor"
+            reason = ("trade_count" if w.count_trades[c] else "quote_count") if counted \
+                else "corridor"
             self._wake(int(c), now, reason)
 
     def after_events(self) -> None:
@@ -197,7 +198,8 @@ def run_fast(rt: Runtime, batches: Iterable, on_batch: Callable[[int, int], None
             und = st.underlying_id if np.isfinite(w.lo).any() or np.isfinite(w.hi).any() else -1
             i, code = fold_until_wake(ts, tx, ss, sq, ii, v, i, i1, rt.next_timer(),
                                       st.fstate, st.istate, st.clock, und,
-                                      w.lo, w.hi, w.count_left, w.count_all, w.count_mask, w.met)
+                                      w.lo, w.hi, w.count_left, w.count_all, w.count_mask,
+                                      w.count_trades, w.met)
             if code == STOP_TIMER:
                 rt.fire_timers(int(ts[i]))
             elif code == STOP_CONDITION:

@@ -4,8 +4,13 @@ Every ``every_s`` of market time (and at the end of the run) the marker
 
 1. accrues perpetual funding since its last wake at the rate in force (continuous accrual,
    :func:`replay.venue.funding.funding_payment`) into the venue's portfolio;
-2. settles options that expired since (intrinsic value against the underlying at the wake
-   after 08:00 UTC: a documented approximation of Deribit's 30-minute TWAP);
+2. settles the options that expired: the marker wakes at each held option's expiry instant
+   (Deribit: 08:00 UTC) and closes it at intrinsic value against the settlement index, the
+   mid of the coin's ``index`` instrument when the store has one, else
+   ``MarketView.usd_per_coin`` (see :func:`settlement_index`).  Deribit settles against the
+   30-minute TWAP of its index before 08:00; the end point we use differs from that average by
+   the order of ``sigma S sqrt(30 min / 3)``, a documented approximation.  This is the run's
+   one settlement record (``settlement`` events); books do not settle;
 3. marks every position at mid (options without a two-sided book at the surface price) and
    journals ``pnl`` (totals in USD and coin, as CONTRACT.md asks);
 4. explains the step's USD PnL by a second-order Taylor expansion in the Black-76 greeks of
@@ -42,8 +47,12 @@ BUCKETS = ("delta", "gamma", "vega", "theta", "vanna", "volga", "funding", "fees
 
 ATTRIBUTION = register_kind(EventKind("attribution", "attribution",
                                       tuple((b, "float") for b in BUCKETS) + (("total", "float"),)))
+#: ``qty`` contracts closed at ``price`` (the option's price currency: coin if inverse,
+#: intrinsic / S), against the settlement index ``underlying`` (USD); ``intrinsic_usd`` per
+#: unit of underlying and ``value_usd`` = qty x contract size x intrinsic.
 SETTLEMENT = register_kind(EventKind("settlement", "settlements", (
-    ("instrument_id", "int"), ("qty", "float"), ("price", "float"), ("underlying", "float"))))
+    ("instrument_id", "int"), ("qty", "float"), ("price", "float"), ("underlying", "float"),
+    ("intrinsic_usd", "float"), ("value_usd", "float"))))
 
 
 class PnLMarker:
@@ -131,13 +140,16 @@ class PnLMarker:
             ctx.emit("funding", instrument_id=iid, position=qty, rate=rate, amount=amount)
 
     def _settle_expired(self, ctx) -> None:
-        pf, m = self.venue.portfolio, ctx.market
+        pf = self.venue.portfolio
         for iid, qty in sorted(pf.net_qty().items()):
             spec = self.venue.specs[iid]
             if spec.is_option and spec.expiry_ns is not None and spec.expiry_ns <= ctx.now:
-                und = float(m.usd_per_coin(iid))
+                und = settlement_index(ctx, iid)
                 price = pf.settle(iid, und)
-                ctx.emit("settlement", instrument_id=iid, qty=qty, price=price, underlying=und)
+                intrinsic = max(und - spec.strike, 0.0) if spec.is_call else \
+                    max(spec.strike - und, 0.0)
+                ctx.emit("settlement", instrument_id=iid, qty=qty, price=price, underlying=und,
+                         intrinsic_usd=intrinsic, value_usd=qty * spec.contract_size * intrinsic)
 
     def _state(self, ctx, ids: list[int], mk) -> dict:
         """What the next step's explain needs: per option (F, sigma, t, greeks) and totals."""
@@ -201,6 +213,20 @@ class PnLMarker:
 
     def load_state_dict(self, d: dict) -> None:
         self.prev, self.last_ts, self.totals = d["prev"], d["last_ts"], dict(d["totals"])
+
+
+def settlement_index(ctx, iid: int) -> float:
+    """The price option ``iid`` settles against: the mid of the ``index`` instrument of its
+    coin (the name's prefix, ``BTC`` in ``BTC-27DEC25-100000-C``) when one is quoted, else the
+    coin's USD price the portfolio converts at (``MarketView.usd_per_coin``)."""
+    inst, m = ctx.instruments, ctx.market
+    coin = str(inst.name[iid]).split("-")[0]
+    for i in inst.ids_of_kind("index"):
+        if str(inst.name[i]).split("-")[0] == coin:
+            s = float(m.mid(int(i)))
+            if math.isfinite(s) and s > 0:
+                return s
+    return float(m.usd_per_coin(iid))
 
 
 def _forward(m, iid: int) -> float:

@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _QUOTES = ("option_quotes", "underlying_quotes")
 _TRADES = ("option_trades", "underlying_trades")
+_TRADES = ("option_trades", "underlying_trades")
 
 
 def _f(x) -> float:
@@ -94,9 +95,10 @@ def apply(rt: Runtime, ev: tuple) -> None:
 
 
 def check(rt: Runtime, ev: tuple) -> bool:
-    """Corridor and quote-count conditions after folding ``ev``; flags ``wakes.met``."""
+    """Corridor, quote-count and trade-count conditions after folding ``ev``; flags
+    ``wakes.met``."""
     _ts, _tx, _prio, _seq, table, iid, _v = ev
-    if table not in _QUOTES:
+    if table not in _QUOTES and table not in _TRADES:
         return False
     w, f = rt.wakes, rt.state.fstate
     hit = False
@@ -106,7 +108,8 @@ def check(rt: Runtime, ev: tuple) -> bool:
             if mid < w.lo[c] or mid > w.hi[c]:
                 w.met[c] = hit = True
     for c in range(len(rt.consumers)):
-        if w.count_left[c] > 0 and (w.count_all[c] or w.count_mask[c, iid]):
+        counts_this = (table in _TRADES) if w.count_trades[c] else (table in _QUOTES)
+        if w.count_left[c] > 0 and counts_this and (w.count_all[c] or w.count_mask[c, iid]):
             w.count_left[c] -= 1
             if w.count_left[c] == 0:
                 w.met[c] = hit = True

@@ -13,6 +13,9 @@ Semantics (shared by the fast engine and the reference engine):
   ``ts_recv``.
 * **quote count n** (optionally restricted to instruments): wake right after the n-th quote
   update (option or underlying quotes) folded after the condition was set.
+* **trade count n** (likewise): wake right after the n-th trade print (option or underlying
+  trades), so a consumer can react to every trade of the instruments it watches without
+  waking on the far more frequent quote updates.
 
 A condition can combine all three; the first one met wins and the consumer then states a fresh
 condition.  Several consumers met by the same event wake in consumer order.
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from replay.feed import S_OPTION_QUOTES, S_UNDERLYING_QUOTES
+from replay.feed import S_OPTION_QUOTES, S_OPTION_TRADES, S_UNDERLYING_QUOTES, S_UNDERLYING_TRADES
 from replay.state import F_ASK, F_BID, apply_event
 
 NO_DEADLINE = np.iinfo(np.int64).max
@@ -40,18 +43,25 @@ class WakeCondition:
     deadline: int | None = None
     corridor: tuple[float, float] | None = None
     quote_count: int | None = None
-    instruments: tuple[int, ...] | None = None  # restricts quote_count
+    trade_count: int | None = None
+    instruments: tuple[int, ...] | None = None  # restricts the quote or trade count
 
     def __post_init__(self) -> None:
-        if self.deadline is None and self.corridor is None and self.quote_count is None:
-            raise ValueError("a WakeCondition needs a deadline, a corridor or a quote_count "
-                             "(return None to stop waking)")
+        if self.deadline is None and self.corridor is None and self.count is None:
+            raise ValueError("a WakeCondition needs a deadline, a corridor, a quote_count or a "
+                             "trade_count (return None to stop waking)")
+        if self.quote_count is not None and self.trade_count is not None:
+            raise ValueError("a WakeCondition counts quotes or trades, not both")
         if self.corridor is not None and not self.corridor[0] <= self.corridor[1]:
             raise ValueError(f"corridor {self.corridor} needs lo <= hi")
-        if self.quote_count is not None and self.quote_count < 1:
-            raise ValueError("quote_count must be >= 1")
-        if self.instruments is not None and self.quote_count is None:
-            raise ValueError("instruments only restricts quote_count")
+        if self.count is not None and self.count < 1:
+            raise ValueError("quote_count and trade_count must be >= 1")
+        if self.instruments is not None and self.count is None:
+            raise ValueError("instruments only restricts quote_count or trade_count")
+
+    @property
+    def count(self) -> int | None:
+        return self.quote_count if self.trade_count is None else self.trade_count
 
 
 class WakeTable:
@@ -65,6 +75,7 @@ class WakeTable:
         self.count_left = np.zeros(c, np.int64)
         self.count_all = np.zeros(c, np.bool_)
         self.count_mask = np.zeros((c, n), np.bool_)
+        self.count_trades = np.zeros(c, np.bool_)  # the count is of trades, not quotes
         self.met = np.zeros(c, np.bool_)
 
     def set(self, c: int, cond: WakeCondition | None, now: int) -> None:
@@ -77,8 +88,9 @@ class WakeTable:
             self.deadline[c] = int(cond.deadline)
         if cond.corridor is not None:
             self.lo[c], self.hi[c] = float(cond.corridor[0]), float(cond.corridor[1])
-        if cond.quote_count is not None:
-            self.count_left[c] = int(cond.quote_count)
+        if cond.count is not None:
+            self.count_left[c] = int(cond.count)
+            self.count_trades[c] = cond.trade_count is not None
             if cond.instruments is None:
                 self.count_all[c] = True
             else:
@@ -90,10 +102,12 @@ class WakeTable:
         self.count_left[c] = 0
         self.count_all[c] = False
         self.count_mask[c, :] = False
+        self.count_trades[c] = False
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k).copy() for k in
-                ("deadline", "lo", "hi", "count_left", "count_all", "count_mask")}
+                ("deadline", "lo", "hi", "count_left", "count_all", "count_mask",
+                 "count_trades")}
 
     def load(self, d: dict[str, np.ndarray]) -> None:
         for k, a in d.items():
@@ -102,10 +116,10 @@ class WakeTable:
 
 @njit(cache=True, nogil=True)
 def fold_until_wake(ts, tx, st, sq, ii, v, i0, i1, t_stop, fstate, istate, clock, und,
-                    lo, hi, count_left, count_all, count_mask, met):  # pragma: no cover
+                    lo, hi, count_left, count_all, count_mask, count_trades, met):  # pragma: no cover
     """Fold events from ``i0`` until one of: ``i1`` reached (STOP_END); the next event has
     ``ts_recv > t_stop`` (STOP_TIMER, that event is not folded); a folded event met a corridor
-    or quote count (STOP_CONDITION, ``met`` flags who).  Returns (next index, code).
+    or quote/trade count (STOP_CONDITION, ``met`` flags who).  Returns (next index, code).
 
     ``und`` is the designated underlying, or -1 when no corridor is active; quote counts are
     scanned only when one is active (both are hoisted out of the event loop by the caller's
@@ -130,9 +144,12 @@ def fold_until_wake(ts, tx, st, sq, ii, v, i0, i1, t_stop, fstate, istate, clock
                 if mid < lo[c] or mid > hi[c]:
                     met[c] = True
                     hit = True
-        if counting and (s == S_UNDERLYING_QUOTES or s == S_OPTION_QUOTES):
+        if counting:
+            quote = s == S_UNDERLYING_QUOTES or s == S_OPTION_QUOTES
+            trade = s == S_UNDERLYING_TRADES or s == S_OPTION_TRADES
             for c in range(n_c):
-                if count_left[c] > 0 and (count_all[c] or count_mask[c, iid]):
+                if count_left[c] > 0 and (trade if count_trades[c] else quote) and \
+                        (count_all[c] or count_mask[c, iid]):
                     count_left[c] -= 1
                     if count_left[c] == 0:
                         met[c] = True

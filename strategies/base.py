@@ -78,18 +78,6 @@ BOOK_ORDER = register_kind(EventKind("book_order", "book_orders", (
     ("price", "float"), ("ref_price", "float"), ("ref_size", "float"), ("ref_side", "int"),
     ("ref_ts", "int"))))
 
-#: A book's record of an option position reaching expiry, at 08:00 UTC exactly (see
-#: :mod:`strategies.books`): ``qty`` contracts settle at ``underlying_price``;
-#: ``intrinsic_usd`` per unit of underlying, ``settlement_price`` in the option's price
-#: currency (coin if inverse: intrinsic / S), ``value`` = qty x contract_size x
-#: settlement_price (price currency).  The ``settlement`` kind belongs to the ledger side
-#: (:mod:`replay.pnl`), which books the cash; this one documents the book's view of it.
-EXPIRY_SETTLEMENT = register_kind(EventKind("expiry_settlement", "expiry_settlements", (
-    ("instrument_id", "int"), ("expiry", "int"), ("qty", "float"),
-    ("underlying_price", "float"), ("intrinsic_usd", "float"), ("settlement_price", "float"),
-    ("value", "float"), ("value_usd", "float"))))
-
-
 class SurfaceBoard:
     """Where the calibration consumer publishes its latest surface for strategies to read.
 

@@ -5,16 +5,9 @@
 * :class:`MarketMakerBook` (``book=market_maker``): takes the other side of the historical
   option trades, within a size cap and an instrument filter, at the traded price.
 
-**Expiry settlement.**  Deribit settles options against the 30-minute TWAP of its index
-before 08:00 UTC.  We approximate it by the index mid at 08:00 (the mid of the ``index``
-instrument of the underlying when it is quoted, else the designated underlying mid), taken at
-a deadline wake at the expiry instant, so it sees every event with ``ts_recv <= expiry``.
-The approximation error is the gap between a 30-minute average and its end point, of the
-order of ``sigma S sqrt(30 min / 3)``.  A book journals one ``expiry_settlement`` event per
-option position of that expiry (every consumer's, since positions are shared), with the
-intrinsic value ``max(S - K, 0)`` (call) or ``max(K - S, 0)`` (put) per unit, divided by ``S``
-for an inverse option (coin), cf. :func:`replay.venue.accounting.option_settlement_price`.
-Booking the cash is the ledger's job (the ``settlement`` events of :mod:`replay.pnl`).
+**Expiry.**  Books hold their options to expiry; settling them is the ledger's job: the PnL
+marker (:mod:`replay.pnl`) closes every expired position at intrinsic value against the
+settlement index and journals one ``settlement`` event each.
 """
 
 from __future__ import annotations
@@ -37,44 +30,11 @@ from strategies.base import (
     leg_vols,
     require_positive,
     spot_of,
-    underlying_of,
 )
 from strategies.listed import choose_expiry, listed_options, options_at
 
 NS = 1_000_000_000
 STRUCTURES = ("straddle", "strangle", "risk_reversal", "call", "put")
-
-
-def settlement_spot(ctx: Any, underlying: str = "BTC") -> float:
-    """The settlement price: the index mid when quoted, else the underlying mid."""
-    inst = ctx.instruments
-    for i in inst.ids_of_kind("index"):
-        if underlying_of(inst.name[i]) == underlying:
-            s = float(ctx.market.mid(int(i)))
-            if math.isfinite(s) and s > 0:
-                return s
-    return spot_of(ctx)
-
-
-def settle_expiry(ctx: Any, expiry_ns: int, underlying: str = "BTC") -> list[int]:
-    """Journal a ``settlement`` for every open option position expiring at ``expiry_ns``."""
-    inst = ctx.instruments
-    s = settlement_spot(ctx, underlying)
-    done = []
-    ids = inst.ids_of_kind("option")
-    for i in ids[inst.expiry_ns[ids] == expiry_ns]:
-        q = ctx.position(int(i))
-        if q == 0.0:
-            continue
-        k = float(inst.strike[i])
-        intrinsic = max(s - k, 0.0) if inst.is_call[i] == 1 else max(k - s, 0.0)
-        price = intrinsic / s if inst.settlement[i] == "inverse" else intrinsic
-        units = q * float(inst.contract_size[i])
-        ctx.emit("expiry_settlement", instrument_id=int(i), expiry=int(expiry_ns), qty=q,
-                 underlying_price=s, intrinsic_usd=intrinsic, settlement_price=price,
-                 value=units * price, value_usd=units * intrinsic)
-        done.append(int(i))
-    return done
 
 
 def strike_by_delta(ctx: Any, ids: np.ndarray, expiry_ns: int, forward: float,
@@ -102,7 +62,7 @@ class FixedBook:
     orders) or ``mid`` (limit orders at each option's mid).  Strikes by delta use the
     published surface's vol when there is one, else ``flat_vol``.  The book opens at the
     first wake where the underlying price is known and every leg is quoted two-sided (an
-    unquoted leg could not fill), and journals the settlement at expiry (module docstring).
+    unquoted leg could not fill); the ledger settles it at expiry (module docstring).
     """
 
     def __init__(self, name: str = "book", structure: str = "straddle",
@@ -129,16 +89,12 @@ class FixedBook:
         self.legs: list[tuple[int, float]] = []  # (instrument_id, signed contracts)
         self.expiry_ns = NEVER
         self.opened = False
-        self.settled = False
 
     def on_start(self, ctx: Any) -> WakeCondition | None:
         return WakeCondition(quote_count=1)
 
     def on_wake(self, ctx: Any) -> WakeCondition | None:
         if self.opened:
-            if ctx.now >= self.expiry_ns and not self.settled:
-                settle_expiry(ctx, self.expiry_ns, self.underlying)
-                self.settled = True
             return None
         spot = spot_of(ctx)
         if not (math.isfinite(spot) and spot > 0):
@@ -155,7 +111,7 @@ class FixedBook:
                      price=limit, ref_price=mid, ref_size=math.nan, ref_side=0, ref_ts=ctx.now)
             ctx.submit(iid, qty, limit_price=limit, latency_ns=self.latency_ns)
         self.opened = True
-        return WakeCondition(deadline=self.expiry_ns) if self.expiry_ns > ctx.now else None
+        return None
 
     def choose_legs(self, ctx: Any, spot: float) -> list[tuple[int, float]]:
         inst = ctx.instruments
@@ -195,12 +151,11 @@ class FixedBook:
         return [(by_delta(ids, d if self.structure == "call" else -d), q)]
 
     def state_dict(self) -> dict:
-        return {"legs": list(self.legs), "expiry_ns": self.expiry_ns, "opened": self.opened,
-                "settled": self.settled}
+        return {"legs": list(self.legs), "expiry_ns": self.expiry_ns, "opened": self.opened}
 
     def load_state_dict(self, d: dict) -> None:
         self.legs = [tuple(x) for x in d["legs"]]
-        self.expiry_ns, self.opened, self.settled = d["expiry_ns"], d["opened"], d["settled"]
+        self.expiry_ns, self.opened = d["expiry_ns"], d["opened"]
 
 
 class MarketMakerBook:
@@ -214,14 +169,13 @@ class MarketMakerBook:
     at the surface or flat vol) and moneyness ``K / F`` in ``[min_moneyness, max_moneyness]``
     (``None``: unbounded).
 
-    How it sees trades without looking ahead: the engine has no "next trade" wake condition
-    (quote counts only count quote updates), so the book wakes after every quote update of an
-    option that passes the static part of the filter and compares each option's
-    ``trade_ts`` with the last one it handled.  A trade is therefore taken at the next quote
-    update of a watched option (or at a ``max_wake_ns`` deadline), and of several trades of
-    one instrument between two wakes only the last is visible (``last_price/size/side``).
-    ``wake_on: poll`` instead checks every ``poll_ns`` of market time: far fewer wakes on a
-    busy chain (each one costs a Python call), at the price of up to ``poll_ns`` of delay.
+    How it sees trades without looking ahead: it wakes right after every trade print of an
+    option that passes the static part of the filter (a ``trade_count`` wake condition on
+    those instruments) and takes the trades whose ``trade_ts`` it has not handled yet, so
+    every print is seen, at its own instant.  ``wake_on: poll`` instead checks every
+    ``poll_ns`` of market time: fewer Python calls on a very busy tape, at the price of up to
+    ``poll_ns`` of delay and of seeing only the last of several prints of one instrument
+    within a poll.
     """
 
     def __init__(self, name: str = "book", size_cap: float = 1.0, rights: str = "both",
@@ -229,10 +183,10 @@ class MarketMakerBook:
                  min_abs_delta: float = 0.0, max_abs_delta: float = 1.0,
                  min_moneyness: float | None = None, max_moneyness: float | None = None,
                  delta_source: str = "surface", flat_vol: float = 0.6, latency_ns: int | None = None,
-                 max_wake_ns: int = 60 * NS, wake_on: str = "quote", poll_ns: int = NS,
+                 max_wake_ns: int = 60 * NS, wake_on: str = "trade", poll_ns: int = NS,
                  underlying: str = "BTC", board: SurfaceBoard | None = None):
         self.name = name
-        self.wake_on = check_choice("book.wake_on", wake_on, ("quote", "poll"))
+        self.wake_on = check_choice("book.wake_on", wake_on, ("trade", "poll"))
         self.poll_ns = int(require_positive("book.poll_ns", poll_ns))
         self._watch_ids: tuple[int, ...] = ()
         self._watch_until = NEVER
@@ -249,7 +203,6 @@ class MarketMakerBook:
         self.board = board
         self.options = np.zeros(0, np.int64)
         self.seen = np.zeros(0, np.int64)  # trade_ts handled, per entry of self.options
-        self.expiries: set[int] = set()  # expiries of options we ordered, not yet settled
         self.n_taken = 0
         self.n_skipped = 0
 
@@ -295,10 +248,6 @@ class MarketMakerBook:
         return self._next(ctx)
 
     def on_wake(self, ctx: Any) -> WakeCondition | None:
-        now = ctx.now
-        for e in sorted(x for x in self.expiries if x <= now):
-            settle_expiry(ctx, e, self.underlying)
-            self.expiries.discard(e)
         m = ctx.market
         tts = np.asarray(m.trade_ts[self.options], np.int64)
         new = np.flatnonzero(tts != self.seen)
@@ -322,12 +271,11 @@ class MarketMakerBook:
                  price=price, ref_price=price, ref_size=size, ref_side=int(side),
                  ref_ts=trade_ts)
         ctx.submit(iid, qty, limit_price=price, latency_ns=self.latency_ns)
-        self.expiries.add(int(ctx.instruments.expiry_ns[iid]))
         self.n_taken += 1
 
     def _watch(self, ctx: Any) -> tuple[int, ...]:
         """Options passing the static filter; recomputed hourly and when one expires (the
-        tuple is what the engine's quote-count mask is built from, so it is cached)."""
+        tuple is what the engine's trade-count mask is built from, so it is cached)."""
         if ctx.now >= self._watch_until:
             ids = self.options[self._static_ok(ctx, self.options)] if self.options.size else \
                 self.options
@@ -338,22 +286,18 @@ class MarketMakerBook:
 
     def _next(self, ctx: Any) -> WakeCondition:
         deadline = ctx.now + (self.poll_ns if self.wake_on == "poll" else self.max_wake_ns)
-        pending = [e for e in self.expiries if e > ctx.now]
-        if pending:
-            deadline = min(deadline, min(pending))
-        watch = self._watch(ctx) if self.wake_on == "quote" else ()
+        watch = self._watch(ctx) if self.wake_on == "trade" else ()
         if not watch:
             return WakeCondition(deadline=deadline)
-        return WakeCondition(deadline=deadline, quote_count=1, instruments=watch)
+        return WakeCondition(deadline=deadline, trade_count=1, instruments=watch)
 
     def state_dict(self) -> dict:
         return {"options": self.options.tolist(), "seen": self.seen.tolist(),
-                "expiries": sorted(self.expiries), "n_taken": self.n_taken,
+                "n_taken": self.n_taken,
                 "n_skipped": self.n_skipped, "watch": (self._watch_ids, self._watch_until)}
 
     def load_state_dict(self, d: dict) -> None:
         self.options = np.array(d["options"], np.int64)
         self.seen = np.array(d["seen"], np.int64)
-        self.expiries = set(d["expiries"])
         self.n_taken, self.n_skipped = d["n_taken"], d["n_skipped"]
         self._watch_ids, self._watch_until = tuple(d["watch"][0]), int(d["watch"][1])

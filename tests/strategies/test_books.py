@@ -9,8 +9,11 @@ import pytest
 from numpy.testing import assert_allclose
 
 from calibration.black import delta as black_delta
-from replay.config import ConfigError
+from replay.config import ConfigError, VenueConfig
 from replay.engine import run_replay
+from replay.pnl import PnLMarker
+from replay.store import open_store
+from replay.venue.simulator import SimulatedVenue, specs_from_store
 from strategies.base import NS_PER_YEAR
 from strategies.books import FixedBook, MarketMakerBook
 from tests.strategies.test_base import (
@@ -21,7 +24,6 @@ from tests.strategies.test_base import (
     SPOT,
     STRIKES,
     FakeCtx,
-    LimitOrTouchVenue,
     build_store,
     journal_table,
     option_id,
@@ -33,30 +35,40 @@ def test_fixed_straddle_opens_at_start_and_settles_at_expiry(tmp_path):
     ids = build_store(tmp_path / "s.duckdb", start, 60, spot_fn=lambda s: 100_000.0 + 50.0 * s)
     book = FixedBook(structure="straddle", expiry="nearest", size=2.0, side="short",
                      min_expiry_ns=0, latency_ns=2_000_000)
-    res = run_replay(tmp_path / "s.duckdb", [book], tmp_path / "run",
-                     venue=LimitOrTouchVenue(), progress=False)
+    res = run_with_ledger(tmp_path / "s.duckdb", [book], tmp_path / "run")
     call, put = ids["BTC-12DEC25-100000-C"], ids["BTC-12DEC25-100000-P"]
     orders = journal_table(res.journal_path, "orders")
     assert sorted(orders.instrument_id) == sorted([call, put])
     assert (orders.qty == -2.0).all() and orders.limit_price.isna().all()  # market orders
     assert (orders.ts == start + NS).all()  # the first instant the legs are quoted
     assert res.positions == {call: -2.0, put: -2.0}
-    st = journal_table(res.journal_path, "expiry_settlements").set_index("instrument_id")
-    assert (st.ts == E1).all() and (st.expiry == E1).all()
+    # the ledger (PnL marker) settles each leg once, at 08:00, against the index then
+    st = journal_table(res.journal_path, "settlements").set_index("instrument_id")
+    assert len(st) == 2 and (st.ts == E1).all()
     s_exp = 100_000.0 + 50.0 * 30  # the index at 08:00
-    assert_allclose(st.underlying_price, s_exp)
+    assert_allclose(st.underlying, s_exp)
     assert_allclose(st.loc[call, ["qty", "intrinsic_usd"]].to_numpy(float), [-2.0, s_exp - 1e5])
     assert st.loc[put, "intrinsic_usd"] == 0.0
-    assert_allclose(st.loc[call, "settlement_price"], (s_exp - 1e5) / s_exp, rtol=1e-12)
-    assert_allclose(st.loc[call, "value"], -2.0 * (s_exp - 1e5) / s_exp, rtol=1e-12)
+    assert_allclose(st.loc[call, "price"], (s_exp - 1e5) / s_exp, rtol=1e-12)
     assert_allclose(st.loc[call, "value_usd"], -2.0 * (s_exp - 1e5), rtol=1e-12)
+    assert "expiry_settlement" not in set(journal_table(res.journal_path, "journal").kind)
+
+
+def run_with_ledger(db, consumers, out):
+    """Run ``consumers`` with the simulated venue (books' limit orders negotiated at their
+    price) and the PnL marker, which settles expiries."""
+    with open_store(db) as st:
+        specs = specs_from_store(st.instruments())
+    venue = SimulatedVenue(VenueConfig(latency_ms=0.0, price_band=1.0), specs)
+    return run_replay(db, [*consumers, PnLMarker(venue, None, every_s=3600.0)], out,
+                      venue=venue, progress=False)
 
 
 def test_fixed_book_at_mid_sends_limits_at_mid():
     ctx = FakeCtx()
     book = FixedBook(structure="call", expiry=15, size=3.0, side="long", execution="mid")
     book.on_start(ctx)
-    assert book.on_wake(ctx).deadline == E2
+    assert book.on_wake(ctx) is None  # opened: nothing left to do (the ledger settles)
     (o,) = ctx.orders
     assert o["instrument_id"] == option_id(ctx.instruments, E2, 100_000.0, True)
     assert o["qty"] == 3.0
@@ -104,8 +116,7 @@ def test_market_maker_takes_the_other_side_within_cap_and_filter(tmp_path):
     ]
     ids = build_store(tmp_path / "s.duckdb", start, 40, spot_fn=s, trades=trades)
     mm = MarketMakerBook(size_cap=2.0, max_days=10, max_moneyness=1.08, latency_ns=1_000_000)
-    res = run_replay(tmp_path / "s.duckdb", [mm], tmp_path / "run", venue=LimitOrTouchVenue(),
-                     progress=False)
+    res = run_with_ledger(tmp_path / "s.duckdb", [mm], tmp_path / "run")
     bo = journal_table(res.journal_path, "book_orders")
     taken = {ids[n]: (p, -math.copysign(min(sz, 2.0), sd), t) for t, n, p, sz, sd in
              (trades[i] for i in (0, 1, 5, 6))}
@@ -113,15 +124,15 @@ def test_market_maker_takes_the_other_side_within_cap_and_filter(tmp_path):
     for r in bo.itertuples():
         price, qty, t = taken[r.instrument_id]
         assert (r.reason, r.qty, r.price, r.ref_ts) == ("take", qty, price, t)
-        assert t < r.ts <= t + NS  # seen at the next option quote, never before the trade
+        assert r.ts == t  # woken by the print itself: never before it, never later
     fills = journal_table(res.journal_path, "fills").set_index("instrument_id")
     for iid, (price, qty, _) in taken.items():
         assert (fills.loc[iid, "price"], fills.loc[iid, "qty"]) == (price, qty)
     assert mm.n_taken == 4 and mm.n_skipped == 3
     # at 08:00 every position of the expiry is settled against the index then
-    st = journal_table(res.journal_path, "expiry_settlements").set_index("instrument_id")
+    st = journal_table(res.journal_path, "settlements").set_index("instrument_id")
     assert (st.ts == E1).all() and sorted(st.index) == sorted(taken)
-    assert_allclose(st.underlying_price, s(20.0))
+    assert_allclose(st.underlying, s(20.0))
     call = ids["BTC-12DEC25-100000-C"]
     assert_allclose(st.loc[call, "value_usd"], -2.0 * (s(20.0) - 100_000.0), rtol=1e-12)
     assert (st.drop(call).intrinsic_usd == 0.0).all()

@@ -26,7 +26,8 @@ def store(tmp_path_factory):
 def toys(ids) -> list:
     near = tuple(i for n, i in ids.items() if "12DEC25" in n)
     return [Periodic("periodic", 700 * MS), CorridorHedger("corridor", 4e-4, latency_ns=25 * MS),
-            QuoteCounter("count_all", 41), QuoteCounter("count_near", 13, instruments=near)]
+            QuoteCounter("count_all", 41), QuoteCounter("count_near", 13, instruments=near),
+            QuoteCounter("trades_near", 2, instruments=near, trades=True)]
 
 
 def journal_rows(path) -> dict[str, list[tuple]]:
@@ -63,7 +64,7 @@ def test_fast_and_reference_journals_are_identical(store, tmp_path):
     kinds = {r[2] for r in a["journal"]}
     assert {"wake", "mark", "order", "fill", "snapshot"} <= kinds  # every toy acted
     reasons = {r[3] for r in a["wakes"]}
-    assert {"deadline", "corridor", "quote_count"} <= reasons
+    assert {"deadline", "corridor", "quote_count", "trade_count"} <= reasons
     assert fast.positions == ref.positions and fast.cash == ref.cash
 
 
@@ -186,23 +187,24 @@ def test_progress_is_quiet_off_a_terminal_and_calls_a_callable(store, tmp_path, 
     assert all(a[0] < b[0] and a[1] <= b[1] for a, b in itertools.pairwise(seen))
 
 
-def test_quote_count_wakes_after_every_nth_matching_quote(store, tmp_path):
+@pytest.mark.parametrize("what,streams,n", [("quote", (2, 4), 9), ("trade", (3, 5), 2)])
+def test_count_wakes_after_every_nth_matching_event(store, tmp_path, what, streams, n):
     from replay.feed import Feed
     from replay.store import open_store
 
     p, ids = store
     chosen = (ids["BTC-PERPETUAL"], *[i for n, i in ids.items() if n.endswith("-C")][:3])
-    n = 9
-    probe = Probe("probe", lambda now: WakeCondition(quote_count=n, instruments=chosen))
+    probe = Probe("probe", lambda now: WakeCondition(**{f"{what}_count": n},
+                                                     instruments=chosen))
     run_replay(p, [probe], tmp_path / "q", window_ns=1_500 * MS)
     with open_store(p) as st:
         ev = [(int(s), int(q), int(i)) for b in Feed(st, window_ns=10**12)
               for s, q, i in zip(b.stream, b.seq, b.instrument_id)]
-    matching = [(s, q) for s, q, i in ev if s in (2, 4) and i in chosen]
+    matching = [(s, q) for s, q, i in ev if s in streams and i in chosen]
     want = matching[n - 1::n]
     got = [s[4] for s in probe.seen]
     assert len(got) == len(want) > 10 and got == want
-    assert all(s[1] == "quote_count" for s in probe.seen)
+    assert all(s[1] == f"{what}_count" for s in probe.seen)
 
 
 def test_wake_condition_validation():
@@ -212,6 +214,8 @@ def test_wake_condition_validation():
         WakeCondition(corridor=(2.0, 1.0))
     with pytest.raises(ValueError):
         WakeCondition(quote_count=0)
+    with pytest.raises(ValueError, match="not both"):
+        WakeCondition(quote_count=1, trade_count=1)
     with pytest.raises(ValueError):
         WakeCondition(deadline=5, instruments=(1,))
     from replay.wake import WakeTable
