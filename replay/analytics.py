@@ -11,12 +11,19 @@ Conventions (bps are of the mid at the reference time, USD as journaled by the v
   J. Portfolio Management 14(3), 1988) per order, in USD: what the fills cost against the
   decision mid, plus fees, plus the opportunity cost of the unfilled remainder valued at the
   mid when the venue gave up on it (its arrival: market orders do not rest).
-* **markout** at horizon h (adverse selection): ``side * (mid(t + h) - price) / price`` in bps,
-  from our side: negative means the market moved against the fill.  Option fills and hedge
-  fills are reported separately.
+* **markout** at horizon h: ``side * (mid(t + h) - price) / price`` in bps, from our side:
+  negative means the fill lost money against the later mid.  It is the sum of the spread
+  earned or paid at the fill and of the move after it, so it is split as
+  ``markout_mid`` = ``side * (mid(t + h) - mid(t)) / mid(t)`` in bps, the *adverse selection*
+  (price impact) part: the move of the mid after a fill, about zero on average when the
+  counterparties know nothing (Glosten and Milgrom, J. Financial Economics 14, 1985; the
+  realised-spread decomposition of Huang and Stoll, Rev. Financial Studies 9, 1996).
+  ``mid(t)`` is the venue's mid at the fill (``arrival_mid``).  Option fills and hedge fills
+  are reported separately.
 
 Mids come from the store: ``(bid + ask) / 2`` of the last quote with ``ts_recv <= t`` of the
-same instrument (ASOF JOIN), two-sided quotes only.  An instrument without quotes of its own
+same instrument (ASOF JOIN), two-sided quotes only.  A markout whose horizon ends after the last
+quote in the store is NULL (left out of the means), not the last mid seen.  An instrument without quotes of its own
 (the real Deribit data has no perp tape) has no market mid, and its figures are NULL.
 """
 
@@ -56,9 +63,13 @@ def fills_table(con: duckdb.DuckDBPyConnection, horizons_s: list[float]) -> duck
     mk_cols, mk_joins = [], []
     for j, h in enumerate(horizons_s):
         a = f"m{j}"
+        # a horizon past the end of the data has no mid yet: NULL, not the last mid seen
         mk_joins.append(f"ASOF LEFT JOIN mids {a} ON {a}.instrument_id = e.instrument_id "
-                        f"AND {a}.ts <= e.ts + {int(h * NS)}")
+                        f"AND {a}.ts <= e.ts + {int(h * NS)} "
+                        f"AND e.ts + {int(h * NS)} <= (SELECT max(ts) FROM mids)")
         mk_cols.append(f"sign(e.qty) * ({a}.mid - e.price) / e.price * 1e4 AS markout_{_hname(h)}")
+        mk_cols.append(f"sign(e.qty) * ({a}.mid - e.arrival_mid) / e.arrival_mid * 1e4 "
+                       f"AS markout_mid_{_hname(h)}")
     sql = f"""
     SELECT e.seq, e.ts, e.order_id, e.instrument_id, i.name AS instrument, i.kind,
            CASE WHEN i.kind = 'option' THEN 'option' ELSE 'hedge' END AS leg,
@@ -124,12 +135,15 @@ def execution_metrics(journal: str | Path, store: str | Path, horizons_s: list[f
                              + ")").fetchall()[0][0]
     markout = {}
     curves: dict[str, dict[str, float | None]] = {"option": {}, "hedge": {}}
+    adverse: dict[str, dict[str, float | None]] = {"option": {}, "hedge": {}}
     for h in horizons_s:
         col = f"markout_{_hname(h)}"
         markout[_hname(h)] = _mean(fills[col]) if len(fills) else None
         for leg in curves:
-            sel = fills.loc[fills.leg == leg, col] if len(fills) else fills.get(col, [])
-            curves[leg][_hname(h)] = _mean(sel)
+            sel = fills.leg == leg if len(fills) else []
+            curves[leg][_hname(h)] = _mean(fills.loc[sel, col]) if len(fills) else None
+            adverse[leg][_hname(h)] = _mean(fills.loc[sel, f"markout_mid_{_hname(h)}"]) \
+                if len(fills) else None
     return {
         "n_orders": int(n_orders),
         "n_fills": int(len(fills)),
@@ -139,6 +153,7 @@ def execution_metrics(journal: str | Path, store: str | Path, horizons_s: list[f
         else float(is_usd),
         "markout_bps": markout,
         "markout_bps_by_leg": curves,
+        "markout_mid_bps_by_leg": adverse,
     }
 
 

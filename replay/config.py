@@ -67,7 +67,8 @@ class VenueConfig:
     hedge_default_size: float = 100000.0  # hedge contracts at the touch where it has no book
     hedge_half_spread_bps: float = 1.0  # quoted spread around a hedge price that has no book
     price_band: float = 0.05  # reject market orders that would fill further than this from mid
-    queue: str = "conservative"  # conservative | probabilistic
+    queue: str = "conservative"  # passive orders' queue model: conservative | probabilistic
+    passive_ttl_s: float = 60.0  # a resting limit order expires after this (market seconds)
     # Consumers whose limit orders are negotiated trades that fill whole at their limit, as
     # maker: the books (market-making takes the other side of a printed trade at its price;
     # a fixed book opening "at mid" is an RFQ/block at mid).  Hedgers trade on the book.

@@ -105,6 +105,10 @@ class Context:
         self._mark_acted()
         return self._rt.journal_event(kind, self.now, self.consumer, fields)
 
+    def venue_context(self) -> VenueContext:
+        """The venue's view of this instant (fills, funding), for consumers the venue owns."""
+        return VenueContext(self._rt, self.now)
+
     def submit(self, instrument_id: int, qty: float, *, limit_price: float = math.nan,
                latency_ns: int | None = None) -> int:
         """Send an order; it is journaled now and reaches the venue at now + latency_ns.
@@ -147,6 +151,10 @@ class VenueContext:
 
     def emit(self, kind: str, **fields: Any) -> int:
         return self._rt.journal_event(kind, self.now, "venue", fields)
+
+    def set_wake(self, consumer: str, cond: WakeCondition | None) -> None:
+        """Set the wake condition of a consumer the venue owns (``venue.consumers``)."""
+        self._rt.set_wake(consumer, cond, self.now)
 
 
 # -- toy consumers (tests and bench) ------------------------------------------------------
@@ -226,19 +234,20 @@ class CorridorHedger:
 
 
 class QuoteCounter:
-    """Wakes after every ``n`` quote updates (trade prints with ``trades=True``) of
-    ``instruments`` if given, marks the instrument that quoted last, and draws from the run's
-    RNG (so RNG state matters)."""
+    """Wakes after every ``n`` quote updates (trade prints with ``trades=True``, ``n`` of
+    either with ``quotes=True`` too) of ``instruments`` if given, marks the instrument that
+    quoted last, and draws from the run's RNG (so RNG state matters)."""
 
     def __init__(self, name: str, n: int, instruments: tuple[int, ...] | None = None,
-                 trades: bool = False):
-        self.name, self.n, self.instruments, self.trades = name, int(n), instruments, trades
+                 trades: bool = False, quotes: bool | None = None):
+        self.name, self.n, self.instruments = name, int(n), instruments
+        self.trades, self.quotes = trades, (not trades) if quotes is None else quotes
         self.wakes = 0
 
     def _next(self) -> WakeCondition:
-        if self.trades:
-            return WakeCondition(trade_count=self.n, instruments=self.instruments)
-        return WakeCondition(quote_count=self.n, instruments=self.instruments)
+        return WakeCondition(quote_count=self.n if self.quotes else None,
+                             trade_count=self.n if self.trades else None,
+                             instruments=self.instruments)
 
     def on_start(self, ctx: Context) -> WakeCondition:
         return self._next()

@@ -29,7 +29,14 @@ from replay.feed import DEFAULT_WINDOW_NS, Feed, FeedCursor
 from replay.journal import Journal
 from replay.state import Instruments, Ledger, MarketState
 from replay.store import open_store
-from replay.wake import NO_DEADLINE, STOP_CONDITION, STOP_TIMER, WakeTable, fold_until_wake
+from replay.wake import (
+    NO_DEADLINE,
+    STOP_CONDITION,
+    STOP_TIMER,
+    WakeCondition,
+    WakeTable,
+    fold_until_wake,
+)
 
 _ARRIVAL, _DEADLINE, _SNAPSHOT = 0, 1, 2
 
@@ -41,10 +48,12 @@ class Runtime:
                  state: MarketState, journal: Journal, *, venue: Any = None, seed: int = 0,
                  snapshot_every_events: int | None = None, snapshot_every_ns: int | None = None,
                  snapshotter: Callable[[Runtime], None] | None = None):
+        # a venue may own consumers (its passive orders), woken like any other, after ours
+        consumers = [*consumers, *getattr(venue, "consumers", ())]
         names = [c.name for c in consumers]
         if len(set(names)) != len(names):
             raise ValueError(f"consumer names must be unique: {names}")
-        self.consumers = list(consumers)
+        self.consumers = consumers
         self.instruments, self.state, self.journal, self.venue = instruments, state, journal, venue
         self.wakes = WakeTable(len(consumers), len(instruments))
         self.orders: list[tuple[int, int, Order]] = []
@@ -103,6 +112,12 @@ class Runtime:
         cond = cons.on_wake(Context(self, cons.name, now, reason))
         self.wakes.set(c, cond, now)
 
+    def set_wake(self, name: str, cond: WakeCondition | None, now: int) -> None:
+        """Replace the wake condition of consumer ``name`` outside its own wake (the venue
+        does this for its passive-order consumer when an order starts resting)."""
+        c = next(i for i, cons in enumerate(self.consumers) if cons.name == name)
+        self.wakes.set(c, cond, now)
+
     def next_timer(self) -> int:
         t = int(self.wakes.deadline.min()) if len(self.consumers) else NO_DEADLINE
         if self.orders:
@@ -149,9 +164,7 @@ class Runtime:
         now = st.now
         for c in np.flatnonzero(w.met):
             w.met[c] = False
-            counted = w.count_left[c] == 0 and (w.count_all[c] or w.count_mask[c].any())
-            reason = ("trade_count" if w.count_trades[c] else "quote_count") if counted \
-                else "corridor"
+            reason = w.counted(int(c)) or "corridor"
             self._wake(int(c), now, reason)
 
     def after_events(self) -> None:
@@ -198,8 +211,8 @@ def run_fast(rt: Runtime, batches: Iterable, on_batch: Callable[[int, int], None
             und = st.underlying_id if np.isfinite(w.lo).any() or np.isfinite(w.hi).any() else -1
             i, code = fold_until_wake(ts, tx, ss, sq, ii, v, i, i1, rt.next_timer(),
                                       st.fstate, st.istate, st.clock, und,
-                                      w.lo, w.hi, w.count_left, w.count_all, w.count_mask,
-                                      w.count_trades, w.met)
+                                      w.lo, w.hi, w.count_left, w.trade_left, w.count_all,
+                                      w.count_mask, w.met)
             if code == STOP_TIMER:
                 rt.fire_timers(int(ts[i]))
             elif code == STOP_CONDITION:

@@ -107,11 +107,11 @@ def check(rt: Runtime, ev: tuple) -> bool:
         for c in range(len(rt.consumers)):
             if mid < w.lo[c] or mid > w.hi[c]:
                 w.met[c] = hit = True
+    left = w.trade_left if table in _TRADES else w.count_left
     for c in range(len(rt.consumers)):
-        counts_this = (table in _TRADES) if w.count_trades[c] else (table in _QUOTES)
-        if w.count_left[c] > 0 and counts_this and (w.count_all[c] or w.count_mask[c, iid]):
-            w.count_left[c] -= 1
-            if w.count_left[c] == 0:
+        if left[c] > 0 and (w.count_all[c] or w.count_mask[c, iid]):
+            left[c] -= 1
+            if left[c] == 0:
                 w.met[c] = hit = True
     return hit
 

@@ -162,7 +162,7 @@ def _headline(m: dict) -> _Section:
     rows = {f"pnl.{k}": v for k, v in (m.get("pnl") or {}).items()}
     rows.update({f"calibration.{k}": v for k, v in (m.get("calibration") or {}).items()})
     ex = m.get("execution") or {}
-    rows.update({f"execution.{k}": v for k, v in ex.items() if k != "markout_bps_by_leg"})
+    rows.update({f"execution.{k}": v for k, v in ex.items() if not k.endswith("_by_leg")})
     rows["events_per_second"] = m.get("events_per_second")
     s["html"] = _table(rows)
     return s
@@ -226,7 +226,9 @@ def _hedge_section(dec: pd.DataFrame) -> _Section:
 def _execution_section(ex: pd.DataFrame, m: dict) -> _Section:
     s = _Section("execution", "Slippage and markouts",
                  "Slippage is the fill price against the mid at arrival (bps of mid). Markouts "
-                 "are from our side: negative means the market moved against the fill.",
+                 "are from our side: negative means the fill lost against the later mid. Solid: "
+                 "against the fill price (spread and move); dashed: against the mid at the fill "
+                 "(the move alone: adverse selection).",
                  empty="No fills.")
     if len(ex):
         fig, ax = _fig(5, 3)
@@ -234,12 +236,15 @@ def _execution_section(ex: pd.DataFrame, m: dict) -> _Section:
         ax.hist(bps.dropna(), bins=40)
         ax.set_xlabel("slippage vs arrival mid, bps")
         s["images"].append(_png(fig))
-        curves = (m.get("execution") or {}).get("markout_bps_by_leg") or {}
+        exm = m.get("execution") or {}
         fig, ax = _fig(5, 3)
-        for leg, c in curves.items():
-            pts = [(float(k.rstrip("s").replace("p", ".")), v) for k, v in c.items() if v is not None]
-            if pts:
-                ax.plot(*zip(*pts), "o-", label=leg)
+        for key, style, what in (("markout_bps_by_leg", "o-", "vs fill"),
+                                 ("markout_mid_bps_by_leg", "s--", "vs mid at fill")):
+            for j, (leg, c) in enumerate((exm.get(key) or {}).items()):
+                pts = [(float(k.rstrip("s").replace("p", ".")), v) for k, v in c.items()
+                       if v is not None]
+                if pts:
+                    ax.plot(*zip(*pts), style, color=f"C{j}", label=f"{leg} {what}")
         ax.set_xscale("log")
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_xlabel("horizon, s")

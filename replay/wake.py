@@ -15,7 +15,8 @@ Semantics (shared by the fast engine and the reference engine):
   update (option or underlying quotes) folded after the condition was set.
 * **trade count n** (likewise): wake right after the n-th trade print (option or underlying
   trades), so a consumer can react to every trade of the instruments it watches without
-  waking on the far more frequent quote updates.
+  waking on the far more frequent quote updates.  A condition may count both; the first
+  count to run out wakes it.
 
 A condition can combine all three; the first one met wins and the consumer then states a fresh
 condition.  Several consumers met by the same event wake in consumer order.
@@ -32,6 +33,7 @@ from replay.feed import S_OPTION_QUOTES, S_OPTION_TRADES, S_UNDERLYING_QUOTES, S
 from replay.state import F_ASK, F_BID, apply_event
 
 NO_DEADLINE = np.iinfo(np.int64).max
+UNSET = -1
 #: kernel return codes
 STOP_END, STOP_TIMER, STOP_CONDITION = 0, 1, 2
 
@@ -50,18 +52,17 @@ class WakeCondition:
         if self.deadline is None and self.corridor is None and self.count is None:
             raise ValueError("a WakeCondition needs a deadline, a corridor, a quote_count or a "
                              "trade_count (return None to stop waking)")
-        if self.quote_count is not None and self.trade_count is not None:
-            raise ValueError("a WakeCondition counts quotes or trades, not both")
         if self.corridor is not None and not self.corridor[0] <= self.corridor[1]:
             raise ValueError(f"corridor {self.corridor} needs lo <= hi")
-        if self.count is not None and self.count < 1:
+        if any(n is not None and n < 1 for n in (self.quote_count, self.trade_count)):
             raise ValueError("quote_count and trade_count must be >= 1")
         if self.instruments is not None and self.count is None:
             raise ValueError("instruments only restricts quote_count or trade_count")
 
     @property
     def count(self) -> int | None:
-        return self.quote_count if self.trade_count is None else self.trade_count
+        """Whether any count is set (the quote count if both are)."""
+        return self.quote_count if self.quote_count is not None else self.trade_count
 
 
 class WakeTable:
@@ -72,10 +73,11 @@ class WakeTable:
         self.deadline = np.full(c, NO_DEADLINE, np.int64)
         self.lo = np.full(c, -np.inf)
         self.hi = np.full(c, np.inf)
-        self.count_left = np.zeros(c, np.int64)
+        # events left to count; UNSET (-1) when the condition has no such count, 0 once met
+        self.count_left = np.full(c, UNSET, np.int64)  # quotes
+        self.trade_left = np.full(c, UNSET, np.int64)  # trade prints
         self.count_all = np.zeros(c, np.bool_)
         self.count_mask = np.zeros((c, n), np.bool_)
-        self.count_trades = np.zeros(c, np.bool_)  # the count is of trades, not quotes
         self.met = np.zeros(c, np.bool_)
 
     def set(self, c: int, cond: WakeCondition | None, now: int) -> None:
@@ -88,9 +90,11 @@ class WakeTable:
             self.deadline[c] = int(cond.deadline)
         if cond.corridor is not None:
             self.lo[c], self.hi[c] = float(cond.corridor[0]), float(cond.corridor[1])
+        if cond.quote_count is not None:
+            self.count_left[c] = int(cond.quote_count)
+        if cond.trade_count is not None:
+            self.trade_left[c] = int(cond.trade_count)
         if cond.count is not None:
-            self.count_left[c] = int(cond.count)
-            self.count_trades[c] = cond.trade_count is not None
             if cond.instruments is None:
                 self.count_all[c] = True
             else:
@@ -99,15 +103,20 @@ class WakeTable:
     def clear(self, c: int) -> None:
         self.deadline[c] = NO_DEADLINE
         self.lo[c], self.hi[c] = -np.inf, np.inf
-        self.count_left[c] = 0
+        self.count_left[c] = self.trade_left[c] = UNSET
         self.count_all[c] = False
         self.count_mask[c, :] = False
-        self.count_trades[c] = False
+
+    def counted(self, c: int) -> str | None:
+        """Which count of consumer ``c`` ran out (``quote_count``/``trade_count``), if any."""
+        if self.count_left[c] == 0:
+            return "quote_count"
+        return "trade_count" if self.trade_left[c] == 0 else None
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {k: getattr(self, k).copy() for k in
-                ("deadline", "lo", "hi", "count_left", "count_all", "count_mask",
-                 "count_trades")}
+                ("deadline", "lo", "hi", "count_left", "trade_left", "count_all",
+                 "count_mask")}
 
     def load(self, d: dict[str, np.ndarray]) -> None:
         for k, a in d.items():
@@ -116,7 +125,7 @@ class WakeTable:
 
 @njit(cache=True, nogil=True)
 def fold_until_wake(ts, tx, st, sq, ii, v, i0, i1, t_stop, fstate, istate, clock, und,
-                    lo, hi, count_left, count_all, count_mask, count_trades, met):  # pragma: no cover
+                    lo, hi, count_left, trade_left, count_all, count_mask, met):  # pragma: no cover
     """Fold events from ``i0`` until one of: ``i1`` reached (STOP_END); the next event has
     ``ts_recv > t_stop`` (STOP_TIMER, that event is not folded); a folded event met a corridor
     or quote/trade count (STOP_CONDITION, ``met`` flags who).  Returns (next index, code).
@@ -127,7 +136,7 @@ def fold_until_wake(ts, tx, st, sq, ii, v, i0, i1, t_stop, fstate, istate, clock
     n_c = count_left.shape[0]
     counting = False
     for c in range(n_c):
-        if count_left[c] > 0:
+        if count_left[c] > 0 or trade_left[c] > 0:
             counting = True
     for i in range(i0, i1):
         t = ts[i]
@@ -144,14 +153,13 @@ def fold_until_wake(ts, tx, st, sq, ii, v, i0, i1, t_stop, fstate, istate, clock
                 if mid < lo[c] or mid > hi[c]:
                     met[c] = True
                     hit = True
-        if counting:
-            quote = s == S_UNDERLYING_QUOTES or s == S_OPTION_QUOTES
-            trade = s == S_UNDERLYING_TRADES or s == S_OPTION_TRADES
+        is_quote = s == S_UNDERLYING_QUOTES or s == S_OPTION_QUOTES
+        if counting and (is_quote or s == S_UNDERLYING_TRADES or s == S_OPTION_TRADES):
+            left = count_left if is_quote else trade_left
             for c in range(n_c):
-                if count_left[c] > 0 and (trade if count_trades[c] else quote) and \
-                        (count_all[c] or count_mask[c, iid]):
-                    count_left[c] -= 1
-                    if count_left[c] == 0:
+                if left[c] > 0 and (count_all[c] or count_mask[c, iid]):
+                    left[c] -= 1
+                    if left[c] == 0:
                         met[c] = True
                         hit = True
         if hit:

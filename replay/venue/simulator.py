@@ -15,9 +15,10 @@ Negotiated trades: limit orders of the consumers in ``venue.negotiated_consumers
 fill whole at their limit as maker, because they model trades whose price was agreed (taking
 the other side of a printed trade; an RFQ at mid).
 
-Not simulated yet: passive resting orders.  A limit order that does not cross on arrival is
-journaled as a rejection with reason ``resting_not_simulated`` (the queue models in
-:mod:`~replay.venue.fills` need a trade stream hook in the engine).
+Passive orders: any other limit order that does not cross on arrival rests with the venue's
+:class:`~replay.venue.passive.PassiveOrders` (a consumer the venue owns, ``venue.consumers``)
+and fills as the configured queue model (``venue.queue``) says, or expires after
+``venue.passive_ttl_s``.
 """
 
 from __future__ import annotations
@@ -37,11 +38,14 @@ from replay.venue.fills import (
     FillConfig,
     MatchResult,
     PriceBand,
+    make_queue_model,
     match_on_arrival,
+    rest,
 )
 from replay.venue.latency import LatencyModel
 from replay.venue.orders import Fill, InstrumentSpec
 from replay.venue.orders import Order as VenueOrder
+from replay.venue.passive import PassiveOrders
 
 NS = 1_000_000_000
 
@@ -79,6 +83,10 @@ class SimulatedVenue:
                                size_multipliers=tuple(m * cfg.depth_size_multiplier for m in mult),
                                default_touch_size=cfg.default_size),
             band=PriceBand(fraction=cfg.price_band))
+        self.passive = PassiveOrders(self, make_queue_model(cfg.queue),
+                                     int(cfg.passive_ttl_s * NS))
+        #: consumers the engine runs for the venue (after the user's)
+        self.consumers = (self.passive,)
         self.portfolio = Portfolio(specs)
         #: fill-vs-mid cost paid so far, USD, split as the attribution needs it
         self.slippage_usd = {"option": 0.0, "hedge": 0.0}
@@ -106,9 +114,7 @@ class SimulatedVenue:
     def on_arrival(self, order, vctx) -> None:
         m = vctx.market
         iid = order.instrument_id
-        spec = self.specs[iid]
         book = self.book(iid, m)
-        usd = float(m.usd_per_coin(iid))
         side = 1 if order.qty > 0 else -1
         limit = order.limit_price
         vo = VenueOrder(order.order_id, iid, side, abs(order.qty),
@@ -118,9 +124,21 @@ class SimulatedVenue:
             res = MatchResult((Fill(vo.id, iid, vctx.now, side, limit, vo.qty, "maker"),), 0.0)
         else:
             res = match_on_arrival(vo, book, self.fill_cfg, ts=vctx.now)
-        fills = apply_fees(res.fills, self.fees, spec, underlying_price=usd)
-        mid = book.mid
-        for f in fills:
+        self.book_fills(order, res.fills, book.mid, vctx)
+        if res.rejection is not None:
+            r = res.rejection
+            vctx.emit("rejection", order_id=order.order_id, instrument_id=iid,
+                      qty=side * res.remaining_qty, reason=r.reason, detail=r.detail)
+        elif res.rests:
+            self.passive.add(order, rest(vo, res, book, vctx.now, self.fill_cfg.ladder), vctx)
+
+    def book_fills(self, order, fills, mid: float, vctx) -> None:
+        """Charge fees, book ``fills`` of ``order`` (engine ledger and portfolio) and
+        journal one ``execution`` each, with its cost against ``mid``."""
+        iid = order.instrument_id
+        spec = self.specs[iid]
+        usd = float(vctx.market.usd_per_coin(iid))
+        for f in apply_fees(fills, self.fees, spec, underlying_price=usd):
             signed = f.side * f.qty
             vctx.fill(order, signed, f.price, f.fee, spec.contract_size)
             self.portfolio.apply_fill(f, usd)
@@ -130,14 +148,6 @@ class SimulatedVenue:
             vctx.emit("execution", order_id=order.order_id, instrument_id=iid, qty=signed,
                       price=f.price, fee=f.fee, liquidity=f.liquidity, level=f.level,
                       arrival_mid=mid, usd_per_coin=usd, fee_usd=fee_usd, slippage_usd=cost)
-        if res.rejection is not None:
-            r = res.rejection
-            vctx.emit("rejection", order_id=order.order_id, instrument_id=iid,
-                      qty=side * res.remaining_qty, reason=r.reason, detail=r.detail)
-        elif res.rests:
-            vctx.emit("rejection", order_id=order.order_id, instrument_id=iid,
-                      qty=side * res.remaining_qty, reason="resting_not_simulated",
-                      detail=f"limit {limit} did not cross the book on arrival")
 
     @staticmethod
     def cost_usd(spec: InstrumentSpec, signed_qty: float, price: float, mid: float,
