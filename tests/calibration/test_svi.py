@@ -7,12 +7,12 @@ from scipy.optimize import minimize
 
 from calibration.svi import (
     SVIParams,
-    _qp_poly,
     fit_svi,
     svi_derivatives,
     svi_total_variance,
     vol_weights,
 )
+from calibration.svi_qp import qp_polytope
 
 TRUE = SVIParams(a=0.02, b=0.1, rho=-0.3, m=0.05, sigma=0.15)
 T = 0.25
@@ -108,7 +108,7 @@ def test_inner_qp_is_exact(seed):
     G = X.T @ X + 1e-3 * np.eye(3)
     r = rng.normal(size=3) * 2
     amax, bd = 0.7, 1.3
-    ours = _qp_poly(G, r, amax, bd, np.zeros(4, dtype=np.int64))
+    ours = qp_polytope(G, r, amax, bd, np.zeros(4, dtype=np.int64))
     C = np.array([[0, -1, 1], [0, 1, 1], [0, -1, -1], [0, 1, -1], [1, -1, 1], [1, 1, 1],
                   [-1, 0, 0]], dtype=float)
     h = np.array([0, 0, -bd, -bd, 0, 0, -amax])
