@@ -38,7 +38,7 @@ bench: $(STAMP)
 	$(BIN)/volreplay bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check replay calibration strategies tests bench
+	$(BIN)/ruff check replay calibration strategies hydra_plugins tests bench
 
 clean:
 	rm -rf $(VENV) $(DEMO_DB) .pytest_cache

@@ -84,6 +84,18 @@ class ReportConfig:
 
 
 @dataclass
+class ObjectiveConfig:
+    """What an Optuna sweep optimises (see :mod:`replay.objective`); also a summary column.
+
+    The defaults live here rather than in ``conf/config.yaml`` so that an experiment can set
+    them.  The default is hedging error plus half the costs: fees and slippage are PnL,
+    negative when paid, so subtracting them adds what was paid."""
+
+    expr: str = "pnl.step_std_usd - 0.5 * (pnl.fees_usd + pnl.slippage_usd)"
+    direction: str = "minimize"  # minimize | maximize
+
+
+@dataclass
 class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     venue: VenueConfig = field(default_factory=VenueConfig)
@@ -92,6 +104,7 @@ class RunConfig:
     strategy: Any = None
     book: Any = None
     experiment: Any = None
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     seed: int = 0
     snapshot_every_s: float | None = None
     resume: str | None = None

@@ -7,6 +7,8 @@ Optuna).  ``volreplay report SWEEP_DIR`` re-runs the same aggregation.
 * One row per job: its number, its overrides (one column per overridden key), ``status``
   (``ok`` or ``failed``), ``error`` and every metric flattened with dots
   (``pnl.total_usd``, ``execution.markout_bps.10s``, ...).
+* ``objective``: the run config's objective (:mod:`replay.objective`) for each job that
+  succeeded and for which it can be computed, so any sweep can be sorted by it.
 * Re-running into a sweep directory that already holds jobs moves those jobs to
   ``previous-<time>/`` first and says so, so nothing is overwritten silently.
 """
@@ -59,14 +61,39 @@ def _overrides(job: Path) -> dict[str, str]:
     return out
 
 
-def summary_frame(sweep: Path) -> pd.DataFrame:
+def _objective(sweep: Path, config: Any = None) -> Any:
+    """The sweep's objective, from ``config`` or the sweep's saved ``multirun.yaml``; None
+    when it has none or it does not parse (then the column is left out, with a warning)."""
+    from replay.config import ConfigError
+    from replay.objective import objective_from_config
+
+    if config is None and (sweep / "multirun.yaml").exists():
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.load(sweep / "multirun.yaml")
+    if config is None or config.get("objective") is None:
+        return None
+    try:
+        return objective_from_config(config)
+    except ConfigError as e:
+        print(f"sweep summary: no objective column: {e}", file=sys.stderr)
+        return None
+
+
+def summary_frame(sweep: Path, objective: Any = None) -> pd.DataFrame:
     rows = []
     for job in _job_dirs(sweep):
         row: dict[str, Any] = {"job": int(job.name)}
         row.update({f"override.{k}": v for k, v in _overrides(job).items()})
         if (job / "metrics.json").exists():
             row["status"], row["error"] = "ok", None
-            row.update(flatten(json.loads((job / "metrics.json").read_text())))
+            metrics = flatten(json.loads((job / "metrics.json").read_text()))
+            row.update(metrics)
+            if objective is not None:
+                try:
+                    row["objective"] = objective.evaluate(metrics)
+                except ValueError:  # a null metric in this run, or a domain error
+                    row["objective"] = None
         else:
             err = job / "error.json"
             row["status"] = "failed"
@@ -76,10 +103,11 @@ def summary_frame(sweep: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summarize_sweep(sweep: str | Path) -> list[Path]:
-    """Write ``summary.parquet`` and ``sweep.html`` into ``sweep``; returns their paths."""
+def summarize_sweep(sweep: str | Path, config: Any = None) -> list[Path]:
+    """Write ``summary.parquet`` and ``sweep.html`` into ``sweep``; returns their paths.
+    ``config`` (the sweep's config) gives the objective; without it ``multirun.yaml`` does."""
     sweep = Path(sweep)
-    df = summary_frame(sweep)
+    df = summary_frame(sweep, _objective(sweep, config))
     pq = sweep / "summary.parquet"
     df.to_parquet(pq, index=False)
     page = sweep / "sweep.html"
@@ -119,8 +147,8 @@ def _html(df: pd.DataFrame, sweep: Path) -> str:
             _plot(df, "calibration.n_fits", "calibration.oos_rmse_vol_pts", "number of refits",
                   "out-of-sample RMSE (vol pts)", "Calibration error vs refit frequency")]
     cols = [c for c in df.columns if c.startswith("override.")] + [
-        c for c in ("status", "pnl.total_usd", "pnl.step_std_usd", "hedging_cost_usd",
-                    "execution.n_fills", "calibration.n_fits", "calibration.rmse_vol_pts",
+        c for c in ("status", "objective", "pnl.total_usd", "pnl.step_std_usd",
+                    "hedging_cost_usd", "execution.n_fills", "calibration.n_fits", "calibration.rmse_vol_pts",
                     "calibration.oos_rmse_vol_pts", "calibration.inside_spread_pct",
                     "calibration.arb_violations", "events_per_second", "error") if c in df.columns]
     head = "".join(f"<th onclick='sortBy({i})'>{html.escape(c)}</th>" for i, c in enumerate(["job"] + cols))
@@ -174,5 +202,5 @@ class SweepSummary(Callback):
               file=sys.stderr)
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        paths = summarize_sweep(Path(config.hydra.sweep.dir))
+        paths = summarize_sweep(Path(config.hydra.sweep.dir), config)
         print(f"sweep summary: {paths[0]}\nsweep report:  {paths[1]}")
