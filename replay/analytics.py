@@ -34,6 +34,8 @@ from pathlib import Path
 
 import duckdb
 
+from replay.store import attach_store
+
 NS = 1_000_000_000
 
 # Only instruments the run traded: the ASOF JOINs then sort thousands of quotes, not millions.
@@ -53,7 +55,7 @@ FROM mkt.underlying_quotes WHERE bid_price IS NOT NULL AND ask_price IS NOT NULL
 def connect(journal: str | Path, store: str | Path) -> duckdb.DuckDBPyConnection:
     """A connection to the journal with the market store attached read-only as ``mkt``."""
     con = duckdb.connect(str(journal), read_only=True)
-    con.execute(f"ATTACH '{_quote(store)}' AS mkt (READ_ONLY)")
+    attach_store(con, store, "mkt")  # a DuckDB file or a Parquet export
     con.execute(_MIDS)
     return con
 
@@ -115,11 +117,6 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     ASOF LEFT JOIN mids d ON d.instrument_id = o.instrument_id AND d.ts <= o.ts
     ASOF LEFT JOIN mids a ON a.instrument_id = o.instrument_id AND a.ts <= o.arrival_ts
     ORDER BY o.order_id""")
-
-
-def _quote(path: str | Path) -> str:
-    """A path as a SQL string literal body (ATTACH takes no bound parameters)."""
-    return str(path).replace("'", "''")
 
 
 def _hname(h: float) -> str:

@@ -80,7 +80,7 @@ def run(cfg: Any) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     t_wall = time.perf_counter()
 
-    db = Path(data.db)
+    db = data.db if "://" in data.db else Path(data.db)  # a URL stays a URL
     with open_store(db) as store:
         inst_table = store.instruments()
         ids = store.instrument_ids()

@@ -57,6 +57,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from replay.store_parquet import export_parquet
+
+    man = export_parquet(args.db, args.out, partition=args.partition)
+    tables = man["tables"].values()
+    print(json.dumps({"out": args.out, "tables": len(man["tables"]),
+                      "files": sum(len(e["files"]) for e in tables),
+                      "rows": sum(e["rows"] for e in tables), "first": man["span"]["first"],
+                      "last": man["span"]["last"], "content_sha256": man["content_sha256"]}))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from replay.bench import run_bench
 
@@ -111,6 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--db", required=True)
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_inspect)
+
+    s = sub.add_parser("export", help="write a store as Parquet files for shared or object "
+                       "storage (open the folder or its URL like a store)")
+    s.add_argument("--db", required=True, help="the DuckDB store to export")
+    s.add_argument("--out", required=True, help="a new directory")
+    s.add_argument("--partition", choices=["day", "none"], default="day",
+                   help="market tables: one file per UTC day of ts_recv (default) or one file")
+    s.set_defaults(fn=cmd_export)
 
     s = sub.add_parser("run", help="one backtest (Hydra overrides follow)", add_help=False)
     s.set_defaults(fn=cmd_run)

@@ -243,7 +243,8 @@ class Feed:
                 if t in self._ids:
                     cur = self._ids[t]
                     self._ids[t] = opt if cur is None else sorted(set(cur) & set(opt))
-        lo, hi = self._span()
+        # the span costs a scan of every partition of a Parquet store: only when needed
+        lo, hi = self._span() if start is None or end is None else (None, None)
         self.start = int(start) if start is not None else lo
         self.end = int(end) if end is not None else (None if hi is None else hi + 1)
         if cursor is not None:

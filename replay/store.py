@@ -108,6 +108,16 @@ class MarketStore(LoadingMixin):
         Each call uses its own cursor, because an open DuckDB result owns its connection;
         several scans can therefore be consumed side by side (k-way merge).
         """
+        sql, params = self._scan_sql(table, start, end, cols, after_seq, instrument_ids)
+        return self.con.cursor().sql(sql, params=params or None).to_arrow_reader(batch_rows)
+
+    def _scan_from(self, table: str, start: int | None, end: int | None) -> str:
+        """The FROM source of a scan; a store that can skip files for a window overrides it."""
+        return table
+
+    def _scan_sql(self, table: str, start: int | None, end: int | None,
+                  cols: Sequence[str] | None, after_seq: int | None,
+                  instrument_ids: Sequence[int] | None) -> tuple[str, dict]:
         if table not in TABLES:
             raise StoreError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
         wanted = list(cols) if cols else columns(table)
@@ -125,16 +135,47 @@ class MarketStore(LoadingMixin):
             where.append("seq > $after_seq")
             params["after_seq"] = int(after_seq)
         if instrument_ids is not None:
-            where.append("list_contains($ids, instrument_id)")
-            params["ids"] = [int(i) for i in instrument_ids]
-        sql = f"SELECT {', '.join(_ident(c) for c in wanted)} FROM {table}"
+            # A membership mask indexed by the dense id, not list_contains/IN: DuckDB plans a
+            # long IN list as a hash join, whose output loses the stored (replay) order.
+            ids = [int(i) for i in instrument_ids if int(i) >= 0]
+            mask = [False] * (max(ids) + 1 if ids else 1)
+            for i in ids:
+                mask[i] = True
+            where.append("coalesce($mask[instrument_id + 1], false)")
+            params["mask"] = mask
+        sql = f"SELECT {', '.join(_ident(c) for c in wanted)} FROM {self._scan_from(table, start, end)}"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        return self.con.cursor().sql(sql, params=params or None).to_arrow_reader(batch_rows)
-
+        return sql, params
 
 
 def open_store(path: str | os.PathLike, read_only: bool = True) -> MarketStore:
     """Open a market store.  Read-only by default, so that parallel jobs never contend for
-    DuckDB's write lock; pass ``read_only=False`` to create or append."""
+    DuckDB's write lock; pass ``read_only=False`` to create or append.
+
+    ``path`` is a DuckDB file, or a Parquet store written by ``volreplay export``: its
+    directory or a URL of it (``s3://``, ``gs://``, ``https://``, ``file://``), which is
+    always read-only (:mod:`replay.store_parquet`).
+    """
+    from replay.store_parquet import ParquetStore, is_parquet_location
+
+    if is_parquet_location(path):
+        if not read_only:
+            raise StoreError(f"Parquet store {path} is read-only; load into a DuckDB store and "
+                             "export it again with `volreplay export`")
+        return ParquetStore(path)
     return MarketStore(path, read_only=read_only)
+
+
+def attach_store(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, alias: str) -> None:
+    """Make a store's tables readable as ``<alias>.<table>`` on another connection (e.g. a
+    journal's, for SQL joining run results with market data), read-only."""
+    from replay.store_parquet import attach_parquet, is_parquet_location
+
+    if is_parquet_location(path):
+        attach_parquet(con, path, alias)
+        return
+    if not Path(path).is_file():
+        raise StoreError(f"store {path} does not exist")
+    quoted = str(path).replace("'", "''")
+    con.execute(f"ATTACH '{quoted}' AS {_ident(alias)} (READ_ONLY)").fetchall()
