@@ -55,7 +55,7 @@ import pyarrow as pa
 from numba import njit
 
 from replay.schema import STREAM_PRIORITY
-from replay.store import MarketStore
+from replay.store import MarketStore, StoreError
 
 #: Streams in priority order; the stream code of an event is its index here.
 STREAMS: tuple[str, ...] = tuple(sorted(STREAM_PRIORITY, key=STREAM_PRIORITY.__getitem__))
@@ -327,6 +327,10 @@ class Feed:
                 off += m
             m = off - m0
             off = m0
+            run_seq = sq[m0:m0 + m]
+            if m > 1 and (run_seq[1:] <= run_seq[:-1]).any():  # the merge relies on it
+                raise StoreError(f"table {t} was scanned out of replay order (seq decreases); "
+                                 "the store or its scan is broken")
             starts.append(off)
             ends.append(off + m)
             streams.append(STREAM_PRIORITY[t])
