@@ -1,7 +1,7 @@
 """volreplay's Optuna sweeper for Hydra: ``volreplay run -m hydra/sweeper=optuna ...``.
 
 Hydra finds plugins in the ``hydra_plugins`` namespace package, imports every module in it and
-registers the :class:`~hydra_plugins.volreplay_optuna.sweeper.OptunaSweeper` class and its
-config schema.  Optuna itself is imported only when a sweep starts, so a plain ``volreplay run``
+registers the :class:`~hydra_plugins.volreplay_optuna.sweeper.OptunaSweeper` class (a thin
+subclass of :class:`replay.optuna_sweeper.OptunaSweeper`) and its config schema.  Optuna itself is imported only when a sweep starts, so a plain ``volreplay run``
 neither needs the ``sweeps`` extra nor pays for the import.
 """

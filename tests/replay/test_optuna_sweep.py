@@ -1,4 +1,4 @@
-"""The Optuna sweeper (hydra_plugins/volreplay_optuna): search spaces in Hydra's grammar,
+"""The Optuna sweeper (replay/optuna_sweeper.py, replay/sweep_space.py): search spaces in Hydra's grammar,
 samplers, batches through the launcher, failed jobs as failed trials, resumable studies,
 one-line user errors, and an end-to-end ``volreplay run -m hydra/sweeper=optuna`` with joblib.
 
