@@ -1,6 +1,12 @@
 """Calibration: Black-76 and greeks, implied volatility, forwards, smile models and surfaces."""
 
-from calibration.black import (
+from pathlib import Path
+
+from replay.jitcache import invalidate_stale
+
+invalidate_stale(Path(__file__).parent)  # before any kernel loads from the numba cache
+
+from calibration.black import (  # noqa: E402
     black_price,
     delta,
     gamma,
@@ -10,9 +16,14 @@ from calibration.black import (
     vega,
     volga,
 )
-from calibration.forwards import ForwardEstimate, choose_forward, parity_forward, time_to_expiry
-from calibration.inverse import coin_to_usd, premium_adjusted_delta, usd_to_coin
-from calibration.iv import implied_vol
+from calibration.forwards import (  # noqa: E402
+    ForwardEstimate,
+    choose_forward,
+    parity_forward,
+    time_to_expiry,
+)
+from calibration.inverse import coin_to_usd, premium_adjusted_delta, usd_to_coin  # noqa: E402
+from calibration.iv import implied_vol  # noqa: E402
 
 __all__ = [
     "ForwardEstimate",

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from replay.store import MarketStore, open_store
+from pathlib import Path
+
+from replay.jitcache import invalidate_stale
+
+invalidate_stale(Path(__file__).parent)  # before any kernel loads from the numba cache
+
+from replay.store import MarketStore, open_store  # noqa: E402
 
 __all__ = ["MarketStore", "open_store", "run"]
 

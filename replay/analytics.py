@@ -10,7 +10,7 @@ Conventions (bps are of the mid at the reference time, USD as journaled by the v
 * **implementation shortfall** (Perold, "The implementation shortfall: paper versus reality",
   J. Portfolio Management 14(3), 1988) per order, in USD: what the fills cost against the
   decision mid, plus fees, plus the opportunity cost of the unfilled remainder valued at the
-  mid when the venue gave up on it (its arrival: market orders do not rest).
+  mid when the venue gave up on it (a market order's arrival; a resting limit order's expiry).
 * **markout** at horizon h: ``side * (mid(t + h) - price) / price`` in bps, from our side:
   negative means the fill lost money against the later mid.  It is the sum of the spread
   earned or paid at the fill and of the move after it, so it is split as
@@ -23,7 +23,8 @@ Conventions (bps are of the mid at the reference time, USD as journaled by the v
 
 Mids come from the store: ``(bid + ask) / 2`` of the last quote with ``ts_recv <= t`` of the
 same instrument (ASOF JOIN), two-sided quotes only.  A markout whose horizon ends after the last
-quote in the store is NULL (left out of the means), not the last mid seen.  An instrument without quotes of its own
+quote in the store, or at or after the option's expiry, is NULL (left out of the means), not the
+last mid seen.  An instrument without quotes of its own
 (the real Deribit data has no perp tape) has no market mid, and its figures are NULL.
 """
 
@@ -65,10 +66,11 @@ def fills_table(con: duckdb.DuckDBPyConnection, horizons_s: list[float]) -> duck
     mk_cols, mk_joins = [], []
     for j, h in enumerate(horizons_s):
         a = f"m{j}"
-        # a horizon past the end of the data has no mid yet: NULL, not the last mid seen
+        # a horizon past the end of the data, or past the option's expiry, has no mid
+        end = f"e.ts + {int(h * NS)}"
         mk_joins.append(f"ASOF LEFT JOIN mids {a} ON {a}.instrument_id = e.instrument_id "
-                        f"AND {a}.ts <= e.ts + {int(h * NS)} "
-                        f"AND e.ts + {int(h * NS)} <= (SELECT max(ts) FROM mids)")
+                        f"AND {a}.ts <= {end} AND {end} <= (SELECT max(ts) FROM mids) "
+                        f"AND {end} < coalesce(i.expiry_ns, {end} + 1)")
         mk_cols.append(f"sign(e.qty) * ({a}.mid - e.price) / e.price * 1e4 AS markout_{_hname(h)}")
         mk_cols.append(f"sign(e.qty) * ({a}.mid - e.arrival_mid) / e.arrival_mid * 1e4 "
                        f"AS markout_mid_{_hname(h)}")
@@ -97,25 +99,30 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
         SELECT order_id, sum(qty) AS filled, sum(fee_usd) AS fees_usd,
                sum(qty * price) AS qty_px, any_value(usd_per_coin) AS usd
         FROM executions GROUP BY order_id),
-    r AS (SELECT order_id, sum(qty) AS unfilled FROM rejections GROUP BY order_id)
+    r AS (SELECT order_id, sum(qty) AS unfilled, max(ts) AS gave_up_ts
+          FROM rejections GROUP BY order_id),
+    o AS (SELECT o.*, coalesce(r.gave_up_ts, o.arrival_ts) AS end_ts
+          FROM orders o LEFT JOIN r USING (order_id))
     SELECT o.order_id, o.ts, o.instrument_id, i.kind, o.qty AS ordered,
            coalesce(f.filled, 0) AS filled, coalesce(r.unfilled, 0) AS unfilled,
            d.mid AS decision_mid, a.mid AS end_mid,
            -- USD value of a unit price change per contract: options quote coin premiums; an
            -- inverse perp/future contract is worth cs/P coin, so dP moves it by cs*dP/P USD
            CASE WHEN i.kind = 'option' AND i.settlement = 'inverse'
-                     THEN i.contract_size * coalesce(f.usd, d.mid)
+                     THEN i.contract_size * coalesce(f.usd, u.usd_per_coin)
                 WHEN i.settlement = 'inverse' THEN i.contract_size / d.mid
                 ELSE i.contract_size END AS usd_per_price,
            (coalesce(f.qty_px, 0) - coalesce(f.filled, 0) * d.mid) * usd_per_price AS execution_usd,
            coalesce(r.unfilled, 0) * (a.mid - d.mid) * usd_per_price AS opportunity_usd,
            coalesce(f.fees_usd, 0) AS fees_usd,
            execution_usd + opportunity_usd + fees_usd AS shortfall_usd
-    FROM orders o
+    FROM o
     JOIN mkt.instruments i ON i.instrument_id = o.instrument_id
     LEFT JOIN f USING (order_id) LEFT JOIN r USING (order_id)
     ASOF LEFT JOIN mids d ON d.instrument_id = o.instrument_id AND d.ts <= o.ts
-    ASOF LEFT JOIN mids a ON a.instrument_id = o.instrument_id AND a.ts <= o.arrival_ts
+    ASOF LEFT JOIN mids a ON a.instrument_id = o.instrument_id AND a.ts <= o.end_ts
+    -- an option order that never filled: the coin's USD rate of the venue's last fill before it
+    ASOF LEFT JOIN (SELECT ts, usd_per_coin FROM executions) u ON u.ts <= o.ts
     ORDER BY o.order_id""")
 
 

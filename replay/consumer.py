@@ -83,6 +83,12 @@ class Context:
         return self._rt.instruments
 
     @property
+    def printed(self) -> int | None:
+        """At a ``trade_count`` wake, the instrument whose print (the event just folded) woke
+        us; None at any other wake.  Several prints at one timestamp wake once each."""
+        return self._rt.state.last_instrument if self.reason == "trade_count" else None
+
+    @property
     def rng(self) -> np.random.Generator:
         return self._rt.rng
 

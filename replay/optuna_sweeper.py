@@ -143,7 +143,9 @@ class OptunaSweeper(Sweeper):
         elif self.sampler_name == "random":
             sampler = optuna.samplers.RandomSampler(seed=self.seed)
         else:
-            sampler = optuna.samplers.TPESampler(seed=self.seed)
+            # trials asked together do not see each other's results: without the "constant
+            # liar" TPE would propose near-identical points within a batch
+            sampler = optuna.samplers.TPESampler(seed=self.seed, constant_liar=self.n_jobs > 1)
         try:
             study = optuna.create_study(direction=self.objective.direction, sampler=sampler,
                                         storage=self.storage, study_name=self.study_name,

@@ -76,7 +76,7 @@ class PnLMarker:
 
     def on_wake(self, ctx) -> WakeCondition:
         self.mark(ctx)
-        return self._next(ctx, ctx.now + self.every_ns)
+        return self._next(ctx, (ctx.now // self.every_ns + 1) * self.every_ns)  # grid stays anchored
 
     def _next(self, ctx, grid: int) -> WakeCondition:
         """The next grid time, or an earlier expiry of a held option (settled on the dot)."""

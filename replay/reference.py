@@ -19,6 +19,7 @@ from replay.feed import NV, VALUE_COLUMNS, Feed
 from replay.schema import STREAM_PRIORITY
 from replay.state import (
     C_EVENTS,
+    C_LAST_IID,
     C_LAST_SEQ,
     C_LAST_STREAM,
     C_NOW,
@@ -77,6 +78,7 @@ def apply(rt: Runtime, ev: tuple) -> None:
     c[C_EVENTS] += 1
     c[C_LAST_STREAM] = prio
     c[C_LAST_SEQ] = seq
+    c[C_LAST_IID] = iid
     c[C_STREAM_SEQ + prio] = seq
     i[iid, I_UPDATE_TS] = ts
     if table in _QUOTES:

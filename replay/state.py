@@ -42,9 +42,9 @@ I_QUOTE_TS, I_TRADE_TS, I_UPDATE_TS, I_FUNDING_TS, I_DEFINED_TS = 0, 1, 2, 3, 4
 NI = 5
 #: "never" for int timestamps
 NEVER = np.iinfo(np.int64).min
-# clock slots: now, event count, last event's stream and seq, then last seq per stream
-C_NOW, C_EVENTS, C_LAST_STREAM, C_LAST_SEQ = 0, 1, 2, 3
-C_STREAM_SEQ = 4
+# clock slots: now, event count, last event's stream, seq and instrument, then last seq per stream
+C_NOW, C_EVENTS, C_LAST_STREAM, C_LAST_SEQ, C_LAST_IID = 0, 1, 2, 3, 4
+C_STREAM_SEQ = 5
 NC = C_STREAM_SEQ + len(STREAMS)
 
 
@@ -56,6 +56,7 @@ def apply_event(t, tx, s, q, iid, v0, v1, v2, v3, v4, v5, fstate, istate,
     clock[C_EVENTS] += 1
     clock[C_LAST_STREAM] = s
     clock[C_LAST_SEQ] = q
+    clock[C_LAST_IID] = iid
     clock[C_STREAM_SEQ + s] = q
     istate[iid, I_UPDATE_TS] = t
     if s == S_OPTION_QUOTES or s == S_UNDERLYING_QUOTES:
@@ -153,6 +154,7 @@ class MarketState:
         c[C_NOW] = NEVER
         c[C_LAST_STREAM] = -1
         c[C_LAST_SEQ] = -1
+        c[C_LAST_IID] = -1
         c[C_STREAM_SEQ:] = -1
         return MarketState(f, i, c, int(underlying_id))
 
@@ -167,6 +169,12 @@ class MarketState:
     def cause(self) -> tuple[int, int]:
         """(stream, seq) of the last folded event, (-1, -1) before any."""
         return int(self.clock[C_LAST_STREAM]), int(self.clock[C_LAST_SEQ])
+
+    @property
+    def last_instrument(self) -> int:
+        """Instrument id of the last folded event (-1 before any): at a ``trade_count`` wake,
+        the instrument that just printed."""
+        return int(self.clock[C_LAST_IID])
 
     def stream_seqs(self) -> tuple[tuple[str, int], ...]:
         return tuple((s, int(self.clock[C_STREAM_SEQ + k])) for k, s in enumerate(STREAMS))

@@ -153,6 +153,19 @@ def _create_views(con: duckdb.DuckDBPyConnection, root: str, man: Mapping[str, A
 
 
 # -- reading ---------------------------------------------------------------------------------
+def _check_local_files(root: Path, man: Mapping[str, Any]) -> None:
+    """Every file the manifest lists exists with its recorded size (when recorded)."""
+    for table, entry in man["tables"].items():
+        for f in entry.get("files") or []:
+            p = root / f["path"]
+            if not p.is_file():
+                raise StoreError(f"Parquet store {root}: {table} file {f['path']} is missing "
+                                 "(an incomplete copy?)")
+            if f.get("bytes") is not None and p.stat().st_size != int(f["bytes"]):
+                raise StoreError(f"Parquet store {root}: {table} file {f['path']} has "
+                                 f"{p.stat().st_size} bytes, the manifest says {f['bytes']}")
+
+
 class ParquetStore(MarketStore):
     """A read-only market store over Parquet files; open it with :func:`replay.open_store`.
 
@@ -174,6 +187,8 @@ class ParquetStore(MarketStore):
             if self.remote:
                 _load_httpfs(self.con, self.location)
             self.manifest = _read_manifest(self.con, self.location, self.remote)
+            if not self.remote:  # a half-copied export fails here, not in the middle of a run
+                _check_local_files(Path(self.location), self.manifest)
             _create_views(self.con, self.location, self.manifest)
         except duckdb.Error as e:
             self.con.close()
@@ -266,6 +281,9 @@ def export_parquet(db: str | os.PathLike, out: str | os.PathLike, partition: str
         raise StoreError(f"partition {partition!r}: choose one of {', '.join(PARTITIONS)}")
     if is_parquet_location(db):
         raise StoreError(f"{db} is already a Parquet store; export reads a DuckDB store file")
+    if "://" in str(out):
+        raise StoreError(f"--out {out}: export writes a local directory; copy it to object "
+                         "storage afterwards (e.g. aws s3 sync)")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise StoreError(f"{out} exists and is not empty; export into a new directory")
@@ -325,7 +343,7 @@ def _export_table(src: MarketStore, table: str, out: Path, partition: str) -> di
         order = " ORDER BY seq" if market else ""
         q(f"COPY (SELECT * FROM {t} {where}{order}) TO {_lit(str(dest))} "
           "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
-        f = {"path": rel, "rows": int(n), "sha256": _sha256(dest)}
+        f = {"path": rel, "rows": int(n), "bytes": dest.stat().st_size, "sha256": _sha256(dest)}
         if market:
             f["ts_recv"] = [int(lo), int(hi)]
         files.append(f)

@@ -249,10 +249,18 @@ class MarketMakerBook:
 
     def on_wake(self, ctx: Any) -> WakeCondition | None:
         m = ctx.market
+        spot = math.nan
+        printed = ctx.printed  # the print that woke us: taken even if one at the same
+        if printed is not None:  # instant came before it (trade_ts alone cannot tell them apart)
+            j = np.flatnonzero(self.options == printed)
+            if j.size:
+                spot = spot_of(ctx)
+                self._take(ctx, printed, ctx.now, spot)
+                self.seen[j] = ctx.now
         tts = np.asarray(m.trade_ts[self.options], np.int64)
         new = np.flatnonzero(tts != self.seen)
         if new.size:
-            spot = spot_of(ctx)
+            spot = spot if math.isfinite(spot) else spot_of(ctx)
             order = new[np.lexsort((self.options[new], tts[new]))]
             for j in order:
                 self._take(ctx, int(self.options[j]), int(tts[j]), spot)

@@ -343,9 +343,12 @@ class ProbabilisticQueue:
         return resting if ahead == resting.queue_ahead else replace(resting, queue_ahead=ahead)
 
 
-def make_queue_model(name: str) -> ConservativeQueue | ProbabilisticQueue:
-    """Queue model by config name: ``conservative`` or ``probabilistic``."""
+def make_queue_model(name: str, ladder: DepthLadder = DepthLadder()
+                     ) -> ConservativeQueue | ProbabilisticQueue:
+    """Queue model by config name: ``conservative`` or ``probabilistic`` (which estimates the
+    queue ahead with ``ladder``'s default touch size where the data has no sizes: pass the
+    venue's, the same that :func:`rest` used)."""
     models = {"conservative": ConservativeQueue, "probabilistic": ProbabilisticQueue}
     if name not in models:
         raise ValueError(f"unknown queue model {name!r}; choose from {sorted(models)}")
-    return models[name]()
+    return ProbabilisticQueue(ladder=ladder) if name == "probabilistic" else ConservativeQueue()

@@ -83,7 +83,7 @@ class SimulatedVenue:
                                size_multipliers=tuple(m * cfg.depth_size_multiplier for m in mult),
                                default_touch_size=cfg.default_size),
             band=PriceBand(fraction=cfg.price_band))
-        self.passive = PassiveOrders(self, make_queue_model(cfg.queue),
+        self.passive = PassiveOrders(self, make_queue_model(cfg.queue, self.fill_cfg.ladder),
                                      int(cfg.passive_ttl_s * NS))
         #: consumers the engine runs for the venue (after the user's)
         self.consumers = (self.passive,)
@@ -130,7 +130,8 @@ class SimulatedVenue:
             vctx.emit("rejection", order_id=order.order_id, instrument_id=iid,
                       qty=side * res.remaining_qty, reason=r.reason, detail=r.detail)
         elif res.rests:
-            self.passive.add(order, rest(vo, res, book, vctx.now, self.fill_cfg.ladder), vctx)
+            self.passive.add(order, rest(vo, res, book, vctx.now, self.fill_cfg.ladder),
+                             res.fills, vctx)
 
     def book_fills(self, order, fills, mid: float, vctx) -> None:
         """Charge fees, book ``fills`` of ``order`` (engine ledger and portfolio) and

@@ -274,3 +274,20 @@ def test_backtest_over_parquet_matches_the_duckdb_store(duck, pq, tmp_path):
     b = replay.run(_cfg(pq, tmp_path / "pq"))
     assert a["journal_hash"] == b["journal_hash"]
     assert a["pnl"] == b["pnl"] and a["execution"] == b["execution"]
+
+
+def test_an_incomplete_copy_is_refused_on_open(pq, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(pq, copy)
+    victim = sorted(copy.glob("option_quotes/date=*/data.parquet"))[-1]
+    victim.write_bytes(victim.read_bytes()[:-10])  # truncated
+    with pytest.raises(StoreError, match="bytes, the manifest says"):
+        open_store(copy)
+    victim.unlink()
+    with pytest.raises(StoreError, match="is missing"):
+        open_store(copy)
+
+
+def test_export_refuses_a_url(duck):
+    with pytest.raises(StoreError, match="writes a local directory"):
+        export_parquet(duck, "s3://bucket/day.parquet")

@@ -149,3 +149,15 @@ def test_market_maker_filters_by_right_and_delta():
             iid = option_id(inst, E2, k, call)
             d = abs(float(black_delta(SPOT, k, t, FLAT, call)))
             assert mm.accepts(ctx, iid, SPOT) == ((not call) and 0.2 <= d <= 0.6), (k, call)
+
+
+def test_market_maker_takes_every_print_also_at_one_instant(tmp_path):
+    start = E1 - 20 * NS
+    t = start + 2500 * (NS // 1000)
+    trades = [(t, "BTC-12DEC25-100000-C", 0.02, 0.5, 1), (t, "BTC-12DEC25-100000-C", 0.021, 0.7, 1)]
+    ids = build_store(tmp_path / "s.duckdb", start, 10, trades=trades)
+    mm = MarketMakerBook(size_cap=2.0, latency_ns=0)
+    res = run_with_ledger(tmp_path / "s.duckdb", [mm], tmp_path / "run")
+    bo = journal_table(res.journal_path, "book_orders")
+    assert list(zip(bo.qty, bo.price, bo.ts)) == [(-0.5, 0.02, t), (-0.7, 0.021, t)]
+    assert res.positions[ids["BTC-12DEC25-100000-C"]] == pytest.approx(-1.2, abs=1e-12)

@@ -1,9 +1,13 @@
-"""Passive limit orders through the engine: queue fills at prints, expiry, determinism."""
+"""Passive limit orders through the engine: fills at prints in price-time priority, fills when
+the book moves through the limit (never from liquidity already taken), expiry, both queue
+models, and agreement of the fast and reference engines."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+import pyarrow as pa
 import pytest
 from numpy.testing import assert_allclose
 
@@ -15,32 +19,85 @@ from replay.venue.orders import Order as VenueOrder
 from replay.venue.passive import crossed_through
 from replay.venue.simulator import SimulatedVenue, specs_from_store
 from replay.wake import WakeCondition
-from tests.strategies.test_base import E1, NS, build_store, journal_table
+from tests.strategies.test_base import E1, NS, instrument_rows, journal_table
 
 START = E1 - 3600 * NS
-A, B = "BTC-26DEC25-100000-C", "BTC-26DEC25-110000-C"
-# prints on A: at 5 s one through our bid (fills 0.5 of 1 contract), at 6 s one above it (no
-# fill), at 7 s one through again (fills the other 0.5); B never trades
-TRADES = [(START + 5 * NS, A, 0.001, 0.5, -1), (START + 6 * NS, A, 0.9, 3.0, 1),
-          (START + 7 * NS, A, 0.001, 2.0, -1)]
+A, B, C = "BTC-26DEC25-100000-C", "BTC-26DEC25-110000-C", "BTC-26DEC25-95000-C"
+# (bid, ask) per option, 50 contracts each side, requoted every second (C's ask improves at 10 s)
+BOOKS = {A: (0.049, 0.051), B: (0.059, 0.061), C: (0.020, 0.021)}
+C_BETTER_ASK = (0.0205, 20.0)
+# option prints (ts, name, price, size, aggressor side)
+TRADES = [
+    (START + 5 * NS, A, 0.0495, 1.0, -1),   # through both of our 0.0500 bids: 1 lot to share
+    (START + 6 * NS, A, 0.0495, 0.5, -1),   # two prints at one instant: both count
+    (START + 6 * NS, A, 0.0495, 0.5, -1),
+    (START + 5 * NS, B, 0.061, 10.0, 1),    # at our offer's level, 50 ahead of us
+    (START + 6 * NS, B, 0.061, 100.0, 1),   # at our level, big enough to reach us
+]
 
 
-class PostOnce:
-    """At 2 s: a bid inside the spread on A and an offer inside the spread on B."""
+def build(path) -> dict[str, int]:
+    rows = instrument_rows()
+    n = len(rows)
+    with open_store(path, read_only=False) as st:
+        ids = st.ensure_instruments(pa.table({
+            "ts_exchange": pa.array([START] * n, pa.int64()),
+            "ts_recv": pa.array([START] * n, pa.int64()),
+            "name": [r["name"] for r in rows], "venue": ["test"] * n,
+            "kind": [r["kind"] for r in rows], "underlying": ["BTC"] * n,
+            "quote_currency": ["USD"] * n,
+            "expiry_ns": pa.array([r.get("expiry_ns") for r in rows], pa.int64()),
+            "strike": pa.array([r.get("strike") for r in rows], pa.float64()),
+            "is_call": pa.array([r.get("is_call") for r in rows], pa.bool_()),
+            "settlement": [r["settlement"] for r in rows],
+            "contract_size": [r["contract_size"] for r in rows],
+            "tick_size": [0.0005] * n}))
+        secs = np.arange(1, 61)
+        ts = START + secs * NS
+        st.append_ordered("underlying_quotes", pa.table({
+            "ts_exchange": ts, "ts_recv": ts,
+            "instrument_id": pa.array([ids["BTC-PERPETUAL"]] * ts.size, pa.int32()),
+            "bid_price": np.full(ts.size, 99_999.5), "ask_price": np.full(ts.size, 100_000.5),
+            "bid_size": np.full(ts.size, 1e6), "ask_size": np.full(ts.size, 1e6)}))
+        q = [(t, ids[name], bid, ask, 50.0) if not (name == C and t >= START + 10 * NS)
+             else (t, ids[name], bid, C_BETTER_ASK[0], C_BETTER_ASK[1])
+             for t in ts + 1 for name, (bid, ask) in BOOKS.items()]
+        q.sort(key=lambda r: (r[0], r[1]))
+        st.append_ordered("option_quotes", pa.table({
+            "ts_exchange": pa.array([r[0] for r in q], pa.int64()),
+            "ts_recv": pa.array([r[0] for r in q], pa.int64()),
+            "instrument_id": pa.array([r[1] for r in q], pa.int32()),
+            "bid_price": [r[2] for r in q], "ask_price": [r[3] for r in q],
+            "bid_size": [50.0] * len(q), "ask_size": [r[4] for r in q],
+            "underlying_price": [100_000.0] * len(q)}))
+        tr = sorted(TRADES, key=lambda x: (x[0], ids[x[1]]))
+        st.append_ordered("option_trades", pa.table({
+            "ts_exchange": pa.array([x[0] + 2 for x in tr], pa.int64()),
+            "ts_recv": pa.array([x[0] + 2 for x in tr], pa.int64()),
+            "instrument_id": pa.array([ids[x[1]] for x in tr], pa.int32()),
+            "price": [x[2] for x in tr], "size": [x[3] for x in tr],
+            "side": pa.array([x[4] for x in tr], pa.int8())}))
+    return ids
+
+
+class Poster:
+    """At 2 s: two 1-lot bids at 0.0500 on A, a 1-lot offer at B's ask, and a 100-lot bid on C
+    above its ask, below the venue's next depth level (partly marketable: it takes the 50
+    shown and rests the other 50)."""
 
     name = "poster"
 
     def __init__(self, ids):
-        self.ids, self.done = ids, False
+        self.ids = ids
 
     def on_start(self, ctx):
         return WakeCondition(deadline=START + 2 * NS)
 
     def on_wake(self, ctx):
-        m = ctx.market
-        a, b = self.ids[A], self.ids[B]
-        ctx.submit(a, 1.0, limit_price=round(float(m.mid(a)) * 0.995, 4), latency_ns=0)
-        ctx.submit(b, -1.0, limit_price=round(float(m.mid(b)) * 1.005, 4), latency_ns=0)
+        a, b, c = self.ids[A], self.ids[B], self.ids[C]
+        for iid, qty, px in ((a, 1.0, 0.05), (a, 1.0, 0.05), (b, -1.0, 0.061),
+                             (c, 100.0, 0.0213)):
+            ctx.submit(iid, qty, limit_price=px, latency_ns=0)
         return None
 
     def state_dict(self):
@@ -53,38 +110,59 @@ class PostOnce:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     p = tmp_path_factory.mktemp("passive") / "s.duckdb"
-    return p, build_store(p, START, 120, trades=TRADES)
+    return p, build(p)
 
 
 def run(store, out, engine="fast", queue="conservative"):
     p, ids = store
     with open_store(p) as st:
         specs = specs_from_store(st.instruments())
-    venue = SimulatedVenue(VenueConfig(latency_ms=0.0, queue=queue, passive_ttl_s=30.0), specs)
-    return run_replay(p, [PostOnce(ids)], out, venue=venue, progress=False, engine=engine), ids
+    venue = SimulatedVenue(VenueConfig(latency_ms=0.0, queue=queue, passive_ttl_s=30.0,
+                                       price_band=1.0), specs)
+    return run_replay(p, [Poster(ids)], out, venue=venue, progress=False, engine=engine)
 
 
-def test_resting_bid_fills_at_prints_through_it_and_the_offer_expires(store, tmp_path):
-    res, ids = run(store, tmp_path / "run")
-    resting = journal_table(res.journal_path, "resting").set_index("instrument_id")
-    assert sorted(resting.index) == sorted([ids[A], ids[B]])
-    assert (resting.queue_ahead == 0.0).all()  # both improve the touch: nobody ahead
+def fills_by_order(res) -> dict[int, list[tuple[int, float, str]]]:
     ex = journal_table(res.journal_path, "executions")
-    assert list(ex.instrument_id) == [ids[A], ids[A]] and list(ex.ts) == [START + 5 * NS,
-                                                                           START + 7 * NS]
-    assert_allclose(ex.qty, [0.5, 0.5], rtol=0, atol=0)
-    assert (ex.liquidity == "maker").all() and (ex.price == resting.loc[ids[A], "price"]).all()
-    rej = journal_table(res.journal_path, "rejections")
-    assert list(rej.reason) == ["expired"] and rej.instrument_id.iloc[0] == ids[B]
-    assert rej.ts.iloc[0] == START + 32 * NS and rej.qty.iloc[0] == -1.0
-    assert res.positions == {ids[A]: 1.0}
+    out: dict[int, list] = {}
+    for r in ex.itertuples():
+        out.setdefault(int(r.order_id), []).append((int(r.ts - START), float(r.qty), r.liquidity))
+    return out
 
 
-def test_fast_and_reference_engines_agree_on_passive_fills(store, tmp_path):
-    for queue in ("conservative", "probabilistic"):
-        fast, _ = run(store, tmp_path / f"fast_{queue}", queue=queue)
-        ref, _ = run(store, tmp_path / f"ref_{queue}", engine="reference", queue=queue)
-        assert fast.journal_hash == ref.journal_hash
+def test_prints_are_shared_in_price_time_priority_and_each_print_counts(store, tmp_path):
+    f = fills_by_order(run(store, tmp_path / "run"))
+    # order 0 was first at 0.0500: the 1-lot print at 5 s is all its; order 1 then fills
+    # from the two half-lot prints of 6 s (same timestamp, both seen)
+    assert f[0] == [(5 * NS + 2, 1.0, "maker")]
+    assert f[1] == [(6 * NS + 2, 0.5, "maker"), (6 * NS + 2, 0.5, "maker")]
+
+
+def test_a_partly_marketable_order_does_not_refill_from_what_it_took(store, tmp_path):
+    res = run(store, tmp_path / "run")
+    f = fills_by_order(res)[3]
+    # 50 taken on arrival at the ask; the same ask requoted at 3..9 s is the liquidity we
+    # already took, not new sellers; at 10 s a better ask of 20 lots crosses our bid
+    assert f == [(2 * NS, 50.0, "taker"), (10 * NS + 1, 20.0, "maker")]
+    ex = journal_table(res.journal_path, "executions")
+    assert_allclose(ex.loc[ex.order_id == 3, "price"], [0.021, 0.0213], rtol=0, atol=0)
+    rej = journal_table(res.journal_path, "rejections").set_index("order_id")
+    assert rej.loc[3, "reason"] == "expired" and rej.loc[3, "qty"] == 30.0
+    assert rej.loc[3, "ts"] == START + 32 * NS
+
+
+@pytest.mark.parametrize("queue", ["conservative", "probabilistic"])
+def test_queue_models_at_the_level_and_engine_agreement(store, tmp_path, queue):
+    fast = run(store, tmp_path / "fast", queue=queue)
+    ref = run(store, tmp_path / "ref", engine="reference", queue=queue)
+    assert fast.journal_hash == ref.journal_hash
+    resting = journal_table(fast.journal_path, "resting").set_index("order_id")
+    assert resting.loc[2, "queue_ahead"] == 50.0  # at B's ask: the 50 shown are ahead of us
+    f = fills_by_order(fast)
+    if queue == "conservative":  # prints at our level never reach us
+        assert 2 not in f
+    else:  # the 100-lot print at our level fills us with certainty (100 >= 50 ahead + 1)
+        assert f[2][-1] == (6 * NS + 2, -1.0, "maker")
 
 
 def test_a_book_moving_through_the_limit_crosses_it():
@@ -98,3 +176,24 @@ def test_a_book_moving_through_the_limit_crosses_it():
     assert crossed_through(r, book(0.04, 0.049))  # an ask below our bid
     assert not crossed_through(r, book(0.04, 0.05))  # locked at our price: not through
     assert not crossed_through(r, book(0.04, math.nan))  # no ask at all
+
+
+def test_shortfall_values_an_expired_remainder_at_the_mid_when_it_expired(store, tmp_path):
+    from replay import analytics
+
+    res = run(store, tmp_path / "run")
+    with analytics.connect(res.journal_path, store[0]) as con:
+        is_ = shortfall_row(con, 3)
+    usd = 100_000.0  # the perpetual's mid: the coin's USD rate
+    decision, end = (0.020 + 0.021) / 2, (0.020 + C_BETTER_ASK[0]) / 2  # at 2 s and 32 s
+    assert (is_["filled"], is_["unfilled"]) == (70.0, 30.0)
+    assert_allclose(is_["execution_usd"], (50 * 0.021 + 20 * 0.0213 - 70 * decision) * usd,
+                    rtol=1e-12)
+    assert_allclose(is_["opportunity_usd"], 30 * (end - decision) * usd, rtol=1e-12)
+
+
+def shortfall_row(con, order_id: int) -> dict:
+    from replay import analytics
+
+    df = analytics.shortfall_table(con).df().set_index("order_id")
+    return df.loc[order_id].to_dict()
