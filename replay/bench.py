@@ -19,7 +19,8 @@ import traceback
 from pathlib import Path
 
 #: Order in which cases run (cheap first); any other bench/*.py case runs after these.
-ORDER = ["ingest", "synth", "iv", "svi_slice", "surface_refit", "replay", "backtest"]
+ORDER = ["ingest", "synth", "iv", "svi_slice", "surface_refit", "replay", "parquet_store",
+         "backtest"]
 
 
 def bench_dir() -> Path:
