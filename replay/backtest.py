@@ -111,7 +111,8 @@ def run(cfg: Any) -> dict:
         if _active(cfg.get("book")) else None
     strategy = instantiate_checked("strategy", cfg.strategy, board=board) \
         if _active(cfg.get("strategy")) else None
-    marker = PnLMarker(venue, board, every_s=report.pnl_every_s) if (book or strategy) else None
+    marker = PnLMarker(venue, board, every_s=report.pnl_every_s, mark=report.pnl_mark) \
+        if (book or strategy) else None
     consumers = [c for c in (calib, book, strategy, marker) if c is not None]
     if not consumers:
         raise ConfigError("nothing to run: calibration, book and strategy are all none")
@@ -167,7 +168,10 @@ def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfi
     pnl = read_table(out / "journal.duckdb", "pnl")
     if marker is not None and len(pnl):
         last = pnl.iloc[-1]
-        steps = np.diff(np.concatenate([[0.0], pnl["total_usd"].to_numpy()]))
+        # hedging error: the std of each mark step's PnL net of trading costs (fees and
+        # slippage are reported on their own, the cost side of a cost-vs-error frontier)
+        att_steps = read_table(out / "journal.duckdb", "attribution")
+        steps = (att_steps["total"] - att_steps["fees"] - att_steps["slippage"]).to_numpy()
         m["pnl"] = {
             "total_usd": float(last.total_usd), "total_coin": float(last.total_coin),
             "options_usd": float(last.options_usd), "hedge_usd": float(last.hedge_usd),

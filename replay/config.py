@@ -80,6 +80,7 @@ class ReportConfig:
     html: bool = True
     markout_horizons_s: list[float] = field(default_factory=lambda: [1.0, 10.0, 60.0, 300.0])
     pnl_every_s: float = 60.0
+    pnl_mark: str = "mid"  # options marked at: mid | surface (mark-to-model, see replay/pnl.py)
     surface_snapshots: int = 3  # smiles shown at this many evenly spaced fit times
 
 

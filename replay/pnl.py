@@ -12,7 +12,10 @@ Every ``every_s`` of market time (and at the end of the run) the marker
    the order of ``sigma S sqrt(30 min / 3)``, a documented approximation.  This is the run's
    one settlement record (``settlement`` events); books do not settle;
 3. marks every position at mid (options without a two-sided book at the surface price) and
-   journals ``pnl`` (totals in USD and coin, as CONTRACT.md asks);
+   journals ``pnl`` (totals in USD and coin, as CONTRACT.md asks).  With ``mark="surface"``
+   options are marked to the calibrated surface instead (mark-to-model, mid when no surface
+   is published): quoted mids jump with spreads, ticks and stale books, and on a short book
+   that noise, not hedging error, would dominate the step PnL a hedging study measures;
 4. explains the step's USD PnL by a second-order Taylor expansion in the Black-76 greeks of
    the option positions held at the start of the step (Bennett, *Trading Volatility*, 2014,
    ch. 6; Taleb, *Dynamic Hedging*, 1997, for vanna/volga)::
@@ -60,8 +63,11 @@ class PnLMarker:
 
     name = "pnl"
 
-    def __init__(self, venue, board=None, every_s: float = 60.0):
+    def __init__(self, venue, board=None, every_s: float = 60.0, mark: str = "mid"):
+        from replay.config import check_choice
+
         self.venue, self.board = venue, board
+        self.mark_options = check_choice("report.pnl_mark", mark, ("mid", "surface"))
         self.every_ns = int(every_s * NS)
         self.prev: dict | None = None  # state at the last mark
         self.last_ts: int | None = None
@@ -112,15 +118,18 @@ class PnLMarker:
 
     def _price(self, ctx, iid: int) -> float:
         m = ctx.market
-        mid = float(m.mid(iid))
-        if math.isfinite(mid):
-            return mid
         spec = self.venue.specs[iid]
-        if spec.is_option and self.board is not None and self.board.surface is not None:
+        model = spec.is_option and self.board is not None and self.board.surface is not None
+        mid = float(m.mid(iid))
+        if model and (self.mark_options == "surface" or not math.isfinite(mid)):
             t = time_to_expiry(ctx.now, spec.expiry_ns)
             px = self.board.surface.price_coin(np.array([spec.strike]), t,
                                                np.array([spec.is_call]))
-            return float(np.asarray(px).ravel()[0])
+            px = float(np.asarray(px).ravel()[0])
+            if math.isfinite(px):
+                return px
+        if math.isfinite(mid):
+            return mid
         return float(m.reference_price(iid))
 
     def _accrue_funding(self, ctx) -> None:
