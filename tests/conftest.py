@@ -16,3 +16,14 @@ def shared_data() -> Path:
         pytest.skip(f"real recordings not found at {SHARED_DATA} (only the project's own "
                     "checkout has ../shared/data)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def gbm_quarter_hour(tmp_path_factory) -> Path:
+    """A 15-minute synthetic GBM store (seed 5), built once per session for the sweep tests.
+    Runs open it read-only, so tests may share it."""
+    from replay.synth import SynthConfig, synthesize
+
+    db = tmp_path_factory.mktemp("synth") / "s.duckdb"
+    synthesize(db, SynthConfig(hours=0.25, seed=5, model="gbm", scale="small"))
+    return db

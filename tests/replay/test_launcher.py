@@ -16,16 +16,13 @@ import pandas as pd
 import pytest
 
 import replay
-from replay.synth import SynthConfig, synthesize
 
 JOB_ARGS = ["report.html=false", "calibration.every=300s"]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    db = tmp_path_factory.mktemp("synth") / "s.duckdb"
-    synthesize(db, SynthConfig(hours=0.25, seed=5, model="gbm", scale="small"))
-    return db
+@pytest.fixture
+def store(gbm_quarter_hour) -> Path:
+    return gbm_quarter_hour
 
 
 def test_submitit_local_two_jobs(store, tmp_path):

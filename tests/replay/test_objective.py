@@ -18,7 +18,6 @@ from replay.objective import (
     parse_objective,
 )
 from replay.sweep import flatten
-from replay.synth import SynthConfig, synthesize
 
 METRICS = {
     "events_replayed": 1000,
@@ -120,11 +119,9 @@ def test_from_config_uses_the_objective_node():
         objective_from_config(OmegaConf.create({"seed": 0}))
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    db = tmp_path_factory.mktemp("synth") / "s.duckdb"
-    synthesize(db, SynthConfig(hours=0.25, seed=5, model="gbm", scale="small"))
-    return db
+@pytest.fixture
+def store(gbm_quarter_hour) -> Path:
+    return gbm_quarter_hour
 
 
 def test_known_names_are_what_a_backtest_writes(store, tmp_path):

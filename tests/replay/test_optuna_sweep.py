@@ -16,8 +16,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from replay.synth import SynthConfig, synthesize
-
 TOY_APP = '''
 import json
 from pathlib import Path
@@ -190,11 +188,9 @@ def test_user_mistakes_are_one_line_before_any_job(toy, tmp_path, args, message)
     assert not sweep.exists() or not any(c.name.isdigit() for c in sweep.iterdir())
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    db = tmp_path_factory.mktemp("synth") / "s.duckdb"
-    synthesize(db, SynthConfig(hours=0.25, seed=5, model="gbm", scale="small"))
-    return db
+@pytest.fixture
+def store(gbm_quarter_hour) -> Path:
+    return gbm_quarter_hour
 
 
 def test_volreplay_optuna_sweep_with_joblib(store, tmp_path):
