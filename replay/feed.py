@@ -17,7 +17,8 @@ k scans are consumed side by side; time range, cursor and instrument filters are
 parameters; an ordered table needs no sort) in Arrow batches of ``2**17`` rows.  The replay
 range ``[start, end)`` of ``ts_recv`` is cut into windows of ``window_ns``: for each window the
 rows with ``ts_recv`` below its end are cut from every table's stream (a binary search in the
-sorted column, no re-query) and the k sorted runs are merged by a numba kernel into one
+sorted column, no re-query) and the k sorted runs are merged by a numba kernel
+(:func:`replay.merge.merge_runs`) into one
 columnar :class:`EventBatch`.  Windows partition ``ts_recv``, the first sort key, so merging
 window by window is exact; memory is bounded by one window plus one scan batch per table (and
 the prefetched windows), never by the length of history.  Stretches with no data are skipped by
@@ -52,8 +53,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-from numba import njit
 
+from replay.merge import merge_runs
 from replay.schema import STREAM_PRIORITY
 from replay.store import MarketStore, StoreError
 
@@ -112,36 +113,6 @@ class FeedCursor:
 
     def seq_of(self, table: str) -> int | None:
         return dict(self.after_seq).get(table)
-
-
-@njit(cache=True, nogil=True)
-def _merge_runs(ts, tx, seq, iid, v, run_start, run_end, run_stream,
-                o_ts, o_tx, o_stream, o_seq, o_iid, o_v):  # pragma: no cover - numba
-    """k-way merge of sorted runs (one per table, listed in priority order) by
-    ``(ts_recv, ts_exchange, stream)``; ``seq`` order within a run is kept."""
-    k = run_start.shape[0]
-    pos = run_start.copy()
-    n = o_ts.shape[0]
-    for o in range(n):
-        best = -1
-        bts = 0
-        btx = 0
-        for r in range(k):
-            p = pos[r]
-            # runs are in priority order, so a strict '<' keeps the lower stream on ties
-            if p < run_end[r] and (best < 0 or ts[p] < bts or (ts[p] == bts and tx[p] < btx)):
-                best = r
-                bts = ts[p]
-                btx = tx[p]
-        p = pos[best]
-        o_ts[o] = bts
-        o_tx[o] = btx
-        o_stream[o] = run_stream[best]
-        o_seq[o] = seq[p]
-        o_iid[o] = iid[p]
-        for j in range(v.shape[1]):
-            o_v[o, j] = v[p, j]
-        pos[best] = p + 1
 
 
 class _TableStream:
@@ -344,7 +315,7 @@ class Feed:
                          a.get("st", n, np.int8),
                          a.get("sq", n, np.int64), a.get("ii", n, np.int32),
                          a.get("v", n, np.float64, NV))
-        _merge_runs(ts, tx, sq, ii, vv, np.array(starts, np.int64), np.array(ends, np.int64),
+        merge_runs(ts, tx, sq, ii, vv, np.array(starts, np.int64), np.array(ends, np.int64),
                     np.array(streams, np.int8), out.ts_recv, out.ts_exchange, out.stream,
                     out.seq, out.instrument_id, out.v)
         return out
