@@ -155,8 +155,8 @@ def _finite(x: float | None) -> float | None:
 
 def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfig) -> dict:
     from replay.analytics import execution_metrics
-    from replay.journal import read_table
-    from replay.pnl import BUCKETS
+    from replay.journal import read_tables
+    from replay.pnl import BUCKETS, PNL_KEYS
 
     m: dict[str, Any] = {
         "events_replayed": res.total_events,
@@ -165,12 +165,13 @@ def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfi
         "journal_hash": res.journal_hash,
         "calibration": calib.metrics() if calib is not None else dict(_NULL_CALIBRATION),
     }
-    pnl = read_table(out / "journal.duckdb", "pnl")
+    tables = read_tables(out / "journal.duckdb", ["pnl", "attribution"])
+    pnl = tables["pnl"]
     if marker is not None and len(pnl):
         last = pnl.iloc[-1]
         # hedging error: the std of each mark step's PnL net of trading costs (fees and
         # slippage are reported on their own, the cost side of a cost-vs-error frontier)
-        att_steps = read_table(out / "journal.duckdb", "attribution")
+        att_steps = tables["attribution"]
         steps = (att_steps["total"] - att_steps["fees"] - att_steps["slippage"]).to_numpy()
         m["pnl"] = {
             "total_usd": float(last.total_usd), "total_coin": float(last.total_coin),
@@ -183,8 +184,7 @@ def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfi
         att["residual"] = m["pnl"]["total_usd"] - math.fsum(att.values())
         m["attribution"] = att
     else:
-        m["pnl"] = dict.fromkeys(("total_usd", "total_coin", "options_usd", "hedge_usd",
-                                  "fees_usd", "funding_usd", "slippage_usd", "step_std_usd"))
+        m["pnl"] = dict.fromkeys(PNL_KEYS)
         m["attribution"] = dict.fromkeys(BUCKETS)
     m["execution"] = execution_metrics(out / "journal.duckdb", db, report.markout_horizons_s)
     for block in ("pnl", "calibration"):

@@ -126,15 +126,14 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
                        ) -> set[str]:
     """The numeric metric names every backtest writes (CONTRACT.md), flattened with dots."""
     from replay.analytics import _hname
-    from replay.pnl import BUCKETS
+    from replay.pnl import BUCKETS, PNL_KEYS
 
     names = {"events_replayed", "wall_seconds", "events_per_second"}
     names |= {f"calibration.{k}" for k in (
         "n_fits", "rmse_vol_pts", "inside_spread_pct", "oos_rmse_vol_pts", "param_jitter",
         "arb_violations", "fit_ms_median", "vs_venue_mark_iv_mae_vol_pts", "fallbacks",
         "skipped_no_quotes")}
-    names |= {f"pnl.{k}" for k in ("total_usd", "total_coin", "options_usd", "hedge_usd",
-                                   "fees_usd", "funding_usd", "slippage_usd", "step_std_usd")}
+    names |= {f"pnl.{k}" for k in PNL_KEYS}
     names |= {f"attribution.{k}" for k in BUCKETS}
     names |= {f"execution.{k}" for k in ("n_orders", "n_fills", "slippage_bps_mean",
                                          "delay_cost_bps_mean", "implementation_shortfall_usd")}

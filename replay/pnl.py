@@ -45,6 +45,9 @@ from replay.wake import WakeCondition
 
 NS = 1_000_000_000
 YEAR_NS = 365.0 * 86400 * NS
+#: the ``pnl`` block of metrics.json (CONTRACT.md)
+PNL_KEYS = ("total_usd", "total_coin", "options_usd", "hedge_usd", "fees_usd",
+            "funding_usd", "slippage_usd", "step_std_usd")
 BUCKETS = ("delta", "gamma", "vega", "theta", "vanna", "volga", "funding", "fees", "slippage",
            "residual")
 
