@@ -1,17 +1,26 @@
-# Every target bootstraps .venv idempotently: the stamp file is rebuilt only when
-# pyproject.toml changes, so repeated `make test` does not reinstall anything.
+# Every target bootstraps .venv from the committed lock, idempotently: the stamp is rebuilt
+# only when pyproject.toml or a lock changes, so repeated `make test` installs nothing.
+# pip installs the pinned installer (uv, requirements/bootstrap.lock); uv then makes the venv
+# exactly the lock (requirements/dev.lock, hashes required) and adds the project, editable.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCK   := requirements/dev.lock
+BOOT   := requirements/bootstrap.lock
 DEMO_DB := datasets/demo.duckdb
+# Flags shared by `make lock` and `make test-latest`: one resolution for every platform
+# and every Python the project supports.
+COMPILE := pip compile --universal --python-version 3.11 --generate-hashes --quiet
 
-.PHONY: demo test bench lint clean browser
+.PHONY: demo test bench lint clean browser lock test-latest
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK) $(BOOT)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@$(BIN)/uv --version 2>/dev/null | grep -q "$$(sed -n 's/^uv==\([^ ]*\).*/\1/p' $(BOOT))" || \
+	  $(BIN)/python -m pip install --quiet --no-deps --require-hashes -r $(BOOT)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python --require-hashes $(LOCK)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
 $(DEMO_DB): | $(STAMP)
@@ -40,5 +49,21 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check replay calibration strategies hydra_plugins tests bench
 
+# Re-resolve both locks to the newest versions pyproject.toml allows. Commit the result on its
+# own, and only after `make test` (and `make test-latest`) pass on it.
+lock: $(STAMP)
+	$(BIN)/uv $(COMPILE) --upgrade requirements/bootstrap.in -o $(BOOT)
+	$(BIN)/uv $(COMPILE) --upgrade pyproject.toml requirements/tools.in --extra dev -o $(LOCK)
+
+# What a `pip install volreplay[dev]` user gets today: a separate venv resolved from the ranges
+# alone (no lock), then the whole suite. Not part of CI.
+test-latest: $(STAMP)
+	rm -rf .venv-latest
+	$(BIN)/uv venv --quiet --python $(BIN)/python .venv-latest
+	$(BIN)/uv pip install --quiet --python .venv-latest/bin/python --upgrade --no-cache -e '.[dev]'
+	.venv-latest/bin/python -m pip list 2>/dev/null | grep -iE '^(numpy|scipy|numba|duckdb|pandas|pyarrow) ' || \
+	  $(BIN)/uv pip list --python .venv-latest/bin/python | grep -iE '^(numpy|scipy|numba|duckdb|pandas|pyarrow) '
+	.venv-latest/bin/python -m pytest -q -m "not slow" -p no:cacheprovider
+
 clean:
-	rm -rf $(VENV) $(DEMO_DB) .pytest_cache
+	rm -rf $(VENV) .venv-latest $(DEMO_DB) .pytest_cache
