@@ -14,9 +14,11 @@
   ``2 + LEE_TOL``.  Models that state their asymptotic slopes (SVI, eSSVI) are checked
   exactly; otherwise the slope ``|w'|`` at the ends of the check grid is used.
 
-Repair: :func:`fit_svi_above` refits an SVI slice that crosses below the previous expiry
-under that expiry's total variance as a floor (the SVI fits are per slice, so this is where
-their calendar constraint lives; eSSVI imposes its own during calibration).
+Repair lives with the models: an SVI slice that crosses below the previous expiry is refitted
+with that expiry's total variance as exact linear rows of its inner QP (on the points of
+:func:`calendar_grid`, see :func:`calibration.scheme.calendar_floor`); eSSVI imposes its
+calendar conditions through its parametrisation.  Neither depends on a general optimiser
+converging: the checks here are the arbiter of what is published.
 
 The tolerances are absolute and chosen well above round-off but far below anything a price
 could show: ``BUTTERFLY_TOL = 1e-6`` (``g`` is dimensionless, of order 1 at the money),
@@ -30,9 +32,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize
-
-from calibration.svi import LEE_SLOPE, SVIParams, svi_total_variance
 
 BUTTERFLY_TOL = 1e-6
 CALENDAR_TOL = 1e-7
@@ -105,6 +104,15 @@ class SliceView:
     wing_slopes: tuple[float, float] | None  # None: model has no closed-form asymptote
 
 
+def calendar_grid(k_lo: Sequence[float], k_hi: Sequence[float], n_grid: int = 121
+                  ) -> np.ndarray:
+    """The ``k`` points of the calendar check: ``2 n_grid`` even steps over the union of the
+    slices' domains ``[k_lo_i, k_hi_i]``."""
+    if len(k_lo) == 0:
+        return np.zeros(0)
+    return np.linspace(min(k_lo), max(k_hi), 2 * n_grid)
+
+
 def check_slices(slices: Sequence[SliceView], n_grid: int = 121) -> list[Violation]:
     """Butterfly and Lee per slice, calendar between consecutive slices (by ``t``).
 
@@ -123,47 +131,8 @@ def check_slices(slices: Sequence[SliceView], n_grid: int = 121) -> list[Violati
         else:
             out += lee_violations(s.t, (float(abs(min(w1[0], 0.0))), float(max(w1[-1], 0.0))))
     if len(sl) > 1:
-        lo = min(s.k_lo for s in sl)
-        hi = max(s.k_hi for s in sl)
-        k = np.linspace(lo, hi, 2 * n_grid)
+        k = calendar_grid([s.k_lo for s in sl], [s.k_hi for s in sl], n_grid)
         W = np.vstack([s.derivs(k)[0] for s in sl])
         valid = np.vstack([(k >= s.k_lo) & (k <= s.k_hi) for s in sl])
         out += calendar_violations([s.t for s in sl], k, W, valid=valid)
     return out
-
-
-def fit_svi_above(k: np.ndarray, loss_fn, t: float, start: SVIParams, floor_k: np.ndarray,
-                  floor_w: np.ndarray, slope_max: float = LEE_SLOPE) -> SVIParams | None:
-    """Refit a slice under the calendar constraint ``w(floor_k) >= floor_w`` (the previous
-    expiry's total variance), for the rare slices whose quasi-explicit fit crosses it.
-
-    ``loss_fn(iv) -> float`` is the slice's loss of fitted vols at ``k``.  SLSQP over the raw
-    parameters with the same domain as the quasi-explicit fit (``b >= 0``, ``|rho| < 1``,
-    ``b (1 +- rho) <= slope_max``, ``a + b sigma sqrt(1 - rho^2) >= 0``) plus the floor rows;
-    ``None`` when it finds no feasible point.  Milliseconds; used only on crossing slices.
-    """
-    scale = float(np.mean(floor_w))
-
-    def w_at(x, kk):
-        return svi_total_variance(kk, SVIParams(*x))
-
-    def obj(x):
-        return loss_fn(np.sqrt(np.maximum(w_at(x, k), 1e-300) / t))
-
-    cons = [
-        {"type": "ineq", "fun": lambda x: (w_at(x, floor_k) - floor_w) / scale},
-        {"type": "ineq", "fun": lambda x: np.array([slope_max - x[1] * (1 + x[2]),
-                                                    slope_max - x[1] * (1 - x[2])])},
-        {"type": "ineq", "fun": lambda x: (x[0] + x[1] * x[4] * np.sqrt(max(1 - x[2] ** 2, 0.0)))
-         / scale},
-    ]
-    span = float(np.ptp(k)) or 1.0
-    bounds = [(None, None), (0.0, slope_max), (-0.999, 0.999),
-              (float(k.min()) - span, float(k.max()) + span), (1e-4, 10.0)]
-    res = minimize(obj, start.to_array(), method="SLSQP", bounds=bounds, constraints=cons,
-                   options={"maxiter": 60, "ftol": 1e-9})
-    x = res.x
-    feasible = (np.all(w_at(x, floor_k) >= floor_w * (1 - 1e-9))
-                and x[1] * (1 + abs(x[2])) <= slope_max * (1 + 1e-9))
-    return SVIParams.from_array(x) if feasible else None
-

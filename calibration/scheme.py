@@ -13,7 +13,9 @@ Refit policy (``SchemeConfig``):
    the previous parameters of that expiry when ``warm_start`` (cold otherwise), with Tikhonov
    weight ``lam`` towards them.  eSSVI carries its calendar constraints itself; an SVI slice
    that dips below the previous expiry's total variance (on the ``k`` range both cover) is
-   refitted under that floor (:func:`calibration.arbitrage.fit_svi_above`);
+   refitted with that floor as exact linear rows of its inner QP (:func:`calendar_floor`,
+   :func:`calibration.svi.fit_svi`); a floor no SVI slice can meet leaves the crossing slice
+   in place, to fail the check below and be reported;
 2. a fit *fails* when it is not finite, its in-sample RMSE exceeds ``max_rmse_vol_pts``, or the
    surface has arbitrage violations; on failure the failing expiries are refitted cold with
    ``max(n_starts, 3)`` starts (multi-start);
@@ -30,9 +32,9 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from calibration.arbitrage import CALENDAR_TOL, Violation, fit_svi_above
+from calibration.arbitrage import CALENDAR_TOL, Violation, calendar_grid
 from calibration.essvi import ESSVIParams, fit_essvi_slice
-from calibration.loss import FitData, LossConfig, fit_data, loss
+from calibration.loss import FitData, LossConfig, fit_data
 from calibration.quality import (
     FitQuality,
     OOSError,
@@ -114,20 +116,25 @@ def parse_every(every: float | str) -> dict:
     raise ValueError(f"cannot parse calibration.every={every!r}")
 
 
-def calendar_floor(before: SmileSlice, after: SmileSlice, n: int = 61,
-                   margin: float = 1e-3) -> tuple[np.ndarray, np.ndarray] | None:
+def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray, n: int = 201,
+                   margin: float = 1e-4) -> tuple[np.ndarray, np.ndarray] | None:
     """``(k, w)`` floor for ``after`` where it dips below ``before`` (calendar arbitrage) on
-    the ``k`` range both cover; ``None`` when it does not.  The floor is ``before``'s total
-    variance lifted by ``margin`` (relative; 0.05% in vol) so that the soft floor of the refit
-    lands on the right side of the check's tolerance."""
+    the ``k`` range both cover; ``None`` when it does not.
+
+    The points are ``n`` even steps over that range plus every point of the surface's own
+    calendar check grid ``k_check`` inside it, so a refit that meets the floor passes the
+    check exactly.  The floor is ``before``'s total variance lifted by ``margin`` (relative;
+    0.005% in vol) and half the check's tolerance, so that round-off in the refitted
+    parameters cannot land on the wrong side of the check.
+    """
     lo, hi = max(before.k_lo, after.k_lo), min(before.k_hi, after.k_hi)
     if not hi > lo:
         return None
-    k = np.linspace(lo, hi, n)
+    k = np.union1d(np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)])
     wb = before.total_variance(k)
     if np.max(wb - after.total_variance(k)) <= CALENDAR_TOL:
         return None
-    return k, wb * (1.0 + margin)
+    return k, wb * (1.0 + margin) + 0.5 * CALENDAR_TOL
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,16 +180,21 @@ class CalibrationScheme:
         return False
 
     # ------------------------------------------------------------------ how
-    def _fit_slice(self, d: FitData, fwd: float, prev_slice, prev, warm: bool, n_starts: int):
+    def _fit_slice(self, d: FitData, fwd: float, prev_slice, prev, warm: bool, n_starts: int,
+                   floor: tuple[np.ndarray, np.ndarray] | None = None):
         """One expiry: ``prev`` (its last parameters) is the start when ``warm`` and the
-        Tikhonov anchor whenever ``lam > 0``."""
+        Tikhonov anchor whenever ``lam > 0``; ``floor`` (SVI only) is a calendar floor that
+        the fit must meet.  Returns the parameters, or ``None`` when the floor cannot be met."""
         c = self.config
         lam = c.lam if prev is not None else 0.0
         if c.model == "svi":
             p = None if prev is None else SVIParams(*prev)
+            fk, fw = floor if floor is not None else (None, None)
             f = fit_svi(d.k, d.mid, d.t, d.weight, d.bid, d.ask, prev=p, lam=lam, warm=warm,
-                        band=c.loss.band, mid_weight=c.loss.mid_weight, n_starts=n_starts)
-        elif c.model == "essvi":
+                        band=c.loss.band, mid_weight=c.loss.mid_weight, n_starts=n_starts,
+                        floor_k=fk, floor_w=fw)
+            return f.params if f.feasible else None
+        if c.model == "essvi":
             p = None if prev is None else ESSVIParams(*prev)
             f = fit_essvi_slice(d, c.loss, prev_slice, p if warm else None, lam, n_starts,
                                 anchor=p)
@@ -197,6 +209,9 @@ class CalibrationScheme:
         c = self.config
         out: list[SmileSlice] = []
         prev_slice = None
+        fitted = [d for d in data if d is not None]
+        k_check = calendar_grid([float(d.k.min()) for d in fitted],
+                                [float(d.k.max()) for d in fitted])
         for i, (sl, d) in enumerate(zip(snapshot.slices, data)):
             if d is None:
                 continue
@@ -206,10 +221,12 @@ class CalibrationScheme:
             p = self._fit_slice(d, sl.forward, prev_slice, prev, warm, n_starts)
             sm = SmileSlice(c.model, p, sl.expiry_ns, sl.t, sl.forward, float(d.k.min()),
                             float(d.k.max()))
-            floor = calendar_floor(out[-1], sm) if (c.model == "svi" and out) else None
+            floor = calendar_floor(out[-1], sm, k_check) if (c.model == "svi" and out) else None
             if floor is not None:
-                # SVI slices are independent: refit this one above the previous expiry
-                above = fit_svi_above(d.k, lambda iv, d=d: loss(iv, d, c.loss), d.t, p, *floor)
+                # SVI slices are independent: refit this one above the previous expiry, from
+                # the crossing fit (also the Tikhonov anchor: change it only where needed)
+                above = self._fit_slice(d, sl.forward, None, tuple(sm.params.to_array()),
+                                        True, max(n_starts, 3), floor)
                 if above is not None:
                     p = above
                     sm = replace(sm, params=p)

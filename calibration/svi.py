@@ -13,10 +13,9 @@ with ``y = (k - m) / sigma`` the model is linear in ``(a, d, c) = (a, rho*b*sigm
     w = a + d * y + c * sqrt(y^2 + 1)
 
 so for fixed ``(m, sigma)`` the best ``(a, d, c)`` is a weighted linear least-squares problem
-over a polytope, solved exactly here by enumerating the faces of the polytope (each face is an
-equality-constrained 3x3-or-smaller normal-equation solve; for a convex quadratic the best
-feasible face minimum is the global minimum).  The outer problem over ``(m, log sigma)`` is a
-2-D Nelder-Mead with a fixed iteration budget, warm-started from the previous parameters.
+over a polytope, solved exactly by a dual active-set QP (:mod:`calibration.svi_qp`).  The outer
+problem over ``(m, log sigma)`` is a 2-D Nelder-Mead with a fixed iteration budget,
+warm-started from the previous parameters.
 
 Constraints on ``(a, d, c)`` (Zeliade's domain, with two changes: the wing slope bound is
 Lee's, and ``a`` may be negative as long as the variance stays positive):
@@ -35,9 +34,13 @@ optional pull ``mid_weight`` towards the mid).  Tikhonov regularisation adds
 ``lam * |theta - theta_prev|^2`` in normalised units: ``(a, d, c)`` divided by the ATM total
 variance, ``(m, sigma)`` divided by its square root.
 
-SVI slices are independent, so nothing here prevents two expiries from crossing; the rare
-slice that does is refitted by :func:`calibration.arbitrage.fit_svi_above` under the previous
-expiry's total variance as a floor.
+Calendar floor.  SVI slices are independent, so nothing above prevents two expiries from
+crossing.  The rare slice that does is refitted with ``floor_k, floor_w``: for fixed
+``(m, sigma)`` the floor ``w(k_j) >= w_floor_j`` is one more linear row per point,
+``a + d y_j + c sqrt(y_j^2 + 1) >= w_floor_j``, so the inner problem stays an exact QP and the
+floor holds at every floor point for any ``(m, sigma)`` the outer search visits.  Where no
+``(a, d, c)`` meets the rows the inner objective is ``+inf``; a fit with no feasible point at
+all says so (``SVIFit.feasible``) instead of returning a crossing slice.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from calibration.svi_qp import qp_polytope
+from calibration.svi_qp import OK, domain_rows, qp_solve
 
 LEE_SLOPE = 2.0
 N_BAND_ROUNDS = 4
@@ -91,16 +94,24 @@ class SVIFit:
     params: SVIParams
     loss: float  # weighted mean squared error in vol points^2 (plus penalty)
     n_eval: int
+    feasible: bool = True  # False only for a floor no (m, sigma) searched could meet
 
 
 # --------------------------------------------------------------------------- inner problem
 
 @njit(cache=True)
-def _inner(m, s, k, v, wt, lo, hi, band, mid_w, amax, slope, lam_adc, prev_adc, hint):
-    """Best (a, d, c) for fixed (m, s); returns (objective, a, d, c).
+def _inner(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, h, fk):
+    """Best (a, d, c) for fixed (m, s); returns (objective, a, d, c), objective ``inf`` when
+    the rows ``C, h`` (:func:`_rows`: the domain, then one row per floor point ``fk``) leave
+    no feasible point.  The rows that depend on ``(m, s)`` are updated in place.
 
     ``lam_adc`` holds the per-coordinate Tikhonov weights (already normalised).
     """
+    h[2] = h[3] = -slope * s
+    for j in range(fk.shape[0]):
+        yj = (fk[j] - m) / s
+        C[7 + j, 1] = yj
+        C[7 + j, 2] = np.sqrt(yj * yj + 1.0)
     n = k.shape[0]
     G = np.zeros((3, 3))
     y = np.empty(n)
@@ -135,7 +146,9 @@ def _inner(m, s, k, v, wt, lo, hi, band, mid_w, amax, slope, lam_adc, prev_adc, 
             r[2] += wi * z[i]
         for i in range(3):
             r[i] += lam_adc[i] * prev_adc[i]
-        theta = qp_polytope(G, r, amax, slope * s, hint)
+        theta, status = qp_solve(G, r, C, h)
+        if status != OK:
+            return np.inf, 0.0, 0.0, 0.0
         if band:
             for i in range(n):
                 f = theta[0] + theta[1] * y[i] + theta[2] * z[i]
@@ -155,11 +168,28 @@ def _inner(m, s, k, v, wt, lo, hi, band, mid_w, amax, slope, lam_adc, prev_adc, 
 
 
 @njit(cache=True)
+def _rows(amax, slope, fk, fw):
+    """The QP rows ``C theta >= h`` of one fit: the domain (:func:`calibration.svi_qp.domain_rows`,
+    slope rows set per ``sigma`` by :func:`_inner`) and a floor row ``a + d y_j + c z_j >=
+    fw_j`` per floor point (``y_j, z_j`` set per ``(m, sigma)``)."""
+    nf = fk.shape[0]
+    C = np.empty((7 + nf, 3))
+    h = np.empty(7 + nf)
+    C0, h0 = domain_rows(amax, slope)
+    C[:7] = C0
+    h[:7] = h0
+    for j in range(nf):
+        C[7 + j, 0] = 1.0
+        h[7 + j] = fw[j]
+    return C, h
+
+
+@njit(cache=True)
 def _outer_obj(x, D):
     """Outer objective at ``x = (m, log sigma)``; ``D`` is the problem tuple
-    ``(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, wref, prev, mbounds, sbounds, hint)``.
+    ``(k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mbounds, sbounds, C, h, fk)``.
     Returns ``(objective, a, d, c)``."""
-    k, v, wt, lo, hi, band, mid_w, amax, slope, lam, wref, prev, mb, sb, hint = D
+    k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mb, sb, C, h, fk = D
     m = min(max(x[0], mb[0]), mb[1])
     s = np.exp(min(max(x[1], sb[0]), sb[1]))
     lam_adc = np.zeros(3)
@@ -172,8 +202,8 @@ def _outer_obj(x, D):
         prev_adc[2] = prev[1] * s
         lam_adc[:] = lam / (wref * wref)
         pen = lam * ((m - prev[3]) ** 2 + (s - prev[4]) ** 2) / wref
-    obj, a, d, c = _inner(m, s, k, v, wt, lo, hi, band, mid_w, amax, slope, lam_adc, prev_adc,
-                          hint)
+    obj, a, d, c = _inner(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, h,
+                          fk)
     # a penalty for leaving the box keeps Nelder-Mead inside it
     out = (x[0] - m) ** 2 + (x[1] - np.log(s)) ** 2
     return obj + pen + 1e3 * out, a, d, c
@@ -194,6 +224,8 @@ def _nelder_mead(x0, step, max_iter, ftol, xtol, D):
         order = np.argsort(F)
         P = P[order].copy()
         F = F[order].copy()
+        if F[0] == np.inf:  # no vertex meets the floor: nowhere to go
+            break
         # loss is in vol points^2: differences below 1e-7 are invisible in any figure
         if F[2] - F[0] <= ftol * abs(F[0]) + 1e-7 * xtol[2]:
             break
@@ -229,17 +261,15 @@ def _nelder_mead(x0, step, max_iter, ftol, xtol, D):
 
 @njit(cache=True)
 def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev, n_starts,
-                max_iter, precision):
+                max_iter, precision, fk, fw):
     kmin = k.min()
     kmax = k.max()
     span = max(kmax - kmin, 1e-3)
     wref = max(v.mean(), 1e-8)
     mb = np.array([kmin - span, kmax + span])
     sb = np.array([np.log(1e-4), np.log(10.0)])
-    # the optimal face of the inner QP, carried from one evaluation to the next (nearby
-    # evaluations almost always share it, which makes the QP one KKT solve)
-    hint = np.zeros(4, dtype=np.int64)
-    D = (k, v, wt, lo, hi, band, mid_w, amax, slope, lam, wref, prev, mb, sb, hint)
+    C, h = _rows(amax, slope, fk, fw)
+    D = (k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mb, sb, C, h, fk)
     starts = np.empty((max(n_starts, 1) + 1, 2))
     ns = 0
     if has_prev:
@@ -293,8 +323,8 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
             iv_bid: np.ndarray | None = None, iv_ask: np.ndarray | None = None, *,
             prev: SVIParams | None = None, lam: float = 0.0, band: bool = False,
             mid_weight: float = 0.1, n_starts: int = 1, max_iter: int = 80,
-            slope_max: float = LEE_SLOPE, precision: float = 1.0, warm: bool = True
-            ) -> SVIFit:
+            slope_max: float = LEE_SLOPE, precision: float = 1.0, warm: bool = True,
+            floor_k: np.ndarray | None = None, floor_w: np.ndarray | None = None) -> SVIFit:
     """Fit raw SVI to one slice (quasi-explicit, Zeliade 2009); see the module docstring.
 
     ``weights`` are the caller's quote weights (normalised here to sum 1); the loss is in vol
@@ -306,6 +336,10 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
     span in ``m`` and ``1e-4 * precision`` in ``log sigma``, or its losses agree within
     ``1e-7 * precision`` vol points^2 (invisible in any fit figure); ``precision < 1`` buys
     more digits of the parameters at the cost of speed.
+
+    ``floor_k, floor_w`` impose ``w(floor_k) >= floor_w`` exactly (the calendar floor of the
+    module docstring); the result has ``feasible=False`` when no searched ``(m, sigma)`` admits
+    it.
     """
     k = np.ascontiguousarray(k, dtype=float)
     iv_mid = np.asarray(iv_mid, dtype=float)
@@ -318,7 +352,10 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
         hi = np.asarray(iv_ask, dtype=float) ** 2 * t
     else:
         lo = hi = v
-    amax = float(hi.max())
+    fk = np.ascontiguousarray(np.zeros(0) if floor_k is None else floor_k, dtype=float)
+    fw = np.ascontiguousarray(np.zeros(0) if floor_w is None else floor_w, dtype=float)
+    # a <= amax keeps the level near the data; a floor above every quote must lift it
+    amax = float(max(hi.max(), fw.max())) if fw.size else float(hi.max())
     mw = np.full(k.size, float(mid_weight) if band else 0.0)
     k, v, wt, lo, hi, mw = (np.ascontiguousarray(x) for x in (k, v, wt, lo, hi, mw))
     has_prev = prev is not None
@@ -326,5 +363,6 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
     start_at_prev = has_prev and warm
     out, nev = _fit_kernel(k, v, wt, lo, hi, bool(band), mw, amax, float(slope_max),
                            float(lam) if has_prev else 0.0, pv, start_at_prev, int(n_starts),
-                           int(max_iter), float(precision))
-    return SVIFit(SVIParams.from_array(out[:5]), float(out[5]), int(nev))
+                           int(max_iter), float(precision), fk, fw)
+    return SVIFit(SVIParams.from_array(out[:5]), float(out[5]), int(nev),
+                  bool(np.isfinite(out[5])))
