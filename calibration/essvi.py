@@ -38,7 +38,9 @@ variables ``x`` mapped onto the feasible set::
     psi   = psi_lo + (psi_hi - psi_lo) * logistic(x2)
 
 where ``[psi_lo, psi_hi]`` is the feasible interval given ``theta``, ``rho`` and the previous
-slice (empty intervals are penalised).
+slice.  Where that interval would be empty, ``rho`` is first moved towards the previous slice's
+until it is not (:func:`feasible_rho`), so every point the optimiser can reach satisfies the
+conditions above: admissibility never depends on the optimiser converging.
 """
 
 from __future__ import annotations
@@ -122,10 +124,34 @@ def _logit(p: float) -> float:
     return float(np.log(p / (1 - p)))
 
 
+def feasible_rho(theta: float, rho: float, prev: ESSVIParams | None) -> float:
+    """``rho`` itself when ``psi_bounds(theta, rho, prev)`` is non-empty, else the point
+    nearest ``rho`` on the segment towards ``prev.rho`` where it is (bisection).
+
+    ``prev.rho`` is always feasible for ``theta >= prev.theta`` when ``prev`` is admissible:
+    there ``lo = psi_prev`` while each term of ``hi`` is at least ``psi_prev`` (butterfly and
+    Lee bounds of ``prev``, ``sqrt(4 theta/(1+|rho|)) >= sqrt(4 theta_prev/(1+|rho|))`` and
+    ``psi_prev theta / theta_prev >= psi_prev``).  So every decoded point is admissible by
+    construction, whatever path the optimiser takes.
+    """
+    lo, hi = psi_bounds(theta, rho, prev)
+    if prev is None or hi >= lo:
+        return rho
+    ok, bad = 0.0, 1.0  # fractions of the way from prev.rho to rho
+    for _ in range(60):
+        mid = 0.5 * (ok + bad)
+        lo, hi = psi_bounds(theta, prev.rho + mid * (rho - prev.rho), prev)
+        if hi >= lo:
+            ok = mid
+        else:
+            bad = mid
+    return prev.rho + ok * (rho - prev.rho)
+
+
 def _decode(x: np.ndarray, theta_lo: float, prev: ESSVIParams | None
             ) -> tuple[ESSVIParams, float]:
     theta = theta_lo + float(np.exp(np.clip(x[0], -60.0, 5.0)))
-    rho = RHO_MAX * float(np.tanh(x[1]))
+    rho = feasible_rho(theta, RHO_MAX * float(np.tanh(x[1])), prev)
     lo, hi = psi_bounds(theta, rho, prev)
     gap = max(lo - hi, 0.0)
     psi = lo + max(hi - lo, 0.0) * _sigmoid(float(x[2]))
@@ -201,8 +227,9 @@ def fit_essvi_slice(d: FitData, loss_cfg: LossConfig, prev_slice: ESSVIParams | 
         nev += int(sol.nfev)
         if best is None or sol.cost < best.cost:
             best = sol
-    p, gap = _decode(best.x, theta_lo, prev_slice)
-    return ESSVIFit(p, float(2.0 * best.cost), nev, gap <= 0.0 and is_admissible(p, prev_slice))
+    p, _ = _decode(best.x, theta_lo, prev_slice)
+    # ``gap`` is round-off only here (feasible_rho); admissibility is judged with its tolerance
+    return ESSVIFit(p, float(2.0 * best.cost), nev, is_admissible(p, prev_slice))
 
 
 def fit_essvi_surface(data: list[FitData], loss_cfg: LossConfig,

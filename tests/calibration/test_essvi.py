@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 from calibration.arbitrage import durrleman_g
@@ -10,6 +12,7 @@ from calibration.essvi import (
     essvi_derivatives,
     essvi_total_variance,
     essvi_wing_slopes,
+    feasible_rho,
     fit_essvi_slice,
     fit_essvi_surface,
     is_admissible,
@@ -102,6 +105,32 @@ def test_constraints_hold_after_calibration_even_when_data_cross():
     k = np.linspace(-5, 5, 2001)
     assert np.max(essvi_total_variance(k, a) - essvi_total_variance(k, b)) <= 1e-12
     assert b.theta >= a.theta
+
+
+@settings(max_examples=40, deadline=None)
+@given(th1=st.floats(0.005, 0.08), r1=st.floats(-0.9, 0.9), f1=st.floats(0.05, 0.95),
+       th2=st.floats(0.3, 1.5), r2=st.floats(-0.95, 0.95), f2=st.floats(0.05, 0.95))
+def test_property_fits_are_admissible_whatever_the_data(th1, r1, f1, th2, r2, f2):
+    """Property: for any pair of slices, crossing or not, both fits satisfy every condition
+    (admissibility holds by construction of the decoded variables, not by convergence)."""
+    p1 = ESSVIParams(th1, r1, f1 * psi_bounds(th1, r1, None)[1])
+    th2 = th1 * th2  # the later slice's data may sit below the first's
+    p2 = ESSVIParams(th2, r2, f2 * psi_bounds(th2, r2, None)[1])
+    fits = fit_essvi_surface([data(p1, 0.1), data(p2, 0.2)], UNIFORM_MID)
+    assert all(f.feasible for f in fits)
+    a, b = fits[0].params, fits[1].params
+    assert is_admissible(a, None) and is_admissible(b, a)
+
+
+@pytest.mark.parametrize("rho", [-0.95, -0.3, 0.0, 0.5, 0.95])
+def test_feasible_rho_lands_where_psi_has_room(rho):
+    prev = ESSVIParams(0.02, -0.2, 0.8 * psi_bounds(0.02, -0.2, None)[1])  # admissible
+    for theta in (0.02, 0.021, 0.05):
+        r = feasible_rho(theta, rho, prev)
+        lo, hi = psi_bounds(theta, r, prev)
+        assert hi >= lo * (1 - 1e-12)
+        if psi_bounds(theta, rho, prev)[1] >= psi_bounds(theta, rho, prev)[0]:
+            assert r == rho  # feasible points are left alone
 
 
 @pytest.mark.parametrize("rho", [-0.9, 0.0, 0.7])
