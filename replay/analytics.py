@@ -31,13 +31,17 @@ last mid seen.  An instrument without quotes of its own
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import duckdb
 
-from replay.store import attach_store
+from replay.store import StoreError, attach_store
 
 NS = 1_000_000_000
+# A `volreplay ingest` into the store holds DuckDB's write lock, and a read-only attach then
+# fails at once; an ingest commits in seconds, so wait about this long before giving up.
+LOCK_WAIT_S = 10.0
 
 # Only instruments the run traded: the ASOF JOINs then sort thousands of quotes, not millions.
 _MIDS = """
@@ -56,9 +60,36 @@ FROM mkt.underlying_quotes WHERE bid_price IS NOT NULL AND ask_price IS NOT NULL
 def connect(journal: str | Path, store: str | Path) -> duckdb.DuckDBPyConnection:
     """A connection to the journal with the market store attached read-only as ``mkt``."""
     con = duckdb.connect(str(journal), read_only=True)
-    attach_store(con, store, "mkt")  # a DuckDB file or a Parquet export
-    con.execute(_MIDS)
+    try:
+        _attach_waiting(con, store, journal)
+        con.execute(_MIDS)
+    except BaseException:
+        con.close()
+        raise
     return con
+
+
+def _attach_waiting(con: duckdb.DuckDBPyConnection, store: str | Path, journal: str | Path,
+                    wait_s: float | None = None) -> None:
+    """Attach the store as ``mkt`` (a DuckDB file or a Parquet export), retrying while another
+    process holds its write lock; then a :class:`StoreError` that says so."""
+    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
+    deadline, pause = time.monotonic() + wait_s, 0.05
+    while True:
+        try:
+            attach_store(con, store, "mkt")
+            return
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"store {store} is being written by another process (a running `volreplay "
+                    f"ingest`?) and stayed locked for {wait_s:g} s; the replay finished and its "
+                    f"journal is in {Path(journal).parent}, but the metrics need the store: run "
+                    "again once the writer is done") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
 
 def fills_table(con: duckdb.DuckDBPyConnection, horizons_s: list[float]) -> duckdb.DuckDBPyRelation:

@@ -1,7 +1,9 @@
 """``volreplay`` command line.  Each sub-command is a thin shell over a library function.
 
-User mistakes (bad paths, unknown formats, bad configs) are reported as one ``error:`` line
-and exit code 2; only genuine bugs show a traceback.
+Exit codes: 0 success; 2 (:data:`EXIT_USER_ERROR`) for every user mistake (bad paths,
+unknown formats, bad configs, empty data selections, a locked store, a sweep in which a job
+failed on one), reported as one ``volreplay: error:`` line; 1 for a genuine bug, which shows a
+traceback (and a sweep in which a job crashed); 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -11,9 +13,27 @@ import json
 import sys
 from pathlib import Path
 
+EXIT_USER_ERROR = 2  # every user mistake; 1 is left to bugs (a traceback)
+
 
 class UserError(Exception):
     """An error caused by the user's input, shown without a traceback."""
+
+
+def error_line(e: BaseException) -> str:
+    """The ``volreplay: error:`` line of a user error: its message on one line (some, like
+    DuckDB's lock errors, span several)."""
+    return "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip()) or type(e).__name__
+
+
+def _version() -> str:
+    """The installed distribution's version (a source tree that was never installed has none)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("volreplay")
+    except PackageNotFoundError:
+        return "unknown (not installed; pip install -e .)"
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -98,7 +118,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="volreplay",
-        description="Event-sourced backtesting and replay for crypto options desks.")
+        description="Event-sourced backtesting and replay for crypto options desks.",
+        epilog=f"Exit codes: 0 ok, {EXIT_USER_ERROR} user error (one 'volreplay: error:' line), "
+               "1 internal error, 130 interrupted.")
+    p.add_argument("--version", action="version", version=f"volreplay {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("synth", help="write a synthetic Deribit-like market into a store")
@@ -162,8 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return runner() or 0
     except _user_errors() as e:
-        print(f"volreplay: error: {e}", file=sys.stderr)
-        return 2
+        print(f"volreplay: error: {error_line(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("volreplay: interrupted", file=sys.stderr)
         return 130

@@ -12,7 +12,9 @@ File format (``snapshots/snap-<events>-<journal seq>.snap``)::
 Written to a temporary file, fsynced, renamed over the final name, and the directory fsynced,
 so a reader sees either nothing or a whole file.  A file whose length or checksum does not
 match (a torn write, a truncated copy) is skipped with a :class:`SnapshotWarning` and never
-loaded; resume then falls back to the previous good snapshot.
+loaded; resume then falls back to the previous good snapshot.  A resume that finds no good
+snapshot at all is a :class:`~replay.config.ConfigError` raised before anything is written:
+starting over instead would discard the journal of the run the user meant to continue.
 """
 
 from __future__ import annotations
@@ -54,9 +56,12 @@ def capture(rt: Runtime) -> dict[str, Any]:
 
 
 def restore(rt: Runtime, p: dict[str, Any]) -> None:
+    from replay.config import ConfigError
+
     st = rt.state
     if p["fstate"].shape != st.fstate.shape:
-        raise ValueError("snapshot was taken on a store with different instruments")
+        raise ConfigError("resume: the snapshot was taken on a store with different "
+                          "instruments (data.db differs from the run's)")
     st.fstate[...], st.istate[...], st.clock[...] = p["fstate"], p["istate"], p["clock"]
     st.underlying_id = p["underlying_id"]
     rt.wakes.load(p["wakes"])
@@ -65,8 +70,10 @@ def restore(rt: Runtime, p: dict[str, Any]) -> None:
     rt.rng.bit_generator.state = p["rng"]
     rt.ledger.positions, rt.ledger.cash = dict(p["positions"]), p["cash"]
     names = {c.name for c in rt.consumers}
-    if names != set(p["consumers"]):
-        raise ValueError(f"snapshot consumers {sorted(p['consumers'])} != run's {sorted(names)}")
+    if names != set(p["consumers"]):  # e.g. book=none on resuming a run that had a book
+        raise ConfigError(f"resume: the snapshot holds consumers {', '.join(sorted(p['consumers']))}"
+                          f" but this config has {', '.join(sorted(names)) or 'none'}; "
+                          "resume with the run's calibration, book and strategy")
     for c in rt.consumers:
         c.load_state_dict(p["consumers"][c.name])
     if p.get("venue") is not None:
@@ -124,14 +131,37 @@ def candidates(where: str | os.PathLike) -> list[Path]:
     return sorted(d.glob("snap-*.snap"), reverse=True)
 
 
-def load_latest(where: str | os.PathLike) -> dict[str, Any] | None:
-    """The newest good snapshot, skipping (with a warning) torn ones; None if there is none."""
-    for path in candidates(where):
+def run_dir_of(where: str | os.PathLike) -> Path:
+    """The run directory a ``resume=`` value names: the run dir itself, its ``snapshots``
+    dir, or one snapshot file in it."""
+    p = Path(where)
+    if p.is_file():
+        p = p.parent
+    return p.parent if p.name == "snapshots" else p
+
+
+def find_latest(where: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
+    """The newest good snapshot and its path, skipping (with a warning) torn ones.
+
+    Raises :class:`~replay.config.ConfigError` naming ``resume`` when there is none, so that
+    a mistyped path stops the run before it writes anything."""
+    from replay.config import ConfigError
+
+    if not Path(where).exists():
+        raise ConfigError(f"resume: {where} does not exist (give the run directory of the run "
+                          "to continue, its snapshots folder or one snapshot file)")
+    files = candidates(where)
+    for path in files:
         try:
-            return read(path)
+            return path, read(path)
         except Exception as e:  # noqa: BLE001 - a torn file can fail anywhere, even unpickling
             warnings.warn(f"skipping unusable snapshot {path}: {e}", SnapshotWarning,
                           stacklevel=2)
-    warnings.warn(f"no usable snapshot under {where}; starting from the beginning",
-                  SnapshotWarning, stacklevel=2)
-    return None
+    why = f"all {len(files)} snapshot files are unusable" if files else "it holds no snapshot"
+    raise ConfigError(f"resume: no usable snapshot under {where} ({why}; a run writes them "
+                      "when snapshot_every_s is set); nothing was changed")
+
+
+def load_latest(where: str | os.PathLike) -> dict[str, Any]:
+    """The newest good snapshot under ``where`` (see :func:`find_latest`)."""
+    return find_latest(where)[1]

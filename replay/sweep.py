@@ -11,6 +11,10 @@ Optuna).  ``volreplay report SWEEP_DIR`` re-runs the same aggregation.
   succeeded and for which it can be computed, so any sweep can be sorted by it.
 * Re-running into a sweep directory that already holds jobs moves those jobs to
   ``previous-<time>/`` first and says so, so nothing is overwritten silently.
+* A failed job does not stop the sweep, but once the summary is written the sweep's exit code
+  says so (:func:`sweep_exit_code`): a grid of runs that looks complete must not pass a CI
+  step.  In an Optuna search a failed trial is an expected outcome (the sampler explored a
+  region where the run cannot work), so there only a study without any good trial fails.
 """
 
 from __future__ import annotations
@@ -25,11 +29,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 
 try:
     from hydra.experimental.callback import Callback
 except ImportError:  # pragma: no cover - hydra is a runtime dependency
     Callback = object
+
+
+#: exit code of the last sweep summarised in this process (0: nothing failed); ``volreplay
+#: run`` returns it, since a Hydra callback cannot set the exit code itself
+last_exit_code: int | None = None
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -202,5 +212,26 @@ class SweepSummary(Callback):
               file=sys.stderr)
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        paths = summarize_sweep(Path(config.hydra.sweep.dir), config)
+        global last_exit_code
+
+        sweep = Path(config.hydra.sweep.dir)
+        paths = summarize_sweep(sweep, config)
         print(f"sweep summary: {paths[0]}\nsweep report:  {paths[1]}")
+        target = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
+        last_exit_code = sweep_exit_code(sweep, search="optuna" in target.lower())
+
+
+def sweep_exit_code(sweep: Path, search: bool = False) -> int:
+    """0 when every job succeeded (for a ``search``, when any did); else 2 when each failed job
+    failed on a user error (its ``error.json`` says so), 1 when one crashed or never finished."""
+    jobs = _job_dirs(sweep)
+    failed = [j for j in jobs if not (j / "metrics.json").exists()]
+    if not failed or (search and len(failed) < len(jobs)):
+        return 0
+    user = all((j / "error.json").exists()
+               and json.loads((j / "error.json").read_text()).get("user_error") for j in failed)
+    print(f"sweep: {len(failed)} of {len(jobs)} jobs failed (jobs "
+          f"{', '.join(j.name for j in failed)}; their errors are in the summary)", file=sys.stderr)
+    from replay.cli import EXIT_USER_ERROR
+
+    return EXIT_USER_ERROR if user else 1

@@ -50,7 +50,9 @@ def test_sweep_summary_failed_job_and_no_overwrite(store, tmp_path):
     args = ["-m", f"data.db={store}", f"hydra.sweep.dir={sweep}", "report.html=false",
             "calibration.every=300s", "strategy.band=0.05,-1"]
     p = _run(*args, cwd=tmp_path)
-    assert p.returncode == 0, p.stderr[-2000:]
+    # a failed job (here a user error) fails the sweep, after the summary is written
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert "1 of 2 jobs failed" in p.stderr
     df = pd.read_parquet(sweep / "summary.parquet")
     assert len(df) == 2
     ok = df[df.status == "ok"].iloc[0]
@@ -62,7 +64,7 @@ def test_sweep_summary_failed_job_and_no_overwrite(store, tmp_path):
     assert "<table id=\"jobs\">" in html and "sortBy" in html
     # the same sweep dir again: the first jobs are kept, not overwritten
     p = _run(*args, cwd=tmp_path)
-    assert p.returncode == 0
+    assert p.returncode == 2
     kept = list(sweep.glob("previous-*/0/metrics.json"))
     assert len(kept) == 1 and "moved them to" in p.stderr
 

@@ -117,3 +117,17 @@ def test_resume_from_snapshot_reproduces_the_hash(store, tmp_path):
     resumed = replay.run({**cfg, "resume": str(out)})
     assert resumed["journal_hash"] == full["journal_hash"]
     assert resumed["pnl"] == full["pnl"] and resumed["attribution"] == full["attribution"]
+
+
+def test_a_new_run_refuses_a_directory_that_holds_a_run(store, tmp_path):
+    """The engine starts a new run by deleting the journal and snapshots it finds."""
+    out = tmp_path / "used"
+    cfg = {**_cfg(store, out), "snapshot_every_s": 600.0}
+    replay.run(cfg)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(ConfigError, match=r"already holds a run \(journal.duckdb\).*resume="):
+        replay.run(cfg)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    # a resume with another book is refused before the snapshot is restored
+    with pytest.raises(ConfigError, match=r"resume: the config differs .* in book "):
+        replay.run({**cfg, "book": None, "resume": str(out)})

@@ -41,3 +41,14 @@ def test_instantiate_checked_names_unknown_key_and_allowed():
     assert (obj.a, obj.board) == (2, "B")
     with pytest.raises(ConfigError, match="cannot import"):
         instantiate_checked("book", {"_target_": "nowhere.Nothing"})
+
+
+def test_config_diff_names_differing_keys_and_skips_free_ones():
+    from replay.config import RESUME_FREE_KEYS, config_diff
+
+    a = {"seed": 0, "resume": None, "data": {"db": "s.duckdb", "window_s": 300.0},
+         "book": {"_target_": "B", "size": 1.0}, "strategy": {"band": 0.1}}
+    b = {"seed": 0, "resume": "runs/x", "data": {"db": "s.duckdb", "window_s": 60.0},
+         "book": None, "strategy": {"band": 0.2}}
+    assert config_diff(a, b, RESUME_FREE_KEYS) == [("book", a["book"], None),
+                                                   ("strategy.band", 0.1, 0.2)]

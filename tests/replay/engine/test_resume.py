@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from replay import snapshot
+from replay.config import ConfigError
 from replay.consumer import TouchVenue
 from replay.engine import run_replay
 from replay.journal import recompute_hash
@@ -109,13 +110,31 @@ def test_torn_snapshots_are_skipped_never_loaded(world, tmp_path):
     assert h == full.journal_hash
 
 
-def test_no_usable_snapshot_restarts_from_the_beginning(world, tmp_path):
+def _tree(d: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file()}
+
+
+def test_no_usable_snapshot_is_an_error_and_nothing_is_deleted(world, tmp_path):
+    """Starting over would discard the journal of the run the user meant to continue."""
     d, ids, full = world
     out = tmp_path / "none"
     shutil.copytree(d / "full", out)
     for f in (out / "snapshots").glob("*.snap"):
         f.write_bytes(b"VRSNAP01")
-    with pytest.warns(snapshot.SnapshotWarning) as rec:
-        assert _resume(d, ids, out, out) == full.journal_hash
-    assert "starting from the beginning" in str(rec[-1].message)
+    before = _tree(out)
+    with pytest.warns(snapshot.SnapshotWarning) as rec, \
+            pytest.raises(ConfigError, match=r"resume: no usable snapshot .*nothing was changed"):
+        _resume(d, ids, out, out)
     assert sum("skipping unusable snapshot" in str(w.message) for w in rec) >= 6
+    assert _tree(out) == before
+
+
+def test_mistyped_resume_path_touches_nothing(world, tmp_path):
+    d, ids, full = world
+    out = tmp_path / "killed"
+    shutil.copytree(d / "full", out)
+    before = _tree(out)
+    for wrong in (tmp_path / "no_such_run", tmp_path):  # missing; exists but holds no snapshot
+        with pytest.raises(ConfigError, match="resume: "):
+            _resume(d, ids, out, wrong)
+    assert _tree(out) == before
