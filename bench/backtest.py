@@ -1,9 +1,10 @@
 """Bench case ``backtest``: the synthetic day end to end, with the surface refitted every 1 s
 of market time and a ``delta_band`` hedger on a short straddle (issue goal: 1M events/s).
 
-The store is built once at ``datasets/bench_day.duckdb`` (``--quick``: two hours,
-``datasets/bench_quick_backtest.duckdb``).  Reported next to the end-to-end rate: the market
-replay alone over the same store, so the cost of the consumers is visible.
+The store is built once in the bench cache folder (:func:`replay.bench.cache_dir`) as
+``bench_day.duckdb`` (``--quick``: two hours, ``bench_quick_backtest.duckdb``).  Reported next
+to the end-to-end rate: the market replay alone over the same store, so the cost of the
+consumers is visible.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import tempfile
 import time
 from pathlib import Path
 
-DATASETS = Path(__file__).resolve().parents[1] / "datasets"
-
 
 def _store(quick: bool) -> Path:
+    from replay.bench import dataset_path
     from replay.synth import SynthConfig, synthesize
 
-    path = DATASETS / ("bench_quick_backtest.duckdb" if quick else "bench_day.duckdb")
+    path = dataset_path("bench_quick_backtest.duckdb" if quick else "bench_day.duckdb")
     if not path.exists():
         synthesize(path, SynthConfig(hours=2 if quick else None, seed=11, model="heston",
                                      scale="small" if quick else "day"))

@@ -1,10 +1,10 @@
 """Bench case ``parquet_store``: replaying a Parquet export in place against the DuckDB store
 it came from, side by side in one run, plus the export itself.
 
-The store is the synthetic day of the ``backtest`` case (``datasets/bench_day.duckdb``;
-``--quick``: two hours); the export is written to a temporary folder each run.  The replay
-has no consumers, so the figures compare the storage paths only; ``same_journal_hash``
-checks that both give the same run.
+The store is the synthetic day of the ``backtest`` case (``bench_day.duckdb`` in the bench
+cache folder, :func:`replay.bench.cache_dir`; ``--quick``: two hours); the export is written
+to a temporary folder each run.  The replay has no consumers, so the figures compare the
+storage paths only; ``same_journal_hash`` checks that both give the same run.
 """
 
 from __future__ import annotations
@@ -13,15 +13,14 @@ import tempfile
 import time
 from pathlib import Path
 
-DATASETS = Path(__file__).resolve().parents[1] / "datasets"
-
 
 def run(quick: bool) -> dict:
+    from replay.bench import dataset_path
     from replay.engine import run_replay
     from replay.store_parquet import export_parquet
     from replay.synth import SynthConfig, synthesize
 
-    db = DATASETS / ("bench_quick_backtest.duckdb" if quick else "bench_day.duckdb")
+    db = dataset_path("bench_quick_backtest.duckdb" if quick else "bench_day.duckdb")
     if not db.exists():
         synthesize(db, SynthConfig(hours=2 if quick else None, seed=11, model="heston",
                                    scale="small" if quick else "day"))

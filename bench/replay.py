@@ -1,8 +1,9 @@
 """Bench case ``replay``: market replay throughput, against a raw DuckDB scan, RSS, and with a
 consumer waking every second of market time.
 
-The store is built once and cached: ``datasets/bench_large.duckdb`` (synth ``scale="large"``)
-or, with ``--quick``, ``datasets/bench_quick.duckdb`` (synth ``scale="small"``).  If the
+The store is built once and cached in the bench cache folder (:func:`replay.bench.cache_dir`):
+``bench_large.duckdb`` (synth ``scale="large"``) or, with ``--quick``, ``bench_quick.duckdb``
+(synth ``scale="small"``).  If the
 synthetic market cannot be built, a plain generated store is used instead (vectorised numpy
 rows appended in order: a perp and an index book, 200 option books, trades and funding) and
 the output says so under ``"store"``.
@@ -18,13 +19,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from replay.bench import dataset_path
 from replay.consumer import Idle
 from replay.engine import run_replay
 from replay.feed import STREAMS, VALUE_COLUMNS
 from replay.schema import MARKET_TABLES
 from replay.store import open_store
 
-ROOT = Path(__file__).resolve().parents[1]
 S = 1_000_000_000
 
 
@@ -90,7 +91,7 @@ def _fallback(path: Path, hours: float, seed: int = 0) -> None:
 
 
 def _store(quick: bool) -> tuple[Path, str]:
-    path = ROOT / "datasets" / ("bench_quick.duckdb" if quick else "bench_large.duckdb")
+    path = dataset_path("bench_quick.duckdb" if quick else "bench_large.duckdb")
     if path.exists():
         return path, "cached"
     tmp = path.with_name(path.name + ".building")

@@ -6,12 +6,17 @@ process, adds ``"case"`` and turns any exception into ``"error"`` so that one br
 never hides the others.  Cases measure
 side by side in one process (ours against a reference), because absolute times on shared
 machines are noisy.
+
+Stores that take long to build (the synthetic day, the large replay store) are kept between
+runs in :func:`cache_dir`, outside the checkout: ``$VOLREPLAY_CACHE_DIR`` if set, else
+``${XDG_CACHE_HOME:-~/.cache}/volreplay``.  Delete the folder to rebuild them.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -23,8 +28,37 @@ ORDER = ["ingest", "synth", "iv", "svi_slice", "surface_refit", "replay", "parqu
          "backtest"]
 
 
+#: Environment variable naming the cache folder (see :func:`cache_dir`).
+CACHE_ENV = "VOLREPLAY_CACHE_DIR"
+
+
 def bench_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "bench"
+
+
+def cache_dir() -> Path:
+    """The folder for cached benchmark stores: ``$VOLREPLAY_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/volreplay``, else ``~/.cache/volreplay``.
+
+    Why not ``datasets/``: the stores are hundreds of MB, and a checkout (possibly read-only,
+    possibly several worktrees) is the wrong place for them.  A relative ``XDG_CACHE_HOME`` is
+    ignored, as the XDG spec asks.
+    """
+    own = os.environ.get(CACHE_ENV, "").strip()
+    if own:
+        return Path(own).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "volreplay"
+
+
+def dataset_path(name: str) -> Path:
+    """Path of the cached benchmark store ``name`` (the cache folder is created)."""
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise ValueError(f"bench dataset name {name!r} must be a plain file name")
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
 
 
 def discover() -> dict[str, Path]:

@@ -79,6 +79,37 @@ def parse_deribit_name(name: str) -> ParsedName | None:
     return None
 
 
+#: Venue prefixes of names built as ``<VENUE>-<SYMBOL>-<KIND>`` (``BINANCE-BTCUSDT-PERP``, see
+#: :mod:`replay.ingest.binance_ws`); Deribit names carry no venue prefix.
+VENUE_PREFIXES = ("BINANCE",)
+#: Quote currencies glued to the end of an exchange symbol (``BTCUSDT``), longest first so
+#: that ``FDUSD`` is not read as ``USD``.
+QUOTE_SUFFIXES = ("FDUSD", "USDT", "USDC", "BUSD", "TUSD", "USD")
+
+
+def underlying_of(name: str) -> str:
+    """The underlying coin of an instrument name: ``BTC`` for ``BTC-26DEC25-90000-C``,
+    ``BTC-26DEC25``, ``BTC-PERPETUAL``, ``BTC_USDC-PERPETUAL``, ``BTC-USD`` and for
+    ``BINANCE-BTCUSDT-PERP`` / ``BINANCE-BTCUSDT-SPOT``.
+
+    >>> underlying_of("BINANCE-ETHUSDT-PERP"), underlying_of("ETH-PERPETUAL")
+    ('ETH', 'ETH')
+    """
+    parts = str(name).split("-")
+    if len(parts) >= 2 and parts[0].upper() in VENUE_PREFIXES:
+        return strip_quote(parts[1])
+    return parts[0].split("_")[0]
+
+
+def strip_quote(symbol: str) -> str:
+    """``BTC`` for ``BTCUSDT``; a symbol that is only a quote currency stays as it is."""
+    s = symbol.upper()
+    for q in QUOTE_SUFFIXES:
+        if s.endswith(q) and len(s) > len(q):
+            return s[:-len(q)]
+    return s
+
+
 def deribit_option_tick(premium_coin: float) -> float:
     """Deribit BTC option tick: 0.0001 BTC below 0.005 BTC premium, 0.0005 above."""
     return 0.0001 if premium_coin < 0.005 else 0.0005

@@ -32,6 +32,67 @@ from replay.store_load import (  # noqa: F401  (re-exported: the store's public 
     file_sha256,
 )
 
+#: DuckDB writes this at bytes 8..12 of its database files (after the header block's 8-byte
+#: checksum); no data file we take as input starts like that.
+DUCKDB_MAGIC = b"DUCK"
+_MAGIC_AT = slice(8, 12)
+#: Names of data files.  DuckDB would happily create a database under such a name, which
+#: later reads as "the Parquet/CSV file" to every other tool, so a new store may not use one.
+DATA_FILE_SUFFIXES = frozenset({
+    ".parquet", ".pq", ".csv", ".tsv", ".json", ".jsonl", ".ndjson", ".arrow", ".feather",
+    ".ipc", ".gz", ".zst", ".bz2", ".xz", ".zip",
+})
+_EXPECTED = ("expected a DuckDB store file (one written by `volreplay synth` or `volreplay "
+             "ingest`, or a new path such as store.duckdb) or a Parquet store folder written by "
+             "`volreplay export`")
+
+
+def _file_kind(head: bytes, size: int) -> str:
+    """A few words on what a file that is not a DuckDB database looks like, for the message."""
+    if size == 0:
+        return "an empty file"
+    if head[:4] == b"PAR1":
+        return "a Parquet file"
+    if head[:2] == b"\x1f\x8b":
+        return "a gzip file"
+    if head[:4] == b"PK\x03\x04":
+        return "a zip file"
+    if head[:16] == b"SQLite format 3\x00":
+        return "an SQLite database"
+    if b"\x00" in head:
+        return "a binary file of another kind"
+    return "a text file (CSV, JSON or similar)"
+
+
+def check_store_file(path: Path, create: bool) -> None:
+    """Raise :class:`StoreError` unless ``path`` can be a DuckDB store file.
+
+    Why here: ``duckdb.connect`` on an existing CSV or Parquet *file* does not fail, it opens
+    an in-memory database, so an ingest into it reports rows that are never saved and a read
+    fails later with a raw catalog error.  Accepted: ``:memory:``, an existing file whose
+    header carries DuckDB's magic, and (when ``create``) a path that does not exist yet and is
+    not named like a data file.
+    """
+    if str(path) == ":memory:":
+        return
+    if path.is_dir():
+        raise StoreError(f"store {path} is a folder without a Parquet store manifest; {_EXPECTED}")
+    if path.exists():
+        if not path.is_file():
+            raise StoreError(f"store {path} is not a regular file; {_EXPECTED}")
+        try:
+            with open(path, "rb") as f:
+                head = f.read(16)
+        except OSError as e:
+            raise StoreError(f"cannot read store {path}: {e.strerror or e}") from None
+        if head[_MAGIC_AT] != DUCKDB_MAGIC:
+            kind = _file_kind(head, path.stat().st_size)
+            raise StoreError(f"store {path} is {kind}, not a DuckDB database; {_EXPECTED}")
+        return
+    if create and path.suffix.lower() in DATA_FILE_SUFFIXES:
+        raise StoreError(f"store {path}: a new DuckDB store cannot be named like a "
+                         f"{path.suffix} data file; {_EXPECTED}")
+
 
 class MarketStore(LoadingMixin):
     """A market store in one DuckDB file.  Open it with :func:`open_store`."""
@@ -42,6 +103,7 @@ class MarketStore(LoadingMixin):
         if read_only and not self.path.exists():
             raise StoreError(f"store {self.path} does not exist (create it with `volreplay synth` "
                              "or `volreplay ingest`)")
+        check_store_file(self.path, create=not read_only)
         if not read_only:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -53,6 +115,14 @@ class MarketStore(LoadingMixin):
                 self._exec(ddl(t))
             for stmt in AUX_DDL.values():
                 self._exec(stmt)
+        else:
+            # Readers query the market tables by name; without this a DuckDB file that is not
+            # a store fails later with a raw catalog error.
+            missing = sorted(set(MARKET_TABLES) - set(self.tables()))
+            if missing:
+                self.con.close()
+                raise StoreError(f"store {self.path} is a DuckDB database but not a market store "
+                                 f"(no table(s) {', '.join(missing)}); {_EXPECTED}")
         self._staged: set[str] = set()
 
     def _exec(self, sql: str, params=None) -> list[tuple]:
@@ -177,5 +247,14 @@ def attach_store(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, alias:
         return
     if not Path(path).is_file():
         raise StoreError(f"store {path} does not exist")
+    check_store_file(Path(path), create=False)
     quoted = str(path).replace("'", "''")
     con.execute(f"ATTACH '{quoted}' AS {_ident(alias)} (READ_ONLY)").fetchall()
+    have = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?",
+        [alias]).fetchall()}
+    missing = sorted(set(MARKET_TABLES) - have)
+    if missing:
+        con.execute(f"DETACH {_ident(alias)}").fetchall()
+        raise StoreError(f"store {path} is a DuckDB database but not a market store (no "
+                         f"table(s) {', '.join(missing)}); {_EXPECTED}")

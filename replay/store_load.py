@@ -44,17 +44,31 @@ class LoadReport:
     ingested: int = 0
     quarantined: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    #: files whose sha256 matches an earlier load: not read again
     skipped_sources: list[str] = field(default_factory=list)
+    #: files without rows: not read, no load recorded
+    empty_sources: list[str] = field(default_factory=list)
     detail: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> str:
         out = {"read": self.read, "ingested": self.ingested, "quarantined": self.quarantined,
                "format": self.format, "quarantine_reasons": dict(sorted(self.reasons.items()))}
+        notes = []
         if self.skipped_sources:
             out["skipped_sources"] = self.skipped_sources
-            out["note"] = "already ingested (same sha256); nothing was added"
+            notes.append(f"{_files(len(self.skipped_sources))} already ingested (same sha256) "
+                         "skipped")
+        if self.empty_sources:
+            out["empty_sources"] = self.empty_sources
+            notes.append(f"{_files(len(self.empty_sources))} without rows skipped")
+        if notes:  # the counts say which part of the input the note is about
+            out["note"] = "; ".join(notes)
         out.update(self.detail)
         return json.dumps(out)
+
+
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
 
 
 def file_sha256(path: str | os.PathLike) -> str:

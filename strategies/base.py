@@ -50,6 +50,7 @@ from calibration.black import greeks as black_greeks
 from calibration.forwards import SECONDS_PER_YEAR
 from calibration.surface import Surface
 from replay.config import ConfigError, check_choice
+from replay.instruments import underlying_of
 from replay.journal import EventKind, register_kind
 from replay.state import NEVER, Instruments
 
@@ -109,11 +110,6 @@ class Greeks:
     vanna: float = 0.0
     volga: float = 0.0
     value_usd: float = 0.0
-
-
-def underlying_of(name: str) -> str:
-    """``BTC`` for ``BTC-PERPETUAL``, ``BTC_USDC-PERPETUAL``, ``BTC-USD`` or an option name."""
-    return str(name).split("-")[0].split("_")[0]
 
 
 def is_inverse_delta_one(instruments: Instruments, iid: int) -> bool:

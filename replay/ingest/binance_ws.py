@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from replay.ingest.core import Chunk, IngestError, Reject
+from replay.instruments import underlying_of
 
 CHUNK_LINES = 100_000
 _PERP_TICK, _SPOT_TICK = 0.1, 0.01
@@ -161,7 +162,7 @@ def _defs(seen: dict[str, tuple[str, int]]) -> pa.Table | None:
         "name": names,
         "venue": ["binance"] * len(names),
         "kind": kinds,
-        "underlying": [n.split("-")[1].removesuffix("USDT").removesuffix("USDC") for n in names],
+        "underlying": [underlying_of(n) for n in names],
         "quote_currency": ["USDT"] * len(names),
         "settlement": ["linear"] * len(names),
         "contract_size": [1.0] * len(names),

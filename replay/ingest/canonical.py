@@ -89,6 +89,9 @@ def read(path: Path) -> Iterator[Chunk]:
         _check_columns(path, table, pf.schema_arrow.names)
         return _parquet_chunks(pf, table)
     reader = CsvReader(path, target=table)
+    if reader.empty:
+        reader.__exit__()
+        return iter(())
     try:
         _check_columns(path, table, reader.header)
     except IngestError:

@@ -150,27 +150,45 @@ def _cast_to_schema(table: str, rows: pa.Table) -> pa.Table:
 
 def ingest_files(store: MarketStore, fmt: str, adapter: Adapter, paths: list[Path],
                  progress: Callable[[str], None] | None = None) -> LoadReport:
-    """Ingest each file as its own load (one transaction, skipped if already loaded)."""
+    """Ingest each file as its own load (one transaction, skipped if already loaded).
+
+    A file without rows (zero bytes, nothing after decompression, a header only) is listed in
+    ``empty_sources`` and leaves no load behind: recorded, its sha256 would make every later
+    empty file, of any format, look "already ingested".
+    """
     total = LoadReport(format=fmt)
+    say = progress or (lambda _m: None)
     for path in paths:
         if not path.is_file():
             raise IngestError(f"no such file: {path}")
+        if path.stat().st_size == 0:  # before the adapter, so every format says the same
+            total.empty_sources.append(str(path))
+            say(f"{path}: empty file (no rows), skipped")
+            continue
         sha = file_sha256(path)
         if store.source_loaded(sha):
             total.skipped_sources.append(str(path))
+            say(f"{path}: already ingested (same sha256), skipped")
             continue
         store.begin_load(fmt, str(path), sha)
         try:
             detail: dict[str, int] = {}
+            n_read = 0
             for chunk in adapter(path):
+                n_read += chunk.n_read
                 _ingest_chunk(store, str(path), chunk, detail)
-            rep = store.finish_load(detail)
+            rep = store.finish_load(detail) if n_read else None
         except (IngestError, StoreError):
             store.abort_load()
             raise
         except Exception as e:  # a parser bug or an unreadable container: say which file
             store.abort_load()
             raise IngestError(f"{path}: {type(e).__name__}: {e}") from e
+        if rep is None:
+            store.abort_load()
+            total.empty_sources.append(str(path))
+            say(f"{path}: no rows, skipped")
+            continue
         total.read += rep.read
         total.ingested += rep.ingested
         total.quarantined += rep.quarantined
@@ -178,9 +196,27 @@ def ingest_files(store: MarketStore, fmt: str, adapter: Adapter, paths: list[Pat
             total.reasons[k] = total.reasons.get(k, 0) + v
         for k, v in rep.detail.items():
             total.detail[k] = total.detail.get(k, 0) + v
-        if progress:
-            progress(f"{path}: read {rep.read} ingested {rep.ingested} quarantined {rep.quarantined}")
+        say(f"{path}: read {rep.read} ingested {rep.ingested} quarantined {rep.quarantined}")
     return total
+
+
+def nan_to_null(rows: pa.Table) -> pa.Table:
+    """``rows`` with NaN in floating columns replaced by NULL.
+
+    The store has one "no value", NULL.  Duplicate detection compares rows with ``IS NOT
+    DISTINCT FROM``, for which NaN and NULL differ, so a NaN left in place would let the same
+    quote in twice (once from a file that wrote NULL, once from one that wrote NaN) and leave
+    both spellings side by side.  Applied by the driver to everything an adapter hands over,
+    so no adapter has to remember it.
+    """
+    for i, f in enumerate(rows.schema):
+        if not pa.types.is_floating(f.type):
+            continue
+        col = rows.column(i)
+        nan = pc.is_nan(col)
+        if pc.any(nan).as_py():
+            rows = rows.set_column(i, f, pc.if_else(nan, pa.scalar(None, f.type), col))
+    return rows
 
 
 def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[str, int]) -> None:
@@ -194,7 +230,7 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
                          [r.raw for r in chunk.rejects], [r.target for r in chunk.rejects])
     ids: dict[str, int] = {}
     if chunk.instruments is not None and chunk.instruments.num_rows:
-        ids = store.ensure_instruments(chunk.instruments)
+        ids = store.ensure_instruments(nan_to_null(chunk.instruments))
     if chunk.definition_rows:
         store.add_ingested(chunk.definition_rows)
         detail["instruments_defined"] = detail.get("instruments_defined", 0) + chunk.definition_rows
@@ -208,7 +244,7 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
         locs = rows.column("_loc").to_numpy(zero_copy_only=False)
         body = rows.drop_columns(["instrument", "_loc"]).append_column(
             "instrument_id", pa.array(np.where(inst < 0, 0, inst).astype(np.int32)))
-        body = _cast_to_schema(table, body)
+        body = nan_to_null(_cast_to_schema(table, body))
         reason = validate(table, body)
         reason[(inst < 0) & (reason == "")] = "unknown instrument: no definition for this name"
         bad = reason != ""

@@ -90,6 +90,12 @@ class CsvReader:
             first = self._f.readline()
         except (OSError, EOFError, gzip.BadGzipFile) as e:
             raise IngestError(f"{self.path}: cannot read ({e})") from None
+        #: no bytes at all (after decompression): a file without rows, like an empty file of
+        #: any other format, rather than a CSV with a broken header
+        self.empty = first == b""
+        if self.empty:
+            self.header: list[str] = []
+            return
         if not first.strip():
             self._f.close()
             raise IngestError(f"{self.path}: empty file or empty first line; expected a CSV header")
@@ -111,12 +117,16 @@ class CsvReader:
         self._f.close()
 
     def require(self, columns: list[str], what: str) -> None:
+        if self.empty:
+            return
         missing = [c for c in columns if c not in self.header]
         if missing:
             raise IngestError(f"{self.path}: not a {what} file; header lacks column(s) {missing} "
                               f"(header: {','.join(self.header)[:300]})")
 
     def blocks(self) -> Iterator[CsvBlock]:
+        if self.empty:
+            return
         line_no = 2  # the header was line 1
         carry = b""
         while True:

@@ -9,7 +9,12 @@ The properties:
   header is always valid here, not even that);
 * ``read == ingested + quarantined``, and the store agrees: quarantine rows plus market rows
   equal ``read``;
-* for the line-based formats, ``read`` is the number of data lines in the file.
+* for the line-based formats, ``read`` is the number of data lines in the file;
+* no NaN reaches the store: a missing value is NULL whatever the format wrote (NaN and NULL
+  differ for duplicate detection, see :func:`replay.ingest.core.nan_to_null`).
+
+``test_nan_is_null_in_every_format`` checks the last point on one hand-written file per
+format, so that it does not depend on what hypothesis happens to draw.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from replay.ingest import IngestError, ingest
+from replay.schema import MARKET_TABLES, TABLES
 from replay.store import open_store
 from tests.replay.ingest import market_rows
 
@@ -80,6 +87,18 @@ def csv_files(draw, header: str, fields: list[st.SearchStrategy]) -> bytes:
     return gzip.compress(data, mtime=0) if draw(st.booleans()) else data
 
 
+def nan_cells(store) -> dict[str, int]:
+    """``table.column`` -> number of NaN values, for every DOUBLE column holding any."""
+    out = {}
+    for t in MARKET_TABLES:
+        for c in TABLES[t]:
+            if c.sql == "DOUBLE":
+                n = store._exec(f"SELECT count(*) FROM {t} WHERE isnan({c.name})")[0][0]
+                if n:
+                    out[f"{t}.{c.name}"] = n
+    return out
+
+
 def _data_lines(data: bytes) -> int:
     if data[:2] == b"\x1f\x8b":
         data = gzip.decompress(data)
@@ -110,6 +129,7 @@ def _ingest_checked(fmt: str, name: str, data: bytes, strict: bool, lines: int |
             got = store.count("quarantine") - base_q + market_rows(store) - base_m + defined
             assert got == rep.read
             assert market_rows(store) - base_m + defined == rep.ingested
+            assert nan_cells(store) == {}
             if lines is not None:
                 assert rep.read == lines
 
@@ -183,7 +203,8 @@ def test_fuzz_canonical_csv(table: str, data) -> None:
                     setup=[("canonical", FIX / "canonical" / "instruments.csv")])
 
 
-floats_or_null = st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True),
+floats_or_null = st.one_of(st.none(), st.just(float("nan")),
+                           st.floats(allow_nan=True, allow_infinity=True),
                            st.floats(min_value=1e-4, max_value=1e5))
 
 
@@ -231,7 +252,7 @@ def test_fuzz_deribit_summary(n: int, data) -> None:
 def ws_line(draw) -> bytes:
     kind = draw(st.sampled_from(["bookTicker", "trade", "depth@0ms", "other"]))
     num = st.one_of(st.floats(min_value=1, max_value=1e5).map(lambda x: f"{x:.2f}"),
-                    st.sampled_from(["0", "-1", "nan", "abc", ""]),
+                    st.sampled_from(["0", "-1", "nan", "abc", ""]), st.just("NaN"),
                     st.floats(allow_nan=False, allow_infinity=False))
     ms = st.one_of(st.integers(T0_US // 1000, T0_US // 1000 + 10**7), st.integers(-(2**64), 2**64),
                    st.sampled_from(["x", None, 1.5]))
@@ -255,10 +276,24 @@ def ws_line(draw) -> bytes:
     return f"{recv} {msg}".encode()
 
 
+@st.composite
+def ws_book_line(draw) -> bytes:
+    """A well-formed perp bookTicker whose prices and sizes may be NaN or missing: most
+    ``ws_line`` draws are rejected before they reach the store, these mostly are not."""
+    side = st.one_of(st.floats(min_value=1, max_value=1e5).map(lambda x: f"{x:.2f}"),
+                     st.sampled_from(["nan", "NaN"]), st.just(float("nan")))
+    t_ms = draw(st.integers(T0_US // 1000, T0_US // 1000 + 10**7))
+    d = {"e": "bookTicker", "s": "BTCUSDT", "b": draw(side), "B": draw(side), "a": draw(side),
+         "A": draw(side), "T": t_ms, "E": t_ms + 1}
+    msg = json.dumps({"stream": "btcusdt@bookTicker", "data": d})  # a float NaN prints as NaN
+    return f"{t_ms * 1_000_000 + draw(st.integers(0, 10**9))} {msg}".encode()
+
+
 @FUZZ
 @given(data=st.data())
 def test_fuzz_binance_ws(data) -> None:
-    lines = data.draw(st.lists(st.one_of(ws_line(), ws_line(), junk_line), max_size=25))
+    lines = data.draw(st.lists(st.one_of(ws_line(), ws_line(), ws_book_line(), junk_line),
+                               max_size=25))
     if lines and data.draw(st.booleans()):
         lines += data.draw(st.lists(st.sampled_from(lines), max_size=4))
     content = b"\n".join(lines) + b"\n"
@@ -268,8 +303,94 @@ def test_fuzz_binance_ws(data) -> None:
 
 
 def test_fuzz_inputs_cover_every_format() -> None:
-    """Every registered format has a fuzz test above."""
+    """Every registered format has a fuzz test above and a NaN case below."""
     from replay.ingest import FORMATS
 
     covered = set(TARDIS) | {"canonical", "deribit-summary", "binance-ws"}
     assert covered == set(FORMATS)
+    assert {fmt for fmt, *_ in NAN_CASES} == set(FORMATS)
+
+
+# -- NaN, format by format ----------------------------------------------------------------
+T0_NS = T0_US * 1000
+
+
+def _parquet(cols: dict[str, pa.Array]) -> bytes:
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.table(cols), buf)
+    return buf.getvalue().to_pybytes()
+
+
+def _ws(recv_ns: int, stream: str, data: str) -> str:
+    return f'{recv_ns} {{"stream":"btcusdt@{stream}","data":{data}}}'
+
+
+_TARDIS_ROW = "deribit,BTC-PERPETUAL,1709251200000000,1709251200020000"
+#: (format, file name, content, table, column): the file has one usable row whose ``column``
+#: is NaN in the source (written as NaN, not as an empty field), and possibly rows where a
+#: required column is NaN.  After ingesting, ``table.column`` must hold a NULL and no NaN.
+NAN_CASES = [
+    ("tardis-options-chain", "chain.csv",
+     (TARDIS["tardis-options-chain"][0] + "\n"
+      "deribit,BTC-29MAR24-70000-C,1709251200100000,1709251200150000,call,70000,"
+      "1711699200000000,120.5,0.031,NaN,nan,nan,0.0315,8.5,63.4,0.031,62.75,BTC-29MAR24,"
+      "62500.5,0.31,0.00003,60.1,-90.2,10.1\n").encode(),
+     "option_quotes", "bid_price"),
+    ("tardis-quotes", "quotes.csv",
+     (TARDIS["tardis-quotes"][0] + f"\n{_TARDIS_ROW},35000,62000.5,nan,NaN\n").encode(),
+     "underlying_quotes", "bid_price"),
+    ("tardis-trades", "trades.csv",
+     (TARDIS["tardis-trades"][0] + f"\n{_TARDIS_ROW},T1,buy,nan,100\n"
+      f"{_TARDIS_ROW[:-1]}1,T2,sell,62000,100\n").encode(),
+     "underlying_trades", "price"),
+    ("tardis-derivative-ticker", "ticker.csv",
+     (TARDIS["tardis-derivative-ticker"][0]
+      + f"\n{_TARDIS_ROW},1709280000000000,0.00012,0.0001,1200000000,62000,NaN,62001.3\n"
+      ).encode(),
+     "funding", "index_price"),
+    ("canonical", "option_quotes_nan.csv",
+     (CANONICAL_HEADERS["option_quotes"] + f"\n{T0_NS},{T0_NS + 5},BTC-29MAR24-70000-C,"
+      "nan,0.0315,NaN,8.5,,,0.031,0.6275,62500.5,120\n").encode(),
+     "option_quotes", "bid_price"),
+    ("canonical", "option_quotes_nan.parquet",
+     _parquet({"ts_exchange": pa.array([T0_NS], pa.int64()),
+               "ts_recv": pa.array([T0_NS + 5], pa.int64()),
+               "instrument": ["BTC-29MAR24-70000-C"],
+               "bid_price": pa.array([float("nan")]), "ask_price": [0.0315],
+               "mark_iv": pa.array([float("nan")])}),
+     "option_quotes", "bid_price"),
+    ("deribit-summary", "BTC_2024-03-01_0000.parquet",
+     _parquet({"harvest_time": pa.array([T0_US], pa.timestamp("us", tz="UTC")),
+               "instrument_name": ["BTC-29MAR24-70000-C"],
+               "best_bid_price": pa.array([float("nan")]), "best_ask_price": [0.0315],
+               "mark_price": [0.031], "mark_iv": pa.array([float("nan")]),
+               "underlying_price": [62500.5]}),
+     "option_quotes", "bid_price"),
+    ("binance-ws", "btcusdt.jsonl",
+     (_ws(T0_NS, "bookTicker", '{"e":"bookTicker","s":"BTCUSDT","b":"nan","B":"NaN",'
+                                '"a":"61800.30","A":"2.5","T":1709251200001,"E":1709251200002}')
+      + "\n" + _ws(T0_NS + 1, "trade", '{"e":"trade","E":1709251200003,"T":1709251200003,'
+                                        '"s":"BTCUSDT","t":7,"p":"nan","q":"0.1","X":"MARKET",'
+                                        '"m":true}') + "\n").encode(),
+     "underlying_quotes", "bid_price"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "name", "content", "table", "column"), NAN_CASES,
+                         ids=[f"{c[0]}:{c[1]}" for c in NAN_CASES])
+def test_nan_is_null_in_every_format(tmp_path, fmt, name, content, table, column) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with open_store(tmp_path / "s.duckdb", read_only=False) as store:
+        ingest(store, "canonical", [str(FIX / "canonical" / "instruments.csv")])
+        rep = ingest(store, fmt, [str(path)])
+        assert rep.read == rep.ingested + rep.quarantined
+        assert rep.ingested >= 1, rep.as_json()
+        assert nan_cells(store) == {}
+        nulls = store._exec(f"SELECT count(*) FROM {table} WHERE {column} IS NULL")[0][0]
+        required = next(c.required for c in TABLES[table] if c.name == column)
+        if required:  # a NaN where a value is required is a missing value: quarantined
+            assert nulls == 0
+            assert rep.reasons.get("missing", 0) >= 1, rep.as_json()
+        else:
+            assert nulls == 1

@@ -168,9 +168,12 @@ def test_wrong_layout_names_missing_columns(store, tmp_path):
     assert store.count("loads") == 0
 
 
-def test_empty_file_is_a_clear_error(store, tmp_path):
+def test_empty_file_is_noted_and_a_missing_header_is_an_error(store, tmp_path):
     p = tmp_path / "empty.csv"
     p.write_bytes(b"")
+    rep = ingest(store, "tardis-quotes", [str(p)])
+    assert rep.empty_sources == [str(p)] and store.count("loads") == 0
+    p.write_bytes(b"\nderibit,BTC-PERPETUAL,1,2,3,4,5,6\n")
     with pytest.raises(IngestError, match="expected a CSV header"):
         ingest(store, "tardis-quotes", [str(p)])
 
