@@ -15,7 +15,10 @@ with ``y = (k - m) / sigma`` the model is linear in ``(a, d, c) = (a, rho*b*sigm
 so for fixed ``(m, sigma)`` the best ``(a, d, c)`` is a weighted linear least-squares problem
 over a polytope, solved exactly by a dual active-set QP (:mod:`calibration.svi_qp`).  The outer
 problem over ``(m, log sigma)`` is a 2-D Nelder-Mead with a fixed iteration budget,
-warm-started from the previous parameters.
+warm-started from the previous parameters; cold starts from a coarse grid are added when asked
+for, or when the warm start finds no feasible point.  The QP itself is solved in the wing
+basis ``(a, p, q)``, ``d = p - q``, ``c = p + q``, whose columns stay independent when
+``sigma`` is tiny (:func:`_inner`).
 
 Constraints on ``(a, d, c)`` (Zeliade's domain, with two changes: the wing slope bound is
 Lee's, and ``a`` may be negative as long as the variance stays positive):
@@ -100,83 +103,110 @@ class SVIFit:
 # --------------------------------------------------------------------------- inner problem
 
 @njit(cache=True)
+def _wings(y: float) -> tuple[float, float]:
+    """``(z + y, z - y)`` with ``z = sqrt(y^2 + 1)``, each without cancellation: the small one
+    is ``1 / (the large one)`` since ``(z + y)(z - y) = 1``."""
+    z = np.sqrt(y * y + 1.0)
+    if y >= 0.0:
+        return y + z, 1.0 / (y + z)
+    return 1.0 / (z - y), z - y
+
+
+@njit(cache=True)
 def _inner(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, h, fk):
     """Best (a, d, c) for fixed (m, s); returns (objective, a, d, c), objective ``inf`` when
     the rows ``C, h`` (:func:`_rows`: the domain, then one row per floor point ``fk``) leave
     no feasible point.  The rows that depend on ``(m, s)`` are updated in place.
 
-    ``lam_adc`` holds the per-coordinate Tikhonov weights (already normalised).
+    The QP is solved in the wing basis ``u = (a, p, q)`` with ``d = p - q``, ``c = p + q``, so
+    ``w = a + p (z + y) + q (z - y)``: ``2p`` and ``2q`` are the right and left wing slopes
+    times ``sigma``.  In ``(a, d, c)`` the columns ``y`` and ``z`` are nearly collinear once
+    ``sigma`` is small against the distance of the quotes from ``m`` (``z ~ |y|``), which
+    makes the normal matrix singular to working precision; in the wing basis one of
+    ``z + y``, ``z - y`` is about ``1 / (2|y|)`` and the other about ``2|y|`` (both computed
+    without cancellation, :func:`_wings`), so the columns stay independent and the normal
+    matrix keeps its digits.
+
+    ``lam_adc`` holds the per-coordinate Tikhonov weights (already normalised), on
+    ``(a, d, c)``.
     """
     h[2] = h[3] = -slope * s
     for j in range(fk.shape[0]):
-        yj = (fk[j] - m) / s
-        C[7 + j, 1] = yj
-        C[7 + j, 2] = np.sqrt(yj * yj + 1.0)
+        C[7 + j, 1], C[7 + j, 2] = _wings((fk[j] - m) / s)
     n = k.shape[0]
     G = np.zeros((3, 3))
-    y = np.empty(n)
-    z = np.empty(n)
+    yp = np.empty(n)
+    ym = np.empty(n)
     for i in range(n):
-        yi = (k[i] - m) / s
-        zi = np.sqrt(yi * yi + 1.0)
-        y[i] = yi
-        z[i] = zi
+        pi, qi = _wings((k[i] - m) / s)
+        yp[i] = pi
+        ym[i] = qi
         wi = wt[i] * (1.0 + mid_w[i]) if band else wt[i]
         G[0, 0] += wi
-        G[0, 1] += wi * yi
-        G[0, 2] += wi * zi
-        G[1, 1] += wi * yi * yi
-        G[1, 2] += wi * yi * zi
-        G[2, 2] += wi * zi * zi
+        G[0, 1] += wi * pi
+        G[0, 2] += wi * qi
+        G[1, 1] += wi * pi * pi
+        G[1, 2] += wi * pi * qi
+        G[2, 2] += wi * qi * qi
+    # Tikhonov on (a, d, c) = T u with T = [[1, 0, 0], [0, 1, -1], [0, 1, 1]]: G += T' L T
+    G[0, 0] += lam_adc[0]
+    G[1, 1] += lam_adc[1] + lam_adc[2]
+    G[2, 2] += lam_adc[1] + lam_adc[2]
+    G[1, 2] += lam_adc[2] - lam_adc[1]
     G[1, 0] = G[0, 1]
     G[2, 0] = G[0, 2]
     G[2, 1] = G[1, 2]
-    for i in range(3):
-        G[i, i] += lam_adc[i]
     tgt = v.copy()
     r = np.zeros(3)
-    theta = np.zeros(3)
+    u = np.zeros(3)
     rounds = N_BAND_ROUNDS if band else 1
     for _it in range(rounds):
         r[:] = 0.0
         for i in range(n):
             wi = (wt[i] * (1.0 + mid_w[i]) if band else wt[i]) * tgt[i]
             r[0] += wi
-            r[1] += wi * y[i]
-            r[2] += wi * z[i]
-        for i in range(3):
-            r[i] += lam_adc[i] * prev_adc[i]
-        theta, status = qp_solve(G, r, C, h)
+            r[1] += wi * yp[i]
+            r[2] += wi * ym[i]
+        # T' L prev
+        r[0] += lam_adc[0] * prev_adc[0]
+        r[1] += lam_adc[1] * prev_adc[1] + lam_adc[2] * prev_adc[2]
+        r[2] += lam_adc[2] * prev_adc[2] - lam_adc[1] * prev_adc[1]
+        u, status = qp_solve(G, r, C, h)
         if status != OK:
             return np.inf, 0.0, 0.0, 0.0
         if band:
             for i in range(n):
-                f = theta[0] + theta[1] * y[i] + theta[2] * z[i]
+                f = u[0] + u[1] * yp[i] + u[2] * ym[i]
                 t = min(max(f, lo[i]), hi[i])
                 tgt[i] = (t + mid_w[i] * v[i]) / (1.0 + mid_w[i])
+    a, d, c = u[0], u[1] - u[2], u[1] + u[2]
     obj = 0.0
     for i in range(n):
-        f = theta[0] + theta[1] * y[i] + theta[2] * z[i]
+        f = u[0] + u[1] * yp[i] + u[2] * ym[i]
         if band:
             t = min(max(f, lo[i]), hi[i])
             obj += wt[i] * ((f - t) ** 2 + mid_w[i] * (f - v[i]) ** 2)
         else:
             obj += wt[i] * (f - v[i]) ** 2
-    for i in range(3):
-        obj += lam_adc[i] * (theta[i] - prev_adc[i]) ** 2
-    return obj, theta[0], theta[1], theta[2]
+    obj += lam_adc[0] * (a - prev_adc[0]) ** 2 + lam_adc[1] * (d - prev_adc[1]) ** 2 \
+        + lam_adc[2] * (c - prev_adc[2]) ** 2
+    return obj, a, d, c
 
 
 @njit(cache=True)
 def _rows(amax, slope, fk, fw):
-    """The QP rows ``C theta >= h`` of one fit: the domain (:func:`calibration.svi_qp.domain_rows`,
-    slope rows set per ``sigma`` by :func:`_inner`) and a floor row ``a + d y_j + c z_j >=
-    fw_j`` per floor point (``y_j, z_j`` set per ``(m, sigma)``)."""
+    """The QP rows ``C u >= h`` of one fit in the wing basis ``u = (a, p, q)`` of
+    :func:`_inner`: the domain (:func:`calibration.svi_qp.domain_rows` times ``T``; slope rows
+    set per ``sigma`` by :func:`_inner`) and a floor row ``a + p (z_j + y_j) + q (z_j - y_j)
+    >= fw_j`` per floor point (set per ``(m, sigma)``)."""
     nf = fk.shape[0]
     C = np.empty((7 + nf, 3))
     h = np.empty(7 + nf)
     C0, h0 = domain_rows(amax, slope)
-    C[:7] = C0
+    for j in range(7):  # (a, d, c) = T u
+        C[j, 0] = C0[j, 0]
+        C[j, 1] = C0[j, 1] + C0[j, 2]
+        C[j, 2] = C0[j, 2] - C0[j, 1]
     h[:7] = h0
     for j in range(nf):
         C[7 + j, 0] = 1.0
@@ -270,14 +300,21 @@ def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev,
     sb = np.array([np.log(1e-4), np.log(10.0)])
     C, h = _rows(amax, slope, fk, fw)
     D = (k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mb, sb, C, h, fk)
-    starts = np.empty((max(n_starts, 1) + 1, 2))
-    ns = 0
+    best_x = np.empty(2)
+    best_f = np.inf
+    nev_tot = 0
+    step = np.array([0.1 * span, 0.3])
+    xtol = np.array([1e-5 * span * precision, 1e-4 * precision, precision])
     if has_prev:
-        starts[0, 0] = prev[3]
-        starts[0, 1] = np.log(max(prev[4], 1e-4))
-        ns = 1
-    if (not has_prev) or n_starts > 1:
-        # coarse 7 x 6 grid over (m, log sigma); the best n_starts nodes seed Nelder-Mead
+        x0 = np.array([prev[3], np.log(max(prev[4], 1e-4))])
+        best_x, best_f, nev_tot = _nelder_mead(x0, step * 0.3, max_iter, 1e-9, xtol, D)
+    # cold starts: asked for, or the warm start found no feasible point (a floor, or a
+    # degenerate previous fit) and must not decide the result alone
+    n_cold = n_starts - 1 if has_prev else n_starts
+    if best_f == np.inf:
+        n_cold = max(n_cold, 1)
+    if n_cold > 0:
+        # coarse 7 x 6 grid over (m, log sigma); the best n_cold nodes seed Nelder-Mead
         gx = np.empty((42, 2))
         gf = np.empty(42)
         for i in range(7):
@@ -286,21 +323,12 @@ def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev,
                 gx[6 * i + j, 1] = np.log(0.02 * span) + np.log(100.0) * j / 5
                 gf[6 * i + j] = _outer_obj(gx[6 * i + j], D)[0]
         order = np.argsort(gf)
-        for i in range(max(n_starts - ns, 1)):
-            starts[ns] = gx[order[i]]
-            ns += 1
-    best_x = starts[0].copy()
-    best_f = np.inf
-    nev_tot = 0
-    step = np.array([0.1 * span, 0.3])
-    xtol = np.array([1e-5 * span * precision, 1e-4 * precision, precision])
-    for i in range(ns):
-        stp = step * (0.3 if (has_prev and i == 0) else 1.0)
-        x, f, nev = _nelder_mead(starts[i], stp, max_iter, 1e-9, xtol, D)
-        nev_tot += nev
-        if f < best_f:
-            best_f = f
-            best_x = x
+        for i in range(min(n_cold, 42)):
+            x, f, nev = _nelder_mead(gx[order[i]], step, max_iter, 1e-9, xtol, D)
+            nev_tot += nev
+            if f < best_f or best_f == np.inf and i == 0:
+                best_f = f
+                best_x = x
     obj, a, d, c = _outer_obj(best_x, D)
     out = np.empty(6)
     out[0] = a

@@ -131,3 +131,24 @@ def test_a_floor_far_above_the_quotes_is_still_met():
     fit = fit_svi(K_GRID, smile(), T, n_starts=3, floor_k=floor_k, floor_w=floor_w)
     assert fit.feasible and fit.loss > 1e3
     assert np.all(svi_total_variance(floor_k, fit.params) >= floor_w - 1e-12)
+
+
+
+def test_degenerate_previous_fit_as_warm_start_still_fits():
+    """Regression: a previous fit with a tiny ``sigma`` and every quote on one side of ``m``
+    (a hockey stick) as the warm start made the inner normal matrix singular to working
+    precision in ``(a, d, c)`` (the ``y`` and ``z`` columns coincide), and the fit came back
+    infeasible for about one random smile in ten.  Every fit must be feasible, inside or near
+    the quoted band."""
+    t = 0.068
+    prev = SVIParams(a=0.0174, b=1.004, rho=0.992, m=0.39, sigma=1.1e-4)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        n = rng.integers(6, 25)
+        k = np.sort(rng.uniform(-0.4, 0.35, n))
+        iv = 0.5 + rng.normal(0, 0.05) * k + 0.3 * k ** 2 + rng.normal(0, 0.003, n)
+        fit = fit_svi(k, iv, t, rng.uniform(0.2, 1, n), iv - 0.01, iv + 0.01, prev=prev,
+                      band=True, mid_weight=0.05)
+        assert fit.feasible
+        fitted = np.sqrt(svi_total_variance(k, fit.params) / t)
+        assert np.max(np.abs(fitted - iv)) < 0.02  # within twice the half-spread
