@@ -1,7 +1,7 @@
 """Bench case ``backtest``: the synthetic day end to end, with the surface refitted every 1 s
 of market time and a ``delta_band`` hedger on a short straddle (issue goal: 1M events/s).
 
-The store is built once in the bench cache folder (:func:`replay.bench.cache_dir`) as
+The store is built once in the bench cache folder (:func:`replay.app.bench.cache_dir`) as
 ``bench_day.duckdb`` (``--quick``: two hours, ``bench_quick_backtest.duckdb``).  Reported next
 to the end-to-end rate: the market replay alone over the same store, so the cost of the
 consumers is visible.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 
 def _store(quick: bool) -> Path:
-    from replay.bench import dataset_path
+    from replay.app.bench import dataset_path
     from replay.synth import SynthConfig, synthesize
 
     path = dataset_path("bench_quick_backtest.duckdb" if quick else "bench_day.duckdb")
@@ -27,7 +27,7 @@ def _store(quick: bool) -> Path:
 
 def run(quick: bool) -> dict:
     import replay
-    from replay.engine import run_replay
+    from replay.engine.loop import run_replay
 
     db = _store(quick)
     with tempfile.TemporaryDirectory() as tmp:
@@ -37,11 +37,11 @@ def run(quick: bool) -> dict:
         cfg = {
             "data": {"db": str(db)}, "out_dir": str(Path(tmp) / "run"), "seed": 0,
             "report": {"html": False},
-            "calibration": {"_target_": "replay.calibrate.CalibrationConsumer", "model": "svi",
+            "calibration": {"_target_": "replay.consumers.calibration.CalibrationConsumer", "model": "svi",
                             "every": "1s"},
             "book": {"_target_": "strategies.books.FixedBook", "structure": "straddle",
                      "size": 10.0},
-            "strategy": {"_target_": "strategies.hedging.strategies.DeltaBand", "band": 0.1,
+            "strategy": {"_target_": "strategies.hedging.registry.DeltaBand", "band": 0.1,
                          "lot": 1.0},
         }
         t0 = time.perf_counter()

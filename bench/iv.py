@@ -1,6 +1,6 @@
 """Bench case ``iv``: implied vols per second, against QuantLib, and accuracy against vollib.
 
-Grid (as in tests/calibration/test_iv.py): out-of-the-money options (calls above the forward,
+Grid (as in tests/calibration/pricing/test_iv.py): out-of-the-money options (calls above the forward,
 puts below, as a desk inverts them), log-moneyness uniform within +-6 standard deviations,
 T log-uniform from 1 hour to 3 years, vol log-uniform from 5% to 500%.  Prices come from
 ``black_price``; the numba kernels are compiled (or loaded from cache) by a warm-up call

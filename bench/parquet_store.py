@@ -2,7 +2,7 @@
 it came from, side by side in one run, plus the export itself.
 
 The store is the synthetic day of the ``backtest`` case (``bench_day.duckdb`` in the bench
-cache folder, :func:`replay.bench.cache_dir`; ``--quick``: two hours); the export is written
+cache folder, :func:`replay.app.bench.cache_dir`; ``--quick``: two hours); the export is written
 to a temporary folder each run.  The replay has no consumers, so the figures compare the
 storage paths only; ``same_journal_hash`` checks that both give the same run.
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 
 def run(quick: bool) -> dict:
-    from replay.bench import dataset_path
-    from replay.engine import run_replay
-    from replay.store_parquet import export_parquet
+    from replay.app.bench import dataset_path
+    from replay.engine.loop import run_replay
+    from replay.store.parquet import export_parquet
     from replay.synth import SynthConfig, synthesize
 
     db = dataset_path("bench_quick_backtest.duckdb" if quick else "bench_day.duckdb")

@@ -35,10 +35,10 @@ def _times(fn, repeats: int) -> tuple[float, float, float]:
 def run(quick: bool) -> dict:
     if not DATA.is_dir():
         return {"error": f"real Deribit data not found at {DATA.resolve()}"}
-    from calibration.quotes import deribit_files, deribit_rows
     from calibration.scheme import CalibrationScheme, SchemeConfig
+    from replay.ingest.deribit_summary import summary_files, summary_rows
 
-    rows = list(deribit_rows(deribit_files(DATA)[-2:]))
+    rows = list(summary_rows(summary_files(DATA)[-2:]))
     if len(rows) < 2:
         return {"error": "fewer than two Deribit snapshots with quotes"}
     before, now = rows[-2], rows[-1]

@@ -15,18 +15,18 @@ from pathlib import Path
 import numpy as np
 
 from calibration.loss import LossConfig, fit_data
-from calibration.svi import SVIParams, fit_svi, svi_total_variance
+from calibration.models.svi import SVIParams, fit_svi, svi_total_variance
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "deribit" / "BTC"
 
 
 def _real_slices():
-    from calibration.quotes import deribit_files, deribit_snapshots
+    from replay.ingest.deribit_summary import summary_files, summary_snapshots
 
-    files = deribit_files(DATA)
+    files = summary_files(DATA)
     if not files:
         return None
-    snaps = list(deribit_snapshots(files[-2:]))
+    snaps = list(summary_snapshots(files[-2:]))
     if len(snaps) < 2:
         return None
     cfg = LossConfig()

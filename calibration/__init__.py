@@ -2,11 +2,11 @@
 
 from pathlib import Path
 
-from replay.jitcache import invalidate_stale
+from calibration.jitcache import invalidate_stale
 
 invalidate_stale(Path(__file__).parent)  # before any kernel loads from the numba cache
 
-from calibration.black import (  # noqa: E402
+from calibration.pricing.black import (  # noqa: E402
     black_price,
     delta,
     gamma,
@@ -16,14 +16,14 @@ from calibration.black import (  # noqa: E402
     vega,
     volga,
 )
-from calibration.forwards import (  # noqa: E402
+from calibration.pricing.forwards import (  # noqa: E402
     ForwardEstimate,
     choose_forward,
     parity_forward,
     time_to_expiry,
 )
-from calibration.inverse import coin_to_usd, premium_adjusted_delta, usd_to_coin  # noqa: E402
-from calibration.iv import implied_vol  # noqa: E402
+from calibration.pricing.inverse import coin_to_usd, premium_adjusted_delta, usd_to_coin  # noqa: E402
+from calibration.pricing.iv import implied_vol  # noqa: E402
 
 __all__ = [
     "ForwardEstimate",

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.black import vega
+from calibration.pricing.black import vega
 from calibration.quotes import QuoteSlice
 
 WEIGHTINGS = ("vega", "spread", "uniform")

@@ -130,7 +130,7 @@ def outside_band_pct(surface: Surface, snapshot: QuoteSnapshot) -> float:
 
 
 def aggregate(fits: Sequence[FitQuality], oos: Sequence[OOSError] = ()) -> dict:
-    """The ``calibration`` block of ``metrics.json`` (CONTRACT.md); ``None`` where a figure
+    """The ``calibration`` block of ``metrics.json`` (docs/outputs.md); ``None`` where a figure
     does not apply.  RMSE, inside-spread and the mark MAE pool every quote of every fit;
     ``param_jitter`` and ``fit_ms_median`` are medians over fits."""
     n_q = sum(f.n_quotes for f in fits)
@@ -155,7 +155,7 @@ def aggregate(fits: Sequence[FitQuality], oos: Sequence[OOSError] = ()) -> dict:
 
 def calibration_quote_rows(surface: Surface, snapshot: QuoteSnapshot,
                            used: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
-    """Columns of the journal's ``calibration_quotes`` table (CONTRACT.md) for one fit:
+    """Columns of the journal's ``calibration_quotes`` table (docs/outputs.md) for one fit:
     ``ts, instrument, expiry, strike, forward, bid_iv, ask_iv, mid_iv, fit_iv, venue_mark_iv``
     (one row per quote used; IVs as fractions)."""
     cols: dict[str, list] = {c: [] for c in ("ts", "instrument", "expiry", "strike", "forward",

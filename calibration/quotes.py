@@ -19,18 +19,20 @@ Flags per quote:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-import duckdb
 import numba
 import numpy as np
 
-from calibration.forwards import ForwardEstimate, choose_forward, parity_forward, time_to_expiry
-from calibration.inverse import coin_to_usd
-from calibration.iv import implied_vol
-from replay.instruments import parse_deribit_name
+from calibration.pricing.forwards import (
+    ForwardEstimate,
+    choose_forward,
+    parity_forward,
+    time_to_expiry,
+)
+from calibration.pricing.inverse import coin_to_usd
+from calibration.pricing.iv import implied_vol
 
 #: Deribit BTC option minimum tick, BTC
 DERIBIT_MIN_TICK = 0.0001
@@ -60,7 +62,7 @@ class QuoteSlice:
     min_tick: np.ndarray
     stale: np.ndarray
     instrument: tuple[str, ...] = ()
-    forward_source: str = "venue"  # venue | parity (calibration.forwards.choose_forward)
+    forward_source: str = "venue"  # venue | parity (calibration.pricing.forwards.choose_forward)
     forward_disagreement_bps: float = float("nan")  # parity vs venue forward
 
     @property
@@ -100,7 +102,7 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
 
     ``forward`` is per row (e.g. the venue's underlying price of the expiry, NaN if none); the
     venue forward is its median over the expiry's rows (a few rows are stamped a tick apart).
-    The put-call parity forward is estimated too; ``calibration.forwards.choose_forward``
+    The put-call parity forward is estimated too; ``calibration.pricing.forwards.choose_forward``
     picks the venue's where it exists and records the disagreement; ``parity=False`` skips
     the parity estimate where a venue forward exists (it is then only a diagnostic).
     Expiries with ``t < min_t`` or fewer than ``min_quotes`` two-sided OTM quotes are dropped.
@@ -168,7 +170,7 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
 
 
 def _implied_vols(price, forward, strike, t, is_call) -> np.ndarray:
-    """``calibration.iv.implied_vol`` on one snapshot's few hundred quotes.
+    """``calibration.pricing.iv.implied_vol`` on one snapshot's few hundred quotes.
 
     Run on the calling thread only: waking numba's worker threads for a few hundred inversions
     costs more than the inversions (milliseconds on a loaded machine, measured by the
@@ -196,89 +198,3 @@ def _parity(strike: np.ndarray, is_call: np.ndarray, bid: np.ndarray, ask: np.nd
         v[np.searchsorted(ks, strike[sel])] = side[sel]
         cols[name] = v
     return parity_forward(ks, cols["cb"], cols["ca"], cols["pb"], cols["pa"], inverse=True)
-
-
-# --------------------------------------------------------------------------- Deribit files
-
-def deribit_files(root: Path | str) -> list[Path]:
-    """The Deribit summary parquet files under ``root``, in file-name (= time) order."""
-    return sorted(Path(root).rglob("*.parquet"), key=lambda p: p.name)
-
-
-@dataclass(frozen=True, eq=False)
-class DeribitRows:
-    """The raw option rows of one Deribit ``harvest_time``: the inputs of
-    :func:`build_snapshot`."""
-
-    ts_ns: int
-    expiry_ns: np.ndarray
-    strike: np.ndarray
-    is_call: np.ndarray
-    bid: np.ndarray  # coin, NaN when absent
-    ask: np.ndarray
-    forward: np.ndarray  # the venue's underlying price of the expiry, USD
-    mark_iv: np.ndarray  # fraction
-    instrument: list[str]
-
-    def snapshot(self, min_t: float = MIN_T_YEARS, parity: bool = True) -> QuoteSnapshot:
-        return build_snapshot(self.ts_ns, self.expiry_ns, self.strike, self.is_call, self.bid,
-                              self.ask, self.forward, mark_iv=self.mark_iv,
-                              instrument=self.instrument, min_t=min_t, parity=parity)
-
-
-def deribit_rows(paths: Sequence[Path | str], underlying: str = "BTC") -> Iterator[DeribitRows]:
-    """Read Deribit book-summary parquet files with DuckDB; one :class:`DeribitRows` per
-    ``harvest_time`` that has at least one bid, in time order.
-
-    Columns used: ``harvest_time``, ``instrument_name`` (strike, expiry at 08:00 UTC and
-    call/put are parsed from it), ``best_bid_price`` / ``best_ask_price`` (coin premiums, NULL
-    or absent for a missing side), ``mark_iv`` (percent) and ``underlying_price`` (the venue's
-    forward for the expiry).  Snapshots with no bid at all (early files carry no book) are
-    skipped.
-    """
-    files = [str(p) for p in paths]
-    if not files:
-        return
-    con = duckdb.connect()
-    src = f"read_parquet({files!r}, union_by_name=true)"
-    have = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
-    col = {c: (c if c in have else "NULL") for c in
-           ("best_bid_price", "best_ask_price", "mark_iv", "underlying_price")}
-    q = (f"SELECT epoch_ns(harvest_time) AS ts, instrument_name AS name, "
-         f"CAST({col['best_bid_price']} AS DOUBLE) AS bid, "
-         f"CAST({col['best_ask_price']} AS DOUBLE) AS ask, "
-         f"CAST({col['mark_iv']} AS DOUBLE) / 100.0 AS mark_iv, "
-         f"CAST({col['underlying_price']} AS DOUBLE) AS fwd "
-         f"FROM {src} WHERE instrument_name LIKE ? ORDER BY ts, name")
-    tab = con.sql(q, params=[f"{underlying}-%"]).to_arrow_table()
-    con.close()
-    ts = tab.column("ts").to_numpy()
-    names = tab.column("name").to_pylist()
-    cols = {c: tab.column(c).to_numpy(zero_copy_only=False).astype(float)
-            for c in ("bid", "ask", "mark_iv", "fwd")}
-    parsed: dict[str, tuple[int, float, bool] | None] = {}
-    for nm in set(names):
-        p = parse_deribit_name(nm)
-        parsed[nm] = (p.expiry_ns, p.strike, p.is_call) if p and p.kind == "option" else None
-    ok = np.array([parsed[nm] is not None for nm in names], dtype=bool)
-    exp = np.array([parsed[nm][0] if parsed[nm] else 0 for nm in names], dtype=np.int64)
-    strike = np.array([parsed[nm][1] if parsed[nm] else np.nan for nm in names])
-    is_call = np.array([parsed[nm][2] if parsed[nm] else False for nm in names], dtype=bool)
-    bounds = np.flatnonzero(np.diff(ts)) + 1
-    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, ts.size]):
-        sel = np.arange(lo, hi)[ok[lo:hi]]
-        if sel.size == 0 or not np.isfinite(cols["bid"][sel]).any():
-            continue
-        yield DeribitRows(int(ts[lo]), exp[sel], strike[sel], is_call[sel], cols["bid"][sel],
-                          cols["ask"][sel], cols["fwd"][sel], cols["mark_iv"][sel],
-                          [names[i] for i in sel])
-
-
-def deribit_snapshots(paths: Sequence[Path | str], underlying: str = "BTC", *,
-                      min_t: float = MIN_T_YEARS) -> Iterator[QuoteSnapshot]:
-    """Snapshots of the Deribit files (see :func:`deribit_rows`), in time order; snapshots
-    without any usable expiry yield nothing."""
-    for rows in deribit_rows(paths, underlying):
-        snap = rows.snapshot(min_t)
-        if snap.slices:
-            yield snap

@@ -14,7 +14,7 @@ Refit policy (``SchemeConfig``):
    weight ``lam`` towards them.  eSSVI carries its calendar constraints itself; an SVI slice
    that dips below the previous expiry's total variance (on the ``k`` range both cover) is
    refitted with that floor as exact linear rows of its inner QP (:func:`calendar_floor`,
-   :func:`calibration.svi.fit_svi`); a floor no SVI slice can meet leaves the crossing slice
+   :func:`calibration.models.svi.fit_svi`); a floor no SVI slice can meet leaves the crossing slice
    in place, to fail the check below and be reported;
 2. a fit *fails* when it is not finite, its in-sample RMSE exceeds ``max_rmse_vol_pts``, or the
    surface has arbitrage violations; on failure the failing expiries are refitted cold with
@@ -33,8 +33,10 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from calibration.arbitrage import CALENDAR_TOL, Violation, calendar_grid
-from calibration.essvi import ESSVIParams, fit_essvi_slice
 from calibration.loss import FitData, LossConfig, fit_data
+from calibration.models.essvi import ESSVIParams, fit_essvi_slice
+from calibration.models.sabr import SABRParams, fit_sabr
+from calibration.models.svi import SVIParams, fit_svi
 from calibration.quality import (
     FitQuality,
     OOSError,
@@ -44,9 +46,7 @@ from calibration.quality import (
     outside_band_pct,
 )
 from calibration.quotes import MIN_QUOTES, QuoteSnapshot
-from calibration.sabr import SABRParams, fit_sabr
 from calibration.surface import MODELS, SmileSlice, Surface
-from calibration.svi import SVIParams, fit_svi
 
 _PARAMS = {"svi": SVIParams, "essvi": ESSVIParams, "sabr": SABRParams}
 FALLBACKS = ("last_good", "publish")
@@ -82,7 +82,7 @@ class SchemeConfig:
     @staticmethod
     def from_dict(d: dict) -> SchemeConfig:
         """From a plain mapping (e.g. a Hydra ``calibration`` group); ``loss`` may be a dict
-        and ``every`` (CONTRACT.md's ``calibration.every``) is parsed by :func:`parse_every`."""
+        and ``every`` (docs/outputs.md's ``calibration.every``) is parsed by :func:`parse_every`."""
         d = dict(d)
         if isinstance(d.get("loss"), dict):
             d["loss"] = LossConfig(**d["loss"])
@@ -335,7 +335,7 @@ def replay_snapshots(snapshots: Iterable[QuoteSnapshot], config: SchemeConfig
                      ) -> tuple[dict, list[FitResult]]:
     """Calibration-only replay: walk the snapshots in time order, score the published surface
     out of sample on each fresh snapshot before deciding to refit, refit when the scheme's
-    trigger fires.  Returns the aggregated metrics (CONTRACT.md ``calibration`` keys plus
+    trigger fires.  Returns the aggregated metrics (docs/outputs.md ``calibration`` keys plus
     ``fallbacks``) and the fit results."""
     scheme = CalibrationScheme(config)
     results: list[FitResult] = []
@@ -357,43 +357,3 @@ def replay_snapshots(snapshots: Iterable[QuoteSnapshot], config: SchemeConfig
     metrics["fallbacks"] = sum(r.fell_back for r in results)
     metrics["fitted_with_violations"] = sum(bool(r.violations) for r in results)
     return metrics, results
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Calibration-only replay of recorded Deribit snapshots; prints the metrics as JSON.
-
-    ``python -m calibration.scheme --data ../shared/data/deribit/BTC --model svi [--cold]
-    [--lam 1.0] [--n-starts 1] [--every-s 0] [--quality-trigger-pct X]``
-    """
-    import argparse
-    import json
-    from pathlib import Path
-
-    from calibration.quotes import deribit_files, deribit_snapshots
-
-    ap = argparse.ArgumentParser(prog="python -m calibration.scheme", description=main.__doc__)
-    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1] / ".." / "shared"
-                                          / "data" / "deribit" / "BTC"))
-    ap.add_argument("--model", choices=MODELS, default="svi")
-    ap.add_argument("--cold", action="store_true", help="no warm start")
-    ap.add_argument("--lam", type=float, default=0.0, help="Tikhonov weight")
-    ap.add_argument("--n-starts", type=int, default=1)
-    ap.add_argument("--every-s", type=float, default=None, help="refit every N s market time")
-    ap.add_argument("--quality-trigger-pct", type=float, default=None)
-    ap.add_argument("--weighting", default="spread", choices=("spread", "vega", "uniform"))
-    ap.add_argument("--no-band", action="store_true", help="plain mid loss")
-    a = ap.parse_args(argv)
-    files = deribit_files(a.data)
-    if not files:
-        ap.error(f"no parquet files under {a.data}")
-    cfg = SchemeConfig(model=a.model, warm_start=not a.cold, lam=a.lam, n_starts=a.n_starts,
-                       every_ns=None if a.every_s is None else int(a.every_s * 1e9),
-                       quality_trigger_pct=a.quality_trigger_pct,
-                       loss=LossConfig(weighting=a.weighting, band=not a.no_band))
-    metrics, _ = replay_snapshots(deribit_snapshots(files), cfg)
-    print(json.dumps({"config": asdict(cfg), "calibration": metrics}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,7 +11,7 @@ first slice ``w(k, t) = w_1(k) t / t_1`` and after the last ``w(k, t) = w_n(k) t
 (constant implied vol at fixed ``k``).  The forward is interpolated log-linearly in ``t``
 between slice forwards (a constant carry rate between expiries) and held flat outside.
 
-Prices are undiscounted Black-76 (``calibration.black``), in USD and, for inverse options,
+Prices are undiscounted Black-76 (``calibration.pricing.black``), in USD and, for inverse options,
 in coin (``USD / F``); greeks are taken at the surface vol of the strike (sticky strike).
 
 A surface always carries the arbitrage violations found on its slices
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from calibration.arbitrage import SliceView, Violation, check_slices
-from calibration.black import black_price, greeks
-from calibration.essvi import ESSVIParams, essvi_derivatives, essvi_wing_slopes
-from calibration.forwards import time_to_expiry
-from calibration.sabr import SABRParams, sabr_derivatives
-from calibration.svi import SVIParams, svi_derivatives
+from calibration.models.essvi import ESSVIParams, essvi_derivatives, essvi_wing_slopes
+from calibration.models.sabr import SABRParams, sabr_derivatives
+from calibration.models.svi import SVIParams, svi_derivatives
+from calibration.pricing.black import black_price, greeks
+from calibration.pricing.forwards import time_to_expiry
 
 MODELS = ("svi", "essvi", "sabr")
 
@@ -161,7 +161,7 @@ class Surface:
 
     def greeks(self, strike: np.ndarray, t: float | np.ndarray, is_call: np.ndarray
                ) -> dict[str, np.ndarray]:
-        """Black-76 greeks (``calibration.black.greeks``) at the surface vol, sticky strike."""
+        """Black-76 greeks (``calibration.pricing.black.greeks``) at the surface vol, sticky strike."""
         return greeks(self.forward(t), strike, t, self.iv(strike, t), is_call)
 
     def iv_expiry(self, strike: np.ndarray, expiry_ns: int | np.ndarray) -> np.ndarray:

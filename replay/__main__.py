@@ -1,3 +1,3 @@
-from replay.cli import main
+from replay.app.cli import main
 
 raise SystemExit(main())

@@ -24,7 +24,7 @@ Conventions
 * **Delta source** (:data:`DELTA_SOURCES`): ``surface`` uses the latest published surface's
   vol at each strike (the flat vol until a surface is published or where it has no value);
   ``flat`` Black-76 at one configured vol; ``premium_adjusted`` the coin-margined delta
-  ``dV/dF - V/F`` (:func:`calibration.inverse.premium_adjusted_delta`) at the surface vol
+  ``dV/dF - V/F`` (:func:`calibration.pricing.inverse.premium_adjusted_delta`) at the surface vol
   (or flat): the hedge of an option whose premium is itself held in coin.
 * **Hedge instruments**: ``perp``, ``future`` (the nearest unexpired one) or ``spot`` of the
   underlying, matched by kind and by the underlying prefix of the name (``BTC`` in
@@ -39,20 +39,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy.special import ndtr
 
-from calibration.black import black_price
-from calibration.black import greeks as black_greeks
-from calibration.forwards import SECONDS_PER_YEAR
-from calibration.surface import Surface
-from replay.config import ConfigError, check_choice
-from replay.instruments import underlying_of
-from replay.journal import EventKind, register_kind
-from replay.state import NEVER, Instruments
+from calibration.pricing.black import black_price
+from calibration.pricing.black import greeks as black_greeks
+from calibration.pricing.forwards import SECONDS_PER_YEAR
+from replay.engine.journal import EventKind, register_kind
+from replay.engine.state import Instruments
+from replay.errors import ConfigError
+from replay.model.config import check_choice
+from replay.model.instruments import underlying_of
+from strategies.board import SurfaceBoard
 
 NS_PER_YEAR = SECONDS_PER_YEAR * 1e9
 SQRT_2PI = math.sqrt(2.0 * math.pi)
@@ -78,26 +79,6 @@ BOOK_ORDER = register_kind(EventKind("book_order", "book_orders", (
     ("book", "str"), ("reason", "str"), ("instrument_id", "int"), ("qty", "float"),
     ("price", "float"), ("ref_price", "float"), ("ref_size", "float"), ("ref_side", "int"),
     ("ref_ts", "int"))))
-
-class SurfaceBoard:
-    """Where the calibration consumer publishes its latest surface for strategies to read.
-
-    A plain shared object (not journaled itself: the fits are); deliberately not a dataclass,
-    so that ``hydra.utils.instantiate(cfg, board=board)`` passes it through instead of turning
-    it into a config node.  ``spot`` is the underlying mid at fit time when the publisher gives
-    it (used to roll forwards with the market).
-    """
-
-    def __init__(self, surface: Surface | None = None, ts: int = NEVER,
-                 spot: float = math.nan) -> None:
-        self.publish(surface, ts, spot)
-
-    def publish(self, surface: Surface | None, ts: int, spot: float = math.nan) -> None:
-        self.surface, self.ts, self.spot = surface, int(ts), float(spot)
-
-    def __repr__(self) -> str:
-        return f"SurfaceBoard(ts={self.ts}, has_surface={self.surface is not None})"
-
 
 @dataclass(frozen=True)
 class Greeks:
@@ -148,8 +129,8 @@ def contracts_delta(contracts: float, price: float, contract_size: float, invers
 
 
 def bs_greeks(forward: Any, strike: Any, t: Any, vol: Any, is_call: Any) -> dict[str, np.ndarray]:
-    """:func:`calibration.black.greeks` with every input broadcast to one full shape first
-    (``calibration.black`` warns about read-only broadcast views otherwise)."""
+    """:func:`calibration.pricing.black.greeks` with every input broadcast to one full shape first
+    (``calibration.pricing.black`` warns about read-only broadcast views otherwise)."""
     args = [np.asarray(a) for a in (forward, strike, t, vol, is_call)]
     shape = np.broadcast_shapes(*(a.shape for a in args))
     return black_greeks(*(a if a.shape == shape else np.broadcast_to(a, shape).copy()
@@ -239,7 +220,7 @@ def delta_gamma(forward: np.ndarray, strike: np.ndarray, t: np.ndarray, vol: np.
     (F. Black, "The pricing of commodity contracts", J. Financial Economics 3, 1976).
 
     A lean path for the corridor search, which evaluates a book's delta at many prices; it
-    expects ``t > 0`` and ``vol > 0`` (live legs) and matches :mod:`calibration.black`.
+    expects ``t > 0`` and ``vol > 0`` (live legs) and matches :mod:`calibration.pricing.black`.
     """
     sd = vol * np.sqrt(t)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -360,38 +341,8 @@ def book_greeks(ctx: Any, positions: Mapping[int, float] | None, source: str,
 
 def option_value_coin(forward: float, strike: float, t: float, vol: float, is_call: bool
                       ) -> float:
-    """Inverse-option premium in coin, ``black_price / F`` (DESIGN.md)."""
+    """Inverse-option premium in coin, ``black_price / F`` (``docs/architecture.md``, "Units")."""
     return float(black_price(forward, strike, t, vol, is_call)) / forward
-
-
-@dataclass
-class PendingOrders:
-    """Orders a consumer sent that the venue has not processed yet.
-
-    The engine fires an order's arrival before the first event with ``ts_recv`` above its
-    ``arrival_ts`` and, at one instant, before consumer deadlines; a corridor or quote-count
-    wake at ``now`` happens while arrivals at ``now`` are still due.  So at a ``deadline`` wake
-    every order with ``arrival_ts <= now`` has been processed, at other wakes those with
-    ``arrival_ts < now``.  Processed orders have moved ``ctx.position`` if they filled.
-    """
-
-    orders: list[tuple[int, int, float]] = field(default_factory=list)  # (arrival, iid, qty)
-
-    def add(self, arrival_ts: int, iid: int, qty: float) -> None:
-        self.orders.append((int(arrival_ts), int(iid), float(qty)))
-
-    def prune(self, now: int, reason: str) -> None:
-        done = (lambda a: a <= now) if reason == "deadline" else (lambda a: a < now)
-        self.orders = [o for o in self.orders if not done(o[0])]
-
-    def qty(self, iid: int) -> float:
-        return sum(q for _, i, q in self.orders if i == iid)
-
-    def by_instrument(self) -> dict[int, float]:
-        out: dict[int, float] = {}
-        for _, i, q in self.orders:
-            out[i] = out.get(i, 0.0) + q
-        return out
 
 
 def require_positive(key: str, value: float) -> float:

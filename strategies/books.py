@@ -6,7 +6,7 @@
   option trades, within a size cap and an instrument filter, at the traded price.
 
 **Expiry.**  Books hold their options to expiry; settling them is the ledger's job: the PnL
-marker (:mod:`replay.pnl`) closes every expired position at intrinsic value against the
+marker (:mod:`replay.consumers.marker`) closes every expired position at intrinsic value against the
 settlement index and journals one ``settlement`` event each.
 """
 
@@ -17,20 +17,21 @@ from typing import Any
 
 import numpy as np
 
-from calibration.black import delta as black_delta
-from replay.config import ConfigError, check_choice
-from replay.state import NEVER
-from replay.wake import WakeCondition
+from calibration.pricing.black import delta as black_delta
+from replay.engine.state import NEVER
+from replay.engine.wake import WakeCondition
+from replay.errors import ConfigError
+from replay.model.config import check_choice
 from strategies.base import (
     DELTA_SOURCES,
     NS_PER_YEAR,
-    SurfaceBoard,
     bs_greeks,
     expiry_forward,
     leg_vols,
     require_positive,
     spot_of,
 )
+from strategies.board import SurfaceBoard
 from strategies.listed import choose_expiry, listed_options, options_at
 
 NS = 1_000_000_000

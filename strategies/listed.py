@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from replay.config import ConfigError
-from replay.instruments import underlying_of
-from replay.state import Instruments
+from replay.engine.state import Instruments
+from replay.errors import ConfigError
+from replay.model.instruments import underlying_of
 
 
 def listed_options(instruments: Instruments, now: int, underlying: str = "BTC") -> np.ndarray:

@@ -1,9 +1,9 @@
 """The Hydra-visible face of volreplay's Optuna sweeper; the work is in
-:mod:`replay.optuna_sweeper` (Hydra instantiates only plugin classes defined under
+:mod:`replay.app.sweeps.optuna` (Hydra instantiates only plugin classes defined under
 ``hydra_plugins``)."""
 
-import replay.optuna_sweeper as _impl
+import replay.app.sweeps.optuna as _impl
 
 
 class OptunaSweeper(_impl.OptunaSweeper):
-    """See :class:`replay.optuna_sweeper.OptunaSweeper`."""
+    """See :class:`replay.app.sweeps.optuna.OptunaSweeper`."""

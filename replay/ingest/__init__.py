@@ -9,8 +9,9 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from replay.ingest.core import Adapter, Chunk, IngestError, Reject, ingest_files, resolve_paths
-from replay.store import LoadReport, MarketStore
+from replay.errors import IngestError
+from replay.ingest.core import Adapter, Chunk, Reject, ingest_files, resolve_paths
+from replay.store.database import LoadReport, MarketStore
 
 FORMATS: dict[str, str] = {
     "deribit-summary": "replay.ingest.deribit_summary:read",

@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from replay.ingest.core import Chunk, IngestError, Reject
-from replay.instruments import underlying_of
+from replay.errors import IngestError
+from replay.ingest.core import Chunk, Reject
+from replay.model.instruments import underlying_of
 
 CHUNK_LINES = 100_000
 _PERP_TICK, _SPOT_TICK = 0.1, 0.01

@@ -12,7 +12,7 @@ Container
     so fields cannot contain commas).  The extension does not matter.
 
 Columns
-    Exactly the columns of :mod:`replay.schema` for that table, in any order, except that
+    Exactly the columns of :mod:`replay.model.schema` for that table, in any order, except that
     market tables name the instrument by ``instrument`` (its name) instead of
     ``instrument_id``.  Required columns must be present (a clear error names the missing
     ones); optional columns may be left out.  ``seq`` and ``instrument_id`` are accepted and
@@ -41,10 +41,11 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from replay.ingest.core import Chunk, IngestError, Reject
+from replay.errors import IngestError
+from replay.ingest.core import Chunk, Reject
 from replay.ingest.tardis_csv import CsvReader, parse_float, parse_int
-from replay.schema import KINDS, SETTLEMENTS, TABLES, Column
-from replay.store import TS_MAX, TS_MIN
+from replay.model.schema import KINDS, SETTLEMENTS, TABLES, Column
+from replay.store.database import TS_MAX, TS_MIN
 
 BATCH_ROWS = 65_536
 _OUT_OF_RANGE = np.iinfo(np.int64).max

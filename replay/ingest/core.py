@@ -30,12 +30,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from replay.schema import arrow_schema, payload_columns
-from replay.store import TS_MAX, TS_MIN, LoadReport, MarketStore, StoreError, file_sha256
-
-
-class IngestError(RuntimeError):
-    """A user-facing ingestion problem (missing file, unknown format, unreadable container)."""
+from replay.errors import IngestError, StoreError
+from replay.model.schema import arrow_schema, payload_columns
+from replay.store.database import TS_MAX, TS_MIN, LoadReport, MarketStore, file_sha256
 
 
 @dataclass
@@ -50,7 +47,7 @@ class Reject:
 class Chunk:
     """What an adapter yields: parsed rows and the rows it could not parse.
 
-    ``rows[table]`` holds canonical columns (see :mod:`replay.schema`) except that the
+    ``rows[table]`` holds canonical columns (see :mod:`replay.model.schema`) except that the
     instrument is given by ``instrument`` (its name) instead of ``instrument_id``, plus
     ``_loc`` (line or row number in the source).  ``raw(locators)`` returns the source text of
     rows, and is only called for the few rows that end in the quarantine, so that valid rows

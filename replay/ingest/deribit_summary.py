@@ -26,7 +26,8 @@ contract, tick 2.5) is defined too, without quotes: its price is the options'
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from replay.ingest.core import Chunk, IngestError, Reject
-from replay.instruments import ParsedName, parse_deribit_name
+from calibration.quotes import MIN_T_YEARS, QuoteSnapshot, build_snapshot
+from replay.errors import IngestError
+from replay.ingest.core import Chunk, Reject
+from replay.model.instruments import ParsedName, parse_deribit_name
 
 BATCH_ROWS = 65_536
 #: Deribit BTC futures: 10 USD per contract, 2.5 USD tick
@@ -144,3 +147,82 @@ def _raw_rows(t: pa.Table, idx: np.ndarray) -> list[str]:
 
     sub = t.take(pa.array(idx, pa.int64())).to_pylist()
     return [json.dumps(r, default=str, sort_keys=True) for r in sub]
+
+
+# ------------------------------------------------------------- snapshots for calibration studies
+
+def summary_files(root: Path | str) -> list[Path]:
+    """The Deribit summary Parquet files under ``root``, in file-name (= time) order."""
+    return sorted(Path(root).rglob("*.parquet"), key=lambda p: p.name)
+
+
+@dataclass(frozen=True, eq=False)
+class SummaryRows:
+    """The option rows of one ``harvest_time``: the inputs of
+    :func:`calibration.quotes.build_snapshot`."""
+
+    ts_ns: int
+    expiry_ns: np.ndarray
+    strike: np.ndarray
+    is_call: np.ndarray
+    bid: np.ndarray  # coin, NaN when absent
+    ask: np.ndarray
+    forward: np.ndarray  # the venue's underlying price of the expiry, USD
+    mark_iv: np.ndarray  # fraction
+    instrument: list[str]
+
+    def snapshot(self, min_t: float = MIN_T_YEARS, parity: bool = True) -> QuoteSnapshot:
+        return build_snapshot(self.ts_ns, self.expiry_ns, self.strike, self.is_call, self.bid,
+                              self.ask, self.forward, mark_iv=self.mark_iv,
+                              instrument=self.instrument, min_t=min_t, parity=parity)
+
+
+_SNAPSHOT_COLS = ("bid_price", "ask_price", "mark_iv", "underlying_price")
+
+
+def summary_rows(paths: Sequence[Path | str], underlying: str = "BTC") -> Iterator[SummaryRows]:
+    """The files' option rows of ``underlying``, one :class:`SummaryRows` per ``harvest_time``
+    that has at least one bid, in time order, without a store in between.
+
+    They are read by :func:`read`, the adapter ``volreplay ingest deribit-summary`` uses, so a
+    calibration study over the files sees exactly the rows an ingest would store.  Snapshots
+    with no bid at all (early files carry no book) are skipped.
+    """
+    parts = []
+    for path in paths:
+        for ch in read(Path(path)):
+            t = ch.rows["option_quotes"]
+            parts.append(pa.table({
+                "ts": t.column("ts_recv"), "name": t.column("instrument"),
+                **{c: (t.column(c) if c in t.column_names else pa.nulls(t.num_rows, pa.float64()))
+                   for c in _SNAPSHOT_COLS}}))
+    if not parts:
+        return
+    tab = pa.concat_tables(parts)
+    tab = tab.filter(pc.starts_with(tab.column("name"), f"{underlying}-"))
+    tab = tab.sort_by([("ts", "ascending"), ("name", "ascending")])
+    ts = tab.column("ts").to_numpy()
+    names = tab.column("name").to_pylist()
+    cols = {c: tab.column(c).to_numpy(zero_copy_only=False).astype(float) for c in _SNAPSHOT_COLS}
+    parsed = {nm: parse_deribit_name(nm) for nm in set(names)}
+    exp = np.array([parsed[nm].expiry_ns for nm in names], dtype=np.int64)
+    strike = np.array([parsed[nm].strike for nm in names], dtype=float)
+    is_call = np.array([parsed[nm].is_call for nm in names], dtype=bool)
+    bounds = np.flatnonzero(np.diff(ts)) + 1
+    for lo, hi in zip(np.r_[0, bounds], np.r_[bounds, ts.size]):
+        if not np.isfinite(cols["bid_price"][lo:hi]).any():
+            continue
+        sel = slice(lo, hi)
+        yield SummaryRows(int(ts[lo]), exp[sel], strike[sel], is_call[sel],
+                          cols["bid_price"][sel], cols["ask_price"][sel],
+                          cols["underlying_price"][sel], cols["mark_iv"][sel], names[lo:hi])
+
+
+def summary_snapshots(paths: Sequence[Path | str], underlying: str = "BTC", *,
+                      min_t: float = MIN_T_YEARS) -> Iterator[QuoteSnapshot]:
+    """Calibration snapshots of the files (:func:`summary_rows`), in time order; snapshots
+    without any usable expiry yield nothing."""
+    for rows in summary_rows(paths, underlying):
+        snap = rows.snapshot(min_t)
+        if snap.slices:
+            yield snap

@@ -32,7 +32,7 @@ Conventions and assumptions:
   8 hours (Tardis maps ``funding_8h``/``current_funding``), and Binance USD-M perpetuals fund
   every 8 hours.  Perpetuals with other intervals must be ingested in canonical form.
 * Instruments are defined here only for Deribit (``exchange == "deribit"``) names that
-  :func:`replay.instruments.parse_deribit_name` understands and whose contract spec is known:
+  :func:`replay.model.instruments.parse_deribit_name` understands and whose contract spec is known:
   inverse options (1 coin per contract, tick 0.0001 coin) and the inverse BTC/ETH perpetuals
   and futures (``_DELTA_ONE_SPECS``).  Deribit amounts for inverse perpetuals and futures are
   USD notional; they are divided by the contract size so that sizes are in contracts.
@@ -56,8 +56,8 @@ import pyarrow.compute as pc
 
 from replay.ingest.core import Chunk, Reject
 from replay.ingest.tardis_csv import CsvBlock, CsvReader, parse_float, parse_int
-from replay.instruments import ParsedName, parse_deribit_name
-from replay.store import TS_MAX, TS_MIN
+from replay.model.instruments import ParsedName, parse_deribit_name
+from replay.store.database import TS_MAX, TS_MIN
 
 FUNDING_INTERVAL_S = 8 * 3600.0
 #: (underlying, kind) -> (contract size in USD, tick size in USD) of Deribit inverse contracts.

@@ -32,7 +32,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from replay.ingest.core import IngestError, Reject
+from replay.errors import IngestError
+from replay.ingest.core import Reject
 
 BLOCK_BYTES = 8 << 20
 MAX_LINE_BYTES = 64 << 20

@@ -34,8 +34,8 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
-from calibration.black import black_price
-from replay.instruments import expiry_ns as _expiry_ns
+from calibration.pricing.black import black_price
+from replay.model.instruments import expiry_ns as _expiry_ns
 from replay.synth.paths import NS_PER_S, YEAR_S, ModelParams, PathBlock
 
 DAY_NS = 86_400 * NS_PER_S

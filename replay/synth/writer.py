@@ -31,8 +31,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from replay.schema import MARKET_TABLES, arrow_schema
-from replay.store import MarketStore, StoreError, open_store
+from replay.errors import StoreError
+from replay.model.schema import MARKET_TABLES, arrow_schema
+from replay.store import open_store
+from replay.store.database import MarketStore
 from replay.synth.chain import Chain, build_chain, instrument_defs, quote_updates
 from replay.synth.flow import option_trades, perp_trades
 from replay.synth.paths import (
@@ -48,7 +50,7 @@ from replay.synth.paths import (
 )
 
 if TYPE_CHECKING:
-    from replay.synth import SynthConfig
+    from replay.synth.config import SynthConfig
 
 PERP_NAME, INDEX_NAME = "BTC-PERPETUAL", "BTC-USD"
 WRITER_MEMORY_LIMIT = "256MB"
@@ -149,7 +151,7 @@ def _truth_params(cfg: SynthConfig, end_ns: int, step_ns: int, ref_vol: float) -
     ]
     for prefix, obj in (("model.", cfg.params), ("chain.", cfg.chain), ("flow.", cfg.flow)):
         rows += [(prefix + k, float(v), None) for k, v in asdict(obj).items()]
-    from replay.synth import BLOCK_S
+    from replay.synth.config import BLOCK_S
 
     rows.append(("block_s", float(BLOCK_S), None))
     return pa.table({"key": [r[0] for r in rows],
@@ -224,7 +226,7 @@ def _truth_trades(ot: dict[str, np.ndarray]) -> pa.Table:
 
 def _write(store: MarketStore, cfg: SynthConfig, start: int, end: int) -> dict[str, int]:
     """Write the instruments, the truth and every block; return rows per market table."""
-    from replay.synth import BLOCK_S
+    from replay.synth.config import BLOCK_S
 
     busy = {t: store.count(t) for t in MARKET_TABLES if store.count(t)}
     if busy:

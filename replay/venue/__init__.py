@@ -3,7 +3,7 @@
 The engine delivers each order at its arrival time ``decision_ts + latency`` together with the
 book as of arrival; these modules turn that into fills, fees, rejections, funding and PnL:
 
-* :mod:`replay.venue.orders` - instrument specs, orders, fills, rejections;
+* :mod:`replay.model.orders` - instrument specs, orders, fills, rejections;
 * :mod:`replay.venue.latency` - constant latency per venue plus seeded jitter;
 * :mod:`replay.venue.fills` - marketable orders (touch, depth walk, bands) and queue models;
 * :mod:`replay.venue.fees` - maker/taker fees with Deribit's option fee cap;
@@ -13,6 +13,7 @@ book as of arrival; these modules turn that into fills, fees, rejections, fundin
 
 from __future__ import annotations
 
+from replay.model.orders import Fill, InstrumentSpec, Order, Rejection
 from replay.venue.accounting import Portfolio, PortfolioMark, option_settlement_price
 from replay.venue.fees import DERIBIT_FEES, NO_FEES, FeeSchedule, VenueFees, apply_fees, fee
 from replay.venue.fills import (
@@ -31,7 +32,6 @@ from replay.venue.fills import (
 )
 from replay.venue.funding import accrue, discrete_payments, funding_payment
 from replay.venue.latency import LatencyModel, VenueLatencies
-from replay.venue.orders import Fill, InstrumentSpec, Order, Rejection
 
 __all__ = [
     "DERIBIT_FEES",

@@ -41,7 +41,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from replay.venue.orders import Fill, InstrumentSpec
+from replay.model.orders import Fill, InstrumentSpec
 
 _EPS = 1e-12
 

@@ -37,7 +37,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from replay.venue.orders import Fill, InstrumentSpec
+from replay.model.orders import Fill, InstrumentSpec
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ Price bands work like Deribit's: an order may not trade further than ``PriceBand
 from the reference price (mark, else mid).  A market order therefore behaves as a limit order
 at the band edge; a limit order priced outside the band is rejected outright.  What a market
 order cannot fill (depth exhausted or band reached) is cancelled and reported as a
-:class:`~replay.venue.orders.Rejection` for the remainder; a limit order's remainder rests.
+:class:`~replay.model.orders.Rejection` for the remainder; a limit order's remainder rests.
 
 Passive orders
 --------------
@@ -44,7 +44,7 @@ from typing import Protocol
 
 import numpy as np
 
-from replay.venue.orders import (
+from replay.model.orders import (
     REJECT_INVALID,
     REJECT_NO_LIQUIDITY,
     REJECT_PRICE_BAND,

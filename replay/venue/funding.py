@@ -1,6 +1,6 @@
 """Perpetual funding, accrued at the rates stored in the market store's ``funding`` table.
 
-Sign convention (the venues' and :mod:`replay.schema`'s): a positive rate means **longs pay
+Sign convention (the venues' and :mod:`replay.model.schema`'s): a positive rate means **longs pay
 shorts**.  Amounts returned here are cash *received* by the position holder, so a long position
 with a positive rate gets a negative amount.
 
@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numpy.typing import ArrayLike
 
-from replay.venue.orders import InstrumentSpec
+from replay.model.orders import InstrumentSpec
 
 NS = 1_000_000_000
 

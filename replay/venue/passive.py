@@ -29,12 +29,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
-from replay.consumer import Order as EngineOrder
-from replay.journal import EventKind, register_kind
+from replay.engine.journal import EventKind, register_kind
+from replay.engine.runtime import Order as EngineOrder
+from replay.engine.wake import WakeCondition
+from replay.model.orders import Fill
+from replay.model.orders import Order as VenueOrder
 from replay.venue.fills import BookView, QueueModel, RestingOrder, TradePrint
-from replay.venue.orders import Fill
-from replay.venue.orders import Order as VenueOrder
-from replay.wake import WakeCondition
 
 #: a limit order starts resting: ``queue_ahead`` contracts estimated in front of it
 RESTING = register_kind(EventKind("resting", "resting", (

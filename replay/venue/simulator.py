@@ -28,8 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from replay.config import VenueConfig, check_choice
-from replay.journal import EventKind, register_kind
+from replay.engine.journal import EventKind, register_kind
+from replay.model.config import VenueConfig, check_choice
+from replay.model.orders import Fill, InstrumentSpec
+from replay.model.orders import Order as VenueOrder
 from replay.venue.accounting import Portfolio
 from replay.venue.fees import FeeSchedule, VenueFees, apply_fees
 from replay.venue.fills import (
@@ -43,8 +45,6 @@ from replay.venue.fills import (
     rest,
 )
 from replay.venue.latency import LatencyModel
-from replay.venue.orders import Fill, InstrumentSpec
-from replay.venue.orders import Order as VenueOrder
 from replay.venue.passive import PassiveOrders
 
 NS = 1_000_000_000

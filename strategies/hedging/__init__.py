@@ -3,7 +3,7 @@
 * :mod:`strategies.hedging.bands` - Whalley-Wilmott, Zakamouline, Leland, fixed band, move and
   periodic triggers, gamma/vega neutralisation;
 * :mod:`strategies.hedging.corridor` - a delta band turned into an underlying price corridor;
-* :mod:`strategies.hedging.strategies` - the strategies themselves (engine consumers, one per
+* :mod:`strategies.hedging.registry` - the strategies themselves (engine consumers, one per
   Hydra ``strategy`` option; protocol in :mod:`strategies.hedging.delta`).
 """
 
@@ -23,7 +23,7 @@ from strategies.hedging.bands import (
     zakamouline_modified_vol,
 )
 from strategies.hedging.corridor import Corridor, delta_corridor, option_book_delta_fn
-from strategies.hedging.strategies import (
+from strategies.hedging.registry import (
     STRATEGIES,
     DeltaBand,
     GammaVega,

@@ -33,8 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from calibration.black import black_price
-from calibration.black import delta as black_delta
+from calibration.pricing.black import black_price
+from calibration.pricing.black import delta as black_delta
 
 #: A delta (or band half-width) as a function of the underlying; vectorised ones take and
 #: return arrays, which :func:`delta_corridor` exploits.

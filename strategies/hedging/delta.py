@@ -30,13 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from replay.config import check_choice
-from replay.wake import WakeCondition
+from replay.engine.wake import WakeCondition
+from replay.model.config import check_choice
 from strategies.base import (
     DELTA_SOURCES,
     BookLegs,
-    PendingOrders,
-    SurfaceBoard,
     book_legs,
     contracts_delta,
     instrument_price,
@@ -45,8 +43,10 @@ from strategies.base import (
     resolve_hedge,
     spot_of,
 )
+from strategies.board import SurfaceBoard
 from strategies.hedging.bands import band_trade, leland_vol, move_corridor, next_periodic_deadline
 from strategies.hedging.corridor import Corridor, delta_corridor
+from strategies.pending import PendingOrders
 
 NS = 1_000_000_000
 Width = float | Callable[[np.ndarray], np.ndarray] | None
@@ -71,7 +71,7 @@ class Hedger:
 
     def __init_subclass__(cls, **kw: Any) -> None:
         # subclasses take their own keys plus ``**common``; publish the full keyword list so
-        # that config checks (replay.config.instantiate_checked) see every accepted key
+        # that config checks (replay.model.config.instantiate_checked) see every accepted key
         super().__init_subclass__(**kw)
         own = [p for p in inspect.signature(cls.__init__).parameters.values()
                if p.kind is not p.VAR_KEYWORD]

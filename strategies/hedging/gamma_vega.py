@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from replay.config import check_choice
+from replay.model.config import check_choice
 from strategies.base import (
     NS_PER_YEAR,
     BookLegs,

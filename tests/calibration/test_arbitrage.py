@@ -11,8 +11,8 @@ from calibration.arbitrage import (
     durrleman_g,
     lee_violations,
 )
-from calibration.black import black_price
-from calibration.svi import SVIParams, svi_derivatives, svi_total_variance
+from calibration.models.svi import SVIParams, svi_derivatives, svi_total_variance
+from calibration.pricing.black import black_price
 
 # Axel Vogt's SVI slice, the standard example with butterfly arbitrage
 # (Gatheral and Jacquier 2014, "Arbitrage-free SVI volatility surfaces", Section 5.1).

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
+from calibration.models.svi import SVIParams
 from calibration.quality import (
     FitQuality,
     OOSError,
@@ -15,7 +16,6 @@ from calibration.quality import (
 )
 from calibration.quotes import QuoteSlice, QuoteSnapshot
 from calibration.surface import SmileSlice, Surface
-from calibration.svi import SVIParams
 
 T = 0.25
 F = 100.0

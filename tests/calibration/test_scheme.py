@@ -12,12 +12,13 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 from calibration.arbitrage import CALENDAR_TOL, calendar_grid
-from calibration.black import black_price
-from calibration.inverse import usd_to_coin
 from calibration.loss import LossConfig
-from calibration.quotes import build_snapshot, deribit_files, deribit_snapshots
+from calibration.models.svi import SVIParams, svi_total_variance
+from calibration.pricing.black import black_price
+from calibration.pricing.inverse import usd_to_coin
+from calibration.quotes import build_snapshot
 from calibration.scheme import CalibrationScheme, SchemeConfig, replay_snapshots
-from calibration.svi import SVIParams, svi_total_variance
+from replay.ingest.deribit_summary import summary_files, summary_snapshots
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 DAY_NS = 86_400 * 10 ** 9
@@ -242,12 +243,12 @@ def test_config_validation_and_from_dict():
         SchemeConfig.from_dict({"every": "soon"})
 
 
-def test_real_deribit_snapshots_smoke():
+def test_real_summary_snapshots_smoke():
     root = DATA / "deribit" / "BTC"
     if not root.is_dir():
         pytest.skip(f"real Deribit data not found at {root.resolve()} (../shared/data is "
                     "only present on the project's data machine)")
-    snaps = list(deribit_snapshots(deribit_files(root)[-2:]))
+    snaps = list(summary_snapshots(summary_files(root)[-2:]))
     assert len(snaps) == 2
     assert all(len(s.slices) >= 8 and s.n_two_sided > 200 for s in snaps)
     for model in ("svi", "essvi"):

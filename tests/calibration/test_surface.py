@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from calibration.black import black_price, greeks
-from calibration.essvi import ESSVIParams
-from calibration.sabr import SABRParams
+from calibration.models.essvi import ESSVIParams
+from calibration.models.sabr import SABRParams
+from calibration.models.svi import SVIParams, svi_total_variance
+from calibration.pricing.black import black_price, greeks
 from calibration.surface import SmileSlice, Surface
-from calibration.svi import SVIParams, svi_total_variance
 
 NS_YEAR = int(365 * 86400 * 1e9)
 

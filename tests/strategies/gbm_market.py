@@ -10,14 +10,14 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from calibration.black import black_price
-from replay.config import VenueConfig
-from replay.engine import run_replay
-from replay.journal import read_table
-from replay.pnl import PnLMarker
+from calibration.pricing.black import black_price
+from replay.consumers.marker import PnLMarker
+from replay.engine.journal import read_table
+from replay.engine.loop import run_replay
+from replay.engine.wake import WakeCondition
+from replay.model.config import VenueConfig
 from replay.store import open_store
 from replay.venue.simulator import SimulatedVenue, specs_from_store
-from replay.wake import WakeCondition
 
 NS = 1_000_000_000
 T0 = 1_736_150_400 * NS  # 2025-01-06 08:00 UTC

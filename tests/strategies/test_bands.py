@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from calibration.black import gamma as black_gamma
-from calibration.black import vega as black_vega
+from calibration.pricing.black import gamma as black_gamma
+from calibration.pricing.black import vega as black_vega
 from strategies.hedging.bands import (
     band_trade,
     gamma_vega_neutralise,

@@ -12,15 +12,21 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from calibration.black import black_price, greeks
+from calibration.models.svi import SVIParams
+from calibration.pricing.black import black_price, greeks
 from calibration.surface import SmileSlice, Surface
-from calibration.svi import SVIParams
-from replay.config import ConfigError
-from replay.state import F_ASK, F_BID, F_VENUE_FWD, NEVER, Instruments, MarketState, MarketView
+from replay.engine.state import (
+    F_ASK,
+    F_BID,
+    F_VENUE_FWD,
+    NEVER,
+    Instruments,
+    MarketState,
+    MarketView,
+)
+from replay.errors import ConfigError
 from strategies.base import (
     NS_PER_YEAR,
-    PendingOrders,
-    SurfaceBoard,
     book_greeks,
     book_legs,
     contracts_delta,
@@ -30,7 +36,9 @@ from strategies.base import (
     resolve_hedge,
     spot_of,
 )
+from strategies.board import SurfaceBoard
 from strategies.listed import choose_expiry, is_monthly
+from strategies.pending import PendingOrders
 
 NS = 1_000_000_000
 T0 = 1_765_152_000 * NS  # 2025-12-08 00:00 UTC, a Monday
@@ -78,7 +86,7 @@ def option_id(inst: Instruments, expiry: int, strike: float, is_call: bool) -> i
 
 
 class FakeCtx:
-    """The parts of :class:`replay.consumer.Context` consumers use, on a hand-set market."""
+    """The parts of :class:`replay.engine.runtime.Context` consumers use, on a hand-set market."""
 
     def __init__(self, now: int = T0 + 3600 * NS, spot: float = SPOT, half_spread: float = 0.5,
                  vol: float = FLAT):

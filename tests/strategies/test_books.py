@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from calibration.black import delta as black_delta
-from replay.config import ConfigError, VenueConfig
-from replay.engine import run_replay
-from replay.pnl import PnLMarker
+from calibration.pricing.black import delta as black_delta
+from replay.consumers.marker import PnLMarker
+from replay.engine.loop import run_replay
+from replay.errors import ConfigError
+from replay.model.config import VenueConfig
 from replay.store import open_store
 from replay.venue.simulator import SimulatedVenue, specs_from_store
 from strategies.base import NS_PER_YEAR

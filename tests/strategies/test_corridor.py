@@ -5,7 +5,7 @@ import pytest
 from numpy.testing import assert_allclose
 from scipy.stats import norm
 
-from calibration.black import gamma as black_gamma
+from calibration.pricing.black import gamma as black_gamma
 from strategies.hedging.bands import whalley_wilmott_half_width
 from strategies.hedging.corridor import Corridor, delta_corridor, option_book_delta_fn
 

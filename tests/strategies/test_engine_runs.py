@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
-from replay.config import ConfigError, instantiate_checked
-from replay.engine import run_replay
-from strategies.base import SurfaceBoard
+from replay.engine.loop import run_replay
+from replay.errors import ConfigError
+from replay.model.config import instantiate_checked
+from strategies.board import SurfaceBoard
 from strategies.books import FixedBook, MarketMakerBook
-from strategies.hedging.strategies import STRATEGIES, DeltaBand, WhalleyWilmott
+from strategies.hedging.registry import STRATEGIES, DeltaBand, WhalleyWilmott
 from tests.strategies.test_base import (
     E1,
     NS,
@@ -98,7 +99,7 @@ def test_resume_from_a_snapshot_gives_the_same_journal(store, tmp_path):
 def test_strategies_instantiate_from_hydra_targets(name):
     cls = STRATEGIES[name]
     board = SurfaceBoard()
-    cfg = {"_target_": f"strategies.hedging.strategies.{cls.__name__}", "name": "hedger",
+    cfg = {"_target_": f"strategies.hedging.registry.{cls.__name__}", "name": "hedger",
            "hedge": "perp", "delta_source": "surface", "flat_vol": 0.5, "latency_ns": 5_000_000,
            "min_trade": 1, "max_wake_ns": 60_000_000_000}
     s = instantiate(cfg, board=board)

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from calibration.black import delta as black_delta
-from calibration.black import gamma as black_gamma
-from replay.engine import run_replay
-from replay.wake import WakeCondition
+from calibration.pricing.black import delta as black_delta
+from calibration.pricing.black import gamma as black_gamma
+from replay.engine.loop import run_replay
+from replay.engine.wake import WakeCondition
 from strategies.base import NS_PER_YEAR, book_greeks
 from strategies.books import FixedBook
 from strategies.hedging.bands import leland_vol, zakamouline_k, zakamouline_modified_vol
-from strategies.hedging.strategies import (
+from strategies.hedging.registry import (
     DeltaBand,
     GammaVega,
     Leland,

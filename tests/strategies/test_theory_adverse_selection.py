@@ -4,12 +4,12 @@ GBM market must match the informed flow injected into it, and be zero without it
 The synthetic market (:mod:`replay.synth.flow`) makes a share ``q`` of option trades
 *informed*: the trader knows the sign of the log return ``r`` of the index over the next
 ``h`` = ``horizon_s`` seconds and takes the matching delta.  The market maker takes the
-other side at the traded price, and :mod:`replay.analytics` measures each fill's markout
+other side at the traded price, and :mod:`replay.analytics.execution` measures each fill's markout
 against the mid at the fill, ``side * (mid(t + h) - mid(t))`` (coin per contract here).
 
 Prediction.  An inverse option's coin premium ``V = C / S`` moves by
 ``dV = (delta - V) dS / S = delta_pa r`` to first order (premium-adjusted delta, Deribit's
-convention; :mod:`calibration.inverse`).  An informed trade has ``sign(side * delta_pa) =
+convention; :mod:`calibration.pricing.inverse`).  An informed trade has ``sign(side * delta_pa) =
 sign(r)``, so our markout is ``-|delta_pa| |r|``; an uninformed one has a random side and
 zero mean.  Under GBM ``E|r| = sigma sqrt(h) sqrt(2 / pi)`` (drift ``-sigma^2 h / 2`` is
 negligible over minutes), hence
@@ -30,11 +30,11 @@ import math
 import numpy as np
 import pytest
 
-from calibration.black import delta as black_delta
-from calibration.iv import implied_vol
-from replay import analytics
-from replay.config import VenueConfig
-from replay.engine import run_replay
+from calibration.pricing.black import delta as black_delta
+from calibration.pricing.iv import implied_vol
+from replay.analytics import execution as analytics
+from replay.engine.loop import run_replay
+from replay.model.config import VenueConfig
 from replay.store import open_store
 from replay.synth import SynthConfig, synthesize
 from replay.synth.chain import ChainParams

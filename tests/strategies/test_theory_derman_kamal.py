@@ -14,8 +14,8 @@ import math
 import numpy as np
 from scipy import stats
 
-from calibration.black import vega
-from strategies.hedging.strategies import Periodic
+from calibration.pricing.black import vega
+from strategies.hedging.registry import Periodic
 from tests.strategies.gbm_market import DAY, S0, SIGMA, T0, T_YEARS, K, hedged_pnl, paths
 
 

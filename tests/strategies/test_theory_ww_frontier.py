@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from strategies.hedging.strategies import Periodic, WhalleyWilmott
+from strategies.hedging.registry import Periodic, WhalleyWilmott
 from tests.strategies.gbm_market import DAY, SIGMA, T0, hedged_pnl, paths
 
 COST_BPS = 10.0

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from replay.consumer import CorridorHedger, Periodic, QuoteCounter, TouchVenue
-from replay.engine import run_replay
-from replay.journal import KINDS, recompute_hash
-from replay.state import C_EVENTS
-from replay.wake import WakeCondition
+from replay.engine.journal import KINDS, recompute_hash
+from replay.engine.loop import run_replay
+from replay.engine.state import C_EVENTS
+from replay.engine.wake import WakeCondition
 from tests.replay.engine import MS, build_store
+from tests.replay.engine.toys import CorridorHedger, Periodic, QuoteCounter, TouchVenue
 
 
 @pytest.fixture(scope="module")
@@ -190,7 +190,7 @@ def test_progress_is_quiet_off_a_terminal_and_calls_a_callable(store, tmp_path, 
 
 @pytest.mark.parametrize("what,streams,n", [("quote", (2, 4), 9), ("trade", (3, 5), 2)])
 def test_count_wakes_after_every_nth_matching_event(store, tmp_path, what, streams, n):
-    from replay.feed import Feed
+    from replay.engine.feed import Feed
     from replay.store import open_store
 
     p, ids = store
@@ -219,7 +219,7 @@ def test_wake_condition_validation():
         WakeCondition(trade_count=0)
     with pytest.raises(ValueError):
         WakeCondition(deadline=5, instruments=(1,))
-    from replay.wake import WakeTable
+    from replay.engine.wake import WakeTable
 
     w = WakeTable(1, 4)
     with pytest.raises(ValueError, match="not after now"):

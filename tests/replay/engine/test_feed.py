@@ -6,8 +6,8 @@ import pyarrow as pa
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from replay.feed import STREAMS, Feed, FeedCursor
-from replay.schema import STREAM_PRIORITY
+from replay.engine.feed import STREAMS, Feed, FeedCursor
+from replay.model.schema import STREAM_PRIORITY
 from replay.store import open_store
 from tests.replay.engine import EXPIRY, MS, T0, build_store
 

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from replay.consumer import CorridorHedger, TouchVenue
-from replay.engine import run_replay
-from replay.journal import (
+from replay.engine.journal import (
     H0,
     KINDS,
     EventKind,
@@ -21,7 +19,9 @@ from replay.journal import (
     recompute_hash,
     register_kind,
 )
+from replay.engine.loop import run_replay
 from tests.replay.engine import MS, build_store
+from tests.replay.engine.toys import CorridorHedger, TouchVenue
 
 
 def test_canonical_bytes_layout():

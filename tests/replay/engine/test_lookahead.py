@@ -13,12 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 
-from replay.consumer import TouchVenue
-from replay.engine import run_replay
-from replay.schema import MARKET_TABLES, columns
+from replay.engine.loop import run_replay
+from replay.model.schema import MARKET_TABLES, columns
 from replay.store import open_store
 from tests.replay.engine import MS, T0, build_store
 from tests.replay.engine.test_engine_equivalence import _same, journal_rows, toys
+from tests.replay.engine.toys import TouchVenue
 
 SPAN_MS = 20_000
 END = T0 + SPAN_MS * MS + 50 * MS  # fixed, so end-of-data timers do not depend on the data

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from replay import snapshot
-from replay.config import ConfigError
-from replay.consumer import TouchVenue
-from replay.engine import run_replay
-from replay.journal import recompute_hash
+from replay.engine import snapshot
+from replay.engine.journal import recompute_hash
+from replay.engine.loop import run_replay
+from replay.errors import ConfigError
 from tests.replay.engine import MS, build_store
 from tests.replay.engine.test_engine_equivalence import _same, journal_rows, toys
+from tests.replay.engine.toys import TouchVenue
 
 ROOT = Path(__file__).resolve().parents[3]
 SETTINGS = {"snapshot_every_events": 150, "snapshot_every_ns": 11_000 * MS,
@@ -45,8 +45,8 @@ def test_sigkill_mid_run_then_resume_gives_the_same_hash(world, tmp_path):
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from replay.engine import run_replay
-        from replay.consumer import TouchVenue
+        from replay.engine.loop import run_replay
+        from tests.replay.engine.toys import TouchVenue
         from tests.replay.engine.test_engine_equivalence import toys
         from tests.replay.engine.test_resume import SETTINGS
         from replay.store import open_store

@@ -5,10 +5,10 @@ import pyarrow as pa
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from replay.feed import Feed
-from replay.reference import apply as py_apply
-from replay.reference import load_events
-from replay.state import (
+from replay.engine.feed import Feed
+from replay.engine.reference import apply as py_apply
+from replay.engine.reference import load_events
+from replay.engine.state import (
     C_EVENTS,
     C_NOW,
     NEVER,

@@ -1,4 +1,4 @@
-from replay.schema import MARKET_TABLES
+from replay.model.schema import MARKET_TABLES
 
 
 def market_rows(store) -> int:

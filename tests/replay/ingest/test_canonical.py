@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from replay.ingest import IngestError, ingest
+from replay.errors import IngestError
+from replay.ingest import ingest
 from replay.ingest.canonical import table_for, write_canonical_csv
 from tests.replay.ingest import market_rows
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 from numpy.testing import assert_allclose
 
 from replay.ingest import ingest
-from replay.instruments import expiry_ns
+from replay.model.instruments import expiry_ns
 from replay.store import open_store
 
 

@@ -30,8 +30,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from replay.ingest import IngestError, ingest
-from replay.schema import MARKET_TABLES, TABLES
+from replay.errors import IngestError
+from replay.ingest import ingest
+from replay.model.schema import MARKET_TABLES, TABLES
 from replay.store import open_store
 from tests.replay.ingest import market_rows
 

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from replay.ingest import IngestError, ingest, tardis_csv
+from replay.errors import IngestError
+from replay.ingest import ingest, tardis_csv
 from tests.replay.ingest import market_rows
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "tardis"

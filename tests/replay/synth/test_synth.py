@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from replay.cli import main as cli_main
-from replay.schema import MARKET_TABLES
-from replay.store import StoreError, open_store
+from replay.app.cli import main as cli_main
+from replay.errors import StoreError
+from replay.model.schema import MARKET_TABLES
+from replay.store import open_store
 from replay.synth import EPOCH_NS, SynthConfig, synthesize
 from replay.synth.chain import expiry_schedule, strike_grid
 from replay.synth.flow import FlowParams

@@ -3,8 +3,8 @@ import json
 import pytest
 from numpy.testing import assert_allclose
 
+from replay.model.orders import Fill, InstrumentSpec
 from replay.venue.accounting import Portfolio, option_settlement_price
-from replay.venue.orders import Fill, InstrumentSpec
 
 CALL = InstrumentSpec(1, "option", "inverse", 1.0, 0.0005, 50000.0, 0, True)
 PUT = InstrumentSpec(2, "option", "inverse", 1.0, 0.0005, 50000.0, 0, False)

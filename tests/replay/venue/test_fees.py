@@ -3,8 +3,8 @@ import math
 import pytest
 from numpy.testing import assert_allclose
 
+from replay.model.orders import Fill, InstrumentSpec
 from replay.venue.fees import DERIBIT_FEES, FeeSchedule, VenueFees, apply_fees, fee, notional
-from replay.venue.orders import Fill, InstrumentSpec
 
 BTC_OPT = InstrumentSpec(1, "option", "inverse", 1.0, 0.0001, 60000.0, 0, True)
 BTC_PERP = InstrumentSpec(2, "perp", "inverse", 10.0, 0.5)

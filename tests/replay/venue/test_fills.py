@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
+from replay.model.orders import Order
 from replay.venue.fills import (
     BookView,
     ConservativeQueue,
@@ -19,7 +20,6 @@ from replay.venue.fills import (
     match_on_arrival,
     rest,
 )
-from replay.venue.orders import Order
 
 BOOK = BookView(ts=1_000, bid_price=99.5, ask_price=100.0, bid_size=4.0, ask_size=2.0,
                 tick_size=0.5)

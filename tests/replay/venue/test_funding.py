@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
+from replay.model.orders import InstrumentSpec
 from replay.venue.funding import accrue, discrete_payments, funding_payment
-from replay.venue.orders import InstrumentSpec
 
 NS = 1_000_000_000
 H = 3600 * NS

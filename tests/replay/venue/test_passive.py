@@ -11,14 +11,14 @@ import pyarrow as pa
 import pytest
 from numpy.testing import assert_allclose
 
-from replay.config import VenueConfig
-from replay.engine import run_replay
+from replay.engine.loop import run_replay
+from replay.engine.wake import WakeCondition
+from replay.model.config import VenueConfig
+from replay.model.orders import Order as VenueOrder
 from replay.store import open_store
 from replay.venue.fills import BookView, RestingOrder
-from replay.venue.orders import Order as VenueOrder
 from replay.venue.passive import crossed_through
 from replay.venue.simulator import SimulatedVenue, specs_from_store
-from replay.wake import WakeCondition
 from tests.strategies.test_base import E1, NS, instrument_rows, journal_table
 
 START = E1 - 3600 * NS
@@ -179,7 +179,7 @@ def test_a_book_moving_through_the_limit_crosses_it():
 
 
 def test_shortfall_values_an_expired_remainder_at_the_mid_when_it_expired(store, tmp_path):
-    from replay import analytics
+    from replay.analytics import execution as analytics
 
     res = run(store, tmp_path / "run")
     with analytics.connect(res.journal_path, store[0]) as con:
@@ -193,7 +193,7 @@ def test_shortfall_values_an_expired_remainder_at_the_mid_when_it_expired(store,
 
 
 def shortfall_row(con, order_id: int) -> dict:
-    from replay import analytics
+    from replay.analytics import execution as analytics
 
     df = analytics.shortfall_table(con).df().set_index("order_id")
     return df.loc[order_id].to_dict()

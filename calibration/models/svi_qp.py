@@ -1,0 +1,194 @@
+"""The inner problem of quasi-explicit SVI calibration: a 3-parameter convex QP over a polytope.
+
+For fixed ``(m, sigma)`` raw SVI is linear in ``theta = (a, d, c)`` (Zeliade Systems 2009,
+"Quasi-explicit calibration of Gatheral's SVI model"; see :mod:`calibration.models.svi`), so the best
+``theta`` minimises ``theta' G theta - 2 r' theta`` subject to linear rows ``C theta >= h``:
+the seven rows of Zeliade's domain (:func:`domain_rows`) and, for a calendar-constrained refit,
+one row per floor point ``w(k_j) = a + d y_j + c sqrt(y_j^2 + 1) >= w_floor_j``.
+
+The QP is solved exactly, in finitely many steps, by the dual active-set method of Goldfarb and
+Idnani (1983, "A numerically stable dual method for solving strictly convex quadratic
+programs", Math. Programming 27): start at the unconstrained minimiser, add the most violated
+row, and take the largest step along the direction that keeps the active rows satisfied and
+their multipliers non-negative, dropping a row whose multiplier would turn negative.  Each
+iteration costs a few 3 x 3 solves, for any number of rows.  The answer is a KKT point of a
+strictly convex problem, so it is the global optimum (Nocedal and Wright, *Numerical
+Optimization*, 2nd ed., 2006, ch. 16); infeasibility is detected, never guessed.  Whatever the
+iteration path, the returned point is checked against every row before it is reported
+feasible, so no published property rests on how the iterations went.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+OK = 0
+INFEASIBLE = 1
+NOT_CONVERGED = 2
+
+
+@njit(cache=True)
+def domain_rows(amax: float, bd: float) -> tuple[np.ndarray, np.ndarray]:
+    """Zeliade's domain for ``theta = (a, d, c)`` as ``C theta >= h`` (7 rows).
+
+    ``c - d >= 0`` and ``c + d >= 0`` (``|rho| <= 1``); ``c + d <= bd`` and ``c - d <= bd``
+    (wing slopes, ``bd = slope_max * sigma``); ``a + c - d >= 0`` and ``a + c + d >= 0`` (a
+    linear sufficient condition for ``min w = a + sqrt(c^2 - d^2) >= 0``, since
+    ``sqrt(c^2 - d^2) >= c - |d|``); ``a <= amax``.
+    """
+    C = np.array([[0.0, -1.0, 1.0], [0.0, 1.0, 1.0], [0.0, -1.0, -1.0], [0.0, 1.0, -1.0],
+                  [1.0, -1.0, 1.0], [1.0, 1.0, 1.0], [-1.0, 0.0, 0.0]])
+    h = np.array([0.0, 0.0, -bd, -bd, 0.0, 0.0, -amax])
+    return C, h
+
+
+@njit(cache=True)
+def _inv3_into(A: np.ndarray, scale: float, B: np.ndarray) -> None:
+    """``B = (A / scale)^-1`` for a 3 x 3 matrix, by cofactors (``A`` is symmetric positive
+    definite here)."""
+    B[0, 0] = A[1, 1] * A[2, 2] - A[1, 2] * A[2, 1]
+    B[0, 1] = A[0, 2] * A[2, 1] - A[0, 1] * A[2, 2]
+    B[0, 2] = A[0, 1] * A[1, 2] - A[0, 2] * A[1, 1]
+    B[1, 0] = A[1, 2] * A[2, 0] - A[1, 0] * A[2, 2]
+    B[1, 1] = A[0, 0] * A[2, 2] - A[0, 2] * A[2, 0]
+    B[1, 2] = A[0, 2] * A[1, 0] - A[0, 0] * A[1, 2]
+    B[2, 0] = A[1, 0] * A[2, 1] - A[1, 1] * A[2, 0]
+    B[2, 1] = A[0, 1] * A[2, 0] - A[0, 0] * A[2, 1]
+    B[2, 2] = A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0]
+    f = scale / (A[0, 0] * B[0, 0] + A[0, 1] * B[1, 0] + A[0, 2] * B[2, 0])
+    for i in range(3):
+        for j in range(3):
+            B[i, j] *= f
+
+
+@njit(cache=True)
+def _solve_sym(M: np.ndarray, b: np.ndarray, q: int, x: np.ndarray) -> None:
+    """``x[:q]`` solves the leading ``q x q`` (q <= 3) symmetric positive definite system
+    ``M x = b`` (Cholesky; ``M`` is overwritten by its factor)."""
+    for i in range(q):
+        for j in range(i + 1):
+            s = M[i, j]
+            for k in range(j):
+                s -= M[i, k] * M[j, k]
+            M[i, j] = np.sqrt(max(s, 1e-300)) if i == j else s / M[j, j]
+    for i in range(q):
+        s = b[i]
+        for k in range(i):
+            s -= M[i, k] * x[k]
+        x[i] = s / M[i, i]
+    for i in range(q - 1, -1, -1):
+        s = x[i]
+        for k in range(i + 1, q):
+            s -= M[k, i] * x[k]
+        x[i] = s / M[i, i]
+
+
+@njit(cache=True)
+def _is_active(act: np.ndarray, q: int, j: int) -> bool:
+    for a in range(q):
+        if act[a] == j:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _dot(C: np.ndarray, j: int, x: np.ndarray) -> float:
+    return C[j, 0] * x[0] + C[j, 1] * x[1] + C[j, 2] * x[2]
+
+
+@njit(cache=True)
+def qp_solve(G: np.ndarray, r: np.ndarray, C: np.ndarray, h: np.ndarray,
+             max_iter: int = 100) -> tuple[np.ndarray, int]:
+    """``argmin theta' G theta - 2 r' theta`` subject to ``C theta >= h``; ``G`` is 3 x 3
+    symmetric positive definite, ``C`` has any number of rows.
+
+    Returns ``(theta, status)``: ``OK`` (0) for the exact optimum, ``INFEASIBLE`` (1) when no
+    point satisfies every row, ``NOT_CONVERGED`` (2) should the iteration cap be met (each
+    iteration adds or drops one row, so a cap of 100 is never met on these problems).
+    Goldfarb and Idnani's dual method (see the module docstring) with the projections written
+    out for three unknowns: with ``N`` the active normals, ``z = H n_p`` is the primal step
+    direction (``H = G^-1 - G^-1 N (N' G^-1 N)^-1 N' G^-1``) and ``v = (N' G^-1 N)^-1 N' G^-1
+    n_p`` the change of the active multipliers.  Violations are measured per unit row length,
+    so one tolerance fits every row.
+    """
+    m = C.shape[0]
+    nrm = np.empty(m)
+    hmax = 0.0
+    for j in range(m):
+        nrm[j] = np.sqrt(C[j, 0] ** 2 + C[j, 1] ** 2 + C[j, 2] ** 2)
+        hmax = max(hmax, abs(h[j]) / nrm[j])
+    tol = 1e-13 + 1e-11 * hmax
+    # one block of scratch: Gi = (G/tr)^-1, GiN (columns G^-1 n_a as rows), M, then vectors
+    W = np.zeros((12, 3))
+    Gi, GiN, M = W[0:3], W[3:6], W[6:9]
+    x, g, z = W[9], W[10], W[11]
+    V = np.zeros((3, 3))
+    u, b, v = V[0], V[1], V[2]
+    act = np.zeros(3, dtype=np.int64)
+    # scaling the objective leaves the argmin alone and keeps the steps O(1)
+    tr = G[0, 0] + G[1, 1] + G[2, 2]
+    _inv3_into(G, tr, Gi)
+    for i in range(3):
+        x[i] = (Gi[i, 0] * r[0] + Gi[i, 1] * r[1] + Gi[i, 2] * r[2]) / tr
+    q = 0
+    for _it in range(max_iter):
+        # the most violated row
+        p = -1
+        worst = -tol
+        for j in range(m):
+            s = (_dot(C, j, x) - h[j]) / nrm[j]
+            if s < worst and not _is_active(act, q, j):
+                worst = s
+                p = j
+        if p < 0:
+            return x.copy(), OK
+        for i in range(3):
+            g[i] = _dot(Gi, i, C[p])
+        gg = _dot(C, p, g)
+        up = 0.0
+        while True:
+            for i in range(3):
+                z[i] = g[i]
+            for a in range(q):
+                for i in range(3):
+                    GiN[a, i] = _dot(Gi, i, C[act[a]])
+                b[a] = _dot(GiN, a, C[p])
+                for c in range(q):
+                    M[a, c] = _dot(GiN, c, C[act[a]])
+            if q > 0:
+                _solve_sym(M, b, q, v)
+                for a in range(q):
+                    for i in range(3):
+                        z[i] -= GiN[a, i] * v[a]
+            # partial step: the first active multiplier to reach zero
+            t1 = np.inf
+            kdrop = -1
+            for a in range(q):
+                if v[a] > 1e-12 and u[a] / v[a] < t1:
+                    t1 = u[a] / v[a]
+                    kdrop = a
+            # full step: row p becomes active (z = 0 when C[p] is spanned by the active rows)
+            zz = _dot(C, p, z)
+            t2 = np.inf
+            if q < 3 and zz > 1e-12 * gg:
+                t2 = -(_dot(C, p, x) - h[p]) / zz
+            t = min(t1, t2)
+            if t == np.inf:
+                return x.copy(), INFEASIBLE
+            if t2 < np.inf:
+                for i in range(3):
+                    x[i] += t * z[i]
+            for a in range(q):
+                u[a] -= t * v[a]
+            up += t
+            if t2 <= t1:
+                act[q] = p
+                u[q] = up
+                q += 1
+                break
+            for a in range(kdrop, q - 1):
+                act[a] = act[a + 1]
+                u[a] = u[a + 1]
+            q -= 1
+    return x.copy(), NOT_CONVERGED

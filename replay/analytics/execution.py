@@ -1,0 +1,201 @@
+"""Execution analytics: SQL over the run's journal and the market store (DuckDB ASOF JOIN).
+
+Conventions (bps are of the mid at the reference time, USD as journaled by the venue):
+
+* **slippage vs arrival**: ``side * (price - arrival_mid) / arrival_mid``: the spread (and depth)
+  paid at the venue; this is the *spread cost*.
+* **slippage vs decision**: ``side * (price - decision_mid) / decision_mid``; its difference to
+  the above, ``side * (arrival_mid - decision_mid) / decision_mid``, is the *delay cost* of
+  the order latency.
+* **implementation shortfall** (Perold, "The implementation shortfall: paper versus reality",
+  J. Portfolio Management 14(3), 1988) per order, in USD: what the fills cost against the
+  decision mid, plus fees, plus the opportunity cost of the unfilled remainder valued at the
+  mid when the venue gave up on it (a market order's arrival; a resting limit order's expiry).
+* **markout** at horizon h: ``side * (mid(t + h) - price) / price`` in bps, from our side:
+  negative means the fill lost money against the later mid.  It is the sum of the spread
+  earned or paid at the fill and of the move after it, so it is split as
+  ``markout_mid`` = ``side * (mid(t + h) - mid(t)) / mid(t)`` in bps, the *adverse selection*
+  (price impact) part: the move of the mid after a fill, about zero on average when the
+  counterparties know nothing (Glosten and Milgrom, J. Financial Economics 14, 1985; the
+  realised-spread decomposition of Huang and Stoll, Rev. Financial Studies 9, 1996).
+  ``mid(t)`` is the venue's mid at the fill (``arrival_mid``).  Option fills and hedge fills
+  are reported separately.
+
+Mids come from the store: ``(bid + ask) / 2`` of the last quote with ``ts_recv <= t`` of the
+same instrument (ASOF JOIN), two-sided quotes only.  A markout whose horizon ends after the last
+quote in the store, or at or after the option's expiry, is NULL (left out of the means), not the
+last mid seen.  An instrument without quotes of its own
+(the real Deribit data has no perp tape) has no market mid, and its figures are NULL.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import duckdb
+
+from replay.errors import StoreError
+from replay.store import attach_store
+
+NS = 1_000_000_000
+# A `volreplay ingest` into the store holds DuckDB's write lock, and a read-only attach then
+# fails at once; an ingest commits in seconds, so wait about this long before giving up.
+LOCK_WAIT_S = 10.0
+
+# Only instruments the run traded: the ASOF JOINs then sort thousands of quotes, not millions.
+_MIDS = """
+CREATE OR REPLACE TEMP TABLE mids AS
+WITH traded AS (SELECT DISTINCT instrument_id FROM orders)
+SELECT instrument_id, ts_recv AS ts, (bid_price + ask_price) / 2 AS mid
+FROM mkt.option_quotes WHERE bid_price IS NOT NULL AND ask_price IS NOT NULL
+     AND instrument_id IN (SELECT instrument_id FROM traded)
+UNION ALL
+SELECT instrument_id, ts_recv, (bid_price + ask_price) / 2
+FROM mkt.underlying_quotes WHERE bid_price IS NOT NULL AND ask_price IS NOT NULL
+     AND instrument_id IN (SELECT instrument_id FROM traded)
+"""
+
+
+def connect(journal: str | Path, store: str | Path) -> duckdb.DuckDBPyConnection:
+    """A connection to the journal with the market store attached read-only as ``mkt``."""
+    con = duckdb.connect(str(journal), read_only=True)
+    try:
+        _attach_waiting(con, store, journal)
+        con.execute(_MIDS)
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _attach_waiting(con: duckdb.DuckDBPyConnection, store: str | Path, journal: str | Path,
+                    wait_s: float | None = None) -> None:
+    """Attach the store as ``mkt`` (a DuckDB file or a Parquet export), retrying while another
+    process holds its write lock; then a :class:`StoreError` that says so."""
+    wait_s = LOCK_WAIT_S if wait_s is None else wait_s
+    deadline, pause = time.monotonic() + wait_s, 0.05
+    while True:
+        try:
+            attach_store(con, store, "mkt")
+            return
+        except duckdb.IOException as e:
+            if "lock" not in str(e).lower():
+                raise
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"store {store} is being written by another process (a running `volreplay "
+                    f"ingest`?) and stayed locked for {wait_s:g} s; the replay finished and its "
+                    f"journal is in {Path(journal).parent}, but the metrics need the store: run "
+                    "again once the writer is done") from None
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+
+
+def fills_table(con: duckdb.DuckDBPyConnection, horizons_s: list[float]) -> duckdb.DuckDBPyRelation:
+    """One row per execution with arrival/decision slippage and markouts (see module doc)."""
+    mk_cols, mk_joins = [], []
+    for j, h in enumerate(horizons_s):
+        a = f"m{j}"
+        # a horizon past the end of the data, or past the option's expiry, has no mid
+        end = f"e.ts + {int(h * NS)}"
+        mk_joins.append(f"ASOF LEFT JOIN mids {a} ON {a}.instrument_id = e.instrument_id "
+                        f"AND {a}.ts <= {end} AND {end} <= (SELECT max(ts) FROM mids) "
+                        f"AND {end} < coalesce(i.expiry_ns, {end} + 1)")
+        mk_cols.append(f"sign(e.qty) * ({a}.mid - e.price) / e.price * 1e4 AS markout_{_hname(h)}")
+        mk_cols.append(f"sign(e.qty) * ({a}.mid - e.arrival_mid) / e.arrival_mid * 1e4 "
+                       f"AS markout_mid_{_hname(h)}")
+    sql = f"""
+    SELECT e.seq, e.ts, e.order_id, e.instrument_id, i.name AS instrument, i.kind,
+           CASE WHEN i.kind = 'option' THEN 'option' ELSE 'hedge' END AS leg,
+           e.qty, e.price, e.fee, e.fee_usd, e.slippage_usd, e.usd_per_coin, e.arrival_mid,
+           o.ts AS decision_ts, d.mid AS decision_mid,
+           sign(e.qty) * (e.price - e.arrival_mid) / e.arrival_mid * 1e4 AS spread_cost_bps,
+           sign(e.qty) * (e.arrival_mid - d.mid) / d.mid * 1e4 AS delay_cost_bps,
+           sign(e.qty) * (e.price - d.mid) / d.mid * 1e4 AS slippage_vs_decision_bps,
+           {', '.join(mk_cols) if mk_cols else 'NULL AS no_markouts'}
+    FROM executions e
+    JOIN orders o USING (order_id)
+    JOIN mkt.instruments i ON i.instrument_id = e.instrument_id
+    ASOF LEFT JOIN mids d ON d.instrument_id = e.instrument_id AND d.ts <= o.ts
+    {' '.join(mk_joins)}
+    ORDER BY e.seq"""
+    return con.sql(sql)
+
+
+def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
+    """Implementation shortfall per order (USD), with its execution and opportunity parts."""
+    return con.sql("""
+    WITH f AS (
+        SELECT order_id, sum(qty) AS filled, sum(fee_usd) AS fees_usd,
+               sum(qty * price) AS qty_px, any_value(usd_per_coin) AS usd
+        FROM executions GROUP BY order_id),
+    r AS (SELECT order_id, sum(qty) AS unfilled, max(ts) AS gave_up_ts
+          FROM rejections GROUP BY order_id),
+    o AS (SELECT o.*, coalesce(r.gave_up_ts, o.arrival_ts) AS end_ts
+          FROM orders o LEFT JOIN r USING (order_id))
+    SELECT o.order_id, o.ts, o.instrument_id, i.kind, o.qty AS ordered,
+           coalesce(f.filled, 0) AS filled, coalesce(r.unfilled, 0) AS unfilled,
+           d.mid AS decision_mid, a.mid AS end_mid,
+           -- USD value of a unit price change per contract: options quote coin premiums; an
+           -- inverse perp/future contract is worth cs/P coin, so dP moves it by cs*dP/P USD
+           CASE WHEN i.kind = 'option' AND i.settlement = 'inverse'
+                     THEN i.contract_size * coalesce(f.usd, u.usd_per_coin)
+                WHEN i.settlement = 'inverse' THEN i.contract_size / d.mid
+                ELSE i.contract_size END AS usd_per_price,
+           (coalesce(f.qty_px, 0) - coalesce(f.filled, 0) * d.mid) * usd_per_price AS execution_usd,
+           coalesce(r.unfilled, 0) * (a.mid - d.mid) * usd_per_price AS opportunity_usd,
+           coalesce(f.fees_usd, 0) AS fees_usd,
+           execution_usd + opportunity_usd + fees_usd AS shortfall_usd
+    FROM o
+    JOIN mkt.instruments i ON i.instrument_id = o.instrument_id
+    LEFT JOIN f USING (order_id) LEFT JOIN r USING (order_id)
+    ASOF LEFT JOIN mids d ON d.instrument_id = o.instrument_id AND d.ts <= o.ts
+    ASOF LEFT JOIN mids a ON a.instrument_id = o.instrument_id AND a.ts <= o.end_ts
+    -- an option order that never filled: the coin's USD rate of the venue's last fill before it
+    ASOF LEFT JOIN (SELECT ts, usd_per_coin FROM executions) u ON u.ts <= o.ts
+    ORDER BY o.order_id""")
+
+
+def _hname(h: float) -> str:
+    return f"{int(h)}s" if float(h).is_integer() else f"{h:g}s".replace(".", "p")
+
+
+def execution_metrics(journal: str | Path, store: str | Path, horizons_s: list[float]) -> dict:
+    """The ``execution`` block of metrics.json plus markout curves per leg."""
+    with connect(journal, store) as con:
+        n_orders = con.execute("SELECT count(*) FROM orders").fetchall()[0][0]
+        fills = fills_table(con, horizons_s).df()
+        is_usd = con.execute("SELECT sum(shortfall_usd) FROM (" + shortfall_table(con).sql_query()
+                             + ")").fetchall()[0][0]
+    markout = {}
+    curves: dict[str, dict[str, float | None]] = {"option": {}, "hedge": {}}
+    adverse: dict[str, dict[str, float | None]] = {"option": {}, "hedge": {}}
+    for h in horizons_s:
+        col = f"markout_{_hname(h)}"
+        markout[_hname(h)] = _mean(fills[col]) if len(fills) else None
+        for leg in curves:
+            sel = fills.leg == leg if len(fills) else []
+            curves[leg][_hname(h)] = _mean(fills.loc[sel, col]) if len(fills) else None
+            adverse[leg][_hname(h)] = _mean(fills.loc[sel, f"markout_mid_{_hname(h)}"]) \
+                if len(fills) else None
+    return {
+        "n_orders": int(n_orders),
+        "n_fills": int(len(fills)),
+        "slippage_bps_mean": _mean(fills["spread_cost_bps"]) if len(fills) else None,
+        "delay_cost_bps_mean": _mean(fills["delay_cost_bps"]) if len(fills) else None,
+        "implementation_shortfall_usd": None if is_usd is None or not math.isfinite(is_usd)
+        else float(is_usd),
+        "markout_bps": markout,
+        "markout_bps_by_leg": curves,
+        "markout_mid_bps_by_leg": adverse,
+    }
+
+
+def _mean(s) -> float | None:
+    try:
+        v = float(s.dropna().mean())
+    except (AttributeError, TypeError):
+        return None
+    return v if math.isfinite(v) else None

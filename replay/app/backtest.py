@@ -1,0 +1,380 @@
+"""One backtest from a config: wire the consumers, replay, measure, write the run directory.
+
+The run directory (Hydra's output dir, or ``cfg.out_dir``) receives ``run.json`` (the resolved
+config, written before the replay so that a resume can check it), ``journal.duckdb`` from the
+engine, then ``metrics.json`` (docs/outputs.md keys) and ``report.html``.  Consumers are called in
+this order at any instant: calibration (publishes the surface), book (trades the options),
+strategy (hedges), marker (marks and attributes) — so a hedge always sees the surface and the
+positions of the same instant.
+
+Before anything is written the config is checked (:func:`replay.model.config.validate_numbers`), the
+data selection must overlap the store, and a resume must find a snapshot of a run started
+with the same config; a new run never reuses a directory that holds another run's journal.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from replay.errors import ConfigError
+from replay.model.config import (
+    PLUGIN_GROUPS,
+    RESUME_FREE_KEYS,
+    DataConfig,
+    ReportConfig,
+    VenueConfig,
+    config_diff,
+    instantiate_checked,
+    validate_numbers,
+)
+
+NS = 1_000_000_000
+EXPIRY_HOUR_NS = 8 * 3600 * NS  # options expire at 08:00 UTC
+PROGRESS_EVERY_S = 10.0  # wall seconds between progress lines when stderr is not a terminal
+log = logging.getLogger(__name__)
+_NULL_CALIBRATION = dict.fromkeys(("n_fits", "rmse_vol_pts", "inside_spread_pct",
+                                   "oos_rmse_vol_pts", "param_jitter", "arb_violations",
+                                   "fit_ms_median", "vs_venue_mark_iv_mae_vol_pts"))
+
+
+def _typed(cls, node: Any, group: str):
+    """A typed group (data/venue/report) from a DictConfig or mapping, naming bad keys."""
+    from omegaconf import OmegaConf
+
+    d = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {})
+    unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"{group}.{unknown[0]}: unknown key; allowed keys: "
+                          f"{', '.join(cls.__dataclass_fields__)}")
+    return cls(**d)
+
+
+def _ts(key: str, s: str | None) -> int | None:
+    if s is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(str(s))
+    except ValueError:
+        raise ConfigError(f"{key}: {s!r} is not an ISO date/time (e.g. 2025-12-10T00:00)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1e6) * 1000
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / NS, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _active(node: Any) -> bool:
+    if node is None:
+        return False
+    try:
+        return bool(node.get("_target_"))
+    except AttributeError:
+        return False
+
+
+def _comparable(resolved: dict) -> dict:
+    """The parts of a resolved config that decide the journal, with defaults filled in, so
+    that a run and its resume compare equal however each was written down."""
+    d = dict(resolved)
+    for group, cls in (("data", DataConfig), ("venue", VenueConfig), ("report", ReportConfig)):
+        d[group] = asdict(_typed(cls, d.get(group), group))
+    for group in PLUGIN_GROUPS:
+        d[group] = d.get(group) if _active(d.get(group)) else None
+    d["seed"] = int(d.get("seed") or 0)
+    d["snapshot_every_s"] = d.get("snapshot_every_s")
+    return d
+
+
+def run(cfg: Any) -> dict:
+    """Run one backtest; returns the metrics dict (also written to ``metrics.json``)."""
+    from omegaconf import OmegaConf
+
+    from replay.consumers.marker import PnLMarker
+    from replay.engine.loop import run_replay
+    from replay.engine.state import Instruments
+    from replay.store import open_store
+    from replay.venue.simulator import SimulatedVenue, specs_from_store
+    from strategies.board import SurfaceBoard
+
+    if not OmegaConf.is_config(cfg):
+        cfg = OmegaConf.create(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    validate_numbers(resolved)  # before anything is written: see replay.model.config.BOUNDS
+    data = _typed(DataConfig, cfg.get("data"), "data")
+    venue_cfg = _typed(VenueConfig, cfg.get("venue"), "venue")
+    report = _typed(ReportConfig, cfg.get("report"), "report")
+    start, end = _ts("data.start", data.start), _ts("data.end", data.end)
+    resume = cfg.get("resume")
+    out = _out_dir(cfg.get("out_dir"), resume)
+    t_wall = time.perf_counter()
+
+    db = data.db if "://" in data.db else Path(data.db)  # a URL stays a URL
+    with open_store(db) as store:
+        inst_table = store.instruments()
+        ids = store.instrument_ids()
+        span = store.time_span()
+    if inst_table.num_rows == 0:
+        raise ConfigError(f"data.db: store {db} has no instruments (is it empty?)")
+    span_text = _check_span(db, span, data, start, end)
+    names = {v: k for k, v in ids.items()}
+    sel_ids = None
+    if data.instruments:
+        missing = [n for n in data.instruments if n not in ids]
+        if missing:
+            raise ConfigError(f"data.instruments: {missing[0]!r} is not in {db}")
+        sel_ids = [ids[n] for n in data.instruments]
+    if data.underlying:
+        if data.underlying not in ids:
+            raise ConfigError(f"data.underlying: {data.underlying!r} is not in {db}; "
+                              f"non-option instruments: {_non_options(inst_table)}")
+        underlying = ids[data.underlying]
+    else:
+        underlying = Instruments.from_arrow(inst_table).default_underlying()
+    expiries = _expiries(data, inst_table, db, span_text)
+
+    specs = specs_from_store(inst_table)
+    board = SurfaceBoard()
+    venue = SimulatedVenue(venue_cfg, specs)
+    calib = instantiate_checked("calibration", cfg.calibration, board=board) \
+        if _active(cfg.get("calibration")) else None
+    book = instantiate_checked("book", cfg.book, board=board) \
+        if _active(cfg.get("book")) else None
+    strategy = instantiate_checked("strategy", cfg.strategy, board=board) \
+        if _active(cfg.get("strategy")) else None
+    marker = PnLMarker(venue, board, every_s=report.pnl_every_s, mark=report.pnl_mark) \
+        if (book or strategy) else None
+    consumers = [c for c in (calib, book, strategy, marker) if c is not None]
+    if not consumers:
+        raise ConfigError("nothing to run: calibration, book and strategy are all none")
+
+    run_info = {"db": str(db), "underlying": names.get(underlying), "config": resolved}
+    if resume:
+        snap_path, n_done = _check_resume(resume, out, resolved)
+    else:
+        snap_path, n_done = None, 0
+        _claim(out, run_info)
+    res = run_replay(db, consumers, out, start=start, end=end,
+                     window_ns=int(data.window_s * NS),
+                     snapshot_every_ns=int(cfg.snapshot_every_s * NS) if cfg.get("snapshot_every_s") else None,
+                     resume=snap_path, venue=venue, seed=int(cfg.get("seed", 0)),
+                     underlying_id=underlying, instrument_ids=sel_ids, expiries=expiries,
+                     progress=None if sys.stderr.isatty() else ProgressLog(n_done))
+    if res.total_events == 0:
+        _release(out, run_info)
+        keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
+        raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
+    metrics = _metrics(res, calib, marker, venue, out, db, report)
+    # end to end: consumers, venue and analytics included (the report is rendered after)
+    metrics["wall_seconds"] = time.perf_counter() - t_wall
+    metrics["events_per_second"] = res.total_events / metrics["wall_seconds"]
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False,
+                                                 default=_json_default))
+    _write_run_json(out, {**run_info, "status": "complete"})
+    if report.html:
+        from replay.app.report import render_run
+
+        render_run(out)
+    return metrics
+
+
+def _out_dir(out_dir: str | None, resume: str | None) -> Path:
+    """Where the run writes: ``out_dir``, else the resumed run's directory, else a new one."""
+    if resume:
+        from replay.engine.snapshot import run_dir_of
+
+        run_dir = run_dir_of(resume)
+        if out_dir is not None and Path(out_dir).resolve() != run_dir.resolve():
+            raise ConfigError(f"resume: {resume} belongs to run directory {run_dir}, but this run "
+                              f"would write to {out_dir}; a resume continues in its own "
+                              "directory (drop hydra.run.dir)")
+        return run_dir
+    if out_dir is not None:
+        return Path(out_dir)
+    return Path("reports") / "runs" / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+
+
+def _check_span(db: Any, span: tuple[int | None, int | None], data: DataConfig,
+                start: int | None, end: int | None) -> str:
+    """Refuse a time selection that cannot hold an event; returns "<db> spans a .. b"."""
+    lo, hi = span
+    if lo is None or hi is None:
+        raise ConfigError(f"data.db: store {db} holds no market events")
+    text = f"{db} spans {_iso(lo)} .. {_iso(hi)}"
+    if start is not None and end is not None and start >= end:
+        raise ConfigError(f"data.start: {data.start} is not before data.end {data.end}; {text}")
+    if start is not None and start > hi:
+        raise ConfigError(f"data.start: {data.start} is after the end of the data; {text}")
+    if end is not None and end <= lo:
+        raise ConfigError(f"data.end: {data.end} is before the start of the data; {text}")
+    return text
+
+
+def _expiries(data: DataConfig, inst_table: Any, db: Any, span_text: str) -> list[int] | None:
+    """``data.expiries`` as expiry_ns values, each one that some option of the store has."""
+    if not data.expiries:
+        return None
+    listed = sorted({r["expiry_ns"] for r in inst_table.select(["kind", "expiry_ns"]).to_pylist()
+                     if r["kind"] == "option" and r["expiry_ns"] is not None})
+    out = []
+    for e in data.expiries:
+        ns = _ts("data.expiries", e) + EXPIRY_HOUR_NS
+        if ns not in listed:
+            days = ", ".join(_iso(x - EXPIRY_HOUR_NS)[:10] for x in listed) or "none"
+            raise ConfigError(f"data.expiries: {e!r} is not an option expiry in {db}; "
+                              f"expiries: {days} ({span_text})")
+        out.append(ns)
+    return out
+
+
+def _write_run_json(out: Path, info: dict) -> None:
+    (out / "run.json").write_text(json.dumps(info, indent=2, default=str))
+
+
+def refuse_used_dir(out: Path) -> None:
+    """A new run must not write into a directory that holds another run's journal or
+    snapshots: the engine starts a new run by deleting them."""
+    for name in ("journal.duckdb", "snapshots"):
+        if (out / name).exists():
+            raise ConfigError(f"out_dir: {out} already holds a run ({name}); choose another "
+                              f"hydra.run.dir, or continue that run with resume={out}")
+
+
+def _claim(out: Path, run_info: dict) -> None:
+    """Take ``out`` for a new run (see :func:`refuse_used_dir`) and record its config."""
+    refuse_used_dir(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _write_run_json(out, {**run_info, "status": "running"})
+
+
+def _release(out: Path, run_info: dict) -> None:
+    """Undo :func:`_claim` after a run that replayed nothing: its journal is empty and was
+    created by this run, so the directory can be used again."""
+    import shutil
+
+    for p in (out / "journal.duckdb", out / "journal.duckdb.wal"):
+        p.unlink(missing_ok=True)
+    shutil.rmtree(out / "snapshots", ignore_errors=True)  # timers may snapshot an empty span
+    _write_run_json(out, {**run_info, "status": "failed: no market events in the selection"})
+
+
+def _check_resume(resume: str, out: Path, resolved: dict) -> tuple[Path, int]:
+    """The snapshot to resume from and its event count, after checking that the run was
+    started with this config (keys in RESUME_FREE_KEYS may differ)."""
+    from replay.engine import snapshot as snap
+    from replay.engine.state import C_EVENTS, C_NOW
+
+    path, payload = snap.find_latest(resume)
+    if not (out / "journal.duckdb").exists():
+        raise ConfigError(f"resume: {out} holds no journal.duckdb to continue")
+    stored = out / "run.json"
+    if stored.exists():
+        try:
+            before = _comparable(json.loads(stored.read_text()).get("config") or {})
+        except (ValueError, TypeError) as e:  # written by an older version, or edited
+            raise ConfigError(f"resume: cannot read the config of {out} from run.json "
+                              f"({e}); nothing was changed") from None
+        diff = config_diff(before, _comparable(resolved), RESUME_FREE_KEYS)
+        if diff:
+            shown = "; ".join(f"{k}: {_brief(a)} -> {_brief(b)}" for k, a, b in diff[:3])
+            more = f"; and {len(diff) - 3} more" if len(diff) > 3 else ""
+            raise ConfigError(f"resume: the config differs from the one {out} was started with, "
+                              f"in {', '.join(k for k, _, _ in diff)} ({shown}{more}); resume "
+                              "with the run's config")
+    else:
+        log.warning("resume: %s has no run.json, so the config cannot be checked", out)
+    n = int(payload["clock"][C_EVENTS])
+    log.info("resuming %s from snapshot %s (%s events, market time %s)", out, path, f"{n:,}",
+             _iso(int(payload["clock"][C_NOW])))
+    return path, n
+
+
+def _brief(v: Any) -> str:
+    """A config value in an error line: a whole node by its class, null as in YAML."""
+    if isinstance(v, dict):
+        return str(v.get("_target_", "{...}")).rpartition(".")[2]
+    return "null" if v is None else repr(v)
+
+
+class ProgressLog:
+    """Progress lines for logs that are not a terminal (CI, cluster jobs): events, market
+    time and rate, at most one per ``every_s`` wall seconds.  The engine calls it between
+    batches, so the per-event loop is untouched and the journal cannot change."""
+
+    def __init__(self, n_events: int = 0, every_s: float | None = None):
+        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
+        self.last_t, self.last_n = time.monotonic(), n_events
+
+    def __call__(self, n_events: int, now: int) -> None:
+        t = time.monotonic()
+        if t - self.last_t < self.every_s:
+            return
+        rate = (n_events - self.last_n) / max(t - self.last_t, 1e-9)
+        self.last_t, self.last_n = t, n_events
+        log.info("replay: %s events, market time %s, %s events/s", f"{n_events:,}", _iso(now),
+                 f"{rate:,.0f}")
+
+
+def _non_options(inst_table) -> str:
+    rows = [r for r in inst_table.to_pylist() if r["kind"] != "option"]
+    return ", ".join(r["name"] for r in rows) or "none"
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def _finite(x: float | None) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfig) -> dict:
+    from replay.analytics.execution import execution_metrics
+    from replay.consumers.marker import BUCKETS, PNL_KEYS
+    from replay.engine.journal import read_tables
+
+    m: dict[str, Any] = {
+        "events_replayed": res.total_events,
+        "wall_seconds": res.wall_seconds,
+        "events_per_second": res.events_per_second,
+        "journal_hash": res.journal_hash,
+        "calibration": calib.metrics() if calib is not None else dict(_NULL_CALIBRATION),
+    }
+    tables = read_tables(out / "journal.duckdb", ["pnl", "attribution"])
+    pnl = tables["pnl"]
+    if marker is not None and len(pnl):
+        last = pnl.iloc[-1]
+        # hedging error: the std of each mark step's PnL net of trading costs (fees and
+        # slippage are reported on their own, the cost side of a cost-vs-error frontier)
+        att_steps = tables["attribution"]
+        steps = (att_steps["total"] - att_steps["fees"] - att_steps["slippage"]).to_numpy()
+        m["pnl"] = {
+            "total_usd": float(last.total_usd), "total_coin": float(last.total_coin),
+            "options_usd": float(last.options_usd), "hedge_usd": float(last.hedge_usd),
+            "fees_usd": float(last.fees_usd), "funding_usd": float(last.funding_usd),
+            "slippage_usd": -float(sum(venue.slippage_usd.values())),
+            "step_std_usd": float(np.std(steps, ddof=1)) if steps.size > 1 else None,
+        }
+        att = {k: float(marker.totals[k]) for k in BUCKETS if k != "residual"}
+        att["residual"] = m["pnl"]["total_usd"] - math.fsum(att.values())
+        m["attribution"] = att
+    else:
+        m["pnl"] = dict.fromkeys(PNL_KEYS)
+        m["attribution"] = dict.fromkeys(BUCKETS)
+    m["execution"] = execution_metrics(out / "journal.duckdb", db, report.markout_horizons_s)
+    for block in ("pnl", "calibration"):
+        m[block] = {k: (_finite(v) if isinstance(v, float) else v) for k, v in m[block].items()}
+    return m

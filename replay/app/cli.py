@@ -1,0 +1,172 @@
+"""``volreplay`` command line.  Each sub-command is a thin shell over a library function.
+
+Exit codes: 0 success; 2 (:data:`EXIT_USER_ERROR`) for every user mistake (bad paths,
+unknown formats, bad configs, empty data selections, a locked store, a sweep in which a job
+failed on one), reported as one ``volreplay: error:`` line; 1 for a genuine bug, which shows a
+traceback (and a sweep in which a job crashed); 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from replay.errors import EXIT_USER_ERROR, USER_ERRORS, error_line
+
+
+def _version() -> str:
+    """The installed distribution's version (a source tree that was never installed has none)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("volreplay")
+    except PackageNotFoundError:
+        return "unknown (not installed; pip install -e .)"
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from replay.ingest import ingest
+    from replay.store import open_store
+
+    with open_store(args.db, read_only=False) as store:
+        rep = ingest(store, args.format, args.src,
+                     progress=(lambda m: print(m, file=sys.stderr)) if args.verbose else None)
+    print(rep.as_json())
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from replay.synth import SynthConfig, synthesize
+
+    cfg = SynthConfig(hours=args.hours, seed=args.seed, model=args.model, scale=args.scale)
+    summary = synthesize(args.db, cfg)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from replay.store.summary import inspect_store
+
+    print(inspect_store(args.db, as_json=args.json))
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from replay.store.parquet import export_parquet
+
+    man = export_parquet(args.db, args.out, partition=args.partition)
+    tables = man["tables"].values()
+    print(json.dumps({"out": args.out, "tables": len(man["tables"]),
+                      "files": sum(len(e["files"]) for e in tables),
+                      "rows": sum(e["rows"] for e in tables), "first": man["span"]["first"],
+                      "last": man["span"]["last"], "content_sha256": man["content_sha256"]}))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from replay.app.bench import run_bench
+
+    return run_bench(quick=args.quick, cases=args.case)
+
+
+def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
+    from replay.app.hydra_app import main as app_main
+
+    return app_main(rest)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from replay.app.report import rerender
+
+    for path in rerender(Path(args.dir)):
+        print(path)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from replay.app.demo import demo
+
+    return demo(args.db)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="volreplay",
+        description="Event-sourced backtesting and replay for crypto options desks.",
+        epilog=f"Exit codes: 0 ok, {EXIT_USER_ERROR} user error (one 'volreplay: error:' line), "
+               "1 internal error, 130 interrupted.")
+    p.add_argument("--version", action="version", version=f"volreplay {_version()}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("synth", help="write a synthetic Deribit-like market into a store")
+    s.add_argument("--db", required=True)
+    s.add_argument("--hours", type=float, default=None, help="market hours (default per scale)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--model", choices=["gbm", "heston", "bates"], default="heston")
+    s.add_argument("--scale", choices=["small", "day", "large"], default="small")
+    s.set_defaults(fn=cmd_synth)
+
+    from replay.ingest import FORMATS
+
+    s = sub.add_parser("ingest", help="load files into a store")
+    s.add_argument("format", choices=list(FORMATS), metavar="FORMAT",
+                   help="one of: " + ", ".join(FORMATS))
+    s.add_argument("src", nargs="+", metavar="SRC", help="files or folders")
+    s.add_argument("--db", required=True)
+    s.add_argument("-v", "--verbose", action="store_true", help="print per-file accounting")
+    s.set_defaults(fn=cmd_ingest)
+
+    s = sub.add_parser("inspect", help="tables, counts, time span, instruments, quarantine")
+    s.add_argument("--db", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=cmd_inspect)
+
+    s = sub.add_parser("export", help="write a store as Parquet files for shared or object "
+                       "storage (open the folder or its URL like a store)")
+    s.add_argument("--db", required=True, help="the DuckDB store to export")
+    s.add_argument("--out", required=True, help="a new directory")
+    s.add_argument("--partition", choices=["day", "none"], default="day",
+                   help="market tables: one file per UTC day of ts_recv (default) or one file")
+    s.set_defaults(fn=cmd_export)
+
+    s = sub.add_parser("run", help="one backtest (Hydra overrides follow)", add_help=False)
+    s.set_defaults(fn=cmd_run)
+
+    s = sub.add_parser("report", help="re-render reports of a run or sweep directory")
+    s.add_argument("dir")
+    s.set_defaults(fn=cmd_report)
+
+    s = sub.add_parser("bench", help="run benchmark cases, one JSON line each")
+    s.add_argument("--quick", action="store_true", help="small sizes, for a smoke check")
+    s.add_argument("--case", action="append", help="run only this case (repeatable)")
+    s.set_defaults(fn=cmd_bench)
+
+    s = sub.add_parser("demo", help="run the demo backtest and print the report path")
+    s.add_argument("--db", default="datasets/demo.duckdb")
+    s.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] == "run":  # Hydra owns the rest of the command line
+        args, rest = argparse.Namespace(fn=None), argv[1:]
+        runner = lambda: cmd_run(args, rest)  # noqa: E731
+    else:
+        args = parser.parse_args(argv)
+        runner = lambda: args.fn(args)  # noqa: E731
+    try:
+        return runner() or 0
+    except USER_ERRORS as e:
+        print(f"volreplay: error: {error_line(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("volreplay: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

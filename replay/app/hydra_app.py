@@ -1,0 +1,251 @@
+"""``volreplay run``: the Hydra application.
+
+Hydra parses the overrides, composes ``conf/config.yaml`` with the structured schema of
+:mod:`replay.model.config`, creates the run (or job) directory and calls :func:`task`.  Our part:
+
+* every user mistake, whether Hydra meets it while composing (an unknown key or option, a
+  value of the wrong type) or the run does (:class:`~replay.errors.VolreplayError` and its subclasses), is one ``volreplay: error:`` line and exit code
+  2 (:data:`replay.errors.EXIT_USER_ERROR`); only bugs show a traceback (exit code 1);
+* ``resume=<run dir>`` continues in that directory: it becomes ``hydra.run.dir`` and Hydra does
+  not rewrite the run's ``.hydra/`` record; a resume that names nothing to continue stops
+  before Hydra creates or touches any file;
+* in a multirun a failing job writes ``error.json`` into its directory and the sweep goes on;
+  after the last job :mod:`replay.app.sweeps.summary` aggregates ``summary.parquet`` and ``sweep.html``
+  (a Hydra callback, so it also runs with other launchers and sweepers), and the sweep then
+  exits non-zero if a job failed (:func:`replay.app.sweeps.summary.sweep_exit_code`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+_MULTIRUN_FLAGS = ("-m", "--multirun")
+# flags with which Hydra prints something and runs nothing: no run-directory checks then
+_NO_RUN_FLAGS = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc",
+                 "--shell-completion")
+
+
+def task(cfg) -> dict | None:  # noqa: ANN001 - a DictConfig
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from replay.app.backtest import run
+    from replay.errors import EXIT_USER_ERROR, USER_ERRORS, error_line
+
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
+    OmegaConf.set_struct(cfg, False)
+    cfg.out_dir = str(out)
+    if hc.mode != RunMode.MULTIRUN:
+        try:
+            metrics = run(cfg)
+        except USER_ERRORS as e:  # a mistake in the config or paths: no traceback
+            print(f"volreplay: error: {error_line(e)}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
+        except Exception as e:  # a bug: main() must show it, not read it as a Hydra error
+            raise _TaskFailed() from e
+        report = out / "report.html"
+        print(f"run: {out}\nreport: {report if report.exists() else 'not written (report.html=false)'}")
+        return metrics
+    try:
+        return run(cfg)
+    except Exception as e:  # keep sweeping: the summary records the failure
+        (out / "error.json").write_text(json.dumps({
+            "error": f"{type(e).__name__}: {e}", "overrides": list(hc.overrides.task),
+            "user_error": isinstance(e, USER_ERRORS),
+            "traceback": traceback.format_exc()}, indent=2))
+        print(f"job {hc.job.num} failed: {type(e).__name__}: {e}", file=sys.stderr)
+        return None
+
+
+class _TaskFailed(Exception):
+    """Carries an unexpected exception of a single run out through Hydra (as its cause)."""
+
+
+def main(argv: list[str]) -> int:
+    """Run Hydra on ``argv`` (the words after ``volreplay run``); returns the exit code."""
+    import hydra
+
+    from replay.app.sweeps import summary as sweep
+    from replay.errors import EXIT_USER_ERROR, UserError
+    from replay.model.config import register
+
+    register()
+    if not CONF_DIR.is_dir():
+        raise UserError(f"config folder {CONF_DIR} not found (run from a checkout of volreplay)")
+    argv = [*argv, *resume_overrides(argv)]  # before Hydra creates any directory
+    wrapped = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)
+    saved, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
+    sys.argv = ["volreplay run", *argv]
+    # Hydra then raises composition errors to us instead of printing them over several lines
+    # with an advice about tracebacks; a user who set the variable gets Hydra's own output.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    sweep.last_exit_code = None
+    try:
+        wrapped()
+    except SystemExit as e:  # argparse (--help, bad flags) and our own exits
+        return int(e.code or 0) if isinstance(e.code, int) else 1
+    except _TaskFailed as e:
+        raise e.__cause__ from None  # type: ignore[misc] - a bug: the CLI shows the traceback
+    except Exception as e:
+        if saved_env or not _is_config_error(e):
+            raise
+        print(f"volreplay: error: {hydra_error_line(e, argv)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    finally:
+        sys.argv = saved
+        if saved_env is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+    return sweep.last_exit_code or 0
+
+
+def _is_config_error(e: BaseException) -> bool:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from replay.errors import ConfigError
+
+    return isinstance(e, HydraException | OmegaConfBaseException | ConfigError)
+
+
+def _parse(argv: list[str]) -> list[Any]:
+    """Hydra's own parse of the override words (flags and their values skipped); [] when they
+    do not parse, and Hydra will then report that."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    words, skip = [], False
+    for w in argv:
+        if skip or w.startswith("-"):
+            # flags that take a value: --config-name/-cn, --config-path/-cp, --config-dir/-cd
+            skip = not skip and w in ("-cn", "-cp", "-cd", "--config-name", "--config-path",
+                                      "--config-dir", "--info", "-i", "--experimental-rerun")
+            continue
+        words.append(w)
+    try:
+        return OverridesParser.create().parse_overrides(words)
+    except HydraException:
+        return []
+
+
+def resume_overrides(argv: list[str]) -> list[str]:
+    """The overrides that make ``resume=X`` continue in X's run directory, after checking
+    that X holds snapshots: ``hydra.run.dir`` (unless given, then it must be X's run dir)
+    and ``hydra.output_subdir=null`` (the run's ``.hydra/`` keeps how it was started)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from replay.engine import snapshot
+    from replay.errors import ConfigError
+
+    if any(w in _NO_RUN_FLAGS for w in argv):
+        return []
+    parsed = _parse(argv)
+    values = {o.key_or_group.lstrip("+~"): o for o in parsed}
+    resume = values.get("resume")
+    if resume is None or resume.is_delete() or resume.value() in (None, ""):
+        _refuse_used_run_dir(values, argv)
+        return []
+    where = str(resume.value())
+    if any(w in _MULTIRUN_FLAGS for w in argv):
+        raise ConfigError("resume: continues one run; it cannot be used with -m/--multirun "
+                          "(resume each job of a sweep on its own, with resume=<job dir>)")
+    if not Path(where).exists() or not snapshot.candidates(where):
+        snapshot.find_latest(where)  # raises the ConfigError that says what is missing
+    run_dir = snapshot.run_dir_of(where)
+    given = values.get("hydra.run.dir")
+    extra = ["hydra.output_subdir=null"]
+    if given is not None:
+        if "${" not in str(given.value()) and \
+                Path(str(given.value())).resolve() != run_dir.resolve():
+            raise ConfigError(f"resume: {where} belongs to run directory {run_dir}, not to "
+                              f"hydra.run.dir={given.value()}; a resume continues in its own "
+                              "directory (drop hydra.run.dir)")
+        return extra
+    quoted = "'" + str(run_dir).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    check = OverridesParser.create().parse_overrides([f"hydra.run.dir={quoted}"])[0]
+    if check.value() != str(run_dir):
+        raise ConfigError(f"resume: cannot pass the path {run_dir} to Hydra; add "
+                          "hydra.run.dir=<that run directory>")
+    return [f"hydra.run.dir={quoted}", *extra]
+
+
+def _refuse_used_run_dir(values: dict[str, Any], argv: list[str]) -> None:
+    """A new run into a ``hydra.run.dir`` that holds another run stops here, before Hydra
+    rewrites that run's ``.hydra/`` record (:func:`replay.app.backtest.run` refuses it too, for
+    directories that only Hydra can resolve, like the default time-stamped one)."""
+    from replay.app.backtest import refuse_used_dir
+
+    given = values.get("hydra.run.dir")
+    if given is None or any(w in _MULTIRUN_FLAGS for w in argv) or "${" in str(given.value()):
+        return
+    refuse_used_dir(Path(str(given.value())))
+
+
+def hydra_error_line(e: BaseException, argv: list[str]) -> str:
+    """One line for an error Hydra or OmegaConf raised while composing the config: the key,
+    what is wrong and, for an unknown key or option, what is allowed."""
+    import re
+
+    from hydra.errors import MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(e, MissingConfigException) and e.options and e.missing_cfg_file:
+        group, _, name = str(e.missing_cfg_file).rpartition("/")
+        return (f"{group}={name}: no such option; choose one of "
+                f"{', '.join(sorted(e.options))}")
+    cause = e if isinstance(e, OmegaConfBaseException) else e.__cause__
+    key = getattr(cause, "full_key", None) if isinstance(cause, OmegaConfBaseException) else None
+    if key:
+        # "Key 'x' is not in struct" (a preset's dict), "Key 'x' not in 'RunConfig'" (a schema)
+        if re.match(r"Key '[^']*' (is )?not in ", str(cause)):
+            return _unknown_key_line(key, argv)
+        return f"{key}: {_first_line(cause)}"
+    return _first_line(e, join=True)
+
+
+def _first_line(e: BaseException, join: bool = False) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    lines = [ln for ln in lines if "HYDRA_FULL_ERROR" not in ln and not set(ln) <= {"^", " "}]
+    return ("; ".join(lines) if join else (lines[0] if lines else "")) or type(e).__name__
+
+
+def _unknown_key_line(key: str, argv: list[str]) -> str:
+    """``KEY: unknown key; allowed keys: ...``, the keys of its parent in the config composed
+    without the mistyped override (and without sweeps, which one config cannot hold)."""
+    from replay.model.config import PLUGIN_GROUPS
+
+    parent, _, _ = key.rpartition(".")
+    line = f"{key}: unknown key"
+    keys = _keys_of(parent, [o.input_line for o in _parse(argv) if not o.is_sweep_override()
+                             and o.key_or_group.lstrip("+~") != key
+                             and not o.key_or_group.startswith("hydra")])
+    if keys:
+        line += f"; allowed keys: {', '.join(keys)}"
+    if parent in PLUGIN_GROUPS:
+        line += (f" (another parameter of the {parent} class is added with "
+                 f"+{parent}.NAME=VALUE)")
+    return line
+
+
+def _keys_of(parent: str, overrides: list[str]) -> list[str]:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import DictConfig, OmegaConf
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+    except Exception:  # noqa: BLE001 - only a better message is lost
+        return []
+    finally:
+        GlobalHydra.instance().clear()
+    return [str(k) for k in node if k != "_target_"] if isinstance(node, DictConfig) else []

@@ -1,0 +1,228 @@
+"""Sweep aggregation: ``summary.parquet`` and ``sweep.html`` for a Hydra multirun.
+
+:class:`SweepSummary` is a Hydra callback (``hydra.callbacks`` in ``conf/config.yaml``), so it
+runs after the last job whatever the launcher (basic, joblib, Ray, submitit) or sweeper (basic,
+Optuna).  ``volreplay report SWEEP_DIR`` re-runs the same aggregation.
+
+* One row per job: its number, its overrides (one column per overridden key), ``status``
+  (``ok`` or ``failed``), ``error`` and every metric flattened with dots
+  (``pnl.total_usd``, ``execution.markout_bps.10s``, ...).
+* ``objective``: the run config's objective (:mod:`replay.analytics.objective`) for each job that
+  succeeded and for which it can be computed, so any sweep can be sorted by it.
+* Re-running into a sweep directory that already holds jobs moves those jobs to
+  ``previous-<time>/`` first and says so, so nothing is overwritten silently.
+* A failed job does not stop the sweep, but once the summary is written the sweep's exit code
+  says so (:func:`sweep_exit_code`): a grid of runs that looks complete must not pass a CI
+  step.  In an Optuna search a failed trial is an expected outcome (the sampler explored a
+  region where the run cannot work), so there only a study without any good trial fails.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from replay.analytics.objective import flatten
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover - hydra is a runtime dependency
+    Callback = object
+
+
+#: exit code of the last sweep summarised in this process (0: nothing failed); ``volreplay
+#: run`` returns it, since a Hydra callback cannot set the exit code itself
+last_exit_code: int | None = None
+
+
+def _job_dirs(sweep: Path) -> list[Path]:
+    return sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()),
+                  key=lambda p: int(p.name))
+
+
+def _overrides(job: Path) -> dict[str, str]:
+    f = job / ".hydra" / "overrides.yaml"
+    if not f.exists():
+        return {}
+    import yaml
+
+    out = {}
+    for o in yaml.safe_load(f.read_text()) or []:
+        k, _, v = str(o).partition("=")
+        out[k.lstrip("+~")] = v
+    return out
+
+
+def _objective(sweep: Path, config: Any = None) -> Any:
+    """The sweep's objective, from ``config`` or the sweep's saved ``multirun.yaml``; None
+    when it has none or it does not parse (then the column is left out, with a warning)."""
+    from replay.analytics.objective import objective_from_config
+    from replay.errors import ConfigError
+
+    if config is None and (sweep / "multirun.yaml").exists():
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.load(sweep / "multirun.yaml")
+    if config is None or config.get("objective") is None:
+        return None
+    try:
+        return objective_from_config(config)
+    except ConfigError as e:
+        print(f"sweep summary: no objective column: {e}", file=sys.stderr)
+        return None
+
+
+def summary_frame(sweep: Path, objective: Any = None) -> pd.DataFrame:
+    rows = []
+    for job in _job_dirs(sweep):
+        row: dict[str, Any] = {"job": int(job.name)}
+        row.update({f"override.{k}": v for k, v in _overrides(job).items()})
+        if (job / "metrics.json").exists():
+            row["status"], row["error"] = "ok", None
+            metrics = flatten(json.loads((job / "metrics.json").read_text()))
+            row.update(metrics)
+            if objective is not None:
+                try:
+                    row["objective"] = objective.evaluate(metrics)
+                except ValueError:  # a null metric in this run, or a domain error
+                    row["objective"] = None
+        else:
+            err = job / "error.json"
+            row["status"] = "failed"
+            row["error"] = json.loads(err.read_text())["error"] if err.exists() else \
+                "no metrics.json (the job did not finish)"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarize_sweep(sweep: str | Path, config: Any = None) -> list[Path]:
+    """Write ``summary.parquet`` and ``sweep.html`` into ``sweep``; returns their paths.
+    ``config`` (the sweep's config) gives the objective; without it ``multirun.yaml`` does."""
+    sweep = Path(sweep)
+    df = summary_frame(sweep, _objective(sweep, config))
+    pq = sweep / "summary.parquet"
+    df.to_parquet(pq, index=False)
+    page = sweep / "sweep.html"
+    page.write_text(_html(df, sweep))
+    return [pq, page]
+
+
+def _plot(df: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str, title: str) -> str | None:
+    from replay.app import charts  # matplotlib only when a sweep page is drawn
+
+    if x not in df or y not in df:
+        return None
+    d = df[["job", x, y]].apply(pd.to_numeric, errors="coerce").dropna()
+    if d.empty or (d[x] == 0).all() and (d[y] == 0).all():  # e.g. no hedging in this sweep
+        return None
+    fig, ax = charts.fig(6, 4)
+    ax.scatter(d[x], d[y])
+    for job, xv, yv in d.itertuples(index=False):
+        ax.annotate(str(int(job)), (xv, yv), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    return charts.png(fig)
+
+
+def _html(df: pd.DataFrame, sweep: Path) -> str:
+    costs = None
+    if len(df) and {"pnl.fees_usd", "pnl.slippage_usd"} <= set(df.columns):
+        costs = -(pd.to_numeric(df["pnl.fees_usd"], errors="coerce")
+                  + pd.to_numeric(df["pnl.slippage_usd"], errors="coerce"))
+        df = df.assign(**{"hedging_cost_usd": costs})
+        if "pnl.step_std_usd" in df:
+            df = df.assign(**{"hedging_error_var": pd.to_numeric(df["pnl.step_std_usd"],
+                                                                  errors="coerce") ** 2})
+    imgs = [_plot(df, "hedging_error_var", "hedging_cost_usd", "hedging-error variance (USD², per mark step)",
+                  "costs: fees + slippage (USD)", "Cost vs hedging-error variance"),
+            _plot(df, "calibration.n_fits", "calibration.oos_rmse_vol_pts", "number of refits",
+                  "out-of-sample RMSE (vol pts)", "Calibration error vs refit frequency")]
+    cols = [c for c in df.columns if c.startswith("override.")] + [
+        c for c in ("status", "objective", "pnl.total_usd", "pnl.step_std_usd",
+                    "hedging_cost_usd", "execution.n_fills", "calibration.n_fits", "calibration.rmse_vol_pts",
+                    "calibration.oos_rmse_vol_pts", "calibration.inside_spread_pct",
+                    "calibration.arb_violations", "events_per_second", "error") if c in df.columns]
+    head = "".join(f"<th onclick='sortBy({i})'>{html.escape(c)}</th>" for i, c in enumerate(["job"] + cols))
+    body = []
+    for rd in df.to_dict("records"):
+        cells = [rd["job"]] + [rd.get(c) for c in cols]
+        body.append("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in cells) + "</tr>")
+    charts = "".join(f"<img alt='chart' src='data:image/png;base64,{i}'>" for i in imgs if i)
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>volreplay sweep {html.escape(sweep.name)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em}} table{{border-collapse:collapse;font-size:.85em}}
+td,th{{border:1px solid #ddd;padding:.2em .5em}} th{{background:#f4f4f4;cursor:pointer}}
+img{{max-width:48%;margin-right:1%}}</style>
+<script>
+function sortBy(n){{const t=document.getElementById('jobs');const rows=[...t.tBodies[0].rows];
+const asc=t.dataset.col==n&&t.dataset.dir!='asc';t.dataset.col=n;t.dataset.dir=asc?'asc':'desc';
+rows.sort((a,b)=>{{const x=a.cells[n].textContent,y=b.cells[n].textContent;const fx=parseFloat(x),fy=parseFloat(y);
+const c=(isNaN(fx)||isNaN(fy))?x.localeCompare(y):fx-fy;return asc?c:-c}});rows.forEach(r=>t.tBodies[0].appendChild(r))}}
+</script></head><body>
+<h1>Sweep <code>{html.escape(str(sweep))}</code></h1>
+<p>{len(df)} jobs, {int((df.status == 'ok').sum()) if len(df) else 0} succeeded. Click a column to sort.
+Costs are fees plus slippage; hedging error is the variance of the PnL per mark step.</p>
+{charts}
+<table id="jobs"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
+</body></html>"""
+
+
+def _cell(v: Any) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+class SweepSummary(Callback):
+    """Hydra callback: protect earlier jobs at the start, aggregate at the end."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        if not sweep.is_dir():
+            return
+        old = _job_dirs(sweep)
+        if not old:
+            return
+        keep = sweep / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
+        keep.mkdir()
+        for p in old + [sweep / n for n in ("summary.parquet", "sweep.html") if (sweep / n).exists()]:
+            shutil.move(str(p), keep / p.name)
+        print(f"sweep dir {sweep} already held {len(old)} jobs: moved them to {keep}",
+              file=sys.stderr)
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        global last_exit_code
+
+        sweep = Path(config.hydra.sweep.dir)
+        paths = summarize_sweep(sweep, config)
+        print(f"sweep summary: {paths[0]}\nsweep report:  {paths[1]}")
+        target = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
+        last_exit_code = sweep_exit_code(sweep, search="optuna" in target.lower())
+
+
+def sweep_exit_code(sweep: Path, search: bool = False) -> int:
+    """0 when every job succeeded (for a ``search``, when any did); else 2 when each failed job
+    failed on a user error (its ``error.json`` says so), 1 when one crashed or never finished."""
+    jobs = _job_dirs(sweep)
+    failed = [j for j in jobs if not (j / "metrics.json").exists()]
+    if not failed or (search and len(failed) < len(jobs)):
+        return 0
+    user = all((j / "error.json").exists()
+               and json.loads((j / "error.json").read_text()).get("user_error") for j in failed)
+    print(f"sweep: {len(failed)} of {len(jobs)} jobs failed (jobs "
+          f"{', '.join(j.name for j in failed)}; their errors are in the summary)", file=sys.stderr)
+    from replay.errors import EXIT_USER_ERROR
+
+    return EXIT_USER_ERROR if user else 1

@@ -1,0 +1,250 @@
+"""Marks, funding, expiry settlement and the per-step PnL attribution, as one consumer.
+
+Every ``every_s`` of market time (and at the end of the run) the marker
+
+1. accrues perpetual funding since its last wake at the rate in force (continuous accrual,
+   :func:`replay.venue.funding.funding_payment`) into the venue's portfolio;
+2. settles the options that expired: the marker wakes at each held option's expiry instant
+   (Deribit: 08:00 UTC) and closes it at intrinsic value against the settlement index, the
+   mid of the coin's ``index`` instrument when the store has one, else
+   ``MarketView.usd_per_coin`` (see :func:`settlement_index`).  Deribit settles against the
+   30-minute TWAP of its index before 08:00; the end point we use differs from that average by
+   the order of ``sigma S sqrt(30 min / 3)``, a documented approximation.  This is the run's
+   one settlement record (``settlement`` events); books do not settle;
+3. marks every position at mid (options without a two-sided book at the surface price) and
+   journals ``pnl`` (totals in USD and coin, as docs/outputs.md asks).  With ``mark="surface"``
+   options are marked to the calibrated surface instead (mark-to-model, mid when no surface
+   is published): quoted mids jump with spreads, ticks and stale books, and on a short book
+   that noise, not hedging error, would dominate the step PnL a hedging study measures;
+4. explains the step's USD PnL by a second-order Taylor expansion in the Black-76 greeks of
+   the option positions held at the start of the step (Bennett, *Trading Volatility*, 2014,
+   ch. 6; Taleb, *Dynamic Hedging*, 1997, for vanna/volga)::
+
+       dV ~ delta dF + 1/2 gamma dF^2 + vega dsigma + theta dt + vanna dF dsigma
+            + 1/2 volga dsigma^2
+
+   per option with its own expiry forward ``F`` and implied vol ``sigma`` (surface IV, sticky
+   strike; the option's own mid IV when no surface is published).  The hedge's PnL is pure
+   delta.  Fees, funding and slippage (the fill-vs-mid cost journaled by the venue) are their
+   own buckets, and ``residual`` is the step PnL minus everything explained, so the buckets
+   sum to the total exactly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from calibration.pricing.black import greeks
+from calibration.pricing.forwards import time_to_expiry
+from calibration.pricing.iv import implied_vol
+from replay.engine.journal import EventKind, register_kind
+from replay.engine.wake import WakeCondition
+from replay.venue.funding import funding_payment
+
+NS = 1_000_000_000
+YEAR_NS = 365.0 * 86400 * NS
+#: the ``pnl`` block of metrics.json (docs/outputs.md)
+PNL_KEYS = ("total_usd", "total_coin", "options_usd", "hedge_usd", "fees_usd",
+            "funding_usd", "slippage_usd", "step_std_usd")
+BUCKETS = ("delta", "gamma", "vega", "theta", "vanna", "volga", "funding", "fees", "slippage",
+           "residual")
+
+ATTRIBUTION = register_kind(EventKind("attribution", "attribution",
+                                      tuple((b, "float") for b in BUCKETS) + (("total", "float"),)))
+#: ``qty`` contracts closed at ``price`` (the option's price currency: coin if inverse,
+#: intrinsic / S), against the settlement index ``underlying`` (USD); ``intrinsic_usd`` per
+#: unit of underlying and ``value_usd`` = qty x contract size x intrinsic.
+SETTLEMENT = register_kind(EventKind("settlement", "settlements", (
+    ("instrument_id", "int"), ("qty", "float"), ("price", "float"), ("underlying", "float"),
+    ("intrinsic_usd", "float"), ("value_usd", "float"))))
+
+
+class PnLMarker:
+    """Consumer that marks, accrues, settles and attributes (see the module docstring)."""
+
+    name = "pnl"
+
+    def __init__(self, venue, board=None, every_s: float = 60.0, mark: str = "mid"):
+        from replay.model.config import check_choice
+
+        self.venue, self.board = venue, board
+        self.mark_options = check_choice("report.pnl_mark", mark, ("mid", "surface"))
+        self.every_ns = int(every_s * NS)
+        self.prev: dict | None = None  # state at the last mark
+        self.last_ts: int | None = None
+        self.totals = dict.fromkeys(BUCKETS, 0.0)
+
+    def on_start(self, ctx) -> WakeCondition:
+        self.last_ts = ctx.now
+        # the zero state before anything is held: the first step then explains the first PnL
+        self.prev = {"ts": ctx.now, "total": 0.0, "hedge": 0.0, "fees": 0.0, "funding": 0.0,
+                     "slippage": 0.0, "hedge_slippage": 0.0, "opt": {}}
+        return self._next(ctx, (ctx.now // self.every_ns + 1) * self.every_ns)
+
+    def on_wake(self, ctx) -> WakeCondition:
+        self.mark(ctx)
+        return self._next(ctx, (ctx.now // self.every_ns + 1) * self.every_ns)  # grid stays anchored
+
+    def _next(self, ctx, grid: int) -> WakeCondition:
+        """The next grid time, or an earlier expiry of a held option (settled on the dot)."""
+        exp = [self.venue.specs[i].expiry_ns for i in self.venue.portfolio.net_qty()
+               if self.venue.specs[i].is_option and self.venue.specs[i].expiry_ns > ctx.now]
+        return WakeCondition(deadline=min([grid, *exp]))
+
+    def on_finish(self, ctx) -> None:
+        self.mark(ctx)
+
+    # -- the work -----------------------------------------------------------------------
+    def mark(self, ctx) -> None:
+        pf, m = self.venue.portfolio, ctx.market
+        self._accrue_funding(ctx)
+        self.last_ts = ctx.now  # funding is accrued up to now even if no mark follows
+        self._settle_expired(ctx)
+        ids = sorted(pf.net_qty())
+        prices = {i: self._price(ctx, i) for i in ids}
+        usd = float(m.usd_per_coin(m.underlying_id)) if m.underlying_id >= 0 else math.nan
+        if not math.isfinite(usd):
+            usd = next((float(m.usd_per_coin(i)) for i in ids if math.isfinite(m.usd_per_coin(i))),
+                       math.nan)
+        if not math.isfinite(usd) or any(not math.isfinite(p) for p in prices.values()):
+            return  # nothing sensible to mark yet (no underlying seen)
+        mk = pf.mark(prices, usd)
+        ctx.emit("pnl", total_usd=mk.total_usd, total_coin=mk.total_coin,
+                 options_usd=mk.options_usd, hedge_usd=mk.hedge_usd,
+                 fees_usd=-mk.fees_usd, funding_usd=mk.funding_usd)
+        now_state = self._state(ctx, ids, mk)
+        if self.prev is not None:
+            self._attribute(ctx, self.prev, now_state)
+        self.prev = now_state
+
+    def _price(self, ctx, iid: int) -> float:
+        m = ctx.market
+        spec = self.venue.specs[iid]
+        model = spec.is_option and self.board is not None and self.board.surface is not None
+        mid = float(m.mid(iid))
+        if model and (self.mark_options == "surface" or not math.isfinite(mid)):
+            t = time_to_expiry(ctx.now, spec.expiry_ns)
+            px = self.board.surface.price_coin(np.array([spec.strike]), t,
+                                               np.array([spec.is_call]))
+            px = float(np.asarray(px).ravel()[0])
+            if math.isfinite(px):
+                return px
+        if math.isfinite(mid):
+            return mid
+        return float(m.reference_price(iid))
+
+    def _accrue_funding(self, ctx) -> None:
+        pf, m = self.venue.portfolio, ctx.market
+        dt_s = (ctx.now - (self.last_ts or ctx.now)) / NS
+        if dt_s <= 0:
+            return
+        for iid, qty in pf.net_qty().items():
+            spec = self.venue.specs[iid]
+            rate = float(m.funding_rate[iid])
+            if spec.kind != "perp" or not math.isfinite(rate):
+                continue
+            mark = float(m.reference_price(iid))
+            amount = funding_payment(spec, qty, mark, rate, float(m.funding_interval_s[iid]), dt_s)
+            usd = float(m.usd_per_coin(iid))
+            pf.apply_funding(iid, amount, usd)
+            ctx.emit("funding", instrument_id=iid, position=qty, rate=rate, amount=amount)
+
+    def _settle_expired(self, ctx) -> None:
+        pf = self.venue.portfolio
+        for iid, qty in sorted(pf.net_qty().items()):
+            spec = self.venue.specs[iid]
+            if spec.is_option and spec.expiry_ns is not None and spec.expiry_ns <= ctx.now:
+                und = settlement_index(ctx, iid)
+                price = pf.settle(iid, und)
+                intrinsic = max(und - spec.strike, 0.0) if spec.is_call else \
+                    max(spec.strike - und, 0.0)
+                ctx.emit("settlement", instrument_id=iid, qty=qty, price=price, underlying=und,
+                         intrinsic_usd=intrinsic, value_usd=qty * spec.contract_size * intrinsic)
+
+    def _state(self, ctx, ids: list[int], mk) -> dict:
+        """What the next step's explain needs: per option (F, sigma, t, greeks) and totals."""
+        m = ctx.market
+        opts = [i for i in ids if self.venue.specs[i].is_option]
+        st = {"ts": ctx.now, "total": mk.total_usd, "hedge": mk.hedge_usd,
+              "fees": -mk.fees_usd, "funding": mk.funding_usd,
+              "slippage": -sum(self.venue.slippage_usd.values()),
+              "hedge_slippage": -self.venue.slippage_usd["hedge"], "opt": {}}
+        for i in opts:
+            spec = self.venue.specs[i]
+            f = _forward(m, i)
+            t = float(time_to_expiry(ctx.now, spec.expiry_ns))
+            sigma = math.nan
+            if self.board is not None and self.board.surface is not None and t > 0:
+                sigma = float(np.asarray(self.board.surface.iv_expiry(
+                    np.array([spec.strike]), spec.expiry_ns)).ravel()[0])
+            if not math.isfinite(sigma):
+                mid = float(m.mid(i))
+                sigma = float(np.asarray(implied_vol(mid * f, f, spec.strike, t, spec.is_call)))
+            qty = self.venue.portfolio.net_qty().get(i, 0.0)
+            g = greeks(f, spec.strike, t, sigma, spec.is_call) if t > 0 and math.isfinite(sigma) \
+                else None
+            st["opt"][i] = {"F": f, "sigma": sigma, "t": t, "n": qty * spec.contract_size,
+                            "g": None if g is None else {k: float(v) for k, v in g.items()}}
+        return st
+
+    def _attribute(self, ctx, a: dict, b: dict) -> None:
+        out = dict.fromkeys(BUCKETS, 0.0)
+        dt = (b["ts"] - a["ts"]) / YEAR_NS
+        for i, o in a["opt"].items():
+            g = o["g"]
+            if g is None:
+                continue
+            o1 = b["opt"].get(i)
+            f1 = o1["F"] if o1 else _forward(ctx.market, i)
+            s1 = o1["sigma"] if o1 else o["sigma"]
+            dF = f1 - o["F"]
+            ds = s1 - o["sigma"] if math.isfinite(s1) else 0.0
+            n = o["n"]
+            out["delta"] += n * g["delta"] * dF
+            out["gamma"] += n * 0.5 * g["gamma"] * dF * dF
+            out["vega"] += n * g["vega"] * ds
+            out["theta"] += n * g["theta"] * dt
+            out["vanna"] += n * g["vanna"] * dF * ds
+            out["volga"] += n * 0.5 * g["volga"] * ds * ds
+        # The hedge's mark-to-mid PnL already contains its spread cost, which the slippage
+        # bucket reports; add it back so that it is counted once.
+        out["delta"] += (b["hedge"] - a["hedge"]) - (b["hedge_slippage"] - a["hedge_slippage"])
+        for k in ("fees", "funding", "slippage"):
+            out[k] = b[k] - a[k]
+        total = b["total"] - a["total"]
+        out = {k: (v if math.isfinite(v) else 0.0) for k, v in out.items()}
+        out["residual"] = total - sum(v for k, v in out.items() if k != "residual")
+        for k in BUCKETS:
+            self.totals[k] += out[k]
+        ctx.emit("attribution", total=total, **out)
+
+    def state_dict(self) -> dict:
+        return {"prev": self.prev, "last_ts": self.last_ts, "totals": self.totals}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.prev, self.last_ts, self.totals = d["prev"], d["last_ts"], dict(d["totals"])
+
+
+def settlement_index(ctx, iid: int) -> float:
+    """The price option ``iid`` settles against: the mid of the ``index`` instrument of its
+    coin (the name's prefix, ``BTC`` in ``BTC-27DEC25-100000-C``) when one is quoted, else the
+    coin's USD price the portfolio converts at (``MarketView.usd_per_coin``)."""
+    inst, m = ctx.instruments, ctx.market
+    coin = str(inst.name[iid]).split("-")[0]
+    for i in inst.ids_of_kind("index"):
+        if str(inst.name[i]).split("-")[0] == coin:
+            s = float(m.mid(int(i)))
+            if math.isfinite(s) and s > 0:
+                return s
+    return float(m.usd_per_coin(iid))
+
+
+def _forward(m, iid: int) -> float:
+    """The underlying level the explain expands in: the coin's USD price that the portfolio
+    values coin premiums at (``MarketView.usd_per_coin``), so that the Taylor terms describe the
+    same valuation as the PnL.  The basis to each expiry's forward is held fixed over a step
+    (venue forwards on slowly updated wing quotes lag the underlying, and expanding in them
+    leaves a larger residual)."""
+    return float(m.usd_per_coin(iid))

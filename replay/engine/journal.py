@@ -1,0 +1,331 @@
+"""The journal: an append-only log of every derived event, with typed payload tables and a
+running hash.
+
+Layout of a run's ``journal.duckdb``
+------------------------------------
+* ``journal(seq, ts, kind, cause_stream, cause_seq, source)``: one row per derived event.
+  ``cause_stream``/``cause_seq`` name the last market event folded when it was decided (stream
+  code of :data:`replay.model.schema.STREAM_PRIORITY` and that table's ``seq``; -1/-1 before any).
+* one payload table per event kind, ``(seq, ts, <declared fields>)``.  An event has one payload
+  row (``fills``) or several (``calibration_quotes``: one row per quote of a fit).
+
+A kind declares its table and typed fields (:class:`EventKind`); later modules add kinds with
+:func:`register_kind`.  Appends are buffered and flushed as Arrow batches.
+
+Canonical serialization and hash
+--------------------------------
+Event bytes: ``seq, ts`` (int64 LE), ``cause_stream`` (int8), ``cause_seq`` (int64 LE), the
+kind name and the source (UTF-8, uint32 LE length prefix), the payload row count (uint32 LE),
+then each declared field in order as a column: ints int64 LE, floats IEEE-754 binary64 LE with
+every NaN written as the one quiet NaN ``0x7ff8000000000000``, bools one byte, strings
+length-prefixed UTF-8 (``0xffffffff`` for NULL).  The running hash is chained:
+``h_k = blake2b(h_{k-1} || bytes_k, digest_size=32)`` with ``h_0`` 32 zero bytes, so it can be
+saved in a snapshot and resumed.  :func:`recompute_hash` recomputes it from the stored tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from replay.engine.state import Ledger
+
+_TYPES = {"int": ("BIGINT", pa.int64()), "float": ("DOUBLE", pa.float64()),
+          "str": ("VARCHAR", pa.string()), "bool": ("BOOLEAN", pa.bool_())}
+_QNAN = np.frombuffer(struct.pack("<Q", 0x7FF8000000000000), "<f8")[0]
+_HEAD = struct.Struct("<qqbq")
+H0 = bytes(32)
+
+
+@dataclass(frozen=True)
+class EventKind:
+    """A derived-event kind: its name, payload table and typed fields (int/float/str/bool)."""
+
+    name: str
+    table: str
+    fields: tuple[tuple[str, str], ...]
+    #: fields stored but left out of the hash: wall-clock measurements (e.g. a fit's ``fit_ms``)
+    #: that differ between identical runs and would otherwise break determinism checks
+    unhashed: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if set(self.unhashed) - {f for f, _ in self.fields}:
+            raise ValueError(f"{self.name}: unhashed fields {self.unhashed} are not all fields")
+        for f, t in self.fields:
+            if t not in _TYPES:
+                raise ValueError(f"{self.name}.{f}: type {t!r} not one of {sorted(_TYPES)}")
+            if f in ("seq", "ts"):
+                raise ValueError(f"{self.name}: field name {f!r} is reserved")
+
+    def ddl(self) -> str:
+        cols = ", ".join(f"{f} {_TYPES[t][0]}" for f, t in self.fields)
+        sep = ", " if cols else ""
+        return f"CREATE TABLE IF NOT EXISTS {self.table} (seq BIGINT, ts BIGINT{sep}{cols})"
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([("seq", pa.int64()), ("ts", pa.int64())]
+                         + [(f, _TYPES[t][1]) for f, t in self.fields])
+
+
+KINDS: dict[str, EventKind] = {}
+
+
+def register_kind(kind: EventKind) -> EventKind:
+    """Declare an event kind (idempotent for an identical declaration)."""
+    old = KINDS.get(kind.name)
+    if old is not None and old != kind:
+        raise ValueError(f"event kind {kind.name!r} already declared differently: {old}")
+    clash = [k for k in KINDS.values() if k.table == kind.table and k.name != kind.name]
+    if clash:
+        raise ValueError(f"table {kind.table!r} already belongs to kind {clash[0].name!r}")
+    KINDS[kind.name] = kind
+    return kind
+
+
+for _k in (
+    EventKind("wake", "wakes", (("consumer", "str"), ("reason", "str"))),
+    EventKind("order", "orders", (("order_id", "int"), ("instrument_id", "int"), ("qty", "float"),
+                                  ("limit_price", "float"), ("arrival_ts", "int"),
+                                  ("consumer", "str"))),
+    EventKind("fill", "fills", (("order_id", "int"), ("instrument_id", "int"), ("qty", "float"),
+                                ("price", "float"), ("fee", "float"), ("multiplier", "float"))),
+    EventKind("fee", "fees", (("instrument_id", "int"), ("amount", "float"), ("reason", "str"))),
+    EventKind("funding", "funding_payments", (("instrument_id", "int"), ("position", "float"),
+                                              ("rate", "float"), ("amount", "float"))),
+    EventKind("mark", "marks", (("instrument_id", "int"), ("price", "float"),
+                                ("value", "float"))),
+    # one row per expiry of a fit; the fit-level figures repeat on each row
+    EventKind("surface_fit", "surface_fits", (
+        ("model", "str"), ("expiry", "int"), ("t", "float"), ("forward", "float"),
+        ("params", "str"), ("n_quotes", "int"), ("rmse_vol_pts", "float"),
+        ("inside_spread_pct", "float"), ("fit_ms", "float"), ("arb_violations", "int"),
+        ("published", "bool"), ("reason", "str")), unhashed=("fit_ms",)),
+    EventKind("calibration_quotes", "calibration_quotes",
+              (("instrument", "str"), ("expiry", "int"), ("strike", "float"),
+               ("forward", "float"), ("bid_iv", "float"), ("ask_iv", "float"),
+               ("mid_iv", "float"), ("fit_iv", "float"), ("venue_mark_iv", "float"))),
+    EventKind("pnl", "pnl", (("total_usd", "float"), ("total_coin", "float"),
+                             ("options_usd", "float"), ("hedge_usd", "float"),
+                             ("fees_usd", "float"), ("funding_usd", "float"))),
+    EventKind("snapshot", "snapshots", (("n_events", "int"),)),
+):
+    register_kind(_k)
+
+
+def _canon_column(vals: list | np.ndarray, typ: str) -> bytes:
+    if typ == "int":
+        return np.asarray(vals, dtype="<i8").tobytes()
+    if typ == "float":
+        a = np.array(vals, dtype="<f8")
+        a[np.isnan(a)] = _QNAN
+        return a.tobytes()
+    if typ == "bool":
+        return bytes(2 if x is None else int(bool(x)) for x in vals)
+    out = bytearray()
+    for x in vals:
+        if x is None:
+            out += b"\xff\xff\xff\xff"
+        else:
+            b = str(x).encode()
+            out += struct.pack("<I", len(b)) + b
+    return bytes(out)
+
+
+def _lp(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack("<I", len(b)) + b
+
+
+def canonical_bytes(seq: int, ts: int, kind: EventKind, cause_stream: int, cause_seq: int,
+                    source: str, cols: Mapping[str, list]) -> bytes:
+    n = len(next(iter(cols.values()))) if cols else 1
+    parts = [_HEAD.pack(seq, ts, cause_stream, cause_seq), _lp(kind.name), _lp(source),
+             struct.pack("<I", n)]
+    parts += [_canon_column(cols[f], t) for f, t in kind.fields if f not in kind.unhashed]
+    return b"".join(parts)
+
+
+def chain(h: bytes, data: bytes) -> bytes:
+    return hashlib.blake2b(h + data, digest_size=32).digest()
+
+
+class Journal:
+    """Buffered writer of ``journal.duckdb`` with the running hash."""
+
+    def __init__(self, path: str | os.PathLike, flush_rows: int = 65536):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(self.path))
+        self.flush_rows = flush_rows
+        self.seq = -1  # last appended seq
+        self.hash = H0
+        self._main: list[tuple] = []
+        self._buf: dict[str, dict[str, list]] = {}
+        self._buffered = 0
+        self._tables: set[str] = set()
+        self._ensure_tables()
+
+    def _ensure_tables(self) -> None:
+        self.con.execute("CREATE TABLE IF NOT EXISTS journal (seq BIGINT, ts BIGINT, kind VARCHAR,"
+                         " cause_stream TINYINT, cause_seq BIGINT, source VARCHAR)").fetchall()
+        for k in list(KINDS.values()):
+            self.con.execute(k.ddl()).fetchall()
+            self._tables.add(k.table)
+
+    @property
+    def hash_hex(self) -> str:
+        return self.hash.hex()
+
+    def append(self, kind: str, ts: int, cause: tuple[int, int], source: str = "",
+               rows: Mapping[str, object] | None = None) -> int:
+        """Append one event.  ``rows`` maps each declared field to a scalar (one payload row)
+        or to equal-length sequences (several rows).  Returns the event's seq."""
+        k = KINDS.get(kind)
+        if k is None:
+            raise KeyError(f"unknown journal event kind {kind!r}; declare it with register_kind")
+        rows = dict(rows or {})
+        missing = [f for f, _ in k.fields if f not in rows]
+        extra = sorted(set(rows) - {f for f, _ in k.fields})
+        if missing or extra:
+            raise ValueError(f"{kind}: missing fields {missing}, unknown fields {extra}")
+        seqs = {f: rows[f] for f, _ in k.fields if isinstance(rows[f], (list, tuple, np.ndarray))}
+        n = len(next(iter(seqs.values()))) if seqs else 1
+        if any(len(c) != n for c in seqs.values()):
+            raise ValueError(f"{kind}: payload columns differ in length")
+        # scalars broadcast over a multi-row payload
+        cols = {f: (np.asarray(rows[f]).tolist() if f in seqs else [rows[f]] * n)
+                for f, _ in k.fields}
+        self.seq += 1
+        seq, ts = self.seq, int(ts)
+        cs, cq = int(cause[0]), int(cause[1])
+        self.hash = chain(self.hash, canonical_bytes(seq, ts, k, cs, cq, source, cols))
+        self._main.append((seq, ts, kind, cs, cq, source))
+        buf = self._buf.setdefault(k.name, {"seq": [], "ts": [], **{f: [] for f, _ in k.fields}})
+        buf["seq"] += [seq] * n
+        buf["ts"] += [ts] * n
+        for f, _ in k.fields:
+            buf[f] += cols[f]
+        self._buffered += n + 1
+        if self._buffered >= self.flush_rows:
+            self.flush()
+        return seq
+
+    def flush(self) -> None:
+        """Write the buffered rows (one Arrow insert per table) and commit."""
+        if not self._main:
+            return
+        self.con.execute("BEGIN TRANSACTION").fetchall()
+        main = pa.table({"seq": pa.array([r[0] for r in self._main], pa.int64()),
+                         "ts": pa.array([r[1] for r in self._main], pa.int64()),
+                         "kind": pa.array([r[2] for r in self._main], pa.string()),
+                         "cause_stream": pa.array([r[3] for r in self._main], pa.int8()),
+                         "cause_seq": pa.array([r[4] for r in self._main], pa.int64()),
+                         "source": pa.array([r[5] for r in self._main], pa.string())})
+        self._insert("journal", main)
+        for name, buf in self._buf.items():
+            k = KINDS[name]
+            if k.table not in self._tables:  # a kind declared after the journal was opened
+                self.con.execute(k.ddl()).fetchall()
+                self._tables.add(k.table)
+            self._insert(k.table, pa.table(buf, schema=k.schema()))
+        self.con.execute("COMMIT").fetchall()
+        self._main, self._buf, self._buffered = [], {}, 0
+
+    def _insert(self, table: str, data: pa.Table) -> None:
+        self.con.register("_jbuf", data)
+        self.con.execute(f"INSERT INTO {table} SELECT * FROM _jbuf").fetchall()
+        self.con.unregister("_jbuf")
+
+    def truncate_after(self, seq: int, running_hash: bytes) -> None:
+        """Drop every event after ``seq`` (resume from a snapshot taken at that seq)."""
+        self.flush()
+        n = self.con.execute("SELECT count(*) FROM journal WHERE seq <= ?", [seq]).fetchall()[0][0]
+        if n != seq + 1:
+            raise RuntimeError(f"journal {self.path} holds {n} events up to seq {seq}; "
+                               "it does not belong to this snapshot")
+        self.con.execute("BEGIN TRANSACTION").fetchall()
+        self._ensure_tables()
+        for t in ["journal", *(k.table for k in KINDS.values())]:
+            self.con.execute(f"DELETE FROM {t} WHERE seq > ?", [seq]).fetchall()
+        self.con.execute("COMMIT").fetchall()
+        self.seq, self.hash = seq, running_hash
+
+    def close(self) -> None:
+        self.flush()
+        self.con.close()
+
+
+def recompute_hash(path: str | os.PathLike) -> str:
+    """Recompute the running hash from a stored journal (a determinism audit)."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        main = con.sql("SELECT * FROM journal ORDER BY seq").fetchall()
+        payload: dict[str, dict[int, dict[str, list]]] = {}
+        for name in {r[2] for r in main}:
+            k = KINDS[name]
+            fields = [f for f, _ in k.fields]
+            rows = con.sql(f"SELECT seq, {', '.join(fields) or '1'} FROM {k.table} "
+                           f"WHERE seq IN (SELECT seq FROM journal WHERE kind = $k) "
+                           f"ORDER BY seq, rowid", params={"k": name}).fetchall()
+            per: dict[int, dict[str, list]] = {}
+            for r in rows:
+                d = per.setdefault(r[0], {f: [] for f in fields})
+                for f, x in zip(fields, r[1:]):
+                    d[f].append(float("nan") if x is None and dict(k.fields)[f] == "float" else x)
+            payload[name] = per
+    finally:
+        con.close()
+    h = H0
+    for seq, ts, kind, cs, cq, source in main:
+        k = KINDS[kind]
+        cols = payload[kind].get(seq, {f: [] for f, _ in k.fields})
+        h = chain(h, canonical_bytes(seq, ts, k, cs, cq, source or "", cols))
+    return h.hex()
+
+
+def fold_ledger(path: str | os.PathLike) -> Ledger:
+    """Rebuild positions and cash by folding the journaled fills and funding payments in seq
+    order: the event-sourcing check that the ledger holds no hidden state."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        rows = con.sql("""
+            SELECT seq, 'fill' AS k, instrument_id, qty, price, fee, multiplier, NULL AS amount
+            FROM fills
+            UNION ALL
+            SELECT seq, 'funding', instrument_id, NULL, NULL, NULL, NULL, amount
+            FROM funding_payments
+            ORDER BY seq""").fetchall()
+    finally:
+        con.close()
+    led = Ledger()
+    for _, k, iid, qty, price, fee, mult, amount in rows:
+        if k == "fill":
+            led.apply_fill(iid, qty, price, fee, mult)
+        else:
+            led.apply_funding(amount)
+    return led
+
+
+def read_tables(path: str | os.PathLike, tables: list[str]) -> dict:
+    """Journal payload tables as pandas DataFrames in seq order, one connection for all; a
+    table the run did not write comes back empty."""
+    import pandas as pd
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        names = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables").fetchall()}
+        return {t: con.execute(f"SELECT * FROM {t} ORDER BY seq").df() if t in names
+                else pd.DataFrame() for t in tables}
+
+
+def read_table(path: str | os.PathLike, table: str):
+    """One journal payload table (see :func:`read_tables`)."""
+    return read_tables(path, [table])[table]

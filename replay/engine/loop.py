@@ -1,0 +1,159 @@
+"""The fast engine: feed -> numba fold -> wake-ups of consumers -> journal, and
+:func:`run_replay`, which opens the store, wires a :class:`~replay.engine.runtime.Runtime`,
+resumes from a snapshot if asked, and runs the fast or the reference engine.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from replay.engine.feed import DEFAULT_WINDOW_NS, Feed, FeedCursor
+from replay.engine.journal import Journal
+from replay.engine.runtime import Consumer, Runtime
+from replay.engine.state import Instruments, MarketState
+from replay.engine.wake import STOP_CONDITION, STOP_TIMER, fold_until_wake
+from replay.store import open_store
+
+
+def run_fast(rt: Runtime, batches: Iterable, on_batch: Callable[[int, int], None] | None = None
+             ) -> None:
+    """Fold batches, splitting each exactly at the wake-ups the kernel finds."""
+    st, w = rt.state, rt.wakes
+    for b in batches:
+        n, i = len(b), 0
+        ts, tx, ss, sq, ii, v = b.ts_recv, b.ts_exchange, b.stream, b.seq, b.instrument_id, b.v
+        # the kernel indexes state without bounds checks: refuse ids the instruments lack
+        if n and (ii.min() < 0 or ii.max() >= st.fstate.shape[0]):
+            raise ValueError("market events reference instrument ids outside "
+                             f"0..{st.fstate.shape[0] - 1}; the instruments table is incomplete")
+        while i < n:
+            i1 = n
+            if rt.next_snap_events is not None:
+                i1 = min(n, i + rt.next_snap_events - st.n_events)
+            # the kernel skips the corridor test entirely when no corridor is set
+            und = st.underlying_id if np.isfinite(w.lo).any() or np.isfinite(w.hi).any() else -1
+            i, code = fold_until_wake(ts, tx, ss, sq, ii, v, i, i1, rt.next_timer(),
+                                      st.fstate, st.istate, st.clock, und,
+                                      w.lo, w.hi, w.count_left, w.trade_left, w.count_all,
+                                      w.count_mask, w.met)
+            if code == STOP_TIMER:
+                rt.fire_timers(int(ts[i]))
+            elif code == STOP_CONDITION:
+                rt.fire_conditions()
+            rt.after_events()
+        if on_batch is not None:
+            on_batch(st.n_events, st.now)
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    events: int  # market events folded in this process (after a resume: since the snapshot)
+    total_events: int  # market events folded over the whole run
+    wall_seconds: float
+    events_per_second: float
+    journal_hash: str
+    journal_path: Path
+    n_wakes: int
+    positions: dict[int, float]
+    cash: float
+
+
+def _progress(progress: Any, feed: Feed) -> tuple[Callable | None, Callable[[], None]]:
+    if callable(progress):
+        return progress, lambda: None
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        return None, lambda: None
+    from tqdm import tqdm
+
+    span = max((feed.end or 0) - (feed.start or 0), 1)
+    bar = tqdm(total=100, unit="%", file=sys.stderr, desc="replay")
+
+    def tick(n_events: int, now: int) -> None:
+        pct = 100.0 * (now - feed.start) / span
+        bar.n = round(min(max(pct, 0.0), 100.0), 1)
+        bar.set_postfix_str(f"{n_events:,} events, market {np.datetime64(now, 'ns')}")
+
+    return tick, bar.close
+
+
+def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: str | Path, *,
+               start: int | None = None, end: int | None = None,
+               window_ns: int = DEFAULT_WINDOW_NS, snapshot_every_events: int | None = None,
+               snapshot_every_ns: int | None = None, resume: str | Path | None = None,
+               progress: Any = None, venue: Any = None, seed: int = 0,
+               underlying_id: int | None = None, instrument_ids: Sequence[int] | None = None,
+               expiries: Sequence[int] | None = None, batch_rows: int = 1 << 20,
+               engine: str = "fast", prefetch: bool = True,
+               duckdb_memory_limit: str = "256MB") -> ReplayResult:
+    """Replay a store into consumers, journaling to ``out_dir/journal.duckdb``.
+
+    ``resume`` is a run directory or a snapshot file: the run continues from the last good
+    snapshot (torn ones are skipped with a warning) and the journal in ``out_dir`` is cut back
+    to that snapshot.  ``progress``: None (a bar on a terminal, quiet otherwise), False, or a
+    callable ``(n_events, now_ns)`` called after each batch.  ``engine="reference"`` runs the
+    per-event Python reference (small data only; no resume).
+    """
+    from replay.engine import snapshot as snap
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jpath, sdir = out / "journal.duckdb", out / "snapshots"
+    payload = snap.load_latest(resume) if resume is not None else None
+    if payload is None:
+        for p in (jpath, Path(str(jpath) + ".wal")):
+            p.unlink(missing_ok=True)
+        shutil.rmtree(sdir, ignore_errors=True)
+    t0 = time.perf_counter()
+    with open_store(store_path) as store:
+        # DuckDB keeps blocks it has read cached up to its memory limit (80 % of RAM by
+        # default), so a long replay's RSS would grow with history; a scan needs little.
+        store.con.execute("SET memory_limit = ?", [duckdb_memory_limit]).fetchall()
+        instruments = Instruments.from_arrow(store.instruments())
+        und = instruments.default_underlying() if underlying_id is None else int(underlying_id)
+        state = MarketState.empty(len(instruments), und)
+        journal = Journal(jpath)
+        want_snaps = bool(snapshot_every_events or snapshot_every_ns)
+        rt = Runtime(consumers, instruments, state, journal, venue=venue, seed=seed,
+                     snapshot_every_events=snapshot_every_events,
+                     snapshot_every_ns=snapshot_every_ns,
+                     snapshotter=((lambda r: snap.write(sdir, snap.capture(r)))
+                                  if want_snaps else None))
+        cursor = None
+        if payload is not None:
+            journal.truncate_after(payload["journal_seq"], payload["journal_hash"])
+            snap.restore(rt, payload)
+            cursor = FeedCursor(state.now, state.stream_seqs())
+        n0 = state.n_events
+        feed = Feed(store, start=start, end=end, window_ns=window_ns, batch_rows=batch_rows,
+                    instrument_ids=instrument_ids, expiries=expiries, cursor=cursor,
+                    reuse_buffers=engine == "fast")
+        if payload is None:
+            rt.start((feed.start if feed.start is not None else 0) - 1)
+        tick, close = _progress(progress, feed)
+        try:
+            if engine == "fast":
+                run_fast(rt, feed.prefetched() if prefetch else feed, tick)
+            elif engine == "reference":
+                if payload is not None:
+                    raise ValueError("the reference engine does not resume")
+                from replay.engine.reference import run_reference
+
+                run_reference(rt, store, feed, tick)
+            else:
+                raise ValueError(f"engine must be 'fast' or 'reference', not {engine!r}")
+            rt.finish(None if feed.end is None else feed.end - 1)
+        finally:
+            close()
+            journal.close()
+    wall = time.perf_counter() - t0
+    n = state.n_events - n0
+    return ReplayResult(n, state.n_events, wall, n / wall if wall > 0 else 0.0, journal.hash_hex,
+                        jpath, rt.n_wakes, dict(rt.ledger.positions), rt.ledger.cash)

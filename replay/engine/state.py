@@ -1,0 +1,280 @@
+"""Market state as arrays indexed by instrument_id, the numba fold, and the positions ledger.
+
+Fold semantics (one event; the reference engine re-implements exactly this in Python):
+
+* every event: ``now = ts_recv``, ``update_ts[iid] = ts_recv``, event counter + 1, and the
+  per-stream last ``seq`` (the feed cursor) advance;
+* quotes (underlying or option): bid, ask, bid_size, ask_size are replaced as a whole, NaN where
+  the venue showed no side (a one-sided book is a fact, not a missing value); ``quote_ts`` set;
+* trades: last price, size, side and ``trade_ts``;
+* funding: rate, interval, mark price and ``funding_ts`` of that perpetual;
+* instrument definitions: ``defined_ts``.
+
+Stale-quote age of an instrument is ``now - quote_ts`` (see :meth:`MarketView.quote_age`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+from numba import njit
+
+from replay.engine.feed import (
+    S_FUNDING,
+    S_INSTRUMENTS,
+    S_OPTION_QUOTES,
+    S_OPTION_TRADES,
+    S_UNDERLYING_QUOTES,
+    S_UNDERLYING_TRADES,
+    STREAMS,
+)
+
+# float state columns
+F_BID, F_ASK, F_BID_SIZE, F_ASK_SIZE = 0, 1, 2, 3
+F_LAST_PX, F_LAST_SIZE, F_LAST_SIDE = 4, 5, 6
+F_FUNDING_RATE, F_FUNDING_INTERVAL, F_MARK = 7, 8, 9
+F_VENUE_FWD, F_MARK_IV = 10, 11
+NF = 12
+# int state columns
+I_QUOTE_TS, I_TRADE_TS, I_UPDATE_TS, I_FUNDING_TS, I_DEFINED_TS = 0, 1, 2, 3, 4
+NI = 5
+#: "never" for int timestamps
+NEVER = np.iinfo(np.int64).min
+# clock slots: now, event count, last event's stream, seq and instrument, then last seq per stream
+C_NOW, C_EVENTS, C_LAST_STREAM, C_LAST_SEQ, C_LAST_IID = 0, 1, 2, 3, 4
+C_STREAM_SEQ = 5
+NC = C_STREAM_SEQ + len(STREAMS)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def apply_event(t, tx, s, q, iid, v0, v1, v2, v3, v4, v5, fstate, istate,
+                clock):  # pragma: no cover
+    """Fold one event into the state arrays (see the module docstring)."""
+    clock[C_NOW] = t
+    clock[C_EVENTS] += 1
+    clock[C_LAST_STREAM] = s
+    clock[C_LAST_SEQ] = q
+    clock[C_LAST_IID] = iid
+    clock[C_STREAM_SEQ + s] = q
+    istate[iid, I_UPDATE_TS] = t
+    if s == S_OPTION_QUOTES or s == S_UNDERLYING_QUOTES:
+        fstate[iid, F_BID] = v0
+        fstate[iid, F_ASK] = v1
+        fstate[iid, F_BID_SIZE] = v2
+        fstate[iid, F_ASK_SIZE] = v3
+        istate[iid, I_QUOTE_TS] = t
+        if s == S_OPTION_QUOTES:
+            fstate[iid, F_VENUE_FWD] = v4
+            fstate[iid, F_MARK_IV] = v5
+    elif s == S_OPTION_TRADES or s == S_UNDERLYING_TRADES:
+        fstate[iid, F_LAST_PX] = v0
+        fstate[iid, F_LAST_SIZE] = v1
+        fstate[iid, F_LAST_SIDE] = v2
+        istate[iid, I_TRADE_TS] = t
+    elif s == S_FUNDING:
+        fstate[iid, F_FUNDING_RATE] = v0
+        fstate[iid, F_FUNDING_INTERVAL] = v1
+        fstate[iid, F_MARK] = v2
+        istate[iid, I_FUNDING_TS] = t
+    elif s == S_INSTRUMENTS:
+        istate[iid, I_DEFINED_TS] = t
+
+
+@njit(cache=True, nogil=True)
+def fold_batch(ts, tx, st, sq, ii, v, i0, i1, fstate, istate, clock):  # pragma: no cover
+    """Fold events ``i0..i1-1`` with no wake checks (a pure market replay)."""
+    for i in range(i0, i1):
+        apply_event(ts[i], tx[i], st[i], sq[i], ii[i], v[i, 0], v[i, 1], v[i, 2], v[i, 3],
+                    v[i, 4], v[i, 5], fstate, istate, clock)
+
+
+@dataclass(frozen=True)
+class Instruments:
+    """Static instrument definitions as numpy columns indexed by instrument_id."""
+
+    name: np.ndarray  # object
+    kind: np.ndarray  # object
+    expiry_ns: np.ndarray  # int64, NEVER when none
+    strike: np.ndarray  # float64, NaN unless option
+    is_call: np.ndarray  # int8: 1 call, 0 put, -1 not an option
+    settlement: np.ndarray  # object
+    contract_size: np.ndarray  # float64
+
+    @staticmethod
+    def from_arrow(t: pa.Table) -> Instruments:
+        n = (max(t.column("instrument_id").to_pylist()) + 1) if t.num_rows else 0
+        ids = np.asarray(t.column("instrument_id").to_numpy(), np.int64)
+
+        def put(col: str, dtype, fill):
+            out = np.full(n, fill, dtype=dtype)
+            vals = t.column(col).to_pylist()
+            for i, x in zip(ids, vals):
+                out[i] = fill if x is None else x
+            return out
+
+        return Instruments(put("name", object, ""), put("kind", object, ""),
+                           put("expiry_ns", np.int64, NEVER), put("strike", np.float64, np.nan),
+                           put("is_call", np.int8, -1), put("settlement", object, ""),
+                           put("contract_size", np.float64, np.nan))
+
+    def __len__(self) -> int:
+        return len(self.name)
+
+    def ids_of_kind(self, kind: str) -> np.ndarray:
+        return np.flatnonzero(self.kind == kind)
+
+    def default_underlying(self) -> int:
+        """The hedge/underlying instrument by default: the perpetual if there is one, else the
+        index, else spot, else the nearest future; -1 if none."""
+        for kind in ("perp", "index", "spot", "future"):
+            ids = self.ids_of_kind(kind)
+            if len(ids):
+                if kind == "future":
+                    return int(ids[np.argmin(self.expiry_ns[ids])])
+                return int(ids[0])
+        return -1
+
+
+@dataclass
+class MarketState:
+    """Mutable state arrays; the engine owns them, consumers see read-only views."""
+
+    fstate: np.ndarray
+    istate: np.ndarray
+    clock: np.ndarray
+    underlying_id: int
+
+    @staticmethod
+    def empty(n_instruments: int, underlying_id: int) -> MarketState:
+        f = np.full((max(n_instruments, 1), NF), np.nan)
+        i = np.full((max(n_instruments, 1), NI), NEVER, np.int64)
+        c = np.zeros(NC, np.int64)
+        c[C_NOW] = NEVER
+        c[C_LAST_STREAM] = -1
+        c[C_LAST_SEQ] = -1
+        c[C_LAST_IID] = -1
+        c[C_STREAM_SEQ:] = -1
+        return MarketState(f, i, c, int(underlying_id))
+
+    @property
+    def now(self) -> int:
+        return int(self.clock[C_NOW])
+
+    @property
+    def n_events(self) -> int:
+        return int(self.clock[C_EVENTS])
+
+    def cause(self) -> tuple[int, int]:
+        """(stream, seq) of the last folded event, (-1, -1) before any."""
+        return int(self.clock[C_LAST_STREAM]), int(self.clock[C_LAST_SEQ])
+
+    @property
+    def last_instrument(self) -> int:
+        """Instrument id of the last folded event (-1 before any): at a ``trade_count`` wake,
+        the instrument that just printed."""
+        return int(self.clock[C_LAST_IID])
+
+    def stream_seqs(self) -> tuple[tuple[str, int], ...]:
+        return tuple((s, int(self.clock[C_STREAM_SEQ + k])) for k, s in enumerate(STREAMS))
+
+    def copy(self) -> MarketState:
+        return MarketState(self.fstate.copy(), self.istate.copy(), self.clock.copy(),
+                           self.underlying_id)
+
+
+def _ro(a: np.ndarray) -> np.ndarray:
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
+
+class MarketView:
+    """Read-only view of the market state as of the current wake (``now``).  The arrays are
+    live views: read them during the callback, copy what must outlive it."""
+
+    def __init__(self, state: MarketState, instruments: Instruments, now: int):
+        f, i = state.fstate, state.istate
+        self.now = int(now)
+        self.instruments = instruments
+        self.underlying_id = state.underlying_id
+        self.bid, self.ask = _ro(f[:, F_BID]), _ro(f[:, F_ASK])
+        self.bid_size, self.ask_size = _ro(f[:, F_BID_SIZE]), _ro(f[:, F_ASK_SIZE])
+        self.last_price, self.last_size = _ro(f[:, F_LAST_PX]), _ro(f[:, F_LAST_SIZE])
+        self.last_side = _ro(f[:, F_LAST_SIDE])
+        self.funding_rate = _ro(f[:, F_FUNDING_RATE])
+        self.funding_interval_s = _ro(f[:, F_FUNDING_INTERVAL])
+        self.mark_price = _ro(f[:, F_MARK])
+        self.venue_forward = _ro(f[:, F_VENUE_FWD])  # options: the venue's forward of the expiry
+        self.mark_iv = _ro(f[:, F_MARK_IV])  # options: the venue's mark IV (fraction)
+        self.quote_ts, self.trade_ts = _ro(i[:, I_QUOTE_TS]), _ro(i[:, I_TRADE_TS])
+        self.update_ts, self.funding_ts = _ro(i[:, I_UPDATE_TS]), _ro(i[:, I_FUNDING_TS])
+        self.n_events = state.n_events
+
+    def mid(self, iid: int | np.ndarray) -> float | np.ndarray:
+        return 0.5 * (self.bid[iid] + self.ask[iid])
+
+    def underlying_mid(self) -> float:
+        u = self.underlying_id
+        return float("nan") if u < 0 else float(self.mid(u))
+
+    def expiry_forward(self, expiry_ns: int) -> float:
+        """The venue's forward of an expiry: the median over its options' latest quotes."""
+        inst = self.instruments
+        ids = np.flatnonzero((inst.expiry_ns == expiry_ns) & (inst.kind == "option"))
+        f = self.venue_forward[ids]
+        f = f[np.isfinite(f)]
+        return float(np.median(f)) if f.size else float("nan")
+
+    def reference_price(self, iid: int) -> float:
+        """A price for ``iid`` when its own book may be empty: the mid, else the funding mark
+        (perpetuals), else for a future the venue forward of its expiry (sources such as the
+        Deribit summaries carry forwards but no futures tape)."""
+        mid = float(self.mid(iid))
+        if np.isfinite(mid):
+            return mid
+        mark = float(self.mark_price[iid])
+        if np.isfinite(mark):
+            return mark
+        if self.instruments.kind[iid] == "future":
+            return self.expiry_forward(int(self.instruments.expiry_ns[iid]))
+        return float("nan")
+
+    def usd_per_coin(self, iid: int) -> float:
+        """The coin's USD price to convert ``iid``'s coin amounts: the underlying mid, else
+        the instrument's own forward (options: the venue forward of its expiry)."""
+        s = self.underlying_mid()
+        if np.isfinite(s):
+            return s
+        if self.instruments.kind[iid] == "option":
+            f = float(self.venue_forward[iid])
+            return f if np.isfinite(f) else self.expiry_forward(int(self.instruments.expiry_ns[iid]))
+        return self.reference_price(iid)
+
+    def quote_age(self, iid: int | np.ndarray) -> int | np.ndarray:
+        """Stale-quote age in ns (now - last quote update); huge when never quoted."""
+        qt = np.asarray(self.quote_ts[iid])
+        age = self.now - np.where(qt == NEVER, self.now, qt)
+        out = np.where(qt == NEVER, np.iinfo(np.int64).max, age)
+        return int(out) if out.ndim == 0 else out
+
+
+@dataclass
+class Ledger:
+    """Positions (contracts per instrument) and cash, changed only by journaled fills and
+    funding payments, so that folding the journal rebuilds it exactly.  Cash is in price units
+    (the venue module converts currencies); a buy of q at p costs ``q * p * multiplier + fee``."""
+
+    positions: dict[int, float] = field(default_factory=dict)
+    cash: float = 0.0
+
+    def apply_fill(self, instrument_id: int, qty: float, price: float, fee: float,
+                   multiplier: float = 1.0) -> None:
+        iid = int(instrument_id)
+        self.positions[iid] = self.positions.get(iid, 0.0) + float(qty)
+        self.cash -= float(qty) * float(price) * float(multiplier) + float(fee)
+
+    def apply_funding(self, amount: float) -> None:
+        """``amount`` > 0 is paid by us."""
+        self.cash -= float(amount)

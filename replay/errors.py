@@ -1,0 +1,47 @@
+"""Every user-facing error of volreplay, under one base class.
+
+:class:`VolreplayError` is what the CLI catches: it prints one ``volreplay: error:`` line and
+exits with :data:`EXIT_USER_ERROR`.  Anything else that escapes is a bug and shows its
+traceback (exit code 1).  Each subclass also derives from the built-in type it replaces, so
+that ``except ValueError`` around a config check keeps working.
+"""
+
+from __future__ import annotations
+
+EXIT_USER_ERROR = 2  # every user mistake; 1 is left to bugs (a traceback)
+
+
+class VolreplayError(Exception):
+    """A mistake in the user's input (paths, formats, configs, data selections), shown as one
+    line without a traceback."""
+
+
+class UserError(VolreplayError):
+    """A user mistake that fits none of the more specific classes below."""
+
+
+class ConfigError(VolreplayError, ValueError):
+    """A configuration mistake; the message names the key and the allowed values."""
+
+
+class StoreError(VolreplayError, RuntimeError):
+    """A store problem: a bad path, a locked file, the wrong mode."""
+
+
+class IngestError(VolreplayError, RuntimeError):
+    """An ingestion problem: a missing file, an unknown format, an unreadable container."""
+
+
+class ObjectiveValueError(VolreplayError, ValueError):
+    """The sweep objective cannot be computed for one run (a null metric, log of a negative)."""
+
+
+# What the CLI and the Hydra app report as one line: our errors, and a user path that does not
+# exist (raised by the standard library before any of our checks can name it).
+USER_ERRORS: tuple[type[BaseException], ...] = (VolreplayError, FileNotFoundError)
+
+
+def error_line(e: BaseException) -> str:
+    """The ``volreplay: error:`` line of a user error: its message on one line (some, like
+    DuckDB's lock errors, span several)."""
+    return "; ".join(ln.strip() for ln in str(e).splitlines() if ln.strip()) or type(e).__name__

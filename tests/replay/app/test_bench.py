@@ -1,0 +1,84 @@
+"""`volreplay bench`: one JSON object per case, each case in its own process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _bench(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "replay", "bench", "--quick", *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_bench_prints_one_json_object_per_case():
+    p = _bench("--case", "svi_slice", "--case", "synth")
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = [json.loads(line) for line in p.stdout.strip().splitlines()]
+    assert [r["case"] for r in rows] == ["synth", "svi_slice"]
+    synth = rows[0]
+    assert synth["events"] > 0 and synth["events_per_second"] > 0
+
+
+def test_unknown_case_is_a_user_error():
+    p = _bench("--case", "nope")
+    assert p.returncode == 2 and "unknown bench case" in p.stderr and "Traceback" not in p.stderr
+
+
+# -- where cached bench stores go ------------------------------------------------------------
+BENCH_STORES = ["bench_large.duckdb", "bench_quick.duckdb", "bench_day.duckdb",
+                "bench_quick_backtest.duckdb"]
+
+
+def test_bench_datasets_go_to_volreplay_cache_dir(tmp_path, monkeypatch):
+    from replay.app.bench import dataset_path
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("VOLREPLAY_CACHE_DIR", str(cache))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))  # the own variable wins
+    for name in BENCH_STORES:
+        p = dataset_path(name)
+        assert p == cache / name
+        assert p.parent.is_dir()
+    checkout = Path(__file__).resolve().parents[3]
+    assert not dataset_path("bench_day.duckdb").resolve().is_relative_to(checkout)
+
+
+def test_cache_dir_defaults_to_xdg_then_home(tmp_path, monkeypatch):
+    from replay.app.bench import cache_dir
+
+    monkeypatch.delenv("VOLREPLAY_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "volreplay"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/path")  # ignored, as the XDG spec says
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_dir() == tmp_path / "home" / ".cache" / "volreplay"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert cache_dir() == tmp_path / "home" / ".cache" / "volreplay"
+
+
+def test_bench_cases_take_their_stores_from_the_cache(tmp_path, monkeypatch):
+    """The cases build their store paths through ``dataset_path``, not under the checkout."""
+    from replay.app.bench import _load, discover
+
+    monkeypatch.setenv("VOLREPLAY_CACHE_DIR", str(tmp_path))
+    found = discover()
+    built: list[Path] = []
+
+    def fake_synthesize(path, cfg):  # record where the case would build, build nothing
+        built.append(Path(path))
+        raise RuntimeError("not built in this test")
+
+    import replay.synth
+
+    monkeypatch.setattr(replay.synth, "synthesize", fake_synthesize)
+    mod = _load("backtest", found["backtest"])
+    with pytest.raises(RuntimeError, match="not built"):
+        mod._store(True)
+    assert built == [tmp_path / "bench_quick_backtest.duckdb"]
+    text = "\n".join(p.read_text() for p in found.values())
+    assert "datasets/bench_" not in text and '"datasets"' not in text

@@ -1,0 +1,225 @@
+"""User errors of ``volreplay run``: every numeric key has declared bounds and a bad value is one
+error line naming the key (no traceback, no endless snapshot loop), Hydra's composition errors
+look the same and share exit code 2, empty data selections are errors naming the data span,
+and ``--help`` / ``--version`` show what a user needs."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+import replay
+from replay.errors import EXIT_USER_ERROR, ConfigError
+from replay.model.config import (
+    BOUNDS,
+    PLUGIN_GROUPS,
+    DataConfig,
+    ReportConfig,
+    RunConfig,
+    VenueConfig,
+    validate_numbers,
+)
+
+CONF = Path(__file__).resolve().parents[3] / "conf"
+SPAN = "spans 2025-01-06T00:00:00Z .. 2025-01-06T00:14:59Z"  # the gbm_quarter_hour store
+
+
+def _run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "replay", "run", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _one_error_line(p: subprocess.CompletedProcess, *needles: str) -> str:
+    assert p.returncode == EXIT_USER_ERROR, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr and "HYDRA_FULL_ERROR" not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if "volreplay: error:" in ln]
+    assert len(lines) == 1, p.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def _numeric(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# -- declared bounds ------------------------------------------------------------------------
+def _shipped_numeric_keys() -> set[str]:
+    """Every numeric key of the schemas, the group presets and our targets' signatures."""
+    from hydra.utils import get_class
+
+    from calibration.loss import LossConfig
+
+    keys = set()
+    for group, cls in (("data", DataConfig), ("venue", VenueConfig), ("report", ReportConfig)):
+        keys |= {f"{group}.{f.name}" for f in dataclasses.fields(cls)
+                 if _numeric(f.default) or "float" in str(f.type) or "int" in str(f.type)}
+    keys |= {f.name for f in dataclasses.fields(RunConfig) if _numeric(f.default)
+             or str(f.type).startswith(("float", "int"))}
+    keys |= {f"calibration.loss.{f.name}" for f in dataclasses.fields(LossConfig)
+             if _numeric(f.default)}
+    for group in PLUGIN_GROUPS:
+        for f in (CONF / group).glob("*.yaml"):
+            node = yaml.safe_load(f.read_text()) or {}
+            for k, v in node.items():
+                if _numeric(v):
+                    keys.add(f"{group}.{k}")
+            if node.get("_target_"):
+                for p in inspect.signature(get_class(node["_target_"])).parameters.values():
+                    if _numeric(p.default):
+                        keys.add(f"{group}.{p.name}")
+    return keys
+
+
+def test_every_shipped_numeric_key_has_declared_bounds():
+    missing = sorted(_shipped_numeric_keys() - set(BOUNDS))
+    assert not missing, f"declare bounds in replay.model.config.BOUNDS for {missing}"
+
+
+def test_the_shipped_defaults_are_within_their_bounds():
+    for group in PLUGIN_GROUPS:
+        for f in (CONF / group).glob("*.yaml"):
+            node = yaml.safe_load(f.read_text())
+            validate_numbers({group: node})
+    validate_numbers(OmegaConf.to_container(OmegaConf.structured(RunConfig)))
+
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"snapshot_every_s": -1}, r"snapshot_every_s: -1 is out of range; allowed: \(0, inf\) or null"),
+    ({"snapshot_every_s": 0.0}, r"snapshot_every_s: 0.0 is out of range"),
+    ({"venue": {"latency_ms": -5}}, r"venue.latency_ms: -5 is out of range; allowed: \[0, inf\)"),
+    ({"venue": {"depth_levels": 2.5}}, r"venue.depth_levels: 2.5 is not an integer"),
+    ({"data": {"window_s": 0}}, r"data.window_s: 0 is out of range"),
+    ({"report": {"pnl_every_s": -60}}, r"report.pnl_every_s: -60 is out of range"),
+    ({"report": {"markout_horizons_s": [1.0, -10.0]}}, r"report.markout_horizons_s\[1\]: -10.0"),
+    ({"seed": -3}, r"seed: -3 is out of range"),
+    ({"strategy": {"_target_": "strategies.hedging.registry.DeltaBand", "band": "wide"}},
+     r"strategy.band: 'wide' is not a number"),
+    ({"strategy": {"_target_": "strategies.hedging.registry.Periodic", "period_ns": 0}},
+     r"strategy.period_ns: 0 is out of range"),
+    ({"book": {"_target_": "strategies.books.FixedBook", "size": float("nan")}},
+     r"book.size: nan is not finite"),
+    ({"calibration": {"_target_": "replay.consumers.calibration.CalibrationConsumer", "n_starts": 0}},
+     r"calibration.n_starts: 0 is out of range; allowed: integers in \[1, inf\)"),
+    ({"calibration": {"_target_": "replay.consumers.calibration.CalibrationConsumer",
+                      "loss": {"stale_weight": -1}}}, r"calibration.loss.stale_weight: -1"),
+])
+def test_a_value_out_of_bounds_names_the_key_and_the_allowed_values(cfg, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_numbers(cfg)
+
+
+def test_bounds_of_our_targets_leave_a_users_own_class_alone():
+    validate_numbers({"strategy": {"_target_": "mypkg.Mine", "band": "wide", "cost": -1}})
+    validate_numbers({"snapshot_every_s": None, "calibration": {"_target_": "x.Y", "every": "5min"}})
+
+
+def test_library_run_rejects_a_bad_value_before_writing(gbm_quarter_hour, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="snapshot_every_s"):
+        replay.run({"data": {"db": str(gbm_quarter_hour)}, "out_dir": str(out),
+                    "snapshot_every_s": -1, "report": {"html": False}})
+    assert not out.exists()
+
+
+# -- through the CLI --------------------------------------------------------------------------
+@pytest.mark.parametrize("override, needles", [
+    # before the fix: an endless loop writing snapshot files
+    ("snapshot_every_s=-1", ("snapshot_every_s: -1.0 is out of range",)),
+    ("venue.latency_ms=-5", ("venue.latency_ms: -5.0 is out of range", "[0, inf)")),
+    ("data.window_s=0", ("data.window_s: 0.0 is out of range", "(0, inf)")),
+    ("strategy.bnad=0.1", ("strategy.bnad: unknown key; allowed keys: hedge,", "band", "rebalance")),
+    ("venue.latncy_ms=3", ("venue.latncy_ms: unknown key; allowed keys: latency_ms,",)),
+    ("venue.latency_ms=abc", ("venue.latency_ms:", "'abc'")),
+    ("strategy=delta_bnad", ("strategy=delta_bnad: no such option; choose one of delta_band,",
+                             "whalley_wilmott")),
+])
+def test_cli_user_errors_are_one_line_with_exit_code_2(gbm_quarter_hour, tmp_path, override,
+                                                         needles):
+    out = tmp_path / "run"
+    p = _run(f"data.db={gbm_quarter_hour}", f"hydra.run.dir={out}", "report.html=false",
+             override, cwd=tmp_path, timeout=120)
+    _one_error_line(p, *needles)
+    assert not (out / "snapshots").exists() and not (out / "journal.duckdb").exists()
+
+
+@pytest.mark.parametrize("overrides, needles", [
+    (["data.start=2025-01-06T00:10", "data.end=2025-01-06T00:05"],
+     ("data.start: 2025-01-06T00:10 is not before data.end 2025-01-06T00:05", SPAN)),
+    (["data.start=2025-02-01"], ("data.start: 2025-02-01 is after the end of the data", SPAN)),
+    (["data.end=2024-12-01"], ("data.end: 2024-12-01 is before the start of the data", SPAN)),
+    (["data.expiries=[2025-01-09]"], ("data.expiries: '2025-01-09' is not an option expiry",
+                                      "expiries: 2025-01-06, 2025-01-07", SPAN)),
+    # inside the span but between two events: the replay finds nothing
+    (["data.start=2025-01-06T00:05:00.000001", "data.end=2025-01-06T00:05:00.000002"],
+     ("data.start, data.end: the selection holds no market events", SPAN)),
+])
+def test_empty_selections_are_errors_naming_the_key_and_the_span(gbm_quarter_hour, tmp_path,
+                                                                   overrides, needles):
+    out = tmp_path / "run"
+    p = _run(f"data.db={gbm_quarter_hour}", f"hydra.run.dir={out}", "report.html=false",
+             "calibration.every=300s", *overrides, cwd=tmp_path)
+    _one_error_line(p, *needles)
+    assert not (out / "metrics.json").exists() and not (out / "journal.duckdb").exists()
+
+
+def test_grid_sweep_with_a_failed_job_exits_non_zero_after_its_summary(gbm_quarter_hour,
+                                                                        tmp_path):
+    import pandas as pd
+
+    sweep = tmp_path / "sweep"
+    p = _run("-m", f"data.db={gbm_quarter_hour}", f"hydra.sweep.dir={sweep}",
+             "report.html=false", "calibration.every=300s", "book=none", "strategy=none",
+             "data.start=2025-01-06,2025-03-01", cwd=tmp_path)
+    assert p.returncode == EXIT_USER_ERROR, p.stderr[-3000:]
+    assert "1 of 2 jobs failed" in p.stderr
+    df = pd.read_parquet(sweep / "summary.parquet").set_index("job")
+    assert list(df.status) == ["ok", "failed"]
+    assert "data.start: 2025-03-01 is after the end of the data" in df.loc[1, "error"]
+
+
+def test_help_hides_the_schemas_and_version_is_the_installed_one(tmp_path):
+    from importlib.metadata import version
+
+    p = _run("--help", cwd=tmp_path, timeout=120)
+    assert p.returncode == 0
+    groups = p.stdout.split("== Config ==")[0]
+    assert "data: day, demo, deribit_btc\n" in groups and "schema" not in groups
+    assert "volreplay run" in groups
+    v = subprocess.run([sys.executable, "-m", "replay", "--version"], capture_output=True,
+                       text=True, timeout=60)
+    assert v.returncode == 0 and v.stdout.strip() == f"volreplay {version('volreplay')}"
+
+
+class Crash:
+    """A user's strategy with a bug: it must show a traceback and exit 1, not look like a
+    config mistake."""
+
+    name = "crash"
+
+    def __init__(self, board=None):
+        pass
+
+    def on_start(self, ctx):
+        raise RuntimeError("boom in on_start")
+
+
+def test_a_bug_shows_a_traceback_and_exit_code_1(gbm_quarter_hour, tmp_path):
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(CONF.parent)}
+    p = subprocess.run([sys.executable, "-m", "replay", "run", f"data.db={gbm_quarter_hour}",
+                        f"hydra.run.dir={tmp_path / 'run'}", "report.html=false", "book=none",
+                        "calibration=none", "strategy=none",
+                        f"strategy._target_={__name__}.Crash"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert "Traceback" in p.stderr and "RuntimeError: boom in on_start" in p.stderr
+    assert "volreplay: error:" not in p.stderr

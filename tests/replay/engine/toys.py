@@ -1,0 +1,133 @@
+"""Toy consumers and a toy venue for the engine's tests: small, deterministic, and each
+exercising one kind of wake condition or venue call."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from replay.engine.runtime import Context, Order, VenueContext
+from replay.engine.wake import WakeCondition
+
+
+class Periodic:
+    """Wakes every ``every_ns`` of market time and marks the underlying mid and one quote."""
+
+    def __init__(self, name: str, every_ns: int, instrument_id: int = -1):
+        self.name, self.every_ns, self.instrument_id = name, int(every_ns), int(instrument_id)
+        self.n = 0
+
+    def on_start(self, ctx: Context) -> WakeCondition:
+        return WakeCondition(deadline=(ctx.now // self.every_ns + 1) * self.every_ns)
+
+    def on_wake(self, ctx: Context) -> WakeCondition:
+        self.n += 1
+        iid = self.instrument_id if self.instrument_id >= 0 else ctx.market.underlying_id
+        ctx.emit("mark", instrument_id=iid, price=float(ctx.market.mid(iid)),
+                 value=ctx.market.underlying_mid())
+        return WakeCondition(deadline=ctx.now + self.every_ns)
+
+    def state_dict(self) -> dict:
+        return {"n": self.n}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.n = d["n"]
+
+
+class Idle:
+    """Wakes every ``every_ns`` and does nothing (measures pure wake overhead)."""
+
+    def __init__(self, name: str, every_ns: int):
+        self.name, self.every_ns, self.n = name, int(every_ns), 0
+
+    def on_start(self, ctx: Context) -> WakeCondition:
+        return WakeCondition(deadline=(ctx.now // self.every_ns + 1) * self.every_ns)
+
+    def on_wake(self, ctx: Context) -> WakeCondition:
+        self.n += 1
+        return WakeCondition(deadline=ctx.now + self.every_ns)
+
+    def state_dict(self) -> dict:
+        return {"n": self.n}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.n = d["n"]
+
+
+class CorridorHedger:
+    """Re-centres a ±``width`` relative corridor on the underlying mid each time the mid leaves
+    it, and trades ``qty`` of the underlying against the move (with order latency)."""
+
+    def __init__(self, name: str, width: float, qty: float = 1.0, latency_ns: int = 0):
+        self.name, self.width, self.qty, self.latency_ns = name, width, qty, int(latency_ns)
+        self.center = math.nan
+
+    def _around(self, mid: float) -> WakeCondition:
+        if not math.isfinite(mid):  # no two-sided book yet: wait for any quote update
+            return WakeCondition(quote_count=1)
+        self.center = mid
+        return WakeCondition(corridor=(mid * (1 - self.width), mid * (1 + self.width)))
+
+    def on_start(self, ctx: Context) -> WakeCondition:
+        return self._around(ctx.market.underlying_mid())
+
+    def on_wake(self, ctx: Context) -> WakeCondition:
+        mid = ctx.market.underlying_mid()
+        if math.isfinite(mid) and math.isfinite(self.center):
+            side = -1.0 if mid > self.center else 1.0
+            ctx.submit(ctx.market.underlying_id, side * self.qty, latency_ns=self.latency_ns)
+        return self._around(mid)
+
+    def state_dict(self) -> dict:
+        return {"center": self.center}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.center = d["center"]
+
+
+class QuoteCounter:
+    """Wakes after every ``n`` quote updates (trade prints with ``trades=True``, ``n`` of
+    either with ``quotes=True`` too) of ``instruments`` if given, marks the instrument that
+    quoted last, and draws from the run's RNG (so RNG state matters)."""
+
+    def __init__(self, name: str, n: int, instruments: tuple[int, ...] | None = None,
+                 trades: bool = False, quotes: bool | None = None):
+        self.name, self.n, self.instruments = name, int(n), instruments
+        self.trades, self.quotes = trades, (not trades) if quotes is None else quotes
+        self.wakes = 0
+
+    def _next(self) -> WakeCondition:
+        return WakeCondition(quote_count=self.n if self.quotes else None,
+                             trade_count=self.n if self.trades else None,
+                             instruments=self.instruments)
+
+    def on_start(self, ctx: Context) -> WakeCondition:
+        return self._next()
+
+    def on_wake(self, ctx: Context) -> WakeCondition:
+        self.wakes += 1
+        iid = int(np.argmax(ctx.market.quote_ts))
+        ctx.emit("mark", instrument_id=iid, price=float(ctx.market.mid(iid)),
+                 value=float(ctx.rng.standard_normal()))
+        return self._next()
+
+    def state_dict(self) -> dict:
+        return {"wakes": self.wakes}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.wakes = d["wakes"]
+
+
+class TouchVenue:
+    """Toy venue: fills the whole order at the touch as of arrival (ask for buys, bid for
+    sells) with a proportional fee; no touch, no fill.  A stand-in for the real venue."""
+
+    def __init__(self, fee_rate: float = 0.0005):
+        self.fee_rate = fee_rate
+
+    def on_arrival(self, order: Order, vctx: VenueContext) -> None:
+        iid = order.instrument_id
+        px = vctx.market.ask[iid] if order.qty > 0 else vctx.market.bid[iid]
+        if math.isfinite(px):
+            vctx.fill(order, order.qty, float(px), fee=abs(order.qty) * float(px) * self.fee_rate)
