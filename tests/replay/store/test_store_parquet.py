@@ -195,7 +195,7 @@ def test_filtered_scans_keep_replay_order_in_both_stores(tmp_path):
 def test_analytics_sql_runs_over_an_attached_parquet_store(duck, pq, tmp_path):
     import replay
     from replay.analytics import execution as analytics
-    from tests.replay.test_backtest import _cfg
+    from tests.replay.app.test_backtest import _cfg
 
     replay.run(_cfg(duck, tmp_path / "run"))  # a journal with orders and executions
     journal = tmp_path / "run" / "journal.duckdb"
@@ -285,7 +285,7 @@ def test_cli_export_then_inspect(duck, pq, tmp_path):
 
 def test_backtest_over_parquet_matches_the_duckdb_store(duck, pq, tmp_path):
     import replay
-    from tests.replay.test_backtest import _cfg
+    from tests.replay.app.test_backtest import _cfg
 
     a = replay.run(_cfg(duck, tmp_path / "duck"))
     b = replay.run(_cfg(pq, tmp_path / "pq"))
