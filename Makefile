@@ -13,7 +13,7 @@ DEMO_DB := datasets/demo.duckdb
 # and every Python the project supports.
 COMPILE := pip compile --universal --python-version 3.11 --generate-hashes --quiet
 
-.PHONY: demo test bench lint clean browser lock test-latest
+.PHONY: demo test test-slow bench lint clean browser lock test-latest
 
 $(STAMP): pyproject.toml $(LOCK) $(BOOT)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ browser:
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The long cases (Monte Carlo theory checks of the hedgers, the large synthetic store): minutes
+# each, so not in `make test`; run them before a change to strategies or synth lands.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 bench: $(STAMP)
 	$(BIN)/volreplay bench

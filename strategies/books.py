@@ -5,9 +5,9 @@
 * :class:`MarketMakerBook` (``book=market_maker``): takes the other side of the historical
   option trades, within a size cap and an instrument filter, at the traded price.
 
-**Expiry.**  Books hold their options to expiry; settling them is the ledger's job: the PnL
-marker (:mod:`replay.consumers.marker`) closes every expired position at intrinsic value against the
-settlement index and journals one ``settlement`` event each.
+**Expiry.**  Books hold their options to expiry; settling them is the venue's job (it is the
+run's one ledger): :class:`replay.venue.carry.Carry` closes every expired position at
+intrinsic value against the settlement index and journals one ``settlement`` event each.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class FixedBook:
     orders) or ``mid`` (limit orders at each option's mid).  Strikes by delta use the
     published surface's vol when there is one, else ``flat_vol``.  The book opens at the
     first wake where the underlying price is known and every leg is quoted two-sided (an
-    unquoted leg could not fill); the ledger settles it at expiry (module docstring).
+    unquoted leg could not fill); the venue settles it at expiry (module docstring).
     """
 
     def __init__(self, name: str = "book", structure: str = "straddle",

@@ -1,22 +1,16 @@
-"""Marks, funding, expiry settlement and the per-step PnL attribution, as one consumer.
+"""Marks and the per-step PnL attribution, as one consumer.
 
-Every ``every_s`` of market time (and at the end of the run) the marker
+Every ``every_s`` of market time, at each held option's expiry instant, and at the end of the
+run the marker
 
-1. accrues perpetual funding since its last wake at the rate in force (continuous accrual,
-   :func:`replay.venue.funding.funding_payment`) into the venue's portfolio;
-2. settles the options that expired: the marker wakes at each held option's expiry instant
-   (Deribit: 08:00 UTC) and closes it at intrinsic value against the settlement index, the
-   mid of the coin's ``index`` instrument when the store has one, else
-   ``MarketView.usd_per_coin`` (see :func:`settlement_index`).  Deribit settles against the
-   30-minute TWAP of its index before 08:00; the end point we use differs from that average by
-   the order of ``sigma S sqrt(30 min / 3)``, a documented approximation.  This is the run's
-   one settlement record (``settlement`` events); books do not settle;
-3. marks every position at mid (options without a two-sided book at the surface price) and
+1. brings the venue's books up to now (:meth:`replay.venue.carry.Carry.catch_up`: funding
+   accrued, expired options settled; the venue books both, the marker only asks);
+2. marks every position at mid (options without a two-sided book at the surface price) and
    journals ``pnl`` (totals in USD and coin, as docs/outputs.md asks).  With ``mark="surface"``
    options are marked to the calibrated surface instead (mark-to-model, mid when no surface
    is published): quoted mids jump with spreads, ticks and stale books, and on a short book
    that noise, not hedging error, would dominate the step PnL a hedging study measures;
-4. explains the step's USD PnL by a second-order Taylor expansion in the Black-76 greeks of
+3. explains the step's USD PnL by a second-order Taylor expansion in the Black-76 greeks of
    the option positions held at the start of the step (Bennett, *Trading Volatility*, 2014,
    ch. 6; Taleb, *Dynamic Hedging*, 1997, for vanna/volga)::
 
@@ -41,7 +35,6 @@ from calibration.pricing.forwards import time_to_expiry
 from calibration.pricing.iv import implied_vol
 from replay.engine.journal import EventKind, register_kind
 from replay.engine.wake import WakeCondition
-from replay.venue.funding import funding_payment
 
 NS = 1_000_000_000
 YEAR_NS = 365.0 * 86400 * NS
@@ -53,16 +46,8 @@ BUCKETS = ("delta", "gamma", "vega", "theta", "vanna", "volga", "funding", "fees
 
 ATTRIBUTION = register_kind(EventKind("attribution", "attribution",
                                       tuple((b, "float") for b in BUCKETS) + (("total", "float"),)))
-#: ``qty`` contracts closed at ``price`` (the option's price currency: coin if inverse,
-#: intrinsic / S), against the settlement index ``underlying`` (USD); ``intrinsic_usd`` per
-#: unit of underlying and ``value_usd`` = qty x contract size x intrinsic.
-SETTLEMENT = register_kind(EventKind("settlement", "settlements", (
-    ("instrument_id", "int"), ("qty", "float"), ("price", "float"), ("underlying", "float"),
-    ("intrinsic_usd", "float"), ("value_usd", "float"))))
-
-
 class PnLMarker:
-    """Consumer that marks, accrues, settles and attributes (see the module docstring)."""
+    """Consumer that marks and attributes (see the module docstring)."""
 
     name = "pnl"
 
@@ -73,11 +58,9 @@ class PnLMarker:
         self.mark_options = check_choice("report.pnl_mark", mark, ("mid", "surface"))
         self.every_ns = int(every_s * NS)
         self.prev: dict | None = None  # state at the last mark
-        self.last_ts: int | None = None
         self.totals = dict.fromkeys(BUCKETS, 0.0)
 
     def on_start(self, ctx) -> WakeCondition:
-        self.last_ts = ctx.now
         # the zero state before anything is held: the first step then explains the first PnL
         self.prev = {"ts": ctx.now, "total": 0.0, "hedge": 0.0, "fees": 0.0, "funding": 0.0,
                      "slippage": 0.0, "hedge_slippage": 0.0, "opt": {}}
@@ -99,9 +82,7 @@ class PnLMarker:
     # -- the work -----------------------------------------------------------------------
     def mark(self, ctx) -> None:
         pf, m = self.venue.portfolio, ctx.market
-        self._accrue_funding(ctx)
-        self.last_ts = ctx.now  # funding is accrued up to now even if no mark follows
-        self._settle_expired(ctx)
+        self.venue.carry.catch_up(ctx)
         ids = sorted(pf.net_qty())
         prices = {i: self._price(ctx, i) for i in ids}
         usd = float(m.usd_per_coin(m.underlying_id)) if m.underlying_id >= 0 else math.nan
@@ -134,34 +115,6 @@ class PnLMarker:
         if math.isfinite(mid):
             return mid
         return float(m.reference_price(iid))
-
-    def _accrue_funding(self, ctx) -> None:
-        pf, m = self.venue.portfolio, ctx.market
-        dt_s = (ctx.now - (self.last_ts or ctx.now)) / NS
-        if dt_s <= 0:
-            return
-        for iid, qty in pf.net_qty().items():
-            spec = self.venue.specs[iid]
-            rate = float(m.funding_rate[iid])
-            if spec.kind != "perp" or not math.isfinite(rate):
-                continue
-            mark = float(m.reference_price(iid))
-            amount = funding_payment(spec, qty, mark, rate, float(m.funding_interval_s[iid]), dt_s)
-            usd = float(m.usd_per_coin(iid))
-            pf.apply_funding(iid, amount, usd)
-            ctx.emit("funding", instrument_id=iid, position=qty, rate=rate, amount=amount)
-
-    def _settle_expired(self, ctx) -> None:
-        pf = self.venue.portfolio
-        for iid, qty in sorted(pf.net_qty().items()):
-            spec = self.venue.specs[iid]
-            if spec.is_option and spec.expiry_ns is not None and spec.expiry_ns <= ctx.now:
-                und = settlement_index(ctx, iid)
-                price = pf.settle(iid, und)
-                intrinsic = max(und - spec.strike, 0.0) if spec.is_call else \
-                    max(spec.strike - und, 0.0)
-                ctx.emit("settlement", instrument_id=iid, qty=qty, price=price, underlying=und,
-                         intrinsic_usd=intrinsic, value_usd=qty * spec.contract_size * intrinsic)
 
     def _state(self, ctx, ids: list[int], mk) -> dict:
         """What the next step's explain needs: per option (F, sigma, t, greeks) and totals."""
@@ -221,24 +174,10 @@ class PnLMarker:
         ctx.emit("attribution", total=total, **out)
 
     def state_dict(self) -> dict:
-        return {"prev": self.prev, "last_ts": self.last_ts, "totals": self.totals}
+        return {"prev": self.prev, "totals": self.totals}
 
     def load_state_dict(self, d: dict) -> None:
-        self.prev, self.last_ts, self.totals = d["prev"], d["last_ts"], dict(d["totals"])
-
-
-def settlement_index(ctx, iid: int) -> float:
-    """The price option ``iid`` settles against: the mid of the ``index`` instrument of its
-    coin (the name's prefix, ``BTC`` in ``BTC-27DEC25-100000-C``) when one is quoted, else the
-    coin's USD price the portfolio converts at (``MarketView.usd_per_coin``)."""
-    inst, m = ctx.instruments, ctx.market
-    coin = str(inst.name[iid]).split("-")[0]
-    for i in inst.ids_of_kind("index"):
-        if str(inst.name[i]).split("-")[0] == coin:
-            s = float(m.mid(int(i)))
-            if math.isfinite(s) and s > 0:
-                return s
-    return float(m.usd_per_coin(iid))
+        self.prev, self.totals = d["prev"], dict(d["totals"])
 
 
 def _forward(m, iid: int) -> float:

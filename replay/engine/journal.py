@@ -36,8 +36,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from replay.engine.state import Ledger
-
 _TYPES = {"int": ("BIGINT", pa.int64()), "float": ("DOUBLE", pa.float64()),
           "str": ("VARCHAR", pa.string()), "bool": ("BOOLEAN", pa.bool_())}
 _QNAN = np.frombuffer(struct.pack("<Q", 0x7FF8000000000000), "<f8")[0]
@@ -99,7 +97,8 @@ for _k in (
                                 ("price", "float"), ("fee", "float"), ("multiplier", "float"))),
     EventKind("fee", "fees", (("instrument_id", "int"), ("amount", "float"), ("reason", "str"))),
     EventKind("funding", "funding_payments", (("instrument_id", "int"), ("position", "float"),
-                                              ("rate", "float"), ("amount", "float"))),
+                                              ("rate", "float"), ("amount", "float"),
+                                              ("usd_per_coin", "float"))),
     EventKind("mark", "marks", (("instrument_id", "int"), ("price", "float"),
                                 ("value", "float"))),
     # one row per expiry of a fit; the fit-level figures repeat on each row
@@ -289,29 +288,6 @@ def recompute_hash(path: str | os.PathLike) -> str:
         cols = payload[kind].get(seq, {f: [] for f, _ in k.fields})
         h = chain(h, canonical_bytes(seq, ts, k, cs, cq, source or "", cols))
     return h.hex()
-
-
-def fold_ledger(path: str | os.PathLike) -> Ledger:
-    """Rebuild positions and cash by folding the journaled fills and funding payments in seq
-    order: the event-sourcing check that the ledger holds no hidden state."""
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        rows = con.sql("""
-            SELECT seq, 'fill' AS k, instrument_id, qty, price, fee, multiplier, NULL AS amount
-            FROM fills
-            UNION ALL
-            SELECT seq, 'funding', instrument_id, NULL, NULL, NULL, NULL, amount
-            FROM funding_payments
-            ORDER BY seq""").fetchall()
-    finally:
-        con.close()
-    led = Ledger()
-    for _, k, iid, qty, price, fee, mult, amount in rows:
-        if k == "fill":
-            led.apply_fill(iid, qty, price, fee, mult)
-        else:
-            led.apply_funding(amount)
-    return led
 
 
 def read_tables(path: str | os.PathLike, tables: list[str]) -> dict:

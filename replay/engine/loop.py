@@ -62,8 +62,7 @@ class ReplayResult:
     journal_hash: str
     journal_path: Path
     n_wakes: int
-    positions: dict[int, float]
-    cash: float
+    positions: dict[int, float]  # contracts per instrument at the end, from the venue's books
 
 
 def _progress(progress: Any, feed: Feed) -> tuple[Callable | None, Callable[[], None]]:
@@ -156,4 +155,4 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
     wall = time.perf_counter() - t0
     n = state.n_events - n0
     return ReplayResult(n, state.n_events, wall, n / wall if wall > 0 else 0.0, journal.hash_hex,
-                        jpath, rt.n_wakes, dict(rt.ledger.positions), rt.ledger.cash)
+                        jpath, rt.n_wakes, rt.positions())

@@ -17,11 +17,14 @@ run's numpy Generator, and the only ways to act: ``ctx.emit`` (journal an event)
 
 The venue is any object with ``on_arrival(order, vctx)``; the engine calls it when the replay
 reaches ``order.arrival_ts`` (before the first event with ``ts_recv > arrival_ts``) with the book
-as of that instant, and ``vctx.fill`` journals a fill and updates the ledger.  Fill logic lives
-in the venue, never in the engine.
+as of that instant, and ``vctx.fill`` journals a fill.  Fill logic and the books of the run
+(positions, cash, funding, settlement) live in the venue, never in the engine: the venue is the
+one ledger.  ``ctx.position(iid)`` asks the venue (``venue.position(iid)``; 0 without a venue),
+and a venue may own consumers of its own (``venue.consumers``: resting orders, funding and
+settlement), woken after the user's.
 
-:class:`Runtime` (consumers and their wake conditions, pending orders, ledger, RNG, journal,
-snapshot schedule) is shared by the fast engine (:mod:`replay.engine.loop`) and the per-event
+:class:`Runtime` (consumers and their wake conditions, pending orders, RNG, journal, snapshot
+schedule) is shared by the fast engine (:mod:`replay.engine.loop`) and the per-event
 reference engine (:mod:`replay.engine.reference`); the two differ only in how they order, fold
 and scan market events, which is exactly what the equivalence test checks.
 
@@ -42,7 +45,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from replay.engine.journal import Journal
-from replay.engine.state import Instruments, Ledger, MarketState, MarketView
+from replay.engine.state import Instruments, MarketState, MarketView
 from replay.engine.wake import (
     NO_DEADLINE,
     WakeCondition,
@@ -108,11 +111,8 @@ class Context:
         return self._rt.rng
 
     def position(self, instrument_id: int) -> float:
-        return self._rt.ledger.positions.get(int(instrument_id), 0.0)
-
-    @property
-    def cash(self) -> float:
-        return self._rt.ledger.cash
+        """Contracts held in ``instrument_id``, as the venue's books say."""
+        return self._rt.position(int(instrument_id))
 
     def _mark_acted(self) -> None:
         # "wake-ups that acted" are journaled, lazily, before the first thing they do
@@ -165,11 +165,6 @@ class VenueContext:
              multiplier: float = 1.0) -> int:
         return self._rt.record_fill(self.now, order, qty, price, fee, multiplier)
 
-    def pay_funding(self, instrument_id: int, position: float, rate: float,
-                    amount: float) -> int:
-        """Journal a funding payment (``amount`` > 0 paid by us) and book it."""
-        return self._rt.record_funding(self.now, int(instrument_id), position, rate, amount)
-
     def emit(self, kind: str, **fields: Any) -> int:
         return self._rt.journal_event(kind, self.now, "venue", fields)
 
@@ -199,7 +194,6 @@ class Runtime:
         self.orders: list[tuple[int, int, Order]] = []
         self.next_order_id = 0
         self.rng = np.random.default_rng(seed)
-        self.ledger = Ledger()
         self.n_wakes = 0
         self.snap_every_events, self.snap_every_ns = snapshot_every_events, snapshot_every_ns
         self.next_snap_events = snapshot_every_events
@@ -226,15 +220,14 @@ class Runtime:
         seq = self.journal_event("fill", now, "venue", {
             "order_id": order.order_id, "instrument_id": order.instrument_id, "qty": qty,
             "price": price, "fee": fee, "multiplier": multiplier})
-        self.ledger.apply_fill(order.instrument_id, qty, price, fee, multiplier)
         return seq
 
-    def record_funding(self, now: int, iid: int, position: float, rate: float,
-                       amount: float) -> int:
-        seq = self.journal_event("funding", now, "venue", {
-            "instrument_id": iid, "position": position, "rate": rate, "amount": amount})
-        self.ledger.apply_funding(amount)
-        return seq
+    def position(self, iid: int) -> float:
+        return float(self.venue.position(iid)) if hasattr(self.venue, "position") else 0.0
+
+    def positions(self) -> dict[int, float]:
+        """Every non-zero position, as the venue's books say."""
+        return dict(self.venue.positions()) if hasattr(self.venue, "positions") else {}
 
     # -- wakes --------------------------------------------------------------------------
     def start(self, now: int) -> None:

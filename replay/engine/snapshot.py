@@ -2,8 +2,9 @@
 
 A snapshot holds the market state arrays (which include the feed cursor: the last folded
 ``ts_recv`` and the last ``seq`` of every stream), the wake conditions, pending orders, the
-ledger, the RNG state (``bit_generator.state``), every consumer's ``state_dict()``, the
-snapshot schedule, and the journal's last seq and running hash.
+RNG state (``bit_generator.state``), every consumer's ``state_dict()``, the venue's state (its
+books: the run's one ledger), the snapshot schedule, and the journal's last seq and running
+hash.
 
 File format (``snapshots/snap-<events>-<journal seq>.snap``)::
 
@@ -46,7 +47,6 @@ def capture(rt: Runtime) -> dict[str, Any]:
         "wakes": rt.wakes.arrays(),
         "orders": list(rt.orders), "next_order_id": rt.next_order_id,
         "rng": rt.rng.bit_generator.state,
-        "positions": dict(rt.ledger.positions), "cash": rt.ledger.cash,
         "consumers": {c.name: c.state_dict() for c in rt.consumers},
         "venue": rt.venue.state_dict() if hasattr(rt.venue, "state_dict") else None,
         "n_wakes": rt.n_wakes,
@@ -68,7 +68,6 @@ def restore(rt: Runtime, p: dict[str, Any]) -> None:
     rt.orders = list(p["orders"])
     rt.next_order_id = p["next_order_id"]
     rt.rng.bit_generator.state = p["rng"]
-    rt.ledger.positions, rt.ledger.cash = dict(p["positions"]), p["cash"]
     names = {c.name for c in rt.consumers}
     if names != set(p["consumers"]):  # e.g. book=none on resuming a run that had a book
         raise ConfigError(f"resume: the snapshot holds consumers {', '.join(sorted(p['consumers']))}"

@@ -1,4 +1,4 @@
-"""Market state as arrays indexed by instrument_id, the numba fold, and the positions ledger.
+"""Market state as arrays indexed by instrument_id and the numba fold.
 
 Fold semantics (one event; the reference engine re-implements exactly this in Python):
 
@@ -15,7 +15,7 @@ Stale-quote age of an instrument is ``now - quote_ts`` (see :meth:`MarketView.qu
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -258,23 +258,3 @@ class MarketView:
         age = self.now - np.where(qt == NEVER, self.now, qt)
         out = np.where(qt == NEVER, np.iinfo(np.int64).max, age)
         return int(out) if out.ndim == 0 else out
-
-
-@dataclass
-class Ledger:
-    """Positions (contracts per instrument) and cash, changed only by journaled fills and
-    funding payments, so that folding the journal rebuilds it exactly.  Cash is in price units
-    (the venue module converts currencies); a buy of q at p costs ``q * p * multiplier + fee``."""
-
-    positions: dict[int, float] = field(default_factory=dict)
-    cash: float = 0.0
-
-    def apply_fill(self, instrument_id: int, qty: float, price: float, fee: float,
-                   multiplier: float = 1.0) -> None:
-        iid = int(instrument_id)
-        self.positions[iid] = self.positions.get(iid, 0.0) + float(qty)
-        self.cash -= float(qty) * float(price) * float(multiplier) + float(fee)
-
-    def apply_funding(self, amount: float) -> None:
-        """``amount`` > 0 is paid by us."""
-        self.cash -= float(amount)

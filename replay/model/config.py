@@ -74,6 +74,7 @@ class VenueConfig:
     price_band: float = 0.05  # reject market orders that would fill further than this from mid
     queue: str = "conservative"  # passive orders' queue model: conservative | probabilistic
     passive_ttl_s: float = 60.0  # a resting limit order expires after this (market seconds)
+    funding_every_s: float = 60.0  # perp funding accrued at least this often (market seconds)
     # Consumers whose limit orders are negotiated trades that fill whole at their limit, as
     # maker: the books (market-making takes the other side of a printed trade at its price;
     # a fixed book opening "at mid" is an RFQ/block at mid).  Hedgers trade on the book.
@@ -191,7 +192,7 @@ BOUNDS: dict[str, Bound] = {
     "venue.depth_levels": Bound(lo=1, integer=True), "venue.depth_step_ticks": _POS,
     "venue.depth_size_multiplier": _POS, "venue.default_size": _POS,
     "venue.hedge_default_size": _POS, "venue.hedge_half_spread_bps": _NONNEG,
-    "venue.price_band": _POS, "venue.passive_ttl_s": _POS,
+    "venue.price_band": _POS, "venue.passive_ttl_s": _POS, "venue.funding_every_s": _POS,
     "report.pnl_every_s": Bound(lo=0, lo_open=True, note="market seconds between marks"),
     "report.markout_horizons_s": _POS,  # each element
     "report.surface_snapshots": Bound(lo=0, integer=True),

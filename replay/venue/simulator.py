@@ -2,8 +2,10 @@
 
 It glues the small pure models together (:mod:`~replay.venue.latency`, :mod:`~replay.venue.fills`,
 :mod:`~replay.venue.fees`, :mod:`~replay.venue.accounting`) and owns the run's
-:class:`~replay.venue.accounting.Portfolio`, so that PnL in coin and USD is a fold over journaled
-fills, funding and settlements.
+:class:`~replay.venue.accounting.Portfolio`: the run's one ledger.  Consumers read their positions
+from it (``ctx.position``), funding and expiry settlement are booked into it by the venue's own
+consumer (:class:`~replay.venue.carry.Carry`), and PnL in coin and USD is a fold over the
+journaled executions, funding and settlements (:func:`replay.venue.fold.fold_portfolio`).
 
 Book at arrival: the top of book of the instrument as of the arrival instant.  Sources without
 sizes (Deribit summaries) get ``default_size`` option contracts (``hedge_default_size`` for
@@ -33,6 +35,7 @@ from replay.model.config import VenueConfig, check_choice
 from replay.model.orders import Fill, InstrumentSpec
 from replay.model.orders import Order as VenueOrder
 from replay.venue.accounting import Portfolio
+from replay.venue.carry import Carry
 from replay.venue.fees import FeeSchedule, VenueFees, apply_fees
 from replay.venue.fills import (
     BookView,
@@ -85,8 +88,9 @@ class SimulatedVenue:
             band=PriceBand(fraction=cfg.price_band))
         self.passive = PassiveOrders(self, make_queue_model(cfg.queue, self.fill_cfg.ladder),
                                      int(cfg.passive_ttl_s * NS))
+        self.carry = Carry(self, cfg.funding_every_s)
         #: consumers the engine runs for the venue (after the user's)
-        self.consumers = (self.passive,)
+        self.consumers = (self.passive, self.carry)
         self.portfolio = Portfolio(specs)
         #: fill-vs-mid cost paid so far, USD, split as the attribution needs it
         self.slippage_usd = {"option": 0.0, "hedge": 0.0}
@@ -94,6 +98,14 @@ class SimulatedVenue:
     # -- engine hooks -----------------------------------------------------------------
     def latency_ns(self, rng: np.random.Generator) -> int:
         return self.latency.arrival_ts(0, rng)
+
+    def position(self, iid: int) -> float:
+        """Contracts held, signed (the engine's ``ctx.position``)."""
+        pos = self.portfolio.positions.get(int(iid))
+        return 0.0 if pos is None else pos.qty
+
+    def positions(self) -> dict[int, float]:
+        return self.portfolio.net_qty()
 
     def book(self, iid: int, m) -> BookView:
         """Top of book of ``iid`` as of now, with documented defaults where data is missing."""
@@ -134,7 +146,7 @@ class SimulatedVenue:
                              res.fills, vctx)
 
     def book_fills(self, order, fills, mid: float, vctx) -> None:
-        """Charge fees, book ``fills`` of ``order`` (engine ledger and portfolio) and
+        """Charge fees, book ``fills`` of ``order`` (the portfolio; the engine journals the fill) and
         journal one ``execution`` each, with its cost against ``mid``."""
         iid = order.instrument_id
         spec = self.specs[iid]

@@ -203,7 +203,11 @@ def build_store(path, start: int, seconds: int, spot_fn=None, trades=(), quote_e
 
 class LimitOrTouchVenue:
     """Test venue: a limit order fills whole at its limit (the market maker's assigned
-    fills), a market order at the touch as of arrival."""
+    fills), a market order at the touch as of arrival.  It keeps the positions (the venue is
+    the run's ledger: ``ctx.position`` asks it)."""
+
+    def __init__(self) -> None:
+        self.held: dict[int, float] = {}
 
     def on_arrival(self, order, vctx) -> None:
         iid = order.instrument_id
@@ -212,6 +216,19 @@ class LimitOrTouchVenue:
             px = vctx.market.ask[iid] if order.qty > 0 else vctx.market.bid[iid]
         if math.isfinite(px):
             vctx.fill(order, order.qty, float(px))
+            self.held[iid] = self.held.get(iid, 0.0) + order.qty
+
+    def position(self, iid: int) -> float:
+        return self.held.get(iid, 0.0)
+
+    def positions(self) -> dict[int, float]:
+        return {i: q for i, q in self.held.items() if q != 0}
+
+    def state_dict(self) -> dict:
+        return {"held": dict(self.held)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.held = dict(d["held"])
 
 
 def journal_table(path, table: str):

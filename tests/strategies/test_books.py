@@ -42,8 +42,8 @@ def test_fixed_straddle_opens_at_start_and_settles_at_expiry(tmp_path):
     assert sorted(orders.instrument_id) == sorted([call, put])
     assert (orders.qty == -2.0).all() and orders.limit_price.isna().all()  # market orders
     assert (orders.ts == start + NS).all()  # the first instant the legs are quoted
-    assert res.positions == {call: -2.0, put: -2.0}
-    # the ledger (PnL marker) settles each leg once, at 08:00, against the index then
+    assert res.positions == {}  # both legs settled: the venue's books hold nothing
+    # the venue settles each leg once, at 08:00, against the index then
     st = journal_table(res.journal_path, "settlements").set_index("instrument_id")
     assert len(st) == 2 and (st.ts == E1).all()
     s_exp = 100_000.0 + 50.0 * 30  # the index at 08:00
@@ -57,7 +57,7 @@ def test_fixed_straddle_opens_at_start_and_settles_at_expiry(tmp_path):
 
 def run_with_ledger(db, consumers, out):
     """Run ``consumers`` with the simulated venue (books' limit orders negotiated at their
-    price) and the PnL marker, which settles expiries."""
+    price; it settles expiries) and the PnL marker."""
     with open_store(db) as st:
         specs = specs_from_store(st.instruments())
     venue = SimulatedVenue(VenueConfig(latency_ms=0.0, price_band=1.0), specs)
@@ -69,7 +69,7 @@ def test_fixed_book_at_mid_sends_limits_at_mid():
     ctx = FakeCtx()
     book = FixedBook(structure="call", expiry=15, size=3.0, side="long", execution="mid")
     book.on_start(ctx)
-    assert book.on_wake(ctx) is None  # opened: nothing left to do (the ledger settles)
+    assert book.on_wake(ctx) is None  # opened: nothing left to do (the venue settles)
     (o,) = ctx.orders
     assert o["instrument_id"] == option_id(ctx.instruments, E2, 100_000.0, True)
     assert o["qty"] == 3.0

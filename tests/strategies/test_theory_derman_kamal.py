@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from calibration.pricing.black import vega
@@ -19,6 +20,7 @@ from strategies.hedging.registry import Periodic
 from tests.strategies.gbm_market import DAY, S0, SIGMA, T0, T_YEARS, K, hedged_pnl, paths
 
 
+@pytest.mark.slow  # minutes of Monte Carlo replays: `make test-slow`
 def test_hedging_error_scales_as_derman_kamal(tmp_path):
     m_paths = 100
     stores = paths(tmp_path, m_paths)

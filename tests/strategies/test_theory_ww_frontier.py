@@ -10,6 +10,7 @@ the WW cost interpolated (log-log) at that std must be lower than the periodic c
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from strategies.hedging.registry import Periodic, WhalleyWilmott
 from tests.strategies.gbm_market import DAY, SIGMA, T0, hedged_pnl, paths
@@ -26,6 +27,7 @@ def _frontier_point(stores, tmp_path, tag, make) -> tuple[float, float]:
     return float(-fees.mean()), float(np.std(total - fees, ddof=1))
 
 
+@pytest.mark.slow  # minutes of Monte Carlo replays: `make test-slow`
 def test_whalley_wilmott_beats_periodic_on_the_cost_error_frontier(tmp_path):
     stores = paths(tmp_path, 30)
     ww = [_frontier_point(stores, tmp_path, f"ww{g}", lambda g=g: WhalleyWilmott(

@@ -7,7 +7,6 @@ import struct
 import duckdb
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
 
 from replay.engine.journal import (
     H0,
@@ -15,13 +14,9 @@ from replay.engine.journal import (
     EventKind,
     Journal,
     canonical_bytes,
-    fold_ledger,
     recompute_hash,
     register_kind,
 )
-from replay.engine.loop import run_replay
-from tests.replay.engine import MS, build_store
-from tests.replay.engine.toys import CorridorHedger, TouchVenue
 
 
 def test_canonical_bytes_layout():
@@ -113,25 +108,3 @@ def test_kinds_declared_later_get_their_table(tmp_path):
     j.close()
     assert recompute_hash(tmp_path / "j.duckdb") == j.hash_hex
     KINDS.pop("test_late_kind")
-
-
-class FundingVenue(TouchVenue):
-    """Touch fills plus a toy funding charge on every arrival, to exercise both ledger paths."""
-
-    def on_arrival(self, order, vctx):
-        super().on_arrival(order, vctx)
-        vctx.pay_funding(order.instrument_id, 1.0, 1e-4, 0.125 * (order.order_id % 3 - 1))
-
-
-def test_folding_the_journal_rebuilds_positions_and_cash(tmp_path):
-    p = tmp_path / "s.duckdb"
-    ids = build_store(p, seed=4)
-    res = run_replay(p, [CorridorHedger("h1", 3e-4, qty=2.0, latency_ns=10 * MS),
-                         CorridorHedger("h2", 6e-4, qty=0.5)],
-                     tmp_path / "run", venue=FundingVenue(), window_ns=5_000 * MS)
-    led = fold_ledger(res.journal_path)
-    assert len(res.positions) >= 1 and ids["BTC-PERPETUAL"] in res.positions
-    assert led.positions.keys() == res.positions.keys()
-    for k in res.positions:
-        assert_allclose(led.positions[k], res.positions[k], rtol=0, atol=1e-12)
-    assert_allclose(led.cash, res.cash, rtol=1e-15, atol=1e-9)

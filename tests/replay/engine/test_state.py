@@ -13,7 +13,6 @@ from replay.engine.state import (
     C_NOW,
     NEVER,
     Instruments,
-    Ledger,
     MarketState,
     MarketView,
     fold_batch,
@@ -108,12 +107,3 @@ def test_default_underlying_prefers_perp_then_index():
     assert inst(["option", "spot", "index"]).default_underlying() == 2
     assert inst(["future", "future", "option"]).default_underlying() == 1  # nearest expiry
     assert inst(["option"]).default_underlying() == -1
-
-
-def test_ledger_cash_and_positions():
-    led = Ledger()
-    led.apply_fill(3, 2.0, 100.0, fee=0.5)
-    led.apply_fill(3, -1.0, 110.0, fee=0.25, multiplier=1.0)
-    led.apply_funding(0.75)
-    assert led.positions == {3: 1.0}
-    assert_allclose(led.cash, -200.0 - 0.5 + 110.0 - 0.25 - 0.75, rtol=0, atol=1e-12)

@@ -125,9 +125,23 @@ class TouchVenue:
 
     def __init__(self, fee_rate: float = 0.0005):
         self.fee_rate = fee_rate
+        self.held: dict[int, float] = {}  # the toy's books: contracts per instrument
 
     def on_arrival(self, order: Order, vctx: VenueContext) -> None:
         iid = order.instrument_id
         px = vctx.market.ask[iid] if order.qty > 0 else vctx.market.bid[iid]
         if math.isfinite(px):
             vctx.fill(order, order.qty, float(px), fee=abs(order.qty) * float(px) * self.fee_rate)
+            self.held[iid] = self.held.get(iid, 0.0) + order.qty
+
+    def position(self, iid: int) -> float:
+        return self.held.get(iid, 0.0)
+
+    def positions(self) -> dict[int, float]:
+        return {i: q for i, q in self.held.items() if q != 0}
+
+    def state_dict(self) -> dict:
+        return {"held": dict(self.held)}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.held = dict(d["held"])

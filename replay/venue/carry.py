@@ -1,0 +1,125 @@
+"""Carry: perpetual funding and option expiry settlement, booked by the venue itself.
+
+:class:`Carry` is an engine consumer the venue owns (``venue.consumers``, woken after the
+user's consumers).  It keeps the venue's :class:`~replay.venue.accounting.Portfolio` current:
+
+1. **Funding** accrues continuously on every perpetual held, at the rate in force
+   (:func:`replay.venue.funding.funding_payment`), from the last accrual to now.  It wakes on
+   a grid of ``every_s`` market seconds, and whoever needs the portfolio current at another
+   instant (the PnL marker, before it marks) calls :meth:`Carry.catch_up`.  Each accrual is
+   journaled as ``funding`` with the coin's USD price it was converted at, so a fold of the
+   journal rebuilds the portfolio exactly (:func:`replay.venue.fold.fold_portfolio`).
+2. **Settlement**: it also wakes at each held option's expiry instant (Deribit: 08:00 UTC)
+   and closes the position at intrinsic value against the settlement index: the mid of the
+   coin's ``index`` instrument when the store has one, else ``MarketView.usd_per_coin``
+   (:func:`settlement_index`).  Deribit settles against the 30-minute TWAP of its index before
+   08:00; the end point differs from that average by the order of
+   ``sigma S sqrt(30 min / 3)``, a documented approximation.  This is the run's one settlement
+   record (``settlement`` events).
+
+Both are journaled with source ``venue`` whoever triggered them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from replay.engine.journal import EventKind, register_kind
+from replay.engine.wake import WakeCondition
+from replay.venue.funding import funding_payment
+
+NS = 1_000_000_000
+
+#: ``qty`` contracts closed at ``price`` (the option's price currency: coin if inverse,
+#: intrinsic / S), against the settlement index ``underlying`` (USD); ``intrinsic_usd`` per
+#: unit of underlying and ``value_usd`` = qty x contract size x intrinsic.
+SETTLEMENT = register_kind(EventKind("settlement", "settlements", (
+    ("instrument_id", "int"), ("qty", "float"), ("price", "float"), ("underlying", "float"),
+    ("intrinsic_usd", "float"), ("value_usd", "float"))))
+
+
+class Carry:
+    """The venue's funding and settlement consumer (see the module docstring)."""
+
+    name = "venue.carry"
+
+    def __init__(self, venue: Any, every_s: float = 60.0) -> None:
+        self.venue = venue
+        self.every_ns = int(every_s * NS)
+        self.last_ts: int | None = None  # funding is accrued up to here
+
+    def on_start(self, ctx) -> WakeCondition:  # noqa: ANN001 - an engine Context
+        self.last_ts = ctx.now
+        return self._next(ctx)
+
+    def on_wake(self, ctx) -> WakeCondition:  # noqa: ANN001
+        self.catch_up(ctx)
+        return self._next(ctx)
+
+    def on_finish(self, ctx) -> None:  # noqa: ANN001
+        self.catch_up(ctx)
+
+    def _next(self, ctx) -> WakeCondition:  # noqa: ANN001
+        """The next grid time, or an earlier expiry of a held option (settled on the dot)."""
+        specs = self.venue.specs
+        grid = (ctx.now // self.every_ns + 1) * self.every_ns
+        exp = [specs[i].expiry_ns for i in self.venue.portfolio.net_qty()
+               if specs[i].is_option and specs[i].expiry_ns > ctx.now]
+        return WakeCondition(deadline=min([grid, *exp]))
+
+    def catch_up(self, ctx) -> None:  # noqa: ANN001
+        """Accrue funding up to ``ctx.now`` and settle every held option that has expired."""
+        vctx = ctx.venue_context()
+        self._accrue_funding(vctx)
+        self.last_ts = ctx.now
+        self._settle_expired(ctx, vctx)
+
+    def _accrue_funding(self, vctx) -> None:  # noqa: ANN001 - an engine VenueContext
+        pf, m, specs = self.venue.portfolio, vctx.market, self.venue.specs
+        dt_s = (vctx.now - (self.last_ts if self.last_ts is not None else vctx.now)) / NS
+        if dt_s <= 0:
+            return
+        for iid, qty in pf.net_qty().items():
+            spec = specs[iid]
+            rate = float(m.funding_rate[iid])
+            if spec.kind != "perp" or not math.isfinite(rate):
+                continue
+            mark = float(m.reference_price(iid))
+            amount = funding_payment(spec, qty, mark, rate, float(m.funding_interval_s[iid]), dt_s)
+            usd = float(m.usd_per_coin(iid))
+            pf.apply_funding(iid, amount, usd)
+            vctx.emit("funding", instrument_id=iid, position=qty, rate=rate, amount=amount,
+                      usd_per_coin=usd)
+
+    def _settle_expired(self, ctx, vctx) -> None:  # noqa: ANN001
+        pf, specs = self.venue.portfolio, self.venue.specs
+        for iid, qty in sorted(pf.net_qty().items()):
+            spec = specs[iid]
+            if spec.is_option and spec.expiry_ns is not None and spec.expiry_ns <= ctx.now:
+                und = settlement_index(ctx, iid)
+                price = pf.settle(iid, und)
+                intrinsic = max(und - spec.strike, 0.0) if spec.is_call else \
+                    max(spec.strike - und, 0.0)
+                vctx.emit("settlement", instrument_id=iid, qty=qty, price=price, underlying=und,
+                          intrinsic_usd=intrinsic, value_usd=qty * spec.contract_size * intrinsic)
+
+    def state_dict(self) -> dict:
+        return {"last_ts": self.last_ts}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.last_ts = d["last_ts"]
+
+
+def settlement_index(ctx, iid: int) -> float:  # noqa: ANN001
+    """The price option ``iid`` settles against: the mid of the ``index`` instrument of its
+    coin (the name's prefix, ``BTC`` in ``BTC-27DEC25-100000-C``) when one is quoted, else the
+    coin's USD price the portfolio converts at (``MarketView.usd_per_coin``)."""
+    inst, m = ctx.instruments, ctx.market
+    coin = str(inst.name[iid]).split("-")[0]
+    for i in inst.ids_of_kind("index"):
+        if str(inst.name[i]).split("-")[0] == coin:
+            s = float(m.mid(int(i)))
+            if math.isfinite(s) and s > 0:
+                return s
+    return float(m.usd_per_coin(iid))
