@@ -19,6 +19,9 @@ from strategies.books import FixedBook
 from tests.strategies.test_base import E1, NS, build_store, journal_table
 
 
+PINNED_HASH = "882918ff0a69750be4d3e41c815287189d041b1ed407fa4aef7b10f2859e6e3e"
+
+
 class PerpTrader:
     """Buys or sells the perp every 7 s (market orders), and records what ``ctx.position``
     says about the straddle's call at each wake."""
@@ -85,3 +88,7 @@ def test_folding_the_journal_rebuilds_the_real_venue_portfolio(tmp_path):
     after = [q for t, q in trader.seen if t > E1]
     assert held and all(q == -2.0 for q in held)
     assert after and all(q == 0.0 for q in after)
+    # Pinned: this run's journal with the venue as the one ledger (funding journaled by the
+    # venue with its USD rate, accrued on the venue's grid).  A change that moves it must
+    # say why in its commit and re-pin.
+    assert res.journal_hash == PINNED_HASH
