@@ -43,6 +43,10 @@ NS = 1_000_000_000
 # A `volreplay ingest` into the store holds DuckDB's write lock, and a read-only attach then
 # fails at once; an ingest commits in seconds, so wait about this long before giving up.
 LOCK_WAIT_S = 10.0
+#: DuckDB's memory cap on the analytics connection.  Building ``mids`` scans whole store tables,
+#: and without a cap DuckDB keeps every block it read cached (up to 80 % of RAM), which made
+#: the metrics step, not the replay, the peak of a run's RSS; the queries need far less.
+MEMORY_LIMIT = "256MB"
 
 # Only instruments the run traded: the ASOF JOINs then sort thousands of quotes, not millions.
 _MIDS = """
@@ -62,6 +66,7 @@ def connect(journal: str | Path, store: str | Path) -> duckdb.DuckDBPyConnection
     """A connection to the journal with the market store attached read-only as ``mkt``."""
     con = duckdb.connect(str(journal), read_only=True)
     try:
+        con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'").fetchall()
         _attach_waiting(con, store, journal)
         con.execute(_MIDS)
     except BaseException:
@@ -98,13 +103,17 @@ def fills_table(con: duckdb.DuckDBPyConnection, horizons_s: list[float]) -> duck
     mk_cols, mk_joins = [], []
     for j, h in enumerate(horizons_s):
         a = f"m{j}"
-        # a horizon past the end of the data, or past the option's expiry, has no mid
         end = f"e.ts + {int(h * NS)}"
+        # a horizon past the end of the data, or past the option's expiry, has no mid.  The
+        # test is on the joined mid, not in the ON clause: DuckDB plans an ASOF JOIN only for
+        # equalities plus one inequality, and with more conditions it fell back to a
+        # nested-loop join over every earlier quote (minutes on a long run, growing with it)
+        mid = (f"CASE WHEN {end} <= (SELECT max(ts) FROM mids) "
+               f"AND {end} < coalesce(i.expiry_ns, {end} + 1) THEN {a}.mid END")
         mk_joins.append(f"ASOF LEFT JOIN mids {a} ON {a}.instrument_id = e.instrument_id "
-                        f"AND {a}.ts <= {end} AND {end} <= (SELECT max(ts) FROM mids) "
-                        f"AND {end} < coalesce(i.expiry_ns, {end} + 1)")
-        mk_cols.append(f"sign(e.qty) * ({a}.mid - e.price) / e.price * 1e4 AS markout_{_hname(h)}")
-        mk_cols.append(f"sign(e.qty) * ({a}.mid - e.arrival_mid) / e.arrival_mid * 1e4 "
+                        f"AND {a}.ts <= {end}")
+        mk_cols.append(f"sign(e.qty) * ({mid} - e.price) / e.price * 1e4 AS markout_{_hname(h)}")
+        mk_cols.append(f"sign(e.qty) * ({mid} - e.arrival_mid) / e.arrival_mid * 1e4 "
                        f"AS markout_mid_{_hname(h)}")
     sql = f"""
     SELECT e.seq, e.ts, e.order_id, e.instrument_id, i.name AS instrument, i.kind,

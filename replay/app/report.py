@@ -89,8 +89,8 @@ def render_run(run_dir: str | Path) -> Path:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     t = read_tables(run_dir / "journal.duckdb", ["pnl", "attribution", "executions",
-                                                 "surface_fits", "calibration_quotes",
-                                                 "hedge_decisions"])
+                                                 "surface_fits", "hedge_decisions"])
+    t["calibration_quotes"] = _smile_quotes(run_dir / "journal.duckdb", _n_snapshots(run))
     sections = [_config_section(run), _headline(metrics), _pnl_section(t["pnl"]),
                 _attribution_section(t["attribution"], metrics),
                 _hedge_section(t["hedge_decisions"]),
@@ -248,6 +248,35 @@ def _calibration_section(fits: pd.DataFrame) -> _Section:
     return s
 
 
+def _n_snapshots(run: dict) -> int:
+    return int(((run.get("config") or {}).get("report") or {}).get("surface_snapshots", 3))
+
+
+def _snapshot_times(times: np.ndarray, n_snap: int) -> np.ndarray:
+    """``n_snap`` evenly spaced values of the sorted fit times ``times`` (first and last
+    included)."""
+    return times[np.linspace(0, len(times) - 1, min(n_snap, len(times))).round().astype(int)]
+
+
+def _smile_quotes(path: Path, n_snap: int) -> pd.DataFrame:
+    """The ``calibration_quotes`` rows at the fit times the smiles section shows, in seq order.
+
+    Only those: the table grows with the run (1.9 M rows over the 96 hours of the large bench
+    store, one row per quote per fit), and reading all of it into pandas took more memory than
+    the whole replay.  Picking the times again from this subset gives the same times."""
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        if not con.execute("SELECT count(*) FROM information_schema.tables "
+                           "WHERE table_name = 'calibration_quotes'").fetchall()[0][0]:
+            return pd.DataFrame()
+        times = np.array([r[0] for r in con.execute(
+            "SELECT DISTINCT ts FROM calibration_quotes ORDER BY ts").fetchall()], dtype=np.int64)
+        pick = ", ".join(str(int(x)) for x in _snapshot_times(times, n_snap)) or "NULL"
+        return con.execute("SELECT * FROM calibration_quotes "
+                           f"WHERE ts IN ({pick}) ORDER BY seq").df()
+
+
 def _smiles_section(cq: pd.DataFrame, run: dict) -> _Section:
     s = _Section("smiles", "Surface snapshots",
                  "Bid/ask implied-vol bars of the quotes used, the fit (line) and the venue "
@@ -255,9 +284,7 @@ def _smiles_section(cq: pd.DataFrame, run: dict) -> _Section:
                  empty="No calibration quotes journaled.")
     if not len(cq):
         return s
-    n_snap = int(((run.get("config") or {}).get("report") or {}).get("surface_snapshots", 3))
-    times = np.unique(cq.ts)
-    pick = times[np.linspace(0, len(times) - 1, min(n_snap, len(times))).round().astype(int)]
+    pick = _snapshot_times(np.unique(cq.ts), _n_snapshots(run))
     for ts in pick:
         q = cq[cq.ts == ts]
         exps = np.unique(q.expiry)[:6]
