@@ -26,6 +26,7 @@ Refit policy (``SchemeConfig``):
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -92,28 +93,43 @@ class SchemeConfig:
         return SchemeConfig(**{k: v for k, v in d.items() if k in known})
 
 
-_UNITS = {"ms": 10 ** 6, "s": 10 ** 9, "m": 60 * 10 ** 9, "min": 60 * 10 ** 9,
-          "h": 3600 * 10 ** 9}
+#: nanoseconds per unit of a ``calibration.every`` interval
+EVERY_UNITS = {"ns": 1, "us": 10 ** 3, "ms": 10 ** 6, "s": 10 ** 9, "m": 60 * 10 ** 9,
+               "min": 60 * 10 ** 9, "h": 3600 * 10 ** 9}
 
 
 def parse_every(every: float | str) -> dict:
-    """``calibration.every`` to trigger fields: a number is seconds of market time;
-    ``"300s"``, ``"5m"``/``"5min"``, ``"1h"``, ``"250ms"`` likewise; ``"100q"`` is every 100
-    quote updates; ``"quality:5"`` refits when more than 5% of fresh mids leave the band;
-    ``"always"`` refits at every call."""
-    if isinstance(every, (int, float)) and not isinstance(every, bool):
+    """``calibration.every`` as :class:`SchemeConfig` trigger fields; the one grammar of it.
+
+    A positive number is seconds of market time; ``"300s"``, ``"5m"``/``"5min"``, ``"1h"``,
+    ``"250ms"`` (units ``ns us ms s m min h``) likewise (``{"every_ns": ...}``); ``"100q"`` is
+    every 100 quote updates (``{"every_quotes": 100}``); ``"quality:5"`` refits when more than
+    5 % of fresh mids leave the fitted band (``{"quality_trigger_pct": 5.0}``); ``"always"``
+    refits at every call (``{}``).  Anything else, or a value that is not positive, raises
+    ``ValueError``.
+
+    >>> parse_every("250ms"), parse_every(2), parse_every("500q")
+    ({'every_ns': 250000000}, {'every_ns': 2000000000}, {'every_quotes': 500})
+    """
+    if isinstance(every, int | float) and not isinstance(every, bool):
+        if not every > 0:
+            raise ValueError(f"{every!r} must be positive")
         return {"every_ns": round(float(every) * 1e9)}
     e = str(every).strip().lower()
     if e == "always":
         return {}
-    if e.startswith("quality:"):
-        return {"quality_trigger_pct": float(e.split(":", 1)[1])}
-    if e.endswith("q"):
-        return {"every_quotes": int(e[:-1])}
-    for unit in sorted(_UNITS, key=len, reverse=True):
-        if e.endswith(unit):
-            return {"every_ns": round(float(e[: -len(unit)]) * _UNITS[unit])}
-    raise ValueError(f"cannot parse calibration.every={every!r}")
+    units = "|".join(sorted(EVERY_UNITS, key=len, reverse=True))
+    m = re.fullmatch(rf"(\d+(?:\.\d+)?)\s*({units})", e)
+    if m and float(m.group(1)) > 0:
+        return {"every_ns": round(float(m.group(1)) * EVERY_UNITS[m.group(2)])}
+    m = re.fullmatch(r"(\d+)\s*q", e)
+    if m and int(m.group(1)) > 0:
+        return {"every_quotes": int(m.group(1))}
+    m = re.fullmatch(r"quality:\s*(\d+(?:\.\d+)?)", e)
+    if m:
+        return {"quality_trigger_pct": float(m.group(1))}
+    raise ValueError(f"{every!r} is not understood; use an interval like '1s', '250ms', "
+                     "'5min', a quote count like '500q', or 'quality:10'")
 
 
 def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray, n: int = 201,

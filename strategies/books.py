@@ -22,6 +22,7 @@ from replay.engine.state import NEVER
 from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
 from replay.model.config import check_choice
+from replay.units import NS
 from strategies.base import (
     DELTA_SOURCES,
     NS_PER_YEAR,
@@ -34,7 +35,6 @@ from strategies.base import (
 from strategies.board import SurfaceBoard
 from strategies.listed import choose_expiry, listed_options, options_at
 
-NS = 1_000_000_000
 STRUCTURES = ("straddle", "strangle", "risk_reversal", "call", "put")
 
 

@@ -38,8 +38,8 @@ import duckdb
 
 from replay.errors import StoreError
 from replay.store import attach_store
+from replay.units import NS
 
-NS = 1_000_000_000
 # A `volreplay ingest` into the store holds DuckDB's write lock, and a read-only attach then
 # fails at once; an ingest commits in seconds, so wait about this long before giving up.
 LOCK_WAIT_S = 10.0

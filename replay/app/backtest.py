@@ -37,8 +37,8 @@ from replay.model.config import (
     instantiate_checked,
     validate_numbers,
 )
+from replay.units import NS
 
-NS = 1_000_000_000
 EXPIRY_HOUR_NS = 8 * 3600 * NS  # options expire at 08:00 UTC
 PROGRESS_EVERY_S = 10.0  # wall seconds between progress lines when stderr is not a terminal
 log = logging.getLogger(__name__)

@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 
 from replay.app import charts
-
-NS = 1_000_000_000
+from replay.units import NS
 
 _TEMPLATE = jinja2.Template("""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>volreplay run {{ name }}</title>

@@ -19,7 +19,6 @@ run's ``calibration`` metrics match :func:`calibration.scheme.replay_snapshots`.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, replace
 from typing import Any
 
@@ -29,31 +28,27 @@ from calibration.loss import LossConfig
 from calibration.quality import aggregate, calibration_quote_rows, oos_errors
 from calibration.quotes import build_snapshot
 from calibration.scheme import CalibrationScheme, SchemeConfig
+from calibration.scheme import parse_every as scheme_parse_every
 from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
 from replay.model.config import check_choice
+from replay.units import NS
 
-NS = 1_000_000_000
-_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": NS, "min": 60 * NS, "h": 3600 * NS}
 
 def parse_every(every: Any, check_s: float) -> tuple[int | None, int | None, float | None]:
-    """``calibration.every`` -> (deadline interval ns, quote count, quality trigger pct)."""
-    if isinstance(every, int | float) and not isinstance(every, bool):
-        if every <= 0:
-            raise ConfigError(f"calibration.every: {every!r} must be positive")
-        return int(round(every * NS)), None, None
-    s = str(every).strip()
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(ns|us|ms|s|min|h)", s)
-    if m and float(m.group(1)) > 0:
-        return int(round(float(m.group(1)) * _UNITS[m.group(2)])), None, None
-    m = re.fullmatch(r"(\d+)\s*q", s)
-    if m and int(m.group(1)) > 0:
-        return None, int(m.group(1)), None
-    m = re.fullmatch(r"quality:(\d+(?:\.\d+)?)", s)
-    if m:
-        return int(round(check_s * NS)), None, float(m.group(1))
-    raise ConfigError(f"calibration.every: {every!r} is not understood; use an interval like "
-                      "'1s', '250ms', '5min', a quote count like '500q', or 'quality:10'")
+    """``calibration.every`` (grammar: :func:`calibration.scheme.parse_every`) as the
+    consumer's wake rule: (deadline interval ns, quote count, quality trigger pct).  A quality
+    trigger is checked every ``check_s`` market seconds."""
+    try:
+        rule = scheme_parse_every(every)
+    except ValueError as e:
+        raise ConfigError(f"calibration.every: {e}") from None
+    if not rule:
+        raise ConfigError("calibration.every: 'always' has no meaning in a replay; use an "
+                          "interval like '1s', a quote count like '500q', or 'quality:10'")
+    if "quality_trigger_pct" in rule:
+        return int(round(check_s * NS)), None, rule["quality_trigger_pct"]
+    return rule.get("every_ns"), rule.get("every_quotes"), None
 
 
 class CalibrationConsumer:

@@ -35,8 +35,8 @@ from calibration.pricing.forwards import time_to_expiry
 from calibration.pricing.iv import implied_vol
 from replay.engine.journal import EventKind, register_kind
 from replay.engine.wake import WakeCondition
+from replay.units import NS
 
-NS = 1_000_000_000
 YEAR_NS = 365.0 * 86400 * NS
 #: the ``pnl`` block of metrics.json (docs/outputs.md)
 PNL_KEYS = ("total_usd", "total_coin", "options_usd", "hedge_usd", "fees_usd",

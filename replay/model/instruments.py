@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-NS = 1_000_000_000
+from replay.units import NS
+
 SETTLEMENT_HOUR_UTC = 8
 _MONTHS = {m: i + 1 for i, m in enumerate(
     ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"])}

@@ -41,6 +41,7 @@ import duckdb
 from replay.errors import StoreError
 from replay.model.schema import AUX_DDL, MARKET_TABLES, TABLES
 from replay.store.database import MarketStore, _ident
+from replay.units import file_sha256, iso
 
 MANIFEST = "manifest.json"
 FORMAT = "volreplay-parquet"
@@ -255,21 +256,7 @@ def _day(d: int) -> str:
     return datetime.fromtimestamp(d * 86_400, timezone.utc).date().isoformat()
 
 
-def _iso(ns: int | None) -> str | None:
-    if ns is None:
-        return None
-    return datetime.fromtimestamp(ns / 1e9, timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def schema_sha256() -> str:
+def schemafile_sha256() -> str:
     """A digest of the market tables' columns and types (changes when the schema does)."""
     spec = {t: [[c.name, c.sql] for c in cols] for t, cols in TABLES.items()}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
@@ -310,8 +297,8 @@ def export_parquet(db: str | os.PathLike, out: str | os.PathLike, partition: str
     man = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "source": Path(db).name,
         "writer": f"duckdb {duckdb.__version__}", "partition": partition,
-        "schema_sha256": schema_sha256(),
-        "span": {"first_ns": lo, "last_ns": hi, "first": _iso(lo), "last": _iso(hi)},
+        "schema_sha256": schemafile_sha256(),
+        "span": {"first_ns": lo, "last_ns": hi, "first": iso(lo), "last": iso(hi)},
         # a content address of the export: equal iff every file is byte-identical
         "content_sha256": hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest(),
         "tables": tables,
@@ -344,7 +331,7 @@ def _export_table(src: MarketStore, table: str, out: Path, partition: str) -> di
         order = " ORDER BY seq" if market else ""
         q(f"COPY (SELECT * FROM {t} {where}{order}) TO {_lit(str(dest))} "
           "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
-        f = {"path": rel, "rows": int(n), "bytes": dest.stat().st_size, "sha256": _sha256(dest)}
+        f = {"path": rel, "rows": int(n), "bytes": dest.stat().st_size, "sha256": file_sha256(dest)}
         if market:
             f["ts_recv"] = [int(lo), int(hi)]
         files.append(f)

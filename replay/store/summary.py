@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 from replay.model.schema import MARKET_TABLES
 from replay.store import open_store
-
-
-def _iso(ns: int | None) -> str | None:
-    if ns is None:
-        return None
-    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
+from replay.units import iso
 
 
 def summarize(path: str) -> dict:
@@ -22,14 +16,14 @@ def summarize(path: str) -> dict:
         tables = {}
         for t in MARKET_TABLES:
             n, lo, hi = q(f"SELECT count(*), min(ts_recv), max(ts_recv) FROM {t}")[0]
-            entry = {"rows": n, "first": _iso(lo), "last": _iso(hi)}
+            entry = {"rows": n, "first": iso(lo), "last": iso(hi)}
             if n and t != "instruments":
                 # Median receive-minus-exchange gap: latency, or clock offset between machines.
                 entry["median_recv_minus_exchange_ms"] = round(
                     q(f"SELECT median(ts_recv - ts_exchange) / 1e6 FROM {t}")[0][0], 3)
             tables[t] = entry
         kinds = dict(q("SELECT kind, count(*) FROM instruments GROUP BY kind ORDER BY kind"))
-        expiries = [_iso(r[0]) for r in q(
+        expiries = [iso(r[0]) for r in q(
             "SELECT DISTINCT expiry_ns FROM instruments WHERE kind = 'option' ORDER BY 1")]
         quarantine = [{"reason": r, "rows": n} for r, n in q(
             "SELECT reason, count(*) n FROM quarantine GROUP BY reason ORDER BY n DESC, reason")]
@@ -39,7 +33,7 @@ def summarize(path: str) -> dict:
         lo, hi = store.time_span()
     return {
         "db": str(path),
-        "span": {"first": _iso(lo), "last": _iso(hi)},
+        "span": {"first": iso(lo), "last": iso(hi)},
         "tables": tables,
         "instruments": {"by_kind": kinds, "option_expiries": expiries},
         "loads": {"files": loads[0], "read": loads[1], "ingested": loads[2], "quarantined": loads[3]},

@@ -7,9 +7,7 @@ conforming) are shared by both halves.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +16,7 @@ import pyarrow as pa
 
 from replay.errors import StoreError
 from replay.model.schema import MARKET_TABLES, arrow_schema, columns, payload_columns
+from replay.units import file_sha256  # noqa: F401  (re-exported: the store's load key)
 
 #: Columns that identify a duplicate row per table.  Quotes and funding are duplicates only if
 #: every field repeats; trades with a venue trade id are duplicates when the id repeats.
@@ -66,14 +65,6 @@ class LoadReport:
 
 def _files(n: int) -> str:
     return f"{n} file" if n == 1 else f"{n} files"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 

@@ -27,9 +27,8 @@ from typing import Any
 
 from replay.engine.journal import EventKind, register_kind
 from replay.engine.wake import WakeCondition
+from replay.units import NS
 from replay.venue.funding import funding_payment
-
-NS = 1_000_000_000
 
 #: ``qty`` contracts closed at ``price`` (the option's price currency: coin if inverse,
 #: intrinsic / S), against the settlement index ``underlying`` (USD); ``intrinsic_usd`` per

@@ -25,8 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from replay.model.orders import InstrumentSpec
-
-NS = 1_000_000_000
+from replay.units import NS
 
 
 def notional_settlement(spec: InstrumentSpec, qty: float, mark_price: ArrayLike) -> ArrayLike:

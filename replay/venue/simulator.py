@@ -34,6 +34,7 @@ from replay.engine.journal import EventKind, register_kind
 from replay.model.config import VenueConfig, check_choice
 from replay.model.orders import Fill, InstrumentSpec
 from replay.model.orders import Order as VenueOrder
+from replay.units import NS
 from replay.venue.accounting import Portfolio
 from replay.venue.carry import Carry
 from replay.venue.fees import FeeSchedule, VenueFees, apply_fees
@@ -49,8 +50,6 @@ from replay.venue.fills import (
 )
 from replay.venue.latency import LatencyModel
 from replay.venue.passive import PassiveOrders
-
-NS = 1_000_000_000
 
 REJECTION = register_kind(EventKind("rejection", "rejections", (
     ("order_id", "int"), ("instrument_id", "int"), ("qty", "float"), ("reason", "str"),

@@ -32,6 +32,7 @@ import numpy as np
 
 from replay.engine.wake import WakeCondition
 from replay.model.config import check_choice
+from replay.units import NS
 from strategies.base import (
     DELTA_SOURCES,
     BookLegs,
@@ -48,7 +49,6 @@ from strategies.hedging.bands import band_trade, leland_vol, move_corridor, next
 from strategies.hedging.corridor import Corridor, delta_corridor
 from strategies.pending import PendingOrders
 
-NS = 1_000_000_000
 Width = float | Callable[[np.ndarray], np.ndarray] | None
 
 

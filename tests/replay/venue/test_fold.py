@@ -18,7 +18,6 @@ from replay.venue.simulator import SimulatedVenue, specs_from_store
 from strategies.books import FixedBook
 from tests.strategies.test_base import E1, NS, build_store, journal_table
 
-
 PINNED_HASH = "882918ff0a69750be4d3e41c815287189d041b1ed407fa4aef7b10f2859e6e3e"
 
 
