@@ -15,7 +15,8 @@ A consumer is a plain Python object:
 run's numpy Generator, and the only ways to act: ``ctx.emit`` (journal an event) and
 ``ctx.submit`` (send an order that reaches the venue at ``now + latency_ns``).
 
-The venue is any object with ``on_arrival(order, vctx)``; the engine calls it when the replay
+The venue is any object with ``on_arrival(order, vctx)`` (``order`` is the one order type,
+:class:`replay.model.orders.Order`); the engine calls it when the replay
 reaches ``order.arrival_ts`` (before the first event with ``ts_recv > arrival_ts``) with the book
 as of that instant, and ``vctx.fill`` journals a fill.  Fill logic and the books of the run
 (positions, cash, funding, settlement) live in the venue, never in the engine: the venue is the
@@ -39,7 +40,6 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -51,6 +51,7 @@ from replay.engine.wake import (
     WakeCondition,
     WakeTable,
 )
+from replay.model.orders import Order
 
 
 class Consumer(Protocol):
@@ -63,19 +64,6 @@ class Consumer(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, d: dict) -> None: ...
-
-
-@dataclass(frozen=True)
-class Order:
-    """An order as decided at ``ts``; it reaches the venue at ``arrival_ts``."""
-
-    order_id: int
-    ts: int
-    arrival_ts: int
-    instrument_id: int
-    qty: float  # signed contracts, > 0 buy
-    limit_price: float  # NaN: market order
-    consumer: str
 
 
 class Context:
@@ -208,7 +196,7 @@ class Runtime:
                      latency_ns: int) -> int:
         oid = self.next_order_id
         self.next_order_id += 1
-        order = Order(oid, now, now + latency_ns, iid, qty, limit, consumer)
+        order = Order.from_signed(oid, iid, qty, limit, now, now + latency_ns, consumer)
         self.journal_event("order", now, consumer, {
             "order_id": oid, "instrument_id": iid, "qty": qty, "limit_price": limit,
             "arrival_ts": order.arrival_ts, "consumer": consumer})

@@ -93,10 +93,12 @@ class InstrumentSpec:
 
 @dataclass(frozen=True)
 class Order:
-    """An order as the strategy decided it, at ``decision_ts``.
+    """The one order type: as a consumer decided it at ``decision_ts``, reaching the venue at
+    ``arrival_ts`` (the engine sets it from the venue's latency).
 
     A ``market`` order takes whatever liquidity is there on arrival; a ``limit`` order takes
-    liquidity up to ``limit_price`` and may rest at that price for the remainder.
+    liquidity up to ``limit_price`` and may rest at that price for the remainder.  ``tag`` is
+    the consumer that sent it.
     """
 
     id: int
@@ -107,6 +109,22 @@ class Order:
     limit_price: float | None = None
     decision_ts: int = 0
     tag: str = ""
+    arrival_ts: int = 0
+
+    @staticmethod
+    def from_signed(order_id: int, instrument_id: int, qty: float, limit_price: float,
+                    decision_ts: int, arrival_ts: int, tag: str) -> Order:
+        """From a signed quantity (> 0 buy) and a limit that is NaN for a market order, as
+        ``ctx.submit`` takes them."""
+        limit = float(limit_price)
+        return Order(int(order_id), int(instrument_id), 1 if qty >= 0 else -1, abs(float(qty)),
+                     "limit" if math.isfinite(limit) else "market",
+                     limit if math.isfinite(limit) else None, int(decision_ts), tag,
+                     int(arrival_ts))
+
+    @property
+    def order_id(self) -> int:
+        return self.id
 
     def __post_init__(self) -> None:
         if self.side not in (1, -1):

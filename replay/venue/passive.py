@@ -30,10 +30,8 @@ from dataclasses import asdict, replace
 from typing import Any
 
 from replay.engine.journal import EventKind, register_kind
-from replay.engine.runtime import Order as EngineOrder
 from replay.engine.wake import WakeCondition
-from replay.model.orders import Fill
-from replay.model.orders import Order as VenueOrder
+from replay.model.orders import Fill, Order
 from replay.venue.fills import BookView, QueueModel, RestingOrder, TradePrint
 
 #: a limit order starts resting: ``queue_ahead`` contracts estimated in front of it
@@ -66,13 +64,13 @@ class PassiveOrders:
 
     def __init__(self, venue: Any, queue: QueueModel, ttl_ns: int):
         self.venue, self.queue, self.ttl_ns = venue, queue, int(ttl_ns)
-        #: order id -> (engine order, resting state, expiry ts)
-        self.orders: dict[int, tuple[EngineOrder, RestingOrder, int]] = {}
+        #: order id -> (order, resting state, expiry ts)
+        self.orders: dict[int, tuple[Order, RestingOrder, int]] = {}
         #: instrument -> {price: contracts we took there} while orders rest on it
         self.taken: dict[int, dict[float, float]] = {}
 
     # -- called by the venue at an order's arrival --------------------------------------
-    def add(self, order: EngineOrder, resting: RestingOrder, arrival_fills: Sequence[Fill],
+    def add(self, order: Order, resting: RestingOrder, arrival_fills: Sequence[Fill],
             vctx: Any) -> None:
         iid = order.instrument_id
         expires = vctx.now + self.ttl_ns
@@ -154,8 +152,8 @@ class PassiveOrders:
     def load_state_dict(self, d: dict) -> None:
         self.orders = {}
         for o, r, vo, e in d["orders"]:
-            order = EngineOrder(**o)
-            resting = RestingOrder(**{**r, "order": VenueOrder(**vo)})
+            order = Order(**o)
+            resting = RestingOrder(**{**r, "order": Order(**vo)})
             self.orders[order.order_id] = (order, resting, int(e))
         self.taken = {int(i): dict(t) for i, t in d["taken"].items()}
 

@@ -33,7 +33,6 @@ import numpy as np
 from replay.engine.journal import EventKind, register_kind
 from replay.model.config import VenueConfig, check_choice
 from replay.model.orders import Fill, InstrumentSpec
-from replay.model.orders import Order as VenueOrder
 from replay.units import NS
 from replay.venue.accounting import Portfolio
 from replay.venue.carry import Carry
@@ -126,22 +125,19 @@ class SimulatedVenue:
         m = vctx.market
         iid = order.instrument_id
         book = self.book(iid, m)
-        side = 1 if order.qty > 0 else -1
-        limit = order.limit_price
-        vo = VenueOrder(order.order_id, iid, side, abs(order.qty),
-                        "limit" if math.isfinite(limit) else "market",
-                        limit if math.isfinite(limit) else None, order.ts, order.consumer)
-        if vo.kind == "limit" and order.consumer in self.cfg.negotiated_consumers:
-            res = MatchResult((Fill(vo.id, iid, vctx.now, side, limit, vo.qty, "maker"),), 0.0)
+        side = order.side
+        if order.kind == "limit" and order.tag in self.cfg.negotiated_consumers:
+            res = MatchResult((Fill(order.id, iid, vctx.now, side, order.limit_price, order.qty,
+                                    "maker"),), 0.0)
         else:
-            res = match_on_arrival(vo, book, self.fill_cfg, ts=vctx.now)
+            res = match_on_arrival(order, book, self.fill_cfg, ts=vctx.now)
         self.book_fills(order, res.fills, book.mid, vctx)
         if res.rejection is not None:
             r = res.rejection
             vctx.emit("rejection", order_id=order.order_id, instrument_id=iid,
                       qty=side * res.remaining_qty, reason=r.reason, detail=r.detail)
         elif res.rests:
-            self.passive.add(order, rest(vo, res, book, vctx.now, self.fill_cfg.ladder),
+            self.passive.add(order, rest(order, res, book, vctx.now, self.fill_cfg.ladder),
                              res.fills, vctx)
 
     def book_fills(self, order, fills, mid: float, vctx) -> None:

@@ -212,11 +212,11 @@ class LimitOrTouchVenue:
     def on_arrival(self, order, vctx) -> None:
         iid = order.instrument_id
         px = order.limit_price
-        if not math.isfinite(px):
-            px = vctx.market.ask[iid] if order.qty > 0 else vctx.market.bid[iid]
+        if px is None:
+            px = vctx.market.ask[iid] if order.side > 0 else vctx.market.bid[iid]
         if math.isfinite(px):
-            vctx.fill(order, order.qty, float(px))
-            self.held[iid] = self.held.get(iid, 0.0) + order.qty
+            vctx.fill(order, order.signed_qty, float(px))
+            self.held[iid] = self.held.get(iid, 0.0) + order.signed_qty
 
     def position(self, iid: int) -> float:
         return self.held.get(iid, 0.0)

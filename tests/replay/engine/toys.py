@@ -7,8 +7,9 @@ import math
 
 import numpy as np
 
-from replay.engine.runtime import Context, Order, VenueContext
+from replay.engine.runtime import Context, VenueContext
 from replay.engine.wake import WakeCondition
+from replay.model.orders import Order
 
 
 class Periodic:
@@ -129,10 +130,11 @@ class TouchVenue:
 
     def on_arrival(self, order: Order, vctx: VenueContext) -> None:
         iid = order.instrument_id
-        px = vctx.market.ask[iid] if order.qty > 0 else vctx.market.bid[iid]
+        px = vctx.market.ask[iid] if order.side > 0 else vctx.market.bid[iid]
         if math.isfinite(px):
-            vctx.fill(order, order.qty, float(px), fee=abs(order.qty) * float(px) * self.fee_rate)
-            self.held[iid] = self.held.get(iid, 0.0) + order.qty
+            q = order.signed_qty
+            vctx.fill(order, q, float(px), fee=abs(q) * float(px) * self.fee_rate)
+            self.held[iid] = self.held.get(iid, 0.0) + q
 
     def position(self, iid: int) -> float:
         return self.held.get(iid, 0.0)
