@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from replay.model.config import check_choice
-from strategies.base import BookLegs, require_positive
+from strategies.base import require_positive
+from strategies.greeks import BookLegs
 from strategies.hedging.bands import (
     whalley_wilmott_half_width,
     zakamouline_half_width,

@@ -33,18 +33,16 @@ import numpy as np
 from replay.engine.wake import WakeCondition
 from replay.model.config import check_choice
 from replay.units import NS
-from strategies.base import (
-    DELTA_SOURCES,
-    BookLegs,
-    book_legs,
+from strategies.base import require_positive
+from strategies.board import SurfaceBoard
+from strategies.greeks import DELTA_SOURCES, BookLegs, book_legs
+from strategies.hedge import (
     contracts_delta,
     instrument_price,
     is_inverse_delta_one,
-    require_positive,
     resolve_hedge,
     spot_of,
 )
-from strategies.board import SurfaceBoard
 from strategies.hedging.bands import band_trade, leland_vol, move_corridor, next_periodic_deadline
 from strategies.hedging.corridor import Corridor, delta_corridor
 from strategies.pending import PendingOrders

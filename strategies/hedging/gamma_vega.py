@@ -9,12 +9,7 @@ from typing import Any
 import numpy as np
 
 from replay.model.config import check_choice
-from strategies.base import (
-    NS_PER_YEAR,
-    BookLegs,
-    expiry_forward,
-    leg_vols,
-)
+from strategies.greeks import NS_PER_YEAR, BookLegs, expiry_forward, leg_vols
 from strategies.hedging.bands import gamma_vega_neutralise
 from strategies.hedging.delta import Periodic
 from strategies.listed import choose_expiry, nearest_strike, options_at

@@ -25,18 +25,15 @@ from replay.engine.state import (
     MarketView,
 )
 from replay.errors import ConfigError
-from strategies.base import (
-    NS_PER_YEAR,
-    book_greeks,
-    book_legs,
+from strategies.board import SurfaceBoard
+from strategies.greeks import NS_PER_YEAR, book_greeks, book_legs, delta_gamma
+from strategies.hedge import (
     contracts_delta,
-    delta_gamma,
     hedge_contracts,
     instrument_price,
     resolve_hedge,
     spot_of,
 )
-from strategies.board import SurfaceBoard
 from strategies.listed import choose_expiry, is_monthly
 from strategies.pending import PendingOrders
 

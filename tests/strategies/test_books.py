@@ -15,8 +15,8 @@ from replay.errors import ConfigError
 from replay.model.config import VenueConfig
 from replay.store import open_store
 from replay.venue.simulator import SimulatedVenue, specs_from_store
-from strategies.base import NS_PER_YEAR
 from strategies.books import FixedBook, MarketMakerBook
+from strategies.greeks import NS_PER_YEAR
 from tests.strategies.test_base import (
     E1,
     E2,

@@ -10,8 +10,8 @@ from calibration.pricing.black import delta as black_delta
 from calibration.pricing.black import gamma as black_gamma
 from replay.engine.loop import run_replay
 from replay.engine.wake import WakeCondition
-from strategies.base import NS_PER_YEAR, book_greeks
 from strategies.books import FixedBook
+from strategies.greeks import NS_PER_YEAR, book_greeks
 from strategies.hedging.bands import leland_vol, zakamouline_k, zakamouline_modified_vol
 from strategies.hedging.registry import (
     DeltaBand,

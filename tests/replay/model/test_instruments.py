@@ -12,7 +12,7 @@ import pytest
 
 from replay.engine.state import NEVER, Instruments
 from replay.model.instruments import parse_deribit_name, strip_quote, underlying_of
-from strategies.base import resolve_hedge
+from strategies.hedge import resolve_hedge
 
 CASES = {
     # Deribit options, inverse and linear

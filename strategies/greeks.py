@@ -1,0 +1,224 @@
+"""Greeks of the book held: the legs' forwards and vols (surface, flat or premium-adjusted),
+Black-76 greeks summed over the legs, and option values in coin (conventions in
+:mod:`strategies.base`)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.special import ndtr
+
+from calibration.pricing.black import black_price
+from calibration.pricing.black import greeks as black_greeks
+from calibration.pricing.forwards import SECONDS_PER_YEAR
+from replay.model.config import check_choice
+from strategies.board import SurfaceBoard
+from strategies.hedge import spot_of
+
+NS_PER_YEAR = SECONDS_PER_YEAR * 1e9
+
+
+SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+DELTA_SOURCES = ("surface", "flat", "premium_adjusted")
+
+
+@dataclass(frozen=True)
+class Greeks:
+    """Aggregate greeks of a set of option legs (units in the module docstring)."""
+
+    delta: float = 0.0
+    gamma: float = 0.0
+    vega: float = 0.0
+    theta: float = 0.0
+    vanna: float = 0.0
+    volga: float = 0.0
+    value_usd: float = 0.0
+
+
+def bs_greeks(forward: Any, strike: Any, t: Any, vol: Any, is_call: Any) -> dict[str, np.ndarray]:
+    """:func:`calibration.pricing.black.greeks` with every input broadcast to one full shape first
+    (``calibration.pricing.black`` warns about read-only broadcast views otherwise)."""
+    args = [np.asarray(a) for a in (forward, strike, t, vol, is_call)]
+    shape = np.broadcast_shapes(*(a.shape for a in args))
+    return black_greeks(*(a if a.shape == shape else np.broadcast_to(a, shape).copy()
+                          for a in args))
+
+
+def flat_or(vol: np.ndarray, flat_vol: float) -> np.ndarray:
+    v = np.asarray(vol, dtype=np.float64)
+    return np.where(np.isfinite(v) & (v > 0), v, flat_vol)
+
+
+@dataclass(frozen=True)
+class BookLegs:
+    """The option legs of a book at one instant, ready for vectorised Black-76 formulas."""
+
+    instrument_id: np.ndarray  # int64
+    qty: np.ndarray  # underlying units, signed
+    strike: np.ndarray
+    t: np.ndarray  # years to expiry
+    vol: np.ndarray
+    is_call: np.ndarray  # bool
+    basis: np.ndarray  # F_i / S
+    spot: float
+    premium_adjusted: bool = False
+
+    def __len__(self) -> int:
+        return int(self.instrument_id.size)
+
+    @property
+    def forward(self) -> np.ndarray:
+        return self.basis * self.spot
+
+    def with_vol(self, vol: np.ndarray) -> BookLegs:
+        return BookLegs(self.instrument_id, self.qty, self.strike, self.t,
+                        np.broadcast_to(np.asarray(vol, np.float64), self.qty.shape).copy(),
+                        self.is_call, self.basis, self.spot, self.premium_adjusted)
+
+    def per_unit(self, spot: float | None = None) -> dict[str, np.ndarray]:
+        """Per-unit Black greeks of each leg at ``spot`` (default: the current one), with
+        ``delta`` replaced by the premium-adjusted one when so configured."""
+        f = self.basis * (self.spot if spot is None else spot)
+        g = bs_greeks(f, self.strike, self.t, self.vol, self.is_call)
+        if self.premium_adjusted:
+            g["delta"] = g["delta"] - g["price"] / f
+        return g
+
+    def greeks(self) -> Greeks:
+        if not len(self):
+            return Greeks()
+        g = {k: np.nan_to_num(v) for k, v in self.per_unit().items()}
+        q, b = self.qty, self.basis
+        return Greeks(delta=float(np.sum(q * b * g["delta"])),
+                      gamma=float(np.sum(q * b * b * g["gamma"])),
+                      vega=float(np.sum(q * g["vega"])), theta=float(np.sum(q * g["theta"])),
+                      vanna=float(np.sum(q * b * g["vanna"])), volga=float(np.sum(q * g["volga"])),
+                      value_usd=float(np.sum(q * g["price"])))
+
+    def delta_fn(self):
+        """``D(S)``, vectorised over ``S`` (legs' forwards ``b_i S``; see the module docstring)."""
+        return self._sum_fn("delta", 1)
+
+    def gamma_fn(self):
+        """``Gamma(S) = sum q_i b_i^2 d2V/dF2`` vectorised over ``S``."""
+        return self._sum_fn("gamma", 2)
+
+    def _sum_fn(self, which: str, power: int):
+        q, k, t, v, c, b = self.qty, self.strike, self.t, self.vol, self.is_call, self.basis
+        pa = self.premium_adjusted
+        w = q * b ** power
+
+        def fn(s):
+            s_arr = np.asarray(s, dtype=np.float64)
+            f = b * s_arr[..., None]
+            val = delta_gamma(f, k, t, v, c, which)
+            if which == "delta" and pa:
+                val = val - black_price(f, k, t, v, c) / f
+            out = np.sum(w * np.nan_to_num(val), axis=-1)
+            return float(out) if out.ndim == 0 else out
+
+        return fn
+
+
+def delta_gamma(forward: np.ndarray, strike: np.ndarray, t: np.ndarray, vol: np.ndarray,
+                is_call: np.ndarray, which: str) -> np.ndarray:
+    """Black-76 forward delta ``N(d1)`` (call) / ``N(d1) - 1`` (put), or gamma
+    ``n(d1) / (F vol sqrt(t))``, with ``d1 = ln(F/K) / (vol sqrt t) + vol sqrt(t) / 2``
+    (F. Black, "The pricing of commodity contracts", J. Financial Economics 3, 1976).
+
+    A lean path for the corridor search, which evaluates a book's delta at many prices; it
+    expects ``t > 0`` and ``vol > 0`` (live legs) and matches :mod:`calibration.pricing.black`.
+    """
+    sd = vol * np.sqrt(t)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d1 = np.log(forward / strike) / sd + 0.5 * sd
+        if which == "delta":
+            return ndtr(d1) - np.where(is_call, 0.0, 1.0)
+        return np.exp(-0.5 * d1 * d1) / (SQRT_2PI * forward * sd)
+
+
+def expiry_forward(ctx: Any, expiry_ns: int, spot: float, board: SurfaceBoard | None,
+                   iid: int | None = None) -> float:
+    """The forward of one expiry by the precedence of the module docstring."""
+    surf = board.surface if board is not None else None
+    if surf is not None:
+        f = float(surf.forward(max(float(expiry_ns - ctx.now) / NS_PER_YEAR, 0.0)))
+        if math.isfinite(board.spot) and board.spot > 0 and math.isfinite(spot):
+            f *= spot / board.spot
+        if math.isfinite(f) and f > 0:
+            return f
+    vf = getattr(ctx.market, "venue_forward", None)
+    if vf is not None and iid is not None:
+        f = float(vf[iid])
+        if math.isfinite(f) and f > 0:
+            return f
+    ef = getattr(ctx.market, "expiry_forward", None)
+    if ef is not None:
+        f = float(ef(int(expiry_ns)))
+        if math.isfinite(f) and f > 0:
+            return f
+    inst = ctx.instruments
+    for fid in inst.ids_of_kind("future"):
+        if inst.expiry_ns[fid] == expiry_ns:
+            f = float(ctx.market.mid(int(fid)))
+            if math.isfinite(f) and f > 0:
+                return f
+    return spot
+
+
+def leg_vols(board: SurfaceBoard | None, strike: np.ndarray, t: np.ndarray, source: str,
+             flat_vol: float) -> np.ndarray:
+    """Vol of each leg: the published surface's (``surface``/``premium_adjusted``) or flat."""
+    surf = board.surface if board is not None else None
+    if source == "flat" or surf is None or not len(strike):
+        return np.full(np.shape(strike), float(flat_vol))
+    with np.errstate(all="ignore"):
+        return flat_or(surf.iv(strike, t), flat_vol)
+
+
+def book_legs(ctx: Any, positions: Mapping[int, float] | None, source: str,
+              board: SurfaceBoard | None, flat_vol: float = 0.6) -> BookLegs:
+    """The option legs held: ``positions`` (contracts per option instrument id), by default
+    every option with a non-zero ``ctx.position``.  Expired legs are left out."""
+    check_choice("delta_source", source, DELTA_SOURCES)
+    inst = ctx.instruments
+    if positions is None:
+        opts = inst.ids_of_kind("option")
+        positions = {int(i): ctx.position(int(i)) for i in opts}
+    ids = np.array([i for i, q in positions.items()
+                    if q != 0 and inst.expiry_ns[i] > ctx.now], dtype=np.int64)
+    spot = spot_of(ctx)
+    if not ids.size or not math.isfinite(spot):
+        e = np.zeros(0)
+        return BookLegs(ids[:0], e, e, e, e, e.astype(bool), e, spot, source == "premium_adjusted")
+    qty = np.array([positions[int(i)] for i in ids]) * inst.contract_size[ids]
+    strike = inst.strike[ids].astype(np.float64)
+    t = (inst.expiry_ns[ids] - ctx.now).astype(np.float64) / NS_PER_YEAR
+    fwd: dict[int, float] = {}
+    basis = np.empty(ids.size)
+    for j, (i, e) in enumerate(zip(ids, inst.expiry_ns[ids])):
+        if int(e) not in fwd:
+            fwd[int(e)] = expiry_forward(ctx, int(e), spot, board, int(i))
+        basis[j] = fwd[int(e)] / spot
+    vol = leg_vols(board, strike, t, source, flat_vol)
+    return BookLegs(ids, qty, strike, t, vol, inst.is_call[ids] == 1, basis, spot,
+                    source == "premium_adjusted")
+
+
+def book_greeks(ctx: Any, positions: Mapping[int, float] | None, source: str,
+                board: SurfaceBoard | None, flat_vol: float = 0.6) -> Greeks:
+    """Aggregate greeks of the option positions held (see :func:`book_legs` and the module
+    docstring for units and conventions)."""
+    return book_legs(ctx, positions, source, board, flat_vol).greeks()
+
+
+def option_value_coin(forward: float, strike: float, t: float, vol: float, is_call: bool
+                      ) -> float:
+    """Inverse-option premium in coin, ``black_price / F`` (``docs/architecture.md``, "Units")."""
+    return float(black_price(forward, strike, t, vol, is_call)) / forward

@@ -1,0 +1,86 @@
+"""The hedge instrument: which one (perp, nearest future or spot of the underlying), its price,
+and the conversion between a delta in coin and contracts of it (conventions in
+:mod:`strategies.base`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from replay.engine.state import Instruments
+from replay.errors import ConfigError
+from replay.model.config import check_choice
+from replay.model.instruments import underlying_of
+
+HEDGE_KINDS = ("perp", "future", "spot")
+
+
+def is_inverse_delta_one(instruments: Instruments, iid: int) -> bool:
+    return (instruments.settlement[iid] == "inverse"
+            and instruments.kind[iid] in ("perp", "future"))
+
+
+def resolve_hedge(instruments: Instruments, hedge: str, now: int, underlying: str = "BTC"
+                  ) -> int:
+    """Instrument id of the hedge: the perp, the nearest future expiring after ``now``, or
+    spot, of ``underlying``.  Raises :class:`ConfigError` naming what the store has."""
+    check_choice("strategy.hedge", hedge, HEDGE_KINDS)
+    ids = [int(i) for i in instruments.ids_of_kind(hedge)
+           if underlying_of(instruments.name[i]) == underlying]
+    if hedge == "future":
+        ids = [i for i in ids if instruments.expiry_ns[i] > now]
+        ids.sort(key=lambda i: int(instruments.expiry_ns[i]))
+    if not ids:
+        have = sorted({str(k) for k in instruments.kind if k})
+        raise ConfigError(f"strategy.hedge: no {hedge} of {underlying} in the store "
+                          f"(instrument kinds present: {', '.join(have)})")
+    return ids[0]
+
+
+def hedge_contracts(delta_btc: float, price: float, contract_size: float, inverse: bool
+                    ) -> float:
+    """Hedge contracts offsetting a delta of ``delta_btc``: ``-D P / cs`` (inverse: ``cs`` USD
+    per contract) or ``-D / cs`` (linear/spot: ``cs`` coin per contract)."""
+    return -delta_btc * price / contract_size if inverse else -delta_btc / contract_size
+
+
+def contracts_delta(contracts: float, price: float, contract_size: float, inverse: bool
+                    ) -> float:
+    """Delta (BTC) of holding ``contracts`` of the hedge: ``n cs / P`` inverse, ``n cs`` linear."""
+    return contracts * contract_size / price if inverse else contracts * contract_size
+
+
+def spot_of(ctx: Any) -> float:
+    """The underlying price ``S``: the designated underlying's mid; without one (a store of
+    option summaries has no underlying tape) its reference price, else the venue forward of
+    the nearest live expiry.  NaN when none is known yet."""
+    m = ctx.market
+    s = float(m.underlying_mid())
+    if math.isfinite(s) and s > 0:
+        return s
+    ref = getattr(m, "reference_price", None)
+    if ref is not None and m.underlying_id >= 0:
+        s = float(ref(m.underlying_id))
+        if math.isfinite(s) and s > 0:
+            return s
+    fwd = getattr(m, "expiry_forward", None)
+    if fwd is not None:
+        inst = ctx.instruments
+        exps = inst.expiry_ns[(inst.kind == "option") & (inst.expiry_ns > ctx.now)]
+        for e in np.unique(exps)[:3]:  # the nearest expiry may not be quoted yet
+            s = float(fwd(int(e)))
+            if math.isfinite(s) and s > 0:
+                return s
+    return math.nan
+
+
+def instrument_price(ctx: Any, iid: int, fallback: float) -> float:
+    """The mid of ``iid``, else its reference price (funding mark, a future's venue
+    forward), else ``fallback``."""
+    p = float(ctx.market.mid(iid))
+    if not (math.isfinite(p) and p > 0):
+        ref = getattr(ctx.market, "reference_price", None)
+        p = float(ref(iid)) if ref is not None else math.nan
+    return p if math.isfinite(p) and p > 0 else fallback
