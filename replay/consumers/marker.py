@@ -27,6 +27,7 @@ run the marker
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -143,41 +144,57 @@ class PnLMarker:
         return st
 
     def _attribute(self, ctx, a: dict, b: dict) -> None:
-        out = dict.fromkeys(BUCKETS, 0.0)
-        dt = (b["ts"] - a["ts"]) / YEAR_NS
-        for i, o in a["opt"].items():
-            g = o["g"]
-            if g is None:
-                continue
-            o1 = b["opt"].get(i)
-            f1 = o1["F"] if o1 else _forward(ctx.market, i)
-            s1 = o1["sigma"] if o1 else o["sigma"]
-            dF = f1 - o["F"]
-            ds = s1 - o["sigma"] if math.isfinite(s1) else 0.0
-            n = o["n"]
-            out["delta"] += n * g["delta"] * dF
-            out["gamma"] += n * 0.5 * g["gamma"] * dF * dF
-            out["vega"] += n * g["vega"] * ds
-            out["theta"] += n * g["theta"] * dt
-            out["vanna"] += n * g["vanna"] * dF * ds
-            out["volga"] += n * 0.5 * g["volga"] * ds * ds
-        # The hedge's mark-to-mid PnL already contains its spread cost, which the slippage
-        # bucket reports; add it back so that it is counted once.
-        out["delta"] += (b["hedge"] - a["hedge"]) - (b["hedge_slippage"] - a["hedge_slippage"])
-        for k in ("fees", "funding", "slippage"):
-            out[k] = b[k] - a[k]
-        total = b["total"] - a["total"]
-        out = {k: (v if math.isfinite(v) else 0.0) for k, v in out.items()}
-        out["residual"] = total - sum(v for k, v in out.items() if k != "residual")
+        out = attribute_step(a, b, lambda i: _forward(ctx.market, i))
         for k in BUCKETS:
             self.totals[k] += out[k]
-        ctx.emit("attribution", total=total, **out)
+        ctx.emit("attribution", total=b["total"] - a["total"], **out)
 
     def state_dict(self) -> dict:
         return {"prev": self.prev, "totals": self.totals}
 
     def load_state_dict(self, d: dict) -> None:
         self.prev, self.totals = d["prev"], dict(d["totals"])
+
+
+def attribute_step(a: dict, b: dict, forward_of: Callable[[int], float]) -> dict[str, float]:
+    """One step's USD PnL explained by the second-order Taylor expansion of the module
+    docstring: ``a`` and ``b`` are the marker's states at the step's start and end (per option
+    ``F``, ``sigma``, ``t``, units held ``n`` and greeks; totals), ``forward_of(iid)`` the
+    underlying level now for an option held at ``a`` but gone at ``b`` (expired, closed).
+    Returns the buckets of :data:`BUCKETS`; ``residual`` makes them sum to the total.
+
+    >>> s = {"ts": 0, "total": 0.0, "hedge": 0.0, "hedge_slippage": 0.0, "fees": 0.0,
+    ...      "funding": 0.0, "slippage": 0.0, "opt": {}}
+    >>> attribute_step(s, {**s, "ts": 60 * NS, "total": 5.0, "hedge": 5.0}, float)["delta"]
+    5.0
+    """
+    out = dict.fromkeys(BUCKETS, 0.0)
+    dt = (b["ts"] - a["ts"]) / YEAR_NS
+    for i, o in a["opt"].items():
+        g = o["g"]
+        if g is None:
+            continue
+        o1 = b["opt"].get(i)
+        f1 = o1["F"] if o1 else forward_of(i)
+        s1 = o1["sigma"] if o1 else o["sigma"]
+        dF = f1 - o["F"]
+        ds = s1 - o["sigma"] if math.isfinite(s1) else 0.0
+        n = o["n"]
+        out["delta"] += n * g["delta"] * dF
+        out["gamma"] += n * 0.5 * g["gamma"] * dF * dF
+        out["vega"] += n * g["vega"] * ds
+        out["theta"] += n * g["theta"] * dt
+        out["vanna"] += n * g["vanna"] * dF * ds
+        out["volga"] += n * 0.5 * g["volga"] * ds * ds
+    # The hedge's mark-to-mid PnL already contains its spread cost, which the slippage
+    # bucket reports; add it back so that it is counted once.
+    out["delta"] += (b["hedge"] - a["hedge"]) - (b["hedge_slippage"] - a["hedge_slippage"])
+    for k in ("fees", "funding", "slippage"):
+        out[k] = b[k] - a[k]
+    total = b["total"] - a["total"]
+    out = {k: (v if math.isfinite(v) else 0.0) for k, v in out.items()}
+    out["residual"] = total - sum(v for k, v in out.items() if k != "residual")
+    return out
 
 
 def _forward(m, iid: int) -> float:
