@@ -9,7 +9,6 @@ realised PnL in coin and USD, fees and funding.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 
@@ -45,6 +44,6 @@ def fold_portfolio(journal: str | os.PathLike, specs: Mapping[int, InstrumentSpe
                                str(liq), float(fee), int(level)), float(usd))
         elif k == "f":
             pf.apply_funding(int(iid), float(amount), float(usd))
-        elif math.isfinite(und):
+        else:  # as the venue did, whatever the index was
             pf.settle(int(iid), float(und))
     return pf
