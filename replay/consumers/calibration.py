@@ -3,7 +3,7 @@
 At each wake it assembles a :class:`calibration.quotes.QuoteSnapshot` from the market state as
 of ``ctx.now`` (option bid/ask in coin, the venue forward of each expiry, the venue mark IV and
 quote ages), lets the scheme decide whether to refit, journals the outcome and publishes the
-surface on a :class:`strategies.base.SurfaceBoard`-like object that strategies read.
+surface on a :class:`strategies.board.SurfaceBoard`-like object that strategies read.
 
 Between refits it also scores the current surface out of sample on the fresh quotes, so the
 run's ``calibration`` metrics match :func:`calibration.scheme.replay_snapshots`.

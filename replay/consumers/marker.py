@@ -47,6 +47,8 @@ BUCKETS = ("delta", "gamma", "vega", "theta", "vanna", "volga", "funding", "fees
 
 ATTRIBUTION = register_kind(EventKind("attribution", "attribution",
                                       tuple((b, "float") for b in BUCKETS) + (("total", "float"),)))
+
+
 class PnLMarker:
     """Consumer that marks and attributes (see the module docstring)."""
 
@@ -72,10 +74,9 @@ class PnLMarker:
         return self._next(ctx, (ctx.now // self.every_ns + 1) * self.every_ns)  # grid stays anchored
 
     def _next(self, ctx, grid: int) -> WakeCondition:
-        """The next grid time, or an earlier expiry of a held option (settled on the dot)."""
-        exp = [self.venue.specs[i].expiry_ns for i in self.venue.portfolio.net_qty()
-               if self.venue.specs[i].is_option and self.venue.specs[i].expiry_ns > ctx.now]
-        return WakeCondition(deadline=min([grid, *exp]))
+        """The next grid time, or an earlier expiry of a held option (marked right after the
+        venue settles it)."""
+        return WakeCondition(deadline=min([grid, *self.venue.carry.held_expiries(ctx.now)]))
 
     def on_finish(self, ctx) -> None:
         self.mark(ctx)

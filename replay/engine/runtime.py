@@ -11,7 +11,7 @@ A consumer is a plain Python object:
 * ``state_dict() -> dict`` / ``load_state_dict(d)``: everything it needs to resume.
 
 ``ctx`` (:class:`Context`) is valid during the call only.  It offers the market as of
-``ctx.now`` (:class:`replay.engine.state.MarketView`), the instruments, positions and cash, the
+``ctx.now`` (:class:`replay.engine.state.MarketView`), the instruments, the positions (the venue's), the
 run's numpy Generator, and the only ways to act: ``ctx.emit`` (journal an event) and
 ``ctx.submit`` (send an order that reaches the venue at ``now + latency_ns``).
 
@@ -205,10 +205,9 @@ class Runtime:
 
     def record_fill(self, now: int, order: Order, qty: float, price: float, fee: float,
                     multiplier: float) -> int:
-        seq = self.journal_event("fill", now, "venue", {
+        return self.journal_event("fill", now, "venue", {
             "order_id": order.order_id, "instrument_id": order.instrument_id, "qty": qty,
             "price": price, "fee": fee, "multiplier": multiplier})
-        return seq
 
     def position(self, iid: int) -> float:
         return float(self.venue.position(iid)) if hasattr(self.venue, "position") else 0.0

@@ -32,7 +32,8 @@ import pyarrow.compute as pc
 
 from replay.errors import IngestError, StoreError
 from replay.model.schema import arrow_schema, payload_columns
-from replay.store.database import TS_MAX, TS_MIN, LoadReport, MarketStore, file_sha256
+from replay.store.database import TS_MAX, TS_MIN, LoadReport, MarketStore
+from replay.units import file_sha256
 
 
 @dataclass

@@ -21,15 +21,14 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from replay.errors import StoreError
 from replay.model.schema import AUX_DDL, MARKET_TABLES, TABLES, columns, ddl
 from replay.store.writing import (  # noqa: F401  (re-exported: the store's public names)
     TS_MAX,
     TS_MIN,
     LoadingMixin,
     LoadReport,
-    StoreError,
     _ident,
-    file_sha256,
 )
 
 #: DuckDB writes this at bytes 8..12 of its database files (after the header block's 8-byte

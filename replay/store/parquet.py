@@ -256,7 +256,7 @@ def _day(d: int) -> str:
     return datetime.fromtimestamp(d * 86_400, timezone.utc).date().isoformat()
 
 
-def schemafile_sha256() -> str:
+def schema_sha256() -> str:
     """A digest of the market tables' columns and types (changes when the schema does)."""
     spec = {t: [[c.name, c.sql] for c in cols] for t, cols in TABLES.items()}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
@@ -297,7 +297,7 @@ def export_parquet(db: str | os.PathLike, out: str | os.PathLike, partition: str
     man = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "source": Path(db).name,
         "writer": f"duckdb {duckdb.__version__}", "partition": partition,
-        "schema_sha256": schemafile_sha256(),
+        "schema_sha256": schema_sha256(),
         "span": {"first_ns": lo, "last_ns": hi, "first": iso(lo), "last": iso(hi)},
         # a content address of the export: equal iff every file is byte-identical
         "content_sha256": hashlib.sha256(json.dumps(tables, sort_keys=True).encode()).hexdigest(),

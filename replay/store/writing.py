@@ -16,7 +16,6 @@ import pyarrow as pa
 
 from replay.errors import StoreError
 from replay.model.schema import MARKET_TABLES, arrow_schema, columns, payload_columns
-from replay.units import file_sha256  # noqa: F401  (re-exported: the store's load key)
 
 #: Columns that identify a duplicate row per table.  Quotes and funding are duplicates only if
 #: every field repeats; trades with a venue trade id are duplicates when the id repeats.

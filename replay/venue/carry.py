@@ -59,13 +59,16 @@ class Carry:
     def on_finish(self, ctx) -> None:  # noqa: ANN001
         self.catch_up(ctx)
 
-    def _next(self, ctx) -> WakeCondition:  # noqa: ANN001
-        """The next grid time, or an earlier expiry of a held option (settled on the dot)."""
+    def held_expiries(self, now: int) -> list[int]:
+        """Expiry instants after ``now`` of the options held (each is settled on the dot)."""
         specs = self.venue.specs
+        return [specs[i].expiry_ns for i in self.venue.portfolio.net_qty()
+                if specs[i].is_option and specs[i].expiry_ns > now]
+
+    def _next(self, ctx) -> WakeCondition:  # noqa: ANN001
+        """The next grid time, or an earlier expiry of a held option."""
         grid = (ctx.now // self.every_ns + 1) * self.every_ns
-        exp = [specs[i].expiry_ns for i in self.venue.portfolio.net_qty()
-               if specs[i].is_option and specs[i].expiry_ns > ctx.now]
-        return WakeCondition(deadline=min([grid, *exp]))
+        return WakeCondition(deadline=min([grid, *self.held_expiries(ctx.now)]))
 
     def catch_up(self, ctx) -> None:  # noqa: ANN001
         """Accrue funding up to ``ctx.now`` and settle every held option that has expired."""

@@ -36,6 +36,7 @@ from strategies.hedge import (
 )
 from strategies.listed import choose_expiry, is_monthly
 from strategies.pending import PendingOrders
+from tests.replay.engine.toys import HeldPositions
 
 NS = 1_000_000_000
 T0 = 1_765_152_000 * NS  # 2025-12-08 00:00 UTC, a Monday
@@ -198,13 +199,10 @@ def build_store(path, start: int, seconds: int, spot_fn=None, trades=(), quote_e
     return ids
 
 
-class LimitOrTouchVenue:
+class LimitOrTouchVenue(HeldPositions):
     """Test venue: a limit order fills whole at its limit (the market maker's assigned
     fills), a market order at the touch as of arrival.  It keeps the positions (the venue is
     the run's ledger: ``ctx.position`` asks it)."""
-
-    def __init__(self) -> None:
-        self.held: dict[int, float] = {}
 
     def on_arrival(self, order, vctx) -> None:
         iid = order.instrument_id
@@ -212,20 +210,7 @@ class LimitOrTouchVenue:
         if px is None:
             px = vctx.market.ask[iid] if order.side > 0 else vctx.market.bid[iid]
         if math.isfinite(px):
-            vctx.fill(order, order.signed_qty, float(px))
-            self.held[iid] = self.held.get(iid, 0.0) + order.signed_qty
-
-    def position(self, iid: int) -> float:
-        return self.held.get(iid, 0.0)
-
-    def positions(self) -> dict[int, float]:
-        return {i: q for i, q in self.held.items() if q != 0}
-
-    def state_dict(self) -> dict:
-        return {"held": dict(self.held)}
-
-    def load_state_dict(self, d: dict) -> None:
-        self.held = dict(d["held"])
+            self.book(order, vctx, float(px))
 
 
 def journal_table(path, table: str):

@@ -120,21 +120,18 @@ class QuoteCounter:
         self.wakes = d["wakes"]
 
 
-class TouchVenue:
-    """Toy venue: fills the whole order at the touch as of arrival (ask for buys, bid for
-    sells) with a proportional fee; no touch, no fill.  A stand-in for the real venue."""
+class HeldPositions:
+    """The books of a test venue: contracts per instrument, as the engine asks a venue for them
+    (``position``, ``positions``) and snapshots them (``state_dict``)."""
 
-    def __init__(self, fee_rate: float = 0.0005):
-        self.fee_rate = fee_rate
-        self.held: dict[int, float] = {}  # the toy's books: contracts per instrument
+    def __init__(self) -> None:
+        self.held: dict[int, float] = {}
 
-    def on_arrival(self, order: Order, vctx: VenueContext) -> None:
-        iid = order.instrument_id
-        px = vctx.market.ask[iid] if order.side > 0 else vctx.market.bid[iid]
-        if math.isfinite(px):
-            q = order.signed_qty
-            vctx.fill(order, q, float(px), fee=abs(q) * float(px) * self.fee_rate)
-            self.held[iid] = self.held.get(iid, 0.0) + q
+    def book(self, order: Order, vctx: VenueContext, price: float, fee: float = 0.0) -> None:
+        """Fill ``order`` whole at ``price`` (journaled) and book it."""
+        vctx.fill(order, order.signed_qty, price, fee=fee)
+        self.held[order.instrument_id] = self.held.get(order.instrument_id, 0.0) \
+            + order.signed_qty
 
     def position(self, iid: int) -> float:
         return self.held.get(iid, 0.0)
@@ -147,3 +144,18 @@ class TouchVenue:
 
     def load_state_dict(self, d: dict) -> None:
         self.held = dict(d["held"])
+
+
+class TouchVenue(HeldPositions):
+    """Toy venue: fills the whole order at the touch as of arrival (ask for buys, bid for
+    sells) with a proportional fee; no touch, no fill.  A stand-in for the real venue."""
+
+    def __init__(self, fee_rate: float = 0.0005):
+        super().__init__()
+        self.fee_rate = fee_rate
+
+    def on_arrival(self, order: Order, vctx: VenueContext) -> None:
+        iid = order.instrument_id
+        px = vctx.market.ask[iid] if order.side > 0 else vctx.market.bid[iid]
+        if math.isfinite(px):
+            self.book(order, vctx, float(px), fee=order.qty * float(px) * self.fee_rate)
