@@ -49,7 +49,6 @@ from calibration.quality import (
 from calibration.quotes import MIN_QUOTES, QuoteSnapshot
 from calibration.surface import MODELS, SmileSlice, Surface
 
-_PARAMS = {"svi": SVIParams, "essvi": ESSVIParams, "sabr": SABRParams}
 FALLBACKS = ("last_good", "publish")
 
 
@@ -319,12 +318,7 @@ class CalibrationScheme:
     def state_dict(self) -> dict:
         """Plain, picklable/JSON-able state: enough to resume exactly."""
         def surf_state(s: Surface | None):
-            if s is None:
-                return None
-            return {"ts_ns": s.ts_ns, "slices": [
-                {"model": x.model, "params": list(asdict(x.params).values()),
-                 "expiry_ns": x.expiry_ns, "t": x.t, "forward": x.forward,
-                 "k_lo": x.k_lo, "k_hi": x.k_hi} for x in s.slices]}
+            return None if s is None else s.to_state()
         return {"config": asdict(self.config),
                 "prev_params": {int(k): list(v) for k, v in self.prev_params.items()},
                 "last_good": surf_state(self.last_good),
@@ -333,12 +327,7 @@ class CalibrationScheme:
 
     def load_state_dict(self, state: dict) -> None:
         def surf(st):
-            if st is None:
-                return None
-            return Surface([SmileSlice(x["model"], _PARAMS[x["model"]](*x["params"]),
-                                       int(x["expiry_ns"]), float(x["t"]), float(x["forward"]),
-                                       float(x["k_lo"]), float(x["k_hi"]))
-                            for x in st["slices"]], int(st["ts_ns"]))
+            return None if st is None else Surface.from_state(st)
         self.config = SchemeConfig.from_dict(state["config"])
         self.prev_params = {int(k): tuple(v) for k, v in state["prev_params"].items()}
         self.last_good = surf(state["last_good"])

@@ -22,7 +22,7 @@ there are none.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from calibration.pricing.black import black_price, greeks
 from calibration.pricing.forwards import time_to_expiry
 
 MODELS = ("svi", "essvi", "sabr")
+PARAMS = {"svi": SVIParams, "essvi": ESSVIParams, "sabr": SABRParams}
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,24 @@ class Surface:
     @property
     def arbitrage_free(self) -> bool:
         return not self.violations
+
+    def to_state(self) -> dict:
+        """Plain JSON-able state; :meth:`from_state` rebuilds an identical surface (floats
+        round-trip exactly) without re-running the arbitrage check."""
+        return {"ts_ns": self.ts_ns,
+                "slices": [{"model": x.model, "params": list(asdict(x.params).values()),
+                            "expiry_ns": x.expiry_ns, "t": x.t, "forward": x.forward,
+                            "k_lo": x.k_lo, "k_hi": x.k_hi} for x in self.slices],
+                "violations": [asdict(v) for v in self.violations]}
+
+    @staticmethod
+    def from_state(st: dict) -> Surface:
+        slices = [SmileSlice(x["model"], PARAMS[x["model"]](*x["params"]), int(x["expiry_ns"]),
+                             float(x["t"]), float(x["forward"]), float(x["k_lo"]),
+                             float(x["k_hi"])) for x in st["slices"]]
+        viol = st.get("violations")
+        return Surface(slices, int(st["ts_ns"]),
+                       None if viol is None else [Violation(**v) for v in viol])
 
     def t_of(self, expiry_ns: int | np.ndarray) -> np.ndarray:
         """Years from the surface time to the given expiries (08:00 UTC settlements)."""

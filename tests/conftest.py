@@ -27,3 +27,21 @@ def gbm_quarter_hour(tmp_path_factory) -> Path:
     db = tmp_path_factory.mktemp("synth") / "s.duckdb"
     synthesize(db, SynthConfig(hours=0.25, seed=5, model="gbm", scale="small"))
     return db
+
+
+@pytest.fixture(scope="session", autouse=True)
+def surface_cache_dir(tmp_path_factory) -> Path:
+    """Runs of the suite keep their surface streams (calibration.cache=auto) in one session
+    folder, never in the user's cache; subprocesses inherit it."""
+    import os
+
+    from replay.app.bench import CACHE_ENV
+
+    d = tmp_path_factory.mktemp("volreplay_cache")
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(d)
+    yield d
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old

@@ -84,6 +84,17 @@ def _active(node: Any) -> bool:
         return False
 
 
+def _without(node: Any, key: str) -> Any:
+    """A copy of a config node without ``key`` (None stays None)."""
+    if node is None:
+        return None
+    from omegaconf import OmegaConf
+
+    d = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    d.pop(key, None)
+    return OmegaConf.create(d)
+
+
 def _comparable(resolved: dict) -> dict:
     """The parts of a resolved config that decide the journal, with defaults filled in, so
     that a run and its resume compare equal however each was written down."""
@@ -101,7 +112,9 @@ def run(cfg: Any) -> dict:
     """Run one backtest; returns the metrics dict (also written to ``metrics.json``)."""
     from omegaconf import OmegaConf
 
+    from replay.app.surface_cache import cache_mode, ensure_stream, selection_of
     from replay.consumers.marker import PnLMarker
+    from replay.consumers.surface_stream import StreamReader
     from replay.engine.loop import run_replay
     from replay.engine.state import Instruments
     from replay.store import open_store
@@ -147,8 +160,10 @@ def run(cfg: Any) -> dict:
     specs = specs_from_store(inst_table)
     board = SurfaceBoard()
     venue = SimulatedVenue(venue_cfg, specs)
-    calib = instantiate_checked("calibration", cfg.calibration, board=board) \
-        if _active(cfg.get("calibration")) else None
+    calib_node = cfg.calibration if _active(cfg.get("calibration")) else None
+    cache = cache_mode(calib_node)
+    calib = instantiate_checked("calibration", _without(calib_node, "cache"), board=board) \
+        if calib_node is not None else None
     book = instantiate_checked("book", cfg.book, board=board) \
         if _active(cfg.get("book")) else None
     strategy = instantiate_checked("strategy", cfg.strategy, board=board) \
@@ -165,6 +180,12 @@ def run(cfg: Any) -> dict:
     else:
         snap_path, n_done = None, 0
         _claim(out, run_info)
+    stream = None
+    if calib is not None:
+        sel = selection_of(db, start, end, sel_ids, expiries, underlying, int(data.window_s * NS))
+        stream = ensure_stream(_without(calib_node, "cache"), sel, mode=cache, log=log)
+        if stream is not None:
+            calib.stream = StreamReader(stream.path)
     res = run_replay(db, consumers, out, start=start, end=end,
                      window_ns=int(data.window_s * NS),
                      snapshot_every_ns=int(cfg.snapshot_every_s * NS) if cfg.get("snapshot_every_s") else None,
@@ -176,6 +197,8 @@ def run(cfg: Any) -> dict:
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
     metrics = _metrics(res, calib, marker, venue, out, db, report)
+    metrics["surface_stream"] = stream.as_metrics() if stream is not None else \
+        {"cache": cache if calib is not None else None, "built": False}
     # end to end: consumers, venue and analytics included (the report is rendered after)
     metrics["wall_seconds"] = time.perf_counter() - t_wall
     metrics["events_per_second"] = res.total_events / metrics["wall_seconds"]

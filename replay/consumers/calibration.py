@@ -14,6 +14,18 @@ run's ``calibration`` metrics match :func:`calibration.scheme.replay_snapshots`.
 * a quote-update count: ``"500q"`` (wake after 500 option quote updates);
 * ``"quality:X"``: check every ``check_s`` seconds and refit when more than X % of fresh
   two-sided mids fall outside the current surface's bid/ask band.
+
+``latency`` (seconds of market time, default 0) delays publication: a surface fitted at
+``t`` becomes usable at ``t + latency`` (the consumer wakes then to publish it, before any
+other consumer's wake of that instant).  ``quotes_every`` samples the ``calibration_quotes``
+rows: a fit's quotes are journaled when at least that much market time has passed since the
+last fit whose quotes were (``0``: every fit).
+
+Source of the surfaces: a live consumer fits them (and, with a
+:class:`~replay.consumers.surface_stream.StreamRecorder` attached, records what each wake
+produced); one given a :class:`~replay.consumers.surface_stream.StreamReader` replays a
+recorded stream instead.  Both wake at the same instants, journal the same events and
+publish the same surfaces, so a run's journal hash does not depend on the source.
 """
 
 from __future__ import annotations
@@ -29,6 +41,8 @@ from calibration.quality import aggregate, calibration_quote_rows, oos_errors
 from calibration.quotes import build_snapshot
 from calibration.scheme import CalibrationScheme, SchemeConfig
 from calibration.scheme import parse_every as scheme_parse_every
+from calibration.surface import Surface
+from replay.consumers.surface_stream import StreamMismatch, StreamReader, WakeOutput
 from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
 from replay.model.config import check_choice
@@ -56,10 +70,12 @@ class CalibrationConsumer:
 
     Keyword arguments mirror :class:`calibration.scheme.SchemeConfig` (``model``, ``warm_start``,
     ``lam``, ``n_starts``, ``fallback``, ``max_rmse_vol_pts``, ``sabr_beta``, ``loss``) plus
-    ``every`` (see the module docstring), ``check_s``, ``stale_s`` (quotes older than this are
-    flagged stale), ``max_quote_rows`` (cap on ``calibration_quotes`` rows per fit; 0 = all)
-    and ``check_parity`` (also estimate the put-call parity forward where the venue gives one,
+    ``every`` and ``latency`` (see the module docstring), ``check_s``, ``stale_s`` (quotes
+    older than this are flagged stale), ``quotes_every_s`` and ``max_quote_rows`` (sampling
+    and cap of the ``calibration_quotes`` rows of a fit; 0 = every fit, all rows) and
+    ``check_parity`` (also estimate the put-call parity forward where the venue gives one,
     to record their disagreement; about a millisecond per expiry, so off by default).
+    ``stream`` replays a recorded surface stream instead of fitting; ``recorder`` records.
     """
 
     name = "calibration"
@@ -68,7 +84,9 @@ class CalibrationConsumer:
                  lam: float = 0.0, n_starts: int = 1, fallback: str = "last_good",
                  max_rmse_vol_pts: float = 10.0, sabr_beta: float = 1.0,
                  loss: dict | None = None, check_s: float = 10.0, stale_s: float = 600.0,
-                 max_quote_rows: int = 0, check_parity: bool = False, board: Any = None):
+                 latency: float = 0.0, quotes_every_s: float = 60.0, max_quote_rows: int = 0,
+                 check_parity: bool = False, board: Any = None,
+                 stream: StreamReader | None = None, recorder: Any = None):
         check_choice("calibration.model", model, ("svi", "essvi", "sabr"))
         check_choice("calibration.fallback", fallback, ("last_good", "publish"))
         every_ns, every_q, quality = parse_every(every, check_s)
@@ -84,17 +102,28 @@ class CalibrationConsumer:
                               f"{', '.join(LossConfig.__dataclass_fields__)}") from None
         except ValueError as e:
             raise ConfigError(f"calibration: {e}") from None
+        if not latency >= 0:
+            raise ConfigError(f"calibration.latency: {latency!r} must be >= 0 seconds")
         self.scheme = CalibrationScheme(cfg)
         self.wake_ns, self.wake_quotes = every_ns, every_q
+        self.latency_ns = int(round(latency * NS))
+        self.quotes_every_ns = int(round(quotes_every_s * NS))
         self.stale_ns = int(stale_s * NS)
         self.max_quote_rows = int(max_quote_rows)
         self.check_parity = bool(check_parity)
         self.board = board
+        self.stream, self.recorder = stream, recorder
         self._options: np.ndarray | None = None
         self.qualities: list = []
         self.oos: list = []
         self.fallbacks = 0
         self.skipped = 0
+        self.n_wakes = 0  # wake ordinal: the key of a recorded stream's rows
+        self._row = 0  # replaying: the next row of the stream
+        self._due: int | None = None  # the next fit (or quality check) deadline
+        self._last_quotes_ts: int | None = None
+        self._pending: list[tuple[int, Surface, int, float]] = []  # usable_ts, surface, ts, spot
+        self._published: Surface | None = None
 
     # -- consumer protocol ------------------------------------------------------------
     def on_start(self, ctx) -> WakeCondition:
@@ -107,26 +136,26 @@ class CalibrationConsumer:
         return self._options
 
     def on_wake(self, ctx) -> WakeCondition:
-        snap = self.snapshot(ctx)
-        current = self.board.surface if self.board is not None else self.scheme.last_good
-        if current is not None and self.scheme.last_fit_ns is not None:
-            # out of sample: only quotes updated since the surface was fitted
-            fresh = self.snapshot(ctx, since=self.scheme.last_fit_ns)
-            if fresh.slices:
-                self.oos.append(oos_errors(current, fresh))
-        self.scheme.note_quotes(snap.n_quotes)
-        if snap.slices and self.scheme.should_refit(snap):
-            self._refit(ctx, snap)
+        self.n_wakes += 1
+        self._publish_due(ctx.now)
+        if self.wake_quotes is not None:
+            work = ctx.reason != "deadline"  # a deadline is a publication of a late surface
+        else:
+            work = self._due is not None and ctx.now >= self._due
+        if work:
+            out = self._replayed(ctx) if self.stream is not None else self._compute(ctx)
+            if out is not None:
+                self._apply(ctx, out)
         return self._next(ctx)
 
     def state_dict(self) -> dict:
         b = self.board
-        published = None if b is None or b.surface is None else (
-            "last_good" if b.surface is self.scheme.last_good else "last_fitted")
         return {"scheme": self.scheme.state_dict(), "fallbacks": self.fallbacks,
-                "skipped": self.skipped,
-                "board": None if b is None else {"published": published, "ts": b.ts,
-                                                 "spot": b.spot},
+                "skipped": self.skipped, "n_wakes": self.n_wakes, "row": self._row,
+                "due": self._due, "last_quotes_ts": self._last_quotes_ts,
+                "pending": [(u, s.to_state(), t, spot) for u, s, t, spot in self._pending],
+                "board": None if b is None or b.surface is None else {
+                    "surface": b.surface.to_state(), "ts": b.ts, "spot": b.spot},
                 "qualities": [asdict(q) for q in self.qualities],
                 "oos": [asdict(o) for o in self.oos]}
 
@@ -135,20 +164,77 @@ class CalibrationConsumer:
 
         self.scheme.load_state_dict(d["scheme"])
         self.fallbacks, self.skipped = d["fallbacks"], d["skipped"]
+        self.n_wakes, self._row, self._due = d["n_wakes"], d["row"], d["due"]
+        self._last_quotes_ts = d["last_quotes_ts"]
+        self._pending = [(u, Surface.from_state(s), t, spot) for u, s, t, spot in d["pending"]]
         self.qualities = [FitQuality(**q) for q in d["qualities"]]
         self.oos = [OOSError(**o) for o in d["oos"]]
-        if self.board is not None and d.get("board") is not None:
-            bd = d["board"]
-            surface = getattr(self.scheme, bd["published"]) if bd["published"] else None
-            self.board.publish(surface, bd["ts"], bd["spot"])
+        bd = d.get("board")
+        if bd is not None:
+            # the live scheme republishes its last good surface by identity: keep it one
+            s = Surface.from_state(bd["surface"])
+            for known in (self.scheme.last_good, self.scheme.last_fitted):
+                if known is not None and known.to_state() == bd["surface"]:
+                    s = known
+            self._published = s
+            if self.board is not None:
+                self.board.publish(s, bd["ts"], bd["spot"])
 
     # -- work -------------------------------------------------------------------------
     def _next(self, ctx) -> WakeCondition:
+        publish = self._pending[0][0] if self._pending else None
         if self.wake_quotes is not None:
             opts = self._option_ids(ctx)
             ids = tuple(int(i) for i in opts) if len(opts) else None
-            return WakeCondition(quote_count=self.wake_quotes, instruments=ids)
-        return WakeCondition(deadline=(ctx.now // self.wake_ns + 1) * self.wake_ns)
+            return WakeCondition(quote_count=self.wake_quotes, instruments=ids, deadline=publish)
+        if self._due is None or ctx.now >= self._due:
+            self._due = (ctx.now // self.wake_ns + 1) * self.wake_ns
+        return WakeCondition(deadline=self._due if publish is None else min(self._due, publish))
+
+    def _publish_due(self, now: int) -> None:
+        while self._pending and self._pending[0][0] <= now:
+            _, surface, ts, spot = self._pending.pop(0)
+            self._publish(surface, ts, spot)
+
+    def _publish(self, surface: Surface, ts: int, spot: float) -> None:
+        self._published = surface
+        if self.board is not None:
+            self.board.publish(surface, ts, spot)
+
+    def _apply(self, ctx, out: WakeOutput) -> None:
+        """Journal, score and publish what a wake produced (computed or replayed)."""
+        if self.recorder is not None:
+            self.recorder.add(self.n_wakes, out)
+        if out.oos is not None:
+            self.oos.append(out.oos)
+        if out.fits is not None:
+            ctx.emit("surface_fit", **out.fits)
+            if out.quality is None:
+                self.skipped += 1  # no expiry had enough usable quotes: nothing was fitted
+            else:
+                published = len(out.publish.violations) if out.publish is not None else 0
+                self.qualities.append(replace(out.quality, arb_violations=published))
+                self.fallbacks += int(not out.fits["published"][0])
+        if out.quotes is not None:
+            ctx.emit("calibration_quotes", **out.quotes)
+        if out.publish is not None:
+            if out.usable_ts <= ctx.now:
+                self._publish(out.publish, out.ts, out.spot)
+            else:
+                self._pending.append((out.usable_ts, out.publish, out.ts, out.spot))
+
+    def _replayed(self, ctx) -> WakeOutput | None:
+        """The recorded output of this wake, if it produced one; checks that the stream
+        belongs to this replay (the same wakes at the same instants)."""
+        s, i = self.stream, self._row
+        if i >= len(s) or s.wake[i] > self.n_wakes:
+            return None
+        if s.wake[i] < self.n_wakes or s.ts[i] != ctx.now or s.n_events[i] != ctx.events:
+            raise StreamMismatch(
+                f"surface stream {s.folder} does not match this replay at wake {self.n_wakes} "
+                f"(market time {ctx.now}); rebuild it with calibration.cache=refresh")
+        self._row += 1
+        return s.output(i)
 
     def snapshot(self, ctx, since: int | None = None):
         """The option quotes as of ``ctx.now`` (live, unexpired options only; with ``since``,
@@ -164,41 +250,55 @@ class CalibrationConsumer:
             stale=np.asarray(m.quote_age(ids)) > self.stale_ns, instrument=inst.name[ids].tolist(),
             parity=self.check_parity)
 
-    def _refit(self, ctx, snap) -> None:
+    def _compute(self, ctx) -> WakeOutput | None:
+        """Score the published surface on the fresh quotes, then refit if the scheme says so."""
+        snap = self.snapshot(ctx)
+        out = WakeOutput(ctx.now, ctx.events)
+        current = self._published if self._published is not None else self.scheme.last_good
+        if current is not None and self.scheme.last_fit_ns is not None:
+            # out of sample: only quotes updated since the surface was fitted
+            fresh = self.snapshot(ctx, since=self.scheme.last_fit_ns)
+            if fresh.slices:
+                out.oos = oos_errors(current, fresh)
+        self.scheme.note_quotes(snap.n_quotes)
+        if snap.slices and self.scheme.should_refit(snap):
+            self._refit(ctx, snap, out)
+        return out if (out.oos is not None or out.fits is not None) else None
+
+    def _refit(self, ctx, snap, out: WakeOutput) -> None:
         r = self.scheme.refit(snap)
-        if r.quality is not None:
-            published = len(r.surface.violations) if r.surface is not None else 0
-            self.qualities.append(replace(r.quality, arb_violations=published))
-        if r.fitted is None:
-            self.skipped += 1  # no expiry had enough usable quotes: nothing was fitted
-        else:
-            self.fallbacks += int(r.fell_back)
-        if self.board is not None and r.surface is not None:
-            self.board.publish(r.surface, ctx.now, ctx.market.underlying_mid())
+        out.quality, out.fitted = r.quality, r.fitted
+        out.good = r.fitted is not None and self.scheme.last_good is r.fitted
+        out.publish, out.usable_ts = r.surface, ctx.now + self.latency_ns
+        out.spot = ctx.market.underlying_mid()
         fitted = r.fitted
         if fitted is None:
-            ctx.emit("surface_fit", model=[self.scheme.config.model], expiry=[0], t=[np.nan],
-                     forward=[np.nan], params=["{}"], n_quotes=[0], rmse_vol_pts=[np.nan],
-                     inside_spread_pct=[np.nan], fit_ms=[r.fit_ms], arb_violations=[0],
-                     published=[False], reason=[r.reason or "no fit"])
+            out.fits = dict(model=[self.scheme.config.model], expiry=[0], t=[np.nan],
+                            forward=[np.nan], params=["{}"], n_quotes=[0], rmse_vol_pts=[np.nan],
+                            inside_spread_pct=[np.nan], fit_ms=[r.fit_ms], arb_violations=[0],
+                            published=[False], reason=[r.reason or "no fit"])
             return
         q = r.quality
         n = len(fitted.slices)
         nq = {sl.expiry_ns: int(u.size) for sl, u in zip(snap.slices, r.used)}
-        ctx.emit("surface_fit",
-                 model=[s.model for s in fitted.slices], expiry=[s.expiry_ns for s in fitted.slices],
-                 t=[s.t for s in fitted.slices], forward=[s.forward for s in fitted.slices],
-                 params=[json.dumps([float(x) for x in asdict(s.params).values()])
-                         for s in fitted.slices],
-                 n_quotes=[nq.get(s.expiry_ns, 0) for s in fitted.slices],
-                 rmse_vol_pts=[q.rmse_vol_pts] * n, inside_spread_pct=[q.inside_spread_pct] * n,
-                 fit_ms=[r.fit_ms] * n, arb_violations=[len(r.violations)] * n,
-                 published=[not r.fell_back] * n, reason=[r.reason] * n)
+        out.fits = dict(
+            model=[s.model for s in fitted.slices], expiry=[s.expiry_ns for s in fitted.slices],
+            t=[s.t for s in fitted.slices], forward=[s.forward for s in fitted.slices],
+            params=[json.dumps([float(x) for x in asdict(s.params).values()])
+                    for s in fitted.slices],
+            n_quotes=[nq.get(s.expiry_ns, 0) for s in fitted.slices],
+            rmse_vol_pts=[q.rmse_vol_pts] * n, inside_spread_pct=[q.inside_spread_pct] * n,
+            fit_ms=[r.fit_ms] * n, arb_violations=[len(r.violations)] * n,
+            published=[not r.fell_back] * n, reason=[r.reason] * n)
+        last = self._last_quotes_ts
+        if last is not None and ctx.now - last < self.quotes_every_ns:
+            return
         rows = calibration_quote_rows(fitted, snap, r.used)
         if self.max_quote_rows and len(rows["strike"]) > self.max_quote_rows:
             rows = {k: v[: self.max_quote_rows] for k, v in rows.items()}
         if len(rows["strike"]):
-            ctx.emit("calibration_quotes", **{k: v for k, v in rows.items() if k != "ts"})
+            self._last_quotes_ts = ctx.now
+            out.quotes = {k: v for k, v in rows.items() if k != "ts"}
 
     def metrics(self) -> dict:
         out = aggregate(self.qualities, self.oos)

@@ -89,6 +89,11 @@ class Context:
         return self._rt.instruments
 
     @property
+    def events(self) -> int:
+        """Market events folded so far (the replay position of this wake)."""
+        return self._rt.state.n_events
+
+    @property
     def printed(self) -> int | None:
         """At a ``trade_count`` wake, the instrument whose print (the event just folded) woke
         us; None at any other wake.  Several prints at one timestamp wake once each."""

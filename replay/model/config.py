@@ -201,6 +201,8 @@ BOUNDS: dict[str, Bound] = {
     "calibration.lam": _NONNEG, "calibration.n_starts": Bound(lo=1, integer=True),
     "calibration.max_rmse_vol_pts": _POS, "calibration.sabr_beta": _UNIT,
     "calibration.check_s": _POS, "calibration.stale_s": _POS,
+    "calibration.latency": Bound(lo=0, note="market seconds from fit to use"),
+    "calibration.quotes_every_s": Bound(lo=0, note="0: every fit"),
     "calibration.max_quote_rows": Bound(lo=0, integer=True, note="0: all"),
     "calibration.loss.mid_weight": _NONNEG, "calibration.loss.min_tick_weight": _NONNEG,
     "calibration.loss.stale_weight": _NONNEG, "calibration.loss.min_half_spread": _POS,
@@ -307,6 +309,7 @@ def instantiate_checked(group: str, node: Any, **extra: Any) -> Any:
 # Keys that may differ between a run and its resume: they do not enter the journal (where the
 # output goes, the post-run analytics and report, the sweep objective, the scan window).
 RESUME_FREE_KEYS = ("resume", "out_dir", "objective", "experiment", "data.window_s",
+                    "calibration.cache",
                     "report.html", "report.markout_horizons_s", "report.surface_snapshots")
 
 

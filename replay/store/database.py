@@ -14,6 +14,9 @@ staging table:
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -157,6 +160,16 @@ class MarketStore(LoadingMixin):
 
     def instruments(self) -> pa.Table:
         return self.con.sql("SELECT * FROM instruments ORDER BY instrument_id").to_arrow_table()
+
+    def fingerprint(self) -> str:
+        """sha256 of the store's market content: per market table (instruments included) its
+        row count and the sum of DuckDB's 64-bit hashes of its rows.  The sum does not depend
+        on the physical row order and, unlike XOR, duplicated rows do not cancel.  About
+        0.4 µs per row: callers that ask often memoise it by the file's identity."""
+        parts = [self._exec(f"SELECT count(*), coalesce(sum(hash(x)::HUGEINT), 0)::VARCHAR "
+                            f"FROM {self._scan_from(t, None, None)} x") for t in MARKET_TABLES]
+        blob = json.dumps([[t, *r[0]] for t, r in zip(MARKET_TABLES, parts)])
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     def instrument_ids(self) -> dict[str, int]:
         return dict(self._exec("SELECT name, instrument_id FROM instruments"))

@@ -200,6 +200,10 @@ class ParquetStore(MarketStore):
             self.con.close()
             raise
 
+    def fingerprint(self) -> str:
+        """The manifest's ``content_sha256`` (over every file's sha256): no file is read."""
+        return str(self.manifest["content_sha256"])
+
     def _require_writable(self) -> None:
         raise StoreError(f"Parquet store {self.location} is read-only; load into a DuckDB store "
                          "and export it again with `volreplay export`")

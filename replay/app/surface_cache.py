@@ -1,0 +1,251 @@
+"""The surface-stream cache: calibrate once, replay many.
+
+A run with ``calibration.cache=auto`` (the default) looks up the stream of surfaces its
+calibration config publishes over its data selection; on a miss it builds it (a
+calibration-only replay with a :class:`~replay.consumers.surface_stream.StreamRecorder`
+attached, :func:`build_stream`) and then replays it.  ``off`` fits live; ``refresh`` rebuilds.
+``volreplay calibrate`` builds the same stream on its own (before a sweep, or one job per day
+of a walk-forward).
+
+**The key** is the sha256 of: the store's fingerprint (its content, see
+``MarketStore.fingerprint``), the resolved calibration config (without ``cache``), the data
+selection (start, end, instruments, expiries, underlying) and the code version (the source of
+the calibration and engine code that decides a stream, and the numpy, scipy, numba and
+duckdb versions).  A change to any of them is a miss, never a stale hit.
+
+**Sharing.**  Streams live under ``<cache dir>/surfaces/<key>/`` (the cache dir is
+``$VOLREPLAY_CACHE_DIR``, else ``~/.cache/volreplay``).  A build holds an exclusive
+``flock`` on ``<key>.lock`` and writes into a temporary directory that it renames into place
+only when complete, so parallel jobs with a cold cache build once: the others wait on the lock
+and then read.  A reader trusts a directory only when its ``manifest.json`` exists (written
+last).  The files are made read-only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from replay.errors import ConfigError
+
+MODES = ("auto", "off", "refresh")
+#: modules whose source decides the stream a config produces
+_CODE = ("calibration", "replay/consumers/calibration.py", "replay/consumers/surface_stream.py",
+         "replay/engine", "replay/store", "replay/model/schema.py")
+_VERSIONED = ("numpy", "scipy", "numba", "duckdb", "pyarrow")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The market data a run replays (what a stream was computed over)."""
+
+    db: str
+    start: int | None = None
+    end: int | None = None
+    instrument_ids: tuple[int, ...] | None = None
+    expiries: tuple[int, ...] | None = None
+    underlying_id: int | None = None
+    window_ns: int = 300 * 10 ** 9  # the scan window: not part of the key (it changes nothing)
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """Where a run's surface stream is, and whether this run built it."""
+
+    mode: str
+    key: str
+    path: Path
+    built: bool
+    build_seconds: float | None
+
+    def as_metrics(self) -> dict:
+        return {"cache": self.mode, "key": self.key, "built": self.built,
+                "build_seconds": self.build_seconds, "path": str(self.path)}
+
+
+def cache_mode(node: Any) -> str:
+    """``calibration.cache`` of a calibration config node (default ``auto``)."""
+    mode = str(node.get("cache", "auto") if node is not None else "auto")
+    if mode not in MODES:
+        raise ConfigError(f"calibration.cache: {mode!r} is not one of {', '.join(MODES)}")
+    return mode
+
+
+def streams_dir() -> Path:
+    from replay.app.bench import cache_dir
+
+    return cache_dir() / "surfaces"
+
+
+@cache
+def code_version() -> str:
+    """sha256 over the source that decides a stream and the numerical libraries' versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    root = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for rel in _CODE:
+        p = root / rel
+        for f in sorted(p.rglob("*.py")) if p.is_dir() else [p]:
+            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
+    for name in _VERSIONED:
+        try:
+            h.update(f"{name}=={version(name)}\0".encode())
+        except PackageNotFoundError:
+            h.update(f"{name}==?\0".encode())
+    return h.hexdigest()
+
+
+def calibration_config(node: Any) -> dict:
+    """The calibration config as it decides the stream: resolved, without ``cache``."""
+    from omegaconf import OmegaConf
+
+    d = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+    d.pop("cache", None)
+    return d
+
+
+def stream_key(fingerprint: str, calib: dict, sel: Selection) -> str:
+    sel_d = {k: v for k, v in asdict(sel).items() if k not in ("db", "window_ns")}
+    blob = json.dumps({"store": fingerprint, "calibration": calib, "selection": sel_d,
+                       "code": code_version()}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def store_fingerprint(db: str | Path) -> str:
+    """The store's content fingerprint, memoised for a local DuckDB file by its identity
+    (path, inode, size, modification time, and those of its write-ahead log), since hashing
+    its rows takes about a second per few million."""
+    from replay.store import open_store
+
+    p = Path(str(db))
+    memo = None
+    if p.is_file():
+        ident = [str(p.resolve())]
+        for f in (p, Path(f"{p}.wal")):
+            if f.exists():
+                st = f.stat()
+                ident += [st.st_ino, st.st_size, st.st_mtime_ns]
+        memo = streams_dir() / "fingerprints" / hashlib.sha256(
+            json.dumps(ident).encode()).hexdigest()
+        if memo.exists():
+            return memo.read_text().strip()
+    with open_store(db) as store:
+        fp = store.fingerprint()
+    if memo is not None:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+        tmp.write_text(fp)
+        tmp.replace(memo)
+    return fp
+
+
+@contextmanager
+def _locked(path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # waits for a build in progress; never fails on it
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
+                  log: Any = None) -> StreamInfo | None:
+    """The stream for a calibration config over a selection: found, or built now.  ``mode``
+    defaults to the node's ``calibration.cache``; ``off`` returns None."""
+    mode = cache_mode(node) if mode is None else mode
+    if mode not in MODES:
+        raise ConfigError(f"calibration.cache: {mode!r} is not one of {', '.join(MODES)}")
+    if mode == "off":
+        return None
+    calib = calibration_config(node)
+    key = stream_key(store_fingerprint(sel.db), calib, sel)
+    root = streams_dir()
+    folder = root / key
+    if mode == "auto" and (folder / "manifest.json").exists():
+        return StreamInfo(mode, key, folder, False, None)
+    with _locked(root / f"{key}.lock"):
+        if mode == "auto" and (folder / "manifest.json").exists():
+            return StreamInfo(mode, key, folder, False, None)  # built while we waited
+        if log is not None:
+            log.info("building the surface stream %s (calibration.cache=%s)", key[:12], mode)
+        t0 = time.perf_counter()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=root))
+        try:
+            manifest = build_stream(node, sel, tmp, key)
+            _publish_dir(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        seconds = time.perf_counter() - t0
+        if log is not None:
+            log.info("surface stream built in %.1f s: %s wakes, %s fit rows", seconds,
+                     f"{manifest['rows']['wakes']:,}", f"{manifest['rows']['fits']:,}")
+        return StreamInfo(mode, key, folder, True, seconds)
+
+
+def _publish_dir(tmp: Path, folder: Path) -> None:
+    """Make ``tmp`` the stream at ``folder``: read-only files, then one rename."""
+    for f in tmp.iterdir():
+        f.chmod(0o444)
+    if folder.exists():  # refresh: move the old one aside first (rename cannot replace a dir)
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        folder.rename(old)
+        shutil.rmtree(old, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict:
+    """Replay the selection with only the calibration consumer, recording every wake's
+    output into ``folder``; returns the manifest (also written, last, as manifest.json)."""
+    from hydra.utils import instantiate
+
+    from replay.consumers.surface_stream import StreamRecorder
+    from replay.engine.loop import run_replay
+
+    from omegaconf import OmegaConf
+
+    recorder = StreamRecorder()
+    cfg = OmegaConf.create(calibration_config(node))
+    consumer = instantiate(cfg, recorder=recorder, _convert_="all")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        res = run_replay(sel.db, [consumer], scratch, start=sel.start, end=sel.end,
+                         window_ns=sel.window_ns, underlying_id=sel.underlying_id,
+                         instrument_ids=list(sel.instrument_ids) if sel.instrument_ids else None,
+                         expiries=list(sel.expiries) if sel.expiries else None, progress=False)
+    rows = recorder.write(folder)
+    manifest = {"key": key, "calibration": calibration_config(node),
+                "selection": {k: v for k, v in asdict(sel).items() if k != "window_ns"},
+                "code": code_version(), "events": res.total_events, "rows": rows,
+                "bytes": sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
+                "build_seconds": round(time.perf_counter() - t0, 3),
+                "calibration_metrics": consumer.metrics(),
+                "calibration_journal_hash": res.journal_hash}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+def read_manifest(folder: Path) -> dict:
+    return json.loads((Path(folder) / "manifest.json").read_text())
+
+
+def selection_of(db: Any, start: int | None, end: int | None,
+                 instrument_ids: Sequence[int] | None, expiries: Sequence[int] | None,
+                 underlying_id: int | None, window_ns: int) -> Selection:
+    return Selection(str(db), start, end,
+                     tuple(int(i) for i in instrument_ids) if instrument_ids else None,
+                     tuple(int(e) for e in expiries) if expiries else None,
+                     None if underlying_id is None else int(underlying_id), int(window_ns))

@@ -1,0 +1,246 @@
+"""The surface stream: what the calibration consumer produced at each of its wakes, as
+columnar files that a later run replays instead of refitting (calibrate once, replay many).
+
+The published surface at time ``t`` depends only on market events with ``ts_recv <= t`` and
+on the calibration config, never on the strategy, so it is a projection of the market: built
+once (:class:`StreamRecorder`, attached to a live consumer), stored, and replayed
+(:class:`StreamReader`) by a consumer that wakes exactly as the live one would and emits
+the same journal events, byte for byte.  That is why a cached run and a live run have the
+same journal hash.
+
+A stream directory holds (all Parquet, zstd):
+
+``wakes.parquet``, one row per wake that produced anything:
+    ``wake`` (the consumer's wake ordinal, from 1), ``ts`` and ``n_events`` (the replay
+    position, checked on replay), the rows ``[f0, f1)`` of ``fits`` and ``[q0, q1)`` of
+    ``quotes`` it journaled, its fit quality (``q_*``, null without a fit), its out-of-sample
+    score (``oos_sq_sum``, ``oos_n``, null when not scored), and what it published:
+    ``surface_wake`` (the wake whose fitted surface is published, -1 for none), ``spot`` (the
+    underlying mid at the fit), ``usable_ts`` (fit time plus ``calibration.latency``), and
+    ``violations`` (JSON: the arbitrage violations of this wake's fitted surface).
+``fits.parquet``, one row per expiry of a fit:
+    ``wake``, ``ts``, ``usable_ts``, the journal's ``surface_fit`` fields, and the parameters
+    as numbers (``params_v``) with the ``k`` range (``k_lo``, ``k_hi``) that rebuild the slice.
+``quotes.parquet``:
+    ``wake`` and the journal's ``calibration_quotes`` fields (as sampled by
+    ``calibration.quotes_every``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from calibration.quality import FitQuality, OOSError
+from calibration.surface import PARAMS, SmileSlice, Surface
+from calibration.arbitrage import Violation
+from replay.engine.journal import KINDS
+from replay.errors import StoreError
+
+FIT_FIELDS = tuple(f for f, _ in KINDS["surface_fit"].fields)
+QUOTE_FIELDS = tuple(f for f, _ in KINDS["calibration_quotes"].fields)
+QUALITY_FIELDS = tuple(f.name for f in fields(FitQuality))
+FILES = ("wakes.parquet", "fits.parquet", "quotes.parquet")
+
+
+@dataclass(eq=False)
+class WakeOutput:
+    """What one wake of the calibration consumer produced.
+
+    ``fits`` / ``quotes``: journal columns of its ``surface_fit`` / ``calibration_quotes``
+    events (``None``: not emitted); ``fitted``: the surface this wake fitted; ``publish``: the
+    surface that becomes usable at ``usable_ts`` (the fitted one or an earlier good one), with
+    the underlying mid ``spot`` at the fit; ``good``: the fitted surface is now the last good
+    one (what a fallback publishes later)."""
+
+    ts: int
+    n_events: int
+    fits: dict[str, Any] | None = None
+    quotes: dict[str, Any] | None = None
+    quality: FitQuality | None = None
+    oos: OOSError | None = None
+    fitted: Surface | None = None
+    publish: Surface | None = None
+    spot: float = math.nan
+    usable_ts: int = 0
+    good: bool = False
+
+
+class StreamMismatch(StoreError):
+    """A cached surface stream that does not belong to the replay reading it."""
+
+
+class StreamRecorder:
+    """Collects the outputs of a live consumer's wakes and writes them as a stream."""
+
+    def __init__(self) -> None:
+        self.wakes: dict[str, list] = {c: [] for c in (
+            "wake", "ts", "n_events", "f0", "f1", "q0", "q1",
+            *(f"q_{f}" for f in QUALITY_FIELDS), "oos_sq_sum", "oos_n", "surface_wake", "spot",
+            "usable_ts", "violations")}
+        self.fits: dict[str, list] = {c: [] for c in ("wake", "ts", "usable_ts", *FIT_FIELDS,
+                                                      "params_v", "k_lo", "k_hi")}
+        self.quotes: dict[str, list] = {c: [] for c in ("wake", *QUOTE_FIELDS)}
+        self.n_fits = self.n_quotes = 0
+        self._good: tuple[Surface | None, int] = (None, -1)  # the last good surface, its wake
+
+    def add(self, wake: int, out: WakeOutput) -> None:
+        w = self.wakes
+        f0, q0 = self.n_fits, self.n_quotes
+        if out.fits is not None:
+            n = len(out.fits["expiry"])
+            self._extend(self.fits, wake, n, out.fits,
+                         ts=[out.ts] * n, usable_ts=[out.usable_ts] * n)
+            fitted = out.fitted.slices if out.fitted is not None else ()
+            self.fits["params_v"] += [list(asdict(s.params).values()) for s in fitted]
+            self.fits["k_lo"] += [s.k_lo for s in fitted]
+            self.fits["k_hi"] += [s.k_hi for s in fitted]
+            if out.fitted is None:  # the "no fit" row: nothing to rebuild
+                self.fits["params_v"].append([])
+                self.fits["k_lo"].append(math.nan)
+                self.fits["k_hi"].append(math.nan)
+            self.n_fits += n
+        if out.quotes is not None:
+            n = len(out.quotes["strike"])
+            self._extend(self.quotes, wake, n, out.quotes)
+            self.n_quotes += n
+        src = -1  # a wake publishes what it fitted or, falling back, the last good surface
+        if out.publish is not None and out.publish is out.fitted:
+            src = wake
+        elif out.publish is not None and out.publish is self._good[0]:
+            src = self._good[1]
+        elif out.publish is not None:
+            raise RuntimeError("a published surface was neither fitted now nor the last good one")
+        if out.good:
+            self._good = (out.fitted, wake)
+        q = asdict(out.quality) if out.quality is not None else dict.fromkeys(QUALITY_FIELDS)
+        for k, v in (("wake", wake), ("ts", out.ts), ("n_events", out.n_events), ("f0", f0),
+                     ("f1", self.n_fits), ("q0", q0), ("q1", self.n_quotes),
+                     *((f"q_{f}", q[f]) for f in QUALITY_FIELDS),
+                     ("oos_sq_sum", None if out.oos is None else out.oos.sq_sum),
+                     ("oos_n", None if out.oos is None else out.oos.n),
+                     ("surface_wake", src), ("spot", out.spot), ("usable_ts", out.usable_ts),
+                     ("violations", json.dumps([asdict(v) for v in out.fitted.violations])
+                      if out.fitted is not None else "[]")):
+            w[k].append(v)
+
+    @staticmethod
+    def _extend(dest: dict[str, list], wake: int, n: int, cols: dict, **extra: list) -> None:
+        dest["wake"] += [wake] * n
+        for k, v in {**cols, **extra}.items():
+            if k != "wake" and k in dest:
+                dest[k] += np.asarray(v).tolist() if isinstance(v, np.ndarray) else list(v)
+
+    def write(self, folder: str | Path) -> dict:
+        """Write the three files into ``folder`` (created); returns their row counts."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        fit_types = dict(KINDS["surface_fit"].fields)
+        quote_types = dict(KINDS["calibration_quotes"].fields)
+        typ = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(),
+               "bool": pa.bool_()}
+        wake_schema = pa.schema(
+            [(c, pa.int64()) for c in ("wake", "ts", "n_events", "f0", "f1", "q0", "q1")]
+            + [(f"q_{f.name}", pa.int64() if f.type in ("int", int) else pa.float64())
+               for f in fields(FitQuality)]
+            + [("oos_sq_sum", pa.float64()), ("oos_n", pa.int64()), ("surface_wake", pa.int64()),
+               ("spot", pa.float64()), ("usable_ts", pa.int64()), ("violations", pa.string())])
+        fit_schema = pa.schema([("wake", pa.int64()), ("ts", pa.int64()), ("usable_ts", pa.int64())]
+                               + [(f, typ[fit_types[f]]) for f in FIT_FIELDS]
+                               + [("params_v", pa.list_(pa.float64())), ("k_lo", pa.float64()),
+                                  ("k_hi", pa.float64())])
+        quote_schema = pa.schema([("wake", pa.int64())]
+                                 + [(f, typ[quote_types[f]]) for f in QUOTE_FIELDS])
+        for name, cols, schema in (("wakes", self.wakes, wake_schema),
+                                   ("fits", self.fits, fit_schema),
+                                   ("quotes", self.quotes, quote_schema)):
+            pq.write_table(pa.table(cols, schema=schema), folder / f"{name}.parquet",
+                           compression="zstd")
+        return {"wakes": len(self.wakes["wake"]), "fits": self.n_fits, "quotes": self.n_quotes}
+
+
+class StreamReader:
+    """Serves the recorded outputs of a stream to a replaying consumer, wake by wake."""
+
+    def __init__(self, folder: str | Path):
+        folder = Path(folder)
+        missing = [f for f in FILES if not (folder / f).exists()]
+        if missing:
+            raise StreamMismatch(f"surface stream {folder} is incomplete (no {missing[0]}); "
+                                 "rebuild it with calibration.cache=refresh")
+        self.folder = folder
+        w = pq.read_table(folder / "wakes.parquet")
+        self.wake = w["wake"].to_numpy()
+        self.ts = w["ts"].to_numpy()
+        self.n_events = w["n_events"].to_numpy()
+        self.f0, self.f1 = w["f0"].to_numpy(), w["f1"].to_numpy()
+        self.q0, self.q1 = w["q0"].to_numpy(), w["q1"].to_numpy()
+        self.quality = w.select([f"q_{f}" for f in QUALITY_FIELDS]).to_pylist()
+        self.oos_sq, self.oos_n = w["oos_sq_sum"].to_pylist(), w["oos_n"].to_pylist()
+        self.surface_wake = w["surface_wake"].to_numpy()
+        self.spot, self.usable_ts = w["spot"].to_numpy(), w["usable_ts"].to_numpy()
+        self.violations = w["violations"].to_pylist()
+        self.row_of_wake = {int(x): i for i, x in enumerate(self.wake)}
+        f = pq.read_table(folder / "fits.parquet")
+        self.fit_cols = {c: _column(f[c]) for c in FIT_FIELDS}
+        self.params_v = f["params_v"].to_pylist()
+        self.k_lo, self.k_hi = f["k_lo"].to_numpy(), f["k_hi"].to_numpy()
+        q = pq.read_table(folder / "quotes.parquet")
+        self.quote_cols = {c: _column(q[c]) for c in QUOTE_FIELDS}
+        self._surface: tuple[int, Surface] | None = None
+
+    def __len__(self) -> int:
+        return len(self.wake)
+
+    def output(self, i: int) -> WakeOutput:
+        """The output recorded at row ``i`` of ``wakes``."""
+        f0, f1, q0, q1 = int(self.f0[i]), int(self.f1[i]), int(self.q0[i]), int(self.q1[i])
+        qd = self.quality[i]
+        quality = None if qd["q_n_quotes"] is None else FitQuality(
+            **{f: qd[f"q_{f}"] for f in QUALITY_FIELDS})
+        oos = None if self.oos_n[i] is None else OOSError(self.oos_sq[i], self.oos_n[i])
+        sw = int(self.surface_wake[i])
+        return WakeOutput(
+            int(self.ts[i]), int(self.n_events[i]),
+            fits={c: v[f0:f1] for c, v in self.fit_cols.items()} if f1 > f0 else None,
+            quotes={c: v[q0:q1] for c, v in self.quote_cols.items()} if q1 > q0 else None,
+            quality=quality, oos=oos, publish=None if sw < 0 else self.surface(sw),
+            spot=float(self.spot[i]), usable_ts=int(self.usable_ts[i]))
+
+    def surface(self, wake: int) -> Surface:
+        """The surface fitted at ``wake``, rebuilt exactly (the same object while it is the
+        latest one asked for, as a live consumer republishes its last good surface)."""
+        if self._surface is not None and self._surface[0] == wake:
+            return self._surface[1]
+        i = self.row_of_wake[wake]
+        f0, f1 = int(self.f0[i]), int(self.f1[i])
+        fc = self.fit_cols
+        slices = [SmileSlice(str(fc["model"][j]), PARAMS[str(fc["model"][j])](*self.params_v[j]),
+                             int(fc["expiry"][j]), float(fc["t"][j]), float(fc["forward"][j]),
+                             float(self.k_lo[j]), float(self.k_hi[j])) for j in range(f0, f1)]
+        surf = Surface(slices, int(self.ts[i]),
+                       [Violation(**v) for v in json.loads(self.violations[i])])
+        self._surface = (wake, surf)
+        return surf
+
+    def metrics_rows(self, upto_wake: int) -> tuple[list[FitQuality], list[OOSError]]:
+        """Qualities and out-of-sample scores of every wake up to ``upto_wake``."""
+        n = int(np.searchsorted(self.wake, upto_wake, side="right"))
+        qs = [FitQuality(**{f: d[f"q_{f}"] for f in QUALITY_FIELDS})
+              for d in self.quality[:n] if d["q_n_quotes"] is not None]
+        oos = [OOSError(s, k) for s, k in zip(self.oos_sq[:n], self.oos_n[:n]) if k is not None]
+        return qs, oos
+
+
+def _column(col: pa.ChunkedArray) -> np.ndarray:
+    """A journal column as numpy: strings as an object array (journal appends take lists)."""
+    if pa.types.is_string(col.type):
+        return np.array(col.to_pylist(), dtype=object)
+    return col.to_numpy()

@@ -1,0 +1,184 @@
+"""The surface-stream cache end to end: a run that replays the cached stream has the journal
+hash of a live run (svi, essvi, sabr; with and without calibration latency; quote-count and
+quality triggers; after a resume; from a Parquet store); a change of data or config is a miss;
+parallel jobs on a cold cache build once."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import replay
+from replay.app.surface_cache import Selection, ensure_stream, stream_key, streams_dir
+from replay.consumers.surface_stream import StreamMismatch
+
+
+def _cfg(db: Path, out: Path, **calibration) -> dict:
+    return {
+        "data": {"db": str(db)}, "out_dir": str(out), "seed": 3, "report": {"html": False},
+        "calibration": {"_target_": "replay.consumers.calibration.CalibrationConsumer",
+                        "model": "svi", "every": "60s", **calibration},
+        "book": {"_target_": "strategies.books.FixedBook", "structure": "straddle",
+                 "size": 5.0},
+        "strategy": {"_target_": "strategies.hedging.registry.DeltaBand", "band": 0.05,
+                     "lot": 0.1},
+    }
+
+
+@pytest.fixture(scope="module")
+def cold(tmp_path_factory, monkeypatch_module):
+    """An empty cache folder for this module's runs."""
+    d = tmp_path_factory.mktemp("cold_cache")
+    monkeypatch_module.setenv("VOLREPLAY_CACHE_DIR", str(d))
+    return d
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp_ = pytest.MonkeyPatch()
+    yield mp_
+    mp_.undo()
+
+
+@pytest.mark.parametrize("model,latency,every", [
+    ("svi", 0.0, "60s"), ("svi", 7.5, "60s"), ("essvi", 0.0, "60s"), ("essvi", 90.0, "60s"),
+    ("sabr", 0.0, "60s"), ("sabr", 7.5, "60s"), ("svi", 2.0, "2000q"), ("svi", 0.0, "quality:5"),
+])
+def test_cached_run_has_the_live_journal_hash(gbm_quarter_hour, cold, tmp_path, model, latency,
+                                              every):
+    calib = {"model": model, "latency": latency, "every": every, "quotes_every_s": 120.0}
+    live = replay.run(_cfg(gbm_quarter_hour, tmp_path / "live", cache="off", **calib))
+    built = replay.run(_cfg(gbm_quarter_hour, tmp_path / "built", cache="auto", **calib))
+    reused = replay.run(_cfg(gbm_quarter_hour, tmp_path / "reused", cache="auto", **calib))
+    assert live["surface_stream"]["built"] is False
+    assert built["surface_stream"]["built"] is True and reused["surface_stream"]["built"] is False
+    assert built["calibration"]["n_fits"] > 0
+    assert live["journal_hash"] == built["journal_hash"] == reused["journal_hash"]
+    timeless = [{k: v for k, v in m["calibration"].items() if k != "fit_ms_median"}
+                for m in (live, built, reused)]  # fit times are wall clock: the build's
+    assert timeless[0] == timeless[1] == timeless[2]
+    assert built["calibration"]["fit_ms_median"] == reused["calibration"]["fit_ms_median"]
+    assert live["pnl"] == reused["pnl"]
+
+
+def test_refresh_rebuilds_and_auto_reuses(gbm_quarter_hour, cold, tmp_path):
+    a = replay.run(_cfg(gbm_quarter_hour, tmp_path / "a", cache="refresh"))
+    b = replay.run(_cfg(gbm_quarter_hour, tmp_path / "b", cache="refresh"))
+    c = replay.run(_cfg(gbm_quarter_hour, tmp_path / "c"))
+    assert a["surface_stream"]["built"] and b["surface_stream"]["built"]
+    assert not c["surface_stream"]["built"]
+    assert a["surface_stream"]["key"] == b["surface_stream"]["key"] == c["surface_stream"]["key"]
+    assert a["journal_hash"] == b["journal_hash"] == c["journal_hash"]
+    files = list(Path(c["surface_stream"]["path"]).iterdir())
+    assert files and all(not (f.stat().st_mode & 0o222) for f in files)  # read-only
+
+
+def test_a_change_of_data_or_config_is_a_miss(gbm_quarter_hour, cold, tmp_path):
+    base = replay.run(_cfg(gbm_quarter_hour, tmp_path / "base"))["surface_stream"]["key"]
+    lam = replay.run(_cfg(gbm_quarter_hour, tmp_path / "lam", lam=0.01))["surface_stream"]
+    assert lam["built"] and lam["key"] != base
+    # a hedger change is not a calibration change: the same stream
+    cfg = _cfg(gbm_quarter_hour, tmp_path / "band")
+    cfg["strategy"]["band"] = 0.2
+    assert replay.run(cfg)["surface_stream"] == {**replay.run(
+        _cfg(gbm_quarter_hour, tmp_path / "again"))["surface_stream"]}
+    # one changed quote of the data
+    db = tmp_path / "edited.duckdb"
+    shutil.copy(gbm_quarter_hour, db)
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE option_quotes SET bid_price = bid_price * 0.999 "
+                    "WHERE seq = (SELECT min(seq) FROM option_quotes)")
+    edited = replay.run(_cfg(db, tmp_path / "edited"))["surface_stream"]
+    assert edited["built"] and edited["key"] not in (base, lam["key"])
+
+
+def test_a_stream_of_another_selection_is_refused(gbm_quarter_hour, cold, tmp_path,
+                                                  monkeypatch):
+    """The key prevents it; should a stream ever be read by the wrong replay, the wake
+    positions recorded in it stop the run instead of publishing wrong surfaces."""
+    import replay.app.surface_cache as sc
+
+    full = replay.run(_cfg(gbm_quarter_hour, tmp_path / "full"))["surface_stream"]
+    real = sc.ensure_stream
+
+    def wrong(node, sel, mode=None, log=None):  # the full span's stream for a later start
+        info = real(node, sel, mode=mode, log=log)
+        return sc.StreamInfo(info.mode, full["key"], Path(full["path"]), False, None)
+
+    monkeypatch.setattr(sc, "ensure_stream", wrong)
+    cfg = _cfg(gbm_quarter_hour, tmp_path / "late")
+    cfg["data"]["start"] = "2025-01-06T00:05:00"
+    with pytest.raises(StreamMismatch, match="does not match this replay"):
+        replay.run(cfg)
+
+
+def test_resume_of_a_cached_run_reaches_the_uninterrupted_hash(gbm_quarter_hour, cold,
+                                                               tmp_path):
+    from replay.engine import snapshot as snap
+
+    cfg = _cfg(gbm_quarter_hour, tmp_path / "full", latency=45.0)
+    cfg["snapshot_every_s"] = 120
+    full = replay.run(cfg)
+    run = tmp_path / "cut"
+    shutil.copytree(tmp_path / "full", run)
+    for f in sorted((run / "snapshots").glob("*.snap"))[3:]:
+        f.unlink()
+    (run / "metrics.json").unlink()
+    assert snap.find_latest(run)[0] is not None
+    resumed = replay.run({**cfg, "out_dir": str(run), "resume": str(run)})
+    assert resumed["journal_hash"] == full["journal_hash"]
+    live = replay.run({**_cfg(gbm_quarter_hour, tmp_path / "live", latency=45.0, cache="off"),
+                       "snapshot_every_s": 120})
+    assert live["journal_hash"] == full["journal_hash"]
+
+
+def test_parquet_store_day_partitions_share_the_stream_of_their_content(gbm_quarter_hour, cold,
+                                                                        tmp_path):
+    from replay.store.parquet import export_parquet
+
+    pq_store = tmp_path / "pq"
+    export_parquet(gbm_quarter_hour, pq_store, partition="day")
+    live = replay.run(_cfg(gbm_quarter_hour, tmp_path / "duck", cache="off"))
+    a = replay.run(_cfg(pq_store, tmp_path / "pq_a"))
+    b = replay.run(_cfg(pq_store, tmp_path / "pq_b"))
+    assert a["surface_stream"]["built"] and not b["surface_stream"]["built"]
+    assert live["journal_hash"] == a["journal_hash"] == b["journal_hash"]
+
+
+def _ensure(args) -> dict:
+    db, cache = args
+    import os
+
+    os.environ["VOLREPLAY_CACHE_DIR"] = cache
+    node = {"_target_": "replay.consumers.calibration.CalibrationConsumer", "model": "svi",
+            "every": "120s"}
+    info = ensure_stream(node, Selection(db), mode="auto")
+    return {"built": info.built, "path": str(info.path)}
+
+
+def test_parallel_jobs_on_a_cold_cache_build_once(gbm_quarter_hour, tmp_path):
+    cache = tmp_path / "shared_cache"
+    with mp.get_context("spawn").Pool(4) as pool:
+        got = pool.map(_ensure, [(str(gbm_quarter_hour), str(cache))] * 4)
+    assert sum(g["built"] for g in got) == 1
+    assert len({g["path"] for g in got}) == 1
+    folder = Path(got[0]["path"])
+    assert json.loads((folder / "manifest.json").read_text())["rows"]["wakes"] > 0
+    # no partial or temporary directory is left beside it
+    dirs = {p.name for p in folder.parent.iterdir() if p.is_dir()}
+    assert dirs - {"fingerprints"} == {folder.name}
+
+
+def test_key_depends_on_each_part():
+    sel = Selection("x.duckdb", start=1)
+    base = stream_key("fp", {"model": "svi"}, sel)
+    assert stream_key("fp2", {"model": "svi"}, sel) != base
+    assert stream_key("fp", {"model": "sabr"}, sel) != base
+    assert stream_key("fp", {"model": "svi"}, Selection("x.duckdb", start=2)) != base
+    # where the store lies and the scan window do not change the stream
+    assert stream_key("fp", {"model": "svi"}, Selection("y.duckdb", start=1, window_ns=7)) == base
