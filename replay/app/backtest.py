@@ -20,12 +20,13 @@ import math
 import sys
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from replay.app.selection import iso_z, resolve_data, typed
 from replay.errors import ConfigError
 from replay.model.config import (
     PLUGIN_GROUPS,
@@ -39,40 +40,11 @@ from replay.model.config import (
 )
 from replay.units import NS
 
-EXPIRY_HOUR_NS = 8 * 3600 * NS  # options expire at 08:00 UTC
 PROGRESS_EVERY_S = 10.0  # wall seconds between progress lines when stderr is not a terminal
 log = logging.getLogger(__name__)
 _NULL_CALIBRATION = dict.fromkeys(("n_fits", "rmse_vol_pts", "inside_spread_pct",
                                    "oos_rmse_vol_pts", "param_jitter", "arb_violations",
                                    "fit_ms_median", "vs_venue_mark_iv_mae_vol_pts"))
-
-
-def _typed(cls, node: Any, group: str):
-    """A typed group (data/venue/report) from a DictConfig or mapping, naming bad keys."""
-    from omegaconf import OmegaConf
-
-    d = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {})
-    unknown = sorted(set(d) - set(cls.__dataclass_fields__))
-    if unknown:
-        raise ConfigError(f"{group}.{unknown[0]}: unknown key; allowed keys: "
-                          f"{', '.join(cls.__dataclass_fields__)}")
-    return cls(**d)
-
-
-def _ts(key: str, s: str | None) -> int | None:
-    if s is None:
-        return None
-    try:
-        dt = datetime.fromisoformat(str(s))
-    except ValueError:
-        raise ConfigError(f"{key}: {s!r} is not an ISO date/time (e.g. 2025-12-10T00:00)") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return int(dt.timestamp() * 1e6) * 1000
-
-
-def _iso(ns: int) -> str:
-    return datetime.fromtimestamp(ns / NS, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _active(node: Any) -> bool:
@@ -100,7 +72,7 @@ def _comparable(resolved: dict) -> dict:
     that a run and its resume compare equal however each was written down."""
     d = dict(resolved)
     for group, cls in (("data", DataConfig), ("venue", VenueConfig), ("report", ReportConfig)):
-        d[group] = asdict(_typed(cls, d.get(group), group))
+        d[group] = asdict(typed(cls, d.get(group), group))
     for group in PLUGIN_GROUPS:
         d[group] = d.get(group) if _active(d.get(group)) else None
     d["seed"] = int(d.get("seed") or 0)
@@ -112,12 +84,10 @@ def run(cfg: Any) -> dict:
     """Run one backtest; returns the metrics dict (also written to ``metrics.json``)."""
     from omegaconf import OmegaConf
 
-    from replay.app.surface_cache import cache_mode, ensure_stream, selection_of
+    from replay.app.surface_cache import cache_mode, ensure_stream
     from replay.consumers.marker import PnLMarker
     from replay.consumers.surface_stream import StreamReader
     from replay.engine.loop import run_replay
-    from replay.engine.state import Instruments
-    from replay.store import open_store
     from replay.venue.simulator import SimulatedVenue, specs_from_store
     from strategies.board import SurfaceBoard
 
@@ -125,38 +95,17 @@ def run(cfg: Any) -> dict:
         cfg = OmegaConf.create(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     validate_numbers(resolved)  # before anything is written: see replay.model.config.BOUNDS
-    data = _typed(DataConfig, cfg.get("data"), "data")
-    venue_cfg = _typed(VenueConfig, cfg.get("venue"), "venue")
-    report = _typed(ReportConfig, cfg.get("report"), "report")
-    start, end = _ts("data.start", data.start), _ts("data.end", data.end)
+    data = typed(DataConfig, cfg.get("data"), "data")
+    venue_cfg = typed(VenueConfig, cfg.get("venue"), "venue")
+    report = typed(ReportConfig, cfg.get("report"), "report")
     resume = cfg.get("resume")
     out = _out_dir(cfg.get("out_dir"), resume)
     t_wall = time.perf_counter()
 
-    db = data.db if "://" in data.db else Path(data.db)  # a URL stays a URL
-    with open_store(db) as store:
-        inst_table = store.instruments()
-        ids = store.instrument_ids()
-        span = store.time_span()
-    if inst_table.num_rows == 0:
-        raise ConfigError(f"data.db: store {db} has no instruments (is it empty?)")
-    span_text = _check_span(db, span, data, start, end)
-    names = {v: k for k, v in ids.items()}
-    sel_ids = None
-    if data.instruments:
-        missing = [n for n in data.instruments if n not in ids]
-        if missing:
-            raise ConfigError(f"data.instruments: {missing[0]!r} is not in {db}")
-        sel_ids = [ids[n] for n in data.instruments]
-    if data.underlying:
-        if data.underlying not in ids:
-            raise ConfigError(f"data.underlying: {data.underlying!r} is not in {db}; "
-                              f"non-option instruments: {_non_options(inst_table)}")
-        underlying = ids[data.underlying]
-    else:
-        underlying = Instruments.from_arrow(inst_table).default_underlying()
-    expiries = _expiries(data, inst_table, db, span_text)
-
+    d = resolve_data(data)
+    db, inst_table, underlying, sel_ids, expiries = (d.db, d.inst_table, d.sel.underlying_id,
+                                                     d.sel.instrument_ids, d.sel.expiries)
+    span_text, names = d.span_text, d.names
     specs = specs_from_store(inst_table)
     board = SurfaceBoard()
     venue = SimulatedVenue(venue_cfg, specs)
@@ -182,11 +131,10 @@ def run(cfg: Any) -> dict:
         _claim(out, run_info)
     stream = None
     if calib is not None:
-        sel = selection_of(db, start, end, sel_ids, expiries, underlying, int(data.window_s * NS))
-        stream = ensure_stream(_without(calib_node, "cache"), sel, mode=cache, log=log)
+        stream = ensure_stream(_without(calib_node, "cache"), d.sel, mode=cache, log=log)
         if stream is not None:
             calib.stream = StreamReader(stream.path)
-    res = run_replay(db, consumers, out, start=start, end=end,
+    res = run_replay(db, consumers, out, start=d.sel.start, end=d.sel.end,
                      window_ns=int(data.window_s * NS),
                      snapshot_every_ns=int(cfg.snapshot_every_s * NS) if cfg.get("snapshot_every_s") else None,
                      resume=snap_path, venue=venue, seed=int(cfg.get("seed", 0)),
@@ -226,39 +174,6 @@ def _out_dir(out_dir: str | None, resume: str | None) -> Path:
     if out_dir is not None:
         return Path(out_dir)
     return Path("reports") / "runs" / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
-
-
-def _check_span(db: Any, span: tuple[int | None, int | None], data: DataConfig,
-                start: int | None, end: int | None) -> str:
-    """Refuse a time selection that cannot hold an event; returns "<db> spans a .. b"."""
-    lo, hi = span
-    if lo is None or hi is None:
-        raise ConfigError(f"data.db: store {db} holds no market events")
-    text = f"{db} spans {_iso(lo)} .. {_iso(hi)}"
-    if start is not None and end is not None and start >= end:
-        raise ConfigError(f"data.start: {data.start} is not before data.end {data.end}; {text}")
-    if start is not None and start > hi:
-        raise ConfigError(f"data.start: {data.start} is after the end of the data; {text}")
-    if end is not None and end <= lo:
-        raise ConfigError(f"data.end: {data.end} is before the start of the data; {text}")
-    return text
-
-
-def _expiries(data: DataConfig, inst_table: Any, db: Any, span_text: str) -> list[int] | None:
-    """``data.expiries`` as expiry_ns values, each one that some option of the store has."""
-    if not data.expiries:
-        return None
-    listed = sorted({r["expiry_ns"] for r in inst_table.select(["kind", "expiry_ns"]).to_pylist()
-                     if r["kind"] == "option" and r["expiry_ns"] is not None})
-    out = []
-    for e in data.expiries:
-        ns = _ts("data.expiries", e) + EXPIRY_HOUR_NS
-        if ns not in listed:
-            days = ", ".join(_iso(x - EXPIRY_HOUR_NS)[:10] for x in listed) or "none"
-            raise ConfigError(f"data.expiries: {e!r} is not an option expiry in {db}; "
-                              f"expiries: {days} ({span_text})")
-        out.append(ns)
-    return out
 
 
 def _write_run_json(out: Path, info: dict) -> None:
@@ -319,7 +234,7 @@ def _check_resume(resume: str, out: Path, resolved: dict) -> tuple[Path, int]:
         log.warning("resume: %s has no run.json, so the config cannot be checked", out)
     n = int(payload["clock"][C_EVENTS])
     log.info("resuming %s from snapshot %s (%s events, market time %s)", out, path, f"{n:,}",
-             _iso(int(payload["clock"][C_NOW])))
+             iso_z(int(payload["clock"][C_NOW])))
     return path, n
 
 
@@ -345,13 +260,8 @@ class ProgressLog:
             return
         rate = (n_events - self.last_n) / max(t - self.last_t, 1e-9)
         self.last_t, self.last_n = t, n_events
-        log.info("replay: %s events, market time %s, %s events/s", f"{n_events:,}", _iso(now),
+        log.info("replay: %s events, market time %s, %s events/s", f"{n_events:,}", iso_z(now),
                  f"{rate:,.0f}")
-
-
-def _non_options(inst_table) -> str:
-    rows = [r for r in inst_table.to_pylist() if r["kind"] != "option"]
-    return ", ".join(r["name"] for r in rows) or "none"
 
 
 def _json_default(x: Any) -> Any:

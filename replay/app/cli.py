@@ -77,6 +77,12 @@ def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
     return app_main(rest)
 
 
+def cmd_calibrate(args: argparse.Namespace, rest: list[str]) -> int:
+    from replay.app.calibrate import main as calibrate_main
+
+    return calibrate_main(rest)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from replay.app.report import rerender
 
@@ -134,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="one backtest (Hydra overrides follow)", add_help=False)
     s.set_defaults(fn=cmd_run)
 
+    s = sub.add_parser("calibrate", help="build the surface stream a run would use "
+                       "(Hydra overrides follow, as for run)", add_help=False)
+    s.set_defaults(fn=cmd_calibrate)
+
     s = sub.add_parser("report", help="re-render reports of a run or sweep directory")
     s.add_argument("dir")
     s.set_defaults(fn=cmd_report)
@@ -152,9 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if argv and argv[0] == "run":  # Hydra owns the rest of the command line
+    if argv and argv[0] in ("run", "calibrate"):  # Hydra owns the rest of the command line
         args, rest = argparse.Namespace(fn=None), argv[1:]
-        runner = lambda: cmd_run(args, rest)  # noqa: E731
+        cmd = cmd_run if argv[0] == "run" else cmd_calibrate
+        runner = lambda: cmd(args, rest)  # noqa: E731
     else:
         args = parser.parse_args(argv)
         runner = lambda: args.fn(args)  # noqa: E731

@@ -30,13 +30,13 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from replay.app.selection import Selection
 from replay.errors import ConfigError
 
 MODES = ("auto", "off", "refresh")
@@ -44,19 +44,6 @@ MODES = ("auto", "off", "refresh")
 _CODE = ("calibration", "replay/consumers/calibration.py", "replay/consumers/surface_stream.py",
          "replay/engine", "replay/store", "replay/model/schema.py")
 _VERSIONED = ("numpy", "scipy", "numba", "duckdb", "pyarrow")
-
-
-@dataclass(frozen=True)
-class Selection:
-    """The market data a run replays (what a stream was computed over)."""
-
-    db: str
-    start: int | None = None
-    end: int | None = None
-    instrument_ids: tuple[int, ...] | None = None
-    expiries: tuple[int, ...] | None = None
-    underlying_id: int | None = None
-    window_ns: int = 300 * 10 ** 9  # the scan window: not part of the key (it changes nothing)
 
 
 @dataclass(frozen=True)
@@ -211,11 +198,10 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
     """Replay the selection with only the calibration consumer, recording every wake's
     output into ``folder``; returns the manifest (also written, last, as manifest.json)."""
     from hydra.utils import instantiate
+    from omegaconf import OmegaConf
 
     from replay.consumers.surface_stream import StreamRecorder
     from replay.engine.loop import run_replay
-
-    from omegaconf import OmegaConf
 
     recorder = StreamRecorder()
     cfg = OmegaConf.create(calibration_config(node))
@@ -240,12 +226,3 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
 
 def read_manifest(folder: Path) -> dict:
     return json.loads((Path(folder) / "manifest.json").read_text())
-
-
-def selection_of(db: Any, start: int | None, end: int | None,
-                 instrument_ids: Sequence[int] | None, expiries: Sequence[int] | None,
-                 underlying_id: int | None, window_ns: int) -> Selection:
-    return Selection(str(db), start, end,
-                     tuple(int(i) for i in instrument_ids) if instrument_ids else None,
-                     tuple(int(e) for e in expiries) if expiries else None,
-                     None if underlying_id is None else int(underlying_id), int(window_ns))

@@ -38,9 +38,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from calibration.arbitrage import Violation
 from calibration.quality import FitQuality, OOSError
 from calibration.surface import PARAMS, SmileSlice, Surface
-from calibration.arbitrage import Violation
 from replay.engine.journal import KINDS
 from replay.errors import StoreError
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-
 import os
 from collections.abc import Sequence
 from pathlib import Path

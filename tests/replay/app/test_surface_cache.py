@@ -14,7 +14,8 @@ import duckdb
 import pytest
 
 import replay
-from replay.app.surface_cache import Selection, ensure_stream, stream_key, streams_dir
+from replay.app.selection import Selection
+from replay.app.surface_cache import ensure_stream, stream_key
 from replay.consumers.surface_stream import StreamMismatch
 
 
@@ -182,3 +183,20 @@ def test_key_depends_on_each_part():
     assert stream_key("fp", {"model": "svi"}, Selection("x.duckdb", start=2)) != base
     # where the store lies and the scan window do not change the stream
     assert stream_key("fp", {"model": "svi"}, Selection("y.duckdb", start=1, window_ns=7)) == base
+
+
+def test_calibrate_command_builds_what_the_run_then_reuses(gbm_quarter_hour, cold, tmp_path,
+                                                           capsys):
+    from replay.app.calibrate import calibrate, compose, main
+
+    overrides = [f"data.db={gbm_quarter_hour}", "calibration.every=45s", "report.html=false"]
+    assert main(overrides) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["built"] and printed["rows"]["wakes"] == printed["calibration"]["n_fits"]
+    again = calibrate(compose(overrides))
+    assert not again["built"] and again["key"] == printed["key"]
+    cfg = compose(overrides)
+    cfg.out_dir = str(tmp_path / "run")
+    m = replay.run(cfg)
+    assert m["surface_stream"]["key"] == printed["key"] and not m["surface_stream"]["built"]
+    assert m["calibration"]["n_fits"] == printed["calibration"]["n_fits"]

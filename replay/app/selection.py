@@ -1,0 +1,149 @@
+"""A run's market data: the ``data`` config group resolved against the store and checked.
+
+Every command that replays (``volreplay run``, ``volreplay calibrate``) resolves its selection
+here, so a surface stream built by one is found by the other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from replay.errors import ConfigError
+from replay.model.config import DataConfig
+from replay.units import NS
+
+EXPIRY_HOUR_NS = 8 * 3600 * NS  # options expire at 08:00 UTC
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The market data a run replays: what a surface stream is computed over."""
+
+    db: str
+    start: int | None = None
+    end: int | None = None
+    instrument_ids: tuple[int, ...] | None = None
+    expiries: tuple[int, ...] | None = None
+    underlying_id: int | None = None
+    window_ns: int = 300 * NS  # the scan window: it changes how the store is read, not what
+
+
+@dataclass(frozen=True)
+class ResolvedData:
+    db: Any  # a Path, or a URL string
+    sel: Selection
+    inst_table: Any  # the store's instruments (pyarrow.Table)
+    names: dict[int, str]  # instrument id -> name
+    span_text: str  # "<db> spans a .. b", for error lines
+
+
+def resolve_data(data: DataConfig) -> ResolvedData:
+    """Open the store named by ``data.db`` and check the selection against it; every
+    mistake is a :class:`~replay.errors.ConfigError` naming the key."""
+    from replay.engine.state import Instruments
+    from replay.store import open_store
+
+    start, end = _ts("data.start", data.start), _ts("data.end", data.end)
+    db = data.db if "://" in data.db else Path(data.db)  # a URL stays a URL
+    with open_store(db) as store:
+        inst_table = store.instruments()
+        ids = store.instrument_ids()
+        span = store.time_span()
+    if inst_table.num_rows == 0:
+        raise ConfigError(f"data.db: store {db} has no instruments (is it empty?)")
+    span_text = _check_span(db, span, data, start, end)
+    sel_ids = None
+    if data.instruments:
+        missing = [n for n in data.instruments if n not in ids]
+        if missing:
+            raise ConfigError(f"data.instruments: {missing[0]!r} is not in {db}")
+        sel_ids = tuple(ids[n] for n in data.instruments)
+    if data.underlying:
+        if data.underlying not in ids:
+            raise ConfigError(f"data.underlying: {data.underlying!r} is not in {db}; "
+                              f"non-option instruments: {_non_options(inst_table)}")
+        underlying = ids[data.underlying]
+    else:
+        underlying = Instruments.from_arrow(inst_table).default_underlying()
+    expiries = _expiries(data, inst_table, db, span_text)
+    sel = Selection(str(db), start, end, sel_ids, tuple(expiries) if expiries else None,
+                    int(underlying), int(data.window_s * NS))
+    return ResolvedData(db, sel, inst_table, {v: k for k, v in ids.items()}, span_text)
+
+
+def iso_z(ns: int) -> str:
+    """``ns`` as ``2025-01-06T00:00:00Z`` (to the second), for log and error lines."""
+    return datetime.fromtimestamp(ns / NS, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def typed(cls, node: Any, group: str):
+    """A typed group (data/venue/report) from a DictConfig or mapping, naming bad keys."""
+    from omegaconf import OmegaConf
+
+    d = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {})
+    unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"{group}.{unknown[0]}: unknown key; allowed keys: "
+                          f"{', '.join(cls.__dataclass_fields__)}")
+    return cls(**d)
+
+
+
+
+def _ts(key: str, s: str | None) -> int | None:
+    if s is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(str(s))
+    except ValueError:
+        raise ConfigError(f"{key}: {s!r} is not an ISO date/time (e.g. 2025-12-10T00:00)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return int(dt.timestamp() * 1e6) * 1000
+
+
+
+
+def _check_span(db: Any, span: tuple[int | None, int | None], data: DataConfig,
+                start: int | None, end: int | None) -> str:
+    """Refuse a time selection that cannot hold an event; returns "<db> spans a .. b"."""
+    lo, hi = span
+    if lo is None or hi is None:
+        raise ConfigError(f"data.db: store {db} holds no market events")
+    text = f"{db} spans {iso_z(lo)} .. {iso_z(hi)}"
+    if start is not None and end is not None and start >= end:
+        raise ConfigError(f"data.start: {data.start} is not before data.end {data.end}; {text}")
+    if start is not None and start > hi:
+        raise ConfigError(f"data.start: {data.start} is after the end of the data; {text}")
+    if end is not None and end <= lo:
+        raise ConfigError(f"data.end: {data.end} is before the start of the data; {text}")
+    return text
+
+
+
+
+def _expiries(data: DataConfig, inst_table: Any, db: Any, span_text: str) -> list[int] | None:
+    """``data.expiries`` as expiry_ns values, each one that some option of the store has."""
+    if not data.expiries:
+        return None
+    listed = sorted({r["expiry_ns"] for r in inst_table.select(["kind", "expiry_ns"]).to_pylist()
+                     if r["kind"] == "option" and r["expiry_ns"] is not None})
+    out = []
+    for e in data.expiries:
+        ns = _ts("data.expiries", e) + EXPIRY_HOUR_NS
+        if ns not in listed:
+            days = ", ".join(iso_z(x - EXPIRY_HOUR_NS)[:10] for x in listed) or "none"
+            raise ConfigError(f"data.expiries: {e!r} is not an option expiry in {db}; "
+                              f"expiries: {days} ({span_text})")
+        out.append(ns)
+    return out
+
+
+
+
+def _non_options(inst_table) -> str:
+    rows = [r for r in inst_table.to_pylist() if r["kind"] != "option"]
+    return ", ".join(r["name"] for r in rows) or "none"
