@@ -4,6 +4,7 @@ strategies to read."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from calibration.surface import Surface
 from replay.engine.state import NEVER
@@ -16,6 +17,10 @@ class SurfaceBoard:
     so that ``hydra.utils.instantiate(cfg, board=board)`` passes it through instead of turning
     it into a config node.  ``spot`` is the underlying mid at fit time when the publisher gives
     it (used to roll forwards with the market).
+
+    A publisher that replays stored surfaces may publish a loader instead
+    (:meth:`publish_lazy`): the surface is then built the first time someone reads it, so
+    surfaces nobody looks at cost nothing.
     """
 
     def __init__(self, surface: Surface | None = None, ts: int = NEVER,
@@ -23,7 +28,18 @@ class SurfaceBoard:
         self.publish(surface, ts, spot)
 
     def publish(self, surface: Surface | None, ts: int, spot: float = math.nan) -> None:
-        self.surface, self.ts, self.spot = surface, int(ts), float(spot)
+        self._surface, self._load = surface, None
+        self.ts, self.spot = int(ts), float(spot)
+
+    def publish_lazy(self, load: Callable[[], Surface], ts: int, spot: float = math.nan) -> None:
+        self._surface, self._load = None, load
+        self.ts, self.spot = int(ts), float(spot)
+
+    @property
+    def surface(self) -> Surface | None:
+        if self._load is not None:
+            self._surface, self._load = self._load(), None
+        return self._surface
 
     def __repr__(self) -> str:
         return f"SurfaceBoard(ts={self.ts}, has_surface={self.surface is not None})"

@@ -189,8 +189,8 @@ def book_legs(ctx: Any, positions: Mapping[int, float] | None, source: str,
     check_choice("delta_source", source, DELTA_SOURCES)
     inst = ctx.instruments
     if positions is None:
-        opts = inst.ids_of_kind("option")
-        positions = {int(i): ctx.position(int(i)) for i in opts}
+        opts = set(inst.ids_of_kind("option").tolist())
+        positions = {i: q for i, q in sorted(ctx.positions().items()) if i in opts}
     ids = np.array([i for i, q in positions.items()
                     if q != 0 and inst.expiry_ns[i] > ctx.now], dtype=np.int64)
     spot = spot_of(ctx)

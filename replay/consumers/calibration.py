@@ -42,7 +42,7 @@ from calibration.quotes import build_snapshot
 from calibration.scheme import CalibrationScheme, SchemeConfig
 from calibration.scheme import parse_every as scheme_parse_every
 from calibration.surface import Surface
-from replay.consumers.surface_stream import StreamMismatch, StreamReader, WakeOutput
+from replay.consumers.surface_stream import Block, StreamMismatch, StreamReader, WakeOutput
 from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
 from replay.model.config import check_choice
@@ -122,8 +122,9 @@ class CalibrationConsumer:
         self._row = 0  # replaying: the next row of the stream
         self._due: int | None = None  # the next fit (or quality check) deadline
         self._last_quotes_ts: int | None = None
-        self._pending: list[tuple[int, Surface, int, float]] = []  # usable_ts, surface, ts, spot
-        self._published: Surface | None = None
+        # (usable_ts, surface or loader, fit ts, spot) not yet usable, and the one published
+        self._pending: list[tuple[int, Any, int, float]] = []
+        self._published: tuple[Any, int, float] | None = None
 
     # -- consumer protocol ------------------------------------------------------------
     def on_start(self, ctx) -> WakeCondition:
@@ -149,13 +150,12 @@ class CalibrationConsumer:
         return self._next(ctx)
 
     def state_dict(self) -> dict:
-        b = self.board
+        pub = self._published
         return {"scheme": self.scheme.state_dict(), "fallbacks": self.fallbacks,
                 "skipped": self.skipped, "n_wakes": self.n_wakes, "row": self._row,
                 "due": self._due, "last_quotes_ts": self._last_quotes_ts,
-                "pending": [(u, s.to_state(), t, spot) for u, s, t, spot in self._pending],
-                "board": None if b is None or b.surface is None else {
-                    "surface": b.surface.to_state(), "ts": b.ts, "spot": b.spot},
+                "pending": [(u, _built(s).to_state(), t, spot) for u, s, t, spot in self._pending],
+                "published": None if pub is None else (_built(pub[0]).to_state(), pub[1], pub[2]),
                 "qualities": [asdict(q) for q in self.qualities],
                 "oos": [asdict(o) for o in self.oos]}
 
@@ -169,16 +169,14 @@ class CalibrationConsumer:
         self._pending = [(u, Surface.from_state(s), t, spot) for u, s, t, spot in d["pending"]]
         self.qualities = [FitQuality(**q) for q in d["qualities"]]
         self.oos = [OOSError(**o) for o in d["oos"]]
-        bd = d.get("board")
-        if bd is not None:
+        if d.get("published") is not None:
+            st, ts, spot = d["published"]
+            s = Surface.from_state(st)
             # the live scheme republishes its last good surface by identity: keep it one
-            s = Surface.from_state(bd["surface"])
             for known in (self.scheme.last_good, self.scheme.last_fitted):
-                if known is not None and known.to_state() == bd["surface"]:
+                if known is not None and known.to_state() == st:
                     s = known
-            self._published = s
-            if self.board is not None:
-                self.board.publish(s, bd["ts"], bd["spot"])
+            self._publish(s, ts, spot)
 
     # -- work -------------------------------------------------------------------------
     def _next(self, ctx) -> WakeCondition:
@@ -196,10 +194,15 @@ class CalibrationConsumer:
             _, surface, ts, spot = self._pending.pop(0)
             self._publish(surface, ts, spot)
 
-    def _publish(self, surface: Surface, ts: int, spot: float) -> None:
-        self._published = surface
-        if self.board is not None:
+    def _publish(self, surface: Any, ts: int, spot: float) -> None:
+        """Publish a surface or (replaying) a loader of it, which runs on first use."""
+        self._published = (surface, ts, spot)
+        if self.board is None:
+            return
+        if isinstance(surface, Surface):
             self.board.publish(surface, ts, spot)
+        else:
+            self.board.publish_lazy(surface, ts, spot)
 
     def _apply(self, ctx, out: WakeOutput) -> None:
         """Journal, score and publish what a wake produced (computed or replayed)."""
@@ -207,16 +210,17 @@ class CalibrationConsumer:
             self.recorder.add(self.n_wakes, out)
         if out.oos is not None:
             self.oos.append(out.oos)
+        for kind, rows in (("surface_fit", out.fits), ("calibration_quotes", out.quotes)):
+            if isinstance(rows, Block):
+                ctx.emit_block(kind, rows.payload, rows.table, rows.i0, rows.i1)
+            elif rows is not None:
+                ctx.emit(kind, **rows)
         if out.fits is not None:
-            ctx.emit("surface_fit", **out.fits)
             if out.quality is None:
                 self.skipped += 1  # no expiry had enough usable quotes: nothing was fitted
             else:
-                published = len(out.publish.violations) if out.publish is not None else 0
-                self.qualities.append(replace(out.quality, arb_violations=published))
-                self.fallbacks += int(not out.fits["published"][0])
-        if out.quotes is not None:
-            ctx.emit("calibration_quotes", **out.quotes)
+                self.qualities.append(out.quality)
+                self.fallbacks += int(out.fell_back)
         if out.publish is not None:
             if out.usable_ts <= ctx.now:
                 self._publish(out.publish, out.ts, out.spot)
@@ -254,7 +258,7 @@ class CalibrationConsumer:
         """Score the published surface on the fresh quotes, then refit if the scheme says so."""
         snap = self.snapshot(ctx)
         out = WakeOutput(ctx.now, ctx.events)
-        current = self._published if self._published is not None else self.scheme.last_good
+        current = _built(self._published[0]) if self._published is not None else None
         if current is not None and self.scheme.last_fit_ns is not None:
             # out of sample: only quotes updated since the surface was fitted
             fresh = self.snapshot(ctx, since=self.scheme.last_fit_ns)
@@ -267,7 +271,11 @@ class CalibrationConsumer:
 
     def _refit(self, ctx, snap, out: WakeOutput) -> None:
         r = self.scheme.refit(snap)
-        out.quality, out.fitted = r.quality, r.fitted
+        # the quality of a fit counts the violations of what was published (a fallback
+        # publishes the clean last good surface)
+        out.quality = None if r.quality is None else replace(
+            r.quality, arb_violations=len(r.surface.violations) if r.surface is not None else 0)
+        out.fitted, out.fell_back = r.fitted, r.fitted is not None and r.fell_back
         out.good = r.fitted is not None and self.scheme.last_good is r.fitted
         out.publish, out.usable_ts = r.surface, ctx.now + self.latency_ns
         out.spot = ctx.market.underlying_mid()
@@ -305,3 +313,8 @@ class CalibrationConsumer:
         out["fallbacks"] = self.fallbacks
         out["skipped_no_quotes"] = self.skipped
         return out
+
+
+def _built(surface: Any) -> Surface:
+    """A published surface, built if it is a replaying consumer's loader."""
+    return surface if isinstance(surface, Surface) else surface()

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ import pyarrow.parquet as pq
 from calibration.arbitrage import Violation
 from calibration.quality import FitQuality, OOSError
 from calibration.surface import PARAMS, SmileSlice, Surface
-from replay.engine.journal import KINDS
+from replay.engine.journal import KINDS, columns_of, payload_bytes
 from replay.errors import StoreError
 
 FIT_FIELDS = tuple(f for f, _ in KINDS["surface_fit"].fields)
@@ -54,23 +55,36 @@ FILES = ("wakes.parquet", "fits.parquet", "quotes.parquet")
 class WakeOutput:
     """What one wake of the calibration consumer produced.
 
-    ``fits`` / ``quotes``: journal columns of its ``surface_fit`` / ``calibration_quotes``
-    events (``None``: not emitted); ``fitted``: the surface this wake fitted; ``publish``: the
-    surface that becomes usable at ``usable_ts`` (the fitted one or an earlier good one), with
-    the underlying mid ``spot`` at the fit; ``good``: the fitted surface is now the last good
-    one (what a fallback publishes later)."""
+    ``fits`` / ``quotes``: its ``surface_fit`` / ``calibration_quotes`` events (``None``: not
+    emitted), as journal columns (computed) or as a :class:`Block` of a stream (replayed);
+    ``fitted``: the surface this wake fitted; ``publish``: the surface that becomes usable at
+    ``usable_ts`` (the fitted one or an earlier good one; replayed: a loader of it), with the
+    underlying mid ``spot`` at the fit; ``fell_back``: a failed fit left the last good surface
+    published; ``good``: the fitted surface is now the last good one."""
 
     ts: int
     n_events: int
-    fits: dict[str, Any] | None = None
-    quotes: dict[str, Any] | None = None
+    fits: dict[str, Any] | Block | None = None
+    quotes: dict[str, Any] | Block | None = None
     quality: FitQuality | None = None
     oos: OOSError | None = None
     fitted: Surface | None = None
-    publish: Surface | None = None
+    publish: Surface | Callable[[], Surface] | None = None
     spot: float = math.nan
     usable_ts: int = 0
+    fell_back: bool = False
     good: bool = False
+
+
+@dataclass(frozen=True)
+class Block:
+    """Recorded journal payload rows ``[i0, i1)`` of ``table`` and their canonical bytes
+    (:func:`replay.engine.journal.payload_bytes`), appended without per-row Python."""
+
+    payload: bytes
+    table: pa.Table
+    i0: int
+    i1: int
 
 
 class StreamMismatch(StoreError):
@@ -84,7 +98,7 @@ class StreamRecorder:
         self.wakes: dict[str, list] = {c: [] for c in (
             "wake", "ts", "n_events", "f0", "f1", "q0", "q1",
             *(f"q_{f}" for f in QUALITY_FIELDS), "oos_sq_sum", "oos_n", "surface_wake", "spot",
-            "usable_ts", "violations")}
+            "usable_ts", "fell_back", "violations", "fits_payload", "quotes_payload")}
         self.fits: dict[str, list] = {c: [] for c in ("wake", "ts", "usable_ts", *FIT_FIELDS,
                                                       "params_v", "k_lo", "k_hi")}
         self.quotes: dict[str, list] = {c: [] for c in ("wake", *QUOTE_FIELDS)}
@@ -127,8 +141,11 @@ class StreamRecorder:
                      ("oos_sq_sum", None if out.oos is None else out.oos.sq_sum),
                      ("oos_n", None if out.oos is None else out.oos.n),
                      ("surface_wake", src), ("spot", out.spot), ("usable_ts", out.usable_ts),
+                     ("fell_back", out.fell_back),
                      ("violations", json.dumps([asdict(v) for v in out.fitted.violations])
-                      if out.fitted is not None else "[]")):
+                      if out.fitted is not None else "[]"),
+                     ("fits_payload", _payload("surface_fit", out.fits)),
+                     ("quotes_payload", _payload("calibration_quotes", out.quotes))):
             w[k].append(v)
 
     @staticmethod
@@ -151,7 +168,9 @@ class StreamRecorder:
             + [(f"q_{f.name}", pa.int64() if f.type in ("int", int) else pa.float64())
                for f in fields(FitQuality)]
             + [("oos_sq_sum", pa.float64()), ("oos_n", pa.int64()), ("surface_wake", pa.int64()),
-               ("spot", pa.float64()), ("usable_ts", pa.int64()), ("violations", pa.string())])
+               ("spot", pa.float64()), ("usable_ts", pa.int64()), ("fell_back", pa.bool_()),
+               ("violations", pa.string()), ("fits_payload", pa.binary()),
+               ("quotes_payload", pa.binary())])
         fit_schema = pa.schema([("wake", pa.int64()), ("ts", pa.int64()), ("usable_ts", pa.int64())]
                                + [(f, typ[fit_types[f]]) for f in FIT_FIELDS]
                                + [("params_v", pa.list_(pa.float64())), ("k_lo", pa.float64()),
@@ -186,14 +205,16 @@ class StreamReader:
         self.oos_sq, self.oos_n = w["oos_sq_sum"].to_pylist(), w["oos_n"].to_pylist()
         self.surface_wake = w["surface_wake"].to_numpy()
         self.spot, self.usable_ts = w["spot"].to_numpy(), w["usable_ts"].to_numpy()
+        self.fell_back = w["fell_back"].to_numpy(zero_copy_only=False)
         self.violations = w["violations"].to_pylist()
+        self.fits_payload = w["fits_payload"].to_pylist()
+        self.quotes_payload = w["quotes_payload"].to_pylist()
         self.row_of_wake = {int(x): i for i, x in enumerate(self.wake)}
-        f = pq.read_table(folder / "fits.parquet")
-        self.fit_cols = {c: _column(f[c]) for c in FIT_FIELDS}
-        self.params_v = f["params_v"].to_pylist()
-        self.k_lo, self.k_hi = f["k_lo"].to_numpy(), f["k_hi"].to_numpy()
-        q = pq.read_table(folder / "quotes.parquet")
-        self.quote_cols = {c: _column(q[c]) for c in QUOTE_FIELDS}
+        self.fits = pq.read_table(folder / "fits.parquet")
+        self.fit_cols = {c: _column(self.fits[c]) for c in ("model", "expiry", "t", "forward")}
+        self.params_v = self.fits["params_v"].to_pylist()
+        self.k_lo, self.k_hi = self.fits["k_lo"].to_numpy(), self.fits["k_hi"].to_numpy()
+        self.quotes = pq.read_table(folder / "quotes.parquet")
         self._surface: tuple[int, Surface] | None = None
 
     def __len__(self) -> int:
@@ -207,12 +228,15 @@ class StreamReader:
             **{f: qd[f"q_{f}"] for f in QUALITY_FIELDS})
         oos = None if self.oos_n[i] is None else OOSError(self.oos_sq[i], self.oos_n[i])
         sw = int(self.surface_wake[i])
+        fp, qp = self.fits_payload[i], self.quotes_payload[i]
         return WakeOutput(
             int(self.ts[i]), int(self.n_events[i]),
-            fits={c: v[f0:f1] for c, v in self.fit_cols.items()} if f1 > f0 else None,
-            quotes={c: v[q0:q1] for c, v in self.quote_cols.items()} if q1 > q0 else None,
-            quality=quality, oos=oos, publish=None if sw < 0 else self.surface(sw),
-            spot=float(self.spot[i]), usable_ts=int(self.usable_ts[i]))
+            fits=None if fp is None else Block(fp, self.fits, f0, f1),
+            quotes=None if qp is None else Block(qp, self.quotes, q0, q1),
+            quality=quality, oos=oos,
+            publish=None if sw < 0 else (lambda: self.surface(sw)),
+            spot=float(self.spot[i]), usable_ts=int(self.usable_ts[i]),
+            fell_back=bool(self.fell_back[i]))
 
     def surface(self, wake: int) -> Surface:
         """The surface fitted at ``wake``, rebuilt exactly (the same object while it is the
@@ -237,6 +261,13 @@ class StreamReader:
               for d in self.quality[:n] if d["q_n_quotes"] is not None]
         oos = [OOSError(s, k) for s, k in zip(self.oos_sq[:n], self.oos_n[:n]) if k is not None]
         return qs, oos
+
+
+def _payload(kind: str, cols: dict | None) -> bytes | None:
+    if cols is None:
+        return None
+    k = KINDS[kind]
+    return payload_bytes(k, columns_of(k, cols)[1])
 
 
 def _column(col: pa.ChunkedArray) -> np.ndarray:

@@ -143,13 +143,32 @@ def _lp(s: str) -> bytes:
     return struct.pack("<I", len(b)) + b
 
 
+def columns_of(kind: EventKind, rows: Mapping[str, object]) -> tuple[int, dict[str, list]]:
+    """An event's payload as ``(row count, {field: list})``: each declared field maps to a
+    scalar (broadcast) or to equal-length sequences."""
+    missing = [f for f, _ in kind.fields if f not in rows]
+    extra = sorted(set(rows) - {f for f, _ in kind.fields})
+    if missing or extra:
+        raise ValueError(f"{kind.name}: missing fields {missing}, unknown fields {extra}")
+    seqs = {f: rows[f] for f, _ in kind.fields if isinstance(rows[f], (list, tuple, np.ndarray))}
+    n = len(next(iter(seqs.values()))) if seqs else 1
+    if any(len(c) != n for c in seqs.values()):
+        raise ValueError(f"{kind.name}: payload columns differ in length")
+    return n, {f: (np.asarray(rows[f]).tolist() if f in seqs else [rows[f]] * n)
+               for f, _ in kind.fields}
+
+
+def payload_bytes(kind: EventKind, cols: Mapping[str, list]) -> bytes:
+    """The payload part of an event's canonical bytes: row count, then the hashed columns."""
+    n = len(next(iter(cols.values()))) if cols else 1
+    return struct.pack("<I", n) + b"".join(
+        _canon_column(cols[f], t) for f, t in kind.fields if f not in kind.unhashed)
+
+
 def canonical_bytes(seq: int, ts: int, kind: EventKind, cause_stream: int, cause_seq: int,
                     source: str, cols: Mapping[str, list]) -> bytes:
-    n = len(next(iter(cols.values()))) if cols else 1
-    parts = [_HEAD.pack(seq, ts, cause_stream, cause_seq), _lp(kind.name), _lp(source),
-             struct.pack("<I", n)]
-    parts += [_canon_column(cols[f], t) for f, t in kind.fields if f not in kind.unhashed]
-    return b"".join(parts)
+    return (_HEAD.pack(seq, ts, cause_stream, cause_seq) + _lp(kind.name) + _lp(source)
+            + payload_bytes(kind, cols))
 
 
 def chain(h: bytes, data: bytes) -> bytes:
@@ -173,6 +192,8 @@ class Journal:
         self.hash = H0
         self._main: list[tuple] = []
         self._buf: dict[str, dict[str, list]] = {}
+        self._blocks: dict[str, list[tuple[int, int, pa.Table, int, int]]] = {}
+        self._prefixes: dict[tuple[str, str], bytes] = {}
         self._buffered = 0
         self._tables: set[str] = set()
         self._ensure_tables()
@@ -189,38 +210,54 @@ class Journal:
         return self.hash.hex()
 
     def append(self, kind: str, ts: int, cause: tuple[int, int], source: str = "",
-               rows: Mapping[str, object] | None = None) -> int:
+               rows: Mapping[str, object] | None = None, payload: bytes | None = None) -> int:
         """Append one event.  ``rows`` maps each declared field to a scalar (one payload row)
-        or to equal-length sequences (several rows).  Returns the event's seq."""
+        or to equal-length sequences (several rows).  ``payload``, when given, is the
+        event's :func:`payload_bytes`, computed once by a caller that appends the same payload
+        often.  Returns the event's seq."""
         k = KINDS.get(kind)
         if k is None:
             raise KeyError(f"unknown journal event kind {kind!r}; declare it with register_kind")
-        rows = dict(rows or {})
-        missing = [f for f, _ in k.fields if f not in rows]
-        extra = sorted(set(rows) - {f for f, _ in k.fields})
-        if missing or extra:
-            raise ValueError(f"{kind}: missing fields {missing}, unknown fields {extra}")
-        seqs = {f: rows[f] for f, _ in k.fields if isinstance(rows[f], (list, tuple, np.ndarray))}
-        n = len(next(iter(seqs.values()))) if seqs else 1
-        if any(len(c) != n for c in seqs.values()):
-            raise ValueError(f"{kind}: payload columns differ in length")
-        # scalars broadcast over a multi-row payload
-        cols = {f: (np.asarray(rows[f]).tolist() if f in seqs else [rows[f]] * n)
-                for f, _ in k.fields}
-        self.seq += 1
-        seq, ts = self.seq, int(ts)
-        cs, cq = int(cause[0]), int(cause[1])
-        self.hash = chain(self.hash, canonical_bytes(seq, ts, k, cs, cq, source, cols))
-        self._main.append((seq, ts, kind, cs, cq, source))
+        n, cols = columns_of(k, dict(rows or {}))
+        seq = self._chain(k, int(ts), cause, source,
+                          payload if payload is not None else payload_bytes(k, cols))
         buf = self._buf.setdefault(k.name, {"seq": [], "ts": [], **{f: [] for f, _ in k.fields}})
         buf["seq"] += [seq] * n
-        buf["ts"] += [ts] * n
+        buf["ts"] += [int(ts)] * n
         for f, _ in k.fields:
             buf[f] += cols[f]
+        self._count(n)
+        return seq
+
+    def append_block(self, kind: str, ts: int, cause: tuple[int, int], source: str,
+                     payload: bytes, table: pa.Table, i0: int, i1: int) -> int:
+        """Append one event whose payload rows are rows ``[i0, i1)`` of ``table`` (which has
+        every declared field, with the declared types) and whose :func:`payload_bytes` are
+        ``payload``: replaying recorded events costs no per-row Python."""
+        k = KINDS.get(kind)
+        if k is None:
+            raise KeyError(f"unknown journal event kind {kind!r}; declare it with register_kind")
+        seq = self._chain(k, int(ts), cause, source, payload)
+        self._blocks.setdefault(k.name, []).append((seq, int(ts), table, i0, i1))
+        self._count(i1 - i0)
+        return seq
+
+    def _chain(self, k: EventKind, ts: int, cause: tuple[int, int], source: str,
+               payload: bytes) -> int:
+        self.seq += 1
+        seq = self.seq
+        cs, cq = int(cause[0]), int(cause[1])
+        prefix = self._prefixes.get((k.name, source))
+        if prefix is None:
+            prefix = self._prefixes[(k.name, source)] = _lp(k.name) + _lp(source)
+        self.hash = chain(self.hash, _HEAD.pack(seq, ts, cs, cq) + prefix + payload)
+        self._main.append((seq, ts, k.name, cs, cq, source))
+        return seq
+
+    def _count(self, n: int) -> None:
         self._buffered += n + 1
         if self._buffered >= self.flush_rows:
             self.flush()
-        return seq
 
     def flush(self) -> None:
         """Write the buffered rows (one Arrow insert per table) and commit."""
@@ -234,14 +271,17 @@ class Journal:
                          "cause_seq": pa.array([r[4] for r in self._main], pa.int64()),
                          "source": pa.array([r[5] for r in self._main], pa.string())})
         self._insert("journal", main)
-        for name, buf in self._buf.items():
+        for name in {**self._buf, **self._blocks}:
             k = KINDS[name]
             if k.table not in self._tables:  # a kind declared after the journal was opened
                 self.con.execute(k.ddl()).fetchall()
                 self._tables.add(k.table)
-            self._insert(k.table, pa.table(buf, schema=k.schema()))
+            if name in self._buf:
+                self._insert(k.table, pa.table(self._buf[name], schema=k.schema()))
+            for data in _block_tables(k, self._blocks.get(name, [])):
+                self._insert(k.table, data)
         self.con.execute("COMMIT").fetchall()
-        self._main, self._buf, self._buffered = [], {}, 0
+        self._main, self._buf, self._blocks, self._buffered = [], {}, {}, 0
 
     def _insert(self, table: str, data: pa.Table) -> None:
         self.con.register("_jbuf", data)
@@ -265,6 +305,25 @@ class Journal:
     def close(self) -> None:
         self.flush()
         self.con.close()
+
+
+def _block_tables(k: EventKind, blocks: list[tuple[int, int, pa.Table, int, int]]):
+    """The payload rows of :meth:`Journal.append_block` events, one Arrow table per source
+    table, gathered with one ``take`` each."""
+    by_source: dict[int, list] = {}
+    for b in blocks:
+        by_source.setdefault(id(b[2]), []).append(b)
+    for group in by_source.values():
+        seq, ts, i0, i1 = (np.array([b[j] for b in group], np.int64) for j in (0, 1, 3, 4))
+        lens = i1 - i0
+        total = int(lens.sum())
+        if total == 0:
+            continue
+        # the row indices of every block, concatenated, without a Python loop per row
+        idx = np.repeat(i0 - np.concatenate(([0], np.cumsum(lens)[:-1])), lens) + np.arange(total)
+        rows = group[0][2].take(pa.array(idx)).select([f for f, _ in k.fields])
+        yield pa.table([pa.array(np.repeat(seq, lens)), pa.array(np.repeat(ts, lens)),
+                        *rows.columns], schema=k.schema())
 
 
 def recompute_hash(path: str | os.PathLike) -> str:

@@ -107,6 +107,10 @@ class Context:
         """Contracts held in ``instrument_id``, as the venue's books say."""
         return self._rt.position(int(instrument_id))
 
+    def positions(self) -> dict[int, float]:
+        """Every non-zero position (contracts per instrument id), as the venue's books say."""
+        return self._rt.positions()
+
     def _mark_acted(self) -> None:
         # "wake-ups that acted" are journaled, lazily, before the first thing they do
         if not self._acted:
@@ -118,6 +122,15 @@ class Context:
         """Journal a derived event (fields as declared by its kind); returns its seq."""
         self._mark_acted()
         return self._rt.journal_event(kind, self.now, self.consumer, fields)
+
+    def emit_block(self, kind: str, payload: bytes, table: Any, i0: int, i1: int) -> int:
+        """Journal a recorded event: its payload rows are rows ``[i0, i1)`` of an Arrow
+        ``table`` and ``payload`` their canonical bytes (see
+        :meth:`replay.engine.journal.Journal.append_block`)."""
+        self._mark_acted()
+        rt = self._rt
+        return rt.journal.append_block(kind, self.now, rt.state.cause(), self.consumer, payload,
+                                       table, i0, i1)
 
     def venue_context(self) -> VenueContext:
         """The venue's view of this instant (fills, funding), for consumers the venue owns."""

@@ -145,9 +145,12 @@ class Hedger:
     # -- the decision ---------------------------------------------------------------------
     def legs(self, ctx: Any) -> BookLegs:
         if self._options is None:  # static: the store's instruments do not change in a run
-            self._options = [int(i) for i in ctx.instruments.ids_of_kind("option")]
-        pos = {i: ctx.position(i) for i in self._options}
-        for i, q in self.pending.by_instrument().items():
+            self._options = {int(i) for i in ctx.instruments.ids_of_kind("option")}
+        held, pending = ctx.positions(), self.pending.by_instrument()
+        # the options held or in flight, in instrument order (the greeks sum in that order)
+        pos = {i: held.get(i, 0.0) for i in sorted(held.keys() | pending.keys())
+               if i in self._options}
+        for i, q in pending.items():
             if i in pos:
                 pos[i] += q
         return book_legs(ctx, pos, self.delta_source, self.board, self.flat_vol)

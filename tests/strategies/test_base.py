@@ -91,7 +91,7 @@ class FakeCtx:
         self.instruments = make_instruments()
         self.state = MarketState.empty(len(self.instruments), 1)
         self.now, self.reason = int(now), "deadline"
-        self.positions: dict[int, float] = {}
+        self.held: dict[int, float] = {}
         self.events: list[tuple[str, dict]] = []
         self.orders: list[dict] = []
         self.vol = vol
@@ -114,7 +114,10 @@ class FakeCtx:
         self.state.clock[0] = self.now
 
     def position(self, iid: int) -> float:
-        return self.positions.get(int(iid), 0.0)
+        return self.held.get(int(iid), 0.0)
+
+    def positions(self) -> dict[int, float]:
+        return {i: q for i, q in self.held.items() if q != 0}
 
     def emit(self, kind: str, **fields) -> int:
         self.events.append((kind, fields))
@@ -130,7 +133,7 @@ class FakeCtx:
     def fill_all(self) -> None:
         """Every order sent so far fills (the venue processed them)."""
         for o in self.orders:
-            self.positions[o["instrument_id"]] = self.position(o["instrument_id"]) + o["qty"]
+            self.held[o["instrument_id"]] = self.position(o["instrument_id"]) + o["qty"]
         self.orders = []
 
     def decisions(self) -> list[dict]:
@@ -237,7 +240,7 @@ def flat_surface(vol: float, ts: int, forward: float = SPOT) -> Surface:
 def test_book_greeks_of_one_leg_match_black76():
     ctx = FakeCtx()
     iid = option_id(ctx.instruments, E1, 105_000.0, True)
-    ctx.positions[iid] = -3.0
+    ctx.held[iid] = -3.0
     g = book_greeks(ctx, None, "flat", None, FLAT)
     t = (E1 - ctx.now) / NS_PER_YEAR
     ref = greeks(SPOT, 105_000.0, t, FLAT, True)
@@ -249,7 +252,7 @@ def test_book_greeks_of_one_leg_match_black76():
 def test_premium_adjusted_delta_differs_by_premium_over_forward():
     ctx = FakeCtx()
     iid = option_id(ctx.instruments, E2, 95_000.0, False)
-    ctx.positions[iid] = 2.0
+    ctx.held[iid] = 2.0
     black = book_greeks(ctx, None, "flat", None, FLAT)
     pa = book_greeks(ctx, None, "premium_adjusted", None, FLAT)
     t = (E2 - ctx.now) / NS_PER_YEAR
@@ -261,7 +264,7 @@ def test_premium_adjusted_delta_differs_by_premium_over_forward():
 def test_surface_source_uses_published_vol_and_forward():
     ctx = FakeCtx()
     iid = option_id(ctx.instruments, E2, 110_000.0, True)
-    ctx.positions[iid] = 1.0
+    ctx.held[iid] = 1.0
     board = SurfaceBoard()
     assert_allclose(book_greeks(ctx, None, "surface", board, FLAT).delta,
                     book_greeks(ctx, None, "flat", None, FLAT).delta, rtol=1e-12)
@@ -291,7 +294,7 @@ def test_lean_delta_and_gamma_match_black76():
 
 def test_expired_legs_are_left_out():
     ctx = FakeCtx(now=E1 + NS)
-    ctx.positions[option_id(ctx.instruments, E1, 100_000.0, True)] = 5.0
+    ctx.held[option_id(ctx.instruments, E1, 100_000.0, True)] = 5.0
     assert book_greeks(ctx, None, "flat", None, FLAT).delta == 0.0
 
 
@@ -306,7 +309,7 @@ def test_spot_without_an_underlying_tape_is_the_nearest_venue_forward():
     assert spot_of(ctx) == 99_500.0
     # the future (same expiry as E2) is priced by its expiry's venue forward
     assert instrument_price(ctx, 2, math.nan) == 99_800.0
-    ctx.positions[option_id(inst, E2, 100_000.0, True)] = 1.0
+    ctx.held[option_id(inst, E2, 100_000.0, True)] = 1.0
     legs = book_legs(ctx, None, "flat", None, FLAT)
     assert_allclose(legs.forward, [99_800.0], rtol=1e-15)
 

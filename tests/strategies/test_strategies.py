@@ -44,7 +44,7 @@ QTY, STRIKE = -10.0, 100_000.0  # the book: short 10 calls of E2
 def short_calls(**kw) -> tuple[FakeCtx, float, float, float]:
     """A FakeCtx holding the book; returns it with (t, Black delta, Black gamma) per unit."""
     ctx = FakeCtx(**kw)
-    ctx.positions[option_id(ctx.instruments, E2, STRIKE, True)] = QTY
+    ctx.held[option_id(ctx.instruments, E2, STRIKE, True)] = QTY
     t = (E2 - ctx.now) / NS_PER_YEAR
     return (ctx, t, float(black_delta(SPOT, STRIKE, t, FLAT, True)),
             float(black_gamma(SPOT, STRIKE, t, FLAT, True)))
@@ -191,8 +191,8 @@ def test_gamma_vega_neutralises_then_hedges_delta():
     ctx = FakeCtx()
     inst = ctx.instruments
     # outside the span of the hedge options (E1 and E2 100k calls): both are needed
-    ctx.positions[option_id(inst, E1, 105_000.0, True)] = -10.0
-    ctx.positions[option_id(inst, E2, 90_000.0, False)] = 4.0
+    ctx.held[option_id(inst, E1, 105_000.0, True)] = -10.0
+    ctx.held[option_id(inst, E2, 90_000.0, False)] = 4.0
     before = book_greeks(ctx, None, "flat", None, FLAT)
     s = GammaVega(expiry_1=4, expiry_2=30, period_ns=60 * NS, **COMMON)
     s.on_start(ctx)
