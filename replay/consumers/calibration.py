@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -127,7 +128,18 @@ class CalibrationConsumer:
         self._published: tuple[Any, int, float] | None = None
 
     # -- consumer protocol ------------------------------------------------------------
-    def on_start(self, ctx) -> WakeCondition:
+    @property
+    def deadline_only(self) -> bool:
+        """Replaying a stream on a time schedule: the engine's fast deadline path
+        (:meth:`on_deadline`) applies."""
+        return self.stream is not None and self.wake_quotes is None
+
+    def on_start(self, ctx) -> WakeCondition | None:
+        if self.deadline_only:
+            d = self._next_recorded()
+            if d is not None and d <= ctx.now:  # recorded before this replay starts
+                raise self._mismatch(ctx)
+            return None if d is None else WakeCondition(deadline=d)
         return self._next(ctx)
 
     def _option_ids(self, ctx) -> np.ndarray:
@@ -148,6 +160,43 @@ class CalibrationConsumer:
             if out is not None:
                 self._apply(ctx, out)
         return self._next(ctx)
+
+    def on_deadline(self, ctx) -> int | None:
+        """A wake while replaying a stream on a time schedule: only at the instants where
+        the live consumer produced something or published a late surface (other wakes of
+        the live schedule leave no trace); returns the next such instant."""
+        now = ctx.now
+        self._publish_due(now)
+        s, i = self.stream, self._row
+        if i < len(s) and s.ts[i] <= now:
+            if s.ts[i] < now or s.n_events[i] != ctx.events:
+                raise self._mismatch(ctx)
+            self.n_wakes, self._row = int(s.wake[i]), i + 1
+            fp, qp = s.fits_payload[i], s.quotes_payload[i]
+            if fp is not None:
+                ctx.emit_block("surface_fit", fp, s.fits, int(s.f0[i]), int(s.f1[i]))
+            if qp is not None:
+                ctx.emit_block("calibration_quotes", qp, s.quotes, int(s.q0[i]), int(s.q1[i]))
+            sw = int(s.surface_wake[i])
+            if sw >= 0:
+                load, usable = partial(s.surface, sw), int(s.usable_ts[i])
+                if usable <= now:
+                    self._publish(load, now, float(s.spot[i]))
+                else:
+                    self._pending.append((usable, load, now, float(s.spot[i])))
+        return self._next_recorded()
+
+    def _next_recorded(self) -> int | None:
+        s = self.stream
+        nxt = [int(s.ts[self._row])] if self._row < len(s) else []
+        if self._pending:
+            nxt.append(self._pending[0][0])
+        return min(nxt) if nxt else None
+
+    def _mismatch(self, ctx) -> StreamMismatch:
+        return StreamMismatch(
+            f"surface stream {self.stream.folder} does not match this replay at market time "
+            f"{ctx.now} (wake {self.n_wakes}); rebuild it with calibration.cache=refresh")
 
     def state_dict(self) -> dict:
         pub = self._published
@@ -208,14 +257,14 @@ class CalibrationConsumer:
         """Journal, score and publish what a wake produced (computed or replayed)."""
         if self.recorder is not None:
             self.recorder.add(self.n_wakes, out)
-        if out.oos is not None:
+        if out.oos is not None and self.stream is None:  # replaying: see metrics()
             self.oos.append(out.oos)
         for kind, rows in (("surface_fit", out.fits), ("calibration_quotes", out.quotes)):
             if isinstance(rows, Block):
                 ctx.emit_block(kind, rows.payload, rows.table, rows.i0, rows.i1)
             elif rows is not None:
                 ctx.emit(kind, **rows)
-        if out.fits is not None:
+        if out.fits is not None and self.stream is None:
             if out.quality is None:
                 self.skipped += 1  # no expiry had enough usable quotes: nothing was fitted
             else:
@@ -234,9 +283,7 @@ class CalibrationConsumer:
         if i >= len(s) or s.wake[i] > self.n_wakes:
             return None
         if s.wake[i] < self.n_wakes or s.ts[i] != ctx.now or s.n_events[i] != ctx.events:
-            raise StreamMismatch(
-                f"surface stream {s.folder} does not match this replay at wake {self.n_wakes} "
-                f"(market time {ctx.now}); rebuild it with calibration.cache=refresh")
+            raise self._mismatch(ctx)
         self._row += 1
         return s.output(i)
 
@@ -309,9 +356,13 @@ class CalibrationConsumer:
             out.quotes = {k: v for k, v in rows.items() if k != "ts"}
 
     def metrics(self) -> dict:
-        out = aggregate(self.qualities, self.oos)
-        out["fallbacks"] = self.fallbacks
-        out["skipped_no_quotes"] = self.skipped
+        qualities, oos, fallbacks, skipped = (self.qualities, self.oos, self.fallbacks,
+                                              self.skipped)
+        if self.stream is not None:  # what a live consumer would have accumulated
+            qualities, oos, fallbacks, skipped = self.stream.metrics_rows(self._row)
+        out = aggregate(qualities, oos)
+        out["fallbacks"] = fallbacks
+        out["skipped_no_quotes"] = skipped
         return out
 
 

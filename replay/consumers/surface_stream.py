@@ -32,6 +32,7 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ from replay.errors import StoreError
 FIT_FIELDS = tuple(f for f, _ in KINDS["surface_fit"].fields)
 QUOTE_FIELDS = tuple(f for f, _ in KINDS["calibration_quotes"].fields)
 QUALITY_FIELDS = tuple(f.name for f in fields(FitQuality))
+_INT_QUALITY = tuple(f.name for f in fields(FitQuality) if f.type in ("int", int))
 FILES = ("wakes.parquet", "fits.parquet", "quotes.parquet")
 
 
@@ -165,8 +167,8 @@ class StreamRecorder:
                "bool": pa.bool_()}
         wake_schema = pa.schema(
             [(c, pa.int64()) for c in ("wake", "ts", "n_events", "f0", "f1", "q0", "q1")]
-            + [(f"q_{f.name}", pa.int64() if f.type in ("int", int) else pa.float64())
-               for f in fields(FitQuality)]
+            + [(f"q_{f}", pa.int64() if f in _INT_QUALITY else pa.float64())
+               for f in QUALITY_FIELDS]
             + [("oos_sq_sum", pa.float64()), ("oos_n", pa.int64()), ("surface_wake", pa.int64()),
                ("spot", pa.float64()), ("usable_ts", pa.int64()), ("fell_back", pa.bool_()),
                ("violations", pa.string()), ("fits_payload", pa.binary()),
@@ -186,7 +188,10 @@ class StreamRecorder:
 
 
 class StreamReader:
-    """Serves the recorded outputs of a stream to a replaying consumer, wake by wake."""
+    """Serves the recorded outputs of a stream to a replaying consumer, wake by wake.
+
+    Loading is columnar (no Python object per fit row), so opening a day's stream costs
+    well under a second; surfaces are rebuilt only when someone reads them."""
 
     def __init__(self, folder: str | Path):
         folder = Path(folder)
@@ -196,23 +201,29 @@ class StreamReader:
                                  "rebuild it with calibration.cache=refresh")
         self.folder = folder
         w = pq.read_table(folder / "wakes.parquet")
-        self.wake = w["wake"].to_numpy()
-        self.ts = w["ts"].to_numpy()
-        self.n_events = w["n_events"].to_numpy()
-        self.f0, self.f1 = w["f0"].to_numpy(), w["f1"].to_numpy()
-        self.q0, self.q1 = w["q0"].to_numpy(), w["q1"].to_numpy()
-        self.quality = w.select([f"q_{f}" for f in QUALITY_FIELDS]).to_pylist()
-        self.oos_sq, self.oos_n = w["oos_sq_sum"].to_pylist(), w["oos_n"].to_pylist()
-        self.surface_wake = w["surface_wake"].to_numpy()
-        self.spot, self.usable_ts = w["spot"].to_numpy(), w["usable_ts"].to_numpy()
-        self.fell_back = w["fell_back"].to_numpy(zero_copy_only=False)
+        col = {c: w[c].to_numpy(zero_copy_only=False) for c in (
+            "wake", "ts", "n_events", "f0", "f1", "q0", "q1", "surface_wake", "spot",
+            "usable_ts", "fell_back")}
+        self.wake, self.ts, self.n_events = col["wake"], col["ts"], col["n_events"]
+        self.f0, self.f1, self.q0, self.q1 = col["f0"], col["f1"], col["q0"], col["q1"]
+        self.surface_wake, self.spot = col["surface_wake"], col["spot"]
+        self.usable_ts, self.fell_back = col["usable_ts"], col["fell_back"]
+        self.has_quality = w["q_n_quotes"].is_valid().to_numpy(zero_copy_only=False)
+        self.quality = {f: w[f"q_{f}"].to_numpy(zero_copy_only=False) for f in QUALITY_FIELDS}
+        self.has_jitter = w["q_param_jitter"].is_valid().to_numpy(zero_copy_only=False)
+        self.has_oos = w["oos_n"].is_valid().to_numpy(zero_copy_only=False)
+        self.oos_sq = w["oos_sq_sum"].fill_null(0.0).to_numpy()
+        self.oos_n = w["oos_n"].fill_null(0).to_numpy()
         self.violations = w["violations"].to_pylist()
         self.fits_payload = w["fits_payload"].to_pylist()
         self.quotes_payload = w["quotes_payload"].to_pylist()
-        self.row_of_wake = {int(x): i for i, x in enumerate(self.wake)}
+        self.row_of_wake = dict(zip(self.wake.tolist(), range(len(self.wake))))
         self.fits = pq.read_table(folder / "fits.parquet")
-        self.fit_cols = {c: _column(self.fits[c]) for c in ("model", "expiry", "t", "forward")}
-        self.params_v = self.fits["params_v"].to_pylist()
+        self.model = self.fits["model"].to_numpy(zero_copy_only=False)
+        self.expiry = self.fits["expiry"].to_numpy()
+        self.t, self.forward = self.fits["t"].to_numpy(), self.fits["forward"].to_numpy()
+        params = self.fits["params_v"].combine_chunks()
+        self.params, self.params_at = params.values.to_numpy(), params.offsets.to_numpy()
         self.k_lo, self.k_hi = self.fits["k_lo"].to_numpy(), self.fits["k_hi"].to_numpy()
         self.quotes = pq.read_table(folder / "quotes.parquet")
         self._surface: tuple[int, Surface] | None = None
@@ -220,21 +231,27 @@ class StreamReader:
     def __len__(self) -> int:
         return len(self.wake)
 
+    def fit_quality(self, i: int) -> FitQuality | None:
+        if not self.has_quality[i]:
+            return None
+        q = {f: (int(v) if f in _INT_QUALITY else float(v))
+             for f, v in ((f, self.quality[f][i]) for f in QUALITY_FIELDS)}
+        if not self.has_jitter[i]:
+            q["param_jitter"] = None
+        return FitQuality(**q)
+
     def output(self, i: int) -> WakeOutput:
         """The output recorded at row ``i`` of ``wakes``."""
-        f0, f1, q0, q1 = int(self.f0[i]), int(self.f1[i]), int(self.q0[i]), int(self.q1[i])
-        qd = self.quality[i]
-        quality = None if qd["q_n_quotes"] is None else FitQuality(
-            **{f: qd[f"q_{f}"] for f in QUALITY_FIELDS})
-        oos = None if self.oos_n[i] is None else OOSError(self.oos_sq[i], self.oos_n[i])
-        sw = int(self.surface_wake[i])
         fp, qp = self.fits_payload[i], self.quotes_payload[i]
+        sw = int(self.surface_wake[i])
         return WakeOutput(
             int(self.ts[i]), int(self.n_events[i]),
-            fits=None if fp is None else Block(fp, self.fits, f0, f1),
-            quotes=None if qp is None else Block(qp, self.quotes, q0, q1),
-            quality=quality, oos=oos,
-            publish=None if sw < 0 else (lambda: self.surface(sw)),
+            fits=None if fp is None else Block(fp, self.fits, int(self.f0[i]), int(self.f1[i])),
+            quotes=None if qp is None else Block(qp, self.quotes, int(self.q0[i]),
+                                                 int(self.q1[i])),
+            quality=self.fit_quality(i),
+            oos=OOSError(float(self.oos_sq[i]), int(self.oos_n[i])) if self.has_oos[i] else None,
+            publish=None if sw < 0 else partial(self.surface, sw),
             spot=float(self.spot[i]), usable_ts=int(self.usable_ts[i]),
             fell_back=bool(self.fell_back[i]))
 
@@ -244,23 +261,25 @@ class StreamReader:
         if self._surface is not None and self._surface[0] == wake:
             return self._surface[1]
         i = self.row_of_wake[wake]
-        f0, f1 = int(self.f0[i]), int(self.f1[i])
-        fc = self.fit_cols
-        slices = [SmileSlice(str(fc["model"][j]), PARAMS[str(fc["model"][j])](*self.params_v[j]),
-                             int(fc["expiry"][j]), float(fc["t"][j]), float(fc["forward"][j]),
-                             float(self.k_lo[j]), float(self.k_hi[j])) for j in range(f0, f1)]
+        p, at = self.params, self.params_at
+        slices = [SmileSlice(str(self.model[j]), PARAMS[str(self.model[j])](
+            *p[at[j]:at[j + 1]].tolist()), int(self.expiry[j]), float(self.t[j]),
+            float(self.forward[j]), float(self.k_lo[j]), float(self.k_hi[j]))
+            for j in range(int(self.f0[i]), int(self.f1[i]))]
         surf = Surface(slices, int(self.ts[i]),
                        [Violation(**v) for v in json.loads(self.violations[i])])
         self._surface = (wake, surf)
         return surf
 
-    def metrics_rows(self, upto_wake: int) -> tuple[list[FitQuality], list[OOSError]]:
-        """Qualities and out-of-sample scores of every wake up to ``upto_wake``."""
-        n = int(np.searchsorted(self.wake, upto_wake, side="right"))
-        qs = [FitQuality(**{f: d[f"q_{f}"] for f in QUALITY_FIELDS})
-              for d in self.quality[:n] if d["q_n_quotes"] is not None]
-        oos = [OOSError(s, k) for s, k in zip(self.oos_sq[:n], self.oos_n[:n]) if k is not None]
-        return qs, oos
+    def metrics_rows(self, n: int) -> tuple[list[FitQuality], list[OOSError], int, int]:
+        """Over the first ``n`` rows: the fit qualities, out-of-sample scores, fallbacks and
+        fits skipped for want of quotes (what a live consumer accumulates)."""
+        qs = [self.fit_quality(i) for i in np.flatnonzero(self.has_quality[:n])]
+        oos = [OOSError(float(self.oos_sq[i]), int(self.oos_n[i]))
+               for i in np.flatnonzero(self.has_oos[:n])]
+        fitted = np.asarray([p is not None for p in self.fits_payload[:n]], dtype=bool)
+        skipped = int(np.sum(fitted & ~self.has_quality[:n]))
+        return qs, oos, int(np.sum(self.fell_back[:n] & self.has_quality[:n])), skipped
 
 
 def _payload(kind: str, cols: dict | None) -> bytes | None:
@@ -268,10 +287,3 @@ def _payload(kind: str, cols: dict | None) -> bytes | None:
         return None
     k = KINDS[kind]
     return payload_bytes(k, columns_of(k, cols)[1])
-
-
-def _column(col: pa.ChunkedArray) -> np.ndarray:
-    """A journal column as numpy: strings as an object array (journal appends take lists)."""
-    if pa.types.is_string(col.type):
-        return np.array(col.to_pylist(), dtype=object)
-    return col.to_numpy()

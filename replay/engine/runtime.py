@@ -10,6 +10,11 @@ A consumer is a plain Python object:
   condition (``None``: never again);
 * ``state_dict() -> dict`` / ``load_state_dict(d)``: everything it needs to resume.
 
+A consumer that, for a run, only ever sets deadlines may say so with ``deadline_only = True``
+and define ``on_deadline(ctx) -> int | None`` (its next deadline, or None): the engine then
+wakes it without building a :class:`WakeCondition` per wake.  The calibration consumer does
+this when it replays a recorded surface stream, which makes a wake a few microseconds.
+
 ``ctx`` (:class:`Context`) is valid during the call only.  It offers the market as of
 ``ctx.now`` (:class:`replay.engine.state.MarketView`), the instruments, the positions (the venue's), the
 run's numpy Generator, and the only ways to act: ``ctx.emit`` (journal an event) and
@@ -44,7 +49,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from replay.engine.journal import Journal
+from replay.engine.journal import KINDS, Journal, columns_of, payload_bytes
 from replay.engine.state import Instruments, MarketState, MarketView
 from replay.engine.wake import (
     NO_DEADLINE,
@@ -115,8 +120,7 @@ class Context:
         # "wake-ups that acted" are journaled, lazily, before the first thing they do
         if not self._acted:
             self._acted = True
-            self._rt.journal_event("wake", self.now, "engine",
-                                   {"consumer": self.consumer, "reason": self.reason})
+            self._rt.journal_wake(self.now, self.consumer, self.reason)
 
     def emit(self, kind: str, **fields: Any) -> int:
         """Journal a derived event (fields as declared by its kind); returns its seq."""
@@ -205,10 +209,23 @@ class Runtime:
         self.next_snap_events = snapshot_every_events
         self.next_snap_ts: int | None = None
         self.snapshotter = snapshotter
+        self._on_deadline = [cons.on_deadline if getattr(cons, "deadline_only", False) else None
+                             for cons in consumers]
+        self._wake_payloads: dict[tuple[str, str], bytes] = {}
 
     # -- actions ------------------------------------------------------------------------
     def journal_event(self, kind: str, ts: int, source: str, fields: dict) -> int:
         return self.journal.append(kind, ts, self.state.cause(), source, fields)
+
+    def journal_wake(self, now: int, consumer: str, reason: str) -> int:
+        """The ``wake`` event of a wake-up that acted (its payload bytes computed once)."""
+        fields = {"consumer": consumer, "reason": reason}
+        payload = self._wake_payloads.get((consumer, reason))
+        if payload is None:
+            k = KINDS["wake"]
+            payload = self._wake_payloads[(consumer, reason)] = payload_bytes(
+                k, columns_of(k, fields)[1])
+        return self.journal.append("wake", now, self.state.cause(), "engine", fields, payload)
 
     def submit_order(self, consumer: str, now: int, iid: int, qty: float, limit: float,
                      latency_ns: int) -> int:
@@ -244,9 +261,16 @@ class Runtime:
             self.wakes.set(c, cons.on_start(ctx), now)
 
     def _wake(self, c: int, now: int, reason: str) -> None:
-        self.wakes.clear(c)
         cons = self.consumers[c]
         self.n_wakes += 1
+        fast = self._on_deadline[c]
+        if fast is not None and reason == "deadline":
+            d = fast(Context(self, cons.name, now, reason))
+            if d is not None and d <= now:
+                raise ValueError(f"{cons.name}: deadline {d} is not after now={now}")
+            self.wakes.deadline[c] = NO_DEADLINE if d is None else int(d)
+            return
+        self.wakes.clear(c)
         cond = cons.on_wake(Context(self, cons.name, now, reason))
         self.wakes.set(c, cond, now)
 
