@@ -47,7 +47,7 @@ from calibration.quality import (
     outside_band_pct,
 )
 from calibration.quotes import MIN_QUOTES, QuoteSnapshot
-from calibration.surface import MODELS, SmileSlice, Surface
+from calibration.surface import MODELS, SmileSlice, Surface, param_values
 
 FALLBACKS = ("last_good", "publish")
 
@@ -298,7 +298,7 @@ class CalibrationScheme:
             return FitResult(snapshot.ts_ns, self.last_good, None, {}, fit_ms, None, (),
                              self.last_good is not None, reason, used)
         q = replace(q, fit_ms=fit_ms)
-        params = {s.expiry_ns: tuple(asdict(s.params).values()) for s in surf.slices}
+        params = {s.expiry_ns: param_values(s.params) for s in surf.slices}
         published, fell_back = surf, False
         if not self._ok(surf, q):
             why = (f"{len(surf.violations)} arbitrage violation(s)" if surf.violations

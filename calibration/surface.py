@@ -37,6 +37,11 @@ MODELS = ("svi", "essvi", "sabr")
 PARAMS = {"svi": SVIParams, "essvi": ESSVIParams, "sabr": SABRParams}
 
 
+def param_values(p: SVIParams | ESSVIParams | SABRParams) -> tuple:
+    """A model's parameters in field order (``asdict`` deep-copies: this is the hot path)."""
+    return tuple(vars(p).values())
+
+
 @dataclass(frozen=True)
 class SmileSlice:
     """One fitted expiry: the model, its parameters, and the ``k`` domain its quotes covered."""
@@ -98,7 +103,7 @@ class Surface:
         """Plain JSON-able state; :meth:`from_state` rebuilds an identical surface (floats
         round-trip exactly) without re-running the arbitrage check."""
         return {"ts_ns": self.ts_ns,
-                "slices": [{"model": x.model, "params": list(asdict(x.params).values()),
+                "slices": [{"model": x.model, "params": list(param_values(x.params)),
                             "expiry_ns": x.expiry_ns, "t": x.t, "forward": x.forward,
                             "k_lo": x.k_lo, "k_hi": x.k_hi} for x in self.slices],
                 "violations": [asdict(v) for v in self.violations]}

@@ -42,7 +42,7 @@ from calibration.quality import aggregate, calibration_quote_rows, oos_errors
 from calibration.quotes import build_snapshot
 from calibration.scheme import CalibrationScheme, SchemeConfig
 from calibration.scheme import parse_every as scheme_parse_every
-from calibration.surface import Surface
+from calibration.surface import Surface, param_values
 from replay.consumers.surface_stream import Block, StreamMismatch, StreamReader, WakeOutput
 from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
@@ -339,7 +339,7 @@ class CalibrationConsumer:
         out.fits = dict(
             model=[s.model for s in fitted.slices], expiry=[s.expiry_ns for s in fitted.slices],
             t=[s.t for s in fitted.slices], forward=[s.forward for s in fitted.slices],
-            params=[json.dumps([float(x) for x in asdict(s.params).values()])
+            params=[json.dumps([float(x) for x in param_values(s.params)])
                     for s in fitted.slices],
             n_quotes=[nq.get(s.expiry_ns, 0) for s in fitted.slices],
             rmse_vol_pts=[q.rmse_vol_pts] * n, inside_spread_pct=[q.inside_spread_pct] * n,

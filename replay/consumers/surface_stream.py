@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 
 from calibration.arbitrage import Violation
 from calibration.quality import FitQuality, OOSError
-from calibration.surface import PARAMS, SmileSlice, Surface
+from calibration.surface import PARAMS, SmileSlice, Surface, param_values
 from replay.engine.journal import KINDS, columns_of, payload_bytes
 from replay.errors import StoreError
 
@@ -115,7 +115,7 @@ class StreamRecorder:
             self._extend(self.fits, wake, n, out.fits,
                          ts=[out.ts] * n, usable_ts=[out.usable_ts] * n)
             fitted = out.fitted.slices if out.fitted is not None else ()
-            self.fits["params_v"] += [list(asdict(s.params).values()) for s in fitted]
+            self.fits["params_v"] += [list(param_values(s.params)) for s in fitted]
             self.fits["k_lo"] += [s.k_lo for s in fitted]
             self.fits["k_hi"] += [s.k_hi for s in fitted]
             if out.fitted is None:  # the "no fit" row: nothing to rebuild

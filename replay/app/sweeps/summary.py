@@ -104,6 +104,13 @@ def summary_frame(sweep: Path, objective: Any = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def stream_builds(df: pd.DataFrame) -> int:
+    """Jobs that built a surface stream (calibrate once, replay many: 1 for a cold cache,
+    0 for a warm one, whatever the number of jobs)."""
+    col = "surface_stream.built"
+    return int(df[col].fillna(False).astype(bool).sum()) if col in df else 0
+
+
 def summarize_sweep(sweep: str | Path, config: Any = None) -> list[Path]:
     """Write ``summary.parquet`` and ``sweep.html`` into ``sweep``; returns their paths.
     ``config`` (the sweep's config) gives the objective; without it ``multirun.yaml`` does."""
@@ -170,7 +177,7 @@ rows.sort((a,b)=>{{const x=a.cells[n].textContent,y=b.cells[n].textContent;const
 const c=(isNaN(fx)||isNaN(fy))?x.localeCompare(y):fx-fy;return asc?c:-c}});rows.forEach(r=>t.tBodies[0].appendChild(r))}}
 </script></head><body>
 <h1>Sweep <code>{html.escape(str(sweep))}</code></h1>
-<p>{len(df)} jobs, {int((df.status == 'ok').sum()) if len(df) else 0} succeeded. Click a column to sort.
+<p>{len(df)} jobs, {int((df.status == 'ok').sum()) if len(df) else 0} succeeded, {stream_builds(df)} surface stream build(s). Click a column to sort.
 Costs are fees plus slippage; hedging error is the variance of the PnL per mark step.</p>
 {charts}
 <table id="jobs"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
@@ -207,7 +214,9 @@ class SweepSummary(Callback):
 
         sweep = Path(config.hydra.sweep.dir)
         paths = summarize_sweep(sweep, config)
-        print(f"sweep summary: {paths[0]}\nsweep report:  {paths[1]}")
+        builds = stream_builds(pd.read_parquet(paths[0]))
+        print(f"sweep summary: {paths[0]}\nsweep report:  {paths[1]}\n"
+              f"surface stream builds: {builds}")
         target = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
         last_exit_code = sweep_exit_code(sweep, search="optuna" in target.lower())
 

@@ -45,6 +45,11 @@ def test_submitit_local_two_jobs(store, tmp_path):
         assert m["journal_hash"] == df.loc[job, "journal_hash"]
         hashes[df.loc[job, "override.strategy"]] = m["journal_hash"]
     assert hashes["delta_band"] != hashes["whalley_wilmott"]
+    # both jobs started together on one calibration config: at most one built the surface
+    # stream (none if an earlier test of the session did), the other waited and read it
+    assert df["surface_stream.key"].nunique() == 1
+    assert df["surface_stream.built"].sum() <= 1
+    assert "surface stream builds: " in p.stdout
 
     # each job went through submitit: its own folder with the pickled job, result and logs
     folders = [d for d in (sweep / ".submitit").iterdir() if d.name != "%j"]
