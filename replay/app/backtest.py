@@ -84,7 +84,7 @@ def run(cfg: Any) -> dict:
     """Run one backtest; returns the metrics dict (also written to ``metrics.json``)."""
     from omegaconf import OmegaConf
 
-    from replay.app.surface_cache import cache_mode, ensure_stream
+    from replay.app.surfaces.cache import cache_mode, ensure_stream
     from replay.consumers.marker import PnLMarker
     from replay.consumers.surface_stream import StreamReader
     from replay.engine.loop import run_replay

@@ -78,7 +78,7 @@ def cmd_run(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace, rest: list[str]) -> int:
-    from replay.app.calibrate import main as calibrate_main
+    from replay.app.surfaces.calibrate import main as calibrate_main
 
     return calibrate_main(rest)
 

@@ -49,7 +49,7 @@ def calibrate(cfg: Any) -> dict:
 
     from replay.app.backtest import _active, _without
     from replay.app.selection import resolve_data, typed
-    from replay.app.surface_cache import cache_mode, ensure_stream, read_manifest
+    from replay.app.surfaces.cache import cache_mode, ensure_stream, read_manifest
     from replay.model.config import DataConfig, instantiate_checked, validate_numbers
 
     if not OmegaConf.is_config(cfg):

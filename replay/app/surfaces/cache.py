@@ -80,7 +80,7 @@ def code_version() -> str:
     """sha256 over the source that decides a stream and the numerical libraries' versions."""
     from importlib.metadata import PackageNotFoundError, version
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     h = hashlib.sha256()
     for rel in _CODE:
         p = root / rel

@@ -15,7 +15,7 @@ import pytest
 
 import replay
 from replay.app.selection import Selection
-from replay.app.surface_cache import ensure_stream, stream_key
+from replay.app.surfaces.cache import ensure_stream, stream_key
 from replay.consumers.surface_stream import StreamMismatch
 
 
@@ -102,7 +102,7 @@ def test_a_stream_of_another_selection_is_refused(gbm_quarter_hour, cold, tmp_pa
                                                   monkeypatch):
     """The key prevents it; should a stream ever be read by the wrong replay, the wake
     positions recorded in it stop the run instead of publishing wrong surfaces."""
-    import replay.app.surface_cache as sc
+    import replay.app.surfaces.cache as sc
 
     full = replay.run(_cfg(gbm_quarter_hour, tmp_path / "full"))["surface_stream"]
     real = sc.ensure_stream
@@ -187,7 +187,7 @@ def test_key_depends_on_each_part():
 
 def test_calibrate_command_builds_what_the_run_then_reuses(gbm_quarter_hour, cold, tmp_path,
                                                            capsys):
-    from replay.app.calibrate import calibrate, compose, main
+    from replay.app.surfaces.calibrate import calibrate, compose, main
 
     overrides = [f"data.db={gbm_quarter_hour}", "calibration.every=45s", "report.html=false"]
     assert main(overrides) == 0
