@@ -251,7 +251,7 @@ def _nelder_mead(x0, step, max_iter, ftol, xtol, D):
         F[i] = _outer_obj(P[i], D)[0]
     nev = 3
     for _it in range(max_iter):
-        order = np.argsort(F)
+        order = np.argsort(F, kind="mergesort")  # stable: ties order alike compiled or not
         P = P[order].copy()
         F = F[order].copy()
         if F[0] == np.inf:  # no vertex meets the floor: nowhere to go
@@ -322,7 +322,7 @@ def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev,
                 gx[6 * i + j, 0] = kmin + span * (i + 0.5) / 7
                 gx[6 * i + j, 1] = np.log(0.02 * span) + np.log(100.0) * j / 5
                 gf[6 * i + j] = _outer_obj(gx[6 * i + j], D)[0]
-        order = np.argsort(gf)
+        order = np.argsort(gf, kind="mergesort")
         for i in range(min(n_cold, 42)):
             x, f, nev = _nelder_mead(gx[order[i]], step, max_iter, 1e-9, xtol, D)
             nev_tot += nev

@@ -130,6 +130,7 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
         "n_fits", "rmse_vol_pts", "inside_spread_pct", "oos_rmse_vol_pts", "param_jitter",
         "arb_violations", "fit_ms_median", "vs_venue_mark_iv_mae_vol_pts", "fallbacks",
         "skipped_no_quotes")}
+    names |= {"surface_stream.built", "surface_stream.build_seconds"}
     names |= {f"pnl.{k}" for k in PNL_KEYS}
     names |= {f"attribution.{k}" for k in BUCKETS}
     names |= {f"execution.{k}" for k in ("n_orders", "n_fills", "slippage_bps_mean",

@@ -145,8 +145,9 @@ def run(cfg: Any) -> dict:
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
     metrics = _metrics(res, calib, marker, venue, out, db, report)
-    metrics["surface_stream"] = stream.as_metrics() if stream is not None else \
-        {"cache": cache if calib is not None else None, "built": False}
+    metrics["surface_stream"] = stream.as_metrics() if stream is not None else {
+        "cache": cache if calib is not None else None, "key": None, "built": False,
+        "build_seconds": None, "path": None}
     # end to end: consumers, venue and analytics included (the report is rendered after)
     metrics["wall_seconds"] = time.perf_counter() - t_wall
     metrics["events_per_second"] = res.total_events / metrics["wall_seconds"]

@@ -19,8 +19,9 @@ A stream directory holds (all Parquet, zstd):
     underlying mid at the fit), ``usable_ts`` (fit time plus ``calibration.latency``), and
     ``violations`` (JSON: the arbitrage violations of this wake's fitted surface).
 ``fits.parquet``, one row per expiry of a fit:
-    ``wake``, ``ts``, ``usable_ts``, the journal's ``surface_fit`` fields, and the parameters
-    as numbers (``params_v``) with the ``k`` range (``k_lo``, ``k_hi``) that rebuild the slice.
+    ``wake``, ``ts``, ``usable_ts``, the journal's ``surface_fit`` fields (``params`` is the
+    JSON of the floats, which round-trips them exactly) and the ``k`` range (``k_lo``,
+    ``k_hi``) that, with them, rebuilds the slice.
 ``quotes.parquet``:
     ``wake`` and the journal's ``calibration_quotes`` fields (as sampled by
     ``calibration.quotes_every``).
@@ -42,7 +43,7 @@ import pyarrow.parquet as pq
 
 from calibration.arbitrage import Violation
 from calibration.quality import FitQuality, OOSError
-from calibration.surface import PARAMS, SmileSlice, Surface, param_values
+from calibration.surface import PARAMS, SmileSlice, Surface
 from replay.engine.journal import KINDS, columns_of, payload_bytes
 from replay.errors import StoreError
 
@@ -102,7 +103,7 @@ class StreamRecorder:
             *(f"q_{f}" for f in QUALITY_FIELDS), "oos_sq_sum", "oos_n", "surface_wake", "spot",
             "usable_ts", "fell_back", "violations", "fits_payload", "quotes_payload")}
         self.fits: dict[str, list] = {c: [] for c in ("wake", "ts", "usable_ts", *FIT_FIELDS,
-                                                      "params_v", "k_lo", "k_hi")}
+                                                      "k_lo", "k_hi")}
         self.quotes: dict[str, list] = {c: [] for c in ("wake", *QUOTE_FIELDS)}
         self.n_fits = self.n_quotes = 0
         self._good: tuple[Surface | None, int] = (None, -1)  # the last good surface, its wake
@@ -115,11 +116,9 @@ class StreamRecorder:
             self._extend(self.fits, wake, n, out.fits,
                          ts=[out.ts] * n, usable_ts=[out.usable_ts] * n)
             fitted = out.fitted.slices if out.fitted is not None else ()
-            self.fits["params_v"] += [list(param_values(s.params)) for s in fitted]
             self.fits["k_lo"] += [s.k_lo for s in fitted]
             self.fits["k_hi"] += [s.k_hi for s in fitted]
             if out.fitted is None:  # the "no fit" row: nothing to rebuild
-                self.fits["params_v"].append([])
                 self.fits["k_lo"].append(math.nan)
                 self.fits["k_hi"].append(math.nan)
             self.n_fits += n
@@ -175,8 +174,7 @@ class StreamRecorder:
                ("quotes_payload", pa.binary())])
         fit_schema = pa.schema([("wake", pa.int64()), ("ts", pa.int64()), ("usable_ts", pa.int64())]
                                + [(f, typ[fit_types[f]]) for f in FIT_FIELDS]
-                               + [("params_v", pa.list_(pa.float64())), ("k_lo", pa.float64()),
-                                  ("k_hi", pa.float64())])
+                               + [("k_lo", pa.float64()), ("k_hi", pa.float64())])
         quote_schema = pa.schema([("wake", pa.int64())]
                                  + [(f, typ[quote_types[f]]) for f in QUOTE_FIELDS])
         for name, cols, schema in (("wakes", self.wakes, wake_schema),
@@ -222,8 +220,7 @@ class StreamReader:
         self.model = self.fits["model"].to_numpy(zero_copy_only=False)
         self.expiry = self.fits["expiry"].to_numpy()
         self.t, self.forward = self.fits["t"].to_numpy(), self.fits["forward"].to_numpy()
-        params = self.fits["params_v"].combine_chunks()
-        self.params, self.params_at = params.values.to_numpy(), params.offsets.to_numpy()
+        self.params = self.fits["params"]  # JSON of the floats: repr round-trips exactly
         self.k_lo, self.k_hi = self.fits["k_lo"].to_numpy(), self.fits["k_hi"].to_numpy()
         self.quotes = pq.read_table(folder / "quotes.parquet")
         self._surface: tuple[int, Surface] | None = None
@@ -261,9 +258,8 @@ class StreamReader:
         if self._surface is not None and self._surface[0] == wake:
             return self._surface[1]
         i = self.row_of_wake[wake]
-        p, at = self.params, self.params_at
         slices = [SmileSlice(str(self.model[j]), PARAMS[str(self.model[j])](
-            *p[at[j]:at[j + 1]].tolist()), int(self.expiry[j]), float(self.t[j]),
+            *json.loads(self.params[j].as_py())), int(self.expiry[j]), float(self.t[j]),
             float(self.forward[j]), float(self.k_lo[j]), float(self.k_hi[j]))
             for j in range(int(self.f0[i]), int(self.f1[i]))]
         surf = Surface(slices, int(self.ts[i]),

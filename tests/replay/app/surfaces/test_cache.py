@@ -164,8 +164,8 @@ def _ensure(args) -> dict:
 
 def test_parallel_jobs_on_a_cold_cache_build_once(gbm_quarter_hour, tmp_path):
     cache = tmp_path / "shared_cache"
-    with mp.get_context("spawn").Pool(4) as pool:
-        got = pool.map(_ensure, [(str(gbm_quarter_hour), str(cache))] * 4)
+    with mp.get_context("spawn").Pool(8) as pool:  # eight sweep jobs starting together
+        got = pool.map(_ensure, [(str(gbm_quarter_hour), str(cache))] * 8, chunksize=1)
     assert sum(g["built"] for g in got) == 1
     assert len({g["path"] for g in got}) == 1
     folder = Path(got[0]["path"])
