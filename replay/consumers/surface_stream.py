@@ -95,9 +95,16 @@ class StreamMismatch(StoreError):
 
 
 class StreamRecorder:
-    """Collects the outputs of a live consumer's wakes and writes them as a stream."""
+    """Collects the outputs of a live consumer's wakes and writes them as a stream.
 
-    def __init__(self) -> None:
+    With ``folder``, every ``group_wakes`` wakes go to the files as one Parquet row group, so
+    a day's build holds a few thousand wakes in memory, not the day; without it everything
+    stays in the lists (``wakes``, ``fits``, ``quotes``) until :meth:`write`."""
+
+    def __init__(self, folder: str | Path | None = None, group_wakes: int = 4096) -> None:
+        self.folder = None if folder is None else Path(folder)
+        self.group_wakes = int(group_wakes)
+        self._writers: dict[str, pq.ParquetWriter] = {}
         self.wakes: dict[str, list] = {c: [] for c in (
             "wake", "ts", "n_events", "f0", "f1", "q0", "q1",
             *(f"q_{f}" for f in QUALITY_FIELDS), "oos_sq_sum", "oos_n", "surface_wake", "spot",
@@ -105,7 +112,7 @@ class StreamRecorder:
         self.fits: dict[str, list] = {c: [] for c in ("wake", "ts", "usable_ts", *FIT_FIELDS,
                                                       "k_lo", "k_hi")}
         self.quotes: dict[str, list] = {c: [] for c in ("wake", *QUOTE_FIELDS)}
-        self.n_fits = self.n_quotes = 0
+        self.n_wakes = self.n_fits = self.n_quotes = 0
         self._good: tuple[Surface | None, int] = (None, -1)  # the last good surface, its wake
 
     def add(self, wake: int, out: WakeOutput) -> None:
@@ -148,6 +155,9 @@ class StreamRecorder:
                      ("fits_payload", _payload("surface_fit", out.fits)),
                      ("quotes_payload", _payload("calibration_quotes", out.quotes))):
             w[k].append(v)
+        self.n_wakes += 1
+        if self.folder is not None and len(w["wake"]) >= self.group_wakes:
+            self._flush()
 
     @staticmethod
     def _extend(dest: dict[str, list], wake: int, n: int, cols: dict, **extra: list) -> None:
@@ -156,33 +166,55 @@ class StreamRecorder:
             if k != "wake" and k in dest:
                 dest[k] += np.asarray(v).tolist() if isinstance(v, np.ndarray) else list(v)
 
-    def write(self, folder: str | Path) -> dict:
-        """Write the three files into ``folder`` (created); returns their row counts."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+    @staticmethod
+    def schemas() -> dict[str, pa.Schema]:
+        typ = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}
         fit_types = dict(KINDS["surface_fit"].fields)
         quote_types = dict(KINDS["calibration_quotes"].fields)
-        typ = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(),
-               "bool": pa.bool_()}
-        wake_schema = pa.schema(
-            [(c, pa.int64()) for c in ("wake", "ts", "n_events", "f0", "f1", "q0", "q1")]
-            + [(f"q_{f}", pa.int64() if f in _INT_QUALITY else pa.float64())
-               for f in QUALITY_FIELDS]
-            + [("oos_sq_sum", pa.float64()), ("oos_n", pa.int64()), ("surface_wake", pa.int64()),
-               ("spot", pa.float64()), ("usable_ts", pa.int64()), ("fell_back", pa.bool_()),
-               ("violations", pa.string()), ("fits_payload", pa.binary()),
-               ("quotes_payload", pa.binary())])
-        fit_schema = pa.schema([("wake", pa.int64()), ("ts", pa.int64()), ("usable_ts", pa.int64())]
-                               + [(f, typ[fit_types[f]]) for f in FIT_FIELDS]
-                               + [("k_lo", pa.float64()), ("k_hi", pa.float64())])
-        quote_schema = pa.schema([("wake", pa.int64())]
-                                 + [(f, typ[quote_types[f]]) for f in QUOTE_FIELDS])
-        for name, cols, schema in (("wakes", self.wakes, wake_schema),
-                                   ("fits", self.fits, fit_schema),
-                                   ("quotes", self.quotes, quote_schema)):
-            pq.write_table(pa.table(cols, schema=schema), folder / f"{name}.parquet",
-                           compression="zstd")
-        return {"wakes": len(self.wakes["wake"]), "fits": self.n_fits, "quotes": self.n_quotes}
+        return {
+            "wakes": pa.schema(
+                [(c, pa.int64()) for c in ("wake", "ts", "n_events", "f0", "f1", "q0", "q1")]
+                + [(f"q_{f}", pa.int64() if f in _INT_QUALITY else pa.float64())
+                   for f in QUALITY_FIELDS]
+                + [("oos_sq_sum", pa.float64()), ("oos_n", pa.int64()),
+                   ("surface_wake", pa.int64()), ("spot", pa.float64()),
+                   ("usable_ts", pa.int64()), ("fell_back", pa.bool_()),
+                   ("violations", pa.string()), ("fits_payload", pa.binary()),
+                   ("quotes_payload", pa.binary())]),
+            "fits": pa.schema([("wake", pa.int64()), ("ts", pa.int64()), ("usable_ts", pa.int64())]
+                              + [(f, typ[fit_types[f]]) for f in FIT_FIELDS]
+                              + [("k_lo", pa.float64()), ("k_hi", pa.float64())]),
+            "quotes": pa.schema([("wake", pa.int64())]
+                                + [(f, typ[quote_types[f]]) for f in QUOTE_FIELDS]),
+        }
+
+    def _flush(self) -> None:
+        """Append what is held to the files as one row group each and forget it."""
+        for name, schema in self.schemas().items():
+            cols = getattr(self, name)
+            writer = self._writers.get(name)
+            if writer is None:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                writer = self._writers[name] = pq.ParquetWriter(
+                    self.folder / f"{name}.parquet", schema, compression="zstd")
+            if cols["wake"]:
+                writer.write_table(pa.table(cols, schema=schema))
+            for v in cols.values():
+                v.clear()
+
+    def write(self, folder: str | Path | None = None) -> dict:
+        """Write what is left and close the files (in ``folder``, if none was given at
+        construction); returns the row counts."""
+        if self.folder is None:
+            if folder is None:
+                raise ValueError("StreamRecorder.write needs a folder")
+            self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._flush()
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+        return {"wakes": self.n_wakes, "fits": self.n_fits, "quotes": self.n_quotes}
 
 
 class StreamReader:

@@ -203,7 +203,7 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
     from replay.consumers.surface_stream import StreamRecorder
     from replay.engine.loop import run_replay
 
-    recorder = StreamRecorder()
+    recorder = StreamRecorder(folder)
     cfg = OmegaConf.create(calibration_config(node))
     consumer = instantiate(cfg, recorder=recorder, _convert_="all")
     t0 = time.perf_counter()
@@ -212,7 +212,7 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
                          window_ns=sel.window_ns, underlying_id=sel.underlying_id,
                          instrument_ids=list(sel.instrument_ids) if sel.instrument_ids else None,
                          expiries=list(sel.expiries) if sel.expiries else None, progress=False)
-    rows = recorder.write(folder)
+    rows = recorder.write()
     manifest = {"key": key, "calibration": calibration_config(node),
                 "selection": {k: v for k, v in asdict(sel).items() if k != "window_ns"},
                 "code": code_version(), "events": res.total_events, "rows": rows,
