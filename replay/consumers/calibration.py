@@ -17,7 +17,7 @@ run's ``calibration`` metrics match :func:`calibration.scheme.replay_snapshots`.
 
 ``latency`` (seconds of market time, default 0) delays publication: a surface fitted at
 ``t`` becomes usable at ``t + latency`` (the consumer wakes then to publish it, before any
-other consumer's wake of that instant).  ``quotes_every`` samples the ``calibration_quotes``
+other consumer's wake of that instant).  ``quotes_every_s`` samples the ``calibration_quotes``
 rows: a fit's quotes are journaled when at least that much market time has passed since the
 last fit whose quotes were (``0``: every fit).
 
