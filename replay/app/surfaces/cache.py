@@ -211,7 +211,8 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
         res = run_replay(sel.db, [consumer], scratch, start=sel.start, end=sel.end,
                          window_ns=sel.window_ns, underlying_id=sel.underlying_id,
                          instrument_ids=list(sel.instrument_ids) if sel.instrument_ids else None,
-                         expiries=list(sel.expiries) if sel.expiries else None, progress=False)
+                         expiries=list(sel.expiries) if sel.expiries else None,
+                         progress=None)  # a bar on a terminal: a day's build takes minutes
     rows = recorder.write()
     manifest = {"key": key, "calibration": calibration_config(node),
                 "selection": {k: v for k, v in asdict(sel).items() if k != "window_ns"},
