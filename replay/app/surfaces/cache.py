@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -200,6 +201,7 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from replay.app.backtest import ProgressLog
     from replay.consumers.surface_stream import StreamRecorder
     from replay.engine.loop import run_replay
 
@@ -212,7 +214,8 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
                          window_ns=sel.window_ns, underlying_id=sel.underlying_id,
                          instrument_ids=list(sel.instrument_ids) if sel.instrument_ids else None,
                          expiries=list(sel.expiries) if sel.expiries else None,
-                         progress=None)  # a bar on a terminal: a day's build takes minutes
+                         # a day's build takes minutes: a bar on a terminal, log lines else
+                         progress=None if sys.stderr.isatty() else ProgressLog())
     rows = recorder.write()
     manifest = {"key": key, "calibration": calibration_config(node),
                 "selection": {k: v for k, v in asdict(sel).items() if k != "window_ns"},
