@@ -172,7 +172,7 @@ class CalibrationConsumer:
             if s.ts[i] < now or s.n_events[i] != ctx.events:
                 raise self._mismatch(ctx)
             self.n_wakes, self._row = int(s.wake[i]), i + 1
-            fp, qp = s.fits_payload[i], s.quotes_payload[i]
+            fp, qp = s.payloads(i)
             if fp is not None:
                 ctx.emit_block("surface_fit", fp, s.fits, int(s.f0[i]), int(s.f1[i]))
             if qp is not None:

@@ -244,12 +244,14 @@ class StreamReader:
         self.has_oos = w["oos_n"].is_valid().to_numpy(zero_copy_only=False)
         self.oos_sq = w["oos_sq_sum"].fill_null(0.0).to_numpy()
         self.oos_n = w["oos_n"].fill_null(0).to_numpy()
-        self.violations = w["violations"].to_pylist()
-        self.fits_payload = w["fits_payload"].to_pylist()
-        self.quotes_payload = w["quotes_payload"].to_pylist()
+        # kept as Arrow (one buffer each), read per wake: Python objects for every row of a
+        # day would double the memory
+        self.violations = w["violations"].combine_chunks()
+        self._fits_payload = w["fits_payload"].combine_chunks()
+        self._quotes_payload = w["quotes_payload"].combine_chunks()
         self.row_of_wake = dict(zip(self.wake.tolist(), range(len(self.wake))))
         self.fits = pq.read_table(folder / "fits.parquet")
-        self.model = self.fits["model"].to_numpy(zero_copy_only=False)
+        self.model = self.fits["model"].combine_chunks()
         self.expiry = self.fits["expiry"].to_numpy()
         self.t, self.forward = self.fits["t"].to_numpy(), self.fits["forward"].to_numpy()
         self.params = self.fits["params"]  # JSON of the floats: repr round-trips exactly
@@ -259,6 +261,11 @@ class StreamReader:
 
     def __len__(self) -> int:
         return len(self.wake)
+
+    def payloads(self, i: int) -> tuple[bytes | None, bytes | None]:
+        """The canonical payload bytes of row ``i``'s ``surface_fit`` and
+        ``calibration_quotes`` events (None: not emitted)."""
+        return self._fits_payload[i].as_py(), self._quotes_payload[i].as_py()
 
     def fit_quality(self, i: int) -> FitQuality | None:
         if not self.has_quality[i]:
@@ -271,7 +278,7 @@ class StreamReader:
 
     def output(self, i: int) -> WakeOutput:
         """The output recorded at row ``i`` of ``wakes``."""
-        fp, qp = self.fits_payload[i], self.quotes_payload[i]
+        fp, qp = self.payloads(i)
         sw = int(self.surface_wake[i])
         return WakeOutput(
             int(self.ts[i]), int(self.n_events[i]),
@@ -290,12 +297,14 @@ class StreamReader:
         if self._surface is not None and self._surface[0] == wake:
             return self._surface[1]
         i = self.row_of_wake[wake]
-        slices = [SmileSlice(str(self.model[j]), PARAMS[str(self.model[j])](
-            *json.loads(self.params[j].as_py())), int(self.expiry[j]), float(self.t[j]),
-            float(self.forward[j]), float(self.k_lo[j]), float(self.k_hi[j]))
-            for j in range(int(self.f0[i]), int(self.f1[i]))]
+        f0, f1 = int(self.f0[i]), int(self.f1[i])
+        rows = zip(range(f0, f1), self.model.slice(f0, f1 - f0).to_pylist(),
+                   self.params.slice(f0, f1 - f0).to_pylist())
+        slices = [SmileSlice(model, PARAMS[model](*json.loads(params)), int(self.expiry[j]),
+                             float(self.t[j]), float(self.forward[j]), float(self.k_lo[j]),
+                             float(self.k_hi[j])) for j, model, params in rows]
         surf = Surface(slices, int(self.ts[i]),
-                       [Violation(**v) for v in json.loads(self.violations[i])])
+                       [Violation(**v) for v in json.loads(self.violations[i].as_py())])
         self._surface = (wake, surf)
         return surf
 
@@ -305,7 +314,7 @@ class StreamReader:
         qs = [self.fit_quality(i) for i in np.flatnonzero(self.has_quality[:n])]
         oos = [OOSError(float(self.oos_sq[i]), int(self.oos_n[i]))
                for i in np.flatnonzero(self.has_oos[:n])]
-        fitted = np.asarray([p is not None for p in self.fits_payload[:n]], dtype=bool)
+        fitted = self._fits_payload.is_valid().to_numpy(zero_copy_only=False)[:n]
         skipped = int(np.sum(fitted & ~self.has_quality[:n]))
         return qs, oos, int(np.sum(self.fell_back[:n] & self.has_quality[:n])), skipped
 
