@@ -105,13 +105,9 @@ class StreamRecorder:
         self.folder = None if folder is None else Path(folder)
         self.group_wakes = int(group_wakes)
         self._writers: dict[str, pq.ParquetWriter] = {}
-        self.wakes: dict[str, list] = {c: [] for c in (
-            "wake", "ts", "n_events", "f0", "f1", "q0", "q1",
-            *(f"q_{f}" for f in QUALITY_FIELDS), "oos_sq_sum", "oos_n", "surface_wake", "spot",
-            "usable_ts", "fell_back", "violations", "fits_payload", "quotes_payload")}
-        self.fits: dict[str, list] = {c: [] for c in ("wake", "ts", "usable_ts", *FIT_FIELDS,
-                                                      "k_lo", "k_hi")}
-        self.quotes: dict[str, list] = {c: [] for c in ("wake", *QUOTE_FIELDS)}
+        # one list per column of each file, in the files' column order
+        cols = {name: {c: [] for c in schema.names} for name, schema in self.schemas().items()}
+        self.wakes, self.fits, self.quotes = cols["wakes"], cols["fits"], cols["quotes"]
         self.n_wakes = self.n_fits = self.n_quotes = 0
         self._good: tuple[Surface | None, int] = (None, -1)  # the last good surface, its wake
 
