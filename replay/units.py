@@ -17,6 +17,11 @@ def iso(ns: int | None, timespec: str = "milliseconds") -> str | None:
     return datetime.fromtimestamp(ns / NS, tz=timezone.utc).isoformat(timespec=timespec)
 
 
+def iso_z(ns: int) -> str:
+    """``ns`` as ``2025-01-06T00:00:00Z`` (to the second), for log and error lines."""
+    return datetime.fromtimestamp(ns / NS, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """The sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from replay.app.selection import iso_z, resolve_data, typed
+from replay.app.selection import resolve_data, typed
 from replay.errors import ConfigError
 from replay.model.config import (
     PLUGIN_GROUPS,
@@ -38,9 +38,8 @@ from replay.model.config import (
     instantiate_checked,
     validate_numbers,
 )
-from replay.units import NS
+from replay.units import NS, iso_z
 
-PROGRESS_EVERY_S = 10.0  # wall seconds between progress lines when stderr is not a terminal
 log = logging.getLogger(__name__)
 _NULL_CALIBRATION = dict.fromkeys(("n_fits", "rmse_vol_pts", "inside_spread_pct",
                                    "oos_rmse_vol_pts", "param_jitter", "arb_violations",
@@ -87,7 +86,7 @@ def run(cfg: Any) -> dict:
     from replay.app.surfaces.cache import cache_mode, ensure_stream
     from replay.consumers.marker import PnLMarker
     from replay.consumers.surface_stream import StreamReader
-    from replay.engine.loop import run_replay
+    from replay.engine.loop import ProgressLog, run_replay
     from replay.venue.simulator import SimulatedVenue, specs_from_store
     from strategies.board import SurfaceBoard
 
@@ -244,25 +243,6 @@ def _brief(v: Any) -> str:
     if isinstance(v, dict):
         return str(v.get("_target_", "{...}")).rpartition(".")[2]
     return "null" if v is None else repr(v)
-
-
-class ProgressLog:
-    """Progress lines for logs that are not a terminal (CI, cluster jobs): events, market
-    time and rate, at most one per ``every_s`` wall seconds.  The engine calls it between
-    batches, so the per-event loop is untouched and the journal cannot change."""
-
-    def __init__(self, n_events: int = 0, every_s: float | None = None):
-        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
-        self.last_t, self.last_n = time.monotonic(), n_events
-
-    def __call__(self, n_events: int, now: int) -> None:
-        t = time.monotonic()
-        if t - self.last_t < self.every_s:
-            return
-        rate = (n_events - self.last_n) / max(t - self.last_t, 1e-9)
-        self.last_t, self.last_n = t, n_events
-        log.info("replay: %s events, market time %s, %s events/s", f"{n_events:,}", iso_z(now),
-                 f"{rate:,.0f}")
 
 
 def _json_default(x: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 from replay.errors import ConfigError
 from replay.model.config import DataConfig
-from replay.units import NS
+from replay.units import NS, iso_z
 
 EXPIRY_HOUR_NS = 8 * 3600 * NS  # options expire at 08:00 UTC
 
@@ -72,11 +72,6 @@ def resolve_data(data: DataConfig) -> ResolvedData:
     sel = Selection(str(db), start, end, sel_ids, tuple(expiries) if expiries else None,
                     int(underlying), int(data.window_s * NS))
     return ResolvedData(db, sel, inst_table, {v: k for k, v in ids.items()}, span_text)
-
-
-def iso_z(ns: int) -> str:
-    """``ns`` as ``2025-01-06T00:00:00Z`` (to the second), for log and error lines."""
-    return datetime.fromtimestamp(ns / NS, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def typed(cls, node: Any, group: str):

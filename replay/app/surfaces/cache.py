@@ -201,9 +201,8 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from replay.app.backtest import ProgressLog
     from replay.consumers.surface_stream import StreamRecorder
-    from replay.engine.loop import run_replay
+    from replay.engine.loop import ProgressLog, run_replay
 
     recorder = StreamRecorder(folder)
     cfg = OmegaConf.create(calibration_config(node))

@@ -14,7 +14,7 @@ import pytest
 
 import replay
 import replay.analytics.execution as analytics
-import replay.app.backtest as backtest
+import replay.engine.loop as loop
 from replay.errors import StoreError
 
 
@@ -30,8 +30,8 @@ def test_progress_lines_when_not_a_terminal_and_the_same_hash(gbm_quarter_hour, 
                                                              monkeypatch, caplog):
     quiet = replay.run(_cfg(gbm_quarter_hour, tmp_path / "quiet"))
     assert not [r for r in caplog.records if r.getMessage().startswith("replay: ")]
-    monkeypatch.setattr(backtest, "PROGRESS_EVERY_S", 0.0)  # a line at every batch
-    with caplog.at_level(logging.INFO, logger="replay.app.backtest"):
+    monkeypatch.setattr(loop, "PROGRESS_EVERY_S", 0.0)  # a line at every batch
+    with caplog.at_level(logging.INFO, logger="replay.engine.loop"):
         loud = replay.run(_cfg(gbm_quarter_hour, tmp_path / "loud"))
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("replay: ")]
     assert len(lines) >= 5  # one per 60 s window of the 15-minute store at least
@@ -41,9 +41,9 @@ def test_progress_lines_when_not_a_terminal_and_the_same_hash(gbm_quarter_hour, 
 
 def test_progress_lines_are_throttled(monkeypatch, caplog):
     clock = iter([0.0, 1.0, 5.0, 10.5, 12.0, 21.0])
-    monkeypatch.setattr(backtest.time, "monotonic", lambda: next(clock))
-    tick = backtest.ProgressLog(n_events=100, every_s=10.0)  # reads the clock once (t=0)
-    with caplog.at_level(logging.INFO, logger="replay.app.backtest"):
+    monkeypatch.setattr(loop.time, "monotonic", lambda: next(clock))
+    tick = loop.ProgressLog(n_events=100, every_s=10.0)  # reads the clock once (t=0)
+    with caplog.at_level(logging.INFO, logger="replay.engine.loop"):
         for n in (200, 300, 1150, 1200, 2000):  # at t = 1, 5, 10.5, 12, 21
             tick(n, 1_736_121_600_000_000_000)
     lines = [r.getMessage() for r in caplog.records]
