@@ -240,14 +240,14 @@ class StreamReader:
         self.has_oos = w["oos_n"].is_valid().to_numpy(zero_copy_only=False)
         self.oos_sq = w["oos_sq_sum"].fill_null(0.0).to_numpy()
         self.oos_n = w["oos_n"].fill_null(0).to_numpy()
-        # kept as Arrow (one buffer each), read per wake: Python objects for every row of a
+        # kept as Arrow, read per wake: Python objects for every row of a
         # day would double the memory
-        self.violations = w["violations"].combine_chunks()
-        self._fits_payload = w["fits_payload"].combine_chunks()
-        self._quotes_payload = w["quotes_payload"].combine_chunks()
+        self.violations = w["violations"]
+        self._fits_payload = w["fits_payload"]
+        self._quotes_payload = w["quotes_payload"]
         self.row_of_wake = dict(zip(self.wake.tolist(), range(len(self.wake))))
         self.fits = pq.read_table(folder / "fits.parquet")
-        self.model = self.fits["model"].combine_chunks()
+        self.model = self.fits["model"]
         self.expiry = self.fits["expiry"].to_numpy()
         self.t, self.forward = self.fits["t"].to_numpy(), self.fits["forward"].to_numpy()
         self.params = self.fits["params"]  # JSON of the floats: repr round-trips exactly
