@@ -173,10 +173,10 @@ class CalibrationConsumer:
                 raise self._mismatch(ctx)
             self.n_wakes, self._row = int(s.wake[i]), i + 1
             fp, qp = s.payloads(i)
-            if fp is not None:
-                ctx.emit_block("surface_fit", fp, s.fits, int(s.f0[i]), int(s.f1[i]))
-            if qp is not None:
-                ctx.emit_block("calibration_quotes", qp, s.quotes, int(s.q0[i]), int(s.q1[i]))
+            for kind, block in (("surface_fit", fp and s.fits_block(i, fp)),
+                                ("calibration_quotes", qp and s.quotes_block(i, qp))):
+                if block:
+                    ctx.emit_block(kind, block.payload, block.table, block.i0, block.i1)
             sw = int(s.surface_wake[i])
             if sw >= 0:
                 load, usable = partial(s.surface, sw), int(s.usable_ts[i])

@@ -226,7 +226,9 @@ class StreamReader:
             raise StreamMismatch(f"surface stream {folder} is incomplete (no {missing[0]}); "
                                  "rebuild it with calibration.cache=refresh")
         self.folder = folder
-        w = pq.read_table(folder / "wakes.parquet")
+        w = pq.read_table(folder / "wakes.parquet", columns=[
+            c for c in StreamRecorder.schemas()["wakes"].names
+            if c not in ("fits_payload", "quotes_payload", "violations")])
         col = {c: w[c].to_numpy(zero_copy_only=False) for c in (
             "wake", "ts", "n_events", "f0", "f1", "q0", "q1", "surface_wake", "spot",
             "usable_ts", "fell_back")}
@@ -240,19 +242,13 @@ class StreamReader:
         self.has_oos = w["oos_n"].is_valid().to_numpy(zero_copy_only=False)
         self.oos_sq = w["oos_sq_sum"].fill_null(0.0).to_numpy()
         self.oos_n = w["oos_n"].fill_null(0).to_numpy()
-        # kept as Arrow, read per wake: Python objects for every row of a
-        # day would double the memory
-        self.violations = w["violations"]
-        self._fits_payload = w["fits_payload"]
-        self._quotes_payload = w["quotes_payload"]
         self.row_of_wake = dict(zip(self.wake.tolist(), range(len(self.wake))))
-        self.fits = pq.read_table(folder / "fits.parquet")
-        self.model = self.fits["model"]
-        self.expiry = self.fits["expiry"].to_numpy()
-        self.t, self.forward = self.fits["t"].to_numpy(), self.fits["forward"].to_numpy()
-        self.params = self.fits["params"]  # JSON of the floats: repr round-trips exactly
-        self.k_lo, self.k_hi = self.fits["k_lo"].to_numpy(), self.fits["k_hi"].to_numpy()
-        self.quotes = pq.read_table(folder / "quotes.parquet")
+        # the bulky parts (payload bytes, fit and quote rows) are read a row group at a time
+        # as the replay walks forward, so a day's stream is never in memory at once
+        self._extra = _RowGroups(folder / "wakes.parquet",
+                                 ["fits_payload", "quotes_payload", "violations"])
+        self._fits = _RowGroups(folder / "fits.parquet")
+        self._quotes = _RowGroups(folder / "quotes.parquet")
         self._surface: tuple[int, Surface] | None = None
 
     def __len__(self) -> int:
@@ -261,7 +257,16 @@ class StreamReader:
     def payloads(self, i: int) -> tuple[bytes | None, bytes | None]:
         """The canonical payload bytes of row ``i``'s ``surface_fit`` and
         ``calibration_quotes`` events (None: not emitted)."""
-        return self._fits_payload[i].as_py(), self._quotes_payload[i].as_py()
+        t, j = self._extra.locate(i)
+        return t["fits_payload"][j].as_py(), t["quotes_payload"][j].as_py()
+
+    def fits_block(self, i: int, payload: bytes) -> Block:
+        t, j = self._fits.locate(int(self.f0[i]))
+        return Block(payload, t, j, j + int(self.f1[i] - self.f0[i]))
+
+    def quotes_block(self, i: int, payload: bytes) -> Block:
+        t, j = self._quotes.locate(int(self.q0[i]))
+        return Block(payload, t, j, j + int(self.q1[i] - self.q0[i]))
 
     def fit_quality(self, i: int) -> FitQuality | None:
         if not self.has_quality[i]:
@@ -278,9 +283,8 @@ class StreamReader:
         sw = int(self.surface_wake[i])
         return WakeOutput(
             int(self.ts[i]), int(self.n_events[i]),
-            fits=None if fp is None else Block(fp, self.fits, int(self.f0[i]), int(self.f1[i])),
-            quotes=None if qp is None else Block(qp, self.quotes, int(self.q0[i]),
-                                                 int(self.q1[i])),
+            fits=None if fp is None else self.fits_block(i, fp),
+            quotes=None if qp is None else self.quotes_block(i, qp),
             quality=self.fit_quality(i),
             oos=OOSError(float(self.oos_sq[i]), int(self.oos_n[i])) if self.has_oos[i] else None,
             publish=None if sw < 0 else partial(self.surface, sw),
@@ -293,14 +297,15 @@ class StreamReader:
         if self._surface is not None and self._surface[0] == wake:
             return self._surface[1]
         i = self.row_of_wake[wake]
-        f0, f1 = int(self.f0[i]), int(self.f1[i])
-        rows = zip(range(f0, f1), self.model.slice(f0, f1 - f0).to_pylist(),
-                   self.params.slice(f0, f1 - f0).to_pylist())
-        slices = [SmileSlice(model, PARAMS[model](*json.loads(params)), int(self.expiry[j]),
-                             float(self.t[j]), float(self.forward[j]), float(self.k_lo[j]),
-                             float(self.k_hi[j])) for j, model, params in rows]
-        surf = Surface(slices, int(self.ts[i]),
-                       [Violation(**v) for v in json.loads(self.violations[i].as_py())])
+        t, j0 = self._fits.locate(int(self.f0[i]))
+        rows = t.slice(j0, int(self.f1[i] - self.f0[i])).select(
+            ["model", "params", "expiry", "t", "forward", "k_lo", "k_hi"]).to_pylist()
+        slices = [SmileSlice(r["model"], PARAMS[r["model"]](*json.loads(r["params"])),
+                             r["expiry"], r["t"], r["forward"], r["k_lo"], r["k_hi"])
+                  for r in rows]
+        extra, j = self._extra.locate(i)
+        surf = Surface(slices, int(self.ts[i]), [
+            Violation(**v) for v in json.loads(extra["violations"][j].as_py())])
         self._surface = (wake, surf)
         return surf
 
@@ -310,9 +315,32 @@ class StreamReader:
         qs = [self.fit_quality(i) for i in np.flatnonzero(self.has_quality[:n])]
         oos = [OOSError(float(self.oos_sq[i]), int(self.oos_n[i]))
                for i in np.flatnonzero(self.has_oos[:n])]
-        fitted = self._fits_payload.is_valid().to_numpy(zero_copy_only=False)[:n]
+        fitted = (self.f1 > self.f0)[:n]
         skipped = int(np.sum(fitted & ~self.has_quality[:n]))
         return qs, oos, int(np.sum(self.fell_back[:n] & self.has_quality[:n])), skipped
+
+
+class _RowGroups:
+    """A Parquet file read one row group at a time, the last ``keep`` of them held: rows are
+    addressed by their index in the whole file."""
+
+    def __init__(self, path: Path, columns: list[str] | None = None, keep: int = 2):
+        self.file = pq.ParquetFile(path)
+        self.columns, self.keep = columns, keep
+        sizes = [self.file.metadata.row_group(g).num_rows
+                 for g in range(self.file.num_row_groups)]
+        self.start = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
+        self._held: dict[int, pa.Table] = {}
+
+    def locate(self, row: int) -> tuple[pa.Table, int]:
+        """The row group holding ``row`` and the row's index in it."""
+        g = int(np.searchsorted(self.start, row, side="right")) - 1
+        table = self._held.get(g)
+        if table is None:
+            table = self._held[g] = self.file.read_row_group(g, columns=self.columns)
+            while len(self._held) > self.keep:
+                del self._held[next(iter(self._held))]
+        return table, row - int(self.start[g])
 
 
 def _payload(kind: str, cols: dict | None) -> bytes | None:

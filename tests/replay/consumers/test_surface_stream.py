@@ -27,7 +27,7 @@ def test_row_groups_during_the_build_give_the_same_files(gbm_quarter_hour, tmp_p
 
 
 def test_the_reader_rebuilds_the_published_surfaces(gbm_quarter_hour, tmp_path):
-    rec = StreamRecorder(tmp_path / "s")
+    rec = StreamRecorder(tmp_path / "s", group_wakes=4)  # the reader crosses row groups
     live = CalibrationConsumer(every="60s", recorder=rec)
     seen = {}
     orig = live._publish
@@ -48,3 +48,18 @@ def test_the_reader_rebuilds_the_published_surfaces(gbm_quarter_hour, tmp_path):
         k = np.linspace(-0.3, 0.3, 7)
         for a, b in zip(got.slices, want.slices):
             np.testing.assert_array_equal(a.total_variance(k), b.total_variance(k))
+
+
+def test_a_replay_across_row_groups_has_the_live_journal(gbm_quarter_hour, tmp_path):
+    from strategies.board import SurfaceBoard
+
+    rec = StreamRecorder(tmp_path / "s", group_wakes=4)
+    live = run_replay(gbm_quarter_hour, [CalibrationConsumer(every="30s", recorder=rec,
+                                                             board=SurfaceBoard())],
+                      tmp_path / "live", progress=False)
+    rec.write()
+    assert pq.ParquetFile(tmp_path / "s" / "fits.parquet").num_row_groups > 3
+    cached = CalibrationConsumer(every="30s", board=SurfaceBoard(),
+                                 stream=StreamReader(tmp_path / "s"))
+    again = run_replay(gbm_quarter_hour, [cached], tmp_path / "cached", progress=False)
+    assert again.journal_hash == live.journal_hash
