@@ -179,11 +179,8 @@ class CalibrationConsumer:
                     ctx.emit_block(kind, block.payload, block.table, block.i0, block.i1)
             sw = int(s.surface_wake[i])
             if sw >= 0:
-                load, usable = partial(s.surface, sw), int(s.usable_ts[i])
-                if usable <= now:
-                    self._publish(load, now, float(s.spot[i]))
-                else:
-                    self._pending.append((usable, load, now, float(s.spot[i])))
+                self._release(partial(s.surface, sw), int(s.usable_ts[i]), now,
+                              float(s.spot[i]), now)
         return self._next_recorded()
 
     def _next_recorded(self) -> int | None:
@@ -271,10 +268,14 @@ class CalibrationConsumer:
                 self.qualities.append(out.quality)
                 self.fallbacks += int(out.fell_back)
         if out.publish is not None:
-            if out.usable_ts <= ctx.now:
-                self._publish(out.publish, out.ts, out.spot)
-            else:
-                self._pending.append((out.usable_ts, out.publish, out.ts, out.spot))
+            self._release(out.publish, out.usable_ts, out.ts, out.spot, ctx.now)
+
+    def _release(self, surface: Any, usable_ts: int, ts: int, spot: float, now: int) -> None:
+        """Publish a surface fitted at ``ts`` now if it is usable, else when it becomes so."""
+        if usable_ts <= now:
+            self._publish(surface, ts, spot)
+        else:
+            self._pending.append((usable_ts, surface, ts, spot))
 
     def _replayed(self, ctx) -> WakeOutput | None:
         """The recorded output of this wake, if it produced one; checks that the stream
