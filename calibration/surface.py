@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from numba import njit
 
 from calibration.arbitrage import SliceView, Violation, check_slices
 from calibration.models.essvi import ESSVIParams, essvi_derivatives, essvi_wing_slopes
@@ -40,6 +41,34 @@ PARAMS = {"svi": SVIParams, "essvi": ESSVIParams, "sabr": SABRParams}
 def param_values(p: SVIParams | ESSVIParams | SABRParams) -> tuple:
     """A model's parameters in field order (``asdict`` deep-copies: this is the hot path)."""
     return tuple(vars(p).values())
+
+
+@njit(cache=True)
+def svi_rows_total_variance(par: np.ndarray, ts: np.ndarray, k: np.ndarray, t: np.ndarray
+                            ) -> np.ndarray:
+    """``w(k, t)`` on a surface of raw SVI slices (``par`` rows ``a, b, rho, m, sigma`` at
+    maturities ``ts``, increasing) for a matrix ``k`` whose row ``i`` is at maturity ``t[i]``:
+    linear in total variance between the two bracketing slices, ``w_1 t / t_1`` before the
+    first and ``w_n t / t_n`` after the last (:mod:`calibration.surface`)."""
+    n = ts.size
+    out = np.empty(k.shape)
+    for i in range(k.shape[0]):
+        j = np.searchsorted(ts, t[i], side="right")
+        lo = min(max(j - 1, 0), n - 1)
+        hi = min(j, n - 1)
+        for c in range(k.shape[1]):
+            x0 = k[i, c] - par[lo, 3]
+            w0 = par[lo, 0] + par[lo, 1] * (par[lo, 2] * x0 + np.sqrt(x0 * x0 + par[lo, 4] ** 2))
+            if j == 0:
+                out[i, c] = w0 * (t[i] / ts[0])
+            elif j >= n:
+                out[i, c] = w0 * (t[i] / ts[n - 1])
+            else:
+                x1 = k[i, c] - par[hi, 3]
+                w1 = par[hi, 0] + par[hi, 1] * (par[hi, 2] * x1
+                                                + np.sqrt(x1 * x1 + par[hi, 4] ** 2))
+                out[i, c] = w0 + (w1 - w0) * ((t[i] - ts[lo]) / (ts[hi] - ts[lo]))
+    return out
 
 
 @dataclass(frozen=True)
@@ -92,6 +121,7 @@ class Surface:
         self.ts_ns = int(ts_ns)
         self.ts = np.array([s.t for s in self.slices])
         self.forwards = np.array([s.forward for s in self.slices])
+        self._svi_par: np.ndarray | None = None  # stacked SVI parameters, on first use
         self.violations: tuple[Violation, ...] = tuple(
             check_slices([s.view() for s in self.slices]) if violations is None else violations)
 
@@ -166,6 +196,23 @@ class Surface:
         if t == t0:
             return w0
         return w0 + (self.slices[i].total_variance(k) - w0) * ((t - t0) / (t1 - t0))
+
+    def total_variance_rows(self, k: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """``w(k, t)`` for a matrix ``k`` whose row ``i`` is at maturity ``t[i]`` (many
+        moneyness points of a few legs): the interpolation of :meth:`total_variance`,
+        evaluating each point on its two bracketing slices only.  All-SVI surfaces take one
+        compiled pass over the stacked parameters; others go expiry by expiry."""
+        k = np.asarray(k, dtype=float)
+        t = np.asarray(t, dtype=float)
+        if any(s.model != "svi" for s in self.slices):
+            out = np.empty(k.shape)
+            ts, inv = np.unique(t, return_inverse=True)
+            for e, te in enumerate(ts):
+                out[inv == e] = self._total_variance_at(k[inv == e], float(te))
+            return out
+        if self._svi_par is None:
+            self._svi_par = np.array([param_values(s.params) for s in self.slices])
+        return svi_rows_total_variance(self._svi_par, self.ts, np.ascontiguousarray(k), t)
 
     def iv(self, strike: np.ndarray, t: float | np.ndarray) -> np.ndarray:
         """Implied vol (fraction) at ``strike`` and year fraction ``t``."""

@@ -4,8 +4,8 @@ The run directory (Hydra's output dir, or ``cfg.out_dir``) receives ``run.json``
 config, written before the replay so that a resume can check it), ``journal.duckdb`` from the
 engine, then ``metrics.json`` (docs/outputs.md keys) and ``report.html``.  Consumers are called in
 this order at any instant: calibration (publishes the surface), book (trades the options),
-strategy (hedges), marker (marks and attributes) — so a hedge always sees the surface and the
-positions of the same instant.
+strategy (hedges), marker (marks and attributes), margin (requirement, calls, liquidation) — so
+a hedge always sees the surface and the positions of the same instant.
 
 Before anything is written the config is checked (:func:`replay.model.config.validate_numbers`), the
 data selection must overlap the store, and a resume must find a snapshot of a run started
@@ -118,7 +118,9 @@ def run(cfg: Any) -> dict:
         if _active(cfg.get("strategy")) else None
     marker = PnLMarker(venue, board, every_s=report.pnl_every_s, mark=report.pnl_mark) \
         if (book or strategy) else None
-    consumers = [c for c in (calib, book, strategy, marker) if c is not None]
+    margin = instantiate_checked("margin", cfg.margin, venue=venue, board=board) \
+        if _active(cfg.get("margin")) else None
+    consumers = [c for c in (calib, book, strategy, marker, margin) if c is not None]
     if not consumers:
         raise ConfigError("nothing to run: calibration, book and strategy are all none")
 
@@ -144,6 +146,10 @@ def run(cfg: Any) -> dict:
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
     metrics = _metrics(res, calib, marker, venue, out, db, report)
+    if margin is not None:
+        from replay.analytics.breach import margin_block
+
+        metrics["margin"] = margin_block(out / "journal.duckdb", margin)
     metrics["surface_stream"] = stream.as_metrics() if stream is not None else {
         "cache": cache if calib is not None else None, "key": None, "built": False,
         "build_seconds": None, "path": None}

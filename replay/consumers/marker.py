@@ -87,10 +87,7 @@ class PnLMarker:
         self.venue.carry.catch_up(ctx)
         ids = sorted(pf.net_qty())
         prices = {i: self._price(ctx, i) for i in ids}
-        usd = float(m.usd_per_coin(m.underlying_id)) if m.underlying_id >= 0 else math.nan
-        if not math.isfinite(usd):
-            usd = next((float(m.usd_per_coin(i)) for i in ids if math.isfinite(m.usd_per_coin(i))),
-                       math.nan)
+        usd = coin_usd(m, ids)
         if not math.isfinite(usd) or any(not math.isfinite(p) for p in prices.values()):
             return  # nothing sensible to mark yet (no underlying seen)
         mk = pf.mark(prices, usd)
@@ -103,20 +100,7 @@ class PnLMarker:
         self.prev = now_state
 
     def _price(self, ctx, iid: int) -> float:
-        m = ctx.market
-        spec = self.venue.specs[iid]
-        model = spec.is_option and self.board is not None and self.board.surface is not None
-        mid = float(m.mid(iid))
-        if model and (self.mark_options == "surface" or not math.isfinite(mid)):
-            t = time_to_expiry(ctx.now, spec.expiry_ns)
-            px = self.board.surface.price_coin(np.array([spec.strike]), t,
-                                               np.array([spec.is_call]))
-            px = float(np.asarray(px).ravel()[0])
-            if math.isfinite(px):
-                return px
-        if math.isfinite(mid):
-            return mid
-        return float(m.reference_price(iid))
+        return mark_price(ctx, self.venue.specs[iid], iid, self.board, self.mark_options)
 
     def _state(self, ctx, ids: list[int], mk) -> dict:
         """What the next step's explain needs: per option (F, sigma, t, greeks) and totals."""
@@ -196,6 +180,34 @@ def attribute_step(a: dict, b: dict, forward_of: Callable[[int], float]) -> dict
     out = {k: (v if math.isfinite(v) else 0.0) for k, v in out.items()}
     out["residual"] = total - sum(v for k, v in out.items() if k != "residual")
     return out
+
+
+def coin_usd(m, ids) -> float:
+    """The coin's USD price the portfolio is valued at: the underlying's, else the first
+    instrument of ``ids`` that has one (``MarketView.usd_per_coin``); NaN before any."""
+    usd = float(m.usd_per_coin(m.underlying_id)) if m.underlying_id >= 0 else math.nan
+    if not math.isfinite(usd):
+        usd = next((float(m.usd_per_coin(i)) for i in ids if math.isfinite(m.usd_per_coin(i))),
+                   math.nan)
+    return usd
+
+
+def mark_price(ctx, spec, iid: int, board=None, mode: str = "mid") -> float:
+    """The price instrument ``iid`` is marked at (the portfolio's price currency): its mid; an
+    option at the published surface's price when ``mode="surface"`` or when it has no
+    two-sided book; else the reference price (``MarketView.reference_price``)."""
+    m = ctx.market
+    model = spec.is_option and board is not None and board.surface is not None
+    mid = float(m.mid(iid))
+    if model and (mode == "surface" or not math.isfinite(mid)):
+        t = time_to_expiry(ctx.now, spec.expiry_ns)
+        px = board.surface.price_coin(np.array([spec.strike]), t, np.array([spec.is_call]))
+        px = float(np.asarray(px).ravel()[0])
+        if math.isfinite(px):
+            return px
+    if math.isfinite(mid):
+        return mid
+    return float(m.reference_price(iid))
 
 
 def _forward(m, iid: int) -> float:

@@ -1,10 +1,11 @@
 """Structured run configuration (Hydra ConfigStore schemas) and user-facing config errors.
 
-The groups are ``data``, ``calibration``, ``strategy``, ``book``, ``venue``, ``report`` and
-``experiment`` (docs/outputs.md).  ``data``, ``venue`` and ``report`` are typed here, so OmegaConf
-rejects a wrong type or an unknown key and names it.  ``calibration``, ``strategy`` and ``book``
-are instantiated by ``_target_``, so users can plug in their own classes; their keys are
-checked against the target's signature by :func:`instantiate_checked`.
+The groups are ``data``, ``calibration``, ``strategy``, ``book``, ``margin``, ``venue``,
+``report`` and ``experiment`` (docs/outputs.md).  ``data``, ``venue`` and ``report`` are typed
+here, so OmegaConf rejects a wrong type or an unknown key and names it.  ``calibration``,
+``strategy``, ``book`` and ``margin`` are instantiated by ``_target_``, so users can plug in
+their own classes; their keys are checked against the target's signature by
+:func:`instantiate_checked`.
 
 Every numeric key has declared bounds in :data:`BOUNDS`, and :func:`validate_numbers` walks the
 resolved config once before a run touches anything: a value out of range (a negative
@@ -79,6 +80,14 @@ class VenueConfig:
     # maker: the books (market-making takes the other side of a printed trade at its price;
     # a fixed book opening "at mid" is an RFQ/block at mid).  Hedgers trade on the book.
     negotiated_consumers: list[str] = field(default_factory=lambda: ["book"])
+    # Collateral (used when margin is on: docs/outputs.md): the account's equity at the start,
+    # in USD or in coin (revalued at the coin's price as the replay runs).
+    initial_equity: float = 1_000_000.0
+    equity_currency: str = "usd"  # usd | coin
+    # Orders of these consumers are liquidations: the venue adds liquidation_fee x notional
+    # (replay/venue/fees.py) to their trading fee.
+    liquidation_consumers: list[str] = field(default_factory=lambda: ["margin"])
+    liquidation_fee: float = 0.005
 
 
 @dataclass
@@ -110,6 +119,7 @@ class RunConfig:
     calibration: Any = None
     strategy: Any = None
     book: Any = None
+    margin: Any = None
     experiment: Any = None
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     seed: int = 0
@@ -193,6 +203,7 @@ BOUNDS: dict[str, Bound] = {
     "venue.depth_size_multiplier": _POS, "venue.default_size": _POS,
     "venue.hedge_default_size": _POS, "venue.hedge_half_spread_bps": _NONNEG,
     "venue.price_band": _POS, "venue.passive_ttl_s": _POS, "venue.funding_every_s": _POS,
+    "venue.initial_equity": _NONNEG, "venue.liquidation_fee": _UNIT,
     "report.pnl_every_s": Bound(lo=0, lo_open=True, note="market seconds between marks"),
     "report.markout_horizons_s": _POS,  # each element
     "report.surface_snapshots": Bound(lo=0, integer=True),
@@ -223,8 +234,29 @@ BOUNDS: dict[str, Bound] = {
     "strategy.move_pct": _POS, "strategy.expiry_1": Bound(lo=0, strings=True, note="days"),
     "strategy.expiry_2": Bound(lo=0, strings=True, note="days"),
     "strategy.option_min_trade": _NONNEG, "strategy.roll_ns": _NONNEG_NS,
+    "margin.every_s": _POS, "margin.grace_s": _NONNEG, "margin.liquidation_ratio": _UNIT,
+    "margin.flat_vol": _POS, "margin.breach_horizon_s": _POS,
+    "margin.breach_p": Bound(lo=0, hi=1, lo_open=True, hi_open=True),
+    "margin.standard.im_base": _NONNEG, "margin.standard.im_min": _NONNEG,
+    "margin.standard.mm_rate": _NONNEG, "margin.standard.future_im": _NONNEG,
+    "margin.standard.future_mm": _NONNEG,
+    "margin.portfolio.price_range": Bound(lo=0, hi=1, lo_open=True, hi_open=True),
+    "margin.portfolio.n_moves": Bound(lo=2, integer=True),
+    "margin.portfolio.volatility_range_up": _NONNEG,
+    "margin.portfolio.volatility_range_down": _UNIT,
+    "margin.portfolio.min_volatility_for_shock_up": _NONNEG,
+    "margin.portfolio.short_term_vega_power": _NONNEG,
+    "margin.portfolio.long_term_vega_power": _NONNEG,
+    "margin.portfolio.max_delta_shock": _NONNEG,
+    "margin.portfolio.extended_moves": Bound(lo=-1, lo_open=True),  # each element
+    "margin.portfolio.extended_table_factor": _NONNEG,
+    "margin.portfolio.extended_dampener": _NONNEG, "margin.portfolio.mm_factor": _UNIT,
+    "margin.portfolio.short_option_contingency": _NONNEG,
+    "margin.portfolio.min_dte_days": _POS, "margin.portfolio.min_volatility": _POS,
+    "margin.rule.k": _POS, "margin.rule.horizon_s": _POS, "margin.rule.floor": _UNIT,
+    "margin.rule.cap": _POS,
 }
-PLUGIN_GROUPS = ("calibration", "book", "strategy")
+PLUGIN_GROUPS = ("calibration", "book", "strategy", "margin")
 _OUR_TARGETS = ("replay.", "strategies.", "calibration.")
 
 

@@ -17,6 +17,10 @@ Negotiated trades: limit orders of the consumers in ``venue.negotiated_consumers
 fill whole at their limit as maker, because they model trades whose price was agreed (taking
 the other side of a printed trade; an RFQ at mid).
 
+Liquidations: orders of the consumers in ``venue.liquidation_consumers`` (the margin
+consumer) fill like any other and pay ``venue.liquidation_fee`` x notional
+(:func:`replay.venue.fees.notional`) on top of the trading fee.
+
 Passive orders: any other limit order that does not cross on arrival rests with the venue's
 :class:`~replay.venue.passive.PassiveOrders` (a consumer the venue owns, ``venue.consumers``)
 and fills as the configured queue model (``venue.queue``) says, or expires after
@@ -26,6 +30,7 @@ and fills as the configured queue model (``venue.queue``) says, or expires after
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -36,7 +41,7 @@ from replay.model.orders import Fill, InstrumentSpec
 from replay.units import NS
 from replay.venue.accounting import Portfolio
 from replay.venue.carry import Carry
-from replay.venue.fees import FeeSchedule, VenueFees, apply_fees
+from replay.venue.fees import FeeSchedule, VenueFees, apply_fees, notional
 from replay.venue.fills import (
     BookView,
     DepthLadder,
@@ -73,6 +78,7 @@ class SimulatedVenue:
     def __init__(self, cfg: VenueConfig, specs: dict[int, InstrumentSpec]):
         check_choice("venue.jitter", cfg.jitter, ("none", "uniform", "exponential"))
         check_choice("venue.queue", cfg.queue, ("conservative", "probabilistic"))
+        check_choice("venue.equity_currency", cfg.equity_currency, ("usd", "coin"))
         self.cfg = cfg
         self.specs = specs
         self.latency = LatencyModel(int(cfg.latency_ms * 1e6), int(cfg.jitter_ms * 1e6),
@@ -92,6 +98,9 @@ class SimulatedVenue:
         self.portfolio = Portfolio(specs)
         #: fill-vs-mid cost paid so far, USD, split as the attribution needs it
         self.slippage_usd = {"option": 0.0, "hedge": 0.0}
+        #: called with the VenueContext after an order's fills are booked (the margin
+        #: consumer re-evaluates the requirement then)
+        self.fill_listeners: list = []
 
     # -- engine hooks -----------------------------------------------------------------
     def latency_ns(self, rng: np.random.Generator) -> int:
@@ -146,7 +155,11 @@ class SimulatedVenue:
         iid = order.instrument_id
         spec = self.specs[iid]
         usd = float(vctx.market.usd_per_coin(iid))
-        for f in apply_fees(fills, self.fees, spec, underlying_price=usd):
+        booked = apply_fees(fills, self.fees, spec, underlying_price=usd)
+        if order.tag in self.cfg.liquidation_consumers:
+            booked = tuple(replace(f, fee=f.fee + self.cfg.liquidation_fee * notional(
+                spec, f.qty, f.price, usd)) for f in booked)
+        for f in booked:
             signed = f.side * f.qty
             vctx.fill(order, signed, f.price, f.fee, spec.contract_size)
             self.portfolio.apply_fill(f, usd)
@@ -156,6 +169,9 @@ class SimulatedVenue:
             vctx.emit("execution", order_id=order.order_id, instrument_id=iid, qty=signed,
                       price=f.price, fee=f.fee, liquidity=f.liquidity, level=f.level,
                       arrival_mid=mid, usd_per_coin=usd, fee_usd=fee_usd, slippage_usd=cost)
+        if booked:
+            for listener in self.fill_listeners:
+                listener(vctx)
 
     @staticmethod
     def cost_usd(spec: InstrumentSpec, signed_qty: float, price: float, mid: float,

@@ -1,0 +1,126 @@
+"""The venue's book as the margin models see it: :class:`~replay.consumers.margin.legs.Legs`
+built from the run's one ledger (the venue's portfolio), the market and the published surface.
+
+Per open position:
+
+* **options**: the underlying units ``qty x contract size``; the forward of the expiry (the
+  published surface's, moved with spot since the fit; else the venue's forward of the expiry;
+  else the coin's USD price); the vol (the surface's at the strike; else the venue's mark IV;
+  else the option's own mid IV; else ``flat_vol``), and the value at that vol;
+* **futures, perpetuals, spot**: the underlying units (inverse contracts: USD notional / price)
+  at the instrument's reference price.
+
+Isolation groups (``isolate_by``): ``position`` (each instrument alone) or ``expiry`` (options
+and futures of one expiry together; each perpetual alone).  The PnL of each group is the
+realised plus unrealised PnL of its instruments, closed ones included; fees and funding form a
+pool of their own with no requirement (:func:`group_pnl`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from calibration.pricing.forwards import time_to_expiry
+from calibration.pricing.iv import implied_vol
+from replay.consumers.margin.legs import Legs, make_legs
+
+ISOLATE_BY = ("position", "expiry")
+
+
+def group_key(spec, isolate_by: str) -> tuple[str, int]:
+    """The isolation group an instrument belongs to."""
+    if isolate_by == "expiry" and spec.expiry_ns is not None and spec.kind in ("option", "future"):
+        return ("expiry", int(spec.expiry_ns))
+    return ("position", int(spec.instrument_id))
+
+
+def group_index(specs: Mapping, iids, isolate_by: str) -> dict[int, int]:
+    """Group number (0, 1, ... in key order) of each instrument of ``iids``."""
+    keys = {i: group_key(specs[i], isolate_by) for i in iids}
+    order = {k: n for n, k in enumerate(sorted(set(keys.values())))}
+    return {i: order[k] for i, k in keys.items()}
+
+
+def _spot(ctx) -> float:
+    s = float(ctx.market.underlying_mid())
+    return s if math.isfinite(s) and s > 0 else math.nan
+
+
+def option_forward(ctx, board, expiry_ns: int, t: float, usd: float) -> float:
+    """The forward of one expiry by the precedence of the module docstring."""
+    surf = board.surface if board is not None else None
+    if surf is not None:
+        f = float(surf.forward(t))
+        s = _spot(ctx)
+        if math.isfinite(s) and math.isfinite(board.spot) and board.spot > 0:
+            f *= s / board.spot
+        if math.isfinite(f) and f > 0:
+            return f
+    f = float(ctx.market.expiry_forward(int(expiry_ns)))
+    return f if math.isfinite(f) and f > 0 else usd
+
+
+def book_legs(ctx, specs: Mapping, positions: Mapping[int, float], board, usd: float,
+              flat_vol: float, groups: Mapping[int, int]) -> tuple[Legs, np.ndarray]:
+    """:class:`Legs` of the open positions (expired options left out) and their instrument
+    ids, in id order; ``groups`` maps an instrument to its isolation group."""
+    m, now = ctx.market, ctx.now
+    ids = np.array(sorted(i for i, q in positions.items()
+                          if q != 0 and not (specs[i].is_option and specs[i].expiry_ns <= now)),
+                   dtype=np.int64)
+    n = ids.size
+    units, fwd = np.zeros(n), np.zeros(n)
+    strike, t, vol = np.full(n, np.nan), np.zeros(n), np.full(n, np.nan)
+    call = np.zeros(n, bool)
+    fwd_of: dict[int, float] = {}
+    for j, i in enumerate(ids.tolist()):
+        spec, q = specs[i], positions[i]
+        if spec.is_option:
+            t[j] = float(time_to_expiry(now, spec.expiry_ns))
+            e = int(spec.expiry_ns)
+            if e not in fwd_of:
+                fwd_of[e] = option_forward(ctx, board, e, t[j], usd)
+            fwd[j], strike[j], call[j] = fwd_of[e], spec.strike, bool(spec.is_call)
+            units[j] = q * spec.contract_size
+        else:
+            px = float(m.reference_price(i))
+            fwd[j] = px
+            units[j] = q * spec.contract_size / px if spec.is_inverse else q * spec.contract_size
+    opt = np.isfinite(strike)
+    if opt.any():
+        vol[opt] = _option_vols(ctx, specs, board, ids[opt], strike[opt], t[opt], fwd[opt],
+                                call[opt], flat_vol)
+    legs = make_legs(units, fwd, strike=strike, t=t, is_call=call, vol=vol,
+                     group=np.array([groups[i] for i in ids.tolist()], dtype=np.int64))
+    return legs, ids
+
+
+def _option_vols(ctx, specs, board, ids, strike, t, fwd, call, flat_vol) -> np.ndarray:
+    surf = board.surface if board is not None else None
+    vol = np.full(ids.size, np.nan)
+    if surf is not None:
+        with np.errstate(all="ignore"):
+            vol = np.asarray(surf.iv(strike, t), dtype=float).reshape(ids.size)
+    m = ctx.market
+    for j in np.flatnonzero(~(np.isfinite(vol) & (vol > 0))):
+        i = int(ids[j])
+        v = float(m.mark_iv[i])
+        if not (math.isfinite(v) and v > 0):
+            mid = float(m.mid(i))
+            usd_mid = mid * fwd[j] if specs[i].is_inverse else mid
+            v = float(implied_vol(usd_mid, fwd[j], strike[j], t[j], bool(call[j])))
+        vol[j] = v if math.isfinite(v) and v > 0 else flat_vol
+    return vol
+
+
+def group_pnl(mark, groups: Mapping[int, int], n_groups: int) -> np.ndarray:
+    """USD PnL per group from a :class:`~replay.venue.accounting.PortfolioMark`, plus a last
+    entry for fees and funding (module docstring)."""
+    out = np.zeros(n_groups + 1)
+    for i, p in mark.by_instrument.items():
+        out[groups[i]] += p.realized_usd + p.unrealized_usd
+    out[-1] = mark.funding_usd - mark.fees_usd
+    return out
