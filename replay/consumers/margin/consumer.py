@@ -167,10 +167,9 @@ class MarginConsumer:
         params = self._rule_params(ctx)
         req = self.requirement(legs, n_groups, params)
         pnl = group_pnl(mk, groups, n_groups)
-        im_g, mm_g = np.append(req["im_groups"], 0.0), np.append(req["mm_groups"], 0.0)
-        free_im = free_collateral(e0, im_g, pnl)
-        free_mm = free_collateral(e0, mm_g, pnl)
         equity = e0 + mk.total_usd
+        free_im, im_g = self._free(req, "im", e0, pnl)
+        free_mm, mm_g = self._free(req, "mm", e0, pnl)
         mm_mode = req["mm"] if self.mode == "cross" else float(mm_g.sum())
         ratio = (free_mm[self.mode] + mm_mode) / mm_mode if mm_mode > 0 else math.nan
         worst = req["worst"]
@@ -188,6 +187,16 @@ class MarginConsumer:
         ctx.emit("margin", **row)
         self._calls(ctx, free_mm[self.mode], ratio, equity, mm_mode, legs, ids, n_groups,
                     params, e0, pnl)
+
+    @staticmethod
+    def _free(req: dict, which: str, e0: float, pnl: np.ndarray
+              ) -> tuple[dict[str, float], np.ndarray]:
+        """Free collateral over the ``im`` or ``mm`` requirement in each mode, and the
+        per-group requirements (with the fees-and-funding pool's zero appended): cross
+        against the whole book's requirement, isolated group by group
+        (:mod:`~replay.consumers.margin.legs`)."""
+        groups = np.append(req[f"{which}_groups"], 0.0)
+        return free_collateral(e0, groups, pnl, req[which]), groups
 
     def _rule_params(self, ctx) -> dict[str, float]:
         if self.rule is None:
@@ -248,8 +257,7 @@ class MarginConsumer:
 
         def free_after(mask: np.ndarray) -> tuple[float, float]:
             r = self.requirement(legs.subset(mask), n_groups, params)
-            mm_g = np.append(r["mm_groups"], 0.0)
-            return free_collateral(e0, mm_g, pnl)[self.mode], r["mm"]
+            return self._free(r, "mm", e0, pnl)[0][self.mode], r["mm"]
 
         free, mm_now = free_after(keep)
         while free < 0 and keep.any():

@@ -10,15 +10,17 @@ underlying a position moves with:
   coin amount whose USD value the position tracks (``replay.venue.accounting``: at the mark,
   the inverse PnL is ``(q cs / M) dM``).
 
-**Cross and isolated collateral.**  Each position belongs to a group (``group``): one group
-for cross margin, one per position or per expiry for isolated margin.  With initial equity
-``E0``, a requirement ``R_g`` and a PnL ``P_g`` per group, the free collateral is::
+**Cross and isolated collateral.**  Each position belongs to a group (``group``): one per
+position or per expiry.  With initial equity ``E0``, a requirement ``R_g`` and a PnL ``P_g``
+per group, and ``R`` the requirement of the whole book, the free collateral is::
 
-    cross:     E0 - sum_g (R_g - P_g)          one pool: the gains of one group cover another
-    isolated:  E0 - sum_g max(0, R_g - P_g)    each group stands alone; a surplus stays in it
+    cross:     E0 + sum_g P_g - R                one pool: the gains of one group cover another
+    isolated:  E0 - sum_g max(0, R_g - P_g)      each group stands alone; a surplus stays in it
 
-so the isolated requirement is never below the cross one for the same positions (the triangle
-inequality), with equality when no group has a surplus.  :func:`free_collateral` computes
+``R = sum_g R_g`` for standard margin (per position, additive) and ``R <= sum_g R_g`` for
+portfolio margin (the worst loss of a sum is at most the sum of the worst losses), so isolated
+free collateral is never above cross for the same positions (the triangle inequality), with
+equality for standard margin when no group has a surplus.  :func:`free_collateral` computes
 both.
 """
 
@@ -110,13 +112,17 @@ def group_sum(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarra
     return onehot @ values
 
 
-def free_collateral(equity0: float, requirement: np.ndarray, pnl: np.ndarray
-                    ) -> dict[str, float]:
-    """Free collateral in each mode from per-group requirements and PnL (module docstring).
+def free_collateral(equity0: float, requirement: np.ndarray, pnl: np.ndarray,
+                    book_requirement: float | None = None) -> dict[str, float]:
+    """Free collateral in each mode from per-group requirements and PnL (module docstring);
+    ``book_requirement`` is the whole book's requirement ``R`` (default: the sum of the
+    groups').
 
     >>> free_collateral(100.0, np.array([30.0, 10.0]), np.array([-20.0, 25.0]))
     {'cross': 65.0, 'isolated': 50.0}
     """
-    gap = np.asarray(requirement, dtype=float) - np.asarray(pnl, dtype=float)
-    return {"cross": float(equity0 - gap.sum()),
-            "isolated": float(equity0 - np.maximum(gap, 0.0).sum())}
+    req = np.asarray(requirement, dtype=float)
+    pnl = np.asarray(pnl, dtype=float)
+    book = float(req.sum()) if book_requirement is None else float(book_requirement)
+    return {"cross": float(equity0 + pnl.sum() - book),
+            "isolated": float(equity0 - np.maximum(req - pnl, 0.0).sum())}

@@ -1,0 +1,126 @@
+"""The margin consumer inside a backtest: the metrics and journal contract, equity against the
+marker's PnL, margin calls and liquidation through the normal fill path, isolated mode,
+resume, and config errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+from numpy.testing import assert_allclose
+from omegaconf import OmegaConf
+
+import replay
+from replay.errors import ConfigError
+from replay.synth import SynthConfig, synthesize
+
+CONF = Path(__file__).resolve().parents[4] / "conf"
+MARGIN_KEYS = {"model", "initial_usd_mean", "initial_usd_max", "maintenance_usd_mean",
+               "min_equity_over_mm", "margin_calls", "liquidations", "breach_horizon_s",
+               "observations", "breaches", "breach_rate", "kupiec_p", "christoffersen_p"}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    db = tmp_path_factory.mktemp("synth") / "s.duckdb"
+    synthesize(db, SynthConfig(hours=0.5, seed=3, model="heston", scale="small"))
+    return db
+
+
+def _group(name: str, option: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(CONF / name / f"{option}.yaml"))
+
+
+def _cfg(db: Path, out: Path, margin: str = "portfolio", **over) -> dict:
+    cfg = {"data": {"db": str(db)}, "seed": 0, "out_dir": str(out),
+           "report": {"html": False, "pnl_every_s": 30.0},
+           "calibration": {**_group("calibration", "svi"), "every": "60s"},
+           "book": _group("book", "fixed"), "strategy": _group("strategy", "delta_band"),
+           "margin": _group("margin", margin), "venue": over.pop("venue", {})}
+    for key, value in over.items():
+        node = cfg
+        *path, last = key.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = value
+    return cfg
+
+
+def _q(run: Path, sql: str):
+    with duckdb.connect(str(run / "journal.duckdb"), read_only=True) as con:
+        return con.execute(sql).df()
+
+
+@pytest.mark.parametrize("model", ["standard", "portfolio"])
+def test_margin_metrics_and_journal(store, tmp_path, model):
+    m = replay.run(_cfg(store, tmp_path / model, model))
+    block = m["margin"]
+    assert MARGIN_KEYS <= set(block)
+    assert block["model"] == model and block["margin_calls"] == 0 and block["liquidations"] == 0
+    assert block["initial_usd_mean"] > 0 and block["min_equity_over_mm"] > 1
+    rows = _q(tmp_path / model, "SELECT * FROM margin ORDER BY seq")
+    assert {"ts", "model", "initial_usd", "maintenance_usd", "equity_usd", "worst_scenario",
+            "scenario_1", "pnl_usd_1", "free_cross_usd", "free_isolated_usd"} <= set(rows)
+    assert (rows["reason"] == "fill").any()  # re-evaluated right after the book's fills
+    assert (rows["initial_isolated_usd"] >= rows["initial_usd"] * (1 - 1e-12)).all()
+    assert (rows["free_isolated_usd"] <= rows["free_cross_usd"] + 1e-6).all()
+    # equity = initial equity + the marker's PnL at the instants both evaluate
+    pnl = _q(tmp_path / model, "SELECT ts, total_usd FROM pnl")
+    both = rows.merge(pnl, on="ts")
+    assert len(both) >= 10
+    assert_allclose(both["equity_usd"], 1_000_000.0 + both["total_usd"], rtol=1e-12)
+    held = rows[rows["legs"] > 0]
+    assert len(held) and (held["initial_usd"] > 0).all()
+    if model == "portfolio":
+        assert (held["worst_scenario"] != "").all()
+
+
+def test_too_little_equity_is_called_and_liquidated(store, tmp_path):
+    out = tmp_path / "liq"
+    m = replay.run(_cfg(store, out, venue={"initial_equity": 20_000.0}))
+    block = m["margin"]
+    assert block["margin_calls"] >= 1 and block["liquidations"] >= 1
+    assert block["min_equity_over_mm"] < 1
+    liq = _q(out, "SELECT * FROM liquidations ORDER BY seq")
+    assert len(liq) == block["liquidations"]
+    orders = _q(out, "SELECT o.order_id, o.instrument_id, o.qty FROM orders o "
+                     "WHERE o.consumer = 'margin'")
+    assert len(orders) == len(liq)
+    assert_allclose(sorted(orders["qty"]), sorted(liq["qty"]))
+    # the liquidated options are gone from the books: their fills net to zero
+    net = _q(out, "SELECT instrument_id, sum(qty) AS q FROM fills GROUP BY 1")
+    gone = net[net.instrument_id.isin(liq.instrument_id)]
+    assert_allclose(gone["q"], 0.0, atol=1e-9)
+    # each liquidation fill paid the liquidation fee on top of the trading fee
+    ex = _q(out, "SELECT e.fee, e.qty, e.instrument_id FROM executions e JOIN orders o "
+                 "USING (order_id) WHERE o.consumer = 'margin'")
+    assert len(ex) and (ex["fee"] >= 0.005 * ex["qty"].abs() * 0.999).all()
+    calls = _q(out, "SELECT * FROM margin_calls")
+    assert (calls["free_usd"] < 0).all()
+
+
+def test_isolated_mode_and_resume(store, tmp_path):
+    out = tmp_path / "iso"
+    cfg = {**_cfg(store, out, "standard", **{"margin.mode": "isolated",
+                                             "margin.isolate_by": "expiry"}),
+           "snapshot_every_s": 300.0}
+    full = replay.run(cfg)
+    assert full["margin"]["mode"] == "isolated"
+    snaps = sorted((out / "snapshots").iterdir())
+    for s in snaps[1:]:
+        s.unlink()
+    resumed = replay.run({**cfg, "resume": str(out)})
+    assert resumed["journal_hash"] == full["journal_hash"]
+    assert resumed["margin"] == full["margin"]
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("margin.portfolio.price_rnage", 0.1, r"margin.portfolio.price_rnage: unknown key"),
+    ("margin.mode", "pooled", r"margin.mode: 'pooled' is not allowed"),
+    ("margin.portfolio.price_range", 1.5, r"margin.portfolio.price_range: 1.5 is out of range"),
+    ("margin.portfolio.dynamics", "sticky_delta", r"margin.portfolio.dynamics: 'sticky_delta'"),
+])
+def test_bad_margin_config_names_the_key(store, tmp_path, key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        replay.run(_cfg(store, tmp_path / "bad", **{key: value}))
