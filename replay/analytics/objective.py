@@ -119,6 +119,13 @@ def parse_objective(expr: str, direction: str = "minimize",
     return Objective(expr=expr, direction=direction, names=tuple(names), _tree=tree)
 
 
+#: the numeric keys of the ``margin`` block (runs with ``margin`` on; docs/outputs.md)
+NUMERIC_MARGIN_KEYS = ("initial_usd_mean", "initial_usd_max", "maintenance_usd_mean",
+                       "min_equity_over_mm", "margin_calls", "liquidations", "breach_horizon_s",
+                       "observations", "breaches", "breach_rate", "kupiec_p",
+                       "christoffersen_p")
+
+
 def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 300.0)
                        ) -> set[str]:
     """The numeric metric names every backtest writes (docs/outputs.md), flattened with dots."""
@@ -131,6 +138,7 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
         "arb_violations", "fit_ms_median", "vs_venue_mark_iv_mae_vol_pts", "fallbacks",
         "skipped_no_quotes")}
     names |= {"surface_stream.built", "surface_stream.build_seconds"}
+    names |= {f"margin.{k}" for k in NUMERIC_MARGIN_KEYS}
     names |= {f"pnl.{k}" for k in PNL_KEYS}
     names |= {f"attribution.{k}" for k in BUCKETS}
     names |= {f"execution.{k}" for k in ("n_orders", "n_fills", "slippage_bps_mean",

@@ -38,9 +38,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from replay.synth import SynthConfig, synthesize
+    from dataclasses import replace
 
-    cfg = SynthConfig(hours=args.hours, seed=args.seed, model=args.model, scale=args.scale)
+    from replay.synth import SynthConfig, synthesize
+    from replay.synth.paths import ModelParams
+
+    params = ModelParams() if args.jumps_per_year is None else \
+        replace(ModelParams(), jump_intensity=args.jumps_per_year)
+    cfg = SynthConfig(hours=args.hours, seed=args.seed, model=args.model, scale=args.scale,
+                      params=params)
     summary = synthesize(args.db, cfg)
     print(json.dumps(summary))
     return 0
@@ -112,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--model", choices=["gbm", "heston", "bates"], default="heston")
     s.add_argument("--scale", choices=["small", "day", "large"], default="small")
+    s.add_argument("--jumps-per-year", type=float, default=None,
+                   help="bates: jump intensity (default 25 a year; a day then rarely has one)")
     s.set_defaults(fn=cmd_synth)
 
     from replay.ingest import FORMATS

@@ -88,11 +88,11 @@ def render_run(run_dir: str | Path) -> Path:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     t = read_tables(run_dir / "journal.duckdb", ["pnl", "attribution", "executions",
-                                                 "surface_fits", "hedge_decisions"])
+                                                 "surface_fits", "hedge_decisions", "margin"])
     t["calibration_quotes"] = _smile_quotes(run_dir / "journal.duckdb", _n_snapshots(run))
     sections = [_config_section(run), _headline(metrics), _pnl_section(t["pnl"]),
                 _attribution_section(t["attribution"], metrics),
-                _hedge_section(t["hedge_decisions"]),
+                _hedge_section(t["hedge_decisions"]), _margin_section(t["margin"], metrics),
                 _execution_section(t["executions"], metrics),
                 _calibration_section(t["surface_fits"]),
                 _smiles_section(t["calibration_quotes"], run),
@@ -120,7 +120,7 @@ def _config_section(run: dict) -> _Section:
     s = _Section("config", "Run configuration")
     cfg = run.get("config") or {}
     rows = {}
-    for group in ("data", "calibration", "book", "strategy", "venue"):
+    for group in ("data", "calibration", "book", "strategy", "margin", "venue"):
         v = cfg.get(group)
         rows[group] = "none" if not v else ", ".join(f"{k}={v[k]}" for k in v)
     rows["seed"] = cfg.get("seed")
@@ -193,6 +193,32 @@ def _hedge_section(dec: pd.DataFrame) -> _Section:
         ax.set_ylabel("BTC")
         ax.legend(fontsize=8)
         s["images"].append(charts.png(fig))
+    return s
+
+
+def _margin_section(mg: pd.DataFrame, m: dict) -> _Section:
+    s = _Section("margin", "Margin", "Initial and maintenance requirement against equity (USD); "
+                 "the table counts which scenario bound the requirement (portfolio margin).",
+                 empty="Margin was off (margin=none).")
+    if len(mg):
+        fig, ax = charts.fig()
+        x = _times(mg.ts)
+        iso = (m.get("margin") or {}).get("mode") == "isolated"
+        ax.step(x, mg.initial_isolated_usd if iso else mg.initial_usd, where="post",
+                label="initial margin", color="C0")
+        ax.step(x, mg.maintenance_isolated_usd if iso else mg.maintenance_usd, where="post",
+                label="maintenance margin", color="C3")
+        ax.set_ylabel("requirement, USD")
+        ax2 = ax.twinx()  # equity is usually far above the requirement: its own scale
+        ax2.step(x, mg.equity_usd, where="post", label="equity", color="k", lw=0.8)
+        ax2.set_ylabel("equity, USD")
+        ax.legend(loc="upper left", fontsize=8)
+        ax2.legend(loc="upper right", fontsize=8)
+        s["images"].append(charts.png(fig))
+        bound = mg.loc[mg.worst_scenario != "", "worst_scenario"].value_counts()
+        rows = {k: v for k, v in (m.get("margin") or {}).items()}
+        rows.update({f"bound by: {k}": int(v) for k, v in bound.head(5).items()})
+        s["html"] = _table(rows)
     return s
 
 

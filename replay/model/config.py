@@ -254,7 +254,7 @@ BOUNDS: dict[str, Bound] = {
     "margin.portfolio.short_option_contingency": _NONNEG,
     "margin.portfolio.min_dte_days": _POS, "margin.portfolio.min_volatility": _POS,
     "margin.rule.k": _POS, "margin.rule.horizon_s": _POS, "margin.rule.floor": _UNIT,
-    "margin.rule.cap": _POS,
+    "margin.rule.cap": _POS, "margin.rule.window_s": _POS, "margin.rule.tenor_s": _POS,
 }
 PLUGIN_GROUPS = ("calibration", "book", "strategy", "margin")
 _OUR_TARGETS = ("replay.", "strategies.", "calibration.")

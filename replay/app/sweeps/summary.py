@@ -153,12 +153,17 @@ def _html(df: pd.DataFrame, sweep: Path) -> str:
     imgs = [_plot(df, "hedging_error_var", "hedging_cost_usd", "hedging-error variance (USD², per mark step)",
                   "costs: fees + slippage (USD)", "Cost vs hedging-error variance"),
             _plot(df, "calibration.n_fits", "calibration.oos_rmse_vol_pts", "number of refits",
-                  "out-of-sample RMSE (vol pts)", "Calibration error vs refit frequency")]
+                  "out-of-sample RMSE (vol pts)", "Calibration error vs refit frequency"),
+            _plot(df, "margin.initial_usd_mean", "margin.breach_rate",
+                  "average initial margin (USD)", "breach rate",
+                  "Margin frontier: breaches vs capital")]
     cols = [c for c in df.columns if c.startswith("override.")] + [
         c for c in ("status", "objective", "pnl.total_usd", "pnl.step_std_usd",
                     "hedging_cost_usd", "execution.n_fills", "calibration.n_fits", "calibration.rmse_vol_pts",
                     "calibration.oos_rmse_vol_pts", "calibration.inside_spread_pct",
-                    "calibration.arb_violations", "events_per_second", "error") if c in df.columns]
+                    "calibration.arb_violations", "margin.initial_usd_mean", "margin.breach_rate",
+                    "margin.breaches", "margin.observations", "margin.kupiec_p",
+                    "margin.liquidations", "events_per_second", "error") if c in df.columns]
     head = "".join(f"<th onclick='sortBy({i})'>{html.escape(c)}</th>" for i, c in enumerate(["job"] + cols))
     body = []
     for rd in df.to_dict("records"):

@@ -12,8 +12,9 @@
 from replay.consumers.margin.consumer import MarginConsumer
 from replay.consumers.margin.legs import Legs, free_collateral, make_legs
 from replay.consumers.margin.portfolio import PMParams, portfolio_margin
-from replay.consumers.margin.rules import ImpliedMove
+from replay.consumers.margin.rules import ImpliedMove, SurfaceVariability
 from replay.consumers.margin.standard import StandardParams, standard_margin
 
 __all__ = ["ImpliedMove", "Legs", "MarginConsumer", "PMParams", "StandardParams",
-           "free_collateral", "make_legs", "portfolio_margin", "standard_margin"]
+           "SurfaceVariability", "free_collateral", "make_legs", "portfolio_margin",
+           "standard_margin"]

@@ -281,12 +281,15 @@ class MarginConsumer:
 
     # -- snapshots ------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        rule = self.rule.state_dict() if hasattr(self.rule, "state_dict") else None
         return {"call_since": self.call_since, "pending_until": self.pending_until,
-                "counts": dict(self.counts), "after_fill": self.after_fill}
+                "counts": dict(self.counts), "after_fill": self.after_fill, "rule": rule}
 
     def load_state_dict(self, d: dict) -> None:
         self.call_since, self.pending_until = d["call_since"], d["pending_until"]
         self.counts, self.after_fill = dict(d["counts"]), d["after_fill"]
+        if d["rule"] is not None:
+            self.rule.load_state_dict(d["rule"])
 
 
 def _with(p: Any, values: dict[str, float]) -> Any:

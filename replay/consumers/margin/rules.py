@@ -54,3 +54,49 @@ class ImpliedMove:
             return {self.key: self.floor} if self.floor > 0 else {}
         move = self.k * vol * math.sqrt(self.h / YEAR_S)
         return {self.key: min(max(move, self.floor), self.cap)}
+
+
+class SurfaceVariability:
+    """Vol shocks scaled by how much the surface has been moving: ``volatility_range_up`` and
+    ``volatility_range_down`` are set to ``clip(k * s * sqrt(h), floor, cap)`` with ``s`` the
+    realised volatility of the log ATM vol at ``tenor_s`` over the last ``window_s`` of market
+    time, estimated from the surfaces seen at the margin evaluations::
+
+        s^2 = sum_i (ln v_i - ln v_{i-1})^2 / sum_i (t_i - t_{i-1})      (per second)
+
+    (the realised-variance estimator of a diffusion sampled at irregular times; Andersen,
+    Bollerslev, Diebold and Labys, "Modeling and forecasting realized volatility",
+    *Econometrica* 71(2), 2003).  ``volatility_range_down`` is capped below 1.  Until two
+    observations exist the configured ranges stay.  It keeps its observations, so it carries
+    them through a snapshot (``state_dict``).
+    """
+
+    def __init__(self, k: float = 3.0, horizon_s: float = 3600.0, window_s: float = 86400.0,
+                 tenor_s: float = 30 * 86400.0, floor: float = 0.05, cap: float = 2.0) -> None:
+        if not (k > 0 and horizon_s > 0 and window_s > 0 and tenor_s > 0 and 0 <= floor <= cap):
+            raise ConfigError("margin.rule: need k, horizon_s, window_s, tenor_s > 0 and "
+                              f"0 <= floor <= cap (got {k}, {horizon_s}, {window_s}, "
+                              f"{tenor_s}, {floor}, {cap})")
+        self.k, self.h, self.window_ns = float(k), float(horizon_s), int(window_s * 1e9)
+        self.tenor = ImpliedMove(horizon_s=tenor_s)
+        self.floor, self.cap = float(floor), float(cap)
+        self.obs: list[tuple[int, float]] = []  # (ts, ln ATM vol)
+
+    def params(self, ctx, surface) -> dict[str, float]:
+        vol = self.tenor.atm_vol(surface) if surface is not None else math.nan
+        if math.isfinite(vol) and vol > 0 and (not self.obs or ctx.now > self.obs[-1][0]):
+            self.obs.append((int(ctx.now), math.log(vol)))
+        self.obs = [o for o in self.obs if o[0] >= ctx.now - self.window_ns]
+        if len(self.obs) < 2:
+            return {}
+        t = np.array([o[0] for o in self.obs], dtype=float) / 1e9
+        lv = np.array([o[1] for o in self.obs])
+        s = math.sqrt(float(np.sum(np.diff(lv) ** 2) / (t[-1] - t[0])))
+        r = min(max(self.k * s * math.sqrt(self.h), self.floor), self.cap)
+        return {"volatility_range_up": r, "volatility_range_down": min(r, 0.95)}
+
+    def state_dict(self) -> dict:
+        return {"obs": [list(o) for o in self.obs]}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.obs = [(int(a), float(b)) for a, b in d["obs"]]

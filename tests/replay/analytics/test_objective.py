@@ -135,7 +135,8 @@ def test_known_names_are_what_a_backtest_writes(store, tmp_path):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[
             f"data.db={store}", f"+out_dir={tmp_path / 'run'}", "report.html=false",
-            "report.markout_horizons_s=[1.0,2.5]", "calibration.every=300s"])
+            "report.markout_horizons_s=[1.0,2.5]", "calibration.every=300s",
+            "margin=portfolio"])
     m = replay.run(cfg)
     # the strings (journal hash, the surface stream's key, path and cache mode) are no metric
     written = {k for k, v in flatten(m).items() if not isinstance(v, str)}

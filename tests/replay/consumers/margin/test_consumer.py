@@ -4,6 +4,7 @@ resume, and config errors that name the key."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -100,13 +101,20 @@ def test_too_little_equity_is_called_and_liquidated(store, tmp_path):
     assert (calls["free_usd"] < 0).all()
 
 
-def test_isolated_mode_and_resume(store, tmp_path):
+def test_isolated_mode_with_a_rule_and_resume(store, tmp_path):
+    """Isolated portfolio margin whose vol shocks follow a stateful rule: a resume from the
+    first snapshot gives the uninterrupted hash and margin block."""
     out = tmp_path / "iso"
-    cfg = {**_cfg(store, out, "standard", **{"margin.mode": "isolated",
-                                             "margin.isolate_by": "expiry"}),
+    rule = {"_target_": "replay.consumers.margin.SurfaceVariability", "window_s": 600.0,
+            "floor": 0.2}
+    cfg = {**_cfg(store, out, "portfolio", **{"margin.mode": "isolated",
+                                              "margin.isolate_by": "expiry",
+                                              "margin.rule": rule}),
            "snapshot_every_s": 300.0}
     full = replay.run(cfg)
     assert full["margin"]["mode"] == "isolated"
+    params = _q(out, "SELECT params FROM margin WHERE params <> '{}'")["params"]
+    assert len(params) and params.str.contains("volatility_range_up").all()
     snaps = sorted((out / "snapshots").iterdir())
     for s in snaps[1:]:
         s.unlink()
@@ -124,3 +132,23 @@ def test_isolated_mode_and_resume(store, tmp_path):
 def test_bad_margin_config_names_the_key(store, tmp_path, key, value, match):
     with pytest.raises(ConfigError, match=match):
         replay.run(_cfg(store, tmp_path / "bad", **{key: value}))
+
+
+def test_the_margin_frontier_preset_composes_and_runs(gbm_quarter_hour, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from replay.app.hydra_app import CONF_DIR
+    from replay.model.config import register
+
+    register()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[
+            "experiment=margin_frontier", f"data.db={gbm_quarter_hour}",
+            f"+out_dir={tmp_path / 'run'}", "report.html=false", "margin.rule.k=2.0"])
+    m = replay.run(cfg)
+    assert m["margin"]["model"] == "portfolio" and m["margin"]["breach_horizon_s"] == 900.0
+    params = _q(tmp_path / "run", "SELECT params FROM margin WHERE params <> '{}'")["params"]
+    assert len(params) >= 3  # every evaluation once a surface is published
+    # k ATM_IV sqrt(h) with the GBM store's true vol, 0.5, as the surface's ATM vol
+    ranges = params.map(lambda p: json.loads(p)["price_range"])
+    assert_allclose(ranges, 2.0 * 0.5 * (900 / (365 * 86400)) ** 0.5, rtol=0.05)
