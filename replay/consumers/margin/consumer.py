@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -54,7 +54,7 @@ WORST_N = 3
 MARGIN = register_kind(EventKind("margin", "margin", (
     ("model", "str"), ("mode", "str"), ("reason", "str"), ("legs", "int"),
     ("initial_usd", "float"), ("maintenance_usd", "float"), ("equity_usd", "float"),
-    ("initial_isolated_usd", "float"), ("maintenance_isolated_usd", "float"),
+    ("usd_per_coin", "float"), ("initial_isolated_usd", "float"), ("maintenance_isolated_usd", "float"),
     ("free_cross_usd", "float"), ("free_isolated_usd", "float"),
     ("equity_over_mm", "float"), ("worst_scenario", "str"),  # binding (portfolio)
     *[(f"{c}_{n}", t) for n in range(1, WORST_N + 1)
@@ -65,6 +65,21 @@ MARGIN_CALL = register_kind(EventKind("margin_call", "margin_calls", (
 LIQUIDATION = register_kind(EventKind("liquidation", "liquidations", (
     ("instrument_id", "int"), ("qty", "float"), ("equity_usd", "float"),
     ("maintenance_before_usd", "float"), ("maintenance_after_usd", "float"))))
+
+
+@dataclass(frozen=True)
+class Account:
+    """One evaluation's view of the account: initial equity now (USD), PnL per isolation group
+    (the last entry: fees and funding), equity, the open legs and their instrument ids, the
+    number of groups and a rule's parameters in force."""
+
+    e0: float
+    pnl: np.ndarray
+    equity: float
+    legs: Legs
+    ids: np.ndarray
+    n_groups: int
+    params: dict[str, float]
 
 
 def _params(cls: type, key: str, values: dict | None) -> Any:
@@ -164,39 +179,37 @@ class MarginConsumer:
         groups = group_index(specs, held, self.isolate_by)
         n_groups = max(groups.values(), default=-1) + 1
         legs, ids = book_legs(ctx, specs, positions, self.board, usd, self.flat_vol, groups)
-        params = self._rule_params(ctx)
-        req = self.requirement(legs, n_groups, params)
-        pnl = group_pnl(mk, groups, n_groups)
-        equity = e0 + mk.total_usd
-        free_im, im_g = self._free(req, "im", e0, pnl)
-        free_mm, mm_g = self._free(req, "mm", e0, pnl)
+        acct = Account(e0, group_pnl(mk, groups, n_groups), e0 + mk.total_usd, legs, ids,
+                       n_groups, self._rule_params(ctx))
+        req = self.requirement(legs, n_groups, acct.params)
+        free_im, im_g = self._free(req, "im", acct)
+        free_mm, mm_g = self._free(req, "mm", acct)
         mm_mode = req["mm"] if self.mode == "cross" else float(mm_g.sum())
         ratio = (free_mm[self.mode] + mm_mode) / mm_mode if mm_mode > 0 else math.nan
         worst = req["worst"]
         row: dict[str, Any] = {
             "model": self.model, "mode": self.mode, "reason": reason, "legs": len(legs),
-            "initial_usd": req["im"], "maintenance_usd": req["mm"], "equity_usd": equity,
+            "initial_usd": req["im"], "maintenance_usd": req["mm"], "equity_usd": acct.equity,
+            "usd_per_coin": usd,
             "initial_isolated_usd": float(im_g.sum()),
             "maintenance_isolated_usd": float(mm_g.sum()),
             "free_cross_usd": free_im["cross"], "free_isolated_usd": free_im["isolated"],
             "equity_over_mm": ratio, "worst_scenario": worst[0][0] if worst else "",
-            "params": json.dumps(params, sort_keys=True)}
+            "params": json.dumps(acct.params, sort_keys=True)}
         for n in range(WORST_N):
             name, value = worst[n] if n < len(worst) else ("", math.nan)
             row[f"scenario_{n + 1}"], row[f"pnl_usd_{n + 1}"] = name, value
         ctx.emit("margin", **row)
-        self._calls(ctx, free_mm[self.mode], ratio, equity, mm_mode, legs, ids, n_groups,
-                    params, e0, pnl)
+        self._calls(ctx, acct, free_mm[self.mode], ratio, mm_mode)
 
     @staticmethod
-    def _free(req: dict, which: str, e0: float, pnl: np.ndarray
-              ) -> tuple[dict[str, float], np.ndarray]:
+    def _free(req: dict, which: str, acct: Account) -> tuple[dict[str, float], np.ndarray]:
         """Free collateral over the ``im`` or ``mm`` requirement in each mode, and the
         per-group requirements (with the fees-and-funding pool's zero appended): cross
         against the whole book's requirement, isolated group by group
         (:mod:`~replay.consumers.margin.legs`)."""
         groups = np.append(req[f"{which}_groups"], 0.0)
-        return free_collateral(e0, groups, pnl, req[which]), groups
+        return free_collateral(acct.e0, groups, acct.pnl, req[which]), groups
 
     def _rule_params(self, ctx) -> dict[str, float]:
         if self.rule is None:
@@ -232,32 +245,29 @@ class MarginConsumer:
         return {"im": im, "mm": p.mm_factor * im, "im_groups": im_g, "mm_groups": mm_g,
                 "worst": worst}
 
-    def _calls(self, ctx, free_mm: float, ratio: float, equity: float, mm: float, legs: Legs,
-               ids: np.ndarray, n_groups: int, params: dict, e0: float, pnl: np.ndarray
-               ) -> None:
-        if free_mm >= 0 or not len(legs):
+    def _calls(self, ctx, acct: Account, free_mm: float, ratio: float, mm: float) -> None:
+        if free_mm >= 0 or not len(acct.legs):
             self.call_since = None
             return
         if self.call_since is None:
             self.call_since = ctx.now
             self.counts["margin_calls"] += 1
-            ctx.emit("margin_call", equity_usd=equity, maintenance_usd=mm, free_usd=free_mm)
+            ctx.emit("margin_call", equity_usd=acct.equity, maintenance_usd=mm, free_usd=free_mm)
         if not self.liquidate or (self.pending_until is not None and ctx.now <= self.pending_until):
             return
-        due = ctx.now - self.call_since >= self.grace_ns or (
-            math.isfinite(ratio) and ratio < self.liquidation_ratio)
-        if due:
-            self._liquidate(ctx, equity, legs, ids, n_groups, params, e0, pnl)
+        if ctx.now - self.call_since >= self.grace_ns or (
+                math.isfinite(ratio) and ratio < self.liquidation_ratio):
+            self._liquidate(ctx, acct)
 
-    def _liquidate(self, ctx, equity: float, legs: Legs, ids: np.ndarray, n_groups: int,
-                   params: dict, e0: float, pnl: np.ndarray) -> None:
+    def _liquidate(self, ctx, acct: Account) -> None:
         """Close whole positions, the one that lowers maintenance most first, until the
-        projected free collateral over maintenance is not negative."""
-        keep = np.ones(len(legs), bool)
+        projected free collateral over maintenance is not negative (closing at the mark
+        leaves the PnL as it is)."""
+        keep = np.ones(len(acct.legs), bool)
 
         def free_after(mask: np.ndarray) -> tuple[float, float]:
-            r = self.requirement(legs.subset(mask), n_groups, params)
-            return self._free(r, "mm", e0, pnl)[0][self.mode], r["mm"]
+            r = self.requirement(acct.legs.subset(mask), acct.n_groups, acct.params)
+            return self._free(r, "mm", acct)[0][self.mode], r["mm"]
 
         free, mm_now = free_after(keep)
         while free < 0 and keep.any():
@@ -270,9 +280,9 @@ class MarginConsumer:
                     best = (f, m, j)
             free, mm_after, j = best
             keep[j] = False
-            iid = int(ids[j])
+            iid = int(acct.ids[j])
             qty = -self.venue.position(iid)
-            ctx.emit("liquidation", instrument_id=iid, qty=qty, equity_usd=equity,
+            ctx.emit("liquidation", instrument_id=iid, qty=qty, equity_usd=acct.equity,
                      maintenance_before_usd=mm_now, maintenance_after_usd=mm_after)
             ctx.submit(iid, qty)
             self.pending_until = ctx.last_arrival_ts

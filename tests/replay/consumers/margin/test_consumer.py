@@ -101,6 +101,17 @@ def test_too_little_equity_is_called_and_liquidated(store, tmp_path):
     assert (calls["free_usd"] < 0).all()
 
 
+def test_coin_collateral_is_revalued_at_the_coin_price(store, tmp_path):
+    out = tmp_path / "coin"
+    replay.run(_cfg(store, out, "standard", venue={"initial_equity": 10.0,
+                                                   "equity_currency": "coin"}))
+    both = _q(out, "SELECT m.equity_usd, m.usd_per_coin, p.total_usd FROM margin m "
+                   "JOIN pnl p USING (ts)")
+    assert len(both) >= 10 and both["usd_per_coin"].nunique() > 1
+    assert_allclose(both["equity_usd"], 10.0 * both["usd_per_coin"] + both["total_usd"],
+                    rtol=1e-12)
+
+
 def test_isolated_mode_with_a_rule_and_resume(store, tmp_path):
     """Isolated portfolio margin whose vol shocks follow a stateful rule: a resume from the
     first snapshot gives the uninterrupted hash and margin block."""
