@@ -104,3 +104,23 @@ def test_models_evaluate_through_the_slice():
         SmileSlice("heston", svi, 1, t, f, -0.3, 0.3).total_variance(k)
     with pytest.raises(ValueError):
         Surface([])
+
+
+def _svi_surface() -> Surface:
+    ts = [0.01, 0.05, 0.2, 0.6]
+    out = [SmileSlice("svi", SVIParams(0.3 * t, 0.1 * np.sqrt(t), -0.3, 0.02, 0.12),
+                      int(t * NS_YEAR), t, 90_000.0, -1.0, 1.0) for t in ts]
+    return Surface(out, ts_ns=0)
+
+
+@pytest.mark.parametrize("make", [_svi_surface, essvi_surface])
+def test_total_variance_rows_is_the_interpolation_row_by_row(make):
+    """Rows of points at one maturity each (before the first slice, on a slice, between
+    slices, after the last) against :meth:`Surface.total_variance` point by point."""
+    surf = make()
+    rng = np.random.default_rng(9)
+    t = np.array([0.002, 0.01, 0.03, 0.2, 0.45, 1.5])
+    k = rng.normal(0, 0.4, (t.size, 17))
+    got = surf.total_variance_rows(k, t)
+    want = surf.total_variance(k, np.broadcast_to(t[:, None], k.shape))
+    assert_allclose(got, want, rtol=1e-13, atol=1e-16)
