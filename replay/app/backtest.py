@@ -114,13 +114,20 @@ def run(cfg: Any) -> dict:
         if calib_node is not None else None
     book = instantiate_checked("book", cfg.book, board=board) \
         if _active(cfg.get("book")) else None
-    strategy = instantiate_checked("strategy", cfg.strategy, board=board) \
+    forecasts = None
+    fc = None
+    if _active(cfg.get("forecast")):
+        from replay.consumers.forecast import ForecastBoard
+
+        forecasts = ForecastBoard()
+        fc = instantiate_checked("forecast", cfg.forecast, board=board, forecasts=forecasts)
+    strategy = instantiate_checked("strategy", cfg.strategy, board=board, forecasts=forecasts) \
         if _active(cfg.get("strategy")) else None
     marker = PnLMarker(venue, board, every_s=report.pnl_every_s, mark=report.pnl_mark) \
         if (book or strategy) else None
     margin = instantiate_checked("margin", cfg.margin, venue=venue, board=board) \
         if _active(cfg.get("margin")) else None
-    consumers = [c for c in (calib, book, strategy, marker, margin) if c is not None]
+    consumers = [c for c in (calib, fc, book, strategy, marker, margin) if c is not None]
     if not consumers:
         raise ConfigError("nothing to run: calibration, book and strategy are all none")
 
@@ -130,6 +137,7 @@ def run(cfg: Any) -> dict:
     else:
         snap_path, n_done = None, 0
         _claim(out, run_info)
+    bars = _forecast_bars(d, fc) if fc is not None else None
     stream = None
     if calib is not None:
         stream = ensure_stream(_without(calib_node, "cache"), d.sel, mode=cache, log=log)
@@ -146,6 +154,11 @@ def run(cfg: Any) -> dict:
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
     metrics = _metrics(res, calib, marker, venue, out, db, report)
+    if fc is not None:
+        from replay.analytics.forecast_scores import fill_realized, forecast_block
+
+        fill_realized(out / "journal.duckdb", bars[0], bars[1])
+        metrics["forecast"] = forecast_block(out / "journal.duckdb", fc.cfg.every_s)
     if margin is not None:
         from replay.analytics.breach import margin_block
 
@@ -164,6 +177,32 @@ def run(cfg: Any) -> dict:
 
         render_run(out)
     return metrics
+
+
+def _forecast_bars(d, fc) -> tuple:
+    """The underlying's bars over the selection (the store's previous-tick sampling), handed
+    to the forecast consumer before the replay, and the synthetic truth path when the store
+    has one: ``(bars, (ts, variance) | None)``."""
+    from replay.consumers.forecast.forecasters import bars_from_mid
+    from replay.store import open_store
+
+    step = int(fc.cfg.sample_s * NS)
+    with open_store(d.db) as st:
+        lo, hi = st.time_span("underlying_quotes")
+        if lo is None or d.sel.underlying_id is None or d.sel.underlying_id < 0:
+            raise ConfigError("forecast: the store has no underlying quotes to forecast from "
+                              "(forecasts need the underlying's tape; a store of option "
+                              "summaries has none)")
+        start = d.sel.start if d.sel.start is not None else lo
+        end = d.sel.end if d.sel.end is not None else hi
+        grid, mid = st.sampled_mid(d.sel.underlying_id, start - start % step, end, step)
+        truth = None
+        if "truth_path" in st.tables():
+            t = st.con.sql("SELECT ts, variance FROM truth_path ORDER BY ts").to_arrow_table()
+            truth = (t.column("ts").to_numpy(), t.column("variance").to_numpy())
+    bars = bars_from_mid(grid, mid, fc.cfg.sample_s)
+    fc.prepare(bars, start, end)
+    return bars, truth
 
 
 def _out_dir(out_dir: str | None, resume: str | None) -> Path:

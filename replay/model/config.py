@@ -1,9 +1,10 @@
 """Structured run configuration (Hydra ConfigStore schemas) and user-facing config errors.
 
-The groups are ``data``, ``calibration``, ``strategy``, ``book``, ``margin``, ``venue``,
-``report`` and ``experiment`` (docs/outputs.md).  ``data``, ``venue`` and ``report`` are typed
-here, so OmegaConf rejects a wrong type or an unknown key and names it.  ``calibration``,
-``strategy``, ``book`` and ``margin`` are instantiated by ``_target_``, so users can plug in
+The groups are ``data``, ``calibration``, ``strategy``, ``book``, ``margin``, ``forecast``,
+``venue``, ``report`` and ``experiment`` (docs/outputs.md).  ``data``, ``venue`` and ``report``
+are typed here, so OmegaConf rejects a wrong type or an unknown key and names it.
+``calibration``, ``strategy``, ``book``, ``margin`` and ``forecast`` are instantiated by
+``_target_``, so users can plug in
 their own classes; their keys are checked against the target's signature by
 :func:`instantiate_checked`.
 
@@ -120,6 +121,7 @@ class RunConfig:
     strategy: Any = None
     book: Any = None
     margin: Any = None
+    forecast: Any = None
     experiment: Any = None
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     seed: int = 0
@@ -255,8 +257,13 @@ BOUNDS: dict[str, Bound] = {
     "margin.portfolio.min_dte_days": _POS, "margin.portfolio.min_volatility": _POS,
     "margin.rule.k": _POS, "margin.rule.horizon_s": _POS, "margin.rule.floor": _UNIT,
     "margin.rule.cap": _POS, "margin.rule.window_s": _POS, "margin.rule.tenor_s": _POS,
+    "forecast.horizons_s": _POS,  # each element
+    "forecast.every_s": _POS, "forecast.sample_s": _POS, "forecast.refit_s": _POS,
+    "forecast.lookback_s": _POS, "forecast.ewma_lambda": Bound(lo=0, hi=1, lo_open=True,
+                                                               hi_open=True),
+    "forecast.flat_vol": _POS, "forecast.min_returns": Bound(lo=2, integer=True),
 }
-PLUGIN_GROUPS = ("calibration", "book", "strategy", "margin")
+PLUGIN_GROUPS = ("calibration", "book", "strategy", "margin", "forecast")
 _OUR_TARGETS = ("replay.", "strategies.", "calibration.")
 
 

@@ -1,0 +1,158 @@
+"""Scoring the vol forecasts of a run against what was realised.
+
+After the replay, each ``vol_forecasts`` row made at ``t`` for horizon ``h`` gets
+``realized_vol``: the annualised realised vol of the bars ending in ``(t, t + h]`` (the same
+``sample_s`` bars the forecasters use; NaN when the data end before ``t + h``), and on a
+synthetic store ``true_vol``, the root of the mean true variance over ``(t, t + h]``
+(``truth_path``).  Both were NaN while the run was replayed.
+
+Scores per forecaster, on the variance ``f = forecast_vol^2`` against the proxy
+``RV = realized_vol^2``:
+
+* ``qlike = mean(RV / f - ln(RV / f) - 1)`` and ``mse = mean((f - RV)^2)``: both rank
+  forecasters consistently with a noisy but unbiased variance proxy, QLIKE being the more
+  robust to its noise and to outliers (Patton, "Volatility forecast comparison using
+  imperfect volatility proxies", *J. Econometrics* 160, 2011);
+* the Mincer-Zarnowitz regression ``RV = a + b f + e`` and its ``R^2`` (Mincer and Zarnowitz,
+  1969): an unbiased forecast has ``a = 0, b = 1``;
+* the Diebold-Mariano statistic of the QLIKE loss differential against the ``flat`` baseline,
+  ``DM = mean(d) / sqrt(S / n)`` with ``S`` the Newey-West long-run variance of ``d`` at
+  ``h / every_s - 1`` lags (forecasts every ``every_s`` over horizons ``h`` overlap), and its
+  two-sided normal p-value (Diebold and Mariano, *J. Business & Economic Statistics* 13,
+  1995; Newey and West, *Econometrica* 55, 1987); negative favours the forecaster;
+* the variance risk premium in vol terms, ``implied - realised``, averaged (``vrp_mean``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import norm
+
+from replay.consumers.forecast.forecasters import Bars
+from replay.consumers.forecast.realized import YEAR_S, window_count, window_sum
+
+
+def realized_over(bars: Bars, t: np.ndarray, h_ns: np.ndarray) -> np.ndarray:
+    """Annualised realised vol over ``(t, t + h]`` (NaN when the bars end before)."""
+    end = t + h_ns
+    s = window_sum(bars.ts, bars.r ** 2, end, h_ns)
+    n = window_count(bars.ts, end, h_ns)
+    full = (n >= np.round(h_ns / bars.step_ns)) & (end <= bars.ts[-1] if bars.ts.size else False)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(full, np.sqrt(s * (YEAR_S * 1e9) / h_ns), np.nan)
+
+
+def true_over(ts: np.ndarray, var: np.ndarray, t: np.ndarray, h_ns: np.ndarray) -> np.ndarray:
+    """Root mean true variance over ``(t, t + h]`` from a truth path (NaN past its end)."""
+    end = t + h_ns
+    s = window_sum(ts, var, end, h_ns)
+    n = window_count(ts, end, h_ns)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where((n > 0) & (end <= ts[-1]), np.sqrt(s / np.maximum(n, 1)), np.nan)
+
+
+def fill_realized(journal: Path, bars: Bars, truth: tuple[np.ndarray, np.ndarray] | None
+                  ) -> None:
+    """Write ``realized_vol`` (and ``true_vol``) into the run's ``vol_forecasts`` table."""
+    import duckdb
+
+    with duckdb.connect(str(journal)) as con:
+        df = con.execute("SELECT seq, ts, horizon_s FROM vol_forecasts").df()
+        if df.empty:
+            return
+        t = df["ts"].to_numpy(np.int64)
+        h = (df["horizon_s"].to_numpy() * 1e9).astype(np.int64)
+        df["realized_vol"] = realized_over(bars, t, h)
+        df["true_vol"] = true_over(*truth, t, h) if truth is not None else np.nan
+        con.register("filled", df[["seq", "realized_vol", "true_vol"]])
+        con.execute("UPDATE vol_forecasts SET realized_vol = filled.realized_vol, "
+                    "true_vol = filled.true_vol FROM filled "
+                    "WHERE vol_forecasts.seq = filled.seq").fetchall()
+
+
+def qlike(f: np.ndarray, rv: np.ndarray) -> np.ndarray:
+    """QLIKE loss per forecast (module docstring).
+
+    >>> float(qlike(np.array([0.04]), np.array([0.04])))
+    0.0
+    """
+    x = rv / f
+    return x - np.log(x) - 1.0
+
+
+def newey_west_var(d: np.ndarray, lags: int) -> float:
+    """Newey-West long-run variance of ``d`` with Bartlett weights."""
+    e = d - d.mean()
+    n = e.size
+    s = float(e @ e) / n
+    for k in range(1, min(lags, n - 1) + 1):
+        s += 2.0 * (1.0 - k / (lags + 1)) * float(e[k:] @ e[:-k]) / n
+    return s
+
+
+def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, lags: int) -> tuple[float, float]:
+    """DM statistic of ``loss_a - loss_b`` and its two-sided p-value."""
+    d = loss_a - loss_b
+    if d.size < 3:
+        return math.nan, math.nan
+    v = newey_west_var(d, lags)
+    if not v > 0:
+        return math.nan, math.nan
+    stat = float(d.mean() / math.sqrt(v / d.size))
+    return stat, float(2 * norm.sf(abs(stat)))
+
+
+def mincer_zarnowitz(f: np.ndarray, rv: np.ndarray) -> tuple[float, float, float]:
+    """``(a, b, R^2)`` of ``rv = a + b f + e`` by OLS."""
+    if f.size < 3 or np.ptp(f) == 0:
+        return math.nan, math.nan, math.nan
+    x = np.column_stack([np.ones(f.size), f])
+    coef, *_ = np.linalg.lstsq(x, rv, rcond=None)
+    resid = rv - x @ coef
+    tss = float(np.sum((rv - rv.mean()) ** 2))
+    return float(coef[0]), float(coef[1]), (1.0 - float(resid @ resid) / tss) if tss > 0 else math.nan
+
+
+def _none(x: float) -> float | None:
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+def forecast_block(journal: Path, every_s: float, against: str = "realized_vol") -> dict:
+    """The ``forecast`` block of metrics.json (docs/outputs.md): per forecaster on the first
+    horizon, ``qlike``, ``mse``, ``n``, ``mz_r2`` (and ``mz_a``, ``mz_b``, ``dm_vs_flat``,
+    ``dm_p_vs_flat``), ``best_by_qlike``, ``vrp_mean``, ``horizon_s``; ``against`` chooses the
+    proxy column (``true_vol`` scores against the synthetic truth)."""
+    from replay.engine.journal import read_tables
+
+    df = read_tables(journal, ["vol_forecasts"])["vol_forecasts"]
+    if df.empty:
+        return {"best_by_qlike": None, "horizon_s": None, "vrp_mean": None}
+    h = float(df["horizon_s"].min())
+    df = df[(df["horizon_s"] == h) & np.isfinite(df[against]) & (df[against] > 0)
+            & (df["forecast_vol"] > 0)]
+    lags = max(int(round(h / every_s)) - 1, 0)
+    out: dict = {"horizon_s": h}
+    losses = {}
+    for name, g in df.groupby("forecaster", sort=True):
+        f, rv = g["forecast_vol"].to_numpy() ** 2, g[against].to_numpy() ** 2
+        losses[name] = (g["ts"].to_numpy(), qlike(f, rv))
+        a, b, r2 = mincer_zarnowitz(f, rv)
+        out[name] = {"qlike": _none(float(np.mean(losses[name][1]))),
+                     "mse": _none(float(np.mean((f - rv) ** 2))), "n": int(f.size),
+                     "mz_r2": _none(r2), "mz_a": _none(a), "mz_b": _none(b)}
+    if "flat" in losses:
+        ts_flat, l_flat = losses["flat"]
+        for name, (ts, loss) in losses.items():
+            common, ia, ib = np.intersect1d(ts, ts_flat, return_indices=True)
+            stat, p = diebold_mariano(loss[ia], l_flat[ib], lags) if name != "flat" \
+                else (math.nan, math.nan)
+            out[name].update(dm_vs_flat=_none(stat), dm_p_vs_flat=_none(p))
+    scored = {n: v["qlike"] for n, v in out.items() if isinstance(v, dict) and v["qlike"] is not None}
+    out["best_by_qlike"] = min(scored, key=scored.get) if scored else None
+    imp = df[df["forecaster"] == "implied"]
+    out["vrp_mean"] = _none(float(np.mean(imp["forecast_vol"] - imp[against]))) \
+        if len(imp) else None
+    return out

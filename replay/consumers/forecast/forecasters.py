@@ -1,0 +1,210 @@
+"""Volatility forecasters, all causal: a forecast made at ``t`` uses returns of bars that ended
+by ``t``, and any re-estimation at ``R`` uses data up to ``R`` only.
+
+Bars are the log returns ``r_j`` of the underlying's mid over ``sample_s`` (5 min by default;
+:mod:`~replay.consumers.forecast.realized`), ``r_j`` known at the bar's end ``b_j``.  A
+forecast for horizon ``h`` (``n = h / sample_s`` bars) is an annualised vol: the forecast
+variance over ``(t, t + h]`` times ``year / h``.  Forecasters:
+
+* ``flat``: a constant ``flat_vol`` (a baseline);
+* ``last``: the realised vol of the last ``h`` (``sum of r^2`` over bars in ``(t - h, t]``);
+* ``ewma``: RiskMetrics, ``s2_j = lam s2_{j-1} + (1 - lam) r_j^2`` per bar (J.P. Morgan,
+  *RiskMetrics Technical Document*, 4th ed., 1996, eq. 5.3; ``lam`` is per bar here: 0.94 per
+  5-minute bar is a half-life of about an hour), forecast flat over the horizon;
+* ``garch`` and ``gjr_garch``: GARCH(1,1) (Bollerslev, *J. Econometrics* 31, 1986) and
+  GJR-GARCH(1,1,1) (Glosten, Jagannathan and Runkle, *J. Finance* 48, 1993), zero mean,
+  normal, estimated with the ``arch`` package on the returns of the last ``lookback_s`` at
+  each re-estimation time (every ``refit_s``), and filtered with those parameters until the
+  next one; the forecast is the sum of arch's analytic ``h``-bar variance forecasts;
+* ``har``: HAR-RV (Corsi, "A simple approximate long-memory model of realized volatility",
+  *J. Financial Econometrics* 7(2), 2009) on intraday components: the mean squared bar return
+  over the last ``h``, ``6 h`` and ``24 h`` (Corsi's day, week and month become the horizon
+  and 6 and 24 times it, since a replay spans hours to days), regressed by OLS on the mean
+  squared return over the next ``h``, re-estimated every ``refit_s`` on the pairs whose
+  target was complete by then;
+* ``implied``: the calibrated surface's ATM vol for the horizon (total variance interpolated
+  between slices), taken by the forecast consumer at the forecast time.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from replay.consumers.forecast.realized import YEAR_S, window_count, window_sum
+
+FORECASTERS = ("flat", "last", "ewma", "garch", "gjr_garch", "har", "implied")
+#: returns are scaled by this before arch sees them (5-minute BTC returns are ~1e-3; arch's
+#: optimiser wants values of order 1)
+ARCH_SCALE = 1000.0
+HAR_WINDOWS = (1, 6, 24)  # component windows, multiples of the horizon
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """What the forecast consumer computes (keys of ``conf/forecast/all.yaml``)."""
+
+    forecasters: tuple[str, ...] = FORECASTERS
+    horizons_s: tuple[float, ...] = (3600.0,)
+    every_s: float = 300.0
+    sample_s: float = 300.0
+    refit_s: float = 3600.0
+    lookback_s: float = 86400.0
+    ewma_lambda: float = 0.94
+    flat_vol: float = 0.5
+    min_returns: int = 24
+
+
+@dataclass(frozen=True)
+class Bars:
+    """Bar returns: ``ts[j]`` is the end of bar ``j`` (ns), ``r[j]`` its log return."""
+
+    ts: np.ndarray
+    r: np.ndarray
+    step_ns: int
+
+    def known(self, t: np.ndarray) -> np.ndarray:
+        """How many bars had ended by each ``t``."""
+        return np.searchsorted(self.ts, t, side="right")
+
+
+def bars_from_mid(grid_ts: np.ndarray, mid: np.ndarray, sample_s: float) -> Bars:
+    """Bars of ``sample_s`` from a mid sampled on a finer regular grid (``sample_s`` a
+    multiple of its step): every ``k``-th sample, then log returns."""
+    step = int(grid_ts[1] - grid_ts[0]) if grid_ts.size > 1 else int(sample_s * 1e9)
+    k = max(int(round(sample_s * 1e9 / step)), 1)
+    ts, m = grid_ts[k - 1::k], mid[k - 1::k]
+    ok = np.isfinite(m) & (m > 0)
+    ts, m = ts[ok], m[ok]
+    return Bars(ts[1:], np.diff(np.log(m)), k * step)
+
+
+def _annualise(var_per_bar: np.ndarray, bars: Bars) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(np.maximum(var_per_bar, 0.0) * (YEAR_S * 1e9 / bars.step_ns))
+
+
+def last_realized(bars: Bars, at: np.ndarray, h_ns: int) -> np.ndarray:
+    n = window_count(bars.ts, at, h_ns)
+    s = window_sum(bars.ts, bars.r ** 2, at, h_ns)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, _annualise(s / np.maximum(n, 1), bars), np.nan)
+
+
+def ewma(bars: Bars, at: np.ndarray, lam: float, min_returns: int) -> np.ndarray:
+    """RiskMetrics EWMA vol at each ``t`` (module docstring); NaN before ``min_returns``."""
+    r2 = bars.r ** 2
+    s2 = np.empty(r2.size)
+    if r2.size:
+        s2[0] = np.mean(r2[:min_returns]) if r2.size >= min_returns else r2[0]
+        # the seed uses the first min_returns bars, so no forecast before they are known
+        for j in range(1, r2.size):
+            s2[j] = lam * s2[j - 1] + (1 - lam) * r2[j]
+    k = bars.known(at)
+    out = np.full(at.size, np.nan)
+    ok = k >= max(min_returns, 1)
+    out[ok] = _annualise(s2[k[ok] - 1], bars)
+    return out
+
+
+def garch(bars: Bars, at: np.ndarray, h_ns: int, cfg: ForecastConfig, gjr: bool) -> np.ndarray:
+    """GARCH(1,1) / GJR-GARCH vol forecasts at each ``t`` (module docstring)."""
+    from arch import arch_model
+
+    n_h = max(int(round(h_ns / bars.step_ns)), 1)
+    out = np.full(at.size, np.nan)
+    if not at.size:
+        return out
+    refit_ns, look_ns = int(cfg.refit_s * 1e9), int(cfg.lookback_s * 1e9)
+    first = int(at[0])
+    refits = np.arange(first - first % refit_ns, int(at[-1]) + 1, refit_ns)
+    y = bars.r * ARCH_SCALE
+    for i, rt in enumerate(refits):
+        nxt = refits[i + 1] if i + 1 < refits.size else np.iinfo(np.int64).max
+        sel = (at >= rt) & (at < nxt)
+        j0 = int(np.searchsorted(bars.ts, rt - look_ns, side="right"))
+        j1 = int(bars.known(np.array([rt]))[0])  # bars known at the re-estimation
+        if not sel.any() or j1 - j0 < cfg.min_returns:
+            continue
+        model = arch_model(y[j0:j1], mean="Zero", vol="GARCH", p=1, o=int(gjr), q=1,
+                           dist="normal", rescale=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # convergence chatter; a failed fit is NaN below
+            params = model.fit(disp="off", show_warning=False).params.to_numpy()
+        # filter with fixed parameters through the bars known by the last forecast time
+        k = bars.known(at[sel])
+        j2 = int(k.max())
+        fixed = arch_model(y[j0:j2], mean="Zero", vol="GARCH", p=1, o=int(gjr), q=1,
+                           dist="normal", rescale=False).fix(params)
+        var = fixed.forecast(horizon=n_h, start=j1 - 1 - j0, reindex=False).variance
+        total = var.to_numpy().sum(axis=1) / ARCH_SCALE ** 2  # over the h bars
+        rows = k - 1 - (j1 - 1)  # forecast made after bar k-1 (>= the fit's last bar)
+        good = (rows >= 0) & (rows < total.size)
+        idx = np.flatnonzero(sel)[good]
+        out[idx] = _annualise(total[rows[good]] / n_h, bars)
+    return out
+
+
+def har(bars: Bars, at: np.ndarray, h_ns: int, cfg: ForecastConfig) -> np.ndarray:
+    """HAR-RV vol forecasts at each ``t`` (module docstring)."""
+    n_h = max(int(round(h_ns / bars.step_ns)), 1)
+    r2 = bars.r ** 2
+    c = np.concatenate([[0.0], np.cumsum(r2)])
+    j = np.arange(1, r2.size + 1)  # "after bar j-1": j bars known
+
+    def mean_back(j: np.ndarray, w: int) -> np.ndarray:
+        lo = np.maximum(j - w, 0)
+        return (c[j] - c[lo]) / np.maximum(j - lo, 1)
+
+    x = np.column_stack([np.ones(j.size)] + [mean_back(j, w * n_h) for w in HAR_WINDOWS])
+    target = np.full(j.size, np.nan)
+    ahead = j + n_h <= r2.size
+    target[ahead] = (c[j[ahead] + n_h] - c[j[ahead]]) / n_h  # the next h, once known
+    out = np.full(at.size, np.nan)
+    refit_ns = int(cfg.refit_s * 1e9)
+    k_at = bars.known(at)
+    coef = None
+    last_refit = None
+    for i, t in enumerate(at):
+        rt = int(t) - int(t) % refit_ns
+        if rt != last_refit:
+            last_refit = rt
+            known = int(bars.known(np.array([rt]))[0])
+            # pairs whose target (bars j .. j+n_h-1) had ended by the re-estimation
+            train = np.flatnonzero((j + n_h <= known) & (j >= cfg.min_returns))
+            coef = None
+            if train.size >= max(cfg.min_returns, 8):
+                coef = np.linalg.lstsq(x[train], target[train], rcond=None)[0]
+        k = int(k_at[i])
+        if coef is None or k < 1:
+            continue
+        f = float(x[k - 1] @ coef)
+        if not f > 0:
+            f = float(x[k - 1, 1])  # a negative fitted variance: fall back to the last h
+        out[i] = _annualise(np.array(f), bars)
+    return out
+
+
+def batch_forecasts(bars: Bars, at: np.ndarray, cfg: ForecastConfig) -> dict:
+    """Every configured forecaster except ``implied`` (which needs the surface at ``t``), at
+    each time of ``at`` and each horizon: ``{(name, horizon_s): vols}``."""
+    out = {}
+    for h in cfg.horizons_s:
+        h_ns = int(h * 1e9)
+        for name in cfg.forecasters:
+            if name == "flat":
+                v = np.full(at.size, cfg.flat_vol)
+            elif name == "last":
+                v = last_realized(bars, at, h_ns)
+            elif name == "ewma":
+                v = ewma(bars, at, cfg.ewma_lambda, cfg.min_returns)
+            elif name in ("garch", "gjr_garch"):
+                v = garch(bars, at, h_ns, cfg, gjr=name == "gjr_garch")
+            elif name == "har":
+                v = har(bars, at, h_ns, cfg)
+            else:
+                continue
+            out[(name, float(h))] = v
+    return out
