@@ -120,37 +120,44 @@ def _none(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def forecast_block(journal: Path, every_s: float, against: str = "realized_vol") -> dict:
-    """The ``forecast`` block of metrics.json (docs/outputs.md): per forecaster on the first
-    horizon, ``qlike``, ``mse``, ``n``, ``mz_r2`` (and ``mz_a``, ``mz_b``, ``dm_vs_flat``,
-    ``dm_p_vs_flat``), ``best_by_qlike``, ``vrp_mean``, ``horizon_s``; ``against`` chooses the
-    proxy column (``true_vol`` scores against the synthetic truth)."""
+SCORES = ("qlike", "mse", "n", "mz_r2", "mz_a", "mz_b", "dm_vs_flat", "dm_p_vs_flat")
+
+
+def forecast_block(journal: Path, every_s: float, names: tuple[str, ...],
+                   against: str = "realized_vol") -> dict:
+    """The ``forecast`` block of metrics.json (docs/outputs.md): per forecaster of ``names`` on
+    the first horizon, :data:`SCORES` (null without scored forecasts), ``best_by_qlike``,
+    ``vrp_mean``, ``horizon_s``; ``against`` chooses the proxy column (``true_vol`` scores
+    against the synthetic truth)."""
     from replay.engine.journal import read_tables
 
     df = read_tables(journal, ["vol_forecasts"])["vol_forecasts"]
+    out: dict = {n: dict.fromkeys(SCORES) for n in names}
+    out.update(best_by_qlike=None, horizon_s=None, vrp_mean=None)
     if df.empty:
-        return {"best_by_qlike": None, "horizon_s": None, "vrp_mean": None}
+        return out
     h = float(df["horizon_s"].min())
     df = df[(df["horizon_s"] == h) & np.isfinite(df[against]) & (df[against] > 0)
             & (df["forecast_vol"] > 0)]
     lags = max(int(round(h / every_s)) - 1, 0)
-    out: dict = {"horizon_s": h}
+    out["horizon_s"] = h
     losses = {}
     for name, g in df.groupby("forecaster", sort=True):
         f, rv = g["forecast_vol"].to_numpy() ** 2, g[against].to_numpy() ** 2
         losses[name] = (g["ts"].to_numpy(), qlike(f, rv))
         a, b, r2 = mincer_zarnowitz(f, rv)
-        out[name] = {"qlike": _none(float(np.mean(losses[name][1]))),
-                     "mse": _none(float(np.mean((f - rv) ** 2))), "n": int(f.size),
-                     "mz_r2": _none(r2), "mz_a": _none(a), "mz_b": _none(b)}
+        out.setdefault(name, dict.fromkeys(SCORES)).update(
+            qlike=_none(float(np.mean(losses[name][1]))),
+            mse=_none(float(np.mean((f - rv) ** 2))), n=int(f.size), mz_r2=_none(r2),
+            mz_a=_none(a), mz_b=_none(b))
     if "flat" in losses:
         ts_flat, l_flat = losses["flat"]
         for name, (ts, loss) in losses.items():
-            common, ia, ib = np.intersect1d(ts, ts_flat, return_indices=True)
-            stat, p = diebold_mariano(loss[ia], l_flat[ib], lags) if name != "flat" \
-                else (math.nan, math.nan)
-            out[name].update(dm_vs_flat=_none(stat), dm_p_vs_flat=_none(p))
-    scored = {n: v["qlike"] for n, v in out.items() if isinstance(v, dict) and v["qlike"] is not None}
+            if name != "flat":
+                _, ia, ib = np.intersect1d(ts, ts_flat, return_indices=True)
+                stat, p = diebold_mariano(loss[ia], l_flat[ib], lags)
+                out[name].update(dm_vs_flat=_none(stat), dm_p_vs_flat=_none(p))
+    scored = {n: out[n]["qlike"] for n in names if out[n]["qlike"] is not None}
     out["best_by_qlike"] = min(scored, key=scored.get) if scored else None
     imp = df[df["forecaster"] == "implied"]
     out["vrp_mean"] = _none(float(np.mean(imp["forecast_vol"] - imp[against]))) \

@@ -139,6 +139,11 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
         "skipped_no_quotes")}
     names |= {"surface_stream.built", "surface_stream.build_seconds"}
     names |= {f"margin.{k}" for k in NUMERIC_MARGIN_KEYS}
+    from replay.analytics.forecast_scores import SCORES
+    from replay.consumers.forecast.forecasters import FORECASTERS
+
+    names |= {f"forecast.{f}.{k}" for f in FORECASTERS for k in SCORES}
+    names |= {"forecast.horizon_s", "forecast.vrp_mean"}
     names |= {f"pnl.{k}" for k in PNL_KEYS}
     names |= {f"attribution.{k}" for k in BUCKETS}
     names |= {f"execution.{k}" for k in ("n_orders", "n_fills", "slippage_bps_mean",

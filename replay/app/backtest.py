@@ -158,7 +158,8 @@ def run(cfg: Any) -> dict:
         from replay.analytics.forecast_scores import fill_realized, forecast_block
 
         fill_realized(out / "journal.duckdb", bars[0], bars[1])
-        metrics["forecast"] = forecast_block(out / "journal.duckdb", fc.cfg.every_s)
+        metrics["forecast"] = forecast_block(out / "journal.duckdb", fc.cfg.every_s,
+                                             fc.cfg.forecasters)
     if margin is not None:
         from replay.analytics.breach import margin_block
 

@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from replay.consumers.forecast.forecasters import FORECASTERS
 from replay.engine.wake import WakeCondition
+from replay.errors import ConfigError
 from replay.model.config import check_choice
 from replay.units import NS
 from strategies.base import require_positive
@@ -48,6 +50,10 @@ from strategies.hedging.corridor import Corridor, delta_corridor
 from strategies.pending import PendingOrders
 
 Width = float | Callable[[np.ndarray], np.ndarray] | None
+#: ``strategy.hedge_vol``: the vol of the deltas, gammas and bands: the published surface's
+#: (with ``delta_source``), ``flat_vol``, or the latest ``strategy.forecast`` forecast (flat
+#: across strikes; the surface's vols until the first forecast)
+HEDGE_VOLS = ("surface", "flat", "forecast")
 
 
 class Hedger:
@@ -59,7 +65,9 @@ class Hedger:
     ``min_trade`` (contracts), ``lot`` (orders are rounded to multiples of it; 0: no
     rounding; 1 for the Deribit perpetual), ``max_wake_ns`` (longest sleep),
     ``idle_wake_ns`` (poll while nothing is held), ``underlying`` (name prefix of the
-    hedge), ``board`` (the
+    hedge), ``hedge_vol`` (:data:`HEDGE_VOLS`) with ``forecast`` (a forecaster's name),
+    ``forecasts`` (the :class:`~replay.consumers.forecast.ForecastBoard`; injected by the run
+    with ``forecast=all``), ``board`` (the
     :class:`~strategies.base.SurfaceBoard` the calibration publishes to; injected by the run).
     """
 
@@ -82,10 +90,16 @@ class Hedger:
     def __init__(self, name: str = "hedger", hedge: str = "perp", delta_source: str = "surface",
                  flat_vol: float = 0.6, latency_ns: int | None = None, min_trade: float = 1.0,
                  max_wake_ns: int = 60 * NS, idle_wake_ns: int = NS, underlying: str = "BTC",
-                 lot: float = 0.0, board: SurfaceBoard | None = None):
+                 lot: float = 0.0, hedge_vol: str = "surface", forecast: str = "garch",
+                 board: SurfaceBoard | None = None, forecasts: Any = None):
         self.name = name
         self.hedge = check_choice("strategy.hedge", hedge, ("perp", "future", "spot"))
         self.delta_source = check_choice("strategy.delta_source", delta_source, DELTA_SOURCES)
+        self.hedge_vol = check_choice("strategy.hedge_vol", hedge_vol, HEDGE_VOLS)
+        if self.hedge_vol == "forecast" and forecasts is None:
+            raise ConfigError("strategy.hedge_vol: 'forecast' needs forecasts (forecast=all)")
+        self.forecast = check_choice("strategy.forecast", forecast, FORECASTERS)
+        self.forecasts = forecasts
         self.flat_vol = require_positive("strategy.flat_vol", flat_vol)
         self.latency_ns = None if latency_ns is None else int(latency_ns)
         self.min_trade = float(min_trade)
@@ -153,7 +167,13 @@ class Hedger:
         for i, q in pending.items():
             if i in pos:
                 pos[i] += q
-        return book_legs(ctx, pos, self.delta_source, self.board, self.flat_vol)
+        source = "flat" if self.hedge_vol == "flat" else self.delta_source
+        legs = book_legs(ctx, pos, source, self.board, self.flat_vol)
+        if self.hedge_vol == "forecast" and len(legs):
+            v = self.forecasts.vol(self.forecast)
+            if math.isfinite(v) and v > 0:  # before the first forecast: the surface's vols
+                legs = legs.with_vol(np.full(len(legs), v))
+        return legs
 
     def hedge_price(self, ctx: Any, spot: float) -> float:
         return instrument_price(ctx, self.hedge_id, spot)

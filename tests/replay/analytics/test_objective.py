@@ -136,7 +136,8 @@ def test_known_names_are_what_a_backtest_writes(store, tmp_path):
         cfg = compose("config", overrides=[
             f"data.db={store}", f"+out_dir={tmp_path / 'run'}", "report.html=false",
             "report.markout_horizons_s=[1.0,2.5]", "calibration.every=300s",
-            "margin=portfolio"])
+            "margin=portfolio", "forecast=all", "forecast.horizons_s=[120.0]",
+            "forecast.every_s=60", "forecast.sample_s=10", "forecast.min_returns=6"])
     m = replay.run(cfg)
     # the strings (journal hash, the surface stream's key, path and cache mode) are no metric
     written = {k for k, v in flatten(m).items() if not isinstance(v, str)}

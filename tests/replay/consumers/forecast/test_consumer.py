@@ -1,0 +1,90 @@
+"""Forecasts inside a backtest: the metrics and journal contract, realised vols filled in after
+the run (never during it), determinism, and hedging at a forecast vol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+import replay
+from replay.errors import ConfigError
+from replay.synth import SynthConfig, synthesize
+
+CONF = Path(__file__).resolve().parents[4] / "conf"
+SCORE_KEYS = {"qlike", "mse", "n", "mz_r2"}
+FAST = {"horizons_s": [300.0], "every_s": 60.0, "sample_s": 30.0, "refit_s": 600.0,
+        "lookback_s": 3600.0, "min_returns": 10}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    db = tmp_path_factory.mktemp("synth") / "s.duckdb"
+    synthesize(db, SynthConfig(hours=1.0, seed=4, model="heston", scale="small"))
+    return db
+
+
+def _group(name: str, option: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(CONF / name / f"{option}.yaml"))
+
+
+def _cfg(db: Path, out: Path, strategy: dict | None = None) -> dict:
+    return {"data": {"db": str(db)}, "seed": 0, "out_dir": str(out),
+            "report": {"html": False, "pnl_every_s": 60.0},
+            "calibration": {**_group("calibration", "svi"), "every": "60s"},
+            "book": _group("book", "fixed"),
+            "strategy": {**_group("strategy", "delta_band"), **(strategy or {})},
+            "forecast": {**_group("forecast", "all"), **FAST}}
+
+
+def _q(run: Path, sql: str):
+    with duckdb.connect(str(run / "journal.duckdb"), read_only=True) as con:
+        return con.execute(sql).df()
+
+
+def test_forecast_metrics_journal_and_determinism(store, tmp_path):
+    a = replay.run(_cfg(store, tmp_path / "a"))
+    block = a["forecast"]
+    names = {"flat", "last", "ewma", "garch", "gjr_garch", "har", "implied"}
+    assert names <= set(block) and block["best_by_qlike"] in names
+    for n in names:
+        assert SCORE_KEYS <= set(block[n]) and block[n]["n"] > 10, n
+    assert block["vrp_mean"] is not None
+    rows = _q(tmp_path / "a", "SELECT * FROM vol_forecasts")
+    assert set(rows["forecaster"]) == names
+    # realised over (t, t + h]: filled after the run where the data cover the horizon
+    end = rows["ts"].max()
+    covered = rows["ts"] <= end - 600 * 10**9
+    assert np.isfinite(rows.loc[covered, "realized_vol"]).all()
+    assert np.isfinite(rows.loc[covered, "true_vol"]).all()  # a synthetic store has the truth
+    # the filled columns are not part of the journal: a second run has the same hash
+    b = replay.run(_cfg(store, tmp_path / "b"))
+    assert b["journal_hash"] == a["journal_hash"]
+
+
+def test_hedging_at_a_forecast_vol(store, tmp_path):
+    base = replay.run(_cfg(store, tmp_path / "s"))
+    fc = replay.run(_cfg(store, tmp_path / "f", {"hedge_vol": "forecast", "forecast": "ewma"}))
+    assert fc["journal_hash"] != base["journal_hash"]  # other deltas, other trades
+    dec = _q(tmp_path / "f", "SELECT ts, target_delta FROM hedge_decisions")
+    assert len(dec) and np.isfinite(dec["target_delta"]).all()
+    with pytest.raises(ConfigError, match="strategy.forecast: 'arima' is not allowed"):
+        replay.run(_cfg(store, tmp_path / "bad", {"hedge_vol": "forecast", "forecast": "arima"}))
+    cfg = _cfg(store, tmp_path / "bad2", {"hedge_vol": "forecast"})
+    cfg["forecast"] = None
+    with pytest.raises(ConfigError, match="needs forecasts"):
+        replay.run(cfg)
+
+
+def test_bad_forecast_config_names_the_key(store, tmp_path):
+    cfg = _cfg(store, tmp_path / "bad")
+    cfg["forecast"]["forecasters"] = ["ewma", "prophet"]
+    with pytest.raises(ConfigError, match="forecast.forecasters: 'prophet'"):
+        replay.run(cfg)
+    cfg["forecast"]["forecasters"] = ["ewma"]
+    cfg["forecast"]["ewma_lambda"] = 1.5
+    with pytest.raises(ConfigError, match="forecast.ewma_lambda"):
+        replay.run(cfg)

@@ -1,0 +1,93 @@
+"""Forecasters: convergence on GBM, no look-ahead, and the Heston ranking against the true
+integrated variance."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from replay.analytics.forecast_scores import diebold_mariano, qlike, true_over
+from replay.consumers.forecast.forecasters import (
+    Bars,
+    ForecastConfig,
+    bars_from_mid,
+    batch_forecasts,
+)
+from replay.synth.paths import ModelParams, initial_state, simulate_block
+
+NS = 10**9
+STEP = 300 * NS
+CFG = ForecastConfig(forecasters=("flat", "last", "ewma", "garch", "gjr_garch", "har"),
+                     refit_s=6 * 3600.0, lookback_s=3 * 86400.0)
+
+
+def _path(model: str, days: int, seed: int, **params):
+    p = ModelParams(**params)
+    block, _ = simulate_block(model, p, initial_state(model, p), 0, days * 288, STEP,
+                              np.random.default_rng(seed))
+    return block
+
+
+def _bars(block) -> Bars:
+    ts = np.arange(block.spot.size, dtype=np.int64) * STEP
+    return bars_from_mid(ts, block.spot, 300.0)
+
+
+def test_every_forecaster_converges_to_the_gbm_vol():
+    """Constant sigma = 0.5: each forecaster's mean forecast is sigma within a tolerance set
+    by its estimation window (the last hour: 12 returns, about 20 % per forecast, averaged)."""
+    block = _path("gbm", 10, 2, sigma=0.5)
+    bars = _bars(block)
+    at = np.arange(2 * 86400 * NS, 10 * 86400 * NS, 3600 * NS)
+    fc = batch_forecasts(bars, at, ForecastConfig(
+        forecasters=CFG.forecasters, refit_s=CFG.refit_s, lookback_s=CFG.lookback_s,
+        flat_vol=0.5))
+    for (name, _), v in fc.items():
+        assert np.isfinite(v).all(), name
+        # sqrt of a mean chi-square estimate: biased down by ~1/(4 n) at n = 12 returns
+        tol = 0.04 if name != "last" else 0.06
+        assert abs(np.mean(v) / 0.5 - 1) < tol, (name, np.mean(v))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cut=st.integers(min_value=300, max_value=800), scale=st.floats(0.2, 5.0),
+       seed=st.integers(0, 3))
+def test_no_forecast_sees_the_future(cut, scale, seed):
+    """Perturbing every return after bar ``cut`` leaves every forecast made by the end of that
+    bar unchanged, for every forecaster and re-estimation."""
+    block = _path("heston", 4, seed)
+    bars = _bars(block)
+    r2 = bars.r.copy()
+    r2[cut + 1:] *= scale
+    r2[cut + 1:] += 0.003
+    other = Bars(bars.ts, r2, bars.step_ns)
+    at = np.arange(1 * 86400 * NS, 4 * 86400 * NS, 900 * NS)
+    a, b = batch_forecasts(bars, at, CFG), batch_forecasts(other, at, CFG)
+    seen = at <= bars.ts[cut]
+    for key in a:
+        np.testing.assert_array_equal(a[key][seen], b[key][seen], err_msg=str(key))
+    assert any(not np.array_equal(a[k][~seen], b[k][~seen], equal_nan=True) for k in a
+               if k[0] != "flat")
+
+
+def test_heston_ranking_against_the_true_variance():
+    """30 Heston days (vol of variance 1, mean reversion 3 a year): against the true
+    integrated variance of the next hour, QLIKE ranks HAR and GARCH ahead of the flat
+    long-run vol, and the Diebold-Mariano statistic says the difference is not chance
+    (|DM| > 2)."""
+    block = _path("heston", 30, 7)
+    bars = _bars(block)
+    at = np.arange(3 * 86400 * NS, 29 * 86400 * NS, 3600 * NS)
+    fc = batch_forecasts(bars, at, CFG)
+    ts = np.arange(block.var.size, dtype=np.int64) * STEP
+    truth = true_over(ts, block.var, at, np.full(at.size, 3600 * NS))
+    ok = np.isfinite(truth)
+    loss = {k[0]: qlike(v[ok] ** 2, truth[ok] ** 2) for k, v in fc.items()}
+    for name in ("har", "garch"):
+        assert loss[name].mean() < loss["flat"].mean(), name
+        stat, _ = diebold_mariano(loss[name], loss["flat"], lags=0)
+        assert stat < -2, (name, stat)
+    assert math.isfinite(loss["ewma"].mean())
