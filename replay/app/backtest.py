@@ -202,7 +202,7 @@ def _forecast_bars(d, fc) -> tuple:
             t = st.con.sql("SELECT ts, variance FROM truth_path ORDER BY ts").to_arrow_table()
             truth = (t.column("ts").to_numpy(), t.column("variance").to_numpy())
     bars = bars_from_mid(grid, mid, fc.cfg.sample_s)
-    fc.prepare(bars, start, end)
+    fc.prepare(bars, start, end, truth)
     return bars, truth
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from replay.consumers.forecast.forecasters import FORECASTERS
+from replay.consumers.forecast.forecasters import FORECASTERS, ORACLES
 from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
 from replay.model.config import check_choice
@@ -98,7 +98,7 @@ class Hedger:
         self.hedge_vol = check_choice("strategy.hedge_vol", hedge_vol, HEDGE_VOLS)
         if self.hedge_vol == "forecast" and forecasts is None:
             raise ConfigError("strategy.hedge_vol: 'forecast' needs forecasts (forecast=all)")
-        self.forecast = check_choice("strategy.forecast", forecast, FORECASTERS)
+        self.forecast = check_choice("strategy.forecast", forecast, FORECASTERS + ORACLES)
         self.forecasts = forecasts
         self.flat_vol = require_positive("strategy.flat_vol", flat_vol)
         self.latency_ns = None if latency_ns is None else int(latency_ns)

@@ -21,6 +21,7 @@ import numpy as np
 
 from replay.consumers.forecast.forecasters import (
     FORECASTERS,
+    ORACLES,
     Bars,
     ForecastConfig,
     batch_forecasts,
@@ -65,10 +66,10 @@ class ForecastConsumer:
                  ewma_lambda: float = 0.94, flat_vol: float = 0.5, min_returns: int = 24,
                  board: Any = None, forecasts: ForecastBoard | None = None) -> None:
         names = tuple(forecasters or FORECASTERS)
-        bad = [n for n in names if n not in FORECASTERS]
+        bad = [n for n in names if n not in FORECASTERS + ORACLES]
         if bad:
             raise ConfigError(f"forecast.forecasters: {bad[0]!r} is not a forecaster; choose "
-                              f"from {', '.join(FORECASTERS)}")
+                              f"from {', '.join(FORECASTERS + ORACLES)}")
         if not 0 < ewma_lambda < 1:
             raise ConfigError(f"forecast.ewma_lambda: {ewma_lambda!r} must be in (0, 1)")
         hs = tuple(float(h) for h in (horizons_s or [3600.0]))
@@ -83,11 +84,13 @@ class ForecastConsumer:
         self.at = np.zeros(0, np.int64)
         self.table: dict = {}
 
-    def prepare(self, bars: Bars, start: int, end: int) -> None:
-        """Compute the batch forecasts for the forecast times in ``(start, end]``."""
+    def prepare(self, bars: Bars, start: int, end: int,
+                truth: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        """Compute the batch forecasts for the forecast times in ``(start, end]`` (``truth``:
+        the synthetic variance path, for ``true``)."""
         first = (start // self.every_ns + 1) * self.every_ns
         self.at = np.arange(first, end + 1, self.every_ns, dtype=np.int64)
-        self.table = batch_forecasts(bars, self.at, self.cfg)
+        self.table = batch_forecasts(bars, self.at, self.cfg, truth)
 
     def on_start(self, ctx) -> WakeCondition:
         return WakeCondition(deadline=(ctx.now // self.every_ns + 1) * self.every_ns)

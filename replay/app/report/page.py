@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from replay.app import charts
+from replay.app.report.blocks import Section, table, times
+from replay.app.report.risk import forecast_section, margin_section
 from replay.units import NS
 
 _TEMPLATE = jinja2.Template("""<!doctype html>
@@ -51,35 +53,6 @@ window.addEventListener("load", function () {
 </body></html>""")
 
 
-def _times(ts) -> pd.DatetimeIndex:
-    return pd.to_datetime(np.asarray(ts, dtype="int64"), unit="ns", utc=True)
-
-
-def _table(rows: dict, fmt: str = "{:,.4g}") -> str:
-    out = ["<table><tr><th>figure</th><th>value</th></tr>"]
-    for k, v in rows.items():
-        if isinstance(v, dict):
-            v = ", ".join(f"{a}: {_fmt(b, fmt)}" for a, b in v.items())
-        else:
-            v = _fmt(v, fmt)
-        out.append(f"<tr><td class='k'>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>")
-    out.append("</table>")
-    return "".join(out)
-
-
-def _fmt(v, fmt: str) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, float):
-        return fmt.format(v)
-    return str(v)
-
-
-class _Section(dict):
-    def __init__(self, id: str, title: str, intro: str = "", empty: str = "Not produced by this run."):
-        super().__init__(id=id, title=title, intro=intro, empty=empty, images=[], html="")
-
-
 def render_run(run_dir: str | Path) -> Path:
     """Write ``report.html`` into ``run_dir`` from what the run stored; returns its path."""
     from replay.engine.journal import read_tables
@@ -88,11 +61,13 @@ def render_run(run_dir: str | Path) -> Path:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     t = read_tables(run_dir / "journal.duckdb", ["pnl", "attribution", "executions",
-                                                 "surface_fits", "hedge_decisions", "margin"])
+                                                 "surface_fits", "hedge_decisions", "margin",
+                                                 "vol_forecasts"])
     t["calibration_quotes"] = _smile_quotes(run_dir / "journal.duckdb", _n_snapshots(run))
     sections = [_config_section(run), _headline(metrics), _pnl_section(t["pnl"]),
                 _attribution_section(t["attribution"], metrics),
-                _hedge_section(t["hedge_decisions"]), _margin_section(t["margin"], metrics),
+                _hedge_section(t["hedge_decisions"]), margin_section(t["margin"], metrics),
+                forecast_section(t["vol_forecasts"], metrics),
                 _execution_section(t["executions"], metrics),
                 _calibration_section(t["surface_fits"]),
                 _smiles_section(t["calibration_quotes"], run),
@@ -116,20 +91,20 @@ def _span(t: dict) -> tuple[str, str]:
     return f(allts.min()), f(allts.max())
 
 
-def _config_section(run: dict) -> _Section:
-    s = _Section("config", "Run configuration")
+def _config_section(run: dict) -> Section:
+    s = Section("config", "Run configuration")
     cfg = run.get("config") or {}
     rows = {}
     for group in ("data", "calibration", "book", "strategy", "margin", "venue"):
         v = cfg.get(group)
         rows[group] = "none" if not v else ", ".join(f"{k}={v[k]}" for k in v)
     rows["seed"] = cfg.get("seed")
-    s["html"] = _table(rows)
+    s["html"] = table(rows)
     return s
 
 
-def _headline(m: dict) -> _Section:
-    s = _Section("headline", "Headline metrics",
+def _headline(m: dict) -> Section:
+    s = Section("headline", "Headline metrics",
                  "PnL in USD (inverse options are converted at the index when each cash flow "
                  "happens); calibration errors in implied-vol points.")
     rows = {f"pnl.{k}": v for k, v in (m.get("pnl") or {}).items()}
@@ -137,15 +112,15 @@ def _headline(m: dict) -> _Section:
     ex = m.get("execution") or {}
     rows.update({f"execution.{k}": v for k, v in ex.items() if not k.endswith("_by_leg")})
     rows["events_per_second"] = m.get("events_per_second")
-    s["html"] = _table(rows)
+    s["html"] = table(rows)
     return s
 
 
-def _pnl_section(pnl: pd.DataFrame) -> _Section:
-    s = _Section("pnl", "Cumulative PnL", empty="No positions were held, so there is no PnL.")
+def _pnl_section(pnl: pd.DataFrame) -> Section:
+    s = Section("pnl", "Cumulative PnL", empty="No positions were held, so there is no PnL.")
     if len(pnl):
         fig, ax = charts.fig()
-        x = _times(pnl.ts)
+        x = times(pnl.ts)
         ax.plot(x, pnl.total_usd, label="total (USD)", color="C0")
         ax.plot(x, pnl.options_usd, label="options (USD)", color="C1", lw=0.8)
         ax.plot(x, pnl.hedge_usd, label="hedge (USD)", color="C2", lw=0.8)
@@ -159,16 +134,16 @@ def _pnl_section(pnl: pd.DataFrame) -> _Section:
     return s
 
 
-def _attribution_section(att: pd.DataFrame, m: dict) -> _Section:
+def _attribution_section(att: pd.DataFrame, m: dict) -> Section:
     from replay.consumers.marker import BUCKETS
 
-    s = _Section("attribution", "PnL attribution",
+    s = Section("attribution", "PnL attribution",
                  "Second-order Taylor explain from the surface greeks per mark step; fees, "
                  "funding and slippage are their own buckets and the residual takes the rest, "
                  "so the buckets sum to the total.", empty="No PnL to attribute.")
     if len(att):
         fig, ax = charts.fig()
-        x = _times(att.ts)
+        x = times(att.ts)
         cum = att[list(BUCKETS)].cumsum()
         pos = cum.clip(lower=0).to_numpy().T
         neg = cum.clip(upper=0).to_numpy().T
@@ -178,15 +153,15 @@ def _attribution_section(att: pd.DataFrame, m: dict) -> _Section:
         ax.legend(fontsize=7, ncol=6, loc="upper left")
         ax.set_ylabel("USD, cumulative")
         s["images"].append(charts.png(fig))
-        s["html"] = _table(m.get("attribution") or {})
+        s["html"] = table(m.get("attribution") or {})
     return s
 
 
-def _hedge_section(dec: pd.DataFrame) -> _Section:
-    s = _Section("hedge", "Hedge position vs target delta", empty="No hedging decisions.")
+def _hedge_section(dec: pd.DataFrame) -> Section:
+    s = Section("hedge", "Hedge position vs target delta", empty="No hedging decisions.")
     if len(dec) and {"target_delta", "current_hedge"} <= set(dec.columns):
         fig, ax = charts.fig()
-        x = _times(dec.ts)
+        x = times(dec.ts)
         ax.step(x, dec.current_hedge, where="post", label="hedge delta held (BTC)")
         ax.plot(x, dec.target_delta, ".", ms=3, label="target hedge delta (BTC)")
         ax.fill_between(x, dec.band_lo, dec.band_hi, step="post", alpha=0.2, label="band")
@@ -196,34 +171,8 @@ def _hedge_section(dec: pd.DataFrame) -> _Section:
     return s
 
 
-def _margin_section(mg: pd.DataFrame, m: dict) -> _Section:
-    s = _Section("margin", "Margin", "Initial and maintenance requirement against equity (USD); "
-                 "the table counts which scenario bound the requirement (portfolio margin).",
-                 empty="Margin was off (margin=none).")
-    if len(mg):
-        fig, ax = charts.fig()
-        x = _times(mg.ts)
-        iso = (m.get("margin") or {}).get("mode") == "isolated"
-        ax.step(x, mg.initial_isolated_usd if iso else mg.initial_usd, where="post",
-                label="initial margin", color="C0")
-        ax.step(x, mg.maintenance_isolated_usd if iso else mg.maintenance_usd, where="post",
-                label="maintenance margin", color="C3")
-        ax.set_ylabel("requirement, USD")
-        ax2 = ax.twinx()  # equity is usually far above the requirement: its own scale
-        ax2.step(x, mg.equity_usd, where="post", label="equity", color="k", lw=0.8)
-        ax2.set_ylabel("equity, USD")
-        ax.legend(loc="upper left", fontsize=8)
-        ax2.legend(loc="upper right", fontsize=8)
-        s["images"].append(charts.png(fig))
-        bound = mg.loc[mg.worst_scenario != "", "worst_scenario"].value_counts()
-        rows = {k: v for k, v in (m.get("margin") or {}).items()}
-        rows.update({f"bound by: {k}": int(v) for k, v in bound.head(5).items()})
-        s["html"] = _table(rows)
-    return s
-
-
-def _execution_section(ex: pd.DataFrame, m: dict) -> _Section:
-    s = _Section("execution", "Slippage and markouts",
+def _execution_section(ex: pd.DataFrame, m: dict) -> Section:
+    s = Section("execution", "Slippage and markouts",
                  "Slippage is the fill price against the mid at arrival (bps of mid). Markouts "
                  "are from our side: negative means the fill lost against the later mid. Solid: "
                  "against the fill price (spread and move); dashed: against the mid at the fill "
@@ -253,14 +202,14 @@ def _execution_section(ex: pd.DataFrame, m: dict) -> _Section:
     return s
 
 
-def _calibration_section(fits: pd.DataFrame) -> _Section:
-    s = _Section("calibration", "Calibration error and inside-spread share over time",
+def _calibration_section(fits: pd.DataFrame) -> Section:
+    s = Section("calibration", "Calibration error and inside-spread share over time",
                  empty="No surface fits (calibration=none).")
     if len(fits):
         per_fit = fits.groupby("ts").agg(rmse=("rmse_vol_pts", "first"),
                                          inside=("inside_spread_pct", "first")).reset_index()
         fig, ax = charts.fig()
-        x = _times(per_fit.ts)
+        x = times(per_fit.ts)
         ax.plot(x, per_fit.rmse, ".-", ms=3, label="in-sample RMSE (vol pts)")
         ax.set_ylabel("vol pts")
         ax2 = ax.twinx()
@@ -277,7 +226,7 @@ def _n_snapshots(run: dict) -> int:
     return int(((run.get("config") or {}).get("report") or {}).get("surface_snapshots", 3))
 
 
-def _snapshot_times(times: np.ndarray, n_snap: int) -> np.ndarray:
+def _snapshottimes(times: np.ndarray, n_snap: int) -> np.ndarray:
     """``n_snap`` evenly spaced values of the sorted fit times ``times`` (first and last
     included)."""
     return times[np.linspace(0, len(times) - 1, min(n_snap, len(times))).round().astype(int)]
@@ -297,19 +246,19 @@ def _smile_quotes(path: Path, n_snap: int) -> pd.DataFrame:
             return pd.DataFrame()
         times = np.array([r[0] for r in con.execute(
             "SELECT DISTINCT ts FROM calibration_quotes ORDER BY ts").fetchall()], dtype=np.int64)
-        pick = ", ".join(str(int(x)) for x in _snapshot_times(times, n_snap)) or "NULL"
+        pick = ", ".join(str(int(x)) for x in _snapshottimes(times, n_snap)) or "NULL"
         return con.execute("SELECT * FROM calibration_quotes "
                            f"WHERE ts IN ({pick}) ORDER BY seq").df()
 
 
-def _smiles_section(cq: pd.DataFrame, run: dict) -> _Section:
-    s = _Section("smiles", "Surface snapshots",
+def _smiles_section(cq: pd.DataFrame, run: dict) -> Section:
+    s = Section("smiles", "Surface snapshots",
                  "Bid/ask implied-vol bars of the quotes used, the fit (line) and the venue "
                  "mark IV (crosses) per expiry, at evenly spaced fit times.",
                  empty="No calibration quotes journaled.")
     if not len(cq):
         return s
-    pick = _snapshot_times(np.unique(cq.ts), _n_snapshots(run))
+    pick = _snapshottimes(np.unique(cq.ts), _n_snapshots(run))
     for ts in pick:
         q = cq[cq.ts == ts]
         exps = np.unique(q.expiry)[:6]
@@ -333,8 +282,8 @@ def _smiles_section(cq: pd.DataFrame, run: dict) -> _Section:
     return s
 
 
-def _arbitrage_section(fits: pd.DataFrame) -> _Section:
-    s = _Section("arbitrage", "Arbitrage violations",
+def _arbitrage_section(fits: pd.DataFrame) -> Section:
+    s = Section("arbitrage", "Arbitrage violations",
                  "Butterfly (Durrleman's g), calendar and Lee wing checks on every fitted "
                  "surface; a surface with violations is not published silently.",
                  empty="No surface fits.")
@@ -347,7 +296,7 @@ def _arbitrage_section(fits: pd.DataFrame) -> _Section:
                      f"{int((~per_fit.published).sum())} not published (fell back to the last good "
                      "surface).</p>")
         if len(bad):
-            rows = "".join(f"<tr><td>{_times([r.ts])[0]}</td><td>{int(r.v)}</td>"
+            rows = "".join(f"<tr><td>{times([r.ts])[0]}</td><td>{int(r.v)}</td>"
                            f"<td class='k'>{html.escape(str(r.reason))}</td></tr>"
                            for r in bad.head(50).itertuples())
             s["html"] += f"<table><tr><th>time</th><th>violations</th><th>what happened</th></tr>{rows}</table>"

@@ -1,0 +1,61 @@
+"""Report sections of the risk consumers: margin and volatility forecasts."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from replay.app import charts
+from replay.app.report.blocks import Section, table, times
+
+
+def margin_section(mg: pd.DataFrame, m: dict) -> Section:
+    s = Section("margin", "Margin", "Initial and maintenance requirement against equity (USD); "
+                 "the table counts which scenario bound the requirement (portfolio margin).",
+                 empty="Margin was off (margin=none).")
+    if len(mg):
+        fig, ax = charts.fig()
+        x = times(mg.ts)
+        iso = (m.get("margin") or {}).get("mode") == "isolated"
+        ax.step(x, mg.initial_isolated_usd if iso else mg.initial_usd, where="post",
+                label="initial margin", color="C0")
+        ax.step(x, mg.maintenance_isolated_usd if iso else mg.maintenance_usd, where="post",
+                label="maintenance margin", color="C3")
+        ax.set_ylabel("requirement, USD")
+        ax2 = ax.twinx()  # equity is usually far above the requirement: its own scale
+        ax2.step(x, mg.equity_usd, where="post", label="equity", color="k", lw=0.8)
+        ax2.set_ylabel("equity, USD")
+        ax.legend(loc="upper left", fontsize=8)
+        ax2.legend(loc="upper right", fontsize=8)
+        s["images"].append(charts.png(fig))
+        bound = mg.loc[mg.worst_scenario != "", "worst_scenario"].value_counts()
+        rows = {k: v for k, v in (m.get("margin") or {}).items()}
+        rows.update({f"bound by: {k}": int(v) for k, v in bound.head(5).items()})
+        s["html"] = table(rows)
+    return s
+
+
+def forecast_section(fc: pd.DataFrame, m: dict) -> Section:
+    s = Section("forecast", "Volatility forecasts",
+                "Each forecaster's vol forecast for the first horizon against the realised vol "
+                "over that horizon (filled in after the run), and the scores (QLIKE and MSE on "
+                "variance, Mincer-Zarnowitz R², Diebold-Mariano against the flat baseline).",
+                empty="Forecasts were off (forecast=none).")
+    if len(fc):
+        h = fc.horizon_s.min()
+        d = fc[fc.horizon_s == h]
+        fig, ax = charts.fig()
+        for name, g in d.groupby("forecaster", sort=True):
+            ax.plot(times(g.ts), g.forecast_vol, lw=0.9, label=name)
+        real = d.drop_duplicates("ts").sort_values("ts")
+        ax.plot(times(real.ts), real.realized_vol, color="k", lw=1.6, label="realised")
+        if real.true_vol.notna().any():
+            ax.plot(times(real.ts), real.true_vol, color="k", ls="--", lw=1, label="true")
+        ax.set_ylabel(f"vol over the next {h:g} s")
+        ax.legend(fontsize=7, ncol=5)
+        s["images"].append(charts.png(fig))
+        block = m.get("forecast") or {}
+        rows = {f"{n}.{k}": v for n, sc in block.items() if isinstance(sc, dict)
+                for k, v in sc.items() if k in ("qlike", "mse", "mz_r2", "dm_vs_flat", "n")}
+        rows.update({k: block.get(k) for k in ("best_by_qlike", "vrp_mean", "horizon_s")})
+        s["html"] = table(rows)
+    return s
