@@ -125,8 +125,9 @@ def run(cfg: Any) -> dict:
         if _active(cfg.get("strategy")) else None
     marker = PnLMarker(venue, board, every_s=report.pnl_every_s, mark=report.pnl_mark) \
         if (book or strategy) else None
-    margin = instantiate_checked("margin", cfg.margin, venue=venue, board=board) \
-        if _active(cfg.get("margin")) else None
+    margin = instantiate_checked("margin", cfg.margin, venue=venue, board=board,
+                                 forecasts=forecasts) if _active(cfg.get("margin")) else None
+
     consumers = [c for c in (calib, fc, book, strategy, marker, margin) if c is not None]
     if not consumers:
         raise ConfigError("nothing to run: calibration, book and strategy are all none")

@@ -87,7 +87,7 @@ class ForecastConsumer:
     def prepare(self, bars: Bars, start: int, end: int,
                 truth: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         """Compute the batch forecasts for the forecast times in ``(start, end]`` (``truth``:
-        the synthetic variance path, for ``true``)."""
+        the synthetic variance path, for ``truth``)."""
         first = (start // self.every_ns + 1) * self.every_ns
         self.at = np.arange(first, end + 1, self.every_ns, dtype=np.int64)
         self.table = batch_forecasts(bars, self.at, self.cfg, truth)

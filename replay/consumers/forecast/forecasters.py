@@ -24,7 +24,7 @@ variance over ``(t, t + h]`` times ``year / h``.  Forecasters:
   target was complete by then;
 * ``implied``: the calibrated surface's ATM vol for the horizon (total variance interpolated
   between slices), taken by the forecast consumer at the forecast time;
-* ``true`` (opt-in, synthetic stores): ``sqrt(v_t)``, the true instantaneous variance at the
+* ``truth`` (opt-in, synthetic stores): ``sqrt(v_t)``, the true instantaneous variance at the
   last truth step at or before ``t``: what a hedger who knew the model's state would use.
 """
 
@@ -38,9 +38,9 @@ import numpy as np
 from replay.consumers.forecast.realized import YEAR_S, window_count, window_sum
 
 FORECASTERS = ("flat", "last", "ewma", "garch", "gjr_garch", "har", "implied")
-#: also accepted: ``true``, the synthetic market's instantaneous true vol at ``t`` (an oracle
+#: also accepted: ``truth``, the synthetic market's instantaneous true vol at ``t`` (an oracle
 #: baseline for hedging studies; only on stores with a ``truth_path``)
-ORACLES = ("true",)
+ORACLES = ("truth",)
 #: returns are scaled by this before arch sees them (5-minute BTC returns are ~1e-3; arch's
 #: optimiser wants values of order 1)
 ARCH_SCALE = 1000.0
@@ -196,7 +196,7 @@ def batch_forecasts(bars: Bars, at: np.ndarray, cfg: ForecastConfig,
                     truth: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """Every configured forecaster except ``implied`` (which needs the surface at ``t``), at
     each time of ``at`` and each horizon: ``{(name, horizon_s): vols}``; ``truth`` is the
-    synthetic ``(ts, variance)`` path for ``true``."""
+    synthetic ``(ts, variance)`` path for ``truth``."""
     out = {}
     for h in cfg.horizons_s:
         h_ns = int(h * 1e9)
@@ -211,7 +211,7 @@ def batch_forecasts(bars: Bars, at: np.ndarray, cfg: ForecastConfig,
                 v = garch(bars, at, h_ns, cfg, gjr=name == "gjr_garch")
             elif name == "har":
                 v = har(bars, at, h_ns, cfg)
-            elif name == "true" and truth is not None:
+            elif name == "truth" and truth is not None:
                 i = np.searchsorted(truth[0], at, side="right") - 1
                 v = np.where(i >= 0, np.sqrt(truth[1][np.maximum(i, 0)]), np.nan)
             else:

@@ -105,7 +105,7 @@ class MarginConsumer:
                  flat_vol: float = 0.6, breach_horizon_s: float = 3600.0,
                  breach_p: float = 0.01, standard: dict | None = None,
                  portfolio: dict | None = None, rule: Any = None, venue: Any = None,
-                 board: Any = None) -> None:
+                 board: Any = None, forecasts: Any = None) -> None:
         from replay.model.config import check_choice
 
         self.model = check_choice("margin.model", model, MODELS)
@@ -121,11 +121,11 @@ class MarginConsumer:
         check_choice("margin.portfolio.dynamics", self.portfolio.dynamics, DYNAMICS)
         if rule is not None and not callable(getattr(rule, "params", None)):
             raise ConfigError("margin.rule: needs a _target_ whose object has "
-                              "params(ctx, surface)")
+                              "params(ctx, surface, forecasts)")
         self.rule = rule
         if venue is None:
             raise ConfigError("margin: needs the run's venue")
-        self.venue, self.board = venue, board
+        self.venue, self.board, self.forecasts = venue, board, forecasts
         venue.fill_listeners.append(self._after_fill)
         self.call_since: int | None = None  # market time the current margin call began
         self.pending_until: int | None = None  # liquidation orders in flight until then
@@ -215,7 +215,7 @@ class MarginConsumer:
         if self.rule is None:
             return {}
         surf = self.board.surface if self.board is not None else None
-        return {k: float(v) for k, v in self.rule.params(ctx, surf).items()}
+        return {k: float(v) for k, v in self.rule.params(ctx, surf, self.forecasts).items()}
 
     def requirement(self, legs: Legs, n_groups: int, params: dict[str, float]) -> dict:
         """Initial and maintenance margin of the whole book and per group (USD), and the

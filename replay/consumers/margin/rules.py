@@ -1,10 +1,11 @@
 """Rules: margin parameters set from the market as the replay runs.
 
-A rule is any object with ``params(ctx, surface) -> dict[str, float]``: the parameter values
-(names of :class:`~replay.consumers.margin.portfolio.PMParams` or
+A rule is any object with ``params(ctx, surface, forecasts) -> dict[str, float]``: the
+parameter values (names of :class:`~replay.consumers.margin.portfolio.PMParams` or
 :class:`~replay.consumers.margin.standard.StandardParams`) in force from this evaluation on.
-It sees the market as of the evaluation and the published surface (None before the first),
-so it is causal by construction.  Rules are config entries with ``_target_``
+It sees the market as of the evaluation, the published surface (None before the first) and
+the latest vol forecasts (a :class:`~replay.consumers.forecast.ForecastBoard` with
+``forecast=all``, else None), so it is causal by construction.  Rules are config entries with ``_target_``
 (``margin.rule._target_: mypackage.MyRule``), so users plug in their own; a sweep over a
 rule's arguments traces the frontier of breach rate against average margin
 (``experiment=margin_frontier``).
@@ -22,11 +23,12 @@ YEAR_S = 365.0 * 86400
 
 
 class ImpliedMove:
-    """``price_range = clip(k * ATM_IV(h) * sqrt(h), floor, cap)``: the stress move is ``k``
-    standard deviations of the underlying over the liquidation horizon ``h`` at the
-    surface's at-the-money implied vol for that horizon (total variance interpolated between
-    slices, :class:`calibration.surface.Surface`).  Before a surface is published, or when
-    its ATM vol is not finite, the range stays at ``floor`` (and at the configured
+    """``price_range = clip(k * vol(h) * sqrt(h), floor, cap)``: the stress move is ``k``
+    standard deviations of the underlying over the liquidation horizon ``h``, at the
+    surface's at-the-money implied vol for that horizon (``vol="surface"``: total variance
+    interpolated between slices, :class:`calibration.surface.Surface`) or at the latest
+    forecast of ``forecast`` (``vol="forecast"``: e.g. ``garch``; needs ``forecast=all``).
+    Before a vol is known the range stays at ``floor`` (and at the configured
     ``price_range`` when ``floor`` is 0).
 
     This is the square-root-of-time scaling of a normal VaR (Jorion, *Value at Risk*, 3rd ed.,
@@ -35,7 +37,12 @@ class ImpliedMove:
     """
 
     def __init__(self, k: float = 3.0, horizon_s: float = 3600.0, floor: float = 0.0,
-                 cap: float = 1.0, key: str = "price_range") -> None:
+                 cap: float = 1.0, key: str = "price_range", vol: str = "surface",
+                 forecast: str = "garch") -> None:
+        if vol not in ("surface", "forecast"):
+            raise ConfigError(f"margin.rule.vol: {vol!r} is not allowed; choose surface or "
+                              "forecast")
+        self.vol, self.forecast = vol, forecast
         for name, v in (("k", k), ("horizon_s", horizon_s)):
             if not (isinstance(v, int | float) and v > 0):
                 raise ConfigError(f"margin.rule.{name}: {v!r} must be a positive number")
@@ -48,8 +55,13 @@ class ImpliedMove:
         f = surface.forward(t)
         return float(np.asarray(surface.iv(np.asarray(f), t)).ravel()[0])
 
-    def params(self, ctx, surface) -> dict[str, float]:
-        vol = self.atm_vol(surface) if surface is not None else math.nan
+    def params(self, ctx, surface, forecasts=None) -> dict[str, float]:
+        if self.vol == "forecast":
+            if forecasts is None:
+                raise ConfigError("margin.rule.vol: 'forecast' needs forecasts (forecast=all)")
+            vol = forecasts.vol(self.forecast)
+        else:
+            vol = self.atm_vol(surface) if surface is not None else math.nan
         if not math.isfinite(vol):
             return {self.key: self.floor} if self.floor > 0 else {}
         move = self.k * vol * math.sqrt(self.h / YEAR_S)
@@ -82,7 +94,7 @@ class SurfaceVariability:
         self.floor, self.cap = float(floor), float(cap)
         self.obs: list[tuple[int, float]] = []  # (ts, ln ATM vol)
 
-    def params(self, ctx, surface) -> dict[str, float]:
+    def params(self, ctx, surface, forecasts=None) -> dict[str, float]:
         vol = self.tenor.atm_vol(surface) if surface is not None else math.nan
         if math.isfinite(vol) and vol > 0 and (not self.obs or ctx.now > self.obs[-1][0]):
             self.obs.append((int(ctx.now), math.log(vol)))

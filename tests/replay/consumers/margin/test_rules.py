@@ -37,6 +37,17 @@ def test_implied_move_is_k_sigma_sqrt_h():
     assert ImpliedMove().params(SimpleNamespace(now=0), None) == {}
     with pytest.raises(ConfigError, match="margin.rule.k"):
         ImpliedMove(k=-1)
+    # from a forecast instead of the surface
+    from replay.consumers.forecast import ForecastBoard
+
+    board = ForecastBoard()
+    rule = ImpliedMove(k=2.0, horizon_s=3600.0, vol="forecast", forecast="ewma")
+    assert rule.params(SimpleNamespace(now=0), _flat(0.6), board) == {}
+    board.latest[("ewma", 3600.0)] = 0.8
+    assert_allclose(rule.params(SimpleNamespace(now=0), None, board)["price_range"],
+                    2.0 * 0.8 * math.sqrt(3600 / (365 * 86400)), rtol=1e-12)
+    with pytest.raises(ConfigError, match="needs forecasts"):
+        rule.params(SimpleNamespace(now=0), None, None)
 
 
 def test_surface_variability_measures_the_vol_of_the_atm_vol():
