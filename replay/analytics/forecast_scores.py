@@ -20,7 +20,9 @@ Scores per forecaster, on the variance ``f = forecast_vol^2`` against the proxy
   ``h / every_s - 1`` lags (forecasts every ``every_s`` over horizons ``h`` overlap), and its
   two-sided normal p-value (Diebold and Mariano, *J. Business & Economic Statistics* 13,
   1995; Newey and West, *Econometrica* 55, 1987); negative favours the forecaster;
-* the variance risk premium in vol terms, ``implied - realised``, averaged (``vrp_mean``).
+* the variance risk premium in vol terms, ``implied - realised``, averaged (``vrp_mean``);
+* on a synthetic store, QLIKE against the true integrated variance (``qlike_truth``) and the
+  forecasters ranked by it (``ranking_truth``, e.g. ``"har < garch < flat"``, best first).
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def _none(x: float) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-SCORES = ("qlike", "mse", "n", "mz_r2", "mz_a", "mz_b", "dm_vs_flat", "dm_p_vs_flat")
+SCORES = ("qlike", "mse", "n", "mz_r2", "mz_a", "mz_b", "dm_vs_flat", "dm_p_vs_flat",
+          "qlike_truth")
 
 
 def forecast_block(journal: Path, every_s: float, names: tuple[str, ...],
@@ -133,12 +136,13 @@ def forecast_block(journal: Path, every_s: float, names: tuple[str, ...],
 
     df = read_tables(journal, ["vol_forecasts"])["vol_forecasts"]
     out: dict = {n: dict.fromkeys(SCORES) for n in names}
-    out.update(best_by_qlike=None, horizon_s=None, vrp_mean=None)
+    out.update(best_by_qlike=None, horizon_s=None, vrp_mean=None, ranking_truth=None)
     if df.empty:
         return out
     h = float(df["horizon_s"].min())
-    df = df[(df["horizon_s"] == h) & np.isfinite(df[against]) & (df[against] > 0)
-            & (df["forecast_vol"] > 0)]
+    df = df[(df["horizon_s"] == h) & (df["forecast_vol"] > 0)]
+    truth_df = df
+    df = df[np.isfinite(df[against]) & (df[against] > 0)]
     lags = max(int(round(h / every_s)) - 1, 0)
     out["horizon_s"] = h
     losses = {}
@@ -159,6 +163,14 @@ def forecast_block(journal: Path, every_s: float, names: tuple[str, ...],
                 out[name].update(dm_vs_flat=_none(stat), dm_p_vs_flat=_none(p))
     scored = {n: out[n]["qlike"] for n in names if out[n]["qlike"] is not None}
     out["best_by_qlike"] = min(scored, key=scored.get) if scored else None
+    # against the synthetic truth (the root mean true variance over the horizon), if known
+    truth = truth_df[np.isfinite(truth_df["true_vol"]) & (truth_df["true_vol"] > 0)]
+    for name, g in truth.groupby("forecaster", sort=True):
+        out[name]["qlike_truth"] = _none(float(np.mean(qlike(g["forecast_vol"].to_numpy() ** 2,
+                                                             g["true_vol"].to_numpy() ** 2))))
+    ranked = sorted((v["qlike_truth"], n) for n, v in out.items()
+                    if isinstance(v, dict) and v.get("qlike_truth") is not None)
+    out["ranking_truth"] = " < ".join(n for _, n in ranked) or None
     imp = df[df["forecaster"] == "implied"]
     out["vrp_mean"] = _none(float(np.mean(imp["forecast_vol"] - imp[against]))) \
         if len(imp) else None

@@ -161,6 +161,9 @@ def run(cfg: Any) -> dict:
         fill_realized(out / "journal.duckdb", bars[0], bars[1])
         metrics["forecast"] = forecast_block(out / "journal.duckdb", fc.cfg.every_s,
                                              fc.cfg.forecasters)
+        if metrics["forecast"]["ranking_truth"]:
+            log.info("forecasters by QLIKE against the true variance: %s",
+                     metrics["forecast"]["ranking_truth"])
     if margin is not None:
         from replay.analytics.breach import margin_block
 

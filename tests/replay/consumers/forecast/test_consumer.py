@@ -53,6 +53,9 @@ def test_forecast_metrics_journal_and_determinism(store, tmp_path):
     for n in names:
         assert SCORE_KEYS <= set(block[n]) and block[n]["n"] > 10, n
     assert block["vrp_mean"] is not None
+    # a synthetic store: scored against the true variance too, and ranked
+    assert all(block[n]["qlike_truth"] is not None for n in names)
+    assert set(block["ranking_truth"].split(" < ")) == names
     rows = _q(tmp_path / "a", "SELECT * FROM vol_forecasts")
     assert set(rows["forecaster"]) == names
     # realised over (t, t + h]: filled after the run where the data cover the horizon
