@@ -34,7 +34,14 @@ import numpy as np
 from scipy.stats import norm
 
 from replay.consumers.forecast.forecasters import Bars
-from replay.consumers.forecast.realized import YEAR_S, window_count, window_sum
+from replay.consumers.forecast.realized import (
+    YEAR_S,
+    bipower_variation,
+    realized_variance,
+    two_scale_rv,
+    window_count,
+    window_sum,
+)
 
 
 def realized_over(bars: Bars, t: np.ndarray, h_ns: np.ndarray) -> np.ndarray:
@@ -175,3 +182,24 @@ def forecast_block(journal: Path, every_s: float, names: tuple[str, ...],
     out["vrp_mean"] = _none(float(np.mean(imp["forecast_vol"] - imp[against]))) \
         if len(imp) else None
     return out
+
+
+def realized_block(grid: np.ndarray, mid: np.ndarray, sample_s: float) -> dict:
+    """The run's realised measures, annualised vols over the sampled span: ``rv_vol`` and
+    ``bv_vol`` from ``sample_s`` returns, ``tsrv_vol`` from the 1-second samples (5-minute slow
+    scale), and ``jump_share = max(RV - BV, 0) / RV``
+    (:mod:`~replay.consumers.forecast.realized`)."""
+    ok = np.isfinite(mid) & (mid > 0)
+    g, x = grid[ok], np.log(mid[ok])
+    if g.size < 3:
+        return dict.fromkeys(("rv_vol", "bv_vol", "tsrv_vol", "jump_share"))
+    k = max(int(round(sample_s * 1e9 / max(int(g[1] - g[0]), 1))), 1)
+    r = np.diff(x[::k])
+    years = (g[-1] - g[0]) / 1e9 / YEAR_S
+    rv, bv, ts = realized_variance(r), bipower_variation(r), two_scale_rv(x, k)
+
+    def vol(v: float) -> float | None:
+        return _none(math.sqrt(v / years)) if v >= 0 else None
+
+    return {"rv_vol": vol(rv), "bv_vol": vol(bv), "tsrv_vol": vol(ts),
+            "jump_share": _none(max(rv - bv, 0.0) / rv) if rv > 0 else None}

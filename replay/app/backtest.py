@@ -156,11 +156,16 @@ def run(cfg: Any) -> dict:
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
     metrics = _metrics(res, calib, marker, venue, out, db, report)
     if fc is not None:
-        from replay.analytics.forecast_scores import fill_realized, forecast_block
+        from replay.analytics.forecast_scores import (
+            fill_realized,
+            forecast_block,
+            realized_block,
+        )
 
         fill_realized(out / "journal.duckdb", bars[0], bars[1])
         metrics["forecast"] = forecast_block(out / "journal.duckdb", fc.cfg.every_s,
                                              fc.cfg.forecasters)
+        metrics["forecast"]["realized"] = realized_block(*bars[2], fc.cfg.sample_s)
         if metrics["forecast"]["ranking_truth"]:
             log.info("forecasters by QLIKE against the true variance: %s",
                      metrics["forecast"]["ranking_truth"])
@@ -185,13 +190,13 @@ def run(cfg: Any) -> dict:
 
 
 def _forecast_bars(d, fc) -> tuple:
-    """The underlying's bars over the selection (the store's previous-tick sampling), handed
-    to the forecast consumer before the replay, and the synthetic truth path when the store
-    has one: ``(bars, (ts, variance) | None)``."""
+    """The underlying's bars over the selection (the store's previous-tick sampling at 1 s),
+    handed to the forecast consumer before the replay, the synthetic truth path when the store
+    has one, and the 1-second samples: ``(bars, (ts, variance) | None, (grid, mid))``."""
     from replay.consumers.forecast.forecasters import bars_from_mid
     from replay.store import open_store
 
-    step = int(fc.cfg.sample_s * NS)
+    step = NS  # 1-second previous-tick samples: the bars take every sample_s-th, TSRV all
     with open_store(d.db) as st:
         lo, hi = st.time_span("underlying_quotes")
         if lo is None or d.sel.underlying_id is None or d.sel.underlying_id < 0:
@@ -207,7 +212,7 @@ def _forecast_bars(d, fc) -> tuple:
             truth = (t.column("ts").to_numpy(), t.column("variance").to_numpy())
     bars = bars_from_mid(grid, mid, fc.cfg.sample_s)
     fc.prepare(bars, start, end, truth)
-    return bars, truth
+    return bars, truth, (grid, mid)
 
 
 def _out_dir(out_dir: str | None, resume: str | None) -> Path:
