@@ -98,6 +98,19 @@ class SmileSlice:
     def iv(self, k: np.ndarray) -> np.ndarray:
         return np.sqrt(np.maximum(self.total_variance(k), 0.0) / self.t)
 
+    def vol_and_skew(self, k: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Implied vol ``sigma(k) = sqrt(w(k) / t)`` and its slope in log-moneyness,
+        ``d sigma / dk = w'(k) / (2 sqrt(w(k) t))`` (at ``k = 0``: the ATM vol and skew).
+
+        >>> from calibration.models.svi import SVIParams
+        >>> s = SmileSlice("svi", SVIParams(0.04, 0.1, -0.5, 0.0, 0.1), 0, 0.25, 1.0, -1, 1)
+        >>> [round(float(x), 6) for x in s.vol_and_skew()]
+        [0.447214, -0.223607]
+        """
+        w, w1, _ = self.derivatives(np.asarray(k, dtype=float))
+        w = np.maximum(w, 1e-300)
+        return np.sqrt(w / self.t), w1 / (2.0 * np.sqrt(w * self.t))
+
     def wing_slopes(self) -> tuple[float, float] | None:
         if self.model == "svi":
             p = self.params

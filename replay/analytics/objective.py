@@ -145,6 +145,10 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
     names |= {f"forecast.{f}.{k}" for f in FORECASTERS for k in SCORES}
     names |= {"forecast.horizon_s", "forecast.vrp_mean"}
     names |= {f"forecast.realized.{k}" for k in ("rv_vol", "bv_vol", "tsrv_vol", "jump_share")}
+    from replay.analytics.dynamics import BUCKETS as EXPIRY_BUCKETS
+
+    names |= {f"dynamics.{k}.{b}" for k in ("ssr", "ssr_se") for b, _ in EXPIRY_BUCKETS}
+    names |= {"dynamics.horizon_s", "dynamics.pairs"}
     names |= {f"pnl.{k}" for k in PNL_KEYS}
     names |= {f"attribution.{k}" for k in BUCKETS}
     names |= {f"execution.{k}" for k in ("n_orders", "n_fills", "slippage_bps_mean",

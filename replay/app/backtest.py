@@ -155,6 +155,10 @@ def run(cfg: Any) -> dict:
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
     metrics = _metrics(res, calib, marker, venue, out, db, report)
+    if calib is not None:
+        from replay.analytics.dynamics import dynamics
+
+        metrics["dynamics"] = dynamics(out / "journal.duckdb")
     if fc is not None:
         from replay.analytics.forecast_scores import (
             fill_realized,

@@ -1,0 +1,159 @@
+"""Surface dynamics measured from the run's published surfaces: ATM vol and skew per expiry,
+and the skew stickiness ratio (SSR).
+
+For each published fit of expiry ``T`` at time ``t`` (the ``surface_fits`` rows), the ATM vol
+``sigma_ATM = sqrt(w(0) / tau)`` and the ATM skew ``S = d sigma / dk = w'(0) / (2 sqrt(w(0)
+tau))`` at ``k = ln(K / F) = 0`` (:meth:`calibration.surface.SmileSlice.vol_and_skew`).
+
+**The SSR** (Bergomi, *Stochastic Volatility Modeling*, 2016, ch. 9) is
+
+    R = (d sigma_ATM / d ln F) / S
+
+``R = 1`` is sticky strike (the smile stays put in strike, so the ATM vol slides along it),
+``R = 0`` sticky moneyness (the smile moves with the forward), and about 2 is what local
+volatility implies for short maturities.  Over pairs of fits of one expiry ``h`` apart
+(``dynamics_horizon_s``), with ``x = S_start * (ln F_end - ln F_start)`` and
+``y = sigma_ATM,end - sigma_ATM,start``, ``R`` is the least-squares slope through the origin
+of ``y`` on ``x``::
+
+    R_hat = sum(x y) / sum(x^2),    se = sqrt(sum(y - R_hat x)^2 / (n - 1) / sum(x^2))
+
+per expiry bucket over the whole run (``metrics.json``: ``dynamics.ssr``, ``dynamics.ssr_se``),
+and per expiry over a trailing window (``dynamics_window_s``) of pairs that ended by ``t``
+(the ``surface_dynamics`` table's ``ssr``, causal).  The ATM vol also drifts along its term
+structure as ``tau`` shrinks; over the short horizons used here that drift is small against
+the spot-driven move.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from calibration.surface import PARAMS, SmileSlice
+
+#: expiry buckets by days to expiry at the fit: (name, upper bound in days)
+BUCKETS = (("0-1d", 1.0), ("1-7d", 7.0), ("7-30d", 30.0), ("30-90d", 90.0), ("90d+", math.inf))
+
+
+def bucket_of(days: np.ndarray) -> np.ndarray:
+    """The bucket name of each days-to-expiry value."""
+    edges = np.array([b for _, b in BUCKETS[:-1]])
+    return np.array([n for n, _ in BUCKETS])[np.searchsorted(edges, days, side="left")]
+
+
+def atm_table(fits: pd.DataFrame) -> pd.DataFrame:
+    """``ts, expiry, tau, forward, atm_vol, atm_skew`` of every published fit (raw SVI in one
+    vectorised pass over its parameter arrays; other models fit by fit)."""
+    rows = fits[fits["published"]] if "published" in fits else fits
+    out = []
+    for model, g in rows.groupby("model", sort=True):
+        par = np.array([json.loads(p) for p in g["params"]], dtype=float)
+        t, f = g["t"].to_numpy(float), g["forward"].to_numpy(float)
+        if model == "svi":  # raw SVI evaluates on parameter arrays: one pass
+            v, sk = SmileSlice(model, PARAMS[model](*par.T), 0, t, f, -1.0, 1.0).vol_and_skew(
+                np.zeros(len(g)))
+        else:
+            v, sk = np.array([SmileSlice(model, PARAMS[model](*p), 0, ti, fi, -1.0, 1.0)
+                              .vol_and_skew(0.0) for p, ti, fi in zip(par, t, f)],
+                             dtype=float).reshape(-1, 2).T
+        out.append(pd.DataFrame({"ts": g["ts"].to_numpy(np.int64),
+                                 "expiry": g["expiry"].to_numpy(np.int64), "tau": t,
+                                 "forward": f, "atm_vol": v, "atm_skew": sk}))
+    cols = ["ts", "expiry", "tau", "forward", "atm_vol", "atm_skew"]
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
+
+
+def ssr_pairs(atm: pd.DataFrame, horizon_ns: int) -> pd.DataFrame:
+    """The ``(x, y)`` pairs of the module docstring: per expiry, each fit and the first fit at
+    least ``horizon_ns`` later; with the end time and the start's days to expiry."""
+    parts = []
+    for _, g in atm.sort_values("ts").groupby("expiry", sort=True):
+        ts = g["ts"].to_numpy()
+        j = np.searchsorted(ts, ts + horizon_ns, side="left")
+        ok = j < ts.size
+        if not ok.any():
+            continue
+        i, j = np.flatnonzero(ok), j[ok]
+        lf = np.log(g["forward"].to_numpy())
+        vol, skew = g["atm_vol"].to_numpy(), g["atm_skew"].to_numpy()
+        parts.append(pd.DataFrame({
+            "expiry": g["expiry"].to_numpy()[i], "start": ts[i], "end": ts[j],
+            "days": g["tau"].to_numpy()[i] * 365.0, "x": skew[i] * (lf[j] - lf[i]),
+            "y": vol[j] - vol[i]}))
+    cols = ["expiry", "start", "end", "days", "x", "y"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+def ssr_estimate(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """``(R_hat, se)`` of the module docstring; NaN with fewer than 3 pairs.
+
+    >>> x = np.array([0.01, -0.02, 0.015, -0.005])
+    >>> [round(v, 6) for v in ssr_estimate(x, 1.5 * x)]
+    [1.5, 0.0]
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    sxx = float(x @ x)
+    if x.size < 3 or not sxx > 0:
+        return math.nan, math.nan
+    r = float(x @ y) / sxx
+    resid = y - r * x
+    return r, math.sqrt(float(resid @ resid) / (x.size - 1) / sxx)
+
+
+def rolling_ssr(pairs: pd.DataFrame, at: np.ndarray, expiry: np.ndarray, window_ns: int
+                ) -> np.ndarray:
+    """Per row (time ``at``, ``expiry``): the SSR of that expiry's pairs that ended in
+    ``(at - window, at]`` (causal)."""
+    out = np.full(at.size, np.nan)
+    for e, g in pairs.sort_values("end").groupby("expiry", sort=True):
+        rows = np.flatnonzero(expiry == e)
+        end = g["end"].to_numpy()
+        cxy = np.concatenate([[0.0], np.cumsum(g["x"].to_numpy() * g["y"].to_numpy())])
+        cxx = np.concatenate([[0.0], np.cumsum(g["x"].to_numpy() ** 2)])
+        hi = np.searchsorted(end, at[rows], side="right")
+        lo = np.searchsorted(end, at[rows] - window_ns, side="right")
+        n = hi - lo
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (cxy[hi] - cxy[lo]) / (cxx[hi] - cxx[lo])
+        out[rows] = np.where(n >= 3, r, np.nan)
+    return out
+
+
+def dynamics(journal: Path, horizon_s: float = 300.0, window_s: float = 86400.0) -> dict:
+    """Write the run's ``surface_dynamics`` table and return the ``dynamics`` block of
+    metrics.json (``ssr`` and ``ssr_se`` per bucket of :data:`BUCKETS`, null where a bucket
+    has fewer than 3 pairs; ``horizon_s``, ``pairs``)."""
+    import duckdb
+
+    from replay.engine.journal import read_tables
+
+    fits = read_tables(journal, ["surface_fits"])["surface_fits"]
+    block: dict = {"ssr": dict.fromkeys(n for n, _ in BUCKETS),
+                   "ssr_se": dict.fromkeys(n for n, _ in BUCKETS),
+                   "horizon_s": float(horizon_s), "pairs": 0}
+    if fits.empty:
+        return block
+    atm = atm_table(fits)
+    pairs = ssr_pairs(atm, int(horizon_s * 1e9))
+    block["pairs"] = int(len(pairs))
+    if len(pairs):
+        names = bucket_of(pairs["days"].to_numpy())
+        for n, _ in BUCKETS:
+            sel = names == n
+            r, se = ssr_estimate(pairs["x"].to_numpy()[sel], pairs["y"].to_numpy()[sel])
+            block["ssr"][n] = r if math.isfinite(r) else None
+            block["ssr_se"][n] = se if math.isfinite(se) else None
+    atm["ssr"] = rolling_ssr(pairs, atm["ts"].to_numpy(), atm["expiry"].to_numpy(),
+                             int(window_s * 1e9)) if len(pairs) else np.nan
+    atm["window_s"] = float(window_s)
+    with duckdb.connect(str(journal)) as con:
+        con.register("dyn", atm[["ts", "expiry", "tau", "forward", "atm_vol", "atm_skew", "ssr",
+                                 "window_s"]])
+        con.execute("CREATE OR REPLACE TABLE surface_dynamics AS SELECT * FROM dyn "
+                    "ORDER BY ts, expiry").fetchall()
+    return block

@@ -1,0 +1,54 @@
+"""SSR measurement: a surface stream whose ATM vol moves with a known SSR gives it back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from numpy.testing import assert_allclose
+
+from replay.analytics.dynamics import atm_table, bucket_of, rolling_ssr, ssr_estimate, ssr_pairs
+
+NS = 10**9
+B, RHO, SIG = 0.02, -0.6, 0.1
+
+
+def _fits(r_true: float, n: int = 600, seed: int = 0, noise: float = 1e-4) -> pd.DataFrame:
+    """Fits every 60 s of one 20-day expiry whose ATM vol follows d sigma = R S d ln F."""
+    rng = np.random.default_rng(seed)
+    t = 20 / 365
+    lf, vol, rows = np.log(95_000.0), 0.55, []
+    for i in range(n):
+        w0 = vol * vol * t
+        a = w0 - B * SIG  # w(0) = a + b sigma_svi at m = 0
+        skew = B * RHO / (2 * np.sqrt(w0 * t))
+        rows.append({"ts": i * 60 * NS, "model": "svi", "expiry": 20 * 86400 * NS, "t": t,
+                     "forward": float(np.exp(lf)), "published": True,
+                     "params": json.dumps([a, B, RHO, 0.0, SIG])})
+        dlf = 0.5 * np.sqrt(60 / (365 * 86400)) * rng.standard_normal()
+        lf += dlf
+        vol += r_true * skew * dlf + noise * rng.standard_normal()
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("r_true", [0.0, 1.0, 1.8])
+def test_the_ssr_is_recovered_within_its_standard_error(r_true):
+    atm = atm_table(_fits(r_true))
+    assert_allclose(atm["atm_skew"], B * RHO / (2 * atm["atm_vol"] * 20 / 365), rtol=1e-9)
+    pairs = ssr_pairs(atm, 60 * NS)
+    r, se = ssr_estimate(pairs["x"].to_numpy(), pairs["y"].to_numpy())
+    assert abs(r - r_true) < 3 * se
+    assert se < 0.3
+    roll = rolling_ssr(pairs, atm["ts"].to_numpy(), atm["expiry"].to_numpy(), 3600 * NS)
+    late = roll[-100:]
+    assert np.isfinite(late).all() and abs(np.median(late) - r_true) < 0.5
+
+
+def test_buckets_and_pair_horizon():
+    assert bucket_of(np.array([0.5, 1.0, 3.0, 29.0, 31.0, 400.0])).tolist() == \
+        ["0-1d", "0-1d", "1-7d", "7-30d", "30-90d", "90d+"]
+    atm = atm_table(_fits(1.0, n=20))
+    pairs = ssr_pairs(atm, 300 * NS)  # each fit and the first one 5 minutes later
+    assert len(pairs) == 15 and ((pairs["end"] - pairs["start"]) == 300 * NS).all()
