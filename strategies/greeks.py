@@ -14,6 +14,7 @@ from scipy.special import ndtr
 
 from calibration.pricing.black import black_price
 from calibration.pricing.black import greeks as black_greeks
+from calibration.pricing.black import vega as black_vega
 from calibration.pricing.forwards import SECONDS_PER_YEAR
 from replay.model.config import check_choice
 from strategies.board import SurfaceBoard
@@ -68,6 +69,9 @@ class BookLegs:
     basis: np.ndarray  # F_i / S
     spot: float
     premium_adjusted: bool = False
+    #: each leg's vol move per unit log-forward move under the hedger's smile dynamics
+    #: (:mod:`calibration.pricing.smile_delta`); None: sticky strike
+    dvol_dlnf: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.instrument_id.size)
@@ -79,7 +83,14 @@ class BookLegs:
     def with_vol(self, vol: np.ndarray) -> BookLegs:
         return BookLegs(self.instrument_id, self.qty, self.strike, self.t,
                         np.broadcast_to(np.asarray(vol, np.float64), self.qty.shape).copy(),
-                        self.is_call, self.basis, self.spot, self.premium_adjusted)
+                        self.is_call, self.basis, self.spot, self.premium_adjusted,
+                        self.dvol_dlnf)
+
+    def with_vol_moves(self, dvol_dlnf: np.ndarray) -> BookLegs:
+        """The legs with deltas under a smile dynamics: ``delta_BS + vega dvol_dlnf / F``."""
+        return BookLegs(self.instrument_id, self.qty, self.strike, self.t, self.vol,
+                        self.is_call, self.basis, self.spot, self.premium_adjusted,
+                        np.asarray(dvol_dlnf, dtype=np.float64))
 
     def per_unit(self, spot: float | None = None) -> dict[str, np.ndarray]:
         """Per-unit Black greeks of each leg at ``spot`` (default: the current one), with
@@ -88,6 +99,8 @@ class BookLegs:
         g = bs_greeks(f, self.strike, self.t, self.vol, self.is_call)
         if self.premium_adjusted:
             g["delta"] = g["delta"] - g["price"] / f
+        if self.dvol_dlnf is not None:
+            g["delta"] = g["delta"] + g["vega"] * self.dvol_dlnf / f
         return g
 
     def greeks(self) -> Greeks:
@@ -111,7 +124,7 @@ class BookLegs:
 
     def _sum_fn(self, which: str, power: int):
         q, k, t, v, c, b = self.qty, self.strike, self.t, self.vol, self.is_call, self.basis
-        pa = self.premium_adjusted
+        pa, dv = self.premium_adjusted, self.dvol_dlnf
         w = q * b ** power
 
         def fn(s):
@@ -120,6 +133,8 @@ class BookLegs:
             val = delta_gamma(f, k, t, v, c, which)
             if which == "delta" and pa:
                 val = val - black_price(f, k, t, v, c) / f
+            if which == "delta" and dv is not None:
+                val = val + black_vega(f, k, t, v, c) * dv / f
             out = np.sum(w * np.nan_to_num(val), axis=-1)
             return float(out) if out.ndim == 0 else out
 

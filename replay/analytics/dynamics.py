@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from calibration.pricing.smile_delta import ssr_estimate
 from calibration.surface import PARAMS, SmileSlice
 
 #: expiry buckets by days to expiry at the fit: (name, upper bound in days)
@@ -87,22 +88,6 @@ def ssr_pairs(atm: pd.DataFrame, horizon_ns: int) -> pd.DataFrame:
             "y": vol[j] - vol[i]}))
     cols = ["expiry", "start", "end", "days", "x", "y"]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
-
-
-def ssr_estimate(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """``(R_hat, se)`` of the module docstring; NaN with fewer than 3 pairs.
-
-    >>> x = np.array([0.01, -0.02, 0.015, -0.005])
-    >>> [round(v, 6) for v in ssr_estimate(x, 1.5 * x)]
-    [1.5, 0.0]
-    """
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    sxx = float(x @ x)
-    if x.size < 3 or not sxx > 0:
-        return math.nan, math.nan
-    r = float(x @ y) / sxx
-    resid = y - r * x
-    return r, math.sqrt(float(resid @ resid) / (x.size - 1) / sxx)
 
 
 def rolling_ssr(pairs: pd.DataFrame, at: np.ndarray, expiry: np.ndarray, window_ns: int

@@ -85,7 +85,7 @@ def fill_realized(journal: Path, bars: Bars, truth: tuple[np.ndarray, np.ndarray
 def qlike(f: np.ndarray, rv: np.ndarray) -> np.ndarray:
     """QLIKE loss per forecast (module docstring).
 
-    >>> float(qlike(np.array([0.04]), np.array([0.04])))
+    >>> float(qlike(np.array([0.04]), np.array([0.04]))[0])
     0.0
     """
     x = rv / f

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from replay.analytics.dynamics import atm_table, bucket_of, rolling_ssr, ssr_estimate, ssr_pairs
+from calibration.pricing.smile_delta import ssr_estimate
+from replay.analytics.dynamics import atm_table, bucket_of, rolling_ssr, ssr_pairs
 
 NS = 10**9
 B, RHO, SIG = 0.02, -0.6, 0.1

@@ -1,0 +1,89 @@
+"""Deltas under an assumed smile dynamics: how each strike's implied vol moves with the forward.
+
+With ``k = ln(K / F)`` and ``s(k)`` the smile's vol at log-moneyness ``k``, write the move of
+strike ``K``'s vol per unit log-forward move as ``dsigma_K / d ln F``; then the option's
+delta is the Black-76 delta plus the vega times that move (Hull and White, "Optimal delta
+hedging for options", *J. Banking & Finance* 82, 2017, eq. 1)::
+
+    delta = delta_BS + vega_BS * (dsigma_K / d ln F) / F
+
+* **sticky strike**: strikes keep their vols, ``dsigma_K / d ln F = 0``;
+* **sticky moneyness**: the smile moves with the forward, ``dsigma_K / d ln F = -s'(k)``;
+* **SSR** ``R`` (the skew stickiness ratio, Bergomi, *Stochastic Volatility Modeling*, 2016,
+  ch. 9): the smile moves in moneyness by the fraction ``1 - R`` of the log-forward move,
+  ``dsigma_K / d ln F = (R - 1) s'(k)``; at the money this is ``d sigma_ATM / d ln F =
+  R s'(0)``, the SSR's definition, and it is sticky strike at ``R = 1`` and sticky moneyness
+  at ``R = 0`` for every strike;
+* **minimum variance** (Hull and White 2017, eq. 5): the expected vol move regressed on the
+  forward move, ``E[d sigma_K] = (a + b d + c d^2) dF / (F sqrt(T))`` with ``d`` the
+  Black-76 call delta of strike ``K`` (a put uses its call's delta), so
+  ``dsigma_K / d ln F = (a + b d + c d^2) / sqrt(T)``; the coefficients come from a
+  regression on past surface moves (:func:`hull_white_fit`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from calibration.pricing.black import delta as black_delta
+from calibration.pricing.black import vega as black_vega
+
+DELTA_MODELS = ("sticky_strike", "sticky_moneyness", "ssr", "min_variance")
+
+
+def dynamics_delta(forward: ArrayLike, strike: ArrayLike, t: ArrayLike, vol: ArrayLike,
+                   is_call: ArrayLike, dvol_dlnf: ArrayLike) -> np.ndarray:
+    """``delta_BS + vega_BS * dvol_dlnf / F`` (module docstring).
+
+    >>> round(float(dynamics_delta(100.0, 100.0, 0.25, 0.5, True, 0.0)), 6)  # sticky strike
+    0.549738
+    """
+    f = np.asarray(forward, dtype=float)
+    return black_delta(f, strike, t, vol, is_call) + \
+        black_vega(f, strike, t, vol, is_call) * np.asarray(dvol_dlnf, dtype=float) / f
+
+
+def ssr_vol_move(skew_k: ArrayLike, ssr: float) -> np.ndarray:
+    """``dsigma_K / d ln F = (R - 1) s'(k)``: 0 for sticky strike (``R = 1``), ``-s'(k)`` for
+    sticky moneyness (``R = 0``)."""
+    return (float(ssr) - 1.0) * np.asarray(skew_k, dtype=float)
+
+
+def hull_white_vol_move(coef: ArrayLike, call_delta: ArrayLike, t: ArrayLike) -> np.ndarray:
+    """``dsigma_K / d ln F = (a + b d + c d^2) / sqrt(T)`` for coefficients ``(a, b, c)``."""
+    a, b, c = (float(x) for x in coef)
+    d = np.asarray(call_delta, dtype=float)
+    return (a + b * d + c * d * d) / np.sqrt(np.asarray(t, dtype=float))
+
+
+def hull_white_fit(dvol: ArrayLike, dlnf: ArrayLike, call_delta: ArrayLike, t: ArrayLike
+                   ) -> np.ndarray:
+    """Least-squares ``(a, b, c)`` of ``dvol = (a + b d + c d^2) dlnf / sqrt(T) + e`` over
+    observed vol moves of options of call delta ``d`` and maturity ``T`` as the log-forward
+    moved by ``dlnf`` (Hull and White 2017, eq. 5)."""
+    d = np.asarray(call_delta, dtype=float)
+    x = (np.asarray(dlnf, dtype=float) / np.sqrt(np.asarray(t, dtype=float)))[:, None] * \
+        np.column_stack([np.ones(d.size), d, d * d])
+    return np.linalg.lstsq(x, np.asarray(dvol, dtype=float), rcond=None)[0]
+
+
+def ssr_estimate(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The SSR by least squares through the origin of ``y = d sigma_ATM`` on
+    ``x = s'(0) d ln F`` over pairs of surfaces: ``R_hat = sum(x y) / sum(x^2)`` and its
+    standard error ``sqrt(sum (y - R_hat x)^2 / (n - 1) / sum(x^2))``; NaN with fewer than 3
+    pairs.
+
+    >>> x = np.array([0.01, -0.02, 0.015, -0.005])
+    >>> [round(v, 6) for v in ssr_estimate(x, 1.5 * x)]
+    [1.5, 0.0]
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    sxx = float(x @ x)
+    if x.size < 3 or not sxx > 0:
+        return math.nan, math.nan
+    r = float(x @ y) / sxx
+    resid = y - r * x
+    return r, math.sqrt(float(resid @ resid) / (x.size - 1) / sxx)

@@ -1,0 +1,76 @@
+"""Deltas under each smile dynamics against finite differences of a surface moved that way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from calibration.models.svi import SVIParams
+from calibration.pricing.black import black_price
+from calibration.pricing.black import delta as black_delta
+from calibration.pricing.smile_delta import (
+    dynamics_delta,
+    hull_white_fit,
+    hull_white_vol_move,
+    ssr_vol_move,
+)
+from calibration.surface import SmileSlice
+
+F0, T = 95_000.0, 30 / 365
+SLICE = SmileSlice("svi", SVIParams(0.3 * T, 0.12 * np.sqrt(T), -0.4, 0.02, 0.15), 0, T, F0,
+                   -1.0, 1.0)
+
+
+def _vol(k):
+    return SLICE.vol_and_skew(np.asarray(k, dtype=float))
+
+
+@pytest.mark.parametrize("ssr", [1.0, 0.0, 1.6, -0.5])
+@pytest.mark.parametrize("strike, call", [(80_000.0, False), (95_000.0, True),
+                                          (110_000.0, True), (100_000.0, False)])
+def test_ssr_delta_matches_the_moved_surface(ssr, strike, call):
+    """Under SSR R the smile moves in moneyness by (1 - R) of the log-forward move: strike K's
+    vol at forward F is s(ln(K / F0) - (1 - R) ln(F / F0)).  R = 1 is sticky strike, 0 sticky
+    moneyness."""
+    def value(f):
+        k = np.log(strike / F0) - (1 - ssr) * np.log(f / F0)
+        return float(black_price(f, strike, T, _vol(k)[0], call))
+
+    h = F0 * 1e-4
+    fd = (value(F0 + h) - value(F0 - h)) / (2 * h)
+    vol, skew = _vol(np.log(strike / F0))
+    got = dynamics_delta(F0, strike, T, vol, call, ssr_vol_move(skew, ssr))
+    assert_allclose(got, fd, rtol=0, atol=2e-7)
+    if ssr == 1.0:
+        assert_allclose(got, black_delta(F0, strike, T, vol, call), rtol=1e-14)
+
+
+def test_the_atm_vol_moves_by_the_ssr_times_the_skew():
+    for ssr in (0.0, 1.0, 2.0):
+        h = 1e-5
+        # ATM at the moved forward: K = F, so k = ln(F/F0) - (1 - R) ln(F/F0) = R ln(F/F0)
+        atm = [_vol(ssr * np.log(1 + e))[0] for e in (h, -h)]
+        slope = (atm[0] - atm[1]) / (np.log(1 + h) - np.log(1 - h))
+        assert_allclose(slope, ssr * _vol(0.0)[1], rtol=1e-6, atol=1e-12)
+
+
+def test_hull_white_fit_recovers_its_coefficients_and_delta():
+    rng = np.random.default_rng(3)
+    n = 4000
+    d = rng.uniform(0.05, 0.95, n)
+    t = rng.choice([7, 30, 90], n) / 365
+    dlnf = rng.normal(0, 0.01, n)
+    coef = np.array([-0.25, 0.5, -0.4])
+    dvol = (coef[0] + coef[1] * d + coef[2] * d * d) * dlnf / np.sqrt(t) + rng.normal(0, 2e-4, n)
+    assert_allclose(hull_white_fit(dvol, dlnf, d, t), coef, atol=0.02)
+    # the MV delta of a call: Black delta plus vega x the expected move per unit log forward
+    vol = _vol(0.0)[0]
+    move = hull_white_vol_move(coef, 0.55, T)
+    h = F0 * 1e-4
+
+    def value(f):
+        return float(black_price(f, F0, T, vol + move * np.log(f / F0), True))
+
+    assert_allclose(dynamics_delta(F0, F0, T, vol, True, move),
+                    (value(F0 + h) - value(F0 - h)) / (2 * h), atol=2e-7)
