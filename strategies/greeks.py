@@ -14,7 +14,6 @@ from scipy.special import ndtr
 
 from calibration.pricing.black import black_price
 from calibration.pricing.black import greeks as black_greeks
-from calibration.pricing.black import vega as black_vega
 from calibration.pricing.forwards import SECONDS_PER_YEAR
 from replay.model.config import check_choice
 from strategies.board import SurfaceBoard
@@ -133,8 +132,11 @@ class BookLegs:
             val = delta_gamma(f, k, t, v, c, which)
             if which == "delta" and pa:
                 val = val - black_price(f, k, t, v, c) / f
-            if which == "delta" and dv is not None:
-                val = val + black_vega(f, k, t, v, c) * dv / f
+            if which == "delta" and dv is not None:  # + vega dvol / F = n(d1) sqrt(t) dvol
+                sd = v * np.sqrt(t)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    d1 = np.log(f / k) / sd + 0.5 * sd
+                val = val + np.exp(-0.5 * d1 * d1) / SQRT_2PI * np.sqrt(t) * dv
             out = np.sum(w * np.nan_to_num(val), axis=-1)
             return float(out) if out.ndim == 0 else out
 

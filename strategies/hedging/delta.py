@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from calibration.pricing.smile_delta import DELTA_MODELS
 from replay.consumers.forecast.forecasters import FORECASTERS, ORACLES
 from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
@@ -37,6 +38,7 @@ from replay.model.config import check_choice
 from replay.units import NS
 from strategies.base import require_positive
 from strategies.board import SurfaceBoard
+from strategies.dynamics import SmileTracker, with_delta_model
 from strategies.greeks import DELTA_SOURCES, BookLegs, book_legs
 from strategies.hedge import (
     contracts_delta,
@@ -67,7 +69,10 @@ class Hedger:
     ``idle_wake_ns`` (poll while nothing is held), ``underlying`` (name prefix of the
     hedge), ``hedge_vol`` (:data:`HEDGE_VOLS`) with ``forecast`` (a forecaster's name),
     ``forecasts`` (the :class:`~replay.consumers.forecast.ForecastBoard`; injected by the run
-    with ``forecast=all``), ``board`` (the
+    with ``forecast=all``), ``delta_model`` (``sticky_strike``, the default;
+    ``sticky_moneyness``; ``ssr`` with ``ssr`` a number or ``measured``; ``min_variance``:
+    Hull-White; the measured ones from :class:`~strategies.dynamics.SmileTracker` over
+    ``dynamics_horizon_s`` pairs in a ``dynamics_window_s`` window), ``board`` (the
     :class:`~strategies.base.SurfaceBoard` the calibration publishes to; injected by the run).
     """
 
@@ -91,6 +96,8 @@ class Hedger:
                  flat_vol: float = 0.6, latency_ns: int | None = None, min_trade: float = 1.0,
                  max_wake_ns: int = 60 * NS, idle_wake_ns: int = NS, underlying: str = "BTC",
                  lot: float = 0.0, hedge_vol: str = "surface", forecast: str = "garch",
+                 delta_model: str = "sticky_strike", ssr: Any = "measured",
+                 dynamics_horizon_s: float = 300.0, dynamics_window_s: float = 86400.0,
                  board: SurfaceBoard | None = None, forecasts: Any = None):
         self.name = name
         self.hedge = check_choice("strategy.hedge", hedge, ("perp", "future", "spot"))
@@ -100,6 +107,11 @@ class Hedger:
             raise ConfigError("strategy.hedge_vol: 'forecast' needs forecasts (forecast=all)")
         self.forecast = check_choice("strategy.forecast", forecast, FORECASTERS + ORACLES)
         self.forecasts = forecasts
+        self.delta_model = check_choice("strategy.delta_model", delta_model, DELTA_MODELS)
+        if ssr != "measured" and not (isinstance(ssr, int | float) and math.isfinite(ssr)):
+            raise ConfigError(f"strategy.ssr: {ssr!r} must be a number or 'measured'")
+        self.ssr = ssr
+        self.tracker = SmileTracker(dynamics_horizon_s, dynamics_window_s)
         self.flat_vol = require_positive("strategy.flat_vol", flat_vol)
         self.latency_ns = None if latency_ns is None else int(latency_ns)
         self.min_trade = float(min_trade)
@@ -148,13 +160,18 @@ class Hedger:
         return self.decide(ctx)
 
     def state_dict(self) -> dict:
-        return {"hedge_id": self.hedge_id, "pending": list(self.pending.orders),
-                "n_decisions": self.n_decisions}
+        out = {"hedge_id": self.hedge_id, "pending": list(self.pending.orders),
+               "n_decisions": self.n_decisions}
+        if self.delta_model != "sticky_strike":
+            out["tracker"] = self.tracker.state_dict()
+        return out
 
     def load_state_dict(self, d: dict) -> None:
         self.hedge_id = d["hedge_id"]
         self.pending = PendingOrders(list(d["pending"]))
         self.n_decisions = d["n_decisions"]
+        if "tracker" in d:
+            self.tracker.load_state_dict(d["tracker"])
 
     # -- the decision ---------------------------------------------------------------------
     def legs(self, ctx: Any) -> BookLegs:
@@ -173,6 +190,10 @@ class Hedger:
             v = self.forecasts.vol(self.forecast)
             if math.isfinite(v) and v > 0:  # before the first forecast: the surface's vols
                 legs = legs.with_vol(np.full(len(legs), v))
+        if self.delta_model != "sticky_strike":
+            surf = self.board.surface if self.board is not None else None
+            legs = with_delta_model(legs, surf, self.delta_model, self.ssr, self.tracker,
+                                    ctx.now)
         return legs
 
     def hedge_price(self, ctx: Any, spot: float) -> float:
