@@ -130,7 +130,7 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
                        ) -> set[str]:
     """The numeric metric names every backtest writes (docs/outputs.md), flattened with dots."""
     from replay.analytics.execution import _hname
-    from replay.consumers.marker import BUCKETS, PNL_KEYS
+    from replay.consumers.marker import BUCKETS, PNL_KEYS, VEGA_SPLIT
 
     names = {"events_replayed", "wall_seconds", "events_per_second"}
     names |= {f"calibration.{k}" for k in (
@@ -151,6 +151,7 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
     names |= {"dynamics.horizon_s", "dynamics.pairs"}
     names |= {f"pnl.{k}" for k in PNL_KEYS}
     names |= {f"attribution.{k}" for k in BUCKETS}
+    names |= {f"attribution_vega.{k}" for k in VEGA_SPLIT}
     names |= {f"execution.{k}" for k in ("n_orders", "n_fills", "slippage_bps_mean",
                                          "delay_cost_bps_mean", "implementation_shortfall_usd")}
     for h in map(_hname, markout_horizons_s):

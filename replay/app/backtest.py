@@ -316,7 +316,7 @@ def _finite(x: float | None) -> float | None:
 
 def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfig) -> dict:
     from replay.analytics.execution import execution_metrics
-    from replay.consumers.marker import BUCKETS, PNL_KEYS
+    from replay.consumers.marker import BUCKETS, PNL_KEYS, VEGA_SPLIT
     from replay.engine.journal import read_tables
 
     m: dict[str, Any] = {
@@ -344,9 +344,11 @@ def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfi
         att = {k: float(marker.totals[k]) for k in BUCKETS if k != "residual"}
         att["residual"] = m["pnl"]["total_usd"] - math.fsum(att.values())
         m["attribution"] = att
+        m["attribution_vega"] = {k: float(v) for k, v in marker.vega_split.items()}
     else:
         m["pnl"] = dict.fromkeys(PNL_KEYS)
         m["attribution"] = dict.fromkeys(BUCKETS)
+        m["attribution_vega"] = dict.fromkeys(VEGA_SPLIT)
     m["execution"] = execution_metrics(out / "journal.duckdb", db, report.markout_horizons_s)
     for block in ("pnl", "calibration"):
         m[block] = {k: (_finite(v) if isinstance(v, float) else v) for k, v in m[block].items()}

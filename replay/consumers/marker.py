@@ -45,6 +45,9 @@ PNL_KEYS = ("total_usd", "total_coin", "options_usd", "hedge_usd", "fees_usd",
 BUCKETS = ("delta", "gamma", "vega", "theta", "vanna", "volga", "funding", "fees", "slippage",
            "residual")
 
+#: the vega bucket split by how the smile moved (:func:`vega_split`)
+VEGA_SPLIT = ("level", "skew", "curvature")
+
 ATTRIBUTION = register_kind(EventKind("attribution", "attribution",
                                       tuple((b, "float") for b in BUCKETS) + (("total", "float"),)))
 
@@ -62,6 +65,7 @@ class PnLMarker:
         self.every_ns = int(every_s * NS)
         self.prev: dict | None = None  # state at the last mark
         self.totals = dict.fromkeys(BUCKETS, 0.0)
+        self.vega_split = dict.fromkeys(VEGA_SPLIT, 0.0)  # metrics only, not journaled
 
     def on_start(self, ctx) -> WakeCondition:
         # the zero state before anything is held: the first step then explains the first PnL
@@ -125,20 +129,37 @@ class PnLMarker:
             g = greeks(f, spec.strike, t, sigma, spec.is_call) if t > 0 and math.isfinite(sigma) \
                 else None
             st["opt"][i] = {"F": f, "sigma": sigma, "t": t, "n": qty * spec.contract_size,
-                            "g": None if g is None else {k: float(v) for k, v in g.items()}}
+                            "g": None if g is None else {k: float(v) for k, v in g.items()},
+                            **self._smile_shape(spec.strike, t)}
         return st
+
+    def _smile_shape(self, strike: float, t: float) -> dict:
+        """The published smile at the option's maturity: ATM vol, ATM skew ``d sigma / dk``
+        (central difference) and the option's log-moneyness (NaN without a surface)."""
+        surf = self.board.surface if self.board is not None else None
+        if surf is None or not t > 0:
+            return {"atm": math.nan, "skew": math.nan, "k": math.nan}
+        f = float(np.asarray(surf.forward(t)))
+        eps = 1e-3
+        iv = np.asarray(surf.iv(np.array([f, f * math.exp(eps), f * math.exp(-eps)]), t),
+                        dtype=float).ravel()
+        return {"atm": float(iv[0]), "skew": float((iv[1] - iv[2]) / (2 * eps)),
+                "k": math.log(strike / f)}
 
     def _attribute(self, ctx, a: dict, b: dict) -> None:
         out = attribute_step(a, b, lambda i: _forward(ctx.market, i))
         for k in BUCKETS:
             self.totals[k] += out[k]
+        for k, v in vega_split(a, b).items():
+            self.vega_split[k] += v
         ctx.emit("attribution", total=b["total"] - a["total"], **out)
 
     def state_dict(self) -> dict:
-        return {"prev": self.prev, "totals": self.totals}
+        return {"prev": self.prev, "totals": self.totals, "vega_split": self.vega_split}
 
     def load_state_dict(self, d: dict) -> None:
         self.prev, self.totals = d["prev"], dict(d["totals"])
+        self.vega_split = dict(d.get("vega_split") or dict.fromkeys(VEGA_SPLIT, 0.0))
 
 
 def attribute_step(a: dict, b: dict, forward_of: Callable[[int], float]) -> dict[str, float]:
@@ -208,6 +229,46 @@ def mark_price(ctx, spec, iid: int, board=None, mode: str = "mid") -> float:
     if math.isfinite(mid):
         return mid
     return float(m.reference_price(iid))
+
+
+def vega_split(a: dict, b: dict) -> dict[str, float]:
+    """The step's vega bucket, ``sum n vega (sigma_1 - sigma_0)`` over the options held at
+    the start, split by how each expiry's smile moved: with ``sigma_ATM`` and the ATM skew
+    ``S = d sigma / dk`` of the published surface at the option's maturity and ``k`` its
+    log-moneyness at the start,
+
+        level = n vega (sigma_ATM,1 - sigma_ATM,0)            (a parallel shift)
+        skew  = n vega (S_1 - S_0) k                          (a rotation about the money)
+        curvature = n vega (sigma_1 - sigma_0) - level - skew  (convexity and the rest)
+
+    so the three sum to the vega bucket exactly.  Without a surface at either end the whole
+    move counts as level.
+
+    >>> g = {"vega": 100.0}
+    >>> o0 = {"n": 1.0, "g": g, "sigma": 0.50, "atm": 0.48, "skew": -0.2, "k": 0.1}
+    >>> o1 = {"sigma": 0.52, "atm": 0.49, "skew": -0.1}
+    >>> {k: round(v, 6) for k, v in vega_split({"opt": {1: o0}}, {"opt": {1: o1}}).items()}
+    {'level': 1.0, 'skew': 1.0, 'curvature': 0.0}
+    """
+    out = dict.fromkeys(VEGA_SPLIT, 0.0)
+    for i, o in a["opt"].items():
+        g = o["g"]
+        o1 = b["opt"].get(i)
+        if g is None or o1 is None or not math.isfinite(o1["sigma"]):
+            continue
+        nv = o["n"] * g["vega"]
+        total = nv * (o1["sigma"] - o["sigma"])
+        shape = [o.get(k, math.nan) for k in ("atm", "skew", "k")] + \
+            [o1.get(k, math.nan) for k in ("atm", "skew")]
+        if not all(math.isfinite(x) for x in shape):
+            out["level"] += total
+            continue
+        atm0, skew0, k0, atm1, skew1 = shape
+        level, skew = nv * (atm1 - atm0), nv * (skew1 - skew0) * k0
+        out["level"] += level
+        out["skew"] += skew
+        out["curvature"] += total - level - skew
+    return out
 
 
 def _forward(m, iid: int) -> float:

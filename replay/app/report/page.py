@@ -140,7 +140,9 @@ def _attribution_section(att: pd.DataFrame, m: dict) -> Section:
     s = Section("attribution", "PnL attribution",
                  "Second-order Taylor explain from the surface greeks per mark step; fees, "
                  "funding and slippage are their own buckets and the residual takes the rest, "
-                 "so the buckets sum to the total.", empty="No PnL to attribute.")
+                 "so the buckets sum to the total.  The vega bucket is split by how the smile "
+                 "moved: level (parallel), skew (rotation) and curvature (the rest).",
+                 empty="No PnL to attribute.")
     if len(att):
         fig, ax = charts.fig()
         x = times(att.ts)
@@ -153,7 +155,9 @@ def _attribution_section(att: pd.DataFrame, m: dict) -> Section:
         ax.legend(fontsize=7, ncol=6, loc="upper left")
         ax.set_ylabel("USD, cumulative")
         s["images"].append(charts.png(fig))
-        s["html"] = table(m.get("attribution") or {})
+        rows = dict(m.get("attribution") or {})
+        rows.update({f"vega: {k}": v for k, v in (m.get("attribution_vega") or {}).items()})
+        s["html"] = table(rows)
     return s
 
 

@@ -91,3 +91,19 @@ def test_bad_forecast_config_names_the_key(store, tmp_path):
     cfg["forecast"]["ewma_lambda"] = 1.5
     with pytest.raises(ConfigError, match="forecast.ewma_lambda"):
         replay.run(cfg)
+
+
+def test_vega_split_and_dynamics_blocks(store, tmp_path):
+    """The vega bucket's split by smile move sums to it, and a calibrated run measures the
+    SSR per expiry bucket and writes surface_dynamics."""
+    m = replay.run(_cfg(store, tmp_path / "v"))
+    split = m["attribution_vega"]
+    assert set(split) == {"level", "skew", "curvature"}
+    np.testing.assert_allclose(sum(split.values()), m["attribution"]["vega"], rtol=1e-9,
+                               atol=1e-9)
+    assert abs(split["level"]) > 0
+    dyn = m["dynamics"]
+    assert dyn["pairs"] > 0 and set(dyn["ssr"]) == set(dyn["ssr_se"])
+    assert any(v is not None for v in dyn["ssr"].values())
+    rows = _q(tmp_path / "v", "SELECT * FROM surface_dynamics")
+    assert {"ts", "expiry", "atm_vol", "atm_skew", "ssr", "window_s"} <= set(rows)
