@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from calibration.pricing.smile_delta import ssr_estimate
 from calibration.surface import PARAMS, SmileSlice
@@ -49,11 +50,14 @@ def bucket_of(days: np.ndarray) -> np.ndarray:
 
 def atm_table(fits: pd.DataFrame) -> pd.DataFrame:
     """``ts, expiry, tau, forward, atm_vol, atm_skew`` of every published fit (raw SVI in one
-    vectorised pass over its parameter arrays; other models fit by fit)."""
+    vectorised pass over its parameter arrays; other models fit by fit).  ``fits`` has the
+    ``surface_fits`` columns, with ``params`` as JSON text or already as lists."""
     rows = fits[fits["published"]] if "published" in fits else fits
     out = []
     for model, g in rows.groupby("model", sort=True):
-        par = np.array([json.loads(p) for p in g["params"]], dtype=float)
+        vals = g["params"].to_numpy()
+        par = np.array([json.loads(p) for p in vals], dtype=float) \
+            if isinstance(vals[0], str) else np.vstack(vals).astype(float)
         t, f = g["t"].to_numpy(float), g["forward"].to_numpy(float)
         if model == "svi":  # raw SVI evaluates on parameter arrays: one pass
             v, sk = SmileSlice(model, PARAMS[model](*par.T), 0, t, f, -1.0, 1.0).vol_and_skew(
@@ -67,6 +71,18 @@ def atm_table(fits: pd.DataFrame) -> pd.DataFrame:
                                  "forward": f, "atm_vol": v, "atm_skew": sk}))
     cols = ["ts", "expiry", "tau", "forward", "atm_vol", "atm_skew"]
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
+
+
+def _published_fits(con) -> pd.DataFrame:
+    """The published fits with their parameters parsed by DuckDB (a list per row)."""
+    t = con.sql("SELECT ts, model, expiry, t, forward, CAST(params AS DOUBLE[]) AS params "
+                "FROM surface_fits WHERE published ORDER BY seq").to_arrow_table()
+    df = t.drop(["params"]).to_pandas()
+    lists = t.column("params")
+    n = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
+    df["params"] = list(np.split(flat, np.cumsum(n)[:-1])) if len(n) else []
+    return df
 
 
 def ssr_pairs(atm: pd.DataFrame, horizon_ns: int) -> pd.DataFrame:
@@ -115,9 +131,10 @@ def dynamics(journal: Path, horizon_s: float = 300.0, window_s: float = 86400.0)
     has fewer than 3 pairs; ``horizon_s``, ``pairs``)."""
     import duckdb
 
-    from replay.engine.journal import read_tables
-
-    fits = read_tables(journal, ["surface_fits"])["surface_fits"]
+    with duckdb.connect(str(journal), read_only=True) as con:
+        names = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables").fetchall()}
+        fits = _published_fits(con) if "surface_fits" in names else pd.DataFrame()
     block: dict = {"ssr": dict.fromkeys(n for n, _ in BUCKETS),
                    "ssr_se": dict.fromkeys(n for n, _ in BUCKETS),
                    "horizon_s": float(horizon_s), "pairs": 0}
