@@ -236,6 +236,8 @@ BOUNDS: dict[str, Bound] = {
     "strategy.move_pct": _POS, "strategy.expiry_1": Bound(lo=0, strings=True, note="days"),
     "strategy.expiry_2": Bound(lo=0, strings=True, note="days"),
     "strategy.option_min_trade": _NONNEG, "strategy.roll_ns": _NONNEG_NS,
+    "strategy.dynamics_horizon_s": _POS, "strategy.dynamics_window_s": _POS,
+    "strategy.ssr": Bound(strings=True, note="or 'measured'"),
     "margin.every_s": _POS, "margin.grace_s": _NONNEG, "margin.liquidation_ratio": _UNIT,
     "margin.flat_vol": _POS, "margin.breach_horizon_s": _POS,
     "margin.breach_p": Bound(lo=0, hi=1, lo_open=True, hi_open=True),
