@@ -19,7 +19,12 @@ import pandas as pd
 
 from replay.app import charts
 from replay.app.report.blocks import Section, table, times
-from replay.app.report.risk import forecast_section, margin_section
+from replay.app.report.risk import (
+    dynamics_section,
+    forecast_section,
+    margin_section,
+    read_dynamics,
+)
 from replay.units import NS
 
 _TEMPLATE = jinja2.Template("""<!doctype html>
@@ -63,6 +68,7 @@ def render_run(run_dir: str | Path) -> Path:
     t = read_tables(run_dir / "journal.duckdb", ["pnl", "attribution", "executions",
                                                  "surface_fits", "hedge_decisions", "margin",
                                                  "vol_forecasts"])
+    t["surface_dynamics"] = read_dynamics(run_dir / "journal.duckdb")
     t["calibration_quotes"] = _smile_quotes(run_dir / "journal.duckdb", _n_snapshots(run))
     sections = [_config_section(run), _headline(metrics), _pnl_section(t["pnl"]),
                 _attribution_section(t["attribution"], metrics),
@@ -71,7 +77,8 @@ def render_run(run_dir: str | Path) -> Path:
                 _execution_section(t["executions"], metrics),
                 _calibration_section(t["surface_fits"]),
                 _smiles_section(t["calibration_quotes"], run),
-                _arbitrage_section(t["surface_fits"])]
+                _arbitrage_section(t["surface_fits"]),
+                dynamics_section(t["surface_dynamics"], metrics)]
     lo, hi = _span(t)
     page = _TEMPLATE.render(
         name=run_dir.name if run_dir.name else str(run_dir), db=run.get("db", "?"),

@@ -1,4 +1,4 @@
-"""Report sections of the risk consumers: margin and volatility forecasts."""
+"""Report sections of the risk measurements: margin, volatility forecasts, surface dynamics."""
 
 from __future__ import annotations
 
@@ -58,4 +58,54 @@ def forecast_section(fc: pd.DataFrame, m: dict) -> Section:
                 for k, v in sc.items() if k in ("qlike", "mse", "mz_r2", "dm_vs_flat", "n")}
         rows.update({k: block.get(k) for k in ("best_by_qlike", "vrp_mean", "horizon_s")})
         s["html"] = table(rows)
+    return s
+
+
+def read_dynamics(journal) -> pd.DataFrame:
+    """The run's ``surface_dynamics`` table (written after the run; empty if absent)."""
+    import duckdb
+
+    with duckdb.connect(str(journal), read_only=True) as con:
+        names = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables").fetchall()}
+        if "surface_dynamics" not in names:
+            return pd.DataFrame()
+        return con.execute("SELECT * FROM surface_dynamics ORDER BY ts, expiry").df()
+
+
+def dynamics_section(dyn: pd.DataFrame, m: dict) -> Section:
+    s = Section("dynamics", "Surface dynamics",
+                "The skew stickiness ratio (1: sticky strike, 0: sticky moneyness) per expiry "
+                "bucket with two standard errors, the rolling SSR of each expiry against its "
+                "days to expiry, and the ATM vol against the forward.",
+                empty="No surface was calibrated.")
+    if not len(dyn):
+        return s
+    import numpy as np
+
+    from replay.analytics.dynamics import BUCKETS
+
+    block = m.get("dynamics") or {}
+    fig, (ax1, ax2) = charts.plt_agg().subplots(1, 2, figsize=(10, 3.4))
+    days = dyn.tau * 365.0
+    ok = dyn.ssr.notna()
+    ax1.scatter(days[ok], dyn.ssr[ok], s=3, alpha=0.3, color="C0", label="rolling, per expiry")
+    edges = [0.0] + [b for _, b in BUCKETS[:-1]] + [max(float(days.max()), 100.0)]
+    for (name, _), lo, hi in zip(BUCKETS, edges[:-1], edges[1:]):
+        r, se = (block.get("ssr") or {}).get(name), (block.get("ssr_se") or {}).get(name)
+        if r is not None and se is not None:
+            mid = np.sqrt(max(lo, 0.1) * hi)
+            ax1.errorbar([mid], [r], yerr=[2 * se], fmt="o", color="C3", capsize=3)
+    ax1.set_xscale("log")
+    ax1.axhline(1.0, color="k", lw=0.6, ls="--")
+    ax1.axhline(0.0, color="k", lw=0.6, ls=":")
+    ax1.set_xlabel("days to expiry")
+    ax1.set_ylabel("SSR")
+    near = dyn.loc[(days - 30.0).abs().groupby(dyn.ts).idxmin()]
+    ax2.scatter(near.forward, near.atm_vol, s=3, c=near.ts, cmap="viridis")
+    ax2.set_xlabel("forward (USD)")
+    ax2.set_ylabel("ATM vol, expiry nearest 30 days")
+    fig.tight_layout()
+    s["images"].append(charts.png(fig))
+    s["html"] = table({f"ssr {k}": v for k, v in (block.get("ssr") or {}).items()})
     return s
