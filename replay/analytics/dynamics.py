@@ -51,13 +51,15 @@ def bucket_of(days: np.ndarray) -> np.ndarray:
 def atm_table(fits: pd.DataFrame) -> pd.DataFrame:
     """``ts, expiry, tau, forward, atm_vol, atm_skew`` of every published fit (raw SVI in one
     vectorised pass over its parameter arrays; other models fit by fit).  ``fits`` has the
-    ``surface_fits`` columns, with ``params`` as JSON text or already as lists."""
+    ``surface_fits`` columns, with ``params`` as JSON text or parsed into ``p0, p1, ...``."""
     rows = fits[fits["published"]] if "published" in fits else fits
     out = []
     for model, g in rows.groupby("model", sort=True):
-        vals = g["params"].to_numpy()
-        par = np.array([json.loads(p) for p in vals], dtype=float) \
-            if isinstance(vals[0], str) else np.vstack(vals).astype(float)
+        if "params" in g:  # JSON text, as the surface_fits table stores it
+            par = np.array([json.loads(p) for p in g["params"]], dtype=float)
+        else:  # parsed columns p0, p1, ... (:func:`_published_fits`)
+            k = len(PARAMS[model].__dataclass_fields__)
+            par = g[[f"p{j}" for j in range(k)]].to_numpy(float)
         t, f = g["t"].to_numpy(float), g["forward"].to_numpy(float)
         if model == "svi":  # raw SVI evaluates on parameter arrays: one pass
             v, sk = SmileSlice(model, PARAMS[model](*par.T), 0, t, f, -1.0, 1.0).vol_and_skew(
@@ -74,14 +76,24 @@ def atm_table(fits: pd.DataFrame) -> pd.DataFrame:
 
 
 def _published_fits(con) -> pd.DataFrame:
-    """The published fits with their parameters parsed by DuckDB (a list per row)."""
+    """The published fits with their parameters parsed by DuckDB: one ``p0, p1, ...`` column
+    per parameter (NaN past a model's own count)."""
     t = con.sql("SELECT ts, model, expiry, t, forward, CAST(params AS DOUBLE[]) AS params "
                 "FROM surface_fits WHERE published ORDER BY seq").to_arrow_table()
     df = t.drop(["params"]).to_pandas()
     lists = t.column("params")
-    n = pc.list_value_length(lists).to_numpy(zero_copy_only=False)
+    n = pc.list_value_length(lists).to_numpy(zero_copy_only=False).astype(np.int64)
     flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
-    df["params"] = list(np.split(flat, np.cumsum(n)[:-1])) if len(n) else []
+    width = int(n.max()) if n.size else 0
+    par = np.full((n.size, width), np.nan)
+    if n.size and (n == width).all():
+        par[:] = flat.reshape(n.size, width)
+    elif n.size:
+        rows = np.repeat(np.arange(n.size), n)
+        cols = np.arange(flat.size) - np.repeat(np.cumsum(n) - n, n)
+        par[rows, cols] = flat
+    for j in range(width):
+        df[f"p{j}"] = par[:, j]
     return df
 
 
