@@ -127,10 +127,10 @@ def run(cfg: Any) -> dict:
         if (book or strategy) else None
     margin = instantiate_checked("margin", cfg.margin, venue=venue, board=board,
                                  forecasts=forecasts) if _active(cfg.get("margin")) else None
-
     consumers = [c for c in (calib, fc, book, strategy, marker, margin) if c is not None]
     if not consumers:
         raise ConfigError("nothing to run: calibration, book and strategy are all none")
+    bars = _forecast_bars(d, fc) if fc is not None else None  # before the run dir is claimed
 
     run_info = {"db": str(db), "underlying": names.get(underlying), "config": resolved}
     if resume:
@@ -138,7 +138,6 @@ def run(cfg: Any) -> dict:
     else:
         snap_path, n_done = None, 0
         _claim(out, run_info)
-    bars = _forecast_bars(d, fc) if fc is not None else None
     stream = None
     if calib is not None:
         stream = ensure_stream(_without(calib_node, "cache"), d.sel, mode=cache, log=log)
@@ -155,28 +154,7 @@ def run(cfg: Any) -> dict:
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
     metrics = _metrics(res, calib, marker, venue, out, db, report)
-    if calib is not None:
-        from replay.analytics.dynamics import dynamics
-
-        metrics["dynamics"] = dynamics(out / "journal.duckdb")
-    if fc is not None:
-        from replay.analytics.forecast_scores import (
-            fill_realized,
-            forecast_block,
-            realized_block,
-        )
-
-        fill_realized(out / "journal.duckdb", bars[0], bars[1])
-        metrics["forecast"] = forecast_block(out / "journal.duckdb", fc.cfg.every_s,
-                                             fc.cfg.forecasters)
-        metrics["forecast"]["realized"] = realized_block(*bars[2], fc.cfg.sample_s)
-        if metrics["forecast"]["ranking_truth"]:
-            log.info("forecasters by QLIKE against the true variance: %s",
-                     metrics["forecast"]["ranking_truth"])
-    if margin is not None:
-        from replay.analytics.breach import margin_block
-
-        metrics["margin"] = margin_block(out / "journal.duckdb", margin)
+    metrics.update(_risk_metrics(out / "journal.duckdb", calib, fc, bars, margin))
     metrics["surface_stream"] = stream.as_metrics() if stream is not None else {
         "cache": cache if calib is not None else None, "key": None, "built": False,
         "build_seconds": None, "path": None}
@@ -191,6 +169,35 @@ def run(cfg: Any) -> dict:
 
         render_run(out)
     return metrics
+
+
+def _risk_metrics(journal: Path, calib, fc, bars, margin) -> dict:
+    """The blocks computed from the journal after the replay (docs/outputs.md): the surface
+    dynamics of a calibrated run, the forecasts' scores (their realised vols written first)
+    and the margin breach backtest."""
+    out: dict[str, Any] = {}
+    if calib is not None:
+        from replay.analytics.dynamics import dynamics
+
+        out["dynamics"] = dynamics(journal)
+    if fc is not None:
+        from replay.analytics.forecast_scores import (
+            fill_realized,
+            forecast_block,
+            realized_block,
+        )
+
+        fill_realized(journal, bars[0], bars[1])
+        out["forecast"] = forecast_block(journal, fc.cfg.every_s, fc.cfg.forecasters)
+        out["forecast"]["realized"] = realized_block(*bars[2], fc.cfg.sample_s)
+        if out["forecast"]["ranking_truth"]:
+            log.info("forecasters by QLIKE against the true variance: %s",
+                     out["forecast"]["ranking_truth"])
+    if margin is not None:
+        from replay.analytics.breach import margin_block
+
+        out["margin"] = margin_block(journal, margin)
+    return out
 
 
 def _forecast_bars(d, fc) -> tuple:
