@@ -135,20 +135,23 @@ def garch(bars: Bars, at: np.ndarray, h_ns: int, cfg: ForecastConfig, gjr: bool)
             continue
         model = arch_model(y[j0:j1], mean="Zero", vol="GARCH", p=1, o=int(gjr), q=1,
                            dist="normal", rescale=False)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence chatter; a failed fit is NaN below
-            params = model.fit(disp="off", show_warning=False).params.to_numpy()
-        # filter with fixed parameters through the bars known by the last forecast time
-        k = bars.known(at[sel])
-        j2 = int(k.max())
-        fixed = arch_model(y[j0:j2], mean="Zero", vol="GARCH", p=1, o=int(gjr), q=1,
-                           dist="normal", rescale=False).fix(params)
-        var = fixed.forecast(horizon=n_h, start=j1 - 1 - j0, reindex=False).variance
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")  # convergence chatter
+            try:
+                params = model.fit(disp="off", show_warning=False).params.to_numpy()
+                # filter with fixed parameters through the bars known by the last forecast
+                k = bars.known(at[sel])
+                fixed = arch_model(y[j0:int(k.max())], mean="Zero", vol="GARCH", p=1,
+                                   o=int(gjr), q=1, dist="normal", rescale=False).fix(params)
+                var = fixed.forecast(horizon=n_h, start=j1 - 1 - j0, reindex=False).variance
+            except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+                continue  # degenerate data (e.g. a stale, flat stretch): no forecast here
         total = var.to_numpy().sum(axis=1) / ARCH_SCALE ** 2  # over the h bars
         rows = k - 1 - (j1 - 1)  # forecast made after bar k-1 (>= the fit's last bar)
         good = (rows >= 0) & (rows < total.size)
         idx = np.flatnonzero(sel)[good]
-        out[idx] = _annualise(total[rows[good]] / n_h, bars)
+        tot = total[rows[good]]
+        out[idx] = np.where(np.isfinite(tot) & (tot > 0), _annualise(tot / n_h, bars), np.nan)
     return out
 
 

@@ -91,3 +91,11 @@ def test_heston_ranking_against_the_true_variance():
         stat, _ = diebold_mariano(loss[name], loss["flat"], lags=0)
         assert stat < -2, (name, stat)
     assert math.isfinite(loss["ewma"].mean())
+
+
+def test_a_flat_stale_stretch_gives_no_forecast_rather_than_an_error():
+    bars = Bars(np.arange(1, 200) * STEP, np.zeros(199), STEP)
+    at = np.arange(40, 199) * STEP
+    fc = batch_forecasts(bars, at, ForecastConfig(forecasters=("garch", "gjr_garch", "har")))
+    for key, v in fc.items():
+        assert not (np.isfinite(v) & (v > 0)).any(), key
