@@ -40,13 +40,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_synth(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from replay.errors import ConfigError
     from replay.synth import SynthConfig, synthesize
+    from replay.synth.chain import ChainParams
     from replay.synth.paths import ModelParams
 
     params = ModelParams() if args.jumps_per_year is None else \
         replace(ModelParams(), jump_intensity=args.jumps_per_year)
+    dynamics = {"sticky_moneyness": 0.0, "sticky_strike": 1.0}.get(args.smile_dynamics)
+    if args.smile_dynamics == "ssr":
+        if args.ssr is None:
+            raise ConfigError("synth: --smile-dynamics ssr needs --ssr R")
+        dynamics = args.ssr
     cfg = SynthConfig(hours=args.hours, seed=args.seed, model=args.model, scale=args.scale,
-                      params=params)
+                      params=params, chain=ChainParams(smile_ssr=float(dynamics)))
     summary = synthesize(args.db, cfg)
     print(json.dumps(summary))
     return 0
@@ -120,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scale", choices=["small", "day", "large"], default="small")
     s.add_argument("--jumps-per-year", type=float, default=None,
                    help="bates: jump intensity (default 25 a year; a day then rarely has one)")
+    s.add_argument("--smile-dynamics", choices=["sticky_moneyness", "sticky_strike", "ssr"],
+                   default="sticky_moneyness",
+                   help="how the true smile moves with spot (ssr: with --ssr R)")
+    s.add_argument("--ssr", type=float, default=None, help="the smile's SSR for --smile-dynamics ssr")
     s.set_defaults(fn=cmd_synth)
 
     from replay.ingest import FORMATS

@@ -12,7 +12,13 @@ Quantitative Finance 14(1), 2014, eq. 4.1 with the power-law phi of eq. 4.5)::
     w(k, theta) = theta/2 (1 + rho phi k + sqrt((phi k + rho)^2 + 1 - rho^2)),
     phi(theta) = eta / (theta^gamma (1 + theta)^(1 - gamma)),   k = ln(K / F_T)
 
-with ``theta`` the ATM total variance the model implies.  For Heston it is the expected
+with ``theta`` the ATM total variance the model implies.  The smile is evaluated at
+``k + R ln(S / s0)`` with ``R = smile_ssr`` (``s0`` the start price): ``R = 0`` (the default)
+keeps it at fixed moneyness as spot moves (sticky moneyness), ``R = 1`` at fixed strike
+(sticky strike), and in general it moves in moneyness by ``1 - R`` of the log-spot move, so
+that the ATM vol moves by ``R`` times the ATM skew per unit ``ln S``: a skew stickiness ratio
+of ``R`` on top of the move the variance ``v`` makes (with Heston's ``rho``, ``v`` itself
+moves with spot).  For Heston it is the expected
 integrated variance (e.g. J. Gatheral, *The Volatility Surface*, Wiley 2006, ch. 3)
 ``theta(T) = theta_v T + (v - theta_v)(1 - exp(-kappa T)) / kappa``; Bates adds the jumps'
 quadratic variation ``lambda T (mu_J^2 + delta_J^2)``; GBM gives ``sigma^2 T`` and a flat smile
@@ -63,6 +69,9 @@ class ChainParams:
     smile_eta: float = 0.5
     smile_gamma: float = 0.5
     size_median: float = 8.0  # BTC contracts at the touch
+    # How the smile moves with spot: it sits at k + smile_ssr ln(S / s0) (module docstring);
+    # 0 is sticky moneyness, 1 sticky strike, R an SSR of R on top of the variance's own move
+    smile_ssr: float = 0.0
 
     def validate(self, rho: float) -> None:
         if not 0 < self.smile_gamma <= 0.5 or self.smile_eta * (1 + abs(rho)) > 2:
@@ -194,6 +203,14 @@ def true_vol(model: str, p: ModelParams, cp: ChainParams, v: np.ndarray, tau: np
     return np.sqrt(w / tau), k / np.sqrt(theta)
 
 
+def smile_k(k: np.ndarray, spot, p: ModelParams, cp: ChainParams) -> np.ndarray:
+    """Where the true smile is read for log-moneyness ``k`` at spot ``spot``:
+    ``k + smile_ssr ln(spot / s0)`` (module docstring); ``k`` itself by default."""
+    if not cp.smile_ssr:
+        return k
+    return k + cp.smile_ssr * np.log(np.asarray(spot, dtype=float) / p.s0)
+
+
 def _units_down(x: np.ndarray) -> np.ndarray:
     """Largest on-tick price <= x, in units of 0.0001 BTC (tick 5 units from 0.005 up)."""
     u = np.floor(x / TICK_UNIT + 1e-9)
@@ -213,7 +230,7 @@ def quote_rates(chain: Chain, idx: np.ndarray, block: PathBlock, model: str, p: 
     tau = np.maximum(chain.expiry_ns[idx] - t0, QUOTE_STOP_NS) / NS_PER_S / YEAR_S
     f = block.spot[0] * np.exp(p.basis * tau)
     _, z = true_vol(model, p, cp, np.full(idx.shape[0], block.var[0]), tau,
-                    np.log(chain.strike[idx] / f))
+                    smile_k(np.log(chain.strike[idx] / f), block.spot[0], p, cp))
     return mult * (cp.quote_rate_wing + (cp.quote_rate_atm - cp.quote_rate_wing)
                    * np.exp(-0.5 * z * z))
 
@@ -236,7 +253,7 @@ def books(chain: Chain, idx: np.ndarray, ts: np.ndarray, block: PathBlock, model
     tau = (chain.expiry_ns[idx] - ts) / NS_PER_S / YEAR_S
     fwd = spot * np.exp(p.basis * tau)
     strike, is_call = chain.strike[idx], chain.is_call[idx]
-    vol, z = true_vol(model, p, cp, v, tau, np.log(strike / fwd))
+    vol, z = true_vol(model, p, cp, v, tau, smile_k(np.log(strike / fwd), spot, p, cp))
     h = (cp.half_spread_vol * (1 + cp.wing_spread * np.abs(z))
          * (1 + cp.short_spread / np.sqrt(tau * 365.0)) * rng.uniform(0.8, 1.25, n))
     bid_iv = np.maximum(vol - h, 0.2 * vol)
