@@ -21,6 +21,7 @@ there are none.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -232,6 +233,23 @@ class Surface:
         strike, t = np.broadcast_arrays(np.asarray(strike, dtype=float), np.asarray(t, dtype=float))
         k = np.log(strike / self.forward(t))
         return np.sqrt(np.maximum(self.total_variance(k, t), 0.0) / np.maximum(t, 1e-300))
+
+    def atm_vol(self, t: float) -> float:
+        """The at-the-money vol (``K = F(t)``) for year fraction ``t``."""
+        with np.errstate(all="ignore"):
+            return float(np.asarray(self.iv(np.asarray(self.forward(t)), t)).ravel()[0])
+
+    def vol_and_skew(self, strike: np.ndarray, t: float | np.ndarray, eps: float = 1e-3
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The vol at ``strike`` and its slope in log-moneyness ``d sigma / dk`` (at fixed
+        ``F``, ``dk = d ln K``), by a central difference of ``eps`` in ``ln K``; ``strike``
+        and ``t`` broadcast as in :meth:`iv`."""
+        strike = np.asarray(strike, dtype=float)
+        with np.errstate(all="ignore"):
+            v = np.asarray(self.iv(strike[None] * np.array([1.0, math.exp(eps),
+                                                            math.exp(-eps)]).reshape(
+                (3,) + (1,) * strike.ndim), t), dtype=float)
+        return v[0], (v[1] - v[2]) / (2 * eps)
 
     def price(self, strike: np.ndarray, t: float | np.ndarray, is_call: np.ndarray
               ) -> np.ndarray:

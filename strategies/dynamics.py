@@ -132,8 +132,5 @@ def with_delta_model(legs, surface, model: str, ssr, tracker: SmileTracker, now:
         tracker.ssr() if ssr == "measured" else float(ssr))
     if not math.isfinite(r):
         return legs
-    eps = 1e-3
-    with np.errstate(all="ignore"):
-        skew = (surface.iv(legs.strike * math.exp(eps), legs.t)
-                - surface.iv(legs.strike * math.exp(-eps), legs.t)) / (2 * eps)
+    _, skew = surface.vol_and_skew(legs.strike, legs.t)
     return legs.with_vol_moves(ssr_vol_move(np.nan_to_num(skew), r))

@@ -132,11 +132,8 @@ class BookLegs:
             val = delta_gamma(f, k, t, v, c, which)
             if which == "delta" and pa:
                 val = val - black_price(f, k, t, v, c) / f
-            if which == "delta" and dv is not None:  # + vega dvol / F = n(d1) sqrt(t) dvol
-                sd = v * np.sqrt(t)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    d1 = np.log(f / k) / sd + 0.5 * sd
-                val = val + np.exp(-0.5 * d1 * d1) / SQRT_2PI * np.sqrt(t) * dv
+            if which == "delta" and dv is not None:  # + vega dvol / F
+                val = val + delta_gamma(f, k, t, v, c, "vega_per_forward") * dv
             out = np.sum(w * np.nan_to_num(val), axis=-1)
             return float(out) if out.ndim == 0 else out
 
@@ -145,8 +142,8 @@ class BookLegs:
 
 def delta_gamma(forward: np.ndarray, strike: np.ndarray, t: np.ndarray, vol: np.ndarray,
                 is_call: np.ndarray, which: str) -> np.ndarray:
-    """Black-76 forward delta ``N(d1)`` (call) / ``N(d1) - 1`` (put), or gamma
-    ``n(d1) / (F vol sqrt(t))``, with ``d1 = ln(F/K) / (vol sqrt t) + vol sqrt(t) / 2``
+    """Black-76 forward delta ``N(d1)`` (call) / ``N(d1) - 1`` (put), gamma
+    ``n(d1) / (F vol sqrt(t))``, or ``vega / F = n(d1) sqrt(t)`` (``"vega_per_forward"``), with ``d1 = ln(F/K) / (vol sqrt t) + vol sqrt(t) / 2``
     (F. Black, "The pricing of commodity contracts", J. Financial Economics 3, 1976).
 
     A lean path for the corridor search, which evaluates a book's delta at many prices; it
@@ -157,6 +154,8 @@ def delta_gamma(forward: np.ndarray, strike: np.ndarray, t: np.ndarray, vol: np.
         d1 = np.log(forward / strike) / sd + 0.5 * sd
         if which == "delta":
             return ndtr(d1) - np.where(is_call, 0.0, 1.0)
+        if which == "vega_per_forward":
+            return np.exp(-0.5 * d1 * d1) / SQRT_2PI * np.sqrt(t)
         return np.exp(-0.5 * d1 * d1) / (SQRT_2PI * forward * sd)
 
 

@@ -27,7 +27,6 @@ the spot-driven move.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -49,17 +48,13 @@ def bucket_of(days: np.ndarray) -> np.ndarray:
 
 
 def atm_table(fits: pd.DataFrame) -> pd.DataFrame:
-    """``ts, expiry, tau, forward, atm_vol, atm_skew`` of every published fit (raw SVI in one
-    vectorised pass over its parameter arrays; other models fit by fit).  ``fits`` has the
-    ``surface_fits`` columns, with ``params`` as JSON text or parsed into ``p0, p1, ...``."""
-    rows = fits[fits["published"]] if "published" in fits else fits
+    """``ts, expiry, tau, forward, atm_vol, atm_skew`` of published fits given as
+    :func:`published_fits` returns them (raw SVI in one vectorised pass over its parameter
+    arrays; other models fit by fit)."""
     out = []
-    for model, g in rows.groupby("model", sort=True):
-        if "params" in g:  # JSON text, as the surface_fits table stores it
-            par = np.array([json.loads(p) for p in g["params"]], dtype=float)
-        else:  # parsed columns p0, p1, ... (:func:`_published_fits`)
-            k = len(PARAMS[model].__dataclass_fields__)
-            par = g[[f"p{j}" for j in range(k)]].to_numpy(float)
+    for model, g in fits.groupby("model", sort=True):
+        k = len(PARAMS[model].__dataclass_fields__)
+        par = g[[f"p{j}" for j in range(k)]].to_numpy(float)
         t, f = g["t"].to_numpy(float), g["forward"].to_numpy(float)
         if model == "svi":  # raw SVI evaluates on parameter arrays: one pass
             v, sk = SmileSlice(model, PARAMS[model](*par.T), 0, t, f, -1.0, 1.0).vol_and_skew(
@@ -75,9 +70,9 @@ def atm_table(fits: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
 
 
-def _published_fits(con) -> pd.DataFrame:
-    """The published fits with their parameters parsed by DuckDB: one ``p0, p1, ...`` column
-    per parameter (NaN past a model's own count)."""
+def published_fits(con) -> pd.DataFrame:
+    """The published ``surface_fits`` of a journal connection with their parameters parsed by
+    DuckDB: one ``p0, p1, ...`` column per parameter (NaN past a model's own count)."""
     t = con.sql("SELECT ts, model, expiry, t, forward, CAST(params AS DOUBLE[]) AS params "
                 "FROM surface_fits WHERE published ORDER BY seq").to_arrow_table()
     df = t.drop(["params"]).to_pandas()
@@ -86,12 +81,8 @@ def _published_fits(con) -> pd.DataFrame:
     flat = pc.list_flatten(lists).to_numpy(zero_copy_only=False)
     width = int(n.max()) if n.size else 0
     par = np.full((n.size, width), np.nan)
-    if n.size and (n == width).all():
-        par[:] = flat.reshape(n.size, width)
-    elif n.size:
-        rows = np.repeat(np.arange(n.size), n)
-        cols = np.arange(flat.size) - np.repeat(np.cumsum(n) - n, n)
-        par[rows, cols] = flat
+    par[np.repeat(np.arange(n.size), n), np.arange(flat.size) - np.repeat(np.cumsum(n) - n, n)] \
+        = flat
     for j in range(width):
         df[f"p{j}"] = par[:, j]
     return df
@@ -146,7 +137,7 @@ def dynamics(journal: Path, horizon_s: float = 300.0, window_s: float = 86400.0)
     with duckdb.connect(str(journal), read_only=True) as con:
         names = {r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables").fetchall()}
-        fits = _published_fits(con) if "surface_fits" in names else pd.DataFrame()
+        fits = published_fits(con) if "surface_fits" in names else pd.DataFrame()
     block: dict = {"ssr": dict.fromkeys(n for n, _ in BUCKETS),
                    "ssr_se": dict.fromkeys(n for n, _ in BUCKETS),
                    "horizon_s": float(horizon_s), "pairs": 0}

@@ -140,11 +140,8 @@ class PnLMarker:
         if surf is None or not t > 0:
             return {"atm": math.nan, "skew": math.nan, "k": math.nan}
         f = float(np.asarray(surf.forward(t)))
-        eps = 1e-3
-        iv = np.asarray(surf.iv(np.array([f, f * math.exp(eps), f * math.exp(-eps)]), t),
-                        dtype=float).ravel()
-        return {"atm": float(iv[0]), "skew": float((iv[1] - iv[2]) / (2 * eps)),
-                "k": math.log(strike / f)}
+        atm, skew = surf.vol_and_skew(f, t)
+        return {"atm": float(atm), "skew": float(skew), "k": math.log(strike / f)}
 
     def _attribute(self, ctx, a: dict, b: dict) -> None:
         out = attribute_step(a, b, lambda i: _forward(ctx.market, i))

@@ -360,15 +360,19 @@ def recompute_hash(path: str | os.PathLike) -> str:
 
 
 def read_tables(path: str | os.PathLike, tables: list[str]) -> dict:
-    """Journal payload tables as pandas DataFrames in seq order, one connection for all; a
-    table the run did not write comes back empty."""
+    """Journal tables as pandas DataFrames, one connection for all: payload tables in seq
+    order, tables written after the run (``surface_dynamics``) as stored; a table the run did
+    not write comes back empty."""
     import pandas as pd
 
     with duckdb.connect(str(path), read_only=True) as con:
-        names = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables").fetchall()}
-        return {t: con.execute(f"SELECT * FROM {t} ORDER BY seq").df() if t in names
-                else pd.DataFrame() for t in tables}
+        cols: dict[str, set] = {}
+        for t, c in con.execute("SELECT table_name, column_name "
+                                "FROM information_schema.columns").fetchall():
+            cols.setdefault(t, set()).add(c)
+        return {t: con.execute(f"SELECT * FROM {t}"
+                               + (" ORDER BY seq" if "seq" in cols[t] else "")).df()
+                if t in cols else pd.DataFrame() for t in tables}
 
 
 def read_table(path: str | os.PathLike, table: str):

@@ -19,12 +19,7 @@ import pandas as pd
 
 from replay.app import charts
 from replay.app.report.blocks import Section, table, times
-from replay.app.report.risk import (
-    dynamics_section,
-    forecast_section,
-    margin_section,
-    read_dynamics,
-)
+from replay.app.report.risk import dynamics_section, forecast_section, margin_section
 from replay.units import NS
 
 _TEMPLATE = jinja2.Template("""<!doctype html>
@@ -67,8 +62,7 @@ def render_run(run_dir: str | Path) -> Path:
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     t = read_tables(run_dir / "journal.duckdb", ["pnl", "attribution", "executions",
                                                  "surface_fits", "hedge_decisions", "margin",
-                                                 "vol_forecasts"])
-    t["surface_dynamics"] = read_dynamics(run_dir / "journal.duckdb")
+                                                 "vol_forecasts", "surface_dynamics"])
     t["calibration_quotes"] = _smile_quotes(run_dir / "journal.duckdb", _n_snapshots(run))
     sections = [_config_section(run), _headline(metrics), _pnl_section(t["pnl"]),
                 _attribution_section(t["attribution"], metrics),

@@ -61,18 +61,6 @@ def forecast_section(fc: pd.DataFrame, m: dict) -> Section:
     return s
 
 
-def read_dynamics(journal) -> pd.DataFrame:
-    """The run's ``surface_dynamics`` table (written after the run; empty if absent)."""
-    import duckdb
-
-    with duckdb.connect(str(journal), read_only=True) as con:
-        names = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables").fetchall()}
-        if "surface_dynamics" not in names:
-            return pd.DataFrame()
-        return con.execute("SELECT * FROM surface_dynamics ORDER BY ts, expiry").df()
-
-
 def dynamics_section(dyn: pd.DataFrame, m: dict) -> Section:
     s = Section("dynamics", "Surface dynamics",
                 "The skew stickiness ratio (1: sticky strike, 0: sticky moneyness) per expiry "

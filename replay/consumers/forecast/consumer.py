@@ -114,11 +114,7 @@ class ForecastConsumer:
 
     def _implied(self, h: float) -> float:
         surf = self.board.surface if self.board is not None else None
-        if surf is None:
-            return math.nan
-        t = h / YEAR_S
-        with np.errstate(all="ignore"):
-            return float(np.asarray(surf.iv(np.asarray(surf.forward(t)), t)).ravel()[0])
+        return surf.atm_vol(h / YEAR_S) if surf is not None else math.nan
 
     def state_dict(self) -> dict:
         return {"latest": [[n, h, v] for (n, h), v in sorted(self.forecasts.latest.items())],

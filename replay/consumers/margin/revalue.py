@@ -71,18 +71,24 @@ def revalue_reference(is_option, forward, strike, t, is_call, units, mark, vol, 
 
 
 @njit(cache=True, error_model="numpy")
+def _black_x(x: float, f: float, k: float, s: float, call: bool) -> float:
+    """Black-76 from ``x = ln(F/K)`` and ``s = vol sqrt(t) > 0`` (``N`` through ``erfc``)."""
+    d1 = x / s + 0.5 * s
+    d2 = d1 - s
+    r2 = 0.7071067811865476
+    if call:
+        return f * 0.5 * math.erfc(-d1 * r2) - k * 0.5 * math.erfc(-d2 * r2)
+    return k * 0.5 * math.erfc(d2 * r2) - f * 0.5 * math.erfc(d1 * r2)
+
+
+@njit(cache=True, error_model="numpy")
 def _black(f: float, k: float, t: float, v: float, call: bool) -> float:
     if not (f > 0.0 and k > 0.0):
         return math.nan
     s = v * math.sqrt(t)
     if not s > 0.0:
         return max(f - k, 0.0) if call else max(k - f, 0.0)
-    d1 = math.log(f / k) / s + 0.5 * s
-    d2 = d1 - s
-    r2 = 0.7071067811865476
-    if call:
-        return f * 0.5 * math.erfc(-d1 * r2) - k * 0.5 * math.erfc(-d2 * r2)
-    return k * 0.5 * math.erfc(d2 * r2) - f * 0.5 * math.erfc(d1 * r2)
+    return _black_x(math.log(f / k), f, k, s, call)
 
 
 @njit(cache=True, error_model="numpy")
@@ -103,7 +109,6 @@ def revalue(is_option, forward, strike, t, is_call, units, mark, vol, vol_moves,
     n, m = forward.size, moves.size
     out = np.empty((n, m))
     dlt = np.ones(n)
-    r2 = 0.7071067811865476
     lm = np.log1p(moves)
     sticky_strike = vol_moves.shape[1] == 0
     for i in range(n):
@@ -129,12 +134,7 @@ def revalue(is_option, forward, strike, t, is_call, units, mark, vol, vol_moves,
             s = v * sq
             if not s > 0.0 or not f1 > 0.0:
                 p = _black(f1, k, t[i], v, call)
-            else:  # _black with the logarithm shared across scenarios
-                d1 = (x0 + lm[j]) / s + 0.5 * s
-                d2 = d1 - s
-                if call:
-                    p = f1 * 0.5 * math.erfc(-d1 * r2) - k * 0.5 * math.erfc(-d2 * r2)
-                else:
-                    p = k * 0.5 * math.erfc(d2 * r2) - f1 * 0.5 * math.erfc(d1 * r2)
+            else:  # the logarithm shared across scenarios: ln(F'/K) = ln(F/K) + ln(1 + m)
+                p = _black_x(x0 + lm[j], f1, k, s, call)
             out[i, j] = units[i] * (p - mark[i])
     return out, dlt

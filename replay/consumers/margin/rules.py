@@ -50,18 +50,13 @@ class ImpliedMove:
             raise ConfigError(f"margin.rule.floor/cap: need 0 <= floor <= cap, got {floor}, {cap}")
         self.k, self.h, self.floor, self.cap, self.key = float(k), float(horizon_s), floor, cap, key
 
-    def atm_vol(self, surface) -> float:
-        t = self.h / YEAR_S
-        f = surface.forward(t)
-        return float(np.asarray(surface.iv(np.asarray(f), t)).ravel()[0])
-
     def params(self, ctx, surface, forecasts=None) -> dict[str, float]:
         if self.vol == "forecast":
             if forecasts is None:
                 raise ConfigError("margin.rule.vol: 'forecast' needs forecasts (forecast=all)")
             vol = forecasts.vol(self.forecast)
         else:
-            vol = self.atm_vol(surface) if surface is not None else math.nan
+            vol = surface.atm_vol(self.h / YEAR_S) if surface is not None else math.nan
         if not math.isfinite(vol):
             return {self.key: self.floor} if self.floor > 0 else {}
         move = self.k * vol * math.sqrt(self.h / YEAR_S)
@@ -90,12 +85,12 @@ class SurfaceVariability:
                               f"0 <= floor <= cap (got {k}, {horizon_s}, {window_s}, "
                               f"{tenor_s}, {floor}, {cap})")
         self.k, self.h, self.window_ns = float(k), float(horizon_s), int(window_s * 1e9)
-        self.tenor = ImpliedMove(horizon_s=tenor_s)
+        self.tenor_t = tenor_s / YEAR_S
         self.floor, self.cap = float(floor), float(cap)
         self.obs: list[tuple[int, float]] = []  # (ts, ln ATM vol)
 
     def params(self, ctx, surface, forecasts=None) -> dict[str, float]:
-        vol = self.tenor.atm_vol(surface) if surface is not None else math.nan
+        vol = surface.atm_vol(self.tenor_t) if surface is not None else math.nan
         if math.isfinite(vol) and vol > 0 and (not self.obs or ctx.now > self.obs[-1][0]):
             self.obs.append((int(ctx.now), math.log(vol)))
         self.obs = [o for o in self.obs if o[0] >= ctx.now - self.window_ns]
