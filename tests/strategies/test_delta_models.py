@@ -6,17 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 import replay
 from replay.errors import ConfigError
 from replay.synth import SynthConfig, synthesize
 from strategies.dynamics import SmileTracker
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
+from tests.helpers import conf_group, journal_query
 
 
 @pytest.fixture(scope="module")
@@ -27,21 +24,17 @@ def store(tmp_path_factory) -> Path:
 
 
 def _cfg(db: Path, out: Path, **strategy) -> dict:
-    def group(name, option):
-        return OmegaConf.to_container(OmegaConf.load(CONF / name / f"{option}.yaml"))
-
     return {"data": {"db": str(db)}, "seed": 0, "out_dir": str(out),
             "report": {"html": False, "pnl_every_s": 60.0},
-            "calibration": {**group("calibration", "svi"), "every": "30s"},
-            "book": {**group("book", "fixed"), "structure": "risk_reversal", "delta": 0.25},
-            "strategy": {**group("strategy", "delta_band"), "band": 0.02,
+            "calibration": {**conf_group("calibration", "svi"), "every": "30s"},
+            "book": {**conf_group("book", "fixed"), "structure": "risk_reversal", "delta": 0.25},
+            "strategy": {**conf_group("strategy", "delta_band"), "band": 0.02,
                          "dynamics_horizon_s": 60.0, **strategy}}
 
 
 def _targets(run: Path) -> np.ndarray:
-    with duckdb.connect(str(run / "journal.duckdb"), read_only=True) as con:
-        return con.execute("SELECT target_delta FROM hedge_decisions ORDER BY seq").df()[
-            "target_delta"].to_numpy()
+    return journal_query(run, "SELECT target_delta FROM hedge_decisions ORDER BY seq")[
+        "target_delta"].to_numpy()
 
 
 def test_delta_models_in_a_backtest(store, tmp_path):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +15,8 @@ B, RHO, SIG = 0.02, -0.6, 0.1
 
 
 def _fits(r_true: float, n: int = 600, seed: int = 0, noise: float = 1e-4) -> pd.DataFrame:
-    """Fits every 60 s of one 20-day expiry whose ATM vol follows d sigma = R S d ln F."""
+    """Fits every 60 s of one 20-day expiry whose ATM vol follows d sigma = R S d ln F, as
+    :func:`replay.analytics.dynamics.published_fits` gives them."""
     rng = np.random.default_rng(seed)
     t = 20 / 365
     lf, vol, rows = np.log(95_000.0), 0.55, []
@@ -26,8 +25,8 @@ def _fits(r_true: float, n: int = 600, seed: int = 0, noise: float = 1e-4) -> pd
         a = w0 - B * SIG  # w(0) = a + b sigma_svi at m = 0
         skew = B * RHO / (2 * np.sqrt(w0 * t))
         rows.append({"ts": i * 60 * NS, "model": "svi", "expiry": 20 * 86400 * NS, "t": t,
-                     "forward": float(np.exp(lf)), "published": True,
-                     "params": json.dumps([a, B, RHO, 0.0, SIG])})
+                     "forward": float(np.exp(lf)),
+                     **{f"p{j}": v for j, v in enumerate([a, B, RHO, 0.0, SIG])}})
         dlf = 0.5 * np.sqrt(60 / (365 * 86400)) * rng.standard_normal()
         lf += dlf
         vol += r_true * skew * dlf + noise * rng.standard_normal()

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 import replay
 from replay.errors import ConfigError
 from replay.synth import SynthConfig, synthesize
+from tests.helpers import conf_group, journal_query
 
-CONF = Path(__file__).resolve().parents[4] / "conf"
 SCORE_KEYS = {"qlike", "mse", "n", "mz_r2"}
 FAST = {"horizons_s": [300.0], "every_s": 60.0, "sample_s": 30.0, "refit_s": 600.0,
         "lookback_s": 3600.0, "min_returns": 10}
@@ -27,22 +25,15 @@ def store(tmp_path_factory) -> Path:
     return db
 
 
-def _group(name: str, option: str) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(CONF / name / f"{option}.yaml"))
-
 
 def _cfg(db: Path, out: Path, strategy: dict | None = None) -> dict:
     return {"data": {"db": str(db)}, "seed": 0, "out_dir": str(out),
             "report": {"html": False, "pnl_every_s": 60.0},
-            "calibration": {**_group("calibration", "svi"), "every": "60s"},
-            "book": _group("book", "fixed"),
-            "strategy": {**_group("strategy", "delta_band"), **(strategy or {})},
-            "forecast": {**_group("forecast", "all"), **FAST}}
+            "calibration": {**conf_group("calibration", "svi"), "every": "60s"},
+            "book": conf_group("book", "fixed"),
+            "strategy": {**conf_group("strategy", "delta_band"), **(strategy or {})},
+            "forecast": {**conf_group("forecast", "all"), **FAST}}
 
-
-def _q(run: Path, sql: str):
-    with duckdb.connect(str(run / "journal.duckdb"), read_only=True) as con:
-        return con.execute(sql).df()
 
 
 def test_forecast_metrics_journal_and_determinism(store, tmp_path):
@@ -56,7 +47,7 @@ def test_forecast_metrics_journal_and_determinism(store, tmp_path):
     # a synthetic store: scored against the true variance too, and ranked
     assert all(block[n]["qlike_truth"] is not None for n in names)
     assert set(block["ranking_truth"].split(" < ")) == names
-    rows = _q(tmp_path / "a", "SELECT * FROM vol_forecasts")
+    rows = journal_query(tmp_path / "a", "SELECT * FROM vol_forecasts")
     assert set(rows["forecaster"]) == names
     # realised over (t, t + h]: filled after the run where the data cover the horizon
     end = rows["ts"].max()
@@ -72,7 +63,7 @@ def test_hedging_at_a_forecast_vol(store, tmp_path):
     base = replay.run(_cfg(store, tmp_path / "s"))
     fc = replay.run(_cfg(store, tmp_path / "f", {"hedge_vol": "forecast", "forecast": "ewma"}))
     assert fc["journal_hash"] != base["journal_hash"]  # other deltas, other trades
-    dec = _q(tmp_path / "f", "SELECT ts, target_delta FROM hedge_decisions")
+    dec = journal_query(tmp_path / "f", "SELECT ts, target_delta FROM hedge_decisions")
     assert len(dec) and np.isfinite(dec["target_delta"]).all()
     with pytest.raises(ConfigError, match="strategy.forecast: 'arima' is not allowed"):
         replay.run(_cfg(store, tmp_path / "bad", {"hedge_vol": "forecast", "forecast": "arima"}))
@@ -105,5 +96,5 @@ def test_vega_split_and_dynamics_blocks(store, tmp_path):
     dyn = m["dynamics"]
     assert dyn["pairs"] > 0 and set(dyn["ssr"]) == set(dyn["ssr_se"])
     assert any(v is not None for v in dyn["ssr"].values())
-    rows = _q(tmp_path / "v", "SELECT * FROM surface_dynamics")
+    rows = journal_query(tmp_path / "v", "SELECT * FROM surface_dynamics")
     assert {"ts", "expiry", "atm_vol", "atm_skew", "ssr", "window_s"} <= set(rows)

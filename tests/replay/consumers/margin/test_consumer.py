@@ -7,16 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import duckdb
 import pytest
 from numpy.testing import assert_allclose
-from omegaconf import OmegaConf
 
 import replay
 from replay.errors import ConfigError
 from replay.synth import SynthConfig, synthesize
+from tests.helpers import conf_group, journal_query
 
-CONF = Path(__file__).resolve().parents[4] / "conf"
 MARGIN_KEYS = {"model", "initial_usd_mean", "initial_usd_max", "maintenance_usd_mean",
                "min_equity_over_mm", "margin_calls", "liquidations", "breach_horizon_s",
                "observations", "breaches", "breach_rate", "kupiec_p", "christoffersen_p"}
@@ -29,16 +27,13 @@ def store(tmp_path_factory) -> Path:
     return db
 
 
-def _group(name: str, option: str) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(CONF / name / f"{option}.yaml"))
-
 
 def _cfg(db: Path, out: Path, margin: str = "portfolio", **over) -> dict:
     cfg = {"data": {"db": str(db)}, "seed": 0, "out_dir": str(out),
            "report": {"html": False, "pnl_every_s": 30.0},
-           "calibration": {**_group("calibration", "svi"), "every": "60s"},
-           "book": _group("book", "fixed"), "strategy": _group("strategy", "delta_band"),
-           "margin": _group("margin", margin), "venue": over.pop("venue", {})}
+           "calibration": {**conf_group("calibration", "svi"), "every": "60s"},
+           "book": conf_group("book", "fixed"), "strategy": conf_group("strategy", "delta_band"),
+           "margin": conf_group("margin", margin), "venue": over.pop("venue", {})}
     for key, value in over.items():
         node = cfg
         *path, last = key.split(".")
@@ -48,10 +43,6 @@ def _cfg(db: Path, out: Path, margin: str = "portfolio", **over) -> dict:
     return cfg
 
 
-def _q(run: Path, sql: str):
-    with duckdb.connect(str(run / "journal.duckdb"), read_only=True) as con:
-        return con.execute(sql).df()
-
 
 @pytest.mark.parametrize("model", ["standard", "portfolio"])
 def test_margin_metrics_and_journal(store, tmp_path, model):
@@ -60,14 +51,14 @@ def test_margin_metrics_and_journal(store, tmp_path, model):
     assert MARGIN_KEYS <= set(block)
     assert block["model"] == model and block["margin_calls"] == 0 and block["liquidations"] == 0
     assert block["initial_usd_mean"] > 0 and block["min_equity_over_mm"] > 1
-    rows = _q(tmp_path / model, "SELECT * FROM margin ORDER BY seq")
+    rows = journal_query(tmp_path / model, "SELECT * FROM margin ORDER BY seq")
     assert {"ts", "model", "initial_usd", "maintenance_usd", "equity_usd", "worst_scenario",
             "scenario_1", "pnl_usd_1", "free_cross_usd", "free_isolated_usd"} <= set(rows)
     assert (rows["reason"] == "fill").any()  # re-evaluated right after the book's fills
     assert (rows["initial_isolated_usd"] >= rows["initial_usd"] * (1 - 1e-12)).all()
     assert (rows["free_isolated_usd"] <= rows["free_cross_usd"] + 1e-6).all()
     # equity = initial equity + the marker's PnL at the instants both evaluate
-    pnl = _q(tmp_path / model, "SELECT ts, total_usd FROM pnl")
+    pnl = journal_query(tmp_path / model, "SELECT ts, total_usd FROM pnl")
     both = rows.merge(pnl, on="ts")
     assert len(both) >= 10
     assert_allclose(both["equity_usd"], 1_000_000.0 + both["total_usd"], rtol=1e-12)
@@ -83,21 +74,21 @@ def test_too_little_equity_is_called_and_liquidated(store, tmp_path):
     block = m["margin"]
     assert block["margin_calls"] >= 1 and block["liquidations"] >= 1
     assert block["min_equity_over_mm"] < 1
-    liq = _q(out, "SELECT * FROM liquidations ORDER BY seq")
+    liq = journal_query(out, "SELECT * FROM liquidations ORDER BY seq")
     assert len(liq) == block["liquidations"]
-    orders = _q(out, "SELECT o.order_id, o.instrument_id, o.qty FROM orders o "
+    orders = journal_query(out, "SELECT o.order_id, o.instrument_id, o.qty FROM orders o "
                      "WHERE o.consumer = 'margin'")
     assert len(orders) == len(liq)
     assert_allclose(sorted(orders["qty"]), sorted(liq["qty"]))
     # the liquidated options are gone from the books: their fills net to zero
-    net = _q(out, "SELECT instrument_id, sum(qty) AS q FROM fills GROUP BY 1")
+    net = journal_query(out, "SELECT instrument_id, sum(qty) AS q FROM fills GROUP BY 1")
     gone = net[net.instrument_id.isin(liq.instrument_id)]
     assert_allclose(gone["q"], 0.0, atol=1e-9)
     # each liquidation fill paid the liquidation fee on top of the trading fee
-    ex = _q(out, "SELECT e.fee, e.qty, e.instrument_id FROM executions e JOIN orders o "
+    ex = journal_query(out, "SELECT e.fee, e.qty, e.instrument_id FROM executions e JOIN orders o "
                  "USING (order_id) WHERE o.consumer = 'margin'")
     assert len(ex) and (ex["fee"] >= 0.005 * ex["qty"].abs() * 0.999).all()
-    calls = _q(out, "SELECT * FROM margin_calls")
+    calls = journal_query(out, "SELECT * FROM margin_calls")
     assert (calls["free_usd"] < 0).all()
 
 
@@ -105,7 +96,7 @@ def test_coin_collateral_is_revalued_at_the_coin_price(store, tmp_path):
     out = tmp_path / "coin"
     replay.run(_cfg(store, out, "standard", venue={"initial_equity": 10.0,
                                                    "equity_currency": "coin"}))
-    both = _q(out, "SELECT m.equity_usd, m.usd_per_coin, p.total_usd FROM margin m "
+    both = journal_query(out, "SELECT m.equity_usd, m.usd_per_coin, p.total_usd FROM margin m "
                    "JOIN pnl p USING (ts)")
     assert len(both) >= 10 and both["usd_per_coin"].nunique() > 1
     assert_allclose(both["equity_usd"], 10.0 * both["usd_per_coin"] + both["total_usd"],
@@ -124,7 +115,7 @@ def test_isolated_mode_with_a_rule_and_resume(store, tmp_path):
            "snapshot_every_s": 300.0}
     full = replay.run(cfg)
     assert full["margin"]["mode"] == "isolated"
-    params = _q(out, "SELECT params FROM margin WHERE params <> '{}'")["params"]
+    params = journal_query(out, "SELECT params FROM margin WHERE params <> '{}'")["params"]
     assert len(params) and params.str.contains("volatility_range_up").all()
     snaps = sorted((out / "snapshots").iterdir())
     for s in snaps[1:]:
@@ -158,7 +149,7 @@ def test_the_margin_frontier_preset_composes_and_runs(gbm_quarter_hour, tmp_path
             f"+out_dir={tmp_path / 'run'}", "report.html=false", "margin.rule.k=2.0"])
     m = replay.run(cfg)
     assert m["margin"]["model"] == "portfolio" and m["margin"]["breach_horizon_s"] == 900.0
-    params = _q(tmp_path / "run", "SELECT params FROM margin WHERE params <> '{}'")["params"]
+    params = journal_query(tmp_path / "run", "SELECT params FROM margin WHERE params <> '{}'")["params"]
     assert len(params) >= 3  # every evaluation once a surface is published
     # k ATM_IV sqrt(h) with the GBM store's true vol, 0.5, as the surface's ATM vol
     ranges = params.map(lambda p: json.loads(p)["price_range"])
