@@ -95,13 +95,22 @@ class QuoteSnapshot:
 def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_call: np.ndarray,
                    bid_coin: np.ndarray, ask_coin: np.ndarray, forward: np.ndarray, *,
                    mark_iv: np.ndarray | None = None, stale: np.ndarray | None = None,
-                   instrument: Sequence[str] | None = None, min_tick: float = DERIBIT_MIN_TICK,
+                   quote_ts: np.ndarray | None = None, instrument: Sequence[str] | None = None, min_tick: float = DERIBIT_MIN_TICK,
                    min_t: float = MIN_T_YEARS, min_quotes: int = MIN_QUOTES,
                    parity: bool = True) -> QuoteSnapshot:
     """Group option quotes (inverse premiums in coin, NaN for a missing side) into OTM slices.
 
     ``forward`` is per row (e.g. the venue's underlying price of the expiry, NaN if none); the
-    venue forward is its median over the expiry's rows (a few rows are stamped a tick apart).
+    venue forward is its median over the expiry's rows (a few rows are stamped a tick apart)
+    or, given each row's quote time ``quote_ts``, over its most recently quoted rows: a row
+    carries the forward of its own last update, and a wing quoted minutes ago would otherwise
+    pull the forward back towards where it was then, so that the smile read at ``k = 0``
+    would lag the market's moves.  A quote's implied vols are inverted at the forward it
+    carries (the one its coin premium was priced off; the expiry's where it carries none),
+    while its log-moneyness is taken against the expiry's current forward: a quote not
+    refreshed since the forward moved keeps its strike's vol (sticky strike) rather than
+    being read at a forward it was never priced at, which would move its vol by about
+    ``-(delta - p) dF / vega`` on an inverse option of coin premium ``p``.
     The put-call parity forward is estimated too; ``calibration.pricing.forwards.choose_forward``
     picks the venue's where it exists and records the disagreement; ``parity=False`` skips
     the parity estimate where a venue forward exists (it is then only a diagnostic).
@@ -126,7 +135,11 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
         if not t >= min_t:
             continue
         fr = fwd_row[rows]
-        fr = fr[np.isfinite(fr) & (fr > 0)]
+        ok = np.isfinite(fr) & (fr > 0)
+        if quote_ts is not None and ok.any():
+            qt = np.asarray(quote_ts, dtype=np.int64)[rows]
+            ok &= qt == qt[ok].max()
+        fr = fr[ok]
         venue = float(np.median(fr)) if fr.size else None
         est = _parity(strike[rows], is_call[rows], bid[rows], ask[rows]) \
             if (parity or venue is None) else _NO_PARITY
@@ -141,6 +154,8 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
     # pass 2: one implied_vol call for bid, ask and mid of every slice
     rows = np.concatenate([g[5] for g in groups])
     fw = np.concatenate([np.full(g[5].size, g[2]) for g in groups])
+    own = fwd_row[rows]  # each quote's own forward (docstring)
+    fw = np.where(np.isfinite(own) & (own > 0), own, fw)
     tt = np.concatenate([np.full(g[5].size, g[1]) for g in groups])
     b_all, a_all = bid[rows], ask[rows]
     b_ok_all = np.isfinite(b_all) & (b_all > 0)

@@ -299,7 +299,8 @@ class CalibrationConsumer:
         return build_snapshot(
             ctx.now, inst.expiry_ns[ids], inst.strike[ids], inst.is_call[ids] == 1,
             m.bid[ids], m.ask[ids], m.venue_forward[ids], mark_iv=m.mark_iv[ids],
-            stale=np.asarray(m.quote_age(ids)) > self.stale_ns, instrument=inst.name[ids].tolist(),
+            stale=np.asarray(m.quote_age(ids)) > self.stale_ns, quote_ts=m.quote_ts[ids],
+            instrument=inst.name[ids].tolist(),
             parity=self.check_parity)
 
     def _compute(self, ctx) -> WakeOutput | None:

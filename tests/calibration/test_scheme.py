@@ -70,6 +70,27 @@ def test_build_snapshot_recovers_the_vols_and_keeps_the_otm_side():
         assert sl.two_sided.all()
 
 
+def test_stale_quotes_keep_their_strikes_vols():
+    """Quotes priced off older forwards: each is inverted at its own forward (so it keeps the
+    vol it was quoted at, sticky strike), and the expiry's forward is the freshest rows'."""
+    t, vol = 30 / 365, 0.6
+    K = np.array([80.0, 90.0, 95.0, 105.0, 110.0, 120.0])
+    call = K >= 100.0
+    fwd = np.array([97.0, 98.0, 100.0, 100.0, 99.0, 97.0])  # the wings were quoted earlier
+    qts = np.array([1, 2, 5, 5, 3, 1])
+    px = usd_to_coin(black_price(fwd, K, t, vol, call), fwd)
+    snap = build_snapshot(0, np.full(K.size, 30 * DAY_NS), K, call, px * 0.99, px * 1.01, fwd,
+                          quote_ts=qts, min_quotes=3, parity=False)
+    sl = snap.slices[0]
+    assert sl.forward == 100.0  # the median of all six rows would be 98.5
+    assert_allclose(sl.k, np.log(K / 100.0), rtol=1e-15)
+    assert_allclose(sl.mid_iv, vol, atol=2e-4)
+    # read at the current forward instead, the stale wings' vols are off by a vol point or more
+    stale = build_snapshot(0, np.full(K.size, 30 * DAY_NS), K, call, px * 0.99, px * 1.01,
+                           np.full(K.size, 100.0), min_quotes=3, parity=False).slices[0]
+    assert np.abs(stale.mid_iv - vol)[[0, 5]].min() > 0.01
+
+
 def test_build_snapshot_flags_and_filters():
     ts = 0
     exp = np.array([DAY_NS // 8, 30 * DAY_NS, 30 * DAY_NS, 30 * DAY_NS] + [30 * DAY_NS] * 4)
