@@ -70,11 +70,23 @@ def hull_white_fit(dvol: ArrayLike, dlnf: ArrayLike, call_delta: ArrayLike, t: A
     return np.linalg.lstsq(x, np.asarray(dvol, dtype=float), rcond=None)[0]
 
 
-def ssr_estimate(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def ssr_estimate(x: np.ndarray, y: np.ndarray, t: np.ndarray | None = None,
+                 bandwidth: float = 0.0) -> tuple[float, float]:
     """The SSR by least squares through the origin of ``y = d sigma_ATM`` on
-    ``x = s'(0) d ln F`` over pairs of surfaces: ``R_hat = sum(x y) / sum(x^2)`` and its
-    standard error ``sqrt(sum (y - R_hat x)^2 / (n - 1) / sum(x^2))``; NaN with fewer than 3
-    pairs.
+    ``x = s'(0) d ln F`` over pairs of surfaces, and its standard error; NaN with fewer than
+    3 pairs.
+
+    ``R_hat = sum(x y) / sum(x^2)``.  Without times the pairs are taken as independent:
+    ``se = sqrt(sum e^2 / (n - 1) / sum(x^2))`` with ``e = y - R_hat x``.  Given each pair's
+    start time ``t`` and its ``bandwidth`` (the pairs' horizon), pairs that overlap in time
+    share forward moves, and pairs of several expiries starting together share the same one:
+    the Driscoll-Kraay estimator (J. Driscoll and A. Kraay, "Consistent covariance matrix
+    estimation with spatially dependent panel data", *Review of Economics and Statistics*
+    80(4), 1998) sums the scores per start time, ``g_s = sum_{t_i = s} x_i e_i``, and weights
+    their cross products with the Bartlett kernel of W. Newey and K. West (*Econometrica*
+    55(3), 1987) in time, here the two intervals' overlap ``w = max(0, 1 - |s - s'| / h)``::
+
+        se^2 = n / (n - 1) * sum_{s, s'} w(s - s') g_s g_s' / (sum x^2)^2
 
     >>> x = np.array([0.01, -0.02, 0.015, -0.005])
     >>> [round(v, 6) for v in ssr_estimate(x, 1.5 * x)]
@@ -86,4 +98,16 @@ def ssr_estimate(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         return math.nan, math.nan
     r = float(x @ y) / sxx
     resid = y - r * x
-    return r, math.sqrt(float(resid @ resid) / (x.size - 1) / sxx)
+    if t is None or not bandwidth > 0:
+        return r, math.sqrt(float(resid @ resid) / (x.size - 1) / sxx)
+    starts, inv = np.unique(np.asarray(t), return_inverse=True)
+    g = np.bincount(inv, weights=x * resid, minlength=starts.size)
+    s = float(g @ g)
+    lag = 1
+    while lag < starts.size:  # every pair of start times closer than the bandwidth
+        w = 1.0 - (starts[lag:] - starts[:-lag]) / bandwidth
+        if not (w > 0).any():
+            break
+        s += 2.0 * float(np.sum(np.maximum(w, 0.0) * g[lag:] * g[:-lag]))
+        lag += 1
+    return r, math.sqrt(max(s, 0.0) * x.size / (x.size - 1)) / sxx

@@ -16,8 +16,12 @@ volatility implies for short maturities.  Over pairs of fits of one expiry ``h``
 ``y = sigma_ATM,end - sigma_ATM,start``, ``R`` is the least-squares slope through the origin
 of ``y`` on ``x``::
 
-    R_hat = sum(x y) / sum(x^2),    se = sqrt(sum(y - R_hat x)^2 / (n - 1) / sum(x^2))
+    R_hat = sum(x y) / sum(x^2)
 
+with a standard error that allows for what the pairs share: pairs closer in time than ``h``
+overlap, and the expiries of a bucket see the same forward move (Driscoll-Kraay, in
+:func:`calibration.pricing.smile_delta.ssr_estimate`); taken as independent, the pairs of a
+30 s cadence at ``h = 300 s`` would understate it about threefold.  Both are given
 per expiry bucket over the whole run (``metrics.json``: ``dynamics.ssr``, ``dynamics.ssr_se``),
 and per expiry over a trailing window (``dynamics_window_s``) of pairs that ended by ``t``
 (the ``surface_dynamics`` table's ``ssr``, causal).  The ATM vol also drifts along its term
@@ -150,7 +154,8 @@ def dynamics(journal: Path, horizon_s: float = 300.0, window_s: float = 86400.0)
         names = bucket_of(pairs["days"].to_numpy())
         for n, _ in BUCKETS:
             sel = names == n
-            r, se = ssr_estimate(pairs["x"].to_numpy()[sel], pairs["y"].to_numpy()[sel])
+            r, se = ssr_estimate(pairs["x"].to_numpy()[sel], pairs["y"].to_numpy()[sel],
+                                 pairs["start"].to_numpy()[sel], horizon_s * 1e9)
             block["ssr"][n] = r if math.isfinite(r) else None
             block["ssr_se"][n] = se if math.isfinite(se) else None
     atm["ssr"] = rolling_ssr(pairs, atm["ts"].to_numpy(), atm["expiry"].to_numpy(),

@@ -52,8 +52,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
         if args.ssr is None:
             raise ConfigError("synth: --smile-dynamics ssr needs --ssr R")
         dynamics = args.ssr
+    chain = ChainParams(smile_ssr=None if dynamics is None else float(dynamics))
     cfg = SynthConfig(hours=args.hours, seed=args.seed, model=args.model, scale=args.scale,
-                      params=params, chain=ChainParams(smile_ssr=float(dynamics)))
+                      params=params, chain=chain)
     summary = synthesize(args.db, cfg)
     print(json.dumps(summary))
     return 0
@@ -128,8 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jumps-per-year", type=float, default=None,
                    help="bates: jump intensity (default 25 a year; a day then rarely has one)")
     s.add_argument("--smile-dynamics", choices=["sticky_moneyness", "sticky_strike", "ssr"],
-                   default="sticky_moneyness",
-                   help="how the true smile moves with spot (ssr: with --ssr R)")
+                   default=None,
+                   help="how the true smile moves with spot: at that skew stickiness ratio "
+                        "(ssr: with --ssr R); unset, at fixed moneyness with its level "
+                        "following the variance")
     s.add_argument("--ssr", type=float, default=None, help="the smile's SSR for --smile-dynamics ssr")
     s.set_defaults(fn=cmd_synth)
 

@@ -12,13 +12,7 @@ Quantitative Finance 14(1), 2014, eq. 4.1 with the power-law phi of eq. 4.5)::
     w(k, theta) = theta/2 (1 + rho phi k + sqrt((phi k + rho)^2 + 1 - rho^2)),
     phi(theta) = eta / (theta^gamma (1 + theta)^(1 - gamma)),   k = ln(K / F_T)
 
-with ``theta`` the ATM total variance the model implies.  The smile is evaluated at
-``k + R ln(S / s0)`` with ``R = smile_ssr`` (``s0`` the start price): ``R = 0`` (the default)
-keeps it at fixed moneyness as spot moves (sticky moneyness), ``R = 1`` at fixed strike
-(sticky strike), and in general it moves in moneyness by ``1 - R`` of the log-spot move, so
-that the ATM vol moves by ``R`` times the ATM skew per unit ``ln S``: a skew stickiness ratio
-of ``R`` on top of the move the variance ``v`` makes (with Heston's ``rho``, ``v`` itself
-moves with spot).  For Heston it is the expected
+with ``theta`` the ATM total variance the model implies.  For Heston it is the expected
 integrated variance (e.g. J. Gatheral, *The Volatility Surface*, Wiley 2006, ch. 3)
 ``theta(T) = theta_v T + (v - theta_v)(1 - exp(-kappa T)) / kappa``; Bates adds the jumps'
 quadratic variation ``lambda T (mu_J^2 + delta_J^2)``; GBM gives ``sigma^2 T`` and a flat smile
@@ -26,6 +20,19 @@ quadratic variation ``lambda T (mu_J^2 + delta_J^2)``; GBM gives ``sigma^2 T`` a
 rho.  ``eta (1 + |rho|) <= 2`` with ``gamma <= 1/2`` keeps the surface free of static
 arbitrage (their Corollary 4.1 and Theorem 4.2).  This smile is the *truth* the mark uses and
 is recorded in ``truth_params``.
+
+How the smile moves with spot.  By default (``smile_ssr`` unset) it stays at fixed moneyness
+and its level follows the model's variance ``v``; with Heston's ``rho`` that variance moves
+with spot, which gives an ATM vol move per unit ``ln S`` of about ``xi sqrt(T) / (eta sigma)``
+ATM skews (the SSR of the default market, from ``dsigma/dv = 1/(2 sigma)``,
+``E[dv | d ln S] = rho xi`` and SSVI's short-maturity skew ``rho eta / (2 sqrt(T))``).
+A configured skew stickiness ratio ``R = smile_ssr`` (Bergomi, *Stochastic Volatility
+Modeling*, 2016, ch. 9) makes the dynamics exactly that instead: the smile is evaluated at
+``k + R ln(S / s0)`` (``s0`` the start price), so it moves in moneyness by ``1 - R`` of the
+log-spot move, and its level follows ``PathBlock.smile_var``, the variance with its
+spot-correlated part removed, so that the ATM vol moves by ``R`` ATM skews per unit ``ln S``
+and otherwise independently of spot: ``R = 0`` is sticky moneyness, ``R = 1`` sticky strike,
+``R = 2`` about local-vol-like.
 
 Premiums are inverse (BTC): ``Black76_undiscounted(F, K, T, vol) / F``, rounded to Deribit
 ticks (0.0001 BTC below 0.005 BTC, 0.0005 at or above).  Bids round down, asks up.
@@ -69,9 +76,10 @@ class ChainParams:
     smile_eta: float = 0.5
     smile_gamma: float = 0.5
     size_median: float = 8.0  # BTC contracts at the touch
-    # How the smile moves with spot: it sits at k + smile_ssr ln(S / s0) (module docstring);
-    # 0 is sticky moneyness, 1 sticky strike, R an SSR of R on top of the variance's own move
-    smile_ssr: float = 0.0
+    # How the smile moves with spot (module docstring): unset, at fixed moneyness with its
+    # level following the variance; R, at a skew stickiness ratio of R (0 sticky moneyness,
+    # 1 sticky strike)
+    smile_ssr: float | None = None
 
     def validate(self, rho: float) -> None:
         if not 0 < self.smile_gamma <= 0.5 or self.smile_eta * (1 + abs(rho)) > 2:
@@ -211,6 +219,12 @@ def smile_k(k: np.ndarray, spot, p: ModelParams, cp: ChainParams) -> np.ndarray:
     return k + cp.smile_ssr * np.log(np.asarray(spot, dtype=float) / p.s0)
 
 
+def smile_var(block: PathBlock, cp: ChainParams) -> np.ndarray:
+    """The variance that sets the true smile's level: the model's own by default, the
+    spot-decorrelated one when the smile's dynamics are configured (module docstring)."""
+    return block.var if cp.smile_ssr is None else block.smile_var
+
+
 def _units_down(x: np.ndarray) -> np.ndarray:
     """Largest on-tick price <= x, in units of 0.0001 BTC (tick 5 units from 0.005 up)."""
     u = np.floor(x / TICK_UNIT + 1e-9)
@@ -229,7 +243,7 @@ def quote_rates(chain: Chain, idx: np.ndarray, block: PathBlock, model: str, p: 
     t0 = block.t0_ns
     tau = np.maximum(chain.expiry_ns[idx] - t0, QUOTE_STOP_NS) / NS_PER_S / YEAR_S
     f = block.spot[0] * np.exp(p.basis * tau)
-    _, z = true_vol(model, p, cp, np.full(idx.shape[0], block.var[0]), tau,
+    _, z = true_vol(model, p, cp, np.full(idx.shape[0], smile_var(block, cp)[0]), tau,
                     smile_k(np.log(chain.strike[idx] / f), block.spot[0], p, cp))
     return mult * (cp.quote_rate_wing + (cp.quote_rate_atm - cp.quote_rate_wing)
                    * np.exp(-0.5 * z * z))
@@ -249,7 +263,7 @@ def books(chain: Chain, idx: np.ndarray, ts: np.ndarray, block: PathBlock, model
     """
     n = idx.shape[0]
     step = block.index(ts)
-    spot, v = block.spot[step], block.var[step]
+    spot, v = block.spot[step], smile_var(block, cp)[step]
     tau = (chain.expiry_ns[idx] - ts) / NS_PER_S / YEAR_S
     fwd = spot * np.exp(p.basis * tau)
     strike, is_call = chain.strike[idx], chain.is_call[idx]

@@ -36,6 +36,7 @@ MODELS = ("gbm", "heston", "bates")
 PERP_TICK = 0.5  # USD, Deribit BTC-PERPETUAL
 PERP_CONTRACT_USD = 10.0  # USD notional per perp contract (inverse)
 FUNDING_INTERVAL_S = 8 * 3600.0
+SMILE_VAR_FLOOR = 1e-4  # (1 vol point)^2
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,7 @@ class PathState:
     log_s: float
     v: float
     funding: float
+    smile_v: float | None = None  # the smile-level variance (PathBlock.smile_var); v if unset
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,10 @@ class PathBlock:
     spot: np.ndarray
     var: np.ndarray
     funding: np.ndarray
+    #: the variance that sets the true smile's level when the smile's dynamics are configured
+    #: (chain.py): ``var`` minus its spot-correlated part, ``dv - rho xi dx_c`` accumulated with
+    #: ``dx_c`` the diffusive log-spot increment, so that its moves are uncorrelated with spot's
+    smile_var: np.ndarray
 
     @property
     def n_steps(self) -> int:
@@ -152,7 +158,8 @@ def _ar1(x0: float, a: float, mean: float, scale: float, z: np.ndarray) -> np.nd
 
 
 def initial_state(model: str, p: ModelParams) -> PathState:
-    return PathState(log_s=math.log(p.s0), v=p.initial_variance(model), funding=p.funding_mean)
+    v0 = p.initial_variance(model)
+    return PathState(log_s=math.log(p.s0), v=v0, funding=p.funding_mean, smile_v=v0)
 
 
 def simulate_block(model: str, p: ModelParams, state: PathState, t0_ns: int, n_steps: int,
@@ -169,11 +176,20 @@ def simulate_block(model: str, p: ModelParams, state: PathState, t0_ns: int, n_s
     n_jumps = rng.poisson(p.jump_intensity * dt, n_steps)
     zj = rng.standard_normal(n_steps)
     zf = rng.standard_normal(n_steps)
+    smile_v0 = state.v if state.smile_v is None else state.smile_v
     if model == "gbm":
         var = np.full(n_steps + 1, p.sigma**2)
         dx = -0.5 * p.sigma**2 * dt + p.sigma * math.sqrt(dt) * zs
+        smile_var = var
     else:
         var, dx = _heston_qe(state.v, p.kappa, p.theta, p.xi, p.rho, dt, zv, zs, u)
+        # cov(dv, dx_c) = rho xi v dt = rho xi var(dx_c): the residual moves independently of
+        # spot; floored so that a long spot trend cannot drive it to zero
+        smile_var = np.empty(n_steps + 1)
+        smile_var[0] = smile_v0
+        np.cumsum(np.diff(var) - p.rho * p.xi * dx, out=smile_var[1:])
+        smile_var[1:] += smile_v0
+        np.maximum(smile_var, SMILE_VAR_FLOOR, out=smile_var)
         if model == "bates":
             comp = p.jump_intensity * (math.exp(p.jump_mean + 0.5 * p.jump_std**2) - 1.0) * dt
             dx = dx - comp + n_jumps * p.jump_mean + np.sqrt(n_jumps) * p.jump_std * zj
@@ -184,8 +200,9 @@ def simulate_block(model: str, p: ModelParams, state: PathState, t0_ns: int, n_s
     kf = math.log(2.0) / (p.funding_half_life_h * 3600.0 / YEAR_S)
     a = math.exp(-kf * dt)
     funding = _ar1(state.funding, a, p.funding_mean, p.funding_std * math.sqrt(1.0 - a * a), zf)
-    block = PathBlock(t0_ns, step_ns, np.exp(log_s), var, funding)
-    return block, PathState(float(log_s[-1]), float(var[-1]), float(funding[-1]))
+    block = PathBlock(t0_ns, step_ns, np.exp(log_s), var, funding, smile_var)
+    return block, PathState(float(log_s[-1]), float(var[-1]), float(funding[-1]),
+                            float(smile_var[-1]))
 
 
 def _lognormal_size(rng: np.random.Generator, n: int, median: float, sd: float,

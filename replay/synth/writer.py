@@ -150,7 +150,8 @@ def _truth_params(cfg: SynthConfig, end_ns: int, step_ns: int, ref_vol: float) -
                              "take sign(log S(t+horizon)/S(t)) of the index")),
     ]
     for prefix, obj in (("model.", cfg.params), ("chain.", cfg.chain), ("flow.", cfg.flow)):
-        rows += [(prefix + k, float(v), None) for k, v in asdict(obj).items()]
+        rows += [(prefix + k, None if v is None else float(v), None)
+                 for k, v in asdict(obj).items()]
     from replay.synth.config import BLOCK_S
 
     rows.append(("block_s", float(BLOCK_S), None))
@@ -166,7 +167,7 @@ def _truth_path(block: PathBlock, end_ns: int) -> pa.Table:
     i = block.index(ts)
     return pa.table({"ts": ts, "spot": block.spot[i], "variance": block.var[i],
                      "vol": np.sqrt(block.var[i]), "funding_rate": block.funding[i],
-                     "perp_mid": block.perp_mid()[i]})
+                     "perp_mid": block.perp_mid()[i], "smile_variance": block.smile_var[i]})
 
 
 def _before(cols: dict[str, np.ndarray], end_ns: int) -> dict[str, np.ndarray]:
