@@ -29,6 +29,7 @@ A stream directory holds (all Parquet, zstd):
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Callable
@@ -243,6 +244,14 @@ class StreamReader:
         self.oos_sq = w["oos_sq_sum"].fill_null(0.0).to_numpy()
         self.oos_n = w["oos_n"].fill_null(0).to_numpy()
         self.row_of_wake = dict(zip(self.wake.tolist(), range(len(self.wake))))
+        # what output() reads, one tuple of Python scalars per row: a wake's cost is then a
+        # few list lookups, not a dozen NumPy scalar conversions
+        self._row = list(zip(*(a.tolist() for a in (
+            self.ts, self.n_events, self.f0, self.f1, self.q0, self.q1, self.surface_wake,
+            self.spot, self.usable_ts, self.fell_back, self.has_oos, self.oos_sq,
+            self.oos_n))))
+        self._quality_rows, self._jitter_rows = self.has_quality.tolist(), self.has_jitter.tolist()
+        self._quality_lists = {f: self.quality[f].tolist() for f in QUALITY_FIELDS}
         # the bulky parts (payload bytes, fit and quote rows) are read a row group at a time
         # as the replay walks forward, so a day's stream is never in memory at once
         self._extra = _RowGroups(folder / "wakes.parquet",
@@ -257,39 +266,39 @@ class StreamReader:
     def payloads(self, i: int) -> tuple[bytes | None, bytes | None]:
         """The canonical payload bytes of row ``i``'s ``surface_fit`` and
         ``calibration_quotes`` events (None: not emitted)."""
-        t, j = self._extra.locate(i)
-        return t["fits_payload"][j].as_py(), t["quotes_payload"][j].as_py()
+        return self._extra.value(i, "fits_payload"), self._extra.value(i, "quotes_payload")
 
     def fits_block(self, i: int, payload: bytes) -> Block:
-        t, j = self._fits.locate(int(self.f0[i]))
-        return Block(payload, t, j, j + int(self.f1[i] - self.f0[i]))
+        _, _, f0, f1, *_ = self._row[i]
+        t, j = self._fits.locate(f0)
+        return Block(payload, t, j, j + f1 - f0)
 
     def quotes_block(self, i: int, payload: bytes) -> Block:
-        t, j = self._quotes.locate(int(self.q0[i]))
-        return Block(payload, t, j, j + int(self.q1[i] - self.q0[i]))
+        _, _, _, _, q0, q1, *_ = self._row[i]
+        t, j = self._quotes.locate(q0)
+        return Block(payload, t, j, j + q1 - q0)
 
     def fit_quality(self, i: int) -> FitQuality | None:
-        if not self.has_quality[i]:
+        if not self._quality_rows[i]:
             return None
-        q = {f: (int(v) if f in _INT_QUALITY else float(v))
-             for f, v in ((f, self.quality[f][i]) for f in QUALITY_FIELDS)}
-        if not self.has_jitter[i]:
+        q = {f: (int(v[i]) if f in _INT_QUALITY else float(v[i]))
+             for f, v in self._quality_lists.items()}
+        if not self._jitter_rows[i]:
             q["param_jitter"] = None
         return FitQuality(**q)
 
     def output(self, i: int) -> WakeOutput:
         """The output recorded at row ``i`` of ``wakes``."""
         fp, qp = self.payloads(i)
-        sw = int(self.surface_wake[i])
+        ts, n_events, _, _, _, _, sw, spot, usable, fell_back, has_oos, sq, n = self._row[i]
         return WakeOutput(
-            int(self.ts[i]), int(self.n_events[i]),
+            ts, n_events,
             fits=None if fp is None else self.fits_block(i, fp),
             quotes=None if qp is None else self.quotes_block(i, qp),
             quality=self.fit_quality(i),
-            oos=OOSError(float(self.oos_sq[i]), int(self.oos_n[i])) if self.has_oos[i] else None,
+            oos=OOSError(sq, n) if has_oos else None,
             publish=None if sw < 0 else partial(self.surface, sw),
-            spot=float(self.spot[i]), usable_ts=int(self.usable_ts[i]),
-            fell_back=bool(self.fell_back[i]))
+            spot=spot, usable_ts=usable, fell_back=fell_back)
 
     def surface(self, wake: int) -> Surface:
         """The surface fitted at ``wake``, rebuilt exactly (the same object while it is the
@@ -303,9 +312,8 @@ class StreamReader:
         slices = [SmileSlice(r["model"], PARAMS[r["model"]](*json.loads(r["params"])),
                              r["expiry"], r["t"], r["forward"], r["k_lo"], r["k_hi"])
                   for r in rows]
-        extra, j = self._extra.locate(i)
         surf = Surface(slices, int(self.ts[i]), [
-            Violation(**v) for v in json.loads(extra["violations"][j].as_py())])
+            Violation(**v) for v in json.loads(self._extra.value(i, "violations"))])
         self._surface = (wake, surf)
         return surf
 
@@ -329,18 +337,41 @@ class _RowGroups:
         self.columns, self.keep = columns, keep
         sizes = [self.file.metadata.row_group(g).num_rows
                  for g in range(self.file.num_row_groups)]
-        self.start = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
+        self.start = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64))).tolist()
         self._held: dict[int, pa.Table] = {}
+        self._lists: dict[tuple[int, str], list] = {}
+        self._last = (0, 0, -1)  # (first row, end row, group) of the group last located
+
+    def _group(self, row: int) -> tuple[int, int]:
+        """The group holding ``row`` and its first row; the replay walks forward, so the
+        group last asked for nearly always holds it."""
+        lo, hi, g = self._last
+        if not lo <= row < hi:
+            g = bisect.bisect_right(self.start, row) - 1
+            lo, hi = self.start[g], self.start[g + 1]
+            self._last = (lo, hi, g)
+        return g, lo
 
     def locate(self, row: int) -> tuple[pa.Table, int]:
         """The row group holding ``row`` and the row's index in it."""
-        g = int(np.searchsorted(self.start, row, side="right")) - 1
+        g, lo = self._group(row)
         table = self._held.get(g)
         if table is None:
             table = self._held[g] = self.file.read_row_group(g, columns=self.columns)
             while len(self._held) > self.keep:
-                del self._held[next(iter(self._held))]
-        return table, row - int(self.start[g])
+                old = next(iter(self._held))
+                del self._held[old]
+                self._lists = {k: v for k, v in self._lists.items() if k[0] != old}
+        return table, row - lo
+
+    def value(self, row: int, column: str):
+        """One cell as a Python object (each held group's column converted once)."""
+        table, j = self.locate(row)
+        g = self._last[2]
+        values = self._lists.get((g, column))
+        if values is None:
+            values = self._lists[g, column] = table.column(column).to_pylist()
+        return values[j]
 
 
 def _payload(kind: str, cols: dict | None) -> bytes | None:

@@ -219,8 +219,14 @@ class Journal:
         if k is None:
             raise KeyError(f"unknown journal event kind {kind!r}; declare it with register_kind")
         n, cols = columns_of(k, dict(rows or {}))
-        seq = self._chain(k, int(ts), cause, source,
-                          payload if payload is not None else payload_bytes(k, cols))
+        return self.append_columns(k, ts, cause, source, n, cols,
+                                   payload if payload is not None else payload_bytes(k, cols))
+
+    def append_columns(self, k: EventKind, ts: int, cause: tuple[int, int], source: str,
+                       n: int, cols: Mapping[str, list], payload: bytes) -> int:
+        """:meth:`append` of ``n`` rows already checked by :func:`columns_of`, with their
+        payload bytes: a caller that appends the same rows often checks them once."""
+        seq = self._chain(k, int(ts), cause, source, payload)
         buf = self._buf.setdefault(k.name, {"seq": [], "ts": [], **{f: [] for f, _ in k.fields}})
         buf["seq"] += [seq] * n
         buf["ts"] += [int(ts)] * n

@@ -211,21 +211,23 @@ class Runtime:
         self.snapshotter = snapshotter
         self._on_deadline = [cons.on_deadline if getattr(cons, "deadline_only", False) else None
                              for cons in consumers]
-        self._wake_payloads: dict[tuple[str, str], bytes] = {}
+        self._wake_payloads: dict[tuple[str, str], tuple] = {}  # (kind, rows, payload)
 
     # -- actions ------------------------------------------------------------------------
     def journal_event(self, kind: str, ts: int, source: str, fields: dict) -> int:
         return self.journal.append(kind, ts, self.state.cause(), source, fields)
 
     def journal_wake(self, now: int, consumer: str, reason: str) -> int:
-        """The ``wake`` event of a wake-up that acted (its payload bytes computed once)."""
-        fields = {"consumer": consumer, "reason": reason}
-        payload = self._wake_payloads.get((consumer, reason))
-        if payload is None:
+        """The ``wake`` event of a wake-up that acted (its rows and payload bytes checked and
+        computed once per consumer and reason)."""
+        done = self._wake_payloads.get((consumer, reason))
+        if done is None:
             k = KINDS["wake"]
-            payload = self._wake_payloads[(consumer, reason)] = payload_bytes(
-                k, columns_of(k, fields)[1])
-        return self.journal.append("wake", now, self.state.cause(), "engine", fields, payload)
+            cols = columns_of(k, {"consumer": consumer, "reason": reason})[1]
+            done = self._wake_payloads[(consumer, reason)] = (k, cols, payload_bytes(k, cols))
+        k, cols, payload = done
+        return self.journal.append_columns(k, now, self.state.cause(), "engine", 1, cols,
+                                           payload)
 
     def submit_order(self, consumer: str, now: int, iid: int, qty: float, limit: float,
                      latency_ns: int) -> int:
