@@ -47,11 +47,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     params = ModelParams() if args.jumps_per_year is None else \
         replace(ModelParams(), jump_intensity=args.jumps_per_year)
-    dynamics = {"sticky_moneyness": 0.0, "sticky_strike": 1.0}.get(args.smile_dynamics)
-    if args.smile_dynamics == "ssr":
-        if args.ssr is None:
-            raise ConfigError("synth: --smile-dynamics ssr needs --ssr R")
-        dynamics = args.ssr
+    fixed = {"sticky_moneyness": 0.0, "sticky_strike": 1.0}
+    if args.smile_dynamics == "ssr" and args.ssr is None:
+        raise ConfigError("synth: --smile-dynamics ssr needs --ssr R")
+    if args.smile_dynamics in fixed and args.ssr is not None:
+        raise ConfigError(f"synth: --ssr goes with --smile-dynamics ssr, not "
+                          f"{args.smile_dynamics} (whose SSR is {fixed[args.smile_dynamics]:g})")
+    dynamics = fixed.get(args.smile_dynamics, args.ssr)
     chain = ChainParams(smile_ssr=None if dynamics is None else float(dynamics))
     cfg = SynthConfig(hours=args.hours, seed=args.seed, model=args.model, scale=args.scale,
                       params=params, chain=chain)

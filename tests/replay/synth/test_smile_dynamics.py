@@ -110,3 +110,15 @@ def test_the_matching_delta_model_hedges_best(regime):
     order = sorted(err, key=err.get)
     assert order[0] == regime, err
     assert order == sorted(err, key=lambda m: abs(m - regime)), err
+
+
+@pytest.mark.parametrize("args", [["--smile-dynamics", "ssr"],
+                                  ["--smile-dynamics", "sticky_strike", "--ssr", "2"]])
+def test_inconsistent_dynamics_flags_are_one_error_line(args, tmp_path, capsys):
+    from replay.app.cli import main
+    from replay.errors import EXIT_USER_ERROR
+
+    db = tmp_path / "s.duckdb"
+    assert main(["synth", "--db", str(db), *args]) == EXIT_USER_ERROR
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ssr" in err[0] and not db.exists()
