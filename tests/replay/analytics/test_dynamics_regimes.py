@@ -11,8 +11,8 @@ from replay.synth.chain import ChainParams
 from tests.helpers import conf_group
 
 REGIMES = (0.0, 2.0)  # sticky moneyness and local-vol-like, on the same path
-#: the buckets compared: 0-1d is left out, its fits lag its fast-moving smile (below)
-BUCKETS = ("1-7d", "7-30d", "30-90d")
+#: the buckets compared (90d+ has two expiries and too few pairs in an hour to say much)
+BUCKETS = ("0-1d", "1-7d", "7-30d", "30-90d")
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +47,8 @@ def test_the_measured_ssr_recovers_the_regimes(measured, regime):
 
 def test_the_regimes_differ_by_their_ssr(measured):
     """Same path in both regimes: the variance's moves and the path's chance correlations are
-    common, so the difference of the measured SSRs is the configured difference, closely.
-    The shortest bucket shows the lag of fits to quotes refreshed every minute or so while
-    its smile moves fast: its difference is smaller, but still clearly there."""
+    common, so the difference of the measured SSRs is the configured difference, closely
+    (measured: 1.72, 1.84, 1.97, 2.06 for a difference of 2)."""
     lo, hi = (measured[r]["ssr"] for r in REGIMES)
     for b in BUCKETS:
-        assert abs((hi[b] - lo[b]) - (REGIMES[1] - REGIMES[0])) < 0.45, (b, hi[b], lo[b])
-    assert 1.0 < hi["0-1d"] - lo["0-1d"] < 2.2
+        assert abs((hi[b] - lo[b]) - (REGIMES[1] - REGIMES[0])) < 0.4, (b, hi[b], lo[b])
