@@ -95,7 +95,8 @@ class QuoteSnapshot:
 def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_call: np.ndarray,
                    bid_coin: np.ndarray, ask_coin: np.ndarray, forward: np.ndarray, *,
                    mark_iv: np.ndarray | None = None, stale: np.ndarray | None = None,
-                   quote_ts: np.ndarray | None = None, instrument: Sequence[str] | None = None, min_tick: float = DERIBIT_MIN_TICK,
+                   quote_ts: np.ndarray | None = None,
+                   instrument: Sequence[str] | None = None, min_tick: float = DERIBIT_MIN_TICK,
                    min_t: float = MIN_T_YEARS, min_quotes: int = MIN_QUOTES,
                    parity: bool = True) -> QuoteSnapshot:
     """Group option quotes (inverse premiums in coin, NaN for a missing side) into OTM slices.

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -214,6 +214,24 @@ class StreamRecorder:
         return {"wakes": self.n_wakes, "fits": self.n_fits, "quotes": self.n_quotes}
 
 
+class _WakeRow(NamedTuple):
+    """What :meth:`StreamReader.output` reads of one ``wakes`` row, as Python scalars."""
+
+    ts: int
+    n_events: int
+    f0: int
+    f1: int
+    q0: int
+    q1: int
+    surface_wake: int
+    spot: float
+    usable_ts: int
+    fell_back: bool
+    has_oos: bool
+    oos_sq: float
+    oos_n: int
+
+
 class StreamReader:
     """Serves the recorded outputs of a stream to a replaying consumer, wake by wake.
 
@@ -238,20 +256,21 @@ class StreamReader:
         self.surface_wake, self.spot = col["surface_wake"], col["spot"]
         self.usable_ts, self.fell_back = col["usable_ts"], col["fell_back"]
         self.has_quality = w["q_n_quotes"].is_valid().to_numpy(zero_copy_only=False)
-        self.quality = {f: w[f"q_{f}"].to_numpy(zero_copy_only=False) for f in QUALITY_FIELDS}
-        self.has_jitter = w["q_param_jitter"].is_valid().to_numpy(zero_copy_only=False)
         self.has_oos = w["oos_n"].is_valid().to_numpy(zero_copy_only=False)
         self.oos_sq = w["oos_sq_sum"].fill_null(0.0).to_numpy()
         self.oos_n = w["oos_n"].fill_null(0).to_numpy()
         self.row_of_wake = dict(zip(self.wake.tolist(), range(len(self.wake))))
-        # what output() reads, one tuple of Python scalars per row: a wake's cost is then a
-        # few list lookups, not a dozen NumPy scalar conversions
-        self._row = list(zip(*(a.tolist() for a in (
+        # what a wake reads, as Python scalars: a replayed wake then costs a few list
+        # lookups, not a dozen NumPy scalar conversions
+        self._rows = list(map(_WakeRow._make, zip(*(a.tolist() for a in (
             self.ts, self.n_events, self.f0, self.f1, self.q0, self.q1, self.surface_wake,
             self.spot, self.usable_ts, self.fell_back, self.has_oos, self.oos_sq,
-            self.oos_n))))
-        self._quality_rows, self._jitter_rows = self.has_quality.tolist(), self.has_jitter.tolist()
-        self._quality_lists = {f: self.quality[f].tolist() for f in QUALITY_FIELDS}
+            self.oos_n)))))
+        self._has_quality = self.has_quality.tolist()
+        self._has_jitter = w["q_param_jitter"].is_valid().to_pylist()
+        # NaN, not None, where a quality field is null: param_jitter is then replaced by None
+        self._quality = {f: w[f"q_{f}"].to_numpy(zero_copy_only=False).tolist()
+                         for f in QUALITY_FIELDS}
         # the bulky parts (payload bytes, fit and quote rows) are read a row group at a time
         # as the replay walks forward, so a day's stream is never in memory at once
         self._extra = _RowGroups(folder / "wakes.parquet",
@@ -269,36 +288,36 @@ class StreamReader:
         return self._extra.value(i, "fits_payload"), self._extra.value(i, "quotes_payload")
 
     def fits_block(self, i: int, payload: bytes) -> Block:
-        _, _, f0, f1, *_ = self._row[i]
-        t, j = self._fits.locate(f0)
-        return Block(payload, t, j, j + f1 - f0)
+        r = self._rows[i]
+        t, j = self._fits.locate(r.f0)
+        return Block(payload, t, j, j + r.f1 - r.f0)
 
     def quotes_block(self, i: int, payload: bytes) -> Block:
-        _, _, _, _, q0, q1, *_ = self._row[i]
-        t, j = self._quotes.locate(q0)
-        return Block(payload, t, j, j + q1 - q0)
+        r = self._rows[i]
+        t, j = self._quotes.locate(r.q0)
+        return Block(payload, t, j, j + r.q1 - r.q0)
 
     def fit_quality(self, i: int) -> FitQuality | None:
-        if not self._quality_rows[i]:
+        if not self._has_quality[i]:
             return None
         q = {f: (int(v[i]) if f in _INT_QUALITY else float(v[i]))
-             for f, v in self._quality_lists.items()}
-        if not self._jitter_rows[i]:
+             for f, v in self._quality.items()}
+        if not self._has_jitter[i]:
             q["param_jitter"] = None
         return FitQuality(**q)
 
     def output(self, i: int) -> WakeOutput:
         """The output recorded at row ``i`` of ``wakes``."""
         fp, qp = self.payloads(i)
-        ts, n_events, _, _, _, _, sw, spot, usable, fell_back, has_oos, sq, n = self._row[i]
+        r = self._rows[i]
         return WakeOutput(
-            ts, n_events,
+            r.ts, r.n_events,
             fits=None if fp is None else self.fits_block(i, fp),
             quotes=None if qp is None else self.quotes_block(i, qp),
             quality=self.fit_quality(i),
-            oos=OOSError(sq, n) if has_oos else None,
-            publish=None if sw < 0 else partial(self.surface, sw),
-            spot=spot, usable_ts=usable, fell_back=fell_back)
+            oos=OOSError(r.oos_sq, r.oos_n) if r.has_oos else None,
+            publish=None if r.surface_wake < 0 else partial(self.surface, r.surface_wake),
+            spot=r.spot, usable_ts=r.usable_ts, fell_back=r.fell_back)
 
     def surface(self, wake: int) -> Surface:
         """The surface fitted at ``wake``, rebuilt exactly (the same object while it is the
@@ -306,13 +325,14 @@ class StreamReader:
         if self._surface is not None and self._surface[0] == wake:
             return self._surface[1]
         i = self.row_of_wake[wake]
-        t, j0 = self._fits.locate(int(self.f0[i]))
-        rows = t.slice(j0, int(self.f1[i] - self.f0[i])).select(
+        r = self._rows[i]
+        t, j0 = self._fits.locate(r.f0)
+        rows = t.slice(j0, r.f1 - r.f0).select(
             ["model", "params", "expiry", "t", "forward", "k_lo", "k_hi"]).to_pylist()
         slices = [SmileSlice(r["model"], PARAMS[r["model"]](*json.loads(r["params"])),
                              r["expiry"], r["t"], r["forward"], r["k_lo"], r["k_hi"])
                   for r in rows]
-        surf = Surface(slices, int(self.ts[i]), [
+        surf = Surface(slices, r.ts, [
             Violation(**v) for v in json.loads(self._extra.value(i, "violations"))])
         self._surface = (wake, surf)
         return surf
@@ -342,19 +362,14 @@ class _RowGroups:
         self._lists: dict[tuple[int, str], list] = {}
         self._last = (0, 0, -1)  # (first row, end row, group) of the group last located
 
-    def _group(self, row: int) -> tuple[int, int]:
-        """The group holding ``row`` and its first row; the replay walks forward, so the
-        group last asked for nearly always holds it."""
+    def _locate(self, row: int) -> tuple[int, pa.Table, int]:
+        """The group holding ``row``, its table and the row's index in it; the replay walks
+        forward, so the group last asked for nearly always holds it."""
         lo, hi, g = self._last
         if not lo <= row < hi:
             g = bisect.bisect_right(self.start, row) - 1
             lo, hi = self.start[g], self.start[g + 1]
             self._last = (lo, hi, g)
-        return g, lo
-
-    def locate(self, row: int) -> tuple[pa.Table, int]:
-        """The row group holding ``row`` and the row's index in it."""
-        g, lo = self._group(row)
         table = self._held.get(g)
         if table is None:
             table = self._held[g] = self.file.read_row_group(g, columns=self.columns)
@@ -362,12 +377,16 @@ class _RowGroups:
                 old = next(iter(self._held))
                 del self._held[old]
                 self._lists = {k: v for k, v in self._lists.items() if k[0] != old}
-        return table, row - lo
+        return g, table, row - lo
+
+    def locate(self, row: int) -> tuple[pa.Table, int]:
+        """The row group holding ``row`` and the row's index in it."""
+        _, table, j = self._locate(row)
+        return table, j
 
     def value(self, row: int, column: str):
         """One cell as a Python object (each held group's column converted once)."""
-        table, j = self.locate(row)
-        g = self._last[2]
+        g, table, j = self._locate(row)
         values = self._lists.get((g, column))
         if values is None:
             values = self._lists[g, column] = table.column(column).to_pylist()

@@ -211,7 +211,7 @@ class Runtime:
         self.snapshotter = snapshotter
         self._on_deadline = [cons.on_deadline if getattr(cons, "deadline_only", False) else None
                              for cons in consumers]
-        self._wake_payloads: dict[tuple[str, str], tuple] = {}  # (kind, rows, payload)
+        self._wake_rows: dict[tuple[str, str], tuple] = {}  # (kind, rows, payload)
 
     # -- actions ------------------------------------------------------------------------
     def journal_event(self, kind: str, ts: int, source: str, fields: dict) -> int:
@@ -220,11 +220,11 @@ class Runtime:
     def journal_wake(self, now: int, consumer: str, reason: str) -> int:
         """The ``wake`` event of a wake-up that acted (its rows and payload bytes checked and
         computed once per consumer and reason)."""
-        done = self._wake_payloads.get((consumer, reason))
+        done = self._wake_rows.get((consumer, reason))
         if done is None:
             k = KINDS["wake"]
             cols = columns_of(k, {"consumer": consumer, "reason": reason})[1]
-            done = self._wake_payloads[(consumer, reason)] = (k, cols, payload_bytes(k, cols))
+            done = self._wake_rows[(consumer, reason)] = (k, cols, payload_bytes(k, cols))
         k, cols, payload = done
         return self.journal.append_columns(k, now, self.state.cause(), "engine", 1, cols,
                                            payload)
