@@ -20,7 +20,7 @@ Flags per quote:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
@@ -64,6 +64,7 @@ class QuoteSlice:
     instrument: tuple[str, ...] = ()
     forward_source: str = "venue"  # venue | parity (calibration.pricing.forwards.choose_forward)
     forward_disagreement_bps: float = float("nan")  # parity vs venue forward
+    quote_ts: np.ndarray | None = None  # when each quote was last updated, when known
 
     @property
     def one_sided(self) -> np.ndarray:
@@ -90,6 +91,29 @@ class QuoteSnapshot:
     @property
     def n_two_sided(self) -> int:
         return int(sum(int(s.two_sided.sum()) for s in self.slices))
+
+    def fresh(self, since: int, min_quotes: int = MIN_QUOTES) -> QuoteSnapshot:
+        """The quotes updated after ``since`` (needs each slice's ``quote_ts``), keeping the
+        slices' forwards and times: the out-of-sample set of a surface fitted at ``since``.
+        A slice left with fewer than ``min_quotes`` two-sided quotes is dropped, as
+        :func:`build_snapshot` drops one."""
+        out = []
+        for sl in self.slices:
+            if sl.quote_ts is None:
+                raise ValueError("QuoteSnapshot.fresh needs the quotes' quote_ts")
+            keep = sl.quote_ts > since
+            if int((keep & sl.two_sided).sum()) < min_quotes:
+                continue
+            out.append(replace(
+                sl, **{f: getattr(sl, f)[keep] for f in _ROW_FIELDS},
+                instrument=tuple(np.asarray(sl.instrument, dtype=object)[keep])
+                if sl.instrument else ()))
+        return QuoteSnapshot(self.ts_ns, tuple(out))
+
+
+#: the per-quote array fields of a :class:`QuoteSlice`
+_ROW_FIELDS = ("strike", "k", "is_call", "bid_iv", "ask_iv", "mid_iv", "mark_iv", "min_tick",
+               "stale", "quote_ts")
 
 
 def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_call: np.ndarray,
@@ -127,6 +151,7 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
     mark = np.full(n, np.nan) if mark_iv is None else np.asarray(mark_iv, dtype=float)
     stl = np.zeros(n, dtype=bool) if stale is None else np.asarray(stale, dtype=bool)
     names = None if instrument is None else np.asarray(instrument, dtype=object)
+    qts = None if quote_ts is None else np.asarray(quote_ts, dtype=np.int64)
 
     # pass 1: forward, time and OTM rows per expiry
     groups = []
@@ -137,11 +162,11 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
             continue
         fr = fwd_row[rows]
         ok = np.isfinite(fr) & (fr > 0)
-        if quote_ts is not None and ok.any():
-            qt = np.asarray(quote_ts, dtype=np.int64)[rows]
+        if qts is not None and ok.any():
+            qt = qts[rows]
             ok &= qt == qt[ok].max()
         fr = fr[ok]
-        venue = float(np.median(fr)) if fr.size else None
+        venue = _median(fr) if fr.size else None
         est = _parity(strike[rows], is_call[rows], bid[rows], ask[rows]) \
             if (parity or venue is None) else _NO_PARITY
         f, src, bps = choose_forward(est, venue)
@@ -181,8 +206,17 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
             bid_iv=biv, ask_iv=aiv, mid_iv=np.where(two, miv, np.nan), mark_iv=mark[r],
             min_tick=b_ok & (bid[r] <= min_tick * (1 + 1e-9)), stale=stl[r],
             instrument=tuple(names[r]) if names is not None else (),
-            forward_source=src, forward_disagreement_bps=float(bps)))
+            forward_source=src, forward_disagreement_bps=float(bps),
+            quote_ts=None if qts is None else qts[r]))
     return QuoteSnapshot(int(ts_ns), tuple(slices))
+
+
+def _median(x: np.ndarray) -> float:
+    """``np.median`` of a few finite values, bit for bit (the mean of the two middle ones for
+    an even count), without its overhead: it runs once per expiry per wake."""
+    x = np.sort(x)
+    n = x.size
+    return float(x[n // 2]) if n % 2 else float((x[n // 2 - 1] + x[n // 2]) / 2)
 
 
 def _implied_vols(price, forward, strike, t, is_call) -> np.ndarray:

@@ -174,27 +174,8 @@ class Surface:
         if np.ndim(t) == 0:
             return self._total_variance_at(np.asarray(k, dtype=float), float(t))
         k, t = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(t, dtype=float))
-        shape = k.shape
-        k = k.ravel()
-        t = t.ravel()
-        W = np.vstack([s.total_variance(k) for s in self.slices])
-        n = len(self.slices)
-        i = np.searchsorted(self.ts, t, side="right")  # slices strictly before t: ts[:i] <= t
-        out = np.empty(k.size)
-        cols = np.arange(k.size)
-        before = i == 0
-        after = i >= n
-        mid = ~before & ~after
-        out[before] = W[0, before] * t[before] / self.ts[0]
-        out[after] = W[n - 1, after] * t[after] / self.ts[-1]
-        if mid.any():
-            lo = i[mid] - 1
-            t0 = self.ts[lo]
-            t1 = self.ts[lo + 1]
-            w0 = W[lo, cols[mid]]
-            w1 = W[lo + 1, cols[mid]]
-            out[mid] = w0 + (w1 - w0) * (t[mid] - t0) / (t1 - t0)
-        return out.reshape(shape)
+        # each point on its own maturity: one row of one point per (k, t) pair
+        return self.total_variance_rows(k.reshape(-1, 1), t.ravel()).reshape(k.shape)
 
     def _total_variance_at(self, k: np.ndarray, t: float) -> np.ndarray:
         """Same as :meth:`total_variance` for one ``t``: only the bracketing slices are

@@ -288,14 +288,11 @@ class CalibrationConsumer:
         self._row += 1
         return s.output(i)
 
-    def snapshot(self, ctx, since: int | None = None):
-        """The option quotes as of ``ctx.now`` (live, unexpired options only; with ``since``,
-        only those quoted after it)."""
+    def snapshot(self, ctx):
+        """The option quotes as of ``ctx.now`` (live, unexpired options only)."""
         m, inst = ctx.market, ctx.instruments
         ids = self._option_ids(ctx)
         ids = ids[inst.expiry_ns[ids] > ctx.now]
-        if since is not None:
-            ids = ids[m.quote_ts[ids] > since]
         return build_snapshot(
             ctx.now, inst.expiry_ns[ids], inst.strike[ids], inst.is_call[ids] == 1,
             m.bid[ids], m.ask[ids], m.venue_forward[ids], mark_iv=m.mark_iv[ids],
@@ -310,7 +307,7 @@ class CalibrationConsumer:
         current = _built(self._published[0]) if self._published is not None else None
         if current is not None and self.scheme.last_fit_ns is not None:
             # out of sample: only quotes updated since the surface was fitted
-            fresh = self.snapshot(ctx, since=self.scheme.last_fit_ns)
+            fresh = snap.fresh(self.scheme.last_fit_ns)
             if fresh.slices:
                 out.oos = oos_errors(current, fresh)
         self.scheme.note_quotes(snap.n_quotes)
