@@ -122,10 +122,18 @@ def check_slices(slices: Sequence[SliceView], n_grid: int = 121) -> list[Violati
     """
     sl = sorted(slices, key=lambda s: s.t)
     out: list[Violation] = []
-    for s in sl:
-        k = np.linspace(s.k_lo, s.k_hi, n_grid)
-        w, w1, w2 = s.derivs(k)
-        out += butterfly_violations(s.t, k, w, w1, w2)
+    if not sl:
+        return out
+    K = np.linspace([s.k_lo for s in sl], [s.k_hi for s in sl], n_grid, axis=1)
+    D = [s.derivs(k) for s, k in zip(sl, K)]
+    # Durrleman's g of every slice in one pass; violations are listed slice by slice
+    W, W1, W2 = (np.vstack([d[j] for d in D]) for j in range(3))
+    G = np.where(W > 0, durrleman_g(K, W, W1, W2), -np.inf)
+    flagged = (~(G >= -BUTTERFLY_TOL)).any(axis=1)
+    for i, s in enumerate(sl):
+        w1 = W1[i]
+        if flagged[i]:
+            out += butterfly_violations(s.t, K[i], W[i], w1, W2[i])
         if s.wing_slopes is not None:
             out += lee_violations(s.t, s.wing_slopes)
         else:

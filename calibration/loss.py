@@ -93,7 +93,8 @@ def quote_weights(sl: QuoteSlice, cfg: LossConfig) -> np.ndarray:
         raw = np.ones(sl.k.size)
     raw = np.where(sl.min_tick, raw * cfg.min_tick_weight, raw)
     raw = np.where(sl.stale, raw * cfg.stale_weight, raw)
-    w[usable] = np.nan_to_num(raw[usable], nan=0.0, posinf=0.0)
+    r = raw[usable]
+    w[usable] = np.where(np.isfinite(r), r, 0.0)  # an undefined weight drops the quote
     return w
 
 

@@ -65,38 +65,36 @@ def surface_iv_at(surface: Surface, sl: QuoteSlice, idx: np.ndarray | None = Non
 def fit_quality(surface: Surface, snapshot: QuoteSnapshot, used: Sequence[np.ndarray],
                 fit_ms: float, previous: Surface | None = None) -> FitQuality:
     """Quality of ``surface`` fitted to ``snapshot``; ``used[i]`` are the quote positions of
-    slice ``i`` that entered the fit."""
-    sq = 0.0
-    n = 0
-    inside = 0
-    mark_sum = 0.0
-    mark_n = 0
-    jit_sq = 0.0
-    jit_n = 0
-    prev_exp = set() if previous is None else {s.expiry_ns for s in previous.slices}
-    for sl, idx in zip(snapshot.slices, used):
-        if idx.size == 0:
-            continue
-        fit = surface_iv_at(surface, sl, idx)
-        mid = sl.mid_iv[idx]
-        sq += float(np.sum((100 * (fit - mid)) ** 2))
-        n += idx.size
-        inside += int(np.sum((fit >= sl.bid_iv[idx]) & (fit <= sl.ask_iv[idx])))
-        mk = sl.mark_iv[idx]
-        ok = np.isfinite(mk)
-        mark_sum += float(np.sum(np.abs(100 * (fit[ok] - mk[ok]))))
-        mark_n += int(ok.sum())
-        if sl.expiry_ns in prev_exp:
-            old = surface_iv_at(previous, sl, idx)
-            jit_sq += float(np.sum((100 * (fit - old)) ** 2))
-            jit_n += idx.size
+    slice ``i`` that entered the fit.  The quotes of every slice are scored in one pass (each
+    at its own slice's ``k`` and ``t``)."""
+    parts = [(sl, idx) for sl, idx in zip(snapshot.slices, used) if idx.size]
+    n = int(sum(idx.size for _, idx in parts))
+    if not n:
+        return FitQuality(0, float("nan"), float("nan"), 0.0, 0, None,
+                          len(surface.violations), float(fit_ms))
+    k, mid, bid, ask, mk = (np.concatenate([getattr(sl, f)[idx] for sl, idx in parts])
+                            for f in ("k", "mid_iv", "bid_iv", "ask_iv", "mark_iv"))
+    t = np.concatenate([np.full(idx.size, sl.t) for sl, idx in parts])
+    fit = _surface_iv(surface, k, t)
+    ok = np.isfinite(mk)
+    jitter = None
+    if previous is not None:
+        prev_exp = {s.expiry_ns for s in previous.slices}
+        both = np.concatenate([np.full(idx.size, sl.expiry_ns in prev_exp) for sl, idx in parts])
+        if both.any():
+            d = 100 * (fit[both] - _surface_iv(previous, k[both], t[both]))
+            jitter = float(np.sqrt(np.sum(d * d) / d.size))
     return FitQuality(
         n_quotes=n,
-        rmse_vol_pts=float(np.sqrt(sq / n)) if n else float("nan"),
-        inside_spread_pct=100.0 * inside / n if n else float("nan"),
-        mark_abs_sum=mark_sum, mark_n=mark_n,
-        param_jitter=float(np.sqrt(jit_sq / jit_n)) if jit_n else None,
-        arb_violations=len(surface.violations), fit_ms=float(fit_ms))
+        rmse_vol_pts=float(np.sqrt(np.sum((100 * (fit - mid)) ** 2) / n)),
+        inside_spread_pct=100.0 * int(np.sum((fit >= bid) & (fit <= ask))) / n,
+        mark_abs_sum=float(np.sum(np.abs(100 * (fit[ok] - mk[ok])))), mark_n=int(ok.sum()),
+        param_jitter=jitter, arb_violations=len(surface.violations), fit_ms=float(fit_ms))
+
+
+def _surface_iv(surface: Surface, k: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """The surface's IV at points ``(k, t)``."""
+    return np.sqrt(np.maximum(surface.total_variance(k, t), 0.0) / t)
 
 
 def oos_errors(surface: Surface, snapshot: QuoteSnapshot) -> OOSError:

@@ -145,11 +145,12 @@ def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray, n
     lo, hi = max(before.k_lo, after.k_lo), min(before.k_hi, after.k_hi)
     if not hi > lo:
         return None
-    k = np.union1d(np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)])
-    wb = before.total_variance(k)
-    if np.max(wb - after.total_variance(k)) <= CALENDAR_TOL:
+    grid, own = np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)]
+    k = np.concatenate((grid, own))  # the points of the floor, unsorted: enough for the test
+    if np.max(before.total_variance(k) - after.total_variance(k)) <= CALENDAR_TOL:
         return None
-    return k, wb * (1.0 + margin) + 0.5 * CALENDAR_TOL
+    k = np.union1d(grid, own)
+    return k, before.total_variance(k) * (1.0 + margin) + 0.5 * CALENDAR_TOL
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,5 +1,5 @@
 """The surface-stream cache end to end: a run that replays the cached stream has the journal
-hash of a live run (svi, essvi, sabr; with and without calibration latency; quote-count and
+hash (and surface dynamics) of a live run (svi, essvi, sabr; with and without calibration latency; quote-count and
 quality triggers; after a resume; from a Parquet store); a change of data or config is a miss;
 parallel jobs on a cold cache build once."""
 
@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 
 import replay
@@ -65,6 +66,16 @@ def test_cached_run_has_the_live_journal_hash(gbm_quarter_hour, cold, tmp_path, 
     assert timeless[0] == timeless[1] == timeless[2]
     assert built["calibration"]["fit_ms_median"] == reused["calibration"]["fit_ms_median"]
     assert live["pnl"] == reused["pnl"]
+    # the surface dynamics are measured once, by the build: the same block and table
+    assert live["dynamics"] == built["dynamics"] == reused["dynamics"]
+    assert live["dynamics"]["pairs"] > 0 or every != "60s"  # a trigger may refit too rarely
+    tables = [_dynamics_table(tmp_path / d / "journal.duckdb") for d in ("live", "reused")]
+    pd.testing.assert_frame_equal(*tables)
+
+
+def _dynamics_table(journal: Path):
+    with duckdb.connect(str(journal), read_only=True) as con:
+        return con.execute("SELECT * FROM surface_dynamics ORDER BY ts, expiry").df()
 
 
 def test_refresh_rebuilds_and_auto_reuses(gbm_quarter_hour, cold, tmp_path):
