@@ -41,8 +41,6 @@ import pyarrow.compute as pc
 from calibration.pricing.smile_delta import ssr_estimate
 from calibration.surface import PARAMS, SmileSlice
 
-#: the journal table of the per-fit ATM figures and trailing SSR
-TABLE = "surface_dynamics"
 #: expiry buckets by days to expiry at the fit: (name, upper bound in days)
 BUCKETS = (("0-1d", 1.0), ("1-7d", 7.0), ("7-30d", 30.0), ("30-90d", 90.0), ("90d+", math.inf))
 
@@ -166,31 +164,6 @@ def dynamics(journal: Path, horizon_s: float = 300.0, window_s: float = 86400.0)
     with duckdb.connect(str(journal)) as con:
         con.register("dyn", atm[["ts", "expiry", "tau", "forward", "atm_vol", "atm_skew", "ssr",
                                  "window_s"]])
-        con.execute(f"CREATE OR REPLACE TABLE {TABLE} AS SELECT * FROM dyn "
+        con.execute("CREATE OR REPLACE TABLE surface_dynamics AS SELECT * FROM dyn "
                     "ORDER BY ts, expiry").fetchall()
     return block
-
-
-def export_table(journal: Path, path: Path) -> bool:
-    """Write the journal's ``surface_dynamics`` table (as :func:`dynamics` left it) to the
-    Parquet file ``path``; False when the journal has none (no published fit)."""
-    import duckdb
-
-    with duckdb.connect(str(journal), read_only=True) as con:
-        if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-                           [TABLE]).fetchall()[0][0]:
-            return False
-        target = str(path).replace("'", "''")
-        con.execute(f"COPY {TABLE} TO '{target}' (FORMAT parquet)").fetchall()
-    return True
-
-
-def import_table(journal: Path, path: Path) -> None:
-    """Make the journal's ``surface_dynamics`` table the one :func:`export_table` wrote: a
-    run that replays a surface stream publishes the same fits as the calibration-only run that
-    built it, so the dynamics measured there are this run's (computed once per stream)."""
-    import duckdb
-
-    with duckdb.connect(str(journal)) as con:
-        con.execute(f"CREATE OR REPLACE TABLE {TABLE} AS SELECT * FROM read_parquet(?) "
-                    "ORDER BY ts, expiry", [str(path)]).fetchall()

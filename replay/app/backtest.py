@@ -154,7 +154,7 @@ def run(cfg: Any) -> dict:
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
     metrics = _metrics(res, calib, marker, venue, out, db, report)
-    metrics.update(_risk_metrics(out / "journal.duckdb", calib, fc, bars, margin, stream))
+    metrics.update(_risk_metrics(out / "journal.duckdb", calib, fc, bars, margin))
     metrics["surface_stream"] = stream.as_metrics() if stream is not None else {
         "cache": cache if calib is not None else None, "key": None, "built": False,
         "build_seconds": None, "path": None}
@@ -171,14 +171,12 @@ def run(cfg: Any) -> dict:
     return metrics
 
 
-def _risk_metrics(journal: Path, calib, fc, bars, margin, stream) -> dict:
+def _risk_metrics(journal: Path, calib, fc, bars, margin) -> dict:
     """The blocks computed from the journal after the replay (docs/outputs.md): the surface
-    dynamics of a calibrated run (measured once per surface stream when there is one), the
-    forecasts' scores (their realised vols written first) and the margin breach backtest."""
+    dynamics of a calibrated run, the forecasts' scores (their realised vols written first)
+    and the margin breach backtest."""
     out: dict[str, Any] = {}
-    if stream is not None:
-        out["dynamics"] = stream.dynamics(journal)
-    elif calib is not None:
+    if calib is not None:
         from replay.analytics.dynamics import dynamics
 
         out["dynamics"] = dynamics(journal)

@@ -43,10 +43,7 @@ from replay.errors import ConfigError
 MODES = ("auto", "off", "refresh")
 #: modules whose source decides the stream a config produces
 _CODE = ("calibration", "replay/consumers/calibration.py", "replay/consumers/surface_stream.py",
-         "replay/engine", "replay/store", "replay/model/schema.py",
-         "replay/analytics/dynamics.py")
-#: the stream's ``surface_dynamics`` table (:mod:`replay.analytics.dynamics`)
-DYNAMICS_FILE = "dynamics.parquet"
+         "replay/engine", "replay/store", "replay/model/schema.py")
 _VERSIONED = ("numpy", "scipy", "numba", "duckdb", "pyarrow")
 
 
@@ -63,16 +60,6 @@ class StreamInfo:
     def as_metrics(self) -> dict:
         return {"cache": self.mode, "key": self.key, "built": self.built,
                 "build_seconds": self.build_seconds, "path": str(self.path)}
-
-    def dynamics(self, journal: Path) -> dict:
-        """The run's ``dynamics`` metrics block, its ``surface_dynamics`` table copied into
-        ``journal``: both measured once, when the stream was built."""
-        from replay.analytics.dynamics import import_table
-
-        dyn = read_manifest(self.path)["dynamics"]
-        if dyn["table"]:
-            import_table(journal, self.path / DYNAMICS_FILE)
-        return dyn["block"]
 
 
 def cache_mode(node: Any) -> str:
@@ -214,7 +201,6 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from replay.analytics.dynamics import dynamics, export_table
     from replay.consumers.surface_stream import StreamRecorder
     from replay.engine.loop import ProgressLog, run_replay
 
@@ -229,10 +215,6 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
                          expiries=list(sel.expiries) if sel.expiries else None,
                          # a day's build takes minutes: a bar on a terminal, log lines else
                          progress=None if sys.stderr.isatty() else ProgressLog())
-        # the surface dynamics depend on the published fits only: measured once here
-        journal = Path(scratch) / "journal.duckdb"
-        dyn = {"block": dynamics(journal),
-               "table": export_table(journal, folder / DYNAMICS_FILE)}
     rows = recorder.write()
     manifest = {"key": key, "calibration": calibration_config(node),
                 "selection": {k: v for k, v in asdict(sel).items() if k != "window_ns"},
@@ -240,7 +222,7 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
                 "bytes": sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
                 "build_seconds": round(time.perf_counter() - t0, 3),
                 "calibration_metrics": consumer.metrics(),
-                "calibration_journal_hash": res.journal_hash, "dynamics": dyn}
+                "calibration_journal_hash": res.journal_hash}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
 
