@@ -229,7 +229,7 @@ class Hedger:
             return WakeCondition(deadline=now + self.idle_wake_ns)
         center = self.center_legs(legs)
         book_delta = legs.greeks().delta
-        target = -center.greeks().delta
+        target = -(book_delta if center is legs else center.greeks().delta)
         width = self.band(ctx, legs)
         h_now = 0.0 if width is None else float(np.asarray(
             width(np.array([spot]))[0] if callable(width) else width))
