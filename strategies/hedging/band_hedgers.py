@@ -19,7 +19,7 @@ import numpy as np
 
 from replay.model.config import check_choice
 from strategies.base import require_positive
-from strategies.greeks import BookLegs
+from strategies.greeks import BookLegs, nan_to_num
 from strategies.hedging.bands import (
     whalley_wilmott_half_width,
     zakamouline_half_width,
@@ -29,11 +29,12 @@ from strategies.hedging.bands import (
 from strategies.hedging.delta import Hedger, Width
 
 
-def gamma_weighted(legs: BookLegs, x: np.ndarray) -> float:
-    """``sum |G_i| x_i / sum |G_i|`` with ``G_i`` each leg's gamma contribution at ``S``."""
-    g = np.abs(np.nan_to_num(legs.per_unit()["gamma"]) * legs.qty * legs.basis ** 2)
+def gamma_weighted(legs: BookLegs, *xs: np.ndarray) -> tuple[float, ...]:
+    """``sum |G_i| x_i / sum |G_i|`` of each ``x`` with ``G_i`` each leg's gamma contribution
+    at ``S`` (the legs' greeks evaluated once for all of them)."""
+    g = np.abs(nan_to_num(legs.per_unit()["gamma"]) * legs.qty * legs.basis ** 2)
     tot = float(g.sum())
-    return float(np.mean(x)) if tot <= 0 else float(np.sum(g * x) / tot)
+    return tuple(float(np.mean(x)) if tot <= 0 else float(np.sum(g * x) / tot) for x in xs)
 
 
 class DeltaBand(Hedger):
@@ -89,7 +90,7 @@ class WhalleyWilmott(UtilityBand):
         if not len(legs):
             return 0.0
         gamma_fn = legs.gamma_fn()
-        tau = gamma_weighted(legs, legs.t)
+        tau, = gamma_weighted(legs, legs.t)
         lam, ra, r = self.cost, self.risk_aversion, self.r
 
         def width(s: np.ndarray) -> np.ndarray:
@@ -114,7 +115,7 @@ class Zakamouline(UtilityBand):
 
     def _book_terms(self, legs: BookLegs) -> tuple[float, float, float]:
         gamma = float(legs.gamma_fn()(legs.spot))
-        return gamma, gamma_weighted(legs, legs.t), gamma_weighted(legs, legs.vol)
+        return (gamma, *gamma_weighted(legs, legs.t, legs.vol))
 
     def center_legs(self, legs: BookLegs) -> BookLegs:
         if not len(legs):
