@@ -34,6 +34,17 @@ def test_formula_and_derivatives():
     assert_allclose(w2, fd2, rtol=1e-4, atol=1e-6)
 
 
+def test_compiled_derivatives_match_the_numpy_path():
+    """One slice takes the compiled pass, parameter arrays (many fits) the numpy formulas;
+    both give the same values, in ``k``'s shape (a scalar ``k`` included)."""
+    as_arrays = SVIParams(*(np.asarray(v) for v in TRUE.to_array()))
+    for k in (np.linspace(-2, 2, 41), np.linspace(-1, 1, 6).reshape(2, 3), np.float64(0.3)):
+        fast, ref = svi_derivatives(k, TRUE), svi_derivatives(k, as_arrays)
+        for a, b in zip(fast, ref):
+            assert np.shape(a) == np.shape(k)
+            assert_allclose(a, b, rtol=1e-14, atol=0)
+
+
 def test_recovers_known_parameters_noise_free():
     fit = fit_svi(K_GRID, smile(), T, precision=1e-4)
     assert_allclose(fit.params.to_array(), TRUE.to_array(), rtol=2e-5, atol=1e-8)

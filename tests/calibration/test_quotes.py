@@ -1,0 +1,65 @@
+"""Quote snapshots: the out-of-sample subset of a snapshot and the venue forward's median."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+from calibration.pricing.black import black_price
+from calibration.quotes import _median, build_snapshot
+
+NS_DAY = 86_400 * 10 ** 9
+NOW = 10 * NS_DAY
+
+
+def _quotes(seed: int = 1) -> dict:
+    """Two expiries of OTM-and-ITM quotes from a skewed smile, inverse premiums in coin, each
+    carrying its own forward and last-update time (the latest quotes of an expiry at NOW)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for days, fwd in ((7, 100.0), (30, 101.0)):
+        for strike in np.arange(80.0, 122.0, 2.5):
+            for call in (True, False):
+                rows.append((NOW + days * NS_DAY, strike, call, fwd))
+    exp, strike, call, fwd = (np.array(c) for c in zip(*rows))
+    t = (exp - NOW) / (365.0 * NS_DAY)
+    vol = 0.6 - 0.3 * np.log(strike / fwd)
+    coin = black_price(fwd, strike, t, vol, call) / fwd
+    qts = NOW - rng.integers(1, 100, strike.size) * 10 ** 9
+    for e in np.unique(exp):  # one OTM call per expiry quoted at NOW: the expiry's forward
+        qts[np.flatnonzero((exp == e) & call & (strike > fwd))[0]] = NOW
+    return dict(expiry_ns=exp, strike=strike, is_call=call, bid_coin=coin * 0.97,
+                ask_coin=coin * 1.03, forward=fwd, quote_ts=qts,
+                instrument=[f"O-{i}" for i in range(strike.size)])
+
+
+def test_fresh_is_the_snapshot_of_the_quotes_updated_since():
+    q = _quotes()
+    full = build_snapshot(NOW, **q, parity=False)
+    since = NOW - 50 * 10 ** 9
+    sub = q["quote_ts"] > since
+    alone = build_snapshot(NOW, **{k: np.asarray(v)[sub] for k, v in q.items()}, parity=False)
+    fresh = full.fresh(since)
+    assert len(fresh.slices) == len(alone.slices) == 2
+    for a, b in zip(fresh.slices, alone.slices):
+        assert (a.expiry_ns, a.t, a.forward) == (b.expiry_ns, b.t, b.forward)
+        for f in ("strike", "k", "is_call", "bid_iv", "ask_iv", "mid_iv", "quote_ts"):
+            assert_array_equal(getattr(a, f), getattr(b, f))
+        assert a.instrument == b.instrument
+        assert np.all(a.quote_ts > since)
+
+
+def test_fresh_drops_slices_left_too_thin_and_needs_quote_times():
+    q = _quotes()
+    full = build_snapshot(NOW, **q, parity=False)
+    assert full.fresh(NOW - 1).slices == ()  # one quote per expiry at NOW: below MIN_QUOTES
+    assert len(full.fresh(NOW - 1, min_quotes=1).slices) == 2
+    without = build_snapshot(NOW, **{k: v for k, v in q.items() if k != "quote_ts"},
+                             parity=False)
+    with pytest.raises(ValueError, match="quote_ts"):
+        without.fresh(NOW - 1)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 10])
+def test_median_is_numpys(n):
+    x = np.random.default_rng(n).normal(100.0, 5.0, n)
+    assert _median(x) == float(np.median(x))
