@@ -54,12 +54,15 @@ class OOSError:
         return float(np.sqrt(self.sq_sum / self.n)) if self.n else None
 
 
+def _surface_iv(surface: Surface, k: np.ndarray, t: float | np.ndarray) -> np.ndarray:
+    """The surface's IV at points ``(k, t)``."""
+    return np.sqrt(np.maximum(surface.total_variance(k, t), 0.0) / t)
+
+
 def surface_iv_at(surface: Surface, sl: QuoteSlice, idx: np.ndarray | None = None
                   ) -> np.ndarray:
     """The surface's IV at the slice's quotes, at the slice's own ``k`` and ``t``."""
-    k = sl.k if idx is None else sl.k[idx]
-    w = surface.total_variance(k, sl.t)
-    return np.sqrt(np.maximum(w, 0.0) / sl.t)
+    return _surface_iv(surface, sl.k if idx is None else sl.k[idx], sl.t)
 
 
 def fit_quality(surface: Surface, snapshot: QuoteSnapshot, used: Sequence[np.ndarray],
@@ -90,11 +93,6 @@ def fit_quality(surface: Surface, snapshot: QuoteSnapshot, used: Sequence[np.nda
         inside_spread_pct=100.0 * int(np.sum((fit >= bid) & (fit <= ask))) / n,
         mark_abs_sum=float(np.sum(np.abs(100 * (fit[ok] - mk[ok])))), mark_n=int(ok.sum()),
         param_jitter=jitter, arb_violations=len(surface.violations), fit_ms=float(fit_ms))
-
-
-def _surface_iv(surface: Surface, k: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """The surface's IV at points ``(k, t)``."""
-    return np.sqrt(np.maximum(surface.total_variance(k, t), 0.0) / t)
 
 
 def oos_errors(surface: Surface, snapshot: QuoteSnapshot) -> OOSError:
