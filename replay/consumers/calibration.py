@@ -126,20 +126,22 @@ class CalibrationConsumer:
         # (usable_ts, surface or loader, fit ts, spot) not yet usable, and the one published
         self._pending: list[tuple[int, Any, int, float]] = []
         self._published: tuple[Any, int, float] | None = None
+        self._published_row = -1  # recorded: the last publishing row of the stream published
 
     # -- consumer protocol ------------------------------------------------------------
     @property
-    def deadline_only(self) -> bool:
-        """Replaying a stream on a time schedule: the engine's fast deadline path
-        (:meth:`on_deadline`) applies."""
+    def recorded(self) -> bool:
+        """Replaying a stream on a time schedule: every wake and its journal events are known
+        in advance, so the engine never wakes this consumer; it splices the recorded events
+        into the journal in order instead (:meth:`catch_up`)."""
         return self.stream is not None and self.wake_quotes is None
 
     def on_start(self, ctx) -> WakeCondition | None:
-        if self.deadline_only:
-            d = self._next_recorded()
-            if d is not None and d <= ctx.now:  # recorded before this replay starts
-                raise self._mismatch(ctx)
-            return None if d is None else WakeCondition(deadline=d)
+        if self.recorded:
+            s = self.stream
+            if len(s) and s.ts[0] <= ctx.now:  # recorded before this replay starts
+                raise self._mismatch(ctx.now, 0)
+            return None
         return self._next(ctx)
 
     def _option_ids(self, ctx) -> np.ndarray:
@@ -161,44 +163,51 @@ class CalibrationConsumer:
                 self._apply(ctx, out)
         return self._next(ctx)
 
-    def on_deadline(self, ctx) -> int | None:
-        """A wake while replaying a stream on a time schedule: only at the instants where
-        the live consumer produced something or published a late surface (other wakes of
-        the live schedule leave no trace); returns the next such instant."""
-        now = ctx.now
-        self._publish_due(now)
-        s, i = self.stream, self._row
-        if i < len(s) and s.ts[i] <= now:
-            if s.ts[i] < now or s.n_events[i] != ctx.events:
-                raise self._mismatch(ctx)
-            self.n_wakes, self._row = int(s.wake[i]), i + 1
-            fp, qp = s.payloads(i)
-            for kind, block in (("surface_fit", fp and s.fits_block(i, fp)),
-                                ("calibration_quotes", qp and s.quotes_block(i, qp))):
-                if block:
-                    ctx.emit_block(kind, block.payload, block.table, block.i0, block.i1)
-            sw = int(s.surface_wake[i])
-            if sw >= 0:
-                self._release(partial(s.surface, sw), int(s.usable_ts[i]), now,
-                              float(s.spot[i]), now)
-        return self._next_recorded()
+    def catch_up(self, rt, until: int, inclusive: bool) -> int:
+        """Journal the recorded wakes before ``until`` (or at it, if ``inclusive``) that are
+        not yet journaled, each with the cause it was decided at, and publish the last
+        surface usable by then; returns the number of wakes caught up.
 
-    def _next_recorded(self) -> int | None:
-        s = self.stream
-        nxt = [int(s.ts[self._row])] if self._row < len(s) else []
-        if self._pending:
-            nxt.append(self._pending[0][0])
-        return min(nxt) if nxt else None
+        This is what the live consumer's deadline wakes did, in the same order relative to
+        every other consumer's actions (the engine calls it before each of them), so the
+        journal and its hash are the same."""
+        s, i0 = self.stream, self._row
+        side = "right" if inclusive else "left"
+        i1 = int(np.searchsorted(s.ts, until, side))
+        if i1 > i0:
+            if s.n_events[i1 - 1] > rt.state.n_events:
+                raise self._mismatch(until, int(s.wake[i1 - 1]))
+            for i in range(i0, i1):
+                fp, qp = s.payloads(i)
+                if fp is None and qp is None:
+                    continue  # scored out of sample only: no trace in the journal
+                ts, cause = int(s.ts[i]), (int(s.cause_stream[i]), int(s.cause_seq[i]))
+                rt.journal_wake(ts, self.name, "deadline", cause)
+                if fp is not None:
+                    rt.journal.append_block("surface_fit", ts, cause, self.name,
+                                            *_parts(s.fits_block(i, fp)))
+                if qp is not None:
+                    rt.journal.append_block("calibration_quotes", ts, cause, self.name,
+                                            *_parts(s.quotes_block(i, qp)))
+            self._row, self.n_wakes = i1, int(s.wake[i1 - 1])
+        j = int(np.searchsorted(s.publish_usable, until, side)) - 1
+        if j > self._published_row:
+            r = int(s.publishing[j])
+            self._published_row = j
+            self._publish(partial(s.surface, int(s.surface_wake[r])), int(s.ts[r]),
+                          float(s.spot[r]))
+        return i1 - i0
 
-    def _mismatch(self, ctx) -> StreamMismatch:
+    def _mismatch(self, now: int, wake: int) -> StreamMismatch:
         return StreamMismatch(
             f"surface stream {self.stream.folder} does not match this replay at market time "
-            f"{ctx.now} (wake {self.n_wakes}); rebuild it with calibration.cache=refresh")
+            f"{now} (wake {wake}); rebuild it with calibration.cache=refresh")
 
     def state_dict(self) -> dict:
         pub = self._published
         return {"scheme": self.scheme.state_dict(), "fallbacks": self.fallbacks,
                 "skipped": self.skipped, "n_wakes": self.n_wakes, "row": self._row,
+                "published_row": self._published_row,
                 "due": self._due, "last_quotes_ts": self._last_quotes_ts,
                 "pending": [(u, _built(s).to_state(), t, spot) for u, s, t, spot in self._pending],
                 "published": None if pub is None else (_built(pub[0]).to_state(), pub[1], pub[2]),
@@ -211,6 +220,7 @@ class CalibrationConsumer:
         self.scheme.load_state_dict(d["scheme"])
         self.fallbacks, self.skipped = d["fallbacks"], d["skipped"]
         self.n_wakes, self._row, self._due = d["n_wakes"], d["row"], d["due"]
+        self._published_row = d["published_row"]
         self._last_quotes_ts = d["last_quotes_ts"]
         self._pending = [(u, Surface.from_state(s), t, spot) for u, s, t, spot in d["pending"]]
         self.qualities = [FitQuality(**q) for q in d["qualities"]]
@@ -284,7 +294,7 @@ class CalibrationConsumer:
         if i >= len(s) or s.wake[i] > self.n_wakes:
             return None
         if s.wake[i] < self.n_wakes or s.ts[i] != ctx.now or s.n_events[i] != ctx.events:
-            raise self._mismatch(ctx)
+            raise self._mismatch(ctx.now, self.n_wakes)
         self._row += 1
         return s.output(i)
 
@@ -303,7 +313,7 @@ class CalibrationConsumer:
     def _compute(self, ctx) -> WakeOutput | None:
         """Score the published surface on the fresh quotes, then refit if the scheme says so."""
         snap = self.snapshot(ctx)
-        out = WakeOutput(ctx.now, ctx.events)
+        out = WakeOutput(ctx.now, ctx.events, ctx.cause)
         current = _built(self._published[0]) if self._published is not None else None
         if current is not None and self.scheme.last_fit_ns is not None:
             # out of sample: only quotes updated since the surface was fitted
@@ -368,3 +378,7 @@ class CalibrationConsumer:
 def _built(surface: Any) -> Surface:
     """A published surface, built if it is a replaying consumer's loader."""
     return surface if isinstance(surface, Surface) else surface()
+
+
+def _parts(block: Block) -> tuple:
+    return block.payload, block.table, block.i0, block.i1

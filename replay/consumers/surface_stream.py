@@ -12,7 +12,8 @@ A stream directory holds (all Parquet, zstd):
 
 ``wakes.parquet``, one row per wake that produced anything:
     ``wake`` (the consumer's wake ordinal, from 1), ``ts`` and ``n_events`` (the replay
-    position, checked on replay), the rows ``[f0, f1)`` of ``fits`` and ``[q0, q1)`` of
+    position, checked on replay), ``cause_stream`` and ``cause_seq`` (the last market event
+    folded at the wake: the journal cause of what it emitted), the rows ``[f0, f1)`` of ``fits`` and ``[q0, q1)`` of
     ``quotes`` it journaled, its fit quality (``q_*``, null without a fit), its out-of-sample
     score (``oos_sq_sum``, ``oos_n``, null when not scored), and what it published:
     ``surface_wake`` (the wake whose fitted surface is published, -1 for none), ``spot`` (the
@@ -29,7 +30,6 @@ A stream directory holds (all Parquet, zstd):
 
 from __future__ import annotations
 
-import bisect
 import json
 import math
 from collections.abc import Callable
@@ -47,6 +47,7 @@ from calibration.quality import FitQuality, OOSError
 from calibration.surface import PARAMS, SmileSlice, Surface
 from replay.engine.journal import KINDS, columns_of, payload_bytes
 from replay.errors import StoreError
+from replay.store.row_groups import RowGroups
 
 FIT_FIELDS = tuple(f for f, _ in KINDS["surface_fit"].fields)
 QUOTE_FIELDS = tuple(f for f, _ in KINDS["calibration_quotes"].fields)
@@ -68,6 +69,7 @@ class WakeOutput:
 
     ts: int
     n_events: int
+    cause: tuple[int, int] = (-1, -1)
     fits: dict[str, Any] | Block | None = None
     quotes: dict[str, Any] | Block | None = None
     quality: FitQuality | None = None
@@ -140,7 +142,8 @@ class StreamRecorder:
         if out.good:
             self._good = (out.fitted, wake)
         q = asdict(out.quality) if out.quality is not None else dict.fromkeys(QUALITY_FIELDS)
-        for k, v in (("wake", wake), ("ts", out.ts), ("n_events", out.n_events), ("f0", f0),
+        for k, v in (("wake", wake), ("ts", out.ts), ("n_events", out.n_events),
+                     ("cause_stream", out.cause[0]), ("cause_seq", out.cause[1]), ("f0", f0),
                      ("f1", self.n_fits), ("q0", q0), ("q1", self.n_quotes),
                      *((f"q_{f}", q[f]) for f in QUALITY_FIELDS),
                      ("oos_sq_sum", None if out.oos is None else out.oos.sq_sum),
@@ -170,7 +173,8 @@ class StreamRecorder:
         quote_types = dict(KINDS["calibration_quotes"].fields)
         return {
             "wakes": pa.schema(
-                [(c, pa.int64()) for c in ("wake", "ts", "n_events", "f0", "f1", "q0", "q1")]
+                [(c, pa.int64()) for c in ("wake", "ts", "n_events", "cause_stream",
+                                           "cause_seq", "f0", "f1", "q0", "q1")]
                 + [(f"q_{f}", pa.int64() if f in _INT_QUALITY else pa.float64())
                    for f in QUALITY_FIELDS]
                 + [("oos_sq_sum", pa.float64()), ("oos_n", pa.int64()),
@@ -249,12 +253,17 @@ class StreamReader:
             c for c in StreamRecorder.schemas()["wakes"].names
             if c not in ("fits_payload", "quotes_payload", "violations")])
         col = {c: w[c].to_numpy(zero_copy_only=False) for c in (
-            "wake", "ts", "n_events", "f0", "f1", "q0", "q1", "surface_wake", "spot",
-            "usable_ts", "fell_back")}
+            "wake", "ts", "n_events", "cause_stream", "cause_seq", "f0", "f1", "q0", "q1",
+            "surface_wake", "spot", "usable_ts", "fell_back")}
         self.wake, self.ts, self.n_events = col["wake"], col["ts"], col["n_events"]
         self.f0, self.f1, self.q0, self.q1 = col["f0"], col["f1"], col["q0"], col["q1"]
         self.surface_wake, self.spot = col["surface_wake"], col["spot"]
         self.usable_ts, self.fell_back = col["usable_ts"], col["fell_back"]
+        self.cause_stream, self.cause_seq = col["cause_stream"], col["cause_seq"]
+        # the rows that publish a surface, and when it becomes usable (nondecreasing: the
+        # latency is one constant)
+        self.publishing = np.flatnonzero(self.surface_wake >= 0)
+        self.publish_usable = self.usable_ts[self.publishing]
         self.has_quality = w["q_n_quotes"].is_valid().to_numpy(zero_copy_only=False)
         self.has_oos = w["oos_n"].is_valid().to_numpy(zero_copy_only=False)
         self.oos_sq = w["oos_sq_sum"].fill_null(0.0).to_numpy()
@@ -273,10 +282,10 @@ class StreamReader:
                          for f in QUALITY_FIELDS}
         # the bulky parts (payload bytes, fit and quote rows) are read a row group at a time
         # as the replay walks forward, so a day's stream is never in memory at once
-        self._extra = _RowGroups(folder / "wakes.parquet",
+        self._extra = RowGroups(folder / "wakes.parquet",
                                  ["fits_payload", "quotes_payload", "violations"])
-        self._fits = _RowGroups(folder / "fits.parquet")
-        self._quotes = _RowGroups(folder / "quotes.parquet")
+        self._fits = RowGroups(folder / "fits.parquet")
+        self._quotes = RowGroups(folder / "quotes.parquet")
         self._surface: tuple[int, Surface] | None = None
 
     def __len__(self) -> int:
@@ -346,51 +355,6 @@ class StreamReader:
         fitted = (self.f1 > self.f0)[:n]
         skipped = int(np.sum(fitted & ~self.has_quality[:n]))
         return qs, oos, int(np.sum(self.fell_back[:n] & self.has_quality[:n])), skipped
-
-
-class _RowGroups:
-    """A Parquet file read one row group at a time, the last ``keep`` of them held: rows are
-    addressed by their index in the whole file."""
-
-    def __init__(self, path: Path, columns: list[str] | None = None, keep: int = 2):
-        self.file = pq.ParquetFile(path)
-        self.columns, self.keep = columns, keep
-        sizes = [self.file.metadata.row_group(g).num_rows
-                 for g in range(self.file.num_row_groups)]
-        self.start = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64))).tolist()
-        self._held: dict[int, pa.Table] = {}
-        self._lists: dict[tuple[int, str], list] = {}
-        self._last = (0, 0, -1)  # (first row, end row, group) of the group last located
-
-    def _locate(self, row: int) -> tuple[int, pa.Table, int]:
-        """The group holding ``row``, its table and the row's index in it; the replay walks
-        forward, so the group last asked for nearly always holds it."""
-        lo, hi, g = self._last
-        if not lo <= row < hi:
-            g = bisect.bisect_right(self.start, row) - 1
-            lo, hi = self.start[g], self.start[g + 1]
-            self._last = (lo, hi, g)
-        table = self._held.get(g)
-        if table is None:
-            table = self._held[g] = self.file.read_row_group(g, columns=self.columns)
-            while len(self._held) > self.keep:
-                old = next(iter(self._held))
-                del self._held[old]
-                self._lists = {k: v for k, v in self._lists.items() if k[0] != old}
-        return g, table, row - lo
-
-    def locate(self, row: int) -> tuple[pa.Table, int]:
-        """The row group holding ``row`` and the row's index in it."""
-        _, table, j = self._locate(row)
-        return table, j
-
-    def value(self, row: int, column: str):
-        """One cell as a Python object (each held group's column converted once)."""
-        g, table, j = self._locate(row)
-        values = self._lists.get((g, column))
-        if values is None:
-            values = self._lists[g, column] = table.column(column).to_pylist()
-        return values[j]
 
 
 def _payload(kind: str, cols: dict | None) -> bytes | None:

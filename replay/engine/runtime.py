@@ -10,10 +10,12 @@ A consumer is a plain Python object:
   condition (``None``: never again);
 * ``state_dict() -> dict`` / ``load_state_dict(d)``: everything it needs to resume.
 
-A consumer that, for a run, only ever sets deadlines may say so with ``deadline_only = True``
-and define ``on_deadline(ctx) -> int | None`` (its next deadline, or None): the engine then
-wakes it without building a :class:`WakeCondition` per wake.  The calibration consumer does
-this when it replays a recorded surface stream, which makes a wake a few microseconds.
+A consumer whose wakes and journal events are all known in advance (the calibration
+consumer replaying a recorded surface stream) may say so with ``recorded = True`` and define
+``catch_up(rt, until, inclusive) -> int``.  The engine then never wakes it: before every other
+action (a wake, an order arrival, a snapshot, the end) it asks it to journal its recorded
+wakes that come first, by the same order of timers as a live wake at a deadline, so the journal
+is the one a live run writes.  A day of 1 s calibration wakes then costs no engine stops.
 
 ``ctx`` (:class:`Context`) is valid during the call only.  It offers the market as of
 ``ctx.now`` (:class:`replay.engine.state.MarketView`), the instruments, the positions (the venue's), the
@@ -97,6 +99,11 @@ class Context:
     def events(self) -> int:
         """Market events folded so far (the replay position of this wake)."""
         return self._rt.state.n_events
+
+    @property
+    def cause(self) -> tuple[int, int]:
+        """The journal cause of what this wake emits: (stream, seq) of the last folded event."""
+        return self._rt.state.cause()
 
     @property
     def printed(self) -> int | None:
@@ -183,7 +190,9 @@ class VenueContext:
         self._rt.set_wake(consumer, cond, self.now)
 
 
-_ARRIVAL, _DEADLINE, _SNAPSHOT = 0, 1, 2
+# the order of actions at one instant: corridor and count wakes (and event-count snapshots) at
+# the event that met them, then timers (arrivals, deadlines, snapshot), then the end of data
+_CONDITION, _ARRIVAL, _DEADLINE, _SNAPSHOT, _END = -1, 0, 1, 2, 3
 
 
 class Runtime:
@@ -209,25 +218,26 @@ class Runtime:
         self.next_snap_events = snapshot_every_events
         self.next_snap_ts: int | None = None
         self.snapshotter = snapshotter
-        self._on_deadline = [cons.on_deadline if getattr(cons, "deadline_only", False) else None
-                             for cons in consumers]
+        self._recorded = [(c, cons) for c, cons in enumerate(consumers)
+                          if getattr(cons, "recorded", False)]
         self._wake_rows: dict[tuple[str, str], tuple] = {}  # (kind, rows, payload)
 
     # -- actions ------------------------------------------------------------------------
     def journal_event(self, kind: str, ts: int, source: str, fields: dict) -> int:
         return self.journal.append(kind, ts, self.state.cause(), source, fields)
 
-    def journal_wake(self, now: int, consumer: str, reason: str) -> int:
+    def journal_wake(self, now: int, consumer: str, reason: str,
+                     cause: tuple[int, int] | None = None) -> int:
         """The ``wake`` event of a wake-up that acted (its rows and payload bytes checked and
-        computed once per consumer and reason)."""
+        computed once per consumer and reason); ``cause``: a recorded wake's, else now's."""
         done = self._wake_rows.get((consumer, reason))
         if done is None:
             k = KINDS["wake"]
             cols = columns_of(k, {"consumer": consumer, "reason": reason})[1]
             done = self._wake_rows[(consumer, reason)] = (k, cols, payload_bytes(k, cols))
         k, cols, payload = done
-        return self.journal.append_columns(k, now, self.state.cause(), "engine", 1, cols,
-                                           payload)
+        return self.journal.append_columns(k, now, cause or self.state.cause(), "engine", 1,
+                                           cols, payload)
 
     def submit_order(self, consumer: str, now: int, iid: int, qty: float, limit: float,
                      latency_ns: int) -> int:
@@ -262,16 +272,18 @@ class Runtime:
             ctx = Context(self, cons.name, now, "start")
             self.wakes.set(c, cons.on_start(ctx), now)
 
+    def catch_up(self, t: int, cls: int, ident: int = 0) -> None:
+        """Let the recorded consumers journal what they did before the action ``(t, cls,
+        ident)`` (a deadline of theirs at ``t`` comes first when ``(_DEADLINE, their index) <
+        (cls, ident)``)."""
+        for c, cons in self._recorded:
+            self.n_wakes += cons.catch_up(self, t, (_DEADLINE, c) < (cls, ident))
+
     def _wake(self, c: int, now: int, reason: str) -> None:
         cons = self.consumers[c]
         self.n_wakes += 1
-        fast = self._on_deadline[c]
-        if fast is not None and reason == "deadline":
-            d = fast(Context(self, cons.name, now, reason))
-            if d is not None and d <= now:
-                raise ValueError(f"{cons.name}: deadline {d} is not after now={now}")
-            self.wakes.deadline[c] = NO_DEADLINE if d is None else int(d)
-            return
+        if self._recorded:
+            self.catch_up(now, _DEADLINE if reason == "deadline" else _CONDITION, c)
         self.wakes.clear(c)
         cond = cons.on_wake(Context(self, cons.name, now, reason))
         self.wakes.set(c, cond, now)
@@ -313,13 +325,15 @@ class Runtime:
             t, cls, ident = item
             if cls == _ARRIVAL:
                 _, _, order = heapq.heappop(self.orders)
+                if self._recorded:
+                    self.catch_up(t, _ARRIVAL, ident)
                 if self.venue is not None:
                     self.venue.on_arrival(order, VenueContext(self, t))
             elif cls == _DEADLINE:
                 self._wake(ident, t, "deadline")
             else:
                 self.next_snap_ts = t + self.snap_every_ns
-                self.snapshot(t)
+                self.snapshot(t, _SNAPSHOT)
 
     def fire_conditions(self) -> None:
         """Wake, in consumer order, every consumer whose corridor or count the last folded
@@ -335,9 +349,11 @@ class Runtime:
         """Event-count snapshot when due (after the wakes of that event)."""
         if self.next_snap_events is not None and self.state.n_events >= self.next_snap_events:
             self.next_snap_events = self.state.n_events + self.snap_every_events
-            self.snapshot(self.state.now)
+            self.snapshot(self.state.now, _CONDITION)
 
-    def snapshot(self, now: int) -> None:
+    def snapshot(self, now: int, cls: int) -> None:
+        if self._recorded:
+            self.catch_up(now, cls)
         self.journal_event("snapshot", now, "engine", {"n_events": self.state.n_events})
         if self.snapshotter is not None:
             self.journal.flush()
@@ -350,6 +366,8 @@ class Runtime:
             self.fire_timers(bound, inclusive=True)
         # consumers that account for time (marks, attribution) close their last step here
         now = max(self.state.now, bound if bound is not None else self.state.now)
+        if self._recorded:  # without a bound, timers at the last event's instant never fire
+            self.catch_up(now, _END if bound is not None else _CONDITION)
         for cons in self.consumers:
             if hasattr(cons, "on_finish"):
                 cons.on_finish(Context(self, cons.name, now, "finish"))

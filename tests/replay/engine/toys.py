@@ -159,3 +159,49 @@ class TouchVenue(HeldPositions):
         px = vctx.market.ask[iid] if order.side > 0 else vctx.market.bid[iid]
         if math.isfinite(px):
             self.book(order, vctx, float(px), fee=order.qty * float(px) * self.fee_rate)
+
+
+class Replayed:
+    """The journal events of a live consumer, read back from that run's journal and spliced
+    into another run as a recorded consumer (``recorded = True``: never woken, it journals its
+    wakes when the engine asks it to catch up)."""
+
+    recorded = True
+
+    def __init__(self, name: str, journal_path, kind: str = "mark"):
+        import duckdb
+
+        from replay.engine.journal import KINDS
+
+        k = KINDS[kind]
+        fields = [f for f, _ in k.fields]
+        with duckdb.connect(str(journal_path), read_only=True) as con:
+            # each event of the consumer with the wake event before it
+            self.rows = con.sql(
+                f"SELECT j.ts, j.cause_stream, j.cause_seq, {', '.join('p.' + f for f in fields)} "
+                f"FROM journal j JOIN {k.table} p USING (seq) WHERE j.source = $s ORDER BY j.seq",
+                params={"s": name}).fetchall()
+        self.name, self.kind, self.fields, self.row = name, kind, fields, 0
+
+    def on_start(self, ctx: Context) -> None:
+        return None
+
+    def on_wake(self, ctx: Context) -> None:
+        raise AssertionError("a recorded consumer is never woken")
+
+    def catch_up(self, rt, until: int, inclusive: bool) -> int:
+        n = 0
+        while self.row < len(self.rows):
+            ts, cs, cq, *vals = self.rows[self.row]
+            if ts > until or (ts == until and not inclusive):
+                break
+            rt.journal_wake(ts, self.name, "deadline", (cs, cq))
+            rt.journal.append(self.kind, ts, (cs, cq), self.name, dict(zip(self.fields, vals)))
+            self.row, n = self.row + 1, n + 1
+        return n
+
+    def state_dict(self) -> dict:
+        return {"row": self.row}
+
+    def load_state_dict(self, d: dict) -> None:
+        self.row = d["row"]
