@@ -30,7 +30,6 @@ publish the same surfaces, so a run's journal hash does not depend on the source
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, replace
 from functools import partial
 from typing import Any
@@ -338,7 +337,7 @@ class CalibrationConsumer:
         fitted = r.fitted
         if fitted is None:
             out.fits = dict(model=[self.scheme.config.model], expiry=[0], t=[np.nan],
-                            forward=[np.nan], params=["{}"], n_quotes=[0], rmse_vol_pts=[np.nan],
+                            forward=[np.nan], params=[[]], n_quotes=[0], rmse_vol_pts=[np.nan],
                             inside_spread_pct=[np.nan], fit_ms=[r.fit_ms], arb_violations=[0],
                             published=[False], reason=[r.reason or "no fit"])
             return
@@ -348,8 +347,7 @@ class CalibrationConsumer:
         out.fits = dict(
             model=[s.model for s in fitted.slices], expiry=[s.expiry_ns for s in fitted.slices],
             t=[s.t for s in fitted.slices], forward=[s.forward for s in fitted.slices],
-            params=[json.dumps([float(x) for x in param_values(s.params)])
-                    for s in fitted.slices],
+            params=[[float(x) for x in param_values(s.params)] for s in fitted.slices],
             n_quotes=[nq.get(s.expiry_ns, 0) for s in fitted.slices],
             rmse_vol_pts=[q.rmse_vol_pts] * n, inside_spread_pct=[q.inside_spread_pct] * n,
             fit_ms=[r.fit_ms] * n, arb_violations=[len(r.violations)] * n,

@@ -20,8 +20,7 @@ A stream directory holds (all Parquet, zstd):
     underlying mid at the fit), ``usable_ts`` (fit time plus ``calibration.latency``), and
     ``violations`` (JSON: the arbitrage violations of this wake's fitted surface).
 ``fits.parquet``, one row per expiry of a fit:
-    ``wake``, ``ts``, ``usable_ts``, the journal's ``surface_fit`` fields (``params`` is the
-    JSON of the floats, which round-trips them exactly) and the ``k`` range (``k_lo``,
+    ``wake``, ``ts``, ``usable_ts``, the journal's ``surface_fit`` fields and the ``k`` range (``k_lo``,
     ``k_hi``) that, with them, rebuilds the slice.
 ``quotes.parquet``:
     ``wake`` and the journal's ``calibration_quotes`` fields (as sampled by
@@ -45,7 +44,7 @@ import pyarrow.parquet as pq
 from calibration.arbitrage import Violation
 from calibration.quality import FitQuality, OOSError
 from calibration.surface import PARAMS, SmileSlice, Surface
-from replay.engine.journal import KINDS, columns_of, payload_bytes
+from replay.engine.journal import KINDS, TYPES, columns_of, payload_bytes
 from replay.errors import StoreError
 from replay.store.row_groups import RowGroups
 
@@ -168,7 +167,6 @@ class StreamRecorder:
 
     @staticmethod
     def schemas() -> dict[str, pa.Schema]:
-        typ = {"int": pa.int64(), "float": pa.float64(), "str": pa.string(), "bool": pa.bool_()}
         fit_types = dict(KINDS["surface_fit"].fields)
         quote_types = dict(KINDS["calibration_quotes"].fields)
         return {
@@ -183,10 +181,10 @@ class StreamRecorder:
                    ("violations", pa.string()), ("fits_payload", pa.binary()),
                    ("quotes_payload", pa.binary())]),
             "fits": pa.schema([("wake", pa.int64()), ("ts", pa.int64()), ("usable_ts", pa.int64())]
-                              + [(f, typ[fit_types[f]]) for f in FIT_FIELDS]
+                              + [(f, TYPES[fit_types[f]][1]) for f in FIT_FIELDS]
                               + [("k_lo", pa.float64()), ("k_hi", pa.float64())]),
             "quotes": pa.schema([("wake", pa.int64())]
-                                + [(f, typ[quote_types[f]]) for f in QUOTE_FIELDS]),
+                                + [(f, TYPES[quote_types[f]][1]) for f in QUOTE_FIELDS]),
         }
 
     def _flush(self) -> None:
@@ -338,7 +336,7 @@ class StreamReader:
         t, j0 = self._fits.locate(r.f0)
         rows = t.slice(j0, r.f1 - r.f0).select(
             ["model", "params", "expiry", "t", "forward", "k_lo", "k_hi"]).to_pylist()
-        slices = [SmileSlice(r["model"], PARAMS[r["model"]](*json.loads(r["params"])),
+        slices = [SmileSlice(r["model"], PARAMS[r["model"]](*r["params"]),
                              r["expiry"], r["t"], r["forward"], r["k_lo"], r["k_hi"])
                   for r in rows]
         surf = Surface(slices, r.ts, [

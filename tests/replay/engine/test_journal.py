@@ -14,6 +14,8 @@ from replay.engine.journal import (
     EventKind,
     Journal,
     canonical_bytes,
+    columns_of,
+    payload_bytes,
     recompute_hash,
     register_kind,
 )
@@ -54,9 +56,9 @@ def _write(j: Journal) -> None:
 
 def test_running_hash_chain_flush_independence_and_audit(tmp_path):
     hashes, tables = [], []
-    for flush_rows in (1, 7, 10_000):
+    for flush_rows, commit_rows in ((1, 1), (7, 20), (10_000, 1 << 20)):
         path = tmp_path / f"j{flush_rows}.duckdb"
-        j = Journal(path, flush_rows=flush_rows)
+        j = Journal(path, flush_rows=flush_rows, commit_rows=commit_rows)
         _write(j)
         j.close()
         hashes.append(j.hash_hex)
@@ -108,3 +110,52 @@ def test_kinds_declared_later_get_their_table(tmp_path):
     j.close()
     assert recompute_hash(tmp_path / "j.duckdb") == j.hash_hex
     KINDS.pop("test_late_kind")
+
+
+def test_a_float_list_field_is_a_column_or_a_broadcast_row(tmp_path):
+    """``floats`` fields (a fit's parameters): a list of lists is one list per row, a flat list
+    one row's list repeated; lists of different lengths hash apart and round-trip."""
+    kind = register_kind(EventKind("test_floats", "test_floats",
+                                   (("name", "str"), ("xs", "floats"))))
+    assert columns_of(kind, {"name": ["a", "b"], "xs": [[1.0, 2.0], []]}) == \
+        (2, {"name": ["a", "b"], "xs": [[1.0, 2.0], []]})
+    assert columns_of(kind, {"name": ["a", "b"], "xs": [1.0, 2.0]}) == \
+        (2, {"name": ["a", "b"], "xs": [[1.0, 2.0], [1.0, 2.0]]})
+    split = {"name": ["a", "a"], "xs": [[1.0], [2.0]]}
+    assert payload_bytes(kind, split) != payload_bytes(kind, {**split, "xs": [[1.0, 2.0], []]})
+    j = Journal(tmp_path / "j.duckdb")
+    j.append("test_floats", 5, (-1, -1), "t", {"name": ["a", "b"], "xs": [[1.0, math.nan], []]})
+    j.close()
+    assert recompute_hash(tmp_path / "j.duckdb") == j.hash_hex
+
+
+def test_rows_are_durable_at_each_commit_and_flush(tmp_path):
+    """Rows go to the database every ``flush_rows`` and commit every ``commit_rows`` (and at
+    every flush): a process that dies between commits leaves the journal as of the last one,
+    which is all a resume from a snapshot (taken right after a flush) reads."""
+    path = tmp_path / "j.duckdb"
+    # a mark is two rows (its journal row and its payload row): a write every 2 marks, a
+    # commit every 3 writes
+    j = Journal(path, flush_rows=4, commit_rows=12)
+
+    def mark(i: int) -> None:
+        j.append("mark", i, (2, i), "a", {"instrument_id": 0, "price": 1.0, "value": 2.0})
+
+    def stored() -> int:
+        with duckdb.connect(str(path), read_only=True) as con:
+            return con.sql("SELECT count(*) FROM marks").fetchall()[0][0]
+
+    for i in range(5):  # two writes, no commit
+        mark(i)
+    j.con.close()  # the process dies: the open transaction is rolled back
+    assert stored() == 0
+    j = Journal(path, flush_rows=4, commit_rows=12)
+    for i in range(7):  # the third write commits 6 marks
+        mark(i)
+    j.con.close()
+    assert stored() == 6
+    j = Journal(path, flush_rows=4, commit_rows=12)
+    mark(0)
+    j.flush()
+    j.con.close()
+    assert stored() == 7
