@@ -45,8 +45,8 @@ from __future__ import annotations
 
 import math
 
-from replay.engine.journal import EventKind, register_kind
 from replay.errors import ConfigError
+from replay.model.events import EventKind, register_kind
 
 #: One hedging decision (every wake of a hedging strategy).  Deltas in underlying units (BTC):
 #: ``book_delta`` of the options held, ``target_delta`` the hedge that would offset it fully

@@ -34,8 +34,8 @@ import numpy as np
 from calibration.pricing.black import greeks
 from calibration.pricing.forwards import time_to_expiry
 from calibration.pricing.iv import implied_vol
-from replay.engine.journal import EventKind, register_kind
 from replay.engine.wake import WakeCondition
+from replay.model.events import EventKind, register_kind
 from replay.units import NS
 
 YEAR_NS = 365.0 * 86400 * NS

@@ -44,8 +44,8 @@ import pyarrow.parquet as pq
 from calibration.arbitrage import Violation
 from calibration.quality import FitQuality, OOSError
 from calibration.surface import PARAMS, SmileSlice, Surface
-from replay.engine.journal import KINDS, TYPES, columns_of, payload_bytes
 from replay.errors import StoreError
+from replay.model.events import KINDS, TYPES, columns_of, payload_bytes
 from replay.store.row_groups import RowGroups
 
 FIT_FIELDS = tuple(f for f, _ in KINDS["surface_fit"].fields)
@@ -84,7 +84,7 @@ class WakeOutput:
 @dataclass(frozen=True)
 class Block:
     """Recorded journal payload rows ``[i0, i1)`` of ``table`` and their canonical bytes
-    (:func:`replay.engine.journal.payload_bytes`), appended without per-row Python."""
+    (:func:`replay.model.events.payload_bytes`), appended without per-row Python."""
 
     payload: bytes
     table: pa.Table

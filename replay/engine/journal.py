@@ -12,189 +12,31 @@ Layout of a run's ``journal.duckdb``
 A kind declares its table and typed fields (:class:`EventKind`); later modules add kinds with
 :func:`register_kind`.  Appends are buffered and flushed as Arrow batches.
 
-Canonical serialization and hash
---------------------------------
-Event bytes: ``seq, ts`` (int64 LE), ``cause_stream`` (int8), ``cause_seq`` (int64 LE), the
-kind name and the source (UTF-8, uint32 LE length prefix), the payload row count (uint32 LE),
-then each declared field in order as a column: ints int64 LE, floats IEEE-754 binary64 LE with
-every NaN written as the one quiet NaN ``0x7ff8000000000000``, bools one byte, strings
-length-prefixed UTF-8 (``0xffffffff`` for NULL), float lists (``floats``, e.g. a fit's
-parameters) a uint32 LE count then the floats as above.  The running hash is chained:
-``h_k = blake2b(h_{k-1} || bytes_k, digest_size=32)`` with ``h_0`` 32 zero bytes, so it can be
-saved in a snapshot and resumed.  :func:`recompute_hash` recomputes it from the stored tables.
+The kinds, their canonical bytes and the running hash are defined in
+:mod:`replay.model.events`; :func:`recompute_hash` recomputes the hash from the stored tables.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 
-TYPES = {"int": ("BIGINT", pa.int64()), "float": ("DOUBLE", pa.float64()),
-          "str": ("VARCHAR", pa.string()), "bool": ("BOOLEAN", pa.bool_()),
-          "floats": ("DOUBLE[]", pa.list_(pa.float64()))}
-_QNAN = np.frombuffer(struct.pack("<Q", 0x7FF8000000000000), "<f8")[0]
-_HEAD = struct.Struct("<qqbq")
-H0 = bytes(32)
-
-
-@dataclass(frozen=True)
-class EventKind:
-    """A derived-event kind: its name, payload table and typed fields (int, float, str, bool
-    or floats: a list of floats)."""
-
-    name: str
-    table: str
-    fields: tuple[tuple[str, str], ...]
-    #: fields stored but left out of the hash: wall-clock measurements (e.g. a fit's ``fit_ms``)
-    #: that differ between identical runs and would otherwise break determinism checks
-    unhashed: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if set(self.unhashed) - {f for f, _ in self.fields}:
-            raise ValueError(f"{self.name}: unhashed fields {self.unhashed} are not all fields")
-        for f, t in self.fields:
-            if t not in TYPES:
-                raise ValueError(f"{self.name}.{f}: type {t!r} not one of {sorted(TYPES)}")
-            if f in ("seq", "ts"):
-                raise ValueError(f"{self.name}: field name {f!r} is reserved")
-
-    def ddl(self) -> str:
-        cols = ", ".join(f"{f} {TYPES[t][0]}" for f, t in self.fields)
-        sep = ", " if cols else ""
-        return f"CREATE TABLE IF NOT EXISTS {self.table} (seq BIGINT, ts BIGINT{sep}{cols})"
-
-    def schema(self) -> pa.Schema:
-        return pa.schema([("seq", pa.int64()), ("ts", pa.int64())]
-                         + [(f, TYPES[t][1]) for f, t in self.fields])
-
-
-KINDS: dict[str, EventKind] = {}
-
-
-def register_kind(kind: EventKind) -> EventKind:
-    """Declare an event kind (idempotent for an identical declaration)."""
-    old = KINDS.get(kind.name)
-    if old is not None and old != kind:
-        raise ValueError(f"event kind {kind.name!r} already declared differently: {old}")
-    clash = [k for k in KINDS.values() if k.table == kind.table and k.name != kind.name]
-    if clash:
-        raise ValueError(f"table {kind.table!r} already belongs to kind {clash[0].name!r}")
-    KINDS[kind.name] = kind
-    return kind
-
-
-for _k in (
-    EventKind("wake", "wakes", (("consumer", "str"), ("reason", "str"))),
-    EventKind("order", "orders", (("order_id", "int"), ("instrument_id", "int"), ("qty", "float"),
-                                  ("limit_price", "float"), ("arrival_ts", "int"),
-                                  ("consumer", "str"))),
-    EventKind("fill", "fills", (("order_id", "int"), ("instrument_id", "int"), ("qty", "float"),
-                                ("price", "float"), ("fee", "float"), ("multiplier", "float"))),
-    EventKind("fee", "fees", (("instrument_id", "int"), ("amount", "float"), ("reason", "str"))),
-    EventKind("funding", "funding_payments", (("instrument_id", "int"), ("position", "float"),
-                                              ("rate", "float"), ("amount", "float"),
-                                              ("usd_per_coin", "float"))),
-    EventKind("mark", "marks", (("instrument_id", "int"), ("price", "float"),
-                                ("value", "float"))),
-    # one row per expiry of a fit; the fit-level figures repeat on each row
-    EventKind("surface_fit", "surface_fits", (
-        ("model", "str"), ("expiry", "int"), ("t", "float"), ("forward", "float"),
-        ("params", "floats"), ("n_quotes", "int"), ("rmse_vol_pts", "float"),
-        ("inside_spread_pct", "float"), ("fit_ms", "float"), ("arb_violations", "int"),
-        ("published", "bool"), ("reason", "str")), unhashed=("fit_ms",)),
-    EventKind("calibration_quotes", "calibration_quotes",
-              (("instrument", "str"), ("expiry", "int"), ("strike", "float"),
-               ("forward", "float"), ("bid_iv", "float"), ("ask_iv", "float"),
-               ("mid_iv", "float"), ("fit_iv", "float"), ("venue_mark_iv", "float"))),
-    EventKind("pnl", "pnl", (("total_usd", "float"), ("total_coin", "float"),
-                             ("options_usd", "float"), ("hedge_usd", "float"),
-                             ("fees_usd", "float"), ("funding_usd", "float"))),
-    EventKind("snapshot", "snapshots", (("n_events", "int"),)),
-):
-    register_kind(_k)
-
-
-def _canon_floats(vals) -> bytes:
-    a = np.array(vals, dtype="<f8")
-    a[np.isnan(a)] = _QNAN
-    return a.tobytes()
-
-
-def _canon_column(vals: list | np.ndarray, typ: str) -> bytes:
-    if typ == "int":
-        return np.asarray(vals, dtype="<i8").tobytes()
-    if typ == "float":
-        return _canon_floats(vals)
-    if typ == "floats":
-        return b"".join(struct.pack("<I", len(x)) + _canon_floats(x) for x in vals)
-    if typ == "bool":
-        return bytes(2 if x is None else int(bool(x)) for x in vals)
-    out = bytearray()
-    for x in vals:
-        if x is None:
-            out += b"\xff\xff\xff\xff"
-        else:
-            b = str(x).encode()
-            out += struct.pack("<I", len(b)) + b
-    return bytes(out)
-
-
-def _lp(s: str) -> bytes:
-    b = s.encode()
-    return struct.pack("<I", len(b)) + b
-
-
-def columns_of(kind: EventKind, rows: Mapping[str, object]) -> tuple[int, dict[str, list]]:
-    """An event's payload as ``(row count, {field: list})``: each declared field maps to a
-    scalar (broadcast) or to equal-length sequences; for a ``floats`` field the scalar is one
-    list of floats and the sequence a list of them."""
-    missing = [f for f, _ in kind.fields if f not in rows]
-    extra = sorted(set(rows) - {f for f, _ in kind.fields})
-    if missing or extra:
-        raise ValueError(f"{kind.name}: missing fields {missing}, unknown fields {extra}")
-    seqs = {f: rows[f] for f, t in kind.fields if _is_column(rows[f], t)}
-    n = len(next(iter(seqs.values()))) if seqs else 1
-    if any(len(c) != n for c in seqs.values()):
-        raise ValueError(f"{kind.name}: payload columns differ in length")
-    # float lists stay lists of lists: their lengths may differ
-    return n, {f: ((list(map(list, rows[f])) if t == "floats" else np.asarray(rows[f]).tolist())
-                   if f in seqs else [list(rows[f]) if t == "floats" else rows[f]] * n)
-               for f, t in kind.fields}
-
-
-def _is_column(value: object, typ: str) -> bool:
-    """Whether a payload field's value holds one entry per row (else it is broadcast)."""
-    if not isinstance(value, (list, tuple, np.ndarray)):
-        return False
-    if typ != "floats":
-        return True
-    return (np.ndim(value) == 2 if isinstance(value, np.ndarray)
-            else len(value) > 0 and isinstance(value[0], (list, tuple, np.ndarray)))
-
-
-def payload_bytes(kind: EventKind, cols: Mapping[str, list]) -> bytes:
-    """The payload part of an event's canonical bytes: row count, then the hashed columns."""
-    n = len(next(iter(cols.values()))) if cols else 1
-    return struct.pack("<I", n) + b"".join(
-        _canon_column(cols[f], t) for f, t in kind.fields if f not in kind.unhashed)
-
-
-def canonical_bytes(seq: int, ts: int, kind: EventKind, cause_stream: int, cause_seq: int,
-                    source: str, cols: Mapping[str, list]) -> bytes:
-    return (_HEAD.pack(seq, ts, cause_stream, cause_seq) + _lp(kind.name) + _lp(source)
-            + payload_bytes(kind, cols))
-
-
-def chain(h: bytes, data: bytes) -> bytes:
-    return hashlib.blake2b(h + data, digest_size=32).digest()
+from replay.model.events import (
+    H0,
+    HEAD,
+    KINDS,
+    EventKind,
+    canonical_bytes,
+    chain,
+    columns_of,
+    length_prefixed,
+    payload_bytes,
+)
 
 
 class Journal:
@@ -288,8 +130,8 @@ class Journal:
         cs, cq = int(cause[0]), int(cause[1])
         prefix = self._prefixes.get((k.name, source))
         if prefix is None:
-            prefix = self._prefixes[(k.name, source)] = _lp(k.name) + _lp(source)
-        self.hash = chain(self.hash, _HEAD.pack(seq, ts, cs, cq) + prefix + payload)
+            prefix = self._prefixes[(k.name, source)] = length_prefixed(k.name) + length_prefixed(source)
+        self.hash = chain(self.hash, HEAD.pack(seq, ts, cs, cq) + prefix + payload)
         self._main.append((seq, ts, k.name, cs, cq, source))
         return seq
 

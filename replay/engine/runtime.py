@@ -51,13 +51,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from replay.engine.journal import KINDS, Journal, columns_of, payload_bytes
+from replay.engine.journal import Journal
 from replay.engine.state import Instruments, MarketState, MarketView
 from replay.engine.wake import (
     NO_DEADLINE,
     WakeCondition,
     WakeTable,
 )
+from replay.model.events import KINDS, columns_of, payload_bytes
 from replay.model.orders import Order
 
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from replay.engine.journal import EventKind, register_kind
 from replay.engine.wake import WakeCondition
+from replay.model.events import EventKind, register_kind
 from replay.units import NS
 from replay.venue.funding import funding_payment
 

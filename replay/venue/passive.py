@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
-from replay.engine.journal import EventKind, register_kind
 from replay.engine.wake import WakeCondition
+from replay.model.events import EventKind, register_kind
 from replay.model.orders import Fill, Order
 from replay.venue.fills import BookView, QueueModel, RestingOrder, TradePrint
 

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from replay.engine.journal import EventKind, register_kind
 from replay.model.config import VenueConfig, check_choice
+from replay.model.events import EventKind, register_kind
 from replay.model.orders import Fill, InstrumentSpec
 from replay.units import NS
 from replay.venue.accounting import Portfolio

@@ -43,7 +43,7 @@ from replay.errors import ConfigError
 MODES = ("auto", "off", "refresh")
 #: modules whose source decides the stream a config produces
 _CODE = ("calibration", "replay/consumers/calibration.py", "replay/consumers/surface_stream.py",
-         "replay/engine", "replay/store", "replay/model/schema.py")
+         "replay/engine", "replay/store", "replay/model/schema.py", "replay/model/events.py")
 _VERSIONED = ("numpy", "scipy", "numba", "duckdb", "pyarrow")
 
 

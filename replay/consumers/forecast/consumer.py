@@ -26,9 +26,9 @@ from replay.consumers.forecast.forecasters import (
     ForecastConfig,
     batch_forecasts,
 )
-from replay.engine.journal import EventKind, register_kind
 from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
+from replay.model.events import EventKind, register_kind
 from replay.units import NS
 
 VOL_FORECAST = register_kind(EventKind("vol_forecast", "vol_forecasts", (

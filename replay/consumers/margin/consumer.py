@@ -42,9 +42,9 @@ from replay.consumers.margin.portfolio import (
 )
 from replay.consumers.margin.standard import StandardParams, standard_margin
 from replay.consumers.marker import coin_usd, mark_price
-from replay.engine.journal import EventKind, register_kind
 from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
+from replay.model.events import EventKind, register_kind
 from replay.units import NS
 
 MODELS = ("standard", "portfolio")

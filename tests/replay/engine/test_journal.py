@@ -8,15 +8,14 @@ import duckdb
 import numpy as np
 import pytest
 
-from replay.engine.journal import (
+from replay.engine.journal import Journal, recompute_hash
+from replay.model.events import (
     H0,
     KINDS,
     EventKind,
-    Journal,
     canonical_bytes,
     columns_of,
     payload_bytes,
-    recompute_hash,
     register_kind,
 )
 

@@ -171,7 +171,7 @@ class Replayed:
     def __init__(self, name: str, journal_path, kind: str = "mark"):
         import duckdb
 
-        from replay.engine.journal import KINDS
+        from replay.model.events import KINDS
 
         k = KINDS[kind]
         fields = [f for f, _ in k.fields]
