@@ -17,6 +17,7 @@ from calibration.pricing.black import greeks as black_greeks
 from calibration.pricing.forwards import SECONDS_PER_YEAR
 from replay.model.config import check_choice
 from strategies.board import SurfaceBoard
+from strategies.greeks_kernel import book_sum
 from strategies.hedge import spot_of
 
 NS_PER_YEAR = SECONDS_PER_YEAR * 1e9
@@ -120,6 +121,10 @@ class BookLegs:
                       vanna=float(np.sum(q * b * g["vanna"])), volga=float(np.sum(q * g["volga"])),
                       value_usd=float(np.sum(q * g["price"])))
 
+    def delta(self, spot: float) -> float:
+        """The book's delta at ``spot`` (:meth:`delta_fn`; 0 without legs)."""
+        return float(self.delta_fn()(spot)) if len(self) else 0.0
+
     def delta_fn(self):
         """``D(S)``, vectorised over ``S`` (legs' forwards ``b_i S``; see the module docstring)."""
         return self._sum_fn("delta", 1)
@@ -129,6 +134,23 @@ class BookLegs:
         return self._sum_fn("gamma", 2)
 
     def _sum_fn(self, which: str, power: int):
+        q, k, t, v, c, b = self.qty, self.strike, self.t, self.vol, self.is_call, self.basis
+        pa, dv = self.premium_adjusted, self.dvol_dlnf
+        w = q * b ** power
+        if not pa:  # the compiled sum (the numpy path below is its reference twin)
+            args = [np.ascontiguousarray(x, dtype=np.float64) for x in (w, b, k, t, v)]
+            calls = np.ascontiguousarray(c, dtype=np.bool_)
+            dvol = np.empty(0) if dv is None else np.ascontiguousarray(dv, dtype=np.float64)
+
+            def compiled(s):
+                s_arr = np.asarray(s, dtype=np.float64)
+                out = book_sum(s_arr.reshape(-1), *args, calls, which == "gamma", dvol)
+                return float(out[0]) if s_arr.ndim == 0 else out.reshape(s_arr.shape)
+
+            return compiled
+        return self._numpy_sum_fn(which, power)
+
+    def _numpy_sum_fn(self, which: str, power: int):
         q, k, t, v, c, b = self.qty, self.strike, self.t, self.vol, self.is_call, self.basis
         pa, dv = self.premium_adjusted, self.dvol_dlnf
         w = q * b ** power

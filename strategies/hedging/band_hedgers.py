@@ -19,7 +19,7 @@ import numpy as np
 
 from replay.model.config import check_choice
 from strategies.base import require_positive
-from strategies.greeks import BookLegs, nan_to_num
+from strategies.greeks import BookLegs, delta_gamma, nan_to_num
 from strategies.hedging.bands import (
     whalley_wilmott_half_width,
     zakamouline_half_width,
@@ -31,8 +31,10 @@ from strategies.hedging.delta import Hedger, Width
 
 def gamma_weighted(legs: BookLegs, *xs: np.ndarray) -> tuple[float, ...]:
     """``sum |G_i| x_i / sum |G_i|`` of each ``x`` with ``G_i`` each leg's gamma contribution
-    at ``S`` (the legs' greeks evaluated once for all of them)."""
-    g = np.abs(nan_to_num(legs.per_unit()["gamma"]) * legs.qty * legs.basis ** 2)
+    at ``S`` (the legs' gammas evaluated once for all of them, by the lean Black-76 path)."""
+    b = legs.basis
+    gamma = delta_gamma(b * legs.spot, legs.strike, legs.t, legs.vol, legs.is_call, "gamma")
+    g = np.abs(nan_to_num(gamma) * legs.qty * b * b)
     tot = float(g.sum())
     return tuple(float(np.mean(x)) if tot <= 0 else float(np.sum(g * x) / tot) for x in xs)
 
@@ -113,9 +115,15 @@ class Zakamouline(UtilityBand):
 
     kind = "zakamouline"
 
+    _terms: tuple[BookLegs, tuple[float, float, float]] | None = None
+
     def _book_terms(self, legs: BookLegs) -> tuple[float, float, float]:
-        gamma = float(legs.gamma_fn()(legs.spot))
-        return (gamma, *gamma_weighted(legs, legs.t, legs.vol))
+        """Book gamma, gamma-weighted tau and vol (once per decision: the centre and the
+        band both ask for the same legs)."""
+        if self._terms is None or self._terms[0] is not legs:
+            gamma = float(legs.gamma_fn()(legs.spot))
+            self._terms = (legs, (gamma, *gamma_weighted(legs, legs.t, legs.vol)))
+        return self._terms[1]
 
     def center_legs(self, legs: BookLegs) -> BookLegs:
         if not len(legs):

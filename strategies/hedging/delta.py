@@ -228,8 +228,9 @@ class Hedger:
         if not len(legs) and held == 0.0:
             return WakeCondition(deadline=now + self.idle_wake_ns)
         center = self.center_legs(legs)
-        book_delta = legs.greeks().delta
-        target = -(book_delta if center is legs else center.greeks().delta)
+        # the deltas by the same function as the corridor's (only delta is needed here)
+        book_delta = legs.delta(spot)
+        target = -(book_delta if center is legs else center.delta(spot))
         width = self.band(ctx, legs)
         h_now = 0.0 if width is None else float(np.asarray(
             width(np.array([spot]))[0] if callable(width) else width))
