@@ -24,8 +24,10 @@ last fit whose quotes were (``0``: every fit).
 Source of the surfaces: a live consumer fits them (and, with a
 :class:`~replay.consumers.surface_stream.StreamRecorder` attached, records what each wake
 produced); one given a :class:`~replay.consumers.surface_stream.StreamReader` replays a
-recorded stream instead.  Both wake at the same instants, journal the same events and
-publish the same surfaces, so a run's journal hash does not depend on the source.
+recorded stream instead: on a time schedule as a *recorded* consumer that the engine never
+wakes but asks to catch up (:meth:`CalibrationConsumer.catch_up`), on a quote-count schedule
+by waking as the live one does.  Either way it journals the same events at the same places
+and publishes the same surfaces, so a run's journal hash does not depend on the source.
 """
 
 from __future__ import annotations

@@ -13,15 +13,16 @@ A stream directory holds (all Parquet, zstd):
 ``wakes.parquet``, one row per wake that produced anything:
     ``wake`` (the consumer's wake ordinal, from 1), ``ts`` and ``n_events`` (the replay
     position, checked on replay), ``cause_stream`` and ``cause_seq`` (the last market event
-    folded at the wake: the journal cause of what it emitted), the rows ``[f0, f1)`` of ``fits`` and ``[q0, q1)`` of
-    ``quotes`` it journaled, its fit quality (``q_*``, null without a fit), its out-of-sample
-    score (``oos_sq_sum``, ``oos_n``, null when not scored), and what it published:
+    folded at the wake: the journal cause of what it emitted), the rows ``[f0, f1)`` of
+    ``fits`` and ``[q0, q1)`` of ``quotes`` it journaled, its fit quality (``q_*``, null
+    without a fit), its out-of-sample score (``oos_sq_sum``, ``oos_n``, null when not
+    scored), and what it published:
     ``surface_wake`` (the wake whose fitted surface is published, -1 for none), ``spot`` (the
     underlying mid at the fit), ``usable_ts`` (fit time plus ``calibration.latency``), and
     ``violations`` (JSON: the arbitrage violations of this wake's fitted surface).
 ``fits.parquet``, one row per expiry of a fit:
-    ``wake``, ``ts``, ``usable_ts``, the journal's ``surface_fit`` fields and the ``k`` range (``k_lo``,
-    ``k_hi``) that, with them, rebuilds the slice.
+    ``wake``, ``ts``, ``usable_ts``, the journal's ``surface_fit`` fields and the ``k`` range
+    (``k_lo``, ``k_hi``) that, with them, rebuilds the slice.
 ``quotes.parquet``:
     ``wake`` and the journal's ``calibration_quotes`` fields (as sampled by
     ``calibration.quotes_every``).
