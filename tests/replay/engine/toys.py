@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 
+import duckdb
 import numpy as np
 
 from replay.engine.runtime import Context, VenueContext
 from replay.engine.wake import WakeCondition
+from replay.model.events import KINDS
 from replay.model.orders import Order
 
 
@@ -169,10 +171,6 @@ class Replayed:
     recorded = True
 
     def __init__(self, name: str, journal_path, kind: str = "mark"):
-        import duckdb
-
-        from replay.model.events import KINDS
-
         k = KINDS[kind]
         fields = [f for f, _ in k.fields]
         with duckdb.connect(str(journal_path), read_only=True) as con:
