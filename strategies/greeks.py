@@ -134,21 +134,23 @@ class BookLegs:
         return self._sum_fn("gamma", 2)
 
     def _sum_fn(self, which: str, power: int):
-        q, k, t, v, c, b = self.qty, self.strike, self.t, self.vol, self.is_call, self.basis
-        pa, dv = self.premium_adjusted, self.dvol_dlnf
-        w = q * b ** power
-        if not pa:  # the compiled sum (the numpy path below is its reference twin)
-            args = [np.ascontiguousarray(x, dtype=np.float64) for x in (w, b, k, t, v)]
-            calls = np.ascontiguousarray(c, dtype=np.bool_)
-            dvol = np.empty(0) if dv is None else np.ascontiguousarray(dv, dtype=np.float64)
+        """The compiled sum; premium-adjusted deltas (which need prices) take the numpy path,
+        :meth:`_numpy_sum_fn`, which is also the kernel's reference twin."""
+        if self.premium_adjusted:
+            return self._numpy_sum_fn(which, power)
+        b = self.basis
+        args = [np.ascontiguousarray(x, dtype=np.float64)
+                for x in (self.qty * b ** power, b, self.strike, self.t, self.vol)]
+        calls = np.ascontiguousarray(self.is_call, dtype=np.bool_)
+        dv = self.dvol_dlnf
+        dvol = np.empty(0) if dv is None else np.ascontiguousarray(dv, dtype=np.float64)
 
-            def compiled(s):
-                s_arr = np.asarray(s, dtype=np.float64)
-                out = book_sum(s_arr.reshape(-1), *args, calls, which == "gamma", dvol)
-                return float(out[0]) if s_arr.ndim == 0 else out.reshape(s_arr.shape)
+        def compiled(s):
+            s_arr = np.asarray(s, dtype=np.float64)
+            out = book_sum(s_arr.reshape(-1), *args, calls, which == "gamma", dvol)
+            return float(out[0]) if s_arr.ndim == 0 else out.reshape(s_arr.shape)
 
-            return compiled
-        return self._numpy_sum_fn(which, power)
+        return compiled
 
     def _numpy_sum_fn(self, which: str, power: int):
         q, k, t, v, c, b = self.qty, self.strike, self.t, self.vol, self.is_call, self.basis

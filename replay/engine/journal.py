@@ -9,11 +9,9 @@ Layout of a run's ``journal.duckdb``
 * one payload table per event kind, ``(seq, ts, <declared fields>)``.  An event has one payload
   row (``fills``) or several (``calibration_quotes``: one row per quote of a fit).
 
-A kind declares its table and typed fields (:class:`EventKind`); later modules add kinds with
-:func:`register_kind`.  Appends are buffered and flushed as Arrow batches.
-
-The kinds, their canonical bytes and the running hash are defined in
-:mod:`replay.model.events`; :func:`recompute_hash` recomputes the hash from the stored tables.
+The kinds (declared with :func:`replay.model.events.register_kind`), their canonical bytes and
+the running hash are defined in :mod:`replay.model.events`.  Appends are buffered and written
+as Arrow batches; :func:`recompute_hash` recomputes the hash from the stored tables.
 """
 
 from __future__ import annotations
@@ -130,7 +128,8 @@ class Journal:
         cs, cq = int(cause[0]), int(cause[1])
         prefix = self._prefixes.get((k.name, source))
         if prefix is None:
-            prefix = self._prefixes[(k.name, source)] = length_prefixed(k.name) + length_prefixed(source)
+            prefix = length_prefixed(k.name) + length_prefixed(source)
+            self._prefixes[(k.name, source)] = prefix
         self.hash = chain(self.hash, HEAD.pack(seq, ts, cs, cq) + prefix + payload)
         self._main.append((seq, ts, k.name, cs, cq, source))
         return seq

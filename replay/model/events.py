@@ -128,14 +128,7 @@ def _canon_column(vals: list | np.ndarray, typ: str) -> bytes:
         return b"".join(struct.pack("<I", len(x)) + _canon_floats(x) for x in vals)
     if typ == "bool":
         return bytes(2 if x is None else int(bool(x)) for x in vals)
-    out = bytearray()
-    for x in vals:
-        if x is None:
-            out += b"\xff\xff\xff\xff"
-        else:
-            b = str(x).encode()
-            out += struct.pack("<I", len(b)) + b
-    return bytes(out)
+    return b"".join(b"\xff\xff\xff\xff" if x is None else length_prefixed(str(x)) for x in vals)
 
 
 def length_prefixed(s: str) -> bytes:
@@ -181,8 +174,8 @@ def payload_bytes(kind: EventKind, cols: Mapping[str, list]) -> bytes:
 
 def canonical_bytes(seq: int, ts: int, kind: EventKind, cause_stream: int, cause_seq: int,
                     source: str, cols: Mapping[str, list]) -> bytes:
-    return (HEAD.pack(seq, ts, cause_stream, cause_seq) + length_prefixed(kind.name) + length_prefixed(source)
-            + payload_bytes(kind, cols))
+    return (HEAD.pack(seq, ts, cause_stream, cause_seq) + length_prefixed(kind.name)
+            + length_prefixed(source) + payload_bytes(kind, cols))
 
 
 def chain(h: bytes, data: bytes) -> bytes:

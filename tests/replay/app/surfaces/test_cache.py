@@ -1,7 +1,7 @@
 """The surface-stream cache end to end: a run that replays the cached stream has the journal
-hash (and surface dynamics) of a live run (svi, essvi, sabr; with and without calibration latency; quote-count and
-quality triggers; after a resume; from a Parquet store); a change of data or config is a miss;
-parallel jobs on a cold cache build once."""
+hash (and surface dynamics) of a live run (svi, essvi, sabr; with and without calibration
+latency; quote-count and quality triggers; after a resume; from a Parquet store); a change of
+data or config is a miss; parallel jobs on a cold cache build once."""
 
 from __future__ import annotations
 
