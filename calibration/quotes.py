@@ -33,6 +33,7 @@ from calibration.pricing.forwards import (
 )
 from calibration.pricing.inverse import coin_to_usd
 from calibration.pricing.iv import implied_vol
+from calibration.pricing.iv_memo import IVMemo
 
 #: Deribit BTC option minimum tick, BTC
 DERIBIT_MIN_TICK = 0.0001
@@ -122,7 +123,8 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
                    quote_ts: np.ndarray | None = None,
                    instrument: Sequence[str] | None = None, min_tick: float = DERIBIT_MIN_TICK,
                    min_t: float = MIN_T_YEARS, min_quotes: int = MIN_QUOTES,
-                   parity: bool = True) -> QuoteSnapshot:
+                   parity: bool = True, memo: IVMemo | None = None,
+                   row_id: np.ndarray | None = None) -> QuoteSnapshot:
     """Group option quotes (inverse premiums in coin, NaN for a missing side) into OTM slices.
 
     ``forward`` is per row (e.g. the venue's underlying price of the expiry, NaN if none); the
@@ -136,6 +138,12 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
     refreshed since the forward moved keeps its strike's vol (sticky strike) rather than
     being read at a forward it was never priced at, which would move its vol by about
     ``-(delta - p) dF / vega`` on an inverse option of coin premium ``p``.
+For the same reason a quote is inverted at the time to expiry of its own last update, when
+``quote_ts`` gives it: the vol it was quoted at, as a venue reports it with the quote.  Its
+inputs then stay fixed until it is updated, so with ``memo`` (an
+:class:`~calibration.pricing.iv_memo.IVMemo` kept by the caller across snapshots) only the
+quotes updated since the last snapshot are inverted; ``row_id`` gives each row a stable
+non-negative id (the instrument's) for the memo.  The result does not depend on the memo.
     The put-call parity forward is estimated too; ``calibration.pricing.forwards.choose_forward``
     picks the venue's where it exists and records the disagreement; ``parity=False`` skips
     the parity estimate where a venue forward exists (it is then only a diagnostic).
@@ -182,14 +190,26 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
     fw = np.concatenate([np.full(g[5].size, g[2]) for g in groups])
     own = fwd_row[rows]  # each quote's own forward (docstring)
     fw = np.where(np.isfinite(own) & (own > 0), own, fw)
-    tt = np.concatenate([np.full(g[5].size, g[1]) for g in groups])
+    if qts is None:
+        tt = np.concatenate([np.full(g[5].size, g[1]) for g in groups])
+    else:  # at each quote's own update time (docstring); a row never quoted has no price
+        qt = qts[rows]
+        tt = time_to_expiry(np.where((qt >= 0) & (qt <= ts_ns), qt, ts_ns), expiry_ns[rows])
     b_all, a_all = bid[rows], ask[rows]
     b_ok_all = np.isfinite(b_all) & (b_all > 0)
     a_ok_all = np.isfinite(a_all) & (a_all > 0)
     px = np.concatenate([np.where(b_ok_all, b_all, np.nan), np.where(a_ok_all, a_all, np.nan),
                          np.where(b_ok_all & a_ok_all, 0.5 * (b_all + a_all), np.nan)])
-    ivs = _implied_vols(coin_to_usd(px, np.tile(fw, 3)), np.tile(fw, 3), np.tile(strike[rows], 3),
-                        np.tile(tt, 3), np.tile(is_call[rows], 3)).reshape(3, rows.size)
+    args = (coin_to_usd(px, np.tile(fw, 3)), np.tile(fw, 3), np.tile(strike[rows], 3),
+            np.tile(tt, 3), np.tile(is_call[rows], 3))
+    if memo is None:
+        ivs = _implied_vols(*args)
+    else:
+        if row_id is None:
+            raise ValueError("build_snapshot: a memo needs row_id")
+        key = 3 * np.asarray(row_id, dtype=np.int64)[rows]
+        ivs = memo(np.concatenate((key, key + 1, key + 2)), *args, invert=_implied_vols)
+    ivs = ivs.reshape(3, rows.size)
     slices = []
     start = 0
     for e, t, f, src, bps, r in groups:

@@ -11,7 +11,9 @@ Refit policy (``SchemeConfig``):
 
 1. fit every expiry, shortest first, with the configured model and loss, warm-started from
    the previous parameters of that expiry when ``warm_start`` (cold otherwise), with Tikhonov
-   weight ``lam`` towards them.  eSSVI carries its calendar constraints itself; an SVI slice
+   weight ``lam`` towards them.  An expiry whose fit inputs are bit-identical to those of its
+   last fit (no quote of it updated since, :func:`fit_inputs_digest`) is *carried over*:
+   its last fitted slice is kept as it was, not refitted.  eSSVI carries its calendar constraints itself; an SVI slice
    that dips below the previous expiry's total variance (on the ``k`` range both cover) is
    refitted with that floor as exact linear rows of its inner QP (:func:`calendar_floor`,
    :func:`calibration.models.svi.fit_svi`); a floor no SVI slice can meet leaves the crossing slice
@@ -26,7 +28,7 @@ Refit policy (``SchemeConfig``):
 
 from __future__ import annotations
 
-import re
+import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -34,10 +36,12 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from calibration.arbitrage import CALENDAR_TOL, Violation, calendar_grid
+from calibration.every import parse_every
 from calibration.loss import FitData, LossConfig, fit_data
 from calibration.models.essvi import ESSVIParams, fit_essvi_slice
 from calibration.models.sabr import SABRParams, fit_sabr
 from calibration.models.svi import SVIParams, fit_svi
+from calibration.models.svi_arbitrage import svi_calendar_drop
 from calibration.quality import (
     FitQuality,
     OOSError,
@@ -82,7 +86,7 @@ class SchemeConfig:
     @staticmethod
     def from_dict(d: dict) -> SchemeConfig:
         """From a plain mapping (e.g. a Hydra ``calibration`` group); ``loss`` may be a dict
-        and ``every`` (docs/outputs.md's ``calibration.every``) is parsed by :func:`parse_every`."""
+        and ``every`` (docs/outputs.md's ``calibration.every``) is parsed by :func:`calibration.every.parse_every`."""
         d = dict(d)
         if isinstance(d.get("loss"), dict):
             d["loss"] = LossConfig(**d["loss"])
@@ -90,45 +94,6 @@ class SchemeConfig:
             d.update(parse_every(d.pop("every")))
         known = set(SchemeConfig.__dataclass_fields__)
         return SchemeConfig(**{k: v for k, v in d.items() if k in known})
-
-
-#: nanoseconds per unit of a ``calibration.every`` interval
-EVERY_UNITS = {"ns": 1, "us": 10 ** 3, "ms": 10 ** 6, "s": 10 ** 9, "m": 60 * 10 ** 9,
-               "min": 60 * 10 ** 9, "h": 3600 * 10 ** 9}
-
-
-def parse_every(every: float | str) -> dict:
-    """``calibration.every`` as :class:`SchemeConfig` trigger fields; the one grammar of it.
-
-    A positive number is seconds of market time; ``"300s"``, ``"5m"``/``"5min"``, ``"1h"``,
-    ``"250ms"`` (units ``ns us ms s m min h``) likewise (``{"every_ns": ...}``); ``"100q"`` is
-    every 100 quote updates (``{"every_quotes": 100}``); ``"quality:5"`` refits when more than
-    5 % of fresh mids leave the fitted band (``{"quality_trigger_pct": 5.0}``); ``"always"``
-    refits at every call (``{}``).  Anything else, or a value that is not positive, raises
-    ``ValueError``.
-
-    >>> parse_every("250ms"), parse_every(2), parse_every("500q")
-    ({'every_ns': 250000000}, {'every_ns': 2000000000}, {'every_quotes': 500})
-    """
-    if isinstance(every, int | float) and not isinstance(every, bool):
-        if not every > 0:
-            raise ValueError(f"{every!r} must be positive")
-        return {"every_ns": round(float(every) * 1e9)}
-    e = str(every).strip().lower()
-    if e == "always":
-        return {}
-    units = "|".join(sorted(EVERY_UNITS, key=len, reverse=True))
-    m = re.fullmatch(rf"(\d+(?:\.\d+)?)\s*({units})", e)
-    if m and float(m.group(1)) > 0:
-        return {"every_ns": round(float(m.group(1)) * EVERY_UNITS[m.group(2)])}
-    m = re.fullmatch(r"(\d+)\s*q", e)
-    if m and int(m.group(1)) > 0:
-        return {"every_quotes": int(m.group(1))}
-    m = re.fullmatch(r"quality:\s*(\d+(?:\.\d+)?)", e)
-    if m:
-        return {"quality_trigger_pct": float(m.group(1))}
-    raise ValueError(f"{every!r} is not understood; use an interval like '1s', '250ms', "
-                     "'5min', a quote count like '500q', or 'quality:10'")
 
 
 def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray, n: int = 201,
@@ -146,11 +111,31 @@ def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray, n
     if not hi > lo:
         return None
     grid, own = np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)]
-    k = np.concatenate((grid, own))  # the points of the floor, unsorted: enough for the test
-    if np.max(before.total_variance(k) - after.total_variance(k)) <= CALENDAR_TOL:
+    if before.model == after.model == "svi":  # the same test in one compiled pass
+        drop = svi_calendar_drop(before.params.to_array(), after.params.to_array(), lo, hi, n,
+                                 k_check)
+    else:
+        k = np.concatenate((grid, own))  # the points of the floor, unsorted: enough here
+        drop = np.max(before.total_variance(k) - after.total_variance(k))
+    if drop <= CALENDAR_TOL:
         return None
     k = np.union1d(grid, own)
     return k, before.total_variance(k) * (1.0 + margin) + 0.5 * CALENDAR_TOL
+
+
+def fit_inputs_digest(d: FitData, forward: float, prev_slice: object = None) -> bytes:
+    """What a slice's fit depends on besides its own previous parameters: the quotes that
+    enter it (log-moneyness, mid, loss band, weights, positions), the forward and, for eSSVI,
+    the previous expiry's parameters its calendar constraints come from.  Time to expiry is
+    left out on purpose: it moves at every wake, while the quotes (each inverted at the time
+    of its own update, :func:`calibration.quotes.build_snapshot`) stay until they change."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in (d.k, d.mid, d.bid, d.ask, d.weight, d.index):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(np.float64(forward).tobytes())
+    if prev_slice is not None:
+        h.update(np.asarray(param_values(prev_slice), dtype=np.float64).tobytes())
+    return h.digest()
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,6 +150,7 @@ class FitResult:
     fell_back: bool
     reason: str  # "" when the new surface is published cleanly
     used: tuple[np.ndarray, ...]  # per snapshot slice, quote positions used in the fit
+    carried: frozenset[int] = frozenset()  # expiries whose last fitted slice was kept
 
 
 class CalibrationScheme:
@@ -175,6 +161,7 @@ class CalibrationScheme:
         self.last_fitted: Surface | None = None
         self.last_fit_ns: int | None = None
         self.quotes_since_fit = 0
+        self.inputs: dict[int, bytes] = {}  # expiry_ns -> fit_inputs_digest of its last fit
 
     # ------------------------------------------------------------------ when
     def note_quotes(self, n_updates: int) -> None:
@@ -221,9 +208,14 @@ class CalibrationScheme:
         return f.params
 
     def _fit_all(self, snapshot: QuoteSnapshot, data: list[FitData | None], cold: set[int]
-                 ) -> list[SmileSlice]:
+                 ) -> tuple[list[SmileSlice], dict[int, bytes], frozenset[int]]:
+        """The slices of one refit, the digest of each one's inputs and the expiries
+        carried over; ``cold`` (snapshot positions) are refitted cold, never carried."""
         c = self.config
         out: list[SmileSlice] = []
+        digests: dict[int, bytes] = {}
+        carried: set[int] = set()
+        last = {s.expiry_ns: s for s in self.last_fitted.slices} if self.last_fitted else {}
         prev_slice = None
         fitted = [d for d in data if d is not None]
         k_check = calendar_grid([float(d.k.min()) for d in fitted],
@@ -231,12 +223,18 @@ class CalibrationScheme:
         for i, (sl, d) in enumerate(zip(snapshot.slices, data)):
             if d is None:
                 continue
-            prev = self.prev_params.get(sl.expiry_ns)
-            warm = c.warm_start and i not in cold and prev is not None
-            n_starts = c.n_starts if i not in cold else max(c.n_starts, 3)
-            p = self._fit_slice(d, sl.forward, prev_slice, prev, warm, n_starts)
-            sm = SmileSlice(c.model, p, sl.expiry_ns, sl.t, sl.forward, float(d.k.min()),
-                            float(d.k.max()))
+            e = sl.expiry_ns
+            digests[e] = fit_inputs_digest(d, sl.forward, prev_slice)
+            if i not in cold and e in last and self.inputs.get(e) == digests[e]:
+                sm, n_starts = last[e], c.n_starts  # the same inputs: the same slice
+                carried.add(e)
+            else:
+                prev = self.prev_params.get(e)
+                warm = c.warm_start and i not in cold and prev is not None
+                n_starts = c.n_starts if i not in cold else max(c.n_starts, 3)
+                sm = SmileSlice(c.model, self._fit_slice(d, sl.forward, prev_slice, prev, warm,
+                                                         n_starts),
+                                e, sl.t, sl.forward, float(d.k.min()), float(d.k.max()))
             floor = calendar_floor(out[-1], sm, k_check) if (c.model == "svi" and out) else None
             if floor is not None:
                 # SVI slices are independent: refit this one above the previous expiry, from
@@ -244,11 +242,11 @@ class CalibrationScheme:
                 above = self._fit_slice(d, sl.forward, None, tuple(sm.params.to_array()),
                                         True, max(n_starts, 3), floor)
                 if above is not None:
-                    p = above
-                    sm = replace(sm, params=p)
-            prev_slice = p if c.model == "essvi" else None
+                    sm = replace(sm, params=above)
+                    carried.discard(e)
+            prev_slice = sm.params if c.model == "essvi" else None
             out.append(sm)
-        return out
+        return out, digests, frozenset(carried)
 
     def refit(self, snapshot: QuoteSnapshot) -> FitResult:
         c = self.config
@@ -260,17 +258,18 @@ class CalibrationScheme:
         used = tuple(d.index if d is not None else np.zeros(0, dtype=np.int64) for d in data)
         if not any(d is not None for d in data):
             return self._publish(snapshot, None, used, t0, "no slice with enough quotes")
-        slices = self._fit_all(snapshot, data, cold=set())
+        slices, digests, carried = self._fit_all(snapshot, data, cold=set())
         surf = Surface(slices, snapshot.ts_ns)
         q = fit_quality(surf, snapshot, used, 0.0, self.last_fitted)
         if not self._ok(surf, q):
             bad = self._failing(snapshot, surf, q)
-            slices = self._fit_all(snapshot, data, cold=bad)
+            slices, rd, rc = self._fit_all(snapshot, data, cold=bad)
             retry = Surface(slices, snapshot.ts_ns)
             rq = fit_quality(retry, snapshot, used, 0.0, self.last_fitted)
             if self._score(retry, rq) < self._score(surf, q):
-                surf, q = retry, rq
-        return self._publish(snapshot, surf, used, t0, "", q)
+                surf, q, digests, carried = retry, rq, rd, rc
+        self.inputs = digests
+        return self._publish(snapshot, surf, used, t0, "", q, carried)
 
     def _ok(self, surf: Surface, q: FitQuality) -> bool:
         return surf.arbitrage_free and np.isfinite(q.rmse_vol_pts) \
@@ -290,7 +289,8 @@ class CalibrationScheme:
 
     def _publish(self, snapshot: QuoteSnapshot, surf: Surface | None,
                  used: tuple[np.ndarray, ...], t0: int, reason: str,
-                 q: FitQuality | None = None) -> FitResult:
+                 q: FitQuality | None = None, carried: frozenset[int] = frozenset()
+                 ) -> FitResult:
         c = self.config
         fit_ms = (time.perf_counter_ns() - t0) / 1e6
         self.last_fit_ns = snapshot.ts_ns
@@ -313,7 +313,7 @@ class CalibrationScheme:
         self.prev_params.update(params)
         self.last_fitted = surf
         return FitResult(snapshot.ts_ns, published, surf, params, fit_ms, q, surf.violations,
-                         fell_back, reason, used)
+                         fell_back, reason, used, carried)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
@@ -324,7 +324,8 @@ class CalibrationScheme:
                 "prev_params": {int(k): list(v) for k, v in self.prev_params.items()},
                 "last_good": surf_state(self.last_good),
                 "last_fitted": surf_state(self.last_fitted),
-                "last_fit_ns": self.last_fit_ns, "quotes_since_fit": self.quotes_since_fit}
+                "last_fit_ns": self.last_fit_ns, "quotes_since_fit": self.quotes_since_fit,
+                "inputs": {int(k): v.hex() for k, v in self.inputs.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         def surf(st):
@@ -335,6 +336,7 @@ class CalibrationScheme:
         self.last_fitted = surf(state["last_fitted"])
         self.last_fit_ns = state["last_fit_ns"]
         self.quotes_since_fit = int(state["quotes_since_fit"])
+        self.inputs = {int(k): bytes.fromhex(v) for k, v in state.get("inputs", {}).items()}
 
 
 def replay_snapshots(snapshots: Iterable[QuoteSnapshot], config: SchemeConfig

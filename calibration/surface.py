@@ -32,6 +32,7 @@ from calibration.arbitrage import SliceView, Violation, check_slices
 from calibration.models.essvi import ESSVIParams, essvi_derivatives, essvi_wing_slopes
 from calibration.models.sabr import SABRParams, sabr_derivatives
 from calibration.models.svi import SVIParams, svi_derivatives
+from calibration.models.svi_arbitrage import svi_surface_clean
 from calibration.pricing.black import black_price, greeks
 from calibration.pricing.forwards import time_to_expiry
 
@@ -136,8 +137,23 @@ class Surface:
         self.ts = np.array([s.t for s in self.slices])
         self.forwards = np.array([s.forward for s in self.slices])
         self._svi_par: np.ndarray | None = None  # stacked SVI parameters, on first use
-        self.violations: tuple[Violation, ...] = tuple(
-            check_slices([s.view() for s in self.slices]) if violations is None else violations)
+        if violations is None:
+            # an all-SVI surface is screened in one compiled pass; what it flags, and every
+            # other surface, is listed by the general check
+            violations = () if self._svi_clean() else check_slices([s.view() for s in self.slices])
+        self.violations: tuple[Violation, ...] = tuple(violations)
+
+    def _svi_clean(self) -> bool:
+        if any(s.model != "svi" for s in self.slices):
+            return False
+        return svi_surface_clean(self.svi_params(), np.array([s.k_lo for s in self.slices]),
+                                 np.array([s.k_hi for s in self.slices]))
+
+    def svi_params(self) -> np.ndarray:
+        """The slices' SVI parameters stacked as rows ``a, b, rho, m, sigma`` (all-SVI)."""
+        if self._svi_par is None:
+            self._svi_par = np.array([param_values(s.params) for s in self.slices])
+        return self._svi_par
 
     @property
     def arbitrage_free(self) -> bool:
@@ -205,9 +221,7 @@ class Surface:
             for e, te in enumerate(ts):
                 out[inv == e] = self._total_variance_at(k[inv == e], float(te))
             return out
-        if self._svi_par is None:
-            self._svi_par = np.array([param_values(s.params) for s in self.slices])
-        return svi_rows_total_variance(self._svi_par, self.ts, np.ascontiguousarray(k), t)
+        return svi_rows_total_variance(self.svi_params(), self.ts, np.ascontiguousarray(k), t)
 
     def iv(self, strike: np.ndarray, t: float | np.ndarray) -> np.ndarray:
         """Implied vol (fraction) at ``strike`` and year fraction ``t``."""

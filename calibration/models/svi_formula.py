@@ -66,14 +66,19 @@ def svi_derivatives(k: np.ndarray, p: SVIParams) -> tuple[np.ndarray, np.ndarray
 
 
 @njit(cache=True)
+def svi_point(k, a, b, rho, m, sigma):
+    """``(w, w', w'')`` of raw SVI at one ``k`` (the formulas of :func:`svi_derivatives`),
+    for compiled callers."""
+    x = k - m
+    s2 = sigma * sigma
+    r = np.sqrt(x * x + s2)
+    return a + b * (rho * x + r), b * (rho + x / r), b * s2 / (r * r * r)
+
+
+@njit(cache=True)
 def _svi_derivatives(k, a, b, rho, m, sigma):
     n = k.size
     w, w1, w2 = np.empty(n), np.empty(n), np.empty(n)
-    s2 = sigma * sigma
     for i in range(n):
-        x = k[i] - m
-        r = np.sqrt(x * x + s2)
-        w[i] = a + b * (rho * x + r)
-        w1[i] = b * (rho + x / r)
-        w2[i] = b * s2 / (r * r * r)
+        w[i], w1[i], w2[i] = svi_point(k[i], a, b, rho, m, sigma)
     return w, w1, w2

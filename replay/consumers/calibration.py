@@ -38,11 +38,12 @@ from typing import Any
 
 import numpy as np
 
+from calibration.every import parse_every as scheme_parse_every
 from calibration.loss import LossConfig
+from calibration.pricing.iv_memo import IVMemo
 from calibration.quality import aggregate, calibration_quote_rows, oos_errors
 from calibration.quotes import build_snapshot
 from calibration.scheme import CalibrationScheme, SchemeConfig
-from calibration.scheme import parse_every as scheme_parse_every
 from calibration.surface import Surface, param_values
 from replay.consumers.surface_stream import Block, StreamMismatch, StreamReader, WakeOutput
 from replay.engine.wake import WakeCondition
@@ -52,7 +53,7 @@ from replay.units import NS
 
 
 def parse_every(every: Any, check_s: float) -> tuple[int | None, int | None, float | None]:
-    """``calibration.every`` (grammar: :func:`calibration.scheme.parse_every`) as the
+    """``calibration.every`` (grammar: :func:`calibration.every.parse_every`) as the
     consumer's wake rule: (deadline interval ns, quote count, quality trigger pct).  A quality
     trigger is checked every ``check_s`` market seconds."""
     try:
@@ -116,6 +117,7 @@ class CalibrationConsumer:
         self.board = board
         self.stream, self.recorder = stream, recorder
         self._options: np.ndarray | None = None
+        self._ivs = IVMemo()  # exact, so not state: a resumed run starts with an empty one
         self.qualities: list = []
         self.oos: list = []
         self.fallbacks = 0
@@ -309,7 +311,7 @@ class CalibrationConsumer:
             m.bid[ids], m.ask[ids], m.venue_forward[ids], mark_iv=m.mark_iv[ids],
             stale=np.asarray(m.quote_age(ids)) > self.stale_ns, quote_ts=m.quote_ts[ids],
             instrument=inst.name[ids].tolist(),
-            parity=self.check_parity)
+            parity=self.check_parity, memo=self._ivs, row_id=ids)
 
     def _compute(self, ctx) -> WakeOutput | None:
         """Score the published surface on the fresh quotes, then refit if the scheme says so."""
@@ -341,7 +343,7 @@ class CalibrationConsumer:
             out.fits = dict(model=[self.scheme.config.model], expiry=[0], t=[np.nan],
                             forward=[np.nan], params=[[]], n_quotes=[0], rmse_vol_pts=[np.nan],
                             inside_spread_pct=[np.nan], fit_ms=[r.fit_ms], arb_violations=[0],
-                            published=[False], reason=[r.reason or "no fit"])
+                            published=[False], reason=[r.reason or "no fit"], carried=[False])
             return
         q = r.quality
         n = len(fitted.slices)
@@ -353,7 +355,8 @@ class CalibrationConsumer:
             n_quotes=[nq.get(s.expiry_ns, 0) for s in fitted.slices],
             rmse_vol_pts=[q.rmse_vol_pts] * n, inside_spread_pct=[q.inside_spread_pct] * n,
             fit_ms=[r.fit_ms] * n, arb_violations=[len(r.violations)] * n,
-            published=[not r.fell_back] * n, reason=[r.reason] * n)
+            published=[not r.fell_back] * n, reason=[r.reason] * n,
+            carried=[s.expiry_ns in r.carried for s in fitted.slices])
         last = self._last_quotes_ts
         if last is not None and ctx.now - last < self.quotes_every_ns:
             return

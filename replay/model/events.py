@@ -100,7 +100,7 @@ for _k in (
         ("model", "str"), ("expiry", "int"), ("t", "float"), ("forward", "float"),
         ("params", "floats"), ("n_quotes", "int"), ("rmse_vol_pts", "float"),
         ("inside_spread_pct", "float"), ("fit_ms", "float"), ("arb_violations", "int"),
-        ("published", "bool"), ("reason", "str")), unhashed=("fit_ms",)),
+        ("published", "bool"), ("reason", "str"), ("carried", "bool")), unhashed=("fit_ms",)),
     EventKind("calibration_quotes", "calibration_quotes",
               (("instrument", "str"), ("expiry", "int"), ("strike", "float"),
                ("forward", "float"), ("bid_iv", "float"), ("ask_iv", "float"),

@@ -5,6 +5,7 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from calibration.pricing.black import black_price
+from calibration.pricing.iv_memo import IVMemo
 from calibration.quotes import _median, build_snapshot
 
 NS_DAY = 86_400 * 10 ** 9
@@ -63,3 +64,42 @@ def test_fresh_drops_slices_left_too_thin_and_needs_quote_times():
 def test_median_is_numpys(n):
     x = np.random.default_rng(n).normal(100.0, 5.0, n)
     assert _median(x) == float(np.median(x))
+
+
+def test_a_quote_is_inverted_at_its_own_update_time():
+    """A quote priced an hour before the snapshot gives back the vol it was priced at: the
+    time to expiry of its inversion is the one it was quoted at."""
+    q = _quotes()
+    t_quoted = (q["expiry_ns"] - q["quote_ts"]) / (365.0 * NS_DAY)
+    vol = 0.6 - 0.3 * np.log(q["strike"] / q["forward"])
+    coin = black_price(q["forward"], q["strike"], t_quoted, vol, q["is_call"]) / q["forward"]
+    later = NOW + 3600 * 10 ** 9
+    snap = build_snapshot(later, **{**q, "bid_coin": coin, "ask_coin": coin * 1.0001},
+                          parity=False)
+    for sl in snap.slices:
+        np.testing.assert_allclose(sl.bid_iv, 0.6 - 0.3 * np.log(sl.strike / sl.forward),
+                                   atol=1e-10)
+        assert sl.t == (sl.expiry_ns - later) / (365.0 * NS_DAY)  # the slice's: the snapshot's
+
+
+def test_a_memo_changes_no_figure_and_inverts_only_updated_quotes():
+    q = _quotes()
+    rng = np.random.default_rng(5)
+    memo = IVMemo()
+    ids = np.arange(q["strike"].size) + 100
+    now = NOW
+    for step in range(5):
+        if step:  # a few quotes updated since the last snapshot
+            now += 10 ** 9
+            upd = rng.random(ids.size) < 0.1
+            q["bid_coin"] = np.where(upd, q["bid_coin"] * 1.001, q["bid_coin"])
+            q["quote_ts"] = np.where(upd, now, q["quote_ts"])
+        before = memo.inverted
+        plain = build_snapshot(now, **q, parity=False)
+        memoised = build_snapshot(now, **q, parity=False, memo=memo, row_id=ids)
+        for a, b in zip(plain.slices, memoised.slices, strict=True):
+            for f in ("k", "bid_iv", "ask_iv", "mid_iv"):
+                assert_array_equal(getattr(a, f), getattr(b, f))
+        otm = {name for sl in plain.slices for name in sl.instrument}
+        changed = otm if step == 0 else otm & {q["instrument"][i] for i in np.flatnonzero(upd)}
+        assert memo.inverted - before == 3 * len(changed)  # bid, ask and mid of each

@@ -28,6 +28,13 @@ HALF = 0.005  # half spread in vol
 def quotes(ts_ns: int, specs, half: float = HALF):
     """Calls and puts on a strike grid per expiry, priced off an SVI smile with a +-half vol
     band, as inverse (coin) premiums."""
+    c = quote_columns(ts_ns, specs, half)
+    return build_snapshot(ts_ns, c["exp"], c["K"], c["call"], c["bid"], c["ask"], c["fwd"],
+                          mark_iv=c["mark"], min_tick=0.0)
+
+
+def quote_columns(ts_ns: int, specs, half: float = HALF) -> dict:
+    """The rows of :func:`quotes`, priced at ``ts_ns``."""
     cols = {c: [] for c in ("exp", "K", "call", "bid", "ask", "fwd", "mark")}
     for days, fwd, p in specs:
         exp = ts_ns + int(days * DAY_NS)
@@ -42,9 +49,7 @@ def quotes(ts_ns: int, specs, half: float = HALF):
             cols["ask"].append(usd_to_coin(black_price(fwd, K, t, iv + half, call), fwd))
             cols["fwd"].append(np.full(K.size, fwd))
             cols["mark"].append(iv)
-    c = {k: np.concatenate(v) for k, v in cols.items()}
-    return build_snapshot(ts_ns, c["exp"], c["K"], c["call"], c["bid"], c["ask"], c["fwd"],
-                          mark_iv=c["mark"], min_tick=0.0)
+    return {k: np.concatenate(v) for k, v in cols.items()}
 
 
 def smile(t: float, vol: float, b: float = 0.3) -> SVIParams:
@@ -223,6 +228,41 @@ def test_state_dict_round_trip_gives_identical_refits():
     nxt = quotes(DAY_NS // 24, [(d - 1 / 24, f * 1.001, p) for d, f, p in GOOD])
     ra, rb = a.refit(nxt), b.refit(nxt)
     assert ra.params == rb.params
+
+
+def _quoted_at(c: dict, quoted: np.ndarray, now: int):
+    """The snapshot at ``now`` of rows ``c`` last updated at ``quoted`` (per row)."""
+    return build_snapshot(now, c["exp"], c["K"], c["call"], c["bid"], c["ask"], c["fwd"],
+                          mark_iv=c["mark"], min_tick=0.0, quote_ts=quoted)
+
+
+@pytest.mark.parametrize("model", ["svi", "essvi", "sabr"])
+def test_an_expiry_whose_quotes_did_not_change_is_carried_over(model):
+    three = [*GOOD, (180, 92_000.0, smile(180 / 365, 0.6))]
+    c = quote_columns(0, three)
+    quoted = np.zeros(c["K"].size, dtype=np.int64)
+    scheme = CalibrationScheme(SchemeConfig(model=model, lam=0.5))
+    first = scheme.refit(_quoted_at(c, quoted, 0))
+    assert first.carried == frozenset()
+    # a second later, nothing updated: every slice is the one fitted before, untouched
+    r = scheme.refit(_quoted_at(c, quoted, 10 ** 9))
+    assert r.carried == set(first.params)
+    assert r.fitted.slices == first.fitted.slices and r.params == first.params
+    # the middle expiry's quotes are updated (the same prices, quoted a second later: its
+    # vols move with the time to expiry), the others are carried; eSSVI's last expiry is
+    # refitted too, because its calendar constraint comes from the middle one
+    mid = c["exp"] == np.unique(c["exp"])[1]
+    quoted = np.where(mid, 2 * 10 ** 9, quoted)
+    state = json.loads(json.dumps(scheme.state_dict()))
+    r2 = scheme.refit(_quoted_at(c, quoted, 2 * 10 ** 9))
+    e = sorted(first.params)
+    assert r2.carried == ({e[0]} if model == "essvi" else {e[0], e[2]})
+    assert r2.params[e[1]] != first.params[e[1]]
+    # a scheme resumed from the state carries exactly the same
+    resumed = CalibrationScheme(SchemeConfig(model=model))
+    resumed.load_state_dict(state)
+    r3 = resumed.refit(_quoted_at(c, quoted, 2 * 10 ** 9))
+    assert r3.carried == r2.carried and r3.params == r2.params
 
 
 def test_refit_triggers():

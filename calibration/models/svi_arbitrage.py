@@ -1,0 +1,85 @@
+"""The arbitrage checks of :mod:`calibration.arbitrage` on raw SVI slices, in compiled passes.
+
+A surface is checked at every refit, and almost every surface is clean.
+:func:`svi_surface_clean` runs the checks of :func:`calibration.arbitrage.check_slices` on the
+stacked parameters in one pass, on the same grids with the same formulas and tolerances, and
+says only whether anything is flagged; a surface it flags goes to ``check_slices``, which lists
+the violations.  :func:`svi_calendar_drop` is the crossing test of
+:func:`calibration.scheme.calendar_floor` for two SVI slices.  Both grids are built as
+``numpy.linspace`` builds them (``start + i * step``, the last point exactly ``stop``), so each
+point, and each decision, is the one the numpy path makes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from calibration.arbitrage import BUTTERFLY_TOL, CALENDAR_TOL, LEE_MAX_SLOPE, LEE_TOL
+from calibration.models.svi_formula import svi_point
+
+__all__ = ["svi_calendar_drop", "svi_surface_clean"]
+
+
+@njit(cache=True)
+def _grid_point(lo: float, hi: float, n: int, i: int) -> float:
+    return hi if i == n - 1 else lo + i * ((hi - lo) / (n - 1))
+
+
+@njit(cache=True)
+def _w(p: np.ndarray, k: float) -> float:
+    return svi_point(k, p[0], p[1], p[2], p[3], p[4])[0]
+
+
+@njit(cache=True)
+def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
+                      n_grid: int = 121) -> bool:
+    """No butterfly, Lee or calendar violation on the raw SVI slices ``par`` (rows ``a, b,
+    rho, m, sigma``, by increasing maturity, with domains ``[k_lo, k_hi]``), as
+    :func:`calibration.arbitrage.check_slices` would find with ``n_grid``: Durrleman's ``g``
+    on ``n_grid`` points of each domain, the wing slopes ``b (1 -+ rho)`` against Lee's 2,
+    and ``w_i - w_{i+1}`` on ``2 n_grid`` points of the union where both are defined."""
+    n = par.shape[0]
+    for i in range(n):
+        b, rho = par[i, 1], par[i, 2]
+        if not (b * (1.0 - rho) <= LEE_MAX_SLOPE + LEE_TOL
+                and b * (1.0 + rho) <= LEE_MAX_SLOPE + LEE_TOL):
+            return False
+        for j in range(n_grid):
+            k = _grid_point(k_lo[i], k_hi[i], n_grid, j)
+            w, w1, w2 = svi_point(k, par[i, 0], b, rho, par[i, 3], par[i, 4])
+            if not w > 0.0:
+                return False
+            w = max(w, 1e-300)  # durrleman_g's floor, kept for the same digits
+            u = 1.0 - k * w1 / (2.0 * w)
+            g = u * u - 0.25 * w1 * w1 * (1.0 / w + 0.25) + 0.5 * w2
+            if not g >= -BUTTERFLY_TOL:
+                return False
+    if n > 1:
+        lo, hi = k_lo.min(), k_hi.max()
+        m = 2 * n_grid
+        for j in range(m):
+            k = _grid_point(lo, hi, m, j)
+            for i in range(n - 1):
+                if (k_lo[i] <= k <= k_hi[i] and k_lo[i + 1] <= k <= k_hi[i + 1]
+                        and _w(par[i], k) - _w(par[i + 1], k) > CALENDAR_TOL):
+                    return False
+    return True
+
+
+@njit(cache=True)
+def svi_calendar_drop(before: np.ndarray, after: np.ndarray, lo: float, hi: float, n: int,
+                      extra: np.ndarray) -> float:
+    """``max(w_before(k) - w_after(k))`` over ``n`` even steps of ``[lo, hi]`` and the points
+    of ``extra`` inside it (SVI parameter rows ``a, b, rho, m, sigma``); NaN if any
+    difference is NaN, as ``numpy.max`` gives."""
+    out = -np.inf
+    for j in range(n + extra.size):
+        k = _grid_point(lo, hi, n, j) if j < n else extra[j - n]
+        if j >= n and not lo <= k <= hi:
+            continue
+        d = _w(before, k) - _w(after, k)
+        if d != d:
+            return d
+        out = max(out, d)
+    return out
