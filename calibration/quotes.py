@@ -161,35 +161,37 @@ non-negative id (the instrument's) for the memo.  The result does not depend on 
     names = None if instrument is None else np.asarray(instrument, dtype=object)
     qts = None if quote_ts is None else np.asarray(quote_ts, dtype=np.int64)
 
-    # pass 1: forward, time and OTM rows per expiry
+    # pass 1: forward, time and OTM rows per expiry, on the rows sorted by (expiry, strike)
+    order = np.lexsort((strike, expiry_ns))
+    es = expiry_ns[order]
+    first = np.flatnonzero(np.r_[True, es[1:] != es[:-1]]) if n else np.zeros(0, np.int64)
+    bounds = np.r_[first, n]
+    ts_all = time_to_expiry(int(ts_ns), es[first])
+    venue_all = _venue_forwards(fwd_row[order], None if qts is None else qts[order], first)
     groups = []
-    for e in np.unique(expiry_ns):
-        rows = np.flatnonzero(expiry_ns == e)
-        t = float(time_to_expiry(int(ts_ns), int(e)))
+    for g in range(first.size):
+        t = float(ts_all[g])
         if not t >= min_t:
             continue
-        fr = fwd_row[rows]
-        ok = np.isfinite(fr) & (fr > 0)
-        if qts is not None and ok.any():
-            qt = qts[rows]
-            ok &= qt == qt[ok].max()
-        fr = fr[ok]
-        venue = _median(fr) if fr.size else None
-        est = _parity(strike[rows], is_call[rows], bid[rows], ask[rows]) \
-            if (parity or venue is None) else _NO_PARITY
+        rows = order[bounds[g]:bounds[g + 1]]
+        venue = None if np.isnan(venue_all[g]) else float(venue_all[g])
+        if parity or venue is None:
+            r = np.sort(rows)  # the parity estimate reads the rows in their given order
+            est = _parity(strike[r], is_call[r], bid[r], ask[r])
+        else:
+            est = _NO_PARITY
         f, src, bps = choose_forward(est, venue)
         if not (f > 0 and np.isfinite(f)):
             continue
-        otm = np.where(strike[rows] < f, ~is_call[rows], is_call[rows])
-        rows = rows[otm]
-        groups.append((int(e), t, f, src, bps, rows[np.argsort(strike[rows], kind="stable")]))
+        groups.append((int(es[first[g]]), t, f, src, bps,
+                       rows[np.where(strike[rows] < f, ~is_call[rows], is_call[rows])]))
     if not groups:
         return QuoteSnapshot(int(ts_ns), ())
     # pass 2: one implied_vol call for bid, ask and mid of every slice
     rows = np.concatenate([g[5] for g in groups])
-    fw = np.concatenate([np.full(g[5].size, g[2]) for g in groups])
+    f_rows = np.concatenate([np.full(g[5].size, g[2]) for g in groups])  # the expiry's
     own = fwd_row[rows]  # each quote's own forward (docstring)
-    fw = np.where(np.isfinite(own) & (own > 0), own, fw)
+    fw = np.where(np.isfinite(own) & (own > 0), own, f_rows)
     if qts is None:
         tt = np.concatenate([np.full(g[5].size, g[1]) for g in groups])
     else:  # at each quote's own update time (docstring); a row never quoted has no price
@@ -209,34 +211,55 @@ non-negative id (the instrument's) for the memo.  The result does not depend on 
             raise ValueError("build_snapshot: a memo needs row_id")
         key = 3 * np.asarray(row_id, dtype=np.int64)[rows]
         ivs = memo(np.concatenate((key, key + 1, key + 2)), *args, invert=_implied_vols)
-    ivs = ivs.reshape(3, rows.size)
+    biv, aiv, miv = ivs.reshape(3, rows.size)
+    # every per-quote column at once; each slice takes a view of its rows
+    two = np.isfinite(biv) & np.isfinite(aiv) & (aiv >= biv)
+    K = strike[rows]
+    cols = dict(strike=K, k=np.log(K / f_rows), is_call=is_call[rows], bid_iv=biv, ask_iv=aiv,
+                mid_iv=np.where(two, miv, np.nan), mark_iv=mark[rows],
+                min_tick=b_ok_all & (b_all <= min_tick * (1 + 1e-9)), stale=stl[rows],
+                quote_ts=None if qts is None else qts[rows])
+    name = names[rows] if names is not None else None
     slices = []
     start = 0
     for e, t, f, src, bps, r in groups:
         sl = slice(start, start + r.size)
         start += r.size
-        biv, aiv, miv = ivs[0, sl], ivs[1, sl], ivs[2, sl]
-        two = np.isfinite(biv) & np.isfinite(aiv) & (aiv >= biv)
-        if int(two.sum()) < min_quotes:
+        if int(two[sl].sum()) < min_quotes:
             continue
-        K = strike[r]
-        b_ok = b_ok_all[sl]
         slices.append(QuoteSlice(
-            expiry_ns=e, t=t, forward=f, strike=K, k=np.log(K / f), is_call=is_call[r],
-            bid_iv=biv, ask_iv=aiv, mid_iv=np.where(two, miv, np.nan), mark_iv=mark[r],
-            min_tick=b_ok & (bid[r] <= min_tick * (1 + 1e-9)), stale=stl[r],
-            instrument=tuple(names[r]) if names is not None else (),
-            forward_source=src, forward_disagreement_bps=float(bps),
-            quote_ts=None if qts is None else qts[r]))
+            expiry_ns=e, t=t, forward=f,
+            **{c: None if v is None else v[sl] for c, v in cols.items()},
+            instrument=tuple(name[sl]) if name is not None else (),
+            forward_source=src, forward_disagreement_bps=float(bps)))
     return QuoteSnapshot(int(ts_ns), tuple(slices))
 
 
-def _median(x: np.ndarray) -> float:
-    """``np.median`` of a few finite values, bit for bit (the mean of the two middle ones for
-    an even count), without its overhead: it runs once per expiry per wake."""
-    x = np.sort(x)
-    n = x.size
-    return float(x[n // 2]) if n % 2 else float((x[n // 2 - 1] + x[n // 2]) / 2)
+def _venue_forwards(fwd: np.ndarray, qts: np.ndarray | None, first: np.ndarray) -> np.ndarray:
+    """Per group of rows (``first``: where each starts) the median of the positive finite
+    forwards ``fwd``, over the group's most recently quoted such rows when ``qts`` is given
+    (:func:`build_snapshot`); NaN for a group with none.  Each is ``numpy.median``'s, bit
+    for bit (the mean of the two middle values for an even count), without a Python pass
+    per group: it runs once per wake."""
+    n = fwd.size
+    out = np.full(first.size, np.nan)
+    if n == 0:
+        return out
+    group = np.repeat(np.arange(first.size), np.diff(np.r_[first, n]))
+    ok = np.isfinite(fwd) & (fwd > 0)
+    if qts is not None:
+        latest = np.maximum.reduceat(np.where(ok, qts, np.iinfo(np.int64).min), first)
+        ok &= qts == latest[group]
+    sel = np.flatnonzero(ok)
+    o = np.lexsort((fwd[sel], group[sel]))
+    vals, gs = fwd[sel][o], group[sel][o]
+    cnt = np.bincount(gs, minlength=first.size)
+    has = cnt > 0
+    mid = (np.cumsum(cnt) - cnt + cnt // 2)[has]
+    odd = (cnt % 2 == 1)[has]
+    lower = np.where(odd, mid, mid - 1)
+    out[has] = np.where(odd, vals[mid], (vals[lower] + vals[mid]) / 2)
+    return out
 
 
 def _implied_vols(price, forward, strike, t, is_call) -> np.ndarray:

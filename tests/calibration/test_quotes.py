@@ -6,7 +6,7 @@ from numpy.testing import assert_array_equal
 
 from calibration.pricing.black import black_price
 from calibration.pricing.iv_memo import IVMemo
-from calibration.quotes import _median, build_snapshot
+from calibration.quotes import _venue_forwards, build_snapshot
 
 NS_DAY = 86_400 * 10 ** 9
 NOW = 10 * NS_DAY
@@ -60,10 +60,22 @@ def test_fresh_drops_slices_left_too_thin_and_needs_quote_times():
         without.fresh(NOW - 1)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 7, 10])
-def test_median_is_numpys(n):
-    x = np.random.default_rng(n).normal(100.0, 5.0, n)
-    assert _median(x) == float(np.median(x))
+def test_venue_forwards_are_numpys_medians_of_the_latest_rows():
+    rng = np.random.default_rng(7)
+    sizes = [1, 2, 3, 4, 7, 10, 5]
+    fwd = rng.normal(100.0, 5.0, sum(sizes))
+    fwd[[2, 9]] = np.nan  # no forward on these rows
+    qts = rng.integers(0, 3, fwd.size)
+    first = np.cumsum([0, *sizes[:-1]])
+    got = _venue_forwards(fwd, qts, first)
+    plain = _venue_forwards(fwd, None, first)
+    for g, (a, b) in enumerate(zip(first, [*first[1:], fwd.size])):
+        f, q = fwd[a:b], qts[a:b]
+        ok = np.isfinite(f)
+        latest = ok & (q == q[ok].max()) if ok.any() else ok
+        assert got[g] == float(np.median(f[latest])) if latest.any() else np.isnan(got[g])
+        assert plain[g] == float(np.median(f[ok])) if ok.any() else np.isnan(plain[g])
+    assert np.isnan(_venue_forwards(np.full(3, np.nan), None, np.array([0]))).all()
 
 
 def test_a_quote_is_inverted_at_its_own_update_time():
