@@ -60,10 +60,15 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
         m = 2 * n_grid
         for j in range(m):
             k = _grid_point(lo, hi, m, j)
-            for i in range(n - 1):
-                if (k_lo[i] <= k <= k_hi[i] and k_lo[i + 1] <= k <= k_hi[i + 1]
-                        and _w(par[i], k) - _w(par[i + 1], k) > CALENDAR_TOL):
-                    return False
+            inside = k_lo[0] <= k <= k_hi[0]
+            w = _w(par[0], k) if inside else 0.0
+            for i in range(1, n):  # each slice evaluated once per point, only where defined
+                was, w_was = inside, w
+                inside = k_lo[i] <= k <= k_hi[i]
+                if inside:
+                    w = _w(par[i], k)
+                    if was and w_was - w > CALENDAR_TOL:
+                        return False
     return True
 
 
