@@ -110,14 +110,13 @@ def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray, n
     lo, hi = max(before.k_lo, after.k_lo), min(before.k_hi, after.k_hi)
     if not hi > lo:
         return None
+    if before.model == after.model == "svi":  # the test below in one compiled pass
+        if svi_calendar_drop(before.params.to_array(), after.params.to_array(), lo, hi, n,
+                             k_check) <= CALENDAR_TOL:
+            return None
     grid, own = np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)]
-    if before.model == after.model == "svi":  # the same test in one compiled pass
-        drop = svi_calendar_drop(before.params.to_array(), after.params.to_array(), lo, hi, n,
-                                 k_check)
-    else:
-        k = np.concatenate((grid, own))  # the points of the floor, unsorted: enough here
-        drop = np.max(before.total_variance(k) - after.total_variance(k))
-    if drop <= CALENDAR_TOL:
+    k = np.concatenate((grid, own))  # the points of the floor, unsorted: enough for the test
+    if np.max(before.total_variance(k) - after.total_variance(k)) <= CALENDAR_TOL:
         return None
     k = np.union1d(grid, own)
     return k, before.total_variance(k) * (1.0 + margin) + 0.5 * CALENDAR_TOL

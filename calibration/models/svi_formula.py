@@ -32,7 +32,7 @@ class SVIParams:
 
     @staticmethod
     def from_array(x: np.ndarray) -> SVIParams:
-        return SVIParams(*(float(v) for v in x[:5]))
+        return SVIParams(*np.asarray(x[:5], dtype=float).tolist())
 
 
 def svi_total_variance(k: np.ndarray, p: SVIParams) -> np.ndarray:
