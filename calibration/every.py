@@ -12,7 +12,8 @@ EVERY_UNITS = {"ns": 1, "us": 10 ** 3, "ms": 10 ** 6, "s": 10 ** 9, "m": 60 * 10
 
 
 def parse_every(every: float | str) -> dict:
-    """``calibration.every`` as :class:`calibration.scheme.SchemeConfig` trigger fields; the one grammar of it.
+    """``calibration.every`` as :class:`calibration.scheme.SchemeConfig` trigger fields; the
+    one grammar of it.
 
     A positive number is seconds of market time; ``"300s"``, ``"5m"``/``"5min"``, ``"1h"``,
     ``"250ms"`` (units ``ns us ms s m min h``) likewise (``{"every_ns": ...}``); ``"100q"`` is

@@ -13,8 +13,8 @@ Refit policy (``SchemeConfig``):
    the previous parameters of that expiry when ``warm_start`` (cold otherwise), with Tikhonov
    weight ``lam`` towards them.  An expiry whose fit inputs are bit-identical to those of its
    last fit (no quote of it updated since, :func:`fit_inputs_digest`) is *carried over*:
-   its last fitted slice is kept as it was, not refitted.  eSSVI carries its calendar constraints itself; an SVI slice
-   that dips below the previous expiry's total variance (on the ``k`` range both cover) is
+   its last fitted slice is kept as it was, not refitted.  eSSVI carries its calendar
+   constraints itself; an SVI slice that dips below the previous expiry's total variance (on the ``k`` range both cover) is
    refitted with that floor as exact linear rows of its inner QP (:func:`calendar_floor`,
    :func:`calibration.models.svi.fit_svi`); a floor no SVI slice can meet leaves the crossing slice
    in place, to fail the check below and be reported;
@@ -86,7 +86,8 @@ class SchemeConfig:
     @staticmethod
     def from_dict(d: dict) -> SchemeConfig:
         """From a plain mapping (e.g. a Hydra ``calibration`` group); ``loss`` may be a dict
-        and ``every`` (docs/outputs.md's ``calibration.every``) is parsed by :func:`calibration.every.parse_every`."""
+        and ``every`` (docs/outputs.md's ``calibration.every``) is parsed by
+        :func:`calibration.every.parse_every`."""
         d = dict(d)
         if isinstance(d.get("loss"), dict):
             d["loss"] = LossConfig(**d["loss"])
