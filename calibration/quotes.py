@@ -138,12 +138,13 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
     refreshed since the forward moved keeps its strike's vol (sticky strike) rather than
     being read at a forward it was never priced at, which would move its vol by about
     ``-(delta - p) dF / vega`` on an inverse option of coin premium ``p``.
-For the same reason a quote is inverted at the time to expiry of its own last update, when
-``quote_ts`` gives it: the vol it was quoted at, as a venue reports it with the quote.  Its
-inputs then stay fixed until it is updated, so with ``memo`` (an
-:class:`~calibration.pricing.iv_memo.IVMemo` kept by the caller across snapshots) only the
-quotes updated since the last snapshot are inverted; ``row_id`` gives each row a stable
-non-negative id (the instrument's) for the memo.  The result does not depend on the memo.
+    For the same reason a quote is inverted at the time to expiry of its own last update,
+    when ``quote_ts`` gives it: the vol it was quoted at, as a venue reports it with the
+    quote.  Its inputs then stay fixed until it is updated, so with ``memo`` (an
+    :class:`~calibration.pricing.iv_memo.IVMemo` kept by the caller across snapshots) only
+    the quotes updated since the last snapshot are inverted; ``row_id`` gives each row a
+    stable non-negative id (the instrument's) for the memo.  The result does not depend on
+    the memo.
     The put-call parity forward is estimated too; ``calibration.pricing.forwards.choose_forward``
     picks the venue's where it exists and records the disagreement; ``parity=False`` skips
     the parity estimate where a venue forward exists (it is then only a diagnostic).
