@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from calibration.every import parse_every as scheme_parse_every
+from calibration.every import parse_every as parse_every_rule
 from calibration.loss import LossConfig
 from calibration.pricing.iv_memo import IVMemo
 from calibration.quality import aggregate, calibration_quote_rows, oos_errors
@@ -57,7 +57,7 @@ def parse_every(every: Any, check_s: float) -> tuple[int | None, int | None, flo
     consumer's wake rule: (deadline interval ns, quote count, quality trigger pct).  A quality
     trigger is checked every ``check_s`` market seconds."""
     try:
-        rule = scheme_parse_every(every)
+        rule = parse_every_rule(every)
     except ValueError as e:
         raise ConfigError(f"calibration.every: {e}") from None
     if not rule:

@@ -50,6 +50,7 @@ def monkeypatch_module():
 @pytest.mark.parametrize("model,latency,every", [
     ("svi", 0.0, "60s"), ("svi", 7.5, "60s"), ("essvi", 0.0, "60s"), ("essvi", 90.0, "60s"),
     ("sabr", 0.0, "60s"), ("sabr", 7.5, "60s"), ("svi", 2.0, "2000q"), ("svi", 0.0, "quality:5"),
+    ("svi", 1.5, "1s"),  # a cadence short enough for expiries to be carried over
 ])
 def test_cached_run_has_the_live_journal_hash(gbm_quarter_hour, cold, tmp_path, model, latency,
                                               every):
@@ -71,6 +72,9 @@ def test_cached_run_has_the_live_journal_hash(gbm_quarter_hour, cold, tmp_path, 
     assert live["dynamics"]["pairs"] > 0 or every != "60s"  # a trigger may refit too rarely
     tables = [_dynamics_table(tmp_path / d / "journal.duckdb") for d in ("live", "reused")]
     pd.testing.assert_frame_equal(*tables)
+    if every == "1s":
+        with duckdb.connect(str(tmp_path / "reused" / "journal.duckdb"), read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM surface_fits WHERE carried").fetchall()[0][0]
 
 
 def _dynamics_table(journal: Path):
