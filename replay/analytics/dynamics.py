@@ -76,10 +76,9 @@ def atm_table(fits: pd.DataFrame) -> pd.DataFrame:
 def published_fits(con) -> pd.DataFrame:
     """The published ``surface_fits`` of a journal connection with their parameters as one
     ``p0, p1, ...`` column per parameter (NaN past a model's own count; the cast also reads
-    journals written when ``params`` was JSON text).  The
-    parameters are split into columns in the query and the model read as a categorical: a
-    day at 1 s is a million fits, which as lists and Python strings doubled a run's peak
-    memory."""
+    journals written when ``params`` was JSON text).  The parameters are split into columns
+    in the query and the model read as a categorical: a day at 1 s is a million fits, which
+    as lists and Python strings doubled a run's peak memory."""
     width = max(len(p.__dataclass_fields__) for p in PARAMS.values())
     cols = ", ".join(f"p[{j + 1}] AS p{j}" for j in range(width))
     t = con.sql(f"SELECT ts, model, expiry, t, forward, {cols} FROM (SELECT seq, ts, model, "

@@ -271,7 +271,7 @@ class CalibrationConsumer:
             self.oos.append(out.oos)
         for kind, rows in (("surface_fit", out.fits), ("calibration_quotes", out.quotes)):
             if isinstance(rows, Block):
-                ctx.emit_block(kind, rows.payload, rows.table, rows.i0, rows.i1)
+                ctx.emit_block(kind, *_parts(rows))
             elif rows is not None:
                 ctx.emit(kind, **rows)
         if out.fits is not None and self.stream is None:

@@ -282,7 +282,7 @@ class StreamReader:
         # the bulky parts (payload bytes, fit and quote rows) are read a row group at a time
         # as the replay walks forward, so a day's stream is never in memory at once
         self._extra = RowGroups(folder / "wakes.parquet",
-                                 ["fits_payload", "quotes_payload", "violations"])
+                                ["fits_payload", "quotes_payload", "violations"])
         self._fits = RowGroups(folder / "fits.parquet")
         self._quotes = RowGroups(folder / "quotes.parquet")
         self._surface: tuple[int, Surface] | None = None
