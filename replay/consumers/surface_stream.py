@@ -334,12 +334,11 @@ class StreamReader:
             return self._surface[1]
         i = self.row_of_wake[wake]
         r = self._rows[i]
-        t, j0 = self._fits.locate(r.f0)
-        rows = t.slice(j0, r.f1 - r.f0).select(
-            ["model", "params", "expiry", "t", "forward", "k_lo", "k_hi"]).to_pylist()
-        slices = [SmileSlice(r["model"], PARAMS[r["model"]](*r["params"]),
-                             r["expiry"], r["t"], r["forward"], r["k_lo"], r["k_hi"])
-                  for r in rows]
+        n = r.f1 - r.f0
+        model, params, expiry, t, forward, k_lo, k_hi = (self._fits.cells(r.f0, n, c) for c in (
+            "model", "params", "expiry", "t", "forward", "k_lo", "k_hi"))
+        slices = [SmileSlice(m, PARAMS[m](*p), *rest)
+                  for m, p, *rest in zip(model, params, expiry, t, forward, k_lo, k_hi)]
         surf = Surface(slices, r.ts, [
             Violation(**v) for v in json.loads(self._extra.value(i, "violations"))])
         self._surface = (wake, surf)

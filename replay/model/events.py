@@ -23,6 +23,7 @@ import hashlib
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -30,7 +31,9 @@ import pyarrow as pa
 TYPES = {"int": ("BIGINT", pa.int64()), "float": ("DOUBLE", pa.float64()),
           "str": ("VARCHAR", pa.string()), "bool": ("BOOLEAN", pa.bool_()),
           "floats": ("DOUBLE[]", pa.list_(pa.float64()))}
-_QNAN = np.frombuffer(struct.pack("<Q", 0x7FF8000000000000), "<f8")[0]
+_QNAN_BYTES = struct.pack("<Q", 0x7FF8000000000000)
+_QNAN = np.frombuffer(_QNAN_BYTES, "<f8")[0]
+_I64, _F64, _U32 = (struct.Struct(f).pack for f in ("<q", "<d", "<I"))
 #: the fixed head of an event's bytes: seq, ts, cause stream, cause seq
 HEAD = struct.Struct("<qqbq")
 H0 = bytes(32)
@@ -56,6 +59,15 @@ class EventKind:
                 raise ValueError(f"{self.name}.{f}: type {t!r} not one of {sorted(TYPES)}")
             if f in ("seq", "ts"):
                 raise ValueError(f"{self.name}: field name {f!r} is reserved")
+
+    @cached_property
+    def hashed(self) -> tuple[tuple[str, str], ...]:
+        """The ``(field, type)`` pairs that enter the hash, in declared order."""
+        return tuple((f, t) for f, t in self.fields if f not in self.unhashed)
+
+    @cached_property
+    def names(self) -> frozenset[str]:
+        return frozenset(f for f, _ in self.fields)
 
     def ddl(self) -> str:
         cols = ", ".join(f"{f} {TYPES[t][0]}" for f, t in self.fields)
@@ -141,12 +153,14 @@ def columns_of(kind: EventKind, rows: Mapping[str, object]) -> tuple[int, dict[s
     """An event's payload as ``(row count, {field: list})``: each declared field maps to a
     scalar (broadcast) or to equal-length sequences; for a ``floats`` field the scalar is one
     list of floats and the sequence a list of them."""
-    missing = [f for f, _ in kind.fields if f not in rows]
-    extra = sorted(set(rows) - {f for f, _ in kind.fields})
-    if missing or extra:
+    if rows.keys() != kind.names:
+        missing = [f for f, _ in kind.fields if f not in rows]
+        extra = sorted(set(rows) - kind.names)
         raise ValueError(f"{kind.name}: missing fields {missing}, unknown fields {extra}")
     seqs = {f: rows[f] for f, t in kind.fields if _is_column(rows[f], t)}
-    n = len(next(iter(seqs.values()))) if seqs else 1
+    if not seqs:  # one row: the usual event (a decision, an order, a fill)
+        return 1, {f: [list(rows[f]) if t == "floats" else rows[f]] for f, t in kind.fields}
+    n = len(next(iter(seqs.values())))
     if any(len(c) != n for c in seqs.values()):
         raise ValueError(f"{kind.name}: payload columns differ in length")
     # float lists stay lists of lists: their lengths may differ
@@ -168,8 +182,22 @@ def _is_column(value: object, typ: str) -> bool:
 def payload_bytes(kind: EventKind, cols: Mapping[str, list]) -> bytes:
     """The payload part of an event's canonical bytes: row count, then the hashed columns."""
     n = len(next(iter(cols.values()))) if cols else 1
-    return struct.pack("<I", n) + b"".join(
-        _canon_column(cols[f], t) for f, t in kind.fields if f not in kind.unhashed)
+    if n == 1:  # the same bytes, without numpy's per-call cost on one-element columns
+        return _U32(1) + b"".join(_canon_one(cols[f][0], t) for f, t in kind.hashed)
+    return _U32(n) + b"".join(_canon_column(cols[f], t) for f, t in kind.hashed)
+
+
+def _canon_one(value: object, typ: str) -> bytes:
+    """:func:`_canon_column` of the one-entry column ``[value]``."""
+    if typ == "float" and isinstance(value, float):  # numpy's float64 is a float too
+        return _F64(value) if value == value else _QNAN_BYTES
+    if typ == "int" and isinstance(value, int):
+        return _I64(value)
+    if typ == "str" and isinstance(value, str):
+        return length_prefixed(value)
+    if typ == "bool":
+        return b"\x02" if value is None else (b"\x01" if value else b"\x00")
+    return _canon_column([value], typ)
 
 
 def canonical_bytes(seq: int, ts: int, kind: EventKind, cause_stream: int, cause_seq: int,

@@ -55,3 +55,32 @@ class RowGroups:
         if values is None:
             values = self._lists[g, column] = table.column(column).to_pylist()
         return values[j]
+
+    def cells(self, row: int, n: int, column: str) -> list:
+        """The ``n`` cells from ``row`` on (one group holds them all) as Python objects.
+
+        Each held group's column is converted once, numbers and lists of numbers through
+        numpy: a group's worth of Python objects would cost more memory than its table.
+        """
+        g, table, j = self._locate(row)
+        conv = self._lists.get((g, column, "cells"))
+        if conv is None:
+            conv = self._lists[g, column, "cells"] = _compact(table.column(column))
+        if isinstance(conv, tuple):
+            values, offsets = conv
+            return [values[offsets[i]:offsets[i + 1]].tolist() for i in range(j, j + n)]
+        return conv[j:j + n].tolist() if isinstance(conv, np.ndarray) else conv[j:j + n]
+
+
+def _compact(column: pa.ChunkedArray) -> np.ndarray | tuple[np.ndarray, np.ndarray] | list:
+    """A column as a numpy array (numbers without nulls), a flat numpy array and its offsets
+    (lists of numbers without nulls), or else a list of Python objects."""
+    arr = column.combine_chunks()
+    typ = arr.type
+    if arr.null_count == 0 and (pa.types.is_integer(typ) or pa.types.is_floating(typ)
+                                or pa.types.is_boolean(typ)):
+        return arr.to_numpy(zero_copy_only=False)
+    if (arr.null_count == 0 and pa.types.is_list(typ) and arr.values.null_count == 0
+            and pa.types.is_floating(typ.value_type)):
+        return arr.values.to_numpy(zero_copy_only=False), arr.offsets.to_numpy()
+    return arr.to_pylist()

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -54,14 +55,41 @@ class Corridor:
 
 def _as_vectorised(fn: DeltaFn, vectorised: bool) -> Callable[[np.ndarray], np.ndarray]:
     if vectorised:
-        return lambda s: np.broadcast_to(np.asarray(fn(s), dtype=np.float64), np.shape(s))
+        def call(s: np.ndarray) -> np.ndarray:
+            out = fn(s)
+            if isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == s.shape:
+                return out
+            return np.broadcast_to(np.asarray(out, dtype=np.float64), s.shape)
+        return call
     return lambda s: np.array([float(fn(float(x))) for x in np.ravel(s)]).reshape(np.shape(s))
 
 
 def _first_crossing(gs: np.ndarray) -> int:
     """Index of the first entry that is not inside the band (NaN counts as outside), or -1."""
-    hit = np.flatnonzero(~(gs < 0.0))
-    return int(hit[0]) if hit.size else -1
+    out = ~(gs < 0.0)
+    i = int(out.argmax())
+    return i if out[i] else -1
+
+
+@lru_cache(maxsize=16)
+def _log_grid(first_step: float, growth: float, max_log_move: float
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """``exp(x)`` and ``exp(-x)`` at the log-moves ``0 < x_1 < x_2 < ... <= max_log_move``,
+    growing geometrically (read-only: shared by every search with these parameters)."""
+    steps = first_step * growth ** np.arange(256)
+    xs = np.cumsum(steps)
+    xs = np.append(xs[xs < max_log_move], max_log_move)
+    up, down = np.exp(xs), np.exp(-xs)
+    up.flags.writeable = down.flags.writeable = False
+    return up, down
+
+
+@lru_cache(maxsize=16)
+def _fractions(subdivisions: int) -> np.ndarray:
+    """The interior points ``j / subdivisions`` of a bracket, read-only."""
+    frac = np.linspace(0.0, 1.0, subdivisions + 1)[1:-1]
+    frac.flags.writeable = False
+    return frac
 
 
 def delta_corridor(delta_fn: DeltaFn, spot: float, hedge_delta: float,
@@ -84,15 +112,12 @@ def delta_corridor(delta_fn: DeltaFn, spot: float, hedge_delta: float,
     def g(s: np.ndarray) -> np.ndarray:
         return np.abs(d(s) - hedge_delta) - w(s)
 
-    # log-moves 0 < x_1 < x_2 < ... <= max_log_move, growing geometrically
-    steps = first_step * growth ** np.arange(256)
-    xs = np.cumsum(steps)
-    xs = np.append(xs[xs < max_log_move], max_log_move)
-    grid = np.concatenate(([spot], spot * np.exp(xs), spot * np.exp(-xs)))
+    up, down = _log_grid(float(first_step), float(growth), float(max_log_move))
+    grid = np.concatenate(([spot], spot * up, spot * down))
     g_all = g(grid)
     if not g_all[0] < 0.0:  # breached, or a delta that cannot be evaluated: wake now
         return Corridor(spot, spot)
-    n = xs.size
+    n = up.size
     edges = []
     brackets = []  # (a, b, g(a), g(b)) with g(a) < 0 <= g(b), a nearer to spot
     for sl in (slice(1, n + 1), slice(n + 1, None)):  # upwards, then downwards
@@ -105,7 +130,7 @@ def delta_corridor(delta_fn: DeltaFn, spot: float, hedge_delta: float,
             a, ga = (spot, float(g_all[0])) if i == 0 else (float(pts[i - 1]), float(side[i - 1]))
             brackets.append((a, float(pts[i]), ga, float(side[i])))
             edges.append(math.nan)
-    frac = np.linspace(0.0, 1.0, subdivisions + 1)[1:-1]
+    frac = _fractions(int(subdivisions))
     for _ in range(rounds):
         live = [k for k, b in enumerate(brackets) if b is not None and b[3] != 0.0]
         if not live:

@@ -13,6 +13,7 @@ from replay.model.events import (
     H0,
     KINDS,
     EventKind,
+    _canon_column,
     canonical_bytes,
     columns_of,
     payload_bytes,
@@ -109,6 +110,32 @@ def test_kinds_declared_later_get_their_table(tmp_path):
     j.close()
     assert recompute_hash(tmp_path / "j.duckdb") == j.hash_hex
     KINDS.pop("test_late_kind")
+
+
+def test_a_one_row_payload_has_the_bytes_of_its_columns():
+    """The one-row fast path of :func:`payload_bytes` writes what the column path writes, for
+    every declared type and the values callers pass: numpy and Python scalars, NaNs of any
+    payload or sign, signed zeros, infinities, None strings and bools."""
+    kind = register_kind(EventKind("test_one_row", "test_one_row", (
+        ("i", "int"), ("x", "float"), ("s", "str"), ("b", "bool"), ("xs", "floats"),
+        ("skip", "float")), unhashed=("skip",)))
+    odd_nan = np.frombuffer(struct.pack("<Q", 0xFFF0000000000123), "<f8")[0]
+    ints = [0, -3, 2**62, np.int64(7), np.int32(-2), True]
+    floats = [1.5, -0.0, 0.0, math.inf, -math.inf, math.nan, odd_nan, np.float64(-2.25),
+              np.float32(0.1), 3, np.nan, -np.float64(np.nan)]
+    strs = ["", "a", "é", None, np.str_("np")]
+    bools = [True, False, None, np.bool_(True), np.bool_(False), 0, 2]
+    lists = [[], [1.0, math.nan], np.array([odd_nan, -0.0])]
+    rng = np.random.default_rng(0)
+    for _ in range(400):
+        row = {"i": ints[rng.integers(len(ints))], "x": floats[rng.integers(len(floats))],
+               "s": strs[rng.integers(len(strs))], "b": bools[rng.integers(len(bools))],
+               "xs": lists[rng.integers(len(lists))], "skip": 1.0}
+        n, cols = columns_of(kind, row)
+        want = struct.pack("<I", 1) + b"".join(_canon_column(cols[f], t) for f, t in kind.fields
+                                                if f != "skip")
+        assert n == 1 and payload_bytes(kind, cols) == want, row
+    KINDS.pop("test_one_row")
 
 
 def test_a_float_list_field_is_a_column_or_a_broadcast_row(tmp_path):
