@@ -135,9 +135,16 @@ class BookLegs:
 
     def _sum_fn(self, which: str, power: int):
         """The compiled sum; premium-adjusted deltas (which need prices) take the numpy path,
-        :meth:`_numpy_sum_fn`, which is also the kernel's reference twin."""
-        if self.premium_adjusted:
-            return self._numpy_sum_fn(which, power)
+        :meth:`_numpy_sum_fn`, which is also the kernel's reference twin.  Made once per legs:
+        a hedging decision asks for the same sums several times."""
+        made = self.__dict__.get(f"_{which}_fn")  # frozen: cached past __setattr__
+        if made is None:
+            made = self.__dict__[f"_{which}_fn"] = (
+                self._numpy_sum_fn(which, power) if self.premium_adjusted
+                else self._compiled_sum_fn(which, power))
+        return made
+
+    def _compiled_sum_fn(self, which: str, power: int):
         b = self.basis
         args = [np.ascontiguousarray(x, dtype=np.float64)
                 for x in (self.qty * b ** power, b, self.strike, self.t, self.vol)]

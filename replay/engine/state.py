@@ -179,6 +179,26 @@ class MarketState:
     def stream_seqs(self) -> tuple[tuple[str, int], ...]:
         return tuple((s, int(self.clock[C_STREAM_SEQ + k])) for k, s in enumerate(STREAMS))
 
+    def views(self) -> dict[str, np.ndarray]:
+        """Read-only live views of the columns a :class:`MarketView` shows, made once per
+        state arrays (a view per column per wake cost more than most wakes do)."""
+        held = self.__dict__.get("_views")
+        if held is None or held[0] is not self.fstate or held[1] is not self.istate:
+            f, i = self.fstate, self.istate
+            views = {
+                "bid": _ro(f[:, F_BID]), "ask": _ro(f[:, F_ASK]),
+                "bid_size": _ro(f[:, F_BID_SIZE]), "ask_size": _ro(f[:, F_ASK_SIZE]),
+                "last_price": _ro(f[:, F_LAST_PX]), "last_size": _ro(f[:, F_LAST_SIZE]),
+                "last_side": _ro(f[:, F_LAST_SIDE]), "funding_rate": _ro(f[:, F_FUNDING_RATE]),
+                "funding_interval_s": _ro(f[:, F_FUNDING_INTERVAL]),
+                "mark_price": _ro(f[:, F_MARK]),
+                # options: the venue's forward of the expiry and its mark IV (a fraction)
+                "venue_forward": _ro(f[:, F_VENUE_FWD]), "mark_iv": _ro(f[:, F_MARK_IV]),
+                "quote_ts": _ro(i[:, I_QUOTE_TS]), "trade_ts": _ro(i[:, I_TRADE_TS]),
+                "update_ts": _ro(i[:, I_UPDATE_TS]), "funding_ts": _ro(i[:, I_FUNDING_TS])}
+            held = self.__dict__["_views"] = (f, i, views)
+        return held[2]
+
     def copy(self) -> MarketState:
         return MarketState(self.fstate.copy(), self.istate.copy(), self.clock.copy(),
                            self.underlying_id)
@@ -192,24 +212,19 @@ def _ro(a: np.ndarray) -> np.ndarray:
 
 class MarketView:
     """Read-only view of the market state as of the current wake (``now``).  The arrays are
-    live views: read them during the callback, copy what must outlive it."""
+    live views: read them during the callback, copy what must outlive it.
+
+    Per instrument id: ``bid``, ``ask``, ``bid_size``, ``ask_size``, ``last_price``,
+    ``last_size``, ``last_side``, ``funding_rate``, ``funding_interval_s``, ``mark_price``,
+    ``venue_forward`` and ``mark_iv`` (options: the venue's forward of the expiry and its mark
+    IV, a fraction), and the timestamps ``quote_ts``, ``trade_ts``, ``update_ts`` and
+    ``funding_ts`` (:meth:`MarketState.views`)."""
 
     def __init__(self, state: MarketState, instruments: Instruments, now: int):
-        f, i = state.fstate, state.istate
         self.now = int(now)
         self.instruments = instruments
         self.underlying_id = state.underlying_id
-        self.bid, self.ask = _ro(f[:, F_BID]), _ro(f[:, F_ASK])
-        self.bid_size, self.ask_size = _ro(f[:, F_BID_SIZE]), _ro(f[:, F_ASK_SIZE])
-        self.last_price, self.last_size = _ro(f[:, F_LAST_PX]), _ro(f[:, F_LAST_SIZE])
-        self.last_side = _ro(f[:, F_LAST_SIDE])
-        self.funding_rate = _ro(f[:, F_FUNDING_RATE])
-        self.funding_interval_s = _ro(f[:, F_FUNDING_INTERVAL])
-        self.mark_price = _ro(f[:, F_MARK])
-        self.venue_forward = _ro(f[:, F_VENUE_FWD])  # options: the venue's forward of the expiry
-        self.mark_iv = _ro(f[:, F_MARK_IV])  # options: the venue's mark IV (fraction)
-        self.quote_ts, self.trade_ts = _ro(i[:, I_QUOTE_TS]), _ro(i[:, I_TRADE_TS])
-        self.update_ts, self.funding_ts = _ro(i[:, I_UPDATE_TS]), _ro(i[:, I_FUNDING_TS])
+        self.__dict__.update(state.views())
         self.n_events = state.n_events
 
     def mid(self, iid: int | np.ndarray) -> float | np.ndarray:

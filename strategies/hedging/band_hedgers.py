@@ -22,7 +22,8 @@ from strategies.base import require_positive
 from strategies.greeks import BookLegs, delta_gamma, nan_to_num
 from strategies.hedging.bands import (
     whalley_wilmott_half_width,
-    zakamouline_half_width,
+    zakamouline_h0,
+    zakamouline_h1,
     zakamouline_k,
     zakamouline_modified_vol,
 )
@@ -133,13 +134,18 @@ class Zakamouline(UtilityBand):
         return legs.with_vol(zakamouline_modified_vol(legs.vol, k, short=gamma < 0))
 
     def band(self, ctx: Any, legs: BookLegs) -> Width:
+        """``H(S) = H0(S) + H1(Gamma(S))`` (:func:`~strategies.hedging.bands.zakamouline_half_width`)
+        as ``c0 / S + c1 sqrt|Gamma(S)|``, the two terms' exact scalings, with ``c0`` and ``c1``
+        taken once per decision: the corridor search evaluates the band at every probe."""
         if not len(legs):
             return 0.0
         gamma_fn = legs.gamma_fn()
         _, tau, sigma = self._book_terms(legs)
         lam, ra, r = self.cost, self.risk_aversion, self.r
+        c0 = float(zakamouline_h0(1.0, lam, ra, sigma, tau))
+        c1 = float(zakamouline_h1(1.0, lam, ra, sigma, tau, r))
 
         def width(s: np.ndarray) -> np.ndarray:
-            return zakamouline_half_width(gamma_fn(s), s, lam, ra, sigma, tau, r)
+            return c0 / s + c1 * np.sqrt(np.abs(gamma_fn(s)))
 
         return width

@@ -11,8 +11,14 @@ from calibration.pricing.black import gamma as black_gamma
 from replay.engine.loop import run_replay
 from replay.engine.wake import WakeCondition
 from strategies.books import FixedBook
-from strategies.greeks import NS_PER_YEAR, book_greeks
-from strategies.hedging.bands import leland_vol, zakamouline_k, zakamouline_modified_vol
+from strategies.greeks import NS_PER_YEAR, book_greeks, book_legs
+from strategies.hedging.band_hedgers import gamma_weighted
+from strategies.hedging.bands import (
+    leland_vol,
+    zakamouline_half_width,
+    zakamouline_k,
+    zakamouline_modified_vol,
+)
 from strategies.hedging.registry import (
     DeltaBand,
     GammaVega,
@@ -63,8 +69,6 @@ def test_each_strategy_hedges_a_single_option_to_its_black_delta():
     ww_h = (1.5 * cost * SPOT * gam ** 2 / ra) ** (1.0 / 3.0)  # WW 1997, r = 0
     k = float(zakamouline_k(gam, SPOT, cost, ra, FLAT, t))
     vol_z = float(zakamouline_modified_vol(FLAT, k, short=True))
-    from strategies.hedging.bands import zakamouline_half_width
-
     zak_h = float(zakamouline_half_width(gam, SPOT, cost, ra, FLAT, t))
     vol_l = float(leland_vol(FLAT, cost, dt, short=True))
     cases = {
@@ -94,6 +98,20 @@ def test_each_strategy_hedges_a_single_option_to_its_black_delta():
         assert_allclose([dec["band_lo"], dec["band_hi"]], [target - half, target + half],
                         rtol=1e-6, atol=1e-12, err_msg=name)
         assert_allclose(dec["book_delta"], QTY * d, rtol=1e-12)
+
+
+def test_zakamouline_band_along_the_corridor_is_its_formula():
+    """The band the corridor search probes (factored once per decision) is
+    ``zakamouline_half_width`` at the book's gamma at every ``S``."""
+    ctx, *_ = short_calls()
+    ctx.held[option_id(ctx.instruments, E1, 95_000.0, False)] = 4.0  # a long put too
+    strat = Zakamouline(risk_aversion=1e-4, cost=0.002, r=0.03, **COMMON)
+    legs = book_legs(ctx, None, "flat", None, FLAT)
+    width = strat.band(ctx, legs)
+    s = SPOT * np.exp(np.linspace(-0.3, 0.3, 41))
+    tau, sigma = gamma_weighted(legs, legs.t, legs.vol)
+    want = zakamouline_half_width(legs.gamma_fn()(s), s, 0.002, 1e-4, sigma, tau, 0.03)
+    assert_allclose(width(s), want, rtol=1e-13)
 
 
 @pytest.mark.parametrize("hedge, iid, per_contract", [("future", 2, 10.0 / SPOT),
