@@ -235,6 +235,22 @@ class _WakeRow(NamedTuple):
     oos_n: int
 
 
+class _Blocks:
+    """Rows ``0 .. n-1`` made by ``make(i0, i1)`` a block at a time, the last block held: a
+    day's rows as Python objects would cost tens of MB, and the replay walks them forward."""
+
+    def __init__(self, n: int, make: Callable[[int, int], list], size: int = 4096):
+        self.n, self.make, self.size = n, make, size
+        self._block, self._rows = -1, []
+
+    def __getitem__(self, i: int):
+        b = i // self.size
+        if b != self._block:
+            i0 = b * self.size
+            self._rows, self._block = self.make(i0, min(i0 + self.size, self.n)), b
+        return self._rows[i - b * self.size]
+
+
 class StreamReader:
     """Serves the recorded outputs of a stream to a replaying consumer, wake by wake.
 
@@ -267,18 +283,19 @@ class StreamReader:
         self.has_oos = w["oos_n"].is_valid().to_numpy(zero_copy_only=False)
         self.oos_sq = w["oos_sq_sum"].fill_null(0.0).to_numpy()
         self.oos_n = w["oos_n"].fill_null(0).to_numpy()
-        self.row_of_wake = dict(zip(self.wake.tolist(), range(len(self.wake))))
-        # what a wake reads, as Python scalars: a replayed wake then costs a few list
-        # lookups, not a dozen NumPy scalar conversions
-        self._rows = list(map(_WakeRow._make, zip(*(a.tolist() for a in (
-            self.ts, self.n_events, self.f0, self.f1, self.q0, self.q1, self.surface_wake,
-            self.spot, self.usable_ts, self.fell_back, self.has_oos, self.oos_sq,
-            self.oos_n)))))
-        self._has_quality = self.has_quality.tolist()
-        self._has_jitter = w["q_param_jitter"].is_valid().to_pylist()
+        # what a wake reads, as Python scalars: a replayed wake then costs a list lookup, not
+        # a dozen NumPy scalar conversions (made a block at a time: the replay walks forward)
+        cols = (self.ts, self.n_events, self.f0, self.f1, self.q0, self.q1, self.surface_wake,
+                self.spot, self.usable_ts, self.fell_back, self.has_oos, self.oos_sq,
+                self.oos_n)
+        self._rows = _Blocks(len(self.wake), lambda i0, i1: list(map(_WakeRow._make, zip(
+            *(a[i0:i1].tolist() for a in cols)))))
         # NaN, not None, where a quality field is null: param_jitter is then replaced by None
-        self._quality = {f: w[f"q_{f}"].to_numpy(zero_copy_only=False).tolist()
-                         for f in QUALITY_FIELDS}
+        quality = (self.has_quality, w["q_param_jitter"].is_valid().to_numpy(
+            zero_copy_only=False), *(w[f"q_{f}"].to_numpy(zero_copy_only=False)
+                                     for f in QUALITY_FIELDS))
+        self._quality = _Blocks(len(self.wake), lambda i0, i1: list(zip(
+            *(a[i0:i1].tolist() for a in quality))))
         # the bulky parts (payload bytes, fit and quote rows) are read a row group at a time
         # as the replay walks forward, so a day's stream is never in memory at once
         self._extra = RowGroups(folder / "wakes.parquet",
@@ -306,11 +323,12 @@ class StreamReader:
         return Block(payload, t, j, j + r.q1 - r.q0)
 
     def fit_quality(self, i: int) -> FitQuality | None:
-        if not self._has_quality[i]:
+        has, has_jitter, *values = self._quality[i]
+        if not has:
             return None
-        q = {f: (int(v[i]) if f in _INT_QUALITY else float(v[i]))
-             for f, v in self._quality.items()}
-        if not self._has_jitter[i]:
+        q = {f: (int(v) if f in _INT_QUALITY else float(v))
+             for f, v in zip(QUALITY_FIELDS, values)}
+        if not has_jitter:
             q["param_jitter"] = None
         return FitQuality(**q)
 
@@ -332,7 +350,10 @@ class StreamReader:
         latest one asked for, as a live consumer republishes its last good surface)."""
         if self._surface is not None and self._surface[0] == wake:
             return self._surface[1]
-        i = self.row_of_wake[wake]
+        i = int(np.searchsorted(self.wake, wake))  # wakes are recorded in order
+        if i == len(self.wake) or self.wake[i] != wake:
+            raise StreamMismatch(f"surface stream {self.folder} has no wake {wake}; rebuild it "
+                                 "with calibration.cache=refresh")
         r = self._rows[i]
         n = r.f1 - r.f0
         model, params, expiry, t, forward, k_lo, k_hi = (self._fits.cells(r.f0, n, c) for c in (
