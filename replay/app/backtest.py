@@ -83,7 +83,7 @@ def run(cfg: Any) -> dict:
     """Run one backtest; returns the metrics dict (also written to ``metrics.json``)."""
     from omegaconf import OmegaConf
 
-    from replay.app.surfaces.cache import cache_mode, ensure_stream
+    from replay.app.surfaces.cache import cache_mode, ensure_stream, read_manifest
     from replay.consumers.marker import PnLMarker
     from replay.consumers.surface_stream import StreamReader
     from replay.engine.loop import ProgressLog, run_replay
@@ -142,7 +142,8 @@ def run(cfg: Any) -> dict:
     if calib is not None:
         stream = ensure_stream(_without(calib_node, "cache"), d.sel, mode=cache, log=log)
         if stream is not None:
-            calib.stream = StreamReader(stream.path)
+            calib.stream = StreamReader(stream.path,
+                                        read_manifest(stream.path)["calibration_metrics"])
     res = run_replay(db, consumers, out, start=d.sel.start, end=d.sel.end,
                      window_ns=int(data.window_s * NS),
                      snapshot_every_ns=int(cfg.snapshot_every_s * NS) if cfg.get("snapshot_every_s") else None,

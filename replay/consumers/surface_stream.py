@@ -257,8 +257,10 @@ class StreamReader:
     Loading is columnar (no Python object per fit row), so opening a day's stream costs
     well under a second; surfaces are rebuilt only when someone reads them."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, metrics: dict | None = None):
         folder = Path(folder)
+        #: the building consumer's :meth:`metrics` over the whole stream, when known
+        self.metrics = metrics
         missing = [f for f in FILES if not (folder / f).exists()]
         if missing:
             raise StreamMismatch(f"surface stream {folder} is incomplete (no {missing[0]}); "

@@ -67,7 +67,7 @@ def test_cached_run_has_the_live_journal_hash(gbm_quarter_hour, cold, tmp_path, 
     assert timeless[0] == timeless[1] == timeless[2]
     assert built["calibration"]["fit_ms_median"] == reused["calibration"]["fit_ms_median"]
     assert live["pnl"] == reused["pnl"]
-    # the surface dynamics are measured once, by the build: the same block and table
+    # the surface dynamics measured from the journal: the same block and table
     assert live["dynamics"] == built["dynamics"] == reused["dynamics"]
     assert live["dynamics"]["pairs"] > 0 or every != "60s"  # a trigger may refit too rarely
     tables = [_dynamics_table(tmp_path / d / "journal.duckdb") for d in ("live", "reused")]
