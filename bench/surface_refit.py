@@ -75,5 +75,5 @@ def run(quick: bool) -> dict:
     out["expiries"] = len(snap.slices)
     out["quotes"] = snap.n_two_sided
     out["rows"] = int(now.strike.size)
-    out["goal_warm_ms"] = 5.0
+    out["goal_warm_ms"] = 1.0
     return out

@@ -74,4 +74,4 @@ def run(quick: bool) -> dict:
     warm = _median_ms(lambda: fit(now, prev), repeats)
     cold = _median_ms(lambda: fit(now), repeats // 2)
     return {"warm_ms_median": round(warm, 4), "cold_ms_median": round(cold, 4),
-            "strikes": int(now.n), "source": source, "goal_warm_ms": 0.3}
+            "strikes": int(now.n), "source": source, "goal_warm_ms": 0.03}
