@@ -134,8 +134,9 @@ class Zakamouline(UtilityBand):
         return legs.with_vol(zakamouline_modified_vol(legs.vol, k, short=gamma < 0))
 
     def band(self, ctx: Any, legs: BookLegs) -> Width:
-        """``H(S) = H0(S) + H1(Gamma(S))`` (:func:`~strategies.hedging.bands.zakamouline_half_width`)
-        as ``c0 / S + c1 sqrt|Gamma(S)|``, the two terms' exact scalings, with ``c0`` and ``c1``
+        """``H(S) = H0(S) + H1(Gamma(S))``
+        (:func:`~strategies.hedging.bands.zakamouline_half_width`) as
+        ``c0 / S + c1 sqrt|Gamma(S)|``, the two terms' exact scalings, with ``c0`` and ``c1``
         taken once per decision: the corridor search evaluates the band at every probe."""
         if not len(legs):
             return 0.0
