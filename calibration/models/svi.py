@@ -62,6 +62,7 @@ __all__ = ["LEE_SLOPE", "SVIFit", "SVIParams", "fit_svi", "svi_derivatives",
 
 LEE_SLOPE = 2.0
 N_BAND_ROUNDS = 4
+_NONE = np.zeros(0)  # no floor points (read-only use)
 
 
 @dataclass(frozen=True)
@@ -319,6 +320,45 @@ def vol_weights(iv: np.ndarray, t: float) -> np.ndarray:
     return (100.0 / (2.0 * iv * t)) ** 2
 
 
+@njit(cache=True)
+def _slice_inputs(iv_mid, t, wq, iv_bid, iv_ask, band, mid_weight, fw):
+    """The kernel's per-quote arrays of one slice, in one pass: total variances ``v = iv^2 t``
+    of the mids, the loss band ``lo, hi`` (of bid and ask in band mode, else ``v``), the
+    weights ``wq * vol_weights(iv_mid, t)``, the mid pull ``mid_weight`` (band mode) and the
+    level bound ``amax = max(hi, fw)``.  Each value is computed as :func:`vol_weights` and
+    numpy compute it, to the bit (NaN propagates as in ``np.maximum`` and ``max``)."""
+    n = iv_mid.shape[0]
+    v, wt, lo, hi, mw = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    amax = -np.inf
+    for i in range(n):
+        iv = iv_mid[i]
+        floored = iv if (iv >= 1e-3 or iv != iv) else 1e-3
+        x = 100.0 / (2.0 * floored * t)
+        wt[i] = wq[i] * (x * x)
+        v[i] = iv * iv * t
+        if band:
+            lo[i] = iv_bid[i] * iv_bid[i] * t
+            hi[i] = iv_ask[i] * iv_ask[i] * t
+            mw[i] = mid_weight
+        else:
+            lo[i] = hi[i] = v[i]
+            mw[i] = 0.0
+        amax = _nan_max(amax, hi[i])
+    if fw.shape[0]:  # a floor above every quote must lift the level bound
+        top = -np.inf
+        for j in range(fw.shape[0]):
+            top = _nan_max(top, fw[j])
+        if top > amax:
+            amax = top
+    return v, wt, lo, hi, mw, amax
+
+
+@njit(cache=True)
+def _nan_max(acc: float, x: float) -> float:
+    """One step of numpy's ``max``: NaN, once seen, stays."""
+    return x if (x > acc or x != x) and acc == acc else acc
+
+
 def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | None = None,
             iv_bid: np.ndarray | None = None, iv_ask: np.ndarray | None = None, *,
             prev: SVIParams | None = None, lam: float = 0.0, band: bool = False,
@@ -342,22 +382,16 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
     it.
     """
     k = np.ascontiguousarray(k, dtype=float)
-    iv_mid = np.asarray(iv_mid, dtype=float)
+    iv_mid = np.ascontiguousarray(iv_mid, dtype=float)
     wq = np.ones_like(k) if weights is None else np.asarray(weights, dtype=float)
-    wq = wq / max(wq.sum(), 1e-300)
-    wt = np.ascontiguousarray(wq * vol_weights(iv_mid, t))
-    v = np.ascontiguousarray(iv_mid ** 2 * t)
-    if band:
-        lo = np.asarray(iv_bid, dtype=float) ** 2 * t
-        hi = np.asarray(iv_ask, dtype=float) ** 2 * t
-    else:
-        lo = hi = v
-    fk = np.ascontiguousarray(np.zeros(0) if floor_k is None else floor_k, dtype=float)
-    fw = np.ascontiguousarray(np.zeros(0) if floor_w is None else floor_w, dtype=float)
-    # a <= amax keeps the level near the data; a floor above every quote must lift it
-    amax = float(max(hi.max(), fw.max())) if fw.size else float(hi.max())
-    mw = np.full(k.size, float(mid_weight) if band else 0.0)
-    k, v, wt, lo, hi, mw = (np.ascontiguousarray(x) for x in (k, v, wt, lo, hi, mw))
+    wq = np.ascontiguousarray(wq / max(wq.sum(), 1e-300))
+    fk = _NONE if floor_k is None else np.ascontiguousarray(floor_k, dtype=float)
+    fw = _NONE if floor_w is None else np.ascontiguousarray(floor_w, dtype=float)
+    bid, ask = ((np.ascontiguousarray(iv_bid, dtype=float),
+                 np.ascontiguousarray(iv_ask, dtype=float)) if band else (iv_mid, iv_mid))
+    # a <= amax keeps the level near the data
+    v, wt, lo, hi, mw, amax = _slice_inputs(iv_mid, float(t), wq, bid, ask, bool(band),
+                                            float(mid_weight), fw)
     has_prev = prev is not None
     pv = prev.to_array() if has_prev else np.zeros(5)
     start_at_prev = has_prev and warm
