@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from calibration.pricing.black import vega
 from calibration.quotes import QuoteSlice
@@ -78,10 +79,23 @@ class FitData:
 
 def quote_weights(sl: QuoteSlice, cfg: LossConfig) -> np.ndarray:
     """Raw (un-normalised) weight of every quote of the slice; 0 for quotes not used."""
-    usable = sl.two_sided.copy()
-    w = np.zeros(sl.k.size)
+    return _weighed(sl, cfg)[0]
+
+
+def fit_data(sl: QuoteSlice, cfg: LossConfig) -> FitData:
+    """The quotes of ``sl`` with positive weight, weights normalised to sum 1; ``bid``/``ask``
+    are the loss band (trimmed by ``band_margin``)."""
+    _, idx, ws, k, mid, bid, ask = _weighed(sl, cfg)
+    tot = ws.sum()
+    return FitData(sl.t, k, mid, bid, ask, ws / tot if tot > 0 else ws, idx)
+
+
+def _weighed(sl: QuoteSlice, cfg: LossConfig) -> tuple[np.ndarray, ...]:
+    """:func:`_select` of the slice's quotes under the configured weighting."""
+    usable = sl.two_sided
     if not usable.any():
-        return w
+        e = np.zeros(0)
+        return np.zeros(sl.k.size), np.zeros(0, np.int64), e, e, e, e, e
     if cfg.weighting == "spread":
         h = np.maximum(50.0 * (sl.ask_iv - sl.bid_iv), cfg.min_half_spread)
         raw = 1.0 / (h * h)
@@ -91,24 +105,38 @@ def quote_weights(sl: QuoteSlice, cfg: LossConfig) -> np.ndarray:
         raw = np.asarray(v, dtype=float) / float(atm)
     else:
         raw = np.ones(sl.k.size)
-    raw = np.where(sl.min_tick, raw * cfg.min_tick_weight, raw)
-    raw = np.where(sl.stale, raw * cfg.stale_weight, raw)
-    r = raw[usable]
-    w[usable] = np.where(np.isfinite(r), r, 0.0)  # an undefined weight drops the quote
-    return w
+    return _select(np.ascontiguousarray(raw, dtype=float), usable, sl.min_tick, sl.stale,
+                   cfg.min_tick_weight, cfg.stale_weight, sl.k, sl.mid_iv, sl.bid_iv,
+                   sl.ask_iv, cfg.band_margin)
 
 
-def fit_data(sl: QuoteSlice, cfg: LossConfig) -> FitData:
-    """The quotes of ``sl`` with positive weight, weights normalised to sum 1; ``bid``/``ask``
-    are the loss band (trimmed by ``band_margin``)."""
-    w = quote_weights(sl, cfg)
-    idx = np.flatnonzero(w > 0)
-    ws = w[idx]
-    tot = ws.sum()
-    bid, ask = sl.bid_iv[idx], sl.ask_iv[idx]
-    trim = cfg.band_margin * (ask - bid)
-    return FitData(sl.t, sl.k[idx], sl.mid_iv[idx], bid + trim, ask - trim,
-                   ws / tot if tot > 0 else ws, idx)
+@njit(cache=True)
+def _select(raw, usable, min_tick, stale, min_tick_weight, stale_weight, k, mid, bid, ask,
+            margin):
+    """One pass over a slice's quotes: each usable quote's weight ``raw``, times
+    ``min_tick_weight`` at the minimum tick and ``stale_weight`` when stale, 0 where that is
+    not finite (the weights ``w``); then the positions, weights, ``k``, mids and loss band
+    (the quoted one trimmed by ``margin`` of the spread on each side) of those with ``w > 0``.
+    """
+    n = raw.shape[0]
+    w = np.zeros(n)
+    m = 0
+    for i in range(n):
+        if usable[i]:
+            r = raw[i] * min_tick_weight if min_tick[i] else raw[i]
+            r = r * stale_weight if stale[i] else r
+            w[i] = r if np.isfinite(r) else 0.0
+            m += w[i] > 0.0
+    idx = np.empty(m, np.int64)
+    ws, ks, mids, lo, hi = np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m)
+    j = 0
+    for i in range(n):
+        if w[i] > 0.0:
+            trim = margin * (ask[i] - bid[i])
+            idx[j], ws[j], ks[j], mids[j] = i, w[i], k[i], mid[i]
+            lo[j], hi[j] = bid[i] + trim, ask[i] - trim
+            j += 1
+    return w, idx, ws, ks, mids, lo, hi
 
 
 def residuals(fit_iv: np.ndarray, d: FitData, cfg: LossConfig) -> np.ndarray:

@@ -321,6 +321,52 @@ def test_real_summary_snapshots_smoke():
             assert m["inside_spread_pct"] > 85.0
 
 
+def _numpy_fit_data(sl, cfg):
+    """The loss module's weights and fit data as its docstring defines them, in numpy."""
+    from calibration.pricing.black import vega
+
+    usable = sl.two_sided
+    w = np.zeros(sl.k.size)
+    if cfg.weighting == "spread":
+        h = np.maximum(50.0 * (sl.ask_iv - sl.bid_iv), cfg.min_half_spread)
+        raw = 1.0 / (h * h)
+    elif cfg.weighting == "vega":
+        atm = vega(sl.forward, sl.forward, sl.t, np.nanmedian(sl.mid_iv[usable]), True)
+        raw = np.asarray(vega(sl.forward, sl.strike, sl.t, sl.mid_iv, True)) / float(atm)
+    else:
+        raw = np.ones(sl.k.size)
+    raw = np.where(sl.min_tick, raw * cfg.min_tick_weight, raw)
+    raw = np.where(sl.stale, raw * cfg.stale_weight, raw)
+    w[usable] = np.where(np.isfinite(raw[usable]), raw[usable], 0.0)
+    idx = np.flatnonzero(w > 0)
+    trim = cfg.band_margin * (sl.ask_iv[idx] - sl.bid_iv[idx])
+    return w, idx, w[idx] / w[idx].sum(), sl.bid_iv[idx] + trim, sl.ask_iv[idx] - trim
+
+
+@pytest.mark.parametrize("weighting", ["spread", "vega", "uniform"])
+def test_fit_data_is_the_numpy_definition_to_the_bit(weighting):
+    from calibration.loss import fit_data, quote_weights
+
+    rng = np.random.default_rng(5)
+    base = quotes(0, GOOD).slices[0]
+    n = base.n
+    for case in range(100):
+        cfg = LossConfig(weighting=weighting, min_tick_weight=float(rng.choice([0.0, 0.2])),
+                         stale_weight=float(rng.choice([0.0, 0.5])),
+                         band_margin=float(rng.uniform(0.0, 0.4)))
+        bid = base.bid_iv * rng.uniform(0.9, 1.0, n)
+        bid[rng.random(n) < 0.1] = np.nan
+        ask = np.where(rng.random(n) < 0.05, bid, base.ask_iv)  # some zero spreads
+        sl = replace(base, bid_iv=bid, ask_iv=ask, min_tick=rng.random(n) < 0.2,
+                     stale=rng.random(n) < 0.2)
+        w, idx, weight, lo, hi = _numpy_fit_data(sl, cfg)
+        d = fit_data(sl, cfg)
+        assert quote_weights(sl, cfg).tobytes() == w.tobytes(), case
+        for got, want in [(d.index, idx), (d.weight, weight), (d.bid, lo), (d.ask, hi),
+                          (d.k, sl.k[idx]), (d.mid, sl.mid_iv[idx])]:
+            assert got.tobytes() == want.tobytes(), case
+
+
 def test_loss_weights_flags_and_band():
     from calibration.loss import fit_data, loss, quote_weights, residuals
 
