@@ -344,13 +344,10 @@ def _slice_inputs(iv_mid, t, wq, iv_bid, iv_ask, band, mid_weight, fw):
             lo[i] = hi[i] = v[i]
             mw[i] = 0.0
         amax = _nan_max(amax, hi[i])
-    if fw.shape[0]:  # a floor above every quote must lift the level bound
-        top = -np.inf
-        for j in range(fw.shape[0]):
-            top = _nan_max(top, fw[j])
-        if top > amax:
-            amax = top
-    return v, wt, lo, hi, mw, amax
+    top = -np.inf  # a floor above every quote must lift the level bound
+    for j in range(fw.shape[0]):
+        top = _nan_max(top, fw[j])
+    return v, wt, lo, hi, mw, (top if top > amax else amax)
 
 
 @njit(cache=True)
