@@ -112,14 +112,15 @@ def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray, n
     lo, hi = max(before.k_lo, after.k_lo), min(before.k_hi, after.k_hi)
     if not hi > lo:
         return None
-    if before.model == after.model == "svi":  # the test below in one compiled pass
-        if svi_calendar_drop(before.params.to_array(), after.params.to_array(), lo, hi, n,
-                             k_check) <= CALENDAR_TOL:
-            return None
+    svi = before.model == after.model == "svi"
+    if svi and svi_calendar_drop(before.params.to_array(), after.params.to_array(), lo, hi, n,
+                                 k_check) <= CALENDAR_TOL:
+        return None  # the test below, in one compiled pass (the usual case: no crossing)
     grid, own = np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)]
-    k = np.concatenate((grid, own))  # the points of the floor, unsorted: enough for the test
-    if np.max(before.total_variance(k) - after.total_variance(k)) <= CALENDAR_TOL:
-        return None
+    if not svi:
+        k = np.concatenate((grid, own))  # the points of the floor, unsorted: enough for the test
+        if np.max(before.total_variance(k) - after.total_variance(k)) <= CALENDAR_TOL:
+            return None
     k = np.union1d(grid, own)
     return k, before.total_variance(k) * (1.0 + margin) + 0.5 * CALENDAR_TOL
 

@@ -236,18 +236,19 @@ class _WakeRow(NamedTuple):
 
 
 class _Blocks:
-    """Rows ``0 .. n-1`` made by ``make(i0, i1)`` a block at a time, the last block held: a
-    day's rows as Python objects would cost tens of MB, and the replay walks them forward."""
+    """The rows of equal-length columns as tuples of Python scalars (made by ``row``), made
+    a block at a time, the last block held: a day's rows as Python objects would cost tens
+    of MB, and the replay walks them forward."""
 
-    def __init__(self, n: int, make: Callable[[int, int], list], size: int = 4096):
-        self.n, self.make, self.size = n, make, size
+    def __init__(self, cols: tuple[np.ndarray, ...], row: Callable = tuple, size: int = 4096):
+        self.cols, self.row, self.size = cols, row, size
         self._block, self._rows = -1, []
 
     def __getitem__(self, i: int):
         b = i // self.size
         if b != self._block:
-            i0 = b * self.size
-            self._rows, self._block = self.make(i0, min(i0 + self.size, self.n)), b
+            part = (a[b * self.size:(b + 1) * self.size].tolist() for a in self.cols)
+            self._rows, self._block = list(map(self.row, zip(*part))), b
         return self._rows[i - b * self.size]
 
 
@@ -287,17 +288,13 @@ class StreamReader:
         self.oos_n = w["oos_n"].fill_null(0).to_numpy()
         # what a wake reads, as Python scalars: a replayed wake then costs a list lookup, not
         # a dozen NumPy scalar conversions (made a block at a time: the replay walks forward)
-        cols = (self.ts, self.n_events, self.f0, self.f1, self.q0, self.q1, self.surface_wake,
-                self.spot, self.usable_ts, self.fell_back, self.has_oos, self.oos_sq,
-                self.oos_n)
-        self._rows = _Blocks(len(self.wake), lambda i0, i1: list(map(_WakeRow._make, zip(
-            *(a[i0:i1].tolist() for a in cols)))))
+        self._rows = _Blocks((self.ts, self.n_events, self.f0, self.f1, self.q0, self.q1,
+                              self.surface_wake, self.spot, self.usable_ts, self.fell_back,
+                              self.has_oos, self.oos_sq, self.oos_n), _WakeRow._make)
         # NaN, not None, where a quality field is null: param_jitter is then replaced by None
-        quality = (self.has_quality, w["q_param_jitter"].is_valid().to_numpy(
+        self._quality = _Blocks((self.has_quality, w["q_param_jitter"].is_valid().to_numpy(
             zero_copy_only=False), *(w[f"q_{f}"].to_numpy(zero_copy_only=False)
-                                     for f in QUALITY_FIELDS))
-        self._quality = _Blocks(len(self.wake), lambda i0, i1: list(zip(
-            *(a[i0:i1].tolist() for a in quality))))
+                                     for f in QUALITY_FIELDS)))
         # the bulky parts (payload bytes, fit and quote rows) are read a row group at a time
         # as the replay walks forward, so a day's stream is never in memory at once
         self._extra = RowGroups(folder / "wakes.parquet",

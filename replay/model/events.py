@@ -158,9 +158,7 @@ def columns_of(kind: EventKind, rows: Mapping[str, object]) -> tuple[int, dict[s
         extra = sorted(set(rows) - kind.names)
         raise ValueError(f"{kind.name}: missing fields {missing}, unknown fields {extra}")
     seqs = {f: rows[f] for f, t in kind.fields if _is_column(rows[f], t)}
-    if not seqs:  # one row: the usual event (a decision, an order, a fill)
-        return 1, {f: [list(rows[f]) if t == "floats" else rows[f]] for f, t in kind.fields}
-    n = len(next(iter(seqs.values())))
+    n = len(next(iter(seqs.values()))) if seqs else 1
     if any(len(c) != n for c in seqs.values()):
         raise ValueError(f"{kind.name}: payload columns differ in length")
     # float lists stay lists of lists: their lengths may differ

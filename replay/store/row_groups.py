@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +24,7 @@ class RowGroups:
                  for g in range(self.file.num_row_groups)]
         self.start = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64))).tolist()
         self._held: dict[int, pa.Table] = {}
-        self._lists: dict[tuple[int, str], list] = {}
+        self._converted: dict[tuple[int, str], Any] = {}  # (group, column): its column, converted
         self._last = (0, 0, -1)  # (first row, end row, group) of the group last located
 
     def _locate(self, row: int) -> tuple[int, pa.Table, int]:
@@ -40,7 +41,7 @@ class RowGroups:
             while len(self._held) > self.keep:
                 old = next(iter(self._held))
                 del self._held[old]
-                self._lists = {k: v for k, v in self._lists.items() if k[0] != old}
+                self._converted = {k: v for k, v in self._converted.items() if k[0] != old}
         return g, table, row - lo
 
     def locate(self, row: int) -> tuple[pa.Table, int]:
@@ -49,12 +50,8 @@ class RowGroups:
         return table, j
 
     def value(self, row: int, column: str):
-        """One cell as a Python object (each held group's column converted once)."""
-        g, table, j = self._locate(row)
-        values = self._lists.get((g, column))
-        if values is None:
-            values = self._lists[g, column] = table.column(column).to_pylist()
-        return values[j]
+        """One cell as a Python object (:meth:`cells`)."""
+        return self.cells(row, 1, column)[0]
 
     def cells(self, row: int, n: int, column: str) -> list:
         """The ``n`` cells from ``row`` on (one group holds them all) as Python objects.
@@ -63,9 +60,9 @@ class RowGroups:
         numpy: a group's worth of Python objects would cost more memory than its table.
         """
         g, table, j = self._locate(row)
-        conv = self._lists.get((g, column, "cells"))
+        conv = self._converted.get((g, column))
         if conv is None:
-            conv = self._lists[g, column, "cells"] = _compact(table.column(column))
+            conv = self._converted[g, column] = _compact(table.column(column))
         if isinstance(conv, tuple):
             values, offsets = conv
             return [values[offsets[i]:offsets[i + 1]].tolist() for i in range(j, j + n)]
