@@ -127,21 +127,17 @@ def rolling_ssr(pairs: pd.DataFrame, at: np.ndarray, expiry: np.ndarray, window_
     return out
 
 
-def dynamics(journal: Path, horizon_s: float = 300.0, window_s: float = 86400.0) -> dict:
-    """Write the run's ``surface_dynamics`` table and return the ``dynamics`` block of
-    metrics.json (``ssr`` and ``ssr_se`` per bucket of :data:`BUCKETS`, null where a bucket
-    has fewer than 3 pairs; ``horizon_s``, ``pairs``)."""
-    import duckdb
-
-    with duckdb.connect(str(journal), read_only=True) as con:
-        names = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables").fetchall()}
-        fits = published_fits(con) if "surface_fits" in names else pd.DataFrame()
+def dynamics_of(fits: pd.DataFrame, horizon_s: float = 300.0, window_s: float = 86400.0
+                ) -> tuple[dict, pd.DataFrame | None]:
+    """The ``dynamics`` block of metrics.json (``ssr`` and ``ssr_se`` per bucket of
+    :data:`BUCKETS`, null where a bucket has fewer than 3 pairs; ``horizon_s``, ``pairs``)
+    and the ``surface_dynamics`` rows (None without fits) of published fits given as
+    :func:`published_fits` returns them."""
     block: dict = {"ssr": dict.fromkeys(n for n, _ in BUCKETS),
                    "ssr_se": dict.fromkeys(n for n, _ in BUCKETS),
                    "horizon_s": float(horizon_s), "pairs": 0}
     if fits.empty:
-        return block
+        return block, None
     atm = atm_table(fits)
     pairs = ssr_pairs(atm, int(horizon_s * 1e9))
     block["pairs"] = int(len(pairs))
@@ -156,9 +152,58 @@ def dynamics(journal: Path, horizon_s: float = 300.0, window_s: float = 86400.0)
     atm["ssr"] = rolling_ssr(pairs, atm["ts"].to_numpy(), atm["expiry"].to_numpy(),
                              int(window_s * 1e9)) if len(pairs) else np.nan
     atm["window_s"] = float(window_s)
-    with duckdb.connect(str(journal)) as con:
-        con.register("dyn", atm[["ts", "expiry", "tau", "forward", "atm_vol", "atm_skew", "ssr",
-                                 "window_s"]])
-        con.execute("CREATE OR REPLACE TABLE surface_dynamics AS SELECT * FROM dyn "
-                    "ORDER BY ts, expiry").fetchall()
+    return block, atm[["ts", "expiry", "tau", "forward", "atm_vol", "atm_skew", "ssr",
+                       "window_s"]]
+
+
+_ORDERED = "SELECT * FROM {} ORDER BY ts, expiry"
+
+
+def dynamics(journal: Path, horizon_s: float = 300.0, window_s: float = 86400.0,
+             known: tuple[dict, Path] | None = None) -> dict:
+    """Write the run's ``surface_dynamics`` table and return the ``dynamics`` block
+    (:func:`dynamics_of`).  ``known``: the block and the table's Parquet file, computed by
+    :func:`recorded_dynamics` from the same published fits (a surface stream the run replayed
+    whole), copied instead of recomputed."""
+    import duckdb
+
+    if known is not None and known[0]["horizon_s"] == float(horizon_s):
+        if not known[1].exists():  # no published fit: no table
+            return known[0]
+        with duckdb.connect(str(journal)) as con:
+            con.execute("CREATE OR REPLACE TABLE surface_dynamics AS "
+                        + _ORDERED.format("read_parquet($f)"), {"f": str(known[1])}).fetchall()
+        return known[0]
+    with duckdb.connect(str(journal), read_only=True) as con:
+        names = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables").fetchall()}
+        fits = published_fits(con) if "surface_fits" in names else pd.DataFrame()
+    block, table = dynamics_of(fits, horizon_s, window_s)
+    if table is not None:
+        with duckdb.connect(str(journal)) as con:
+            con.register("dyn", table)
+            con.execute("CREATE OR REPLACE TABLE surface_dynamics AS "
+                        + _ORDERED.format("dyn")).fetchall()
+    return block
+
+
+def recorded_dynamics(fits_parquet: Path, out: Path, horizon_s: float = 300.0,
+                      window_s: float = 86400.0) -> dict:
+    """:func:`dynamics` of the published fits recorded in a surface stream's
+    ``fits.parquet`` (rows in journal order): writes the table to the Parquet file ``out``
+    (none without fits) and returns the block."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fits = pq.read_table(fits_parquet, columns=["ts", "model", "expiry", "t", "forward",
+                                                "params", "published"])
+    with duckdb.connect() as con:
+        con.register("surface_fits", fits.append_column(
+            "seq", pa.array(np.arange(fits.num_rows, dtype=np.int64))))
+        block, table = dynamics_of(published_fits(con), horizon_s, window_s)
+        if table is not None:
+            con.register("dyn", table)
+            pq.write_table(con.sql(_ORDERED.format("dyn")).to_arrow_table(), out,
+                           compression="zstd")
     return block

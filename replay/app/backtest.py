@@ -85,7 +85,7 @@ def run(cfg: Any) -> dict:
 
     from replay.app.surfaces.cache import cache_mode, ensure_stream, read_manifest
     from replay.consumers.marker import PnLMarker
-    from replay.consumers.surface_stream import StreamReader
+    from replay.consumers.stream_reader import StreamReader
     from replay.engine.loop import ProgressLog, run_replay
     from replay.venue.simulator import SimulatedVenue, specs_from_store
     from strategies.board import SurfaceBoard
@@ -155,7 +155,7 @@ def run(cfg: Any) -> dict:
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
     metrics = _metrics(res, calib, marker, venue, out, db, report)
-    metrics.update(_risk_metrics(out / "journal.duckdb", calib, fc, bars, margin))
+    metrics.update(_risk_metrics(out / "journal.duckdb", calib, fc, bars, margin, stream))
     metrics["surface_stream"] = stream.as_metrics() if stream is not None else {
         "cache": cache if calib is not None else None, "key": None, "built": False,
         "build_seconds": None, "path": None}
@@ -172,15 +172,20 @@ def run(cfg: Any) -> dict:
     return metrics
 
 
-def _risk_metrics(journal: Path, calib, fc, bars, margin) -> dict:
+def _risk_metrics(journal: Path, calib, fc, bars, margin, stream) -> dict:
     """The blocks computed from the journal after the replay (docs/outputs.md): the surface
-    dynamics of a calibrated run, the forecasts' scores (their realised vols written first)
-    and the margin breach backtest."""
+    dynamics of a calibrated run (the stream's, when the run replayed all of it), the
+    forecasts' scores (their realised vols written first) and the margin breach backtest."""
     out: dict[str, Any] = {}
     if calib is not None:
         from replay.analytics.dynamics import dynamics
+        from replay.app.surfaces.cache import DYNAMICS_FILE, read_manifest
 
-        out["dynamics"] = dynamics(journal)
+        known = None
+        if stream is not None and calib.replayed_whole:
+            block = read_manifest(stream.path).get("dynamics")
+            known = None if block is None else (block, stream.path / DYNAMICS_FILE)
+        out["dynamics"] = dynamics(journal, known=known)
     if fc is not None:
         from replay.analytics.forecast_scores import (
             fill_realized,

@@ -23,7 +23,7 @@ last fit whose quotes were (``0``: every fit).
 
 Source of the surfaces: a live consumer fits them (and, with a
 :class:`~replay.consumers.surface_stream.StreamRecorder` attached, records what each wake
-produced); one given a :class:`~replay.consumers.surface_stream.StreamReader` replays a
+produced); one given a :class:`~replay.consumers.stream_reader.StreamReader` replays a
 recorded stream instead: on a time schedule as a *recorded* consumer that the engine never
 wakes but asks to catch up (:meth:`CalibrationConsumer.catch_up`), on a quote-count schedule
 by waking as the live one does.  Either way it journals the same events at the same places
@@ -45,7 +45,8 @@ from calibration.quality import aggregate, calibration_quote_rows, oos_errors
 from calibration.quotes import build_snapshot
 from calibration.scheme import CalibrationScheme, SchemeConfig
 from calibration.surface import Surface, param_values
-from replay.consumers.surface_stream import Block, StreamMismatch, StreamReader, WakeOutput
+from replay.consumers.stream_reader import StreamReader
+from replay.consumers.surface_stream import Block, StreamMismatch, WakeOutput
 from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
 from replay.model.config import check_choice
@@ -180,18 +181,7 @@ class CalibrationConsumer:
         if i1 > i0:
             if s.n_events[i1 - 1] > rt.state.n_events:
                 raise self._mismatch(until, int(s.wake[i1 - 1]))
-            for i in range(i0, i1):
-                fp, qp = s.payloads(i)
-                if fp is None and qp is None:
-                    continue  # scored out of sample only: no trace in the journal
-                ts, cause = int(s.ts[i]), (int(s.cause_stream[i]), int(s.cause_seq[i]))
-                rt.journal_wake(ts, self.name, "deadline", cause)
-                if fp is not None:
-                    rt.journal.append_block("surface_fit", ts, cause, self.name,
-                                            *_parts(s.fits_block(i, fp)))
-                if qp is not None:
-                    rt.journal.append_block("calibration_quotes", ts, cause, self.name,
-                                            *_parts(s.quotes_block(i, qp)))
+            s.splice(rt.journal, i0, i1, self.name, rt.wake_payload(self.name, "deadline"))
             self._row, self.n_wakes = i1, int(s.wake[i1 - 1])
         j = int(np.searchsorted(s.publish_usable, until, side)) - 1
         if j > self._published_row:
@@ -367,11 +357,17 @@ class CalibrationConsumer:
             self._last_quotes_ts = ctx.now
             out.quotes = {k: v for k, v in rows.items() if k != "ts"}
 
+    @property
+    def replayed_whole(self) -> bool:
+        """Replaying a stream, and every row of it has been replayed: what the run derives
+        from the published surfaces is what the build derived."""
+        return self.stream is not None and self._row == len(self.stream)
+
     def metrics(self) -> dict:
         qualities, oos, fallbacks, skipped = (self.qualities, self.oos, self.fallbacks,
                                               self.skipped)
         if self.stream is not None:  # what a live consumer would have accumulated
-            if self._row == len(self.stream) and self.stream.metrics is not None:
+            if self.replayed_whole and self.stream.metrics is not None:
                 return dict(self.stream.metrics)  # the build's, over the same rows
             qualities, oos, fallbacks, skipped = self.stream.metrics_rows(self._row)
         out = aggregate(qualities, oos)
@@ -386,4 +382,4 @@ def _built(surface: Any) -> Surface:
 
 
 def _parts(block: Block) -> tuple:
-    return block.payload, block.table, block.i0, block.i1
+    return block.digest, block.table, block.i0, block.i1

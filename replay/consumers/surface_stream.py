@@ -4,8 +4,8 @@ columnar files that a later run replays instead of refitting (calibrate once, re
 The published surface at time ``t`` depends only on market events with ``ts_recv <= t`` and
 on the calibration config, never on the strategy, so it is a projection of the market: built
 once (:class:`StreamRecorder`, attached to a live consumer), stored, and replayed
-(:class:`StreamReader`) by a consumer that wakes exactly as the live one would and emits
-the same journal events, byte for byte.  That is why a cached run and a live run have the
+(:class:`replay.consumers.stream_reader.StreamReader`) by a consumer that journals the same
+events as the live one at the same places, byte for byte.  That is why a cached run and a live run have the
 same journal hash.
 
 A stream directory holds (all Parquet, zstd):
@@ -19,7 +19,9 @@ A stream directory holds (all Parquet, zstd):
     scored), and what it published:
     ``surface_wake`` (the wake whose fitted surface is published, -1 for none), ``spot`` (the
     underlying mid at the fit), ``usable_ts`` (fit time plus ``calibration.latency``), and
-    ``violations`` (JSON: the arbitrage violations of this wake's fitted surface).
+    ``violations`` (JSON: the arbitrage violations of this wake's fitted surface), and
+    ``fits_digest`` and ``quotes_digest``, the payload digests of its ``surface_fit`` and
+    ``calibration_quotes`` events (null: not emitted).
 ``fits.parquet``, one row per expiry of a fit:
     ``wake``, ``ts``, ``usable_ts``, the journal's ``surface_fit`` fields and the ``k`` range
     (``k_lo``, ``k_hi``) that, with them, rebuilds the slice.
@@ -34,25 +36,22 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from calibration.arbitrage import Violation
 from calibration.quality import FitQuality, OOSError
-from calibration.surface import PARAMS, SmileSlice, Surface
+from calibration.surface import Surface
 from replay.errors import StoreError
-from replay.model.events import KINDS, TYPES, columns_of, payload_bytes
-from replay.store.row_groups import RowGroups
+from replay.model.events import KINDS, TYPES, columns_of, payload_digest
 
 FIT_FIELDS = tuple(f for f, _ in KINDS["surface_fit"].fields)
 QUOTE_FIELDS = tuple(f for f, _ in KINDS["calibration_quotes"].fields)
 QUALITY_FIELDS = tuple(f.name for f in fields(FitQuality))
-_INT_QUALITY = tuple(f.name for f in fields(FitQuality) if f.type in ("int", int))
+INT_QUALITY = tuple(f.name for f in fields(FitQuality) if f.type in ("int", int))
 FILES = ("wakes.parquet", "fits.parquet", "quotes.parquet")
 
 
@@ -84,10 +83,10 @@ class WakeOutput:
 
 @dataclass(frozen=True)
 class Block:
-    """Recorded journal payload rows ``[i0, i1)`` of ``table`` and their canonical bytes
-    (:func:`replay.model.events.payload_bytes`), appended without per-row Python."""
+    """Recorded journal payload rows ``[i0, i1)`` of ``table`` and their digest
+    (:func:`replay.model.events.payload_digest`), appended without per-row Python."""
 
-    payload: bytes
+    digest: bytes
     table: pa.Table
     i0: int
     i1: int
@@ -152,8 +151,8 @@ class StreamRecorder:
                      ("fell_back", out.fell_back),
                      ("violations", json.dumps([asdict(v) for v in out.fitted.violations])
                       if out.fitted is not None else "[]"),
-                     ("fits_payload", _payload("surface_fit", out.fits)),
-                     ("quotes_payload", _payload("calibration_quotes", out.quotes))):
+                     ("fits_digest", _digest("surface_fit", out.fits)),
+                     ("quotes_digest", _digest("calibration_quotes", out.quotes))):
             w[k].append(v)
         self.n_wakes += 1
         if self.folder is not None and len(w["wake"]) >= self.group_wakes:
@@ -174,13 +173,13 @@ class StreamRecorder:
             "wakes": pa.schema(
                 [(c, pa.int64()) for c in ("wake", "ts", "n_events", "cause_stream",
                                            "cause_seq", "f0", "f1", "q0", "q1")]
-                + [(f"q_{f}", pa.int64() if f in _INT_QUALITY else pa.float64())
+                + [(f"q_{f}", pa.int64() if f in INT_QUALITY else pa.float64())
                    for f in QUALITY_FIELDS]
                 + [("oos_sq_sum", pa.float64()), ("oos_n", pa.int64()),
                    ("surface_wake", pa.int64()), ("spot", pa.float64()),
                    ("usable_ts", pa.int64()), ("fell_back", pa.bool_()),
-                   ("violations", pa.string()), ("fits_payload", pa.binary()),
-                   ("quotes_payload", pa.binary())]),
+                   ("violations", pa.string()), ("fits_digest", pa.binary(32)),
+                   ("quotes_digest", pa.binary(32))]),
             "fits": pa.schema([("wake", pa.int64()), ("ts", pa.int64()), ("usable_ts", pa.int64())]
                               + [(f, TYPES[fit_types[f]][1]) for f in FIT_FIELDS]
                               + [("k_lo", pa.float64()), ("k_hi", pa.float64())]),
@@ -217,166 +216,8 @@ class StreamRecorder:
         return {"wakes": self.n_wakes, "fits": self.n_fits, "quotes": self.n_quotes}
 
 
-class _WakeRow(NamedTuple):
-    """What :meth:`StreamReader.output` reads of one ``wakes`` row, as Python scalars."""
-
-    ts: int
-    n_events: int
-    f0: int
-    f1: int
-    q0: int
-    q1: int
-    surface_wake: int
-    spot: float
-    usable_ts: int
-    fell_back: bool
-    has_oos: bool
-    oos_sq: float
-    oos_n: int
-
-
-class _Blocks:
-    """The rows of equal-length columns as tuples of Python scalars (made by ``row``), made
-    a block at a time, the last block held: a day's rows as Python objects would cost tens
-    of MB, and the replay walks them forward."""
-
-    def __init__(self, cols: tuple[np.ndarray, ...], row: Callable = tuple, size: int = 4096):
-        self.cols, self.row, self.size = cols, row, size
-        self._block, self._rows = -1, []
-
-    def __getitem__(self, i: int):
-        b = i // self.size
-        if b != self._block:
-            part = (a[b * self.size:(b + 1) * self.size].tolist() for a in self.cols)
-            self._rows, self._block = list(map(self.row, zip(*part))), b
-        return self._rows[i - b * self.size]
-
-
-class StreamReader:
-    """Serves the recorded outputs of a stream to a replaying consumer, wake by wake.
-
-    Loading is columnar (no Python object per fit row), so opening a day's stream costs
-    well under a second; surfaces are rebuilt only when someone reads them."""
-
-    def __init__(self, folder: str | Path, metrics: dict | None = None):
-        folder = Path(folder)
-        #: the building consumer's :meth:`metrics` over the whole stream, when known
-        self.metrics = metrics
-        missing = [f for f in FILES if not (folder / f).exists()]
-        if missing:
-            raise StreamMismatch(f"surface stream {folder} is incomplete (no {missing[0]}); "
-                                 "rebuild it with calibration.cache=refresh")
-        self.folder = folder
-        w = pq.read_table(folder / "wakes.parquet", columns=[
-            c for c in StreamRecorder.schemas()["wakes"].names
-            if c not in ("fits_payload", "quotes_payload", "violations")])
-        col = {c: w[c].to_numpy(zero_copy_only=False) for c in (
-            "wake", "ts", "n_events", "cause_stream", "cause_seq", "f0", "f1", "q0", "q1",
-            "surface_wake", "spot", "usable_ts", "fell_back")}
-        self.wake, self.ts, self.n_events = col["wake"], col["ts"], col["n_events"]
-        self.f0, self.f1, self.q0, self.q1 = col["f0"], col["f1"], col["q0"], col["q1"]
-        self.surface_wake, self.spot = col["surface_wake"], col["spot"]
-        self.usable_ts, self.fell_back = col["usable_ts"], col["fell_back"]
-        self.cause_stream, self.cause_seq = col["cause_stream"], col["cause_seq"]
-        # the rows that publish a surface, and when it becomes usable (nondecreasing: the
-        # latency is one constant)
-        self.publishing = np.flatnonzero(self.surface_wake >= 0)
-        self.publish_usable = self.usable_ts[self.publishing]
-        self.has_quality = w["q_n_quotes"].is_valid().to_numpy(zero_copy_only=False)
-        self.has_oos = w["oos_n"].is_valid().to_numpy(zero_copy_only=False)
-        self.oos_sq = w["oos_sq_sum"].fill_null(0.0).to_numpy()
-        self.oos_n = w["oos_n"].fill_null(0).to_numpy()
-        # what a wake reads, as Python scalars: a replayed wake then costs a list lookup, not
-        # a dozen NumPy scalar conversions (made a block at a time: the replay walks forward)
-        self._rows = _Blocks((self.ts, self.n_events, self.f0, self.f1, self.q0, self.q1,
-                              self.surface_wake, self.spot, self.usable_ts, self.fell_back,
-                              self.has_oos, self.oos_sq, self.oos_n), _WakeRow._make)
-        # NaN, not None, where a quality field is null: param_jitter is then replaced by None
-        self._quality = _Blocks((self.has_quality, w["q_param_jitter"].is_valid().to_numpy(
-            zero_copy_only=False), *(w[f"q_{f}"].to_numpy(zero_copy_only=False)
-                                     for f in QUALITY_FIELDS)))
-        # the bulky parts (payload bytes, fit and quote rows) are read a row group at a time
-        # as the replay walks forward, so a day's stream is never in memory at once
-        self._extra = RowGroups(folder / "wakes.parquet",
-                                ["fits_payload", "quotes_payload", "violations"])
-        self._fits = RowGroups(folder / "fits.parquet")
-        self._quotes = RowGroups(folder / "quotes.parquet")
-        self._surface: tuple[int, Surface] | None = None
-
-    def __len__(self) -> int:
-        return len(self.wake)
-
-    def payloads(self, i: int) -> tuple[bytes | None, bytes | None]:
-        """The canonical payload bytes of row ``i``'s ``surface_fit`` and
-        ``calibration_quotes`` events (None: not emitted)."""
-        return self._extra.value(i, "fits_payload"), self._extra.value(i, "quotes_payload")
-
-    def fits_block(self, i: int, payload: bytes) -> Block:
-        r = self._rows[i]
-        t, j = self._fits.locate(r.f0)
-        return Block(payload, t, j, j + r.f1 - r.f0)
-
-    def quotes_block(self, i: int, payload: bytes) -> Block:
-        r = self._rows[i]
-        t, j = self._quotes.locate(r.q0)
-        return Block(payload, t, j, j + r.q1 - r.q0)
-
-    def fit_quality(self, i: int) -> FitQuality | None:
-        has, has_jitter, *values = self._quality[i]
-        if not has:
-            return None
-        q = {f: (int(v) if f in _INT_QUALITY else float(v))
-             for f, v in zip(QUALITY_FIELDS, values)}
-        if not has_jitter:
-            q["param_jitter"] = None
-        return FitQuality(**q)
-
-    def output(self, i: int) -> WakeOutput:
-        """The output recorded at row ``i`` of ``wakes``."""
-        fp, qp = self.payloads(i)
-        r = self._rows[i]
-        return WakeOutput(
-            r.ts, r.n_events,
-            fits=None if fp is None else self.fits_block(i, fp),
-            quotes=None if qp is None else self.quotes_block(i, qp),
-            quality=self.fit_quality(i),
-            oos=OOSError(r.oos_sq, r.oos_n) if r.has_oos else None,
-            publish=None if r.surface_wake < 0 else partial(self.surface, r.surface_wake),
-            spot=r.spot, usable_ts=r.usable_ts, fell_back=r.fell_back)
-
-    def surface(self, wake: int) -> Surface:
-        """The surface fitted at ``wake``, rebuilt exactly (the same object while it is the
-        latest one asked for, as a live consumer republishes its last good surface)."""
-        if self._surface is not None and self._surface[0] == wake:
-            return self._surface[1]
-        i = int(np.searchsorted(self.wake, wake))  # wakes are recorded in order
-        if i == len(self.wake) or self.wake[i] != wake:
-            raise StreamMismatch(f"surface stream {self.folder} has no wake {wake}; rebuild it "
-                                 "with calibration.cache=refresh")
-        r = self._rows[i]
-        n = r.f1 - r.f0
-        model, params, expiry, t, forward, k_lo, k_hi = (self._fits.cells(r.f0, n, c) for c in (
-            "model", "params", "expiry", "t", "forward", "k_lo", "k_hi"))
-        slices = [SmileSlice(m, PARAMS[m](*p), *rest)
-                  for m, p, *rest in zip(model, params, expiry, t, forward, k_lo, k_hi)]
-        surf = Surface(slices, r.ts, [
-            Violation(**v) for v in json.loads(self._extra.value(i, "violations"))])
-        self._surface = (wake, surf)
-        return surf
-
-    def metrics_rows(self, n: int) -> tuple[list[FitQuality], list[OOSError], int, int]:
-        """Over the first ``n`` rows: the fit qualities, out-of-sample scores, fallbacks and
-        fits skipped for want of quotes (what a live consumer accumulates)."""
-        qs = [self.fit_quality(i) for i in np.flatnonzero(self.has_quality[:n])]
-        oos = [OOSError(float(self.oos_sq[i]), int(self.oos_n[i]))
-               for i in np.flatnonzero(self.has_oos[:n])]
-        fitted = (self.f1 > self.f0)[:n]
-        skipped = int(np.sum(fitted & ~self.has_quality[:n]))
-        return qs, oos, int(np.sum(self.fell_back[:n] & self.has_quality[:n])), skipped
-
-
-def _payload(kind: str, cols: dict | None) -> bytes | None:
+def _digest(kind: str, cols: dict | None) -> bytes | None:
     if cols is None:
         return None
     k = KINDS[kind]
-    return payload_bytes(k, columns_of(k, cols)[1])
+    return payload_digest(k, columns_of(k, cols)[1])

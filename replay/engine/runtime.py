@@ -58,7 +58,7 @@ from replay.engine.wake import (
     WakeCondition,
     WakeTable,
 )
-from replay.model.events import KINDS, columns_of, payload_bytes
+from replay.model.events import KINDS, columns_of, payload_digest
 from replay.model.orders import Order
 
 
@@ -135,13 +135,13 @@ class Context:
         self._mark_acted()
         return self._rt.journal_event(kind, self.now, self.consumer, fields)
 
-    def emit_block(self, kind: str, payload: bytes, table: Any, i0: int, i1: int) -> int:
+    def emit_block(self, kind: str, digest: bytes, table: Any, i0: int, i1: int) -> int:
         """Journal a recorded event: its payload rows are rows ``[i0, i1)`` of an Arrow
-        ``table`` and ``payload`` their canonical bytes (see
+        ``table`` and ``digest`` their payload digest (see
         :meth:`replay.engine.journal.Journal.append_block`)."""
         self._mark_acted()
         rt = self._rt
-        return rt.journal.append_block(kind, self.now, rt.state.cause(), self.consumer, payload,
+        return rt.journal.append_block(kind, self.now, rt.state.cause(), self.consumer, digest,
                                        table, i0, i1)
 
     def venue_context(self) -> VenueContext:
@@ -221,7 +221,7 @@ class Runtime:
         self.snapshotter = snapshotter
         self._recorded = [(c, cons) for c, cons in enumerate(consumers)
                           if getattr(cons, "recorded", False)]
-        self._wake_rows: dict[tuple[str, str], tuple] = {}  # (kind, rows, payload)
+        self._wake_rows: dict[tuple[str, str], tuple] = {}  # (rows, digest)
 
     # -- actions ------------------------------------------------------------------------
     def journal_event(self, kind: str, ts: int, source: str, fields: dict) -> int:
@@ -229,16 +229,21 @@ class Runtime:
 
     def journal_wake(self, now: int, consumer: str, reason: str,
                      cause: tuple[int, int] | None = None) -> int:
-        """The ``wake`` event of a wake-up that acted (its rows and payload bytes checked and
-        computed once per consumer and reason); ``cause``: a recorded wake's, else now's."""
+        """The ``wake`` event of a wake-up that acted; ``cause``: a recorded wake's, else
+        now's."""
+        cols, digest = self.wake_payload(consumer, reason)
+        return self.journal.append_columns(KINDS["wake"], now, cause or self.state.cause(),
+                                           "engine", 1, cols, digest)
+
+    def wake_payload(self, consumer: str, reason: str) -> tuple[dict[str, list], bytes]:
+        """The payload columns and digest of a ``wake`` event (checked and computed once per
+        consumer and reason)."""
         done = self._wake_rows.get((consumer, reason))
         if done is None:
             k = KINDS["wake"]
             cols = columns_of(k, {"consumer": consumer, "reason": reason})[1]
-            done = self._wake_rows[(consumer, reason)] = (k, cols, payload_bytes(k, cols))
-        k, cols, payload = done
-        return self.journal.append_columns(k, now, cause or self.state.cause(), "engine", 1,
-                                           cols, payload)
+            done = self._wake_rows[(consumer, reason)] = (cols, payload_digest(k, cols))
+        return done
 
     def submit_order(self, consumer: str, now: int, iid: int, qty: float, limit: float,
                      latency_ns: int) -> int:

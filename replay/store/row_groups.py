@@ -49,6 +49,16 @@ class RowGroups:
         _, table, j = self._locate(row)
         return table, j
 
+    def rows(self, first: int, end: int) -> pa.Table:
+        """Rows ``[first, end)`` as slices of the groups holding them."""
+        parts = []
+        while first < end:
+            _, table, j = self._locate(first)
+            n = min(end - first, table.num_rows - j)
+            parts.append(table.slice(j, n))
+            first += n
+        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+
     def value(self, row: int, column: str):
         """One cell as a Python object (:meth:`cells`)."""
         return self.cells(row, 1, column)[0]

@@ -43,8 +43,11 @@ from replay.errors import ConfigError
 MODES = ("auto", "off", "refresh")
 #: modules whose source decides the stream a config produces
 _CODE = ("calibration", "replay/consumers/calibration.py", "replay/consumers/surface_stream.py",
-         "replay/engine", "replay/store", "replay/model/schema.py", "replay/model/events.py")
-_VERSIONED = ("numpy", "scipy", "numba", "duckdb", "pyarrow")
+         "replay/consumers/stream_reader.py", "replay/engine", "replay/store",
+         "replay/model/schema.py", "replay/model/events.py", "replay/analytics/dynamics.py")
+_VERSIONED = ("numpy", "scipy", "numba", "duckdb", "pyarrow", "pandas")
+#: the stream's surface dynamics (``replay.analytics.dynamics``), beside its files
+DYNAMICS_FILE = "dynamics.parquet"
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,7 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from replay.analytics.dynamics import recorded_dynamics
     from replay.consumers.surface_stream import StreamRecorder
     from replay.engine.loop import ProgressLog, run_replay
 
@@ -216,13 +220,15 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
                          # a day's build takes minutes: a bar on a terminal, log lines else
                          progress=None if sys.stderr.isatty() else ProgressLog())
     rows = recorder.write()
+    # the surface dynamics derive from the published fits alone: a projection too
+    dynamics = recorded_dynamics(folder / "fits.parquet", folder / DYNAMICS_FILE)
     manifest = {"key": key, "calibration": calibration_config(node),
                 "selection": {k: v for k, v in asdict(sel).items() if k != "window_ns"},
                 "code": code_version(), "events": res.total_events, "rows": rows,
                 "bytes": sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
                 "build_seconds": round(time.perf_counter() - t0, 3),
                 "calibration_metrics": consumer.metrics(),
-                "calibration_journal_hash": res.journal_hash}
+                "calibration_journal_hash": res.journal_hash, "dynamics": dynamics}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
     return manifest
 

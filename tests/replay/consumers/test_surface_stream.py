@@ -7,7 +7,8 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from replay.consumers.calibration import CalibrationConsumer
-from replay.consumers.surface_stream import FILES, StreamReader, StreamRecorder
+from replay.consumers.stream_reader import StreamReader
+from replay.consumers.surface_stream import FILES, StreamRecorder
 from replay.engine.loop import run_replay
 
 

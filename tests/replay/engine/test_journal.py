@@ -6,17 +6,20 @@ import struct
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from replay.engine.journal import Journal, recompute_hash
 from replay.model.events import (
     H0,
     KINDS,
+    TYPES,
     EventKind,
     _canon_column,
     canonical_bytes,
     columns_of,
     payload_bytes,
+    payload_digest,
     register_kind,
 )
 
@@ -25,9 +28,10 @@ def test_canonical_bytes_layout():
     k = KINDS["mark"]
     got = canonical_bytes(7, 1_000, k, 2, 41, "toy", {"instrument_id": [3], "price": [1.5],
                                                        "value": [float("nan")]})
+    payload = (struct.pack("<I", 1) + struct.pack("<q", 3) + struct.pack("<d", 1.5)
+               + struct.pack("<Q", 0x7FF8000000000000))
     want = (struct.pack("<qqbq", 7, 1_000, 2, 41) + struct.pack("<I", 4) + b"mark"
-            + struct.pack("<I", 3) + b"toy" + struct.pack("<I", 1) + struct.pack("<q", 3)
-            + struct.pack("<d", 1.5) + struct.pack("<Q", 0x7FF8000000000000))
+            + struct.pack("<I", 3) + b"toy" + hashlib.blake2b(payload, digest_size=32).digest())
     assert got == want
 
 
@@ -80,6 +84,54 @@ def test_running_hash_chain_flush_independence_and_audit(tmp_path):
     j.append("mark", 100, (2, 0), "a", {"instrument_id": 0, "price": 0.0, "value": np.nan})
     assert j.hash == h1
     j.close()
+
+
+def test_append_many_writes_what_append_writes(tmp_path):
+    """A run of recorded events chained by ``append_many``, their rows added by ``add_rows``
+    (as a replayed surface stream splices them), gives the journal and hash that appending
+    them one by one gives."""
+    k = KINDS["calibration_quotes"]
+    events = []  # (kind, ts, cause, source, rows)
+    for i in range(9):
+        n = i % 3  # a fit with no quote rows too
+        events.append(("wake", 100 + i, (2, i), "engine", {"consumer": "cal", "reason": "deadline"}))
+        events.append(("calibration_quotes", 100 + i, (2, i), "cal", {
+            "instrument": [f"BTC-{j}" for j in range(n)], "expiry": [10**18 + i] * n,
+            "strike": list(np.linspace(8e4, 1e5, n)), "forward": [9e4] * n,
+            "bid_iv": [0.5] * n, "ask_iv": [0.52] * n, "mid_iv": [0.51] * n,
+            "fit_iv": [np.nan] * n, "venue_mark_iv": [0.505 + i] * n}))
+    one = Journal(tmp_path / "one.duckdb", flush_rows=5)
+    one.append("mark", 50, (0, 0), "m", {"instrument_id": 1, "price": 2.0, "value": 3.0})
+    for kind, ts, cause, src, rows in events:
+        one.append(kind, ts, cause, src, rows)
+    one.close()
+
+    many = Journal(tmp_path / "many.duckdb", flush_rows=5)
+    many.append("mark", 50, (0, 0), "m", {"instrument_id": 1, "price": 2.0, "value": 3.0})
+    kinds = [("wake", "engine"), ("calibration_quotes", "cal")]
+    code = np.array([int(e[0] != "wake") for e in events])
+    digests = b"".join(payload_digest(KINDS[e[0]], columns_of(KINDS[e[0]], e[4])[1])
+                       for e in events)
+    seq = many.append_many(kinds, code, np.array([e[1] for e in events]),
+                           np.array([e[2][0] for e in events]), np.array([e[2][1] for e in events]),
+                           digests)
+    assert seq.tolist() == list(range(1, 19))
+    many.add_rows("wake", seq[::2], np.arange(100, 109), {"consumer": ["cal"] * 9,
+                                                          "reason": ["deadline"] * 9})
+    quotes = [e for e in events if e[0] == "calibration_quotes"]
+    lens = [len(e[4]["strike"]) for e in quotes]
+    table = pa.table({f: sum((e[4][f] for e in quotes), []) for f, _ in k.fields},
+                     schema=pa.schema([(f, TYPES[t][1]) for f, t in k.fields]))
+    many.add_rows(k, np.repeat(seq[1::2], lens), np.repeat(np.arange(100, 109), lens), table)
+    many.close()
+
+    assert many.hash == one.hash and recompute_hash(tmp_path / "many.duckdb") == one.hash_hex
+    got = [duckdb.connect(str(tmp_path / f"{n}.duckdb"), read_only=True) for n in ("one", "many")]
+    for t in ("journal", "wakes", "calibration_quotes", "marks"):
+        a, b = (c.sql(f"SELECT * FROM {t} ORDER BY seq, rowid").fetchall() for c in got)
+        assert repr(a) == repr(b) and len(a), t  # repr: NaN == NaN
+    for c in got:
+        c.close()
 
 
 def test_contract_tables_exist_and_bad_appends_fail(tmp_path):

@@ -18,7 +18,7 @@ from replay.venue.simulator import SimulatedVenue, specs_from_store
 from strategies.books import FixedBook
 from tests.strategies.test_base import E1, NS, build_store, journal_table
 
-PINNED_HASH = "882918ff0a69750be4d3e41c815287189d041b1ed407fa4aef7b10f2859e6e3e"
+PINNED_HASH = "794893257674b828dc9b7435b4cbc7c35a9f0cd2258ec288fa19b98abea8d9d5"
 
 
 class PerpTrader:
