@@ -139,6 +139,7 @@ def dynamics_of(fits: pd.DataFrame, horizon_s: float = 300.0, window_s: float = 
     if fits.empty:
         return block, None
     atm = atm_table(fits)
+    del fits  # a day's fits are a million rows: let them go (the callers hold none)
     pairs = ssr_pairs(atm, int(horizon_s * 1e9))
     block["pairs"] = int(len(pairs))
     if len(pairs):
@@ -152,11 +153,9 @@ def dynamics_of(fits: pd.DataFrame, horizon_s: float = 300.0, window_s: float = 
     atm["ssr"] = rolling_ssr(pairs, atm["ts"].to_numpy(), atm["expiry"].to_numpy(),
                              int(window_s * 1e9)) if len(pairs) else np.nan
     atm["window_s"] = float(window_s)
+    # in (ts, expiry) order, which is unique: one row per expiry of a fit
     return block, atm[["ts", "expiry", "tau", "forward", "atm_vol", "atm_skew", "ssr",
-                       "window_s"]]
-
-
-_ORDERED = "SELECT * FROM {} ORDER BY ts, expiry"
+                       "window_s"]].sort_values(["ts", "expiry"], ignore_index=True)
 
 
 def dynamics(journal: Path, horizon_s: float = 300.0, window_s: float = 86400.0,
@@ -168,22 +167,17 @@ def dynamics(journal: Path, horizon_s: float = 300.0, window_s: float = 86400.0,
     import duckdb
 
     if known is not None and known[0]["horizon_s"] == float(horizon_s):
-        if not known[1].exists():  # no published fit: no table
-            return known[0]
-        with duckdb.connect(str(journal)) as con:
-            con.execute("CREATE OR REPLACE TABLE surface_dynamics AS "
-                        + _ORDERED.format("read_parquet($f)"), {"f": str(known[1])}).fetchall()
+        if known[1].exists():  # else no published fit: no table
+            with duckdb.connect(str(journal)) as con:
+                con.execute("CREATE OR REPLACE TABLE surface_dynamics AS SELECT * FROM "
+                            "read_parquet($f)", {"f": str(known[1])}).fetchall()
         return known[0]
-    with duckdb.connect(str(journal), read_only=True) as con:
-        names = {r[0] for r in con.execute(
-            "SELECT table_name FROM information_schema.tables").fetchall()}
-        fits = published_fits(con) if "surface_fits" in names else pd.DataFrame()
-    block, table = dynamics_of(fits, horizon_s, window_s)
+    block, table = dynamics_of(_published(str(journal), None), horizon_s, window_s)
     if table is not None:
         with duckdb.connect(str(journal)) as con:
             con.register("dyn", table)
-            con.execute("CREATE OR REPLACE TABLE surface_dynamics AS "
-                        + _ORDERED.format("dyn")).fetchall()
+            con.execute("CREATE OR REPLACE TABLE surface_dynamics AS SELECT * FROM dyn"
+                        ).fetchall()
     return block
 
 
@@ -192,18 +186,26 @@ def recorded_dynamics(fits_parquet: Path, out: Path, horizon_s: float = 300.0,
     """:func:`dynamics` of the published fits recorded in a surface stream's
     ``fits.parquet`` (rows in journal order): writes the table to the Parquet file ``out``
     (none without fits) and returns the block."""
-    import duckdb
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    fits = pq.read_table(fits_parquet, columns=["ts", "model", "expiry", "t", "forward",
-                                                "params", "published"])
-    with duckdb.connect() as con:
-        con.register("surface_fits", fits.append_column(
-            "seq", pa.array(np.arange(fits.num_rows, dtype=np.int64))))
-        block, table = dynamics_of(published_fits(con), horizon_s, window_s)
-        if table is not None:
-            con.register("dyn", table)
-            pq.write_table(con.sql(_ORDERED.format("dyn")).to_arrow_table(), out,
-                           compression="zstd")
+    block, table = dynamics_of(_published(":memory:", fits_parquet), horizon_s, window_s)
+    if table is not None:
+        pq.write_table(pa.Table.from_pandas(table, preserve_index=False), out,
+                       compression="zstd")
     return block
+
+
+def _published(database: str, recorded: Path | None) -> pd.DataFrame:
+    """:func:`published_fits` of a journal, or (``recorded``) of a stream's fits file, on a
+    connection closed before the fits are used: DuckDB's buffers are let go."""
+    import duckdb
+
+    with duckdb.connect(database, read_only=recorded is None) as con:
+        if recorded is not None:  # a view: the query reads what it needs of the file
+            con.read_parquet(str(recorded), file_row_number=True).create_view("recorded")
+            con.execute("CREATE VIEW surface_fits AS SELECT file_row_number AS seq, * "
+                        "FROM recorded").fetchall()
+        tables = {r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables").fetchall()}
+        return published_fits(con) if "surface_fits" in tables else pd.DataFrame()

@@ -83,6 +83,7 @@ def run(cfg: Any) -> dict:
     """Run one backtest; returns the metrics dict (also written to ``metrics.json``)."""
     from omegaconf import OmegaConf
 
+    from replay.app import use_system_allocator
     from replay.app.surfaces.cache import cache_mode, ensure_stream, read_manifest
     from replay.consumers.marker import PnLMarker
     from replay.consumers.stream_reader import StreamReader
@@ -90,6 +91,7 @@ def run(cfg: Any) -> dict:
     from replay.venue.simulator import SimulatedVenue, specs_from_store
     from strategies.board import SurfaceBoard
 
+    use_system_allocator()
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.create(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)

@@ -75,7 +75,11 @@ def _load(name: str, path: Path):
 
 
 def run_case(name: str, quick: bool) -> dict:
-    """Run one case in this process and return its JSON object."""
+    """Run one case in this process (allocating as the CLI does) and return its JSON
+    object."""
+    from replay.app import use_system_allocator
+
+    use_system_allocator()
     t0 = time.perf_counter()
     try:
         out = {"case": name, **_load(name, discover()[name]).run(quick)}

@@ -13,6 +13,7 @@ import json
 import sys
 from pathlib import Path
 
+from replay.app import use_system_allocator
 from replay.errors import EXIT_USER_ERROR, USER_ERRORS, error_line
 
 
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    use_system_allocator()
     parser = build_parser()
     if argv and argv[0] in ("run", "calibrate"):  # Hydra owns the rest of the command line
         args, rest = argparse.Namespace(fn=None), argv[1:]
