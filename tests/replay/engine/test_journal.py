@@ -225,11 +225,13 @@ def test_rows_are_durable_at_each_commit_and_flush(tmp_path):
 
     for i in range(5):  # two writes, no commit
         mark(i)
+    j.sync()
     j.con.close()  # the process dies: the open transaction is rolled back
     assert stored() == 0
     j = Journal(path, flush_rows=4, commit_rows=12)
     for i in range(7):  # the third write commits 6 marks
         mark(i)
+    j.sync()
     j.con.close()
     assert stored() == 6
     j = Journal(path, flush_rows=4, commit_rows=12)
