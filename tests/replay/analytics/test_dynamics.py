@@ -52,3 +52,33 @@ def test_buckets_and_pair_horizon():
     atm = atm_table(_fits(1.0, n=20))
     pairs = ssr_pairs(atm, 300 * NS)  # each fit and the first one 5 minutes later
     assert len(pairs) == 15 and ((pairs["end"] - pairs["start"]) == 300 * NS).all()
+
+
+def test_dynamics_of_a_recorded_stream_are_copied_as_computed(tmp_path):
+    """A stream's recorded dynamics (its fits file, rows in journal order) are what the
+    journal of the same fits gives; a run that replayed the stream copies them as they are."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from replay.analytics.dynamics import dynamics, recorded_dynamics
+
+    fits = _fits(1.0, n=200)
+    params = fits[[f"p{j}" for j in range(5)]].to_numpy().tolist()
+    rows = pa.table({"ts": fits["ts"], "model": fits["model"], "expiry": fits["expiry"],
+                     "t": fits["t"], "forward": fits["forward"], "params": params,
+                     "published": [i % 5 != 3 for i in range(len(fits))]})  # some not
+    pq.write_table(rows, tmp_path / "fits.parquet")
+    block = recorded_dynamics(tmp_path / "fits.parquet", tmp_path / "dyn.parquet")
+    live = tmp_path / "live.duckdb"
+    with duckdb.connect(str(live)) as con:
+        con.register("r", rows.append_column("seq", pa.array(range(len(fits)), pa.int64())))
+        con.execute("CREATE TABLE surface_fits AS SELECT * FROM r").fetchall()
+    assert dynamics(live) == block and block["pairs"] > 0
+    copied = tmp_path / "copied.duckdb"
+    assert dynamics(copied, known=(block, tmp_path / "dyn.parquet")) == block
+    read = [duckdb.connect(str(p), read_only=True).execute(
+        "SELECT * FROM surface_dynamics").df() for p in (live, copied)]
+    pd.testing.assert_frame_equal(*read)
+    # no published fit, no file: the block alone
+    assert dynamics(tmp_path / "none.duckdb", known=(block, tmp_path / "missing.parquet")) == block

@@ -239,3 +239,12 @@ def test_rows_are_durable_at_each_commit_and_flush(tmp_path):
     j.flush()
     j.con.close()
     assert stored() == 7
+
+
+def test_a_failed_write_surfaces_at_the_next_flush(tmp_path):
+    """Inserts run on the writer thread: what fails there is raised to the caller."""
+    j = Journal(tmp_path / "j.duckdb")
+    j.con.execute("DROP TABLE marks").fetchall()  # the writer's table is gone
+    j.append("mark", 0, (-1, -1), "a", {"instrument_id": 0, "price": 1.0, "value": 2.0})
+    with pytest.raises(duckdb.CatalogException):
+        j.flush()

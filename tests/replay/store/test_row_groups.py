@@ -35,3 +35,14 @@ def test_cells_and_values_are_the_rows_across_groups(tmp_path):
             assert repr(got) == repr(ref), c
         assert groups.value(row, "maybe") == want[row]["maybe"]
     assert len(groups._held) <= 2
+
+
+def test_rows_spans_groups(tmp_path):
+    table = _table(1000)
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=128)
+    groups = RowGroups(tmp_path / "t.parquet", keep=2)
+    for first, end in [(0, 1), (120, 140), (100, 500), (896, 1000)]:
+        got = groups.rows(first, end)
+        assert got.schema == table.schema
+        # repr keeps NaN equal to NaN
+        assert repr(got.to_pylist()) == repr(table.slice(first, end - first).to_pylist())
