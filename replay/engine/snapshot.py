@@ -8,7 +8,11 @@ hash.
 
 File format (``snapshots/snap-<events>-<journal seq>.snap``)::
 
-    magic b"VRSNAP01" | payload length (uint64 LE) | blake2b-256 of payload | payload (pickle)
+    magic b"VRSNAP02" | payload length (uint64 LE) | blake2b-256 of payload | payload (pickle)
+
+The magic's number changes when what a snapshot holds stops meaning the same thing (02: the
+journal's running hash takes each payload by its digest), so an older run is never resumed
+into a hash that neither version would give.
 
 Written to a temporary file, fsynced, renamed over the final name, and the directory fsynced,
 so a reader sees either nothing or a whole file.  A file whose length or checksum does not
@@ -31,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from replay.engine.runtime import Runtime
 
-MAGIC = b"VRSNAP01"
+MAGIC = b"VRSNAP02"
 _HDR = struct.Struct("<8sQ32s")
 
 
@@ -110,7 +114,8 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError("shorter than the header")
     magic, n, digest = _HDR.unpack_from(data)
     if magic != MAGIC:
-        raise ValueError("not a volreplay snapshot")
+        raise ValueError("written by another version of volreplay"
+                         if magic.startswith(b"VRSNAP") else "not a volreplay snapshot")
     body = data[_HDR.size:]
     if len(body) != n:
         raise ValueError(f"payload is {len(body)} bytes, header says {n}")
