@@ -260,9 +260,11 @@ class Journal:
         self.seq, self.hash = seq, running_hash
 
     def close(self) -> None:
-        self.flush()
-        self._writer.shutdown()
-        self.con.close()
+        try:
+            self.flush()
+        finally:  # a failed write still lets go of the thread and the database file
+            self._writer.shutdown()
+            self.con.close()
 
 
 def recompute_hash(path: str | os.PathLike) -> str:
