@@ -18,6 +18,7 @@ import replay
 from replay.app.selection import Selection
 from replay.app.surfaces.cache import ensure_stream, stream_key
 from replay.consumers.surface_stream import StreamMismatch
+from replay.engine.journal import recompute_hash
 
 
 def _cfg(db: Path, out: Path, **calibration) -> dict:
@@ -62,6 +63,8 @@ def test_cached_run_has_the_live_journal_hash(gbm_quarter_hour, cold, tmp_path, 
     assert built["surface_stream"]["built"] is True and reused["surface_stream"]["built"] is False
     assert built["calibration"]["n_fits"] > 0
     assert live["journal_hash"] == built["journal_hash"] == reused["journal_hash"]
+    # the spliced rows carry the whole hash: the fits' and quotes' rows as the live run's
+    assert recompute_hash(tmp_path / "reused" / "journal.duckdb") == reused["journal_hash"]
     timeless = [{k: v for k, v in m["calibration"].items() if k != "fit_ms_median"}
                 for m in (live, built, reused)]  # fit times are wall clock: the build's
     assert timeless[0] == timeless[1] == timeless[2]
