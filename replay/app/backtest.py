@@ -83,7 +83,7 @@ def run(cfg: Any) -> dict:
     """Run one backtest; returns the metrics dict (also written to ``metrics.json``)."""
     from omegaconf import OmegaConf
 
-    from replay.app import use_system_allocator
+    from replay.app import FEED_READ_AHEAD, use_system_allocator
     from replay.app.surfaces.cache import cache_mode, ensure_stream, read_manifest
     from replay.consumers.marker import PnLMarker
     from replay.consumers.stream_reader import StreamReader
@@ -151,7 +151,8 @@ def run(cfg: Any) -> dict:
                      snapshot_every_ns=int(cfg.snapshot_every_s * NS) if cfg.get("snapshot_every_s") else None,
                      resume=snap_path, venue=venue, seed=int(cfg.get("seed", 0)),
                      underlying_id=underlying, instrument_ids=sel_ids, expiries=expiries,
-                     progress=None if sys.stderr.isatty() else ProgressLog(n_done))
+                     progress=None if sys.stderr.isatty() else ProgressLog(n_done),
+                     prefetch=FEED_READ_AHEAD)
     if res.total_events == 0:
         _release(out, run_info)
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")

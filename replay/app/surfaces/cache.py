@@ -205,6 +205,7 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
     from omegaconf import OmegaConf
 
     from replay.analytics.dynamics import recorded_dynamics
+    from replay.app import FEED_READ_AHEAD
     from replay.consumers.surface_stream import StreamRecorder
     from replay.engine.loop import ProgressLog, run_replay
 
@@ -218,7 +219,8 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
                          instrument_ids=list(sel.instrument_ids) if sel.instrument_ids else None,
                          expiries=list(sel.expiries) if sel.expiries else None,
                          # a day's build takes minutes: a bar on a terminal, log lines else
-                         progress=None if sys.stderr.isatty() else ProgressLog())
+                         progress=None if sys.stderr.isatty() else ProgressLog(),
+                         prefetch=FEED_READ_AHEAD)
     rows = recorder.write()
     # the surface dynamics derive from the published fits alone: a projection too
     dynamics = recorded_dynamics(folder / "fits.parquet", folder / DYNAMICS_FILE)
