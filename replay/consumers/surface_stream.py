@@ -5,8 +5,8 @@ The published surface at time ``t`` depends only on market events with ``ts_recv
 on the calibration config, never on the strategy, so it is a projection of the market: built
 once (:class:`StreamRecorder`, attached to a live consumer), stored, and replayed
 (:class:`replay.consumers.stream_reader.StreamReader`) by a consumer that journals the same
-events as the live one at the same places, byte for byte.  That is why a cached run and a live run have the
-same journal hash.
+events as the live one at the same places, byte for byte.  That is why a cached run and a
+live run have the same journal hash.
 
 A stream directory holds (all Parquet, zstd):
 

@@ -94,7 +94,8 @@ def test_append_many_writes_what_append_writes(tmp_path):
     events = []  # (kind, ts, cause, source, rows)
     for i in range(9):
         n = i % 3  # a fit with no quote rows too
-        events.append(("wake", 100 + i, (2, i), "engine", {"consumer": "cal", "reason": "deadline"}))
+        events.append(("wake", 100 + i, (2, i), "engine",
+                       {"consumer": "cal", "reason": "deadline"}))
         events.append(("calibration_quotes", 100 + i, (2, i), "cal", {
             "instrument": [f"BTC-{j}" for j in range(n)], "expiry": [10**18 + i] * n,
             "strike": list(np.linspace(8e4, 1e5, n)), "forward": [9e4] * n,
