@@ -84,7 +84,7 @@ def run(cfg: Any) -> dict:
     from omegaconf import OmegaConf
 
     from replay.app import FEED_READ_AHEAD, use_system_allocator
-    from replay.app.surfaces.cache import cache_mode, ensure_stream, read_manifest
+    from replay.app.surfaces.cache import DYNAMICS_FILE, cache_mode, ensure_stream, read_manifest
     from replay.consumers.marker import PnLMarker
     from replay.consumers.stream_reader import StreamReader
     from replay.engine.loop import ProgressLog, run_replay
@@ -140,12 +140,12 @@ def run(cfg: Any) -> dict:
     else:
         snap_path, n_done = None, 0
         _claim(out, run_info)
-    stream = None
+    stream = manifest = None
     if calib is not None:
         stream = ensure_stream(_without(calib_node, "cache"), d.sel, mode=cache, log=log)
         if stream is not None:
-            calib.stream = StreamReader(stream.path,
-                                        read_manifest(stream.path)["calibration_metrics"])
+            manifest = read_manifest(stream.path)
+            calib.stream = StreamReader(stream.path, manifest["calibration_metrics"])
     res = run_replay(db, consumers, out, start=d.sel.start, end=d.sel.end,
                      window_ns=int(data.window_s * NS),
                      snapshot_every_ns=int(cfg.snapshot_every_s * NS) if cfg.get("snapshot_every_s") else None,
@@ -158,7 +158,10 @@ def run(cfg: Any) -> dict:
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
     metrics = _metrics(res, calib, marker, venue, out, db, report)
-    metrics.update(_risk_metrics(out / "journal.duckdb", calib, fc, bars, margin, stream))
+    known = None  # the stream's surface dynamics, when the run replayed all of it
+    if manifest is not None and calib.replayed_whole and "dynamics" in manifest:
+        known = (manifest["dynamics"], stream.path / DYNAMICS_FILE)
+    metrics.update(_risk_metrics(out / "journal.duckdb", calib, fc, bars, margin, known))
     metrics["surface_stream"] = stream.as_metrics() if stream is not None else {
         "cache": cache if calib is not None else None, "key": None, "built": False,
         "build_seconds": None, "path": None}
@@ -175,20 +178,16 @@ def run(cfg: Any) -> dict:
     return metrics
 
 
-def _risk_metrics(journal: Path, calib, fc, bars, margin, stream) -> dict:
+def _risk_metrics(journal: Path, calib, fc, bars, margin, known_dynamics) -> dict:
     """The blocks computed from the journal after the replay (docs/outputs.md): the surface
-    dynamics of a calibrated run (the stream's, when the run replayed all of it), the
-    forecasts' scores (their realised vols written first) and the margin breach backtest."""
+    dynamics of a calibrated run (``known_dynamics``: the stream's, copied, see
+    :func:`replay.analytics.dynamics.dynamics`), the forecasts' scores (their realised vols
+    written first) and the margin breach backtest."""
     out: dict[str, Any] = {}
     if calib is not None:
         from replay.analytics.dynamics import dynamics
-        from replay.app.surfaces.cache import DYNAMICS_FILE, read_manifest
 
-        known = None
-        if stream is not None and calib.replayed_whole:
-            block = read_manifest(stream.path).get("dynamics")
-            known = None if block is None else (block, stream.path / DYNAMICS_FILE)
-        out["dynamics"] = dynamics(journal, known=known)
+        out["dynamics"] = dynamics(journal, known=known_dynamics)
     if fc is not None:
         from replay.analytics.forecast_scores import (
             fill_realized,

@@ -161,8 +161,8 @@ class Journal:
     def _prefix(self, kind: str, source: str) -> bytes:
         prefix = self._prefixes.get((kind, source))
         if prefix is None:
-            prefix = self._prefixes[(kind, source)] = length_prefixed(kind) + length_prefixed(
-                source)
+            prefix = length_prefixed(kind) + length_prefixed(source)
+            self._prefixes[(kind, source)] = prefix
         return prefix
 
     def _chain(self, k: EventKind, ts: int, cause: tuple[int, int], source: str,
