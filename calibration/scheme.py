@@ -11,7 +11,8 @@ Refit policy (``SchemeConfig``):
 
 1. fit every expiry, shortest first, with the configured model and loss, warm-started from
    the previous parameters of that expiry when ``warm_start`` (cold otherwise), with Tikhonov
-   weight ``lam`` towards them.  An expiry whose fit inputs are bit-identical to those of its
+   weight ``lam`` towards them (SVI: every expiry in one parallel call,
+   :func:`calibration.models.svi_batch.fit_svi_many`, before the calendar floor pass).  An expiry whose fit inputs are bit-identical to those of its
    last fit (no quote of it updated since, :func:`fit_inputs_digest`) is *carried over*:
    its last fitted slice is kept as it was, not refitted.  eSSVI carries its calendar
    constraints itself; an SVI slice that dips below the previous expiry's total variance
@@ -43,6 +44,7 @@ from calibration.models.essvi import ESSVIParams, fit_essvi_slice
 from calibration.models.sabr import SABRParams, fit_sabr
 from calibration.models.svi import SVIParams, fit_svi
 from calibration.models.svi_arbitrage import svi_calendar_drop
+from calibration.models.svi_batch import SVIProblem, fit_svi_many
 from calibration.quality import (
     FitQuality,
     OOSError,
@@ -209,6 +211,29 @@ class CalibrationScheme:
                          anchor=p)
         return f.params
 
+    def _plan(self, i: int, sl, d: FitData, prev_slice, cold: set[int], last: dict
+              ) -> tuple[bytes, SmileSlice | None, tuple | None, bool, int]:
+        """Slice ``i``'s inputs digest and either its carried-over slice (the same inputs as
+        its last fit, and not to be refitted cold) or how to fit it: ``(digest, carried,
+        prev, warm, n_starts)``."""
+        c, e = self.config, sl.expiry_ns
+        digest = fit_inputs_digest(d, sl.forward, prev_slice)
+        if i not in cold and e in last and self.inputs.get(e) == digest:
+            return digest, last[e], None, False, c.n_starts
+        prev = self.prev_params.get(e)
+        return (digest, None, prev, c.warm_start and i not in cold and prev is not None,
+                c.n_starts if i not in cold else max(c.n_starts, 3))
+
+    def _svi_fits(self, todo: dict[int, tuple]) -> dict[int, SVIParams]:
+        """SVI fits of ``todo`` (position: data, prev, warm, n_starts), in one parallel call."""
+        c = self.config
+        fits = fit_svi_many([SVIProblem(d.k, d.mid, d.t, d.weight, d.bid, d.ask,
+                                        None if prev is None else SVIParams(*prev),
+                                        c.lam if prev is not None else 0.0, warm, n_starts)
+                             for d, prev, warm, n_starts in todo.values()],
+                            band=c.loss.band, mid_weight=c.loss.mid_weight)
+        return {i: f.params for i, f in zip(todo, fits)}  # feasible: no floor
+
     def _fit_all(self, snapshot: QuoteSnapshot, data: list[FitData | None], cold: set[int]
                  ) -> tuple[list[SmileSlice], dict[int, bytes], frozenset[int]]:
         """The slices of one refit, the digest of each one's inputs and the expiries
@@ -218,25 +243,30 @@ class CalibrationScheme:
         digests: dict[int, bytes] = {}
         carried: set[int] = set()
         last = {s.expiry_ns: s for s in self.last_fitted.slices} if self.last_fitted else {}
+        live = [(i, sl, d) for i, (sl, d) in enumerate(zip(snapshot.slices, data))
+                if d is not None]
+        k_check = calendar_grid([float(d.k.min()) for _, _, d in live],
+                                [float(d.k.max()) for _, _, d in live])
+        # SVI slices are independent until the calendar floor below, so they are planned
+        # and fitted all at once, in parallel; an eSSVI slice's fit depends on the expiry
+        # before it, and SABR's are fitted one by one
+        plans = {i: self._plan(i, sl, d, None, cold, last) for i, sl, d in live} \
+            if c.model == "svi" else {}
+        fitted = self._svi_fits({i: (d, *plans[i][2:]) for i, _, d in live
+                                 if plans[i][1] is None}) if plans else {}
         prev_slice = None
-        fitted = [d for d in data if d is not None]
-        k_check = calendar_grid([float(d.k.min()) for d in fitted],
-                                [float(d.k.max()) for d in fitted])
-        for i, (sl, d) in enumerate(zip(snapshot.slices, data)):
-            if d is None:
-                continue
+        for i, sl, d in live:
             e = sl.expiry_ns
-            digests[e] = fit_inputs_digest(d, sl.forward, prev_slice)
-            if i not in cold and e in last and self.inputs.get(e) == digests[e]:
-                sm, n_starts = last[e], c.n_starts  # the same inputs: the same slice
+            digest, sm, prev, warm, n_starts = plans.get(i) or self._plan(i, sl, d, prev_slice,
+                                                                         cold, last)
+            digests[e] = digest
+            if sm is not None:
                 carried.add(e)
             else:
-                prev = self.prev_params.get(e)
-                warm = c.warm_start and i not in cold and prev is not None
-                n_starts = c.n_starts if i not in cold else max(c.n_starts, 3)
-                sm = SmileSlice(c.model, self._fit_slice(d, sl.forward, prev_slice, prev, warm,
-                                                         n_starts),
-                                e, sl.t, sl.forward, float(d.k.min()), float(d.k.max()))
+                params = fitted[i] if i in fitted else self._fit_slice(
+                    d, sl.forward, prev_slice, prev, warm, n_starts)
+                sm = SmileSlice(c.model, params, e, sl.t, sl.forward, float(d.k.min()),
+                                float(d.k.max()))
             floor = calendar_floor(out[-1], sm, k_check) if (c.model == "svi" and out) else None
             if floor is not None:
                 # SVI slices are independent: refit this one above the previous expiry, from

@@ -1,0 +1,134 @@
+"""Many SVI slice fits in one compiled call, spread over the cores.
+
+The expiries of one refit are independent SVI problems until the calendar floor
+(:mod:`calibration.models.svi`, whose kernel each problem runs unchanged), so a refit hands
+them over together: one call instead of one per expiry, and the slices fitted in parallel by
+numba's ``prange`` (threads: numba's, ``NUMBA_NUM_THREADS``; see :func:`fit_svi_many`).
+
+Each slice's result is exactly what :func:`calibration.models.svi.fit_svi` returns for the
+same arguments, bit for bit: the same kernel on the same inputs, each slice on one thread,
+nothing summed across slices.  The thread count therefore never changes a result.
+
+>>> import numpy as np
+>>> from calibration.models.svi import SVIParams, fit_svi, svi_total_variance
+>>> k = np.linspace(-0.4, 0.3, 15)
+>>> iv = np.sqrt(svi_total_variance(k, SVIParams(0.004, 0.03, -0.3, 0.02, 0.1)) / 0.1)
+>>> p = SVIProblem(k, iv, 0.1, np.ones(15), iv - 0.002, iv + 0.002)
+>>> many = fit_svi_many([p, p], band=True, mid_weight=0.1)
+>>> one = fit_svi(k, iv, 0.1, np.ones(15), iv - 0.002, iv + 0.002, band=True,
+...               mid_weight=0.1)
+>>> many[0] == many[1] == one
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from calibration.models.svi import (
+    _NONE,
+    LEE_SLOPE,
+    SVIFit,
+    SVIParams,
+    _fit_kernel,
+    _slice_inputs,
+    fit_svi,
+)
+
+__all__ = ["SVIProblem", "fit_svi_many"]
+
+
+@dataclass(frozen=True)
+class SVIProblem:
+    """One slice for :func:`fit_svi_many`: the arguments of
+    :func:`calibration.models.svi.fit_svi` that differ between the slices of a refit (no
+    calendar floor: a floor depends on the previous expiry's final fit)."""
+
+    k: np.ndarray
+    iv_mid: np.ndarray
+    t: float
+    weights: np.ndarray
+    iv_bid: np.ndarray
+    iv_ask: np.ndarray
+    prev: SVIParams | None = None
+    lam: float = 0.0
+    warm: bool = True
+    n_starts: int = 1
+
+
+@njit(cache=True, parallel=True)
+def _fit_many(order, off, k, mid, bid, ask, wq, t, band, mid_weight, slope, lam, prev,
+              start_at_prev, n_starts, max_iter, precision):
+    """Slice ``j`` is rows ``off[j]:off[j + 1]`` of the per-quote arrays; the slices are
+    visited in ``order`` (numba gives each thread a contiguous block of it)."""
+    n = off.shape[0] - 1
+    out = np.empty((n, 6))
+    nev = np.empty(n, np.int64)
+    for jj in prange(n):
+        j = order[jj]
+        a, b = off[j], off[j + 1]
+        v, wt, lo, hi, mw, amax = _slice_inputs(mid[a:b], t[j], wq[a:b], bid[a:b], ask[a:b],
+                                                band, mid_weight, _NONE)
+        o, ne = _fit_kernel(k[a:b], v, wt, lo, hi, band, mw, amax, slope, lam[j], prev[j],
+                            start_at_prev[j], n_starts[j], max_iter, precision, _NONE, _NONE)
+        out[j] = o
+        nev[j] = ne
+    return out, nev
+
+
+def balanced_order(sizes: np.ndarray, threads: int) -> np.ndarray:
+    """An order of the slices in which each of ``threads`` equal contiguous blocks holds a
+    similar number of quotes: sorted by size, largest first, dealt out in a snake (the work
+    of a fit grows with its quotes, roughly)."""
+    n = len(sizes)
+    threads = max(1, min(threads, n))
+    by_size = np.argsort(-np.asarray(sizes), kind="stable")
+    blocks: list[list[int]] = [[] for _ in range(threads)]
+    for r, j in enumerate(by_size.tolist()):
+        lap, pos = divmod(r, threads)
+        blocks[pos if lap % 2 == 0 else threads - 1 - pos].append(j)
+    return np.array([j for b in blocks for j in b], dtype=np.int64)
+
+
+def fit_svi_many(problems: Sequence[SVIProblem], *, band: bool = False,
+                 mid_weight: float = 0.1, max_iter: int = 80, slope_max: float = LEE_SLOPE,
+                 precision: float = 1.0) -> list[SVIFit]:
+    """:func:`calibration.models.svi.fit_svi` of each problem (with the shared loss and
+    search settings given here), fitted in parallel; one problem is fitted directly.
+
+    The slices run on numba's threads (``numba.get_num_threads()``: every core unless
+    ``NUMBA_NUM_THREADS`` or ``numba.set_num_threads`` says otherwise); the results do not
+    depend on how many."""
+    if len(problems) <= 1:
+        return [fit_svi(p.k, p.iv_mid, p.t, p.weights, p.iv_bid, p.iv_ask, prev=p.prev,
+                        lam=p.lam, band=band, mid_weight=mid_weight, n_starts=p.n_starts,
+                        max_iter=max_iter, slope_max=slope_max, precision=precision,
+                        warm=p.warm) for p in problems]
+    from numba import get_num_threads
+
+    def cat(arrays) -> np.ndarray:
+        return np.ascontiguousarray(np.concatenate(arrays), dtype=float)
+
+    sizes = np.array([len(p.k) for p in problems], dtype=np.int64)
+    off = np.concatenate(([0], np.cumsum(sizes)))
+    wq = [np.asarray(p.weights, dtype=float) for p in problems]
+    mids = [p.iv_mid for p in problems]
+    has_prev = [p.prev is not None for p in problems]
+    out, nev = _fit_many(
+        balanced_order(sizes, get_num_threads()), off, cat([p.k for p in problems]),
+        cat(mids), cat([p.iv_bid if band else p.iv_mid for p in problems]),
+        cat([p.iv_ask if band else p.iv_mid for p in problems]),
+        cat([w / max(w.sum(), 1e-300) for w in wq]),  # as fit_svi normalises them
+        np.array([float(p.t) for p in problems]), bool(band), float(mid_weight),
+        float(slope_max),
+        np.array([float(p.lam) if h else 0.0 for p, h in zip(problems, has_prev)]),
+        np.array([p.prev.to_array() if h else np.zeros(5) for p, h in zip(problems, has_prev)]),
+        np.array([h and p.warm for p, h in zip(problems, has_prev)]),
+        np.array([int(p.n_starts) for p in problems], dtype=np.int64), int(max_iter),
+        float(precision))
+    return [SVIFit(SVIParams.from_array(o[:5]), float(o[5]), int(n), bool(np.isfinite(o[5])))
+            for o, n in zip(out, nev)]
