@@ -130,12 +130,13 @@ def rolling_ssr(pairs: pd.DataFrame, at: np.ndarray, expiry: np.ndarray, window_
 def dynamics_of(fits: pd.DataFrame, horizon_s: float = 300.0, window_s: float = 86400.0
                 ) -> tuple[dict, pd.DataFrame | None]:
     """The ``dynamics`` block of metrics.json (``ssr`` and ``ssr_se`` per bucket of
-    :data:`BUCKETS`, null where a bucket has fewer than 3 pairs; ``horizon_s``, ``pairs``)
+    :data:`BUCKETS`, null where a bucket has fewer than 3 pairs; ``horizon_s``, ``window_s``,
+    ``pairs``)
     and the ``surface_dynamics`` rows (None without fits) of published fits given as
     :func:`published_fits` returns them."""
     block: dict = {"ssr": dict.fromkeys(n for n, _ in BUCKETS),
                    "ssr_se": dict.fromkeys(n for n, _ in BUCKETS),
-                   "horizon_s": float(horizon_s), "pairs": 0}
+                   "horizon_s": float(horizon_s), "window_s": float(window_s), "pairs": 0}
     if fits.empty:
         return block, None
     atm = atm_table(fits)
@@ -166,7 +167,8 @@ def dynamics(journal: Path, horizon_s: float = 300.0, window_s: float = 86400.0,
     whole), copied instead of recomputed."""
     import duckdb
 
-    if known is not None and known[0]["horizon_s"] == float(horizon_s):
+    if known is not None and (known[0]["horizon_s"], known[0].get("window_s")) == (
+            float(horizon_s), float(window_s)):
         if known[1].exists():  # else no published fit: no table
             with duckdb.connect(str(journal)) as con:
                 con.execute("CREATE OR REPLACE TABLE surface_dynamics AS SELECT * FROM "

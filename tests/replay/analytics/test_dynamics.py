@@ -82,3 +82,14 @@ def test_dynamics_of_a_recorded_stream_are_copied_as_computed(tmp_path):
     pd.testing.assert_frame_equal(*read)
     # no published fit, no file: the block alone
     assert dynamics(tmp_path / "none.duckdb", known=(block, tmp_path / "missing.parquet")) == block
+    # recorded with another horizon or window: computed again, not copied
+    for kw in ({"horizon_s": 600.0}, {"window_s": 3600.0}):
+        other = tmp_path / f"other{len(kw)}{next(iter(kw))}.duckdb"
+        with duckdb.connect(str(other)) as con:
+            con.register("r", rows.append_column("seq", pa.array(range(len(fits)), pa.int64())))
+            con.execute("CREATE TABLE surface_fits AS SELECT * FROM r").fetchall()
+        got = dynamics(other, known=(block, tmp_path / "dyn.parquet"), **kw)
+        assert got[next(iter(kw))] == next(iter(kw.values())) and got != block
+        win = duckdb.connect(str(other), read_only=True).execute(
+            "SELECT DISTINCT window_s FROM surface_dynamics").fetchall()
+        assert win == [(kw.get("window_s", 86400.0),)]
