@@ -8,6 +8,8 @@ Layout of a run's ``journal.duckdb``
   code of :data:`replay.model.schema.STREAM_PRIORITY` and that table's ``seq``; -1/-1 before any).
 * one payload table per event kind, ``(seq, ts, <declared fields>)``.  An event has one payload
   row (``fills``) or several (``calibration_quotes``: one row per quote of a fit).
+* ``journal_meta(key, value)``: ``hash_version``, the version of the hash definition
+  (:data:`replay.model.events.HASH_VERSION`) the journal was written under.
 
 The kinds (declared with :func:`replay.model.events.register_kind`), their canonical bytes and
 the running hash are defined in :mod:`replay.model.events`.  Appends are buffered and written
@@ -27,8 +29,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from replay.errors import StoreError
 from replay.model.events import (
     H0,
+    HASH_VERSION,
     HEAD,
     KINDS,
     EventKind,
@@ -80,11 +84,25 @@ class Journal:
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._inflight: Future | None = None
         self._tables: set[str] = set()
-        self._ensure_tables()
+        try:
+            self._ensure_tables()
+        except BaseException:
+            self._writer.shutdown()
+            self.con.close()
+            raise
 
     def _ensure_tables(self) -> None:
         self.con.execute("CREATE TABLE IF NOT EXISTS journal (seq BIGINT, ts BIGINT, kind VARCHAR,"
                          " cause_stream TINYINT, cause_seq BIGINT, source VARCHAR)").fetchall()
+        self.con.execute("CREATE TABLE IF NOT EXISTS journal_meta (key VARCHAR PRIMARY KEY, "
+                         "value VARCHAR)").fetchall()
+        version = hash_version(self.con)
+        if version is None:
+            self.con.execute("INSERT INTO journal_meta VALUES ('hash_version', ?)",
+                             [str(HASH_VERSION)]).fetchall()
+        elif version != HASH_VERSION:  # its running hash cannot be continued
+            raise StoreError(f"journal {self.path} was hashed under definition {version}; "
+                             f"this version of volreplay appends under {HASH_VERSION} only")
         for k in list(KINDS.values()):
             self.con.execute(k.ddl()).fetchall()
             self._tables.add(k.table)
@@ -268,9 +286,17 @@ class Journal:
 
 
 def recompute_hash(path: str | os.PathLike) -> str:
-    """Recompute the running hash from a stored journal (a determinism audit)."""
+    """Recompute the running hash from a stored journal (a determinism audit).  A journal
+    written under another version of the hash definition is refused with a
+    :class:`replay.errors.StoreError` that says so (its stored hash is not comparable); one
+    that records no version (written before versions were recorded) is recomputed under the
+    current definition."""
     con = duckdb.connect(str(path), read_only=True)
     try:
+        version = hash_version(con)
+        if version is not None and version != HASH_VERSION:
+            raise StoreError(f"journal {path} was hashed under definition {version}; this "
+                             f"version of volreplay recomputes definition {HASH_VERSION} only")
         main = con.sql("SELECT * FROM journal ORDER BY seq").fetchall()
         payload: dict[str, dict[int, dict[str, list]]] = {}
         for name in {r[2] for r in main}:
@@ -293,6 +319,15 @@ def recompute_hash(path: str | os.PathLike) -> str:
         cols = payload[kind].get(seq, {f: [] for f, _ in k.fields})
         h = chain(h, canonical_bytes(seq, ts, k, cs, cq, source or "", cols))
     return h.hex()
+
+
+def hash_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The hash definition a journal (open on ``con``) records, or None if it records none."""
+    if not con.execute("SELECT count(*) FROM information_schema.tables "
+                       "WHERE table_name = 'journal_meta'").fetchall()[0][0]:
+        return None
+    row = con.execute("SELECT value FROM journal_meta WHERE key = 'hash_version'").fetchall()
+    return int(row[0][0]) if row else None
 
 
 def read_tables(path: str | os.PathLike, tables: list[str]) -> dict:

@@ -19,6 +19,10 @@ saved in a snapshot and resumed.
 
 The payload enters by its digest so that a recorded event (a replayed surface fit: a dozen
 rows) is chained from 32 stored bytes, without reading or serialising its rows again.
+
+This is version :data:`HASH_VERSION` of the definition (1: the payload bytes entered the
+event's bytes themselves, not their digest); a journal records the version it was hashed
+under.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ _I64, _F64, _U32 = (struct.Struct(f).pack for f in ("<q", "<d", "<I"))
 #: the fixed head of an event's bytes: seq, ts, cause stream, cause seq
 HEAD = struct.Struct("<qqbq")
 H0 = bytes(32)
+#: the version of the canonical bytes and running hash defined above; bumped when they change
+HASH_VERSION = 2
 
 
 @dataclass(frozen=True)

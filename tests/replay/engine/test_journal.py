@@ -249,3 +249,27 @@ def test_a_failed_write_surfaces_at_the_next_flush(tmp_path):
     j.append("mark", 0, (-1, -1), "a", {"instrument_id": 0, "price": 1.0, "value": 2.0})
     with pytest.raises(duckdb.CatalogException):
         j.flush()
+
+
+def test_a_journal_records_its_hash_version_and_refuses_another(tmp_path):
+    """A journal says which hash definition it was written under; one written under another
+    is neither audited nor appended to (its stored hash is not comparable), and one that
+    records none (older journals) is audited under the current definition."""
+    from replay.errors import StoreError
+    from replay.model.events import HASH_VERSION
+
+    path = tmp_path / "j.duckdb"
+    j = Journal(path)
+    _write(j)
+    j.close()
+    with duckdb.connect(str(path)) as con:
+        assert con.execute("SELECT * FROM journal_meta").fetchall() == \
+            [("hash_version", str(HASH_VERSION))]
+        con.execute("UPDATE journal_meta SET value = '1'").fetchall()
+    with pytest.raises(StoreError, match="hashed under definition 1"):
+        recompute_hash(path)
+    with pytest.raises(StoreError, match="definition 1"):
+        Journal(path)
+    with duckdb.connect(str(path)) as con:
+        con.execute("DROP TABLE journal_meta").fetchall()
+    assert recompute_hash(path) == j.hash_hex
