@@ -74,7 +74,12 @@ class Journal:
         self._uncommitted = 0  # rows written in the open transaction (0: none open)
         self.seq = -1  # last appended seq
         self.hash = H0
+        # journal rows (seq, ts, pair, cause_stream, cause_seq), ``pair`` indexing _pairs:
+        # rows of events appended one by one, and runs of append_many's as arrays (in seq
+        # order: each run after the rows of _main that came before it)
         self._main: list[tuple] = []
+        self._main_runs: list[np.ndarray] = []
+        self._pairs: dict[tuple[str, str], int] = {}  # (kind, source): its code
         self._buf: dict[str, dict[str, list]] = {}
         # per kind, payload rows added by add_rows: (seq, ts, table or columns)
         self._parts: dict[str, list[tuple[np.ndarray, np.ndarray, Any]]] = {}
@@ -155,17 +160,20 @@ class Journal:
         ``digests[32 j : 32 j + 32]`` is its :func:`payload_digest`."""
         names = [_kind(k).name for k, _ in kinds]
         prefixes = [self._prefix(k, src) for k, src in kinds]
-        first, seq, h, main = self.seq + 1, self.seq, self.hash, self._main
+        first, seq, h = self.seq + 1, self.seq, self.hash
         pack, blake2b = HEAD.pack, hashlib.blake2b
         for j, (c, t, cs, cq) in enumerate(zip(code.tolist(), ts.tolist(),
                                                cause_stream.tolist(), cause_seq.tolist())):
             seq += 1  # chain(), inlined: a call per event would cost a third of the loop
             h = blake2b(h + pack(seq, t, cs, cq) + prefixes[c] + digests[32 * j:32 * j + 32],
                         digest_size=32).digest()
-            main.append((seq, t, names[c], cs, cq, kinds[c][1]))
         self.seq, self.hash = seq, h
-        self._buffered += seq - first + 1
-        return np.arange(first, seq + 1, dtype=np.int64)
+        seqs = np.arange(first, seq + 1, dtype=np.int64)
+        self._main_run()
+        pairs = np.array([self._pair(n, src) for n, (_, src) in zip(names, kinds)], np.int64)
+        self._main_runs.append(np.stack([seqs, ts, pairs[code], cause_stream, cause_seq]))
+        self._buffered += len(seqs)
+        return seqs
 
     def add_rows(self, kind: str | EventKind, seq: np.ndarray, ts: np.ndarray,
                  rows: pa.Table | Mapping[str, object]) -> None:
@@ -190,7 +198,7 @@ class Journal:
         cs, cq = int(cause[0]), int(cause[1])
         self.hash = chain(self.hash, HEAD.pack(seq, ts, cs, cq) + self._prefix(k.name, source)
                           + digest)
-        self._main.append((seq, ts, k.name, cs, cq, source))
+        self._main.append((seq, ts, self._pair(k.name, source), cs, cq))
         self._buffered += 1
         return seq
 
@@ -236,18 +244,33 @@ class Journal:
         begin = not self._uncommitted
         self._uncommitted += self._buffered
         tables: list[tuple[EventKind | None, pa.Table]] = []
-        if self._main:  # payload rows may follow their events (Journal.add_rows)
-            cols = zip(*self._main)
-            tables.append((None, pa.table(
-                [pa.array(c, t) for c, t in zip(cols, (pa.int64(), pa.int64(), pa.string(),
-                                                       pa.int8(), pa.int64(), pa.string()))],
-                names=["seq", "ts", "kind", "cause_stream", "cause_seq", "source"])))
+        self._main_run()
+        if self._main_runs:  # payload rows may follow their events (Journal.add_rows)
+            tables.append((None, self._main_rows()))
         for name, cols in self._buf.items():
             tables.append((KINDS[name], pa.table(cols, schema=KINDS[name].schema())))
         for name, parts in self._parts.items():
             tables.append((KINDS[name], _rows_table(KINDS[name], parts)))
-        self._main, self._buf, self._parts, self._buffered = [], {}, {}, 0
+        self._main_runs, self._buf, self._parts, self._buffered = [], {}, {}, 0
         self._submit(self._insert, begin, tables)
+
+    def _pair(self, kind: str, source: str) -> int:
+        return self._pairs.setdefault((kind, source), len(self._pairs))
+
+    def _main_run(self) -> None:
+        """Move the rows of events appended one by one to :attr:`_main_runs`."""
+        if self._main:
+            self._main_runs.append(np.array(self._main, dtype=np.int64).T)
+            self._main = []
+
+    def _main_rows(self) -> pa.Table:
+        """The buffered ``journal`` rows as one table."""
+        seq, ts, pair, cs, cq = np.concatenate(self._main_runs, axis=1)
+        pair = pa.array(pair)
+        kinds, sources = zip(*self._pairs)  # in code order
+        return pa.table([seq, ts, pa.array(kinds).take(pair), cs.astype(np.int8), cq,
+                         pa.array(sources).take(pair)],
+                        names=["seq", "ts", "kind", "cause_stream", "cause_seq", "source"])
 
     def _insert(self, begin: bool, tables: list[tuple[EventKind | None, pa.Table]]) -> None:
         """On the writer thread: insert ``tables`` (``None``: the ``journal`` table)."""
