@@ -160,26 +160,30 @@ def dynamics_of(fits: pd.DataFrame, horizon_s: float = 300.0, window_s: float = 
 
 
 def dynamics(journal: Path, horizon_s: float = 300.0, window_s: float = 86400.0,
-             known: tuple[dict, Path] | None = None) -> dict:
+             known: tuple[dict, Path] | None = None, copied: bool = False) -> dict:
     """Write the run's ``surface_dynamics`` table and return the ``dynamics`` block
     (:func:`dynamics_of`).  ``known``: the block and the table's Parquet file, computed by
     :func:`recorded_dynamics` from the same published fits (a surface stream the run replayed
-    whole), copied instead of recomputed."""
+    whole), copied instead of recomputed, unless ``copied`` says the journal holds the copy
+    already (:meth:`replay.engine.journal.Journal.copy_table`).  Computed, the table
+    replaces any the journal holds."""
     import duckdb
 
     if known is not None and (known[0]["horizon_s"], known[0].get("window_s")) == (
             float(horizon_s), float(window_s)):
-        if known[1].exists():  # else no published fit: no table
+        if known[1].exists() and not copied:  # else no published fit: no table
             with duckdb.connect(str(journal)) as con:
                 con.execute("CREATE OR REPLACE TABLE surface_dynamics AS SELECT * FROM "
                             "read_parquet($f)", {"f": str(known[1])}).fetchall()
         return known[0]
     block, table = dynamics_of(_published(str(journal), None), horizon_s, window_s)
-    if table is not None:
-        with duckdb.connect(str(journal)) as con:
+    with duckdb.connect(str(journal)) as con:
+        if table is not None:
             con.register("dyn", table)
             con.execute("CREATE OR REPLACE TABLE surface_dynamics AS SELECT * FROM dyn"
                         ).fetchall()
+        else:
+            con.execute("DROP TABLE IF EXISTS surface_dynamics").fetchall()
     return block
 
 

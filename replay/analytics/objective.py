@@ -148,7 +148,7 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
     from replay.analytics.dynamics import BUCKETS as EXPIRY_BUCKETS
 
     names |= {f"dynamics.{k}.{b}" for k in ("ssr", "ssr_se") for b, _ in EXPIRY_BUCKETS}
-    names |= {"dynamics.horizon_s", "dynamics.pairs"}
+    names |= {"dynamics.horizon_s", "dynamics.window_s", "dynamics.pairs"}
     names |= {f"pnl.{k}" for k in PNL_KEYS}
     names |= {f"attribution.{k}" for k in BUCKETS}
     names |= {f"attribution_vega.{k}" for k in VEGA_SPLIT}

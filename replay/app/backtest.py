@@ -141,18 +141,23 @@ def run(cfg: Any) -> dict:
         snap_path, n_done = None, 0
         _claim(out, run_info)
     stream = manifest = None
+    copies = {}  # journal tables copied while the replay runs
     if calib is not None:
         stream = ensure_stream(_without(calib_node, "cache"), d.sel, mode=cache, log=log)
         if stream is not None:
             manifest = read_manifest(stream.path)
             calib.stream = StreamReader(stream.path, manifest["calibration_metrics"])
+            if "dynamics" in manifest and (stream.path / DYNAMICS_FILE).exists():
+                # the stream's surface dynamics, if the run replays all of it (else they
+                # are computed from the journal after the run, replacing the copy)
+                copies["surface_dynamics"] = stream.path / DYNAMICS_FILE
     res = run_replay(db, consumers, out, start=d.sel.start, end=d.sel.end,
                      window_ns=int(data.window_s * NS),
                      snapshot_every_ns=int(cfg.snapshot_every_s * NS) if cfg.get("snapshot_every_s") else None,
                      resume=snap_path, venue=venue, seed=int(cfg.get("seed", 0)),
                      underlying_id=underlying, instrument_ids=sel_ids, expiries=expiries,
                      progress=None if sys.stderr.isatty() else ProgressLog(n_done),
-                     prefetch=FEED_READ_AHEAD)
+                     prefetch=FEED_READ_AHEAD, copy_tables=copies)
     if res.total_events == 0:
         _release(out, run_info)
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
@@ -161,7 +166,8 @@ def run(cfg: Any) -> dict:
     known = None  # the stream's surface dynamics, when the run replayed all of it
     if manifest is not None and calib.replayed_whole and "dynamics" in manifest:
         known = (manifest["dynamics"], stream.path / DYNAMICS_FILE)
-    metrics.update(_risk_metrics(out / "journal.duckdb", calib, fc, bars, margin, known))
+    metrics.update(_risk_metrics(out / "journal.duckdb", calib, fc, bars, margin, known,
+                                 "surface_dynamics" in copies))
     metrics["surface_stream"] = stream.as_metrics() if stream is not None else {
         "cache": cache if calib is not None else None, "key": None, "built": False,
         "build_seconds": None, "path": None}
@@ -178,16 +184,17 @@ def run(cfg: Any) -> dict:
     return metrics
 
 
-def _risk_metrics(journal: Path, calib, fc, bars, margin, known_dynamics) -> dict:
+def _risk_metrics(journal: Path, calib, fc, bars, margin, known_dynamics,
+                  dynamics_copied: bool) -> dict:
     """The blocks computed from the journal after the replay (docs/outputs.md): the surface
-    dynamics of a calibrated run (``known_dynamics``: the stream's, copied, see
-    :func:`replay.analytics.dynamics.dynamics`), the forecasts' scores (their realised vols
-    written first) and the margin breach backtest."""
+    dynamics of a calibrated run (``known_dynamics``: the stream's, copied during the replay
+    when ``dynamics_copied``, see :func:`replay.analytics.dynamics.dynamics`), the forecasts'
+    scores (their realised vols written first) and the margin breach backtest."""
     out: dict[str, Any] = {}
     if calib is not None:
         from replay.analytics.dynamics import dynamics
 
-        out["dynamics"] = dynamics(journal, known=known_dynamics)
+        out["dynamics"] = dynamics(journal, known=known_dynamics, copied=dynamics_copied)
     if fc is not None:
         from replay.analytics.forecast_scores import (
             fill_realized,

@@ -228,6 +228,19 @@ class Journal:
         self.sync()
         self._inflight = self._writer.submit(fn, *args)
 
+    def copy_table(self, table: str, parquet: str | os.PathLike) -> None:
+        """(Re)create ``table`` as a copy of a Parquet file, on the writer thread: a table
+        that is not an event kind's (a run's derived table known in advance), written while
+        the caller goes on."""
+        if table in {"journal", "journal_meta"} | {k.table for k in KINDS.values()}:
+            raise ValueError(f"{table} is a journal table, not a copied one")
+        self._submit(self._execute_params,
+                     f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM read_parquet($f)',
+                     {"f": str(parquet)})
+
+    def _execute_params(self, sql: str, params: dict) -> None:
+        self.con.execute(sql, params).fetchall()
+
     def _commit(self) -> None:
         if self._uncommitted:
             self._submit(self._execute, "COMMIT")

@@ -9,7 +9,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,14 +115,16 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
                underlying_id: int | None = None, instrument_ids: Sequence[int] | None = None,
                expiries: Sequence[int] | None = None, batch_rows: int = 1 << 20,
                engine: str = "fast", prefetch: bool = True,
-               duckdb_memory_limit: str = "256MB") -> ReplayResult:
+               duckdb_memory_limit: str = "256MB",
+               copy_tables: Mapping[str, Path] | None = None) -> ReplayResult:
     """Replay a store into consumers, journaling to ``out_dir/journal.duckdb``.
 
     ``resume`` is a run directory or a snapshot file: the run continues from the last good
     snapshot (torn ones are skipped with a warning) and the journal in ``out_dir`` is cut back
     to that snapshot.  ``progress``: None (a bar on a terminal, quiet otherwise), False, or a
     callable ``(n_events, now_ns)`` called after each batch.  ``engine="reference"`` runs the
-    per-event Python reference (small data only; no resume).
+    per-event Python reference (small data only; no resume).  ``copy_tables``: journal tables
+    copied from Parquet files while the replay runs (:meth:`Journal.copy_table`).
     """
     from replay.engine import snapshot as snap
 
@@ -154,6 +156,8 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
             journal.truncate_after(payload["journal_seq"], payload["journal_hash"])
             snap.restore(rt, payload)
             cursor = FeedCursor(state.now, state.stream_seqs())
+        for table, parquet in (copy_tables or {}).items():
+            journal.copy_table(table, parquet)
         n0 = state.n_events
         feed = Feed(store, start=start, end=end, window_ns=window_ns, batch_rows=batch_rows,
                     instrument_ids=instrument_ids, expiries=expiries, cursor=cursor,

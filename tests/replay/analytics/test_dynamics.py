@@ -93,3 +93,14 @@ def test_dynamics_of_a_recorded_stream_are_copied_as_computed(tmp_path):
         win = duckdb.connect(str(other), read_only=True).execute(
             "SELECT DISTINCT window_s FROM surface_dynamics").fetchall()
         assert win == [(kw.get("window_s", 86400.0),)]
+
+    # a journal holding a copy made during the replay keeps it when the block is known
+    # (``copied``), and has it replaced, or dropped without published fits, when computed
+    assert dynamics(copied, known=(block, tmp_path / "nowhere.parquet"), copied=True) == block
+    with duckdb.connect(str(copied)) as con:
+        con.register("r", rows.append_column("seq", pa.array(range(len(fits)), pa.int64())))
+        con.execute("CREATE TABLE surface_fits AS SELECT * FROM r WHERE false").fetchall()
+    assert dynamics(copied)["pairs"] == 0
+    with duckdb.connect(str(copied), read_only=True) as con:
+        assert not con.execute("SELECT count(*) FROM information_schema.tables "
+                               "WHERE table_name = 'surface_dynamics'").fetchall()[0][0]

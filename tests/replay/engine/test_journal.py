@@ -273,3 +273,18 @@ def test_a_journal_records_its_hash_version_and_refuses_another(tmp_path):
     with duckdb.connect(str(path)) as con:
         con.execute("DROP TABLE journal_meta").fetchall()
     assert recompute_hash(path) == j.hash_hex
+
+
+def test_copy_table_copies_a_parquet_file_on_the_writer(tmp_path):
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"x": [1, 2, 3], "y": ["a", "b", None]}), tmp_path / "t.parquet")
+    j = Journal(tmp_path / "j.duckdb")
+    _write(j)
+    j.copy_table("derived", tmp_path / "t.parquet")
+    with pytest.raises(ValueError, match="journal table"):
+        j.copy_table("fills", tmp_path / "t.parquet")
+    j.close()
+    assert recompute_hash(tmp_path / "j.duckdb") == j.hash_hex  # the events are untouched
+    with duckdb.connect(str(tmp_path / "j.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT * FROM derived").fetchall() == [(1, "a"), (2, "b"), (3, None)]
