@@ -117,7 +117,7 @@ def margin_block(journal_path, consumer) -> dict:
     table and the consumer's call and liquidation counts."""
     import pandas as pd
 
-    from replay.engine.journal import read_tables
+    from replay.analytics.tables import read_tables
 
     t = read_tables(journal_path, ["margin"])["margin"]
     if t.empty:

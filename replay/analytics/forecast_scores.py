@@ -139,7 +139,7 @@ def forecast_block(journal: Path, every_s: float, names: tuple[str, ...],
     the first horizon, :data:`SCORES` (null without scored forecasts), ``best_by_qlike``,
     ``vrp_mean``, ``horizon_s``; ``against`` chooses the proxy column (``true_vol`` scores
     against the synthetic truth)."""
-    from replay.engine.journal import read_tables
+    from replay.analytics.tables import read_tables
 
     df = read_tables(journal, ["vol_forecasts"])["vol_forecasts"]
     out: dict = {n: dict.fromkeys(SCORES) for n in names}

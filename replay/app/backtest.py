@@ -338,8 +338,8 @@ def _finite(x: float | None) -> float | None:
 
 def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfig) -> dict:
     from replay.analytics.execution import execution_metrics
+    from replay.analytics.tables import read_tables
     from replay.consumers.marker import BUCKETS, PNL_KEYS, VEGA_SPLIT
-    from replay.engine.journal import read_tables
 
     m: dict[str, Any] = {
         "events_replayed": res.total_events,

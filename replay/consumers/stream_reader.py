@@ -25,7 +25,7 @@ from replay.consumers.surface_stream import (
     StreamRecorder,
     WakeOutput,
 )
-from replay.store.row_groups import RowGroups
+from replay.store.row_groups import RowGroups, RowRange
 
 
 class _WakeRow(NamedTuple):
@@ -155,7 +155,7 @@ class StreamReader:
                                      f"{self.wake[r[0]]}..{self.wake[r[-1]]} are not contiguous;"
                                      " rebuild it with calibration.cache=refresh")
             journal.add_rows(kind, np.repeat(seq[has, c], lens), np.repeat(self.ts[r], lens),
-                             file.rows(a, b))
+                             RowRange(file, a, b))
 
     def _block(self, file: RowGroups, digest: np.ndarray, i0: int, i1: int) -> Block:
         t, j = file.locate(i0)

@@ -42,6 +42,7 @@ from replay.model.events import (
     length_prefixed,
     payload_digest,
 )
+from replay.store.row_groups import RowRange
 
 
 class Journal:
@@ -176,10 +177,11 @@ class Journal:
         return seqs
 
     def add_rows(self, kind: str | EventKind, seq: np.ndarray, ts: np.ndarray,
-                 rows: pa.Table | Mapping[str, object]) -> None:
+                 rows: pa.Table | RowRange | Mapping[str, object]) -> None:
         """Payload rows of events already appended (:meth:`append_many`): ``seq`` and ``ts``
         per row, and ``rows`` with every declared field (a table's other columns are
-        dropped)."""
+        dropped); a :class:`~replay.store.row_groups.RowRange` is read when the rows are
+        written, joined with the ranges next to it."""
         k = _kind(kind)
         self._parts.setdefault(k.name, []).append((seq, ts, rows))
         self._count(len(seq))
@@ -366,36 +368,25 @@ def hash_version(con: duckdb.DuckDBPyConnection) -> int | None:
     return int(row[0][0]) if row else None
 
 
-def read_tables(path: str | os.PathLike, tables: list[str]) -> dict:
-    """Journal tables as pandas DataFrames, one connection for all: payload tables in seq
-    order, tables written after the run (``surface_dynamics``) as stored; a table the run did
-    not write comes back empty."""
-    import pandas as pd
-
-    with duckdb.connect(str(path), read_only=True) as con:
-        cols: dict[str, set] = {}
-        for t, c in con.execute("SELECT table_name, column_name "
-                                "FROM information_schema.columns").fetchall():
-            cols.setdefault(t, set()).add(c)
-        return {t: con.execute(f"SELECT * FROM {t}"
-                               + (" ORDER BY seq" if "seq" in cols[t] else "")).df()
-                if t in cols else pd.DataFrame() for t in tables}
-
-
-def read_table(path: str | os.PathLike, table: str):
-    """One journal payload table (see :func:`read_tables`)."""
-    return read_tables(path, [table])[table]
-
-
 def _rows_table(k: EventKind, parts: list[tuple[np.ndarray, np.ndarray, Any]]) -> pa.Table:
     """The rows of :meth:`Journal.add_rows` calls as one table of ``k``'s payload table."""
     fields = pa.schema(list(k.schema())[2:])  # after seq and ts
-    rows = pa.concat_tables(r.select(fields.names) if isinstance(r, pa.Table)
-                            else pa.table({f: r[f] for f in fields.names}, schema=fields)
-                            for _, _, r in parts).combine_chunks()  # DuckDB scans few
+    rows: list = []
+    for _, _, r in parts:  # adjacent ranges of one file are read as one
+        if isinstance(r, RowRange) and rows and isinstance(rows[-1], RowRange) \
+                and r.follows(rows[-1]):
+            rows[-1] = rows[-1]._replace(end=r.end)
+        else:
+            rows.append(r)
+    table = pa.concat_tables(
+        r.table().select(fields.names) if isinstance(r, RowRange)
+        else r.select(fields.names) if isinstance(r, pa.Table)
+        else pa.table({f: r[f] for f in fields.names}, schema=fields) for r in rows)
+    if table.num_rows < 2048 * table.column(0).num_chunks:
+        table = table.combine_chunks()  # DuckDB scans many small chunks slowly
     return pa.table([np.concatenate([p[0] for p in parts]).astype(np.int64, copy=False),
                      np.concatenate([p[1] for p in parts]).astype(np.int64, copy=False),
-                     *rows.columns], schema=k.schema())
+                     *table.columns], schema=k.schema())
 
 
 def _kind(kind: str | EventKind) -> EventKind:

@@ -6,11 +6,28 @@ from __future__ import annotations
 
 import bisect
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+
+class RowRange(NamedTuple):
+    """Rows ``[first, end)`` of a :class:`RowGroups` file, read when :meth:`table` is called:
+    a writer that holds ranges until it writes them can join adjacent ones
+    (:meth:`follows`) and read each run as a few large slices instead of many small ones."""
+
+    file: RowGroups
+    first: int
+    end: int
+
+    def table(self) -> pa.Table:
+        return self.file.rows(self.first, self.end)
+
+    def follows(self, other: RowRange) -> bool:
+        """Whether this range starts where ``other`` ends, in the same file."""
+        return self.file is other.file and self.first == other.end
 
 
 class RowGroups:

@@ -11,8 +11,8 @@ import numpy as np
 import pyarrow as pa
 
 from calibration.pricing.black import black_price
+from replay.analytics.tables import read_table
 from replay.consumers.marker import PnLMarker
-from replay.engine.journal import read_table
 from replay.engine.loop import run_replay
 from replay.engine.wake import WakeCondition
 from replay.model.config import VenueConfig

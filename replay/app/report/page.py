@@ -55,7 +55,7 @@ window.addEventListener("load", function () {
 
 def render_run(run_dir: str | Path) -> Path:
     """Write ``report.html`` into ``run_dir`` from what the run stored; returns its path."""
-    from replay.engine.journal import read_tables
+    from replay.analytics.tables import read_tables
 
     run_dir = Path(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())

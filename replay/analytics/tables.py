@@ -1,0 +1,29 @@
+"""A run journal's tables as pandas DataFrames (:mod:`replay.engine.journal` writes them), for
+the analytics and reports."""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+
+
+def read_tables(path: str | os.PathLike, tables: list[str]) -> dict:
+    """Journal tables as pandas DataFrames, one connection for all: payload tables in seq
+    order, tables written after the run (``surface_dynamics``) as stored; a table the run did
+    not write comes back empty."""
+    import pandas as pd
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        cols: dict[str, set] = {}
+        for t, c in con.execute("SELECT table_name, column_name "
+                                "FROM information_schema.columns").fetchall():
+            cols.setdefault(t, set()).add(c)
+        return {t: con.execute(f"SELECT * FROM {t}"
+                               + (" ORDER BY seq" if "seq" in cols[t] else "")).df()
+                if t in cols else pd.DataFrame() for t in tables}
+
+
+def read_table(path: str | os.PathLike, table: str):
+    """One journal payload table (see :func:`read_tables`)."""
+    return read_tables(path, [table])[table]
