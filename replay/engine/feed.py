@@ -273,7 +273,10 @@ class Feed:
         n = sum(b.num_rows for _, parts in runs for b in parts)
         out_arena = (self._ring[self._n_windows % len(self._ring)] if self.reuse_buffers
                      else _Arena())
-        self._n_windows += 1
+        # only a window with rows takes a slot of the ring: the read-ahead thread reads
+        # empty windows that are never handed out, and counting them let it wrap onto the
+        # batch being folded
+        self._n_windows += n > 0
         # one run needs no merge: read it straight into the output buffers
         tmp = out_arena if len(runs) == 1 else self._scratch
         ts = tmp.get("ts", n, np.int64)
