@@ -12,14 +12,14 @@ Refit policy (``SchemeConfig``):
 1. fit every expiry, shortest first, with the configured model and loss, warm-started from
    the previous parameters of that expiry when ``warm_start`` (cold otherwise), with Tikhonov
    weight ``lam`` towards them (SVI: every expiry in one parallel call,
-   :func:`calibration.models.svi_batch.fit_svi_many`, before the calendar floor pass).  An expiry whose fit inputs are bit-identical to those of its
-   last fit (no quote of it updated since, :func:`fit_inputs_digest`) is *carried over*:
-   its last fitted slice is kept as it was, not refitted.  eSSVI carries its calendar
-   constraints itself; an SVI slice that dips below the previous expiry's total variance
-   (on the ``k`` range both cover) is refitted with that floor as exact linear rows of its
-   inner QP (:func:`calendar_floor`, :func:`calibration.models.svi.fit_svi`); a floor no SVI
-   slice can meet leaves the crossing slice in place, to fail the check below and be
-   reported;
+   :func:`calibration.models.svi_batch.fit_svi_many`, before the calendar floor pass).  An
+   expiry whose fit inputs are bit-identical to those of its last fit (no quote of it
+   updated since, :func:`fit_inputs_digest`) is *carried over*: its last fitted slice is
+   kept as it was, not refitted.  eSSVI carries its calendar constraints itself; an SVI
+   slice that dips below the previous expiry's total variance (on the ``k`` range both
+   cover) is refitted with that floor as exact linear rows of its inner QP
+   (:func:`calendar_floor`, :func:`calibration.models.svi.fit_svi`); a floor no SVI slice
+   can meet leaves the crossing slice in place, to fail the check below and be reported;
 2. a fit *fails* when it is not finite, its in-sample RMSE exceeds ``max_rmse_vol_pts``, or the
    surface has arbitrage violations; on failure the failing expiries are refitted cold with
    ``max(n_starts, 3)`` starts (multi-start);

@@ -236,20 +236,17 @@ class Journal:
         the caller goes on."""
         if table in {"journal", "journal_meta"} | {k.table for k in KINDS.values()}:
             raise ValueError(f"{table} is a journal table, not a copied one")
-        self._submit(self._execute_params,
+        self._submit(self._execute,
                      f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM read_parquet($f)',
                      {"f": str(parquet)})
-
-    def _execute_params(self, sql: str, params: dict) -> None:
-        self.con.execute(sql, params).fetchall()
 
     def _commit(self) -> None:
         if self._uncommitted:
             self._submit(self._execute, "COMMIT")
             self._uncommitted = 0
 
-    def _execute(self, sql: str) -> None:
-        self.con.execute(sql).fetchall()
+    def _execute(self, sql: str, params: dict | None = None) -> None:
+        self.con.execute(sql, params).fetchall()
 
     def _write(self) -> None:
         """Hand the buffered rows, one Arrow table per table, to the writer thread, which
