@@ -160,22 +160,19 @@ def dynamics_of(fits: pd.DataFrame, horizon_s: float = 300.0, window_s: float = 
 
 
 def dynamics(journal: Path, horizon_s: float = 300.0, window_s: float = 86400.0,
-             known: tuple[dict, Path] | None = None, copied: bool = False) -> dict:
+             known: dict | None = None) -> dict:
     """Write the run's ``surface_dynamics`` table and return the ``dynamics`` block
-    (:func:`dynamics_of`).  ``known``: the block and the table's Parquet file, computed by
-    :func:`recorded_dynamics` from the same published fits (a surface stream the run replayed
-    whole), copied instead of recomputed, unless ``copied`` says the journal holds the copy
-    already (:meth:`replay.engine.journal.Journal.copy_table`).  Computed, the table
-    replaces any the journal holds."""
+    (:func:`dynamics_of`).  ``known``: the block :func:`recorded_dynamics` gave for the same
+    published fits (a surface stream the run replayed whole), whose table the journal holds
+    already (copied while the run replayed, :meth:`replay.engine.journal.Journal.copy_table`);
+    it is returned as it is when it was measured with this horizon and window.  Otherwise the
+    block and the table are computed from the journal, the table replacing any the journal
+    holds (or dropping it, without published fits)."""
     import duckdb
 
-    if known is not None and (known[0]["horizon_s"], known[0].get("window_s")) == (
+    if known is not None and (known["horizon_s"], known.get("window_s")) == (
             float(horizon_s), float(window_s)):
-        if known[1].exists() and not copied:  # else no published fit: no table
-            with duckdb.connect(str(journal)) as con:
-                con.execute("CREATE OR REPLACE TABLE surface_dynamics AS SELECT * FROM "
-                            "read_parquet($f)", {"f": str(known[1])}).fetchall()
-        return known[0]
+        return known
     block, table = dynamics_of(_published(str(journal), None), horizon_s, window_s)
     with duckdb.connect(str(journal)) as con:
         if table is not None:

@@ -140,16 +140,17 @@ def run(cfg: Any) -> dict:
     else:
         snap_path, n_done = None, 0
         _claim(out, run_info)
-    stream = manifest = None
+    stream = recorded = None  # recorded: the stream's surface dynamics block
     copies = {}  # journal tables copied while the replay runs
     if calib is not None:
         stream = ensure_stream(_without(calib_node, "cache"), d.sel, mode=cache, log=log)
         if stream is not None:
             manifest = read_manifest(stream.path)
             calib.stream = StreamReader(stream.path, manifest["calibration_metrics"])
-            if "dynamics" in manifest and (stream.path / DYNAMICS_FILE).exists():
-                # the stream's surface dynamics, if the run replays all of it (else they
-                # are computed from the journal after the run, replacing the copy)
+            recorded = manifest.get("dynamics")
+            if recorded is not None and (stream.path / DYNAMICS_FILE).exists():
+                # the stream's surface dynamics table (none without published fits), kept if
+                # the run replays all of the stream, else replaced by its journal's after it
                 copies["surface_dynamics"] = stream.path / DYNAMICS_FILE
     res = run_replay(db, consumers, out, start=d.sel.start, end=d.sel.end,
                      window_ns=int(data.window_s * NS),
@@ -163,11 +164,8 @@ def run(cfg: Any) -> dict:
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
     metrics = _metrics(res, calib, marker, venue, out, db, report)
-    known = None  # the stream's surface dynamics, when the run replayed all of it
-    if manifest is not None and calib.replayed_whole and "dynamics" in manifest:
-        known = (manifest["dynamics"], stream.path / DYNAMICS_FILE)
-    metrics.update(_risk_metrics(out / "journal.duckdb", calib, fc, bars, margin, known,
-                                 "surface_dynamics" in copies))
+    known = recorded if recorded is not None and calib.replayed_whole else None
+    metrics.update(_risk_metrics(out / "journal.duckdb", calib, fc, bars, margin, known))
     metrics["surface_stream"] = stream.as_metrics() if stream is not None else {
         "cache": cache if calib is not None else None, "key": None, "built": False,
         "build_seconds": None, "path": None}
@@ -184,17 +182,16 @@ def run(cfg: Any) -> dict:
     return metrics
 
 
-def _risk_metrics(journal: Path, calib, fc, bars, margin, known_dynamics,
-                  dynamics_copied: bool) -> dict:
+def _risk_metrics(journal: Path, calib, fc, bars, margin, known_dynamics) -> dict:
     """The blocks computed from the journal after the replay (docs/outputs.md): the surface
-    dynamics of a calibrated run (``known_dynamics``: the stream's, copied during the replay
-    when ``dynamics_copied``, see :func:`replay.analytics.dynamics.dynamics`), the forecasts'
-    scores (their realised vols written first) and the margin breach backtest."""
+    dynamics of a calibrated run (``known_dynamics``: the stream's block, its table copied
+    during the replay, see :func:`replay.analytics.dynamics.dynamics`), the forecasts' scores
+    (their realised vols written first) and the margin breach backtest."""
     out: dict[str, Any] = {}
     if calib is not None:
         from replay.analytics.dynamics import dynamics
 
-        out["dynamics"] = dynamics(journal, known=known_dynamics, copied=dynamics_copied)
+        out["dynamics"] = dynamics(journal, known=known_dynamics)
     if fc is not None:
         from replay.analytics.forecast_scores import (
             fill_realized,

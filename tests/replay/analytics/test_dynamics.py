@@ -62,6 +62,7 @@ def test_dynamics_of_a_recorded_stream_are_copied_as_computed(tmp_path):
     import pyarrow.parquet as pq
 
     from replay.analytics.dynamics import dynamics, recorded_dynamics
+    from replay.engine.journal import Journal
 
     fits = _fits(1.0, n=200)
     params = fits[[f"p{j}" for j in range(5)]].to_numpy().tolist()
@@ -76,31 +77,33 @@ def test_dynamics_of_a_recorded_stream_are_copied_as_computed(tmp_path):
         con.execute("CREATE TABLE surface_fits AS SELECT * FROM r").fetchall()
     assert dynamics(live) == block and block["pairs"] > 0
     copied = tmp_path / "copied.duckdb"
-    assert dynamics(copied, known=(block, tmp_path / "dyn.parquet")) == block
+    journal = Journal(copied)  # the run's journal copies the table while it replays
+    journal.copy_table("surface_dynamics", tmp_path / "dyn.parquet")
+    journal.close()
+    assert dynamics(copied, known=block) == block
     read = [duckdb.connect(str(p), read_only=True).execute(
         "SELECT * FROM surface_dynamics").df() for p in (live, copied)]
     pd.testing.assert_frame_equal(*read)
     # no published fit, no file: the block alone
-    assert dynamics(tmp_path / "none.duckdb", known=(block, tmp_path / "missing.parquet")) == block
+    assert dynamics(tmp_path / "none.duckdb", known=block) == block
     # recorded with another horizon or window: computed again, not copied
     for kw in ({"horizon_s": 600.0}, {"window_s": 3600.0}):
         other = tmp_path / f"other{len(kw)}{next(iter(kw))}.duckdb"
         with duckdb.connect(str(other)) as con:
             con.register("r", rows.append_column("seq", pa.array(range(len(fits)), pa.int64())))
             con.execute("CREATE TABLE surface_fits AS SELECT * FROM r").fetchall()
-        got = dynamics(other, known=(block, tmp_path / "dyn.parquet"), **kw)
+        got = dynamics(other, known=block, **kw)
         assert got[next(iter(kw))] == next(iter(kw.values())) and got != block
         win = duckdb.connect(str(other), read_only=True).execute(
             "SELECT DISTINCT window_s FROM surface_dynamics").fetchall()
         assert win == [(kw.get("window_s", 86400.0),)]
 
-    # a journal holding a copy made during the replay keeps it when the block is known
-    # (``copied``), and has it replaced, or dropped without published fits, when computed
-    assert dynamics(copied, known=(block, tmp_path / "nowhere.parquet"), copied=True) == block
-    with duckdb.connect(str(copied)) as con:
-        con.register("r", rows.append_column("seq", pa.array(range(len(fits)), pa.int64())))
-        con.execute("CREATE TABLE surface_fits AS SELECT * FROM r WHERE false").fetchall()
-    assert dynamics(copied)["pairs"] == 0
+    # a journal holding a copy made during the replay keeps it when the block is known, and
+    # has it replaced, or dropped without published fits, when computed
+    assert dynamics(copied, known=block) == block
+    with duckdb.connect(str(copied), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM surface_dynamics").fetchall()[0][0] > 0
+    assert dynamics(copied)["pairs"] == 0  # its journal has no surface_fits rows
     with duckdb.connect(str(copied), read_only=True) as con:
         assert not con.execute("SELECT count(*) FROM information_schema.tables "
                                "WHERE table_name = 'surface_dynamics'").fetchall()[0][0]
