@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
 from calibration.models.svi import (
     _NONE,
@@ -108,19 +108,16 @@ def fit_svi_many(problems: Sequence[SVIProblem], *, band: bool = False,
                         lam=p.lam, band=band, mid_weight=mid_weight, n_starts=p.n_starts,
                         max_iter=max_iter, slope_max=slope_max, precision=precision,
                         warm=p.warm) for p in problems]
-    from numba import get_num_threads
-
     def cat(arrays) -> np.ndarray:
         return np.ascontiguousarray(np.concatenate(arrays), dtype=float)
 
     sizes = np.array([len(p.k) for p in problems], dtype=np.int64)
     off = np.concatenate(([0], np.cumsum(sizes)))
     wq = [np.asarray(p.weights, dtype=float) for p in problems]
-    mids = [p.iv_mid for p in problems]
     has_prev = [p.prev is not None for p in problems]
     out, nev = _fit_many(
         balanced_order(sizes, get_num_threads()), off, cat([p.k for p in problems]),
-        cat(mids), cat([p.iv_bid if band else p.iv_mid for p in problems]),
+        cat([p.iv_mid for p in problems]), cat([p.iv_bid if band else p.iv_mid for p in problems]),
         cat([p.iv_ask if band else p.iv_mid for p in problems]),
         cat([w / max(w.sum(), 1e-300) for w in wq]),  # as fit_svi normalises them
         np.array([float(p.t) for p in problems]), bool(band), float(mid_weight),

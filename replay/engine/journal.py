@@ -102,13 +102,9 @@ class Journal:
                          " cause_stream TINYINT, cause_seq BIGINT, source VARCHAR)").fetchall()
         self.con.execute("CREATE TABLE IF NOT EXISTS journal_meta (key VARCHAR PRIMARY KEY, "
                          "value VARCHAR)").fetchall()
-        version = hash_version(self.con)
-        if version is None:
+        if not _records_version(self.con, self.path):
             self.con.execute("INSERT INTO journal_meta VALUES ('hash_version', ?)",
                              [str(HASH_VERSION)]).fetchall()
-        elif version != HASH_VERSION:  # its running hash cannot be continued
-            raise StoreError(f"journal {self.path} was hashed under definition {version}; "
-                             f"this version of volreplay appends under {HASH_VERSION} only")
         for k in list(KINDS.values()):
             self.con.execute(k.ddl()).fetchall()
             self._tables.add(k.table)
@@ -328,10 +324,7 @@ def recompute_hash(path: str | os.PathLike) -> str:
     current definition."""
     con = duckdb.connect(str(path), read_only=True)
     try:
-        version = hash_version(con)
-        if version is not None and version != HASH_VERSION:
-            raise StoreError(f"journal {path} was hashed under definition {version}; this "
-                             f"version of volreplay recomputes definition {HASH_VERSION} only")
+        _records_version(con, path)
         main = con.sql("SELECT * FROM journal ORDER BY seq").fetchall()
         payload: dict[str, dict[int, dict[str, list]]] = {}
         for name in {r[2] for r in main}:
@@ -356,13 +349,18 @@ def recompute_hash(path: str | os.PathLike) -> str:
     return h.hex()
 
 
-def hash_version(con: duckdb.DuckDBPyConnection) -> int | None:
-    """The hash definition a journal (open on ``con``) records, or None if it records none."""
+def _records_version(con: duckdb.DuckDBPyConnection, path: str | os.PathLike) -> bool:
+    """Whether the journal open on ``con`` records the hash definition it was written under;
+    a :class:`StoreError` if that is another than :data:`HASH_VERSION` (its running hash can
+    be neither audited nor continued by this version)."""
     if not con.execute("SELECT count(*) FROM information_schema.tables "
                        "WHERE table_name = 'journal_meta'").fetchall()[0][0]:
-        return None
+        return False
     row = con.execute("SELECT value FROM journal_meta WHERE key = 'hash_version'").fetchall()
-    return int(row[0][0]) if row else None
+    if row and int(row[0][0]) != HASH_VERSION:
+        raise StoreError(f"journal {path} was hashed under definition {row[0][0]}; this "
+                         f"version of volreplay hashes under definition {HASH_VERSION} only")
+    return bool(row)
 
 
 def _rows_table(k: EventKind, parts: list[tuple[np.ndarray, np.ndarray, Any]]) -> pa.Table:
