@@ -19,7 +19,7 @@ problem over ``(m, log sigma)`` is a 2-D Nelder-Mead with a fixed iteration budg
 warm-started from the previous parameters; cold starts from a coarse grid are added when asked
 for, or when the warm start finds no feasible point.  The QP itself is solved in the wing
 basis ``(a, p, q)``, ``d = p - q``, ``c = p + q``, whose columns stay independent when
-``sigma`` is tiny (:func:`_inner`).
+``sigma`` is tiny (:func:`calibration.models.svi_qp.inner_fit`).
 
 Constraints on ``(a, d, c)`` (Zeliade's domain, with two changes: the wing slope bound is
 Lee's, and ``a`` may be negative as long as the variance stays positive):
@@ -55,13 +55,12 @@ import numpy as np
 from numba import njit
 
 from calibration.models.svi_formula import SVIParams, svi_derivatives, svi_total_variance
-from calibration.models.svi_qp import OK, domain_rows, qp_solve
+from calibration.models.svi_qp import fit_rows, inner_fit
 
 __all__ = ["LEE_SLOPE", "SVIFit", "SVIParams", "fit_svi", "svi_derivatives",
            "svi_total_variance", "vol_weights"]
 
 LEE_SLOPE = 2.0
-N_BAND_ROUNDS = 4
 _NONE = np.zeros(0)  # no floor points (read-only use)
 
 
@@ -71,120 +70,6 @@ class SVIFit:
     loss: float  # weighted mean squared error in vol points^2 (plus penalty)
     n_eval: int
     feasible: bool = True  # False only for a floor no (m, sigma) searched could meet
-
-
-# --------------------------------------------------------------------------- inner problem
-
-@njit(cache=True)
-def _wings(y: float) -> tuple[float, float]:
-    """``(z + y, z - y)`` with ``z = sqrt(y^2 + 1)``, each without cancellation: the small one
-    is ``1 / (the large one)`` since ``(z + y)(z - y) = 1``."""
-    z = np.sqrt(y * y + 1.0)
-    if y >= 0.0:
-        return y + z, 1.0 / (y + z)
-    return 1.0 / (z - y), z - y
-
-
-@njit(cache=True)
-def _inner(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, h, fk):
-    """Best (a, d, c) for fixed (m, s); returns (objective, a, d, c), objective ``inf`` when
-    the rows ``C, h`` (:func:`_rows`: the domain, then one row per floor point ``fk``) leave
-    no feasible point.  The rows that depend on ``(m, s)`` are updated in place.
-
-    The QP is solved in the wing basis ``u = (a, p, q)`` with ``d = p - q``, ``c = p + q``, so
-    ``w = a + p (z + y) + q (z - y)``: ``2p`` and ``2q`` are the right and left wing slopes
-    times ``sigma``.  In ``(a, d, c)`` the columns ``y`` and ``z`` are nearly collinear once
-    ``sigma`` is small against the distance of the quotes from ``m`` (``z ~ |y|``), which
-    makes the normal matrix singular to working precision; in the wing basis one of
-    ``z + y``, ``z - y`` is about ``1 / (2|y|)`` and the other about ``2|y|`` (both computed
-    without cancellation, :func:`_wings`), so the columns stay independent and the normal
-    matrix keeps its digits.
-
-    ``lam_adc`` holds the per-coordinate Tikhonov weights (already normalised), on
-    ``(a, d, c)``.
-    """
-    h[2] = h[3] = -slope * s
-    for j in range(fk.shape[0]):
-        C[7 + j, 1], C[7 + j, 2] = _wings((fk[j] - m) / s)
-    n = k.shape[0]
-    G = np.zeros((3, 3))
-    yp = np.empty(n)
-    ym = np.empty(n)
-    for i in range(n):
-        pi, qi = _wings((k[i] - m) / s)
-        yp[i] = pi
-        ym[i] = qi
-        wi = wt[i] * (1.0 + mid_w[i]) if band else wt[i]
-        G[0, 0] += wi
-        G[0, 1] += wi * pi
-        G[0, 2] += wi * qi
-        G[1, 1] += wi * pi * pi
-        G[1, 2] += wi * pi * qi
-        G[2, 2] += wi * qi * qi
-    # Tikhonov on (a, d, c) = T u with T = [[1, 0, 0], [0, 1, -1], [0, 1, 1]]: G += T' L T
-    G[0, 0] += lam_adc[0]
-    G[1, 1] += lam_adc[1] + lam_adc[2]
-    G[2, 2] += lam_adc[1] + lam_adc[2]
-    G[1, 2] += lam_adc[2] - lam_adc[1]
-    G[1, 0] = G[0, 1]
-    G[2, 0] = G[0, 2]
-    G[2, 1] = G[1, 2]
-    tgt = v.copy()
-    r = np.zeros(3)
-    u = np.zeros(3)
-    rounds = N_BAND_ROUNDS if band else 1
-    for _it in range(rounds):
-        r[:] = 0.0
-        for i in range(n):
-            wi = (wt[i] * (1.0 + mid_w[i]) if band else wt[i]) * tgt[i]
-            r[0] += wi
-            r[1] += wi * yp[i]
-            r[2] += wi * ym[i]
-        # T' L prev
-        r[0] += lam_adc[0] * prev_adc[0]
-        r[1] += lam_adc[1] * prev_adc[1] + lam_adc[2] * prev_adc[2]
-        r[2] += lam_adc[2] * prev_adc[2] - lam_adc[1] * prev_adc[1]
-        u, status = qp_solve(G, r, C, h)
-        if status != OK:
-            return np.inf, 0.0, 0.0, 0.0
-        if band:
-            for i in range(n):
-                f = u[0] + u[1] * yp[i] + u[2] * ym[i]
-                t = min(max(f, lo[i]), hi[i])
-                tgt[i] = (t + mid_w[i] * v[i]) / (1.0 + mid_w[i])
-    a, d, c = u[0], u[1] - u[2], u[1] + u[2]
-    obj = 0.0
-    for i in range(n):
-        f = u[0] + u[1] * yp[i] + u[2] * ym[i]
-        if band:
-            t = min(max(f, lo[i]), hi[i])
-            obj += wt[i] * ((f - t) ** 2 + mid_w[i] * (f - v[i]) ** 2)
-        else:
-            obj += wt[i] * (f - v[i]) ** 2
-    obj += lam_adc[0] * (a - prev_adc[0]) ** 2 + lam_adc[1] * (d - prev_adc[1]) ** 2 \
-        + lam_adc[2] * (c - prev_adc[2]) ** 2
-    return obj, a, d, c
-
-
-@njit(cache=True)
-def _rows(amax, slope, fk, fw):
-    """The QP rows ``C u >= h`` of one fit in the wing basis ``u = (a, p, q)`` of
-    :func:`_inner`: the domain (:func:`calibration.models.svi_qp.domain_rows` times ``T``; slope rows
-    set per ``sigma`` by :func:`_inner`) and a floor row ``a + p (z_j + y_j) + q (z_j - y_j)
-    >= fw_j`` per floor point (set per ``(m, sigma)``)."""
-    nf = fk.shape[0]
-    C = np.empty((7 + nf, 3))
-    h = np.empty(7 + nf)
-    C0, h0 = domain_rows(amax, slope)
-    for j in range(7):  # (a, d, c) = T u
-        C[j, 0] = C0[j, 0]
-        C[j, 1] = C0[j, 1] + C0[j, 2]
-        C[j, 2] = C0[j, 2] - C0[j, 1]
-    h[:7] = h0
-    for j in range(nf):
-        C[7 + j, 0] = 1.0
-        h[7 + j] = fw[j]
-    return C, h
 
 
 @njit(cache=True)
@@ -205,18 +90,40 @@ def _outer_obj(x, D):
         prev_adc[2] = prev[1] * s
         lam_adc[:] = lam / (wref * wref)
         pen = lam * ((m - prev[3]) ** 2 + (s - prev[4]) ** 2) / wref
-    obj, a, d, c = _inner(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, h,
-                          fk)
+    obj, a, d, c = inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C,
+                             h, fk)
     # a penalty for leaving the box keeps Nelder-Mead inside it
     out = (x[0] - m) ** 2 + (x[1] - np.log(s)) ** 2
     return obj + pen + 1e3 * out, a, d, c
 
 
 @njit(cache=True)
+def _lt(a: float, b: float) -> bool:
+    """``a < b`` with NaN above everything, as numpy sorts."""
+    return a < b or (b != b and a == a)
+
+
+@njit(cache=True)
+def _sort3(P, F) -> None:
+    """Sort the simplex ``P`` by ``F`` in place, stably (ties keep their order, so the
+    compiled and the interpreted search take the same path)."""
+    for i in (1, 2):
+        j = i
+        while j > 0 and _lt(F[j], F[j - 1]):
+            F[j], F[j - 1] = F[j - 1], F[j]
+            for c in range(2):
+                P[j, c], P[j - 1, c] = P[j - 1, c], P[j, c]
+            j -= 1
+
+
+@njit(cache=True)
 def _nelder_mead(x0, step, max_iter, ftol, xtol, D):
-    """2-D Nelder-Mead (standard coefficients 1, 2, 0.5, 0.5) with a fixed budget."""
+    """2-D Nelder-Mead (standard coefficients 1, 2, 0.5, 0.5) with a fixed budget; the trial
+    points are written into one block (an iteration allocates nothing)."""
     P = np.empty((3, 2))
     F = np.empty(3)
+    T = np.empty((4, 2))  # centroid, reflected, expanded, contracted
+    c, xr, xe, xc = T[0], T[1], T[2], T[3]
     for i in range(3):
         P[i] = x0
         if i > 0:
@@ -224,9 +131,7 @@ def _nelder_mead(x0, step, max_iter, ftol, xtol, D):
         F[i] = _outer_obj(P[i], D)[0]
     nev = 3
     for _it in range(max_iter):
-        order = np.argsort(F, kind="mergesort")  # stable: ties order alike compiled or not
-        P = P[order].copy()
-        F = F[order].copy()
+        _sort3(P, F)
         if F[0] == np.inf:  # no vertex meets the floor: nowhere to go
             break
         # loss is in vol points^2: differences below 1e-7 are invisible in any figure
@@ -236,26 +141,33 @@ def _nelder_mead(x0, step, max_iter, ftol, xtol, D):
         if (max(abs(P[1, 0] - P[0, 0]), abs(P[2, 0] - P[0, 0])) < xtol[0]
                 and max(abs(P[1, 1] - P[0, 1]), abs(P[2, 1] - P[0, 1])) < xtol[1]):
             break
-        c = 0.5 * (P[0] + P[1])
-        xr = c + (c - P[2])
+        for j in range(2):
+            c[j] = 0.5 * (P[0, j] + P[1, j])
+            xr[j] = c[j] + (c[j] - P[2, j])
         fr = _outer_obj(xr, D)[0]
         nev += 1
         if fr < F[0]:
-            xe = c + 2.0 * (c - P[2])
+            for j in range(2):
+                xe[j] = c[j] + 2.0 * (c[j] - P[2, j])
             fe = _outer_obj(xe, D)[0]
             nev += 1
-            P[2], F[2] = (xe, fe) if fe < fr else (xr, fr)
+            if fe < fr:
+                P[2], F[2] = xe, fe
+            else:
+                P[2], F[2] = xr, fr
         elif fr < F[1]:
             P[2], F[2] = xr, fr
         else:
-            xc = c + 0.5 * (xr - c) if fr < F[2] else c + 0.5 * (P[2] - c)
+            for j in range(2):
+                xc[j] = c[j] + 0.5 * (xr[j] - c[j]) if fr < F[2] else c[j] + 0.5 * (P[2, j] - c[j])
             fc = _outer_obj(xc, D)[0]
             nev += 1
             if fc < min(fr, F[2]):
                 P[2], F[2] = xc, fc
             else:
                 for i in (1, 2):
-                    P[i] = P[0] + 0.5 * (P[i] - P[0])
+                    for j in range(2):
+                        P[i, j] = P[0, j] + 0.5 * (P[i, j] - P[0, j])
                     F[i] = _outer_obj(P[i], D)[0]
                     nev += 1
     ib = np.argmin(F)
@@ -271,7 +183,7 @@ def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev,
     wref = max(v.mean(), 1e-8)
     mb = np.array([kmin - span, kmax + span])
     sb = np.array([np.log(1e-4), np.log(10.0)])
-    C, h = _rows(amax, slope, fk, fw)
+    C, h = fit_rows(amax, slope, fk, fw)
     D = (k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mb, sb, C, h, fk)
     best_x = np.empty(2)
     best_f = np.inf

@@ -5,6 +5,8 @@ For fixed ``(m, sigma)`` raw SVI is linear in ``theta = (a, d, c)`` (Zeliade Sys
 ``theta`` minimises ``theta' G theta - 2 r' theta`` subject to linear rows ``C theta >= h``:
 the seven rows of Zeliade's domain (:func:`domain_rows`) and, for a calendar-constrained refit,
 one row per floor point ``w(k_j) = a + d y_j + c sqrt(y_j^2 + 1) >= w_floor_j``.
+:func:`inner_fit` builds that QP for one slice (the normal equations, the band projections of
+the loss) and solves it with :func:`qp_solve`.
 
 The QP is solved exactly, in finitely many steps, by the dual active-set method of Goldfarb and
 Idnani (1983, "A numerically stable dual method for solving strictly convex quadratic
@@ -26,6 +28,7 @@ from numba import njit
 OK = 0
 INFEASIBLE = 1
 NOT_CONVERGED = 2
+N_BAND_ROUNDS = 4  # projections onto the bid/ask band per inner fit (band mode)
 
 
 @njit(cache=True)
@@ -192,3 +195,117 @@ def qp_solve(G: np.ndarray, r: np.ndarray, C: np.ndarray, h: np.ndarray,
                 u[a] = u[a + 1]
             q -= 1
     return x.copy(), NOT_CONVERGED
+
+
+# ------------------------------------------------------- the inner problem of an SVI slice fit
+
+@njit(cache=True)
+def wings(y: float) -> tuple[float, float]:
+    """``(z + y, z - y)`` with ``z = sqrt(y^2 + 1)``, each without cancellation: the small one
+    is ``1 / (the large one)`` since ``(z + y)(z - y) = 1``."""
+    z = np.sqrt(y * y + 1.0)
+    if y >= 0.0:
+        return y + z, 1.0 / (y + z)
+    return 1.0 / (z - y), z - y
+
+
+@njit(cache=True)
+def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, h, fk):
+    """Best ``(a, d, c)`` of an SVI slice for fixed ``(m, s)`` under the loss of
+    :mod:`calibration.models.svi`; returns (objective, a, d, c), objective ``inf`` when
+    the rows ``C, h`` (:func:`fit_rows`: the domain, then one row per floor point ``fk``) leave
+    no feasible point.  The rows that depend on ``(m, s)`` are updated in place.
+
+    The QP is solved in the wing basis ``u = (a, p, q)`` with ``d = p - q``, ``c = p + q``, so
+    ``w = a + p (z + y) + q (z - y)``: ``2p`` and ``2q`` are the right and left wing slopes
+    times ``sigma``.  In ``(a, d, c)`` the columns ``y`` and ``z`` are nearly collinear once
+    ``sigma`` is small against the distance of the quotes from ``m`` (``z ~ |y|``), which
+    makes the normal matrix singular to working precision; in the wing basis one of
+    ``z + y``, ``z - y`` is about ``1 / (2|y|)`` and the other about ``2|y|`` (both computed
+    without cancellation, :func:`wings`), so the columns stay independent and the normal
+    matrix keeps its digits.
+
+    ``lam_adc`` holds the per-coordinate Tikhonov weights (already normalised), on
+    ``(a, d, c)``.
+    """
+    h[2] = h[3] = -slope * s
+    for j in range(fk.shape[0]):
+        C[7 + j, 1], C[7 + j, 2] = wings((fk[j] - m) / s)
+    n = k.shape[0]
+    yp = np.empty(n)
+    ym = np.empty(n)
+    g00 = g01 = g02 = g11 = g12 = g22 = 0.0
+    for i in range(n):
+        pi, qi = wings((k[i] - m) / s)
+        yp[i] = pi
+        ym[i] = qi
+        wi = wt[i] * (1.0 + mid_w[i]) if band else wt[i]
+        g00 += wi
+        g01 += wi * pi
+        g02 += wi * qi
+        g11 += wi * pi * pi
+        g12 += wi * pi * qi
+        g22 += wi * qi * qi
+    G = np.empty((3, 3))
+    G[0, 0] = g00 + lam_adc[0]
+    G[1, 1] = g11 + (lam_adc[1] + lam_adc[2])
+    G[2, 2] = g22 + (lam_adc[1] + lam_adc[2])
+    G[0, 1] = G[1, 0] = g01
+    G[0, 2] = G[2, 0] = g02
+    G[1, 2] = G[2, 1] = g12 + (lam_adc[2] - lam_adc[1])
+    tgt = v.copy()
+    r = np.zeros(3)
+    u = np.zeros(3)
+    rounds = N_BAND_ROUNDS if band else 1
+    for _it in range(rounds):
+        r0 = r1 = r2 = 0.0
+        for i in range(n):
+            wi = (wt[i] * (1.0 + mid_w[i]) if band else wt[i]) * tgt[i]
+            r0 += wi
+            r1 += wi * yp[i]
+            r2 += wi * ym[i]
+        r[0] = r0 + lam_adc[0] * prev_adc[0]
+        r[1] = r1 + (lam_adc[1] * prev_adc[1] + lam_adc[2] * prev_adc[2])
+        r[2] = r2 + (lam_adc[2] * prev_adc[2] - lam_adc[1] * prev_adc[1])
+        u, status = qp_solve(G, r, C, h)
+        if status != OK:
+            return np.inf, 0.0, 0.0, 0.0
+        if band:
+            u0, u1, u2 = u[0], u[1], u[2]
+            for i in range(n):
+                f = u0 + u1 * yp[i] + u2 * ym[i]
+                t = min(max(f, lo[i]), hi[i])
+                tgt[i] = (t + mid_w[i] * v[i]) / (1.0 + mid_w[i])
+    a, d, c = u[0], u[1] - u[2], u[1] + u[2]
+    obj = 0.0
+    for i in range(n):
+        f = u[0] + u[1] * yp[i] + u[2] * ym[i]
+        if band:
+            t = min(max(f, lo[i]), hi[i])
+            obj += wt[i] * ((f - t) ** 2 + mid_w[i] * (f - v[i]) ** 2)
+        else:
+            obj += wt[i] * (f - v[i]) ** 2
+    obj += lam_adc[0] * (a - prev_adc[0]) ** 2 + lam_adc[1] * (d - prev_adc[1]) ** 2 \
+        + lam_adc[2] * (c - prev_adc[2]) ** 2
+    return obj, a, d, c
+
+
+@njit(cache=True)
+def fit_rows(amax, slope, fk, fw):
+    """The QP rows ``C u >= h`` of one fit in the wing basis ``u = (a, p, q)`` of
+    :func:`inner_fit`: the domain (:func:`domain_rows` times ``T``; slope rows
+    set per ``sigma`` by :func:`inner_fit`) and a floor row ``a + p (z_j + y_j) + q (z_j - y_j)
+    >= fw_j`` per floor point (set per ``(m, sigma)``)."""
+    nf = fk.shape[0]
+    C = np.empty((7 + nf, 3))
+    h = np.empty(7 + nf)
+    C0, h0 = domain_rows(amax, slope)
+    for j in range(7):  # (a, d, c) = T u
+        C[j, 0] = C0[j, 0]
+        C[j, 1] = C0[j, 1] + C0[j, 2]
+        C[j, 2] = C0[j, 2] - C0[j, 1]
+    h[:7] = h0
+    for j in range(nf):
+        C[7 + j, 0] = 1.0
+        h[7 + j] = fw[j]
+    return C, h
