@@ -144,13 +144,22 @@ class BookLegs:
                 else self._compiled_sum_fn(which, power))
         return made
 
+    def sum_args(self, power: int) -> tuple[np.ndarray, ...]:
+        """The legs as :func:`strategies.greeks_kernel.book_sum` takes them: ``(q b^power, b,
+        strike, t, vol, is_call, dvol)``, contiguous (``power`` 1 for deltas, 2 for gammas;
+        ``dvol`` empty under sticky strike).  Made once per legs."""
+        made = self.__dict__.get(f"_args{power}")  # frozen: cached past __setattr__
+        if made is None:
+            b, dv = self.basis, self.dvol_dlnf
+            made = self.__dict__[f"_args{power}"] = (
+                *(np.ascontiguousarray(x, dtype=np.float64)
+                  for x in (self.qty * b ** power, b, self.strike, self.t, self.vol)),
+                np.ascontiguousarray(self.is_call, dtype=np.bool_),
+                np.empty(0) if dv is None else np.ascontiguousarray(dv, dtype=np.float64))
+        return made
+
     def _compiled_sum_fn(self, which: str, power: int):
-        b = self.basis
-        args = [np.ascontiguousarray(x, dtype=np.float64)
-                for x in (self.qty * b ** power, b, self.strike, self.t, self.vol)]
-        calls = np.ascontiguousarray(self.is_call, dtype=np.bool_)
-        dv = self.dvol_dlnf
-        dvol = np.empty(0) if dv is None else np.ascontiguousarray(dv, dtype=np.float64)
+        *args, calls, dvol = self.sum_args(power)
 
         def compiled(s):
             s_arr = np.asarray(s, dtype=np.float64)

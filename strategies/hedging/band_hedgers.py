@@ -21,12 +21,12 @@ from replay.model.config import check_choice
 from strategies.base import require_positive
 from strategies.greeks import BookLegs, delta_gamma, nan_to_num
 from strategies.hedging.bands import (
-    whalley_wilmott_half_width,
     zakamouline_h0,
     zakamouline_h1,
     zakamouline_k,
     zakamouline_modified_vol,
 )
+from strategies.hedging.corridor_kernel import WHALLEY_WILMOTT, ZAKAMOULINE, BandWidth
 from strategies.hedging.delta import Hedger, Width
 
 
@@ -92,14 +92,10 @@ class WhalleyWilmott(UtilityBand):
     def band(self, ctx: Any, legs: BookLegs) -> Width:
         if not len(legs):
             return 0.0
-        gamma_fn = legs.gamma_fn()
         tau, = gamma_weighted(legs, legs.t)
-        lam, ra, r = self.cost, self.risk_aversion, self.r
-
-        def width(s: np.ndarray) -> np.ndarray:
-            return whalley_wilmott_half_width(gamma_fn(s), s, lam, ra, r, tau)
-
-        return width
+        # whalley_wilmott_half_width's factors in its order of evaluation
+        p1 = float(1.5 * np.exp(-self.r * np.float64(tau)) * self.cost)
+        return BandWidth(WHALLEY_WILMOTT, p1, self.risk_aversion, legs)
 
 
 class Zakamouline(UtilityBand):
@@ -140,13 +136,8 @@ class Zakamouline(UtilityBand):
         taken once per decision: the corridor search evaluates the band at every probe."""
         if not len(legs):
             return 0.0
-        gamma_fn = legs.gamma_fn()
         _, tau, sigma = self._book_terms(legs)
         lam, ra, r = self.cost, self.risk_aversion, self.r
         c0 = float(zakamouline_h0(1.0, lam, ra, sigma, tau))
         c1 = float(zakamouline_h1(1.0, lam, ra, sigma, tau, r))
-
-        def width(s: np.ndarray) -> np.ndarray:
-            return c0 / s + c1 * np.sqrt(np.abs(gamma_fn(s)))
-
-        return width
+        return BandWidth(ZAKAMOULINE, c0, c1, legs)

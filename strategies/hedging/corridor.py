@@ -72,7 +72,7 @@ def _first_crossing(gs: np.ndarray) -> int:
 
 
 @lru_cache(maxsize=16)
-def _log_grid(first_step: float, growth: float, max_log_move: float
+def log_grid(first_step: float, growth: float, max_log_move: float
               ) -> tuple[np.ndarray, np.ndarray]:
     """``exp(x)`` and ``exp(-x)`` at the log-moves ``0 < x_1 < x_2 < ... <= max_log_move``,
     growing geometrically (read-only: shared by every search with these parameters)."""
@@ -85,7 +85,7 @@ def _log_grid(first_step: float, growth: float, max_log_move: float
 
 
 @lru_cache(maxsize=16)
-def _fractions(subdivisions: int) -> np.ndarray:
+def grid_fractions(subdivisions: int) -> np.ndarray:
     """The interior points ``j / subdivisions`` of a bracket, read-only."""
     frac = np.linspace(0.0, 1.0, subdivisions + 1)[1:-1]
     frac.flags.writeable = False
@@ -112,7 +112,7 @@ def delta_corridor(delta_fn: DeltaFn, spot: float, hedge_delta: float,
     def g(s: np.ndarray) -> np.ndarray:
         return np.abs(d(s) - hedge_delta) - w(s)
 
-    up, down = _log_grid(float(first_step), float(growth), float(max_log_move))
+    up, down = log_grid(float(first_step), float(growth), float(max_log_move))
     grid = np.concatenate(([spot], spot * up, spot * down))
     g_all = g(grid)
     if not g_all[0] < 0.0:  # breached, or a delta that cannot be evaluated: wake now
@@ -130,7 +130,7 @@ def delta_corridor(delta_fn: DeltaFn, spot: float, hedge_delta: float,
             a, ga = (spot, float(g_all[0])) if i == 0 else (float(pts[i - 1]), float(side[i - 1]))
             brackets.append((a, float(pts[i]), ga, float(side[i])))
             edges.append(math.nan)
-    frac = _fractions(int(subdivisions))
+    frac = grid_fractions(int(subdivisions))
     for _ in range(rounds):
         live = [k for k, b in enumerate(brackets) if b is not None and b[3] != 0.0]
         if not live:

@@ -48,7 +48,8 @@ from strategies.hedge import (
     spot_of,
 )
 from strategies.hedging.bands import band_trade, leland_vol, move_corridor, next_periodic_deadline
-from strategies.hedging.corridor import Corridor, delta_corridor
+from strategies.hedging.corridor import Corridor
+from strategies.hedging.corridor_kernel import book_corridor, book_corridor_python
 from strategies.pending import PendingOrders
 
 Width = float | Callable[[np.ndarray], np.ndarray] | None
@@ -78,6 +79,9 @@ class Hedger:
 
     kind = "hedger"
     rebalance = "center"  # or "edge"
+    #: the corridor by the compiled search (:mod:`strategies.hedging.corridor_kernel`) where
+    #: it applies; False: by the Python search, its reference twin
+    compiled_corridor = True
     caps_wake = True  # combine the own deadline/corridor with now + max_wake_ns
 
     def __init_subclass__(cls, **kw: Any) -> None:
@@ -273,21 +277,11 @@ class Hedger:
         if trig is not None or width is None:
             return trig
         inst = ctx.instruments
-        cs = float(inst.contract_size[self.hedge_id])
-        inverse = is_inverse_delta_one(inst, self.hedge_id)
-        book_fn = center.delta_fn()
-
-        def net(s: np.ndarray) -> np.ndarray:
-            s_arr = np.asarray(s, dtype=np.float64)
-            return book_fn(s_arr) + contracts_delta(contracts, price_ratio * s_arr, cs, inverse)
-
-        pad = 1e-12 * max(1.0, abs(float(net(np.array([spot]))[0])))  # an edge is inside
-        if self.rebalance == "edge":
-            eff = (lambda s: width(s) + m + pad) if callable(width) else width + m + pad
-        else:
-            eff = ((lambda s: np.maximum(width(s), m) + pad) if callable(width)
-                   else max(width, m) + pad)
-        return delta_corridor(net, spot, 0.0, eff)
+        search = book_corridor if self.compiled_corridor else book_corridor_python
+        lo, hi = search(center, spot, contracts * float(inst.contract_size[self.hedge_id]),
+                        price_ratio, is_inverse_delta_one(inst, self.hedge_id), width, m,
+                        self.rebalance == "edge")
+        return Corridor(lo, hi)
 
 
 class NoHedge(Hedger):
