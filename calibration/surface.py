@@ -136,6 +136,8 @@ class Surface:
         self.ts_ns = int(ts_ns)
         self.ts = np.array([s.t for s in self.slices])
         self.forwards = np.array([s.forward for s in self.slices])
+        self._log_forwards = np.log(self.forwards)
+        self._all_svi = all(s.model == "svi" for s in self.slices)
         self._svi_par: np.ndarray | None = None  # stacked SVI parameters, on first use
         if violations is None:
             # an all-SVI surface is screened in one compiled pass; what it flags, and every
@@ -144,7 +146,7 @@ class Surface:
         self.violations: tuple[Violation, ...] = tuple(violations)
 
     def _svi_clean(self) -> bool:
-        if any(s.model != "svi" for s in self.slices):
+        if not self._all_svi:
             return False
         return svi_surface_clean(self.svi_params(), np.array([s.k_lo for s in self.slices]),
                                  np.array([s.k_hi for s in self.slices]))
@@ -183,12 +185,17 @@ class Surface:
 
     def forward(self, t: float | np.ndarray) -> np.ndarray:
         """``F(t)``: log-linear in ``t`` between slice forwards, flat outside."""
-        return np.exp(np.interp(t, self.ts, np.log(self.forwards)))
+        return np.exp(np.interp(t, self.ts, self._log_forwards))
 
     def total_variance(self, k: np.ndarray, t: float | np.ndarray) -> np.ndarray:
         """``w(k, t)`` by the interpolation of the module docstring (``k``, ``t`` broadcast)."""
         if np.ndim(t) == 0:
-            return self._total_variance_at(np.asarray(k, dtype=float), float(t))
+            k = np.asarray(k, dtype=float)
+            if self._all_svi:  # the same values as the slices give, in one compiled pass
+                return svi_rows_total_variance(
+                    self.svi_params(), self.ts, np.ascontiguousarray(k).reshape(1, -1),
+                    np.array([float(t)])).reshape(k.shape)
+            return self._total_variance_at(k, float(t))
         k, t = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(t, dtype=float))
         # each point on its own maturity: one row of one point per (k, t) pair
         return self.total_variance_rows(k.reshape(-1, 1), t.ravel()).reshape(k.shape)
@@ -215,7 +222,7 @@ class Surface:
         compiled pass over the stacked parameters; others go expiry by expiry."""
         k = np.asarray(k, dtype=float)
         t = np.asarray(t, dtype=float)
-        if any(s.model != "svi" for s in self.slices):
+        if not self._all_svi:
             out = np.empty(k.shape)
             ts, inv = np.unique(t, return_inverse=True)
             for e, te in enumerate(ts):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -53,8 +54,12 @@ class Journal:
     A resumed run cuts the journal back to its snapshot, so what a crash loses between commits
     is never needed; the large transactions let DuckDB write the tables' row groups to the file
     directly instead of into the write-ahead log and again at the checkpoint (on a cached
-    synthetic day: 0.25 s instead of 1.6 s).  The inserts run on a writer thread, one write in
-    flight while the caller goes on; :meth:`flush` and :meth:`sync` wait for them."""
+    synthetic day: 0.25 s instead of 1.6 s).  The inserts run on a writer thread, up to
+    :attr:`IN_FLIGHT` writes queued while the caller goes on; :meth:`flush` and :meth:`sync`
+    wait for them."""
+
+    #: writes queued for the writer thread before the caller waits for the oldest
+    IN_FLIGHT = 4
 
     def __init__(self, path: str | os.PathLike, flush_rows: int = 65536,
                  commit_rows: int = 1 << 20, memory_limit: str = "64MB"):
@@ -88,7 +93,7 @@ class Journal:
         self._buffered = 0
         # the inserts run on one writer thread, one write at a time, in order
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
-        self._inflight: Future | None = None
+        self._inflight: deque[Future] = deque()
         self._tables: set[str] = set()
         try:
             self._ensure_tables()
@@ -216,15 +221,18 @@ class Journal:
 
     def sync(self) -> None:
         """Wait for the writes handed to the writer thread (raising what one raised)."""
-        if self._inflight is not None:
-            done, self._inflight = self._inflight, None
-            done.result()
+        while self._inflight:
+            self._inflight.popleft().result()
 
     def _submit(self, fn: Callable, *args: Any) -> None:
-        """Run ``fn`` on the writer thread after the write before it: one write in flight
-        while the replay goes on (DuckDB lets go of the GIL for most of an insert)."""
-        self.sync()
-        self._inflight = self._writer.submit(fn, *args)
+        """Run ``fn`` on the writer thread after the writes before it, in order, with at most
+        :attr:`IN_FLIGHT` of them queued while the replay goes on: the replay then waits for
+        the writer only when it is that far behind (a failed write raises at the next
+        submit or :meth:`sync`)."""
+        while self._inflight and (self._inflight[0].done()
+                                  or len(self._inflight) >= self.IN_FLIGHT):
+            self._inflight.popleft().result()
+        self._inflight.append(self._writer.submit(fn, *args))
 
     def copy_table(self, table: str, parquet: str | os.PathLike) -> None:
         """(Re)create ``table`` as a copy of a Parquet file, on the writer thread: a table

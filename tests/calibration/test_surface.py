@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 
 from calibration.models.essvi import ESSVIParams
 from calibration.models.sabr import SABRParams
@@ -111,6 +111,17 @@ def _svi_surface() -> Surface:
     out = [SmileSlice("svi", SVIParams(0.3 * t, 0.1 * np.sqrt(t), -0.3, 0.02, 0.12),
                       int(t * NS_YEAR), t, 90_000.0, -1.0, 1.0) for t in ts]
     return Surface(out, ts_ns=0)
+
+
+def test_svi_surfaces_take_the_compiled_path_with_the_slices_values():
+    """At one maturity an all-SVI surface evaluates in one compiled pass: the same values as
+    the slice-by-slice interpolation, to the bit (before, on, between and after the slices)."""
+    surf = _svi_surface()
+    rng = np.random.default_rng(4)
+    k = rng.normal(0, 0.4, 23)
+    for t in [0.002, 0.01, 0.03, 0.05, 0.2, 0.37, 0.6, 1.5, *rng.uniform(0.0, 1.0, 40)]:
+        assert_array_equal(surf.total_variance(k, t), surf._total_variance_at(k, float(t)))
+        assert_array_equal(surf.total_variance(k[3], t), surf._total_variance_at(k[3], t))
 
 
 @pytest.mark.parametrize("make", [_svi_surface, essvi_surface])
