@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from calibration.pricing.black import greeks
+from calibration.pricing.black_one import GREEK_NAMES, greeks_one
 from calibration.pricing.forwards import time_to_expiry
 from calibration.pricing.iv import implied_vol
 from replay.engine.wake import WakeCondition
@@ -126,10 +126,11 @@ class PnLMarker:
                 mid = float(m.mid(i))
                 sigma = float(np.asarray(implied_vol(mid * f, f, spec.strike, t, spec.is_call)))
             qty = self.venue.portfolio.net_qty().get(i, 0.0)
-            g = greeks(f, spec.strike, t, sigma, spec.is_call) if t > 0 and math.isfinite(sigma) \
-                else None
+            g = dict(zip(GREEK_NAMES, greeks_one(f, float(spec.strike), t, sigma,
+                                                 bool(spec.is_call)))) \
+                if t > 0 and math.isfinite(sigma) else None
             st["opt"][i] = {"F": f, "sigma": sigma, "t": t, "n": qty * spec.contract_size,
-                            "g": None if g is None else {k: float(v) for k, v in g.items()},
+                            "g": g,
                             **self._smile_shape(spec.strike, t)}
         return st
 
