@@ -59,7 +59,7 @@ class Journal:
     wait for them."""
 
     #: writes queued for the writer thread before the caller waits for the oldest
-    IN_FLIGHT = 4
+    IN_FLIGHT = 2
 
     def __init__(self, path: str | os.PathLike, flush_rows: int = 65536,
                  commit_rows: int = 1 << 20, memory_limit: str = "64MB"):
