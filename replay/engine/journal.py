@@ -58,8 +58,7 @@ class Journal:
     :attr:`IN_FLIGHT` writes queued while the caller goes on; :meth:`flush` and :meth:`sync`
     wait for them."""
 
-    #: writes queued for the writer thread before the caller waits for the oldest
-    IN_FLIGHT = 2
+    IN_FLIGHT = 2  #: writes queued for the writer thread before the caller waits
 
     def __init__(self, path: str | os.PathLike, flush_rows: int = 65536,
                  commit_rows: int = 1 << 20, memory_limit: str = "64MB"):
@@ -225,10 +224,9 @@ class Journal:
             self._inflight.popleft().result()
 
     def _submit(self, fn: Callable, *args: Any) -> None:
-        """Run ``fn`` on the writer thread after the writes before it, in order, with at most
-        :attr:`IN_FLIGHT` of them queued while the replay goes on: the replay then waits for
-        the writer only when it is that far behind (a failed write raises at the next
-        submit or :meth:`sync`)."""
+        """Run ``fn`` on the writer thread after the writes before it, at most
+        :attr:`IN_FLIGHT` queued: the replay waits only when the writer is that far behind (a
+        failed write raises at the next submit or :meth:`sync`)."""
         while self._inflight and (self._inflight[0].done()
                                   or len(self._inflight) >= self.IN_FLIGHT):
             self._inflight.popleft().result()
