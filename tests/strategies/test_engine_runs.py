@@ -83,6 +83,27 @@ def test_fast_and_reference_engines_agree(store, tmp_path):
     assert fast.journal_hash == ref.journal_hash
 
 
+@pytest.mark.parametrize("name", ["delta_band", "whalley_wilmott", "zakamouline"])
+def test_compiled_and_python_corridor_searches_give_the_same_journal(store, tmp_path, name,
+                                                                     monkeypatch):
+    """The hedgers' corridors by the compiled search and by its Python twin: the same wakes,
+    trades and journal hash in the engine."""
+    cls = STRATEGIES[name]
+    extra = {"band": 0.05} if name == "delta_band" else {"risk_aversion": 1e-4, "cost": 0.002}
+
+    def run(compiled: bool):
+        monkeypatch.setattr(cls, "compiled_corridor", compiled)
+        book = FixedBook(structure="straddle", expiry="nearest_monthly", size=5.0)
+        hedger = cls(name="hedger", max_wake_ns=20 * NS, **extra, **COMMON)
+        return run_replay(store, [book, hedger], tmp_path / str(compiled),
+                          venue=LimitOrTouchVenue(), progress=False)
+
+    fast, ref = run(True), run(False)
+    decisions = journal_table(fast.journal_path, "hedge_decisions")
+    assert (decisions.reason == "corridor").sum() >= 2 and (decisions.contracts != 0).sum() >= 2
+    assert fast.journal_hash == ref.journal_hash
+
+
 def test_resume_from_a_snapshot_gives_the_same_journal(store, tmp_path):
     full = run_replay(store, consumers(), tmp_path / "full", venue=LimitOrTouchVenue(),
                       progress=False, snapshot_every_ns=15 * NS)
