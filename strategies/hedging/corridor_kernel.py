@@ -100,8 +100,6 @@ def _g(s, dargs, dvol, nc, ratio, inverse, kind, p1, p2, gargs, m, pad, edge):
             e = (m if m > h[i] else h[i]) + pad
         else:  # np.maximum: NaN wins
             e = (h[i] if (h[i] >= m or h[i] != h[i]) else m) + pad
-            if m != m:
-                e = m
         out[i] = abs(x) - e
     return out
 
@@ -117,6 +115,8 @@ def _first_outside(v: np.ndarray) -> int:
 @njit(cache=True, error_model="numpy")
 def _search(spot, up, down, frac, rounds, dargs, dvol, nc, ratio, inverse, kind, p1, p2,
             gargs, m, edge):
+    """``(lo, hi)``: :func:`strategies.hedging.corridor.delta_corridor`, step for step, on
+    :func:`_g` (a breached band gives ``(spot, spot)``)."""
     w, b, k, t, v, c = dargs
     net0 = book_sum(np.array([spot]), w, b, k, t, v, c, False, dvol)[0] \
         + (nc / (ratio * spot) if inverse else nc)
