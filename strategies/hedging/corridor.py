@@ -73,7 +73,7 @@ def _first_crossing(gs: np.ndarray) -> int:
 
 @lru_cache(maxsize=16)
 def log_grid(first_step: float, growth: float, max_log_move: float
-              ) -> tuple[np.ndarray, np.ndarray]:
+             ) -> tuple[np.ndarray, np.ndarray]:
     """``exp(x)`` and ``exp(-x)`` at the log-moves ``0 < x_1 < x_2 < ... <= max_log_move``,
     growing geometrically (read-only: shared by every search with these parameters)."""
     steps = first_step * growth ** np.arange(256)
