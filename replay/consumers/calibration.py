@@ -46,7 +46,12 @@ from calibration.quotes import build_snapshot
 from calibration.scheme import CalibrationScheme, SchemeConfig
 from calibration.surface import Surface, param_values
 from replay.consumers.stream_reader import StreamReader
-from replay.consumers.surface_stream import Block, StreamMismatch, WakeOutput
+from replay.consumers.surface_stream import (
+    Block,
+    StreamMismatch,
+    WakeOutput,
+    checked_payload,
+)
 from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
 from replay.model.config import check_choice
@@ -255,15 +260,20 @@ class CalibrationConsumer:
 
     def _apply(self, ctx, out: WakeOutput) -> None:
         """Journal, score and publish what a wake produced (computed or replayed)."""
+        rows = {kind: r for kind, r in (("surface_fit", out.fits), ("calibration_quotes",
+                                                                    out.quotes)) if r is not None}
+        # computed rows are checked and digested once, for the journal and the recorder
+        payloads = {kind: checked_payload(kind, r) for kind, r in rows.items()
+                    if not isinstance(r, Block)}
         if self.recorder is not None:
-            self.recorder.add(self.n_wakes, out)
+            self.recorder.add(self.n_wakes, out, payloads)
         if out.oos is not None and self.stream is None:  # replaying: see metrics()
             self.oos.append(out.oos)
-        for kind, rows in (("surface_fit", out.fits), ("calibration_quotes", out.quotes)):
-            if isinstance(rows, Block):
-                ctx.emit_block(kind, *_parts(rows))
-            elif rows is not None:
-                ctx.emit(kind, **rows)
+        for kind, r in rows.items():
+            if isinstance(r, Block):
+                ctx.emit_block(kind, *_parts(r))
+            else:
+                ctx.emit_columns(kind, *payloads[kind])
         if out.fits is not None and self.stream is None:
             if out.quality is None:
                 self.skipped += 1  # no expiry had enough usable quotes: nothing was fitted

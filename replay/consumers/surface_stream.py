@@ -113,7 +113,13 @@ class StreamRecorder:
         self.n_wakes = self.n_fits = self.n_quotes = 0
         self._good: tuple[Surface | None, int] = (None, -1)  # the last good surface, its wake
 
-    def add(self, wake: int, out: WakeOutput) -> None:
+    def add(self, wake: int, out: WakeOutput,
+            payloads: dict[str, tuple[int, dict, bytes]] | None = None) -> None:
+        """Record one wake's output; ``payloads``: its fit and quote rows as
+        :func:`checked_payload` gives them, when the caller has them already."""
+        payloads = payloads if payloads is not None else {
+            kind: checked_payload(kind, rows) for kind, rows in
+            (("surface_fit", out.fits), ("calibration_quotes", out.quotes)) if rows is not None}
         w = self.wakes
         f0, q0 = self.n_fits, self.n_quotes
         if out.fits is not None:
@@ -151,8 +157,10 @@ class StreamRecorder:
                      ("fell_back", out.fell_back),
                      ("violations", json.dumps([asdict(v) for v in out.fitted.violations])
                       if out.fitted is not None else "[]"),
-                     ("fits_digest", _digest("surface_fit", out.fits)),
-                     ("quotes_digest", _digest("calibration_quotes", out.quotes))):
+                     ("fits_digest", payloads["surface_fit"][2] if out.fits is not None
+                      else None),
+                     ("quotes_digest", payloads["calibration_quotes"][2]
+                      if out.quotes is not None else None)):
             w[k].append(v)
         self.n_wakes += 1
         if self.folder is not None and len(w["wake"]) >= self.group_wakes:
@@ -219,8 +227,9 @@ class StreamRecorder:
         return {"wakes": self.n_wakes, "fits": self.n_fits, "quotes": self.n_quotes}
 
 
-def _digest(kind: str, cols: dict | None) -> bytes | None:
-    if cols is None:
-        return None
+def checked_payload(kind: str, rows: dict) -> tuple[int, dict[str, list], bytes]:
+    """An event's rows as the journal appends them: ``(row count, columns, payload digest)``
+    (:func:`replay.model.events.columns_of`, :func:`~replay.model.events.payload_digest`)."""
     k = KINDS[kind]
-    return payload_digest(k, columns_of(k, cols)[1])
+    n, cols = columns_of(k, rows)
+    return n, cols, payload_digest(k, cols)

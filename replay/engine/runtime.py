@@ -135,6 +135,15 @@ class Context:
         self._mark_acted()
         return self._rt.journal_event(kind, self.now, self.consumer, fields)
 
+    def emit_columns(self, kind: str, n: int, cols: dict[str, list], digest: bytes) -> int:
+        """:meth:`emit` of ``n`` rows already checked by
+        :func:`replay.model.events.columns_of`, with their payload digest: a caller that also
+        records the rows (a stream's recorder) checks and digests them once."""
+        self._mark_acted()
+        rt = self._rt
+        return rt.journal.append_columns(KINDS[kind], self.now, rt.state.cause(), self.consumer,
+                                         n, cols, digest)
+
     def emit_block(self, kind: str, digest: bytes, table: Any, i0: int, i1: int) -> int:
         """Journal a recorded event: its payload rows are rows ``[i0, i1)`` of an Arrow
         ``table`` and ``digest`` their payload digest (see
