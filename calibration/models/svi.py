@@ -292,8 +292,8 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
     """
     k = np.ascontiguousarray(k, dtype=float)
     iv_mid = np.ascontiguousarray(iv_mid, dtype=float)
-    wq = np.ones_like(k) if weights is None else np.asarray(weights, dtype=float)
-    wq = np.ascontiguousarray(wq / max(wq.sum(), 1e-300))
+    wq = np.ascontiguousarray(unit_weights(
+        np.ones_like(k) if weights is None else np.asarray(weights, dtype=float)))
     fk = _NONE if floor_k is None else np.ascontiguousarray(floor_k, dtype=float)
     fw = _NONE if floor_w is None else np.ascontiguousarray(floor_w, dtype=float)
     bid, ask = ((np.ascontiguousarray(iv_bid, dtype=float),
@@ -307,5 +307,15 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
     out, nev = _fit_kernel(k, v, wt, lo, hi, bool(band), mw, amax, float(slope_max),
                            float(lam) if has_prev else 0.0, pv, start_at_prev, int(n_starts),
                            int(max_iter), float(precision), fk, fw)
+    return fit_result(out, nev)
+
+
+def unit_weights(w: np.ndarray) -> np.ndarray:
+    """Quote weights normalised to sum 1 (as :func:`fit_svi` takes them)."""
+    return w / max(w.sum(), 1e-300)
+
+
+def fit_result(out: np.ndarray, nev: int) -> SVIFit:
+    """The :class:`SVIFit` of a kernel's output row ``(a, b, rho, m, sigma, loss)``."""
     return SVIFit(SVIParams.from_array(out[:5]), float(out[5]), int(nev),
                   bool(np.isfinite(out[5])))

@@ -36,7 +36,9 @@ from calibration.models.svi import (
     SVIParams,
     _fit_kernel,
     _slice_inputs,
+    fit_result,
     fit_svi,
+    unit_weights,
 )
 
 __all__ = ["SVIProblem", "fit_svi_many"]
@@ -119,7 +121,7 @@ def fit_svi_many(problems: Sequence[SVIProblem], *, band: bool = False,
         balanced_order(sizes, get_num_threads()), off, cat([p.k for p in problems]),
         cat([p.iv_mid for p in problems]), cat([p.iv_bid if band else p.iv_mid for p in problems]),
         cat([p.iv_ask if band else p.iv_mid for p in problems]),
-        cat([w / max(w.sum(), 1e-300) for w in wq]),  # as fit_svi normalises them
+        cat([unit_weights(w) for w in wq]),
         np.array([float(p.t) for p in problems]), bool(band), float(mid_weight),
         float(slope_max),
         np.array([float(p.lam) if h else 0.0 for p, h in zip(problems, has_prev)]),
@@ -127,5 +129,4 @@ def fit_svi_many(problems: Sequence[SVIProblem], *, band: bool = False,
         np.array([h and p.warm for p, h in zip(problems, has_prev)]),
         np.array([int(p.n_starts) for p in problems], dtype=np.int64), int(max_iter),
         float(precision))
-    return [SVIFit(SVIParams.from_array(o[:5]), float(o[5]), int(n), bool(np.isfinite(o[5])))
-            for o, n in zip(out, nev)]
+    return [fit_result(o, n) for o, n in zip(out, nev)]
