@@ -46,15 +46,11 @@ from calibration.quotes import build_snapshot
 from calibration.scheme import CalibrationScheme, SchemeConfig
 from calibration.surface import Surface, param_values
 from replay.consumers.stream_reader import StreamReader
-from replay.consumers.surface_stream import (
-    Block,
-    StreamMismatch,
-    WakeOutput,
-    checked_payload,
-)
+from replay.consumers.surface_stream import Block, StreamMismatch, WakeOutput
 from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
 from replay.model.config import check_choice
+from replay.model.events import KINDS, checked_payload
 from replay.units import NS
 
 
@@ -263,7 +259,7 @@ class CalibrationConsumer:
         rows = {kind: r for kind, r in (("surface_fit", out.fits), ("calibration_quotes",
                                                                     out.quotes)) if r is not None}
         # computed rows are checked and digested once, for the journal and the recorder
-        payloads = {kind: checked_payload(kind, r) for kind, r in rows.items()
+        payloads = {kind: checked_payload(KINDS[kind], r) for kind, r in rows.items()
                     if not isinstance(r, Block)}
         if self.recorder is not None:
             self.recorder.add(self.n_wakes, out, payloads)

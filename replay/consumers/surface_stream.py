@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from calibration.quality import FitQuality, OOSError
 from calibration.surface import Surface
 from replay.errors import StoreError
-from replay.model.events import KINDS, TYPES, columns_of, payload_digest
+from replay.model.events import KINDS, TYPES
 
 FIT_FIELDS = tuple(f for f, _ in KINDS["surface_fit"].fields)
 QUOTE_FIELDS = tuple(f for f, _ in KINDS["calibration_quotes"].fields)
@@ -113,13 +113,10 @@ class StreamRecorder:
         self.n_wakes = self.n_fits = self.n_quotes = 0
         self._good: tuple[Surface | None, int] = (None, -1)  # the last good surface, its wake
 
-    def add(self, wake: int, out: WakeOutput,
-            payloads: dict[str, tuple[int, dict, bytes]] | None = None) -> None:
-        """Record one wake's output; ``payloads``: its fit and quote rows as
-        :func:`checked_payload` gives them, when the caller has them already."""
-        payloads = payloads if payloads is not None else {
-            kind: checked_payload(kind, rows) for kind, rows in
-            (("surface_fit", out.fits), ("calibration_quotes", out.quotes)) if rows is not None}
+    def add(self, wake: int, out: WakeOutput, payloads: dict[str, tuple[int, dict, bytes]]
+            ) -> None:
+        """Record one wake's output; ``payloads``: its fit and quote rows by kind, as the
+        journal appended them (:func:`replay.model.events.checked_payload`)."""
         w = self.wakes
         f0, q0 = self.n_fits, self.n_quotes
         if out.fits is not None:
@@ -225,11 +222,3 @@ class StreamRecorder:
             writer.close()
         self._writers = {}
         return {"wakes": self.n_wakes, "fits": self.n_fits, "quotes": self.n_quotes}
-
-
-def checked_payload(kind: str, rows: dict) -> tuple[int, dict[str, list], bytes]:
-    """An event's rows as the journal appends them: ``(row count, columns, payload digest)``
-    (:func:`replay.model.events.columns_of`, :func:`~replay.model.events.payload_digest`)."""
-    k = KINDS[kind]
-    n, cols = columns_of(k, rows)
-    return n, cols, payload_digest(k, cols)

@@ -213,6 +213,14 @@ def payload_digest(kind: EventKind, cols: Mapping[str, list]) -> bytes:
     return hashlib.blake2b(payload_bytes(kind, cols), digest_size=32).digest()
 
 
+def checked_payload(kind: EventKind, rows: Mapping[str, object]
+                    ) -> tuple[int, dict[str, list], bytes]:
+    """An event's rows as the journal appends them: ``(row count, columns, digest)`` by
+    :func:`columns_of` and :func:`payload_digest`, for a caller that uses them twice."""
+    n, cols = columns_of(kind, rows)
+    return n, cols, payload_digest(kind, cols)
+
+
 def canonical_bytes(seq: int, ts: int, kind: EventKind, cause_stream: int, cause_seq: int,
                     source: str, cols: Mapping[str, list]) -> bytes:
     return (HEAD.pack(seq, ts, cause_stream, cause_seq) + length_prefixed(kind.name)
