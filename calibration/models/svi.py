@@ -72,7 +72,7 @@ class SVIFit:
     feasible: bool = True  # False only for a floor no (m, sigma) searched could meet
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _outer_obj(x, D):
     """Outer objective at ``x = (m, log sigma)``; ``D`` is the problem tuple
     ``(k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mbounds, sbounds, C, h, fk)``.
@@ -80,15 +80,13 @@ def _outer_obj(x, D):
     k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mb, sb, C, h, fk = D
     m = min(max(x[0], mb[0]), mb[1])
     s = np.exp(min(max(x[1], sb[0]), sb[1]))
-    lam_adc = np.zeros(3)
-    prev_adc = np.zeros(3)
+    lam_adc = prev_adc = (0.0, 0.0, 0.0)
     pen = 0.0
     if lam > 0.0:
         # previous (a, d, c) = (a, rho b sigma, b sigma) at the trial sigma
-        prev_adc[0] = prev[0]
-        prev_adc[1] = prev[2] * prev[1] * s
-        prev_adc[2] = prev[1] * s
-        lam_adc[:] = lam / (wref * wref)
+        prev_adc = (prev[0], prev[2] * prev[1] * s, prev[1] * s)
+        la = lam / (wref * wref)
+        lam_adc = (la, la, la)
         pen = lam * ((m - prev[3]) ** 2 + (s - prev[4]) ** 2) / wref
     obj, a, d, c = inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C,
                              h, fk)
@@ -225,6 +223,16 @@ def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev,
     return out, nev_tot
 
 
+@njit(cache=True)
+def fit_slice(k, iv_mid, t, wq, iv_bid, iv_ask, band, mid_weight, slope, lam, prev,
+              start_at_prev, n_starts, max_iter, precision, fk, fw):
+    """:func:`fit_svi`'s compiled part, from its normalised arguments: the kernel's output row
+    ``(a, b, rho, m, sigma, loss)`` and the number of objective evaluations."""
+    v, wt, lo, hi, mw, amax = _slice_inputs(iv_mid, t, wq, iv_bid, iv_ask, band, mid_weight, fw)
+    return _fit_kernel(k, v, wt, lo, hi, band, mw, amax, slope, lam, prev, start_at_prev,
+                       n_starts, max_iter, precision, fk, fw)
+
+
 def vol_weights(iv: np.ndarray, t: float) -> np.ndarray:
     """Factor turning squared total-variance errors into squared vol-point errors:
     ``d(iv) = dw / (2 iv t)``, times 100 for points."""
@@ -298,15 +306,12 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
     fw = _NONE if floor_w is None else np.ascontiguousarray(floor_w, dtype=float)
     bid, ask = ((np.ascontiguousarray(iv_bid, dtype=float),
                  np.ascontiguousarray(iv_ask, dtype=float)) if band else (iv_mid, iv_mid))
-    # a <= amax keeps the level near the data
-    v, wt, lo, hi, mw, amax = _slice_inputs(iv_mid, float(t), wq, bid, ask, bool(band),
-                                            float(mid_weight), fw)
     has_prev = prev is not None
     pv = prev.to_array() if has_prev else np.zeros(5)
-    start_at_prev = has_prev and warm
-    out, nev = _fit_kernel(k, v, wt, lo, hi, bool(band), mw, amax, float(slope_max),
-                           float(lam) if has_prev else 0.0, pv, start_at_prev, int(n_starts),
-                           int(max_iter), float(precision), fk, fw)
+    out, nev = fit_slice(k, iv_mid, float(t), wq, bid, ask, bool(band), float(mid_weight),
+                         float(slope_max), float(lam) if has_prev else 0.0, pv,
+                         has_prev and warm, int(n_starts), int(max_iter), float(precision), fk,
+                         fw)
     return fit_result(out, nev)
 
 

@@ -34,9 +34,8 @@ from calibration.models.svi import (
     LEE_SLOPE,
     SVIFit,
     SVIParams,
-    _fit_kernel,
-    _slice_inputs,
     fit_result,
+    fit_slice,
     fit_svi,
     unit_weights,
 )
@@ -73,10 +72,9 @@ def _fit_many(order, off, k, mid, bid, ask, wq, t, band, mid_weight, slope, lam,
     for jj in prange(n):
         j = order[jj]
         a, b = off[j], off[j + 1]
-        v, wt, lo, hi, mw, amax = _slice_inputs(mid[a:b], t[j], wq[a:b], bid[a:b], ask[a:b],
-                                                band, mid_weight, _NONE)
-        o, ne = _fit_kernel(k[a:b], v, wt, lo, hi, band, mw, amax, slope, lam[j], prev[j],
-                            start_at_prev[j], n_starts[j], max_iter, precision, _NONE, _NONE)
+        o, ne = fit_slice(k[a:b], mid[a:b], t[j], wq[a:b], bid[a:b], ask[a:b], band,
+                          mid_weight, slope, lam[j], prev[j], start_at_prev[j], n_starts[j],
+                          max_iter, precision, _NONE, _NONE)
         out[j] = o
         nev[j] = ne
     return out, nev

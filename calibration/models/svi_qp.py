@@ -47,22 +47,22 @@ def domain_rows(amax: float, bd: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True)
-def _inv3_into(A: np.ndarray, scale: float, B: np.ndarray) -> None:
-    """``B = (A / scale)^-1`` for a 3 x 3 matrix, by cofactors (``A`` is symmetric positive
-    definite here)."""
-    B[0, 0] = A[1, 1] * A[2, 2] - A[1, 2] * A[2, 1]
-    B[0, 1] = A[0, 2] * A[2, 1] - A[0, 1] * A[2, 2]
-    B[0, 2] = A[0, 1] * A[1, 2] - A[0, 2] * A[1, 1]
-    B[1, 0] = A[1, 2] * A[2, 0] - A[1, 0] * A[2, 2]
-    B[1, 1] = A[0, 0] * A[2, 2] - A[0, 2] * A[2, 0]
-    B[1, 2] = A[0, 2] * A[1, 0] - A[0, 0] * A[1, 2]
-    B[2, 0] = A[1, 0] * A[2, 1] - A[1, 1] * A[2, 0]
-    B[2, 1] = A[0, 1] * A[2, 0] - A[0, 0] * A[2, 1]
-    B[2, 2] = A[0, 0] * A[1, 1] - A[0, 1] * A[1, 0]
-    f = scale / (A[0, 0] * B[0, 0] + A[0, 1] * B[1, 0] + A[0, 2] * B[2, 0])
+def _inv3_rows(W: np.ndarray, scale: float) -> None:
+    """``W[0:3] = (W[3:6] / scale)^-1``, a 3 x 3 inverse by cofactors (the matrix in rows 3-5
+    is symmetric positive definite here)."""
+    W[0, 0] = W[4, 1] * W[5, 2] - W[4, 2] * W[5, 1]
+    W[0, 1] = W[3, 2] * W[5, 1] - W[3, 1] * W[5, 2]
+    W[0, 2] = W[3, 1] * W[4, 2] - W[3, 2] * W[4, 1]
+    W[1, 0] = W[4, 2] * W[5, 0] - W[4, 0] * W[5, 2]
+    W[1, 1] = W[3, 0] * W[5, 2] - W[3, 2] * W[5, 0]
+    W[1, 2] = W[3, 2] * W[4, 0] - W[3, 0] * W[4, 2]
+    W[2, 0] = W[4, 0] * W[5, 1] - W[4, 1] * W[5, 0]
+    W[2, 1] = W[3, 1] * W[5, 0] - W[3, 0] * W[5, 1]
+    W[2, 2] = W[3, 0] * W[4, 1] - W[3, 1] * W[4, 0]
+    f = scale / (W[3, 0] * W[0, 0] + W[3, 1] * W[1, 0] + W[3, 2] * W[2, 0])
     for i in range(3):
         for j in range(3):
-            B[i, j] *= f
+            W[i, j] *= f
 
 
 @njit(cache=True)
@@ -115,37 +115,69 @@ def qp_solve(G: np.ndarray, r: np.ndarray, C: np.ndarray, h: np.ndarray,
     n_p`` the change of the active multipliers.  Violations are measured per unit row length,
     so one tolerance fits every row.
     """
-    m = C.shape[0]
-    nrm = np.empty(m)
+    W = np.empty((16, 3))
+    W[3:6] = G
+    nrm = np.empty(C.shape[0])
+    act = np.empty(3, dtype=np.int64)
+    tol = qp_setup(W, C, h, nrm)
+    status = qp_run(W, r, C, h, nrm, tol, act, max_iter)
+    return W[9].copy(), status
+
+
+@njit(cache=True)
+def qp_setup(W: np.ndarray, C: np.ndarray, h: np.ndarray, nrm: np.ndarray) -> float:
+    """The parts of :func:`qp_solve` that do not depend on ``r``, computed once for problems
+    that share ``G``, ``C`` and ``h`` (the band rounds of :func:`inner_fit`).  ``G`` comes in
+    rows 3-5 of the scratch ``W`` (16 x 3); out go the scaled inverse ``(G / tr)^-1`` into
+    rows 0-2, the trace ``tr`` into ``W[15, 0]`` and the rows' lengths into ``nrm``.  Returns
+    the violation tolerance."""
     hmax = 0.0
-    for j in range(m):
+    for j in range(C.shape[0]):
         nrm[j] = np.sqrt(C[j, 0] ** 2 + C[j, 1] ** 2 + C[j, 2] ** 2)
         hmax = max(hmax, abs(h[j]) / nrm[j])
-    tol = 1e-13 + 1e-11 * hmax
-    # one block of scratch: Gi = (G/tr)^-1, GiN (columns G^-1 n_a as rows), M, then vectors
-    W = np.zeros((12, 3))
-    Gi, GiN, M = W[0:3], W[3:6], W[6:9]
-    x, g, z = W[9], W[10], W[11]
-    V = np.zeros((3, 3))
-    u, b, v = V[0], V[1], V[2]
-    act = np.zeros(3, dtype=np.int64)
     # scaling the objective leaves the argmin alone and keeps the steps O(1)
-    tr = G[0, 0] + G[1, 1] + G[2, 2]
-    _inv3_into(G, tr, Gi)
+    tr = W[3, 0] + W[4, 1] + W[5, 2]
+    _inv3_rows(W, tr)
+    W[15, 0] = tr
+    return 1e-13 + 1e-11 * hmax
+
+
+@njit(cache=True, inline="always")
+def _most_violated(W: np.ndarray, C: np.ndarray, h: np.ndarray, nrm: np.ndarray, tol: float,
+                   act: np.ndarray, q: int) -> int:
+    """The inactive row that ``x = W[9]`` violates most (per unit row length), or -1."""
+    p = -1
+    worst = -tol
+    for j in range(C.shape[0]):
+        s = (C[j, 0] * W[9, 0] + C[j, 1] * W[9, 1] + C[j, 2] * W[9, 2] - h[j]) / nrm[j]
+        if s < worst and not _is_active(act, q, j):
+            worst = s
+            p = j
+    return p
+
+
+@njit(cache=True)
+def qp_run(W: np.ndarray, r: np.ndarray, C: np.ndarray, h: np.ndarray, nrm: np.ndarray,
+           tol: float, act: np.ndarray, max_iter: int) -> int:
+    """The iterations of :func:`qp_solve` after :func:`qp_setup`; the solution is left in
+    ``W[9]`` and the status returned.  ``W``'s other rows after the third, and ``act``, are
+    scratch: GiN (the columns ``G^-1 n_a`` as rows), M, then vectors."""
+    # the unconstrained minimiser, and the common case that it meets every row, in scalars:
+    # the views below cost more than this whole test
+    tr = W[15, 0]
     for i in range(3):
-        x[i] = (Gi[i, 0] * r[0] + Gi[i, 1] * r[1] + Gi[i, 2] * r[2]) / tr
+        W[9, i] = (W[i, 0] * r[0] + W[i, 1] * r[1] + W[i, 2] * r[2]) / tr
     q = 0
-    for _it in range(max_iter):
-        # the most violated row
-        p = -1
-        worst = -tol
-        for j in range(m):
-            s = (_dot(C, j, x) - h[j]) / nrm[j]
-            if s < worst and not _is_active(act, q, j):
-                worst = s
-                p = j
-        if p < 0:
-            return x.copy(), OK
+    p = _most_violated(W, C, h, nrm, tol, act, q)
+    if p < 0:
+        return OK
+    Gi, GiN, M = W[0:3], W[3:6], W[6:9]
+    x, g, z, u, b, v = W[9], W[10], W[11], W[12], W[13], W[14]
+    for it in range(max_iter):
+        if it > 0:
+            p = _most_violated(W, C, h, nrm, tol, act, q)
+            if p < 0:
+                return OK
         for i in range(3):
             g[i] = _dot(Gi, i, C[p])
         gg = _dot(C, p, g)
@@ -178,7 +210,7 @@ def qp_solve(G: np.ndarray, r: np.ndarray, C: np.ndarray, h: np.ndarray,
                 t2 = -(_dot(C, p, x) - h[p]) / zz
             t = min(t1, t2)
             if t == np.inf:
-                return x.copy(), INFEASIBLE
+                return INFEASIBLE
             if t2 < np.inf:
                 for i in range(3):
                     x[i] += t * z[i]
@@ -194,7 +226,7 @@ def qp_solve(G: np.ndarray, r: np.ndarray, C: np.ndarray, h: np.ndarray,
                 act[a] = act[a + 1]
                 u[a] = u[a + 1]
             q -= 1
-    return x.copy(), NOT_CONVERGED
+    return NOT_CONVERGED
 
 
 # ------------------------------------------------------- the inner problem of an SVI slice fit
@@ -209,7 +241,7 @@ def wings(y: float) -> tuple[float, float]:
     return 1.0 / (z - y), z - y
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, h, fk):
     """Best ``(a, d, c)`` of an SVI slice for fixed ``(m, s)`` under the loss of
     :mod:`calibration.models.svi`; returns (objective, a, d, c), objective ``inf`` when
@@ -235,6 +267,7 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
     yp = np.empty(n)
     ym = np.empty(n)
     g00 = g01 = g02 = g11 = g12 = g22 = 0.0
+    r0 = r1 = r2 = 0.0  # the first round's right-hand side: the targets are the mids
     for i in range(n):
         pi, qi = wings((k[i] - m) / s)
         yp[i] = pi
@@ -246,36 +279,43 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
         g11 += wi * pi * pi
         g12 += wi * pi * qi
         g22 += wi * qi * qi
-    G = np.empty((3, 3))
-    G[0, 0] = g00 + lam_adc[0]
-    G[1, 1] = g11 + (lam_adc[1] + lam_adc[2])
-    G[2, 2] = g22 + (lam_adc[1] + lam_adc[2])
-    G[0, 1] = G[1, 0] = g01
-    G[0, 2] = G[2, 0] = g02
-    G[1, 2] = G[2, 1] = g12 + (lam_adc[2] - lam_adc[1])
-    tgt = v.copy()
-    r = np.zeros(3)
-    u = np.zeros(3)
+        wv = wi * v[i]
+        r0 += wv
+        r1 += wv * pi
+        r2 += wv * qi
+    # the rounds share G and the rows: the inverse and the rows' lengths are computed once
+    W = np.empty((16, 3))  # qp_setup's scratch, G in rows 3-5
+    W[3, 0] = g00 + lam_adc[0]
+    W[4, 1] = g11 + (lam_adc[1] + lam_adc[2])
+    W[5, 2] = g22 + (lam_adc[1] + lam_adc[2])
+    W[3, 1] = W[4, 0] = g01
+    W[3, 2] = W[5, 0] = g02
+    W[4, 2] = W[5, 1] = g12 + (lam_adc[2] - lam_adc[1])
+    nrm = np.empty(C.shape[0])
+    act = np.empty(3, dtype=np.int64)
+    tol = qp_setup(W, C, h, nrm)
+    u = W[9]
     rounds = N_BAND_ROUNDS if band else 1
-    for _it in range(rounds):
+    for it in range(rounds):
+        r = (r0 + lam_adc[0] * prev_adc[0],
+             r1 + (lam_adc[1] * prev_adc[1] + lam_adc[2] * prev_adc[2]),
+             r2 + (lam_adc[2] * prev_adc[2] - lam_adc[1] * prev_adc[1]))
+        if qp_run(W, r, C, h, nrm, tol, act, 100) != OK:
+            return np.inf, 0.0, 0.0, 0.0
+        if it == rounds - 1:
+            break
+        # band mode: project the fit onto each quote's band (pulled towards the mid), and sum
+        # the next round's right-hand side in the same pass
+        u0, u1, u2 = u[0], u[1], u[2]
         r0 = r1 = r2 = 0.0
         for i in range(n):
-            wi = (wt[i] * (1.0 + mid_w[i]) if band else wt[i]) * tgt[i]
-            r0 += wi
-            r1 += wi * yp[i]
-            r2 += wi * ym[i]
-        r[0] = r0 + lam_adc[0] * prev_adc[0]
-        r[1] = r1 + (lam_adc[1] * prev_adc[1] + lam_adc[2] * prev_adc[2])
-        r[2] = r2 + (lam_adc[2] * prev_adc[2] - lam_adc[1] * prev_adc[1])
-        u, status = qp_solve(G, r, C, h)
-        if status != OK:
-            return np.inf, 0.0, 0.0, 0.0
-        if band:
-            u0, u1, u2 = u[0], u[1], u[2]
-            for i in range(n):
-                f = u0 + u1 * yp[i] + u2 * ym[i]
-                t = min(max(f, lo[i]), hi[i])
-                tgt[i] = (t + mid_w[i] * v[i]) / (1.0 + mid_w[i])
+            f = u0 + u1 * yp[i] + u2 * ym[i]
+            t = min(max(f, lo[i]), hi[i])
+            tgt = (t + mid_w[i] * v[i]) / (1.0 + mid_w[i])
+            wv = wt[i] * (1.0 + mid_w[i]) * tgt
+            r0 += wv
+            r1 += wv * yp[i]
+            r2 += wv * ym[i]
     a, d, c = u[0], u[1] - u[2], u[1] + u[2]
     obj = 0.0
     for i in range(n):
