@@ -49,6 +49,7 @@ all says so (``SVIFit.feasible``) instead of returning a crossing slice.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -317,10 +318,11 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
 
 def unit_weights(w: np.ndarray) -> np.ndarray:
     """Quote weights normalised to sum 1 (as :func:`fit_svi` takes them)."""
-    return w / max(w.sum(), 1e-300)
+    s = np.add.reduce(w)  # w.sum(), without its Python-level wrapper
+    return w / (1e-300 if 1e-300 > s else s)
 
 
 def fit_result(out: np.ndarray, nev: int) -> SVIFit:
     """The :class:`SVIFit` of a kernel's output row ``(a, b, rho, m, sigma, loss)``."""
-    return SVIFit(SVIParams.from_array(out[:5]), float(out[5]), int(nev),
-                  bool(np.isfinite(out[5])))
+    a, b, rho, m, sigma, loss = out.tolist()
+    return SVIFit(SVIParams(a, b, rho, m, sigma), loss, int(nev), math.isfinite(loss))
