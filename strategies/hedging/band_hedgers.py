@@ -64,11 +64,16 @@ class DeltaBand(Hedger):
 class UtilityBand(Hedger):
     """Base of the utility-based bands (Whalley-Wilmott, Zakamouline): absolute risk aversion
     ``risk_aversion`` (per USD), proportional cost ``cost`` and rate ``r``; rebalance to the
-    nearest edge of the band."""
+    nearest edge of the band.
+
+    The default ``risk_aversion`` of 1e-3 per USD gives a 10-lot short straddle on BTC bands
+    of a tenth to a quarter of a BTC of delta (``conf/strategy/whalley_wilmott.yaml`` lists
+    them), the scale of ``delta_band``'s default; at 1 per USD they are a few thousandths
+    and the hedger trades almost on every move."""
 
     rebalance = "edge"
 
-    def __init__(self, risk_aversion: float = 1.0, cost: float = 0.0005, r: float = 0.0,
+    def __init__(self, risk_aversion: float = 1e-3, cost: float = 0.0005, r: float = 0.0,
                  **common: Any):
         super().__init__(**common)
         self.risk_aversion = require_positive("strategy.risk_aversion", risk_aversion)
