@@ -73,6 +73,8 @@ class SVIFit:
     feasible: bool = True  # False only for a floor no (m, sigma) searched could meet
 
 
+# inlined into the search (and inner_fit into this): passing D, about a hundred machine
+# words, to a call made an evaluation at 30 quotes 0.79 instead of 0.69 us
 @njit(cache=True, inline="always")
 def _outer_obj(x, D):
     """Outer objective at ``x = (m, log sigma)``; ``D`` is the problem tuple

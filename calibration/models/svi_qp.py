@@ -157,9 +157,10 @@ def _most_violated(W: np.ndarray, C: np.ndarray, h: np.ndarray, nrm: np.ndarray,
 
 
 @njit(cache=True)
-def qp_run(W: np.ndarray, r: np.ndarray, C: np.ndarray, h: np.ndarray, nrm: np.ndarray,
+def qp_run(W: np.ndarray, r, C: np.ndarray, h: np.ndarray, nrm: np.ndarray,
            tol: float, act: np.ndarray, max_iter: int) -> int:
-    """The iterations of :func:`qp_solve` after :func:`qp_setup`; the solution is left in
+    """The iterations of :func:`qp_solve` after :func:`qp_setup`, for the right-hand side ``r``
+    (three values: an array or a tuple); the solution is left in
     ``W[9]`` and the status returned.  ``W``'s other rows after the third, and ``act``, are
     scratch: GiN (the columns ``G^-1 n_a`` as rows), M, then vectors."""
     # the unconstrained minimiser, and the common case that it meets every row, in scalars:
