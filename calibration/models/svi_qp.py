@@ -265,8 +265,8 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
     for j in range(fk.shape[0]):
         C[7 + j, 1], C[7 + j, 2] = wings((fk[j] - m) / s)
     n = k.shape[0]
-    yp = np.empty(n)
-    ym = np.empty(n)
+    Y = np.empty((2, n))
+    yp, ym = Y[0], Y[1]
     g00 = g01 = g02 = g11 = g12 = g22 = 0.0
     r0 = r1 = r2 = 0.0  # the first round's right-hand side: the targets are the mids
     for i in range(n):
