@@ -48,7 +48,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from calibration.loss import FitData, LossConfig, residuals
 
@@ -218,6 +217,10 @@ def fit_essvi_slice(d: FitData, loss_cfg: LossConfig, prev_slice: ESSVIParams | 
             psi0 = 0.5 * (lo + hi) if hi > lo else hi
             starts.append(_encode(ESSVIParams(th0, float(rho0), max(psi0, 1e-8)), theta_lo,
                                   prev_slice))
+    # imported here: scipy.optimize takes 85 ms to import, which every process that only
+    # evaluates surfaces (a cached run, a sweep job) would pay
+    from scipy.optimize import least_squares
+
     best = None
     nev = 0
     for x0 in starts:

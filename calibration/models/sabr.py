@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from calibration.loss import FitData, LossConfig, residuals
 
@@ -123,6 +122,10 @@ def fit_sabr(d: FitData, forward: float, loss_cfg: LossConfig, beta: float = DEF
             starts.append(np.array([alpha0, rho0, 1.0]))
     lo = np.array([1e-8, -0.999, 1e-6])
     hi = np.array([np.inf, 0.999, 20.0])
+    # imported here: scipy.optimize takes 85 ms to import, which every process that only
+    # evaluates surfaces (a cached run, a sweep job) would pay
+    from scipy.optimize import least_squares
+
     best = None
     nev = 0
     for x0 in starts:
