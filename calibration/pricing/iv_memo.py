@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+from numba import njit
 
 from calibration.pricing.iv import implied_vol
 
@@ -57,8 +58,7 @@ class IVMemo:
         x = np.empty((key.size, 5))
         x[:, 0], x[:, 1], x[:, 2], x[:, 3], x[:, 4] = price, forward, strike, t, is_call
         bits = x.view(np.int64)
-        # comparing bits, not values: NaN inputs (a missing side) match themselves
-        new = np.flatnonzero(~self._known[key] | (self._bits[key] != bits).any(axis=1))
+        new = _stale_rows(key, bits, self._bits, self._known)
         if new.size:
             kn = key[new]
             self._iv[kn] = invert(x[new, 0], x[new, 1], x[new, 2], x[new, 3], x[new, 4] != 0.0)
@@ -75,3 +75,22 @@ class IVMemo:
                                                           dtype=np.int64)))
         self._iv = np.concatenate((self._iv, np.zeros(n - self._iv.size)))
         self._known = np.concatenate((self._known, np.zeros(n - self._known.size, dtype=bool)))
+
+
+@njit(cache=True)
+def _stale_rows(key: np.ndarray, bits: np.ndarray, memo_bits: np.ndarray,
+                known: np.ndarray) -> np.ndarray:
+    """Positions of the rows whose key is not known or whose input bits differ from the ones
+    remembered for it, in order.  Bits, not values: NaN inputs (a missing side) match
+    themselves."""
+    out = np.empty(key.shape[0], dtype=np.int64)
+    m = 0
+    for i in range(key.shape[0]):
+        kk = key[i]
+        stale = not known[kk]
+        for j in range(bits.shape[1]):
+            stale = stale or memo_bits[kk, j] != bits[i, j]
+        if stale:
+            out[m] = i
+            m += 1
+    return out[:m]
