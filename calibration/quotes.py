@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numba
 import numpy as np
@@ -71,7 +72,7 @@ class QuoteSlice:
     def one_sided(self) -> np.ndarray:
         return ~self.two_sided
 
-    @property
+    @cached_property  # asked for by the loss, the quality and the out-of-sample scores
     def two_sided(self) -> np.ndarray:
         return np.isfinite(self.bid_iv) & np.isfinite(self.ask_iv) & (self.ask_iv >= self.bid_iv)
 
