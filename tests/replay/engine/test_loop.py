@@ -1,0 +1,50 @@
+"""``run_replay``'s process-level settings: the garbage collector is set for the replay and
+given back as it was, also to a caller that froze its own heap."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from replay.engine.loop import run_replay
+from tests.replay.engine import MS, build_store
+from tests.replay.engine.toys import Periodic
+
+
+class CollectorProbe(Periodic):
+    """Records the collector's settings at every wake."""
+
+    def __init__(self) -> None:
+        super().__init__("probe", 500 * MS)
+        self.seen: set[tuple] = set()
+
+    def on_wake(self, ctx):
+        self.seen.add((gc.get_threshold()[0], gc.get_freeze_count() > 0))
+        return super().on_wake(ctx)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    p = tmp_path_factory.mktemp("loop") / "s.duckdb"
+    build_store(p, seed=5)
+    return p
+
+
+@pytest.mark.parametrize("caller_froze", [False, True])
+def test_replay_sets_the_collector_and_restores_it(store, tmp_path, caller_froze):
+    before = gc.get_threshold()
+    if caller_froze:
+        gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        probe = CollectorProbe()
+        run_replay(store, [probe], tmp_path / "r")
+        assert probe.n > 0 and probe.seen == {(50_000, True)}
+        assert gc.get_threshold() == before
+        if caller_froze:  # still frozen: its heap and what the replay froze with it
+            assert gc.get_freeze_count() >= frozen > 0
+        else:
+            assert gc.get_freeze_count() == frozen == 0
+    finally:
+        gc.unfreeze()
