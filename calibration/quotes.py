@@ -166,36 +166,45 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
     # pass 1: forward, time and OTM rows per expiry, on the rows sorted by (expiry, strike)
     order = np.lexsort((strike, expiry_ns))
     es = expiry_ns[order]
-    first = np.flatnonzero(np.r_[True, es[1:] != es[:-1]]) if n else np.zeros(0, np.int64)
-    bounds = np.r_[first, n]
+    first = np.flatnonzero(np.concatenate(([True], es[1:] != es[:-1]))) if n \
+        else np.zeros(0, np.int64)
+    bounds = np.append(first, n)
     ts_all = time_to_expiry(int(ts_ns), es[first])
     venue_all = _venue_forwards(fwd_row[order], None if qts is None else qts[order], first)
-    groups = []
+    groups, kept = [], []
     for g in range(first.size):
         t = float(ts_all[g])
         if not t >= min_t:
             continue
-        rows = order[bounds[g]:bounds[g + 1]]
         venue = None if np.isnan(venue_all[g]) else float(venue_all[g])
         if parity or venue is None:
-            r = np.sort(rows)  # the parity estimate reads the rows in their given order
+            # the parity estimate reads the rows in their given order
+            r = np.sort(order[bounds[g]:bounds[g + 1]])
             est = _parity(strike[r], is_call[r], bid[r], ask[r])
         else:
             est = _NO_PARITY
         f, src, bps = choose_forward(est, venue)
         if not (f > 0 and np.isfinite(f)):
             continue
-        groups.append((int(es[first[g]]), t, f, src, bps,
-                       rows[np.where(strike[rows] < f, ~is_call[rows], is_call[rows])]))
+        groups.append((int(es[first[g]]), t, f, src, bps))
+        kept.append(g)
     if not groups:
         return QuoteSnapshot(int(ts_ns), ())
+    # the OTM rows of every expiry kept, in one pass over the sorted rows (NaN forwards: the
+    # expiries left out, whose rows every comparison drops)
+    f_group = np.full(first.size, np.nan)
+    f_group[kept] = [g[2] for g in groups]
+    f_sorted = np.repeat(f_group, np.diff(bounds))
+    call_sorted = is_call[order]
+    otm = np.where(strike[order] < f_sorted, ~call_sorted, call_sorted) & (f_sorted > 0)
+    rows = order[otm]
+    sizes = np.add.reduceat(otm, first, dtype=np.int64)[kept]
     # pass 2: one implied_vol call for bid, ask and mid of every slice
-    rows = np.concatenate([g[5] for g in groups])
-    f_rows = np.concatenate([np.full(g[5].size, g[2]) for g in groups])  # the expiry's
+    f_rows = np.repeat([g[2] for g in groups], sizes)  # the expiry's
     own = fwd_row[rows]  # each quote's own forward (docstring)
     fw = np.where(np.isfinite(own) & (own > 0), own, f_rows)
     if qts is None:
-        tt = np.concatenate([np.full(g[5].size, g[1]) for g in groups])
+        tt = np.repeat([g[1] for g in groups], sizes)
     else:  # at each quote's own update time (docstring); a row never quoted has no price
         qt = qts[rows]
         tt = time_to_expiry(np.where((qt >= 0) & (qt <= ts_ns), qt, ts_ns), expiry_ns[rows])
@@ -204,8 +213,9 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
     a_ok_all = np.isfinite(a_all) & (a_all > 0)
     px = np.concatenate([np.where(b_ok_all, b_all, np.nan), np.where(a_ok_all, a_all, np.nan),
                          np.where(b_ok_all & a_ok_all, 0.5 * (b_all + a_all), np.nan)])
-    args = (coin_to_usd(px, np.tile(fw, 3)), np.tile(fw, 3), np.tile(strike[rows], 3),
-            np.tile(tt, 3), np.tile(is_call[rows], 3))
+    fw3 = np.concatenate((fw, fw, fw))
+    args = (coin_to_usd(px, fw3), fw3, _thrice(strike[rows]), _thrice(tt),
+            _thrice(is_call[rows]))
     if memo is None:
         ivs = _implied_vols(*args)
     else:
@@ -224,10 +234,11 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
     name = names[rows] if names is not None else None
     slices = []
     start = 0
-    for e, t, f, src, bps, r in groups:
-        sl = slice(start, start + r.size)
-        start += r.size
-        if int(two[sl].sum()) < min_quotes:
+    n_two = np.concatenate(([0], np.cumsum(two)))  # two-sided quotes before each row
+    for (e, t, f, src, bps), size in zip(groups, sizes.tolist()):
+        sl = slice(start, start + size)
+        start += size
+        if n_two[sl.stop] - n_two[sl.start] < min_quotes:
             continue
         slices.append(QuoteSlice(
             expiry_ns=e, t=t, forward=f,
@@ -235,6 +246,11 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
             instrument=tuple(name[sl]) if name is not None else (),
             forward_source=src, forward_disagreement_bps=float(bps)))
     return QuoteSnapshot(int(ts_ns), tuple(slices))
+
+
+def _thrice(x: np.ndarray) -> np.ndarray:
+    """``x`` three times over (``np.tile(x, 3)``, without its Python-level overhead)."""
+    return np.concatenate((x, x, x))
 
 
 def _venue_forwards(fwd: np.ndarray, qts: np.ndarray | None, first: np.ndarray) -> np.ndarray:
@@ -247,7 +263,7 @@ def _venue_forwards(fwd: np.ndarray, qts: np.ndarray | None, first: np.ndarray) 
     out = np.full(first.size, np.nan)
     if n == 0:
         return out
-    group = np.repeat(np.arange(first.size), np.diff(np.r_[first, n]))
+    group = np.repeat(np.arange(first.size), np.diff(np.append(first, n)))
     ok = np.isfinite(fwd) & (fwd > 0)
     if qts is not None:
         latest = np.maximum.reduceat(np.where(ok, qts, np.iinfo(np.int64).min), first)
