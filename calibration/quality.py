@@ -162,8 +162,8 @@ def calibration_quote_rows(surface: Surface, snapshot: QuoteSnapshot,
             continue
         m = idx.size
         cols["ts"].append(np.full(m, snapshot.ts_ns, dtype=np.int64))
-        cols["instrument"].append(np.array([sl.instrument[i] for i in idx], dtype=object)
-                                  if sl.instrument else np.full(m, "", dtype=object))
+        cols["instrument"].append(np.asarray(sl.instrument, dtype=object)[idx]
+                                  if len(sl.instrument) else np.full(m, "", dtype=object))
         cols["expiry"].append(np.full(m, sl.expiry_ns, dtype=np.int64))
         cols["strike"].append(sl.strike[idx])
         cols["forward"].append(np.full(m, sl.forward))

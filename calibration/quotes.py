@@ -63,7 +63,7 @@ class QuoteSlice:
     mark_iv: np.ndarray  # venue mark IV (fraction); NaN when absent
     min_tick: np.ndarray
     stale: np.ndarray
-    instrument: tuple[str, ...] = ()
+    instrument: np.ndarray | tuple = ()  # each quote's instrument name (objects); () if unknown
     forward_source: str = "venue"  # venue | parity (calibration.pricing.forwards.choose_forward)
     forward_disagreement_bps: float = float("nan")  # parity vs venue forward
     quote_ts: np.ndarray | None = None  # when each quote was last updated, when known
@@ -108,8 +108,8 @@ class QuoteSnapshot:
                 continue
             out.append(replace(
                 sl, **{f: getattr(sl, f)[keep] for f in _ROW_FIELDS},
-                instrument=tuple(np.asarray(sl.instrument, dtype=object)[keep])
-                if sl.instrument else ()))
+                instrument=np.asarray(sl.instrument, dtype=object)[keep]
+                if len(sl.instrument) else ()))
         return QuoteSnapshot(self.ts_ns, tuple(out))
 
 
@@ -243,7 +243,7 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
         slices.append(QuoteSlice(
             expiry_ns=e, t=t, forward=f,
             **{c: None if v is None else v[sl] for c, v in cols.items()},
-            instrument=tuple(name[sl]) if name is not None else (),
+            instrument=name[sl] if name is not None else (),
             forward_source=src, forward_disagreement_bps=float(bps)))
     return QuoteSnapshot(int(ts_ns), tuple(slices))
 

@@ -306,7 +306,7 @@ class CalibrationConsumer:
             ctx.now, inst.expiry_ns[ids], inst.strike[ids], inst.is_call[ids] == 1,
             m.bid[ids], m.ask[ids], m.venue_forward[ids], mark_iv=m.mark_iv[ids],
             stale=np.asarray(m.quote_age(ids)) > self.stale_ns, quote_ts=m.quote_ts[ids],
-            instrument=inst.name[ids].tolist(),
+            instrument=inst.name[ids],
             parity=self.check_parity, memo=self._ivs, row_id=ids)
 
     def _compute(self, ctx) -> WakeOutput | None:

@@ -45,7 +45,7 @@ def test_fresh_is_the_snapshot_of_the_quotes_updated_since():
         assert (a.expiry_ns, a.t, a.forward) == (b.expiry_ns, b.t, b.forward)
         for f in ("strike", "k", "is_call", "bid_iv", "ask_iv", "mid_iv", "quote_ts"):
             assert_array_equal(getattr(a, f), getattr(b, f))
-        assert a.instrument == b.instrument
+        assert_array_equal(a.instrument, b.instrument)
         assert np.all(a.quote_ts > since)
 
 
