@@ -96,34 +96,45 @@ def _weighed(sl: QuoteSlice, cfg: LossConfig) -> tuple[np.ndarray, ...]:
     if not usable.any():
         e = np.zeros(0)
         return np.zeros(sl.k.size), np.zeros(0, np.int64), e, e, e, e, e
-    if cfg.weighting == "spread":
-        h = np.maximum(50.0 * (sl.ask_iv - sl.bid_iv), cfg.min_half_spread)
-        raw = 1.0 / (h * h)
+    spread = cfg.weighting == "spread"
+    if spread:
+        raw = _NO_RAW  # the pass computes 1 / h^2 itself
     elif cfg.weighting == "vega":
         v = vega(sl.forward, sl.strike, sl.t, sl.mid_iv, True)
         atm = vega(sl.forward, sl.forward, sl.t, np.nanmedian(sl.mid_iv[usable]), True)
         raw = np.asarray(v, dtype=float) / float(atm)
     else:
         raw = np.ones(sl.k.size)
-    return _select(np.ascontiguousarray(raw, dtype=float), usable, sl.min_tick, sl.stale,
-                   cfg.min_tick_weight, cfg.stale_weight, sl.k, sl.mid_iv, sl.bid_iv,
-                   sl.ask_iv, cfg.band_margin)
+    return _select(np.ascontiguousarray(raw, dtype=float), spread, cfg.min_half_spread, usable,
+                   sl.min_tick, sl.stale, cfg.min_tick_weight, cfg.stale_weight, sl.k,
+                   sl.mid_iv, sl.bid_iv, sl.ask_iv, cfg.band_margin)
+
+
+_NO_RAW = np.zeros(0)
 
 
 @njit(cache=True)
-def _select(raw, usable, min_tick, stale, min_tick_weight, stale_weight, k, mid, bid, ask,
-            margin):
-    """One pass over a slice's quotes: each usable quote's weight ``raw``, times
+def _select(raw, spread, min_half_spread, usable, min_tick, stale, min_tick_weight, stale_weight,
+            k, mid, bid, ask, margin):
+    """One pass over a slice's quotes: each usable quote's weight ``raw`` (with ``spread``,
+    the spread weighting ``1 / h^2``, ``h = max(50 (ask - bid), min_half_spread)``, computed
+    here as numpy computes it, NaN included), times
     ``min_tick_weight`` at the minimum tick and ``stale_weight`` when stale, 0 where that is
     not finite (the weights ``w``); then the positions, weights, ``k``, mids and loss band
     (the quoted one trimmed by ``margin`` of the spread on each side) of those with ``w > 0``.
     """
-    n = raw.shape[0]
+    n = k.shape[0]
     w = np.zeros(n)
     m = 0
     for i in range(n):
         if usable[i]:
-            r = raw[i] * min_tick_weight if min_tick[i] else raw[i]
+            if spread:
+                h = 50.0 * (ask[i] - bid[i])
+                h = h if (h >= min_half_spread or h != h) else min_half_spread
+                r0 = 1.0 / (h * h)
+            else:
+                r0 = raw[i]
+            r = r0 * min_tick_weight if min_tick[i] else r0
             r = r * stale_weight if stale[i] else r
             w[i] = r if np.isfinite(r) else 0.0
             m += w[i] > 0.0
