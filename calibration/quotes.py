@@ -190,8 +190,8 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
         kept.append(g)
     if not groups:
         return QuoteSnapshot(int(ts_ns), ())
-    # the OTM rows of every expiry kept, in one pass over the sorted rows (NaN forwards: the
-    # expiries left out, whose rows every comparison drops)
+    # the OTM rows of every expiry kept, in one pass over the sorted rows (an expiry left out
+    # has a NaN forward, which drops its rows)
     f_group = np.full(first.size, np.nan)
     f_group[kept] = [g[2] for g in groups]
     f_sorted = np.repeat(f_group, np.diff(bounds))
