@@ -200,7 +200,7 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
     rows = order[otm]
     sizes = np.add.reduceat(otm, first, dtype=np.int64)[kept]
     # pass 2: one implied_vol call for bid, ask and mid of every slice
-    f_rows = np.repeat([g[2] for g in groups], sizes)  # the expiry's
+    f_rows = f_sorted[otm]  # the expiry's
     own = fwd_row[rows]  # each quote's own forward (docstring)
     fw = np.where(np.isfinite(own) & (own > 0), own, f_rows)
     if qts is None:
