@@ -34,7 +34,8 @@ import numpy as np
 from numba import njit
 
 from calibration.pricing.black import vega
-from calibration.quotes import QuoteSlice
+from calibration.quotes import QuoteSlice, QuoteSnapshot
+from calibration.sums import pairwise_sum
 
 WEIGHTINGS = ("vega", "spread", "uniform")
 
@@ -77,6 +78,55 @@ class FitData:
         return int(self.k.size)
 
 
+@dataclass(frozen=True, eq=False)
+class FitBatch:
+    """:func:`fit_data` of every slice of a snapshot, as flat columns: slice ``i``'s fit
+    quotes are rows ``off[i]:off[i + 1]``; ``row`` is each one's position in the
+    snapshot's :class:`~calibration.quotes.QuoteRows`."""
+
+    off: np.ndarray
+    t: np.ndarray
+    k: np.ndarray
+    mid: np.ndarray
+    bid: np.ndarray
+    ask: np.ndarray
+    weight: np.ndarray
+    index: np.ndarray
+    row: np.ndarray
+    k_lo: np.ndarray  # per slice: the least and greatest k of its fit quotes
+    k_hi: np.ndarray
+
+    def __len__(self) -> int:
+        return self.t.size
+
+    def size(self, i: int) -> int:
+        return int(self.off[i + 1] - self.off[i])
+
+    def data(self, i: int) -> FitData:
+        """Slice ``i``'s :class:`FitData` (views of the columns)."""
+        a, b = self.off[i], self.off[i + 1]
+        return FitData(float(self.t[i]), self.k[a:b], self.mid[a:b], self.bid[a:b],
+                       self.ask[a:b], self.weight[a:b], self.index[a:b])
+
+
+def fit_batch(snapshot: QuoteSnapshot, cfg: LossConfig) -> FitBatch:
+    """:func:`fit_data` of every slice of ``snapshot`` in one compiled pass over its flat
+    rows (:attr:`~calibration.quotes.QuoteSnapshot.rows`), the same values to the bit."""
+    r = snapshot.rows
+    spread = cfg.weighting == "spread"
+    raw = _NO_RAW
+    if not spread:
+        raw = np.zeros(r.k.size)
+        for sl, a in zip(snapshot.slices, r.start.tolist()):
+            raw[a:a + sl.n] = _raw_weights(sl, cfg)
+    off, row, idx, ws, k, mid, lo, hi, k_lo, k_hi = _select_many(
+        raw, spread, cfg.min_half_spread, r.start, r.stop, r.two_sided, r.min_tick, r.stale,
+        cfg.min_tick_weight, cfg.stale_weight, r.k, r.mid_iv, r.bid_iv, r.ask_iv,
+        cfg.band_margin)
+    return FitBatch(off, np.array([sl.t for sl in snapshot.slices]), k, mid, lo, hi, ws, idx,
+                    row, k_lo, k_hi)
+
+
 def quote_weights(sl: QuoteSlice, cfg: LossConfig) -> np.ndarray:
     """Raw (un-normalised) weight of every quote of the slice; 0 for quotes not used."""
     return _weighed(sl, cfg)[0]
@@ -97,17 +147,22 @@ def _weighed(sl: QuoteSlice, cfg: LossConfig) -> tuple[np.ndarray, ...]:
         e = np.zeros(0)
         return np.zeros(sl.k.size), np.zeros(0, np.int64), e, e, e, e, e
     spread = cfg.weighting == "spread"
-    if spread:
-        raw = _NO_RAW  # the pass computes 1 / h^2 itself
-    elif cfg.weighting == "vega":
-        v = vega(sl.forward, sl.strike, sl.t, sl.mid_iv, True)
-        atm = vega(sl.forward, sl.forward, sl.t, np.nanmedian(sl.mid_iv[usable]), True)
-        raw = np.asarray(v, dtype=float) / float(atm)
-    else:
-        raw = np.ones(sl.k.size)
-    return _select(np.ascontiguousarray(raw, dtype=float), spread, cfg.min_half_spread, usable,
-                   sl.min_tick, sl.stale, cfg.min_tick_weight, cfg.stale_weight, sl.k,
-                   sl.mid_iv, sl.bid_iv, sl.ask_iv, cfg.band_margin)
+    raw = _NO_RAW if spread else _raw_weights(sl, cfg)  # the pass computes 1 / h^2 itself
+    return _select(raw, spread, cfg.min_half_spread, usable, sl.min_tick, sl.stale,
+                   cfg.min_tick_weight, cfg.stale_weight, sl.k, sl.mid_iv, sl.bid_iv,
+                   sl.ask_iv, cfg.band_margin)
+
+
+def _raw_weights(sl: QuoteSlice, cfg: LossConfig) -> np.ndarray:
+    """The ``vega`` or ``uniform`` weight of each quote of ``sl`` (module docstring)."""
+    if cfg.weighting == "uniform":
+        return np.ones(sl.k.size)
+    usable = sl.two_sided
+    if not usable.any():
+        return np.zeros(sl.k.size)
+    v = vega(sl.forward, sl.strike, sl.t, sl.mid_iv, True)
+    atm = vega(sl.forward, sl.forward, sl.t, np.nanmedian(sl.mid_iv[usable]), True)
+    return np.ascontiguousarray(np.asarray(v, dtype=float) / float(atm), dtype=float)
 
 
 _NO_RAW = np.zeros(0)
@@ -128,15 +183,8 @@ def _select(raw, spread, min_half_spread, usable, min_tick, stale, min_tick_weig
     m = 0
     for i in range(n):
         if usable[i]:
-            if spread:
-                h = 50.0 * (ask[i] - bid[i])
-                h = h if (h >= min_half_spread or h != h) else min_half_spread
-                r0 = 1.0 / (h * h)
-            else:
-                r0 = raw[i]
-            r = r0 * min_tick_weight if min_tick[i] else r0
-            r = r * stale_weight if stale[i] else r
-            w[i] = r if np.isfinite(r) else 0.0
+            w[i] = _weight(raw, i, spread, min_half_spread, min_tick[i], stale[i],
+                           min_tick_weight, stale_weight, bid[i], ask[i])
             m += w[i] > 0.0
     idx = np.empty(m, np.int64)
     ws, ks, mids, lo, hi = np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m)
@@ -148,6 +196,67 @@ def _select(raw, spread, min_half_spread, usable, min_tick, stale, min_tick_weig
             lo[j], hi[j] = bid[i] + trim, ask[i] - trim
             j += 1
     return w, idx, ws, ks, mids, lo, hi
+
+
+@njit(cache=True, inline="always")
+def _weight(raw, i, spread, min_half_spread, min_tick, stale, min_tick_weight, stale_weight,
+            bid, ask):
+    """Quote ``i``'s loss weight (:func:`_select`), 0 where it is not finite."""
+    if spread:
+        h = 50.0 * (ask - bid)
+        h = h if (h >= min_half_spread or h != h) else min_half_spread
+        r = 1.0 / (h * h)
+    else:
+        r = raw[i]
+    r = r * min_tick_weight if min_tick else r
+    r = r * stale_weight if stale else r
+    return r if np.isfinite(r) else 0.0
+
+
+@njit(cache=True)
+def _select_many(raw, spread, min_half_spread, start, stop, usable, min_tick, stale,
+                 min_tick_weight, stale_weight, k, mid, bid, ask, margin):
+    """:func:`_select` of every slice (rows ``start[i]:stop[i]`` of the flat columns) in
+    one pass: the fit quotes' slice offsets ``off``, their flat rows, their positions in
+    their slice, their weights (normalised per slice), ``k``, mids and loss band, and each
+    slice's least and greatest ``k``."""
+    n_sl = start.shape[0]
+    m = 0
+    for j in range(n_sl):
+        for i in range(start[j], stop[j]):
+            if usable[i] and _weight(raw, i, spread, min_half_spread, min_tick[i], stale[i],
+                                     min_tick_weight, stale_weight, bid[i], ask[i]) > 0.0:
+                m += 1
+    off = np.empty(n_sl + 1, np.int64)
+    row, idx = np.empty(m, np.int64), np.empty(m, np.int64)
+    ws, ks, mids, lo, hi = np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m)
+    c = 0
+    for j in range(n_sl):
+        off[j] = c
+        for i in range(start[j], stop[j]):
+            if not usable[i]:
+                continue
+            w = _weight(raw, i, spread, min_half_spread, min_tick[i], stale[i],
+                        min_tick_weight, stale_weight, bid[i], ask[i])
+            if w > 0.0:
+                trim = margin * (ask[i] - bid[i])
+                row[c], idx[c], ws[c], ks[c], mids[c] = i, i - start[j], w, k[i], mid[i]
+                lo[c], hi[c] = bid[i] + trim, ask[i] - trim
+                c += 1
+    off[n_sl] = c
+    k_lo, k_hi = np.full(n_sl, np.inf), np.full(n_sl, -np.inf)
+    for j in range(n_sl):  # normalised as fit_data normalises, numpy's sum included
+        tot = pairwise_sum(ws, off[j], off[j + 1] - off[j])
+        for i in range(off[j], off[j + 1]):
+            if tot > 0:
+                ws[i] /= tot
+            # numpy's min and max: a NaN, once met, is the result
+            x = ks[i]
+            if x < k_lo[j] or x != x or i == off[j]:
+                k_lo[j] = x
+            if x > k_hi[j] or x != x or i == off[j]:
+                k_hi[j] = x
+    return off, row, idx, ws, ks, mids, lo, hi, k_lo, k_hi
 
 
 def residuals(fit_iv: np.ndarray, d: FitData, cfg: LossConfig) -> np.ndarray:

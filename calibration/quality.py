@@ -23,8 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from calibration.quotes import QuoteSlice, QuoteSnapshot
+from calibration.sums import pairwise_sum
 from calibration.surface import Surface
 
 
@@ -70,29 +72,56 @@ def fit_quality(surface: Surface, snapshot: QuoteSnapshot, used: Sequence[np.nda
     """Quality of ``surface`` fitted to ``snapshot``; ``used[i]`` are the quote positions of
     slice ``i`` that entered the fit.  The quotes of every slice are scored in one pass (each
     at its own slice's ``k`` and ``t``)."""
-    parts = [(sl, idx) for sl, idx in zip(snapshot.slices, used) if idx.size]
-    n = int(sum(idx.size for _, idx in parts))
+    sizes = np.array([idx.size for idx in used], dtype=np.int64)
+    n = int(sizes.sum())
     if not n:
         return FitQuality(0, float("nan"), float("nan"), 0.0, 0, None,
                           len(surface.violations), float(fit_ms))
-    k, mid, bid, ask, mk = (np.concatenate([getattr(sl, f)[idx] for sl, idx in parts])
-                            for f in ("k", "mid_iv", "bid_iv", "ask_iv", "mark_iv"))
-    t = np.concatenate([np.full(idx.size, sl.t) for sl, idx in parts])
+    r = snapshot.rows
+    at = np.concatenate([idx + a for idx, a in zip(used, r.start.tolist())])
+    k, mid, bid, ask, mk = r.k[at], r.mid_iv[at], r.bid_iv[at], r.ask_iv[at], r.mark_iv[at]
+    t = np.repeat([sl.t for sl in snapshot.slices], sizes)
     fit = _surface_iv(surface, k, t)
-    ok = np.isfinite(mk)
-    jitter = None
+    both = np.zeros(n, dtype=bool)
+    prev_fit = _NONE
     if previous is not None:
         prev_exp = {s.expiry_ns for s in previous.slices}
-        both = np.concatenate([np.full(idx.size, sl.expiry_ns in prev_exp) for sl, idx in parts])
+        both = np.repeat([sl.expiry_ns in prev_exp for sl in snapshot.slices], sizes)
         if both.any():
-            d = 100 * (fit[both] - _surface_iv(previous, k[both], t[both]))
-            jitter = float(np.sqrt(np.sum(d * d) / d.size))
+            prev_fit = _surface_iv(previous, k[both], t[both])
+    sq, inside, mark_sum, mark_n, jit_sq = _sums(fit, mid, bid, ask, mk, both, prev_fit)
     return FitQuality(
-        n_quotes=n,
-        rmse_vol_pts=float(np.sqrt(np.sum((100 * (fit - mid)) ** 2) / n)),
-        inside_spread_pct=100.0 * int(np.sum((fit >= bid) & (fit <= ask))) / n,
-        mark_abs_sum=float(np.sum(np.abs(100 * (fit[ok] - mk[ok])))), mark_n=int(ok.sum()),
-        param_jitter=jitter, arb_violations=len(surface.violations), fit_ms=float(fit_ms))
+        n_quotes=n, rmse_vol_pts=float(np.sqrt(sq / n)), inside_spread_pct=100.0 * inside / n,
+        mark_abs_sum=mark_sum, mark_n=mark_n,
+        param_jitter=float(np.sqrt(jit_sq / prev_fit.size)) if prev_fit.size else None,
+        arb_violations=len(surface.violations), fit_ms=float(fit_ms))
+
+
+_NONE = np.zeros(0)
+
+
+@njit(cache=True)
+def _sums(fit, mid, bid, ask, mark, both, prev_fit):
+    """:func:`fit_quality`'s sums in one pass, each summed as ``numpy.sum`` sums it
+    (:mod:`calibration.sums`): the squared errors ``(100 (fit - mid))^2``, the count inside
+    ``[bid, ask]``, ``|100 (fit - mark)|`` over the finite marks and their count, and the
+    squared changes ``(100 (fit - prev_fit))^2`` over the quotes ``both`` (``prev_fit`` holds
+    one value for each, in order)."""
+    n = fit.shape[0]
+    sq, ab, ch = np.empty(n), np.empty(n), np.empty(prev_fit.shape[0])
+    inside = m = c = 0
+    for i in range(n):
+        e = 100.0 * (fit[i] - mid[i])
+        sq[i] = e * e
+        inside += fit[i] >= bid[i] and fit[i] <= ask[i]
+        if np.isfinite(mark[i]):
+            ab[m] = abs(100.0 * (fit[i] - mark[i]))
+            m += 1
+        if both[i]:
+            d = 100.0 * (fit[i] - prev_fit[c])
+            ch[c] = d * d
+            c += 1
+    return pairwise_sum(sq, 0, n), inside, pairwise_sum(ab, 0, m), m, pairwise_sum(ch, 0, c)
 
 
 def oos_errors(surface: Surface, snapshot: QuoteSnapshot) -> OOSError:

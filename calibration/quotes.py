@@ -20,10 +20,9 @@ Flags per quote:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
-import numba
 import numpy as np
 
 from calibration.pricing.forwards import (
@@ -44,7 +43,7 @@ MIN_T_YEARS = 6.0 / (365.0 * 24.0)
 MIN_QUOTES = 5
 _NO_PARITY = ForwardEstimate(float("nan"), 0, float("nan"), "insufficient")
 #: below this many inversions, implied vols are computed on the calling thread only
-_PARALLEL_MIN = 20_000
+_PARALLEL_MIN = 768
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,9 +81,45 @@ class QuoteSlice:
 
 
 @dataclass(frozen=True, eq=False)
+class QuoteRows:
+    """The per-quote columns of a snapshot's slices, flat: slice ``i`` is rows
+    ``start[i]:stop[i]``, in the slice's own order.  Calibration works on these in a few
+    compiled passes (:func:`calibration.loss.fit_batch`) rather than slice by slice."""
+
+    start: np.ndarray
+    stop: np.ndarray
+    k: np.ndarray
+    bid_iv: np.ndarray
+    ask_iv: np.ndarray
+    mid_iv: np.ndarray
+    mark_iv: np.ndarray
+    min_tick: np.ndarray
+    stale: np.ndarray
+    two_sided: np.ndarray
+
+
+_FLAT_FIELDS = ("k", "bid_iv", "ask_iv", "mid_iv", "mark_iv", "min_tick", "stale", "two_sided")
+
+
+@dataclass(frozen=True, eq=False)
 class QuoteSnapshot:
     ts_ns: int
     slices: tuple[QuoteSlice, ...]  # increasing expiry
+    #: the slices' columns as one block, when the slices are views of it (build_snapshot)
+    base: QuoteRows | None = field(default=None, repr=False)
+
+    @cached_property
+    def rows(self) -> QuoteRows:
+        """The slices' quotes as flat columns: :attr:`base`, or the slices' own columns
+        joined."""
+        if self.base is not None:
+            return self.base
+        n = np.array([sl.n for sl in self.slices], dtype=np.int64)
+        stop = np.cumsum(n)
+        return QuoteRows(stop - n, stop, **{
+            f: np.concatenate([getattr(sl, f) for sl in self.slices]) if self.slices
+            else np.zeros(0, bool if f in ("min_tick", "stale", "two_sided") else float)
+            for f in _FLAT_FIELDS})
 
     @property
     def n_quotes(self) -> int:
@@ -232,7 +267,7 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
                 min_tick=b_ok_all & (b_all <= min_tick * (1 + 1e-9)), stale=stl[rows],
                 quote_ts=None if qts is None else qts[rows])
     name = names[rows] if names is not None else None
-    slices = []
+    slices, starts = [], []
     start = 0
     n_two = np.concatenate(([0], np.cumsum(two)))  # two-sided quotes before each row
     for (e, t, f, src, bps), size in zip(groups, sizes.tolist()):
@@ -240,12 +275,16 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
         start += size
         if n_two[sl.stop] - n_two[sl.start] < min_quotes:
             continue
+        starts.append(sl.start)
         slices.append(QuoteSlice(
             expiry_ns=e, t=t, forward=f,
             **{c: None if v is None else v[sl] for c, v in cols.items()},
             instrument=name[sl] if name is not None else (),
             forward_source=src, forward_disagreement_bps=float(bps)))
-    return QuoteSnapshot(int(ts_ns), tuple(slices))
+    begin = np.array(starts, dtype=np.int64)
+    base = QuoteRows(begin, begin + np.array([s.n for s in slices], dtype=np.int64),
+                     two_sided=two, **{c: cols[c] for c in _FLAT_FIELDS if c != "two_sided"})
+    return QuoteSnapshot(int(ts_ns), tuple(slices), base)
 
 
 def _thrice(x: np.ndarray) -> np.ndarray:
@@ -281,20 +320,17 @@ def _venue_forwards(fwd: np.ndarray, qts: np.ndarray | None, first: np.ndarray) 
 
 
 def _implied_vols(price, forward, strike, t, is_call) -> np.ndarray:
-    """``calibration.pricing.iv.implied_vol`` on one snapshot's few hundred quotes.
+    """``calibration.pricing.iv.implied_vol`` of one snapshot's quotes: on numba's threads
+    from ``_PARALLEL_MIN`` inversions, on the calling thread below.
 
-    Run on the calling thread only: waking numba's worker threads for a few hundred inversions
-    costs more than the inversions (milliseconds on a loaded machine, measured by the
-    ``surface_refit`` bench), and a snapshot is far below the size where threads pay off.
+    Waking the threads costs 35-100 us (more when they have slept), so the few tens of
+    quotes a wake re-inverts stay on the calling thread; a whole snapshot (the first wake,
+    or a replay of venue snapshots without a memo) is split.  Measured side by side on
+    2 cores: at 512 inversions 101 against 118 us with the threads awake but 172 against
+    119 us after 50 ms asleep; at 1,024, 158 / 235 against 233 / 253 us.
     """
-    if np.size(price) >= _PARALLEL_MIN:
-        return np.asarray(implied_vol(price, forward, strike, t, is_call), dtype=float)
-    n_threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        return np.asarray(implied_vol(price, forward, strike, t, is_call), dtype=float)
-    finally:
-        numba.set_num_threads(n_threads)
+    return np.asarray(implied_vol(price, forward, strike, t, is_call,
+                                  parallel_min=_PARALLEL_MIN), dtype=float)
 
 
 def _parity(strike: np.ndarray, is_call: np.ndarray, bid: np.ndarray, ask: np.ndarray

@@ -12,7 +12,7 @@ Refit policy (``SchemeConfig``):
 1. fit every expiry, shortest first, with the configured model and loss, warm-started from
    the previous parameters of that expiry when ``warm_start`` (cold otherwise), with Tikhonov
    weight ``lam`` towards them (SVI: every expiry in one parallel call,
-   :func:`calibration.models.svi_batch.fit_svi_many`, before the calendar floor pass).  An
+   :func:`calibration.models.svi_batch.fit_svi_rows`, before the calendar floor pass).  An
    expiry whose fit inputs are bit-identical to those of its last fit (no quote of it
    updated since, :func:`fit_inputs_digest`) is *carried over*: its last fitted slice is
    kept as it was, not refitted.  eSSVI carries its calendar constraints itself; an SVI
@@ -31,6 +31,7 @@ Refit policy (``SchemeConfig``):
 from __future__ import annotations
 
 import hashlib
+import struct
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -39,12 +40,12 @@ import numpy as np
 
 from calibration.arbitrage import CALENDAR_TOL, Violation, calendar_grid
 from calibration.every import parse_every
-from calibration.loss import FitData, LossConfig, fit_data
+from calibration.loss import FitBatch, FitData, LossConfig, fit_batch
 from calibration.models.essvi import ESSVIParams, fit_essvi_slice
 from calibration.models.sabr import SABRParams, fit_sabr
 from calibration.models.svi import SVIParams, fit_svi
-from calibration.models.svi_arbitrage import svi_calendar_drop
-from calibration.models.svi_batch import SVIProblem, fit_svi_many
+from calibration.models.svi_arbitrage import svi_calendar_drop, svi_calendar_drops
+from calibration.models.svi_batch import fit_svi_rows
 from calibration.quality import (
     FitQuality,
     OOSError,
@@ -100,8 +101,12 @@ class SchemeConfig:
         return SchemeConfig(**{k: v for k, v in d.items() if k in known})
 
 
-def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray, n: int = 201,
-                   margin: float = 1e-4) -> tuple[np.ndarray, np.ndarray] | None:
+#: even steps of the range two slices share at which :func:`calendar_floor` tests and floors
+FLOOR_POINTS = 201
+
+
+def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
+                   n: int = FLOOR_POINTS, margin: float = 1e-4) -> tuple[np.ndarray, np.ndarray] | None:
     """``(k, w)`` floor for ``after`` where it dips below ``before`` (calendar arbitrage) on
     the ``k`` range both cover; ``None`` when it does not.
 
@@ -135,8 +140,8 @@ def fit_inputs_digest(d: FitData, forward: float, prev_slice: object = None) -> 
     of its own update, :func:`calibration.quotes.build_snapshot`) stay until they change."""
     h = hashlib.blake2b(digest_size=16)
     for a in (d.k, d.mid, d.bid, d.ask, d.weight, d.index):
-        h.update(np.ascontiguousarray(a).tobytes())
-    h.update(np.float64(forward).tobytes())
+        h.update(np.ascontiguousarray(a))  # the array's bytes, without copying them
+    h.update(struct.pack("=d", forward))
     if prev_slice is not None:
         h.update(np.asarray(param_values(prev_slice), dtype=np.float64).tobytes())
     return h.digest()
@@ -224,18 +229,23 @@ class CalibrationScheme:
         return (digest, None, prev, c.warm_start and i not in cold and prev is not None,
                 c.n_starts if i not in cold else max(c.n_starts, 3))
 
-    def _svi_fits(self, todo: dict[int, tuple]) -> dict[int, SVIParams]:
-        """SVI fits of ``todo`` (position: data, prev, warm, n_starts), in one parallel call."""
-        c = self.config
-        fits = fit_svi_many([SVIProblem(d.k, d.mid, d.t, d.weight, d.bid, d.ask,
-                                        None if prev is None else SVIParams(*prev),
-                                        c.lam if prev is not None else 0.0, warm, n_starts)
-                             for d, prev, warm, n_starts in todo.values()],
+    def _svi_fits(self, batch: FitBatch, todo: dict[int, tuple]) -> dict[int, SVIParams]:
+        """SVI fits of the slices ``todo`` (position: prev, warm, n_starts) of ``batch``, in
+        one parallel call."""
+        c, n = self.config, len(batch)
+        prev, lam = np.zeros((n, 5)), np.zeros(n)
+        warm, n_starts = np.zeros(n, dtype=bool), np.ones(n, dtype=np.int64)
+        for i, (p, w, ns) in todo.items():
+            if p is not None:
+                prev[i], lam[i], warm[i] = p, c.lam, w
+            n_starts[i] = ns
+        fits = fit_svi_rows(batch.off, batch.k, batch.mid, batch.bid, batch.ask, batch.weight,
+                            batch.t, prev, lam, warm, n_starts, np.fromiter(todo, np.int64),
                             band=c.loss.band, mid_weight=c.loss.mid_weight)
         return {i: f.params for i, f in zip(todo, fits)}  # feasible: no floor
 
-    def _fit_all(self, snapshot: QuoteSnapshot, data: list[FitData | None], cold: set[int]
-                 ) -> tuple[list[SmileSlice], dict[int, bytes], frozenset[int]]:
+    def _fit_all(self, snapshot: QuoteSnapshot, batch: FitBatch, data: list[FitData | None],
+                 cold: set[int]) -> tuple[list[SmileSlice], dict[int, bytes], frozenset[int]]:
         """The slices of one refit, the digest of each one's inputs and the expiries
         carried over; ``cold`` (snapshot positions) are refitted cold, never carried."""
         c = self.config
@@ -245,29 +255,41 @@ class CalibrationScheme:
         last = {s.expiry_ns: s for s in self.last_fitted.slices} if self.last_fitted else {}
         live = [(i, sl, d) for i, (sl, d) in enumerate(zip(snapshot.slices, data))
                 if d is not None]
-        k_check = calendar_grid([float(d.k.min()) for _, _, d in live],
-                                [float(d.k.max()) for _, _, d in live])
+        k_lo, k_hi = batch.k_lo.tolist(), batch.k_hi.tolist()
+        k_check = calendar_grid([k_lo[i] for i, _, _ in live], [k_hi[i] for i, _, _ in live])
+
+        def smile(i: int, sl, params) -> SmileSlice:
+            return SmileSlice(c.model, params, sl.expiry_ns, sl.t, sl.forward, k_lo[i], k_hi[i])
+
         # SVI slices are independent until the calendar floor below, so they are planned
-        # and fitted all at once, in parallel; an eSSVI slice's fit depends on the expiry
-        # before it, and SABR's are fitted one by one
+        # and fitted all at once, in parallel, and each one's drop below the one before it
+        # is measured in one pass; an eSSVI slice's fit depends on the expiry before it,
+        # and SABR's are fitted one by one
         plans = {i: self._plan(i, sl, d, None, cold, last) for i, sl, d in live} \
             if c.model == "svi" else {}
-        fitted = self._svi_fits({i: (d, *plans[i][2:]) for i, _, d in live
-                                 if plans[i][1] is None}) if plans else {}
+        first: dict[int, SmileSlice] = {}
+        if plans:
+            fitted = self._svi_fits(batch, {i: plans[i][2:] for i, _, _ in live
+                                            if plans[i][1] is None})
+            first = {i: plans[i][1] or smile(i, sl, fitted[i]) for i, sl, _ in live}
+            drops = svi_calendar_drops(
+                np.array([param_values(s.params) for s in first.values()]),
+                np.array([s.k_lo for s in first.values()]),
+                np.array([s.k_hi for s in first.values()]), FLOOR_POINTS, k_check).tolist()
         prev_slice = None
-        for i, sl, d in live:
+        for pos, (i, sl, d) in enumerate(live):
             e = sl.expiry_ns
             digest, sm, prev, warm, n_starts = plans.get(i) or self._plan(i, sl, d, prev_slice,
                                                                          cold, last)
             digests[e] = digest
             if sm is not None:
                 carried.add(e)
-            else:
-                params = fitted[i] if i in fitted else self._fit_slice(
-                    d, sl.forward, prev_slice, prev, warm, n_starts)
-                sm = SmileSlice(c.model, params, e, sl.t, sl.forward, float(d.k.min()),
-                                float(d.k.max()))
-            floor = calendar_floor(out[-1], sm, k_check) if (c.model == "svi" and out) else None
+            sm = first.get(i) or sm or smile(i, sl, self._fit_slice(d, sl.forward, prev_slice,
+                                                                    prev, warm, n_starts))
+            # a pair measured above and found clean needs no floor (calendar_floor's test)
+            floor = calendar_floor(out[-1], sm, k_check) if (
+                plans and out and not (out[-1] is first[live[pos - 1][0]]
+                                       and drops[pos] <= CALENDAR_TOL)) else None
             if floor is not None:
                 # SVI slices are independent: refit this one above the previous expiry, from
                 # the crossing fit (also the Tikhonov anchor: change it only where needed)
@@ -283,19 +305,18 @@ class CalibrationScheme:
     def refit(self, snapshot: QuoteSnapshot) -> FitResult:
         c = self.config
         t0 = time.perf_counter_ns()
-        data: list[FitData | None] = []
-        for sl in snapshot.slices:
-            d = fit_data(sl, c.loss)
-            data.append(d if d.n >= MIN_QUOTES else None)
+        batch = fit_batch(snapshot, c.loss)
+        data = [batch.data(i) if batch.size(i) >= MIN_QUOTES else None
+                for i in range(len(batch))]
         used = tuple(d.index if d is not None else np.zeros(0, dtype=np.int64) for d in data)
         if not any(d is not None for d in data):
             return self._publish(snapshot, None, used, t0, "no slice with enough quotes")
-        slices, digests, carried = self._fit_all(snapshot, data, cold=set())
+        slices, digests, carried = self._fit_all(snapshot, batch, data, cold=set())
         surf = Surface(slices, snapshot.ts_ns)
         q = fit_quality(surf, snapshot, used, 0.0, self.last_fitted)
         if not self._ok(surf, q):
             bad = self._failing(snapshot, surf, q)
-            slices, rd, rc = self._fit_all(snapshot, data, cold=bad)
+            slices, rd, rc = self._fit_all(snapshot, batch, data, cold=bad)
             retry = Surface(slices, snapshot.ts_ns)
             rq = fit_quality(retry, snapshot, used, 0.0, self.last_fitted)
             if self._score(retry, rq) < self._score(surf, q):

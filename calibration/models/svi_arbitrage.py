@@ -73,6 +73,19 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
 
 
 @njit(cache=True)
+def svi_calendar_drops(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, n: int,
+                       extra: np.ndarray) -> np.ndarray:
+    """:func:`svi_calendar_drop` of each slice ``i >= 1`` of ``par`` under the one before it,
+    on the ``k`` range both cover (``-inf`` where they share none); entry 0 is ``-inf``."""
+    out = np.full(par.shape[0], -np.inf)
+    for i in range(1, par.shape[0]):
+        lo, hi = max(k_lo[i - 1], k_lo[i]), min(k_hi[i - 1], k_hi[i])
+        if hi > lo:
+            out[i] = svi_calendar_drop(par[i - 1], par[i], lo, hi, n, extra)
+    return out
+
+
+@njit(cache=True)
 def svi_calendar_drop(before: np.ndarray, after: np.ndarray, lo: float, hi: float, n: int,
                       extra: np.ndarray) -> float:
     """``max(w_before(k) - w_after(k))`` over ``n`` even steps of ``[lo, hi]`` and the points

@@ -37,10 +37,10 @@ from calibration.models.svi import (
     fit_result,
     fit_slice,
     fit_svi,
-    unit_weights,
 )
+from calibration.sums import pairwise_sum
 
-__all__ = ["SVIProblem", "fit_svi_many"]
+__all__ = ["SVIProblem", "fit_svi_many", "fit_svi_rows"]
 
 
 @dataclass(frozen=True)
@@ -62,17 +62,20 @@ class SVIProblem:
 
 
 @njit(cache=True, parallel=True)
-def _fit_many(order, off, k, mid, bid, ask, wq, t, band, mid_weight, slope, lam, prev,
+def _fit_many(order, off, k, mid, bid, ask, w, t, band, mid_weight, slope, lam, prev,
               start_at_prev, n_starts, max_iter, precision):
-    """Slice ``j`` is rows ``off[j]:off[j + 1]`` of the per-quote arrays; the slices are
-    visited in ``order`` (numba gives each thread a contiguous block of it)."""
+    """Slice ``j`` is rows ``off[j]:off[j + 1]`` of the per-quote arrays, its weights ``w``
+    normalised to sum 1 here as :func:`calibration.models.svi.unit_weights` normalises them;
+    the slices ``order`` are fitted (numba gives each thread a contiguous block of it)."""
     n = off.shape[0] - 1
     out = np.empty((n, 6))
     nev = np.empty(n, np.int64)
-    for jj in prange(n):
+    for jj in prange(order.shape[0]):
         j = order[jj]
         a, b = off[j], off[j + 1]
-        o, ne = fit_slice(k[a:b], mid[a:b], t[j], wq[a:b], bid[a:b], ask[a:b], band,
+        s = pairwise_sum(w, a, b - a)
+        wq = w[a:b] / (1e-300 if 1e-300 > s else s)
+        o, ne = fit_slice(k[a:b], mid[a:b], t[j], wq, bid[a:b], ask[a:b], band,
                           mid_weight, slope, lam[j], prev[j], start_at_prev[j], n_starts[j],
                           max_iter, precision, _NONE, _NONE)
         out[j] = o
@@ -112,19 +115,40 @@ def fit_svi_many(problems: Sequence[SVIProblem], *, band: bool = False,
         return np.ascontiguousarray(np.concatenate(arrays), dtype=float)
 
     sizes = np.array([len(p.k) for p in problems], dtype=np.int64)
-    off = np.concatenate(([0], np.cumsum(sizes)))
-    wq = [np.asarray(p.weights, dtype=float) for p in problems]
     has_prev = [p.prev is not None for p in problems]
-    out, nev = _fit_many(
-        balanced_order(sizes, get_num_threads()), off, cat([p.k for p in problems]),
+    return fit_svi_rows(
+        np.concatenate(([0], np.cumsum(sizes))), cat([p.k for p in problems]),
         cat([p.iv_mid for p in problems]), cat([p.iv_bid if band else p.iv_mid for p in problems]),
         cat([p.iv_ask if band else p.iv_mid for p in problems]),
-        cat([unit_weights(w) for w in wq]),
-        np.array([float(p.t) for p in problems]), bool(band), float(mid_weight),
-        float(slope_max),
-        np.array([float(p.lam) if h else 0.0 for p, h in zip(problems, has_prev)]),
+        cat([p.weights for p in problems]), np.array([float(p.t) for p in problems]),
         np.array([p.prev.to_array() if h else np.zeros(5) for p, h in zip(problems, has_prev)]),
+        np.array([float(p.lam) if h else 0.0 for p, h in zip(problems, has_prev)]),
         np.array([h and p.warm for p, h in zip(problems, has_prev)]),
-        np.array([int(p.n_starts) for p in problems], dtype=np.int64), int(max_iter),
-        float(precision))
-    return [fit_result(o, n) for o, n in zip(out, nev)]
+        np.array([int(p.n_starts) for p in problems], dtype=np.int64),
+        np.arange(len(problems)), band=band, mid_weight=mid_weight, max_iter=max_iter,
+        slope_max=slope_max, precision=precision)
+
+
+def fit_svi_rows(off: np.ndarray, k: np.ndarray, iv_mid: np.ndarray, iv_bid: np.ndarray,
+                 iv_ask: np.ndarray, weights: np.ndarray, t: np.ndarray, prev: np.ndarray,
+                 lam: np.ndarray, warm: np.ndarray, n_starts: np.ndarray, todo: np.ndarray,
+                 *, band: bool = False, mid_weight: float = 0.1, max_iter: int = 80,
+                 slope_max: float = LEE_SLOPE, precision: float = 1.0) -> list[SVIFit]:
+    """:func:`fit_svi_many` of problems given as flat columns (a refit's
+    :class:`calibration.loss.FitBatch`, without building a problem per slice): problem ``j``
+    is rows ``off[j]:off[j + 1]`` of ``k``, the IVs and ``weights``, at maturity ``t[j]``,
+    with previous parameters ``prev[j]`` (rows ``a, b, rho, m, sigma``; read when
+    ``lam[j] > 0`` or ``warm[j]``).  Only the problems ``todo`` are fitted; their fits come
+    back in that order.  ``iv_bid`` / ``iv_ask`` are read only with ``band``."""
+    todo = np.asarray(todo, dtype=np.int64)
+    if todo.size == 0:
+        return []
+    order = todo[balanced_order(np.diff(off)[todo], get_num_threads())]
+    out, nev = _fit_many(
+        order, off, k, iv_mid, iv_bid if band else iv_mid, iv_ask if band else iv_mid,
+        np.asarray(weights, dtype=float),
+        np.asarray(t, dtype=float), bool(band), float(mid_weight), float(slope_max),
+        np.asarray(lam, dtype=float), np.asarray(prev, dtype=float),
+        np.asarray(warm, dtype=np.bool_), np.asarray(n_starts, dtype=np.int64),
+        int(max_iter), float(precision))
+    return [fit_result(out[j], nev[j]) for j in todo.tolist()]

@@ -323,7 +323,8 @@ def _implied_vol_serial(price: np.ndarray, forward: np.ndarray, strike: np.ndarr
 
 
 def implied_vol(price: ArrayLike, forward: ArrayLike, strike: ArrayLike, t: ArrayLike,
-                is_call: ArrayLike, n_iter: int = N_ITERATIONS) -> np.ndarray:
+                is_call: ArrayLike, n_iter: int = N_ITERATIONS, *,
+                parallel_min: int = PARALLEL_MIN) -> np.ndarray:
     """Black-76 implied volatility of undiscounted prices, numpy-vectorized with broadcasting.
 
     Inverts ``price = black_price(forward, strike, t, vol, is_call)`` by Jäckel's "Let's be
@@ -331,6 +332,8 @@ def implied_vol(price: ArrayLike, forward: ArrayLike, strike: ArrayLike, t: Arra
     price / sqrt(F K)``.  Returns a float64 array of the broadcast shape: 0.0 where the price
     equals intrinsic, NaN where it is below intrinsic, at or above the upper bound (F for a
     call, K for a put), negative or NaN, and where F, K or t is NaN or non-positive.
+    Arrays of ``parallel_min`` elements or more are spread over numba's threads (the values
+    do not depend on it).
     """
     if _all_scalars(price, forward, strike, t, is_call):  # per-event callers: skip the arrays
         return np.asarray(_implied_vol_one(float(price), float(forward), float(strike), float(t),
@@ -338,5 +341,5 @@ def implied_vol(price: ArrayLike, forward: ArrayLike, strike: ArrayLike, t: Arra
     shape, flats = flat_broadcast((price, np.float64), (forward, np.float64),
                                   (strike, np.float64), (t, np.float64), (is_call, np.bool_))
     # waking the thread pool costs more than a small slice (a smile has tens of quotes)
-    kernel = _implied_vol_parallel if flats[0].size >= PARALLEL_MIN else _implied_vol_serial
+    kernel = _implied_vol_parallel if flats[0].size >= parallel_min else _implied_vol_serial
     return kernel(*flats, int(n_iter)).reshape(shape)

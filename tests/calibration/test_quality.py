@@ -100,3 +100,37 @@ def test_calibration_quote_rows():
     assert_allclose(rows["fit_iv"], [0.5, 0.5], rtol=1e-14)
     assert_allclose(rows["mid_iv"], [0.5075, 0.475])
     assert np.isnan(rows["venue_mark_iv"][1])
+
+
+def test_fit_quality_is_the_numpy_definition_to_the_bit(shared_data):
+    """On real BTC fits: every figure as the module docstring defines it in numpy (its sums
+    are numpy's pairwise sums), with the previous fit's surface for the jitter."""
+    from calibration.quality import _surface_iv
+    from calibration.scheme import CalibrationScheme, SchemeConfig
+    from replay.ingest.deribit_summary import summary_files, summary_snapshots
+
+    snaps = list(summary_snapshots(summary_files(shared_data / "deribit" / "BTC")[::60]))
+    scheme = CalibrationScheme(SchemeConfig())
+    previous = None
+    for snap in snaps:
+        r = scheme.refit(snap)
+        parts = [(sl, idx) for sl, idx in zip(snap.slices, r.used) if idx.size]
+        k, mid, bid, ask, mk = (np.concatenate([getattr(sl, f)[idx] for sl, idx in parts])
+                                for f in ("k", "mid_iv", "bid_iv", "ask_iv", "mark_iv"))
+        t = np.concatenate([np.full(idx.size, sl.t) for sl, idx in parts])
+        fit = _surface_iv(r.fitted, k, t)
+        q = fit_quality(r.fitted, snap, r.used, 1.0, previous)
+        ok = np.isfinite(mk)
+        assert q.rmse_vol_pts == float(np.sqrt(np.sum((100 * (fit - mid)) ** 2) / fit.size))
+        assert q.inside_spread_pct == 100.0 * int(np.sum((fit >= bid) & (fit <= ask))) / fit.size
+        assert q.mark_abs_sum == float(np.sum(np.abs(100 * (fit[ok] - mk[ok]))))
+        assert q.mark_n == int(ok.sum())
+        if previous is None:
+            assert q.param_jitter is None
+        else:
+            both = np.concatenate([np.full(idx.size, sl.expiry_ns in
+                                           {s.expiry_ns for s in previous.slices})
+                                   for sl, idx in parts])
+            d = 100 * (fit[both] - _surface_iv(previous, k[both], t[both]))
+            assert q.param_jitter == float(np.sqrt(np.sum(d * d) / d.size))
+        previous = r.fitted

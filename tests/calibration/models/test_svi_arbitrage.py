@@ -4,7 +4,11 @@ import numpy as np
 
 from calibration.arbitrage import check_slices
 from calibration.models.svi import SVIParams
-from calibration.models.svi_arbitrage import svi_calendar_drop, svi_surface_clean
+from calibration.models.svi_arbitrage import (
+    svi_calendar_drop,
+    svi_calendar_drops,
+    svi_surface_clean,
+)
 from calibration.surface import SmileSlice
 
 
@@ -51,3 +55,18 @@ def test_the_calendar_drop_is_numpys_max_bit_for_bit():
         want = np.max(a.total_variance(k) - b.total_variance(k))
         assert svi_calendar_drop(a.params.to_array(), b.params.to_array(), lo, hi, 201,
                                  extra) == want
+
+
+def test_the_calendar_drops_of_a_surface_are_each_pairs_drop():
+    rng = np.random.default_rng(13)
+    extra = np.linspace(-2.0, 2.0, 77)
+    for _ in range(50):
+        sl = _random_slices(rng, 6)
+        par = np.array([s.params.to_array() for s in sl])
+        lo, hi = np.array([s.k_lo for s in sl]), np.array([s.k_hi for s in sl])
+        got = svi_calendar_drops(par, lo, hi, 201, extra)
+        assert got[0] == -np.inf
+        for i in range(1, len(sl)):
+            a, b = max(lo[i - 1], lo[i]), min(hi[i - 1], hi[i])
+            want = svi_calendar_drop(par[i - 1], par[i], a, b, 201, extra) if b > a else -np.inf
+            assert got[i] == want or (np.isnan(got[i]) and np.isnan(want))

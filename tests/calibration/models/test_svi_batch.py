@@ -9,7 +9,7 @@ import pytest
 
 from calibration.loss import LossConfig, fit_data
 from calibration.models.svi import SVIParams, fit_svi
-from calibration.models.svi_batch import SVIProblem, balanced_order, fit_svi_many
+from calibration.models.svi_batch import SVIProblem, balanced_order, fit_svi_many, fit_svi_rows
 from calibration.quotes import MIN_QUOTES
 
 
@@ -83,3 +83,24 @@ def test_balanced_order_is_a_permutation_with_even_blocks():
     order = balanced_order(sizes, 2)
     halves = sizes[order[:6]].sum(), sizes[order[6:]].sum()
     assert abs(halves[0] - halves[1]) <= sizes.max() // 2
+
+
+def test_rows_fit_only_the_slices_asked_for(shared_data):
+    problems = _problems(shared_data, step=60)[:14]
+    sizes = np.array([len(p.k) for p in problems])
+    off = np.concatenate(([0], np.cumsum(sizes)))
+
+    def cat(field):
+        return np.concatenate([getattr(p, field) for p in problems])
+
+    prev = np.array([p.prev.to_array() if p.prev else np.full(5, np.nan) for p in problems])
+    has = np.array([p.prev is not None for p in problems])
+    todo = np.array([11, 0, 5, 3, 13, 8])
+    got = fit_svi_rows(off, cat("k"), cat("iv_mid"), cat("iv_bid"), cat("iv_ask"),
+                       cat("weights"), np.array([p.t for p in problems]), prev,
+                       np.where(has, [p.lam for p in problems], 0.0),
+                       has & np.array([p.warm for p in problems]),
+                       np.array([p.n_starts for p in problems]), todo, band=True)
+    assert got == _one_by_one([problems[j] for j in todo], band=True)
+    assert fit_svi_rows(off, *(np.zeros(0),) * 5, np.zeros(0), np.zeros((0, 5)), np.zeros(0),
+                        np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, np.int64)) == []
