@@ -19,10 +19,12 @@ Flags per quote:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
+import numba
 import numpy as np
 
 from calibration.pricing.forwards import (
@@ -207,11 +209,10 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
     ts_all = time_to_expiry(int(ts_ns), es[first])
     venue_all = _venue_forwards(fwd_row[order], None if qts is None else qts[order], first)
     groups, kept = [], []
-    for g in range(first.size):
-        t = float(ts_all[g])
+    for g, (e, t, v) in enumerate(zip(es[first].tolist(), ts_all.tolist(), venue_all.tolist())):
         if not t >= min_t:
             continue
-        venue = None if np.isnan(venue_all[g]) else float(venue_all[g])
+        venue = None if math.isnan(v) else v
         if parity or venue is None:
             # the parity estimate reads the rows in their given order
             r = np.sort(order[bounds[g]:bounds[g + 1]])
@@ -219,9 +220,9 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
         else:
             est = _NO_PARITY
         f, src, bps = choose_forward(est, venue)
-        if not (f > 0 and np.isfinite(f)):
+        if not (f > 0 and math.isfinite(f)):
             continue
-        groups.append((int(es[first[g]]), t, f, src, bps))
+        groups.append((e, t, f, src, bps))
         kept.append(g)
     if not groups:
         return QuoteSnapshot(int(ts_ns), ())
@@ -296,26 +297,36 @@ def _venue_forwards(fwd: np.ndarray, qts: np.ndarray | None, first: np.ndarray) 
     """Per group of rows (``first``: where each starts) the median of the positive finite
     forwards ``fwd``, over the group's most recently quoted such rows when ``qts`` is given
     (:func:`build_snapshot`); NaN for a group with none.  Each is ``numpy.median``'s, bit
-    for bit (the mean of the two middle values for an even count), without a Python pass
-    per group: it runs once per wake."""
-    n = fwd.size
-    out = np.full(first.size, np.nan)
-    if n == 0:
-        return out
-    group = np.repeat(np.arange(first.size), np.diff(np.append(first, n)))
-    ok = np.isfinite(fwd) & (fwd > 0)
-    if qts is not None:
-        latest = np.maximum.reduceat(np.where(ok, qts, np.iinfo(np.int64).min), first)
-        ok &= qts == latest[group]
-    sel = np.flatnonzero(ok)
-    o = np.lexsort((fwd[sel], group[sel]))
-    vals, gs = fwd[sel][o], group[sel][o]
-    cnt = np.bincount(gs, minlength=first.size)
-    has = cnt > 0
-    mid = (np.cumsum(cnt) - cnt + cnt // 2)[has]
-    odd = (cnt % 2 == 1)[has]
-    lower = np.where(odd, mid, mid - 1)
-    out[has] = np.where(odd, vals[mid], (vals[lower] + vals[mid]) / 2)
+    for bit (the mean of the two middle values for an even count), in one compiled pass: it
+    runs once per wake."""
+    return _group_medians(np.ascontiguousarray(fwd, dtype=float),
+                          _NO_TIMES if qts is None else qts, qts is not None, first)
+
+
+_NO_TIMES = np.zeros(0, np.int64)
+
+
+@numba.njit(cache=True)
+def _group_medians(fwd, qts, latest_only, first):
+    n, n_groups = fwd.shape[0], first.shape[0]
+    out = np.full(n_groups, np.nan)
+    vals = np.empty(n)
+    for g in range(n_groups):
+        a, b = first[g], (first[g + 1] if g + 1 < n_groups else n)
+        latest = np.iinfo(np.int64).min
+        if latest_only:
+            for i in range(a, b):
+                if np.isfinite(fwd[i]) and fwd[i] > 0.0 and qts[i] > latest:
+                    latest = qts[i]
+        m = 0
+        for i in range(a, b):
+            if np.isfinite(fwd[i]) and fwd[i] > 0.0 and (not latest_only or qts[i] == latest):
+                vals[m] = fwd[i]
+                m += 1
+        if m:
+            v = np.sort(vals[:m])
+            h = m // 2
+            out[g] = v[h] if m % 2 == 1 else (v[h - 1] + v[h]) / 2
     return out
 
 

@@ -143,7 +143,8 @@ class StreamRecorder:
             raise RuntimeError("a published surface was neither fitted now nor the last good one")
         if out.good:
             self._good = (out.fitted, wake)
-        q = asdict(out.quality) if out.quality is not None else dict.fromkeys(QUALITY_FIELDS)
+        # its fields are scalars: a shallow view, not asdict's deep copy
+        q = vars(out.quality) if out.quality is not None else dict.fromkeys(QUALITY_FIELDS)
         for k, v in (("wake", wake), ("ts", out.ts), ("n_events", out.n_events),
                      ("cause_stream", out.cause[0]), ("cause_seq", out.cause[1]), ("f0", f0),
                      ("f1", self.n_fits), ("q0", q0), ("q1", self.n_quotes),
