@@ -106,7 +106,8 @@ FLOOR_POINTS = 201
 
 
 def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
-                   n: int = FLOOR_POINTS, margin: float = 1e-4) -> tuple[np.ndarray, np.ndarray] | None:
+                   n: int = FLOOR_POINTS, margin: float = 1e-4
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
     """``(k, w)`` floor for ``after`` where it dips below ``before`` (calendar arbitrage) on
     the ``k`` range both cover; ``None`` when it does not.
 
