@@ -16,7 +16,7 @@
 
 Repair lives with the models: an SVI slice that crosses below the previous expiry is refitted
 with that expiry's total variance as exact linear rows of its inner QP (on the points of
-:func:`calendar_grid`, see :func:`calibration.scheme.calendar_floor`); eSSVI imposes its
+:func:`calendar_grid`, see :func:`calibration.surface.calendar_floor`); eSSVI imposes its
 calendar conditions through its parametrisation.  Neither depends on a general optimiser
 converging: the checks here are the arbiter of what is published.
 

@@ -28,6 +28,8 @@ two-sided quotes (finite bid and ask IV) are used.
 
 from __future__ import annotations
 
+import hashlib
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -257,6 +259,21 @@ def _select_many(raw, spread, min_half_spread, start, stop, usable, min_tick, st
             if x > k_hi[j] or x != x or i == off[j]:
                 k_hi[j] = x
     return off, row, idx, ws, ks, mids, lo, hi, k_lo, k_hi
+
+
+def fit_inputs_digest(d: FitData, forward: float, prev_slice: object = None) -> bytes:
+    """What a slice's fit depends on besides its own previous parameters: the quotes that
+    enter it (log-moneyness, mid, loss band, weights, positions), the forward and, for eSSVI,
+    the previous expiry's parameters its calendar constraints come from.  Time to expiry is
+    left out on purpose: it moves at every wake, while the quotes (each inverted at the time
+    of its own update, :func:`calibration.quotes.build_snapshot`) stay until they change."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in (d.k, d.mid, d.bid, d.ask, d.weight, d.index):
+        h.update(np.ascontiguousarray(a))  # the array's bytes, without copying them
+    h.update(struct.pack("=d", forward))
+    if prev_slice is not None:
+        h.update(np.asarray(tuple(vars(prev_slice).values()), dtype=np.float64).tobytes())
+    return h.digest()
 
 
 def residuals(fit_iv: np.ndarray, d: FitData, cfg: LossConfig) -> np.ndarray:

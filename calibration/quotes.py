@@ -28,12 +28,12 @@ import numba
 import numpy as np
 
 from calibration.pricing.forwards import (
+    SECONDS_PER_YEAR,
     ForwardEstimate,
     choose_forward,
     parity_forward,
     time_to_expiry,
 )
-from calibration.pricing.inverse import coin_to_usd
 from calibration.pricing.iv import implied_vol
 from calibration.pricing.iv_memo import IVMemo
 
@@ -226,32 +226,16 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
         kept.append(g)
     if not groups:
         return QuoteSnapshot(int(ts_ns), ())
-    # the OTM rows of every expiry kept, in one pass over the sorted rows (an expiry left out
-    # has a NaN forward, which drops its rows)
+    # the OTM rows of every expiry kept and their inversion inputs, in one pass over the
+    # sorted rows (an expiry left out has a NaN forward, which drops its rows)
     f_group = np.full(first.size, np.nan)
     f_group[kept] = [g[2] for g in groups]
-    f_sorted = np.repeat(f_group, np.diff(bounds))
-    call_sorted = is_call[order]
-    otm = np.where(strike[order] < f_sorted, ~call_sorted, call_sorted) & (f_sorted > 0)
-    rows = order[otm]
-    sizes = np.add.reduceat(otm, first, dtype=np.int64)[kept]
+    rows, sizes, f_rows, args, tick = _otm_rows(
+        order, first, f_group, ts_all, strike, is_call, fwd_row, bid, ask,
+        _NO_TIMES if qts is None else qts, qts is not None, int(ts_ns), expiry_ns,
+        1e9 * SECONDS_PER_YEAR, min_tick * (1 + 1e-9))
+    sizes = sizes[kept]
     # pass 2: one implied_vol call for bid, ask and mid of every slice
-    f_rows = f_sorted[otm]  # the expiry's
-    own = fwd_row[rows]  # each quote's own forward (docstring)
-    fw = np.where(np.isfinite(own) & (own > 0), own, f_rows)
-    if qts is None:
-        tt = np.repeat([g[1] for g in groups], sizes)
-    else:  # at each quote's own update time (docstring); a row never quoted has no price
-        qt = qts[rows]
-        tt = time_to_expiry(np.where((qt >= 0) & (qt <= ts_ns), qt, ts_ns), expiry_ns[rows])
-    b_all, a_all = bid[rows], ask[rows]
-    b_ok_all = np.isfinite(b_all) & (b_all > 0)
-    a_ok_all = np.isfinite(a_all) & (a_all > 0)
-    px = np.concatenate([np.where(b_ok_all, b_all, np.nan), np.where(a_ok_all, a_all, np.nan),
-                         np.where(b_ok_all & a_ok_all, 0.5 * (b_all + a_all), np.nan)])
-    fw3 = np.concatenate((fw, fw, fw))
-    args = (coin_to_usd(px, fw3), fw3, _thrice(strike[rows]), _thrice(tt),
-            _thrice(is_call[rows]))
     if memo is None:
         ivs = _implied_vols(*args)
     else:
@@ -264,8 +248,8 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
     two = np.isfinite(biv) & np.isfinite(aiv) & (aiv >= biv)
     K = strike[rows]
     cols = dict(strike=K, k=np.log(K / f_rows), is_call=is_call[rows], bid_iv=biv, ask_iv=aiv,
-                mid_iv=np.where(two, miv, np.nan), mark_iv=mark[rows],
-                min_tick=b_ok_all & (b_all <= min_tick * (1 + 1e-9)), stale=stl[rows],
+                mid_iv=np.where(two, miv, np.nan), mark_iv=mark[rows], min_tick=tick,
+                stale=stl[rows],
                 quote_ts=None if qts is None else qts[rows])
     name = names[rows] if names is not None else None
     slices, starts = [], []
@@ -288,9 +272,55 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
     return QuoteSnapshot(int(ts_ns), tuple(slices), base)
 
 
-def _thrice(x: np.ndarray) -> np.ndarray:
-    """``x`` three times over (``np.tile(x, 3)``, without its Python-level overhead)."""
-    return np.concatenate((x, x, x))
+@numba.njit(cache=True)
+def _otm_rows(order, first, f_group, t_group, strike, is_call, fwd_row, bid, ask, qts,
+              has_qts, ts_ns, expiry_ns, year_ns, tick_max):
+    """:func:`build_snapshot`'s OTM selection in one pass over the rows sorted by expiry
+    (groups start at ``first``, expiry forward ``f_group``; a put below the forward, a call
+    at or above it, none where the forward is NaN): the rows, how many per group, their
+    expiry's forward, the inputs of their bid, ask and mid inversions (``implied_vol``'s
+    price, forward, strike, time and call flag, bid rows then ask rows then mid rows) and
+    whether the bid is at the minimum tick (``<= tick_max``).  Each quote is inverted at its
+    own forward where it carries a positive one, else the expiry's, at the time to expiry of
+    its own update when ``has_qts`` (``qts``; never after ``ts_ns``), as
+    :func:`calibration.pricing.forwards.time_to_expiry` computes it (``year_ns``: ns a
+    year); a missing or non-positive side is NaN, and the mid needs both."""
+    n, n_groups = order.shape[0], first.shape[0]
+    rows, grp = np.empty(n, np.int64), np.empty(n, np.int64)
+    sizes = np.zeros(n_groups, np.int64)
+    m = 0
+    for g in range(n_groups):
+        f = f_group[g]
+        for j in range(first[g], first[g + 1] if g + 1 < n_groups else n):
+            r = order[j]
+            if (not is_call[r] if strike[r] < f else is_call[r]) and f > 0.0:
+                rows[m], grp[m] = r, g
+                sizes[g] += 1
+                m += 1
+    rows = rows[:m]
+    f_rows, tick = np.empty(m), np.empty(m, np.bool_)
+    price, fw, k, tt = np.empty(3 * m), np.empty(3 * m), np.empty(3 * m), np.empty(3 * m)
+    call = np.empty(3 * m, np.bool_)
+    for i in range(m):
+        r, g = rows[i], grp[i]
+        f_rows[i] = f_group[g]
+        own = fwd_row[r]
+        f = own if (np.isfinite(own) and own > 0.0) else f_group[g]
+        if has_qts:
+            q = qts[r]
+            q = q if (q >= 0 and q <= ts_ns) else ts_ns
+            t = np.float64(expiry_ns[r] - q) / year_ns
+        else:
+            t = t_group[g]
+        b, a = bid[r], ask[r]
+        b_ok, a_ok = np.isfinite(b) and b > 0.0, np.isfinite(a) and a > 0.0
+        tick[i] = b_ok and b <= tick_max
+        price[i] = (b if b_ok else np.nan) * f
+        price[m + i] = (a if a_ok else np.nan) * f
+        price[2 * m + i] = (0.5 * (b + a) if (b_ok and a_ok) else np.nan) * f
+        for s in (i, m + i, 2 * m + i):
+            fw[s], k[s], tt[s], call[s] = f, strike[r], t, is_call[r]
+    return rows, sizes, f_rows, (price, fw, k, tt, call), tick
 
 
 def _venue_forwards(fwd: np.ndarray, qts: np.ndarray | None, first: np.ndarray) -> np.ndarray:

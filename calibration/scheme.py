@@ -14,12 +14,13 @@ Refit policy (``SchemeConfig``):
    weight ``lam`` towards them (SVI: every expiry in one parallel call,
    :func:`calibration.models.svi_batch.fit_svi_rows`, before the calendar floor pass).  An
    expiry whose fit inputs are bit-identical to those of its last fit (no quote of it
-   updated since, :func:`fit_inputs_digest`) is *carried over*: its last fitted slice is
-   kept as it was, not refitted.  eSSVI carries its calendar constraints itself; an SVI
-   slice that dips below the previous expiry's total variance (on the ``k`` range both
-   cover) is refitted with that floor as exact linear rows of its inner QP
-   (:func:`calendar_floor`, :func:`calibration.models.svi.fit_svi`); a floor no SVI slice
-   can meet leaves the crossing slice in place, to fail the check below and be reported;
+   updated since, :func:`calibration.loss.fit_inputs_digest`) is *carried over*: its last
+   fitted slice is kept as it was, not refitted.  eSSVI carries its calendar constraints
+   itself; an SVI slice that dips below the previous expiry's total variance (on the ``k``
+   range both cover) is refitted with that floor as exact linear rows of its inner QP
+   (:func:`calibration.surface.calendar_floor`, :func:`calibration.models.svi.fit_svi`); a
+   floor no SVI slice can meet leaves the crossing slice in place, to fail the check below
+   and be reported;
 2. a fit *fails* when it is not finite, its in-sample RMSE exceeds ``max_rmse_vol_pts``, or the
    surface has arbitrage violations; on failure the failing expiries are refitted cold with
    ``max(n_starts, 3)`` starts (multi-start);
@@ -30,8 +31,6 @@ Refit policy (``SchemeConfig``):
 
 from __future__ import annotations
 
-import hashlib
-import struct
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -40,11 +39,11 @@ import numpy as np
 
 from calibration.arbitrage import CALENDAR_TOL, Violation, calendar_grid
 from calibration.every import parse_every
-from calibration.loss import FitBatch, FitData, LossConfig, fit_batch
+from calibration.loss import FitBatch, FitData, LossConfig, fit_batch, fit_inputs_digest
 from calibration.models.essvi import ESSVIParams, fit_essvi_slice
 from calibration.models.sabr import SABRParams, fit_sabr
 from calibration.models.svi import SVIParams, fit_svi
-from calibration.models.svi_arbitrage import svi_calendar_drop, svi_calendar_drops
+from calibration.models.svi_arbitrage import svi_calendar_drops
 from calibration.models.svi_batch import fit_svi_rows
 from calibration.quality import (
     FitQuality,
@@ -55,7 +54,14 @@ from calibration.quality import (
     outside_band_pct,
 )
 from calibration.quotes import MIN_QUOTES, QuoteSnapshot
-from calibration.surface import MODELS, SmileSlice, Surface, param_values
+from calibration.surface import (
+    FLOOR_POINTS,
+    MODELS,
+    SmileSlice,
+    Surface,
+    calendar_floor,
+    param_values,
+)
 
 FALLBACKS = ("last_good", "publish")
 
@@ -99,53 +105,6 @@ class SchemeConfig:
             d.update(parse_every(d.pop("every")))
         known = set(SchemeConfig.__dataclass_fields__)
         return SchemeConfig(**{k: v for k, v in d.items() if k in known})
-
-
-#: even steps of the range two slices share at which :func:`calendar_floor` tests and floors
-FLOOR_POINTS = 201
-
-
-def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
-                   n: int = FLOOR_POINTS, margin: float = 1e-4
-                   ) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(k, w)`` floor for ``after`` where it dips below ``before`` (calendar arbitrage) on
-    the ``k`` range both cover; ``None`` when it does not.
-
-    The points are ``n`` even steps over that range plus every point of the surface's own
-    calendar check grid ``k_check`` inside it, so a refit that meets the floor passes the
-    check exactly.  The floor is ``before``'s total variance lifted by ``margin`` (relative;
-    0.005% in vol) and half the check's tolerance, so that round-off in the refitted
-    parameters cannot land on the wrong side of the check.
-    """
-    lo, hi = max(before.k_lo, after.k_lo), min(before.k_hi, after.k_hi)
-    if not hi > lo:
-        return None
-    svi = before.model == after.model == "svi"
-    if svi and svi_calendar_drop(before.params.to_array(), after.params.to_array(), lo, hi, n,
-                                 k_check) <= CALENDAR_TOL:
-        return None  # the test below, in one compiled pass (the usual case: no crossing)
-    grid, own = np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)]
-    if not svi:
-        k = np.concatenate((grid, own))  # the points of the floor, unsorted: enough for the test
-        if np.max(before.total_variance(k) - after.total_variance(k)) <= CALENDAR_TOL:
-            return None
-    k = np.union1d(grid, own)
-    return k, before.total_variance(k) * (1.0 + margin) + 0.5 * CALENDAR_TOL
-
-
-def fit_inputs_digest(d: FitData, forward: float, prev_slice: object = None) -> bytes:
-    """What a slice's fit depends on besides its own previous parameters: the quotes that
-    enter it (log-moneyness, mid, loss band, weights, positions), the forward and, for eSSVI,
-    the previous expiry's parameters its calendar constraints come from.  Time to expiry is
-    left out on purpose: it moves at every wake, while the quotes (each inverted at the time
-    of its own update, :func:`calibration.quotes.build_snapshot`) stay until they change."""
-    h = hashlib.blake2b(digest_size=16)
-    for a in (d.k, d.mid, d.bid, d.ask, d.weight, d.index):
-        h.update(np.ascontiguousarray(a))  # the array's bytes, without copying them
-    h.update(struct.pack("=d", forward))
-    if prev_slice is not None:
-        h.update(np.asarray(param_values(prev_slice), dtype=np.float64).tobytes())
-    return h.digest()
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,7 +5,7 @@ A surface is checked at every refit, and almost every surface is clean.
 stacked parameters in one pass, on the same grids with the same formulas and tolerances, and
 says only whether anything is flagged; a surface it flags goes to ``check_slices``, which lists
 the violations.  :func:`svi_calendar_drop` is the crossing test of
-:func:`calibration.scheme.calendar_floor` for two SVI slices.  Both grids are built as
+:func:`calibration.surface.calendar_floor` for two SVI slices.  Both grids are built as
 ``numpy.linspace`` builds them (``start + i * step``, the last point exactly ``stop``), so each
 point, and each decision, is the one the numpy path makes.
 """
