@@ -131,28 +131,20 @@ def fit_batch(snapshot: QuoteSnapshot, cfg: LossConfig) -> FitBatch:
 
 def quote_weights(sl: QuoteSlice, cfg: LossConfig) -> np.ndarray:
     """Raw (un-normalised) weight of every quote of the slice; 0 for quotes not used."""
-    return _weighed(sl, cfg)[0]
+    usable = sl.two_sided
+    if not usable.any():
+        return np.zeros(sl.k.size)
+    spread = cfg.weighting == "spread"
+    raw = _NO_RAW if spread else _raw_weights(sl, cfg)  # the pass computes 1 / h^2 itself
+    return _weights(raw, spread, cfg.min_half_spread, usable, sl.min_tick, sl.stale,
+                    cfg.min_tick_weight, cfg.stale_weight, sl.bid_iv, sl.ask_iv)
 
 
 def fit_data(sl: QuoteSlice, cfg: LossConfig) -> FitData:
     """The quotes of ``sl`` with positive weight, weights normalised to sum 1; ``bid``/``ask``
-    are the loss band (trimmed by ``band_margin``)."""
-    _, idx, ws, k, mid, bid, ask = _weighed(sl, cfg)
-    tot = ws.sum()
-    return FitData(sl.t, k, mid, bid, ask, ws / tot if tot > 0 else ws, idx)
-
-
-def _weighed(sl: QuoteSlice, cfg: LossConfig) -> tuple[np.ndarray, ...]:
-    """:func:`_select` of the slice's quotes under the configured weighting."""
-    usable = sl.two_sided
-    if not usable.any():
-        e = np.zeros(0)
-        return np.zeros(sl.k.size), np.zeros(0, np.int64), e, e, e, e, e
-    spread = cfg.weighting == "spread"
-    raw = _NO_RAW if spread else _raw_weights(sl, cfg)  # the pass computes 1 / h^2 itself
-    return _select(raw, spread, cfg.min_half_spread, usable, sl.min_tick, sl.stale,
-                   cfg.min_tick_weight, cfg.stale_weight, sl.k, sl.mid_iv, sl.bid_iv,
-                   sl.ask_iv, cfg.band_margin)
+    are the loss band (trimmed by ``band_margin``).  The one-slice case of
+    :func:`fit_batch`."""
+    return fit_batch(QuoteSnapshot(0, (sl,)), cfg).data(0)
 
 
 def _raw_weights(sl: QuoteSlice, cfg: LossConfig) -> np.ndarray:
@@ -171,39 +163,24 @@ _NO_RAW = np.zeros(0)
 
 
 @njit(cache=True)
-def _select(raw, spread, min_half_spread, usable, min_tick, stale, min_tick_weight, stale_weight,
-            k, mid, bid, ask, margin):
-    """One pass over a slice's quotes: each usable quote's weight ``raw`` (with ``spread``,
-    the spread weighting ``1 / h^2``, ``h = max(50 (ask - bid), min_half_spread)``, computed
-    here as numpy computes it, NaN included), times
-    ``min_tick_weight`` at the minimum tick and ``stale_weight`` when stale, 0 where that is
-    not finite (the weights ``w``); then the positions, weights, ``k``, mids and loss band
-    (the quoted one trimmed by ``margin`` of the spread on each side) of those with ``w > 0``.
-    """
-    n = k.shape[0]
-    w = np.zeros(n)
-    m = 0
-    for i in range(n):
+def _weights(raw, spread, min_half_spread, usable, min_tick, stale, min_tick_weight,
+             stale_weight, bid, ask):
+    """Each quote's weight ``raw`` (with ``spread``, the spread weighting ``1 / h^2``,
+    ``h = max(50 (ask - bid), min_half_spread)``, computed here as numpy computes it, NaN
+    included), times ``min_tick_weight`` at the minimum tick and ``stale_weight`` when stale;
+    0 where the quote is not usable or that is not finite."""
+    w = np.zeros(usable.shape[0])
+    for i in range(usable.shape[0]):
         if usable[i]:
             w[i] = _weight(raw, i, spread, min_half_spread, min_tick[i], stale[i],
                            min_tick_weight, stale_weight, bid[i], ask[i])
-            m += w[i] > 0.0
-    idx = np.empty(m, np.int64)
-    ws, ks, mids, lo, hi = np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m)
-    j = 0
-    for i in range(n):
-        if w[i] > 0.0:
-            trim = margin * (ask[i] - bid[i])
-            idx[j], ws[j], ks[j], mids[j] = i, w[i], k[i], mid[i]
-            lo[j], hi[j] = bid[i] + trim, ask[i] - trim
-            j += 1
-    return w, idx, ws, ks, mids, lo, hi
+    return w
 
 
 @njit(cache=True, inline="always")
 def _weight(raw, i, spread, min_half_spread, min_tick, stale, min_tick_weight, stale_weight,
             bid, ask):
-    """Quote ``i``'s loss weight (:func:`_select`), 0 where it is not finite."""
+    """Quote ``i``'s loss weight (:func:`_weights`), 0 where it is not finite."""
     if spread:
         h = 50.0 * (ask - bid)
         h = h if (h >= min_half_spread or h != h) else min_half_spread
@@ -218,10 +195,11 @@ def _weight(raw, i, spread, min_half_spread, min_tick, stale, min_tick_weight, s
 @njit(cache=True)
 def _select_many(raw, spread, min_half_spread, start, stop, usable, min_tick, stale,
                  min_tick_weight, stale_weight, k, mid, bid, ask, margin):
-    """:func:`_select` of every slice (rows ``start[i]:stop[i]`` of the flat columns) in
-    one pass: the fit quotes' slice offsets ``off``, their flat rows, their positions in
-    their slice, their weights (normalised per slice), ``k``, mids and loss band, and each
-    slice's least and greatest ``k``."""
+    """The fit quotes of every slice (rows ``start[i]:stop[i]`` of the flat columns) in one
+    pass: those of positive weight (:func:`_weights`), their slice offsets ``off``, their
+    flat rows, their positions in their slice, their weights normalised per slice, ``k``,
+    mids and loss band (the quoted one trimmed by ``margin`` of the spread on each side), and
+    each slice's least and greatest ``k``."""
     n_sl = start.shape[0]
     m = 0
     for j in range(n_sl):

@@ -1,4 +1,6 @@
-"""A snapshot's fit data in one pass (``fit_batch``) is ``fit_data`` of each slice, to the bit."""
+"""A snapshot's fit data in one pass (``fit_batch``) is ``fit_data`` of each slice alone, to
+the bit, from the snapshot's own block of columns or from its slices' columns joined
+(``fit_data`` itself is checked against the numpy definition in ``test_scheme.py``)."""
 
 from __future__ import annotations
 
