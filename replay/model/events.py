@@ -141,13 +141,26 @@ def _canon_floats(vals) -> bytes:
     return a.tobytes()
 
 
+def _canon_float_lists(vals) -> bytes:
+    """Each list as its uint32 LE length then its floats (:func:`_canon_floats`); lists of one
+    length (a model's parameters) in one array pass, ragged ones list by list."""
+    lens = {len(x) for x in vals}
+    if len(lens) != 1 or not vals:
+        return b"".join(struct.pack("<I", len(x)) + _canon_floats(x) for x in vals)
+    width = lens.pop()
+    rows = np.empty((len(vals), 4 + 8 * width), dtype=np.uint8)
+    rows[:, :4] = np.frombuffer(struct.pack("<I", width), dtype=np.uint8)
+    rows[:, 4:] = np.frombuffer(_canon_floats(vals), dtype=np.uint8).reshape(len(vals), -1)
+    return rows.tobytes()
+
+
 def _canon_column(vals: list | np.ndarray, typ: str) -> bytes:
     if typ == "int":
         return np.asarray(vals, dtype="<i8").tobytes()
     if typ == "float":
         return _canon_floats(vals)
     if typ == "floats":
-        return b"".join(struct.pack("<I", len(x)) + _canon_floats(x) for x in vals)
+        return _canon_float_lists(vals)
     if typ == "bool":
         return bytes(2 if x is None else int(bool(x)) for x in vals)
     return b"".join(b"\xff\xff\xff\xff" if x is None else length_prefixed(str(x)) for x in vals)

@@ -288,3 +288,23 @@ def test_copy_table_copies_a_parquet_file_on_the_writer(tmp_path):
     assert recompute_hash(tmp_path / "j.duckdb") == j.hash_hex  # the events are untouched
     with duckdb.connect(str(tmp_path / "j.duckdb"), read_only=True) as con:
         assert con.execute("SELECT * FROM derived").fetchall() == [(1, "a"), (2, "b"), (3, None)]
+
+
+def test_float_lists_have_their_layout_whether_of_one_length_or_ragged():
+    """Each list is its uint32 length then its floats (NaN canonical), one list after another;
+    lists of one length take one array pass, which must give the same bytes."""
+    odd_nan = np.frombuffer(struct.pack("<Q", 0x7FF0000000000123), "<f8")[0]
+
+    def by_hand(vals):
+        out = b""
+        for x in vals:
+            out += struct.pack("<I", len(x))
+            for v in x:
+                out += struct.pack("<Q", 0x7FF8000000000000) if v != v else struct.pack("<d", v)
+        return out
+
+    rng = np.random.default_rng(3)
+    for vals in ([list(rng.standard_normal(5)) for _ in range(12)],
+                 [[1.0, odd_nan, -0.0, math.inf, 2.5]] * 3, [np.array([1.0, np.nan])] * 2,
+                 [[1.0], [2.0, 3.0], []], [[], []], [], [(1, 2, 3)]):
+        assert _canon_column(vals, "floats") == by_hand(vals)
