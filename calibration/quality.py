@@ -61,6 +61,14 @@ def _surface_iv(surface: Surface, k: np.ndarray, t: float | np.ndarray) -> np.nd
     return np.sqrt(np.maximum(surface.total_variance(k, t), 0.0) / t)
 
 
+def _points_iv(surface: Surface, k: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """:func:`_surface_iv` at points ``(k[i], t[i])``, by the call ``total_variance`` makes
+    for per-point maturities (:meth:`calibration.surface.Surface.total_variance_rows`: one
+    compiled pass for an all-SVI surface), without its broadcasting."""
+    w = surface.total_variance_rows(k.reshape(-1, 1), t).reshape(-1)
+    return np.sqrt(np.maximum(w, 0.0) / t)
+
+
 def surface_iv_at(surface: Surface, sl: QuoteSlice, idx: np.ndarray | None = None
                   ) -> np.ndarray:
     """The surface's IV at the slice's quotes, at the slice's own ``k`` and ``t``."""
@@ -78,17 +86,17 @@ def fit_quality(surface: Surface, snapshot: QuoteSnapshot, used: Sequence[np.nda
         return FitQuality(0, float("nan"), float("nan"), 0.0, 0, None,
                           len(surface.violations), float(fit_ms))
     r = snapshot.rows
-    at = np.concatenate([idx + a for idx, a in zip(used, r.start.tolist())])
+    at = np.concatenate(used) + np.repeat(r.start, sizes)
     k, mid, bid, ask, mk = r.k[at], r.mid_iv[at], r.bid_iv[at], r.ask_iv[at], r.mark_iv[at]
     t = np.repeat([sl.t for sl in snapshot.slices], sizes)
-    fit = _surface_iv(surface, k, t)
+    fit = _points_iv(surface, k, t)
     both = np.zeros(n, dtype=bool)
     prev_fit = _NONE
     if previous is not None:
         prev_exp = {s.expiry_ns for s in previous.slices}
         both = np.repeat([sl.expiry_ns in prev_exp for sl in snapshot.slices], sizes)
         if both.any():
-            prev_fit = _surface_iv(previous, k[both], t[both])
+            prev_fit = _points_iv(previous, k[both], t[both])
     sq, inside, mark_sum, mark_n, jit_sq = _sums(fit, mid, bid, ask, mk, both, prev_fit)
     return FitQuality(
         n_quotes=n, rmse_vol_pts=float(np.sqrt(sq / n)), inside_spread_pct=100.0 * inside / n,

@@ -315,7 +315,7 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
                          float(slope_max), float(lam) if has_prev else 0.0, pv,
                          has_prev and warm, int(n_starts), int(max_iter), float(precision), fk,
                          fw)
-    return fit_result(out, nev)
+    return fit_result(out.tolist(), nev)
 
 
 def unit_weights(w: np.ndarray) -> np.ndarray:
@@ -324,7 +324,8 @@ def unit_weights(w: np.ndarray) -> np.ndarray:
     return w / (1e-300 if 1e-300 > s else s)
 
 
-def fit_result(out: np.ndarray, nev: int) -> SVIFit:
-    """The :class:`SVIFit` of a kernel's output row ``(a, b, rho, m, sigma, loss)``."""
-    a, b, rho, m, sigma, loss = out.tolist()
+def fit_result(out: list[float], nev: int) -> SVIFit:
+    """The :class:`SVIFit` of a kernel's output row ``(a, b, rho, m, sigma, loss)`` (as
+    Python floats: ``row.tolist()``)."""
+    a, b, rho, m, sigma, loss = out
     return SVIFit(SVIParams(a, b, rho, m, sigma), loss, int(nev), math.isfinite(loss))

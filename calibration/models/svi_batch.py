@@ -151,4 +151,4 @@ def fit_svi_rows(off: np.ndarray, k: np.ndarray, iv_mid: np.ndarray, iv_bid: np.
         np.asarray(lam, dtype=float), np.asarray(prev, dtype=float),
         np.asarray(warm, dtype=np.bool_), np.asarray(n_starts, dtype=np.int64),
         int(max_iter), float(precision))
-    return [fit_result(out[j], nev[j]) for j in todo.tolist()]
+    return [fit_result(o, n) for o, n in zip(out[todo].tolist(), nev[todo].tolist())]
