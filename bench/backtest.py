@@ -95,7 +95,7 @@ def _day_job(which: str, db: str, out: str, band: float) -> dict:
             "n_fits": m["calibration"]["n_fits"],
             "fit_ms_median": m["calibration"]["fit_ms_median"],
             "build_seconds": m["surface_stream"]["build_seconds"],
-            "stream": m["surface_stream"]["path"],
+            "built": m["surface_stream"]["built"], "stream": m["surface_stream"]["path"],
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -122,6 +122,11 @@ def run(quick: bool) -> dict:
         stream_bytes = sum(f.stat().st_size for f in Path(warm["stream"]).iterdir())
         live, _ = _timed(_cfg(quick_db, Path(tmp) / "live", band=0.1, every="5s", cache="off"))
         cached, _ = _timed(_cfg(quick_db, Path(tmp) / "cached", band=0.1, every="5s"))
+    if warm["built"] or not cold["built"]:
+        # e.g. a source file edited between the two processes: another code version, so
+        # another cache key; the figures would not be those of a build and a cached run
+        raise RuntimeError("the cold run did not build the surface stream, or the cached "
+                           "run did not reuse it; nothing is reported")
     events, market = warm["events"], cold["market_per_second"]
     return {
         "events": events,
