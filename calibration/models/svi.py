@@ -57,6 +57,7 @@ from numba import njit
 
 from calibration.models.svi_formula import SVIParams, svi_derivatives, svi_total_variance
 from calibration.models.svi_qp import fit_rows, inner_fit
+from calibration.sums import pairwise_sum
 
 __all__ = ["LEE_SLOPE", "SVIFit", "SVIParams", "fit_svi", "svi_derivatives",
            "svi_total_variance", "vol_weights"]
@@ -227,11 +228,12 @@ def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev,
 
 
 @njit(cache=True)
-def fit_slice(k, iv_mid, t, wq, iv_bid, iv_ask, band, mid_weight, slope, lam, prev,
+def fit_slice(k, iv_mid, t, w, iv_bid, iv_ask, band, mid_weight, slope, lam, prev,
               start_at_prev, n_starts, max_iter, precision, fk, fw):
-    """:func:`fit_svi`'s compiled part, from its normalised arguments: the kernel's output row
+    """:func:`fit_svi`'s compiled part, from its normalised arguments (the quote weights
+    ``w`` as given: they are normalised here): the kernel's output row
     ``(a, b, rho, m, sigma, loss)`` and the number of objective evaluations."""
-    v, wt, lo, hi, mw, amax = _slice_inputs(iv_mid, t, wq, iv_bid, iv_ask, band, mid_weight, fw)
+    v, wt, lo, hi, mw, amax = _slice_inputs(iv_mid, t, w, iv_bid, iv_ask, band, mid_weight, fw)
     return _fit_kernel(k, v, wt, lo, hi, band, mw, amax, slope, lam, prev, start_at_prev,
                        n_starts, max_iter, precision, fk, fw)
 
@@ -244,20 +246,24 @@ def vol_weights(iv: np.ndarray, t: float) -> np.ndarray:
 
 
 @njit(cache=True)
-def _slice_inputs(iv_mid, t, wq, iv_bid, iv_ask, band, mid_weight, fw):
+def _slice_inputs(iv_mid, t, w, iv_bid, iv_ask, band, mid_weight, fw):
     """The kernel's per-quote arrays of one slice, in one pass: total variances ``v = iv^2 t``
     of the mids, the loss band ``lo, hi`` (of bid and ask in band mode, else ``v``), the
-    weights ``wq * vol_weights(iv_mid, t)``, the mid pull ``mid_weight`` (band mode) and the
-    level bound ``amax = max(hi, fw)``.  Each value is computed as :func:`vol_weights` and
-    numpy compute it, to the bit (NaN propagates as in ``np.maximum`` and ``max``)."""
+    weights ``unit_weights(w) * vol_weights(iv_mid, t)``, the mid pull ``mid_weight`` (band
+    mode) and the level bound ``amax = max(hi, fw)``.  Each value is computed as
+    :func:`unit_weights`, :func:`vol_weights` and numpy compute it, to the bit (the sum as
+    ``numpy.sum`` sums, :mod:`calibration.sums`; NaN propagates as in ``np.maximum`` and
+    ``max``)."""
     n = iv_mid.shape[0]
     v, wt, lo, hi, mw = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    s = pairwise_sum(w, 0, n)
+    total = 1e-300 if 1e-300 > s else s
     amax = -np.inf
     for i in range(n):
         iv = iv_mid[i]
         floored = iv if (iv >= 1e-3 or iv != iv) else 1e-3
         x = 100.0 / (2.0 * floored * t)
-        wt[i] = wq[i] * (x * x)
+        wt[i] = (w[i] / total) * (x * x)
         v[i] = iv * iv * t
         if band:
             lo[i] = iv_bid[i] * iv_bid[i] * t
@@ -303,8 +309,7 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
     """
     k = np.ascontiguousarray(k, dtype=float)
     iv_mid = np.ascontiguousarray(iv_mid, dtype=float)
-    wq = np.ascontiguousarray(unit_weights(
-        np.ones_like(k) if weights is None else np.asarray(weights, dtype=float)))
+    wq = np.ones_like(k) if weights is None else np.ascontiguousarray(weights, dtype=float)
     fk = _NONE if floor_k is None else np.ascontiguousarray(floor_k, dtype=float)
     fw = _NONE if floor_w is None else np.ascontiguousarray(floor_w, dtype=float)
     bid, ask = ((np.ascontiguousarray(iv_bid, dtype=float),

@@ -38,7 +38,6 @@ from calibration.models.svi import (
     fit_slice,
     fit_svi,
 )
-from calibration.sums import pairwise_sum
 
 __all__ = ["SVIProblem", "fit_svi_many", "fit_svi_rows"]
 
@@ -64,18 +63,16 @@ class SVIProblem:
 @njit(cache=True, parallel=True)
 def _fit_many(order, off, k, mid, bid, ask, w, t, band, mid_weight, slope, lam, prev,
               start_at_prev, n_starts, max_iter, precision):
-    """Slice ``j`` is rows ``off[j]:off[j + 1]`` of the per-quote arrays, its weights ``w``
-    normalised to sum 1 here as :func:`calibration.models.svi.unit_weights` normalises them;
-    the slices ``order`` are fitted (numba gives each thread a contiguous block of it)."""
+    """Slice ``j`` is rows ``off[j]:off[j + 1]`` of the per-quote arrays (its weights ``w``
+    as given: ``fit_slice`` normalises them); the slices ``order`` are fitted (numba gives
+    each thread a contiguous block of it)."""
     n = off.shape[0] - 1
     out = np.empty((n, 6))
     nev = np.empty(n, np.int64)
     for jj in prange(order.shape[0]):
         j = order[jj]
         a, b = off[j], off[j + 1]
-        s = pairwise_sum(w, a, b - a)
-        wq = w[a:b] / (1e-300 if 1e-300 > s else s)
-        o, ne = fit_slice(k[a:b], mid[a:b], t[j], wq, bid[a:b], ask[a:b], band,
+        o, ne = fit_slice(k[a:b], mid[a:b], t[j], w[a:b], bid[a:b], ask[a:b], band,
                           mid_weight, slope, lam[j], prev[j], start_at_prev[j], n_starts[j],
                           max_iter, precision, _NONE, _NONE)
         out[j] = o

@@ -10,6 +10,7 @@ from calibration.models.svi import (
     fit_svi,
     svi_derivatives,
     svi_total_variance,
+    unit_weights,
     vol_weights,
 )
 
@@ -118,8 +119,9 @@ def test_vol_weights_turn_variance_errors_into_vol_points():
 
 @pytest.mark.parametrize("band", [True, False])
 def test_slice_inputs_are_the_numpy_formulas_to_the_bit(band):
-    """The kernel's one-pass inputs equal ``iv^2 t``, ``wq * vol_weights`` and the level bound
-    as numpy computes them, with vols below the 1e-3 floor, NaNs and floors above the data."""
+    """The kernel's one-pass inputs equal ``iv^2 t``, ``unit_weights(w) * vol_weights`` and
+    the level bound as numpy computes them, with vols below the 1e-3 floor, NaNs and floors
+    above the data."""
     rng = np.random.default_rng(3)
     for case in range(200):
         n = int(rng.integers(5, 40))
@@ -128,14 +130,13 @@ def test_slice_inputs_are_the_numpy_formulas_to_the_bit(band):
         bid, ask = mid * rng.uniform(0.8, 1.0, n), mid * rng.uniform(1.0, 1.2, n)
         if case % 7 == 0:
             (mid if case % 2 else ask)[rng.integers(n)] = np.nan
-        wq = rng.random(n)
-        wq /= wq.sum()
+        w = rng.random(n) * 10.0 ** rng.uniform(-3, 3)  # as a caller gives them
         t = float(rng.uniform(0.001, 2.0))
         fw = rng.uniform(0.0, 2.0, int(rng.integers(0, 4)))
-        v, wt, lo, hi, mw, amax = _slice_inputs(mid, t, wq, bid, ask, band, 0.05, fw)
+        v, wt, lo, hi, mw, amax = _slice_inputs(mid, t, w, bid, ask, band, 0.05, fw)
         want_lo, want_hi = (bid ** 2 * t, ask ** 2 * t) if band else (mid ** 2 * t,) * 2
         want_amax = float(max(want_hi.max(), fw.max())) if fw.size else float(want_hi.max())
-        for got, want in [(v, mid ** 2 * t), (wt, wq * vol_weights(mid, t)), (lo, want_lo),
+        for got, want in [(v, mid ** 2 * t), (wt, unit_weights(w) * vol_weights(mid, t)), (lo, want_lo),
                           (hi, want_hi), (mw, np.full(n, 0.05 if band else 0.0)),
                           (np.array([amax]), np.array([want_amax]))]:
             assert got.tobytes() == want.tobytes(), case
