@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ class StreamRecorder:
                      ("oos_n", None if out.oos is None else out.oos.n),
                      ("surface_wake", src), ("spot", out.spot), ("usable_ts", out.usable_ts),
                      ("fell_back", out.fell_back),
-                     ("violations", json.dumps([asdict(v) for v in out.fitted.violations])
+                     ("violations", json.dumps([vars(v) for v in out.fitted.violations])
                       if out.fitted is not None else "[]"),
                      ("fits_digest", payloads["surface_fit"][2] if out.fits is not None
                       else None),
