@@ -299,7 +299,8 @@ def _otm_rows(order, first, f_group, t_group, strike, is_call, fwd_row, bid, ask
                 m += 1
     rows = rows[:m]
     f_rows, tick = np.empty(m), np.empty(m, np.bool_)
-    price, fw, k, tt = np.empty(3 * m), np.empty(3 * m), np.empty(3 * m), np.empty(3 * m)
+    price, fw, strikes, tt = (np.empty(3 * m), np.empty(3 * m), np.empty(3 * m),
+                              np.empty(3 * m))
     call = np.empty(3 * m, np.bool_)
     for i in range(m):
         r, g = rows[i], grp[i]
@@ -319,8 +320,8 @@ def _otm_rows(order, first, f_group, t_group, strike, is_call, fwd_row, bid, ask
         price[m + i] = (a if a_ok else np.nan) * f
         price[2 * m + i] = (0.5 * (b + a) if (b_ok and a_ok) else np.nan) * f
         for s in (i, m + i, 2 * m + i):
-            fw[s], k[s], tt[s], call[s] = f, strike[r], t, is_call[r]
-    return rows, sizes, f_rows, (price, fw, k, tt, call), tick
+            fw[s], strikes[s], tt[s], call[s] = f, strike[r], t, is_call[r]
+    return rows, sizes, f_rows, (price, fw, strikes, tt, call), tick
 
 
 def _venue_forwards(fwd: np.ndarray, qts: np.ndarray | None, first: np.ndarray) -> np.ndarray:
