@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -239,10 +240,11 @@ def _select_many(raw, spread, min_half_spread, start, stop, usable, min_tick, st
     return off, row, idx, ws, ks, mids, lo, hi, k_lo, k_hi
 
 
-def fit_inputs_digest(d: FitData, forward: float, prev_slice: object = None) -> bytes:
+def fit_inputs_digest(d: FitData, forward: float, prev_slice: Any = None) -> bytes:
     """What a slice's fit depends on besides its own previous parameters: the quotes that
     enter it (log-moneyness, mid, loss band, weights, positions), the forward and, for eSSVI,
-    the previous expiry's parameters its calendar constraints come from.  Time to expiry is
+    the previous expiry's parameters its calendar constraints come from (``prev_slice``, a
+    model's parameters: the models import this module, so it is not typed by name).  Time to expiry is
     left out on purpose: it moves at every wake, while the quotes (each inverted at the time
     of its own update, :func:`calibration.quotes.build_snapshot`) stay until they change."""
     h = hashlib.blake2b(digest_size=16)
@@ -250,7 +252,7 @@ def fit_inputs_digest(d: FitData, forward: float, prev_slice: object = None) -> 
         h.update(np.ascontiguousarray(a))  # the array's bytes, without copying them
     h.update(struct.pack("=d", forward))
     if prev_slice is not None:
-        h.update(np.asarray(tuple(vars(prev_slice).values()), dtype=np.float64).tobytes())
+        h.update(prev_slice.to_array().tobytes())  # a model's parameters, in field order
     return h.digest()
 
 

@@ -309,14 +309,14 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
     """
     k = np.ascontiguousarray(k, dtype=float)
     iv_mid = np.ascontiguousarray(iv_mid, dtype=float)
-    wq = np.ones_like(k) if weights is None else np.ascontiguousarray(weights, dtype=float)
+    w = np.ones_like(k) if weights is None else np.ascontiguousarray(weights, dtype=float)
     fk = _NONE if floor_k is None else np.ascontiguousarray(floor_k, dtype=float)
     fw = _NONE if floor_w is None else np.ascontiguousarray(floor_w, dtype=float)
     bid, ask = ((np.ascontiguousarray(iv_bid, dtype=float),
                  np.ascontiguousarray(iv_ask, dtype=float)) if band else (iv_mid, iv_mid))
     has_prev = prev is not None
     pv = prev.to_array() if has_prev else np.zeros(5)
-    out, nev = fit_slice(k, iv_mid, float(t), wq, bid, ask, bool(band), float(mid_weight),
+    out, nev = fit_slice(k, iv_mid, float(t), w, bid, ask, bool(band), float(mid_weight),
                          float(slope_max), float(lam) if has_prev else 0.0, pv,
                          has_prev and warm, int(n_starts), int(max_iter), float(precision), fk,
                          fw)
@@ -324,7 +324,8 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
 
 
 def unit_weights(w: np.ndarray) -> np.ndarray:
-    """Quote weights normalised to sum 1 (as :func:`fit_svi` takes them)."""
+    """Quote weights normalised to sum 1: the numpy definition of what the compiled fit does
+    to the weights it is given (:func:`_slice_inputs`; a test compares the two)."""
     s = np.add.reduce(w)  # w.sum(), without its Python-level wrapper
     return w / (1e-300 if 1e-300 > s else s)
 

@@ -68,8 +68,8 @@ class UtilityBand(Hedger):
 
     The default ``risk_aversion`` of 1e-3 per USD gives a 10-lot short straddle on BTC bands
     of 0.07 (Zakamouline) to 0.26 BTC (Whalley-Wilmott) of delta
-    (``conf/strategy/whalley_wilmott.yaml`` lists them), the scale of ``delta_band``'s 0.1; at 1 per USD they are a few thousandths
-    and the hedger trades almost on every move."""
+    (``conf/strategy/whalley_wilmott.yaml`` lists them), the scale of ``delta_band``'s 0.1;
+    at 1 per USD they are a few thousandths and the hedger trades almost on every move."""
 
     rebalance = "edge"
 
