@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 from numba import njit
@@ -132,7 +133,7 @@ class Surface:
                  violations: Sequence[Violation] | None = None) -> None:
         if not slices:
             raise ValueError("a surface needs at least one slice")
-        self.slices: tuple[SmileSlice, ...] = tuple(sorted(slices, key=lambda s: s.t))
+        self.slices = tuple(sorted(slices, key=lambda s: s.t))
         self.ts_ns = int(ts_ns)
         self.ts = np.array([s.t for s in self.slices])
         self.forwards = np.array([s.forward for s in self.slices])
@@ -144,6 +145,41 @@ class Surface:
             # other surface, is listed by the general check
             violations = () if self._svi_clean() else check_slices([s.view() for s in self.slices])
         self.violations: tuple[Violation, ...] = tuple(violations)
+
+    @classmethod
+    def from_columns(cls, model: Sequence[str], params: np.ndarray, expiry_ns: np.ndarray,
+                     t: np.ndarray, forward: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
+                     ts_ns: int, violations: Sequence[Violation]) -> Surface:
+        """The surface ``Surface([SmileSlice(model[i], PARAMS[model[i]](*params[i]),
+        expiry_ns[i], t[i], forward[i], k_lo[i], k_hi[i]) ...], ts_ns, violations)`` of slices
+        given as columns (``params``: one row of parameters per slice, every model's of one
+        length), equal to it in every value.  The slice objects are made when first asked
+        for: a surface replayed from a stream is read through its stacked arrays
+        (:meth:`forward`, :meth:`total_variance`) far more often than slice by slice."""
+        if not len(t):
+            raise ValueError("a surface needs at least one slice")
+        order = np.argsort(t, kind="stable")  # as __init__'s stable sort
+        self = cls.__new__(cls)
+        self._columns = ([model[i] for i in order.tolist()],
+                         *(np.asarray(c)[order] for c in (params, expiry_ns, t, forward,
+                                                          k_lo, k_hi)))
+        _, par, _, self.ts, self.forwards, _, _ = self._columns
+        self.ts, self.forwards = self.ts.astype(np.float64), self.forwards.astype(np.float64)
+        self.ts_ns = int(ts_ns)
+        self._log_forwards = np.log(self.forwards)
+        self._all_svi = all(m == "svi" for m in self._columns[0])
+        self._svi_par = np.ascontiguousarray(par, dtype=np.float64) if self._all_svi else None
+        self.violations = tuple(violations)
+        return self
+
+    @cached_property
+    def slices(self) -> tuple[SmileSlice, ...]:
+        """The slices in increasing ``t`` (set by ``__init__``; made on first use by
+        :meth:`from_columns`)."""
+        model, par, expiry, t, forward, k_lo, k_hi = self._columns
+        return tuple(SmileSlice(m, PARAMS[m](*p), *rest) for m, p, *rest in zip(
+            model, par.tolist(), expiry.tolist(), t.tolist(), forward.tolist(), k_lo.tolist(),
+            k_hi.tolist()))
 
     def _svi_clean(self) -> bool:
         if not self._all_svi:

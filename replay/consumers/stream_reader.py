@@ -46,6 +46,22 @@ class _WakeRow(NamedTuple):
     oos_n: int
 
 
+class _Events(NamedTuple):
+    """A stream's journal events, laid out by :meth:`StreamReader._events`: the rows that
+    emit, where each row's events start (one more entry: the end), and per event its (kind,
+    source) code (0 wake, 1 surface_fit, 2 calibration_quotes), time, cause and payload
+    digest (32 bytes each)."""
+
+    wake_digest: bytes
+    rows: np.ndarray
+    start: np.ndarray
+    code: np.ndarray
+    ts: np.ndarray
+    cause_stream: np.ndarray
+    cause_seq: np.ndarray
+    digests: bytes
+
+
 class _Blocks:
     """The rows of equal-length columns as tuples of Python scalars (made by ``row``), made
     a block at a time, the last block held: a day's rows as Python objects would cost tens
@@ -114,6 +130,7 @@ class StreamReader:
         self._fits = RowGroups(folder / "fits.parquet")
         self._quotes = RowGroups(folder / "quotes.parquet")
         self._surface: tuple[int, Surface] | None = None
+        self._laid_out: _Events | None = None
 
     def __len__(self) -> int:
         return len(self.wake)
@@ -125,37 +142,55 @@ class StreamReader:
         its ``surface_fit`` and ``calibration_quotes`` events, each at the row's time and
         cause.  The events are chained in one pass and their rows copied as slices of the
         stream's files (:meth:`replay.engine.journal.Journal.append_many`)."""
-        rows = np.flatnonzero(self.has_fits[i0:i1] | self.has_quotes[i0:i1]) + i0
-        if not len(rows):
+        ev = self._events(wake[1])
+        r0, r1 = np.searchsorted(ev.rows, (i0, i1)).tolist()
+        if r0 == r1:
             return
-        n = len(rows)
-        emitted = np.column_stack([np.ones(n, bool), self.has_fits[rows], self.has_quotes[rows]])
-        per_row = emitted.sum(axis=1)
-        digests = np.empty((n, 3, 32), np.uint8)
-        digests[:, 0] = np.frombuffer(wake[1], np.uint8)
-        digests[:, 1], digests[:, 2] = self.fits_digest[rows], self.quotes_digest[rows]
-        seq = np.full(emitted.shape, -1, np.int64)
-        seq[emitted] = journal.append_many(
+        e0, e1 = int(ev.start[r0]), int(ev.start[r1])
+        first = journal.append_many(
             [("wake", "engine"), ("surface_fit", consumer), ("calibration_quotes", consumer)],
-            np.broadcast_to(np.arange(3), emitted.shape)[emitted],
-            np.repeat(self.ts[rows], per_row), np.repeat(self.cause_stream[rows], per_row),
-            np.repeat(self.cause_seq[rows], per_row), digests[emitted].tobytes())
-        journal.add_rows("wake", seq[:, 0], self.ts[rows], {f: v * n for f, v in wake[0].items()})
-        for c, kind, file, first, end in ((1, "surface_fit", self._fits, self.f0, self.f1),
-                                          (2, "calibration_quotes", self._quotes, self.q0,
-                                           self.q1)):
-            has = emitted[:, c]
+            ev.code[e0:e1], ev.ts[e0:e1], ev.cause_stream[e0:e1], ev.cause_seq[e0:e1],
+            ev.digests[32 * e0:32 * e1])[0]
+        rows = ev.rows[r0:r1]
+        wake_seq = ev.start[r0:r1] + (first - e0)  # each row's events follow its wake
+        ts = self.ts[rows]
+        journal.add_rows("wake", wake_seq, ts, {f: v * (r1 - r0) for f, v in wake[0].items()})
+        fits = self.has_fits[rows]
+        for kind, file, first_row, end_row, has, seq in (
+                ("surface_fit", self._fits, self.f0, self.f1, fits, wake_seq + 1),
+                ("calibration_quotes", self._quotes, self.q0, self.q1, self.has_quotes[rows],
+                 wake_seq + 1 + fits)):
             r = rows[has]
             if not len(r):
                 continue
-            lens = end[r] - first[r]
-            a, b = int(first[r[0]]), int(end[r[-1]])
+            lens = end_row[r] - first_row[r]
+            a, b = int(first_row[r[0]]), int(end_row[r[-1]])
             if b - a != lens.sum():
                 raise StreamMismatch(f"surface stream {self.folder}: the {kind} rows of wakes "
                                      f"{self.wake[r[0]]}..{self.wake[r[-1]]} are not contiguous;"
                                      " rebuild it with calibration.cache=refresh")
-            journal.add_rows(kind, np.repeat(seq[has, c], lens), np.repeat(self.ts[r], lens),
+            journal.add_rows(kind, np.repeat(seq[has], lens), np.repeat(ts[has], lens),
                              RowRange(file, a, b))
+
+    def _events(self, wake_digest: bytes) -> _Events:
+        """The journal events of the whole stream, laid out once (a replay splices them a
+        few at a time): for each row that emitted anything, its ``wake`` event (whose
+        payload digest is ``wake_digest``), then its ``surface_fit`` and
+        ``calibration_quotes`` events when it has them."""
+        if self._laid_out is None or self._laid_out.wake_digest != wake_digest:
+            rows = np.flatnonzero(self.has_fits | self.has_quotes)
+            emitted = np.column_stack([np.ones(len(rows), bool), self.has_fits[rows],
+                                       self.has_quotes[rows]])
+            per_row = emitted.sum(axis=1)
+            digests = np.empty((len(rows), 3, 32), np.uint8)
+            digests[:, 0] = np.frombuffer(wake_digest, np.uint8)
+            digests[:, 1], digests[:, 2] = self.fits_digest[rows], self.quotes_digest[rows]
+            self._laid_out = _Events(
+                wake_digest, rows, np.concatenate(([0], np.cumsum(per_row))),
+                np.broadcast_to(np.arange(3), emitted.shape)[emitted],
+                np.repeat(self.ts[rows], per_row), np.repeat(self.cause_stream[rows], per_row),
+                np.repeat(self.cause_seq[rows], per_row), digests[emitted].tobytes())
+        return self._laid_out
 
     def _block(self, file: RowGroups, digest: np.ndarray, i0: int, i1: int) -> Block:
         t, j = file.locate(i0)
@@ -197,12 +232,16 @@ class StreamReader:
         # three scalars, not the wake's whole row: the rows are converted a block at a time
         # (output), and surfaces are asked for at a few wakes in a hundred
         f0, n = int(self.f0[i]), int(self.f1[i] - self.f0[i])
-        model, params, expiry, t, forward, k_lo, k_hi = (self._fits.cells(f0, n, c) for c in (
+        model, (values, ends), *cols = (self._fits.arrays(f0, n, c) for c in (
             "model", "params", "expiry", "t", "forward", "k_lo", "k_hi"))
-        slices = [SmileSlice(m, PARAMS[m](*p), *rest)
-                  for m, p, *rest in zip(model, params, expiry, t, forward, k_lo, k_hi)]
-        surf = Surface(slices, int(self.ts[i]), [
-            Violation(**v) for v in json.loads(self._violations.value(i, "violations"))])
+        ts, violations = int(self.ts[i]), [
+            Violation(**v) for v in json.loads(self._violations.value(i, "violations"))]
+        if n and (np.diff(ends) == ends[1]).all():  # one parameter count: the columns as read
+            surf = Surface.from_columns(model, values.reshape(n, -1), *cols, ts, violations)
+        else:
+            rows = [values[a:b].tolist() for a, b in zip(ends[:-1].tolist(), ends[1:].tolist())]
+            surf = Surface([SmileSlice(m, PARAMS[m](*p), *rest) for m, p, *rest in zip(
+                model, rows, *(c.tolist() for c in cols))], ts, violations)
         self._surface = (wake, surf)
         return surf
 

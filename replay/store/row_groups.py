@@ -81,7 +81,19 @@ class RowGroups:
         return self.cells(row, 1, column)[0]
 
     def cells(self, row: int, n: int, column: str) -> list:
-        """The ``n`` cells from ``row`` on (one group holds them all) as Python objects.
+        """The ``n`` cells from ``row`` on (one group holds them all) as Python objects."""
+        conv = self.arrays(row, n, column)
+        if isinstance(conv, tuple):
+            values, offsets = conv
+            ends = offsets.tolist()
+            return [values[a:b].tolist() for a, b in zip(ends[:-1], ends[1:])]
+        return conv.tolist() if isinstance(conv, np.ndarray) else conv
+
+    def arrays(self, row: int, n: int, column: str
+               ) -> np.ndarray | tuple[np.ndarray, np.ndarray] | list:
+        """The ``n`` cells from ``row`` on (one group holds them all) as a numpy array
+        (numbers without nulls), the flat values of ``n`` lists of numbers and their ``n + 1``
+        offsets into them (from 0), or else a list of Python objects.
 
         Each held group's column is converted once, numbers and lists of numbers through
         numpy: a group's worth of Python objects would cost more memory than its table.
@@ -92,8 +104,9 @@ class RowGroups:
             conv = self._converted[g, column] = _compact(table.column(column))
         if isinstance(conv, tuple):
             values, offsets = conv
-            return [values[offsets[i]:offsets[i + 1]].tolist() for i in range(j, j + n)]
-        return conv[j:j + n].tolist() if isinstance(conv, np.ndarray) else conv[j:j + n]
+            a = offsets[j]
+            return values[a:offsets[j + n]], offsets[j:j + n + 1] - a
+        return conv[j:j + n]
 
 
 def _compact(column: pa.ChunkedArray) -> np.ndarray | tuple[np.ndarray, np.ndarray] | list:

@@ -135,3 +135,30 @@ def test_total_variance_rows_is_the_interpolation_row_by_row(make):
     got = surf.total_variance_rows(k, t)
     want = surf.total_variance(k, np.broadcast_to(t[:, None], k.shape))
     assert_allclose(got, want, rtol=1e-13, atol=1e-16)
+
+
+@pytest.mark.parametrize("make", [_svi_surface, essvi_surface])
+def test_a_surface_from_columns_equals_the_one_from_slices(make):
+    """The columns of a surface's slices, shuffled, give the same surface: the same slices (made
+    on first use), maturities, forwards, violations and values, to the bit."""
+    want = make()
+    order = np.random.default_rng(2).permutation(len(want.slices))
+    sl = [want.slices[i] for i in order]
+    params = np.array([[float(x) for x in vars(s.params).values()] for s in sl])
+    got = Surface.from_columns([s.model for s in sl], params,
+                               *(np.array([getattr(s, f) for s in sl]) for f in (
+                                   "expiry_ns", "t", "forward", "k_lo", "k_hi")),
+                               want.ts_ns, want.violations)
+    assert_array_equal(got.ts, want.ts)
+    assert_array_equal(got.forwards, want.forwards)
+    if want._all_svi:
+        assert_array_equal(got.svi_params(), want.svi_params())
+    k = np.linspace(-0.5, 0.5, 11)
+    for t in [0.003, 0.05, 0.3, 2.0]:
+        assert_array_equal(got.iv(k * 9e4 + 9e4, t), want.iv(k * 9e4 + 9e4, t))
+    assert got.slices == want.slices
+    assert [type(x) for s in got.slices for x in vars(s.params).values()] == \
+        [float] * len(want.slices) * len(vars(want.slices[0].params))
+    assert got.violations == want.violations and got.ts_ns == want.ts_ns
+    with pytest.raises(ValueError):
+        Surface.from_columns([], np.zeros((0, 5)), *[np.zeros(0)] * 5, 0, ())

@@ -34,6 +34,11 @@ def test_cells_and_values_are_the_rows_across_groups(tmp_path):
             # repr keeps NaN equal to NaN and tells -0.0 from 0.0
             assert repr(got) == repr(ref), c
         assert groups.value(row, "maybe") == want[row]["maybe"]
+        values, offsets = groups.arrays(row, n, "xs")  # a list column: values and offsets
+        assert offsets[0] == 0 and len(offsets) == n + 1
+        assert [values[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])] == \
+            [w["xs"] for w in want[row:row + n]]
+        assert groups.arrays(row, n, "x").dtype == "float64"
     assert len(groups._held) <= 2
 
 
