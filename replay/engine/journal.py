@@ -56,25 +56,19 @@ class Journal:
     directly instead of into the write-ahead log and again at the checkpoint (on a cached
     synthetic day: 0.25 s instead of 1.6 s).  The inserts run on a writer thread, up to
     :attr:`IN_FLIGHT` writes queued while the caller goes on; :meth:`flush` and :meth:`sync`
-    wait for them."""
+    wait for them.
+
+    A journal opened with ``path=None`` keeps the running hash and the seqs and stores
+    nothing: the replay of a surface-stream build, whose journal nobody reads, then spends no
+    time on rows (its hash is still recorded)."""
 
     IN_FLIGHT = 2  #: writes queued for the writer thread before the caller waits
 
-    def __init__(self, path: str | os.PathLike, flush_rows: int = 65536,
+    def __init__(self, path: str | os.PathLike | None, flush_rows: int = 65536,
                  commit_rows: int = 1 << 20, memory_limit: str = "64MB"):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.con = duckdb.connect(str(self.path))
-        # DuckDB keeps the blocks it writes cached up to its memory limit (80 % of RAM by
-        # default), so the writer's memory grew with the journal (93 MB after the large bench
-        # store's 96 hours); an append needs one flush of rows at a time.
-        self.con.execute("SET memory_limit = ?", [memory_limit]).fetchall()
-        # The default 16 MB WAL threshold made about one commit in three a checkpoint that
-        # rewrote the tables' last row groups: the checkpoint runs once, at close.
-        self.con.execute("SET checkpoint_threshold = '1GB'").fetchall()
-        # Appends are small batches in one session: a second thread only coordinates (a
-        # cached day's fit rows insert in 0.54 s on one thread, 0.74 s on two).
-        self.con.execute("SET threads = 1").fetchall()
+        # path None: the running hash and the seqs only, no rows stored (nor buffered past a
+        # flush): the replay of a surface-stream build, whose journal nobody reads
+        self.path = None if path is None else Path(path)
         self.flush_rows, self.commit_rows = flush_rows, commit_rows
         self._uncommitted = 0  # rows written in the open transaction (0: none open)
         self.seq = -1  # last appended seq
@@ -90,10 +84,25 @@ class Journal:
         self._parts: dict[str, list[tuple[np.ndarray, np.ndarray, Any]]] = {}
         self._prefixes: dict[tuple[str, str], bytes] = {}
         self._buffered = 0
-        # the inserts run on one writer thread, one write at a time, in order
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         self._inflight: deque[Future] = deque()
         self._tables: set[str] = set()
+        self.con: duckdb.DuckDBPyConnection | None = None
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.con = duckdb.connect(str(self.path))
+        # DuckDB keeps the blocks it writes cached up to its memory limit (80 % of RAM by
+        # default), so the writer's memory grew with the journal (93 MB after the large bench
+        # store's 96 hours); an append needs one flush of rows at a time.
+        self.con.execute("SET memory_limit = ?", [memory_limit]).fetchall()
+        # The default 16 MB WAL threshold made about one commit in three a checkpoint that
+        # rewrote the tables' last row groups: the checkpoint runs once, at close.
+        self.con.execute("SET checkpoint_threshold = '1GB'").fetchall()
+        # Appends are small batches in one session: a second thread only coordinates (a
+        # cached day's fit rows insert in 0.54 s on one thread, 0.74 s on two).
+        self.con.execute("SET threads = 1").fetchall()
+        # the inserts run on one writer thread, one write at a time, in order
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         try:
             self._ensure_tables()
         except BaseException:
@@ -238,6 +247,8 @@ class Journal:
         the caller goes on."""
         if table in {"journal", "journal_meta"} | {k.table for k in KINDS.values()}:
             raise ValueError(f"{table} is a journal table, not a copied one")
+        if self.con is None:
+            return
         self._submit(self._execute,
                      f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM read_parquet($f)',
                      {"f": str(parquet)})
@@ -253,6 +264,9 @@ class Journal:
     def _write(self) -> None:
         """Hand the buffered rows, one Arrow table per table, to the writer thread, which
         inserts them in the open transaction."""
+        if self.con is None:  # nothing is stored: drop what was buffered
+            self._main, self._main_runs, self._buf, self._parts = [], [], {}, {}
+            self._buffered = 0
         if not self._buffered:
             return
         begin = not self._uncommitted
@@ -302,6 +316,8 @@ class Journal:
 
     def truncate_after(self, seq: int, running_hash: bytes) -> None:
         """Drop every event after ``seq`` (resume from a snapshot taken at that seq)."""
+        if self.con is None:
+            raise ValueError("a journal that stores no rows cannot be cut back")
         self.flush()
         n = self.con.execute("SELECT count(*) FROM journal WHERE seq <= ?", [seq]).fetchall()[0][0]
         if n != seq + 1:
@@ -315,6 +331,8 @@ class Journal:
         self.seq, self.hash = seq, running_hash
 
     def close(self) -> None:
+        if self.con is None:
+            return
         try:
             self.flush()
         finally:  # a failed write still lets go of the thread and the database file

@@ -86,7 +86,7 @@ class ReplayResult:
     wall_seconds: float
     events_per_second: float
     journal_hash: str
-    journal_path: Path
+    journal_path: Path | None  # None: a replay run with keep_journal=False
     n_wakes: int
     positions: dict[int, float]  # contracts per instrument at the end, from the venue's books
 
@@ -118,7 +118,8 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
                expiries: Sequence[int] | None = None, batch_rows: int = 1 << 20,
                engine: str = "fast", prefetch: bool = True,
                duckdb_memory_limit: str = "256MB",
-               copy_tables: Mapping[str, Path] | None = None) -> ReplayResult:
+               copy_tables: Mapping[str, Path] | None = None,
+               keep_journal: bool = True) -> ReplayResult:
     """Replay a store into consumers, journaling to ``out_dir/journal.duckdb``.
 
     ``resume`` is a run directory or a snapshot file: the run continues from the last good
@@ -127,6 +128,8 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
     callable ``(n_events, now_ns)`` called after each batch.  ``engine="reference"`` runs the
     per-event Python reference (small data only; no resume).  ``copy_tables``: journal tables
     copied from Parquet files while the replay runs (:meth:`Journal.copy_table`).
+    ``keep_journal=False``: the journal's hash is computed but no row is stored (no
+    ``journal.duckdb``; ``journal_path`` is None), for a replay whose journal nobody reads.
     """
     from replay.engine import snapshot as snap
 
@@ -134,6 +137,8 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
     out.mkdir(parents=True, exist_ok=True)
     jpath, sdir = out / "journal.duckdb", out / "snapshots"
     payload = snap.load_latest(resume) if resume is not None else None
+    if payload is not None and not keep_journal:
+        raise ValueError("a resumed replay continues its stored journal: keep_journal=True")
     if payload is None:
         for p in (jpath, Path(str(jpath) + ".wal")):
             p.unlink(missing_ok=True)
@@ -146,7 +151,7 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
         instruments = Instruments.from_arrow(store.instruments())
         und = instruments.default_underlying() if underlying_id is None else int(underlying_id)
         state = MarketState.empty(len(instruments), und)
-        journal = Journal(jpath)
+        journal = Journal(jpath if keep_journal else None)
         want_snaps = bool(snapshot_every_events or snapshot_every_ns)
         rt = Runtime(consumers, instruments, state, journal, venue=venue, seed=seed,
                      snapshot_every_events=snapshot_every_events,
@@ -186,7 +191,7 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
     wall = time.perf_counter() - t0
     n = state.n_events - n0
     return ReplayResult(n, state.n_events, wall, n / wall if wall > 0 else 0.0, journal.hash_hex,
-                        jpath, rt.n_wakes, rt.positions())
+                        jpath if keep_journal else None, rt.n_wakes, rt.positions())
 
 
 @contextmanager

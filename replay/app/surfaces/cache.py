@@ -220,7 +220,7 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict
                          expiries=list(sel.expiries) if sel.expiries else None,
                          # a day's build takes minutes: a bar on a terminal, log lines else
                          progress=None if sys.stderr.isatty() else ProgressLog(),
-                         prefetch=FEED_READ_AHEAD)
+                         prefetch=FEED_READ_AHEAD, keep_journal=False)
     rows = recorder.write()
     # the surface dynamics derive from the published fits alone: a projection too
     dynamics = recorded_dynamics(folder / "fits.parquet", folder / DYNAMICS_FILE)

@@ -86,6 +86,28 @@ def test_running_hash_chain_flush_independence_and_audit(tmp_path):
     j.close()
 
 
+def test_a_journal_without_a_path_keeps_the_hash_and_stores_nothing(tmp_path):
+    """``Journal(None)`` chains the same hash and seqs as a stored journal, through every
+    flush, and writes no file; it cannot be cut back to a snapshot."""
+    wake = KINDS["wake"]
+    rows = {"consumer": ["cal"] * 2, "reason": ["deadline"] * 2}
+    digest = payload_digest(wake, columns_of(wake, {"consumer": "cal", "reason": "deadline"})[1])
+    journals = Journal(tmp_path / "j.duckdb", flush_rows=3), Journal(None, flush_rows=3)
+    for j in journals:
+        _write(j)
+        seq = j.append_many([("wake", "engine")], np.zeros(2, np.int64), np.array([200, 201]),
+                            np.array([2, 2]), np.array([30, 31]), digest * 2)
+        j.add_rows("wake", seq, np.array([200, 201]), rows)
+        j.flush()
+    stored, bare = journals
+    stored.close()
+    bare.close()
+    assert bare.hash == stored.hash and bare.seq == stored.seq
+    assert bare.path is None and list(tmp_path.iterdir()) == [tmp_path / "j.duckdb"]
+    with pytest.raises(ValueError, match="cut back"):
+        bare.truncate_after(0, H0)
+
+
 def test_append_many_writes_what_append_writes(tmp_path):
     """A run of recorded events chained by ``append_many``, their rows added by ``add_rows``
     (as a replayed surface stream splices them), gives the journal and hash that appending

@@ -97,6 +97,19 @@ def test_refresh_rebuilds_and_auto_reuses(gbm_quarter_hour, cold, tmp_path):
     assert files and all(not (f.stat().st_mode & 0o222) for f in files)  # read-only
 
 
+def test_the_build_records_the_hash_of_a_calibration_only_run(gbm_quarter_hour, cold, tmp_path):
+    """The build's replay stores no journal; the hash it records is the one a live
+    calibration-only run (no book, no strategy) stores."""
+    alone = {"book": None, "strategy": None}
+    live = replay.run({**_cfg(gbm_quarter_hour, tmp_path / "live", cache="off"), **alone})
+    built = replay.run(_cfg(gbm_quarter_hour, tmp_path / "built", cache="refresh"))
+    stream = Path(built["surface_stream"]["path"])
+    manifest = json.loads((stream / "manifest.json").read_text())
+    assert manifest["calibration_journal_hash"] == live["journal_hash"]
+    assert recompute_hash(tmp_path / "live" / "journal.duckdb") == live["journal_hash"]
+    assert not [f for f in stream.rglob("*") if f.suffix in (".duckdb", ".wal")]
+
+
 def test_a_change_of_data_or_config_is_a_miss(gbm_quarter_hour, cold, tmp_path):
     base = replay.run(_cfg(gbm_quarter_hour, tmp_path / "base"))["surface_stream"]["key"]
     lam = replay.run(_cfg(gbm_quarter_hour, tmp_path / "lam", lam=0.01))["surface_stream"]
