@@ -99,36 +99,43 @@ def _attach_waiting(con: duckdb.DuckDBPyConnection, store: str | Path, journal: 
 
 
 def fills_table(con: duckdb.DuckDBPyConnection, horizons_s: list[float]) -> duckdb.DuckDBPyRelation:
-    """One row per execution with arrival/decision slippage and markouts (see module doc)."""
-    mk_cols, mk_joins = [], []
-    for j, h in enumerate(horizons_s):
-        a = f"m{j}"
-        end = f"e.ts + {int(h * NS)}"
-        # a horizon past the end of the data, or past the option's expiry, has no mid.  The
-        # test is on the joined mid, not in the ON clause: DuckDB plans an ASOF JOIN only for
-        # equalities plus one inequality, and with more conditions it fell back to a
-        # nested-loop join over every earlier quote (minutes on a long run, growing with it)
+    """One row per execution with arrival/decision slippage and markouts (see module doc).
+
+    Every mid it reads (at the decision and at each horizon after the fill) is looked up by
+    one ASOF JOIN of all those probes: a join sorts the mids, and a join per horizon sorted
+    them once per horizon (0.12 s against 0.03 s on a day's thousand fills)."""
+    at = ["o.ts", *(f"e.ts + {int(h * NS)}" for h in horizons_s)]  # probe j: at[j]
+    probes = " UNION ALL ".join(
+        f"SELECT e.rowid AS rid, {j} AS j, e.instrument_id, {t} AS t "
+        "FROM executions e JOIN orders o USING (order_id)" for j, t in enumerate(at))
+    mids = ", ".join(f"max(q.mid) FILTER (WHERE p.j = {j}) AS mid{j}" for j in range(len(at)))
+    mk_cols = []
+    for j, h in enumerate(horizons_s, start=1):
+        end = at[j]
+        # a horizon past the end of the data, or past the option's expiry, has no mid
         mid = (f"CASE WHEN {end} <= (SELECT max(ts) FROM mids) "
-               f"AND {end} < coalesce(i.expiry_ns, {end} + 1) THEN {a}.mid END")
-        mk_joins.append(f"ASOF LEFT JOIN mids {a} ON {a}.instrument_id = e.instrument_id "
-                        f"AND {a}.ts <= {end}")
+               f"AND {end} < coalesce(i.expiry_ns, {end} + 1) THEN m.mid{j} END")
         mk_cols.append(f"sign(e.qty) * ({mid} - e.price) / e.price * 1e4 AS markout_{_hname(h)}")
         mk_cols.append(f"sign(e.qty) * ({mid} - e.arrival_mid) / e.arrival_mid * 1e4 "
                        f"AS markout_mid_{_hname(h)}")
     sql = f"""
+    WITH m AS (
+        SELECT p.rid, {mids}
+        FROM ({probes}) p
+        ASOF LEFT JOIN mids q ON q.instrument_id = p.instrument_id AND q.ts <= p.t
+        GROUP BY p.rid)
     SELECT e.seq, e.ts, e.order_id, e.instrument_id, i.name AS instrument, i.kind,
            CASE WHEN i.kind = 'option' THEN 'option' ELSE 'hedge' END AS leg,
            e.qty, e.price, e.fee, e.fee_usd, e.slippage_usd, e.usd_per_coin, e.arrival_mid,
-           o.ts AS decision_ts, d.mid AS decision_mid,
+           o.ts AS decision_ts, m.mid0 AS decision_mid,
            sign(e.qty) * (e.price - e.arrival_mid) / e.arrival_mid * 1e4 AS spread_cost_bps,
-           sign(e.qty) * (e.arrival_mid - d.mid) / d.mid * 1e4 AS delay_cost_bps,
-           sign(e.qty) * (e.price - d.mid) / d.mid * 1e4 AS slippage_vs_decision_bps,
+           sign(e.qty) * (e.arrival_mid - m.mid0) / m.mid0 * 1e4 AS delay_cost_bps,
+           sign(e.qty) * (e.price - m.mid0) / m.mid0 * 1e4 AS slippage_vs_decision_bps,
            {', '.join(mk_cols) if mk_cols else 'NULL AS no_markouts'}
     FROM executions e
     JOIN orders o USING (order_id)
     JOIN mkt.instruments i ON i.instrument_id = e.instrument_id
-    ASOF LEFT JOIN mids d ON d.instrument_id = e.instrument_id AND d.ts <= o.ts
-    {' '.join(mk_joins)}
+    JOIN m ON m.rid = e.rowid
     ORDER BY e.seq"""
     return con.sql(sql)
 
@@ -143,25 +150,33 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     r AS (SELECT order_id, sum(qty) AS unfilled, max(ts) AS gave_up_ts
           FROM rejections GROUP BY order_id),
     o AS (SELECT o.*, coalesce(r.gave_up_ts, o.arrival_ts) AS end_ts
-          FROM orders o LEFT JOIN r USING (order_id))
+          FROM orders o LEFT JOIN r USING (order_id)),
+    -- the mids at the decision (j = 0) and at the end (j = 1), in one ASOF JOIN
+    m AS (SELECT p.order_id, max(q.mid) FILTER (WHERE p.j = 0) AS decision_mid,
+                 max(q.mid) FILTER (WHERE p.j = 1) AS end_mid
+          FROM (SELECT order_id, 0 AS j, instrument_id, ts AS t FROM o UNION ALL
+                SELECT order_id, 1, instrument_id, end_ts FROM o) p
+          ASOF LEFT JOIN mids q ON q.instrument_id = p.instrument_id AND q.ts <= p.t
+          GROUP BY p.order_id)
     SELECT o.order_id, o.ts, o.instrument_id, i.kind, o.qty AS ordered,
            coalesce(f.filled, 0) AS filled, coalesce(r.unfilled, 0) AS unfilled,
-           d.mid AS decision_mid, a.mid AS end_mid,
+           m.decision_mid, m.end_mid,
            -- USD value of a unit price change per contract: options quote coin premiums; an
            -- inverse perp/future contract is worth cs/P coin, so dP moves it by cs*dP/P USD
            CASE WHEN i.kind = 'option' AND i.settlement = 'inverse'
                      THEN i.contract_size * coalesce(f.usd, u.usd_per_coin)
-                WHEN i.settlement = 'inverse' THEN i.contract_size / d.mid
+                WHEN i.settlement = 'inverse' THEN i.contract_size / m.decision_mid
                 ELSE i.contract_size END AS usd_per_price,
-           (coalesce(f.qty_px, 0) - coalesce(f.filled, 0) * d.mid) * usd_per_price AS execution_usd,
-           coalesce(r.unfilled, 0) * (a.mid - d.mid) * usd_per_price AS opportunity_usd,
+           (coalesce(f.qty_px, 0) - coalesce(f.filled, 0) * m.decision_mid) * usd_per_price
+               AS execution_usd,
+           coalesce(r.unfilled, 0) * (m.end_mid - m.decision_mid) * usd_per_price
+               AS opportunity_usd,
            coalesce(f.fees_usd, 0) AS fees_usd,
            execution_usd + opportunity_usd + fees_usd AS shortfall_usd
     FROM o
     JOIN mkt.instruments i ON i.instrument_id = o.instrument_id
     LEFT JOIN f USING (order_id) LEFT JOIN r USING (order_id)
-    ASOF LEFT JOIN mids d ON d.instrument_id = o.instrument_id AND d.ts <= o.ts
-    ASOF LEFT JOIN mids a ON a.instrument_id = o.instrument_id AND a.ts <= o.end_ts
+    JOIN m USING (order_id)
     -- an option order that never filled: the coin's USD rate of the venue's last fill before it
     ASOF LEFT JOIN (SELECT ts, usd_per_coin FROM executions) u ON u.ts <= o.ts
     ORDER BY o.order_id""")
