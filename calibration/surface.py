@@ -232,7 +232,7 @@ class Surface:
                     self.svi_params(), self.ts, np.ascontiguousarray(k).reshape(1, -1),
                     np.array([float(t)])).reshape(k.shape)
             return self._total_variance_at(k, float(t))
-        k, t = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(t, dtype=float))
+        k, t = _broadcast(k, t)
         # each point on its own maturity: one row of one point per (k, t) pair
         return self.total_variance_rows(k.reshape(-1, 1), t.ravel()).reshape(k.shape)
 
@@ -268,7 +268,7 @@ class Surface:
 
     def iv(self, strike: np.ndarray, t: float | np.ndarray) -> np.ndarray:
         """Implied vol (fraction) at ``strike`` and year fraction ``t``."""
-        strike, t = np.broadcast_arrays(np.asarray(strike, dtype=float), np.asarray(t, dtype=float))
+        strike, t = _broadcast(strike, t)
         k = np.log(strike / self.forward(t))
         return np.sqrt(np.maximum(self.total_variance(k, t), 0.0) / np.maximum(t, 1e-300))
 
@@ -313,6 +313,13 @@ class Surface:
             if s.expiry_ns == expiry_ns:
                 return s
         return None
+
+
+def _broadcast(a: np.ndarray | float, b: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+    """``np.broadcast_arrays`` of ``a`` and ``b`` as floats, without its cost (a few
+    microseconds a call) when their shapes already agree."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return (a, b) if a.shape == b.shape else np.broadcast_arrays(a, b)
 
 
 #: even steps of the range two slices share at which :func:`calendar_floor` tests and floors

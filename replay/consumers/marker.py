@@ -107,42 +107,43 @@ class PnLMarker:
         return mark_price(ctx, self.venue.specs[iid], iid, self.board, self.mark_options)
 
     def _state(self, ctx, ids: list[int], mk) -> dict:
-        """What the next step's explain needs: per option (F, sigma, t, greeks) and totals."""
-        m = ctx.market
-        opts = [i for i in ids if self.venue.specs[i].is_option]
+        """What the next step's explain needs: per option (F, sigma, t, greeks, the smile's
+        shape at its maturity) and totals.  The surface is read once for all the options."""
+        m, specs = ctx.market, self.venue.specs
+        opts = [i for i in ids if specs[i].is_option]
         st = {"ts": ctx.now, "total": mk.total_usd, "hedge": mk.hedge_usd,
               "fees": -mk.fees_usd, "funding": mk.funding_usd,
               "slippage": -sum(self.venue.slippage_usd.values()),
               "hedge_slippage": -self.venue.slippage_usd["hedge"], "opt": {}}
-        for i in opts:
-            spec = self.venue.specs[i]
-            f = _forward(m, i)
-            t = float(time_to_expiry(ctx.now, spec.expiry_ns))
-            sigma = math.nan
-            if self.board is not None and self.board.surface is not None and t > 0:
-                sigma = float(np.asarray(self.board.surface.iv_expiry(
-                    np.array([spec.strike]), spec.expiry_ns)).ravel()[0])
-            if not math.isfinite(sigma):
-                mid = float(m.mid(i))
-                sigma = float(np.asarray(implied_vol(mid * f, f, spec.strike, t, spec.is_call)))
-            qty = self.venue.portfolio.net_qty().get(i, 0.0)
-            g = dict(zip(GREEK_NAMES, greeks_one(f, float(spec.strike), t, sigma,
-                                                 bool(spec.is_call)))) \
-                if t > 0 and math.isfinite(sigma) else None
-            st["opt"][i] = {"F": f, "sigma": sigma, "t": t, "n": qty * spec.contract_size,
-                            "g": g,
-                            **self._smile_shape(spec.strike, t)}
-        return st
-
-    def _smile_shape(self, strike: float, t: float) -> dict:
-        """The published smile at the option's maturity: ATM vol, ATM skew ``d sigma / dk``
-        (central difference) and the option's log-moneyness (NaN without a surface)."""
+        if not opts:
+            return st
+        strike = np.array([float(specs[i].strike) for i in opts])
+        expiry = np.array([specs[i].expiry_ns for i in opts], dtype=np.int64)
+        t = time_to_expiry(ctx.now, expiry)
+        sigma, atm, skew, fwd = np.full((4, len(opts)), math.nan)
         surf = self.board.surface if self.board is not None else None
-        if surf is None or not t > 0:
-            return {"atm": math.nan, "skew": math.nan, "k": math.nan}
-        f = float(np.asarray(surf.forward(t)))
-        atm, skew = surf.vol_and_skew(f, t)
-        return {"atm": float(atm), "skew": float(skew), "k": math.log(strike / f)}
+        live = t > 0
+        if surf is not None and live.any():
+            sigma[live] = surf.iv_expiry(strike[live], expiry[live])
+            # the published smile at the option's maturity: ATM vol, ATM skew d sigma / dk
+            # (central difference) and the option's log-moneyness against its forward
+            fwd[live] = surf.forward(t[live])
+            atm[live], skew[live] = surf.vol_and_skew(fwd[live], t[live])
+        net = self.venue.portfolio.net_qty()
+        for j, i in enumerate(opts):
+            spec, tj, sg = specs[i], float(t[j]), float(sigma[j])
+            f = _forward(m, i)
+            if not math.isfinite(sg):
+                mid = float(m.mid(i))
+                sg = float(np.asarray(implied_vol(mid * f, f, spec.strike, tj, spec.is_call)))
+            g = dict(zip(GREEK_NAMES, greeks_one(f, float(spec.strike), tj, sg,
+                                                 bool(spec.is_call)))) \
+                if tj > 0 and math.isfinite(sg) else None
+            st["opt"][i] = {"F": f, "sigma": sg, "t": tj,
+                            "n": net.get(i, 0.0) * spec.contract_size, "g": g,
+                            "atm": float(atm[j]), "skew": float(skew[j]),
+                            "k": math.log(spec.strike / fwd[j]) if live[j] else math.nan}
+        return st
 
     def _attribute(self, ctx, a: dict, b: dict) -> None:
         out = attribute_step(a, b, lambda i: _forward(ctx.market, i))
