@@ -98,6 +98,7 @@ class QuoteRows:
     min_tick: np.ndarray
     stale: np.ndarray
     two_sided: np.ndarray
+    quote_ts: np.ndarray | None = None  # None unless every slice knows its quotes' times
 
 
 _FLAT_FIELDS = ("k", "bid_iv", "ask_iv", "mid_iv", "mark_iv", "min_tick", "stale", "two_sided")
@@ -118,10 +119,12 @@ class QuoteSnapshot:
             return self.base
         n = np.array([sl.n for sl in self.slices], dtype=np.int64)
         stop = np.cumsum(n)
+        known = all(sl.quote_ts is not None for sl in self.slices)
         return QuoteRows(stop - n, stop, **{
             f: np.concatenate([getattr(sl, f) for sl in self.slices]) if self.slices
             else np.zeros(0, bool if f in ("min_tick", "stale", "two_sided") else float)
-            for f in _FLAT_FIELDS})
+            for f in _FLAT_FIELDS}, quote_ts=np.concatenate(
+                [sl.quote_ts for sl in self.slices]) if known and self.slices else None)
 
     @property
     def n_quotes(self) -> int:
@@ -136,16 +139,20 @@ class QuoteSnapshot:
         slices' forwards and times: the out-of-sample set of a surface fitted at ``since``.
         A slice left with fewer than ``min_quotes`` two-sided quotes is dropped, as
         :func:`build_snapshot` drops one."""
+        if not self.slices:
+            return QuoteSnapshot(self.ts_ns, ())
+        rows = self.rows
+        if rows.quote_ts is None:
+            raise ValueError("QuoteSnapshot.fresh needs the quotes' quote_ts")
+        # each slice's fresh two-sided quotes, counted over the flat rows at once
+        keep = rows.quote_ts > since
+        counted = np.concatenate(([0], np.cumsum(keep & rows.two_sided)))
         out = []
-        for sl in self.slices:
-            if sl.quote_ts is None:
-                raise ValueError("QuoteSnapshot.fresh needs the quotes' quote_ts")
-            keep = sl.quote_ts > since
-            if int((keep & sl.two_sided).sum()) < min_quotes:
-                continue
+        for i in np.flatnonzero(counted[rows.stop] - counted[rows.start] >= min_quotes):
+            sl, mine = self.slices[i], keep[rows.start[i]:rows.stop[i]]
             out.append(replace(
-                sl, **{f: getattr(sl, f)[keep] for f in _ROW_FIELDS},
-                instrument=np.asarray(sl.instrument, dtype=object)[keep]
+                sl, **{f: getattr(sl, f)[mine] for f in _ROW_FIELDS},
+                instrument=np.asarray(sl.instrument, dtype=object)[mine]
                 if len(sl.instrument) else ()))
         return QuoteSnapshot(self.ts_ns, tuple(out))
 
@@ -268,7 +275,8 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
             forward_source=src, forward_disagreement_bps=float(bps)))
     begin = np.array(starts, dtype=np.int64)
     base = QuoteRows(begin, begin + np.array([s.n for s in slices], dtype=np.int64),
-                     two_sided=two, **{c: cols[c] for c in _FLAT_FIELDS if c != "two_sided"})
+                     two_sided=two, quote_ts=cols["quote_ts"],
+                     **{c: cols[c] for c in _FLAT_FIELDS if c != "two_sided"})
     return QuoteSnapshot(int(ts_ns), tuple(slices), base)
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,11 @@ class Block:
     i1: int
 
 
+def _write_tables(tables: list[tuple[pq.ParquetWriter, pa.Table]]) -> None:
+    for writer, table in tables:
+        writer.write_table(table)
+
+
 class StreamMismatch(StoreError):
     """A cached surface stream that does not belong to the replay reading it."""
 
@@ -107,6 +113,9 @@ class StreamRecorder:
         self.folder = None if folder is None else Path(folder)
         self.group_wakes = int(group_wakes)
         self._writers: dict[str, pq.ParquetWriter] = {}
+        # the row groups are encoded and written on a thread of their own, one at a time
+        self._encoder: ThreadPoolExecutor | None = None
+        self._writing: Future | None = None
         # one list per column of each file, in the files' column order
         cols = {name: {c: [] for c in schema.names} for name, schema in self.schemas().items()}
         self.wakes, self.fits, self.quotes = cols["wakes"], cols["fits"], cols["quotes"]
@@ -194,7 +203,10 @@ class StreamRecorder:
         }
 
     def _flush(self) -> None:
-        """Append what is held to the files as one row group each and forget it."""
+        """Append what is held to the files as one row group each and forget it.  The
+        tables are made here; their encoding and writing runs on the encoder thread while
+        the build goes on (the previous row groups' first, so the files keep their order)."""
+        tables = []
         for name, schema in self.schemas().items():
             cols = getattr(self, name)
             writer = self._writers.get(name)
@@ -206,9 +218,19 @@ class StreamRecorder:
                 writer = self._writers[name] = pq.ParquetWriter(
                     self.folder / f"{name}.parquet", schema, compression="lz4")
             if cols["wake"]:
-                writer.write_table(pa.table(cols, schema=schema))
+                tables.append((writer, pa.table(cols, schema=schema)))
             for v in cols.values():
                 v.clear()
+        self._wait()
+        if self._encoder is None:
+            self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stream-write")
+        self._writing = self._encoder.submit(_write_tables, tables)
+
+    def _wait(self) -> None:
+        """Wait for the row groups being written (raising what their writing raised)."""
+        if self._writing is not None:
+            writing, self._writing = self._writing, None
+            writing.result()
 
     def write(self, folder: str | Path | None = None) -> dict:
         """Write what is left and close the files (in ``folder``, if none was given at
@@ -218,8 +240,14 @@ class StreamRecorder:
                 raise ValueError("StreamRecorder.write needs a folder")
             self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._flush()
-        for writer in self._writers.values():
-            writer.close()
-        self._writers = {}
+        try:
+            self._flush()
+            self._wait()
+        finally:
+            for writer in self._writers.values():
+                writer.close()
+            self._writers = {}
+            if self._encoder is not None:
+                self._encoder.shutdown()
+                self._encoder = None
         return {"wakes": self.n_wakes, "fits": self.n_fits, "quotes": self.n_quotes}

@@ -6,7 +6,7 @@ from numpy.testing import assert_array_equal
 
 from calibration.pricing.black import black_price
 from calibration.pricing.iv_memo import IVMemo
-from calibration.quotes import _venue_forwards, build_snapshot
+from calibration.quotes import QuoteSnapshot, _venue_forwards, build_snapshot
 
 NS_DAY = 86_400 * 10 ** 9
 NOW = 10 * NS_DAY
@@ -47,6 +47,11 @@ def test_fresh_is_the_snapshot_of_the_quotes_updated_since():
             assert_array_equal(getattr(a, f), getattr(b, f))
         assert_array_equal(a.instrument, b.instrument)
         assert np.all(a.quote_ts > since)
+    # a snapshot made of the slices alone (no flat block of rows) gives the same
+    joined = QuoteSnapshot(full.ts_ns, full.slices).fresh(since)
+    for a, b in zip(joined.slices, fresh.slices, strict=True):
+        for f in ("strike", "k", "bid_iv", "ask_iv", "quote_ts"):
+            assert_array_equal(getattr(a, f), getattr(b, f))
 
 
 def test_fresh_drops_slices_left_too_thin_and_needs_quote_times():
