@@ -112,7 +112,10 @@ def fills_table(con: duckdb.DuckDBPyConnection, horizons_s: list[float]) -> duck
     mk_cols = []
     for j, h in enumerate(horizons_s, start=1):
         end = at[j]
-        # a horizon past the end of the data, or past the option's expiry, has no mid
+        # a horizon past the end of the data, or past the option's expiry, has no mid.  The
+        # test is on the joined mid, not in the join's ON clause: DuckDB plans an ASOF JOIN
+        # only for equalities plus one inequality, and with more conditions it fell back to
+        # a nested-loop join over every earlier quote (minutes on a long run, growing with it)
         mid = (f"CASE WHEN {end} <= (SELECT max(ts) FROM mids) "
                f"AND {end} < coalesce(i.expiry_ns, {end} + 1) THEN m.mid{j} END")
         mk_cols.append(f"sign(e.qty) * ({mid} - e.price) / e.price * 1e4 AS markout_{_hname(h)}")

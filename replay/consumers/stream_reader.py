@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from calibration.arbitrage import Violation
 from calibration.quality import FitQuality, OOSError
-from calibration.surface import PARAMS, SmileSlice, Surface
+from calibration.surface import Surface
 from replay.consumers.surface_stream import (
     FILES,
     INT_QUALITY,
@@ -232,16 +232,13 @@ class StreamReader:
         # three scalars, not the wake's whole row: the rows are converted a block at a time
         # (output), and surfaces are asked for at a few wakes in a hundred
         f0, n = int(self.f0[i]), int(self.f1[i] - self.f0[i])
-        model, (values, ends), *cols = (self._fits.arrays(f0, n, c) for c in (
+        model, (values, _), *cols = (self._fits.arrays(f0, n, c) for c in (
             "model", "params", "expiry", "t", "forward", "k_lo", "k_hi"))
         ts, violations = int(self.ts[i]), [
             Violation(**v) for v in json.loads(self._violations.value(i, "violations"))]
-        if n and (np.diff(ends) == ends[1]).all():  # one parameter count: the columns as read
-            surf = Surface.from_columns(model, values.reshape(n, -1), *cols, ts, violations)
-        else:
-            rows = [values[a:b].tolist() for a, b in zip(ends[:-1].tolist(), ends[1:].tolist())]
-            surf = Surface([SmileSlice(m, PARAMS[m](*p), *rest) for m, p, *rest in zip(
-                model, rows, *(c.tolist() for c in cols))], ts, violations)
+        # a fit's slices are of one model, so its parameters are one block of rows
+        surf = Surface.from_columns(model, values.reshape(n, len(values) // max(n, 1)), *cols, ts,
+                                    violations)
         self._surface = (wake, surf)
         return surf
 

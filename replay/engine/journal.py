@@ -66,8 +66,6 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike | None, flush_rows: int = 65536,
                  commit_rows: int = 1 << 20, memory_limit: str = "64MB"):
-        # path None: the running hash and the seqs only, no rows stored (nor buffered past a
-        # flush): the replay of a surface-stream build, whose journal nobody reads
         self.path = None if path is None else Path(path)
         self.flush_rows, self.commit_rows = flush_rows, commit_rows
         self._uncommitted = 0  # rows written in the open transaction (0: none open)
