@@ -13,7 +13,8 @@ Layout of a run's ``journal.duckdb``
 
 The kinds (declared with :func:`replay.model.events.register_kind`), their canonical bytes and
 the running hash are defined in :mod:`replay.model.events`.  Appends are buffered and written
-as Arrow batches; :func:`recompute_hash` recomputes the hash from the stored tables.
+as Arrow batches; :func:`replay.store.journal_file.recompute_hash` recomputes the hash from
+the stored tables.
 """
 
 from __future__ import annotations
@@ -30,19 +31,18 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from replay.errors import StoreError
 from replay.model.events import (
     H0,
     HASH_VERSION,
     HEAD,
     KINDS,
     EventKind,
-    canonical_bytes,
     chain,
     columns_of,
     length_prefixed,
     payload_digest,
 )
+from replay.store.journal_file import records_version
 from replay.store.row_groups import RowRange
 
 
@@ -113,7 +113,7 @@ class Journal:
                          " cause_stream TINYINT, cause_seq BIGINT, source VARCHAR)").fetchall()
         self.con.execute("CREATE TABLE IF NOT EXISTS journal_meta (key VARCHAR PRIMARY KEY, "
                          "value VARCHAR)").fetchall()
-        if not _records_version(self.con, self.path):
+        if not records_version(self.con, self.path):
             self.con.execute("INSERT INTO journal_meta VALUES ('hash_version', ?)",
                              [str(HASH_VERSION)]).fetchall()
         for k in list(KINDS.values()):
@@ -336,53 +336,6 @@ class Journal:
         finally:  # a failed write still lets go of the thread and the database file
             self._writer.shutdown()
             self.con.close()
-
-
-def recompute_hash(path: str | os.PathLike) -> str:
-    """Recompute the running hash from a stored journal (a determinism audit).  A journal
-    written under another version of the hash definition is refused with a
-    :class:`replay.errors.StoreError` that says so (its stored hash is not comparable); one
-    that records no version (written before versions were recorded) is recomputed under the
-    current definition."""
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        _records_version(con, path)
-        main = con.sql("SELECT * FROM journal ORDER BY seq").fetchall()
-        payload: dict[str, dict[int, dict[str, list]]] = {}
-        for name in {r[2] for r in main}:
-            k = KINDS[name]
-            fields = [f for f, _ in k.fields]
-            rows = con.sql(f"SELECT seq, {', '.join(fields) or '1'} FROM {k.table} "
-                           f"WHERE seq IN (SELECT seq FROM journal WHERE kind = $k) "
-                           f"ORDER BY seq, rowid", params={"k": name}).fetchall()
-            per: dict[int, dict[str, list]] = {}
-            for r in rows:
-                d = per.setdefault(r[0], {f: [] for f in fields})
-                for f, x in zip(fields, r[1:]):
-                    d[f].append(float("nan") if x is None and dict(k.fields)[f] == "float" else x)
-            payload[name] = per
-    finally:
-        con.close()
-    h = H0
-    for seq, ts, kind, cs, cq, source in main:
-        k = KINDS[kind]
-        cols = payload[kind].get(seq, {f: [] for f, _ in k.fields})
-        h = chain(h, canonical_bytes(seq, ts, k, cs, cq, source or "", cols))
-    return h.hex()
-
-
-def _records_version(con: duckdb.DuckDBPyConnection, path: str | os.PathLike) -> bool:
-    """Whether the journal open on ``con`` records the hash definition it was written under;
-    a :class:`StoreError` if that is another than :data:`HASH_VERSION` (its running hash can
-    be neither audited nor continued by this version)."""
-    if not con.execute("SELECT count(*) FROM information_schema.tables "
-                       "WHERE table_name = 'journal_meta'").fetchall()[0][0]:
-        return False
-    row = con.execute("SELECT value FROM journal_meta WHERE key = 'hash_version'").fetchall()
-    if row and int(row[0][0]) != HASH_VERSION:
-        raise StoreError(f"journal {path} was hashed under definition {row[0][0]}; this "
-                         f"version of volreplay hashes under definition {HASH_VERSION} only")
-    return bool(row)
 
 
 def _rows_table(k: EventKind, parts: list[tuple[np.ndarray, np.ndarray, Any]]) -> pa.Table:

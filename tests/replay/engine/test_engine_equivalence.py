@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from replay.engine.journal import recompute_hash
 from replay.engine.loop import run_replay
 from replay.engine.state import C_EVENTS
 from replay.engine.wake import WakeCondition
 from replay.model.events import KINDS
+from replay.store.journal_file import recompute_hash
 from tests.replay.engine import MS, build_store
 from tests.replay.engine.toys import CorridorHedger, Periodic, QuoteCounter, TouchVenue
 

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from replay.engine.journal import Journal, recompute_hash
+from replay.engine.journal import Journal
 from replay.model.events import (
     H0,
     KINDS,
@@ -22,6 +22,7 @@ from replay.model.events import (
     payload_digest,
     register_kind,
 )
+from replay.store.journal_file import recompute_hash
 
 
 def test_canonical_bytes_layout():

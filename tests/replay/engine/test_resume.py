@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from replay.engine import snapshot
-from replay.engine.journal import recompute_hash
 from replay.engine.loop import run_replay
 from replay.errors import ConfigError
+from replay.store.journal_file import recompute_hash
 from tests.replay.engine import MS, build_store
 from tests.replay.engine.test_engine_equivalence import _same, journal_rows, toys
 from tests.replay.engine.toys import TouchVenue

@@ -18,7 +18,7 @@ import replay
 from replay.app.selection import Selection
 from replay.app.surfaces.cache import ensure_stream, stream_key
 from replay.consumers.surface_stream import StreamMismatch
-from replay.engine.journal import recompute_hash
+from replay.store.journal_file import recompute_hash
 
 
 def _cfg(db: Path, out: Path, **calibration) -> dict:

@@ -1,0 +1,59 @@
+"""Reading a run's stored journal (``journal.duckdb``, written by the engine's journal): the
+version of the hash definition it was written under, and its running hash recomputed from its
+tables (a determinism audit).  The hash itself is defined in :mod:`replay.model.events`."""
+
+from __future__ import annotations
+
+import os
+
+import duckdb
+
+from replay.errors import StoreError
+from replay.model.events import H0, HASH_VERSION, KINDS, canonical_bytes, chain
+
+
+def recompute_hash(path: str | os.PathLike) -> str:
+    """Recompute the running hash from a stored journal (a determinism audit).  A journal
+    written under another version of the hash definition is refused with a
+    :class:`replay.errors.StoreError` that says so (its stored hash is not comparable); one
+    that records no version (written before versions were recorded) is recomputed under the
+    current definition."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        records_version(con, path)
+        main = con.sql("SELECT * FROM journal ORDER BY seq").fetchall()
+        payload: dict[str, dict[int, dict[str, list]]] = {}
+        for name in {r[2] for r in main}:
+            k = KINDS[name]
+            fields = [f for f, _ in k.fields]
+            rows = con.sql(f"SELECT seq, {', '.join(fields) or '1'} FROM {k.table} "
+                           f"WHERE seq IN (SELECT seq FROM journal WHERE kind = $k) "
+                           f"ORDER BY seq, rowid", params={"k": name}).fetchall()
+            per: dict[int, dict[str, list]] = {}
+            for r in rows:
+                d = per.setdefault(r[0], {f: [] for f in fields})
+                for f, x in zip(fields, r[1:]):
+                    d[f].append(float("nan") if x is None and dict(k.fields)[f] == "float" else x)
+            payload[name] = per
+    finally:
+        con.close()
+    h = H0
+    for seq, ts, kind, cs, cq, source in main:
+        k = KINDS[kind]
+        cols = payload[kind].get(seq, {f: [] for f, _ in k.fields})
+        h = chain(h, canonical_bytes(seq, ts, k, cs, cq, source or "", cols))
+    return h.hex()
+
+
+def records_version(con: duckdb.DuckDBPyConnection, path: str | os.PathLike) -> bool:
+    """Whether the journal open on ``con`` records the hash definition it was written under;
+    a :class:`StoreError` if that is another than :data:`HASH_VERSION` (its running hash can
+    be neither audited nor continued by this version)."""
+    if not con.execute("SELECT count(*) FROM information_schema.tables "
+                       "WHERE table_name = 'journal_meta'").fetchall()[0][0]:
+        return False
+    row = con.execute("SELECT value FROM journal_meta WHERE key = 'hash_version'").fetchall()
+    if row and int(row[0][0]) != HASH_VERSION:
+        raise StoreError(f"journal {path} was hashed under definition {row[0][0]}; this "
+                         f"version of volreplay hashes under definition {HASH_VERSION} only")
+    return bool(row)
