@@ -163,8 +163,8 @@ class Surface:
         self._columns = ([model[i] for i in order.tolist()],
                          *(np.asarray(c)[order] for c in (params, expiry_ns, t, forward,
                                                           k_lo, k_hi)))
-        _, par, _, self.ts, self.forwards, _, _ = self._columns
-        self.ts, self.forwards = self.ts.astype(np.float64), self.forwards.astype(np.float64)
+        _, par, _, t, forward, _, _ = self._columns
+        self.ts, self.forwards = t.astype(np.float64), forward.astype(np.float64)
         self.ts_ns = int(ts_ns)
         self._log_forwards = np.log(self.forwards)
         self._all_svi = all(m == "svi" for m in self._columns[0])
