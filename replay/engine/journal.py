@@ -49,8 +49,9 @@ from replay.store.row_groups import RowRange
 class Journal:
     """Buffered writer of ``journal.duckdb`` with the running hash.
 
-    Rows are written to the database every ``flush_rows`` buffered rows, in a transaction that
-    commits once it holds ``commit_rows`` rows, and at every :meth:`flush` (snapshots, the end).
+    Rows are written to the database every ``flush_rows`` buffered rows (the kinds with the
+    fewest may wait for a later write, never past a commit), in a transaction that commits
+    once it holds ``commit_rows`` rows, and at every :meth:`flush` (snapshots, the end).
     A resumed run cuts the journal back to its snapshot, so what a crash loses between commits
     is never needed; the large transactions let DuckDB write the tables' row groups to the file
     directly instead of into the write-ahead log and again at the checkpoint (on a cached
@@ -215,8 +216,9 @@ class Journal:
         """``n`` payload rows were buffered: write them (and commit) when enough are."""
         self._buffered += n
         if self._buffered >= self.flush_rows:
-            self._write()
-            if self._uncommitted >= self.commit_rows:
+            commit = self._uncommitted + self._buffered >= self.commit_rows
+            self._write(every_kind=commit)
+            if commit:
                 self._commit()
 
     def flush(self) -> None:
@@ -259,16 +261,34 @@ class Journal:
     def _execute(self, sql: str, params: dict | None = None) -> None:
         self.con.execute(sql, params).fetchall()
 
-    def _write(self) -> None:
+    def _write(self, every_kind: bool = True) -> None:
         """Hand the buffered rows, one Arrow table per table, to the writer thread, which
-        inserts them in the open transaction."""
+        inserts them in the open transaction.  Unless ``every_kind``, the kinds with the fewest
+        rows buffered (up to half a flush in all) wait for a later write: an INSERT costs the
+        writer milliseconds whatever its size, and a run's few hundred decisions, orders or
+        marks would otherwise take one at every write.  A commit writes every kind first."""
         if self.con is None:  # nothing is stored: drop what was buffered
             self._main, self._main_runs, self._buf, self._parts = [], [], {}, {}
             self._buffered = 0
-        if not self._buffered:
+        held_buf: dict[str, dict[str, list]] = {}
+        held_parts: dict[str, list] = {}
+        held = 0
+        if not every_kind:
+            sizes = sorted([(len(c["seq"]), n, False) for n, c in self._buf.items()]
+                           + [(sum(len(p[0]) for p in ps), n, True)
+                              for n, ps in self._parts.items()])
+            for n_rows, name, part in sizes:
+                if held + n_rows >= self.flush_rows // 2:
+                    break
+                held += n_rows
+                if part:
+                    held_parts[name] = self._parts.pop(name)
+                else:
+                    held_buf[name] = self._buf.pop(name)
+        if self._buffered - held <= 0:
             return
         begin = not self._uncommitted
-        self._uncommitted += self._buffered
+        self._uncommitted += self._buffered - held
         tables: list[tuple[EventKind | None, pa.Table]] = []
         self._main_run()
         if self._main_runs:  # payload rows may follow their events (Journal.add_rows)
@@ -277,7 +297,7 @@ class Journal:
             tables.append((KINDS[name], pa.table(cols, schema=KINDS[name].schema())))
         for name, parts in self._parts.items():
             tables.append((KINDS[name], _rows_table(KINDS[name], parts)))
-        self._main_runs, self._buf, self._parts, self._buffered = [], {}, {}, 0
+        self._main_runs, self._buf, self._parts, self._buffered = [], held_buf, held_parts, held
         self._submit(self._insert, begin, tables)
 
     def _pair(self, kind: str, source: str) -> int:

@@ -265,6 +265,29 @@ def test_rows_are_durable_at_each_commit_and_flush(tmp_path):
     assert stored() == 7
 
 
+def test_the_smallest_kinds_wait_for_a_later_write_and_every_commit(tmp_path):
+    """A write leaves the kinds with the fewest rows buffered (up to half a flush) for a
+    later one, so a kind of a few rows a day is not an INSERT at every write; a commit (and a
+    flush) writes every kind."""
+    j = Journal(tmp_path / "j.duckdb", flush_rows=64)
+
+    def count(table: str) -> int:
+        j.sync()  # the journal's own connection sees its open transaction
+        return j.con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+
+    for i in range(30):
+        if i % 10 == 0:
+            j.append("wake", i, (2, i), "engine", {"consumer": "c", "reason": "deadline"})
+        j.append("mark", i, (2, i), "a", {"instrument_id": 0, "price": 1.0, "value": 2.0})
+    # the write at 64 rows (3 wakes and 29 marks, each a journal row and a payload row)
+    # leaves the wakes' 3 payload rows buffered
+    assert count("journal") == 32 and count("marks") == 29 and count("wakes") == 0
+    j.flush()
+    assert count("marks") == 30 and count("wakes") == 3
+    j.close()
+    assert recompute_hash(tmp_path / "j.duckdb") == j.hash_hex
+
+
 def test_a_failed_write_surfaces_at_the_next_flush(tmp_path):
     """Inserts run on the writer thread: what fails there is raised to the caller."""
     j = Journal(tmp_path / "j.duckdb")
