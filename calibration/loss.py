@@ -173,24 +173,16 @@ def _weights(raw, spread, min_half_spread, usable, min_tick, stale, min_tick_wei
     w = np.zeros(usable.shape[0])
     for i in range(usable.shape[0]):
         if usable[i]:
-            w[i] = _weight(raw, i, spread, min_half_spread, min_tick[i], stale[i],
-                           min_tick_weight, stale_weight, bid[i], ask[i])
+            if spread:
+                h = 50.0 * (ask[i] - bid[i])
+                h = h if (h >= min_half_spread or h != h) else min_half_spread
+                r = 1.0 / (h * h)
+            else:
+                r = raw[i]
+            r = r * min_tick_weight if min_tick[i] else r
+            r = r * stale_weight if stale[i] else r
+            w[i] = r if np.isfinite(r) else 0.0
     return w
-
-
-@njit(cache=True, inline="always")
-def _weight(raw, i, spread, min_half_spread, min_tick, stale, min_tick_weight, stale_weight,
-            bid, ask):
-    """Quote ``i``'s loss weight (:func:`_weights`), 0 where it is not finite."""
-    if spread:
-        h = 50.0 * (ask - bid)
-        h = h if (h >= min_half_spread or h != h) else min_half_spread
-        r = 1.0 / (h * h)
-    else:
-        r = raw[i]
-    r = r * min_tick_weight if min_tick else r
-    r = r * stale_weight if stale else r
-    return r if np.isfinite(r) else 0.0
 
 
 @njit(cache=True)
@@ -202,12 +194,12 @@ def _select_many(raw, spread, min_half_spread, start, stop, usable, min_tick, st
     mids and loss band (the quoted one trimmed by ``margin`` of the spread on each side), and
     each slice's least and greatest ``k``."""
     n_sl = start.shape[0]
+    w = _weights(raw, spread, min_half_spread, usable, min_tick, stale, min_tick_weight,
+                 stale_weight, bid, ask)
     m = 0
     for j in range(n_sl):
         for i in range(start[j], stop[j]):
-            if usable[i] and _weight(raw, i, spread, min_half_spread, min_tick[i], stale[i],
-                                     min_tick_weight, stale_weight, bid[i], ask[i]) > 0.0:
-                m += 1
+            m += w[i] > 0.0
     off = np.empty(n_sl + 1, np.int64)
     row, idx = np.empty(m, np.int64), np.empty(m, np.int64)
     ws, ks, mids, lo, hi = np.empty(m), np.empty(m), np.empty(m), np.empty(m), np.empty(m)
@@ -215,13 +207,9 @@ def _select_many(raw, spread, min_half_spread, start, stop, usable, min_tick, st
     for j in range(n_sl):
         off[j] = c
         for i in range(start[j], stop[j]):
-            if not usable[i]:
-                continue
-            w = _weight(raw, i, spread, min_half_spread, min_tick[i], stale[i],
-                        min_tick_weight, stale_weight, bid[i], ask[i])
-            if w > 0.0:
+            if w[i] > 0.0:
                 trim = margin * (ask[i] - bid[i])
-                row[c], idx[c], ws[c], ks[c], mids[c] = i, i - start[j], w, k[i], mid[i]
+                row[c], idx[c], ws[c], ks[c], mids[c] = i, i - start[j], w[i], k[i], mid[i]
                 lo[c], hi[c] = bid[i] + trim, ask[i] - trim
                 c += 1
     off[n_sl] = c

@@ -145,7 +145,7 @@ def _canon_float_lists(vals) -> bytes:
     """Each list as its uint32 LE length then its floats (:func:`_canon_floats`); lists of one
     length (a model's parameters) in one array pass, ragged ones list by list."""
     lens = {len(x) for x in vals}
-    if len(lens) != 1 or not vals:
+    if len(lens) != 1:
         return b"".join(struct.pack("<I", len(x)) + _canon_floats(x) for x in vals)
     width = lens.pop()
     rows = np.empty((len(vals), 4 + 8 * width), dtype=np.uint8)
