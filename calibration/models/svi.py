@@ -56,7 +56,7 @@ import numpy as np
 from numba import njit
 
 from calibration.models.svi_formula import SVIParams, svi_derivatives, svi_total_variance
-from calibration.models.svi_qp import fit_rows, inner_fit
+from calibration.models.svi_qp import fit_rows, inner_fit, inner_scratch
 from calibration.sums import pairwise_sum
 
 __all__ = ["LEE_SLOPE", "SVIFit", "SVIParams", "fit_svi", "svi_derivatives",
@@ -79,9 +79,10 @@ class SVIFit:
 @njit(cache=True, inline="always")
 def _outer_obj(x, D):
     """Outer objective at ``x = (m, log sigma)``; ``D`` is the problem tuple
-    ``(k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mbounds, sbounds, C, h, fk)``.
+    ``(k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mbounds, sbounds, C, h, fk,
+    scratch)``.
     Returns ``(objective, a, d, c)``."""
-    k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mb, sb, C, h, fk = D
+    k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mb, sb, C, h, fk, scratch = D
     m = min(max(x[0], mb[0]), mb[1])
     s = np.exp(min(max(x[1], sb[0]), sb[1]))
     lam_adc = prev_adc = (0.0, 0.0, 0.0)
@@ -93,7 +94,7 @@ def _outer_obj(x, D):
         lam_adc = (la, la, la)
         pen = lam * ((m - prev[3]) ** 2 + (s - prev[4]) ** 2) / wref
     obj, a, d, c = inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C,
-                             h, fk)
+                             h, fk, scratch)
     # a penalty for leaving the box keeps Nelder-Mead inside it
     out = (x[0] - m) ** 2 + (x[1] - np.log(s)) ** 2
     return obj + pen + 1e3 * out, a, d, c
@@ -186,7 +187,8 @@ def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev,
     mb = np.array([kmin - span, kmax + span])
     sb = np.array([np.log(1e-4), np.log(10.0)])
     C, h = fit_rows(amax, slope, fk, fw)
-    D = (k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mb, sb, C, h, fk)
+    D = (k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mb, sb, C, h, fk,
+         inner_scratch(k.shape[0], C.shape[0]))
     best_x = np.empty(2)
     best_f = np.inf
     nev_tot = 0
