@@ -268,12 +268,18 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
     n = k.shape[0]
     Y, W, nrm, act = scratch
     yp, ym = Y[0], Y[1]
+    # the wing columns first, in a loop of their own that the compiler can vectorise (the
+    # sums below are sequential); each value is wings()' to the bit
+    for i in range(n):
+        y = (k[i] - m) / s
+        big = abs(y) + np.sqrt(y * y + 1.0)
+        small = 1.0 / big
+        yp[i] = big if y >= 0.0 else small
+        ym[i] = small if y >= 0.0 else big
     g00 = g01 = g02 = g11 = g12 = g22 = 0.0
     r0 = r1 = r2 = 0.0  # the first round's right-hand side: the targets are the mids
     for i in range(n):
-        pi, qi = wings((k[i] - m) / s)
-        yp[i] = pi
-        ym[i] = qi
+        pi, qi = yp[i], ym[i]
         wi = wt[i] * (1.0 + mid_w[i]) if band else wt[i]
         g00 += wi
         g01 += wi * pi
