@@ -31,7 +31,7 @@ from calibration.pricing.forwards import (
     SECONDS_PER_YEAR,
     ForwardEstimate,
     choose_forward,
-    parity_forward,
+    rows_parity_forward,
     time_to_expiry,
 )
 from calibration.pricing.iv import implied_vol
@@ -208,7 +208,9 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
     qts = None if quote_ts is None else np.asarray(quote_ts, dtype=np.int64)
 
     # pass 1: forward, time and OTM rows per expiry, on the rows sorted by (expiry, strike)
-    order = np.lexsort((strike, expiry_ns))
+    # a caller that keeps its rows in this order (the replay's calibration does) is spared
+    # the sort: a stable sort of sorted rows is the identity
+    order = np.arange(n) if _sorted_by(expiry_ns, strike) else np.lexsort((strike, expiry_ns))
     es = expiry_ns[order]
     first = np.flatnonzero(np.concatenate(([True], es[1:] != es[:-1]))) if n \
         else np.zeros(0, np.int64)
@@ -223,7 +225,7 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
         if parity or venue is None:
             # the parity estimate reads the rows in their given order
             r = np.sort(order[bounds[g]:bounds[g + 1]])
-            est = _parity(strike[r], is_call[r], bid[r], ask[r])
+            est = rows_parity_forward(strike[r], is_call[r], bid[r], ask[r])
         else:
             est = _NO_PARITY
         f, src, bps = choose_forward(est, venue)
@@ -332,6 +334,16 @@ def _otm_rows(order, first, f_group, t_group, strike, is_call, fwd_row, bid, ask
     return rows, sizes, f_rows, (price, fw, strikes, tt, call), tick
 
 
+@numba.njit(cache=True)
+def _sorted_by(first: np.ndarray, second: np.ndarray) -> bool:
+    """Whether the rows are in nondecreasing ``(first, second)`` order (NaN-free)."""
+    for i in range(1, first.shape[0]):
+        if first[i] < first[i - 1] or (first[i] == first[i - 1] and
+                                       not second[i] >= second[i - 1]):
+            return False
+    return True
+
+
 def _venue_forwards(fwd: np.ndarray, qts: np.ndarray | None, first: np.ndarray) -> np.ndarray:
     """Per group of rows (``first``: where each starts) the median of the positive finite
     forwards ``fwd``, over the group's most recently quoted such rows when ``qts`` is given
@@ -382,16 +394,3 @@ def _implied_vols(price, forward, strike, t, is_call) -> np.ndarray:
     return np.asarray(implied_vol(price, forward, strike, t, is_call,
                                   parallel_min=_PARALLEL_MIN), dtype=float)
 
-
-def _parity(strike: np.ndarray, is_call: np.ndarray, bid: np.ndarray, ask: np.ndarray
-            ) -> ForwardEstimate:
-    """Put-call parity forward of one expiry from its coin premiums (NaN for missing sides)."""
-    ks = np.unique(strike)
-    cols = {}
-    for name, side, call in (("cb", bid, True), ("ca", ask, True), ("pb", bid, False),
-                             ("pa", ask, False)):
-        v = np.full(ks.size, np.nan)
-        sel = is_call == call
-        v[np.searchsorted(ks, strike[sel])] = side[sel]
-        cols[name] = v
-    return parity_forward(ks, cols["cb"], cols["ca"], cols["pb"], cols["pa"], inverse=True)

@@ -138,6 +138,21 @@ def parity_forward(strikes: ArrayLike, call_bid: ArrayLike, call_ask: ArrayLike,
     return ForwardEstimate(forward, n, rms * forward if inverse else rms, "huber-bisquare")
 
 
+def rows_parity_forward(strike: np.ndarray, is_call: np.ndarray, bid: np.ndarray,
+                        ask: np.ndarray) -> ForwardEstimate:
+    """:func:`parity_forward` of one expiry from its options as rows (strike, call flag, and
+    the bid and ask coin premiums, NaN for a missing side)."""
+    ks = np.unique(strike)
+    cols = {}
+    for name, side, call in (("cb", bid, True), ("ca", ask, True), ("pb", bid, False),
+                             ("pa", ask, False)):
+        v = np.full(ks.size, np.nan)
+        sel = is_call == call
+        v[np.searchsorted(ks, strike[sel])] = side[sel]
+        cols[name] = v
+    return parity_forward(ks, cols["cb"], cols["ca"], cols["pb"], cols["pa"], inverse=True)
+
+
 def choose_forward(parity: ForwardEstimate, venue_forward: float | None
                    ) -> tuple[float, str, float]:
     """Pick the forward for an expiry: ``(forward, source, disagreement_bps)``.

@@ -150,9 +150,12 @@ class CalibrationConsumer:
         return self._next(ctx)
 
     def _option_ids(self, ctx) -> np.ndarray:
-        # derived from the instruments, not state: a resumed run never calls on_start
+        # derived from the instruments, not state: a resumed run never calls on_start; by
+        # expiry and strike, the order build_snapshot groups them in (it then skips its sort)
         if self._options is None:
-            self._options = ctx.instruments.ids_of_kind("option")
+            inst = ctx.instruments
+            ids = inst.ids_of_kind("option")
+            self._options = ids[np.lexsort((inst.strike[ids], inst.expiry_ns[ids]))]
         return self._options
 
     def on_wake(self, ctx) -> WakeCondition:

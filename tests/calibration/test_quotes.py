@@ -120,3 +120,22 @@ def test_a_memo_changes_no_figure_and_inverts_only_updated_quotes():
         otm = {name for sl in plain.slices for name in sl.instrument}
         changed = otm if step == 0 else otm & {q["instrument"][i] for i in np.flatnonzero(upd)}
         assert memo.inverted - before == 3 * len(changed)  # bid, ask and mid of each
+
+
+@pytest.mark.parametrize("parity", [False, True])
+def test_rows_in_any_order_give_the_same_snapshot(parity):
+    """Rows given sorted by expiry and strike skip build_snapshot's sort; shuffled rows are
+    sorted: both give the same slices, to the bit."""
+    q = _quotes()
+    assert np.all(np.diff(q["expiry_ns"]) >= 0)  # _quotes() lists them sorted
+    shuffle = np.random.default_rng(3).permutation(q["strike"].size)
+    sorted_snap = build_snapshot(NOW, **q, parity=parity)
+    shuffled = build_snapshot(NOW, **{k: np.asarray(v)[shuffle] for k, v in q.items()},
+                              parity=parity)
+    assert len(sorted_snap.slices) == len(shuffled.slices) == 2
+    for a, b in zip(sorted_snap.slices, shuffled.slices, strict=True):
+        assert (a.expiry_ns, a.t, a.forward, a.forward_source) == \
+            (b.expiry_ns, b.t, b.forward, b.forward_source)
+        for f in ("strike", "k", "is_call", "bid_iv", "ask_iv", "mid_iv", "quote_ts"):
+            assert_array_equal(getattr(a, f), getattr(b, f))
+        assert_array_equal(a.instrument, b.instrument)
