@@ -117,11 +117,7 @@ def fit_batch(snapshot: QuoteSnapshot, cfg: LossConfig) -> FitBatch:
     rows (:attr:`~calibration.quotes.QuoteSnapshot.rows`), the same values to the bit."""
     r = snapshot.rows
     spread = cfg.weighting == "spread"
-    raw = _NO_RAW
-    if not spread:
-        raw = np.zeros(r.k.size)
-        for sl, a in zip(snapshot.slices, r.start.tolist()):
-            raw[a:a + sl.n] = _raw_weights(sl, cfg)
+    raw = _NO_RAW if spread else _raw_weights(snapshot, cfg)  # spread: computed in the pass
     off, row, idx, ws, k, mid, lo, hi, k_lo, k_hi = _select_many(
         raw, spread, cfg.min_half_spread, r.start, r.stop, r.two_sided, r.min_tick, r.stale,
         cfg.min_tick_weight, cfg.stale_weight, r.k, r.mid_iv, r.bid_iv, r.ask_iv,
@@ -136,7 +132,7 @@ def quote_weights(sl: QuoteSlice, cfg: LossConfig) -> np.ndarray:
     if not usable.any():
         return np.zeros(sl.k.size)
     spread = cfg.weighting == "spread"
-    raw = _NO_RAW if spread else _raw_weights(sl, cfg)  # the pass computes 1 / h^2 itself
+    raw = _NO_RAW if spread else _raw_weights(QuoteSnapshot(0, (sl,)), cfg)
     return _weights(raw, spread, cfg.min_half_spread, usable, sl.min_tick, sl.stale,
                     cfg.min_tick_weight, cfg.stale_weight, sl.bid_iv, sl.ask_iv)
 
@@ -148,16 +144,28 @@ def fit_data(sl: QuoteSlice, cfg: LossConfig) -> FitData:
     return fit_batch(QuoteSnapshot(0, (sl,)), cfg).data(0)
 
 
-def _raw_weights(sl: QuoteSlice, cfg: LossConfig) -> np.ndarray:
-    """The ``vega`` or ``uniform`` weight of each quote of ``sl`` (module docstring)."""
+def _raw_weights(snapshot: QuoteSnapshot, cfg: LossConfig) -> np.ndarray:
+    """The ``vega`` or ``uniform`` weight of each of the snapshot's flat rows (module
+    docstring; 0 on a row of no slice): each quote's vega at its mid vol over its slice's
+    ATM vega, at the median mid vol of the slice's two-sided quotes, in one vectorised
+    call for all the slices."""
+    r = snapshot.rows
     if cfg.weighting == "uniform":
-        return np.ones(sl.k.size)
-    usable = sl.two_sided
-    if not usable.any():
-        return np.zeros(sl.k.size)
-    v = vega(sl.forward, sl.strike, sl.t, sl.mid_iv, True)
-    atm = vega(sl.forward, sl.forward, sl.t, np.nanmedian(sl.mid_iv[usable]), True)
-    return np.ascontiguousarray(np.asarray(v, dtype=float) / float(atm), dtype=float)
+        return np.ones(r.k.size)
+    n = r.stop - r.start
+    # the flat rows of the slices, slice by slice
+    pos = np.arange(n.sum()) + np.repeat(r.start - np.concatenate(([0], np.cumsum(n)[:-1])), n)
+    sls = snapshot.slices
+    f, t = np.array([sl.forward for sl in sls]), np.array([sl.t for sl in sls])
+    strike = np.concatenate([sl.strike for sl in sls]) if sls else np.zeros(0)
+    mids = (m[~np.isnan(m)] for m in (r.mid_iv[a:b][r.two_sided[a:b]]
+                                      for a, b in zip(r.start.tolist(), r.stop.tolist())))
+    atm_vol = np.array([np.median(m) if m.size else np.nan for m in mids])  # nanmedian's
+    raw = np.zeros(r.k.size)
+    with np.errstate(invalid="ignore"):  # a slice with no mid vol has no weight
+        raw[pos] = vega(np.repeat(f, n), strike, np.repeat(t, n), r.mid_iv[pos], True) \
+            / np.repeat(vega(f, f, t, atm_vol, True), n)
+    return raw
 
 
 _NO_RAW = np.zeros(0)

@@ -347,8 +347,13 @@ def gamma(forward: ArrayLike, strike: ArrayLike, t: ArrayLike, vol: ArrayLike,
 
 def vega(forward: ArrayLike, strike: ArrayLike, t: ArrayLike, vol: ArrayLike,
          is_call: ArrayLike) -> np.ndarray:
-    """Vega dV/dvol = ``F n(d1) sqrt(t)`` per unit of vol (divide by 100 for per vol point)."""
-    return greeks(forward, strike, t, vol, is_call)["vega"]
+    """Vega dV/dvol = ``F n(d1) sqrt(t)`` per unit of vol (divide by 100 for per vol point):
+    :func:`greeks`' ``vega`` to the bit, without the other greeks (a refit may weigh by it)."""
+    f, k, tt, v, _, bad = _prepare(forward, strike, t, vol, is_call)
+    d1, _, s, sqrt_t = _d1_d2(f, k, tt, v)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        vg = np.where(s == 0, 0.0, f * (_INV_SQRT_2PI * np.exp(-0.5 * d1 * d1)) * sqrt_t)
+    return np.where(bad, np.nan, vg)
 
 
 def theta(forward: ArrayLike, strike: ArrayLike, t: ArrayLike, vol: ArrayLike,

@@ -164,6 +164,13 @@ def test_single_greek_functions_match_greeks_dict():
     for name in ("delta", "gamma", "vega", "theta", "vanna", "volga"):
         assert_allclose(getattr(bl, name)(f, k, t, v, c), g[name], rtol=1e-15)
     assert_allclose(g["price"], black_price(f, k, t, v, c), rtol=1e-15)
+    # vega has a path of its own (a refit may weigh every quote by it): the same bits,
+    # at expiry, at zero vol and for invalid inputs too
+    edge = (np.append(f[:4], [100.0, 100.0, -1.0, np.nan]), np.append(k[:4], [90.0] * 4),
+            np.append(t[:4], [0.0, 0.5, 0.5, 0.5]), np.append(v[:4], [0.5, 0.0, 0.5, 0.5]),
+            True)
+    for a in ((f, k, t, v, c), edge):
+        assert bl.vega(*a).tobytes() == greeks(*a)["vega"].tobytes()
     # put delta = call delta - 1, other greeks are the same for calls and puts
     gc, gp = greeks(f, k, t, v, True), greeks(f, k, t, v, False)
     assert_allclose(gc["delta"] - gp["delta"], 1.0, rtol=1e-13)
