@@ -343,6 +343,7 @@ def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfi
         "wall_seconds": res.wall_seconds,
         "events_per_second": res.events_per_second,
         "journal_hash": res.journal_hash,
+        "consumers": res.consumer_costs,
         "calibration": calib.metrics() if calib is not None else dict(_NULL_CALIBRATION),
     }
     tables = read_tables(out / "journal.duckdb", ["pnl", "attribution"])

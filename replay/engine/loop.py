@@ -89,6 +89,8 @@ class ReplayResult:
     journal_path: Path | None  # None: a replay run with keep_journal=False
     n_wakes: int
     positions: dict[int, float]  # contracts per instrument at the end, from the venue's books
+    #: per consumer: its wakes in this process and the time spent in them (WakeCosts.summary)
+    consumer_costs: dict[str, dict]
 
 
 def _progress(progress: Any, feed: Feed) -> tuple[Callable | None, Callable[[], None]]:
@@ -191,7 +193,8 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
     wall = time.perf_counter() - t0
     n = state.n_events - n0
     return ReplayResult(n, state.n_events, wall, n / wall if wall > 0 else 0.0, journal.hash_hex,
-                        jpath if keep_journal else None, rt.n_wakes, rt.positions())
+                        jpath if keep_journal else None, rt.n_wakes, rt.positions(),
+                        rt.costs.summary())
 
 
 @contextmanager

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -56,6 +57,7 @@ from replay.engine.state import Instruments, MarketState, MarketView
 from replay.engine.wake import (
     NO_DEADLINE,
     WakeCondition,
+    WakeCosts,
     WakeTable,
 )
 from replay.model.events import KINDS, columns_of, payload_digest
@@ -220,6 +222,7 @@ class Runtime:
         self.consumers = consumers
         self.instruments, self.state, self.journal, self.venue = instruments, state, journal, venue
         self.wakes = WakeTable(len(consumers), len(instruments))
+        self.costs = WakeCosts(names)
         self.orders: list[tuple[int, int, Order]] = []
         self.next_order_id = 0
         self.rng = np.random.default_rng(seed)
@@ -292,7 +295,10 @@ class Runtime:
         ident)`` (a deadline of theirs at ``t`` comes first when ``(_DEADLINE, their index) <
         (cls, ident)``)."""
         for c, cons in self._recorded:
-            self.n_wakes += cons.catch_up(self, t, (_DEADLINE, c) < (cls, ident))
+            t0 = time.perf_counter_ns()
+            n = cons.catch_up(self, t, (_DEADLINE, c) < (cls, ident))
+            self.n_wakes += n
+            self.costs.add(c, n, time.perf_counter_ns() - t0)
 
     def _wake(self, c: int, now: int, reason: str) -> None:
         cons = self.consumers[c]
@@ -300,7 +306,9 @@ class Runtime:
         if self._recorded:
             self.catch_up(now, _DEADLINE if reason == "deadline" else _CONDITION, c)
         self.wakes.clear(c)
+        t0 = time.perf_counter_ns()
         cond = cons.on_wake(Context(self, cons.name, now, reason))
+        self.costs.add(c, 1, time.perf_counter_ns() - t0)
         self.wakes.set(c, cond, now)
 
     def set_wake(self, name: str, cond: WakeCondition | None, now: int) -> None:

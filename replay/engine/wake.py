@@ -172,3 +172,24 @@ def fold_until_wake(ts, tx, st, sq, ii, v, i0, i1, t_stop, fstate, istate, clock
     return i1, STOP_END
 
 
+
+
+class WakeCosts:
+    """What each consumer's wakes cost in this process: how many there were and the wall
+    time spent in them (a recorded consumer's: in its catch-ups, which journal its recorded
+    wakes).  Timings differ from run to run, so they stay out of the journal and of
+    snapshots; a resumed run counts from its resume."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self.wakes, self.ns = [0] * len(names), [0] * len(names)
+
+    def add(self, c: int, wakes: int, ns: int) -> None:
+        self.wakes[c] += wakes
+        self.ns[c] += ns
+
+    def summary(self) -> dict[str, dict[str, float | int | None]]:
+        """Per consumer name: ``wakes``, ``seconds`` and ``us_per_wake`` (None without a
+        wake)."""
+        return {name: {"wakes": w, "seconds": ns / 1e9, "us_per_wake": ns / 1e3 / w if w else None}
+                for name, w, ns in zip(self.names, self.wakes, self.ns)}

@@ -60,6 +60,9 @@ def test_backtest_metrics_contract_and_exact_attribution(store, tmp_path):
     assert set(m["execution"]["markout_bps"]) == {"1s", "10s", "60s", "300s"}
     assert m["execution"]["n_fills"] >= 2  # the straddle legs at least
     assert m["calibration"]["n_fits"] > 0 and m["calibration"]["arb_violations"] == 0
+    # each consumer's wakes and their cost; the calibration's are its replayed stream's
+    assert {"calibration", "hedger", "pnl"} <= set(m["consumers"])
+    assert m["consumers"]["calibration"]["wakes"] > 0 and m["consumers"]["hedger"]["wakes"] > 0
     # the buckets sum to the total (the residual takes what the Taylor explain misses)
     att = m["attribution"]
     assert_allclose(math.fsum(att.values()), m["pnl"]["total_usd"], rtol=1e-12, atol=1e-9)

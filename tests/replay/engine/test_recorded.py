@@ -73,3 +73,23 @@ def test_a_resumed_run_with_a_recorded_consumer_reaches_the_live_hash(store, tmp
     resumed = run_replay(store, [Replayed("recorded", live.journal_path), *others()], run,
                          venue=TouchVenue(), resume=run, **SNAPS)
     assert resumed.journal_hash == live.journal_hash
+
+
+def test_each_consumers_wakes_and_their_cost_are_counted(store, tmp_path):
+    """``consumer_costs`` counts every wake once, by consumer: the woken ones' wakes and a
+    recorded consumer's caught-up wakes add up to the run's ``n_wakes``, and replaying a
+    consumer changes no other consumer's count."""
+    live = run_replay(store, [Periodic("recorded", 1_000 * MS), *others()], tmp_path / "live",
+                      venue=TouchVenue())
+    again = run_replay(store, [Replayed("recorded", live.journal_path), *others()],
+                       tmp_path / "again", venue=TouchVenue())
+    for res in (live, again):
+        costs = res.consumer_costs
+        assert {"recorded", "grid", "corridor", "every_quote", "trades"} <= set(costs)
+        assert sum(c["wakes"] for c in costs.values()) == res.n_wakes
+        for c in costs.values():
+            assert c["seconds"] >= 0.0
+            assert (c["us_per_wake"] is None) == (c["wakes"] == 0)
+    assert live.consumer_costs["every_quote"]["wakes"] > 100
+    for name in ("grid", "corridor", "every_quote", "trades"):
+        assert again.consumer_costs[name]["wakes"] == live.consumer_costs[name]["wakes"]
