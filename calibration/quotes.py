@@ -336,7 +336,8 @@ def _otm_rows(order, first, f_group, t_group, strike, is_call, fwd_row, bid, ask
 
 @numba.njit(cache=True)
 def _sorted_by(first: np.ndarray, second: np.ndarray) -> bool:
-    """Whether the rows are in nondecreasing ``(first, second)`` order (NaN-free)."""
+    """Whether the rows are in nondecreasing ``(first, second)`` order (a NaN in ``second``
+    counts as out of order, so such rows are sorted)."""
     for i in range(1, first.shape[0]):
         if first[i] < first[i - 1] or (first[i] == first[i - 1] and
                                        not second[i] >= second[i - 1]):

@@ -269,7 +269,7 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
     Y, W, nrm, act = scratch
     yp, ym = Y[0], Y[1]
     # the wing columns first, in a loop of their own that the compiler can vectorise (the
-    # sums below are sequential); each value is wings()' to the bit
+    # sums below are sequential); each value is the one wings() gives, to the bit
     for i in range(n):
         y = (k[i] - m) / s
         big = abs(y) + np.sqrt(y * y + 1.0)
