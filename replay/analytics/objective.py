@@ -126,6 +126,12 @@ NUMERIC_MARGIN_KEYS = ("initial_usd_mean", "initial_usd_max", "maintenance_usd_m
                        "christoffersen_p")
 
 
+#: the consumers of a backtest with every block on, by name (``metrics.json``'s ``consumers``):
+#: the calibration, the book, the hedger, the PnL marker, margin, forecasts and the venue's two
+CONSUMERS = ("calibration", "book", "hedger", "pnl", "margin", "forecast", "venue.passive",
+             "venue.carry")
+
+
 def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 300.0)
                        ) -> set[str]:
     """The numeric metric names every backtest writes (docs/outputs.md), flattened with dots."""
@@ -133,6 +139,8 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
     from replay.consumers.marker import BUCKETS, PNL_KEYS, VEGA_SPLIT
 
     names = {"events_replayed", "wall_seconds", "events_per_second"}
+    # each consumer's wakes and their cost, for the consumers of a run with every block on
+    names |= {f"consumers.{c}.{k}" for c in CONSUMERS for k in ("wakes", "seconds", "us_per_wake")}
     names |= {f"calibration.{k}" for k in (
         "n_fits", "rmse_vol_pts", "inside_spread_pct", "oos_rmse_vol_pts", "param_jitter",
         "arb_violations", "fit_ms_median", "vs_venue_mark_iv_mae_vol_pts", "fallbacks",
