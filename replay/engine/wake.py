@@ -20,6 +20,9 @@ Semantics (shared by the fast engine and the reference engine):
 
 A condition can combine all three; the first one met wins and the consumer then states a fresh
 condition.  Several consumers met by the same event wake in consumer order.
+
+:class:`WakeCosts` counts each consumer's wakes and the time spent in them (a run's
+``metrics.json``, ``consumers``).
 """
 
 from __future__ import annotations
@@ -170,8 +173,6 @@ def fold_until_wake(ts, tx, st, sq, ii, v, i0, i1, t_stop, fstate, istate, clock
         if hit:
             return i + 1, STOP_CONDITION
     return i1, STOP_END
-
-
 
 
 class WakeCosts:
