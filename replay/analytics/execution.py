@@ -101,14 +101,11 @@ def _attach_waiting(con: duckdb.DuckDBPyConnection, store: str | Path, journal: 
 def fills_table(con: duckdb.DuckDBPyConnection, horizons_s: list[float]) -> duckdb.DuckDBPyRelation:
     """One row per execution with arrival/decision slippage and markouts (see module doc).
 
-    Every mid it reads (at the decision and at each horizon after the fill) is looked up by
-    one ASOF JOIN of all those probes: a join sorts the mids, and a join per horizon sorted
-    them once per horizon (0.12 s against 0.03 s on a day's thousand fills)."""
-    at = ["o.ts", *(f"e.ts + {int(h * NS)}" for h in horizons_s)]  # probe j: at[j]
-    probes = " UNION ALL ".join(
-        f"SELECT e.rowid AS rid, {j} AS j, e.instrument_id, {t} AS t "
-        "FROM executions e JOIN orders o USING (order_id)" for j, t in enumerate(at))
-    mids = ", ".join(f"max(q.mid) FILTER (WHERE p.j = {j}) AS mid{j}" for j in range(len(at)))
+    The mids it reads (at the decision and at each horizon after the fill) are looked up
+    together (:func:`_mids_at`)."""
+    at = ["o.ts", *(f"e.ts + {int(h * NS)}" for h in horizons_s)]  # mid j: at at[j]
+    mids = _mids_at("e.rowid", "e.instrument_id", "executions e JOIN orders o USING (order_id)",
+                    at, [f"mid{j}" for j in range(len(at))])
     mk_cols = []
     for j, h in enumerate(horizons_s, start=1):
         end = at[j]
@@ -122,11 +119,7 @@ def fills_table(con: duckdb.DuckDBPyConnection, horizons_s: list[float]) -> duck
         mk_cols.append(f"sign(e.qty) * ({mid} - e.arrival_mid) / e.arrival_mid * 1e4 "
                        f"AS markout_mid_{_hname(h)}")
     sql = f"""
-    WITH m AS (
-        SELECT p.rid, {mids}
-        FROM ({probes}) p
-        ASOF LEFT JOIN mids q ON q.instrument_id = p.instrument_id AND q.ts <= p.t
-        GROUP BY p.rid)
+    WITH m AS ({mids})
     SELECT e.seq, e.ts, e.order_id, e.instrument_id, i.name AS instrument, i.kind,
            CASE WHEN i.kind = 'option' THEN 'option' ELSE 'hedge' END AS leg,
            e.qty, e.price, e.fee, e.fee_usd, e.slippage_usd, e.usd_per_coin, e.arrival_mid,
@@ -138,14 +131,16 @@ def fills_table(con: duckdb.DuckDBPyConnection, horizons_s: list[float]) -> duck
     FROM executions e
     JOIN orders o USING (order_id)
     JOIN mkt.instruments i ON i.instrument_id = e.instrument_id
-    JOIN m ON m.rid = e.rowid
+    JOIN m ON m.key = e.rowid
     ORDER BY e.seq"""
     return con.sql(sql)
 
 
 def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     """Implementation shortfall per order (USD), with its execution and opportunity parts."""
-    return con.sql("""
+    mids = _mids_at("order_id", "instrument_id", "o", ["ts", "end_ts"],
+                    ["decision_mid", "end_mid"])
+    return con.sql(f"""
     WITH f AS (
         SELECT order_id, sum(qty) AS filled, sum(fee_usd) AS fees_usd,
                sum(qty * price) AS qty_px, any_value(usd_per_coin) AS usd
@@ -154,13 +149,7 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
           FROM rejections GROUP BY order_id),
     o AS (SELECT o.*, coalesce(r.gave_up_ts, o.arrival_ts) AS end_ts
           FROM orders o LEFT JOIN r USING (order_id)),
-    -- the mids at the decision (j = 0) and at the end (j = 1), in one ASOF JOIN
-    m AS (SELECT p.order_id, max(q.mid) FILTER (WHERE p.j = 0) AS decision_mid,
-                 max(q.mid) FILTER (WHERE p.j = 1) AS end_mid
-          FROM (SELECT order_id, 0 AS j, instrument_id, ts AS t FROM o UNION ALL
-                SELECT order_id, 1, instrument_id, end_ts FROM o) p
-          ASOF LEFT JOIN mids q ON q.instrument_id = p.instrument_id AND q.ts <= p.t
-          GROUP BY p.order_id)
+    m AS ({mids})
     SELECT o.order_id, o.ts, o.instrument_id, i.kind, o.qty AS ordered,
            coalesce(f.filled, 0) AS filled, coalesce(r.unfilled, 0) AS unfilled,
            m.decision_mid, m.end_mid,
@@ -179,10 +168,25 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     FROM o
     JOIN mkt.instruments i ON i.instrument_id = o.instrument_id
     LEFT JOIN f USING (order_id) LEFT JOIN r USING (order_id)
-    JOIN m USING (order_id)
+    JOIN m ON m.key = o.order_id
     -- an option order that never filled: the coin's USD rate of the venue's last fill before it
     ASOF LEFT JOIN (SELECT ts, usd_per_coin FROM executions) u ON u.ts <= o.ts
     ORDER BY o.order_id""")
+
+
+def _mids_at(key: str, instrument: str, source: str, times: list[str], names: list[str]
+             ) -> str:
+    """SQL of the relation ``(key, names...)``: for each row of ``source``, the last mid of
+    its ``instrument`` at or before each of the ``times`` (SQL expressions over ``source``),
+    every one looked up by a single ASOF JOIN.  A join sorts the mids, so one join per time
+    sorted them once per time (a day's thousand fills: 0.12 s against 0.03 s)."""
+    probes = " UNION ALL ".join(
+        f"SELECT {key} AS key, {j} AS j, {instrument} AS instrument_id, {t} AS t FROM {source}"
+        for j, t in enumerate(times))
+    cols = ", ".join(f"max(q.mid) FILTER (WHERE p.j = {j}) AS {name}"
+                     for j, name in enumerate(names))
+    return (f"SELECT p.key, {cols} FROM ({probes}) p ASOF LEFT JOIN mids q "
+            "ON q.instrument_id = p.instrument_id AND q.ts <= p.t GROUP BY p.key")
 
 
 def _hname(h: float) -> str:
