@@ -134,12 +134,8 @@ class Surface:
         if not slices:
             raise ValueError("a surface needs at least one slice")
         self.slices = tuple(sorted(slices, key=lambda s: s.t))
-        self.ts_ns = int(ts_ns)
-        self.ts = np.array([s.t for s in self.slices])
-        self.forwards = np.array([s.forward for s in self.slices])
-        self._log_forwards = np.log(self.forwards)
-        self._all_svi = all(s.model == "svi" for s in self.slices)
-        self._svi_par: np.ndarray | None = None  # stacked SVI parameters, on first use
+        self._stack(ts_ns, [s.t for s in self.slices], [s.forward for s in self.slices],
+                    [s.model for s in self.slices], None)
         if violations is None:
             # an all-SVI surface is screened in one compiled pass; what it flags, and every
             # other surface, is listed by the general check
@@ -163,14 +159,23 @@ class Surface:
         self._columns = ([model[i] for i in order.tolist()],
                          *(np.asarray(c)[order] for c in (params, expiry_ns, t, forward,
                                                           k_lo, k_hi)))
-        _, par, _, t, forward, _, _ = self._columns
-        self.ts, self.forwards = t.astype(np.float64), forward.astype(np.float64)
-        self.ts_ns = int(ts_ns)
-        self._log_forwards = np.log(self.forwards)
-        self._all_svi = all(m == "svi" for m in self._columns[0])
-        self._svi_par = np.ascontiguousarray(par, dtype=np.float64) if self._all_svi else None
+        models, par, _, t, forward, _, _ = self._columns
+        self._stack(ts_ns, t, forward, models, par)
         self.violations = tuple(violations)
         return self
+
+    def _stack(self, ts_ns: int, t: Sequence[float], forward: Sequence[float],
+               models: Sequence[str], svi_par: np.ndarray | None) -> None:
+        """The per-slice arrays both constructors set, from the slices' ``t``, forwards and
+        models in increasing ``t``; ``svi_par`` (the stacked parameters) is kept when every
+        slice is SVI, else they are stacked on first use (:meth:`svi_params`)."""
+        self.ts_ns = int(ts_ns)
+        self.ts = np.asarray(t, dtype=np.float64)
+        self.forwards = np.asarray(forward, dtype=np.float64)
+        self._log_forwards = np.log(self.forwards)
+        self._all_svi = all(m == "svi" for m in models)
+        self._svi_par = np.ascontiguousarray(svi_par, dtype=np.float64) \
+            if self._all_svi and svi_par is not None else None
 
     @cached_property
     def slices(self) -> tuple[SmileSlice, ...]:
