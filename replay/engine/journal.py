@@ -270,6 +270,7 @@ class Journal:
         if self.con is None:  # nothing is stored: drop what was buffered
             self._main, self._main_runs, self._buf, self._parts = [], [], {}, {}
             self._buffered = 0
+            return
         held_buf: dict[str, dict[str, list]] = {}
         held_parts: dict[str, list] = {}
         held = 0
