@@ -8,7 +8,7 @@ __all__ = ["EVERY_UNITS", "parse_every"]
 
 #: nanoseconds per unit of a ``calibration.every`` interval
 EVERY_UNITS = {"ns": 1, "us": 10 ** 3, "ms": 10 ** 6, "s": 10 ** 9, "m": 60 * 10 ** 9,
-               "min": 60 * 10 ** 9, "h": 3600 * 10 ** 9}
+               "min": 60 * 10 ** 9, "h": 3600 * 10 ** 9, "d": 86400 * 10 ** 9}
 
 
 def parse_every(every: float | str) -> dict:
@@ -16,7 +16,7 @@ def parse_every(every: float | str) -> dict:
     one grammar of it.
 
     A positive number is seconds of market time; ``"300s"``, ``"5m"``/``"5min"``, ``"1h"``,
-    ``"250ms"`` (units ``ns us ms s m min h``) likewise (``{"every_ns": ...}``); ``"100q"`` is
+    ``"250ms"`` (units ``ns us ms s m min h d``) likewise (``{"every_ns": ...}``); ``"100q"`` is
     every 100 quote updates (``{"every_quotes": 100}``); ``"quality:5"`` refits when more than
     5 % of fresh mids leave the fitted band (``{"quality_trigger_pct": 5.0}``); ``"always"``
     refits at every call (``{}``).  Anything else, or a value that is not positive, raises

@@ -55,14 +55,15 @@ def _active(node: Any) -> bool:
         return False
 
 
-def _without(node: Any, key: str) -> Any:
-    """A copy of a config node without ``key`` (None stays None)."""
+def _without(node: Any, *keys: str) -> Any:
+    """A copy of a config node without ``keys`` (None stays None)."""
     if node is None:
         return None
     from omegaconf import OmegaConf
 
     d = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
-    d.pop(key, None)
+    for key in keys:
+        d.pop(key, None)
     return OmegaConf.create(d)
 
 
@@ -84,7 +85,8 @@ def run(cfg: Any) -> dict:
     from omegaconf import OmegaConf
 
     from replay.app import FEED_READ_AHEAD, use_system_allocator
-    from replay.app.surfaces.cache import DYNAMICS_FILE, cache_mode, ensure_stream, read_manifest
+    from replay.app.surfaces.build import DYNAMICS_FILE
+    from replay.app.surfaces.cache import BUILD_KEYS, cache_mode, ensure_stream, read_manifest
     from replay.consumers.marker import PnLMarker
     from replay.consumers.stream_reader import StreamReader
     from replay.engine.loop import ProgressLog, run_replay
@@ -112,7 +114,7 @@ def run(cfg: Any) -> dict:
     venue = SimulatedVenue(venue_cfg, specs)
     calib_node = cfg.calibration if _active(cfg.get("calibration")) else None
     cache = cache_mode(calib_node)
-    calib = instantiate_checked("calibration", _without(calib_node, "cache"), board=board) \
+    calib = instantiate_checked("calibration", _without(calib_node, *BUILD_KEYS), board=board) \
         if calib_node is not None else None
     book = instantiate_checked("book", cfg.book, board=board) \
         if _active(cfg.get("book")) else None

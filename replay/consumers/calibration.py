@@ -15,6 +15,12 @@ run's ``calibration`` metrics match :func:`calibration.scheme.replay_snapshots`.
 * ``"quality:X"``: check every ``check_s`` seconds and refit when more than X % of fresh
   two-sided mids fall outside the current surface's bid/ask band.
 
+``epoch`` (``"6h"``, ``"1d"``; default none) cuts market time at its multiples (UTC): the
+first fit of each epoch forgets the fits before it (warm starts, Tikhonov anchors, carried
+expiries, the last good surface, the quote-sampling clock), so epochs are independent and a
+stream build fits them in parallel (:mod:`replay.app.surfaces.partitions`; ``active_from``,
+on the wake grid, is such a build's part: the consumer sleeps until then).
+
 ``latency`` (seconds of market time, default 0) delays publication: a surface fitted at
 ``t`` becomes usable at ``t + latency`` (the consumer wakes then to publish it, before any
 other consumer's wake of that instant).  ``quotes_every_s`` samples the ``calibration_quotes``
@@ -38,13 +44,13 @@ from typing import Any
 
 import numpy as np
 
-from calibration.every import parse_every as parse_every_rule
 from calibration.loss import LossConfig
 from calibration.pricing.iv_memo import IVMemo
 from calibration.quality import aggregate, calibration_quote_rows, oos_errors
 from calibration.quotes import build_snapshot
 from calibration.scheme import CalibrationScheme, SchemeConfig
 from calibration.surface import Surface, param_values
+from replay.consumers.schedule import parse_epoch, parse_every
 from replay.consumers.stream_reader import StreamReader
 from replay.consumers.surface_stream import Block, StreamMismatch, WakeOutput
 from replay.engine.wake import WakeCondition
@@ -54,28 +60,12 @@ from replay.model.events import KINDS, checked_payload
 from replay.units import NS
 
 
-def parse_every(every: Any, check_s: float) -> tuple[int | None, int | None, float | None]:
-    """``calibration.every`` (grammar: :func:`calibration.every.parse_every`) as the
-    consumer's wake rule: (deadline interval ns, quote count, quality trigger pct).  A quality
-    trigger is checked every ``check_s`` market seconds."""
-    try:
-        rule = parse_every_rule(every)
-    except ValueError as e:
-        raise ConfigError(f"calibration.every: {e}") from None
-    if not rule:
-        raise ConfigError("calibration.every: 'always' has no meaning in a replay; use an "
-                          "interval like '1s', a quote count like '500q', or 'quality:10'")
-    if "quality_trigger_pct" in rule:
-        return int(round(check_s * NS)), None, rule["quality_trigger_pct"]
-    return rule.get("every_ns"), rule.get("every_quotes"), None
-
-
 class CalibrationConsumer:
     """Refits the implied-vol surface at its wake-ups and publishes it.
 
     Keyword arguments mirror :class:`calibration.scheme.SchemeConfig` (``model``, ``warm_start``,
     ``lam``, ``n_starts``, ``fallback``, ``max_rmse_vol_pts``, ``sabr_beta``, ``loss``) plus
-    ``every`` and ``latency`` (see the module docstring), ``check_s``, ``stale_s`` (quotes
+    ``every``, ``epoch``, ``active_from`` and ``latency`` (see the module docstring), ``check_s``, ``stale_s`` (quotes
     older than this are flagged stale), ``quotes_every_s`` and ``max_quote_rows`` (sampling
     and cap of the ``calibration_quotes`` rows of a fit; 0 = every fit, all rows) and
     ``check_parity`` (also estimate the put-call parity forward where the venue gives one,
@@ -90,8 +80,8 @@ class CalibrationConsumer:
                  max_rmse_vol_pts: float = 10.0, sabr_beta: float = 1.0,
                  loss: dict | None = None, check_s: float = 10.0, stale_s: float = 600.0,
                  latency: float = 0.0, quotes_every_s: float = 60.0, max_quote_rows: int = 0,
-                 check_parity: bool = False, board: Any = None,
-                 stream: StreamReader | None = None, recorder: Any = None):
+                 check_parity: bool = False, epoch: Any = None, active_from: int = 0,
+                 board: Any = None, stream: StreamReader | None = None, recorder: Any = None):
         check_choice("calibration.model", model, ("svi", "essvi", "sabr"))
         check_choice("calibration.fallback", fallback, ("last_good", "publish"))
         every_ns, every_q, quality = parse_every(every, check_s)
@@ -112,6 +102,9 @@ class CalibrationConsumer:
         self.scheme = CalibrationScheme(cfg)
         self.wake_ns, self.wake_quotes = every_ns, every_q
         self.latency_ns = int(round(latency * NS))
+        self.epoch_ns = parse_epoch(epoch, every_ns, self.latency_ns)
+        self.active_from = int(active_from)
+        self._epoch: int | None = None  # the epoch of the last fit
         self.quotes_every_ns = int(round(quotes_every_s * NS))
         self.stale_ns = int(stale_s * NS)
         self.max_quote_rows = int(max_quote_rows)
@@ -205,7 +198,7 @@ class CalibrationConsumer:
         return {"scheme": self.scheme.state_dict(), "fallbacks": self.fallbacks,
                 "skipped": self.skipped, "n_wakes": self.n_wakes, "row": self._row,
                 "published_row": self._published_row,
-                "due": self._due, "last_quotes_ts": self._last_quotes_ts,
+                "due": self._due, "last_quotes_ts": self._last_quotes_ts, "epoch": self._epoch,
                 "pending": [(u, _built(s).to_state(), t, spot) for u, s, t, spot in self._pending],
                 "published": None if pub is None else (_built(pub[0]).to_state(), pub[1], pub[2]),
                 "qualities": [asdict(q) for q in self.qualities],
@@ -218,7 +211,7 @@ class CalibrationConsumer:
         self.fallbacks, self.skipped = d["fallbacks"], d["skipped"]
         self.n_wakes, self._row, self._due = d["n_wakes"], d["row"], d["due"]
         self._published_row = d["published_row"]
-        self._last_quotes_ts = d["last_quotes_ts"]
+        self._last_quotes_ts, self._epoch = d["last_quotes_ts"], d.get("epoch")
         self._pending = [(u, Surface.from_state(s), t, spot) for u, s, t, spot in d["pending"]]
         self.qualities = [FitQuality(**q) for q in d["qualities"]]
         self.oos = [OOSError(**o) for o in d["oos"]]
@@ -239,7 +232,7 @@ class CalibrationConsumer:
             ids = tuple(int(i) for i in opts) if len(opts) else None
             return WakeCondition(quote_count=self.wake_quotes, instruments=ids, deadline=publish)
         if self._due is None or ctx.now >= self._due:
-            self._due = (ctx.now // self.wake_ns + 1) * self.wake_ns
+            self._due = max((ctx.now // self.wake_ns + 1) * self.wake_ns, self.active_from)
         return WakeCondition(deadline=self._due if publish is None else min(self._due, publish))
 
     def _publish_due(self, now: int) -> None:
@@ -314,9 +307,11 @@ class CalibrationConsumer:
 
     def _compute(self, ctx) -> WakeOutput | None:
         """Score the published surface on the fresh quotes, then refit if the scheme says so."""
+        self._enter_epoch(ctx.now)
         snap = self.snapshot(ctx)
         out = WakeOutput(ctx.now, ctx.events, ctx.cause)
-        current = _built(self._published[0]) if self._published is not None else None
+        pub = self._published  # scored out of sample if fitted in this epoch
+        current = _built(pub[0]) if pub is not None and self._this_epoch(pub[1]) else None
         if current is not None and self.scheme.last_fit_ns is not None:
             # out of sample: only quotes updated since the surface was fitted
             fresh = snap.fresh(self.scheme.last_fit_ns)
@@ -326,6 +321,17 @@ class CalibrationConsumer:
         if snap.slices and self.scheme.should_refit(snap):
             self._refit(ctx, snap, out)
         return out if (out.oos is not None or out.fits is not None) else None
+
+    def _enter_epoch(self, now: int) -> None:
+        """A new epoch's first wake starts afresh: a new scheme, no quote-sampling clock."""
+        if self.epoch_ns is not None:
+            if self._epoch is not None and not self._this_epoch(now):
+                self.scheme = CalibrationScheme(self.scheme.config)
+                self._last_quotes_ts = None
+            self._epoch = now // self.epoch_ns
+
+    def _this_epoch(self, ts: int) -> bool:
+        return self.epoch_ns is None or ts // self.epoch_ns == self._epoch
 
     def _refit(self, ctx, snap, out: WakeOutput) -> None:
         r = self.scheme.refit(snap)

@@ -1,15 +1,15 @@
 """The surface-stream cache: calibrate once, replay many.
 
 A run with ``calibration.cache=auto`` (the default) looks up the stream of surfaces its
-calibration config publishes over its data selection; on a miss it builds it (a
-calibration-only replay with a :class:`~replay.consumers.surface_stream.StreamRecorder`
-attached, :func:`build_stream`) and then replays it.  ``off`` fits live; ``refresh`` rebuilds.
-``volreplay calibrate`` builds the same stream on its own (before a sweep, or one job per day
+calibration config publishes over its data selection; on a miss it builds it
+(:func:`replay.app.surfaces.build.build_stream`) and then replays it.  ``off`` fits live;
+``refresh`` rebuilds.  ``volreplay calibrate`` builds the same stream on its own (before a sweep, or one job per day
 of a walk-forward).
 
 **The key** is the sha256 of: the store's fingerprint (its content, see
-``MarketStore.fingerprint``), the resolved calibration config (without ``cache``), the data
-selection (start, end, instruments, expiries, underlying) and the code version (the source of
+``MarketStore.fingerprint``), the resolved calibration config (without ``cache`` and
+``build_jobs``, which do not change it), the data selection (start, end, instruments,
+expiries, underlying) and the code version (the source of
 the calibration and engine code that decides a stream, and the numpy, scipy, numba and
 duckdb versions).  A change to any of them is a miss, never a stale hit.
 
@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -38,16 +37,18 @@ from pathlib import Path
 from typing import Any
 
 from replay.app.selection import Selection
+from replay.app.surfaces.build import build_stream
 from replay.errors import ConfigError
 
 MODES = ("auto", "off", "refresh")
 #: modules whose source decides the stream a config produces
-_CODE = ("calibration", "replay/consumers/calibration.py", "replay/consumers/surface_stream.py",
-         "replay/consumers/stream_reader.py", "replay/engine", "replay/store",
+_CODE = ("calibration", "replay/consumers/calibration.py", "replay/consumers/schedule.py",
+         "replay/consumers/surface_stream.py", "replay/consumers/stream_reader.py",
+         "replay/app/surfaces/build.py", "replay/engine", "replay/store",
          "replay/model/schema.py", "replay/model/events.py", "replay/analytics/dynamics.py")
 _VERSIONED = ("numpy", "scipy", "numba", "duckdb", "pyarrow", "pandas")
-#: the stream's surface dynamics (``replay.analytics.dynamics``), beside its files
-DYNAMICS_FILE = "dynamics.parquet"
+#: keys of a calibration config that say how its stream is found and built, not what it holds
+BUILD_KEYS = ("cache", "build_jobs")
 
 
 @dataclass(frozen=True)
@@ -98,12 +99,27 @@ def code_version() -> str:
     return h.hexdigest()
 
 
+def build_jobs(node: Any) -> int:
+    """``calibration.build_jobs``: processes that build a stream's epochs at once (0, the
+    default: one per core; only with ``calibration.epoch``)."""
+    jobs = node.get("build_jobs", 0) if node is not None else 0
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
+        raise ConfigError(f"calibration.build_jobs: {jobs!r} must be a whole number >= 0 "
+                          "(0: one per core)")
+    if jobs == 0:
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count() or 1
+    return jobs
+
+
 def calibration_config(node: Any) -> dict:
-    """The calibration config as it decides the stream: resolved, without ``cache``."""
+    """The calibration config as it decides the stream: resolved, without the
+    :data:`BUILD_KEYS`."""
     from omegaconf import OmegaConf
 
     d = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
-    d.pop("cache", None)
+    for k in BUILD_KEYS:
+        d.pop(k, None)
     return d
 
 
@@ -158,6 +174,7 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
     """The stream for a calibration config over a selection: found, or built now.  ``mode``
     defaults to the node's ``calibration.cache``; ``off`` returns None."""
     mode = cache_mode(node) if mode is None else mode
+    jobs = build_jobs(node)
     if mode not in MODES:
         raise ConfigError(f"calibration.cache: {mode!r} is not one of {', '.join(MODES)}")
     if mode == "off":
@@ -176,7 +193,7 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
         t0 = time.perf_counter()
         tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=root))
         try:
-            manifest = build_stream(node, sel, tmp, key)
+            manifest = build_stream(node, sel, tmp, key, jobs)
             _publish_dir(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -196,43 +213,6 @@ def _publish_dir(tmp: Path, folder: Path) -> None:
         folder.rename(old)
         shutil.rmtree(old, ignore_errors=True)
     tmp.rename(folder)
-
-
-def build_stream(node: Any, sel: Selection, folder: Path, key: str = "") -> dict:
-    """Replay the selection with only the calibration consumer, recording every wake's
-    output into ``folder``; returns the manifest (also written, last, as manifest.json)."""
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    from replay.analytics.dynamics import recorded_dynamics
-    from replay.app import FEED_READ_AHEAD
-    from replay.consumers.surface_stream import StreamRecorder
-    from replay.engine.loop import ProgressLog, run_replay
-
-    recorder = StreamRecorder(folder)
-    cfg = OmegaConf.create(calibration_config(node))
-    consumer = instantiate(cfg, recorder=recorder, _convert_="all")
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=folder) as scratch:
-        res = run_replay(sel.db, [consumer], scratch, start=sel.start, end=sel.end,
-                         window_ns=sel.window_ns, underlying_id=sel.underlying_id,
-                         instrument_ids=list(sel.instrument_ids) if sel.instrument_ids else None,
-                         expiries=list(sel.expiries) if sel.expiries else None,
-                         # a day's build takes minutes: a bar on a terminal, log lines else
-                         progress=None if sys.stderr.isatty() else ProgressLog(),
-                         prefetch=FEED_READ_AHEAD, keep_journal=False)
-    rows = recorder.write()
-    # the surface dynamics derive from the published fits alone: a projection too
-    dynamics = recorded_dynamics(folder / "fits.parquet", folder / DYNAMICS_FILE)
-    manifest = {"key": key, "calibration": calibration_config(node),
-                "selection": {k: v for k, v in asdict(sel).items() if k != "window_ns"},
-                "code": code_version(), "events": res.total_events, "rows": rows,
-                "bytes": sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
-                "build_seconds": round(time.perf_counter() - t0, 3),
-                "calibration_metrics": consumer.metrics(),
-                "calibration_journal_hash": res.journal_hash, "dynamics": dynamics}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    return manifest
 
 
 def read_manifest(folder: Path) -> dict:

@@ -49,7 +49,7 @@ def calibrate(cfg: Any) -> dict:
 
     from replay.app.backtest import _active, _without
     from replay.app.selection import resolve_data, typed
-    from replay.app.surfaces.cache import cache_mode, ensure_stream, read_manifest
+    from replay.app.surfaces.cache import BUILD_KEYS, cache_mode, ensure_stream, read_manifest
     from replay.model.config import DataConfig, instantiate_checked, validate_numbers
 
     if not OmegaConf.is_config(cfg):
@@ -63,7 +63,7 @@ def calibrate(cfg: Any) -> dict:
         raise ConfigError("calibration.cache: off builds nothing; use auto (build if missing) "
                           "or refresh (rebuild)")
     node = _without(cfg.calibration, "cache")
-    instantiate_checked("calibration", node)  # a bad key is named before any work
+    instantiate_checked("calibration", _without(node, *BUILD_KEYS))  # a bad key, before work
     data = resolve_data(typed(DataConfig, cfg.get("data"), "data"))
     info = ensure_stream(node, data.sel, mode=mode, log=log)
     man = read_manifest(info.path)

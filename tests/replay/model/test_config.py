@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from replay.consumers.calibration import NS, parse_every
+from replay.consumers.schedule import NS, parse_every
 from replay.errors import ConfigError
 from replay.model.config import check_choice, check_range, instantiate_checked
 

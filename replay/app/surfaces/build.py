@@ -1,0 +1,182 @@
+"""Building a surface stream: one calibration-only replay, or its epochs in parallel.
+
+A build replays the selection with only the calibration consumer and a
+:class:`~replay.consumers.surface_stream.StreamRecorder` attached (:func:`build_stream`).
+
+With ``calibration.epoch`` the calibration forgets its fits at each epoch boundary
+(:mod:`replay.consumers.calibration`), so the stream is the concatenation of independent
+parts, and ``calibration.build_jobs`` processes build them at once.  Each part's process
+replays the market from the selection's start, with a consumer that sleeps until the part
+begins (a fit reads quotes set before it; the market replay alone runs at millions of events
+per second), and stops at the part's end.  The parts are joined
+(:func:`replay.consumers.surface_stream.join_parts`), and the joined stream is replayed once,
+calibration only: that checks it against the market (the same wakes at the same replay
+positions, or :class:`~replay.consumers.surface_stream.StreamMismatch`) and gives its
+manifest the calibration metrics and journal hash that a serial build records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from replay.app.selection import Selection
+
+#: the stream's surface dynamics (``replay.analytics.dynamics``), beside its files
+DYNAMICS_FILE = "dynamics.parquet"
+
+
+def make_consumer(calib: dict, **kwargs: Any):
+    """The calibration consumer of a resolved calibration config (``kwargs``: a recorder, a
+    stream to replay, ``active_from``)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    return instantiate(OmegaConf.create(calib), **kwargs, _convert_="all")
+
+
+def replay_selection(consumer: Any, sel: Selection, scratch: str | Path,
+                     end: int | None = None) -> Any:
+    """A calibration-only replay of the selection (to ``end``, if given, instead of its own),
+    storing no journal; returns the :class:`~replay.engine.loop.ReplayResult`."""
+    from replay.app import FEED_READ_AHEAD
+    from replay.engine.loop import ProgressLog, run_replay
+
+    return run_replay(sel.db, [consumer], scratch, start=sel.start,
+                      end=sel.end if end is None else end, window_ns=sel.window_ns,
+                      underlying_id=sel.underlying_id,
+                      instrument_ids=list(sel.instrument_ids) if sel.instrument_ids else None,
+                      expiries=list(sel.expiries) if sel.expiries else None,
+                      # a day's build takes minutes: a bar on a terminal, log lines else
+                      progress=None if sys.stderr.isatty() else ProgressLog(),
+                      prefetch=FEED_READ_AHEAD, keep_journal=False)
+
+
+def part_starts(lo: int, hi: int, epoch_ns: int, jobs: int) -> list[int]:
+    """Where the parts after the first begin, for a replay over ``[lo, hi]``: the epoch
+    boundaries in ``(lo, hi]`` grouped into at most ``jobs`` runs of consecutive epochs, of
+    about equal counts.
+
+    >>> h = 3600 * 10 ** 9
+    >>> [s // h for s in part_starts(1, 24 * h - 1, 6 * h, 2)]
+    [12]
+    >>> [s // h for s in part_starts(1, 24 * h - 1, 6 * h, 8)]
+    [6, 12, 18]
+    """
+    bounds = list(range((lo // epoch_ns + 1) * epoch_ns, hi + 1, epoch_ns))
+    n = len(bounds) + 1
+    parts = max(1, min(jobs, n))
+    return [bounds[round(i * n / parts) - 1] for i in range(1, parts)]
+
+
+def _span(sel: Selection) -> tuple[int, int]:
+    """The first and last ``ts_recv`` the selection's replay can hold."""
+    from replay.store import open_store
+
+    with open_store(sel.db) as store:
+        lo, hi = store.time_span()
+    return (lo if sel.start is None else max(lo, sel.start),
+            hi if sel.end is None else min(hi, sel.end - 1))
+
+
+def build_stream(node: Any, sel: Selection, folder: Path, key: str = "",
+                 jobs: int = 1) -> dict:
+    """Build the stream of a calibration config over a selection into ``folder``; returns
+    the manifest (also written, last, as manifest.json)."""
+    from replay.analytics.dynamics import recorded_dynamics
+    from replay.app.surfaces.cache import calibration_config, code_version
+    from replay.consumers.stream_reader import StreamReader
+    from replay.consumers.surface_stream import StreamRecorder, join_parts
+
+    calib = calibration_config(node)
+    t0 = time.perf_counter()
+    epoch_ns = make_consumer(calib).epoch_ns
+    starts = part_starts(*_span(sel), epoch_ns, jobs) \
+        if epoch_ns is not None and jobs > 1 else []
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        if starts:
+            rows = join_parts(_build_parts(calib, sel, Path(scratch), starts, jobs), folder)
+            consumer = make_consumer(calib, stream=StreamReader(folder))
+            res = replay_selection(consumer, sel, scratch)
+        else:
+            recorder = StreamRecorder(folder)
+            consumer = make_consumer(calib, recorder=recorder)
+            res = replay_selection(consumer, sel, scratch)
+            rows = recorder.write()
+    # the surface dynamics derive from the published fits alone: a projection too
+    dynamics = recorded_dynamics(folder / "fits.parquet", folder / DYNAMICS_FILE)
+    manifest = {"key": key, "calibration": calib,
+                "selection": {k: v for k, v in asdict(sel).items() if k != "window_ns"},
+                "code": code_version(), "events": res.total_events, "rows": rows,
+                "parts": len(starts) + 1,
+                "bytes": sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
+                "build_seconds": round(time.perf_counter() - t0, 3),
+                "calibration_metrics": consumer.metrics(),
+                "calibration_journal_hash": res.journal_hash, "dynamics": dynamics}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return manifest
+
+
+def _build_parts(calib: dict, sel: Selection, scratch: Path, starts: list[int],
+                 jobs: int) -> list[tuple[Path, int]]:
+    """Record the parts beginning at ``sel``'s start and at ``starts``, each in a process of
+    its own (``python -m replay.app.surfaces.build``: a fresh interpreter, which neither
+    forks a process holding DuckDB's and numba's threads nor, as multiprocessing's spawn
+    would, re-runs the caller's script); returns each part's folder and the consumer wakes
+    before it.  ``part_starts`` makes at most ``jobs`` parts, so they all run at once."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = max(1, (cpus or 1) // (len(starts) + 1))  # numba threads per part
+    root = str(Path(__file__).resolve().parents[3])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    folders, procs = [], []
+    for i, (begin, until) in enumerate(zip([0, *starts], [*starts, None])):
+        folders.append(scratch / f"part{i}")
+        spec = {"calib": calib, "selection": asdict(sel), "folder": str(folders[-1]),
+                "active_from": begin, "until": until, "threads": threads}
+        with open(scratch / f"part{i}.log", "w") as log:  # the child keeps its own handle
+            p = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+        p.stdin.write(json.dumps(spec, default=str))
+        p.stdin.close()
+        procs.append(p)
+    wakes = []
+    for i, p in enumerate(procs):
+        out = p.stdout.read()
+        if p.wait() != 0:
+            for q in procs:
+                q.kill()
+            err = (scratch / f"part{i}.log").read_text()[-4000:]
+            raise RuntimeError(f"the surface stream build's part {i} failed:\n{err}")
+        wakes.append(int(out.strip().splitlines()[-1]))
+    before = [sum(wakes[:i]) for i in range(len(wakes))]
+    return list(zip(folders, before))
+
+
+def _build_part(spec: dict) -> int:
+    """One part's process: record the wakes in ``[active_from, until)``; returns the
+    consumer's wake count."""
+    import numba
+
+    from replay.consumers.surface_stream import StreamRecorder
+
+    numba.set_num_threads(min(spec["threads"], numba.config.NUMBA_NUM_THREADS))
+    folder = Path(spec["folder"])
+    sel = Selection(**{k: tuple(v) if isinstance(v, list) else v
+                       for k, v in spec["selection"].items()})
+    recorder = StreamRecorder(folder)
+    consumer = make_consumer(spec["calib"], recorder=recorder, active_from=spec["active_from"])
+    replay_selection(consumer, sel, folder / "run", end=spec["until"])
+    recorder.write()
+    return consumer.n_wakes
+
+
+if __name__ == "__main__":
+    print(_build_part(json.loads(sys.stdin.read())))
