@@ -13,6 +13,11 @@ compiled kernels it calls load inside the timed run):
 * the cached process: ``cached_events_per_second``: the same day, warm cache, another hedger
   config (band 0.05 instead of 0.1): the surface stream is read, not refitted;
 * ``cached_vs_market_only``: the ratio of the two rates above;
+* the epochs process: ``epoch_build_events_per_second``, the cold process's run with
+  ``calibration.epoch=6h`` on another cold cache, whose build fits the day's epochs in
+  parallel processes (``calibration.build_jobs`` at its default, one per core;
+  ``epoch_parts`` of them, the largest peaking at ``epoch_part_rss_mb``): another
+  calibration (each epoch starts afresh), so another stream;
 * ``same_journal_hash`` (in this process): ``calibration.cache=off`` against the cached run,
   same config, on the two-hour store at a 5 s cadence (a live run at 1 s on the day takes as
   long as the build).
@@ -46,11 +51,12 @@ def _store(quick: bool) -> Path:
     return path
 
 
-def _cfg(db: Path, out: Path, band: float, every: str = "1s", cache: str = "auto") -> dict:
+def _cfg(db: Path, out: Path, band: float, every: str = "1s", cache: str = "auto",
+         epoch: str | None = None) -> dict:
     return {
         "data": {"db": str(db)}, "out_dir": str(out), "seed": 0, "report": {"html": False},
         "calibration": {"_target_": "replay.consumers.calibration.CalibrationConsumer",
-                        "model": "svi", "every": every, "cache": cache},
+                        "model": "svi", "every": every, "cache": cache, "epoch": epoch},
         "book": {"_target_": "strategies.books.FixedBook", "structure": "straddle",
                  "size": 10.0},
         "strategy": {"_target_": "strategies.hedging.registry.DeltaBand", "band": band,
@@ -66,7 +72,7 @@ def _timed(cfg: dict) -> tuple[dict, float]:
     return m, time.perf_counter() - t0
 
 
-def _day_job(which: str, db: str, out: str, band: float) -> dict:
+def _day_job(which: str, db: str, out: str, band: float, epoch: str | None = None) -> dict:
     """One day's run in this (fresh) process, as a job would run it, with the process's peak
     RSS.  ``cold`` first times the market replay without consumers (the second of two: the
     first loads the compiled kernels)."""
@@ -90,20 +96,28 @@ def _day_job(which: str, db: str, out: str, band: float) -> dict:
                               prefetch=ahead)
             rates.append(bare.total_events / (time.perf_counter() - t0))
         got["market_per_second"] = max(rates)
-    m, s = _timed(_cfg(Path(db), Path(out), band=band))
+    m, s = _timed(_cfg(Path(db), Path(out), band=band, epoch=epoch))
     return {**got, "seconds": s, "events": m["events_replayed"],
             "n_fits": m["calibration"]["n_fits"],
             "fit_ms_median": m["calibration"]["fit_ms_median"],
             "build_seconds": m["surface_stream"]["build_seconds"],
             "built": m["surface_stream"]["built"], "stream": m["surface_stream"]["path"],
-            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "parts": _parts(m["surface_stream"]["path"]),
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "children_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
-def _in_own_process(which: str, db: Path, out: Path, band: float) -> dict:
+def _parts(stream: str) -> int:
+    return json.loads((Path(stream) / "manifest.json").read_text()).get("parts", 1)
+
+
+def _in_own_process(which: str, db: Path, out: Path, band: float,
+                    epoch: str | None = None) -> dict:
     code = ("import importlib.util, json; "
             f"spec = importlib.util.spec_from_file_location('bench_backtest', {__file__!r}); "
             "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
-            f"print(json.dumps(m._day_job({which!r}, {str(db)!r}, {str(out)!r}, {band!r})))")
+            f"print(json.dumps(m._day_job({which!r}, {str(db)!r}, {str(out)!r}, {band!r}, "
+            f"{epoch!r})))")
     p = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
                        check=True)
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -118,11 +132,13 @@ def run(quick: bool) -> dict:
         os.environ[CACHE_ENV] = str(Path(tmp) / "cache")  # a cold surface-stream cache
         cold = _in_own_process("cold", db, Path(tmp) / "cold", band=0.1)
         warm = _in_own_process("warm", db, Path(tmp) / "warm", band=0.05)
+        os.environ[CACHE_ENV] = str(Path(tmp) / "cache_epochs")
+        epochs = _in_own_process("epochs", db, Path(tmp) / "epochs", band=0.1, epoch="6h")
         journal_bytes = (Path(tmp) / "warm" / "journal.duckdb").stat().st_size
         stream_bytes = sum(f.stat().st_size for f in Path(warm["stream"]).iterdir())
         live, _ = _timed(_cfg(quick_db, Path(tmp) / "live", band=0.1, every="5s", cache="off"))
         cached, _ = _timed(_cfg(quick_db, Path(tmp) / "cached", band=0.1, every="5s"))
-    if warm["built"] or not cold["built"]:
+    if warm["built"] or not cold["built"] or not epochs["built"]:
         # e.g. a source file edited between the two processes: another code version, so
         # another cache key; the figures would not be those of a build and a cached run
         raise RuntimeError("the cold run did not build the surface stream, or the cached "
@@ -140,6 +156,10 @@ def run(quick: bool) -> dict:
         "market_only_events_per_second": round(market),
         "cached_vs_market_only": round(events / warm["seconds"] / market, 3),
         "same_journal_hash": live["journal_hash"] == cached["journal_hash"],
+        "epoch_build_events_per_second": round(epochs["events"] / epochs["seconds"]),
+        "epoch_build_seconds": round(epochs["build_seconds"], 2),
+        "epoch_parts": epochs["parts"],
+        "epoch_part_rss_mb": round(epochs["children_rss_mb"]) if epochs["parts"] > 1 else None,
         "surface_stream_mb": round(stream_bytes / 2 ** 20, 1),
         "journal_mb": round(journal_bytes / 2 ** 20, 1),
         "peak_rss_mb": round(max(cold["rss_mb"], warm["rss_mb"])),
