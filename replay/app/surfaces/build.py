@@ -76,30 +76,31 @@ def part_starts(lo: int, hi: int, epoch_ns: int, jobs: int) -> list[int]:
     return [bounds[round(i * n / parts) - 1] for i in range(1, parts)]
 
 
-def _span(sel: Selection) -> tuple[int, int]:
-    """The first and last ``ts_recv`` the selection's replay can hold."""
+def _parts(sel: Selection, epoch_ns: int | None, jobs: int) -> list[int]:
+    """:func:`part_starts` over the span of ``ts_recv`` the selection's replay can hold."""
     from replay.store import open_store
 
+    if epoch_ns is None or jobs < 2:
+        return []
     with open_store(sel.db) as store:
         lo, hi = store.time_span()
-    return (lo if sel.start is None else max(lo, sel.start),
-            hi if sel.end is None else min(hi, sel.end - 1))
+    if lo is None:
+        return []
+    return part_starts(lo if sel.start is None else max(lo, sel.start),
+                       hi if sel.end is None else min(hi, sel.end - 1), epoch_ns, jobs)
 
 
-def build_stream(node: Any, sel: Selection, folder: Path, key: str = "",
+def build_stream(calib: dict, sel: Selection, folder: Path, key: str = "", code: str = "",
                  jobs: int = 1) -> dict:
-    """Build the stream of a calibration config over a selection into ``folder``; returns
-    the manifest (also written, last, as manifest.json)."""
+    """Build the stream of a resolved calibration config (without its build keys) over a
+    selection into ``folder``; returns the manifest (also written, last, as manifest.json),
+    which records the cache ``key`` and ``code`` version it was built for."""
     from replay.analytics.dynamics import recorded_dynamics
-    from replay.app.surfaces.cache import calibration_config, code_version
     from replay.consumers.stream_reader import StreamReader
     from replay.consumers.surface_stream import StreamRecorder, join_parts
 
-    calib = calibration_config(node)
     t0 = time.perf_counter()
-    epoch_ns = make_consumer(calib).epoch_ns
-    starts = part_starts(*_span(sel), epoch_ns, jobs) \
-        if epoch_ns is not None and jobs > 1 else []
+    starts = _parts(sel, make_consumer(calib).epoch_ns, jobs)
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         if starts:
             rows = join_parts(_build_parts(calib, sel, Path(scratch), starts, jobs), folder)
@@ -114,7 +115,7 @@ def build_stream(node: Any, sel: Selection, folder: Path, key: str = "",
     dynamics = recorded_dynamics(folder / "fits.parquet", folder / DYNAMICS_FILE)
     manifest = {"key": key, "calibration": calib,
                 "selection": {k: v for k, v in asdict(sel).items() if k != "window_ns"},
-                "code": code_version(), "events": res.total_events, "rows": rows,
+                "code": code, "events": res.total_events, "rows": rows,
                 "parts": len(starts) + 1,
                 "bytes": sum(f.stat().st_size for f in folder.iterdir() if f.is_file()),
                 "build_seconds": round(time.perf_counter() - t0, 3),

@@ -193,7 +193,7 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
         t0 = time.perf_counter()
         tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=root))
         try:
-            manifest = build_stream(node, sel, tmp, key, jobs)
+            manifest = build_stream(calib, sel, tmp, key, code_version(), jobs)
             _publish_dir(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
