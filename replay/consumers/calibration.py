@@ -18,8 +18,8 @@ run's ``calibration`` metrics match :func:`calibration.scheme.replay_snapshots`.
 ``epoch`` (``"6h"``, ``"1d"``; default none) cuts market time at its multiples (UTC): the
 first fit of each epoch forgets the fits before it (warm starts, Tikhonov anchors, carried
 expiries, the last good surface, the quote-sampling clock), so epochs are independent and a
-stream build fits them in parallel (:mod:`replay.app.surfaces.partitions`; ``active_from``,
-on the wake grid, is such a build's part: the consumer sleeps until then).
+stream build fits them in parallel (:mod:`replay.app.surfaces.build`; a part's consumer
+sleeps until its ``active_from``, on the wake grid).
 
 ``latency`` (seconds of market time, default 0) delays publication: a surface fitted at
 ``t`` becomes usable at ``t + latency`` (the consumer wakes then to publish it, before any
@@ -65,7 +65,7 @@ class CalibrationConsumer:
 
     Keyword arguments mirror :class:`calibration.scheme.SchemeConfig` (``model``, ``warm_start``,
     ``lam``, ``n_starts``, ``fallback``, ``max_rmse_vol_pts``, ``sabr_beta``, ``loss``) plus
-    ``every``, ``epoch``, ``active_from`` and ``latency`` (see the module docstring), ``check_s``, ``stale_s`` (quotes
+    ``every``, ``epoch`` and ``latency`` (see the module docstring), ``check_s``, ``stale_s`` (quotes
     older than this are flagged stale), ``quotes_every_s`` and ``max_quote_rows`` (sampling
     and cap of the ``calibration_quotes`` rows of a fit; 0 = every fit, all rows) and
     ``check_parity`` (also estimate the put-call parity forward where the venue gives one,
@@ -80,8 +80,8 @@ class CalibrationConsumer:
                  max_rmse_vol_pts: float = 10.0, sabr_beta: float = 1.0,
                  loss: dict | None = None, check_s: float = 10.0, stale_s: float = 600.0,
                  latency: float = 0.0, quotes_every_s: float = 60.0, max_quote_rows: int = 0,
-                 check_parity: bool = False, epoch: Any = None, active_from: int = 0,
-                 board: Any = None, stream: StreamReader | None = None, recorder: Any = None):
+                 check_parity: bool = False, epoch: Any = None, board: Any = None,
+                 stream: StreamReader | None = None, recorder: Any = None):
         check_choice("calibration.model", model, ("svi", "essvi", "sabr"))
         check_choice("calibration.fallback", fallback, ("last_good", "publish"))
         every_ns, every_q, quality = parse_every(every, check_s)
@@ -103,7 +103,7 @@ class CalibrationConsumer:
         self.wake_ns, self.wake_quotes = every_ns, every_q
         self.latency_ns = int(round(latency * NS))
         self.epoch_ns = parse_epoch(epoch, every_ns, self.latency_ns)
-        self.active_from = int(active_from)
+        self.active_from = 0  # market ns: set by an epoch build's part (module docstring)
         self._epoch: int | None = None  # the epoch of the last fit
         self.quotes_every_ns = int(round(quotes_every_s * NS))
         self.stale_ns = int(stale_s * NS)

@@ -35,8 +35,8 @@ def parse_epoch(epoch: Any, wake_ns: int | None, latency_ns: int) -> int | None:
         return None
     try:
         ns = parse_every_rule(epoch).get("every_ns")
-    except ValueError as e:
-        raise ConfigError(f"calibration.epoch: {e}") from None
+    except ValueError:
+        ns = None
     if ns is None:
         raise ConfigError(f"calibration.epoch: {epoch!r} is not a market-time interval such "
                           "as '6h' or '1d'")

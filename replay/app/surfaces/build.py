@@ -34,8 +34,8 @@ DYNAMICS_FILE = "dynamics.parquet"
 
 
 def make_consumer(calib: dict, **kwargs: Any):
-    """The calibration consumer of a resolved calibration config (``kwargs``: a recorder, a
-    stream to replay, ``active_from``)."""
+    """The calibration consumer of a resolved calibration config (``kwargs``: a recorder, or
+    a stream to replay)."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -173,7 +173,8 @@ def _build_part(spec: dict) -> int:
     sel = Selection(**{k: tuple(v) if isinstance(v, list) else v
                        for k, v in spec["selection"].items()})
     recorder = StreamRecorder(folder)
-    consumer = make_consumer(spec["calib"], recorder=recorder, active_from=spec["active_from"])
+    consumer = make_consumer(spec["calib"], recorder=recorder)
+    consumer.active_from = spec["active_from"]
     replay_selection(consumer, sel, folder / "run", end=spec["until"])
     recorder.write()
     return consumer.n_wakes

@@ -22,7 +22,8 @@ def test_epochs_are_intervals_on_the_wake_grid():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"every": "1s", "epoch": "daily"}, "calibration.epoch: 'daily' is not understood"),
+    ({"every": "1s", "epoch": "daily"}, "'daily' is not a market-time interval such as '6h'"),
+    ({"every": "1s", "epoch": -3}, "not a market-time interval"),
     ({"every": "1s", "epoch": "500q"}, "not a market-time interval"),
     ({"every": "500q", "epoch": "1h"}, "not a quote count"),
     ({"every": "7s", "epoch": "1min"}, "whole number of wake intervals"),
