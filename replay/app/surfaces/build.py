@@ -18,6 +18,7 @@ manifest the calibration metrics and journal hash that a serial build records.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -28,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from replay.app.selection import Selection
+from replay.units import iso_z
+
+log = logging.getLogger(__name__)
 
 #: the stream's surface dynamics (``replay.analytics.dynamics``), beside its files
 DYNAMICS_FILE = "dynamics.parquet"
@@ -103,6 +107,8 @@ def build_stream(calib: dict, sel: Selection, folder: Path, key: str = "", code:
     starts = _parts(sel, make_consumer(calib).epoch_ns, jobs)
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         if starts:
+            log.info("building the stream in %d processes, parts from %s", len(starts) + 1,
+                     ", ".join(iso_z(t) for t in starts))
             rows = join_parts(_build_parts(calib, sel, Path(scratch), starts, jobs), folder)
             consumer = make_consumer(calib, stream=StreamReader(folder))
             res = replay_selection(consumer, sel, scratch)

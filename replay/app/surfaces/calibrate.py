@@ -4,8 +4,9 @@ It composes the same config as ``volreplay run`` with the same overrides, resolv
 data selection and builds (or finds) the same stream the run would use, so a sweep or a
 walk-forward can calibrate first (one job per day, say) and every later run only replays.
 ``calibration.cache=refresh`` rebuilds; ``auto`` (the default) reports an existing stream.
-Prints one JSON line: key, path, whether it was built now, its size and rows, the build
-time and the calibration metrics of the build.
+Prints one JSON line: key, path, whether it was built now, its size, rows and parts (the
+processes that built it: several only with ``calibration.epoch``), the build time and the
+calibration metrics of the build.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def calibrate(cfg: Any) -> dict:
     info = ensure_stream(node, data.sel, mode=mode, log=log)
     man = read_manifest(info.path)
     return {**info.as_metrics(), "events": man["events"], "rows": man["rows"],
-            "bytes": man["bytes"], "calibration": man["calibration_metrics"]}
+            "parts": man.get("parts", 1), "bytes": man["bytes"],
+            "calibration": man["calibration_metrics"]}
 
 
 def main(overrides: list[str]) -> int:

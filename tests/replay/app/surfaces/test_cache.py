@@ -224,6 +224,7 @@ def test_calibrate_command_builds_what_the_run_then_reuses(gbm_quarter_hour, col
     assert main(overrides) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["built"] and printed["rows"]["wakes"] == printed["calibration"]["n_fits"]
+    assert printed["parts"] == 1  # no calibration.epoch: one replay
     again = calibrate(compose(overrides))
     assert not again["built"] and again["key"] == printed["key"]
     cfg = compose(overrides)
