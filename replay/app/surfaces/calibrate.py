@@ -4,6 +4,8 @@ It composes the same config as ``volreplay run`` with the same overrides, resolv
 data selection and builds (or finds) the same stream the run would use, so a sweep or a
 walk-forward can calibrate first (one job per day, say) and every later run only replays.
 ``calibration.cache=refresh`` rebuilds; ``auto`` (the default) reports an existing stream.
+With ``calibration.epoch`` (e.g. ``1d``) the build fits the epochs in parallel processes
+(``calibration.build_jobs``, default one per core).
 Prints one JSON line: key, path, whether it was built now, its size, rows and parts (the
 processes that built it: several only with ``calibration.epoch``), the build time and the
 calibration metrics of the build.
