@@ -32,6 +32,11 @@ class IngestError(VolreplayError, RuntimeError):
     """An ingestion problem: a missing file, an unknown format, an unreadable container."""
 
 
+class BuildError(VolreplayError, RuntimeError):
+    """A surface stream build that could not finish: one of its processes failed (killed, out
+    of memory); the message ends with that process's log."""
+
+
 class ObjectiveValueError(VolreplayError, ValueError):
     """The sweep objective cannot be computed for one run (a null metric, log of a negative)."""
 

@@ -15,10 +15,10 @@ run's ``calibration`` metrics match :func:`calibration.scheme.replay_snapshots`.
 * ``"quality:X"``: check every ``check_s`` seconds and refit when more than X % of fresh
   two-sided mids fall outside the current surface's bid/ask band.
 
-``epoch`` (``"6h"``, ``"1d"``; default none) cuts market time at its multiples (UTC): the
-first fit of each epoch forgets the fits before it (warm starts, Tikhonov anchors, carried
-expiries, the last good surface, the quote-sampling clock), so epochs are independent and a
-stream build fits them in parallel (:mod:`replay.app.surfaces.build`; a part's consumer
+``epoch`` (``"6h"``, ``"1d"``; default none) cuts market time at its multiples (UTC): an
+epoch's first working wake (a refit or a quality check) forgets the fits before it (warm
+starts, Tikhonov anchors, carried expiries, the last good surface, the quote-sampling
+clock), so epochs are independent and a stream build fits them in parallel (:mod:`replay.app.surfaces.build`; a part's consumer
 sleeps until its ``active_from``, on the wake grid).
 
 ``latency`` (seconds of market time, default 0) delays publication: a surface fitted at
@@ -104,7 +104,7 @@ class CalibrationConsumer:
         self.latency_ns = int(round(latency * NS))
         self.epoch_ns = parse_epoch(epoch, every_ns, self.latency_ns)
         self.active_from = 0  # market ns: set by an epoch build's part (module docstring)
-        self._epoch: int | None = None  # the epoch of the last fit
+        self._epoch: int | None = None  # the epoch of the last working wake
         self.quotes_every_ns = int(round(quotes_every_s * NS))
         self.stale_ns = int(stale_s * NS)
         self.max_quote_rows = int(max_quote_rows)

@@ -1,2 +1,4 @@
 """Surface streams: the cache that lets runs replay calibrated surfaces instead of refitting
-(:mod:`.cache`), and the ``volreplay calibrate`` command that builds them (:mod:`.calibrate`)."""
+(:mod:`.cache`), the build of a stream, serial or by epochs in parallel processes
+(:mod:`.build`), and the ``volreplay calibrate`` command that builds one ahead of a run
+(:mod:`.calibrate`)."""

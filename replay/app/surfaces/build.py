@@ -10,9 +10,11 @@ replays the market from the selection's start, with a consumer that sleeps until
 begins (a fit reads quotes set before it; the market replay alone runs at millions of events
 per second), and stops at the part's end.  The parts are joined
 (:func:`replay.consumers.surface_stream.join_parts`), and the joined stream is replayed once,
-calibration only: that checks it against the market (the same wakes at the same replay
-positions, or :class:`~replay.consumers.surface_stream.StreamMismatch`) and gives its
-manifest the calibration metrics and journal hash that a serial build records.
+calibration only, as a cached run replays it: that gives its manifest the calibration metrics
+and journal hash that a serial build records, and checks that the replay takes in every row
+of it, none recorded past its replay position
+(:class:`~replay.consumers.surface_stream.StreamMismatch` otherwise).  Tests compare the
+joined stream with a serial build's, table for table.
 """
 
 from __future__ import annotations
@@ -80,18 +82,20 @@ def part_starts(lo: int, hi: int, epoch_ns: int, jobs: int) -> list[int]:
     return [bounds[round(i * n / parts) - 1] for i in range(1, parts)]
 
 
-def _parts(sel: Selection, epoch_ns: int | None, jobs: int) -> list[int]:
-    """:func:`part_starts` over the span of ``ts_recv`` the selection's replay can hold."""
+def _selection_part_starts(sel: Selection, epoch_ns: int | None, jobs: int) -> list[int]:
+    """:func:`part_starts` over the span the selection's replay covers: the feed's, with the
+    selection's instrument and expiry filters (a part must not end after the data its
+    instruments have: a replay fires its wake timers up to its end)."""
+    from replay.engine.feed import Feed
     from replay.store import open_store
 
     if epoch_ns is None or jobs < 2:
         return []
     with open_store(sel.db) as store:
-        lo, hi = store.time_span()
-    if lo is None:
-        return []
-    return part_starts(lo if sel.start is None else max(lo, sel.start),
-                       hi if sel.end is None else min(hi, sel.end - 1), epoch_ns, jobs)
+        feed = Feed(store, start=sel.start, end=sel.end, instrument_ids=sel.instrument_ids,
+                    expiries=sel.expiries)
+        lo, end = feed.start, feed.end
+    return [] if lo is None or end is None else part_starts(lo, end - 1, epoch_ns, jobs)
 
 
 def build_stream(calib: dict, sel: Selection, folder: Path, key: str = "", code: str = "",
@@ -101,17 +105,20 @@ def build_stream(calib: dict, sel: Selection, folder: Path, key: str = "", code:
     which records the cache ``key`` and ``code`` version it was built for."""
     from replay.analytics.dynamics import recorded_dynamics
     from replay.consumers.stream_reader import StreamReader
-    from replay.consumers.surface_stream import StreamRecorder, join_parts
+    from replay.consumers.surface_stream import StreamMismatch, StreamRecorder, join_parts
 
     t0 = time.perf_counter()
-    starts = _parts(sel, make_consumer(calib).epoch_ns, jobs)
+    starts = _selection_part_starts(sel, make_consumer(calib).epoch_ns, jobs)
     with tempfile.TemporaryDirectory(dir=folder) as scratch:
         if starts:
             log.info("building the stream in %d processes, parts from %s", len(starts) + 1,
                      ", ".join(iso_z(t) for t in starts))
-            rows = join_parts(_build_parts(calib, sel, Path(scratch), starts, jobs), folder)
+            rows = join_parts(_build_parts(calib, sel, Path(scratch), starts), folder)
             consumer = make_consumer(calib, stream=StreamReader(folder))
             res = replay_selection(consumer, sel, scratch)
+            if not consumer.replayed_whole:
+                raise StreamMismatch(f"the joined parts of the surface stream {folder} are "
+                                     "not all replayed by the selection; a build bug")
         else:
             recorder = StreamRecorder(folder)
             consumer = make_consumer(calib, recorder=recorder)
@@ -131,38 +138,57 @@ def build_stream(calib: dict, sel: Selection, folder: Path, key: str = "", code:
     return manifest
 
 
-def _build_parts(calib: dict, sel: Selection, scratch: Path, starts: list[int],
-                 jobs: int) -> list[tuple[Path, int]]:
-    """Record the parts beginning at ``sel``'s start and at ``starts``, each in a process of
-    its own (``python -m replay.app.surfaces.build``: a fresh interpreter, which neither
-    forks a process holding DuckDB's and numba's threads nor, as multiprocessing's spawn
-    would, re-runs the caller's script); returns each part's folder and the consumer wakes
-    before it.  ``part_starts`` makes at most ``jobs`` parts, so they all run at once."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    threads = max(1, (cpus or 1) // (len(starts) + 1))  # numba threads per part
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count() or 1
+
+
+def _build_parts(calib: dict, sel: Selection, scratch: Path, starts: list[int]
+                 ) -> list[tuple[Path, int]]:
+    """Record the parts beginning at ``sel``'s start and at ``starts``, all at once, each in
+    a process of its own (``python -P -m replay.app.surfaces.build``: a fresh interpreter,
+    which neither forks a process holding DuckDB's and numba's threads nor, as
+    multiprocessing's spawn would, re-runs the caller's script); returns each part's folder
+    and the consumer wakes before it.  A part that fails stops the others at once."""
+    from replay.errors import BuildError
+
+    threads = max(1, cores() // (len(starts) + 1))  # numba threads per part
     root = str(Path(__file__).resolve().parents[3])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    folders, procs = [], []
-    for i, (begin, until) in enumerate(zip([0, *starts], [*starts, None])):
-        folders.append(scratch / f"part{i}")
-        spec = {"calib": calib, "selection": asdict(sel), "folder": str(folders[-1]),
-                "active_from": begin, "until": until, "threads": threads}
-        with open(scratch / f"part{i}.log", "w") as log:  # the child keeps its own handle
-            p = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                                 stdout=subprocess.PIPE, stderr=log, text=True, env=env)
-        p.stdin.write(json.dumps(spec, default=str))
-        p.stdin.close()
-        procs.append(p)
-    wakes = []
-    for i, p in enumerate(procs):
-        out = p.stdout.read()
-        if p.wait() != 0:
-            for q in procs:
-                q.kill()
-            err = (scratch / f"part{i}.log").read_text()[-4000:]
-            raise RuntimeError(f"the surface stream build's part {i} failed:\n{err}")
-        wakes.append(int(out.strip().splitlines()[-1]))
+    bounds = list(zip([0, *starts], [*starts, None]))
+    folders = [scratch / f"part{i}" for i in range(len(bounds))]
+    procs: list[subprocess.Popen] = []
+    try:
+        for folder, (begin, until) in zip(folders, bounds):
+            spec = {"calib": calib, "selection": asdict(sel), "folder": str(folder),
+                    "active_from": begin, "until": until, "threads": threads}
+            with open(f"{folder}.log", "w") as part_log:  # the child keeps its own handle
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-P", "-m", __name__], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=part_log, text=True, env=env))
+            procs[-1].stdin.write(json.dumps(spec, default=str))
+            procs[-1].stdin.close()
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [i for i, c in enumerate(codes) if c not in (None, 0)]
+            if failed:
+                i = failed[0]
+                tail = Path(f"{folders[i]}.log").read_text()[-4000:]
+                raise BuildError(f"the surface stream build's part {i} (from "
+                                 f"{iso_z(bounds[i][0]) if i else 'the start'}) exited with "
+                                 f"code {codes[i]}; its log ends:\n{tail}")
+            if all(c == 0 for c in codes):
+                break
+            time.sleep(0.05)
+        wakes = [int(p.stdout.read().split()[-1]) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            p.stdout.close()
     before = [sum(wakes[:i]) for i in range(len(wakes))]
     return list(zip(folders, before))
 
@@ -172,8 +198,11 @@ def _build_part(spec: dict) -> int:
     consumer's wake count."""
     import numba
 
+    from replay.app import use_system_allocator
     from replay.consumers.surface_stream import StreamRecorder
 
+    use_system_allocator()  # as a run's process does
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     numba.set_num_threads(min(spec["threads"], numba.config.NUMBA_NUM_THREADS))
     folder = Path(spec["folder"])
     sel = Selection(**{k: tuple(v) if isinstance(v, list) else v

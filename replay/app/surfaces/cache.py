@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from replay.app.selection import Selection
-from replay.app.surfaces.build import build_stream
+from replay.app.surfaces.build import build_stream, cores
 from replay.errors import ConfigError
 
 MODES = ("auto", "off", "refresh")
@@ -106,10 +106,7 @@ def build_jobs(node: Any) -> int:
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
         raise ConfigError(f"calibration.build_jobs: {jobs!r} must be a whole number >= 0 "
                           "(0: one per core)")
-    if jobs == 0:
-        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
-            else os.cpu_count() or 1
-    return jobs
+    return jobs or cores()
 
 
 def calibration_config(node: Any) -> dict:

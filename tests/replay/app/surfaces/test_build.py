@@ -9,15 +9,17 @@ import json
 import shutil
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 import replay
-from replay.app.surfaces.build import part_starts
+from replay.app.selection import Selection
+from replay.app.surfaces.build import _build_parts, part_starts
 from replay.app.surfaces.cache import build_jobs
-from replay.errors import ConfigError
+from replay.errors import BuildError, ConfigError
 from replay.units import NS
 
 EPOCH = "5min"  # the 15-minute store holds three epochs
@@ -86,6 +88,46 @@ def test_epochs_built_in_parallel_are_the_serial_and_live_stream(gbm_quarter_hou
     # the wakes of the later parts were renumbered: ordinals rise through the whole stream
     wake = serial_tables["wakes"]["wake"].to_pylist()
     assert wake == sorted(set(wake)) and len(wake) > 10
+
+
+def test_a_selection_whose_data_ends_early_is_cut_where_its_replay_ends(gbm_quarter_hour,
+                                                                        tmp_path):
+    """The parts follow the span of the selected instruments, not of the store: a part that
+    ran on to its epoch's end would record wakes the serial replay never has."""
+    db = tmp_path / "cut.duckdb"
+    shutil.copy(gbm_quarter_hour, db)
+    with duckdb.connect(str(db)) as con:
+        (t0,) = con.execute("SELECT min(ts_recv) FROM option_quotes").fetchone()
+        ids = ("SELECT instrument_id FROM instruments WHERE kind = 'perp' OR expiry_ns = "
+               "(SELECT min(expiry_ns) FROM instruments WHERE kind = 'option')")
+        for t in ("funding", "underlying_quotes", "underlying_trades", "option_quotes",
+                  "option_trades"):
+            con.execute(f"DELETE FROM {t} WHERE ts_recv >= {t0 + 420 * NS} "
+                        f"AND instrument_id IN ({ids})")
+        names = [r[0] for r in con.execute(f"SELECT name FROM instruments WHERE instrument_id "
+                                           f"IN ({ids}) ORDER BY instrument_id").fetchall()]
+    def cfg(out: str, **calibration) -> dict:
+        c = _cfg(db, tmp_path / out, **calibration)
+        return {**c, "book": None, "strategy": None,
+                "data": {"db": str(db), "instruments": names}}
+    live = replay.run(cfg("live", cache="off"))
+    serial = replay.run(cfg("serial", cache="refresh", build_jobs=1))
+    serial_tables = _tables(_stream(serial)[0])
+    parts = replay.run(cfg("parts", cache="refresh", build_jobs=3))
+    assert live["journal_hash"] == serial["journal_hash"] == parts["journal_hash"]
+    assert _stream(parts)[1]["parts"] == 2  # the data ends in the second epoch
+    for name, t in _tables(_stream(parts)[0]).items():
+        assert t.equals(serial_tables[name]), name
+
+
+def test_a_failing_part_stops_the_build_with_its_log(gbm_quarter_hour, tmp_path):
+    calib = {"_target_": "replay.consumers.calibration.CalibrationConsumer", "model": "svi",
+             "every": "5s", "epoch": EPOCH}
+    sel = Selection(str(tmp_path / "missing.duckdb"))  # every part fails to open it
+    with pytest.raises(BuildError, match=r"part 0 \(from the start\) exited with code 1; "
+                                         r"its log ends:\n(.|\n)*does not exist"):
+        _build_parts(calib, sel, tmp_path, [300 * NS])
+    assert not list(tmp_path.glob("part*/*.parquet"))
 
 
 def test_an_epoch_starts_the_calibration_afresh(gbm_quarter_hour, tmp_path):
