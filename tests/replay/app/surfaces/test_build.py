@@ -124,7 +124,8 @@ def test_a_failing_part_stops_the_build_with_its_log(gbm_quarter_hour, tmp_path)
     calib = {"_target_": "replay.consumers.calibration.CalibrationConsumer", "model": "svi",
              "every": "5s", "epoch": EPOCH}
     sel = Selection(str(tmp_path / "missing.duckdb"))  # every part fails to open it
-    with pytest.raises(BuildError, match=r"part 0 \(from the start\) exited with code 1; "
+    # whichever part fails first is reported
+    with pytest.raises(BuildError, match=r"part [01] \(from .+\) exited with code 1; "
                                          r"its log ends:\n(.|\n)*does not exist"):
         _build_parts(calib, sel, tmp_path, [300 * NS])
     assert not list(tmp_path.glob("part*/*.parquet"))
