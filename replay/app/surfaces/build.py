@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -151,6 +152,7 @@ def _build_parts(calib: dict, sel: Selection, scratch: Path, starts: list[int]
     which neither forks a process holding DuckDB's and numba's threads nor, as
     multiprocessing's spawn would, re-runs the caller's script); returns each part's folder
     and the consumer wakes before it.  A part that fails stops the others at once."""
+    from replay.engine.loop import PROGRESS_EVERY_S
     from replay.errors import BuildError
 
     threads = max(1, cores() // (len(starts) + 1))  # numba threads per part
@@ -160,6 +162,7 @@ def _build_parts(calib: dict, sel: Selection, scratch: Path, starts: list[int]
     bounds = list(zip([0, *starts], [*starts, None]))
     folders = [scratch / f"part{i}" for i in range(len(bounds))]
     procs: list[subprocess.Popen] = []
+    report_at = time.monotonic() + PROGRESS_EVERY_S + 1  # after the parts' first lines
     try:
         for folder, (begin, until) in zip(folders, bounds):
             spec = {"calib": calib, "selection": asdict(sel), "folder": str(folder),
@@ -181,6 +184,12 @@ def _build_parts(calib: dict, sel: Selection, scratch: Path, starts: list[int]
                                  f"code {codes[i]}; its log ends:\n{tail}")
             if all(c == 0 for c in codes):
                 break
+            if time.monotonic() >= report_at:  # the parts' own progress lines, summed up
+                report_at += PROGRESS_EVERY_S
+                times = [_market_time(Path(f"{f}.log")) for f in folders]
+                if any(times):
+                    log.info("building: parts at market time %s",
+                             ", ".join(t or "-" for t in times))
             time.sleep(0.05)
         wakes = [int(p.stdout.read().split()[-1]) for p in procs]
     finally:
@@ -191,6 +200,12 @@ def _build_parts(calib: dict, sel: Selection, scratch: Path, starts: list[int]
             p.stdout.close()
     before = [sum(wakes[:i]) for i in range(len(wakes))]
     return list(zip(folders, before))
+
+
+def _market_time(part_log: Path) -> str:
+    """The market time of the last progress line a part logged ("" before its first)."""
+    found = re.findall(r"market time (\S+),", part_log.read_text())
+    return found[-1] if found else ""
 
 
 def _build_part(spec: dict) -> int:
