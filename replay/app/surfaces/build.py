@@ -171,8 +171,11 @@ def _build_parts(calib: dict, sel: Selection, scratch: Path, starts: list[int]
                 procs.append(subprocess.Popen(
                     [sys.executable, "-P", "-m", __name__], stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, stderr=part_log, text=True, env=env))
-            procs[-1].stdin.write(json.dumps(spec, default=str))
-            procs[-1].stdin.close()
+            try:
+                procs[-1].stdin.write(json.dumps(spec, default=str))
+                procs[-1].stdin.close()
+            except BrokenPipeError:  # it died at start: the loop below reports its log
+                pass
         while True:
             codes = [p.poll() for p in procs]
             failed = [i for i, c in enumerate(codes) if c not in (None, 0)]
