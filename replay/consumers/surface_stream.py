@@ -116,6 +116,7 @@ def join_parts(parts: list[tuple[Path, int]], folder: Path) -> dict:
     The wakes' market positions and causes need nothing: every part replayed from the
     start.  Returns the row counts, as :meth:`StreamRecorder.write` does."""
     counts = {"wakes": 0, "fits": 0, "quotes": 0}
+    folder.mkdir(parents=True, exist_ok=True)
     writers = {name: _writer(folder / f"{name}.parquet", schema)
                for name, schema in StreamRecorder.schemas().items()}
     try:
