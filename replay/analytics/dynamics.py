@@ -52,25 +52,28 @@ def bucket_of(days: np.ndarray) -> np.ndarray:
 
 def atm_table(fits: pd.DataFrame) -> pd.DataFrame:
     """``ts, expiry, tau, forward, atm_vol, atm_skew`` of published fits given as
-    :func:`published_fits` returns them (raw SVI in one vectorised pass over its parameter
-    arrays; other models fit by fit)."""
-    out = []
-    for model, g in fits.groupby("model", sort=True, observed=True):
-        k = len(PARAMS[model].__dataclass_fields__)
-        par = g[[f"p{j}" for j in range(k)]].to_numpy(float)
-        t, f = g["t"].to_numpy(float), g["forward"].to_numpy(float)
-        if model == "svi":  # raw SVI evaluates on parameter arrays: one pass
-            v, sk = SmileSlice(model, PARAMS[model](*par.T), 0, t, f, -1.0, 1.0).vol_and_skew(
-                np.zeros(len(g)))
+    :func:`published_fits` returns them, in their order (raw SVI in one vectorised pass over
+    its parameter arrays; other models fit by fit)."""
+    t, f = fits["t"].to_numpy(float), fits["forward"].to_numpy(float)
+    vol, skew = np.full(len(fits), np.nan), np.full(len(fits), np.nan)
+    model = fits["model"].astype("category")
+    codes = model.cat.codes.to_numpy()
+    for code, name in sorted(enumerate(model.cat.categories), key=lambda c: c[1]):
+        rows = np.flatnonzero(codes == code)
+        if not rows.size:
+            continue
+        k = len(PARAMS[name].__dataclass_fields__)
+        par = fits[[f"p{j}" for j in range(k)]].to_numpy(float)[rows]
+        if name == "svi":  # raw SVI evaluates on parameter arrays: one pass
+            vol[rows], skew[rows] = SmileSlice(name, PARAMS[name](*par.T), 0, t[rows], f[rows],
+                                               -1.0, 1.0).vol_and_skew(np.zeros(rows.size))
         else:
-            v, sk = np.array([SmileSlice(model, PARAMS[model](*p), 0, ti, fi, -1.0, 1.0)
-                              .vol_and_skew(0.0) for p, ti, fi in zip(par, t, f)],
-                             dtype=float).reshape(-1, 2).T
-        out.append(pd.DataFrame({"ts": g["ts"].to_numpy(np.int64),
-                                 "expiry": g["expiry"].to_numpy(np.int64), "tau": t,
-                                 "forward": f, "atm_vol": v, "atm_skew": sk}))
-    cols = ["ts", "expiry", "tau", "forward", "atm_vol", "atm_skew"]
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=cols)
+            vol[rows], skew[rows] = np.array(
+                [SmileSlice(name, PARAMS[name](*p), 0, ti, fi, -1.0, 1.0).vol_and_skew(0.0)
+                 for p, ti, fi in zip(par, t[rows], f[rows])], dtype=float).reshape(-1, 2).T
+    return pd.DataFrame({"ts": fits["ts"].to_numpy(np.int64),
+                         "expiry": fits["expiry"].to_numpy(np.int64), "tau": t, "forward": f,
+                         "atm_vol": vol, "atm_skew": skew})
 
 
 def published_fits(con) -> pd.DataFrame:
@@ -87,25 +90,34 @@ def published_fits(con) -> pd.DataFrame:
     return t.to_pandas(strings_to_categorical=True)
 
 
+def _by_expiry(expiry: np.ndarray, order: np.ndarray) -> list[np.ndarray]:
+    """``order`` (row positions) split into one run per expiry, in increasing expiry, each
+    run keeping the positions' order (as ``groupby(sort=True)`` does)."""
+    o = order[np.argsort(expiry[order], kind="stable")]
+    cuts = np.flatnonzero(np.diff(expiry[o])) + 1
+    return np.split(o, cuts) if o.size else []
+
+
 def ssr_pairs(atm: pd.DataFrame, horizon_ns: int) -> pd.DataFrame:
     """The ``(x, y)`` pairs of the module docstring: per expiry, each fit and the first fit at
     least ``horizon_ns`` later; with the end time and the start's days to expiry."""
-    parts = []
-    for _, g in atm.sort_values("ts").groupby("expiry", sort=True):
-        ts = g["ts"].to_numpy()
-        j = np.searchsorted(ts, ts + horizon_ns, side="left")
-        ok = j < ts.size
-        if not ok.any():
-            continue
-        i, j = np.flatnonzero(ok), j[ok]
-        lf = np.log(g["forward"].to_numpy())
-        vol, skew = g["atm_vol"].to_numpy(), g["atm_skew"].to_numpy()
-        parts.append(pd.DataFrame({
-            "expiry": g["expiry"].to_numpy()[i], "start": ts[i], "end": ts[j],
-            "days": g["tau"].to_numpy()[i] * 365.0, "x": skew[i] * (lf[j] - lf[i]),
-            "y": vol[j] - vol[i]}))
-    cols = ["expiry", "start", "end", "days", "x", "y"]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+    ts, expiry = atm["ts"].to_numpy(np.int64), atm["expiry"].to_numpy(np.int64)
+    starts, ends = [], []
+    for rows in _by_expiry(expiry, np.argsort(ts, kind="stable")):  # each in time order
+        t = ts[rows]
+        j = np.searchsorted(t, t + horizon_ns, side="left")
+        ok = j < t.size
+        starts.append(rows[ok])
+        ends.append(rows[j[ok]])
+    i = np.concatenate(starts) if starts else np.zeros(0, np.int64)
+    if not i.size:
+        return pd.DataFrame(columns=["expiry", "start", "end", "days", "x", "y"])
+    j = np.concatenate(ends)
+    lf = np.log(atm["forward"].to_numpy(float))
+    vol, skew = atm["atm_vol"].to_numpy(float), atm["atm_skew"].to_numpy(float)
+    return pd.DataFrame({"expiry": expiry[i], "start": ts[i], "end": ts[j],
+                         "days": atm["tau"].to_numpy(float)[i] * 365.0,
+                         "x": skew[i] * (lf[j] - lf[i]), "y": vol[j] - vol[i]})
 
 
 def rolling_ssr(pairs: pd.DataFrame, at: np.ndarray, expiry: np.ndarray, window_ns: int
@@ -113,11 +125,15 @@ def rolling_ssr(pairs: pd.DataFrame, at: np.ndarray, expiry: np.ndarray, window_
     """Per row (time ``at``, ``expiry``): the SSR of that expiry's pairs that ended in
     ``(at - window, at]`` (causal)."""
     out = np.full(at.size, np.nan)
-    for e, g in pairs.sort_values("end").groupby("expiry", sort=True):
-        rows = np.flatnonzero(expiry == e)
-        end = g["end"].to_numpy()
-        cxy = np.concatenate([[0.0], np.cumsum(g["x"].to_numpy() * g["y"].to_numpy())])
-        cxx = np.concatenate([[0.0], np.cumsum(g["x"].to_numpy() ** 2)])
+    end_all, exp_all = pairs["end"].to_numpy(np.int64), pairs["expiry"].to_numpy(np.int64)
+    x_all, y_all = pairs["x"].to_numpy(float), pairs["y"].to_numpy(float)
+    # each expiry's pairs by end time, ties in the order of a (non-stable) sort of the ends:
+    # the running sums below add them in that order
+    for g in _by_expiry(exp_all, np.argsort(end_all, kind="quicksort")):
+        rows = np.flatnonzero(expiry == exp_all[g[0]])
+        end, x, y = end_all[g], x_all[g], y_all[g]
+        cxy = np.concatenate([[0.0], np.cumsum(x * y)])
+        cxx = np.concatenate([[0.0], np.cumsum(x ** 2)])
         hi = np.searchsorted(end, at[rows], side="right")
         lo = np.searchsorted(end, at[rows] - window_ns, side="right")
         n = hi - lo
