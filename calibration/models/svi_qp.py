@@ -232,14 +232,14 @@ def qp_run(W: np.ndarray, r, C: np.ndarray, h: np.ndarray, nrm: np.ndarray,
 
 # ------------------------------------------------------- the inner problem of an SVI slice fit
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def wings(y: float) -> tuple[float, float]:
-    """``(z + y, z - y)`` with ``z = sqrt(y^2 + 1)``, each without cancellation: the small one
-    is ``1 / (the large one)`` since ``(z + y)(z - y) = 1``."""
-    z = np.sqrt(y * y + 1.0)
-    if y >= 0.0:
-        return y + z, 1.0 / (y + z)
-    return 1.0 / (z - y), z - y
+    """``(z + y, z - y)`` with ``z = sqrt(y^2 + 1)``, each without cancellation: the large
+    one is ``|y| + z``, the small one ``1 / (the large one)`` since ``(z + y)(z - y) = 1``.
+    Branch-free, so that a loop over many ``y`` vectorises."""
+    big = abs(y) + np.sqrt(y * y + 1.0)
+    small = 1.0 / big
+    return (big, small) if y >= 0.0 else (small, big)
 
 
 @njit(cache=True, inline="always")
@@ -269,13 +269,9 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
     Y, W, nrm, act = scratch
     yp, ym = Y[0], Y[1]
     # the wing columns first, in a loop of their own that the compiler can vectorise (the
-    # sums below are sequential); each value is the one wings() gives, to the bit
+    # sums below are sequential)
     for i in range(n):
-        y = (k[i] - m) / s
-        big = abs(y) + np.sqrt(y * y + 1.0)
-        small = 1.0 / big
-        yp[i] = big if y >= 0.0 else small
-        ym[i] = small if y >= 0.0 else big
+        yp[i], ym[i] = wings((k[i] - m) / s)
     g00 = g01 = g02 = g11 = g12 = g22 = 0.0
     r0 = r1 = r2 = 0.0  # the first round's right-hand side: the targets are the mids
     for i in range(n):
