@@ -18,8 +18,8 @@ run's ``calibration`` metrics match :func:`calibration.scheme.replay_snapshots`.
 ``epoch`` (``"6h"``, ``"1d"``; default none) cuts market time at its multiples (UTC): an
 epoch's first working wake (a refit or a quality check) forgets the fits before it (warm
 starts, Tikhonov anchors, carried expiries, the last good surface, the quote-sampling
-clock), so epochs are independent and a stream build fits them in parallel (:mod:`replay.app.surfaces.build`; a part's consumer
-sleeps until its ``active_from``, on the wake grid).
+clock), so epochs are independent and a stream build fits them in parallel
+(:mod:`replay.app.surfaces.build`; a part's consumer sleeps until its ``active_from``).
 
 ``latency`` (seconds of market time, default 0) delays publication: a surface fitted at
 ``t`` becomes usable at ``t + latency`` (the consumer wakes then to publish it, before any
@@ -65,8 +65,8 @@ class CalibrationConsumer:
 
     Keyword arguments mirror :class:`calibration.scheme.SchemeConfig` (``model``, ``warm_start``,
     ``lam``, ``n_starts``, ``fallback``, ``max_rmse_vol_pts``, ``sabr_beta``, ``loss``) plus
-    ``every``, ``epoch`` and ``latency`` (see the module docstring), ``check_s``, ``stale_s`` (quotes
-    older than this are flagged stale), ``quotes_every_s`` and ``max_quote_rows`` (sampling
+    ``every``, ``epoch`` and ``latency`` (see the module docstring), ``check_s``, ``stale_s``
+    (quotes older than this are flagged stale), ``quotes_every_s`` and ``max_quote_rows`` (sampling
     and cap of the ``calibration_quotes`` rows of a fit; 0 = every fit, all rows) and
     ``check_parity`` (also estimate the put-call parity forward where the venue gives one,
     to record their disagreement; about a millisecond per expiry, so off by default).

@@ -3,8 +3,8 @@
 A run with ``calibration.cache=auto`` (the default) looks up the stream of surfaces its
 calibration config publishes over its data selection; on a miss it builds it
 (:func:`replay.app.surfaces.build.build_stream`) and then replays it.  ``off`` fits live;
-``refresh`` rebuilds.  ``volreplay calibrate`` builds the same stream on its own (before a sweep, or one job per day
-of a walk-forward).
+``refresh`` rebuilds.  ``volreplay calibrate`` builds the same stream on its own (before a
+sweep, or one job per day of a walk-forward).
 
 **The key** is the sha256 of: the store's fingerprint (its content, see
 ``MarketStore.fingerprint``), the resolved calibration config (without ``cache`` and
