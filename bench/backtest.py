@@ -12,7 +12,10 @@ compiled kernels it calls load inside the timed run):
   replays it;
 * the cached process: ``cached_events_per_second``: the same day, warm cache, another hedger
   config (band 0.05 instead of 0.1): the surface stream is read, not refitted;
-* ``cached_vs_market_only``: the ratio of the two rates above;
+* ``cached_vs_market_only``: the ratio of the two rates above; ``cached_consumer_seconds``,
+  where the cached run's time goes: each consumer's seconds in its wakes (``calibration``:
+  splicing the stream's events into the journal; the rest of the run is the market replay,
+  the journal's writes and the run's set-up and metrics);
 * the epochs process: ``epoch_build_events_per_second``, the cold process's run with
   ``calibration.epoch=6h`` on another cold cache, whose build fits the day's epochs in
   parallel processes (``calibration.build_jobs`` at its default, one per core;
@@ -103,6 +106,8 @@ def _day_job(which: str, db: str, out: str, band: float, epoch: str | None = Non
             "build_seconds": m["surface_stream"]["build_seconds"],
             "built": m["surface_stream"]["built"], "stream": m["surface_stream"]["path"],
             "parts": _parts(m["surface_stream"]["path"]),
+            "consumer_seconds": {k: round(v["seconds"], 2) for k, v in m["consumers"].items()
+                                 if v["wakes"]},
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "children_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
@@ -153,6 +158,7 @@ def run(quick: bool) -> dict:
         "cold_run_seconds": round(cold["seconds"], 2),
         "cached_events_per_second": round(events / warm["seconds"]),
         "cached_run_seconds": round(warm["seconds"], 2),
+        "cached_consumer_seconds": warm["consumer_seconds"],
         "market_only_events_per_second": round(market),
         "cached_vs_market_only": round(events / warm["seconds"] / market, 3),
         "same_journal_hash": live["journal_hash"] == cached["journal_hash"],
