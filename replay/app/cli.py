@@ -100,6 +100,24 @@ def cmd_calibrate(args: argparse.Namespace, rest: list[str]) -> int:
     return calibrate_main(rest)
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from replay.app.surfaces.inventory import cached_streams, clean
+
+    if args.action == "list":
+        streams = cached_streams()
+        for st in streams:
+            print(json.dumps(st.as_row()))
+        from replay.app.surfaces.cache import streams_dir
+
+        print(json.dumps({"folder": str(streams_dir()), "streams": len(streams),
+                          "size_mb": round(sum(st.bytes for st in streams) / 2 ** 20, 1),
+                          "stale": sum(not st.current for st in streams)}))
+    else:
+        print(json.dumps(clean(stale=args.stale, unused_days=args.unused_days,
+                               everything=args.all, dry_run=args.dry_run)))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from replay.app.report import rerender
 
@@ -168,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("calibrate", help="build the surface stream a run would use "
                        "(Hydra overrides follow, as for run)", add_help=False)
     s.set_defaults(fn=cmd_calibrate)
+
+    s = sub.add_parser("cache", help="list or clean the cached surface streams "
+                       "($VOLREPLAY_CACHE_DIR/surfaces, default ~/.cache/volreplay/surfaces)")
+    actions = s.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="one JSON line per stream, most recently used first, "
+                       "then a summary line")
+    c = actions.add_parser("clean", help="remove streams; prints one JSON summary line")
+    c.add_argument("--stale", action="store_true",
+                   help="streams built by another code version (this install never reads them)")
+    c.add_argument("--unused-days", type=float, default=None, metavar="N",
+                   help="streams no run has read or built for N days or more")
+    c.add_argument("--all", action="store_true", help="every stream")
+    c.add_argument("--dry-run", action="store_true", help="say what would go, remove nothing")
+    s.set_defaults(fn=cmd_cache)
 
     s = sub.add_parser("report", help="re-render reports of a run or sweep directory")
     s.add_argument("dir")

@@ -80,6 +80,21 @@ def streams_dir() -> Path:
     return cache_dir() / "surfaces"
 
 
+def lock_file(root: Path, key: str) -> Path:
+    """The file whose ``flock`` a build of stream ``key`` holds; its modification time is
+    when a run last read or built the stream (:func:`mark_used`)."""
+    return root / f"{key}.lock"
+
+
+def mark_used(root: Path, key: str) -> None:
+    """Record that a run reads (or built) stream ``key`` now, for ``volreplay cache clean
+    --unused-days``."""
+    try:
+        lock_file(root, key).touch()
+    except OSError:  # a cache shared read-only: its streams are simply never marked
+        pass
+
+
 @cache
 def code_version() -> str:
     """sha256 over the source that decides a stream and the numerical libraries' versions."""
@@ -181,9 +196,11 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
     root = streams_dir()
     folder = root / key
     if mode == "auto" and (folder / "manifest.json").exists():
+        mark_used(root, key)
         return StreamInfo(mode, key, folder, False, None)
-    with _locked(root / f"{key}.lock"):
+    with _locked(lock_file(root, key)):
         if mode == "auto" and (folder / "manifest.json").exists():
+            mark_used(root, key)
             return StreamInfo(mode, key, folder, False, None)  # built while we waited
         if log is not None:
             log.info("building the surface stream %s (calibration.cache=%s)", key[:12], mode)
@@ -192,6 +209,7 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
         try:
             manifest = build_stream(calib, sel, tmp, key, code_version(), jobs)
             _publish_dir(tmp, folder)
+            mark_used(root, key)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         seconds = time.perf_counter() - t0

@@ -1,0 +1,167 @@
+"""What the surface-stream cache holds, and removing what is no longer wanted.
+
+Streams are content-addressed (:mod:`replay.app.surfaces.cache`): another store, calibration
+config, data selection or code version makes another stream and leaves the old one unread, at
+about 130 MB per day of data at a 1 s cadence.  :func:`cached_streams` lists them (``volreplay
+cache list``); :func:`clean` (``volreplay cache clean``) removes those built by another code
+version (``stale``: this install never reads them again), those no run has read for some days,
+or all of them.
+
+A run that reads a stream, or builds it, marks it used (the modification time of its
+``<key>.lock``).  A stream whose lock is held (a build or refresh in progress) is left alone;
+one that is removed is first renamed out of its key's place under its lock, so a run never
+finds half a stream.  A run that had already opened the stream keeps its open files (POSIX
+semantics), but one that starts while its stream is removed builds it again.  The lock files
+themselves stay: removing one while another process waits on it would let two builds run.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from replay.app.surfaces.cache import code_version, lock_file, read_manifest, streams_dir
+from replay.errors import UserError
+
+DAY_S = 86400.0
+
+
+@dataclass(frozen=True)
+class CachedStream:
+    """One complete stream in the cache."""
+
+    key: str
+    path: Path
+    bytes: int
+    last_used: float  #: seconds since the epoch: its lock's modification time
+    current: bool  #: built by this install's code version, so runs can read it
+    manifest: dict
+
+    def as_row(self) -> dict:
+        """The stream as one line of ``volreplay cache list``."""
+        m, calib = self.manifest, self.manifest.get("calibration", {})
+        return {"key": self.key, "size_mb": round(self.bytes / 2 ** 20, 1),
+                "last_used": _iso(self.last_used), "current": self.current,
+                "db": m.get("selection", {}).get("db"), "model": calib.get("model"),
+                "every": calib.get("every"), "epoch": calib.get("epoch"),
+                "wakes": m.get("rows", {}).get("wakes"), "parts": m.get("parts", 1)}
+
+
+def cached_streams(root: Path | None = None) -> list[CachedStream]:
+    """The complete streams under ``root`` (default: the cache's), most recently used first."""
+    root = streams_dir() if root is None else Path(root)
+    code = code_version()
+    out = []
+    for folder in _stream_folders(root):
+        manifest = read_manifest(folder)
+        lock = lock_file(root, folder.name)
+        used = (lock if lock.exists() else folder / "manifest.json").stat().st_mtime
+        out.append(CachedStream(folder.name, folder, _size(folder), used,
+                                manifest.get("code") == code, manifest))
+    return sorted(out, key=lambda s: s.last_used, reverse=True)
+
+
+def clean(*, stale: bool = False, unused_days: float | None = None, everything: bool = False,
+          dry_run: bool = False, root: Path | None = None, now: float | None = None) -> dict:
+    """Remove the streams that are ``stale`` (another code version's), unused for
+    ``unused_days`` or more, or all of them (``everything``), and what interrupted builds
+    left behind; ``dry_run`` only says what would go.  Returns the summary ``volreplay cache
+    clean`` prints: streams removed (their keys), MB freed, streams kept, streams skipped
+    because a build holds their lock, leftovers removed."""
+    if not (stale or everything or unused_days is not None):
+        raise UserError("cache clean: say what to remove: --stale, --unused-days N or --all")
+    if unused_days is not None and not unused_days >= 0:
+        raise UserError(f"cache clean: --unused-days must be a number of days >= 0, "
+                        f"not {unused_days}")
+    root = streams_dir() if root is None else Path(root)
+    now = time.time() if now is None else now
+    removed, kept, busy, freed = [], 0, 0, 0
+    for s in cached_streams(root):
+        if not (everything or (stale and not s.current) or (
+                unused_days is not None and now - s.last_used >= unused_days * DAY_S)):
+            kept += 1
+            continue
+        with _lock_if_free(lock_file(root, s.key), create=not dry_run) as free:
+            if not free:
+                busy += 1
+                continue
+            if not dry_run:
+                _remove(s.path)
+        removed.append(s.key)
+        freed += s.bytes
+    leftovers = _clean_leftovers(root, dry_run)
+    return {"folder": str(root), "removed": len(removed), "freed_mb": round(freed / 2 ** 20, 1),
+            "kept": kept, "busy": busy, "leftovers": leftovers, "dry_run": dry_run,
+            "keys": removed}
+
+
+def _stream_folders(root: Path) -> Iterator[Path]:
+    if not root.is_dir():
+        return
+    for p in sorted(root.iterdir()):
+        if p.is_dir() and not p.name.startswith(".") and (p / "manifest.json").exists():
+            yield p
+
+
+def _clean_leftovers(root: Path, dry_run: bool) -> int:
+    """Remove the temporary folders of builds and refreshes that were interrupted (their
+    names start with a dot and their key, or its first 12 characters); those whose key's lock
+    is held belong to a build in progress and stay."""
+    n = 0
+    if not root.is_dir():
+        return n
+    for p in sorted(root.iterdir()):
+        if not (p.is_dir() and p.name.startswith(".")):
+            continue
+        stem = p.name[1:].split(".old-")[0].split("-")[0]
+        locks = sorted(root.glob(f"{stem}*.lock"))
+        if len(locks) != 1:  # not ours, or its key is ambiguous: leave it
+            continue
+        with _lock_if_free(locks[0], create=not dry_run) as free:
+            if free:
+                if not dry_run:
+                    shutil.rmtree(p, ignore_errors=True)
+                n += 1
+    return n
+
+
+@contextmanager
+def _lock_if_free(path: Path, create: bool = True) -> Iterator[bool]:
+    """Hold ``path``'s exclusive lock, if no one else does (yields whether it got it); a
+    missing lock file is free, and is created only if ``create`` (a dry run changes
+    nothing)."""
+    if not create and not path.exists():
+        yield True
+        return
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _remove(folder: Path) -> None:
+    """Take the stream out of its key's place in one rename, then delete it."""
+    gone = folder.with_name(f".{folder.name}.old-clean-{os.getpid()}")
+    folder.rename(gone)
+    shutil.rmtree(gone)  # the files are read-only, their folder is not: unlinking works
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
