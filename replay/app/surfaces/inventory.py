@@ -60,7 +60,10 @@ def cached_streams(root: Path | None = None) -> list[CachedStream]:
     code = code_version()
     out = []
     for folder in _stream_folders(root):
-        manifest = read_manifest(folder)
+        try:
+            manifest = read_manifest(folder)
+        except (OSError, ValueError):  # damaged by hand: no run can read it, so it is stale
+            manifest = {}
         lock = lock_file(root, folder.name)
         used = (lock if lock.exists() else folder / "manifest.json").stat().st_mtime
         out.append(CachedStream(folder.name, folder, _size(folder), used,
@@ -69,7 +72,7 @@ def cached_streams(root: Path | None = None) -> list[CachedStream]:
 
 
 def clean(*, stale: bool = False, unused_days: float | None = None, everything: bool = False,
-          dry_run: bool = False, root: Path | None = None, now: float | None = None) -> dict:
+          dry_run: bool = False, root: Path | None = None) -> dict:
     """Remove the streams that are ``stale`` (another code version's), unused for
     ``unused_days`` or more, or all of them (``everything``), and what interrupted builds
     left behind; ``dry_run`` only says what would go.  Returns the summary ``volreplay cache
@@ -81,19 +84,23 @@ def clean(*, stale: bool = False, unused_days: float | None = None, everything: 
         raise UserError(f"cache clean: --unused-days must be a number of days >= 0, "
                         f"not {unused_days}")
     root = streams_dir() if root is None else Path(root)
-    now = time.time() if now is None else now
+    now = time.time()
     removed, kept, busy, freed = [], 0, 0, 0
     for s in cached_streams(root):
         if not (everything or (stale and not s.current) or (
                 unused_days is not None and now - s.last_used >= unused_days * DAY_S)):
             kept += 1
             continue
-        with _lock_if_free(lock_file(root, s.key), create=not dry_run) as free:
-            if not free:
-                busy += 1
-                continue
-            if not dry_run:
-                _remove(s.path)
+        try:
+            with _lock_if_free(lock_file(root, s.key), create=not dry_run) as free:
+                if not free:
+                    busy += 1
+                    continue
+                if not dry_run:
+                    _remove(s.path)
+        except PermissionError as e:  # a cache shared read-only: say so, in one line
+            raise UserError(f"cache clean: cannot remove streams from {root}: "
+                            f"{e.strerror}") from e
         removed.append(s.key)
         freed += s.bytes
     leftovers = _clean_leftovers(root, dry_run)

@@ -122,6 +122,27 @@ def test_cli_lists_and_cleans(streams, capsys):
     assert "--unused-days" in capsys.readouterr().err
 
 
+def test_a_stream_with_a_damaged_manifest_is_stale(streams):
+    manifest = streams["b"].path / "manifest.json"
+    manifest.chmod(0o644)
+    manifest.write_text("{not json")
+    got = {s.key: s for s in cached_streams()}
+    assert not got[streams["b"].key].current and got[streams["b"].key].as_row()["wakes"] is None
+    assert set(clean(stale=True)["keys"]) == {streams["b"].key, streams["old"].key}
+
+
+def test_a_cache_that_cannot_be_written_is_a_user_error(streams, monkeypatch, capsys):
+    import replay.app.surfaces.inventory as inventory
+
+    def refuse(folder):
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(inventory, "_remove", refuse)  # as on a cache mounted read-only
+    assert main(["cache", "clean", "--all"]) == 2
+    assert "cannot remove streams from" in capsys.readouterr().err
+    assert all(streams[k].path.exists() for k in ("a", "b", "old"))
+
+
 def test_an_empty_or_missing_cache_lists_nothing(tmp_path, monkeypatch):
     monkeypatch.setenv("VOLREPLAY_CACHE_DIR", str(tmp_path / "none"))
     assert cached_streams() == []
