@@ -101,17 +101,13 @@ def cmd_calibrate(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from replay.app.surfaces.inventory import cached_streams, clean
+    from replay.app.surfaces.inventory import cached_streams, clean, summary
 
     if args.action == "list":
         streams = cached_streams()
         for st in streams:
             print(json.dumps(st.as_row()))
-        from replay.app.surfaces.cache import streams_dir
-
-        print(json.dumps({"folder": str(streams_dir()), "streams": len(streams),
-                          "size_mb": round(sum(st.bytes for st in streams) / 2 ** 20, 1),
-                          "stale": sum(not st.current for st in streams)}))
+        print(json.dumps(summary(streams)))
     else:
         print(json.dumps(clean(stale=args.stale, unused_days=args.unused_days,
                                everything=args.all, dry_run=args.dry_run)))

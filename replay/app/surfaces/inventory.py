@@ -71,6 +71,14 @@ def cached_streams(root: Path | None = None) -> list[CachedStream]:
     return sorted(out, key=lambda s: s.last_used, reverse=True)
 
 
+def summary(streams: list[CachedStream], root: Path | None = None) -> dict:
+    """The last line of ``volreplay cache list``: the folder, how many streams, their size
+    and how many are stale."""
+    return {"folder": str(streams_dir() if root is None else root), "streams": len(streams),
+            "size_mb": round(sum(s.bytes for s in streams) / 2 ** 20, 1),
+            "stale": sum(not s.current for s in streams)}
+
+
 def clean(*, stale: bool = False, unused_days: float | None = None, everything: bool = False,
           dry_run: bool = False, root: Path | None = None) -> dict:
     """Remove the streams that are ``stale`` (another code version's), unused for
