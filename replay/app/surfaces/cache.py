@@ -30,6 +30,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cache
@@ -171,12 +172,19 @@ def store_fingerprint(db: str | Path) -> str:
 
 
 @contextmanager
-def _locked(path: Path):
+def locked(path: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold ``path``'s exclusive ``flock``, the one a stream's build holds: waiting for a
+    build in progress (never failing on it), or with ``wait=False`` only if no one holds it.
+    Yields whether it is held."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)  # waits for a build in progress; never fails on it
         try:
-            yield
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
@@ -198,7 +206,7 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
     if mode == "auto" and (folder / "manifest.json").exists():
         mark_used(root, key)
         return StreamInfo(mode, key, folder, False, None)
-    with _locked(lock_file(root, key)):
+    with locked(lock_file(root, key)):
         if mode == "auto" and (folder / "manifest.json").exists():
             mark_used(root, key)
             return StreamInfo(mode, key, folder, False, None)  # built while we waited
@@ -224,10 +232,17 @@ def _publish_dir(tmp: Path, folder: Path) -> None:
     for f in tmp.iterdir():
         f.chmod(0o444)
     if folder.exists():  # refresh: move the old one aside first (rename cannot replace a dir)
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        folder.rename(old)
-        shutil.rmtree(old, ignore_errors=True)
+        retire(folder)
     tmp.rename(folder)
+
+
+def retire(folder: Path) -> None:
+    """Take a stream out of its key's place in one rename (to ``.<key>.old-<pid>``), then
+    delete it: a run never finds half a stream.  What a failed delete leaves is an
+    interrupted build's leftover (:mod:`replay.app.surfaces.inventory`)."""
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    folder.rename(old)
+    shutil.rmtree(old, ignore_errors=True)  # read-only files in a writable folder: unlinkable
 
 
 def read_manifest(folder: Path) -> dict:

@@ -17,8 +17,6 @@ themselves stay: removing one while another process waits on it would let two bu
 
 from __future__ import annotations
 
-import fcntl
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -27,7 +25,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from replay.app.surfaces.cache import code_version, lock_file, read_manifest, streams_dir
+from replay.app.surfaces.cache import (
+    code_version,
+    lock_file,
+    locked,
+    read_manifest,
+    retire,
+    streams_dir,
+)
 from replay.errors import UserError
 
 DAY_S = 86400.0
@@ -105,7 +110,7 @@ def clean(*, stale: bool = False, unused_days: float | None = None, everything: 
                     busy += 1
                     continue
                 if not dry_run:
-                    _remove(s.path)
+                    retire(s.path)
         except PermissionError as e:  # a cache shared read-only: say so, in one line
             raise UserError(f"cache clean: cannot remove streams from {root}: "
                             f"{e.strerror}") from e
@@ -149,29 +154,13 @@ def _clean_leftovers(root: Path, dry_run: bool) -> int:
 
 @contextmanager
 def _lock_if_free(path: Path, create: bool = True) -> Iterator[bool]:
-    """Hold ``path``'s exclusive lock, if no one else does (yields whether it got it); a
-    missing lock file is free, and is created only if ``create`` (a dry run changes
-    nothing)."""
+    """:func:`~replay.app.surfaces.cache.locked` without waiting; a missing lock file is
+    free, and is created only if ``create`` (a dry run changes nothing)."""
     if not create and not path.exists():
         yield True
         return
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def _remove(folder: Path) -> None:
-    """Take the stream out of its key's place in one rename, then delete it."""
-    gone = folder.with_name(f".{folder.name}.old-clean-{os.getpid()}")
-    folder.rename(gone)
-    shutil.rmtree(gone)  # the files are read-only, their folder is not: unlinking works
+    with locked(path, wait=False) as free:
+        yield free
 
 
 def _size(folder: Path) -> int:

@@ -137,7 +137,7 @@ def test_a_cache_that_cannot_be_written_is_a_user_error(streams, monkeypatch, ca
     def refuse(folder):
         raise PermissionError(13, "Permission denied", str(folder))
 
-    monkeypatch.setattr(inventory, "_remove", refuse)  # as on a cache mounted read-only
+    monkeypatch.setattr(inventory, "retire", refuse)  # as on a cache mounted read-only
     assert main(["cache", "clean", "--all"]) == 2
     assert "cannot remove streams from" in capsys.readouterr().err
     assert all(streams[k].path.exists() for k in ("a", "b", "old"))
