@@ -102,12 +102,21 @@ def ssr_estimate(x: np.ndarray, y: np.ndarray, t: np.ndarray | None = None,
         return r, math.sqrt(float(resid @ resid) / (x.size - 1) / sxx)
     starts, inv = np.unique(np.asarray(t), return_inverse=True)
     g = np.bincount(inv, weights=x * resid, minlength=starts.size)
-    s = float(g @ g)
-    lag = 1
-    while lag < starts.size:  # every pair of start times closer than the bandwidth
-        w = 1.0 - (starts[lag:] - starts[:-lag]) / bandwidth
-        if not (w > 0).any():
-            break
-        s += 2.0 * float(np.sum(np.maximum(w, 0.0) * g[lag:] * g[:-lag]))
-        lag += 1
-    return r, math.sqrt(max(s, 0.0) * x.size / (x.size - 1)) / sxx
+    return r, math.sqrt(max(_bartlett_sum(starts, g, bandwidth), 0.0) * x.size
+                        / (x.size - 1)) / sxx
+
+
+def _bartlett_sum(s: np.ndarray, g: np.ndarray, h: float) -> float:
+    """``sum_{i, j} max(0, 1 - |s_i - s_j| / h) g_i g_j`` over increasing times ``s``, in
+    O(n log n) rather than over every pair: the weight is linear in ``s_j`` on the window
+    ``s_i < s_j < s_i + h``, so each ``i``'s later terms are
+    ``(1 + s_i / h) sum g_j - sum s_j g_j / h`` over that window, two differences of
+    cumulative sums.  Times are taken from the first, in units of ``h``, to keep those
+    sums small."""
+    u = (s - s[0]) / h
+    end = np.searchsorted(u, u + 1.0, side="left")  # the window: up to u_i + 1, excluded
+    cg = np.concatenate(([0.0], np.cumsum(g)))
+    cug = np.concatenate(([0.0], np.cumsum(u * g)))
+    nxt = np.arange(1, s.size + 1)
+    later = (1.0 + u) * (cg[end] - cg[nxt]) - (cug[end] - cug[nxt])
+    return float(g @ g + 2.0 * (g @ later))

@@ -13,6 +13,7 @@ from calibration.pricing.smile_delta import (
     dynamics_delta,
     hull_white_fit,
     hull_white_vol_move,
+    ssr_estimate,
     ssr_vol_move,
 )
 from calibration.surface import SmileSlice
@@ -74,3 +75,19 @@ def test_hull_white_fit_recovers_its_coefficients_and_delta():
 
     assert_allclose(dynamics_delta(F0, F0, T, vol, True, move),
                     (value(F0 + h) - value(F0 - h)) / (2 * h), atol=2e-7)
+
+
+@pytest.mark.parametrize("horizon_s", [1.0, 60.0, 300.0, 1e5])
+def test_the_driscoll_kraay_error_is_the_sum_over_every_pair(horizon_s):
+    """The standard error with overlapping pairs against its definition summed pair by pair
+    (pairs of several expiries share a start time; start times are nanoseconds of 2023)."""
+    rng = np.random.default_rng(7)
+    t = 1_700_000_000 * 10**9 + rng.integers(0, 40, 300) * 15 * 10**9
+    x = 0.01 * rng.standard_normal(t.size)
+    y = 1.3 * x + 0.002 * rng.standard_normal(t.size)
+    r, se = ssr_estimate(x, y, t, horizon_s * 1e9)
+    e = y - r * x
+    w = np.maximum(0.0, 1.0 - np.abs(t[:, None] - t[None, :]) / (horizon_s * 1e9))
+    want = np.sqrt((x * e) @ w @ (x * e) * t.size / (t.size - 1)) / (x @ x)
+    assert_allclose(r, (x @ y) / (x @ x), rtol=1e-14)
+    assert_allclose(se, want, rtol=1e-10)
