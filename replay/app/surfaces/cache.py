@@ -40,6 +40,7 @@ from typing import Any
 from replay.app.selection import Selection
 from replay.app.surfaces.build import build_stream, cores
 from replay.errors import ConfigError
+from replay.model.config import BOUNDS
 
 MODES = ("auto", "off", "refresh")
 #: modules whose source decides the stream a config produces
@@ -119,10 +120,9 @@ def build_jobs(node: Any) -> int:
     """``calibration.build_jobs``: processes that build a stream's epochs at once (0, the
     default: one per core; only with ``calibration.epoch``)."""
     jobs = node.get("build_jobs", 0) if node is not None else 0
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
-        raise ConfigError(f"calibration.build_jobs: {jobs!r} must be a whole number >= 0 "
-                          "(0: one per core)")
-    return jobs or cores()
+    # checked here too: a calibration plugin of the user's own is not checked up front
+    BOUNDS["calibration.build_jobs"].check("calibration.build_jobs", jobs)
+    return int(jobs) or cores()
 
 
 def calibration_config(node: Any) -> dict:
@@ -203,28 +203,37 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
     key = stream_key(store_fingerprint(sel.db), calib, sel)
     root = streams_dir()
     folder = root / key
-    if mode == "auto" and (folder / "manifest.json").exists():
-        mark_used(root, key)
-        return StreamInfo(mode, key, folder, False, None)
-    with locked(lock_file(root, key)):
-        if mode == "auto" and (folder / "manifest.json").exists():
-            mark_used(root, key)
-            return StreamInfo(mode, key, folder, False, None)  # built while we waited
-        if log is not None:
-            log.info("building the surface stream %s (calibration.cache=%s)", key[:12], mode)
-        t0 = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=root))
-        try:
-            manifest = build_stream(calib, sel, tmp, key, code_version(), jobs)
-            _publish_dir(tmp, folder)
-            mark_used(root, key)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        seconds = time.perf_counter() - t0
-        if log is not None:
-            log.info("surface stream built in %.1f s: %s wakes, %s fit rows", seconds,
-                     f"{manifest['rows']['wakes']:,}", f"{manifest['rows']['fits']:,}")
-        return StreamInfo(mode, key, folder, True, seconds)
+
+    def found() -> bool:
+        return mode == "auto" and (folder / "manifest.json").exists()
+
+    info = StreamInfo(mode, key, folder, False, None)
+    if not found():
+        with locked(lock_file(root, key)):
+            if not found():  # else it was built while we waited
+                info = _build(calib, sel, key, folder, jobs, mode, log)
+    mark_used(root, key)
+    return info
+
+
+def _build(calib: dict, sel: Selection, key: str, folder: Path, jobs: int, mode: str,
+           log: Any) -> StreamInfo:
+    """Build stream ``key`` into a temporary folder and publish it at ``folder`` (under
+    its lock)."""
+    if log is not None:
+        log.info("building the surface stream %s (calibration.cache=%s)", key[:12], mode)
+    t0 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=folder.parent))
+    try:
+        manifest = build_stream(calib, sel, tmp, key, code_version(), jobs)
+        _publish_dir(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    seconds = time.perf_counter() - t0
+    if log is not None:
+        log.info("surface stream built in %.1f s: %s wakes, %s fit rows", seconds,
+                 f"{manifest['rows']['wakes']:,}", f"{manifest['rows']['fits']:,}")
+    return StreamInfo(mode, key, folder, True, seconds)
 
 
 def _publish_dir(tmp: Path, folder: Path) -> None:
