@@ -2,8 +2,9 @@
 
 The expiries of one refit are independent SVI problems until the calendar floor
 (:mod:`calibration.models.svi`, whose kernel each problem runs unchanged), so a refit hands
-them over together: one call instead of one per expiry, and the slices fitted in parallel by
-numba's ``prange`` (threads: numba's, ``NUMBA_NUM_THREADS``; see :func:`fit_svi_many`).
+them over together: one call instead of one per expiry, and a large one's slices fitted in
+parallel by numba's ``prange`` (threads: numba's, ``NUMBA_NUM_THREADS``; see
+:func:`fit_svi_many` and :data:`PARALLEL_MIN_WORK`).
 
 Each slice's result is exactly what :func:`calibration.models.svi.fit_svi` returns for the
 same arguments, bit for bit: the same kernel on the same inputs, each slice on one thread,
@@ -60,23 +61,51 @@ class SVIProblem:
     n_starts: int = 1
 
 
-@njit(cache=True, parallel=True)
-def _fit_many(order, off, k, mid, bid, ask, w, t, band, mid_weight, slope, lam, prev,
+#: Quote-starts (a slice's quotes times its starts, summed) from which a refit's slices are
+#: spread over numba's threads.  Handing a parallel region to OpenMP's threads, which wait
+#: passively between regions (:mod:`calibration`), costs more than it saves on a typical
+#: refit: with refits of 12 expiries of about 30 quotes, the 2-hour quick store at a 1 s
+#: cadence built in 10.0-12.6 s in parallel against 9.7-10.6 s on the calling thread (2
+#: cores, side by side), while 90 slices (about 2,500 quotes) fit in 1.1 ms on 2 threads
+#: against 2.0 ms on one.
+PARALLEL_MIN_WORK = 2000
+
+
+@njit(cache=True, inline="always")
+def _fit_into(out, nev, j, off, k, mid, bid, ask, w, t, band, mid_weight, slope, lam, prev,
               start_at_prev, n_starts, max_iter, precision):
-    """Slice ``j`` is rows ``off[j]:off[j + 1]`` of the per-quote arrays (its weights ``w``
-    as given: ``fit_slice`` normalises them); the slices ``order`` are fitted (numba gives
-    each thread a contiguous block of it)."""
+    """Fit slice ``j`` (rows ``off[j]:off[j + 1]`` of the per-quote arrays, its weights
+    ``w`` as given: ``fit_slice`` normalises them) into row ``j`` of ``out`` and ``nev``."""
+    a, b = off[j], off[j + 1]
+    o, ne = fit_slice(k[a:b], mid[a:b], t[j], w[a:b], bid[a:b], ask[a:b], band, mid_weight,
+                      slope, lam[j], prev[j], start_at_prev[j], n_starts[j], max_iter,
+                      precision, _NONE, _NONE)
+    out[j] = o
+    nev[j] = ne
+
+
+@njit(cache=True, parallel=True)
+def _fit_many_parallel(order, off, k, mid, bid, ask, w, t, band, mid_weight, slope, lam,
+                       prev, start_at_prev, n_starts, max_iter, precision):
+    """The slices ``order`` fitted (:func:`_fit_into`), numba giving each thread a
+    contiguous block of ``order``."""
     n = off.shape[0] - 1
-    out = np.empty((n, 6))
-    nev = np.empty(n, np.int64)
+    out, nev = np.empty((n, 6)), np.empty(n, np.int64)
     for jj in prange(order.shape[0]):
-        j = order[jj]
-        a, b = off[j], off[j + 1]
-        o, ne = fit_slice(k[a:b], mid[a:b], t[j], w[a:b], bid[a:b], ask[a:b], band,
-                          mid_weight, slope, lam[j], prev[j], start_at_prev[j], n_starts[j],
-                          max_iter, precision, _NONE, _NONE)
-        out[j] = o
-        nev[j] = ne
+        _fit_into(out, nev, order[jj], off, k, mid, bid, ask, w, t, band, mid_weight, slope,
+                  lam, prev, start_at_prev, n_starts, max_iter, precision)
+    return out, nev
+
+
+@njit(cache=True)
+def _fit_many_serial(order, off, k, mid, bid, ask, w, t, band, mid_weight, slope, lam,
+                     prev, start_at_prev, n_starts, max_iter, precision):
+    """:func:`_fit_many_parallel` on the calling thread."""
+    n = off.shape[0] - 1
+    out, nev = np.empty((n, 6)), np.empty(n, np.int64)
+    for jj in range(order.shape[0]):
+        _fit_into(out, nev, order[jj], off, k, mid, bid, ask, w, t, band, mid_weight, slope,
+                  lam, prev, start_at_prev, n_starts, max_iter, precision)
     return out, nev
 
 
@@ -96,13 +125,15 @@ def balanced_order(sizes: np.ndarray, threads: int) -> np.ndarray:
 
 def fit_svi_many(problems: Sequence[SVIProblem], *, band: bool = False,
                  mid_weight: float = 0.1, max_iter: int = 80, slope_max: float = LEE_SLOPE,
-                 precision: float = 1.0) -> list[SVIFit]:
+                 precision: float = 1.0, parallel_min: int = PARALLEL_MIN_WORK
+                 ) -> list[SVIFit]:
     """:func:`calibration.models.svi.fit_svi` of each problem (with the shared loss and
-    search settings given here), fitted in parallel; one problem is fitted directly.
+    search settings given here), in one compiled call; one problem is fitted directly.
 
-    The slices run on numba's threads (``numba.get_num_threads()``: every core unless
+    With ``parallel_min`` quote-starts or more (:data:`PARALLEL_MIN_WORK`) the slices run
+    on numba's threads (``numba.get_num_threads()``: every core unless
     ``NUMBA_NUM_THREADS`` or ``numba.set_num_threads`` says otherwise); the results do not
-    depend on how many."""
+    depend on how many, nor on whether they run in parallel."""
     if len(problems) <= 1:
         return [fit_svi(p.k, p.iv_mid, p.t, p.weights, p.iv_bid, p.iv_ask, prev=p.prev,
                         lam=p.lam, band=band, mid_weight=mid_weight, n_starts=p.n_starts,
@@ -123,29 +154,36 @@ def fit_svi_many(problems: Sequence[SVIProblem], *, band: bool = False,
         np.array([h and p.warm for p, h in zip(problems, has_prev)]),
         np.array([int(p.n_starts) for p in problems], dtype=np.int64),
         np.arange(len(problems)), band=band, mid_weight=mid_weight, max_iter=max_iter,
-        slope_max=slope_max, precision=precision)
+        slope_max=slope_max, precision=precision, parallel_min=parallel_min)
 
 
 def fit_svi_rows(off: np.ndarray, k: np.ndarray, iv_mid: np.ndarray, iv_bid: np.ndarray,
                  iv_ask: np.ndarray, weights: np.ndarray, t: np.ndarray, prev: np.ndarray,
                  lam: np.ndarray, warm: np.ndarray, n_starts: np.ndarray, todo: np.ndarray,
                  *, band: bool = False, mid_weight: float = 0.1, max_iter: int = 80,
-                 slope_max: float = LEE_SLOPE, precision: float = 1.0) -> list[SVIFit]:
+                 slope_max: float = LEE_SLOPE, precision: float = 1.0,
+                 parallel_min: int = PARALLEL_MIN_WORK) -> list[SVIFit]:
     """:func:`fit_svi_many` of problems given as flat columns (a refit's
     :class:`calibration.loss.FitBatch`, without building a problem per slice): problem ``j``
     is rows ``off[j]:off[j + 1]`` of ``k``, the IVs and ``weights``, at maturity ``t[j]``,
     with previous parameters ``prev[j]`` (rows ``a, b, rho, m, sigma``; read when
     ``lam[j] > 0`` or ``warm[j]``).  Only the problems ``todo`` are fitted; their fits come
-    back in that order.  ``iv_bid`` / ``iv_ask`` are read only with ``band``."""
+    back in that order.  ``iv_bid`` / ``iv_ask`` are read only with ``band``; the slices
+    run in parallel from ``parallel_min`` quote-starts (:func:`fit_svi_many`)."""
     todo = np.asarray(todo, dtype=np.int64)
     if todo.size == 0:
         return []
-    order = todo[balanced_order(np.diff(off)[todo], get_num_threads())]
-    out, nev = _fit_many(
+    n_starts = np.asarray(n_starts, dtype=np.int64)
+    sizes = np.diff(off)[todo]
+    if int(sizes @ n_starts[todo]) >= parallel_min:
+        kernel, order = _fit_many_parallel, todo[balanced_order(sizes, get_num_threads())]
+    else:
+        kernel, order = _fit_many_serial, todo
+    out, nev = kernel(
         order, off, k, iv_mid, iv_bid if band else iv_mid, iv_ask if band else iv_mid,
         np.asarray(weights, dtype=float),
         np.asarray(t, dtype=float), bool(band), float(mid_weight), float(slope_max),
         np.asarray(lam, dtype=float), np.asarray(prev, dtype=float),
-        np.asarray(warm, dtype=np.bool_), np.asarray(n_starts, dtype=np.int64),
+        np.asarray(warm, dtype=np.bool_), n_starts,
         int(max_iter), float(precision))
     return [fit_result(o, n) for o, n in zip(out[todo].tolist(), nev[todo].tolist())]

@@ -55,15 +55,16 @@ def test_batch_equals_one_by_one_on_real_slices(shared_data, band):
         [(f.loss, f.n_eval, f.feasible) for f in one]
 
 
-def test_thread_count_does_not_change_results(shared_data):
+def test_thread_count_and_the_serial_kernel_do_not_change_results(shared_data):
     problems = _problems(shared_data, step=60)
     threads = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        single = fit_svi_many(problems, band=True)
+        single = fit_svi_many(problems, band=True, parallel_min=0)
     finally:
         numba.set_num_threads(threads)
-    assert fit_svi_many(problems, band=True) == single
+    assert fit_svi_many(problems, band=True, parallel_min=0) == single
+    assert fit_svi_many(problems, band=True, parallel_min=10**9) == single  # the serial twin
 
 
 def test_no_problem_and_one_problem():
