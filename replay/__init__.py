@@ -1,7 +1,7 @@
 """volreplay's replay package: store, ingestion, synthetic market, engine, venue, consumers,
 analytics and the application (CLI, Hydra app, sweeps, reports).
 
-The public face is small and lazy, so that ``import replay`` loads neither DuckDB nor numba::
+The public face is small and lazy, so that ``import replay`` does not load DuckDB::
 
     import replay
     with replay.open_store("datasets/demo.duckdb") as store: ...
@@ -31,7 +31,7 @@ def run(cfg: Any) -> dict:
 
 def __getattr__(name: str) -> Any:
     if name in ("MarketStore", "open_store"):
-        from replay.store import database
+        import replay.store
 
-        return getattr(database, name)
+        return getattr(replay.store, name)
     raise AttributeError(f"module 'replay' has no attribute {name!r}")

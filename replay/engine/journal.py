@@ -9,7 +9,8 @@ Layout of a run's ``journal.duckdb``
 * one payload table per event kind, ``(seq, ts, <declared fields>)``.  An event has one payload
   row (``fills``) or several (``calibration_quotes``: one row per quote of a fit).
 * ``journal_meta(key, value)``: ``hash_version``, the version of the hash definition
-  (:data:`replay.model.events.HASH_VERSION`) the journal was written under.
+  (:data:`replay.model.events.HASH_VERSION`) the journal was written under, and
+  ``kind:<name>``, each kind's declaration (:meth:`replay.model.events.EventKind.declaration`).
 
 The kinds (declared with :func:`replay.model.events.register_kind`), their canonical bytes and
 the running hash are defined in :mod:`replay.model.events`.  Appends are buffered and written
@@ -118,8 +119,15 @@ class Journal:
             self.con.execute("INSERT INTO journal_meta VALUES ('hash_version', ?)",
                              [str(HASH_VERSION)]).fetchall()
         for k in list(KINDS.values()):
-            self.con.execute(k.ddl()).fetchall()
-            self._tables.add(k.table)
+            self._create(k)
+
+    def _create(self, k: EventKind) -> None:
+        """Kind ``k``'s payload table, and its declaration in ``journal_meta``
+        (``kind:<name>``)."""
+        self._execute(k.ddl())
+        self._execute("INSERT OR IGNORE INTO journal_meta VALUES (?, ?)",
+                      [f"kind:{k.name}", k.declaration()])
+        self._tables.add(k.table)
 
     @property
     def hash_hex(self) -> str:
@@ -326,8 +334,7 @@ class Journal:
         for k, data in tables:
             # a kind declared after the journal was opened gets its table now
             if k is not None and k.table not in self._tables:
-                self._execute(k.ddl())
-                self._tables.add(k.table)
+                self._create(k)
             self.con.register("_jbuf", data)
             self._execute(f"INSERT INTO {'journal' if k is None else k.table} "
                           "SELECT * FROM _jbuf")

@@ -28,6 +28,7 @@ under.
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -79,6 +80,19 @@ class EventKind:
     def names(self) -> frozenset[str]:
         return frozenset(f for f, _ in self.fields)
 
+    def declaration(self) -> str:
+        """The kind as JSON (table, fields, unhashed fields): what a journal records of each
+        kind it holds, so that its hash is recomputed from the file alone
+        (:func:`replay.store.journal_file.recompute_hash`), whatever code declared the kind."""
+        return json.dumps({"table": self.table, "fields": [list(f) for f in self.fields],
+                           "unhashed": list(self.unhashed)})
+
+    @classmethod
+    def from_declaration(cls, name: str, text: str) -> EventKind:
+        d = json.loads(text)
+        return cls(name, d["table"], tuple((f, t) for f, t in d["fields"]),
+                   tuple(d["unhashed"]))
+
     def ddl(self) -> str:
         cols = ", ".join(f"{f} {TYPES[t][0]}" for f, t in self.fields)
         sep = ", " if cols else ""
@@ -115,8 +129,6 @@ for _k in (
     EventKind("funding", "funding_payments", (("instrument_id", "int"), ("position", "float"),
                                               ("rate", "float"), ("amount", "float"),
                                               ("usd_per_coin", "float"))),
-    EventKind("mark", "marks", (("instrument_id", "int"), ("price", "float"),
-                                ("value", "float"))),
     # one row per expiry of a fit; the fit-level figures repeat on each row
     EventKind("surface_fit", "surface_fits", (
         ("model", "str"), ("expiry", "int"), ("t", "float"), ("forward", "float"),

@@ -9,7 +9,7 @@ import os
 import duckdb
 
 from replay.errors import StoreError
-from replay.model.events import H0, HASH_VERSION, KINDS, canonical_bytes, chain
+from replay.model.events import H0, HASH_VERSION, KINDS, EventKind, canonical_bytes, chain
 
 
 def recompute_hash(path: str | os.PathLike) -> str:
@@ -21,10 +21,16 @@ def recompute_hash(path: str | os.PathLike) -> str:
     con = duckdb.connect(str(path), read_only=True)
     try:
         records_version(con, path)
+        kinds = _kinds(con, path)
         main = con.sql("SELECT * FROM journal ORDER BY seq").fetchall()
         payload: dict[str, dict[int, dict[str, list]]] = {}
         for name in {r[2] for r in main}:
-            k = KINDS[name]
+            k = kinds.get(name) or KINDS.get(name)
+            if k is None:
+                raise StoreError(f"journal {path} holds {name!r} events and records no "
+                                 "declaration of them; import the module that declares the "
+                                 "kind before recomputing its hash")
+            kinds[name] = k
             fields = [f for f, _ in k.fields]
             rows = con.sql(f"SELECT seq, {', '.join(fields) or '1'} FROM {k.table} "
                            f"WHERE seq IN (SELECT seq FROM journal WHERE kind = $k) "
@@ -39,10 +45,22 @@ def recompute_hash(path: str | os.PathLike) -> str:
         con.close()
     h = H0
     for seq, ts, kind, cs, cq, source in main:
-        k = KINDS[kind]
+        k = kinds[kind]
         cols = payload[kind].get(seq, {f: [] for f, _ in k.fields})
         h = chain(h, canonical_bytes(seq, ts, k, cs, cq, source or "", cols))
     return h.hex()
+
+
+def _kinds(con: duckdb.DuckDBPyConnection, path: str | os.PathLike) -> dict[str, EventKind]:
+    """The kinds the journal on ``con`` records (``journal_meta``'s ``kind:<name>`` rows)."""
+    if not con.execute("SELECT count(*) FROM information_schema.tables "
+                       "WHERE table_name = 'journal_meta'").fetchall()[0][0]:
+        return {}
+    rows = con.execute("SELECT key, value FROM journal_meta WHERE key LIKE 'kind:%'").fetchall()
+    try:
+        return {k[5:]: EventKind.from_declaration(k[5:], v) for k, v in rows}
+    except (ValueError, KeyError, TypeError) as e:
+        raise StoreError(f"journal {path}: a recorded event kind cannot be read ({e})") from None
 
 
 def records_version(con: duckdb.DuckDBPyConnection, path: str | os.PathLike) -> bool:

@@ -11,7 +11,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from replay.model.events import EventKind, register_kind
 from replay.store import open_store
+
+#: the engine tests' own event (the toy consumers mark an instrument); declared here, as a
+#: plug-in declares its kinds, since the package itself journals no such event
+MARK = register_kind(EventKind("mark", "marks", (("instrument_id", "int"), ("price", "float"),
+                                                  ("value", "float"))))
 
 T0 = 1_765_152_000_000_000_000  # 2025-12-08 00:00 UTC
 MS = 1_000_000

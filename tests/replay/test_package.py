@@ -1,0 +1,28 @@
+"""The package's public face (``replay/__init__.py``): what its docstring and the docs
+promise a user who writes ``import replay``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import replay
+from replay.synth import SynthConfig, synthesize
+
+
+def test_open_store_and_market_store_are_the_store_layers(tmp_path):
+    from replay.store import MarketStore, open_store
+
+    assert replay.open_store is open_store and replay.MarketStore is MarketStore
+    db = tmp_path / "s.duckdb"
+    synthesize(db, SynthConfig(hours=0.05, seed=1, model="gbm", scale="small"))
+    with replay.open_store(db) as store:
+        assert isinstance(store, replay.MarketStore)
+
+
+def test_import_is_lazy():
+    """``import replay`` does not load DuckDB (the store layer loads it when first used)."""
+    code = "import sys, replay; print('duckdb' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False"]
