@@ -8,6 +8,8 @@ that ``except ValueError`` around a config check keeps working.
 
 from __future__ import annotations
 
+import sys
+
 EXIT_USER_ERROR = 2  # every user mistake; 1 is left to bugs (a traceback)
 
 
@@ -44,6 +46,14 @@ class ObjectiveValueError(VolreplayError, ValueError):
 # What the CLI and the Hydra app report as one line: our errors, and a user path that does not
 # exist (raised by the standard library before any of our checks can name it).
 USER_ERRORS: tuple[type[BaseException], ...] = (VolreplayError, FileNotFoundError)
+
+
+def is_user_error(e: BaseException) -> bool:
+    """Whether ``e`` is reported as one line: one of :data:`USER_ERRORS`, or DuckDB unable to
+    read a file (``duckdb.IOException``: a damaged, truncated or locked database the user
+    named).  DuckDB is not imported for this: if it is not loaded, ``e`` is not its error."""
+    duckdb = sys.modules.get("duckdb")
+    return isinstance(e, USER_ERRORS) or (duckdb is not None and isinstance(e, duckdb.IOException))
 
 
 def error_line(e: BaseException) -> str:

@@ -36,6 +36,7 @@ from replay.model.config import (
     VenueConfig,
     config_diff,
     instantiate_checked,
+    resolve_config,
     validate_numbers,
 )
 from replay.units import NS, iso_z
@@ -96,7 +97,7 @@ def run(cfg: Any) -> dict:
     use_system_allocator()
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.create(cfg)
-    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved = resolve_config(cfg)
     validate_numbers(resolved)  # before anything is written: see replay.model.config.BOUNDS
     data = typed(DataConfig, cfg.get("data"), "data")
     venue_cfg = typed(VenueConfig, cfg.get("venue"), "venue")

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from replay.app import use_system_allocator
-from replay.errors import EXIT_USER_ERROR, USER_ERRORS, error_line
+from replay.errors import EXIT_USER_ERROR, error_line, is_user_error
 
 
 def _version() -> str:
@@ -28,14 +28,39 @@ def _version() -> str:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from replay.errors import IngestError
     from replay.ingest import ingest
     from replay.store import open_store
 
-    with open_store(args.db, read_only=False) as store:
-        rep = ingest(store, args.format, args.src,
-                     progress=(lambda m: print(m, file=sys.stderr)) if args.verbose else None)
+    made = [f for f in (Path(args.db), Path(f"{args.db}.wal")) if not f.exists()]
+    try:
+        with open_store(args.db, read_only=False) as store:
+            rep = ingest(store, args.format, args.src,
+                         progress=(lambda m: print(m, file=sys.stderr)) if args.verbose else None)
+    except BaseException:
+        if made and _loads(args.db) == 0:  # a store this command created, left empty
+            for f in made:
+                f.unlink(missing_ok=True)
+        raise
     print(rep.as_json())
+    if rep.read and not rep.ingested:
+        top = max(rep.reasons, key=rep.reasons.get) if rep.reasons else "unknown"
+        raise IngestError(f"ingest {args.format}: none of the {rep.read:,} rows read could be "
+                          f"ingested (all quarantined, most as {top!r}): are the sources in the "
+                          f"{args.format} format? `volreplay inspect --db {args.db}` shows the "
+                          "quarantine")
     return 0
+
+
+def _loads(db: str) -> int | None:
+    """How many files a DuckDB store records as loaded (None: it cannot be read)."""
+    import duckdb
+
+    try:
+        with duckdb.connect(db, read_only=True) as con:
+            return int(con.execute("SELECT count(*) FROM loads").fetchone()[0])
+    except duckdb.Error:
+        return None
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -225,12 +250,14 @@ def main(argv: list[str] | None = None) -> int:
         runner = lambda: args.fn(args)  # noqa: E731
     try:
         return runner() or 0
-    except USER_ERRORS as e:
-        print(f"volreplay: error: {error_line(e)}", file=sys.stderr)
-        return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("volreplay: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not is_user_error(e):
+            raise  # a bug: its traceback
+        print(f"volreplay: error: {error_line(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

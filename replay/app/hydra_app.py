@@ -37,7 +37,7 @@ def task(cfg) -> dict | None:  # noqa: ANN001 - a DictConfig
     from omegaconf import OmegaConf
 
     from replay.app.backtest import run
-    from replay.errors import EXIT_USER_ERROR, USER_ERRORS, error_line
+    from replay.errors import EXIT_USER_ERROR, error_line, is_user_error
 
     hc = HydraConfig.get()
     out = Path(hc.runtime.output_dir)
@@ -46,11 +46,12 @@ def task(cfg) -> dict | None:  # noqa: ANN001 - a DictConfig
     if hc.mode != RunMode.MULTIRUN:
         try:
             metrics = run(cfg)
-        except USER_ERRORS as e:  # a mistake in the config or paths: no traceback
-            print(f"volreplay: error: {error_line(e)}", file=sys.stderr)
+        except Exception as e:
+            if not is_user_error(e):  # a bug: main() must show it, not read it as a Hydra error
+                raise _TaskFailed() from e
+            _drop_if_unused(out)
+            print(f"volreplay: error: {error_line(e)}", file=sys.stderr)  # no traceback
             raise SystemExit(EXIT_USER_ERROR) from None
-        except Exception as e:  # a bug: main() must show it, not read it as a Hydra error
-            raise _TaskFailed() from e
         report = out / "report.html"
         print(f"run: {out}\nreport: {report if report.exists() else 'not written (report.html=false)'}")
         return metrics
@@ -59,10 +60,26 @@ def task(cfg) -> dict | None:  # noqa: ANN001 - a DictConfig
     except Exception as e:  # keep sweeping: the summary records the failure
         (out / "error.json").write_text(json.dumps({
             "error": f"{type(e).__name__}: {e}", "overrides": list(hc.overrides.task),
-            "user_error": isinstance(e, USER_ERRORS),
+            "user_error": is_user_error(e),
             "traceback": traceback.format_exc()}, indent=2))
         print(f"job {hc.job.num} failed: {type(e).__name__}: {e}", file=sys.stderr)
         return None
+
+
+def _drop_if_unused(out: Path) -> None:
+    """Remove the run directory of a refused run when it holds only what Hydra wrote into it
+    before the run was called (``.hydra/``, ``hydra_app.log``) and the run's ``run.json``,
+    and its date folder if that is then empty: a mistake leaves no trace but its error
+    line.  A directory with a journal (a resumed run's) is never touched."""
+    import shutil
+
+    if out.is_dir() and {p.name for p in out.iterdir()} <= {".hydra", "hydra_app.log",
+                                                            "run.json"}:
+        shutil.rmtree(out, ignore_errors=True)
+        try:
+            out.parent.rmdir()
+        except OSError:  # not empty: other runs of the day
+            pass
 
 
 class _TaskFailed(Exception):
@@ -135,10 +152,26 @@ def _parse(argv: list[str]) -> list[Any]:
         return []
 
 
+def _started_with(run_dir: Path, given: dict) -> list[str]:
+    """The overrides ``run_dir``'s run was started with (Hydra keeps them in
+    ``.hydra/overrides.yaml``) that the command line does not give again, so that
+    ``resume=<run dir>`` alone composes the run's own config."""
+    from omegaconf import OmegaConf
+
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    if not saved.is_file():
+        return []
+    words = [str(w) for w in OmegaConf.load(saved)]
+    return [o.input_line for o in _parse(words)
+            if o.key_or_group.lstrip("+~") not in given
+            and not o.key_or_group.lstrip("+~").startswith(("hydra.", "resume"))]
+
+
 def resume_overrides(argv: list[str]) -> list[str]:
     """The overrides that make ``resume=X`` continue in X's run directory, after checking
-    that X holds snapshots: ``hydra.run.dir`` (unless given, then it must be X's run dir)
-    and ``hydra.output_subdir=null`` (the run's ``.hydra/`` keeps how it was started)."""
+    that X holds snapshots: ``hydra.run.dir`` (unless given, then it must be X's run dir),
+    ``hydra.output_subdir=null`` (the run's ``.hydra/`` keeps how it was started) and the
+    overrides the run was started with that the command line does not repeat."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from replay.engine import snapshot
@@ -153,6 +186,10 @@ def resume_overrides(argv: list[str]) -> list[str]:
         _refuse_used_run_dir(values, argv)
         return []
     where = str(resume.value())
+    if Path(where).is_file() and not (Path(where).name.startswith("snap-")
+                                      and Path(where).suffix == ".snap"):
+        raise ConfigError(f"resume: {where} is neither a run directory nor a snapshot file "
+                          "(snapshots/snap-*.snap)")
     if any(w in _MULTIRUN_FLAGS for w in argv):
         raise ConfigError("resume: continues one run; it cannot be used with -m/--multirun "
                           "(resume each job of a sweep on its own, with resume=<job dir>)")
@@ -160,7 +197,7 @@ def resume_overrides(argv: list[str]) -> list[str]:
         snapshot.find_latest(where)  # raises the ConfigError that says what is missing
     run_dir = snapshot.run_dir_of(where)
     given = values.get("hydra.run.dir")
-    extra = ["hydra.output_subdir=null"]
+    extra = ["hydra.output_subdir=null", *_started_with(run_dir, values)]
     if given is not None:
         if "${" not in str(given.value()) and \
                 Path(str(given.value())).resolve() != run_dir.resolve():

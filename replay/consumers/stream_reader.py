@@ -94,9 +94,17 @@ class StreamReader:
             raise StreamMismatch(f"surface stream {folder} is incomplete (no {missing[0]}); "
                                  "rebuild it with calibration.cache=refresh")
         self.folder = folder
-        w = pq.read_table(folder / "wakes.parquet", columns=[
-            c for c in StreamRecorder.schemas()["wakes"].names
-            if c != "violations"])
+        try:
+            w = pq.read_table(folder / "wakes.parquet", columns=[
+                c for c in StreamRecorder.schemas()["wakes"].names if c != "violations"])
+            # the bulky files are read as the replay walks them; their footers now
+            self._violations = RowGroups(folder / "wakes.parquet", ["violations"])
+            self._fits = RowGroups(folder / "fits.parquet")
+            self._quotes = RowGroups(folder / "quotes.parquet")
+        except (pa.ArrowException, OSError) as e:
+            raise StreamMismatch(f"surface stream {folder} cannot be read ("
+                                 f"{str(e).splitlines()[0]}); rebuild it with "
+                                 "calibration.cache=refresh") from None
         col = {c: w[c].to_numpy(zero_copy_only=False) for c in (
             "wake", "ts", "n_events", "cause_stream", "cause_seq", "f0", "f1", "q0", "q1",
             "surface_wake", "spot", "usable_ts", "fell_back")}
@@ -124,11 +132,8 @@ class StreamReader:
         self._quality = _Blocks((self.has_quality, w["q_param_jitter"].is_valid().to_numpy(
             zero_copy_only=False), *(w[f"q_{f}"].to_numpy(zero_copy_only=False)
                                      for f in QUALITY_FIELDS)))
-        # the bulky parts (fit and quote rows) are read a row group at a time as the replay
-        # walks forward, so a day's stream is never in memory at once
-        self._violations = RowGroups(folder / "wakes.parquet", ["violations"])
-        self._fits = RowGroups(folder / "fits.parquet")
-        self._quotes = RowGroups(folder / "quotes.parquet")
+        # the bulky parts (fit and quote rows, _fits and _quotes) are read a row group at a
+        # time as the replay walks forward, so a day's stream is never in memory at once
         self._surface: tuple[int, Surface] | None = None
         self._laid_out: _Events | None = None
 

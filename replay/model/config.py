@@ -280,6 +280,23 @@ def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
         yield prefix[:-1], node
 
 
+def resolve_config(cfg: Any) -> dict:
+    """``cfg`` (an OmegaConf config) as plain containers, every interpolation resolved; an
+    interpolation that does not resolve (``data.end=${oops}``) is one :class:`ConfigError`
+    line naming its key."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)
+    except ConfigError:
+        raise
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError(f"{key}: {msg}" if key else msg) from None
+
+
 def validate_numbers(cfg: Mapping[str, Any]) -> None:
     """Check every numeric key of a resolved config (plain containers) against
     :data:`BOUNDS`; raises :class:`ConfigError` naming the first bad key."""

@@ -315,11 +315,11 @@ def rerender(path: Path) -> list[Path]:
     if not path.is_dir():
         raise UserError(f"{path} is not a directory")
     if (path / "metrics.json").exists():
-        return [render_run(path)]
+        return [_render_saved(path)]
     runs = sorted(p.parent for p in path.glob("*/metrics.json"))
     if not runs:
         raise UserError(f"{path} holds no run (no metrics.json) and no sweep jobs")
-    out = [render_run(r) for r in runs]
+    out = [_render_saved(r) for r in runs]
     try:
         from replay.app.sweeps.summary import summarize_sweep
 
@@ -327,3 +327,22 @@ def rerender(path: Path) -> list[Path]:
     except ImportError:
         pass
     return out
+
+
+def _render_saved(run: Path) -> Path:
+    """:func:`render_run` of a finished run's directory; a damaged one is one
+    :class:`~replay.errors.UserError` line saying what cannot be read."""
+    import duckdb
+
+    from replay.errors import UserError
+
+    if not (run / "journal.duckdb").is_file():
+        raise UserError(f"{run} is not a finished run: it has no journal.duckdb")
+    try:
+        return render_run(run)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{run}: metrics.json or run.json cannot be read ({e.msg}, line "
+                        f"{e.lineno}); rerun the run") from None
+    except duckdb.Error as e:
+        raise UserError(f"{run / 'journal.duckdb'} cannot be read: "
+                        f"{str(e).splitlines()[0]}") from None

@@ -39,7 +39,7 @@ from typing import Any
 
 from replay.app.selection import Selection
 from replay.app.surfaces.build import build_stream, cores
-from replay.errors import ConfigError
+from replay.errors import ConfigError, UserError
 from replay.model.config import BOUNDS
 
 MODES = ("auto", "off", "refresh")
@@ -200,8 +200,15 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
     if mode == "off":
         return None
     calib = calibration_config(node)
-    key = stream_key(store_fingerprint(sel.db), calib, sel)
     root = streams_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from replay.app.bench import CACHE_ENV
+
+        raise UserError(f"the surface cache {root} cannot be made: {e.strerror or e} "
+                        f"(point {CACHE_ENV} at a folder)") from None
+    key = stream_key(store_fingerprint(sel.db), calib, sel)
     folder = root / key
 
     def found() -> bool:

@@ -31,9 +31,11 @@ def compose(overrides: list[str]) -> Any:
     from hydra.core.global_hydra import GlobalHydra
 
     from replay.app.hydra_app import CONF_DIR, _is_config_error, hydra_error_line
+    from replay.app.resolvers import register_resolvers
     from replay.model.config import register
 
     register()
+    register_resolvers()  # composing runs no Hydra callback
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
@@ -53,11 +55,16 @@ def calibrate(cfg: Any) -> dict:
     from replay.app.backtest import _active, _without
     from replay.app.selection import resolve_data, typed
     from replay.app.surfaces.cache import BUILD_KEYS, cache_mode, ensure_stream, read_manifest
-    from replay.model.config import DataConfig, instantiate_checked, validate_numbers
+    from replay.model.config import (
+        DataConfig,
+        instantiate_checked,
+        resolve_config,
+        validate_numbers,
+    )
 
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.create(cfg)
-    validate_numbers(OmegaConf.to_container(cfg, resolve=True))
+    validate_numbers(resolve_config(cfg))
     if not _active(cfg.get("calibration")):
         raise ConfigError("calibration: none has no surface stream to build; choose "
                           "calibration=svi, essvi or sabr")

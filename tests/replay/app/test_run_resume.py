@@ -65,6 +65,12 @@ def test_resume_with_the_run_dir_alone_continues_there(gbm_quarter_hour, full, k
     assert not (tmp_path / "reports").exists()  # no stray new run directory
 
 
+def test_resume_alone_takes_the_overrides_the_run_was_started_with(full, killed, tmp_path):
+    p = _run(f"resume={killed}", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert _hash(killed) == _hash(full)
+
+
 def test_a_mistyped_resume_touches_nothing(gbm_quarter_hour, killed, tmp_path):
     before = _tree(killed)
     (tmp_path / "typo").mkdir()

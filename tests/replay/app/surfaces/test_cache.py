@@ -149,6 +149,20 @@ def test_a_stream_of_another_selection_is_refused(gbm_quarter_hour, cold, tmp_pa
         replay.run(cfg)
 
 
+@pytest.mark.parametrize("damaged", ["wakes.parquet", "fits.parquet"])
+def test_a_damaged_stream_is_refused_naming_the_fix(gbm_quarter_hour, cold, tmp_path, damaged):
+    from replay.consumers.stream_reader import StreamReader
+
+    built = Path(replay.run(_cfg(gbm_quarter_hour, tmp_path / "run"))["surface_stream"]["path"])
+    copy = tmp_path / "copy"
+    shutil.copytree(built, copy)
+    (copy / damaged).chmod(0o644)
+    data = (copy / damaged).read_bytes()
+    (copy / damaged).write_bytes(data[: len(data) // 2])
+    with pytest.raises(StreamMismatch, match="cannot be read.*calibration.cache=refresh"):
+        StreamReader(copy)
+
+
 def test_resume_of_a_cached_run_reaches_the_uninterrupted_hash(gbm_quarter_hour, cold,
                                                                tmp_path):
     from replay.engine import snapshot as snap

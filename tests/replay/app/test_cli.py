@@ -1,0 +1,105 @@
+"""User mistakes at the command line that reach a file (a source in another format, a damaged
+store or run, a cache path that is a file) end in one ``volreplay: error:`` line, exit code 2,
+and lose nothing: no traceback, no empty store left behind, the quarantine kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from replay.errors import EXIT_USER_ERROR
+
+TARDIS_QUOTES = Path(__file__).resolve().parents[2] / "fixtures" / "tardis" / \
+    "deribit_quotes_2024-03-01.csv"
+
+
+def _volreplay(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "replay", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **(env or {})})
+
+
+def _one_error_line(p: subprocess.CompletedProcess, *needles: str) -> str:
+    assert p.returncode == EXIT_USER_ERROR, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    assert "Traceback" not in p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("volreplay: error:")]
+    assert len(lines) == 1, p.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def test_a_source_in_another_format_is_quarantined_and_an_error(tmp_path):
+    db = tmp_path / "s.duckdb"
+    p = _volreplay("ingest", "binance-ws", str(TARDIS_QUOTES), "--db", str(db), cwd=tmp_path)
+    _one_error_line(p, "none of the", "rows read could be ingested", "binance-ws")
+    rep = json.loads(p.stdout.strip().splitlines()[-1])
+    assert rep["read"] == rep["quarantined"] > 0 and rep["ingested"] == 0
+    with duckdb.connect(str(db), read_only=True) as con:  # every row kept, with its reason
+        assert con.execute("SELECT count(*) FROM quarantine").fetchone()[0] == rep["read"]
+
+
+def test_a_failed_ingest_leaves_no_new_store(tmp_path):
+    text = tmp_path / "notes.parquet"
+    text.write_text("not a Parquet file\n")
+    db = tmp_path / "s.duckdb"
+    p = _volreplay("ingest", "deribit-summary", str(text), "--db", str(db), cwd=tmp_path)
+    _one_error_line(p)
+    assert not db.exists()
+
+
+def test_a_truncated_store_is_one_error_line(tmp_path):
+    db = tmp_path / "s.duckdb"
+    assert _volreplay("ingest", "tardis-quotes", str(TARDIS_QUOTES), "--db", str(db),
+                      cwd=tmp_path).returncode == 0
+    cut = tmp_path / "cut.duckdb"
+    cut.write_bytes(db.read_bytes()[: db.stat().st_size // 3])
+    _one_error_line(_volreplay("inspect", "--db", str(cut), cwd=tmp_path), str(cut))
+
+
+@pytest.fixture(scope="module")
+def finished_run(gbm_quarter_hour, tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("cli_run")
+    p = _volreplay("run", f"data.db={gbm_quarter_hour}", f"hydra.run.dir={d / 'run'}",
+                   "report.html=false", "calibration.every=300s", cwd=d)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return d / "run"
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (lambda run: (run / "metrics.json").write_text('{"journal_hash": '), "metrics.json"),
+    (lambda run: (run / "journal.duckdb").unlink(), "no journal.duckdb"),
+    (lambda run: (run / "journal.duckdb").write_bytes(b"DUCK" * 10), "journal.duckdb"),
+])
+def test_report_of_a_damaged_run_is_one_error_line(finished_run, tmp_path, damage, needle):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    damage(run)
+    _one_error_line(_volreplay("report", str(run), cwd=tmp_path), needle)
+
+
+def test_a_cache_folder_that_is_a_file_is_one_error_line(gbm_quarter_hour, tmp_path):
+    not_a_folder = tmp_path / "cache"
+    not_a_folder.write_text("")
+    p = _volreplay("run", f"data.db={gbm_quarter_hour}", f"hydra.run.dir={tmp_path / 'run'}",
+                   "report.html=false", "calibration.every=300s", cwd=tmp_path,
+                   env={"VOLREPLAY_CACHE_DIR": str(not_a_folder)})
+    _one_error_line(p, "surface cache", "VOLREPLAY_CACHE_DIR")
+
+
+def test_the_journal_audit_needs_nothing_but_the_file(finished_run, tmp_path):
+    """``recompute_hash`` in a fresh process, which has imported none of the modules that
+    declare the run's event kinds, gives the run's hash: the journal records its kinds."""
+    code = ("import sys; from replay.store.journal_file import recompute_hash; "
+            "print(recompute_hash(sys.argv[1]))")
+    p = subprocess.run([sys.executable, "-c", code, str(finished_run / "journal.duckdb")],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    want = json.loads((finished_run / "metrics.json").read_text())["journal_hash"]
+    assert p.stdout.strip() == want
