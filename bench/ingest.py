@@ -10,10 +10,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from replay.app.bench import RECORDINGS
 from replay.ingest import ingest
 from replay.store import open_store
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _timed(fmt: str, srcs: list[str], db: Path) -> tuple[int, float]:
@@ -29,14 +28,14 @@ def run(quick: bool) -> dict:
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        deribit = sorted((SHARED / "deribit").rglob("*.parquet"))
+        deribit = sorted((RECORDINGS / "deribit").rglob("*.parquet"))
         if deribit:
             files = deribit[:20] if quick else deribit
             rows, dt = _timed("deribit-summary", [str(f) for f in files], tmp / "d.duckdb")
             out.update(deribit_files=len(files), deribit_rows=rows,
                        deribit_rows_per_second=round(rows / dt))
         else:
-            out["deribit_note"] = f"{SHARED} not found"
+            out["deribit_note"] = f"{RECORDINGS} not found"
         try:
             from replay.ingest.canonical import write_canonical_csv
         except ImportError:

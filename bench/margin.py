@@ -12,11 +12,12 @@ reference revaluation instead of the kernel, and standard margin.  Goal: under 2
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "deribit" / "BTC"
+from replay.app.bench import RECORDINGS
+
+DATA = RECORDINGS / "deribit" / "BTC"
 LEGS = 50
 
 

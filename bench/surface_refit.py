@@ -14,11 +14,12 @@ timed separately (``parity_ms_median``: estimating it for every expiry as well).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "deribit" / "BTC"
+from replay.app.bench import RECORDINGS
+
+DATA = RECORDINGS / "deribit" / "BTC"
 
 
 def _times(fn, repeats: int) -> tuple[float, float, float]:

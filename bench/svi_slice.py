@@ -1,6 +1,6 @@
 """Bench ``svi_slice``: warm and cold refits of one 30-40 strike SVI slice.
 
-The slice is a real Deribit BTC expiry when ``../shared/data`` is present (the first expiry
+The slice is a real Deribit BTC expiry when the recordings are present (the first expiry
 with 30-40 two-sided OTM quotes in the last snapshot, warm-started from the fit of the
 previous snapshot, as a scheme would), otherwise a synthetic noisy 35-strike smile.  The
 loss is the scheme default (spread-weighted, bid/ask-aware).  Medians over repeats after a
@@ -10,14 +10,14 @@ warm-up call (which also triggers the numba compilation).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
 from calibration.loss import LossConfig, fit_data
 from calibration.models.svi import SVIParams, fit_svi, svi_total_variance
+from replay.app.bench import RECORDINGS
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "deribit" / "BTC"
+DATA = RECORDINGS / "deribit" / "BTC"
 
 
 def _real_slices():

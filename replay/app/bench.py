@@ -36,6 +36,12 @@ def bench_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "bench"
 
 
+#: Real recordings the cases use when present (``deribit/BTC``: book-summary Parquet files,
+#: ``binance``: websocket JSON lines): a ``shared/data`` folder beside the checkout, as the
+#: test suite's ``shared_data`` fixture finds them.  A case without them says so in its line.
+RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
 def cache_dir() -> Path:
     """The folder for cached benchmark stores: ``$VOLREPLAY_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/volreplay``, else ``~/.cache/volreplay``.
