@@ -34,6 +34,7 @@ from replay.model.config import (
     DataConfig,
     ReportConfig,
     VenueConfig,
+    check_keys,
     config_diff,
     instantiate_checked,
     resolve_config,
@@ -98,6 +99,7 @@ def run(cfg: Any) -> dict:
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.create(cfg)
     resolved = resolve_config(cfg)
+    check_keys(resolved)
     validate_numbers(resolved)  # before anything is written: see replay.model.config.BOUNDS
     data = typed(DataConfig, cfg.get("data"), "data")
     venue_cfg = typed(VenueConfig, cfg.get("venue"), "venue")

@@ -18,5 +18,6 @@ def demo(db: str | Path) -> int:
     if not Path(db).exists():
         from replay.errors import UserError
 
-        raise UserError(f"{db} not found; build it with `volreplay synth --db {db}` (make demo does)")
+        raise UserError(f"{db} not found; `make demo` builds it (`volreplay synth --db {db} "
+                        "--scale small --hours 2 --seed 7`)")
     return main([f"data.db={db}", *DEMO_OVERRIDES])

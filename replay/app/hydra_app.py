@@ -262,6 +262,7 @@ def _unknown_key_line(key: str, argv: list[str]) -> str:
     line = f"{key}: unknown key"
     keys = _keys_of(parent, [o.input_line for o in _parse(argv) if not o.is_sweep_override()
                              and o.key_or_group.lstrip("+~") != key
+                             and not o.key_or_group.lstrip("+~").startswith(f"{key}.")
                              and not o.key_or_group.startswith("hydra")])
     if keys:
         line += f"; allowed keys: {', '.join(keys)}"

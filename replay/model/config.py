@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -295,6 +295,22 @@ def resolve_config(cfg: Any) -> dict:
         key = getattr(e, "full_key", None)
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ConfigError(f"{key}: {msg}" if key else msg) from None
+
+
+def check_keys(cfg: Mapping[str, Any]) -> None:
+    """Keys a ``+key=value`` override added where nothing reads them: a top-level key that is
+    not one of :class:`RunConfig`'s, or keys under a plugin group whose option takes none
+    (``margin=none`` with ``+margin.mode=cross``).  Raises :class:`ConfigError` naming the
+    first."""
+    known = {f.name for f in fields(RunConfig)} | {"hydra"}
+    for key in cfg:
+        if key not in known:
+            raise ConfigError(f"{key}: unknown key; allowed keys: {', '.join(sorted(known))}")
+    for group in PLUGIN_GROUPS:
+        node = cfg.get(group)
+        if isinstance(node, Mapping) and node and not node.get("_target_"):
+            raise ConfigError(f"{group}.{next(iter(node))}: {group}=none takes no keys; choose "
+                              f"a {group} option first (e.g. {group}=<name>)")
 
 
 def validate_numbers(cfg: Mapping[str, Any]) -> None:

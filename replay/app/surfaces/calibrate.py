@@ -57,6 +57,7 @@ def calibrate(cfg: Any) -> dict:
     from replay.app.surfaces.cache import BUILD_KEYS, cache_mode, ensure_stream, read_manifest
     from replay.model.config import (
         DataConfig,
+        check_keys,
         instantiate_checked,
         resolve_config,
         validate_numbers,
@@ -64,7 +65,9 @@ def calibrate(cfg: Any) -> dict:
 
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.create(cfg)
-    validate_numbers(resolve_config(cfg))
+    resolved = resolve_config(cfg)
+    check_keys(resolved)
+    validate_numbers(resolved)
     if not _active(cfg.get("calibration")):
         raise ConfigError("calibration: none has no surface stream to build; choose "
                           "calibration=svi, essvi or sabr")
