@@ -177,6 +177,18 @@ def objective_from_config(cfg: Any, known: Iterable[str] | None = None) -> Objec
     return parse_objective(node.get("expr"), node.get("direction", "minimize"), known)
 
 
+def checked_objective(cfg: Any) -> Objective:
+    """:func:`objective_from_config` checked against the metric names the config's runs will
+    write (:func:`known_metric_names` at its ``report.markout_horizons_s``): what a sweep
+    checks before its first job."""
+    from omegaconf import OmegaConf
+
+    horizons = OmegaConf.select(cfg, "report.markout_horizons_s", default=None) \
+        if OmegaConf.is_config(cfg) else None
+    return objective_from_config(
+        cfg, known_metric_names(horizons) if horizons is not None else known_metric_names())
+
+
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     """Nested metrics as one level, keys joined by dots (``pnl.fees_usd``)."""
     out: dict[str, Any] = {}

@@ -98,6 +98,8 @@ def main(argv: list[str]) -> int:
     if not CONF_DIR.is_dir():
         raise UserError(f"config folder {CONF_DIR} not found (run from a checkout of volreplay)")
     argv = [*argv, *resume_overrides(argv)]  # before Hydra creates any directory
+    if any(w in _MULTIRUN_FLAGS for w in argv) and not any(w in _NO_RUN_FLAGS for w in argv):
+        _check_objective(argv)
     wrapped = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)
     saved, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["volreplay run", *argv]
@@ -272,18 +274,40 @@ def _unknown_key_line(key: str, argv: list[str]) -> str:
     return line
 
 
-def _keys_of(parent: str, overrides: list[str]) -> list[str]:
+def _check_objective(argv: list[str]) -> None:
+    """A sweep's objective, checked before its first job (Hydra only warns about an error
+    in a callback): every job's summary row computes it, and the Optuna sweeper optimises
+    it.  Composed without the sweep overrides; a swept objective is left to the jobs."""
+    from replay.analytics.objective import checked_objective
+
+    overrides = [o for o in _parse(argv) if not o.key_or_group.startswith("hydra")]
+    if any(o.is_sweep_override() and o.key_or_group.lstrip("+~").startswith("objective")
+           for o in overrides):
+        return
+    cfg = _compose([o.input_line for o in overrides if not o.is_sweep_override()])
+    if cfg is not None:
+        checked_objective(cfg)
+
+
+def _compose(overrides: list[str]) -> Any:
+    """The config composed with ``overrides``; None if it does not compose (Hydra will say
+    why when it runs)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import DictConfig, OmegaConf
 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            cfg = compose("config", overrides=overrides)
-        node = OmegaConf.select(cfg, parent) if parent else cfg
-    except Exception:  # noqa: BLE001 - only a better message is lost
-        return []
+            return compose("config", overrides=overrides)
+    except Exception:  # noqa: BLE001 - reported by the real composition
+        return None
     finally:
         GlobalHydra.instance().clear()
+
+
+def _keys_of(parent: str, overrides: list[str]) -> list[str]:
+    from omegaconf import DictConfig, OmegaConf
+
+    cfg = _compose(overrides)
+    node = OmegaConf.select(cfg, parent) if parent and cfg is not None else cfg
     return [str(k) for k in node if k != "_target_"] if isinstance(node, DictConfig) else []

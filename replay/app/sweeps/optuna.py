@@ -68,7 +68,7 @@ class OptunaSweeper(Sweeper):
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
-        from replay.analytics.objective import known_metric_names, objective_from_config
+        from replay.analytics.objective import checked_objective
         from replay.model.config import check_choice, check_range
 
         with _user_errors():
@@ -82,10 +82,7 @@ class OptunaSweeper(Sweeper):
             check_choice("hydra.sweeper.sampler", self.sampler_name, SAMPLERS)
             check_range("hydra.sweeper.n_trials", self.n_trials, lo=1)
             check_range("hydra.sweeper.n_jobs", self.n_jobs, lo=1)
-            horizons = OmegaConf.select(config, "report.markout_horizons_s", default=None)
-            known = known_metric_names(horizons) if horizons is not None else \
-                known_metric_names()
-            self.objective = objective_from_config(config, known)
+            self.objective = checked_objective(config)
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config)

@@ -228,3 +228,17 @@ def test_a_bug_shows_a_traceback_and_exit_code_1(gbm_quarter_hour, tmp_path):
     assert p.returncode == 1, p.stderr[-3000:]
     assert "Traceback" in p.stderr and "RuntimeError: boom in on_start" in p.stderr
     assert "volreplay: error:" not in p.stderr
+
+
+@pytest.mark.parametrize("override, needle", [
+    ("objective.expr=pnl.fees", "objective.expr: unknown metric 'pnl.fees'"),
+    ("objective.direction=up", "objective.direction"),
+])
+def test_grid_sweep_checks_its_objective_before_any_job(gbm_quarter_hour, tmp_path, override,
+                                                        needle):
+    sweep = tmp_path / "sweep"
+    p = _run("-m", f"data.db={gbm_quarter_hour}", f"hydra.sweep.dir={sweep}",
+             "report.html=false", "calibration.every=300s", "strategy.band=0.1,0.2", override,
+             cwd=tmp_path)
+    _one_error_line(p, needle)
+    assert not list(sweep.glob("*/metrics.json"))
