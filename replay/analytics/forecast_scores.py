@@ -37,6 +37,7 @@ from replay.consumers.forecast.forecasters import Bars
 from replay.consumers.forecast.realized import (
     YEAR_S,
     bipower_variation,
+    jump_ratio_z,
     realized_variance,
     two_scale_rv,
     window_count,
@@ -184,22 +185,36 @@ def forecast_block(journal: Path, every_s: float, names: tuple[str, ...],
     return out
 
 
+#: fewest ``sample_s`` returns the jump measures (``bv_vol``, ``jump_share``, ``jump_z``)
+#: are given for: with fewer, bipower variation is a handful of products and the jump share
+#: mostly noise
+MIN_JUMP_RETURNS = 20
+
+
 def realized_block(grid: np.ndarray, mid: np.ndarray, sample_s: float) -> dict:
     """The run's realised measures, annualised vols over the sampled span: ``rv_vol`` and
     ``bv_vol`` from ``sample_s`` returns, ``tsrv_vol`` from the 1-second samples (5-minute slow
-    scale), and ``jump_share = max(RV - BV, 0) / RV``
-    (:mod:`~replay.consumers.forecast.realized`)."""
+    scale), ``jump_share = max(RV - BV, 0) / RV`` and ``jump_z``, the Huang-Tauchen statistic
+    that says whether that share is more than noise (:mod:`~replay.consumers.forecast.realized`).
+    Null where a measure does not apply: the jump measures with fewer than
+    :data:`MIN_JUMP_RETURNS` returns, every one with fewer than 2."""
+    names = ("rv_vol", "bv_vol", "tsrv_vol", "jump_share", "jump_z")
     ok = np.isfinite(mid) & (mid > 0)
     g, x = grid[ok], np.log(mid[ok])
     if g.size < 3:
-        return dict.fromkeys(("rv_vol", "bv_vol", "tsrv_vol", "jump_share"))
+        return dict.fromkeys(names)
     k = max(int(round(sample_s * 1e9 / max(int(g[1] - g[0]), 1))), 1)
     r = np.diff(x[::k])
+    if r.size < 2:
+        return dict.fromkeys(names)
     years = (g[-1] - g[0]) / 1e9 / YEAR_S
-    rv, bv, ts = realized_variance(r), bipower_variation(r), two_scale_rv(x, k)
+    rv, ts = realized_variance(r), two_scale_rv(x, k)
+    jumps = r.size >= MIN_JUMP_RETURNS
+    bv = bipower_variation(r) if jumps else math.nan
 
     def vol(v: float) -> float | None:
         return _none(math.sqrt(v / years)) if v >= 0 else None
 
     return {"rv_vol": vol(rv), "bv_vol": vol(bv), "tsrv_vol": vol(ts),
-            "jump_share": _none(max(rv - bv, 0.0) / rv) if rv > 0 else None}
+            "jump_share": _none(max(rv - bv, 0.0) / rv) if jumps and rv > 0 else None,
+            "jump_z": _none(jump_ratio_z(r)) if jumps else None}

@@ -152,7 +152,8 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
 
     names |= {f"forecast.{f}.{k}" for f in FORECASTERS for k in SCORES}
     names |= {"forecast.horizon_s", "forecast.vrp_mean"}
-    names |= {f"forecast.realized.{k}" for k in ("rv_vol", "bv_vol", "tsrv_vol", "jump_share")}
+    names |= {f"forecast.realized.{k}" for k in ("rv_vol", "bv_vol", "tsrv_vol", "jump_share",
+                                                          "jump_z")}
     from replay.analytics.dynamics import BUCKETS as EXPIRY_BUCKETS
 
     names |= {f"dynamics.{k}.{b}" for k in ("ssr", "ssr_se") for b, _ in EXPIRY_BUCKETS}

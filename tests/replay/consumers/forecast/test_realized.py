@@ -9,6 +9,7 @@ from numpy.testing import assert_allclose
 
 from replay.consumers.forecast.realized import (
     bipower_variation,
+    jump_ratio_z,
     log_returns,
     realized_variance,
     two_scale_rv,
@@ -74,3 +75,35 @@ def test_window_sum_is_trailing():
     ts = np.array([10, 20, 30, 40])
     assert_allclose(window_sum(ts, np.array([1.0, 2, 3, 4]), np.array([30, 35, 40]), 20),
                     [5.0, 5.0, 7.0])
+
+
+def test_bipower_variation_is_unbiased_for_a_constant_vol():
+    """With ``n / (n - 1)``, E[BV] is the integrated variance of i.i.d. normal returns; 24
+    returns (2 hours of 5-minute bars) would otherwise read 4 % low."""
+    rng = np.random.default_rng(3)
+    ratios = [bipower_variation(rng.standard_normal(24) * 0.001) / (24 * 1e-6)
+              for _ in range(20000)]
+    assert abs(np.mean(ratios) - 1) < 3 * np.std(ratios) / math.sqrt(len(ratios))
+
+
+def test_the_jump_ratio_statistic_is_standard_normal_without_jumps_and_sees_one():
+    rng = np.random.default_rng(4)
+    z = np.array([jump_ratio_z(rng.standard_normal(288) * 0.001) for _ in range(4000)])
+    assert abs(np.mean(z)) < 0.1 and abs(np.std(z) - 1) < 0.1
+    assert abs(np.mean(z > 1.645) - 0.05) < 0.015  # its size at 5 %
+    r = rng.standard_normal(288) * 0.001
+    r[100] += 0.01  # a ten-sigma jump
+    assert jump_ratio_z(r) > 3
+
+
+def test_the_realized_block_leaves_out_what_too_few_returns_cannot_say():
+    from replay.analytics.forecast_scores import MIN_JUMP_RETURNS, realized_block
+
+    rng = np.random.default_rng(5)
+    grid = np.arange(3601, dtype=np.int64) * 10**9  # an hour of 1-second samples
+    mid = 60_000 * np.exp(np.cumsum(rng.standard_normal(grid.size) * 1e-4))
+    short = realized_block(grid[:601], mid[:601], 300.0)  # 2 five-minute returns
+    assert short["rv_vol"] is not None
+    assert short["bv_vol"] is short["jump_share"] is short["jump_z"] is None
+    full = realized_block(grid, mid, 60.0)  # 60 one-minute returns
+    assert 60 >= MIN_JUMP_RETURNS and None not in full.values()
