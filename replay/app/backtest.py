@@ -116,6 +116,11 @@ def run(cfg: Any) -> dict:
     board = SurfaceBoard()
     venue = SimulatedVenue(venue_cfg, specs)
     calib_node = cfg.calibration if _active(cfg.get("calibration")) else None
+    if (calib_node is not None or _active(cfg.get("book"))) and \
+            not any(s.is_option for s in specs.values()):
+        raise ConfigError(f"data.db: {db} lists no options, which calibration and book need "
+                          "(calibration=none book=none strategy=none replays its underlying "
+                          "alone)")
     cache = cache_mode(calib_node)
     calib = instantiate_checked("calibration", _without(calib_node, *BUILD_KEYS), board=board) \
         if calib_node is not None else None

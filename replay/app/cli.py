@@ -83,6 +83,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     chain = ChainParams(smile_ssr=None if dynamics is None else float(dynamics))
     cfg = SynthConfig(hours=args.hours, seed=args.seed, model=args.model, scale=args.scale,
                       params=params, chain=chain)
+    if Path(args.db).is_dir():
+        from replay.errors import StoreError
+
+        raise StoreError(f"synth --db {args.db}: a folder; synth writes a DuckDB store file "
+                         "(e.g. datasets/day.duckdb), and `volreplay export` makes a Parquet "
+                         "store of it")
     summary = synthesize(args.db, cfg)
     print(json.dumps(summary))
     return 0

@@ -69,17 +69,20 @@ def task(cfg) -> dict | None:  # noqa: ANN001 - a DictConfig
 def _drop_if_unused(out: Path) -> None:
     """Remove the run directory of a refused run when it holds only what Hydra wrote into it
     before the run was called (``.hydra/``, ``hydra_app.log``) and the run's ``run.json``,
-    and its date folder if that is then empty: a mistake leaves no trace but its error
-    line.  A directory with a journal (a resumed run's) is never touched."""
+    and the folders above it that are then empty (``reports/runs/<date>``): a mistake leaves
+    no trace but its error line.  A directory with a journal (a resumed run's) is never touched."""
     import shutil
 
     if out.is_dir() and {p.name for p in out.iterdir()} <= {".hydra", "hydra_app.log",
                                                             "run.json"}:
         shutil.rmtree(out, ignore_errors=True)
-        try:
-            out.parent.rmdir()
-        except OSError:  # not empty: other runs of the day
-            pass
+        for parent in list(out.parents)[:3]:  # reports/runs/<date>, as Hydra made them
+            if parent == Path.cwd():
+                break
+            try:
+                parent.rmdir()
+            except OSError:  # not empty: other runs
+                break
 
 
 class _TaskFailed(Exception):
@@ -100,6 +103,8 @@ def main(argv: list[str]) -> int:
     argv = [*argv, *resume_overrides(argv)]  # before Hydra creates any directory
     if any(w in _MULTIRUN_FLAGS for w in argv) and not any(w in _NO_RUN_FLAGS for w in argv):
         _check_objective(argv)
+    elif not any(w in _NO_RUN_FLAGS for w in argv):
+        _note_sweep_experiment(argv)
     wrapped = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)
     saved, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["volreplay run", *argv]
@@ -272,6 +277,23 @@ def _unknown_key_line(key: str, argv: list[str]) -> str:
         line += (f" (another parameter of the {parent} class is added with "
                  f"+{parent}.NAME=VALUE)")
     return line
+
+
+def _note_sweep_experiment(argv: list[str]) -> None:
+    """Say so when a run without ``-m`` names an experiment that is a sweep (its
+    ``hydra.sweeper.params``): Hydra then runs one job of its base config."""
+    from omegaconf import OmegaConf
+
+    for o in _parse(argv):
+        if o.key_or_group.lstrip("+~") != "experiment" or o.is_sweep_override():
+            continue
+        f = CONF_DIR / "experiment" / f"{o.value()}.yaml"
+        params = OmegaConf.select(OmegaConf.load(f), "hydra.sweeper.params") \
+            if f.is_file() else None
+        if params:
+            print(f"volreplay: note: experiment={o.value()} is a sweep over "
+                  f"{', '.join(map(str, params))}; without -m this runs one job of its base "
+                  "config", file=sys.stderr)
 
 
 def _check_objective(argv: list[str]) -> None:

@@ -346,9 +346,31 @@ def _init_keywords(cls: type) -> tuple[list[str], bool]:
     return names, True
 
 
+def _locate(key: str, target: str) -> type:
+    """The class a ``_target_`` names (``package.module.Class``), imported here rather than
+    by Hydra's ``get_class``, which logs an error of its own before raising."""
+    import importlib
+
+    parts = target.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[i:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            break
+        if isinstance(obj, type):
+            return obj
+        break
+    raise ConfigError(f"{key}: cannot import {target!r} (give a class as package.module.Class)")
+
+
 def instantiate_checked(group: str, node: Any, **extra: Any) -> Any:
     """``hydra.utils.instantiate`` with errors that name the group, key and allowed keys."""
-    from hydra.utils import get_class, instantiate
+    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     if node is None:
@@ -356,10 +378,7 @@ def instantiate_checked(group: str, node: Any, **extra: Any) -> Any:
     target = OmegaConf.select(node, "_target_") if OmegaConf.is_config(node) else node.get("_target_")
     if not target:
         raise ConfigError(f"{group}: missing _target_ (the class to instantiate)")
-    try:
-        cls = get_class(target)
-    except Exception:
-        raise ConfigError(f"{group}._target_: cannot import {target!r}") from None
+    cls = _locate(f"{group}._target_", str(target))
     allowed, open_ended = _init_keywords(cls)
     # run-provided collaborators (e.g. the surface board) go only to targets that take them
     extra = {k: v for k, v in extra.items() if open_ended or k in allowed}

@@ -103,3 +103,21 @@ def test_the_journal_audit_needs_nothing_but_the_file(finished_run, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     want = json.loads((finished_run / "metrics.json").read_text())["journal_hash"]
     assert p.stdout.strip() == want
+
+
+def test_synth_into_a_folder_says_what_it_writes(tmp_path):
+    (tmp_path / "d").mkdir()
+    _one_error_line(_volreplay("synth", "--db", str(tmp_path / "d"), cwd=tmp_path),
+                    "a folder; synth writes a DuckDB store file")
+
+
+def test_a_store_without_options_is_refused_before_any_work(shared_data, tmp_path):
+    """Not after a surface stream of no wakes has been built and cached."""
+    db = tmp_path / "binance.duckdb"
+    assert _volreplay("ingest", "binance-ws", str(shared_data / "binance"), "--db", str(db),
+                      cwd=tmp_path).returncode == 0
+    cache = tmp_path / "cache"
+    p = _volreplay("run", f"data.db={db}", f"hydra.run.dir={tmp_path / 'run'}",
+                   "report.html=false", cwd=tmp_path, env={"VOLREPLAY_CACHE_DIR": str(cache)})
+    _one_error_line(p, "lists no options", "calibration=none book=none")
+    assert not (tmp_path / "run").exists() and not (cache / "surfaces").exists()

@@ -39,6 +39,7 @@ def _run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedPro
 def _one_error_line(p: subprocess.CompletedProcess, *needles: str) -> str:
     assert p.returncode == EXIT_USER_ERROR, p.stderr[-3000:]
     assert "Traceback" not in p.stderr and "HYDRA_FULL_ERROR" not in p.stderr
+    assert "[ERROR]" not in p.stderr  # no log lines of Hydra's own before ours
     lines = [ln for ln in p.stderr.splitlines() if "volreplay: error:" in ln]
     assert len(lines) == 1, p.stderr
     for n in needles:
@@ -140,6 +141,7 @@ def test_library_run_rejects_a_bad_value_before_writing(gbm_quarter_hour, tmp_pa
     ("stratgy.band=0.1", ("stratgy: unknown key; allowed keys:", "strategy", "calibration")),
     ("+snapshot_every=60", ("snapshot_every: unknown key; allowed keys:", "snapshot_every_s")),
     ("+margin.mode=cross", ("margin.mode: margin=none takes no keys",)),
+    ("strategy._target_=nope.X", ("strategy._target_: cannot import 'nope.X'",)),
     ("venue.latency_ms=abc", ("venue.latency_ms:", "'abc'")),
     ("strategy=delta_bnad", ("strategy=delta_bnad: no such option; choose one of delta_band,",
                              "whalley_wilmott")),
