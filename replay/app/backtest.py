@@ -36,10 +36,10 @@ from replay.model.config import (
     VenueConfig,
     check_keys,
     config_diff,
-    instantiate_checked,
     resolve_config,
     validate_numbers,
 )
+from replay.model.plugins import instantiate_checked
 from replay.units import NS, iso_z
 
 log = logging.getLogger(__name__)

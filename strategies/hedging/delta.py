@@ -86,7 +86,7 @@ class Hedger:
 
     def __init_subclass__(cls, **kw: Any) -> None:
         # subclasses take their own keys plus ``**common``; publish the full keyword list so
-        # that config checks (replay.model.config.instantiate_checked) see every accepted key
+        # that config checks (replay.model.plugins.instantiate_checked) see every accepted key
         super().__init_subclass__(**kw)
         own = [p for p in inspect.signature(cls.__init__).parameters.values()
                if p.kind is not p.VAR_KEYWORD]

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 
 from replay.engine.loop import run_replay
 from replay.errors import ConfigError
-from replay.model.config import instantiate_checked
+from replay.model.plugins import instantiate_checked
 from strategies.board import SurfaceBoard
 from strategies.books import FixedBook, MarketMakerBook
 from strategies.hedging.registry import STRATEGIES, DeltaBand, WhalleyWilmott

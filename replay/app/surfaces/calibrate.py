@@ -55,13 +55,8 @@ def calibrate(cfg: Any) -> dict:
     from replay.app.backtest import _active, _without
     from replay.app.selection import resolve_data, typed
     from replay.app.surfaces.cache import BUILD_KEYS, cache_mode, ensure_stream, read_manifest
-    from replay.model.config import (
-        DataConfig,
-        check_keys,
-        instantiate_checked,
-        resolve_config,
-        validate_numbers,
-    )
+    from replay.model.config import DataConfig, check_keys, resolve_config, validate_numbers
+    from replay.model.plugins import instantiate_checked
 
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.create(cfg)

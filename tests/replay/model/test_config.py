@@ -6,7 +6,7 @@ import pytest
 
 from replay.consumers.schedule import NS, parse_every
 from replay.errors import ConfigError
-from replay.model.config import check_choice, check_range, instantiate_checked
+from replay.model.config import check_choice, check_range
 
 
 def test_parse_every_forms():
@@ -26,22 +26,6 @@ def test_choice_and_range_messages():
         check_choice("strategy.hedge", "swap", ("perp", "future", "spot"))
     with pytest.raises(ConfigError, match=r"venue.latency_ms: -1 is out of range \[0, inf\]"):
         check_range("venue.latency_ms", -1, lo=0)
-
-
-class _Target:
-    def __init__(self, a: int = 1, board=None):
-        self.a, self.board = a, board
-
-
-def test_instantiate_checked_names_unknown_key_and_allowed():
-    node = {"_target_": f"{__name__}._Target", "b": 3}
-    with pytest.raises(ConfigError, match=r"strategy.b: unknown key .*allowed keys: a, board"):
-        instantiate_checked("strategy", node)
-    obj = instantiate_checked("strategy", {"_target_": f"{__name__}._Target", "a": 2},
-                              board="B", venue="ignored: not a parameter")
-    assert (obj.a, obj.board) == (2, "B")
-    with pytest.raises(ConfigError, match="cannot import"):
-        instantiate_checked("book", {"_target_": "nowhere.Nothing"})
 
 
 def test_config_diff_names_differing_keys_and_skips_free_ones():

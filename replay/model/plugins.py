@@ -1,0 +1,83 @@
+"""Plugin groups (``calibration``, ``book``, ``strategy``, ``margin``, ``forecast``): their
+``_target_`` classes instantiated with errors that name the group, the key and the keys the
+class accepts, so that users can plug in their own classes and still get one-line errors."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from replay.errors import ConfigError
+
+
+def _init_keywords(cls: type) -> tuple[list[str], bool]:
+    """Keyword arguments ``cls(...)`` accepts, following ``**kwargs`` that are passed on to
+    base classes (``super().__init__(**common)``); ``open_ended`` when the chain ends in a
+    ``**kwargs`` that no base class defines."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names += [p.name for p in params if p.name != "self" and p.kind in
+                  (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names, False
+    return names, True
+
+
+def _locate(key: str, target: str) -> type:
+    """The class a ``_target_`` names (``package.module.Class``), imported here rather than
+    by Hydra's ``get_class``, which logs an error of its own before raising."""
+    import importlib
+
+    parts = target.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for name in parts[i:]:
+                obj = getattr(obj, name)
+        except AttributeError:
+            break
+        if isinstance(obj, type):
+            return obj
+        break
+    raise ConfigError(f"{key}: cannot import {target!r} (give a class as package.module.Class)")
+
+
+def instantiate_checked(group: str, node: Any, **extra: Any) -> Any:
+    """``hydra.utils.instantiate`` with errors that name the group, key and allowed keys."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    if node is None:
+        return None
+    target = OmegaConf.select(node, "_target_") if OmegaConf.is_config(node) else node.get("_target_")
+    if not target:
+        raise ConfigError(f"{group}: missing _target_ (the class to instantiate)")
+    cls = _locate(f"{group}._target_", str(target))
+    allowed, open_ended = _init_keywords(cls)
+    # run-provided collaborators (e.g. the surface board) go only to targets that take them
+    extra = {k: v for k, v in extra.items() if open_ended or k in allowed}
+    if not open_ended:
+        keys = [k for k in (OmegaConf.to_container(node) if OmegaConf.is_config(node) else node)
+                if k != "_target_"]
+        unknown = [k for k in keys if k not in allowed]
+        if unknown:
+            raise ConfigError(f"{group}.{unknown[0]}: unknown key for {target}; "
+                              f"allowed keys: {', '.join(allowed)}")
+    try:
+        return instantiate(node, **extra, _convert_="all")
+    except ConfigError:
+        raise
+    except Exception as e:  # Hydra wraps constructor errors; surface ours unwrapped
+        cause = e.__cause__ or e
+        if isinstance(cause, ConfigError):
+            raise cause from None
+        if isinstance(cause, (TypeError, ValueError)):
+            raise ConfigError(f"{group}: {cause}") from None
+        raise
