@@ -64,10 +64,11 @@ class SVIProblem:
 #: Quote-starts (a slice's quotes times its starts, summed) from which a refit's slices are
 #: spread over numba's threads.  Handing a parallel region to OpenMP's threads, which wait
 #: passively between regions (:mod:`calibration`), costs more than it saves on a typical
-#: refit: with refits of 12 expiries of about 30 quotes, the 2-hour quick store at a 1 s
-#: cadence built in 10.0-12.6 s in parallel against 9.7-10.6 s on the calling thread (2
-#: cores, side by side), while 90 slices (about 2,500 quotes) fit in 1.1 ms on 2 threads
-#: against 2.0 ms on one.
+#: refit: with refits of 12 expiries of about 30 quotes, the synthetic day at a 1 s cadence
+#: built in 124.9-127.0 s in parallel against 119.1-119.2 s on the calling thread (2 cores,
+#: alternating), while 90 slices (about 2,500 quotes) fit in 1.1 ms on 2 threads against
+#: 2.0 ms on one.  A refit timed alone, back to back, is faster in parallel (the bench's
+#: ``surface_refit``: its fit 0.79 ms against 0.92-1.02 ms): a backtest's refits are not.
 PARALLEL_MIN_WORK = 2000
 
 
