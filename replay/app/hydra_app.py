@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
         raise UserError(f"config folder {CONF_DIR} not found (run from a checkout of volreplay)")
     argv = [*argv, *resume_overrides(argv)]  # before Hydra creates any directory
     if any(w in _MULTIRUN_FLAGS for w in argv) and not any(w in _NO_RUN_FLAGS for w in argv):
-        _check_objective(argv)
+        _check_sweep(argv)
     elif not any(w in _NO_RUN_FLAGS for w in argv):
         _note_sweep_experiment(argv)
     wrapped = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)
@@ -296,24 +296,47 @@ def _note_sweep_experiment(argv: list[str]) -> None:
                   "config", file=sys.stderr)
 
 
-def _check_objective(argv: list[str]) -> None:
-    """A sweep's objective, checked before its first job (Hydra only warns about an error
-    in a callback): every job's summary row computes it, and the Optuna sweeper optimises
-    it.  Composed without the sweep overrides; a swept objective is left to the jobs."""
+def _check_sweep(argv: list[str]) -> None:
+    """A sweep's objective and each value it sweeps, checked before its first job (Hydra only
+    warns about an error raised in a callback, and a bad value would otherwise fail its jobs
+    after the others ran): the config composed with each swept value in turn, its keys and
+    numbers checked as a run checks them.  Values given as ranges or intervals (the Optuna
+    sweeper's search space) are left to the sweeper, a swept objective to the jobs."""
     from replay.analytics.objective import checked_objective
+    from replay.app.resolvers import register_resolvers
+    from replay.errors import ConfigError
+    from replay.model.config import check_keys, resolve_config, validate_numbers
 
+    register_resolvers()  # composing runs no Hydra callback
     overrides = [o for o in _parse(argv) if not o.key_or_group.startswith("hydra")]
-    if any(o.is_sweep_override() and o.key_or_group.lstrip("+~").startswith("objective")
-           for o in overrides):
-        return
-    cfg = _compose([o.input_line for o in overrides if not o.is_sweep_override()])
-    if cfg is not None:
+    base = [o.input_line for o in overrides if not o.is_sweep_override()]
+    swept = [o for o in overrides if o.is_sweep_override()]
+    cfg = _compose(base)
+    if cfg is None:
+        return  # Hydra says why when it runs
+    if not any(o.key_or_group.lstrip("+~").startswith("objective") for o in swept):
         checked_objective(cfg)
+    for o in swept:
+        try:
+            values = list(o.sweep_string_iterator())
+        except Exception:  # noqa: BLE001 - an interval or other continuous search space
+            continue
+        for v in values:
+            words = [*base, f"{'+' if o.is_add() else ''}{o.key_or_group}={v}"]
+            try:
+                checked = resolve_config(_compose(words, strict=True))
+                check_keys(checked)
+                validate_numbers(checked)
+            except Exception as e:
+                if not _is_config_error(e):
+                    raise
+                line = str(e) if isinstance(e, ConfigError) else hydra_error_line(e, words)
+                raise ConfigError(f"{line} (in the sweep, {o.key_or_group}={v})") from None
 
 
-def _compose(overrides: list[str]) -> Any:
+def _compose(overrides: list[str], strict: bool = False) -> Any:
     """The config composed with ``overrides``; None if it does not compose (Hydra will say
-    why when it runs)."""
+    why when it runs), or with ``strict`` Hydra's error."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -321,7 +344,9 @@ def _compose(overrides: list[str]) -> Any:
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             return compose("config", overrides=overrides)
-    except Exception:  # noqa: BLE001 - reported by the real composition
+    except Exception:
+        if strict:
+            raise
         return None
     finally:
         GlobalHydra.instance().clear()

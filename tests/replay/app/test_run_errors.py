@@ -244,3 +244,17 @@ def test_grid_sweep_checks_its_objective_before_any_job(gbm_quarter_hour, tmp_pa
              cwd=tmp_path)
     _one_error_line(p, needle)
     assert not list(sweep.glob("*/metrics.json"))
+
+
+@pytest.mark.parametrize("swept, needles", [
+    ("strategy.band=0.1,abc", ("strategy.band: 'abc' is not a number",
+                               "(in the sweep, strategy.band=abc)")),
+    ("strategy=delta_band,delta_bnad", ("strategy=delta_bnad: no such option",)),
+])
+def test_grid_sweep_checks_each_value_before_any_job(gbm_quarter_hour, tmp_path, swept,
+                                                    needles):
+    sweep = tmp_path / "sweep"
+    p = _run("-m", f"data.db={gbm_quarter_hour}", f"hydra.sweep.dir={sweep}",
+             "report.html=false", "calibration.every=300s", swept, cwd=tmp_path)
+    _one_error_line(p, *needles)
+    assert not sweep.exists()
