@@ -13,40 +13,26 @@ invalidate_stale(Path(__file__).parent)  # before any kernel loads from the numb
 # value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from calibration.pricing.black import (  # noqa: E402
-    black_price,
-    delta,
-    gamma,
-    greeks,
-    theta,
-    vanna,
-    vega,
-    volga,
-)
-from calibration.pricing.forwards import (  # noqa: E402
-    ForwardEstimate,
-    choose_forward,
-    parity_forward,
-    time_to_expiry,
-)
-from calibration.pricing.inverse import coin_to_usd, premium_adjusted_delta, usd_to_coin  # noqa: E402
-from calibration.pricing.iv import implied_vol  # noqa: E402
+# The public names load their modules (and numba) when first used, so that importing the
+# package, as ``replay`` does for its numba cache, costs nothing.
+_EXPORTS = {
+    **dict.fromkeys(("black_price", "delta", "gamma", "greeks", "theta", "vanna", "vega",
+                     "volga"), "calibration.pricing.black"),
+    **dict.fromkeys(("ForwardEstimate", "choose_forward", "parity_forward", "time_to_expiry"),
+                    "calibration.pricing.forwards"),
+    **dict.fromkeys(("coin_to_usd", "premium_adjusted_delta", "usd_to_coin"),
+                    "calibration.pricing.inverse"),
+    "implied_vol": "calibration.pricing.iv",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "ForwardEstimate",
-    "black_price",
-    "choose_forward",
-    "coin_to_usd",
-    "delta",
-    "gamma",
-    "greeks",
-    "implied_vol",
-    "parity_forward",
-    "premium_adjusted_delta",
-    "theta",
-    "time_to_expiry",
-    "usd_to_coin",
-    "vanna",
-    "vega",
-    "volga",
-]
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'calibration' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

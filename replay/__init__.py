@@ -1,7 +1,7 @@
 """volreplay's replay package: store, ingestion, synthetic market, engine, venue, consumers,
 analytics and the application (CLI, Hydra app, sweeps, reports).
 
-The public face is small and lazy, so that ``import replay`` does not load DuckDB::
+The public face is small and lazy, so that ``import replay`` loads neither DuckDB nor numba::
 
     import replay
     with replay.open_store("datasets/demo.duckdb") as store: ...

@@ -21,8 +21,10 @@ def test_open_store_and_market_store_are_the_store_layers(tmp_path):
 
 
 def test_import_is_lazy():
-    """``import replay`` does not load DuckDB (the store layer loads it when first used)."""
-    code = "import sys, replay; print('duckdb' in sys.modules)"
+    """``import replay`` loads neither DuckDB nor numba (each CLI call would pay for them);
+    ``calibration``'s public names load theirs when first used."""
+    code = ("import sys, replay; print('duckdb' in sys.modules, 'numba' in sys.modules); "
+            "from calibration import implied_vol; print('numba' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
-    assert out == ["False"]
+    assert out == ["False", "False", "True"]
