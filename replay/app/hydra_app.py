@@ -300,15 +300,19 @@ def _check_sweep(argv: list[str]) -> None:
     """A sweep's objective and each value it sweeps, checked before its first job (Hydra only
     warns about an error raised in a callback, and a bad value would otherwise fail its jobs
     after the others ran): the config composed with each swept value in turn, its keys and
-    numbers checked as a run checks them.  Values given as ranges or intervals (the Optuna
-    sweeper's search space) are left to the sweeper, a swept objective to the jobs."""
+    numbers checked as a run checks them.  Values given as ranges or intervals, and every
+    value of an Optuna search (where a failed trial is part of the search), are left to the
+    sweeper, a swept objective to the jobs."""
+    from omegaconf import OmegaConf
+
     from replay.analytics.objective import checked_objective
     from replay.app.resolvers import register_resolvers
     from replay.errors import ConfigError
     from replay.model.config import check_keys, resolve_config, validate_numbers
 
     register_resolvers()  # composing runs no Hydra callback
-    overrides = [o for o in _parse(argv) if not o.key_or_group.startswith("hydra")]
+    parsed = _parse(argv)
+    overrides = [o for o in parsed if not o.key_or_group.startswith("hydra")]
     base = [o.input_line for o in overrides if not o.is_sweep_override()]
     swept = [o for o in overrides if o.is_sweep_override()]
     cfg = _compose(base)
@@ -316,6 +320,11 @@ def _check_sweep(argv: list[str]) -> None:
         return  # Hydra says why when it runs
     if not any(o.key_or_group.lstrip("+~").startswith("objective") for o in swept):
         checked_objective(cfg)
+    with_hydra = _compose([*base, *(o.input_line for o in parsed if not o.is_sweep_override()
+                                    and o.key_or_group.startswith("hydra"))], hydra=True)
+    if "optuna" in str(OmegaConf.select(with_hydra, "hydra.sweeper._target_", default="")
+                       if with_hydra is not None else "").lower():
+        return  # a search: a trial whose value fails is part of it (its state is FAIL)
     for o in swept:
         try:
             values = list(o.sweep_string_iterator())
@@ -334,16 +343,17 @@ def _check_sweep(argv: list[str]) -> None:
                 raise ConfigError(f"{line} (in the sweep, {o.key_or_group}={v})") from None
 
 
-def _compose(overrides: list[str], strict: bool = False) -> Any:
-    """The config composed with ``overrides``; None if it does not compose (Hydra will say
-    why when it runs), or with ``strict`` Hydra's error."""
+def _compose(overrides: list[str], strict: bool = False, hydra: bool = False) -> Any:
+    """The config composed with ``overrides`` (with ``hydra``, Hydra's own node too); None if
+    it does not compose (Hydra will say why when it runs), or with ``strict`` Hydra's
+    error."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            return compose("config", overrides=overrides)
+            return compose("config", overrides=overrides, return_hydra_config=hydra)
     except Exception:
         if strict:
             raise
