@@ -45,7 +45,8 @@ from replay.units import NS, iso_z
 log = logging.getLogger(__name__)
 _NULL_CALIBRATION = dict.fromkeys(("n_fits", "rmse_vol_pts", "inside_spread_pct",
                                    "oos_rmse_vol_pts", "param_jitter", "arb_violations",
-                                   "fit_ms_median", "vs_venue_mark_iv_mae_vol_pts"))
+                                   "fit_ms_median", "vs_venue_mark_iv_mae_vol_pts", "fallbacks",
+                                   "skipped_no_quotes"))
 
 
 def _active(node: Any) -> bool:
@@ -135,6 +136,8 @@ def run(cfg: Any) -> dict:
         fc = instantiate_checked("forecast", cfg.forecast, board=board, forecasts=forecasts)
     strategy = instantiate_checked("strategy", cfg.strategy, board=board, forecasts=forecasts) \
         if _active(cfg.get("strategy")) else None
+    if book is None and not getattr(strategy, "trades", True):
+        strategy = None  # it never trades and there is nothing to hold: nothing to mark either
     marker = PnLMarker(venue, board, every_s=report.pnl_every_s, mark=report.pnl_mark) \
         if (book or strategy) else None
     margin = instantiate_checked("margin", cfg.margin, venue=venue, board=board,

@@ -285,9 +285,12 @@ class Hedger:
 
 
 class NoHedge(Hedger):
-    """``none``: holds no hedge and never wakes (one ``hedge_decision`` at start)."""
+    """``none``: holds no hedge and never wakes (one ``hedge_decision`` at start).  It never
+    trades (``trades = False``), so a run without a book leaves it out: ``book=none
+    strategy=none`` is a calibration-only replay."""
 
     kind = "none"
+    trades = False
 
     def on_start(self, ctx: Any) -> WakeCondition | None:
         ctx.emit("hedge_decision", strategy=self.kind, reason="start", spot=math.nan,

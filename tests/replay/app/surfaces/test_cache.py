@@ -99,9 +99,14 @@ def test_refresh_rebuilds_and_auto_reuses(gbm_quarter_hour, cold, tmp_path):
 
 def test_the_build_records_the_hash_of_a_calibration_only_run(gbm_quarter_hour, cold, tmp_path):
     """The build's replay stores no journal; the hash it records is the one a live
-    calibration-only run (no book, no strategy) stores."""
+    calibration-only run stores: no book and no strategy, or the documented ``book=none
+    strategy=none`` (whose hedger never trades, so the run leaves it and the marker out)."""
     alone = {"book": None, "strategy": None}
     live = replay.run({**_cfg(gbm_quarter_hour, tmp_path / "live", cache="off"), **alone})
+    documented = replay.run({**_cfg(gbm_quarter_hour, tmp_path / "doc", cache="off"),
+                             "book": None,
+                             "strategy": {"_target_": "strategies.hedging.registry.NoHedge"}})
+    assert documented["journal_hash"] == live["journal_hash"]
     built = replay.run(_cfg(gbm_quarter_hour, tmp_path / "built", cache="refresh"))
     stream = Path(built["surface_stream"]["path"])
     manifest = json.loads((stream / "manifest.json").read_text())
