@@ -104,6 +104,18 @@ def summary_frame(sweep: Path, objective: Any = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with each column that is null in every job given the type its values have
+    (float for a numeric metric or the objective, text otherwise) instead of Arrow's ``null``
+    type, so that summaries of sweeps with and without a block concatenate."""
+    from replay.analytics.objective import known_metric_names
+
+    numeric = known_metric_names() | {"objective"}
+    for c in df.columns[df.isna().all()]:
+        df[c] = df[c].astype("float64" if c in numeric else "string")
+    return df
+
+
 def stream_builds(df: pd.DataFrame) -> int:
     """Jobs that built a surface stream (calibrate once, replay many: 1 for a cold cache,
     0 for a warm one, whatever the number of jobs)."""
@@ -117,7 +129,7 @@ def summarize_sweep(sweep: str | Path, config: Any = None) -> list[Path]:
     sweep = Path(sweep)
     df = summary_frame(sweep, _objective(sweep, config))
     pq = sweep / "summary.parquet"
-    df.to_parquet(pq, index=False)
+    _typed(df).to_parquet(pq, index=False)
     page = sweep / "sweep.html"
     page.write_text(_html(df, sweep))
     return [pq, page]
