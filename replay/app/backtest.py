@@ -34,10 +34,8 @@ from replay.model.config import (
     DataConfig,
     ReportConfig,
     VenueConfig,
-    check_keys,
+    checked_config,
     config_diff,
-    resolve_config,
-    validate_numbers,
 )
 from replay.model.plugins import instantiate_checked
 from replay.units import NS, iso_z
@@ -99,9 +97,7 @@ def run(cfg: Any) -> dict:
     use_system_allocator()
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.create(cfg)
-    resolved = resolve_config(cfg)
-    check_keys(resolved)
-    validate_numbers(resolved)  # before anything is written: see replay.model.config.BOUNDS
+    resolved = checked_config(cfg)  # before anything is written: see replay.model.config
     data = typed(DataConfig, cfg.get("data"), "data")
     venue_cfg = typed(VenueConfig, cfg.get("venue"), "venue")
     report = typed(ReportConfig, cfg.get("report"), "report")

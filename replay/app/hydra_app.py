@@ -306,24 +306,21 @@ def _check_sweep(argv: list[str]) -> None:
     from omegaconf import OmegaConf
 
     from replay.analytics.objective import checked_objective
-    from replay.app.resolvers import register_resolvers
     from replay.errors import ConfigError
-    from replay.model.config import check_keys, resolve_config, validate_numbers
+    from replay.model.config import checked_config
 
-    register_resolvers()  # composing runs no Hydra callback
     parsed = _parse(argv)
     overrides = [o for o in parsed if not o.key_or_group.startswith("hydra")]
     base = [o.input_line for o in overrides if not o.is_sweep_override()]
     swept = [o for o in overrides if o.is_sweep_override()]
-    cfg = _compose(base)
+    # with Hydra's own node and overrides: which sweeper runs the jobs
+    cfg = _compose([*base, *(o.input_line for o in parsed if not o.is_sweep_override()
+                             and o.key_or_group.startswith("hydra"))], hydra=True)
     if cfg is None:
         return  # Hydra says why when it runs
     if not any(o.key_or_group.lstrip("+~").startswith("objective") for o in swept):
         checked_objective(cfg)
-    with_hydra = _compose([*base, *(o.input_line for o in parsed if not o.is_sweep_override()
-                                    and o.key_or_group.startswith("hydra"))], hydra=True)
-    if "optuna" in str(OmegaConf.select(with_hydra, "hydra.sweeper._target_", default="")
-                       if with_hydra is not None else "").lower():
+    if "optuna" in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).lower():
         return  # a search: a trial whose value fails is part of it (its state is FAIL)
     for o in swept:
         try:
@@ -333,14 +330,22 @@ def _check_sweep(argv: list[str]) -> None:
         for v in values:
             words = [*base, f"{'+' if o.is_add() else ''}{o.key_or_group}={v}"]
             try:
-                checked = resolve_config(_compose(words, strict=True))
-                check_keys(checked)
-                validate_numbers(checked)
-            except Exception as e:
-                if not _is_config_error(e):
-                    raise
-                line = str(e) if isinstance(e, ConfigError) else hydra_error_line(e, words)
-                raise ConfigError(f"{line} (in the sweep, {o.key_or_group}={v})") from None
+                checked_config(compose_checked(words))
+            except ConfigError as e:
+                raise ConfigError(f"{e} (in the sweep, {o.key_or_group}={v})") from None
+
+
+def compose_checked(overrides: list[str]) -> Any:
+    """The ``volreplay run`` config composed with ``overrides`` (no run directory); a mistake
+    Hydra meets while composing is one :class:`~replay.errors.ConfigError` line."""
+    from replay.errors import ConfigError
+
+    try:
+        return _compose(overrides, strict=True)
+    except Exception as e:
+        if not _is_config_error(e):
+            raise
+        raise ConfigError(hydra_error_line(e, overrides)) from None
 
 
 def _compose(overrides: list[str], strict: bool = False, hydra: bool = False) -> Any:
@@ -350,6 +355,11 @@ def _compose(overrides: list[str], strict: bool = False, hydra: bool = False) ->
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    from replay.app.resolvers import register_resolvers
+    from replay.model.config import register
+
+    register()
+    register_resolvers()  # composing runs no Hydra callback
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):

@@ -312,6 +312,15 @@ def check_keys(cfg: Mapping[str, Any]) -> None:
                               f"a {group} option first (e.g. {group}=<name>)")
 
 
+def checked_config(cfg: Any) -> dict:
+    """``cfg`` resolved (:func:`resolve_config`) after the checks every run makes before it
+    writes anything: its keys (:func:`check_keys`) and its numbers (:func:`validate_numbers`)."""
+    resolved = resolve_config(cfg)
+    check_keys(resolved)
+    validate_numbers(resolved)
+    return resolved
+
+
 def validate_numbers(cfg: Mapping[str, Any]) -> None:
     """Check every numeric key of a resolved config (plain containers) against
     :data:`BOUNDS`; raises :class:`ConfigError` naming the first bad key."""

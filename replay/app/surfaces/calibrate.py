@@ -24,30 +24,6 @@ from replay.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def compose(overrides: list[str]) -> Any:
-    """The ``volreplay run`` config composed with ``overrides`` (no run directory)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from replay.app.hydra_app import CONF_DIR, _is_config_error, hydra_error_line
-    from replay.app.resolvers import register_resolvers
-    from replay.model.config import register
-
-    register()
-    register_resolvers()  # composing runs no Hydra callback
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            return hydra_compose("config", overrides=overrides)
-    except Exception as e:
-        if not _is_config_error(e):
-            raise
-        raise ConfigError(hydra_error_line(e, overrides)) from None
-    finally:
-        GlobalHydra.instance().clear()
-
-
 def calibrate(cfg: Any) -> dict:
     """Build or find the surface stream of ``cfg``; returns what is printed."""
     from omegaconf import OmegaConf
@@ -55,14 +31,12 @@ def calibrate(cfg: Any) -> dict:
     from replay.app.backtest import _active, _without
     from replay.app.selection import resolve_data, typed
     from replay.app.surfaces.cache import BUILD_KEYS, cache_mode, ensure_stream, read_manifest
-    from replay.model.config import DataConfig, check_keys, resolve_config, validate_numbers
+    from replay.model.config import DataConfig, checked_config
     from replay.model.plugins import instantiate_checked
 
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.create(cfg)
-    resolved = resolve_config(cfg)
-    check_keys(resolved)
-    validate_numbers(resolved)
+    checked_config(cfg)
     if not _active(cfg.get("calibration")):
         raise ConfigError("calibration: none has no surface stream to build; choose "
                           "calibration=svi, essvi or sabr")
@@ -81,6 +55,8 @@ def calibrate(cfg: Any) -> dict:
 
 
 def main(overrides: list[str]) -> int:
+    from replay.app.hydra_app import compose_checked
+
     if any(w in ("-h", "--help") for w in overrides):
         print(__doc__.strip())
         return 0
@@ -89,5 +65,5 @@ def main(overrides: list[str]) -> int:
                           "(e.g. once per day of a walk-forward)")
     logging.basicConfig(level=os.environ.get("VOLREPLAY_LOG", "INFO"), stream=sys.stderr,
                         format="%(message)s")
-    print(json.dumps(calibrate(compose(overrides)), default=str))
+    print(json.dumps(calibrate(compose_checked(overrides)), default=str))
     return 0

@@ -237,7 +237,8 @@ def test_key_depends_on_each_part():
 
 def test_calibrate_command_builds_what_the_run_then_reuses(gbm_quarter_hour, cold, tmp_path,
                                                            capsys):
-    from replay.app.surfaces.calibrate import calibrate, compose, main
+    from replay.app.hydra_app import compose_checked as compose
+    from replay.app.surfaces.calibrate import calibrate, main
 
     overrides = [f"data.db={gbm_quarter_hour}", "calibration.every=45s", "report.html=false"]
     assert main(overrides) == 0
