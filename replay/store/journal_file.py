@@ -53,8 +53,7 @@ def recompute_hash(path: str | os.PathLike) -> str:
 
 def _kinds(con: duckdb.DuckDBPyConnection, path: str | os.PathLike) -> dict[str, EventKind]:
     """The kinds the journal on ``con`` records (``journal_meta``'s ``kind:<name>`` rows)."""
-    if not con.execute("SELECT count(*) FROM information_schema.tables "
-                       "WHERE table_name = 'journal_meta'").fetchall()[0][0]:
+    if not _has_meta(con):
         return {}
     rows = con.execute("SELECT key, value FROM journal_meta WHERE key LIKE 'kind:%'").fetchall()
     try:
@@ -63,12 +62,17 @@ def _kinds(con: duckdb.DuckDBPyConnection, path: str | os.PathLike) -> dict[str,
         raise StoreError(f"journal {path}: a recorded event kind cannot be read ({e})") from None
 
 
+def _has_meta(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the journal open on ``con`` has a ``journal_meta`` table (older ones do not)."""
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables "
+                            "WHERE table_name = 'journal_meta'").fetchall()[0][0])
+
+
 def records_version(con: duckdb.DuckDBPyConnection, path: str | os.PathLike) -> bool:
     """Whether the journal open on ``con`` records the hash definition it was written under;
     a :class:`StoreError` if that is another than :data:`HASH_VERSION` (its running hash can
     be neither audited nor continued by this version)."""
-    if not con.execute("SELECT count(*) FROM information_schema.tables "
-                       "WHERE table_name = 'journal_meta'").fetchall()[0][0]:
+    if not _has_meta(con):
         return False
     row = con.execute("SELECT value FROM journal_meta WHERE key = 'hash_version'").fetchall()
     if row and int(row[0][0]) != HASH_VERSION:

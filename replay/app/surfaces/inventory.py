@@ -22,7 +22,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from replay.app.surfaces.cache import (
@@ -34,6 +33,7 @@ from replay.app.surfaces.cache import (
     streams_dir,
 )
 from replay.errors import UserError
+from replay.units import NS, iso_z
 
 DAY_S = 86400.0
 
@@ -53,7 +53,7 @@ class CachedStream:
         """The stream as one line of ``volreplay cache list``."""
         m, calib = self.manifest, self.manifest.get("calibration", {})
         return {"key": self.key, "size_mb": round(self.bytes / 2 ** 20, 1),
-                "last_used": _iso(self.last_used), "current": self.current,
+                "last_used": iso_z(round(self.last_used * NS)), "current": self.current,
                 "db": m.get("selection", {}).get("db"), "model": calib.get("model"),
                 "every": calib.get("every"), "epoch": calib.get("epoch"),
                 "wakes": m.get("rows", {}).get("wakes"), "parts": m.get("parts", 1)}
@@ -165,7 +165,3 @@ def _lock_if_free(path: Path, create: bool = True) -> Iterator[bool]:
 
 def _size(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
