@@ -5,7 +5,6 @@ and lose nothing: no traceback, no empty store left behind, the quarantine kept.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,31 +13,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from replay.errors import EXIT_USER_ERROR
+from tests.helpers import one_error_line, volreplay
 
 TARDIS_QUOTES = Path(__file__).resolve().parents[2] / "fixtures" / "tardis" / \
     "deribit_quotes_2024-03-01.csv"
 
 
-def _volreplay(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "replay", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300, env={**os.environ, **(env or {})})
-
-
-def _one_error_line(p: subprocess.CompletedProcess, *needles: str) -> str:
-    assert p.returncode == EXIT_USER_ERROR, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
-    assert "Traceback" not in p.stderr
-    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("volreplay: error:")]
-    assert len(lines) == 1, p.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
-
-
 def test_a_source_in_another_format_is_quarantined_and_an_error(tmp_path):
     db = tmp_path / "s.duckdb"
-    p = _volreplay("ingest", "binance-ws", str(TARDIS_QUOTES), "--db", str(db), cwd=tmp_path)
-    _one_error_line(p, "none of the", "rows read could be ingested", "binance-ws")
+    p = volreplay("ingest", "binance-ws", str(TARDIS_QUOTES), "--db", str(db), cwd=tmp_path)
+    one_error_line(p, "none of the", "rows read could be ingested", "binance-ws")
     rep = json.loads(p.stdout.strip().splitlines()[-1])
     assert rep["read"] == rep["quarantined"] > 0 and rep["ingested"] == 0
     with duckdb.connect(str(db), read_only=True) as con:  # every row kept, with its reason
@@ -49,24 +33,24 @@ def test_a_failed_ingest_leaves_no_new_store(tmp_path):
     text = tmp_path / "notes.parquet"
     text.write_text("not a Parquet file\n")
     db = tmp_path / "s.duckdb"
-    p = _volreplay("ingest", "deribit-summary", str(text), "--db", str(db), cwd=tmp_path)
-    _one_error_line(p)
+    p = volreplay("ingest", "deribit-summary", str(text), "--db", str(db), cwd=tmp_path)
+    one_error_line(p)
     assert not db.exists()
 
 
-def test_a_truncated_store_is_one_error_line(tmp_path):
+def test_a_truncated_store_isone_error_line(tmp_path):
     db = tmp_path / "s.duckdb"
-    assert _volreplay("ingest", "tardis-quotes", str(TARDIS_QUOTES), "--db", str(db),
+    assert volreplay("ingest", "tardis-quotes", str(TARDIS_QUOTES), "--db", str(db),
                       cwd=tmp_path).returncode == 0
     cut = tmp_path / "cut.duckdb"
     cut.write_bytes(db.read_bytes()[: db.stat().st_size // 3])
-    _one_error_line(_volreplay("inspect", "--db", str(cut), cwd=tmp_path), str(cut))
+    one_error_line(volreplay("inspect", "--db", str(cut), cwd=tmp_path), str(cut))
 
 
 @pytest.fixture(scope="module")
 def finished_run(gbm_quarter_hour, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("cli_run")
-    p = _volreplay("run", f"data.db={gbm_quarter_hour}", f"hydra.run.dir={d / 'run'}",
+    p = volreplay("run", f"data.db={gbm_quarter_hour}", f"hydra.run.dir={d / 'run'}",
                    "report.html=false", "calibration.every=300s", cwd=d)
     assert p.returncode == 0, p.stderr[-3000:]
     return d / "run"
@@ -77,20 +61,20 @@ def finished_run(gbm_quarter_hour, tmp_path_factory) -> Path:
     (lambda run: (run / "journal.duckdb").unlink(), "no journal.duckdb"),
     (lambda run: (run / "journal.duckdb").write_bytes(b"DUCK" * 10), "journal.duckdb"),
 ])
-def test_report_of_a_damaged_run_is_one_error_line(finished_run, tmp_path, damage, needle):
+def test_report_of_a_damaged_run_isone_error_line(finished_run, tmp_path, damage, needle):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
     damage(run)
-    _one_error_line(_volreplay("report", str(run), cwd=tmp_path), needle)
+    one_error_line(volreplay("report", str(run), cwd=tmp_path), needle)
 
 
-def test_a_cache_folder_that_is_a_file_is_one_error_line(gbm_quarter_hour, tmp_path):
+def test_a_cache_folder_that_is_a_file_isone_error_line(gbm_quarter_hour, tmp_path):
     not_a_folder = tmp_path / "cache"
     not_a_folder.write_text("")
-    p = _volreplay("run", f"data.db={gbm_quarter_hour}", f"hydra.run.dir={tmp_path / 'run'}",
+    p = volreplay("run", f"data.db={gbm_quarter_hour}", f"hydra.run.dir={tmp_path / 'run'}",
                    "report.html=false", "calibration.every=300s", cwd=tmp_path,
                    env={"VOLREPLAY_CACHE_DIR": str(not_a_folder)})
-    _one_error_line(p, "surface cache", "VOLREPLAY_CACHE_DIR")
+    one_error_line(p, "surface cache", "VOLREPLAY_CACHE_DIR")
 
 
 def test_the_journal_audit_needs_nothing_but_the_file(finished_run, tmp_path):
@@ -107,17 +91,17 @@ def test_the_journal_audit_needs_nothing_but_the_file(finished_run, tmp_path):
 
 def test_synth_into_a_folder_says_what_it_writes(tmp_path):
     (tmp_path / "d").mkdir()
-    _one_error_line(_volreplay("synth", "--db", str(tmp_path / "d"), cwd=tmp_path),
+    one_error_line(volreplay("synth", "--db", str(tmp_path / "d"), cwd=tmp_path),
                     "a folder; synth writes a DuckDB store file")
 
 
 def test_a_store_without_options_is_refused_before_any_work(shared_data, tmp_path):
     """Not after a surface stream of no wakes has been built and cached."""
     db = tmp_path / "binance.duckdb"
-    assert _volreplay("ingest", "binance-ws", str(shared_data / "binance"), "--db", str(db),
+    assert volreplay("ingest", "binance-ws", str(shared_data / "binance"), "--db", str(db),
                       cwd=tmp_path).returncode == 0
     cache = tmp_path / "cache"
-    p = _volreplay("run", f"data.db={db}", f"hydra.run.dir={tmp_path / 'run'}",
+    p = volreplay("run", f"data.db={db}", f"hydra.run.dir={tmp_path / 'run'}",
                    "report.html=false", cwd=tmp_path, env={"VOLREPLAY_CACHE_DIR": str(cache)})
-    _one_error_line(p, "lists no options", "calibration=none book=none")
+    one_error_line(p, "lists no options", "calibration=none book=none")
     assert not (tmp_path / "run").exists() and not (cache / "surfaces").exists()

@@ -26,25 +26,14 @@ from replay.model.config import (
     VenueConfig,
     validate_numbers,
 )
+from tests.helpers import one_error_line, volreplay
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
 SPAN = "spans 2025-01-06T00:00:00Z .. 2025-01-06T00:14:59Z"  # the gbm_quarter_hour store
 
 
 def _run(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "replay", "run", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def _one_error_line(p: subprocess.CompletedProcess, *needles: str) -> str:
-    assert p.returncode == EXIT_USER_ERROR, p.stderr[-3000:]
-    assert "Traceback" not in p.stderr and "HYDRA_FULL_ERROR" not in p.stderr
-    assert "[ERROR]" not in p.stderr  # no log lines of Hydra's own before ours
-    lines = [ln for ln in p.stderr.splitlines() if "volreplay: error:" in ln]
-    assert len(lines) == 1, p.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
+    return volreplay("run", *args, cwd=cwd, timeout=timeout)
 
 
 def _numeric(v) -> bool:
@@ -153,7 +142,7 @@ def test_cli_user_errors_are_one_line_with_exit_code_2(gbm_quarter_hour, tmp_pat
     out = tmp_path / "run"
     p = _run(f"data.db={gbm_quarter_hour}", f"hydra.run.dir={out}", "report.html=false",
              override, cwd=tmp_path, timeout=120)
-    _one_error_line(p, *needles)
+    one_error_line(p, *needles)
     assert not out.exists()  # not even Hydra's record of the refused run
 
 
@@ -173,7 +162,7 @@ def test_empty_selections_are_errors_naming_the_key_and_the_span(gbm_quarter_hou
     out = tmp_path / "run"
     p = _run(f"data.db={gbm_quarter_hour}", f"hydra.run.dir={out}", "report.html=false",
              "calibration.every=300s", *overrides, cwd=tmp_path)
-    _one_error_line(p, *needles)
+    one_error_line(p, *needles)
     assert not out.exists()
 
 
@@ -242,7 +231,7 @@ def test_grid_sweep_checks_its_objective_before_any_job(gbm_quarter_hour, tmp_pa
     p = _run("-m", f"data.db={gbm_quarter_hour}", f"hydra.sweep.dir={sweep}",
              "report.html=false", "calibration.every=300s", "strategy.band=0.1,0.2", override,
              cwd=tmp_path)
-    _one_error_line(p, needle)
+    one_error_line(p, needle)
     assert not list(sweep.glob("*/metrics.json"))
 
 
@@ -256,5 +245,5 @@ def test_grid_sweep_checks_each_value_before_any_job(gbm_quarter_hour, tmp_path,
     sweep = tmp_path / "sweep"
     p = _run("-m", f"data.db={gbm_quarter_hour}", f"hydra.sweep.dir={sweep}",
              "report.html=false", "calibration.every=300s", swept, cwd=tmp_path)
-    _one_error_line(p, *needles)
+    one_error_line(p, *needles)
     assert not sweep.exists()

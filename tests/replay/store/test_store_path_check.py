@@ -8,8 +8,6 @@ names the path, exit code 2, and leave the file untouched.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -17,27 +15,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from replay.errors import EXIT_USER_ERROR, StoreError
+from replay.errors import StoreError
 from replay.store import attach_store, open_store
 from replay.store.database import DUCKDB_MAGIC, check_store_file
+from tests.helpers import one_error_line, volreplay
 
 FIX = Path(__file__).resolve().parents[2] / "fixtures" / "tardis"
 QUOTES = FIX / "deribit_quotes_2024-03-01.csv"
-
-
-def _volreplay(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "replay", *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
-
-
-def _one_error_line(p: subprocess.CompletedProcess, *needles: str) -> str:
-    assert p.returncode == EXIT_USER_ERROR, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
-    assert "Traceback" not in p.stderr and "CatalogException" not in p.stderr
-    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("volreplay: error:")]
-    assert len(lines) == 1, p.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture
@@ -64,8 +48,8 @@ def test_duckdb_files_carry_the_magic_the_check_relies_on(tmp_path):
 def test_ingest_into_a_data_file_is_refused(data_files, tmp_path, kind):
     target = data_files[kind]
     before = target.read_bytes()
-    p = _volreplay("ingest", "tardis-quotes", str(QUOTES), "--db", str(target), cwd=tmp_path)
-    _one_error_line(p, str(target), "not a DuckDB database", "Parquet store folder")
+    p = volreplay("ingest", "tardis-quotes", str(QUOTES), "--db", str(target), cwd=tmp_path)
+    one_error_line(p, str(target), "not a DuckDB database", "Parquet store folder")
     assert '"ingested"' not in p.stdout
     assert target.read_bytes() == before
 
@@ -74,22 +58,22 @@ def test_ingest_into_a_data_file_is_refused(data_files, tmp_path, kind):
 def test_synth_into_a_data_file_is_refused(data_files, tmp_path, kind):
     target = data_files[kind]
     before = target.read_bytes()
-    p = _volreplay("synth", "--db", str(target), "--hours", "0.01", cwd=tmp_path)
-    _one_error_line(p, str(target), "not a DuckDB database")
+    p = volreplay("synth", "--db", str(target), "--hours", "0.01", cwd=tmp_path)
+    one_error_line(p, str(target), "not a DuckDB database")
     assert target.read_bytes() == before  # synth must not delete a file it did not create
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
 def test_inspect_of_a_data_file_is_refused(data_files, tmp_path, kind):
-    p = _volreplay("inspect", "--db", str(data_files[kind]), cwd=tmp_path)
-    _one_error_line(p, str(data_files[kind]), "not a DuckDB database")
+    p = volreplay("inspect", "--db", str(data_files[kind]), cwd=tmp_path)
+    one_error_line(p, str(data_files[kind]), "not a DuckDB database")
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet"])
 def test_run_on_a_data_file_is_refused(data_files, tmp_path, kind):
-    p = _volreplay("run", f"data.db={data_files[kind]}", f"hydra.run.dir={tmp_path / 'run'}",
+    p = volreplay("run", f"data.db={data_files[kind]}", f"hydra.run.dir={tmp_path / 'run'}",
                    "report.html=false", cwd=tmp_path)
-    _one_error_line(p, str(data_files[kind]), "not a DuckDB database")
+    one_error_line(p, str(data_files[kind]), "not a DuckDB database")
 
 
 def test_the_message_says_what_the_file_looks_like(data_files, tmp_path):
@@ -106,16 +90,16 @@ def test_a_duckdb_database_that_is_not_a_store_is_refused_for_reading(tmp_path):
     other = tmp_path / "other.duckdb"
     with duckdb.connect(str(other)) as con:
         con.execute("CREATE TABLE t (x INTEGER)").fetchall()
-    p = _volreplay("inspect", "--db", str(other), cwd=tmp_path)
-    _one_error_line(p, str(other), "not a market store", "instruments")
+    p = volreplay("inspect", "--db", str(other), cwd=tmp_path)
+    one_error_line(p, str(other), "not a market store", "instruments")
     with pytest.raises(StoreError, match="not a market store"):
         attach_store(duckdb.connect(), other, "mkt")
 
 
 def test_a_new_store_may_not_be_named_like_a_data_file(tmp_path):
     target = tmp_path / "new.parquet"
-    p = _volreplay("ingest", "tardis-quotes", str(QUOTES), "--db", str(target), cwd=tmp_path)
-    _one_error_line(p, str(target), "cannot be named like a .parquet data file")
+    p = volreplay("ingest", "tardis-quotes", str(QUOTES), "--db", str(target), cwd=tmp_path)
+    one_error_line(p, str(target), "cannot be named like a .parquet data file")
     assert not target.exists()
 
 
@@ -127,11 +111,11 @@ def test_attach_refuses_a_data_file(data_files):
 def test_real_stores_still_open(tmp_path):
     """The check must not refuse what is valid: a new store, the same store reopened, memory."""
     db = tmp_path / "s.duckdb"
-    p = _volreplay("ingest", "tardis-quotes", str(QUOTES), "--db", str(db), cwd=tmp_path)
+    p = volreplay("ingest", "tardis-quotes", str(QUOTES), "--db", str(db), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     with open_store(db) as st:
         assert st.count("underlying_quotes") > 0
     with open_store(":memory:", read_only=False) as st:
         assert st.count("instruments") == 0
-    p = _volreplay("inspect", "--db", str(db), cwd=tmp_path)
+    p = volreplay("inspect", "--db", str(db), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
