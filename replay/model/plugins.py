@@ -27,7 +27,26 @@ def _init_keywords(cls: type) -> tuple[list[str], bool]:
     return names, True
 
 
-def _locate(key: str, target: str) -> type:
+def init_defaults(cls: type) -> dict[str, Any]:
+    """The defaults of the keyword arguments ``cls(...)`` accepts (its ``__init__`` and those
+    it passes ``**kwargs`` on to), where they are plain config values (numbers, strings,
+    booleans): what an omitted key means."""
+    out: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        for p in params:
+            if (p.name != "self" and p.name not in out
+                    and isinstance(p.default, (bool, int, float, str))):
+                out[p.name] = p.default
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return out
+
+
+def locate_class(key: str, target: str) -> type:
     """The class a ``_target_`` names (``package.module.Class``), imported here rather than
     by Hydra's ``get_class``, which logs an error of its own before raising."""
     import importlib
@@ -59,7 +78,7 @@ def instantiate_checked(group: str, node: Any, **extra: Any) -> Any:
     target = OmegaConf.select(node, "_target_") if OmegaConf.is_config(node) else node.get("_target_")
     if not target:
         raise ConfigError(f"{group}: missing _target_ (the class to instantiate)")
-    cls = _locate(f"{group}._target_", str(target))
+    cls = locate_class(f"{group}._target_", str(target))
     allowed, open_ended = _init_keywords(cls)
     # run-provided collaborators (e.g. the surface board) go only to targets that take them
     extra = {k: v for k, v in extra.items() if open_ended or k in allowed}

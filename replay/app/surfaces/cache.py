@@ -8,7 +8,8 @@ sweep, or one job per day of a walk-forward).
 
 **The key** is the sha256 of: the store's fingerprint (its content, see
 ``MarketStore.fingerprint``), the resolved calibration config (without ``cache`` and
-``build_jobs``, which do not change it), the data selection (start, end, instruments,
+``build_jobs``, which do not change it; omitted keys count as their defaults, and ``0`` and
+``0.0`` as the same value: :func:`canonical_config`), the data selection (start, end, instruments,
 expiries, underlying) and the code version (the source of
 the calibration and engine code that decides a stream, and the numpy, scipy, numba and
 duckdb versions).  A change to any of them is a miss, never a stale hit.
@@ -41,6 +42,7 @@ from replay.app.selection import Selection
 from replay.app.surfaces.build import build_stream, cores
 from replay.errors import ConfigError, UserError
 from replay.model.config import BOUNDS
+from replay.model.plugins import init_defaults, locate_class
 
 MODES = ("auto", "off", "refresh")
 #: modules whose source decides the stream a config produces
@@ -136,9 +138,35 @@ def calibration_config(node: Any) -> dict:
     return d
 
 
+def canonical_config(calib: dict) -> dict:
+    """``calib`` as its stream is keyed: what a key left out means filled in from its class's
+    defaults (:func:`replay.model.plugins.init_defaults`), nulls dropped and whole-number
+    floats written as integers, so that ``lam=0``, ``lam=0.0`` and no ``lam`` at all find the
+    same stream."""
+    defaults: dict = {}
+    target = calib.get("_target_")
+    if target:
+        try:
+            defaults = init_defaults(locate_class("calibration._target_", str(target)))
+        except ConfigError:  # the run that uses it says so; the key needs no defaults
+            pass
+    return _canonical({**defaults, **calib})
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def stream_key(fingerprint: str, calib: dict, sel: Selection) -> str:
     sel_d = {k: v for k, v in asdict(sel).items() if k not in ("db", "window_ns")}
-    blob = json.dumps({"store": fingerprint, "calibration": calib, "selection": sel_d,
+    blob = json.dumps({"store": fingerprint, "calibration": canonical_config(calib),
+                       "selection": sel_d,
                        "code": code_version()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

@@ -235,6 +235,30 @@ def test_key_depends_on_each_part():
     assert stream_key("fp", {"model": "svi"}, Selection("y.duckdb", start=1, window_ns=7)) == base
 
 
+def test_key_reads_a_config_as_it_is_meant():
+    """An omitted key is its default, 0 and 0.0 are one value and a null is no value: a
+    sweep naming the preset's own values finds the preset's stream."""
+    sel = Selection("x.duckdb", start=1)
+    target = "replay.consumers.calibration.CalibrationConsumer"
+    base = stream_key("fp", {"_target_": target, "model": "svi", "lam": 0.0,
+                             "loss": {"band": True, "min_tick_weight": 0.2}}, sel)
+    same = [{"_target_": target, "model": "svi", "loss": {"band": True, "min_tick_weight": 0.2}},
+            {"_target_": target, "model": "svi", "lam": 0, "epoch": None,
+             "loss": {"band": True, "min_tick_weight": 0.2}},
+            {"_target_": target, "model": "svi", "lam": 0.0, "check_parity": False,
+             "every": "60s", "loss": {"band": True, "min_tick_weight": 0.2}}]
+    for calib in same:
+        assert stream_key("fp", calib, sel) == base, calib
+    for changed in ({"lam": 0.1}, {"every": "1s"}, {"check_parity": True},
+                    {"loss": {"band": True, "min_tick_weight": 0.3}}):
+        calib = {"_target_": target, "model": "svi", "lam": 0.0,
+                 "loss": {"band": True, "min_tick_weight": 0.2}, **changed}
+        assert stream_key("fp", calib, sel) != base, changed
+    # a target that does not import keys its config as written (the run says what is wrong)
+    odd = {"_target_": "nowhere.Calibration", "model": "svi"}
+    assert stream_key("fp", odd, sel) != stream_key("fp", {**odd, "lam": 0.0}, sel)
+
+
 def test_calibrate_command_builds_what_the_run_then_reuses(gbm_quarter_hour, cold, tmp_path,
                                                            capsys):
     from replay.app.hydra_app import compose_checked as compose
