@@ -178,16 +178,20 @@ def objective_from_config(cfg: Any, known: Iterable[str] | None = None) -> Objec
     return parse_objective(node.get("expr"), node.get("direction", "minimize"), known)
 
 
-def checked_objective(cfg: Any) -> Objective:
-    """:func:`objective_from_config` checked against the metric names the config's runs will
-    write (:func:`known_metric_names` at its ``report.markout_horizons_s``): what a sweep
-    checks before its first job."""
+def config_metric_names(cfg: Any) -> set[str]:
+    """The numeric metric names a run config's runs write: :func:`known_metric_names` at its
+    ``report.markout_horizons_s`` (the defaults without a config)."""
     from omegaconf import OmegaConf
 
     horizons = OmegaConf.select(cfg, "report.markout_horizons_s", default=None) \
         if OmegaConf.is_config(cfg) else None
-    return objective_from_config(
-        cfg, known_metric_names(horizons) if horizons is not None else known_metric_names())
+    return known_metric_names(horizons) if horizons is not None else known_metric_names()
+
+
+def checked_objective(cfg: Any) -> Objective:
+    """:func:`objective_from_config` checked against the metric names the config's runs will
+    write (:func:`config_metric_names`): what a sweep checks before its first job."""
+    return objective_from_config(cfg, config_metric_names(cfg))
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

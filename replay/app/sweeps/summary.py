@@ -62,16 +62,19 @@ def _overrides(job: Path) -> dict[str, str]:
     return out
 
 
-def _objective(sweep: Path, config: Any = None) -> Any:
-    """The sweep's objective, from ``config`` or the sweep's saved ``multirun.yaml``; None
-    when it has none or it does not parse (then the column is left out, with a warning)."""
+def _sweep_config(sweep: Path, config: Any = None) -> Any:
+    """The sweep's config: ``config``, else its saved ``multirun.yaml``, else None."""
+    if config is None and (sweep / "multirun.yaml").exists():
+        config = OmegaConf.load(sweep / "multirun.yaml")
+    return config
+
+
+def _objective(config: Any) -> Any:
+    """The sweep config's objective; None when it has none or it does not parse (then the
+    column is left out, with a warning)."""
     from replay.analytics.objective import objective_from_config
     from replay.errors import ConfigError
 
-    if config is None and (sweep / "multirun.yaml").exists():
-        from omegaconf import OmegaConf
-
-        config = OmegaConf.load(sweep / "multirun.yaml")
     if config is None or config.get("objective") is None:
         return None
     try:
@@ -104,13 +107,14 @@ def summary_frame(sweep: Path, objective: Any = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
+def _typed(df: pd.DataFrame, config: Any = None) -> pd.DataFrame:
     """``df`` with each column that is null in every job given the type its values have
-    (float for a numeric metric or the objective, text otherwise) instead of Arrow's ``null``
-    type, so that summaries of sweeps with and without a block concatenate."""
-    from replay.analytics.objective import known_metric_names
+    (float for a numeric metric of the sweep's ``config`` or the objective, text otherwise)
+    instead of Arrow's ``null`` type, so that summaries of sweeps with and without a block
+    concatenate."""
+    from replay.analytics.objective import config_metric_names
 
-    numeric = known_metric_names() | {"objective"}
+    numeric = config_metric_names(config) | {"objective"}
     for c in df.columns[df.isna().all()]:
         df[c] = df[c].astype("float64" if c in numeric else "string")
     return df
@@ -127,9 +131,10 @@ def summarize_sweep(sweep: str | Path, config: Any = None) -> list[Path]:
     """Write ``summary.parquet`` and ``sweep.html`` into ``sweep``; returns their paths.
     ``config`` (the sweep's config) gives the objective; without it ``multirun.yaml`` does."""
     sweep = Path(sweep)
-    df = summary_frame(sweep, _objective(sweep, config))
+    config = _sweep_config(sweep, config)
+    df = summary_frame(sweep, _objective(config))
     pq = sweep / "summary.parquet"
-    _typed(df).to_parquet(pq, index=False)
+    _typed(df, config).to_parquet(pq, index=False)
     page = sweep / "sweep.html"
     page.write_text(_html(df, sweep))
     return [pq, page]

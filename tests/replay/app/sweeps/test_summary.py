@@ -27,3 +27,14 @@ def test_all_null_columns_keep_their_types(tmp_path):
     assert schema.field("error").type == text  # no job failed
     assert schema.field("forecast.best_by_qlike").type == text
     assert pq.read_table(tmp_path / "summary.parquet").num_rows == 2
+
+
+def test_all_null_markouts_at_the_sweeps_own_horizons_are_numeric(tmp_path):
+    (tmp_path / "multirun.yaml").write_text("report:\n  markout_horizons_s: [2.0, 30.0]\n")
+    d = tmp_path / "0"
+    d.mkdir()
+    (d / "metrics.json").write_text(json.dumps({
+        "journal_hash": "ab" * 16, "execution": {"markout_bps": {"2s": None, "30s": None}}}))
+    schema = pq.read_schema(summarize_sweep(tmp_path)[0])
+    assert schema.field("execution.markout_bps.2s").type == pa.float64()
+    assert schema.field("execution.markout_bps.30s").type == pa.float64()
