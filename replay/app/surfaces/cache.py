@@ -9,10 +9,9 @@ sweep, or one job per day of a walk-forward).
 **The key** is the sha256 of: the store's fingerprint (its content, see
 ``MarketStore.fingerprint``), the resolved calibration config (without ``cache`` and
 ``build_jobs``, which do not change it; omitted keys count as their defaults, and ``0`` and
-``0.0`` as the same value: :func:`canonical_config`), the data selection (start, end, instruments,
-expiries, underlying) and the code version (the source of
-the calibration and engine code that decides a stream, and the numpy, scipy, numba and
-duckdb versions).  A change to any of them is a miss, never a stale hit.
+``0.0`` as the same value: :func:`canonical_config`), the data selection (start, end,
+instruments, expiries, underlying) and the code version (the source of the calibration and
+engine code that decides a stream, and the numpy, scipy, numba and duckdb versions).  A change to any of them is a miss, never a stale hit.
 
 **Sharing.**  Streams live under ``<cache dir>/surfaces/<key>/`` (the cache dir is
 ``$VOLREPLAY_CACHE_DIR``, else ``~/.cache/volreplay``).  A build holds an exclusive
@@ -166,8 +165,7 @@ def _canonical(value: Any) -> Any:
 def stream_key(fingerprint: str, calib: dict, sel: Selection) -> str:
     sel_d = {k: v for k, v in asdict(sel).items() if k not in ("db", "window_ns")}
     blob = json.dumps({"store": fingerprint, "calibration": canonical_config(calib),
-                       "selection": sel_d,
-                       "code": code_version()}, sort_keys=True, default=str)
+                       "selection": sel_d, "code": code_version()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
