@@ -237,13 +237,15 @@ class StreamReader:
         # three scalars, not the wake's whole row: the rows are converted a block at a time
         # (output), and surfaces are asked for at a few wakes in a hundred
         f0, n = int(self.f0[i]), int(self.f1[i] - self.f0[i])
-        model, (values, _), *cols = (self._fits.arrays(f0, n, c) for c in (
-            "model", "params", "expiry", "t", "forward", "k_lo", "k_hi"))
-        ts, violations = int(self.ts[i]), [
-            Violation(**v) for v in json.loads(self._violations.value(i, "violations"))]
-        # a fit's slices are of one model, so its parameters are one block of rows
-        surf = Surface.from_columns(model, values.reshape(n, len(values) // max(n, 1)), *cols, ts,
-                                    violations)
+        (values, _), *cols = self._fits.arrays_of(
+            f0, n, ("params", "expiry", "t", "forward", "k_lo", "k_hi"))
+        # a fit's slices are of one model (one cell read, not the column's strings), so its
+        # parameters are one block of rows
+        model = [self._fits.value(f0, "model")] * n if n else []
+        text = self._violations.value(i, "violations")
+        violations = [] if text == "[]" else [Violation(**v) for v in json.loads(text)]
+        surf = Surface.from_columns(model, values.reshape(n, len(values) // max(n, 1)), *cols,
+                                    int(self.ts[i]), violations)
         self._surface = (wake, surf)
         return surf
 

@@ -5,6 +5,7 @@ memory."""
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -77,8 +78,10 @@ class RowGroups:
         return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
     def value(self, row: int, column: str):
-        """One cell as a Python object (:meth:`cells`)."""
-        return self.cells(row, 1, column)[0]
+        """One cell as a Python object (as :meth:`cells` gives it), read from its group's
+        table without converting the column."""
+        _, table, j = self._locate(row)
+        return table.column(column)[j].as_py()
 
     def cells(self, row: int, n: int, column: str) -> list:
         """The ``n`` cells from ``row`` on (one group holds them all) as Python objects."""
@@ -98,15 +101,23 @@ class RowGroups:
         Each held group's column is converted once, numbers and lists of numbers through
         numpy: a group's worth of Python objects would cost more memory than its table.
         """
+        return self.arrays_of(row, n, (column,))[0]
+
+    def arrays_of(self, row: int, n: int, columns: Sequence[str]) -> list:
+        """:meth:`arrays` of each of ``columns``, their group located once."""
         g, table, j = self._locate(row)
-        conv = self._converted.get((g, column))
-        if conv is None:
-            conv = self._converted[g, column] = _compact(table.column(column))
-        if isinstance(conv, tuple):
-            values, offsets = conv
-            a = offsets[j]
-            return values[a:offsets[j + n]], offsets[j:j + n + 1] - a
-        return conv[j:j + n]
+        out: list = []
+        for column in columns:
+            conv = self._converted.get((g, column))
+            if conv is None:
+                conv = self._converted[g, column] = _compact(table.column(column))
+            if isinstance(conv, tuple):
+                values, offsets = conv
+                a = offsets[j]
+                out.append((values[a:offsets[j + n]], offsets[j:j + n + 1] - a))
+            else:
+                out.append(conv[j:j + n])
+        return out
 
 
 def _compact(column: pa.ChunkedArray) -> np.ndarray | tuple[np.ndarray, np.ndarray] | list:

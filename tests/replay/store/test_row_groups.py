@@ -33,7 +33,12 @@ def test_cells_and_values_are_the_rows_across_groups(tmp_path):
             assert [type(v) for v in got] == [type(v) for v in ref], c
             # repr keeps NaN equal to NaN and tells -0.0 from 0.0
             assert repr(got) == repr(ref), c
-        assert groups.value(row, "maybe") == want[row]["maybe"]
+        for c in table.column_names:  # one cell, read without converting its column
+            assert repr(groups.value(row, c)) == repr(want[row][c]), c
+        # several columns at once are each column's arrays
+        for got, c in zip(groups.arrays_of(row, n, ("x", "xs", "s")), ("x", "xs", "s")):
+            ref = groups.arrays(row, n, c)
+            assert repr(got) == repr(ref), c
         values, offsets = groups.arrays(row, n, "xs")  # a list column: values and offsets
         assert offsets[0] == 0 and len(offsets) == n + 1
         assert [values[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])] == \
