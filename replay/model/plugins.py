@@ -10,40 +10,36 @@ from typing import Any
 from replay.errors import ConfigError
 
 
-def _init_keywords(cls: type) -> tuple[list[str], bool]:
-    """Keyword arguments ``cls(...)`` accepts, following ``**kwargs`` that are passed on to
-    base classes (``super().__init__(**common)``); ``open_ended`` when the chain ends in a
+def _init_params(cls: type) -> tuple[list[inspect.Parameter], bool]:
+    """The keyword parameters ``cls(...)`` accepts, following ``**kwargs`` that are passed on
+    to base classes (``super().__init__(**common)``); ``open_ended`` when the chain ends in a
     ``**kwargs`` that no base class defines."""
-    names: list[str] = []
+    found: list[inspect.Parameter] = []
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
         params = inspect.signature(init).parameters.values()
-        names += [p.name for p in params if p.name != "self" and p.kind in
-                  (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in names]
+        found += [p for p in params if p.name != "self" and p.kind in
+                  (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name not in {q.name for q in found}]
         if not any(p.kind is p.VAR_KEYWORD for p in params):
-            return names, False
-    return names, True
+            return found, False
+    return found, True
+
+
+def _init_keywords(cls: type) -> tuple[list[str], bool]:
+    """The names of :func:`_init_params`, and whether the chain is open-ended."""
+    params, open_ended = _init_params(cls)
+    return [p.name for p in params], open_ended
 
 
 def init_defaults(cls: type) -> dict[str, Any]:
-    """The defaults of the keyword arguments ``cls(...)`` accepts (its ``__init__`` and those
-    it passes ``**kwargs`` on to), where they are plain config values (numbers, strings,
-    booleans): what an omitted key means."""
-    out: dict[str, Any] = {}
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters.values()
-        for p in params:
-            if (p.name != "self" and p.name not in out
-                    and isinstance(p.default, (bool, int, float, str))):
-                out[p.name] = p.default
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            break
-    return out
+    """The defaults of the keyword arguments ``cls(...)`` accepts (:func:`_init_params`)
+    where they are plain config values (numbers, strings, booleans): what an omitted key
+    means."""
+    return {p.name: p.default for p in _init_params(cls)[0]
+            if isinstance(p.default, (bool, int, float, str))}
 
 
 def locate_class(key: str, target: str) -> type:
