@@ -57,6 +57,7 @@ from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
 from replay.model.config import check_choice
 from replay.model.events import KINDS, checked_payload
+from replay.model.plugins import init_defaults
 from replay.units import NS
 
 
@@ -125,6 +126,13 @@ class CalibrationConsumer:
         self._pending: list[tuple[int, Any, int, float]] = []
         self._published: tuple[Any, int, float] | None = None
         self._published_row = -1  # recorded: the last publishing row of the stream published
+
+    @classmethod
+    def config_defaults(cls) -> dict:
+        """What each config key left out means, the ``loss`` keys included: a surface
+        stream is keyed by the config with these filled in
+        (:func:`replay.app.surfaces.cache.canonical_config`)."""
+        return {**init_defaults(cls), "loss": asdict(LossConfig())}
 
     # -- consumer protocol ------------------------------------------------------------
     @property

@@ -138,18 +138,31 @@ def calibration_config(node: Any) -> dict:
 
 
 def canonical_config(calib: dict) -> dict:
-    """``calib`` as its stream is keyed: what a key left out means filled in from its class's
-    defaults (:func:`replay.model.plugins.init_defaults`), nulls dropped and whole-number
+    """``calib`` as its stream is keyed: what a key left out means filled in from its class
+    (its ``config_defaults()``, nested sections included, else the defaults of its keyword
+    arguments: :func:`replay.model.plugins.init_defaults`), nulls dropped and whole-number
     floats written as integers, so that ``lam=0``, ``lam=0.0`` and no ``lam`` at all find the
     same stream."""
     defaults: dict = {}
     target = calib.get("_target_")
     if target:
         try:
-            defaults = init_defaults(locate_class("calibration._target_", str(target)))
+            cls = locate_class("calibration._target_", str(target))
         except ConfigError:  # the run that uses it says so; the key needs no defaults
-            pass
-    return _canonical({**defaults, **calib})
+            cls = None
+        if cls is not None:
+            own = getattr(cls, "config_defaults", None)
+            defaults = own() if callable(own) else init_defaults(cls)
+    return _canonical(_filled(defaults, calib))
+
+
+def _filled(defaults: dict, given: dict) -> dict:
+    """``given`` over ``defaults``, section by section."""
+    out = dict(defaults)
+    for k, v in given.items():
+        d = out.get(k)
+        out[k] = _filled(d, v) if isinstance(d, dict) and isinstance(v, dict) else v
+    return out
 
 
 def _canonical(value: Any) -> Any:

@@ -246,11 +246,15 @@ def test_key_reads_a_config_as_it_is_meant():
             {"_target_": target, "model": "svi", "lam": 0, "epoch": None,
              "loss": {"band": True, "min_tick_weight": 0.2}},
             {"_target_": target, "model": "svi", "lam": 0.0, "check_parity": False,
-             "every": "60s", "loss": {"band": True, "min_tick_weight": 0.2}}]
+             "every": "60s", "loss": {"band": True, "min_tick_weight": 0.2}},
+            {"_target_": target, "model": "svi",  # a loss key at its default
+             "loss": {"band": True, "min_tick_weight": 0.2, "mid_weight": 0.05}},
+            {"_target_": target, "model": "svi"}]  # no loss: every loss key at its default
     for calib in same:
         assert stream_key("fp", calib, sel) == base, calib
     for changed in ({"lam": 0.1}, {"every": "1s"}, {"check_parity": True},
-                    {"loss": {"band": True, "min_tick_weight": 0.3}}):
+                    {"loss": {"band": True, "min_tick_weight": 0.3}},
+                    {"loss": {"band": True, "min_tick_weight": 0.2, "mid_weight": 0.1}}):
         calib = {"_target_": target, "model": "svi", "lam": 0.0,
                  "loss": {"band": True, "min_tick_weight": 0.2}, **changed}
         assert stream_key("fp", calib, sel) != base, changed
