@@ -183,7 +183,10 @@ def config_metric_names(cfg: Any) -> set[str]:
     ``report.markout_horizons_s`` (the defaults without a config)."""
     from omegaconf import OmegaConf
 
-    horizons = OmegaConf.select(cfg, "report.markout_horizons_s", default=None) \
+    if isinstance(cfg, dict):
+        cfg = OmegaConf.create(cfg)
+    horizons = OmegaConf.select(cfg, "report.markout_horizons_s", default=None,
+                                throw_on_resolution_failure=False) \
         if OmegaConf.is_config(cfg) else None
     return known_metric_names(horizons) if horizons is not None else known_metric_names()
 

@@ -49,10 +49,10 @@ from calibration.pricing.iv_memo import IVMemo
 from calibration.quality import aggregate, calibration_quote_rows, oos_errors
 from calibration.quotes import build_snapshot
 from calibration.scheme import CalibrationScheme, SchemeConfig
-from calibration.surface import Surface, param_values
+from calibration.surface import Surface
 from replay.consumers.schedule import parse_epoch, parse_every
 from replay.consumers.stream_reader import StreamReader
-from replay.consumers.surface_stream import Block, StreamMismatch, WakeOutput
+from replay.consumers.surface_stream import Block, StreamMismatch, WakeOutput, surface_fit_rows
 from replay.engine.wake import WakeCondition
 from replay.errors import ConfigError
 from replay.model.config import check_choice
@@ -351,29 +351,11 @@ class CalibrationConsumer:
         out.good = r.fitted is not None and self.scheme.last_good is r.fitted
         out.publish, out.usable_ts = r.surface, ctx.now + self.latency_ns
         out.spot = ctx.market.underlying_mid()
-        fitted = r.fitted
-        if fitted is None:
-            out.fits = dict(model=[self.scheme.config.model], expiry=[0], t=[np.nan],
-                            forward=[np.nan], params=[[]], n_quotes=[0], rmse_vol_pts=[np.nan],
-                            inside_spread_pct=[np.nan], fit_ms=[r.fit_ms], arb_violations=[0],
-                            published=[False], reason=[r.reason or "no fit"], carried=[False])
-            return
-        q = r.quality
-        n = len(fitted.slices)
-        nq = {sl.expiry_ns: int(u.size) for sl, u in zip(snap.slices, r.used)}
-        out.fits = dict(
-            model=[s.model for s in fitted.slices], expiry=[s.expiry_ns for s in fitted.slices],
-            t=[s.t for s in fitted.slices], forward=[s.forward for s in fitted.slices],
-            params=[[float(x) for x in param_values(s.params)] for s in fitted.slices],
-            n_quotes=[nq.get(s.expiry_ns, 0) for s in fitted.slices],
-            rmse_vol_pts=[q.rmse_vol_pts] * n, inside_spread_pct=[q.inside_spread_pct] * n,
-            fit_ms=[r.fit_ms] * n, arb_violations=[len(r.violations)] * n,
-            published=[not r.fell_back] * n, reason=[r.reason] * n,
-            carried=[s.expiry_ns in r.carried for s in fitted.slices])
+        out.fits = surface_fit_rows(r, snap, self.scheme.config.model)
         last = self._last_quotes_ts
-        if last is not None and ctx.now - last < self.quotes_every_ns:
+        if r.fitted is None or last is not None and ctx.now - last < self.quotes_every_ns:
             return
-        rows = calibration_quote_rows(fitted, snap, r.used)
+        rows = calibration_quote_rows(r.fitted, snap, r.used)
         if self.max_quote_rows and len(rows["strike"]) > self.max_quote_rows:
             rows = {k: v[: self.max_quote_rows] for k, v in rows.items()}
         if len(rows["strike"]):

@@ -239,8 +239,8 @@ class StreamReader:
         f0, n = int(self.f0[i]), int(self.f1[i] - self.f0[i])
         (values, _), *cols = self._fits.arrays_of(
             f0, n, ("params", "expiry", "t", "forward", "k_lo", "k_hi"))
-        # a fit's slices are of one model (one cell read, not the column's strings), so its
-        # parameters are one block of rows
+        # a fit's slices are of one model (the scheme fits every slice with its configured
+        # model): one cell read, not the column's strings, and the parameters one block
         model = [self._fits.value(f0, "model")] * n if n else []
         text = self._violations.value(i, "violations")
         violations = [] if text == "[]" else [Violation(**v) for v in json.loads(text)]

@@ -46,7 +46,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from calibration.quality import FitQuality, OOSError
-from calibration.surface import Surface
+from calibration.surface import Surface, param_values
 from replay.errors import StoreError
 from replay.model.events import KINDS, TYPES
 
@@ -81,6 +81,30 @@ class WakeOutput:
     usable_ts: int = 0
     fell_back: bool = False
     good: bool = False
+
+
+def surface_fit_rows(r: Any, snapshot: Any, model: str) -> dict[str, list]:
+    """The ``surface_fit`` event's columns (docs/outputs.md) for a refit's result ``r`` (a
+    :class:`calibration.scheme.FitResult`) on the quotes ``snapshot``: one row per fitted
+    expiry, the fit-level figures repeated on each, or one row saying why nothing was
+    fitted."""
+    fitted, q = r.fitted, r.quality
+    if fitted is None:
+        return dict(model=[model], expiry=[0], t=[math.nan], forward=[math.nan], params=[[]],
+                    n_quotes=[0], rmse_vol_pts=[math.nan], inside_spread_pct=[math.nan],
+                    fit_ms=[r.fit_ms], arb_violations=[0], published=[False],
+                    reason=[r.reason or "no fit"], carried=[False])
+    sl = fitted.slices
+    n = len(sl)
+    nq = {s.expiry_ns: int(u.size) for s, u in zip(snapshot.slices, r.used)}
+    return dict(
+        model=[s.model for s in sl], expiry=[s.expiry_ns for s in sl], t=[s.t for s in sl],
+        forward=[s.forward for s in sl],
+        params=[[float(x) for x in param_values(s.params)] for s in sl],
+        n_quotes=[nq.get(s.expiry_ns, 0) for s in sl], rmse_vol_pts=[q.rmse_vol_pts] * n,
+        inside_spread_pct=[q.inside_spread_pct] * n, fit_ms=[r.fit_ms] * n,
+        arb_violations=[len(r.violations)] * n, published=[not r.fell_back] * n,
+        reason=[r.reason] * n, carried=[s.expiry_ns in r.carried for s in sl])
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,10 @@ def _init_keywords(cls: type) -> tuple[list[str], bool]:
 
 def init_defaults(cls: type) -> dict[str, Any]:
     """The defaults of the keyword arguments ``cls(...)`` accepts (:func:`_init_params`)
-    where they are plain config values (numbers, strings, booleans): what an omitted key
-    means."""
+    where they are plain config values (numbers, strings, booleans, None): what an omitted
+    key means, as far as the signature says."""
     return {p.name: p.default for p in _init_params(cls)[0]
-            if isinstance(p.default, (bool, int, float, str))}
+            if p.default is None or isinstance(p.default, (bool, int, float, str))}
 
 
 def locate_class(key: str, target: str) -> type:

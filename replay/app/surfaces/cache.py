@@ -8,10 +8,13 @@ sweep, or one job per day of a walk-forward).
 
 **The key** is the sha256 of: the store's fingerprint (its content, see
 ``MarketStore.fingerprint``), the resolved calibration config (without ``cache`` and
-``build_jobs``, which do not change it; omitted keys count as their defaults, and ``0`` and
-``0.0`` as the same value: :func:`canonical_config`), the data selection (start, end,
-instruments, expiries, underlying) and the code version (the source of the calibration and
-engine code that decides a stream, and the numpy, scipy, numba and duckdb versions).  A change to any of them is a miss, never a stale hit.
+``build_jobs``, which do not change it; omitted keys count as their defaults where the
+class says what they are, and ``0`` and ``0.0`` as the same value: :func:`canonical_config`),
+the source file of the calibration class, the data selection (start, end, instruments,
+expiries, underlying) and the code version (the source of the calibration and engine code
+that decides a stream, and the numpy, scipy, numba and duckdb versions).  A change to any
+of them is a miss (for a calibration class of the user's own: a change to its own file, not
+to the modules it imports).
 
 **Sharing.**  Streams live under ``<cache dir>/surfaces/<key>/`` (the cache dir is
 ``$VOLREPLAY_CACHE_DIR``, else ``~/.cache/volreplay``).  A build holds an exclusive
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import inspect
 import json
 import os
 import shutil
@@ -41,7 +45,7 @@ from replay.app.selection import Selection
 from replay.app.surfaces.build import build_stream, cores
 from replay.errors import ConfigError, UserError
 from replay.model.config import BOUNDS
-from replay.model.plugins import init_defaults, locate_class
+from replay.model.plugins import locate_class
 
 MODES = ("auto", "off", "refresh")
 #: modules whose source decides the stream a config produces
@@ -137,23 +141,40 @@ def calibration_config(node: Any) -> dict:
     return d
 
 
-def canonical_config(calib: dict) -> dict:
-    """``calib`` as its stream is keyed: what a key left out means filled in from its class
-    (its ``config_defaults()``, nested sections included, else the defaults of its keyword
-    arguments: :func:`replay.model.plugins.init_defaults`), nulls dropped and whole-number
-    floats written as integers, so that ``lam=0``, ``lam=0.0`` and no ``lam`` at all find the
-    same stream."""
-    defaults: dict = {}
+def canonical_config(calib: Any) -> dict:
+    """``calib`` (a dict or an OmegaConf node) as its stream is keyed: the keys left out
+    filled in with what they mean, where the calibration class says so itself (a
+    ``config_defaults()`` classmethod of its own, as the built-in consumer has; any other
+    class is keyed as written), and whole-number floats written as integers, so that
+    ``lam=0``, ``lam=0.0`` and no ``lam`` at all find the same stream."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(calib):
+        calib = OmegaConf.to_container(calib, resolve=True)
+    cls = _target_class(calib)
+    defaults = cls.config_defaults() if cls is not None and "config_defaults" in vars(cls) \
+        else {}
+    return _canonical(_filled(defaults, dict(calib)))
+
+
+def _target_class(calib: dict) -> type | None:
+    """The class ``calib``'s ``_target_`` names, or None (the run that uses it says why)."""
     target = calib.get("_target_")
-    if target:
-        try:
-            cls = locate_class("calibration._target_", str(target))
-        except ConfigError:  # the run that uses it says so; the key needs no defaults
-            cls = None
-        if cls is not None:
-            own = getattr(cls, "config_defaults", None)
-            defaults = own() if callable(own) else init_defaults(cls)
-    return _canonical(_filled(defaults, calib))
+    try:
+        return locate_class("calibration._target_", str(target)) if target else None
+    except ConfigError:
+        return None
+
+
+def _class_source(calib: dict) -> str | None:
+    """sha256 of the source file of ``calib``'s class: :func:`code_version` covers this
+    package's code, not a calibration class of the user's own."""
+    cls = _target_class(calib)
+    try:
+        path = inspect.getsourcefile(cls) if cls is not None else None
+    except TypeError:  # a class without a source file
+        path = None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
 
 
 def _filled(defaults: dict, given: dict) -> dict:
@@ -167,7 +188,7 @@ def _filled(defaults: dict, given: dict) -> dict:
 
 def _canonical(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items() if v is not None}
+        return {k: _canonical(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_canonical(v) for v in value]
     if isinstance(value, float) and value.is_integer():
@@ -178,7 +199,8 @@ def _canonical(value: Any) -> Any:
 def stream_key(fingerprint: str, calib: dict, sel: Selection) -> str:
     sel_d = {k: v for k, v in asdict(sel).items() if k not in ("db", "window_ns")}
     blob = json.dumps({"store": fingerprint, "calibration": canonical_config(calib),
-                       "selection": sel_d, "code": code_version()}, sort_keys=True, default=str)
+                       "class_source": _class_source(calib), "selection": sel_d,
+                       "code": code_version()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -261,6 +261,31 @@ def test_key_reads_a_config_as_it_is_meant():
     # a target that does not import keys its config as written (the run says what is wrong)
     odd = {"_target_": "nowhere.Calibration", "model": "svi"}
     assert stream_key("fp", odd, sel) != stream_key("fp", {**odd, "lam": 0.0}, sel)
+    # an OmegaConf node keys as its plain dict
+    from omegaconf import OmegaConf
+
+    node = {"_target_": target, "model": "svi", "loss": {"mid_weight": 0.05}}
+    assert stream_key("fp", OmegaConf.create(node), sel) == stream_key("fp", node, sel)
+
+
+def test_key_of_a_calibration_class_of_ones_own(tmp_path, monkeypatch):
+    """A class that does not say what its omitted keys mean (its own ``config_defaults``) is
+    keyed as written, even when it subclasses the built-in consumer and changes a default in
+    ``**kwargs``; and its source file is in the key."""
+    mod = tmp_path / "my_calibration.py"
+    mod.write_text("from replay.consumers.calibration import CalibrationConsumer\n\n\n"
+                   "class Smooth(CalibrationConsumer):\n"
+                   "    def __init__(self, **kw):\n"
+                   "        kw.setdefault('lam', 0.5)\n"
+                   "        super().__init__(**kw)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sel = Selection("x.duckdb", start=1)
+    mine = {"_target_": "my_calibration.Smooth", "model": "svi"}
+    key = stream_key("fp", mine, sel)
+    assert stream_key("fp", {**mine, "lam": 0}, sel) != key  # lam 0, not its 0.5
+    assert stream_key("fp", {**mine, "epoch": None}, sel) != key  # null is not "left out" here
+    mod.write_text(mod.read_text().replace("0.5", "0.25"))
+    assert stream_key("fp", mine, sel) != key
 
 
 def test_calibrate_command_builds_what_the_run_then_reuses(gbm_quarter_hour, cold, tmp_path,
