@@ -147,3 +147,17 @@ def test_known_names_are_what_a_backtest_writes(store, tmp_path):
                             known=written).evaluate(m)
     assert value == pytest.approx(m["pnl"]["step_std_usd"]
                                   - 0.5 * (m["pnl"]["fees_usd"] + m["pnl"]["slippage_usd"]))
+
+
+def test_config_metric_names_read_the_configs_horizons():
+    from omegaconf import OmegaConf
+
+    from replay.analytics.objective import config_metric_names, known_metric_names
+
+    for cfg in ({"report": {"markout_horizons_s": [2.0]}},
+                OmegaConf.create({"report": {"markout_horizons_s": [2.0]}})):
+        assert "execution.markout_bps.2s" in config_metric_names(cfg)
+    # no config, or horizons that do not resolve: the defaults
+    assert config_metric_names(None) == known_metric_names()
+    broken = OmegaConf.create({"report": {"markout_horizons_s": "${nowhere}"}})
+    assert config_metric_names(broken) == known_metric_names()
