@@ -141,20 +141,15 @@ def calibration_config(node: Any) -> dict:
     return d
 
 
-def canonical_config(calib: Any) -> dict:
-    """``calib`` (a dict or an OmegaConf node) as its stream is keyed: the keys left out
-    filled in with what they mean, where the calibration class says so itself (a
-    ``config_defaults()`` classmethod of its own, as the built-in consumer has; any other
-    class is keyed as written), and whole-number floats written as integers, so that
-    ``lam=0``, ``lam=0.0`` and no ``lam`` at all find the same stream."""
-    from omegaconf import OmegaConf
-
-    if OmegaConf.is_config(calib):
-        calib = OmegaConf.to_container(calib, resolve=True)
-    cls = _target_class(calib)
+def canonical_config(calib: dict, cls: type | None) -> dict:
+    """``calib`` (plain containers) as its stream is keyed: the keys left out filled in with
+    what they mean, where its class ``cls`` says so itself (a ``config_defaults()``
+    classmethod of its own, as the built-in consumer has; any other class is keyed as
+    written), and whole-number floats written as integers, so that ``lam=0``, ``lam=0.0``
+    and no ``lam`` at all find the same stream."""
     defaults = cls.config_defaults() if cls is not None and "config_defaults" in vars(cls) \
         else {}
-    return _canonical(_filled(defaults, dict(calib)))
+    return _canonical(_filled(defaults, calib))
 
 
 def _target_class(calib: dict) -> type | None:
@@ -166,10 +161,9 @@ def _target_class(calib: dict) -> type | None:
         return None
 
 
-def _class_source(calib: dict) -> str | None:
-    """sha256 of the source file of ``calib``'s class: :func:`code_version` covers this
-    package's code, not a calibration class of the user's own."""
-    cls = _target_class(calib)
+def _class_source(cls: type | None) -> str | None:
+    """sha256 of the source file of the calibration class ``cls``: :func:`code_version`
+    covers this package's code, not a calibration class of the user's own."""
     try:
         path = inspect.getsourcefile(cls) if cls is not None else None
     except TypeError:  # a class without a source file
@@ -197,9 +191,12 @@ def _canonical(value: Any) -> Any:
 
 
 def stream_key(fingerprint: str, calib: dict, sel: Selection) -> str:
+    """The key of the stream of the calibration config ``calib`` (plain containers, as
+    :func:`calibration_config` gives it) over ``sel`` (the module docstring)."""
+    cls = _target_class(calib)
     sel_d = {k: v for k, v in asdict(sel).items() if k not in ("db", "window_ns")}
-    blob = json.dumps({"store": fingerprint, "calibration": canonical_config(calib),
-                       "class_source": _class_source(calib), "selection": sel_d,
+    blob = json.dumps({"store": fingerprint, "calibration": canonical_config(calib, cls),
+                       "class_source": _class_source(cls), "selection": sel_d,
                        "code": code_version()}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 

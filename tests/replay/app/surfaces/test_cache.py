@@ -16,7 +16,7 @@ import pytest
 
 import replay
 from replay.app.selection import Selection
-from replay.app.surfaces.cache import ensure_stream, stream_key
+from replay.app.surfaces.cache import calibration_config, ensure_stream, stream_key
 from replay.consumers.surface_stream import StreamMismatch
 from replay.store.journal_file import recompute_hash
 
@@ -261,11 +261,12 @@ def test_key_reads_a_config_as_it_is_meant():
     # a target that does not import keys its config as written (the run says what is wrong)
     odd = {"_target_": "nowhere.Calibration", "model": "svi"}
     assert stream_key("fp", odd, sel) != stream_key("fp", {**odd, "lam": 0.0}, sel)
-    # an OmegaConf node keys as its plain dict
+    # an OmegaConf node keys as its plain dict (calibration_config makes the one of the other)
     from omegaconf import OmegaConf
 
     node = {"_target_": target, "model": "svi", "loss": {"mid_weight": 0.05}}
-    assert stream_key("fp", OmegaConf.create(node), sel) == stream_key("fp", node, sel)
+    assert stream_key("fp", calibration_config(OmegaConf.create(node)), sel) == \
+        stream_key("fp", node, sel)
 
 
 def test_key_of_a_calibration_class_of_ones_own(tmp_path, monkeypatch):
