@@ -189,6 +189,8 @@ def forecast_block(journal: Path, every_s: float, names: tuple[str, ...],
 #: are given for: with fewer, bipower variation is a handful of products and the jump share
 #: mostly noise
 MIN_JUMP_RETURNS = 20
+#: the keys of :func:`realized_block` (the metrics' ``forecast.realized`` block)
+REALIZED_KEYS = ("rv_vol", "bv_vol", "tsrv_vol", "jump_share", "jump_z")
 
 
 def realized_block(grid: np.ndarray, mid: np.ndarray, sample_s: float) -> dict:
@@ -198,15 +200,14 @@ def realized_block(grid: np.ndarray, mid: np.ndarray, sample_s: float) -> dict:
     that says whether that share is more than noise (:mod:`~replay.consumers.forecast.realized`).
     Null where a measure does not apply: the jump measures with fewer than
     :data:`MIN_JUMP_RETURNS` returns, every one with fewer than 2."""
-    names = ("rv_vol", "bv_vol", "tsrv_vol", "jump_share", "jump_z")
     ok = np.isfinite(mid) & (mid > 0)
     g, x = grid[ok], np.log(mid[ok])
     if g.size < 3:
-        return dict.fromkeys(names)
+        return dict.fromkeys(REALIZED_KEYS)
     k = max(int(round(sample_s * 1e9 / max(int(g[1] - g[0]), 1))), 1)
     r = np.diff(x[::k])
     if r.size < 2:
-        return dict.fromkeys(names)
+        return dict.fromkeys(REALIZED_KEYS)
     years = (g[-1] - g[0]) / 1e9 / YEAR_S
     rv, ts = realized_variance(r), two_scale_rv(x, k)
     jumps = r.size >= MIN_JUMP_RETURNS

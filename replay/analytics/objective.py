@@ -147,13 +147,12 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
         "skipped_no_quotes")}
     names |= {"surface_stream.built", "surface_stream.build_seconds"}
     names |= {f"margin.{k}" for k in NUMERIC_MARGIN_KEYS}
-    from replay.analytics.forecast_scores import SCORES
+    from replay.analytics.forecast_scores import REALIZED_KEYS, SCORES
     from replay.consumers.forecast.forecasters import FORECASTERS
 
     names |= {f"forecast.{f}.{k}" for f in FORECASTERS for k in SCORES}
     names |= {"forecast.horizon_s", "forecast.vrp_mean"}
-    names |= {f"forecast.realized.{k}" for k in ("rv_vol", "bv_vol", "tsrv_vol", "jump_share",
-                                                          "jump_z")}
+    names |= {f"forecast.realized.{k}" for k in REALIZED_KEYS}
     from replay.analytics.dynamics import BUCKETS as EXPIRY_BUCKETS
 
     names |= {f"dynamics.{k}.{b}" for k in ("ssr", "ssr_se") for b, _ in EXPIRY_BUCKETS}

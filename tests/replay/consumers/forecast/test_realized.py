@@ -97,7 +97,7 @@ def test_the_jump_ratio_statistic_is_standard_normal_without_jumps_and_sees_one(
 
 
 def test_the_realized_block_leaves_out_what_too_few_returns_cannot_say():
-    from replay.analytics.forecast_scores import MIN_JUMP_RETURNS, realized_block
+    from replay.analytics.forecast_scores import MIN_JUMP_RETURNS, REALIZED_KEYS, realized_block
 
     rng = np.random.default_rng(5)
     grid = np.arange(3601, dtype=np.int64) * 10**9  # an hour of 1-second samples
@@ -107,3 +107,4 @@ def test_the_realized_block_leaves_out_what_too_few_returns_cannot_say():
     assert short["bv_vol"] is short["jump_share"] is short["jump_z"] is None
     full = realized_block(grid, mid, 60.0)  # 60 one-minute returns
     assert 60 >= MIN_JUMP_RETURNS and None not in full.values()
+    assert tuple(full) == tuple(short) == REALIZED_KEYS  # the names the metrics list
