@@ -14,18 +14,18 @@ def _init_params(cls: type) -> tuple[list[inspect.Parameter], bool]:
     """The keyword parameters ``cls(...)`` accepts, following ``**kwargs`` that are passed on
     to base classes (``super().__init__(**common)``); ``open_ended`` when the chain ends in a
     ``**kwargs`` that no base class defines."""
-    found: list[inspect.Parameter] = []
+    found: dict[str, inspect.Parameter] = {}  # by name, in the order first met
     for klass in cls.__mro__:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
         params = inspect.signature(init).parameters.values()
-        found += [p for p in params if p.name != "self" and p.kind in
-                  (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-                  and p.name not in {q.name for q in found}]
+        for p in params:
+            if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                found.setdefault(p.name, p)
         if not any(p.kind is p.VAR_KEYWORD for p in params):
-            return found, False
-    return found, True
+            return list(found.values()), False
+    return list(found.values()), True
 
 
 def _init_keywords(cls: type) -> tuple[list[str], bool]:
