@@ -101,10 +101,11 @@ def main(argv: list[str]) -> int:
     if not CONF_DIR.is_dir():
         raise UserError(f"config folder {CONF_DIR} not found (run from a checkout of volreplay)")
     argv = [*argv, *resume_overrides(argv)]  # before Hydra creates any directory
-    if any(w in _MULTIRUN_FLAGS for w in argv) and not any(w in _NO_RUN_FLAGS for w in argv):
-        _check_sweep(argv)
-    elif not any(w in _NO_RUN_FLAGS for w in argv):
-        _note_sweep_experiment(argv)
+    if not any(w in _NO_RUN_FLAGS for w in argv):  # a run or a sweep, not --help or --cfg
+        if any(w in _MULTIRUN_FLAGS for w in argv):
+            _check_sweep(argv)
+        else:
+            _note_sweep_experiment(argv)
     wrapped = hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(task)
     saved, saved_env = sys.argv, os.environ.get("HYDRA_FULL_ERROR")
     sys.argv = ["volreplay run", *argv]
