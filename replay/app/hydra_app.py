@@ -18,6 +18,7 @@ Hydra parses the overrides, composes ``conf/config.yaml`` with the structured sc
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import traceback
@@ -297,13 +298,22 @@ def _note_sweep_experiment(argv: list[str]) -> None:
                   "config", file=sys.stderr)
 
 
+#: A grid of at most this many jobs is checked job by job (one config composed per job,
+#: about 0.1 s each); a larger one value by value
+MAX_CHECKED_JOBS = 64
+
+
 def _check_sweep(argv: list[str]) -> None:
-    """A sweep's objective and each value it sweeps, checked before its first job (Hydra only
+    """A sweep's objective and its jobs' configs, checked before its first job (Hydra only
     warns about an error raised in a callback, and a bad value would otherwise fail its jobs
-    after the others ran): the config composed with each swept value in turn, its keys and
-    numbers checked as a run checks them.  Values given as ranges or intervals, and every
-    value of an Optuna search (where a failed trial is part of the search), are left to the
-    sweeper, a swept objective to the jobs."""
+    after the others ran): each job's config composed and its keys and numbers checked as a
+    run checks them, so that a value valid alone but not with another (``strategy.band``
+    with ``strategy=periodic``) is named with it; a grid of more than
+    :data:`MAX_CHECKED_JOBS` jobs is checked one swept value at a time instead.  Values
+    given as ranges or intervals, and every value of an Optuna search (where a failed trial
+    is part of the search), are left to the sweeper, a swept objective to the jobs."""
+    import itertools
+
     from omegaconf import OmegaConf
 
     from replay.analytics.objective import checked_objective
@@ -323,17 +333,22 @@ def _check_sweep(argv: list[str]) -> None:
         checked_objective(cfg)
     if "optuna" in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).lower():
         return  # a search: a trial whose value fails is part of it (its state is FAIL)
+    axes = []  # per swept key, its overrides of one value each
     for o in swept:
         try:
             values = list(o.sweep_string_iterator())
         except Exception:  # noqa: BLE001 - an interval or other continuous search space
             continue
-        for v in values:
-            words = [*base, f"{'+' if o.is_add() else ''}{o.key_or_group}={v}"]
-            try:
-                checked_config(compose_checked(words))
-            except ConfigError as e:
-                raise ConfigError(f"{e} (in the sweep, {o.key_or_group}={v})") from None
+        axes.append([f"{'+' if o.is_add() else ''}{o.key_or_group}={v}" for v in values])
+    if math.prod(len(a) for a in axes) <= MAX_CHECKED_JOBS:
+        jobs = itertools.product(*axes)
+    else:
+        jobs = ((one,) for a in axes for one in a)
+    for job in jobs:
+        try:
+            checked_config(compose_checked([*base, *job]))
+        except ConfigError as e:
+            raise ConfigError(f"{e} (in the sweep, {' '.join(job)})") from None
 
 
 def compose_checked(overrides: list[str]) -> Any:

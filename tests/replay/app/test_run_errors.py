@@ -247,3 +247,41 @@ def test_grid_sweep_checks_each_value_before_any_job(gbm_quarter_hour, tmp_path,
              "report.html=false", "calibration.every=300s", swept, cwd=tmp_path)
     one_error_line(p, *needles)
     assert not sweep.exists()
+
+
+def test_grid_sweep_checks_each_job_before_any_job(gbm_quarter_hour, tmp_path):
+    # each value is valid alone, but periodic has no band: the job that combines them is
+    # named, with the keys periodic allows
+    sweep = tmp_path / "sweep"
+    p = _run("-m", f"data.db={gbm_quarter_hour}", f"hydra.sweep.dir={sweep}",
+             "report.html=false", "calibration.every=300s", "strategy=delta_band,periodic",
+             "strategy.band=0.05,0.1", cwd=tmp_path)
+    line = one_error_line(p, "strategy.band: unknown key",
+                          "(in the sweep, strategy=periodic strategy.band=0.05)")
+    assert "period_ns" in line and " band," not in line
+    assert not sweep.exists()
+
+
+def test_a_large_grid_is_checked_value_by_value(monkeypatch):
+    from replay.app import hydra_app
+    from replay.errors import ConfigError
+
+    checked = []
+    monkeypatch.setattr(hydra_app, "compose_checked", lambda words: checked.append(words))
+    monkeypatch.setattr("replay.model.config.checked_config", lambda cfg: None)
+    monkeypatch.setattr("replay.analytics.objective.checked_objective", lambda cfg: None)
+    small = ["strategy.band=0.1,0.2", "strategy.min_trade=1,2,3"]
+    hydra_app._check_sweep(small)
+    assert len(checked) == 6 and ["strategy.band=0.2", "strategy.min_trade=3"] in checked
+    checked.clear()
+    grid = [f"strategy.band={','.join(map(str, range(1, 9)))}",
+            f"strategy.min_trade={','.join(map(str, range(1, 10)))}"]  # 72 jobs
+    hydra_app._check_sweep(grid)
+    assert len(checked) == 17 and ["strategy.min_trade=9"] in checked
+
+    def bad(words):
+        raise ConfigError("strategy.band: no")
+    monkeypatch.setattr(hydra_app, "compose_checked", bad)
+    with pytest.raises(ConfigError, match=r"\(in the sweep, strategy.band=0.1 "
+                                          r"strategy.min_trade=1\)"):
+        hydra_app._check_sweep(small)
