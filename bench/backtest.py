@@ -26,7 +26,10 @@ compiled kernels it calls load inside the timed run):
   long as the build).
 
 Also reported: the stream's size on disk, the cached run's journal size, the build's share of
-the cold run, and the peak RSS of each day's process (``peak_rss_mb`` the larger).  Stores are
+the cold run, the peak RSS of each day's process (``peak_rss_mb`` the larger) and
+``cached_run_imports``, the modules the cached run imported inside its clock besides numba's
+own (which load with the kernels): empty unless :data:`RUN_MODULES` has fallen behind what a
+run imports.  Stores are
 built once in the bench cache folder (:func:`replay.app.bench.cache_dir`); the surface streams
 go to a fresh temporary folder, so the build is always cold.
 """
@@ -79,12 +82,21 @@ def _timed(cfg: dict) -> tuple[dict, float]:
 #: The modules a day's run imports (``replay.app.backtest.run`` imports most of them when it
 #: first needs them, and with them numba and scipy): a job pays for them once at start-up,
 #: so they are imported before the clock starts.
-RUN_MODULES = ("duckdb", "pandas", "pyarrow", "numba", "scipy.special", "replay.app.backtest",
-               "replay.app.surfaces.cache", "replay.engine.loop", "replay.venue.simulator",
+RUN_MODULES = ("duckdb", "pandas", "pyarrow", "pyarrow.dataset", "pyarrow.pandas_compat",
+               "omegaconf", "omegaconf._impl", "numba", "scipy.special", "scipy.linalg",
+               "replay.app.backtest", "replay.app.bench", "replay.app.surfaces.cache",
+               "replay.engine.loop", "replay.engine.snapshot", "replay.venue.simulator",
                "replay.consumers.calibration", "replay.consumers.marker",
                "replay.consumers.stream_reader", "replay.analytics.dynamics",
                "replay.analytics.execution", "replay.analytics.tables", "strategies.board",
                "strategies.books", "strategies.hedging.registry")
+
+
+def _imported_since(before: set[str]) -> list[str]:
+    """The modules imported since ``before`` was taken, numba's own left out: they are
+    imported as the compiled kernels load, which the clock includes by design."""
+    return sorted(m for m in set(sys.modules) - before
+                  if m.split(".")[0] != "numba")
 
 
 def _day_job(which: str, db: str, out: str, band: float, epoch: str | None = None) -> dict:
@@ -108,8 +120,10 @@ def _day_job(which: str, db: str, out: str, band: float, epoch: str | None = Non
                               prefetch=ahead)
             rates.append(bare.total_events / (time.perf_counter() - t0))
         got["market_per_second"] = max(rates)
+    before = set(sys.modules)
     m, s = _timed(_cfg(Path(db), Path(out), band=band, epoch=epoch))
     return {**got, "seconds": s, "events": m["events_replayed"],
+            "imported": _imported_since(before),
             "n_fits": m["calibration"]["n_fits"],
             "fit_ms_median": m["calibration"]["fit_ms_median"],
             "build_seconds": m["surface_stream"]["build_seconds"],
@@ -180,4 +194,5 @@ def run(quick: bool) -> dict:
         "peak_rss_mb": round(max(cold["rss_mb"], warm["rss_mb"])),
         "cold_process_rss_mb": round(cold["rss_mb"]),
         "cached_process_rss_mb": round(warm["rss_mb"]),
+        "cached_run_imports": warm["imported"],
     }

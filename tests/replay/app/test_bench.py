@@ -82,3 +82,18 @@ def test_bench_cases_take_their_stores_from_the_cache(tmp_path, monkeypatch):
     assert built == [tmp_path / "bench_quick_backtest.duckdb"]
     text = "\n".join(p.read_text() for p in found.values())
     assert "datasets/bench_" not in text and '"datasets"' not in text
+
+
+def test_a_cached_day_job_imports_nothing_inside_its_clock(gbm_quarter_hour, tmp_path,
+                                                          monkeypatch):
+    """The backtest case times a cached run with the modules it uses imported first
+    (``RUN_MODULES``): a run that comes to import another module inside the clock (numba's
+    own, which load with the kernels, aside) shows up here, not as a slower figure."""
+    from replay.app.bench import CACHE_ENV, _load, discover
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))  # the subprocesses' cold cache
+    mod = _load("backtest", discover()["backtest"])
+    cold = mod._in_own_process("cold", gbm_quarter_hour, tmp_path / "cold", band=0.1)
+    warm = mod._in_own_process("warm", gbm_quarter_hour, tmp_path / "warm", band=0.05)
+    assert cold["built"] and not warm["built"]
+    assert warm["imported"] == []
