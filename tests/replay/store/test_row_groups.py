@@ -6,6 +6,7 @@ import math
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from replay.store.row_groups import RowGroups
 
@@ -21,10 +22,11 @@ def _table(n: int) -> pa.Table:
     })
 
 
-def test_cells_and_values_are_the_rows_across_groups(tmp_path):
+@pytest.mark.parametrize("read_ahead", [True, False])
+def test_cells_and_values_are_the_rows_across_groups(tmp_path, read_ahead):
     table = _table(1000)
     pq.write_table(table, tmp_path / "t.parquet", row_group_size=128)
-    groups = RowGroups(tmp_path / "t.parquet", keep=2)
+    groups = RowGroups(tmp_path / "t.parquet", keep=2, read_ahead=read_ahead)
     want = table.to_pylist()
     for row, n in [(0, 5), (120, 8), (130, 1), (500, 12), (3, 4), (896, 104)]:
         for c in table.column_names:
@@ -47,12 +49,37 @@ def test_cells_and_values_are_the_rows_across_groups(tmp_path):
     assert len(groups._held) <= 2
 
 
-def test_rows_spans_groups(tmp_path):
+@pytest.mark.parametrize("read_ahead", [True, False])
+def test_rows_spans_groups(tmp_path, read_ahead):
     table = _table(1000)
     pq.write_table(table, tmp_path / "t.parquet", row_group_size=128)
-    groups = RowGroups(tmp_path / "t.parquet", keep=2)
+    groups = RowGroups(tmp_path / "t.parquet", keep=2, read_ahead=read_ahead)
     for first, end in [(0, 1), (120, 140), (100, 500), (896, 1000)]:
         got = groups.rows(first, end)
         assert got.schema == table.schema
         # repr keeps NaN equal to NaN
         assert repr(got.to_pylist()) == repr(table.slice(first, end - first).to_pylist())
+
+
+def test_the_next_group_is_read_ahead_and_its_error_raised_when_it_is_asked_for(tmp_path):
+    pq.write_table(_table(1000), tmp_path / "t.parquet", row_group_size=128)
+    groups = RowGroups(tmp_path / "t.parquet", keep=2)
+    read, real = [], groups._read_group
+
+    def read_group(g):
+        read.append(g)
+        if g == 3:
+            raise OSError("group 3 is damaged")
+        return real(g)
+
+    groups._read_group = read_group
+    assert groups.value(0, "i") == 0
+    groups._reading[1].result()  # group 1 was read ahead, before row 128 is asked for
+    assert read == [0, 1]
+    assert groups.value(200, "i") == 200  # and so on: group 2 is read ahead
+    groups._reading[2].result()
+    assert read == [0, 1, 2]
+    assert groups.value(300, "i") == 300  # group 3's read ahead failed: nothing said yet
+    with pytest.raises(OSError, match="group 3 is damaged"):
+        groups.value(400, "i")
+    assert len(groups._held) <= 2 and len(groups._reading) <= 1
