@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from replay.app.bench import RECORDINGS as SHARED_DATA
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
