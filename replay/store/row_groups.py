@@ -48,7 +48,7 @@ class RowGroups:
         self.start = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64))).tolist()
         # the thread ends when the reader is collected (the pool's own weak reference)
         self._pool = ThreadPoolExecutor(1, "volreplay-rowgroups") if read_ahead else None
-        self._reading: dict[int, Future] = {}
+        self._ahead: tuple[int, Future] | None = None  # the group being read ahead
         self._held: dict[int, pa.Table] = {}
         self._converted: dict[tuple[int, str], Any] = {}  # (group, column): its column, converted
         self._last = (0, 0, -1)  # (first row, end row, group) of the group last located
@@ -69,17 +69,20 @@ class RowGroups:
                 del self._held[old]
                 self._converted = {k: v for k, v in self._converted.items() if k[0] != old}
             if self._pool is not None and g + 1 < self.file.num_row_groups \
-                    and g + 1 not in self._held and g + 1 not in self._reading:
-                self._reading[g + 1] = self._pool.submit(self._read_group, g + 1)
+                    and g + 1 not in self._held:
+                self._ahead = (g + 1, self._pool.submit(self._read_group, g + 1))
         return g, table, row - lo
 
     def _read(self, g: int) -> pa.Table:
-        """Group ``g``: the read ahead of it if there is one (its error, if it failed, is
-        raised here), else read now."""
-        ahead = self._reading.pop(g, None)
-        if ahead is None and self._pool is not None:
-            ahead = self._pool.submit(self._read_group, g)
-        return ahead.result() if ahead is not None else self._read_group(g)
+        """Group ``g``: the read ahead if it is of ``g`` (its error, if it failed, is raised
+        here), else read now; a read ahead of another group is dropped, so a reader that
+        jumps about holds no more than one."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == g:
+            return ahead[1].result()
+        if self._pool is None:
+            return self._read_group(g)
+        return self._pool.submit(self._read_group, g).result()
 
     def _read_group(self, g: int) -> pa.Table:
         return self.file.read_row_group(g, columns=self.columns)

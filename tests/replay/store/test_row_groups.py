@@ -74,12 +74,21 @@ def test_the_next_group_is_read_ahead_and_its_error_raised_when_it_is_asked_for(
 
     groups._read_group = read_group
     assert groups.value(0, "i") == 0
-    groups._reading[1].result()  # group 1 was read ahead, before row 128 is asked for
+    assert groups._ahead[0] == 1  # group 1 is read ahead, before row 128 is asked for
+    groups._ahead[1].result()
     assert read == [0, 1]
     assert groups.value(200, "i") == 200  # and so on: group 2 is read ahead
-    groups._reading[2].result()
+    groups._ahead[1].result()
     assert read == [0, 1, 2]
     assert groups.value(300, "i") == 300  # group 3's read ahead failed: nothing said yet
     with pytest.raises(OSError, match="group 3 is damaged"):
         groups.value(400, "i")
-    assert len(groups._held) <= 2 and len(groups._reading) <= 1
+    assert len(groups._held) <= 2
+
+
+def test_a_reader_that_jumps_holds_one_read_ahead(tmp_path):
+    pq.write_table(_table(1000), tmp_path / "t.parquet", row_group_size=128)
+    groups = RowGroups(tmp_path / "t.parquet", keep=2)
+    assert groups.value(0, "i") == 0 and groups._ahead[0] == 1
+    assert groups.value(600, "i") == 600 and groups._ahead[0] == 5  # group 1's is dropped
+    assert groups.value(300, "i") == 300 and groups._ahead[0] == 3
