@@ -6,6 +6,7 @@ here, so a surface stream built by one is found by the other.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +17,7 @@ from replay.model.config import DataConfig
 from replay.units import NS, iso_z
 
 EXPIRY_HOUR_NS = 8 * 3600 * NS  # options expire at 08:00 UTC
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,7 @@ def resolve_data(data: DataConfig) -> ResolvedData:
     if inst_table.num_rows == 0:
         raise ConfigError(f"data.db: store {db} has no instruments (is it empty?)")
     span_text = _check_span(db, span, data, start, end)
+    start, end = _within(span, start, end)
     sel_ids = None
     if data.instruments:
         missing = [n for n in data.instruments if n not in ids]
@@ -118,6 +121,21 @@ def _check_span(db: Any, span: tuple[int | None, int | None], data: DataConfig,
     return text
 
 
+
+
+def _within(span: tuple[int, int], start: int | None, end: int | None
+            ) -> tuple[int | None, int | None]:
+    """The selection's bounds, a bound beyond the data dropped: the replay then runs from
+    the first event to the last, as with no bound.  Its clock would otherwise run on over
+    time with no data (a walk-forward's partial last day), firing timers that mark a frozen
+    market and dilute every per-step figure; and both spellings of one selection share a
+    surface stream."""
+    lo, hi = span
+    if end is not None and end > hi + 1:
+        log.info("data.end %s is past the end of the data (%s): the replay ends at its last "
+                 "event", iso_z(end), iso_z(hi))
+    return (None if start is not None and start <= lo else start,
+            None if end is not None and end > hi else end)
 
 
 def _expiries(data: DataConfig, inst_table: Any, db: Any, span_text: str) -> list[int] | None:

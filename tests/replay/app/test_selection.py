@@ -1,0 +1,41 @@
+"""A run's selection against its store: bounds beyond the data replay as no bound would."""
+
+from __future__ import annotations
+
+import replay
+from replay.app.selection import resolve_data
+from replay.model.config import DataConfig
+from replay.units import iso_z
+from tests.helpers import conf_group
+
+
+def _cfg(db, out, **data) -> dict:
+    return {"data": {"db": str(db), **data}, "seed": 0, "out_dir": str(out),
+            "report": {"html": False, "pnl_every_s": 60.0},
+            "calibration": {**conf_group("calibration", "svi"), "every": "300s"},
+            "book": conf_group("book", "fixed"),
+            "strategy": {**conf_group("strategy", "delta_band"), "band": 0.05}}
+
+
+def test_bounds_beyond_the_data_are_dropped(gbm_quarter_hour):
+    d = resolve_data(DataConfig(db=str(gbm_quarter_hour)))
+    lo, hi = d.sel.start, d.sel.end
+    assert (lo, hi) == (None, None)
+    wide = resolve_data(DataConfig(db=str(gbm_quarter_hour), start="2000-01-01",
+                                   end="2100-01-01"))
+    assert wide.sel == d.sel  # the same selection, so the same surface stream
+    inside = resolve_data(DataConfig(db=str(gbm_quarter_hour), start="2025-01-06T00:05",
+                                     end="2025-01-06T00:10"))
+    assert (iso_z(inside.sel.start), iso_z(inside.sel.end)) == ("2025-01-06T00:05:00Z",
+                                                                "2025-01-06T00:10:00Z")
+
+
+def test_a_day_past_the_end_of_the_data_marks_only_while_there_is_data(gbm_quarter_hour,
+                                                                       tmp_path):
+    # the store holds 15 minutes: a day-long selection must not mark a frozen market for the
+    # rest of the day, which would dilute the per-step PnL figures
+    bare = replay.run(_cfg(gbm_quarter_hour, tmp_path / "bare"))
+    day = replay.run(_cfg(gbm_quarter_hour, tmp_path / "day", start="2025-01-06",
+                          end="2025-01-07"))
+    assert day["journal_hash"] == bare["journal_hash"]
+    assert day["consumers"]["pnl"]["wakes"] == bare["consumers"]["pnl"]["wakes"] <= 16
