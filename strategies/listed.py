@@ -30,13 +30,14 @@ def is_monthly(expiry_ns: int) -> bool:
 
 
 def choose_expiry(instruments: Instruments, now: int, spec: Any, underlying: str = "BTC",
-                  min_ns: int = 0) -> int:
-    """The expiry named by ``spec``: ``nearest`` (first after ``now + min_ns``),
-    ``nearest_monthly`` (first last-Friday-of-month one; the nearest if none is listed) or a
-    number of days (the listed expiry closest to ``now + days``)."""
+                  min_ns: int = 0, key: str = "book.expiry") -> int:
+    """The expiry named by ``spec`` (the config key ``key``): ``nearest`` (first after
+    ``now + min_ns``), ``nearest_monthly`` (first last-Friday-of-month one; the nearest if
+    none is listed) or a number of days (the listed expiry closest to ``now + days``)."""
     ids = listed_options(instruments, now + int(min_ns), underlying)
     if not ids.size:
-        raise ConfigError(f"no {underlying} option expiring after the replay start is listed")
+        raise ConfigError(f"{key}: no {underlying} option expiring after the replay start "
+                          "is listed")
     exps = np.unique(instruments.expiry_ns[ids])
     if spec == "nearest":
         return int(exps[0])
@@ -46,7 +47,7 @@ def choose_expiry(instruments: Instruments, now: int, spec: Any, underlying: str
     try:
         days = float(spec)
     except (TypeError, ValueError):
-        raise ConfigError(f"expiry: {spec!r} is not allowed; use nearest, nearest_monthly or "
+        raise ConfigError(f"{key}: {spec!r} is not allowed; use nearest, nearest_monthly or "
                           "a number of days") from None
     return int(exps[np.argmin(np.abs(exps - (now + days * 86400 * 1e9)))])
 

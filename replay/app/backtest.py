@@ -149,27 +149,32 @@ def run(cfg: Any) -> dict:
     else:
         snap_path, n_done = None, 0
         _claim(out, run_info)
-    stream = recorded = None  # recorded: the stream's surface dynamics block
-    copies = {}  # journal tables copied while the replay runs
-    if calib is not None:
-        stream = ensure_stream(_without(calib_node, "cache"), d.sel, mode=cache, log=log)
-        if stream is not None:
-            manifest = read_manifest(stream.path)
-            calib.stream = StreamReader(stream.path, manifest["calibration_metrics"])
-            recorded = manifest.get("dynamics")
-            if recorded is not None and (stream.path / DYNAMICS_FILE).exists():
-                # the stream's surface dynamics table (none without published fits), kept if
-                # the run replays all of the stream, else replaced by its journal's after it
-                copies["surface_dynamics"] = stream.path / DYNAMICS_FILE
-    res = run_replay(db, consumers, out, start=d.sel.start, end=d.sel.end,
-                     window_ns=int(data.window_s * NS),
-                     snapshot_every_ns=int(cfg.snapshot_every_s * NS) if cfg.get("snapshot_every_s") else None,
-                     resume=snap_path, venue=venue, seed=int(cfg.get("seed", 0)),
-                     underlying_id=underlying, instrument_ids=sel_ids, expiries=expiries,
-                     progress=None if sys.stderr.isatty() else ProgressLog(n_done),
-                     prefetch=FEED_READ_AHEAD, copy_tables=copies)
+    try:  # a config the data refuses (no hedge instrument, no such expiry) frees the dir
+        stream = recorded = None  # recorded: the stream's surface dynamics block
+        copies = {}  # journal tables copied while the replay runs
+        if calib is not None:
+            stream = ensure_stream(_without(calib_node, "cache"), d.sel, mode=cache, log=log)
+            if stream is not None:
+                manifest = read_manifest(stream.path)
+                calib.stream = StreamReader(stream.path, manifest["calibration_metrics"])
+                recorded = manifest.get("dynamics")
+                if recorded is not None and (stream.path / DYNAMICS_FILE).exists():
+                    # the stream's surface dynamics table (none without published fits), kept if
+                    # the run replays all of the stream, else replaced by its journal's after it
+                    copies["surface_dynamics"] = stream.path / DYNAMICS_FILE
+        res = run_replay(db, consumers, out, start=d.sel.start, end=d.sel.end,
+                         window_ns=int(data.window_s * NS),
+                         snapshot_every_ns=int(cfg.snapshot_every_s * NS) if cfg.get("snapshot_every_s") else None,
+                         resume=snap_path, venue=venue, seed=int(cfg.get("seed", 0)),
+                         underlying_id=underlying, instrument_ids=sel_ids, expiries=expiries,
+                         progress=None if sys.stderr.isatty() else ProgressLog(n_done),
+                         prefetch=FEED_READ_AHEAD, copy_tables=copies)
+    except ConfigError as e:
+        if not resume:
+            _release(out, run_info, f"failed: {e}")
+        raise
     if res.total_events == 0:
-        _release(out, run_info)
+        _release(out, run_info, "failed: no market events in the selection")
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
     metrics = _metrics(res, calib, marker, venue, out, db, report)
@@ -272,8 +277,10 @@ def refuse_used_dir(out: Path) -> None:
     snapshots: the engine starts a new run by deleting them."""
     for name in ("journal.duckdb", "snapshots"):
         if (out / name).exists():
+            then = (f"or continue that run with resume={out}" if (out / "snapshots").is_dir()
+                    else "or remove it (it has no snapshot to resume from)")
             raise ConfigError(f"out_dir: {out} already holds a run ({name}); choose another "
-                              f"hydra.run.dir, or continue that run with resume={out}")
+                              f"hydra.run.dir, {then}")
 
 
 def _claim(out: Path, run_info: dict) -> None:
@@ -283,15 +290,16 @@ def _claim(out: Path, run_info: dict) -> None:
     _write_run_json(out, {**run_info, "status": "running"})
 
 
-def _release(out: Path, run_info: dict) -> None:
-    """Undo :func:`_claim` after a run that replayed nothing: its journal is empty and was
-    created by this run, so the directory can be used again."""
+def _release(out: Path, run_info: dict, status: str) -> None:
+    """Undo :func:`_claim` after a run that failed on a config the data refuses, or replayed
+    nothing: its journal was created by this run and is of no use, so the directory can be
+    used again; ``run.json`` keeps the config and, as its status, why."""
     import shutil
 
     for p in (out / "journal.duckdb", out / "journal.duckdb.wal"):
         p.unlink(missing_ok=True)
     shutil.rmtree(out / "snapshots", ignore_errors=True)  # timers may snapshot an empty span
-    _write_run_json(out, {**run_info, "status": "failed: no market events in the selection"})
+    _write_run_json(out, {**run_info, "status": status})
 
 
 def _check_resume(resume: str, out: Path, resolved: dict) -> tuple[Path, int]:

@@ -154,42 +154,44 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
         und = instruments.default_underlying() if underlying_id is None else int(underlying_id)
         state = MarketState.empty(len(instruments), und)
         journal = Journal(jpath if keep_journal else None)
-        want_snaps = bool(snapshot_every_events or snapshot_every_ns)
-        rt = Runtime(consumers, instruments, state, journal, venue=venue, seed=seed,
-                     snapshot_every_events=snapshot_every_events,
-                     snapshot_every_ns=snapshot_every_ns,
-                     snapshotter=((lambda r: snap.write(sdir, snap.capture(r)))
-                                  if want_snaps else None))
-        cursor = None
-        if payload is not None:
-            journal.truncate_after(payload["journal_seq"], payload["journal_hash"])
-            snap.restore(rt, payload)
-            cursor = FeedCursor(state.now, state.stream_seqs())
-        for table, parquet in (copy_tables or {}).items():
-            journal.copy_table(table, parquet)
-        n0 = state.n_events
-        feed = Feed(store, start=start, end=end, window_ns=window_ns, batch_rows=batch_rows,
-                    instrument_ids=instrument_ids, expiries=expiries, cursor=cursor,
-                    reuse_buffers=engine == "fast")
-        if payload is None:
-            rt.start((feed.start if feed.start is not None else 0) - 1)
-        tick, close = _progress(progress, feed)
-        with _collector_for_replay():
-            try:
-                if engine == "fast":
-                    run_fast(rt, feed.prefetched() if prefetch else feed, tick)
-                elif engine == "reference":
-                    if payload is not None:
-                        raise ValueError("the reference engine does not resume")
-                    from replay.engine.reference import run_reference
+        try:  # the journal is let go of whatever fails, a consumer's on_start included
+            want_snaps = bool(snapshot_every_events or snapshot_every_ns)
+            rt = Runtime(consumers, instruments, state, journal, venue=venue, seed=seed,
+                         snapshot_every_events=snapshot_every_events,
+                         snapshot_every_ns=snapshot_every_ns,
+                         snapshotter=((lambda r: snap.write(sdir, snap.capture(r)))
+                                      if want_snaps else None))
+            cursor = None
+            if payload is not None:
+                journal.truncate_after(payload["journal_seq"], payload["journal_hash"])
+                snap.restore(rt, payload)
+                cursor = FeedCursor(state.now, state.stream_seqs())
+            for table, parquet in (copy_tables or {}).items():
+                journal.copy_table(table, parquet)
+            n0 = state.n_events
+            feed = Feed(store, start=start, end=end, window_ns=window_ns, batch_rows=batch_rows,
+                        instrument_ids=instrument_ids, expiries=expiries, cursor=cursor,
+                        reuse_buffers=engine == "fast")
+            if payload is None:
+                rt.start((feed.start if feed.start is not None else 0) - 1)
+            tick, close = _progress(progress, feed)
+            with _collector_for_replay():
+                try:
+                    if engine == "fast":
+                        run_fast(rt, feed.prefetched() if prefetch else feed, tick)
+                    elif engine == "reference":
+                        if payload is not None:
+                            raise ValueError("the reference engine does not resume")
+                        from replay.engine.reference import run_reference
 
-                    run_reference(rt, store, feed, tick)
-                else:
-                    raise ValueError(f"engine must be 'fast' or 'reference', not {engine!r}")
-                rt.finish(None if feed.end is None else feed.end - 1)
-            finally:
-                close()
-                journal.close()
+                        run_reference(rt, store, feed, tick)
+                    else:
+                        raise ValueError(f"engine must be 'fast' or 'reference', not {engine!r}")
+                    rt.finish(None if feed.end is None else feed.end - 1)
+                finally:
+                    close()
+        finally:
+            journal.close()
     wall = time.perf_counter() - t0
     n = state.n_events - n0
     return ReplayResult(n, state.n_events, wall, n / wall if wall > 0 else 0.0, journal.hash_hex,

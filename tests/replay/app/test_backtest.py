@@ -131,6 +131,12 @@ def test_a_new_run_refuses_a_directory_that_holds_a_run(store, tmp_path):
     with pytest.raises(ConfigError, match=r"already holds a run \(journal.duckdb\).*resume="):
         replay.run(cfg)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    # a run without snapshots cannot be resumed: the error does not suggest it
+    bare = tmp_path / "bare"
+    replay.run(_cfg(store, bare))
+    with pytest.raises(ConfigError, match=r"already holds a run .*or remove it \(it has no "
+                                          r"snapshot to resume from\)$"):
+        replay.run(_cfg(store, bare))
     # a resume with another book is refused before the snapshot is restored
     with pytest.raises(ConfigError, match=r"resume: the config differs .* in book "):
         replay.run({**cfg, "book": None, "resume": str(out)})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import yaml
 from omegaconf import OmegaConf
 
 import replay
+from replay.app.hydra_app import compose_checked
 from replay.errors import EXIT_USER_ERROR, ConfigError
 from replay.model.config import (
     BOUNDS,
@@ -285,3 +287,24 @@ def test_a_large_grid_is_checked_value_by_value(monkeypatch):
     with pytest.raises(ConfigError, match=r"\(in the sweep, strategy.band=0.1 "
                                           r"strategy.min_trade=1\)"):
         hydra_app._check_sweep(small)
+
+
+def test_a_config_the_data_refuses_leaves_its_run_directory_free(gbm_quarter_hour, tmp_path):
+    # the store has no spot: the hedger finds out at its start, after the directory is taken
+    run = tmp_path / "run"
+    args = (f"data.db={gbm_quarter_hour}", f"hydra.run.dir={run}", "report.html=false",
+            "calibration.every=300s")
+    p = _run(*args, "strategy.hedge=spot", cwd=tmp_path)
+    one_error_line(p, "strategy.hedge: no spot of BTC in the store")
+    assert not run.exists()  # a refused run leaves no directory behind
+    assert _run(*args, "strategy.hedge=perp", cwd=tmp_path).returncode == 0
+    assert json.loads((run / "run.json").read_text())["status"] == "complete"
+    # through the Python API: the directory stays, with the config and why, and no journal
+    cfg = compose_checked([f"data.db={gbm_quarter_hour}", "report.html=false",
+                           "calibration.every=300s", "strategy.hedge=spot"])
+    cfg.out_dir = str(tmp_path / "api")
+    with pytest.raises(ConfigError, match="strategy.hedge: no spot"):
+        replay.run(cfg)
+    status = json.loads((tmp_path / "api" / "run.json").read_text())["status"]
+    assert status.startswith("failed: strategy.hedge: no spot")
+    assert not (tmp_path / "api" / "journal.duckdb").exists()
