@@ -116,8 +116,8 @@ def run(cfg: Any) -> dict:
     if (calib_node is not None or _active(cfg.get("book"))) and \
             not any(s.is_option for s in specs.values()):
         raise ConfigError(f"data.db: {db} lists no options, which calibration and book need "
-                          "(calibration=none book=none strategy=none replays its underlying "
-                          "alone)")
+                          "(calibration=none book=none strategy=none forecast=all forecasts "
+                          "its underlying's volatility)")
     cache = cache_mode(calib_node)
     calib = instantiate_checked("calibration", _without(calib_node, *BUILD_KEYS), board=board) \
         if calib_node is not None else None

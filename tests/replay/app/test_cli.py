@@ -103,5 +103,10 @@ def test_a_store_without_options_is_refused_before_any_work(shared_data, tmp_pat
     cache = tmp_path / "cache"
     p = volreplay("run", f"data.db={db}", f"hydra.run.dir={tmp_path / 'run'}",
                    "report.html=false", cwd=tmp_path, env={"VOLREPLAY_CACHE_DIR": str(cache)})
-    one_error_line(p, "lists no options", "calibration=none book=none")
+    line = one_error_line(p, "lists no options", "calibration=none book=none")
     assert not (tmp_path / "run").exists() and not (cache / "surfaces").exists()
+    # what the error suggests runs
+    hint = line[line.index("(calibration=none"):].split(" forecasts")[0].strip("(").split()
+    p = volreplay("run", f"data.db={db}", f"hydra.run.dir={tmp_path / 'run'}",
+                  "report.html=false", *hint, cwd=tmp_path, env={"VOLREPLAY_CACHE_DIR": str(cache)})
+    assert p.returncode == 0, p.stderr[-2000:]
