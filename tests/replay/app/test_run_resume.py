@@ -59,7 +59,7 @@ def test_resume_with_the_run_dir_alone_continues_there(gbm_quarter_hour, full, k
     assert p.returncode == 0, p.stderr[-3000:]
     assert f"run: {killed}" in p.stdout
     third = sorted((full / "snapshots").glob("*.snap"))[2].name
-    assert f"resuming {killed} from snapshot {killed / 'snapshots' / third}" in p.stdout
+    assert f"resuming {killed} from snapshot {killed / 'snapshots' / third}" in p.stderr
     assert _hash(killed) == _hash(full)
     assert _tree(killed / ".hydra") == hydra_record  # how the run was started is kept
     assert not (tmp_path / "reports").exists()  # no stray new run directory
