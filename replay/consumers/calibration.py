@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from calibration.every import parse_every as parse_every_rule
 from calibration.loss import LossConfig
 from calibration.pricing.iv_memo import IVMemo
 from calibration.quality import aggregate, calibration_quote_rows, oos_errors
@@ -128,11 +129,20 @@ class CalibrationConsumer:
         self._published_row = -1  # recorded: the last publishing row of the stream published
 
     @classmethod
-    def config_defaults(cls) -> dict:
-        """What each config key left out means, the ``loss`` keys included: a surface
-        stream is keyed by the config with these filled in
-        (:func:`replay.app.surfaces.cache.canonical_config`)."""
-        return {**init_defaults(cls), "loss": asdict(LossConfig())}
+    def keyed_config(cls, given: dict) -> dict:
+        """The config ``given`` as its surface stream is keyed
+        (:func:`replay.app.surfaces.cache.canonical_config`): each key left out as what it
+        means (the ``loss`` keys too), and ``every`` and ``epoch`` as the rule they spell,
+        so that ``every=300s`` and ``every=5min`` find one stream."""
+        out = {**init_defaults(cls), **given}
+        out["loss"] = {**asdict(LossConfig()), **(given.get("loss") or {})}
+        for key in ("every", "epoch"):
+            if out.get(key) is not None:
+                try:
+                    out[key] = parse_every_rule(out[key]) or out[key]
+                except ValueError:
+                    pass  # keyed as written: the run says what is wrong with it
+        return out
 
     # -- consumer protocol ------------------------------------------------------------
     @property

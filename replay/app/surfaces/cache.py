@@ -8,8 +8,9 @@ sweep, or one job per day of a walk-forward).
 
 **The key** is the sha256 of: the store's fingerprint (its content, see
 ``MarketStore.fingerprint``), the resolved calibration config (without ``cache`` and
-``build_jobs``, which do not change it; omitted keys count as their defaults where the
-class says what they are, and ``0`` and ``0.0`` as the same value: :func:`canonical_config`),
+``build_jobs``, which do not change it; omitted keys count as their defaults and each
+value is spelled one way where the class says how, and ``0`` and ``0.0`` are the same value:
+:func:`canonical_config`),
 the source file of the calibration class, the data selection (start, end, instruments,
 expiries, underlying) and the code version (the source of the calibration and engine code
 that decides a stream, and the numpy, scipy, numba and duckdb versions).  A change to any
@@ -142,14 +143,14 @@ def calibration_config(node: Any) -> dict:
 
 
 def canonical_config(calib: dict, cls: type | None) -> dict:
-    """``calib`` (plain containers) as its stream is keyed: the keys left out filled in with
-    what they mean, where its class ``cls`` says so itself (a ``config_defaults()``
-    classmethod of its own, as the built-in consumer has; any other class is keyed as
-    written), and whole-number floats written as integers, so that ``lam=0``, ``lam=0.0``
-    and no ``lam`` at all find the same stream."""
-    defaults = cls.config_defaults() if cls is not None and "config_defaults" in vars(cls) \
-        else {}
-    return _canonical(_filled(defaults, calib))
+    """``calib`` (plain containers) as its stream is keyed: as its class ``cls`` says it
+    means it, where the class says so itself (a ``keyed_config(given)`` classmethod of its
+    own, as the built-in consumer has: the keys left out filled in, one spelling of each
+    value; any other class is keyed as written), and whole-number floats written as
+    integers, so that ``lam=0``, ``lam=0.0`` and no ``lam`` at all find the same stream."""
+    keyed = cls.keyed_config(calib) if cls is not None and "keyed_config" in vars(cls) \
+        else calib
+    return _canonical(keyed)
 
 
 def _target_class(calib: dict) -> type | None:
@@ -169,15 +170,6 @@ def _class_source(cls: type | None) -> str | None:
     except TypeError:  # a class without a source file
         path = None
     return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
-
-
-def _filled(defaults: dict, given: dict) -> dict:
-    """``given`` over ``defaults``, section by section."""
-    out = dict(defaults)
-    for k, v in given.items():
-        d = out.get(k)
-        out[k] = _filled(d, v) if isinstance(d, dict) and isinstance(v, dict) else v
-    return out
 
 
 def _canonical(value: Any) -> Any:

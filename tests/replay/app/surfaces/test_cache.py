@@ -249,10 +249,14 @@ def test_key_reads_a_config_as_it_is_meant():
              "every": "60s", "loss": {"band": True, "min_tick_weight": 0.2}},
             {"_target_": target, "model": "svi",  # a loss key at its default
              "loss": {"band": True, "min_tick_weight": 0.2, "mid_weight": 0.05}},
-            {"_target_": target, "model": "svi"}]  # no loss: every loss key at its default
+            {"_target_": target, "model": "svi"},  # no loss: every loss key at its default
+            {"_target_": target, "model": "svi", "every": "1min"},  # one interval, two ways
+            {"_target_": target, "model": "svi", "every": 60}]
     for calib in same:
         assert stream_key("fp", calib, sel) == base, calib
-    for changed in ({"lam": 0.1}, {"every": "1s"}, {"check_parity": True},
+    assert stream_key("fp", {"_target_": target, "epoch": "1d"}, sel) == \
+        stream_key("fp", {"_target_": target, "epoch": "24h"}, sel)
+    for changed in ({"lam": 0.1}, {"every": "1s"}, {"every": "60q"}, {"check_parity": True},
                     {"loss": {"band": True, "min_tick_weight": 0.3}},
                     {"loss": {"band": True, "min_tick_weight": 0.2, "mid_weight": 0.1}}):
         calib = {"_target_": target, "model": "svi", "lam": 0.0,
@@ -270,7 +274,7 @@ def test_key_reads_a_config_as_it_is_meant():
 
 
 def test_key_of_a_calibration_class_of_ones_own(tmp_path, monkeypatch):
-    """A class that does not say what its omitted keys mean (its own ``config_defaults``) is
+    """A class that does not say how its config is meant (its own ``keyed_config``) is
     keyed as written, even when it subclasses the built-in consumer and changes a default in
     ``**kwargs``; and its source file is in the key."""
     mod = tmp_path / "my_calibration.py"
