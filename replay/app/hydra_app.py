@@ -95,12 +95,15 @@ def main(argv: list[str]) -> int:
     import hydra
 
     from replay.app.sweeps import summary as sweep
-    from replay.errors import EXIT_USER_ERROR, UserError
+    from replay.errors import EXIT_USER_ERROR, ConfigError, UserError
     from replay.model.config import register
 
     register()
     if not CONF_DIR.is_dir():
         raise UserError(f"config folder {CONF_DIR} not found (run from a checkout of volreplay)")
+    if any(o.key_or_group.lstrip("+~") == "out_dir" for o in _parse(argv)):
+        raise ConfigError("out_dir: volreplay run sets it to the run's directory; choose that "
+                          "with hydra.run.dir=PATH (a sweep's: hydra.sweep.dir=PATH)")
     argv = [*argv, *resume_overrides(argv)]  # before Hydra creates any directory
     if not any(w in _NO_RUN_FLAGS for w in argv):  # a run or a sweep, not --help or --cfg
         if any(w in _MULTIRUN_FLAGS for w in argv):

@@ -308,3 +308,9 @@ def test_a_config_the_data_refuses_leaves_its_run_directory_free(gbm_quarter_hou
     status = json.loads((tmp_path / "api" / "run.json").read_text())["status"]
     assert status.startswith("failed: strategy.hedge: no spot")
     assert not (tmp_path / "api" / "journal.duckdb").exists()
+
+
+def test_out_dir_on_the_command_line_is_refused_naming_hydra_run_dir(tmp_path):
+    p = _run("data.db=nowhere.duckdb", f"out_dir={tmp_path / 'od'}", cwd=tmp_path)
+    one_error_line(p, "out_dir: volreplay run sets it", "hydra.run.dir=PATH")
+    assert not (tmp_path / "od").exists()
