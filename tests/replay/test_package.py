@@ -6,8 +6,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 import replay
+from replay.errors import ConfigError
 from replay.synth import SynthConfig, synthesize
+from tests.helpers import volreplay
 
 
 def test_open_store_and_market_store_are_the_store_layers(tmp_path):
@@ -28,3 +32,18 @@ def test_import_is_lazy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["False", "False", "True"]
+
+
+def test_compose_gives_the_config_a_run_composes(gbm_quarter_hour, tmp_path):
+    """The docstring's recipe: ``replay.compose`` then ``replay.run``, the same journal as
+    ``volreplay run`` with the same overrides."""
+    overrides = [f"data.db={gbm_quarter_hour}", "calibration.every=300s", "report.html=false"]
+    cfg = replay.compose(overrides)
+    cfg.out_dir = str(tmp_path / "api")
+    api = replay.run(cfg)
+    assert volreplay("run", *overrides, f"hydra.run.dir={tmp_path / 'cli'}",
+                     cwd=tmp_path).returncode == 0
+    cli = (tmp_path / "cli" / "metrics.json").read_text()
+    assert f'"journal_hash": "{api["journal_hash"]}"' in cli
+    with pytest.raises(ConfigError, match="calibration.evry: unknown key"):
+        replay.compose(["calibration.evry=1"])
