@@ -310,8 +310,9 @@ def _check_sweep(argv: list[str]) -> None:
     """A sweep's objective and its jobs' configs, checked before its first job (Hydra only
     warns about an error raised in a callback, and a bad value would otherwise fail its jobs
     after the others ran): each job's config composed and its keys and numbers checked as a
-    run checks them, so that a value valid alone but not with another (``strategy.band``
-    with ``strategy=periodic``) is named with it; a grid of more than
+    run checks them, and its data selection against its store, so that a value valid alone
+    but not with another (``strategy.band`` with ``strategy=periodic``) is named with it;
+    a grid of more than
     :data:`MAX_CHECKED_JOBS` jobs is checked one swept value at a time instead.  Values
     given as ranges or intervals, and every value of an Optuna search (where a failed trial
     is part of the search), are left to the sweeper, a swept objective to the jobs."""
@@ -320,8 +321,9 @@ def _check_sweep(argv: list[str]) -> None:
     from omegaconf import OmegaConf
 
     from replay.analytics.objective import checked_objective
+    from replay.app.selection import resolve_data, typed
     from replay.errors import ConfigError
-    from replay.model.config import checked_config
+    from replay.model.config import DataConfig, checked_config
 
     parsed = _parse(argv)
     overrides = [o for o in parsed if not o.key_or_group.startswith("hydra")]
@@ -347,9 +349,15 @@ def _check_sweep(argv: list[str]) -> None:
         jobs = itertools.product(*axes)
     else:
         jobs = ((one,) for a in axes for one in a)
+    selections: set[str] = set()  # the data selections checked against their stores
     for job in jobs:
         try:
-            checked_config(compose_checked([*base, *job]))
+            job_cfg = compose_checked([*base, *job])
+            checked_config(job_cfg)
+            data = typed(DataConfig, job_cfg.get("data"), "data")
+            if repr(data) not in selections:  # a day after the end of the data, say
+                resolve_data(data)
+                selections.add(repr(data))
         except ConfigError as e:
             raise ConfigError(f"{e} (in the sweep, {' '.join(job)})") from None
 

@@ -174,13 +174,13 @@ def test_grid_sweep_with_a_failed_job_exits_non_zero_after_its_summary(gbm_quart
 
     sweep = tmp_path / "sweep"
     p = _run("-m", f"data.db={gbm_quarter_hour}", f"hydra.sweep.dir={sweep}",
-             "report.html=false", "calibration.every=300s", "book=none", "strategy=none",
-             "data.start=2025-01-06,2025-03-01", cwd=tmp_path)
+             "report.html=false", "calibration.every=300s",
+             "strategy.hedge=perp,spot", cwd=tmp_path)  # the store has no spot to hedge with
     assert p.returncode == EXIT_USER_ERROR, p.stderr[-3000:]
     assert "1 of 2 jobs failed" in p.stderr
     df = pd.read_parquet(sweep / "summary.parquet").set_index("job")
     assert list(df.status) == ["ok", "failed"]
-    assert "data.start: 2025-03-01 is after the end of the data" in df.loc[1, "error"]
+    assert "strategy.hedge: no spot of BTC in the store" in df.loc[1, "error"]
 
 
 def test_help_hides_the_schemas_and_version_is_the_installed_one(tmp_path):

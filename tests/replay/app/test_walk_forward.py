@@ -16,6 +16,7 @@ from replay.model.schema import MARKET_TABLES
 from replay.store import open_store
 from replay.store.parquet import export_parquet
 from replay.synth import EPOCH_NS, SynthConfig, synthesize
+from tests.helpers import one_error_line
 
 NS = 1_000_000_000
 DAYS = ["2025-01-05", "2025-01-06"]
@@ -77,15 +78,14 @@ def test_missing_start_is_one_error_line(stores, tmp_path):
     assert "error: data.start must be set" in p.stderr and "Traceback" not in p.stderr
 
 
-def test_a_day_without_data_fails_its_job_and_the_sweep(stores, tmp_path):
-    """Before: the job replayed 0 events, wrote hash 000... and counted as ok."""
+def test_a_day_after_the_data_stops_the_sweep_before_any_job(stores, tmp_path):
+    """Before: the job replayed 0 events, wrote hash 000... and counted as ok; then: the
+    job failed after the others ran."""
     sweep = tmp_path / "wf"
     p = _run("-m", "experiment=walk_forward", f"data.db={stores['duckdb']}",
              "data.start=2025-01-06,2025-01-08", f"hydra.sweep.dir={sweep}",
              "report.html=false", "calibration.every=300s", cwd=tmp_path)
-    assert p.returncode == 2, p.stderr[-2000:]
-    df = pd.read_parquet(sweep / "summary.parquet").sort_values("override.data.start")
-    assert list(df.status) == ["ok", "failed"]
-    err = df.error.iloc[1]
-    assert "data.start: 2025-01-08 is after the end of the data" in err
-    assert "spans 2025-01-05T23:52:30Z .. 2025-01-06T00:07:29Z" in err
+    one_error_line(p, "data.start: 2025-01-08 is after the end of the data",
+                   "spans 2025-01-05T23:52:30Z .. 2025-01-06T00:07:29Z",
+                   "(in the sweep, data.start=2025-01-08)")
+    assert not sweep.exists()
