@@ -21,6 +21,11 @@ def summarize(path: str) -> dict:
                 # Median receive-minus-exchange gap: latency, or clock offset between machines.
                 entry["median_recv_minus_exchange_ms"] = round(
                     q(f"SELECT median(ts_recv - ts_exchange) / 1e6 FROM {t}")[0][0], 3)
+            if n and t == "option_quotes":
+                # valid rows, but nothing a calibration can fit: a recording that lost its
+                # bid and ask columns shows up here, not as a silent calibration
+                entry["rows_without_bid_or_ask"] = q(
+                    f"SELECT count(*) FROM {t} WHERE bid_price IS NULL AND ask_price IS NULL")[0][0]
             tables[t] = entry
         kinds = dict(q("SELECT kind, count(*) FROM instruments GROUP BY kind ORDER BY kind"))
         expiries = [iso(r[0]) for r in q(
@@ -52,6 +57,10 @@ def inspect_store(path: str, as_json: bool = False) -> str:
         off = e.get("median_recv_minus_exchange_ms")
         lines.append(f"{t:<20}{e['rows']:>12,}  {e['first'] or '-':<30}{e['last'] or '-':<30}"
                      f"{'' if off is None else off:>13}")
+    empty = s["tables"].get("option_quotes", {}).get("rows_without_bid_or_ask")
+    if empty:
+        lines.append(f"option quotes with neither bid nor ask: {empty:,} of "
+                     f"{s['tables']['option_quotes']['rows']:,} (nothing to calibrate on)")
     inst = s["instruments"]
     lines += ["", "instruments  " + ", ".join(f"{k}: {v}" for k, v in inst["by_kind"].items())]
     if inst["option_expiries"]:

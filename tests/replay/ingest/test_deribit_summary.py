@@ -33,6 +33,14 @@ def test_drifted_schemas_and_accounting(shared_data, tmp_path):
                     " FROM option_quotes")[0]
         assert q[0] > 0, "one-sided books are valid quotes"
         assert q[1] < 5, "mark_iv is stored as a fraction, not percent"
+    # a file without bid and ask columns is ingested, and inspect says how much of the store
+    # has nothing to calibrate on
+    from replay.store.summary import inspect_store, summarize
+
+    quotes = summarize(str(tmp_path / "d.duckdb"))["tables"]["option_quotes"]
+    assert quotes["rows_without_bid_or_ask"] == q[2] > 0
+    assert f"option quotes with neither bid nor ask: {q[2]:,} of {quotes['rows']:,}" in \
+        inspect_store(str(tmp_path / "d.duckdb"))
 
 
 def test_values_match_source_row(shared_data, tmp_path):
