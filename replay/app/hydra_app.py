@@ -276,6 +276,9 @@ def _unknown_key_line(key: str, argv: list[str]) -> str:
                              and o.key_or_group.lstrip("+~") != key
                              and not o.key_or_group.lstrip("+~").startswith(f"{key}.")
                              and not o.key_or_group.startswith("hydra")])
+    if keys is None:  # a null node (margin.rule): its keys are added, or it is set whole
+        return (f"{line}; {parent} is null in this config: add its keys with "
+                f"+{key}=VALUE, or set it whole with '{parent}={{KEY: VALUE, ...}}'")
     if keys:
         line += f"; allowed keys: {', '.join(keys)}"
     if parent in PLUGIN_GROUPS:
@@ -399,9 +402,13 @@ def _compose(overrides: list[str], strict: bool = False, hydra: bool = False) ->
         GlobalHydra.instance().clear()
 
 
-def _keys_of(parent: str, overrides: list[str]) -> list[str]:
+def _keys_of(parent: str, overrides: list[str]) -> list[str] | None:
+    """The keys of ``parent`` in the config composed with ``overrides``; None where it is
+    set to null."""
     from omegaconf import DictConfig, OmegaConf
 
     cfg = _compose(overrides)
+    if parent and cfg is not None and OmegaConf.select(cfg, parent, default="") is None:
+        return None
     node = OmegaConf.select(cfg, parent) if parent and cfg is not None else cfg
     return [str(k) for k in node if k != "_target_"] if isinstance(node, DictConfig) else []

@@ -38,6 +38,7 @@ and publishes the same surfaces, so a run's journal hash does not depend on the 
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import asdict, replace
 from functools import partial
 from typing import Any
@@ -76,6 +77,7 @@ class CalibrationConsumer:
     """
 
     name = "calibration"
+    run_provided = ("board", "stream", "recorder")  # given by a run, not a config key
 
     def __init__(self, model: str = "svi", every: Any = "60s", warm_start: bool = True,
                  lam: float = 0.0, n_starts: int = 1, fallback: str = "last_good",
@@ -136,12 +138,9 @@ class CalibrationConsumer:
         so that ``every=300s`` and ``every=5min`` find one stream."""
         out = {**init_defaults(cls), **given}
         out["loss"] = {**asdict(LossConfig()), **(given.get("loss") or {})}
-        for key in ("every", "epoch"):
-            if out.get(key) is not None:
-                try:
-                    out[key] = parse_every_rule(out[key]) or out[key]
-                except ValueError:
-                    pass  # keyed as written: the run says what is wrong with it
+        for key in ("every", "epoch"):  # one that does not parse is keyed as written
+            with suppress(ValueError, TypeError):
+                out[key] = parse_every_rule(out[key]) or out[key]
         return out
 
     # -- consumer protocol ------------------------------------------------------------

@@ -83,8 +83,10 @@ def instantiate_checked(group: str, node: Any, **extra: Any) -> Any:
                 if k != "_target_"]
         unknown = [k for k in keys if k not in allowed]
         if unknown:
-            raise ConfigError(f"{group}.{unknown[0]}: unknown key for {target}; "
-                              f"allowed keys: {', '.join(allowed)}")
+            # what the run hands over itself is no config key
+            run_provided = set(extra) | set(getattr(cls, "run_provided", ()))
+            raise ConfigError(f"{group}.{unknown[0]}: unknown key for {target}; allowed keys: "
+                              f"{', '.join(k for k in allowed if k not in run_provided)}")
     try:
         return instantiate(node, **extra, _convert_="all")
     except ConfigError:

@@ -314,3 +314,13 @@ def test_out_dir_on_the_command_line_is_refused_naming_hydra_run_dir(tmp_path):
     p = _run("data.db=nowhere.duckdb", f"out_dir={tmp_path / 'od'}", cwd=tmp_path)
     one_error_line(p, "out_dir: volreplay run sets it", "hydra.run.dir=PATH")
     assert not (tmp_path / "od").exists()
+
+
+def test_unknown_keys_of_a_class_and_of_a_null_node(gbm_quarter_hour, tmp_path):
+    args = (f"data.db={gbm_quarter_hour}", f"hydra.run.dir={tmp_path / 'run'}")
+    line = one_error_line(_run(*args, "+calibration.foo=1", cwd=tmp_path),
+                          "calibration.foo: unknown key for", "allowed keys: model,")
+    assert "board" not in line and "stream" not in line  # a run's own, not config keys
+    one_error_line(_run(*args, "margin=standard", "margin.rule._target_=x.Y", cwd=tmp_path),
+                   "margin.rule._target_: unknown key; margin.rule is null in this config",
+                   "+margin.rule._target_=VALUE", "'margin.rule={KEY: VALUE, ...}'")
