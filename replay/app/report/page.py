@@ -190,20 +190,24 @@ def _execution_section(ex: pd.DataFrame, m: dict) -> Section:
         ax.set_xlabel("slippage vs arrival mid, bps")
         s["images"].append(charts.png(fig))
         exm = m.get("execution") or {}
-        fig, ax = charts.fig(5, 3)
+        curves = []
         for key, style, what in (("markout_bps_by_leg", "o-", "vs fill"),
                                  ("markout_mid_bps_by_leg", "s--", "vs mid at fill")):
             for j, (leg, c) in enumerate((exm.get(key) or {}).items()):
                 pts = [(float(k.rstrip("s").replace("p", ".")), v) for k, v in c.items()
                        if v is not None]
                 if pts:
-                    ax.plot(*zip(*pts), style, color=f"C{j}", label=f"{leg} {what}")
-        ax.set_xscale("log")
-        ax.axhline(0, color="grey", lw=0.5)
-        ax.set_xlabel("horizon, s")
-        ax.set_ylabel("markout, bps")
-        ax.legend(fontsize=8)
-        s["images"].append(charts.png(fig))
+                    curves.append((f"{leg} {what}", style, j, pts))
+        if curves:  # none when no horizon has a mid after its fills (the data ends first)
+            fig, ax = charts.fig(5, 3)
+            for label, style, j, pts in curves:
+                ax.plot(*zip(*pts), style, color=f"C{j}", label=label)
+            ax.set_xscale("log")
+            ax.axhline(0, color="grey", lw=0.5)
+            ax.set_xlabel("horizon, s")
+            ax.set_ylabel("markout, bps")
+            ax.legend(fontsize=8)
+            s["images"].append(charts.png(fig))
     return s
 
 
