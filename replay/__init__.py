@@ -39,7 +39,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> Any:
     """The ``volreplay run`` config (an OmegaConf node) composed with Hydra ``overrides``
     (``["strategy=periodic", "calibration.every=5s"]``), with no run directory: a mistake is
     a :class:`replay.errors.ConfigError` naming the key."""
-    from replay.app.hydra_app import compose_checked
+    from replay.app.compose import compose_checked
 
     return compose_checked(list(overrides))
 

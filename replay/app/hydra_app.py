@@ -25,7 +25,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+from replay.app.compose import (
+    CONF_DIR,
+    compose,
+    compose_checked,
+    hydra_error_line,
+    is_config_error,
+    parse_overrides,
+)
+
 _MULTIRUN_FLAGS = ("-m", "--multirun")
 # flags with which Hydra prints something and runs nothing: no run-directory checks then
 _NO_RUN_FLAGS = ("-h", "--help", "--hydra-help", "-c", "--cfg", "-i", "--info", "-sc",
@@ -101,7 +109,7 @@ def main(argv: list[str]) -> int:
     register()
     if not CONF_DIR.is_dir():
         raise UserError(f"config folder {CONF_DIR} not found (run from a checkout of volreplay)")
-    if any(o.key_or_group.lstrip("+~") == "out_dir" for o in _parse(argv)):
+    if any(o.key_or_group.lstrip("+~") == "out_dir" for o in parse_overrides(argv)):
         raise ConfigError("out_dir: volreplay run sets it to the run's directory; choose that "
                           "with hydra.run.dir=PATH (a sweep's: hydra.sweep.dir=PATH)")
     argv = [*argv, *resume_overrides(argv)]  # before Hydra creates any directory
@@ -124,7 +132,7 @@ def main(argv: list[str]) -> int:
     except _TaskFailed as e:
         raise e.__cause__ from None  # type: ignore[misc] - a bug: the CLI shows the traceback
     except Exception as e:
-        if saved_env or not _is_config_error(e):
+        if saved_env or not is_config_error(e):
             raise
         print(f"volreplay: error: {hydra_error_line(e, argv)}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -133,35 +141,6 @@ def main(argv: list[str]) -> int:
         if saved_env is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
     return sweep.last_exit_code or 0
-
-
-def _is_config_error(e: BaseException) -> bool:
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from replay.errors import ConfigError
-
-    return isinstance(e, HydraException | OmegaConfBaseException | ConfigError)
-
-
-def _parse(argv: list[str]) -> list[Any]:
-    """Hydra's own parse of the override words (flags and their values skipped); [] when they
-    do not parse, and Hydra will then report that."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    words, skip = [], False
-    for w in argv:
-        if skip or w.startswith("-"):
-            # flags that take a value: --config-name/-cn, --config-path/-cp, --config-dir/-cd
-            skip = not skip and w in ("-cn", "-cp", "-cd", "--config-name", "--config-path",
-                                      "--config-dir", "--info", "-i", "--experimental-rerun")
-            continue
-        words.append(w)
-    try:
-        return OverridesParser.create().parse_overrides(words)
-    except HydraException:
-        return []
 
 
 def _started_with(run_dir: Path, given: dict) -> list[str]:
@@ -174,7 +153,7 @@ def _started_with(run_dir: Path, given: dict) -> list[str]:
     if not saved.is_file():
         return []
     words = [str(w) for w in OmegaConf.load(saved)]
-    return [o.input_line for o in _parse(words)
+    return [o.input_line for o in parse_overrides(words)
             if o.key_or_group.lstrip("+~") not in given
             and not o.key_or_group.lstrip("+~").startswith(("hydra.", "resume"))]
 
@@ -191,7 +170,7 @@ def resume_overrides(argv: list[str]) -> list[str]:
 
     if any(w in _NO_RUN_FLAGS for w in argv):
         return []
-    parsed = _parse(argv)
+    parsed = parse_overrides(argv)
     values = {o.key_or_group.lstrip("+~"): o for o in parsed}
     resume = values.get("resume")
     if resume is None or resume.is_delete() or resume.value() in (None, ""):
@@ -237,62 +216,12 @@ def _refuse_used_run_dir(values: dict[str, Any], argv: list[str]) -> None:
     refuse_used_dir(Path(str(given.value())))
 
 
-def hydra_error_line(e: BaseException, argv: list[str]) -> str:
-    """One line for an error Hydra or OmegaConf raised while composing the config: the key,
-    what is wrong and, for an unknown key or option, what is allowed."""
-    import re
-
-    from hydra.errors import MissingConfigException
-    from omegaconf.errors import OmegaConfBaseException
-
-    if isinstance(e, MissingConfigException) and e.options and e.missing_cfg_file:
-        group, _, name = str(e.missing_cfg_file).rpartition("/")
-        return (f"{group}={name}: no such option; choose one of "
-                f"{', '.join(sorted(e.options))}")
-    cause = e if isinstance(e, OmegaConfBaseException) else e.__cause__
-    key = getattr(cause, "full_key", None) if isinstance(cause, OmegaConfBaseException) else None
-    if key:
-        # "Key 'x' is not in struct" (a preset's dict), "Key 'x' not in 'RunConfig'" (a schema)
-        if re.match(r"Key '[^']*' (is )?not in ", str(cause)):
-            return _unknown_key_line(key, argv)
-        return f"{key}: {_first_line(cause)}"
-    return _first_line(e, join=True)
-
-
-def _first_line(e: BaseException, join: bool = False) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    lines = [ln for ln in lines if "HYDRA_FULL_ERROR" not in ln and not set(ln) <= {"^", " "}]
-    return ("; ".join(lines) if join else (lines[0] if lines else "")) or type(e).__name__
-
-
-def _unknown_key_line(key: str, argv: list[str]) -> str:
-    """``KEY: unknown key; allowed keys: ...``, the keys of its parent in the config composed
-    without the mistyped override (and without sweeps, which one config cannot hold)."""
-    from replay.model.config import PLUGIN_GROUPS
-
-    parent, _, _ = key.rpartition(".")
-    line = f"{key}: unknown key"
-    keys = _keys_of(parent, [o.input_line for o in _parse(argv) if not o.is_sweep_override()
-                             and o.key_or_group.lstrip("+~") != key
-                             and not o.key_or_group.lstrip("+~").startswith(f"{key}.")
-                             and not o.key_or_group.startswith("hydra")])
-    if keys is None:  # a null node (margin.rule): its keys are added, or it is set whole
-        return (f"{line}; {parent} is null in this config: add its keys with "
-                f"+{key}=VALUE, or set it whole with '{parent}={{KEY: VALUE, ...}}'")
-    if keys:
-        line += f"; allowed keys: {', '.join(keys)}"
-    if parent in PLUGIN_GROUPS:
-        line += (f" (another parameter of the {parent} class is added with "
-                 f"+{parent}.NAME=VALUE)")
-    return line
-
-
 def _note_sweep_experiment(argv: list[str]) -> None:
     """Say so when a run without ``-m`` names an experiment that is a sweep (its
     ``hydra.sweeper.params``): Hydra then runs one job of its base config."""
     from omegaconf import OmegaConf
 
-    for o in _parse(argv):
+    for o in parse_overrides(argv):
         if o.key_or_group.lstrip("+~") != "experiment" or o.is_sweep_override():
             continue
         f = CONF_DIR / "experiment" / f"{o.value()}.yaml"
@@ -328,12 +257,12 @@ def _check_sweep(argv: list[str]) -> None:
     from replay.errors import ConfigError
     from replay.model.config import DataConfig, checked_config
 
-    parsed = _parse(argv)
+    parsed = parse_overrides(argv)
     overrides = [o for o in parsed if not o.key_or_group.startswith("hydra")]
     base = [o.input_line for o in overrides if not o.is_sweep_override()]
     swept = [o for o in overrides if o.is_sweep_override()]
     # with Hydra's own node and overrides: which sweeper runs the jobs
-    cfg = _compose([*base, *(o.input_line for o in parsed if not o.is_sweep_override()
+    cfg = compose([*base, *(o.input_line for o in parsed if not o.is_sweep_override()
                              and o.key_or_group.startswith("hydra"))], hydra=True)
     if cfg is None:
         return  # Hydra says why when it runs
@@ -363,52 +292,3 @@ def _check_sweep(argv: list[str]) -> None:
                 selections.add(repr(data))
         except ConfigError as e:
             raise ConfigError(f"{e} (in the sweep, {' '.join(job)})") from None
-
-
-def compose_checked(overrides: list[str]) -> Any:
-    """The ``volreplay run`` config composed with ``overrides`` (no run directory); a mistake
-    Hydra meets while composing is one :class:`~replay.errors.ConfigError` line."""
-    from replay.errors import ConfigError
-
-    try:
-        return _compose(overrides, strict=True)
-    except Exception as e:
-        if not _is_config_error(e):
-            raise
-        raise ConfigError(hydra_error_line(e, overrides)) from None
-
-
-def _compose(overrides: list[str], strict: bool = False, hydra: bool = False) -> Any:
-    """The config composed with ``overrides`` (with ``hydra``, Hydra's own node too); None if
-    it does not compose (Hydra will say why when it runs), or with ``strict`` Hydra's
-    error."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from replay.app.resolvers import register_resolvers
-    from replay.model.config import register
-
-    register()
-    register_resolvers()  # composing runs no Hydra callback
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            return compose("config", overrides=overrides, return_hydra_config=hydra)
-    except Exception:
-        if strict:
-            raise
-        return None
-    finally:
-        GlobalHydra.instance().clear()
-
-
-def _keys_of(parent: str, overrides: list[str]) -> list[str] | None:
-    """The keys of ``parent`` in the config composed with ``overrides``; None where it is
-    set to null."""
-    from omegaconf import DictConfig, OmegaConf
-
-    cfg = _compose(overrides)
-    if parent and cfg is not None and OmegaConf.select(cfg, parent, default="") is None:
-        return None
-    node = OmegaConf.select(cfg, parent) if parent and cfg is not None else cfg
-    return [str(k) for k in node if k != "_target_"] if isinstance(node, DictConfig) else []

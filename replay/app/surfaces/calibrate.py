@@ -55,7 +55,7 @@ def calibrate(cfg: Any) -> dict:
 
 
 def main(overrides: list[str]) -> int:
-    from replay.app.hydra_app import compose_checked
+    from replay.app.compose import compose_checked
 
     if any(w in ("-h", "--help") for w in overrides):
         print(__doc__.strip())

@@ -17,7 +17,7 @@ import yaml
 from omegaconf import OmegaConf
 
 import replay
-from replay.app.hydra_app import compose_checked
+from replay.app.compose import compose_checked
 from replay.errors import EXIT_USER_ERROR, ConfigError
 from replay.model.config import (
     BOUNDS,
@@ -269,8 +269,9 @@ def test_a_large_grid_is_checked_value_by_value(monkeypatch):
     from replay.errors import ConfigError
 
     checked = []
-    monkeypatch.setattr(hydra_app, "compose_checked", lambda words: checked.append(words))
+    monkeypatch.setattr(hydra_app, "compose_checked", lambda words: checked.append(words) or {})
     monkeypatch.setattr("replay.model.config.checked_config", lambda cfg: None)
+    monkeypatch.setattr("replay.app.selection.resolve_data", lambda data: None)
     monkeypatch.setattr("replay.analytics.objective.checked_objective", lambda cfg: None)
     small = ["strategy.band=0.1,0.2", "strategy.min_trade=1,2,3"]
     hydra_app._check_sweep(small)

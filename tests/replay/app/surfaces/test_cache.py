@@ -295,7 +295,7 @@ def test_key_of_a_calibration_class_of_ones_own(tmp_path, monkeypatch):
 
 def test_calibrate_command_builds_what_the_run_then_reuses(gbm_quarter_hour, cold, tmp_path,
                                                            capsys):
-    from replay.app.hydra_app import compose_checked as compose
+    from replay.app.compose import compose_checked as compose
     from replay.app.surfaces.calibrate import calibrate, main
 
     overrides = [f"data.db={gbm_quarter_hour}", "calibration.every=45s", "report.html=false"]
