@@ -256,6 +256,9 @@ def test_key_reads_a_config_as_it_is_meant():
         assert stream_key("fp", calib, sel) == base, calib
     assert stream_key("fp", {"_target_": target, "epoch": "1d"}, sel) == \
         stream_key("fp", {"_target_": target, "epoch": "24h"}, sel)
+    assert stream_key("fp", {"_target_": target, "epoch": "none"}, sel) == \
+        stream_key("fp", {"_target_": target, "epoch": None}, sel) == \
+        stream_key("fp", {"_target_": target}, sel)
     for changed in ({"lam": 0.1}, {"every": "1s"}, {"every": "60q"}, {"check_parity": True},
                     {"loss": {"band": True, "min_tick_weight": 0.3}},
                     {"loss": {"band": True, "min_tick_weight": 0.2, "mid_weight": 0.1}}):
