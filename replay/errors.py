@@ -28,6 +28,11 @@ class ConfigError(VolreplayError, ValueError):
     """A configuration mistake; the message names the key and the allowed values."""
 
 
+class RefusedAtStart(ConfigError):
+    """A config the data refuses at the replay's start, before its first event (no such
+    hedge instrument, no listed expiry): nothing was replayed, so the run leaves nothing."""
+
+
 class StoreError(VolreplayError, RuntimeError):
     """A store problem: a bad path, a locked file, the wrong mode."""
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from replay.app.selection import resolve_data, typed
-from replay.errors import ConfigError
+from replay.errors import ConfigError, RefusedAtStart
 from replay.model.config import (
     PLUGIN_GROUPS,
     RESUME_FREE_KEYS,
@@ -149,6 +149,7 @@ def run(cfg: Any) -> dict:
     else:
         snap_path, n_done = None, 0
         _claim(out, run_info)
+    replaying = False
     try:  # a config the data refuses (no hedge instrument, no such expiry) frees the dir
         stream = recorded = None  # recorded: the stream's surface dynamics block
         copies = {}  # journal tables copied while the replay runs
@@ -162,6 +163,7 @@ def run(cfg: Any) -> dict:
                     # the stream's surface dynamics table (none without published fits), kept if
                     # the run replays all of the stream, else replaced by its journal's after it
                     copies["surface_dynamics"] = stream.path / DYNAMICS_FILE
+        replaying = True
         res = run_replay(db, consumers, out, start=d.sel.start, end=d.sel.end,
                          window_ns=int(data.window_s * NS),
                          snapshot_every_ns=int(cfg.snapshot_every_s * NS) if cfg.get("snapshot_every_s") else None,
@@ -170,8 +172,12 @@ def run(cfg: Any) -> dict:
                          progress=None if sys.stderr.isatty() else ProgressLog(n_done),
                          prefetch=FEED_READ_AHEAD, copy_tables=copies)
     except ConfigError as e:
-        if not resume:
+        if resume:
+            raise
+        if not replaying or isinstance(e, RefusedAtStart):
             _release(out, run_info, f"failed: {e}")
+        else:  # refused mid-replay (a roll finds no expiry): its journal is kept
+            _write_run_json(out, {**run_info, "status": f"failed: {e}"})
         raise
     if res.total_events == 0:
         _release(out, run_info, "failed: no market events in the selection")

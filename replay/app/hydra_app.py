@@ -244,8 +244,8 @@ def _check_sweep(argv: list[str]) -> None:
     after the others ran): each job's config composed and its keys and numbers checked as a
     run checks them, and its data selection against its store, so that a value valid alone
     but not with another (``strategy.band`` with ``strategy=periodic``) is named with it;
-    a grid of more than
-    :data:`MAX_CHECKED_JOBS` jobs is checked one swept value at a time instead.  Values
+    an experiment's ``hydra.sweeper.params`` sweep with the command line's; a grid of more
+    than :data:`MAX_CHECKED_JOBS` jobs is checked one swept value at a time instead.  Values
     given as ranges or intervals, and every value of an Optuna search (where a failed trial
     is part of the search), are left to the sweeper, a swept objective to the jobs."""
     import itertools
@@ -270,13 +270,20 @@ def _check_sweep(argv: list[str]) -> None:
         checked_objective(cfg)
     if "optuna" in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).lower():
         return  # a search: a trial whose value fails is part of it (its state is FAIL)
+    # an experiment's own sweep (hydra.sweeper.params) is part of every job, as Hydra runs
+    # it: the command line wins for a key both give
+    given = {o.key_or_group.lstrip("+~") for o in overrides}
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    preset = parse_overrides([f"{k}={v}" for k, v in params.items()
+                              if str(k).lstrip("+~") not in given])
     axes = []  # per swept key, its overrides of one value each
-    for o in swept:
+    for o in [*preset, *swept]:
         try:
-            values = list(o.sweep_string_iterator())
+            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
         except Exception:  # noqa: BLE001 - an interval or other continuous search space
             continue
-        axes.append([f"{'+' if o.is_add() else ''}{o.key_or_group}={v}" for v in values])
+        axes.append([o.input_line] if values is None else
+                    [f"{'+' if o.is_add() else ''}{o.key_or_group}={v}" for v in values])
     if math.prod(len(a) for a in axes) <= MAX_CHECKED_JOBS:
         jobs = itertools.product(*axes)
     else:
@@ -291,4 +298,5 @@ def _check_sweep(argv: list[str]) -> None:
                 resolve_data(data)
                 selections.add(repr(data))
         except ConfigError as e:
-            raise ConfigError(f"{e} (in the sweep, {' '.join(job)})") from None
+            raise ConfigError(f"{e} (in the sweep, {' '.join(job)})" if job else str(e)) \
+                from None

@@ -238,15 +238,17 @@ class Feed:
         return " AND ".join(where), params
 
     def _span(self) -> tuple[int | None, int | None]:
-        """(min, max) ts_recv over the included tables and filters."""
+        """(min, max) ts_recv over the included tables and filters (a table read whole: the
+        store's span of it, which a Parquet store has in its manifest)."""
         lo = hi = None
         for t in self.tables:
-            sql = f"SELECT min(ts_recv), max(ts_recv) FROM {t}"
-            params = {}
-            if self._ids[t] is not None:
-                sql += " WHERE list_contains($ids, instrument_id)"
-                params["ids"] = self._ids[t]
-            a, b = self.store.con.cursor().execute(sql, params or None).fetchall()[0]
+            if self._ids[t] is None:
+                a, b = self.store.time_span(t)
+            else:
+                a, b = self.store.con.cursor().execute(
+                    f"SELECT min(ts_recv), max(ts_recv) FROM {t} "
+                    "WHERE list_contains($ids, instrument_id)", {"ids": self._ids[t]}
+                ).fetchall()[0]
             if a is not None:
                 lo = a if lo is None else min(lo, a)
                 hi = b if hi is None else max(hi, b)

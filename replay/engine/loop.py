@@ -23,6 +23,7 @@ from replay.engine.journal import Journal
 from replay.engine.runtime import Consumer, Runtime
 from replay.engine.state import Instruments, MarketState
 from replay.engine.wake import STOP_CONDITION, STOP_TIMER, fold_until_wake
+from replay.errors import ConfigError, RefusedAtStart
 from replay.store import open_store
 from replay.units import iso_z
 
@@ -173,7 +174,10 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
                         instrument_ids=instrument_ids, expiries=expiries, cursor=cursor,
                         reuse_buffers=engine == "fast")
             if payload is None:
-                rt.start((feed.start if feed.start is not None else 0) - 1)
+                try:
+                    rt.start((feed.start if feed.start is not None else 0) - 1)
+                except ConfigError as e:  # a consumer's on_start: nothing replayed yet
+                    raise RefusedAtStart(str(e)) from None
             tick, close = _progress(progress, feed)
             with _collector_for_replay():
                 try:

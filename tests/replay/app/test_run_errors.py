@@ -325,3 +325,53 @@ def test_unknown_keys_of_a_class_and_of_a_null_node(gbm_quarter_hour, tmp_path):
     one_error_line(_run(*args, "margin=standard", "margin.rule._target_=x.Y", cwd=tmp_path),
                    "margin.rule._target_: unknown key; margin.rule is null in this config",
                    "+margin.rule._target_=VALUE", "'margin.rule={KEY: VALUE, ...}'")
+
+
+class RefusesLater:
+    """A user's strategy that finds its config unworkable at its second wake (as a roll that
+    finds no expiry would), after events were replayed."""
+
+    name = "refuses_later"
+
+    def __init__(self, board=None):
+        self.wakes = 0
+
+    def on_start(self, ctx):
+        from replay.engine.wake import WakeCondition
+
+        return WakeCondition(deadline=ctx.now + 60 * 10**9)
+
+    def on_wake(self, ctx):
+        from replay.engine.wake import WakeCondition
+
+        self.wakes += 1
+        if self.wakes == 2:
+            raise ConfigError("strategy.expiry_2: no BTC option expiring after the roll")
+        return WakeCondition(deadline=ctx.now + 60 * 10**9)
+
+
+def test_a_config_refused_mid_replay_keeps_its_journal(gbm_quarter_hour, tmp_path):
+    cfg = compose_checked([f"data.db={gbm_quarter_hour}", "report.html=false",
+                           "calibration=none", "book=none",
+                           "strategy=none", f"strategy._target_={__name__}.RefusesLater"])
+    cfg.out_dir = str(tmp_path / "run")
+    with pytest.raises(ConfigError, match="strategy.expiry_2"):
+        replay.run(cfg)
+    status = json.loads((tmp_path / "run" / "run.json").read_text())["status"]
+    assert status.startswith("failed: strategy.expiry_2") and \
+        (tmp_path / "run" / "journal.duckdb").exists()
+
+
+def test_an_experiments_own_sweep_is_part_of_the_check(gbm_quarter_hour):
+    """hedge_frontier sweeps strategy=whalley_wilmott,zakamouline in its hydra.sweeper.params:
+    a key of those strategies given on the command line is checked against them (it was
+    refused against the base config's delta_band), and a job's error names the preset's
+    values with the command line's."""
+    from replay.app.hydra_app import _check_sweep
+
+    base = ["-m", "experiment=hedge_frontier", f"data.db={gbm_quarter_hour}"]
+    _check_sweep([*base, "strategy.risk_aversion=0.5,1"])
+    with pytest.raises(ConfigError, match=r"venue.latency_ms: -5.0 is out of range.*\(in the "
+                                          r"sweep, strategy=whalley_wilmott "
+                                          r"strategy.risk_aversion=0.0001\)"):
+        _check_sweep([*base, "venue.latency_ms=-5"])

@@ -8,6 +8,7 @@ import gc
 import pytest
 
 from replay.engine.loop import run_replay
+from replay.errors import ConfigError, RefusedAtStart
 from tests.replay.engine import MS, build_store
 from tests.replay.engine.toys import Periodic
 
@@ -48,3 +49,24 @@ def test_replay_sets_the_collector_and_restores_it(store, tmp_path, caller_froze
             assert gc.get_freeze_count() == frozen == 0
     finally:
         gc.unfreeze()
+
+
+class RefusesAtStart(Periodic):
+    def __init__(self) -> None:
+        super().__init__("refuses", 500 * MS)
+
+    def on_start(self, ctx):
+        raise ConfigError("strategy.hedge: no spot of BTC in the store")
+
+
+def test_a_consumer_refusing_at_start_is_told_apart_and_the_journal_let_go(store, tmp_path):
+    """Its error says nothing was replayed (the run may then free its directory), and the
+    journal's writer thread and database are closed: the file can be opened for writing."""
+    import threading
+
+    import duckdb
+
+    with pytest.raises(RefusedAtStart, match="strategy.hedge: no spot"):
+        run_replay(store, [RefusesAtStart()], tmp_path / "run", progress=False)
+    assert not [t for t in threading.enumerate() if t.name.startswith("journal")]
+    duckdb.connect(str(tmp_path / "run" / "journal.duckdb")).close()
