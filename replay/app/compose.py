@@ -116,7 +116,8 @@ def _unknown_key_line(key: str, argv: list[str]) -> str:
 
     parent, _, _ = key.rpartition(".")
     line = f"{key}: unknown key"
-    keys = keys_of(parent, [o.input_line for o in parse_overrides(argv) if not o.is_sweep_override()
+    keys = _keys_of(parent, [o.input_line for o in parse_overrides(argv)
+                             if not o.is_sweep_override()
                              and o.key_or_group.lstrip("+~") != key
                              and not o.key_or_group.lstrip("+~").startswith(f"{key}.")
                              and not o.key_or_group.startswith("hydra")])
@@ -131,13 +132,15 @@ def _unknown_key_line(key: str, argv: list[str]) -> str:
     return line
 
 
-def keys_of(parent: str, overrides: list[str]) -> list[str] | None:
+def _keys_of(parent: str, overrides: list[str]) -> list[str] | None:
     """The keys of ``parent`` in the config composed with ``overrides``; None where it is
     set to null."""
     from omegaconf import DictConfig, OmegaConf
 
     cfg = compose(overrides)
-    if parent and cfg is not None and OmegaConf.select(cfg, parent, default="") is None:
+    if cfg is None:
+        return []
+    node = OmegaConf.select(cfg, parent, default="") if parent else cfg
+    if node is None:
         return None
-    node = OmegaConf.select(cfg, parent) if parent and cfg is not None else cfg
     return [str(k) for k in node if k != "_target_"] if isinstance(node, DictConfig) else []
