@@ -107,38 +107,49 @@ def _lt(a: float, b: float) -> bool:
 
 
 @njit(cache=True)
-def _sort3(P, F) -> None:
-    """Sort the simplex ``P`` by ``F`` in place, stably (ties keep their order, so the
-    compiled and the interpreted search take the same path)."""
+def _sort3(P, V) -> None:
+    """Sort the simplex ``P`` and its values ``V`` by the objective ``V[:, 0]`` in place,
+    stably (ties keep their order, so the compiled and the interpreted search take the same
+    path)."""
     for i in (1, 2):
         j = i
-        while j > 0 and _lt(F[j], F[j - 1]):
-            F[j], F[j - 1] = F[j - 1], F[j]
+        while j > 0 and _lt(V[j, 0], V[j - 1, 0]):
+            for c in range(4):
+                V[j, c], V[j - 1, c] = V[j - 1, c], V[j, c]
             for c in range(2):
                 P[j, c], P[j - 1, c] = P[j - 1, c], P[j, c]
             j -= 1
 
 
+@njit(cache=True, inline="always")
+def _put(P, V, i, x, val) -> None:
+    """Vertex ``i`` of the simplex becomes ``x``, with ``val = (objective, a, d, c)``."""
+    P[i, 0], P[i, 1] = x[0], x[1]
+    V[i, 0], V[i, 1], V[i, 2], V[i, 3] = val
+
+
 @njit(cache=True)
 def _nelder_mead(x0, step, max_iter, ftol, xtol, D):
     """2-D Nelder-Mead (standard coefficients 1, 2, 0.5, 0.5) with a fixed budget; the trial
-    points are written into one block (an iteration allocates nothing)."""
+    points are written into one block (an iteration allocates nothing).  Returns the best
+    vertex, its ``(objective, a, d, c)`` (kept with each vertex, so the best one need not be
+    evaluated again) and the number of evaluations."""
     P = np.empty((3, 2))
-    F = np.empty(3)
+    V = np.empty((3, 4))  # per vertex: the objective, then the inner (a, d, c)
     T = np.empty((4, 2))  # centroid, reflected, expanded, contracted
     c, xr, xe, xc = T[0], T[1], T[2], T[3]
     for i in range(3):
-        P[i] = x0
+        xr[0], xr[1] = x0[0], x0[1]
         if i > 0:
-            P[i, i - 1] += step[i - 1]
-        F[i] = _outer_obj(P[i], D)[0]
+            xr[i - 1] += step[i - 1]
+        _put(P, V, i, xr, _outer_obj(xr, D))
     nev = 3
     for _it in range(max_iter):
-        _sort3(P, F)
-        if F[0] == np.inf:  # no vertex meets the floor: nowhere to go
+        _sort3(P, V)
+        if V[0, 0] == np.inf:  # no vertex meets the floor: nowhere to go
             break
         # loss is in vol points^2: differences below 1e-7 are invisible in any figure
-        if F[2] - F[0] <= ftol * abs(F[0]) + 1e-7 * xtol[2]:
+        if V[2, 0] - V[0, 0] <= ftol * abs(V[0, 0]) + 1e-7 * xtol[2]:
             break
         # the simplex is smaller than anything that moves the smile visibly
         if (max(abs(P[1, 0] - P[0, 0]), abs(P[2, 0] - P[0, 0])) < xtol[0]
@@ -147,34 +158,35 @@ def _nelder_mead(x0, step, max_iter, ftol, xtol, D):
         for j in range(2):
             c[j] = 0.5 * (P[0, j] + P[1, j])
             xr[j] = c[j] + (c[j] - P[2, j])
-        fr = _outer_obj(xr, D)[0]
+        vr = _outer_obj(xr, D)
         nev += 1
-        if fr < F[0]:
+        if vr[0] < V[0, 0]:
             for j in range(2):
                 xe[j] = c[j] + 2.0 * (c[j] - P[2, j])
-            fe = _outer_obj(xe, D)[0]
+            ve = _outer_obj(xe, D)
             nev += 1
-            if fe < fr:
-                P[2], F[2] = xe, fe
+            if ve[0] < vr[0]:
+                _put(P, V, 2, xe, ve)
             else:
-                P[2], F[2] = xr, fr
-        elif fr < F[1]:
-            P[2], F[2] = xr, fr
+                _put(P, V, 2, xr, vr)
+        elif vr[0] < V[1, 0]:
+            _put(P, V, 2, xr, vr)
         else:
             for j in range(2):
-                xc[j] = c[j] + 0.5 * (xr[j] - c[j]) if fr < F[2] else c[j] + 0.5 * (P[2, j] - c[j])
-            fc = _outer_obj(xc, D)[0]
+                xc[j] = (c[j] + 0.5 * (xr[j] - c[j]) if vr[0] < V[2, 0]
+                         else c[j] + 0.5 * (P[2, j] - c[j]))
+            vc = _outer_obj(xc, D)
             nev += 1
-            if fc < min(fr, F[2]):
-                P[2], F[2] = xc, fc
+            if vc[0] < min(vr[0], V[2, 0]):
+                _put(P, V, 2, xc, vc)
             else:
                 for i in (1, 2):
                     for j in range(2):
                         P[i, j] = P[0, j] + 0.5 * (P[i, j] - P[0, j])
-                    F[i] = _outer_obj(P[i], D)[0]
+                    _put(P, V, i, P[i], _outer_obj(P[i], D))
                     nev += 1
-    ib = np.argmin(F)
-    return P[ib].copy(), F[ib], nev
+    ib = np.argmin(V[:, 0])
+    return (P[ib, 0], P[ib, 1]), (V[ib, 0], V[ib, 1], V[ib, 2], V[ib, 3]), nev
 
 
 @njit(cache=True)
@@ -184,23 +196,26 @@ def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev,
     kmax = k.max()
     span = max(kmax - kmin, 1e-3)
     wref = max(v.mean(), 1e-8)
-    mb = np.array([kmin - span, kmax + span])
-    sb = np.array([np.log(1e-4), np.log(10.0)])
+    # bounds, steps and tolerances as tuples: a fit is a few dozen microseconds, and each
+    # small array would be an allocation
+    mb = (kmin - span, kmax + span)
+    sb = (np.log(1e-4), np.log(10.0))
     C, h = fit_rows(amax, slope, fk, fw)
     D = (k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mb, sb, C, h, fk,
-         inner_scratch(k.shape[0], C.shape[0]))
-    best_x = np.empty(2)
-    best_f = np.inf
+         inner_scratch(wt, v, band, mid_w, C))
+    best_x = (0.0, 0.0)
+    best_v = (np.inf, 0.0, 0.0, 0.0)  # (objective, a, d, c) at best_x
     nev_tot = 0
-    step = np.array([0.1 * span, 0.3])
-    xtol = np.array([1e-5 * span * precision, 1e-4 * precision, precision])
+    step = (0.1 * span, 0.3)
+    xtol = (1e-5 * span * precision, 1e-4 * precision, precision)
     if has_prev:
-        x0 = np.array([prev[3], np.log(max(prev[4], 1e-4))])
-        best_x, best_f, nev_tot = _nelder_mead(x0, step * 0.3, max_iter, 1e-9, xtol, D)
+        x0 = (prev[3], np.log(max(prev[4], 1e-4)))
+        best_x, best_v, nev_tot = _nelder_mead(x0, (step[0] * 0.3, step[1] * 0.3), max_iter,
+                                               1e-9, xtol, D)
     # cold starts: asked for, or the warm start found no feasible point (a floor, or a
     # degenerate previous fit) and must not decide the result alone
     n_cold = n_starts - 1 if has_prev else n_starts
-    if best_f == np.inf:
+    if best_v[0] == np.inf:
         n_cold = max(n_cold, 1)
     if n_cold > 0:
         # coarse 7 x 6 grid over (m, log sigma); the best n_cold nodes seed Nelder-Mead
@@ -213,12 +228,13 @@ def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev,
                 gf[6 * i + j] = _outer_obj(gx[6 * i + j], D)[0]
         order = np.argsort(gf, kind="mergesort")
         for i in range(min(n_cold, 42)):
-            x, f, nev = _nelder_mead(gx[order[i]], step, max_iter, 1e-9, xtol, D)
+            x, val, nev = _nelder_mead((gx[order[i], 0], gx[order[i], 1]), step, max_iter,
+                                       1e-9, xtol, D)
             nev_tot += nev
-            if f < best_f or best_f == np.inf and i == 0:
-                best_f = f
+            if val[0] < best_v[0] or best_v[0] == np.inf and i == 0:
+                best_v = val
                 best_x = x
-    obj, a, d, c = _outer_obj(best_x, D)
+    obj, a, d, c = best_v
     out = np.empty(6)
     out[0] = a
     out[1] = c / np.exp(min(max(best_x[1], sb[0]), sb[1]))
@@ -334,6 +350,14 @@ def unit_weights(w: np.ndarray) -> np.ndarray:
 
 def fit_result(out: list[float], nev: int) -> SVIFit:
     """The :class:`SVIFit` of a kernel's output row ``(a, b, rho, m, sigma, loss)`` (as
-    Python floats: ``row.tolist()``)."""
+    Python floats: ``row.tolist()``).
+
+    Both dataclasses are filled as unpickling fills them, past their generated ``__init__``:
+    a frozen dataclass sets each field through ``object.__setattr__``, and the two cost a
+    twentieth of a warm fit.  The fields are the kernel's, so there is nothing to check."""
     a, b, rho, m, sigma, loss = out
-    return SVIFit(SVIParams(a, b, rho, m, sigma), loss, int(nev), math.isfinite(loss))
+    params = object.__new__(SVIParams)
+    params.__dict__.update(a=a, b=b, rho=rho, m=m, sigma=sigma)
+    fit = object.__new__(SVIFit)
+    fit.__dict__.update(params=params, loss=loss, n_eval=int(nev), feasible=math.isfinite(loss))
+    return fit

@@ -29,6 +29,7 @@ OK = 0
 INFEASIBLE = 1
 NOT_CONVERGED = 2
 N_BAND_ROUNDS = 4  # projections onto the bid/ask band per inner fit (band mode)
+N_DOMAIN_ROWS = 7  # the rows of domain_rows; a fit's floor rows follow them
 
 
 @njit(cache=True)
@@ -119,21 +120,23 @@ def qp_solve(G: np.ndarray, r: np.ndarray, C: np.ndarray, h: np.ndarray,
     W[3:6] = G
     nrm = np.empty(C.shape[0])
     act = np.empty(3, dtype=np.int64)
-    tol = qp_setup(W, C, h, nrm)
+    tol = qp_setup(W, C, h, nrm, 0)
     status = qp_run(W, r, C, h, nrm, tol, act, max_iter)
     return W[9].copy(), status
 
 
 @njit(cache=True)
-def qp_setup(W: np.ndarray, C: np.ndarray, h: np.ndarray, nrm: np.ndarray) -> float:
+def qp_setup(W: np.ndarray, C: np.ndarray, h: np.ndarray, nrm: np.ndarray, j0: int) -> float:
     """The parts of :func:`qp_solve` that do not depend on ``r``, computed once for problems
     that share ``G``, ``C`` and ``h`` (the band rounds of :func:`inner_fit`).  ``G`` comes in
     rows 3-5 of the scratch ``W`` (16 x 3); out go the scaled inverse ``(G / tr)^-1`` into
-    rows 0-2, the trace ``tr`` into ``W[15, 0]`` and the rows' lengths into ``nrm``.  Returns
-    the violation tolerance."""
+    rows 0-2, the trace ``tr`` into ``W[15, 0]`` and the lengths of rows ``j0`` on into
+    ``nrm`` (those before ``j0`` are the caller's, unchanged since it set them).  Returns the
+    violation tolerance."""
+    for j in range(j0, C.shape[0]):
+        nrm[j] = np.sqrt(C[j, 0] ** 2 + C[j, 1] ** 2 + C[j, 2] ** 2)
     hmax = 0.0
     for j in range(C.shape[0]):
-        nrm[j] = np.sqrt(C[j, 0] ** 2 + C[j, 1] ** 2 + C[j, 2] ** 2)
         hmax = max(hmax, abs(h[j]) / nrm[j])
     # scaling the objective leaves the argmin alone and keeps the steps O(1)
     tr = W[3, 0] + W[4, 1] + W[5, 2]
@@ -264,10 +267,10 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
     """
     h[2] = h[3] = -slope * s
     for j in range(fk.shape[0]):
-        C[7 + j, 1], C[7 + j, 2] = wings((fk[j] - m) / s)
+        C[N_DOMAIN_ROWS + j, 1], C[N_DOMAIN_ROWS + j, 2] = wings((fk[j] - m) / s)
     n = k.shape[0]
     Y, W, nrm, act = scratch
-    yp, ym = Y[0], Y[1]
+    yp, ym, w1, mv, op = Y[0], Y[1], Y[2], Y[3], Y[4]
     # the wing columns first, in a loop of their own that the compiler can vectorise (the
     # sums below are sequential)
     for i in range(n):
@@ -276,7 +279,7 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
     r0 = r1 = r2 = 0.0  # the first round's right-hand side: the targets are the mids
     for i in range(n):
         pi, qi = yp[i], ym[i]
-        wi = wt[i] * (1.0 + mid_w[i]) if band else wt[i]
+        wi = w1[i]
         g00 += wi
         g01 += wi * pi
         g02 += wi * qi
@@ -294,7 +297,7 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
     W[3, 1] = W[4, 0] = g01
     W[3, 2] = W[5, 0] = g02
     W[4, 2] = W[5, 1] = g12 + (lam_adc[2] - lam_adc[1])
-    tol = qp_setup(W, C, h, nrm)
+    tol = qp_setup(W, C, h, nrm, N_DOMAIN_ROWS)  # only the floor rows move with (m, s)
     u = W[9]
     rounds = N_BAND_ROUNDS if band else 1
     for it in range(rounds):
@@ -311,9 +314,7 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
         r0 = r1 = r2 = 0.0
         for i in range(n):
             f = u0 + u1 * yp[i] + u2 * ym[i]
-            t = min(max(f, lo[i]), hi[i])
-            tgt = (t + mid_w[i] * v[i]) / (1.0 + mid_w[i])
-            wv = wt[i] * (1.0 + mid_w[i]) * tgt
+            wv = w1[i] * ((min(max(f, lo[i]), hi[i]) + mv[i]) / op[i])
             r0 += wv
             r1 += wv * yp[i]
             r2 += wv * ym[i]
@@ -332,12 +333,23 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
 
 
 @njit(cache=True)
-def inner_scratch(n: int, n_rows: int):
-    """:func:`inner_fit`'s work arrays for ``n`` quotes and ``n_rows`` QP rows: the wing
-    columns, :func:`qp_setup`'s 16 x 3 block (``G`` goes in rows 3-5), the rows' lengths
-    and the active set."""
-    return (np.empty((2, n)), np.empty((16, 3)), np.empty(n_rows),
-            np.empty(3, dtype=np.int64))
+def inner_scratch(wt, v, band, mid_w, C):
+    """:func:`inner_fit`'s work arrays for the quotes ``wt, v, mid_w`` and the QP rows ``C``:
+    the wing columns (rows 0-1 of the first), then what every evaluation shares, each as the
+    evaluation computed it before (so to the bit): the weights ``wt (1 + mid_w)`` (band mode,
+    else ``wt``), ``mid_w v`` and ``1 + mid_w`` (rows 2-4); :func:`qp_setup`'s 16 x 3 block
+    (``G`` goes in rows 3-5); the rows' lengths (the domain's, which no evaluation changes,
+    set here); and the active set."""
+    n = wt.shape[0]
+    Y = np.empty((5, n))
+    for i in range(n):
+        Y[2, i] = wt[i] * (1.0 + mid_w[i]) if band else wt[i]
+        Y[3, i] = mid_w[i] * v[i]
+        Y[4, i] = 1.0 + mid_w[i]
+    nrm = np.empty(C.shape[0])
+    for j in range(N_DOMAIN_ROWS):
+        nrm[j] = np.sqrt(C[j, 0] ** 2 + C[j, 1] ** 2 + C[j, 2] ** 2)
+    return Y, np.empty((16, 3)), nrm, np.empty(3, dtype=np.int64)
 
 
 @njit(cache=True)
@@ -347,15 +359,15 @@ def fit_rows(amax, slope, fk, fw):
     set per ``sigma`` by :func:`inner_fit`) and a floor row ``a + p (z_j + y_j) + q (z_j - y_j)
     >= fw_j`` per floor point (set per ``(m, sigma)``)."""
     nf = fk.shape[0]
-    C = np.empty((7 + nf, 3))
-    h = np.empty(7 + nf)
+    C = np.empty((N_DOMAIN_ROWS + nf, 3))
+    h = np.empty(N_DOMAIN_ROWS + nf)
     C0, h0 = domain_rows(amax, slope)
-    for j in range(7):  # (a, d, c) = T u
+    for j in range(N_DOMAIN_ROWS):  # (a, d, c) = T u
         C[j, 0] = C0[j, 0]
         C[j, 1] = C0[j, 1] + C0[j, 2]
         C[j, 2] = C0[j, 2] - C0[j, 1]
-    h[:7] = h0
+    h[:N_DOMAIN_ROWS] = h0
     for j in range(nf):
-        C[7 + j, 0] = 1.0
-        h[7 + j] = fw[j]
+        C[N_DOMAIN_ROWS + j, 0] = 1.0
+        h[N_DOMAIN_ROWS + j] = fw[j]
     return C, h
