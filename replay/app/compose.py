@@ -118,8 +118,8 @@ def _unknown_key_line(key: str, argv: list[str]) -> str:
     line = f"{key}: unknown key"
     keys = _keys_of(parent, [o.input_line for o in parse_overrides(argv)
                              if not o.is_sweep_override()
-                             and o.key_or_group.lstrip("+~") != key
-                             and not o.key_or_group.lstrip("+~").startswith(f"{key}.")
+                             and o.key_or_group != key
+                             and not o.key_or_group.startswith(f"{key}.")
                              and not o.key_or_group.startswith("hydra")])
     if keys is None:  # a null node (margin.rule): its keys are added, or it is set whole
         return (f"{line}; {parent} is null in this config: add its keys with "

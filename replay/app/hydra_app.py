@@ -109,7 +109,7 @@ def main(argv: list[str]) -> int:
     register()
     if not CONF_DIR.is_dir():
         raise UserError(f"config folder {CONF_DIR} not found (run from a checkout of volreplay)")
-    if any(o.key_or_group.lstrip("+~") == "out_dir" for o in parse_overrides(argv)):
+    if any(o.key_or_group == "out_dir" for o in parse_overrides(argv)):
         raise ConfigError("out_dir: volreplay run sets it to the run's directory; choose that "
                           "with hydra.run.dir=PATH (a sweep's: hydra.sweep.dir=PATH)")
     argv = [*argv, *resume_overrides(argv)]  # before Hydra creates any directory
@@ -154,8 +154,8 @@ def _started_with(run_dir: Path, given: dict) -> list[str]:
         return []
     words = [str(w) for w in OmegaConf.load(saved)]
     return [o.input_line for o in parse_overrides(words)
-            if o.key_or_group.lstrip("+~") not in given
-            and not o.key_or_group.lstrip("+~").startswith(("hydra.", "resume"))]
+            if o.key_or_group not in given
+            and not o.key_or_group.startswith(("hydra.", "resume"))]
 
 
 def resume_overrides(argv: list[str]) -> list[str]:
@@ -171,7 +171,7 @@ def resume_overrides(argv: list[str]) -> list[str]:
     if any(w in _NO_RUN_FLAGS for w in argv):
         return []
     parsed = parse_overrides(argv)
-    values = {o.key_or_group.lstrip("+~"): o for o in parsed}
+    values = {o.key_or_group: o for o in parsed}
     resume = values.get("resume")
     if resume is None or resume.is_delete() or resume.value() in (None, ""):
         _refuse_used_run_dir(values, argv)
@@ -222,7 +222,7 @@ def _note_sweep_experiment(argv: list[str]) -> None:
     from omegaconf import OmegaConf
 
     for o in parse_overrides(argv):
-        if o.key_or_group.lstrip("+~") != "experiment" or o.is_sweep_override():
+        if o.key_or_group != "experiment" or o.is_sweep_override():
             continue
         f = CONF_DIR / "experiment" / f"{o.value()}.yaml"
         params = OmegaConf.select(OmegaConf.load(f), "hydra.sweeper.params") \
@@ -266,13 +266,13 @@ def _check_sweep(argv: list[str]) -> None:
                              and o.key_or_group.startswith("hydra"))], hydra=True)
     if cfg is None:
         return  # Hydra says why when it runs
-    if not any(o.key_or_group.lstrip("+~").startswith("objective") for o in swept):
+    if not any(o.key_or_group.startswith("objective") for o in swept):
         checked_objective(cfg)
     if "optuna" in str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).lower():
         return  # a search: a trial whose value fails is part of it (its state is FAIL)
     # an experiment's own sweep (hydra.sweeper.params) is part of every job, as Hydra runs
     # it: the command line wins for a key both give
-    given = {o.key_or_group.lstrip("+~") for o in overrides}
+    given = {o.key_or_group for o in overrides}
     params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
     preset = parse_overrides([f"{k}={v}" for k, v in params.items()
                               if str(k).lstrip("+~") not in given])

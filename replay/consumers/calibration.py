@@ -135,8 +135,8 @@ class CalibrationConsumer:
         """The config ``given`` as its surface stream is keyed
         (:func:`replay.app.surfaces.cache.canonical_config`): each key left out as what it
         means (the ``loss`` keys too), and ``every`` and ``epoch`` as the rule they spell,
-        so that ``every=300s`` and ``every=5min`` find one stream."""
-        out = {**init_defaults(cls), **given}
+        so that ``every=300s`` and ``every=5min`` find one stream; not :attr:`run_provided`."""
+        out = {k: v for k, v in init_defaults(cls).items() if k not in cls.run_provided} | given
         out["loss"] = {**asdict(LossConfig()), **(given.get("loss") or {})}
         out["epoch"] = None if str(out.get("epoch")).strip().lower() in NO_EPOCH else out["epoch"]
         for key in ("every", "epoch"):  # one that does not parse is keyed as written

@@ -50,7 +50,8 @@ class RowGroups:
         self._pool = ThreadPoolExecutor(1, "volreplay-rowgroups") if read_ahead else None
         self._ahead: tuple[int, Future] | None = None  # the group being read ahead
         self._held: dict[int, pa.Table] = {}
-        self._converted: dict[tuple[int, str], Any] = {}  # (group, column): its column, converted
+        # (group, column): the column converted; (group, column, "cells"): dictionary-encoded
+        self._converted: dict[tuple, Any] = {}
         self._last = (0, 0, -1)  # (first row, end row, group) of the group last located
 
     def _locate(self, row: int) -> tuple[int, pa.Table, int]:
@@ -103,10 +104,22 @@ class RowGroups:
         return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
 
     def value(self, row: int, column: str):
-        """One cell as a Python object (as :meth:`cells` gives it), read from its group's
-        table without converting the column."""
-        _, table, j = self._locate(row)
-        return table.column(column)[j].as_py()
+        """One cell as a Python object (as :meth:`cells` gives it).  The columns read a cell
+        at a time (a fit's model, a wake's violations) repeat a few values: each held group's
+        column is dictionary-encoded once, and a cell is then two lookups instead of an Arrow
+        scalar made and converted (about ten microseconds in a replay)."""
+        g, table, j = self._locate(row)
+        coded = self._converted.get((g, column, "cells"))
+        if coded is None:
+            col = table.column(column)
+            if pa.types.is_nested(col.type):  # no dictionary encoding: one scalar
+                return col[j].as_py()
+            enc = col.combine_chunks().dictionary_encode()
+            values = enc.dictionary.to_pylist() + [None]  # a null's code: the last
+            codes = enc.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)
+            coded = self._converted[g, column, "cells"] = (codes, values)
+        codes, values = coded
+        return values[codes[j]]
 
     def cells(self, row: int, n: int, column: str) -> list:
         """The ``n`` cells from ``row`` on (one group holds them all) as Python objects."""
