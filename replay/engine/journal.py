@@ -370,16 +370,19 @@ def _rows_table(k: EventKind, parts: list[tuple[np.ndarray, np.ndarray, Any]]) -
     """The rows of :meth:`Journal.add_rows` calls as one table of ``k``'s payload table."""
     fields = pa.schema(list(k.schema())[2:])  # after seq and ts
     rows: list = []
-    for _, _, r in parts:  # adjacent ranges of one file are read as one
-        if isinstance(r, RowRange) and rows and isinstance(rows[-1], RowRange) \
-                and r.follows(rows[-1]):
-            rows[-1] = rows[-1]._replace(end=r.end)
+    for _, _, r in parts:
+        last = rows[-1] if rows else None
+        if isinstance(r, RowRange) and isinstance(last, RowRange) and r.follows(last):
+            rows[-1] = last._replace(end=r.end)  # adjacent ranges of one file: one read
+        elif isinstance(r, Mapping) and isinstance(last, list):
+            last.append(r)  # adjacent columns: one table (a replay splices a few rows at a time)
         else:
-            rows.append(r)
+            rows.append([r] if isinstance(r, Mapping) else r)
     table = pa.concat_tables(
         r.table().select(fields.names) if isinstance(r, RowRange)
         else r.select(fields.names) if isinstance(r, pa.Table)
-        else pa.table({f: r[f] for f in fields.names}, schema=fields) for r in rows)
+        else pa.table({f: [x for c in r for x in c[f]] for f in fields.names}, schema=fields)
+        for r in rows)
     if table.num_rows < 2048 * table.column(0).num_chunks:
         table = table.combine_chunks()  # DuckDB scans many small chunks slowly
     return pa.table([np.concatenate([p[0] for p in parts]).astype(np.int64, copy=False),
