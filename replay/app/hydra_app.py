@@ -263,7 +263,7 @@ def _check_sweep(argv: list[str]) -> None:
     swept = [o for o in overrides if o.is_sweep_override()]
     # with Hydra's own node and overrides: which sweeper runs the jobs
     cfg = compose([*base, *(o.input_line for o in parsed if not o.is_sweep_override()
-                             and o.key_or_group.startswith("hydra"))], hydra=True)
+                            and o.key_or_group.startswith("hydra"))], hydra=True)
     if cfg is None:
         return  # Hydra says why when it runs
     if not any(o.key_or_group.startswith("objective") for o in swept):

@@ -52,7 +52,7 @@ from calibration.quality import aggregate, calibration_quote_rows, oos_errors
 from calibration.quotes import build_snapshot
 from calibration.scheme import CalibrationScheme, SchemeConfig
 from calibration.surface import Surface
-from replay.consumers.schedule import NO_EPOCH, parse_epoch, parse_every
+from replay.consumers.schedule import no_epoch, parse_epoch, parse_every
 from replay.consumers.stream_reader import StreamReader
 from replay.consumers.surface_stream import Block, StreamMismatch, WakeOutput, surface_fit_rows
 from replay.engine.wake import WakeCondition
@@ -138,7 +138,7 @@ class CalibrationConsumer:
         so that ``every=300s`` and ``every=5min`` find one stream; not :attr:`run_provided`."""
         out = {k: v for k, v in init_defaults(cls).items() if k not in cls.run_provided} | given
         out["loss"] = {**asdict(LossConfig()), **(given.get("loss") or {})}
-        out["epoch"] = None if str(out.get("epoch")).strip().lower() in NO_EPOCH else out["epoch"]
+        out["epoch"] = None if no_epoch(out.get("epoch")) else out["epoch"]
         for key in ("every", "epoch"):  # one that does not parse is keyed as written
             with suppress(ValueError, TypeError):
                 out[key] = parse_every_rule(out[key]) or out[key]

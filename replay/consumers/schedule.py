@@ -26,8 +26,9 @@ def parse_every(every: Any, check_s: float) -> tuple[int | None, int | None, flo
     return rule.get("every_ns"), rule.get("every_quotes"), None
 
 
-#: how ``calibration.epoch`` says "no epochs" (``str(None)`` included)
-NO_EPOCH = ("", "none", "null")
+def no_epoch(epoch: Any) -> bool:
+    """Whether ``calibration.epoch`` says "no epochs": unset, ``none``, ``null`` or empty."""
+    return str(epoch).strip().lower() in ("", "none", "null")
 
 
 def parse_epoch(epoch: Any, wake_ns: int | None, latency_ns: int) -> int | None:
@@ -35,7 +36,7 @@ def parse_epoch(epoch: Any, wake_ns: int | None, latency_ns: int) -> int | None:
     whole number of the wake grid's intervals (``wake_ns``: ``every``, or ``check_s`` for
     a quality trigger), and a surface must be usable before the next wake
     (``latency_ns < wake_ns``), so that no wake and no publication straddles a boundary."""
-    if str(epoch).strip().lower() in NO_EPOCH:
+    if no_epoch(epoch):
         return None
     try:
         ns = parse_every_rule(epoch).get("every_ns")

@@ -46,10 +46,9 @@ class GammaVega(Periodic):
         self.roll_ns = int(roll_ns)
         self.hedge_options: tuple[int, int] | None = None
 
-    def _pick(self, ctx: Any, key: str, spot: float, exclude: int = -1) -> int:
+    def _pick(self, ctx: Any, spec: Any, key: str, spot: float, exclude: int = -1) -> int:
         inst = ctx.instruments
-        e = choose_expiry(inst, ctx.now, getattr(self, key), self.underlying,
-                          min_ns=self.roll_ns, key=f"strategy.{key}")
+        e = choose_expiry(inst, ctx.now, spec, self.underlying, min_ns=self.roll_ns, key=key)
         fwd = expiry_forward(ctx, e, spot, self.board)
         calls, puts = (options_at(inst, e, True, self.underlying),
                        options_at(inst, e, False, self.underlying))
@@ -65,8 +64,8 @@ class GammaVega(Periodic):
         return nearest_strike(inst, ids, fwd)
 
     def choose(self, ctx: Any, spot: float) -> tuple[int, int]:
-        o1 = self._pick(ctx, "expiry_1", spot)
-        o2 = self._pick(ctx, "expiry_2", spot, exclude=o1)
+        o1 = self._pick(ctx, self.expiry_1, "strategy.expiry_1", spot)
+        o2 = self._pick(ctx, self.expiry_2, "strategy.expiry_2", spot, exclude=o1)
         return o1, o2
 
     def option_trades(self, ctx: Any, legs: BookLegs) -> dict[int, float]:
