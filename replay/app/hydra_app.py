@@ -283,7 +283,7 @@ def _check_sweep(argv: list[str]) -> None:
         except Exception:  # noqa: BLE001 - an interval or other continuous search space
             continue
         axes.append([o.input_line] if values is None else
-                    [f"{'+' if o.is_add() else ''}{o.key_or_group}={v}" for v in values])
+                    [f"{o.get_key_element()}={v}" for v in values])
     if math.prod(len(a) for a in axes) <= MAX_CHECKED_JOBS:
         jobs = itertools.product(*axes)
     else:

@@ -290,6 +290,20 @@ def test_a_large_grid_is_checked_value_by_value(monkeypatch):
         hydra_app._check_sweep(small)
 
 
+def test_a_swept_key_keeps_its_add_prefix_in_each_checked_job(monkeypatch):
+    # a job of `+key=a,b` or `++key=a,b` is composed as Hydra composes it: with the prefix
+    from replay.app import hydra_app
+
+    checked = []
+    monkeypatch.setattr(hydra_app, "compose_checked", lambda words: checked.append(words) or {})
+    monkeypatch.setattr("replay.model.config.checked_config", lambda cfg: None)
+    monkeypatch.setattr("replay.app.selection.resolve_data", lambda data: None)
+    monkeypatch.setattr("replay.analytics.objective.checked_objective", lambda cfg: None)
+    hydra_app._check_sweep(["+strategy.extra=1,2", "++strategy.band=0.1,0.2"])
+    assert sorted(checked) == [[f"+strategy.extra={a}", f"++strategy.band={b}"]
+                               for a in (1, 2) for b in (0.1, 0.2)]
+
+
 def test_a_config_the_data_refuses_leaves_its_run_directory_free(gbm_quarter_hour, tmp_path):
     # the store has no spot: the hedger finds out at its start, after the directory is taken
     run = tmp_path / "run"
