@@ -19,7 +19,7 @@ problem over ``(m, log sigma)`` is a 2-D Nelder-Mead with a fixed iteration budg
 warm-started from the previous parameters; cold starts from a coarse grid are added when asked
 for, or when the warm start finds no feasible point.  The QP itself is solved in the wing
 basis ``(a, p, q)``, ``d = p - q``, ``c = p + q``, whose columns stay independent when
-``sigma`` is tiny (:func:`calibration.models.svi_qp.inner_fit`).
+``sigma`` is tiny (:func:`calibration.models.svi_inner.inner_fit`).
 
 Constraints on ``(a, d, c)`` (Zeliade's domain, with two changes: the wing slope bound is
 Lee's, and ``a`` may be negative as long as the variance stays positive):
@@ -56,7 +56,7 @@ import numpy as np
 from numba import njit
 
 from calibration.models.svi_formula import SVIParams, svi_derivatives, svi_total_variance
-from calibration.models.svi_qp import fit_rows, inner_fit, inner_scratch
+from calibration.models.svi_inner import fit_rows, inner_fit, inner_scratch
 from calibration.sums import pairwise_sum
 
 __all__ = ["LEE_SLOPE", "SVIFit", "SVIParams", "fit_svi", "svi_derivatives",
@@ -210,7 +210,11 @@ def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev,
     xtol = (1e-5 * span * precision, 1e-4 * precision, precision)
     if has_prev:
         x0 = (prev[3], np.log(max(prev[4], 1e-4)))
-        best_x, best_v, nev_tot = _nelder_mead(x0, (step[0] * 0.3, step[1] * 0.3), max_iter,
+        # the previous m is usually close, the previous sigma less so: a first simplex as
+        # small in log sigma as in m (0.3 of a cold start's) left 5.7 % of real warm refits
+        # more than 1 % above the best loss known, against 2.9 % with this one, for 2 % more
+        # evaluations
+        best_x, best_v, nev_tot = _nelder_mead(x0, (step[0] * 0.3, step[1] * 0.7), max_iter,
                                                1e-9, xtol, D)
     # cold starts: asked for, or the warm start found no feasible point (a floor, or a
     # degenerate previous fit) and must not decide the result alone

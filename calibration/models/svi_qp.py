@@ -5,8 +5,8 @@ For fixed ``(m, sigma)`` raw SVI is linear in ``theta = (a, d, c)`` (Zeliade Sys
 ``theta`` minimises ``theta' G theta - 2 r' theta`` subject to linear rows ``C theta >= h``:
 the seven rows of Zeliade's domain (:func:`domain_rows`) and, for a calendar-constrained refit,
 one row per floor point ``w(k_j) = a + d y_j + c sqrt(y_j^2 + 1) >= w_floor_j``.
-:func:`inner_fit` builds that QP for one slice (the normal equations, the band projections of
-the loss) and solves it with :func:`qp_solve`.
+:func:`calibration.models.svi_inner.inner_fit` builds that QP for one slice (the normal
+equations, the band projections of the loss) and solves it here.
 
 The QP is solved exactly, in finitely many steps, by the dual active-set method of Goldfarb and
 Idnani (1983, "A numerically stable dual method for solving strictly convex quadratic
@@ -28,7 +28,6 @@ from numba import njit
 OK = 0
 INFEASIBLE = 1
 NOT_CONVERGED = 2
-N_BAND_ROUNDS = 4  # projections onto the bid/ask band per inner fit (band mode)
 N_DOMAIN_ROWS = 7  # the rows of domain_rows; a fit's floor rows follow them
 
 
@@ -231,143 +230,3 @@ def qp_run(W: np.ndarray, r, C: np.ndarray, h: np.ndarray, nrm: np.ndarray,
                 u[a] = u[a + 1]
             q -= 1
     return NOT_CONVERGED
-
-
-# ------------------------------------------------------- the inner problem of an SVI slice fit
-
-@njit(cache=True, inline="always")
-def wings(y: float) -> tuple[float, float]:
-    """``(z + y, z - y)`` with ``z = sqrt(y^2 + 1)``, each without cancellation: the large
-    one is ``|y| + z``, the small one ``1 / (the large one)`` since ``(z + y)(z - y) = 1``.
-    Branch-free, so that a loop over many ``y`` vectorises."""
-    big = abs(y) + np.sqrt(y * y + 1.0)
-    small = 1.0 / big
-    return (big, small) if y >= 0.0 else (small, big)
-
-
-@njit(cache=True, inline="always")
-def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, h, fk, scratch):
-    """Best ``(a, d, c)`` of an SVI slice for fixed ``(m, s)`` under the loss of
-    :mod:`calibration.models.svi`; returns (objective, a, d, c), objective ``inf`` when
-    the rows ``C, h`` (:func:`fit_rows`: the domain, then one row per floor point ``fk``) leave
-    no feasible point.  The rows that depend on ``(m, s)`` are updated in place.
-
-    The QP is solved in the wing basis ``u = (a, p, q)`` with ``d = p - q``, ``c = p + q``, so
-    ``w = a + p (z + y) + q (z - y)``: ``2p`` and ``2q`` are the right and left wing slopes
-    times ``sigma``.  In ``(a, d, c)`` the columns ``y`` and ``z`` are nearly collinear once
-    ``sigma`` is small against the distance of the quotes from ``m`` (``z ~ |y|``), which
-    makes the normal matrix singular to working precision; in the wing basis one of
-    ``z + y``, ``z - y`` is about ``1 / (2|y|)`` and the other about ``2|y|`` (both computed
-    without cancellation, :func:`wings`), so the columns stay independent and the normal
-    matrix keeps its digits.
-
-    ``lam_adc`` holds the per-coordinate Tikhonov weights (already normalised), on
-    ``(a, d, c)``; ``scratch`` is :func:`inner_scratch`'s, made once per fit: the search
-    evaluates this a few dozen times, and allocating at each call cost a tenth of the fit.
-    """
-    h[2] = h[3] = -slope * s
-    for j in range(fk.shape[0]):
-        C[N_DOMAIN_ROWS + j, 1], C[N_DOMAIN_ROWS + j, 2] = wings((fk[j] - m) / s)
-    n = k.shape[0]
-    Y, W, nrm, act = scratch
-    yp, ym, w1, mv, op = Y[0], Y[1], Y[2], Y[3], Y[4]
-    # the wing columns first, in a loop of their own that the compiler can vectorise (the
-    # sums below are sequential)
-    for i in range(n):
-        yp[i], ym[i] = wings((k[i] - m) / s)
-    g00 = g01 = g02 = g11 = g12 = g22 = 0.0
-    r0 = r1 = r2 = 0.0  # the first round's right-hand side: the targets are the mids
-    for i in range(n):
-        pi, qi = yp[i], ym[i]
-        wi = w1[i]
-        g00 += wi
-        g01 += wi * pi
-        g02 += wi * qi
-        g11 += wi * pi * pi
-        g12 += wi * pi * qi
-        g22 += wi * qi * qi
-        wv = wi * v[i]
-        r0 += wv
-        r1 += wv * pi
-        r2 += wv * qi
-    # the rounds share G and the rows: the inverse and the rows' lengths are computed once
-    W[3, 0] = g00 + lam_adc[0]
-    W[4, 1] = g11 + (lam_adc[1] + lam_adc[2])
-    W[5, 2] = g22 + (lam_adc[1] + lam_adc[2])
-    W[3, 1] = W[4, 0] = g01
-    W[3, 2] = W[5, 0] = g02
-    W[4, 2] = W[5, 1] = g12 + (lam_adc[2] - lam_adc[1])
-    tol = qp_setup(W, C, h, nrm, N_DOMAIN_ROWS)  # only the floor rows move with (m, s)
-    u = W[9]
-    rounds = N_BAND_ROUNDS if band else 1
-    for it in range(rounds):
-        r = (r0 + lam_adc[0] * prev_adc[0],
-             r1 + (lam_adc[1] * prev_adc[1] + lam_adc[2] * prev_adc[2]),
-             r2 + (lam_adc[2] * prev_adc[2] - lam_adc[1] * prev_adc[1]))
-        if qp_run(W, r, C, h, nrm, tol, act, 100) != OK:
-            return np.inf, 0.0, 0.0, 0.0
-        if it == rounds - 1:
-            break
-        # band mode: project the fit onto each quote's band (pulled towards the mid), and sum
-        # the next round's right-hand side in the same pass
-        u0, u1, u2 = u[0], u[1], u[2]
-        r0 = r1 = r2 = 0.0
-        for i in range(n):
-            f = u0 + u1 * yp[i] + u2 * ym[i]
-            wv = w1[i] * ((min(max(f, lo[i]), hi[i]) + mv[i]) / op[i])
-            r0 += wv
-            r1 += wv * yp[i]
-            r2 += wv * ym[i]
-    a, d, c = u[0], u[1] - u[2], u[1] + u[2]
-    obj = 0.0
-    for i in range(n):
-        f = u[0] + u[1] * yp[i] + u[2] * ym[i]
-        if band:
-            t = min(max(f, lo[i]), hi[i])
-            obj += wt[i] * ((f - t) ** 2 + mid_w[i] * (f - v[i]) ** 2)
-        else:
-            obj += wt[i] * (f - v[i]) ** 2
-    obj += lam_adc[0] * (a - prev_adc[0]) ** 2 + lam_adc[1] * (d - prev_adc[1]) ** 2 \
-        + lam_adc[2] * (c - prev_adc[2]) ** 2
-    return obj, a, d, c
-
-
-@njit(cache=True)
-def inner_scratch(wt, v, band, mid_w, C):
-    """:func:`inner_fit`'s work arrays for the quotes ``wt, v, mid_w`` and the QP rows ``C``:
-    the wing columns (rows 0-1 of the first), then what every evaluation shares, each as the
-    evaluation computed it before (so to the bit): the weights ``wt (1 + mid_w)`` (band mode,
-    else ``wt``), ``mid_w v`` and ``1 + mid_w`` (rows 2-4); :func:`qp_setup`'s 16 x 3 block
-    (``G`` goes in rows 3-5); the rows' lengths (the domain's, which no evaluation changes,
-    set here); and the active set."""
-    n = wt.shape[0]
-    Y = np.empty((5, n))
-    for i in range(n):
-        Y[2, i] = wt[i] * (1.0 + mid_w[i]) if band else wt[i]
-        Y[3, i] = mid_w[i] * v[i]
-        Y[4, i] = 1.0 + mid_w[i]
-    nrm = np.empty(C.shape[0])
-    for j in range(N_DOMAIN_ROWS):
-        nrm[j] = np.sqrt(C[j, 0] ** 2 + C[j, 1] ** 2 + C[j, 2] ** 2)
-    return Y, np.empty((16, 3)), nrm, np.empty(3, dtype=np.int64)
-
-
-@njit(cache=True)
-def fit_rows(amax, slope, fk, fw):
-    """The QP rows ``C u >= h`` of one fit in the wing basis ``u = (a, p, q)`` of
-    :func:`inner_fit`: the domain (:func:`domain_rows` times ``T``; slope rows
-    set per ``sigma`` by :func:`inner_fit`) and a floor row ``a + p (z_j + y_j) + q (z_j - y_j)
-    >= fw_j`` per floor point (set per ``(m, sigma)``)."""
-    nf = fk.shape[0]
-    C = np.empty((N_DOMAIN_ROWS + nf, 3))
-    h = np.empty(N_DOMAIN_ROWS + nf)
-    C0, h0 = domain_rows(amax, slope)
-    for j in range(N_DOMAIN_ROWS):  # (a, d, c) = T u
-        C[j, 0] = C0[j, 0]
-        C[j, 1] = C0[j, 1] + C0[j, 2]
-        C[j, 2] = C0[j, 2] - C0[j, 1]
-    h[:N_DOMAIN_ROWS] = h0
-    for j in range(nf):
-        C[N_DOMAIN_ROWS + j, 0] = 1.0
-        h[N_DOMAIN_ROWS + j] = fw[j]
-    return C, h
