@@ -190,3 +190,36 @@ def test_degenerate_previous_fit_as_warm_start_still_fits():
         assert fit.feasible
         fitted = np.sqrt(svi_total_variance(k, fit.params) / t)
         assert np.max(np.abs(fitted - iv)) < 0.02  # within twice the half-spread
+
+
+def test_warm_refits_of_real_slices_rarely_settle_in_a_poorer_minimum(shared_data):
+    # Each expiry of every third real BTC snapshot refitted warm from its previous fit, as a
+    # scheme refits, against the best loss known (this fit or a six-start fit at a hundredth
+    # of the default tolerances).  The warm start's first simplex decides how often a single
+    # warm search settles in a poorer local minimum: 2.9 % of 1,003 refits are more than 1 %
+    # above the best now, 5.7 % with a first simplex 0.3 of a cold start's in log sigma too.
+    from calibration.loss import LossConfig, fit_data
+    from calibration.quotes import MIN_QUOTES
+    from replay.ingest.deribit_summary import summary_files, summary_snapshots
+
+    cfg = LossConfig()
+    prev: dict[int, SVIParams] = {}
+    excess = []
+    for snap in summary_snapshots(summary_files(shared_data / "deribit" / "BTC")[::3]):
+        for sl in snap.slices:
+            d = fit_data(sl, cfg)
+            if d.n < MIN_QUOTES:
+                continue
+            args = (d.k, d.mid, d.t, d.weight, d.bid, d.ask)
+            kw = {"band": cfg.band, "mid_weight": cfg.mid_weight}
+            p = prev.get(sl.expiry_ns)
+            fit = fit_svi(*args, prev=p, **kw)
+            if p is not None:
+                best = min(fit.loss, fit_svi(*args, prev=p, n_starts=6, precision=0.01,
+                                             **kw).loss)
+                excess.append((fit.loss - best) / max(best, 1e-12))
+            prev[sl.expiry_ns] = fit.params
+    excess = np.array(excess)
+    assert excess.size > 900
+    assert np.mean(excess > 0.01) <= 0.045
+    assert np.median(excess) < 1e-4
