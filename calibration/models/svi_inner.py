@@ -54,7 +54,7 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
     Y, W, nrm, act = scratch
     yp, ym, w1, mv, op = Y[0], Y[1], Y[2], Y[3], Y[4]
     # the wing columns first, in a loop of their own that the compiler can vectorise (the
-    # sums below are sequential)
+    # normal equations' sums below are sequential)
     inv_s = 1.0 / s
     for i in range(n):
         yp[i], ym[i] = wings((k[i] - m) * inv_s)
@@ -120,22 +120,22 @@ def _band_rhs(u0, u1, u2, yp, ym, w1, lo, hi, mv, op, n):
     a0 = a1 = a2 = a3 = b0 = b1 = b2 = b3 = c0 = c1 = c2 = c3 = 0.0
     n4 = n - n % 4
     for i in range(0, n4, 4):
-        w0 = _band_wv(i, u0, u1, u2, yp, ym, w1, lo, hi, mv, op)
-        w_1 = _band_wv(i + 1, u0, u1, u2, yp, ym, w1, lo, hi, mv, op)
-        w2 = _band_wv(i + 2, u0, u1, u2, yp, ym, w1, lo, hi, mv, op)
-        w3 = _band_wv(i + 3, u0, u1, u2, yp, ym, w1, lo, hi, mv, op)
-        a0 += w0
-        a1 += w_1
-        a2 += w2
-        a3 += w3
-        b0 += w0 * yp[i]
-        b1 += w_1 * yp[i + 1]
-        b2 += w2 * yp[i + 2]
-        b3 += w3 * yp[i + 3]
-        c0 += w0 * ym[i]
-        c1 += w_1 * ym[i + 1]
-        c2 += w2 * ym[i + 2]
-        c3 += w3 * ym[i + 3]
+        x0 = _band_wv(i, u0, u1, u2, yp, ym, w1, lo, hi, mv, op)
+        x1 = _band_wv(i + 1, u0, u1, u2, yp, ym, w1, lo, hi, mv, op)
+        x2 = _band_wv(i + 2, u0, u1, u2, yp, ym, w1, lo, hi, mv, op)
+        x3 = _band_wv(i + 3, u0, u1, u2, yp, ym, w1, lo, hi, mv, op)
+        a0 += x0
+        a1 += x1
+        a2 += x2
+        a3 += x3
+        b0 += x0 * yp[i]
+        b1 += x1 * yp[i + 1]
+        b2 += x2 * yp[i + 2]
+        b3 += x3 * yp[i + 3]
+        c0 += x0 * ym[i]
+        c1 += x1 * ym[i + 1]
+        c2 += x2 * ym[i + 2]
+        c3 += x3 * ym[i + 3]
     r0, r1, r2 = (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3), (c0 + c1) + (c2 + c3)
     for i in range(n4, n):
         wv = _band_wv(i, u0, u1, u2, yp, ym, w1, lo, hi, mv, op)
@@ -176,9 +176,8 @@ def inner_scratch(wt, v, band, mid_w, C):
     """:func:`inner_fit`'s work arrays for the quotes ``wt, v, mid_w`` and the QP rows ``C``:
     the wing columns (rows 0-1 of the first), then what every evaluation shares: the weights
     ``wt (1 + mid_w)`` (band mode, else ``wt``), ``mid_w v`` and ``1 / (1 + mid_w)`` (rows
-    2-4); :func:`qp_setup`'s 16 x 3 block
-    (``G`` goes in rows 3-5); the rows' lengths (the domain's, which no evaluation changes,
-    set here); and the active set."""
+    2-4); :func:`qp_setup`'s 16 x 3 block (``G`` goes in rows 3-5); the rows' lengths (the
+    domain's, which no evaluation changes, set here); and the active set."""
     n = wt.shape[0]
     Y = np.empty((5, n))
     for i in range(n):
