@@ -264,15 +264,25 @@ def test_grid_sweep_checks_each_job_before_any_job(gbm_quarter_hour, tmp_path):
     assert not sweep.exists()
 
 
-def test_a_large_grid_is_checked_value_by_value(monkeypatch):
+@pytest.fixture
+def checked_jobs(monkeypatch) -> list[list[str]]:
+    """The override lists the sweep check composes, one per job, with composing and every
+    check after it stubbed out."""
     from replay.app import hydra_app
-    from replay.errors import ConfigError
 
-    checked = []
+    checked: list[list[str]] = []
     monkeypatch.setattr(hydra_app, "compose_checked", lambda words: checked.append(words) or {})
     monkeypatch.setattr("replay.model.config.checked_config", lambda cfg: None)
     monkeypatch.setattr("replay.app.selection.resolve_data", lambda data: None)
     monkeypatch.setattr("replay.analytics.objective.checked_objective", lambda cfg: None)
+    return checked
+
+
+def test_a_large_grid_is_checked_value_by_value(monkeypatch, checked_jobs):
+    from replay.app import hydra_app
+    from replay.errors import ConfigError
+
+    checked = checked_jobs
     small = ["strategy.band=0.1,0.2", "strategy.min_trade=1,2,3"]
     hydra_app._check_sweep(small)
     assert len(checked) == 6 and ["strategy.band=0.2", "strategy.min_trade=3"] in checked
@@ -290,17 +300,12 @@ def test_a_large_grid_is_checked_value_by_value(monkeypatch):
         hydra_app._check_sweep(small)
 
 
-def test_a_swept_key_keeps_its_add_prefix_in_each_checked_job(monkeypatch):
+def test_a_swept_key_keeps_its_add_prefix_in_each_checked_job(checked_jobs):
     # a job of `+key=a,b` or `++key=a,b` is composed as Hydra composes it: with the prefix
     from replay.app import hydra_app
 
-    checked = []
-    monkeypatch.setattr(hydra_app, "compose_checked", lambda words: checked.append(words) or {})
-    monkeypatch.setattr("replay.model.config.checked_config", lambda cfg: None)
-    monkeypatch.setattr("replay.app.selection.resolve_data", lambda data: None)
-    monkeypatch.setattr("replay.analytics.objective.checked_objective", lambda cfg: None)
     hydra_app._check_sweep(["+strategy.extra=1,2", "++strategy.band=0.1,0.2"])
-    assert sorted(checked) == [[f"+strategy.extra={a}", f"++strategy.band={b}"]
+    assert sorted(checked_jobs) == [[f"+strategy.extra={a}", f"++strategy.band={b}"]
                                for a in (1, 2) for b in (0.1, 0.2)]
 
 
