@@ -12,7 +12,14 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from calibration.models.svi_qp import N_DOMAIN_ROWS, OK, domain_rows, qp_run, qp_setup
+from calibration.models.svi_qp import (
+    N_DOMAIN_ROWS,
+    OK,
+    domain_rows,
+    qp_run,
+    qp_setup,
+    row_lengths,
+)
 
 N_BAND_ROUNDS = 4  # projections onto the bid/ask band per inner fit (band mode)
 
@@ -176,8 +183,9 @@ def inner_scratch(wt, v, band, mid_w, C):
     """:func:`inner_fit`'s work arrays for the quotes ``wt, v, mid_w`` and the QP rows ``C``:
     the wing columns (rows 0-1 of the first), then what every evaluation shares: the weights
     ``wt (1 + mid_w)`` (band mode, else ``wt``), ``mid_w v`` and ``1 / (1 + mid_w)`` (rows
-    2-4); :func:`qp_setup`'s 16 x 3 block (``G`` goes in rows 3-5); the rows' lengths (the
-    domain's, which no evaluation changes, set here); and the active set."""
+    2-4); :func:`~calibration.models.svi_qp.qp_setup`'s 16 x 3 block (``G`` goes in rows
+    3-5); the rows' lengths (the domain's, which no evaluation changes, set here); and the
+    active set."""
     n = wt.shape[0]
     Y = np.empty((5, n))
     for i in range(n):
@@ -185,17 +193,16 @@ def inner_scratch(wt, v, band, mid_w, C):
         Y[3, i] = mid_w[i] * v[i]
         Y[4, i] = 1.0 / (1.0 + mid_w[i])
     nrm = np.empty(C.shape[0])
-    for j in range(N_DOMAIN_ROWS):
-        nrm[j] = np.sqrt(C[j, 0] ** 2 + C[j, 1] ** 2 + C[j, 2] ** 2)
+    row_lengths(C, nrm, 0, N_DOMAIN_ROWS)
     return Y, np.empty((16, 3)), nrm, np.empty(3, dtype=np.int64)
 
 
 @njit(cache=True)
 def fit_rows(amax, slope, fk, fw):
     """The QP rows ``C u >= h`` of one fit in the wing basis ``u = (a, p, q)`` of
-    :func:`inner_fit`: the domain (:func:`domain_rows` times ``T``; slope rows
-    set per ``sigma`` by :func:`inner_fit`) and a floor row ``a + p (z_j + y_j) + q (z_j - y_j)
-    >= fw_j`` per floor point (set per ``(m, sigma)``)."""
+    :func:`inner_fit`: the domain (:func:`~calibration.models.svi_qp.domain_rows` times
+    ``T``; slope rows set per ``sigma`` by :func:`inner_fit`) and a floor row
+    ``a + p (z_j + y_j) + q (z_j - y_j) >= fw_j`` per floor point (set per ``(m, sigma)``)."""
     nf = fk.shape[0]
     C = np.empty((N_DOMAIN_ROWS + nf, 3))
     h = np.empty(N_DOMAIN_ROWS + nf)

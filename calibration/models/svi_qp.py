@@ -127,13 +127,12 @@ def qp_solve(G: np.ndarray, r: np.ndarray, C: np.ndarray, h: np.ndarray,
 @njit(cache=True)
 def qp_setup(W: np.ndarray, C: np.ndarray, h: np.ndarray, nrm: np.ndarray, j0: int) -> float:
     """The parts of :func:`qp_solve` that do not depend on ``r``, computed once for problems
-    that share ``G``, ``C`` and ``h`` (the band rounds of :func:`inner_fit`).  ``G`` comes in
-    rows 3-5 of the scratch ``W`` (16 x 3); out go the scaled inverse ``(G / tr)^-1`` into
-    rows 0-2, the trace ``tr`` into ``W[15, 0]`` and the lengths of rows ``j0`` on into
-    ``nrm`` (those before ``j0`` are the caller's, unchanged since it set them).  Returns the
-    violation tolerance."""
-    for j in range(j0, C.shape[0]):
-        nrm[j] = np.sqrt(C[j, 0] ** 2 + C[j, 1] ** 2 + C[j, 2] ** 2)
+    that share ``G``, ``C`` and ``h`` (the band rounds of
+    :func:`calibration.models.svi_inner.inner_fit`).  ``G`` comes in rows 3-5 of the scratch
+    ``W`` (16 x 3); out go the scaled inverse ``(G / tr)^-1`` into rows 0-2, the trace ``tr``
+    into ``W[15, 0]`` and the lengths of rows ``j0`` on into ``nrm`` (those before ``j0`` are
+    the caller's, unchanged since it set them).  Returns the violation tolerance."""
+    row_lengths(C, nrm, j0, C.shape[0])
     hmax = 0.0
     for j in range(C.shape[0]):
         hmax = max(hmax, abs(h[j]) / nrm[j])
@@ -142,6 +141,13 @@ def qp_setup(W: np.ndarray, C: np.ndarray, h: np.ndarray, nrm: np.ndarray, j0: i
     _inv3_rows(W, tr)
     W[15, 0] = tr
     return 1e-13 + 1e-11 * hmax
+
+
+@njit(cache=True, inline="always")
+def row_lengths(C: np.ndarray, nrm: np.ndarray, j0: int, j1: int) -> None:
+    """``nrm[j]`` becomes the Euclidean length of row ``C[j]``, for ``j0 <= j < j1``."""
+    for j in range(j0, j1):
+        nrm[j] = np.sqrt(C[j, 0] ** 2 + C[j, 1] ** 2 + C[j, 2] ** 2)
 
 
 @njit(cache=True, inline="always")
