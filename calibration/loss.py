@@ -47,7 +47,10 @@ WEIGHTINGS = ("vega", "spread", "uniform")
 class LossConfig:
     weighting: str = "spread"
     band: bool = True
-    mid_weight: float = 0.05
+    # the pull to the mid: at 0.05, once SVI minimised the band loss exactly, the shootout's
+    # warm SVI fits sat 0.3499 vol pts from the venue's marks; at 0.1 every model is inside
+    # the band as often or more, and nearer the marks (BENCHMARKS.md, the shootout rows)
+    mid_weight: float = 0.1
     min_tick_weight: float = 0.2
     stale_weight: float = 0.0
     min_half_spread: float = 0.25  # vol points

@@ -32,9 +32,12 @@ Lee's, and ``a`` may be negative as long as the variance stays positive):
   (Zeliade's ``a >= 0`` is too strict for crypto smiles, whose fits want ``a < 0``).
 
 Loss: residuals are measured in implied-vol points (``dw = 2 iv t d(iv)``), weighted by the
-caller's weights.  In band mode the target of each quote is the nearest point of its
-``[bid, ask]`` total-variance band (alternating projection, a fixed number of rounds, with an
-optional pull ``mid_weight`` towards the mid).  Tikhonov regularisation adds
+caller's weights.  In band mode a quote's residual is the fit's distance from its
+``[bid, ask]`` total-variance band, plus a pull ``mid_weight`` towards the mid (the loss of
+:mod:`calibration.loss`); for fixed ``(m, sigma)`` its exact minimiser is found by the quotes'
+sides of their bands (:func:`calibration.models.svi_inner.inner_fit`).  Without a pull the band
+can leave ``(a, d, c)`` undetermined, and the fit is then that of a fixed number of
+alternating projections onto the bands, from the mid fit.  Tikhonov regularisation adds
 ``lam * |theta - theta_prev|^2`` in normalised units: ``(a, d, c)`` divided by the ATM total
 variance, ``(m, sigma)`` divided by its square root.
 
@@ -84,7 +87,8 @@ def _outer_obj(x, D):
     Returns ``(objective, a, d, c)``."""
     k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mb, sb, C, h, fk, scratch = D
     m = min(max(x[0], mb[0]), mb[1])
-    s = np.exp(min(max(x[1], sb[0]), sb[1]))
+    ls = min(max(x[1], sb[0]), sb[1])
+    s = np.exp(ls)
     lam_adc = prev_adc = (0.0, 0.0, 0.0)
     pen = 0.0
     if lam > 0.0:
@@ -96,7 +100,7 @@ def _outer_obj(x, D):
     obj, a, d, c = inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C,
                              h, fk, scratch)
     # a penalty for leaving the box keeps Nelder-Mead inside it
-    out = (x[0] - m) ** 2 + (x[1] - np.log(s)) ** 2
+    out = (x[0] - m) ** 2 + (x[1] - ls) ** 2
     return obj + pen + 1e3 * out, a, d, c
 
 
@@ -211,8 +215,8 @@ def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev,
     if has_prev:
         x0 = (prev[3], np.log(max(prev[4], 1e-4)))
         # the previous m is usually close, the previous sigma less so: a first simplex as
-        # small in log sigma as in m (0.3 of a cold start's) left 5.7 % of real warm refits
-        # more than 1 % above the best loss known, against 2.9 % with this one, for 2 % more
+        # small in log sigma as in m (0.3 of a cold start's) leaves 4.9 % of real warm refits
+        # more than 1 % above the best loss known, against 1.8 % with this one, for 1.4 % more
         # evaluations
         best_x, best_v, nev_tot = _nelder_mead(x0, (step[0] * 0.3, step[1] * 0.7), max_iter,
                                                1e-9, xtol, D)

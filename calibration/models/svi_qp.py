@@ -132,15 +132,29 @@ def qp_setup(W: np.ndarray, C: np.ndarray, h: np.ndarray, nrm: np.ndarray, j0: i
     ``W`` (16 x 3); out go the scaled inverse ``(G / tr)^-1`` into rows 0-2, the trace ``tr``
     into ``W[15, 0]`` and the lengths of rows ``j0`` on into ``nrm`` (those before ``j0`` are
     the caller's, unchanged since it set them).  Returns the violation tolerance."""
+    qp_factor(W)
+    return qp_rows(C, h, nrm, j0)
+
+
+@njit(cache=True, inline="always")
+def qp_rows(C: np.ndarray, h: np.ndarray, nrm: np.ndarray, j0: int) -> float:
+    """:func:`qp_setup`'s part for the rows alone (for problems that share them but not
+    ``G``): the lengths of rows ``j0`` on, and the violation tolerance."""
     row_lengths(C, nrm, j0, C.shape[0])
     hmax = 0.0
     for j in range(C.shape[0]):
         hmax = max(hmax, abs(h[j]) / nrm[j])
+    return 1e-13 + 1e-11 * hmax
+
+
+@njit(cache=True, inline="always")
+def qp_factor(W: np.ndarray) -> None:
+    """:func:`qp_setup`'s part for ``G`` alone (rows 3-5 of ``W``): the scaled inverse into
+    rows 0-2 and the trace into ``W[15, 0]``."""
     # scaling the objective leaves the argmin alone and keeps the steps O(1)
     tr = W[3, 0] + W[4, 1] + W[5, 2]
     _inv3_rows(W, tr)
     W[15, 0] = tr
-    return 1e-13 + 1e-11 * hmax
 
 
 @njit(cache=True, inline="always")

@@ -248,11 +248,13 @@ def test_an_expiry_whose_quotes_did_not_change_is_carried_over(model):
     r = scheme.refit(_quoted_at(c, quoted, 10 ** 9))
     assert r.carried == set(first.params)
     assert r.fitted.slices == first.fitted.slices and r.params == first.params
-    # the middle expiry's quotes are updated (the same prices, quoted a second later: its
-    # vols move with the time to expiry), the others are carried; eSSVI's last expiry is
-    # refitted too, because its calendar constraint comes from the middle one
+    # the middle expiry's quotes are updated (a second later, 1 % dearer: the same prices
+    # alone move its vols too little for a warm eSSVI fit to leave its start), the others are
+    # carried; eSSVI's last expiry is refitted too, because its calendar constraint comes
+    # from the middle one
     mid = c["exp"] == np.unique(c["exp"])[1]
     quoted = np.where(mid, 2 * 10 ** 9, quoted)
+    c = {**c, **{side: np.where(mid, 1.01 * c[side], c[side]) for side in ("bid", "ask")}}
     state = json.loads(json.dumps(scheme.state_dict()))
     r2 = scheme.refit(_quoted_at(c, quoted, 2 * 10 ** 9))
     e = sorted(first.params)

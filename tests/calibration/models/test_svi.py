@@ -196,8 +196,8 @@ def test_warm_refits_of_real_slices_rarely_settle_in_a_poorer_minimum(shared_dat
     # Each expiry of every third real BTC snapshot refitted warm from its previous fit, as a
     # scheme refits, against the best loss known (this fit or a six-start fit at a hundredth
     # of the default tolerances).  The warm start's first simplex decides how often a single
-    # warm search settles in a poorer local minimum: 2.9 % of 1,003 refits are more than 1 %
-    # above the best now, 5.7 % with a first simplex 0.3 of a cold start's in log sigma too.
+    # warm search settles in a poorer local minimum: 1.8 % of 1,003 refits are more than 1 %
+    # above the best now, 4.9 % with a first simplex 0.3 of a cold start's in log sigma too.
     from calibration.loss import LossConfig, fit_data
     from calibration.quotes import MIN_QUOTES
     from replay.ingest.deribit_summary import summary_files, summary_snapshots
@@ -221,5 +221,5 @@ def test_warm_refits_of_real_slices_rarely_settle_in_a_poorer_minimum(shared_dat
             prev[sl.expiry_ns] = fit.params
     excess = np.array(excess)
     assert excess.size > 900
-    assert np.mean(excess > 0.01) <= 0.045
+    assert np.mean(excess > 0.01) <= 0.035
     assert np.median(excess) < 1e-4

@@ -248,7 +248,7 @@ def test_key_reads_a_config_as_it_is_meant():
             {"_target_": target, "model": "svi", "lam": 0.0, "check_parity": False,
              "every": "60s", "loss": {"band": True, "min_tick_weight": 0.2}},
             {"_target_": target, "model": "svi",  # a loss key at its default
-             "loss": {"band": True, "min_tick_weight": 0.2, "mid_weight": 0.05}},
+             "loss": {"band": True, "min_tick_weight": 0.2, "mid_weight": 0.1}},
             {"_target_": target, "model": "svi"},  # no loss: every loss key at its default
             {"_target_": target, "model": "svi", "every": "1min"},  # one interval, two ways
             {"_target_": target, "model": "svi", "every": 60}]
@@ -261,7 +261,7 @@ def test_key_reads_a_config_as_it_is_meant():
         stream_key("fp", {"_target_": target}, sel)
     for changed in ({"lam": 0.1}, {"every": "1s"}, {"every": "60q"}, {"check_parity": True},
                     {"loss": {"band": True, "min_tick_weight": 0.3}},
-                    {"loss": {"band": True, "min_tick_weight": 0.2, "mid_weight": 0.1}}):
+                    {"loss": {"band": True, "min_tick_weight": 0.2, "mid_weight": 0.05}}):
         calib = {"_target_": target, "model": "svi", "lam": 0.0,
                  "loss": {"band": True, "min_tick_weight": 0.2}, **changed}
         assert stream_key("fp", calib, sel) != base, changed
