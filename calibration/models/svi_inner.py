@@ -101,10 +101,7 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
     u = W[9]
     rounds = N_BAND_ROUNDS if band else 1
     for it in range(rounds):
-        r = (r0 + lam_adc[0] * prev_adc[0],
-             r1 + (lam_adc[1] * prev_adc[1] + lam_adc[2] * prev_adc[2]),
-             r2 + (lam_adc[2] * prev_adc[2] - lam_adc[1] * prev_adc[1]))
-        if qp_run(W, r, C, h, nrm, tol, act, 100) != OK:
+        if qp_run(W, _rhs(r0, r1, r2, lam_adc, prev_adc), C, h, nrm, tol, act, 100) != OK:
             return np.inf, 0.0, 0.0, 0.0
         if it == rounds - 1:
             break
@@ -134,6 +131,15 @@ def _set_normal(W, g, lam_adc) -> None:
     W[3, 1] = W[4, 0] = g[1]
     W[3, 2] = W[5, 0] = g[2]
     W[4, 2] = W[5, 1] = g[4] + (lam_adc[2] - lam_adc[1])
+
+
+@njit(cache=True, inline="always")
+def _rhs(r0, r1, r2, lam_adc, prev_adc):
+    """The QP's right-hand side: the normal equations' ``(r0, r1, r2)`` plus the Tikhonov
+    pull towards ``prev_adc``, in the wing basis (as :func:`_set_normal` adds its weights)."""
+    return (r0 + lam_adc[0] * prev_adc[0],
+            r1 + (lam_adc[1] * prev_adc[1] + lam_adc[2] * prev_adc[2]),
+            r2 + (lam_adc[2] * prev_adc[2] - lam_adc[1] * prev_adc[1]))
 
 
 @njit(cache=True, inline="always")
@@ -186,9 +192,7 @@ def _band_exact(g, r, o, yp, ym, wt, v, lo, hi, mid_w, side, lam_adc, prev_adc, 
         _set_normal(W, (g[0] + o[0], g[1] + o[1], g[2] + o[2], g[3] + o[3], g[4] + o[4],
                         g[5] + o[5]), lam_adc)
         qp_factor(W)
-        rr = (r[0] + o[6] + lam_adc[0] * prev_adc[0],
-              r[1] + o[7] + (lam_adc[1] * prev_adc[1] + lam_adc[2] * prev_adc[2]),
-              r[2] + o[8] + (lam_adc[2] * prev_adc[2] - lam_adc[1] * prev_adc[1]))
+        rr = _rhs(r[0] + o[6], r[1] + o[7], r[2] + o[8], lam_adc, prev_adc)
         if qp_run(W, rr, C, h, nrm, tol, act, 100) != OK:
             return np.inf, 0.0, 0.0, 0.0
         changed, o = _classify(W[9, 0], W[9, 1], W[9, 2], yp, ym, wt, lo, hi, side, n)

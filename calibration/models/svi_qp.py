@@ -6,7 +6,7 @@ For fixed ``(m, sigma)`` raw SVI is linear in ``theta = (a, d, c)`` (Zeliade Sys
 the seven rows of Zeliade's domain (:func:`domain_rows`) and, for a calendar-constrained refit,
 one row per floor point ``w(k_j) = a + d y_j + c sqrt(y_j^2 + 1) >= w_floor_j``.
 :func:`calibration.models.svi_inner.inner_fit` builds that QP for one slice (the normal
-equations, the band projections of the loss) and solves it here.
+equations, and in band mode those of the quotes' sides of their bands) and solves it here.
 
 The QP is solved exactly, in finitely many steps, by the dual active-set method of Goldfarb and
 Idnani (1983, "A numerically stable dual method for solving strictly convex quadratic

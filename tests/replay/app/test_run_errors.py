@@ -306,7 +306,7 @@ def test_a_swept_key_keeps_its_add_prefix_in_each_checked_job(checked_jobs):
 
     hydra_app._check_sweep(["+strategy.extra=1,2", "++strategy.band=0.1,0.2"])
     assert sorted(checked_jobs) == [[f"+strategy.extra={a}", f"++strategy.band={b}"]
-                               for a in (1, 2) for b in (0.1, 0.2)]
+                                    for a in (1, 2) for b in (0.1, 0.2)]
 
 
 def test_a_config_the_data_refuses_leaves_its_run_directory_free(gbm_quarter_hour, tmp_path):
