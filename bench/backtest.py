@@ -15,7 +15,9 @@ compiled kernels it calls load inside the timed run):
 * ``cached_vs_market_only``: the ratio of the two rates above; ``cached_consumer_seconds``,
   where the cached run's time goes: each consumer's seconds in its wakes (``calibration``:
   splicing the stream's events into the journal; the rest of the run is the market replay,
-  the journal's writes and the run's set-up and metrics);
+  the journal's writes and the run's set-up and metrics), and ``cached_journal``, what
+  storing its journal cost (the run's ``journal`` metrics: rows, the writer thread's
+  seconds, the seconds the run waited for it);
 * the epochs process: ``epoch_build_events_per_second``, the cold process's run with
   ``calibration.epoch=6h`` on another cold cache, whose build fits the day's epochs in
   parallel processes (``calibration.build_jobs`` at its default, one per core;
@@ -131,6 +133,7 @@ def _day_job(which: str, db: str, out: str, band: float, epoch: str | None = Non
             "parts": _parts(m["surface_stream"]["path"]),
             "consumer_seconds": {k: round(v["seconds"], 2) for k, v in m["consumers"].items()
                                  if v["wakes"]},
+            "journal": {k: round(v, 2) for k, v in m["journal"].items()},
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "children_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
@@ -182,6 +185,7 @@ def run(quick: bool) -> dict:
         "cached_events_per_second": round(events / warm["seconds"]),
         "cached_run_seconds": round(warm["seconds"], 2),
         "cached_consumer_seconds": warm["consumer_seconds"],
+        "cached_journal": warm["journal"],
         "market_only_events_per_second": round(market),
         "cached_vs_market_only": round(events / warm["seconds"] / market, 3),
         "same_journal_hash": live["journal_hash"] == cached["journal_hash"],

@@ -367,6 +367,7 @@ def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfi
         "events_per_second": res.events_per_second,
         "journal_hash": res.journal_hash,
         "consumers": res.consumer_costs,
+        "journal": res.journal_costs,
         "calibration": calib.metrics() if calib is not None else dict(_NULL_CALIBRATION),
     }
     tables = read_tables(out / "journal.duckdb", ["pnl", "attribution"])

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -62,7 +63,11 @@ class Journal:
 
     A journal opened with ``path=None`` keeps the running hash and the seqs and stores
     nothing: the replay of a surface-stream build, whose journal nobody reads, then spends no
-    time on rows (its hash is still recorded)."""
+    time on rows (its hash is still recorded).
+
+    :meth:`costs` says what storing the rows cost: the rows handed to the writer, the
+    writer thread's seconds (inserts, commits, the checkpoint at close) and the seconds the
+    caller waited for it (a run's ``journal`` metrics block)."""
 
     IN_FLIGHT = 2  #: writes queued for the writer thread before the caller waits
 
@@ -86,6 +91,9 @@ class Journal:
         self._buffered = 0
         self._inflight: deque[Future] = deque()
         self._tables: set[str] = set()
+        self.rows_written = 0  # rows handed to the writer thread, every table's
+        self._writer_ns = 0  # added to on the writer thread only
+        self._wait_ns = 0  # the caller's time blocked on the writer
         self.con: duckdb.DuckDBPyConnection | None = None
         if self.path is None:
             return
@@ -238,7 +246,21 @@ class Journal:
     def sync(self) -> None:
         """Wait for the writes handed to the writer thread (raising what one raised)."""
         while self._inflight:
-            self._inflight.popleft().result()
+            self._wait(self._inflight.popleft())
+
+    def _wait(self, write: Future) -> None:
+        t0 = time.perf_counter_ns()
+        try:
+            write.result()
+        finally:
+            self._wait_ns += time.perf_counter_ns() - t0
+
+    def costs(self) -> dict[str, float | int]:
+        """What storing the rows has cost so far (complete once closed): ``rows`` handed to
+        the writer thread, ``writer_seconds`` it spent writing them and ``wait_seconds`` the
+        caller spent waiting for it (the part of the writing the replay paid for)."""
+        return {"rows": self.rows_written, "writer_seconds": self._writer_ns / 1e9,
+                "wait_seconds": self._wait_ns / 1e9}
 
     def _submit(self, fn: Callable, *args: Any) -> None:
         """Run ``fn`` on the writer thread after the writes before it, at most
@@ -246,8 +268,16 @@ class Journal:
         failed write raises at the next submit or :meth:`sync`)."""
         while self._inflight and (self._inflight[0].done()
                                   or len(self._inflight) >= self.IN_FLIGHT):
-            self._inflight.popleft().result()
-        self._inflight.append(self._writer.submit(fn, *args))
+            self._wait(self._inflight.popleft())
+        self._inflight.append(self._writer.submit(self._timed, fn, *args))
+
+    def _timed(self, fn: Callable, *args: Any) -> None:
+        """``fn(*args)`` on the writer thread, its time counted in :attr:`_writer_ns`."""
+        t0 = time.perf_counter_ns()
+        try:
+            fn(*args)
+        finally:
+            self._writer_ns += time.perf_counter_ns() - t0
 
     def copy_table(self, table: str, parquet: str | os.PathLike) -> None:
         """(Re)create ``table`` as a copy of a Parquet file, on the writer thread: a table
@@ -307,6 +337,7 @@ class Journal:
         for name, parts in self._parts.items():
             tables.append((KINDS[name], _rows_table(KINDS[name], parts)))
         self._main_runs, self._buf, self._parts, self._buffered = [], held_buf, held_parts, held
+        self.rows_written += sum(t.num_rows for _, t in tables)
         self._submit(self._insert, begin, tables)
 
     def _pair(self, kind: str, source: str) -> int:
@@ -363,7 +394,11 @@ class Journal:
             self.flush()
         finally:  # a failed write still lets go of the thread and the database file
             self._writer.shutdown()
-            self.con.close()
+            t0 = time.perf_counter_ns()
+            self.con.close()  # the checkpoint: written by the caller, who waits for it
+            spent = time.perf_counter_ns() - t0
+            self._writer_ns += spent
+            self._wait_ns += spent
 
 
 def _rows_table(k: EventKind, parts: list[tuple[np.ndarray, np.ndarray, Any]]) -> pa.Table:

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,8 @@ class ReplayResult:
     positions: dict[int, float]  # contracts per instrument at the end, from the venue's books
     #: per consumer: its wakes in this process and the time spent in them (WakeCosts.summary)
     consumer_costs: dict[str, dict]
+    #: what storing the journal's rows cost in this process (Journal.costs)
+    journal_costs: dict[str, float | int] = field(default_factory=dict)
 
 
 def _progress(progress: Any, feed: Feed) -> tuple[Callable | None, Callable[[], None]]:
@@ -200,7 +202,7 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
     n = state.n_events - n0
     return ReplayResult(n, state.n_events, wall, n / wall if wall > 0 else 0.0, journal.hash_hex,
                         jpath if keep_journal else None, rt.n_wakes, rt.positions(),
-                        rt.costs.summary())
+                        rt.costs.summary(), journal.costs())
 
 
 @contextmanager

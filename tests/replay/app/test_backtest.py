@@ -7,6 +7,7 @@ import json
 import math
 from pathlib import Path
 
+import duckdb
 import pytest
 from numpy.testing import assert_allclose
 from omegaconf import OmegaConf
@@ -63,6 +64,14 @@ def test_backtest_metrics_contract_and_exact_attribution(store, tmp_path):
     # each consumer's wakes and their cost; the calibration's are its replayed stream's
     assert {"calibration", "hedger", "pnl"} <= set(m["consumers"])
     assert m["consumers"]["calibration"]["wakes"] > 0 and m["consumers"]["hedger"]["wakes"] > 0
+    # what the journal's rows cost: every row of every table, the writer's time and the wait
+    with duckdb.connect(str(tmp_path / "a" / "journal.duckdb"), read_only=True) as con:
+        tables = [r[0] for r in con.sql("SELECT table_name FROM duckdb_tables()").fetchall()]
+        stored = sum(con.sql(f'SELECT count(*) FROM "{t}"').fetchall()[0][0] for t in tables
+                     if t != "journal_meta")
+    copied = m["journal"]["rows"]
+    assert 0 < copied <= stored and m["journal"]["writer_seconds"] > 0
+    assert 0 <= m["journal"]["wait_seconds"]
     # the buckets sum to the total (the residual takes what the Taylor explain misses)
     att = m["attribution"]
     assert_allclose(math.fsum(att.values()), m["pnl"]["total_usd"], rtol=1e-12, atol=1e-9)

@@ -288,6 +288,26 @@ def test_the_smallest_kinds_wait_for_a_later_write_and_every_commit(tmp_path):
     assert recompute_hash(tmp_path / "j.duckdb") == j.hash_hex
 
 
+def test_costs_count_every_row_written_and_the_writers_time(tmp_path):
+    """``costs()``: the rows handed to the writer (journal rows and payload rows alike, the
+    kinds held back for a later write counted when written), its seconds and the wait."""
+    j = Journal(tmp_path / "j.duckdb", flush_rows=64)
+    assert j.costs() == {"rows": 0, "writer_seconds": 0.0, "wait_seconds": 0.0}
+    for i in range(40):
+        if i % 10 == 0:
+            j.append("wake", i, (2, i), "engine", {"consumer": "c", "reason": "deadline"})
+        j.append("mark", i, (2, i), "a", {"instrument_id": 0, "price": 1.0, "value": 2.0})
+    j.sync()
+    assert j.costs()["rows"] == 32 + 29  # the first write: the wakes' payload rows wait
+    j.close()
+    costs = j.costs()
+    assert costs["rows"] == 2 * (40 + 4)
+    with duckdb.connect(str(tmp_path / "j.duckdb"), read_only=True) as con:
+        assert sum(con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0]
+                   for t in ("journal", "marks", "wakes")) == costs["rows"]
+    assert costs["writer_seconds"] > 0 and 0 <= costs["wait_seconds"]
+
+
 def test_a_failed_write_surfaces_at_the_next_flush(tmp_path):
     """Inserts run on the writer thread: what fails there is raised to the caller."""
     j = Journal(tmp_path / "j.duckdb")
