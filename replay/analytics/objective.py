@@ -146,6 +146,9 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
         "arb_violations", "fit_ms_median", "vs_venue_mark_iv_mae_vol_pts", "fallbacks",
         "skipped_no_quotes")}
     names |= {"surface_stream.built", "surface_stream.build_seconds"}
+    from replay.engine.journal import COST_KEYS
+
+    names |= {f"journal.{k}" for k in COST_KEYS}
     names |= {f"margin.{k}" for k in NUMERIC_MARGIN_KEYS}
     from replay.analytics.forecast_scores import REALIZED_KEYS, SCORES
     from replay.consumers.forecast.forecasters import FORECASTERS

@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +38,16 @@ from replay.model.events import (
     EventKind,
     chain,
     columns_of,
+    kind_of,
     length_prefixed,
     payload_digest,
 )
 from replay.store.journal_file import records_version
+from replay.store.ordered_writer import OrderedWriter
 from replay.store.row_groups import RowRange
+
+#: the ``journal`` block of metrics.json (:meth:`Journal.costs`, docs/outputs.md)
+COST_KEYS = ("rows", "writer_seconds", "wait_seconds")
 
 
 class Journal:
@@ -57,17 +59,14 @@ class Journal:
     A resumed run cuts the journal back to its snapshot, so what a crash loses between commits
     is never needed; the large transactions let DuckDB write the tables' row groups to the file
     directly instead of into the write-ahead log and again at the checkpoint (on a cached
-    synthetic day: 0.25 s instead of 1.6 s).  The inserts run on a writer thread, up to
-    :attr:`IN_FLIGHT` writes queued while the caller goes on; :meth:`flush` and :meth:`sync`
-    wait for them.
+    synthetic day: 0.25 s instead of 1.6 s).  The inserts run on a writer thread
+    (:class:`~replay.store.ordered_writer.OrderedWriter`), up to :attr:`IN_FLIGHT` writes
+    queued while the caller goes on; :meth:`flush` and :meth:`sync` wait for them, and
+    :meth:`costs` says what they cost.
 
     A journal opened with ``path=None`` keeps the running hash and the seqs and stores
     nothing: the replay of a surface-stream build, whose journal nobody reads, then spends no
-    time on rows (its hash is still recorded).
-
-    :meth:`costs` says what storing the rows cost: the rows handed to the writer, the
-    writer thread's seconds (inserts, commits, the checkpoint at close) and the seconds the
-    caller waited for it (a run's ``journal`` metrics block)."""
+    time on rows (its hash is still recorded)."""
 
     IN_FLIGHT = 2  #: writes queued for the writer thread before the caller waits
 
@@ -89,11 +88,9 @@ class Journal:
         self._parts: dict[str, list[tuple[np.ndarray, np.ndarray, Any]]] = {}
         self._prefixes: dict[tuple[str, str], bytes] = {}
         self._buffered = 0
-        self._inflight: deque[Future] = deque()
         self._tables: set[str] = set()
         self.rows_written = 0  # rows handed to the writer thread, every table's
-        self._writer_ns = 0  # added to on the writer thread only
-        self._wait_ns = 0  # the caller's time blocked on the writer
+        self._writer: OrderedWriter | None = None
         self.con: duckdb.DuckDBPyConnection | None = None
         if self.path is None:
             return
@@ -110,7 +107,7 @@ class Journal:
         # cached day's fit rows insert in 0.54 s on one thread, 0.74 s on two).
         self.con.execute("SET threads = 1").fetchall()
         # the inserts run on one writer thread, one write at a time, in order
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._writer = OrderedWriter("journal", self.IN_FLIGHT)
         try:
             self._ensure_tables()
         except BaseException:
@@ -147,7 +144,7 @@ class Journal:
         or to equal-length sequences (several rows).  ``digest``, when given, is the event's
         :func:`payload_digest`, computed once by a caller that appends the same payload
         often.  Returns the event's seq."""
-        k = _kind(kind)
+        k = kind_of(kind)
         n, cols = columns_of(k, dict(rows or {}))
         return self.append_columns(k, ts, cause, source, n, cols,
                                    digest if digest is not None else payload_digest(k, cols))
@@ -170,7 +167,7 @@ class Journal:
         """Append one event whose payload rows are rows ``[i0, i1)`` of ``table`` (which has
         every declared field, with the declared types) and whose :func:`payload_digest` is
         ``digest``: replaying recorded events costs no per-row Python."""
-        k = _kind(kind)
+        k = kind_of(kind)
         seq = self._chain(k, int(ts), cause, source, digest)
         n = i1 - i0
         self.add_rows(k, np.full(n, seq, np.int64), np.full(n, int(ts), np.int64),
@@ -183,7 +180,7 @@ class Journal:
         payload rows follow with :meth:`add_rows`.  Event ``j`` is of the (kind, source)
         ``kinds[code[j]]``, at ``ts[j]`` with cause ``(cause_stream[j], cause_seq[j])``, and
         ``digests[32 j : 32 j + 32]`` is its :func:`payload_digest`."""
-        names = [_kind(k).name for k, _ in kinds]
+        names = [kind_of(k).name for k, _ in kinds]
         prefixes = [self._prefix(k, src) for k, src in kinds]
         first, seq, h = self.seq + 1, self.seq, self.hash
         pack, blake2b = HEAD.pack, hashlib.blake2b
@@ -206,7 +203,7 @@ class Journal:
         per row, and ``rows`` with every declared field (a table's other columns are
         dropped); a :class:`~replay.store.row_groups.RowRange` is read when the rows are
         written, joined with the ranges next to it."""
-        k = _kind(kind)
+        k = kind_of(kind)
         self._parts.setdefault(k.name, []).append((seq, ts, rows))
         self._count(len(seq))
 
@@ -245,39 +242,16 @@ class Journal:
 
     def sync(self) -> None:
         """Wait for the writes handed to the writer thread (raising what one raised)."""
-        while self._inflight:
-            self._wait(self._inflight.popleft())
-
-    def _wait(self, write: Future) -> None:
-        t0 = time.perf_counter_ns()
-        try:
-            write.result()
-        finally:
-            self._wait_ns += time.perf_counter_ns() - t0
+        if self._writer is not None:
+            self._writer.sync()
 
     def costs(self) -> dict[str, float | int]:
-        """What storing the rows has cost so far (complete once closed): ``rows`` handed to
-        the writer thread, ``writer_seconds`` it spent writing them and ``wait_seconds`` the
-        caller spent waiting for it (the part of the writing the replay paid for)."""
-        return {"rows": self.rows_written, "writer_seconds": self._writer_ns / 1e9,
-                "wait_seconds": self._wait_ns / 1e9}
-
-    def _submit(self, fn: Callable, *args: Any) -> None:
-        """Run ``fn`` on the writer thread after the writes before it, at most
-        :attr:`IN_FLIGHT` queued: the replay waits only when the writer is that far behind (a
-        failed write raises at the next submit or :meth:`sync`)."""
-        while self._inflight and (self._inflight[0].done()
-                                  or len(self._inflight) >= self.IN_FLIGHT):
-            self._wait(self._inflight.popleft())
-        self._inflight.append(self._writer.submit(self._timed, fn, *args))
-
-    def _timed(self, fn: Callable, *args: Any) -> None:
-        """``fn(*args)`` on the writer thread, its time counted in :attr:`_writer_ns`."""
-        t0 = time.perf_counter_ns()
-        try:
-            fn(*args)
-        finally:
-            self._writer_ns += time.perf_counter_ns() - t0
+        """What storing the rows has cost so far (all of it once closed): ``rows`` handed to
+        the writer thread, ``writer_seconds`` it spent on them (the checkpoint at close
+        included) and ``wait_seconds`` the caller spent waiting for it."""
+        w = self._writer
+        return dict(zip(COST_KEYS, (self.rows_written, *((w.writer_ns / 1e9, w.wait_ns / 1e9)
+                                                         if w else (0.0, 0.0)))))
 
     def copy_table(self, table: str, parquet: str | os.PathLike) -> None:
         """(Re)create ``table`` as a copy of a Parquet file, on the writer thread: a table
@@ -287,13 +261,13 @@ class Journal:
             raise ValueError(f"{table} is a journal table, not a copied one")
         if self.con is None:
             return
-        self._submit(self._execute,
+        self._writer.submit(self._execute,
                      f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM read_parquet($f)',
                      {"f": str(parquet)})
 
     def _commit(self) -> None:
         if self._uncommitted:
-            self._submit(self._execute, "COMMIT")
+            self._writer.submit(self._execute, "COMMIT")
             self._uncommitted = 0
 
     def _execute(self, sql: str, params: dict | None = None) -> None:
@@ -338,7 +312,7 @@ class Journal:
             tables.append((KINDS[name], _rows_table(KINDS[name], parts)))
         self._main_runs, self._buf, self._parts, self._buffered = [], held_buf, held_parts, held
         self.rows_written += sum(t.num_rows for _, t in tables)
-        self._submit(self._insert, begin, tables)
+        self._writer.submit(self._insert, begin, tables)
 
     def _pair(self, kind: str, source: str) -> int:
         return self._pairs.setdefault((kind, source), len(self._pairs))
@@ -394,11 +368,7 @@ class Journal:
             self.flush()
         finally:  # a failed write still lets go of the thread and the database file
             self._writer.shutdown()
-            t0 = time.perf_counter_ns()
-            self.con.close()  # the checkpoint: written by the caller, who waits for it
-            spent = time.perf_counter_ns() - t0
-            self._writer_ns += spent
-            self._wait_ns += spent
+            self._writer.by_caller(self.con.close)  # the checkpoint: the caller waits for it
 
 
 def _rows_table(k: EventKind, parts: list[tuple[np.ndarray, np.ndarray, Any]]) -> pa.Table:
@@ -424,11 +394,3 @@ def _rows_table(k: EventKind, parts: list[tuple[np.ndarray, np.ndarray, Any]]) -
                      np.concatenate([p[1] for p in parts]).astype(np.int64, copy=False),
                      *table.columns], schema=k.schema())
 
-
-def _kind(kind: str | EventKind) -> EventKind:
-    if isinstance(kind, EventKind):
-        return kind
-    k = KINDS.get(kind)
-    if k is None:
-        raise KeyError(f"unknown journal event kind {kind!r}; declare it with register_kind")
-    return k

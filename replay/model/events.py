@@ -118,6 +118,16 @@ def register_kind(kind: EventKind) -> EventKind:
     return kind
 
 
+def kind_of(kind: str | EventKind) -> EventKind:
+    """The declared kind named ``kind`` (an :class:`EventKind` is returned as it is)."""
+    if isinstance(kind, EventKind):
+        return kind
+    k = KINDS.get(kind)
+    if k is None:
+        raise KeyError(f"unknown journal event kind {kind!r}; declare it with register_kind")
+    return k
+
+
 for _k in (
     EventKind("wake", "wakes", (("consumer", "str"), ("reason", "str"))),
     EventKind("order", "orders", (("order_id", "int"), ("instrument_id", "int"), ("qty", "float"),
