@@ -250,8 +250,8 @@ class Journal:
         the writer thread, ``writer_seconds`` it spent on them (the checkpoint at close
         included) and ``wait_seconds`` the caller spent waiting for it."""
         w = self._writer
-        return dict(zip(COST_KEYS, (self.rows_written, *((w.writer_ns / 1e9, w.wait_ns / 1e9)
-                                                         if w else (0.0, 0.0)))))
+        writer, wait = (w.writer_ns / 1e9, w.wait_ns / 1e9) if w else (0.0, 0.0)
+        return dict(zip(COST_KEYS, (self.rows_written, writer, wait)))
 
     def copy_table(self, table: str, parquet: str | os.PathLike) -> None:
         """(Re)create ``table`` as a copy of a Parquet file, on the writer thread: a table
@@ -262,8 +262,8 @@ class Journal:
         if self.con is None:
             return
         self._writer.submit(self._execute,
-                     f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM read_parquet($f)',
-                     {"f": str(parquet)})
+                            f'CREATE OR REPLACE TABLE "{table}" AS SELECT * FROM read_parquet($f)',
+                            {"f": str(parquet)})
 
     def _commit(self) -> None:
         if self._uncommitted:
