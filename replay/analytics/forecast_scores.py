@@ -137,7 +137,7 @@ SCORES = ("qlike", "mse", "n", "mz_r2", "mz_a", "mz_b", "dm_vs_flat", "dm_p_vs_f
 def forecast_block(journal: Path, every_s: float, names: tuple[str, ...],
                    against: str = "realized_vol") -> dict:
     """The ``forecast`` block of metrics.json (docs/outputs.md): per forecaster of ``names`` on
-    the first horizon, :data:`SCORES` (null without scored forecasts), ``best_by_qlike``,
+    the shortest horizon, :data:`SCORES` (null without scored forecasts), ``best_by_qlike``,
     ``vrp_mean``, ``horizon_s``; ``against`` chooses the proxy column (``true_vol`` scores
     against the synthetic truth)."""
     from replay.analytics.tables import read_tables

@@ -215,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_calibrate)
 
     s = sub.add_parser("cache", help="list or clean the cached surface streams "
-                       "($VOLREPLAY_CACHE_DIR/surfaces, default ~/.cache/volreplay/surfaces)")
+                       "($VOLREPLAY_CACHE_DIR/surfaces, default "
+                       "${XDG_CACHE_HOME:-~/.cache}/volreplay/surfaces)")
     actions = s.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="one JSON line per stream, most recently used first, "
                        "then a summary line")

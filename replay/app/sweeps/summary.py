@@ -244,16 +244,31 @@ class SweepSummary(Callback):
 
 
 def sweep_exit_code(sweep: Path, search: bool = False) -> int:
-    """0 when every job succeeded (for a ``search``, when any did); else 2 when each failed job
-    failed on a user error (its ``error.json`` says so), 1 when one crashed or never finished."""
+    """0 when every job succeeded (for a ``search``, when any trial did); else 2 when each
+    failed job failed on a user error (its ``error.json`` says so), or when a search's jobs
+    ran but its objective could be computed on none of their metrics; 1 when a job crashed or
+    never finished."""
+    from replay.errors import EXIT_USER_ERROR
+
     jobs = _job_dirs(sweep)
     failed = [j for j in jobs if not (j / "metrics.json").exists()]
+    if search and len(failed) < len(jobs) and _search_completed(sweep) == 0:
+        print(f"sweep: no trial completed: the objective could not be computed on the metrics "
+              f"of any job (see {sweep / 'optimization_results.yaml'})", file=sys.stderr)
+        return EXIT_USER_ERROR
     if not failed or (search and len(failed) < len(jobs)):
         return 0
     user = all((j / "error.json").exists()
                and json.loads((j / "error.json").read_text()).get("user_error") for j in failed)
     print(f"sweep: {len(failed)} of {len(jobs)} jobs failed (jobs "
           f"{', '.join(j.name for j in failed)}; their errors are in the summary)", file=sys.stderr)
-    from replay.errors import EXIT_USER_ERROR
-
     return EXIT_USER_ERROR if user else 1
+
+
+def _search_completed(sweep: Path) -> int | None:
+    """How many of a search's trials completed (``optimization_results.yaml``), None if
+    it wrote no results."""
+    import yaml
+
+    path = sweep / "optimization_results.yaml"
+    return (yaml.safe_load(path.read_text()) or {}).get("n_complete") if path.exists() else None

@@ -16,6 +16,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from replay.app.sweeps.summary import sweep_exit_code
+from replay.errors import EXIT_USER_ERROR
+
 TOY_APP = '''
 import json
 from pathlib import Path
@@ -29,6 +32,10 @@ def main(cfg):
     out = Path(HydraConfig.get().runtime.output_dir)
     if cfg.mode == "raise":
         raise RuntimeError("asked to raise")
+    if cfg.mode == "blank":  # a job that ran but whose objective cannot be computed
+        m = {"pnl": {"step_std_usd": None, "fees_usd": 0.0, "slippage_usd": 0.0}}
+        (out / "metrics.json").write_text(json.dumps(m))
+        return m
     if cfg.mode == "none":  # what volreplay's task does with a failing job
         (out / "error.json").write_text(json.dumps({"error": "ValueError: asked to fail"}))
         return None
@@ -125,6 +132,25 @@ def test_grid_with_failed_jobs(toy, tmp_path):
             assert row.status == "failed" and pd.isna(row.objective)
     assert any("asked to fail" in e for e in df.error.dropna())
     assert "objective" in (sweep / "sweep.html").read_text()
+
+
+def test_a_search_whose_objective_no_job_can_give_exits_non_zero(toy, tmp_path, capsys):
+    """Every job ran and wrote its metrics, but the objective is null on each: no trial
+    completed, so the search failed (the sweep's exit code 2: the objective is the user's),
+    while a search with one computable trial succeeds."""
+    sweep = tmp_path / "null"
+    p = _toy(toy, sweep, "hydra/sweeper=volreplay_optuna", "hydra.sweeper.sampler=grid",
+             "hydra.sweeper.n_trials=4", "mode=blank", "x=0,1")
+    assert p.returncode == 0, p.stderr[-3000:]  # the toy app leaves the exit code to volreplay
+    res = _results(sweep)
+    assert res["n_complete"] == 0 and res["n_failed"] == 2 and res["best_trial"] is None
+    assert all((sweep / str(t["job"]) / "metrics.json").exists() for t in res["trials"])
+    assert sweep_exit_code(sweep, search=True) == EXIT_USER_ERROR
+    assert "no trial completed" in capsys.readouterr().err
+    one = tmp_path / "one"
+    p = _toy(toy, one, "hydra/sweeper=volreplay_optuna", "hydra.sweeper.sampler=grid",
+             "hydra.sweeper.n_trials=4", "mode=blank,ok", "x=1")
+    assert _results(one)["n_complete"] == 1 and sweep_exit_code(one, search=True) == 0
 
 
 def test_tpe_batches_config_params_and_same_seed_same_trials(toy, tmp_path):
