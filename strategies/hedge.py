@@ -39,6 +39,21 @@ def resolve_hedge(instruments: Instruments, hedge: str, now: int, underlying: st
     return ids[0]
 
 
+def current_hedge(ctx: Any, hedge_id: int, hedge: str, underlying: str = "BTC"
+                  ) -> tuple[int, int | None]:
+    """The hedge instrument to trade now and the instant to wake at for its roll (None: no
+    roll ahead).  A dated future hedges until it expires; once the venue has settled it (the
+    position is flat) the hedge rolls to the nearest future still live, and until then an
+    order would reach an expired instrument (the venue refuses it).  The first call
+    (``hedge_id < 0``) resolves the hedge (:func:`resolve_hedge`)."""
+    inst = ctx.instruments
+    if hedge_id < 0 or (hedge == "future" and inst.expiry_ns[hedge_id] <= ctx.now
+                        and ctx.position(hedge_id) == 0.0):
+        hedge_id = resolve_hedge(inst, hedge, ctx.now, underlying)
+    # just after the expiry instant: the venue settles at it, after the consumers' wakes
+    return hedge_id, int(inst.expiry_ns[hedge_id]) + 1 if hedge == "future" else None
+
+
 def hedge_contracts(delta_btc: float, price: float, contract_size: float, inverse: bool
                     ) -> float:
     """Hedge contracts offsetting a delta of ``delta_btc``: ``-D P / cs`` (inverse: ``cs`` USD

@@ -28,7 +28,8 @@ LIQUIDITY = ("maker", "taker")
 REJECT_NO_LIQUIDITY = "no_liquidity"
 REJECT_PRICE_BAND = "price_band"
 REJECT_INVALID = "invalid_order"
-REJECT_REASONS = (REJECT_NO_LIQUIDITY, REJECT_PRICE_BAND, REJECT_INVALID)
+REJECT_EXPIRED = "expired"  # the instrument expired before the order arrived
+REJECT_REASONS = (REJECT_NO_LIQUIDITY, REJECT_PRICE_BAND, REJECT_INVALID, REJECT_EXPIRED)
 
 
 @dataclass(frozen=True)

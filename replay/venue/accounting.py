@@ -158,13 +158,14 @@ class Portfolio:
         self.funding_usd += u
 
     def settle(self, instrument_id: int, underlying: float) -> float:
-        """Close an expiring option at its intrinsic value (no fee); returns the settlement price.
+        """Close an expiring option at its intrinsic value, or a dated future at the
+        settlement index (no fee); returns the settlement price.
 
         ``underlying`` is the settlement index (Deribit: a 30-minute TWAP before 08:00 UTC,
         which the caller may approximate by the index at 08:00), also used to convert.
         """
         spec = self.instruments[instrument_id]
-        price = option_settlement_price(spec, underlying)
+        price = option_settlement_price(spec, underlying) if spec.is_option else underlying
         pos = self.position(instrument_id)
         if pos.qty != 0:
             self._trade(spec, pos, -pos.qty, price, underlying)

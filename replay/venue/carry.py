@@ -9,10 +9,10 @@ user's consumers).  It keeps the venue's :class:`~replay.venue.accounting.Portfo
    instant (the PnL marker, before it marks) calls :meth:`Carry.catch_up`.  Each accrual is
    journaled as ``funding`` with the coin's USD price it was converted at, so a fold of the
    journal rebuilds the portfolio exactly (:func:`replay.venue.fold.fold_portfolio`).
-2. **Settlement**: it also wakes at each held option's expiry instant (Deribit: 08:00 UTC)
-   and closes the position at intrinsic value against the settlement index: the mid of the
-   coin's ``index`` instrument when the store has one, else ``MarketView.usd_per_coin``
-   (:func:`settlement_index`).  Deribit settles against the 30-minute TWAP of its index before
+2. **Settlement**: it also wakes at each held option's and dated future's expiry instant
+   (Deribit: 08:00 UTC) and closes the position against the settlement index (the mid of
+   the coin's ``index`` instrument when the store has one, else ``MarketView.usd_per_coin``;
+   :func:`settlement_index`): an option at its intrinsic value, a future at the index.  Deribit settles against the 30-minute TWAP of its index before
    08:00; the end point differs from that average by the order of
    ``sigma S sqrt(30 min / 3)``, a documented approximation.  This is the run's one settlement
    record (``settlement`` events).
@@ -31,8 +31,9 @@ from replay.units import NS
 from replay.venue.funding import funding_payment
 
 #: ``qty`` contracts closed at ``price`` (the option's price currency: coin if inverse,
-#: intrinsic / S), against the settlement index ``underlying`` (USD); ``intrinsic_usd`` per
-#: unit of underlying and ``value_usd`` = qty x contract size x intrinsic.
+#: intrinsic / S; a future's: the index), against the settlement index ``underlying`` (USD);
+#: for an option ``intrinsic_usd`` per unit of underlying and ``value_usd`` = qty x contract
+#: size x intrinsic (NaN for a future: its settlement is a closing trade at the index).
 SETTLEMENT = register_kind(EventKind("settlement", "settlements", (
     ("instrument_id", "int"), ("qty", "float"), ("price", "float"), ("underlying", "float"),
     ("intrinsic_usd", "float"), ("value_usd", "float"))))
@@ -60,22 +61,30 @@ class Carry:
         self.catch_up(ctx)
 
     def held_expiries(self, now: int) -> list[int]:
-        """Expiry instants after ``now`` of the options held (each is settled on the dot)."""
+        """Expiry instants after ``now`` of the options and dated futures held (each is
+        settled on the dot)."""
         specs = self.venue.specs
         return [specs[i].expiry_ns for i in self.venue.portfolio.net_qty()
-                if specs[i].is_option and specs[i].expiry_ns > now]
+                if _settles(specs[i]) and specs[i].expiry_ns > now]
 
     def _next(self, ctx) -> WakeCondition:  # noqa: ANN001
-        """The next grid time, or an earlier expiry of a held option."""
+        """The next grid time, or an earlier expiry of a held option or future."""
         grid = (ctx.now // self.every_ns + 1) * self.every_ns
         return WakeCondition(deadline=min([grid, *self.held_expiries(ctx.now)]))
 
     def catch_up(self, ctx) -> None:  # noqa: ANN001
-        """Accrue funding up to ``ctx.now`` and settle every held option that has expired."""
+        """Accrue funding up to ``ctx.now`` and settle every held option and future that has
+        expired."""
         vctx = ctx.venue_context()
-        self._accrue_funding(vctx)
-        self.last_ts = ctx.now
+        self.accrue_funding(vctx)
         self._settle_expired(ctx, vctx)
+
+    def accrue_funding(self, vctx) -> None:  # noqa: ANN001 - an engine VenueContext
+        """Accrue funding on the perpetuals held from the last accrual up to ``vctx.now``.
+        The venue calls this before it books a perpetual's fill, so that each position pays
+        for the time it was held, not the position held at the next accrual."""
+        self._accrue_funding(vctx)
+        self.last_ts = vctx.now
 
     def _accrue_funding(self, vctx) -> None:  # noqa: ANN001 - an engine VenueContext
         pf, m, specs = self.venue.portfolio, vctx.market, self.venue.specs
@@ -98,19 +107,28 @@ class Carry:
         pf, specs = self.venue.portfolio, self.venue.specs
         for iid, qty in sorted(pf.net_qty().items()):
             spec = specs[iid]
-            if spec.is_option and spec.expiry_ns is not None and spec.expiry_ns <= ctx.now:
+            if _settles(spec) and spec.expiry_ns <= ctx.now:
                 und = settlement_index(ctx, iid)
                 price = pf.settle(iid, und)
-                intrinsic = max(und - spec.strike, 0.0) if spec.is_call else \
-                    max(spec.strike - und, 0.0)
+                if spec.is_option:
+                    intrinsic = max(und - spec.strike, 0.0) if spec.is_call else \
+                        max(spec.strike - und, 0.0)
+                    value = qty * spec.contract_size * intrinsic
+                else:
+                    intrinsic = value = math.nan
                 vctx.emit("settlement", instrument_id=iid, qty=qty, price=price, underlying=und,
-                          intrinsic_usd=intrinsic, value_usd=qty * spec.contract_size * intrinsic)
+                          intrinsic_usd=intrinsic, value_usd=value)
 
     def state_dict(self) -> dict:
         return {"last_ts": self.last_ts}
 
     def load_state_dict(self, d: dict) -> None:
         self.last_ts = d["last_ts"]
+
+
+def _settles(spec) -> bool:  # noqa: ANN001 - an InstrumentSpec
+    """Whether positions in ``spec`` are closed at its expiry: options and dated futures."""
+    return spec.expiry_ns is not None and (spec.is_option or spec.kind == "future")
 
 
 def settlement_index(ctx, iid: int) -> float:  # noqa: ANN001

@@ -37,7 +37,7 @@ import numpy as np
 
 from replay.model.config import VenueConfig, check_choice
 from replay.model.events import EventKind, register_kind
-from replay.model.orders import Fill, InstrumentSpec
+from replay.model.orders import REJECT_EXPIRED, Fill, InstrumentSpec
 from replay.units import NS
 from replay.venue.accounting import Portfolio
 from replay.venue.carry import Carry
@@ -133,8 +133,15 @@ class SimulatedVenue:
     def on_arrival(self, order, vctx) -> None:
         m = vctx.market
         iid = order.instrument_id
-        book = self.book(iid, m)
         side = order.side
+        expiry = self.specs[iid].expiry_ns
+        if expiry is not None and expiry <= vctx.now:
+            # its last quotes are stale and its settlement value known: nothing trades it now
+            vctx.emit("rejection", order_id=order.order_id, instrument_id=iid,
+                      qty=side * order.qty, reason=REJECT_EXPIRED,
+                      detail=f"expired at {expiry}, arrived at {vctx.now}")
+            return
+        book = self.book(iid, m)
         if order.kind == "limit" and order.tag in self.cfg.negotiated_consumers:
             res = MatchResult((Fill(order.id, iid, vctx.now, side, order.limit_price, order.qty,
                                     "maker"),), 0.0)
@@ -154,6 +161,9 @@ class SimulatedVenue:
         journal one ``execution`` each, with its cost against ``mid``."""
         iid = order.instrument_id
         spec = self.specs[iid]
+        if fills and spec.kind == "perp":
+            # the position held so far pays its funding before it changes
+            self.carry.accrue_funding(vctx)
         usd = float(vctx.market.usd_per_coin(iid))
         booked = apply_fees(fills, self.fees, spec, underlying_price=usd)
         if order.tag in self.cfg.liquidation_consumers:

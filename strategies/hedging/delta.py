@@ -42,6 +42,7 @@ from strategies.dynamics import SmileTracker, with_delta_model
 from strategies.greeks import DELTA_SOURCES, BookLegs, book_legs
 from strategies.hedge import (
     contracts_delta,
+    current_hedge,
     instrument_price,
     is_inverse_delta_one,
     resolve_hedge,
@@ -211,8 +212,7 @@ class Hedger:
     def decide(self, ctx: Any) -> WakeCondition | None:
         now = ctx.now
         self.pending.prune(now, ctx.reason)
-        if self.hedge_id < 0:
-            self.hedge_id = resolve_hedge(ctx.instruments, self.hedge, now, self.underlying)
+        self.hedge_id, roll_at = current_hedge(ctx, self.hedge_id, self.hedge, self.underlying)
         spot = spot_of(ctx)
         if not (math.isfinite(spot) and spot > 0):
             return WakeCondition(deadline=now + self.idle_wake_ns)
@@ -257,6 +257,7 @@ class Hedger:
         if self.caps_wake or deadline is None:
             cap = now + self.max_wake_ns
             deadline = cap if deadline is None else min(deadline, cap)
+        deadline = deadline if roll_at is None or roll_at <= now else min(deadline, roll_at)
         self.n_decisions += 1
         ctx.emit("hedge_decision", strategy=self.kind, reason=ctx.reason, spot=spot,
                  book_delta=book_delta, target_delta=target, current_hedge=current,

@@ -29,6 +29,7 @@ from strategies.board import SurfaceBoard
 from strategies.greeks import NS_PER_YEAR, book_greeks, book_legs, delta_gamma
 from strategies.hedge import (
     contracts_delta,
+    current_hedge,
     hedge_contracts,
     instrument_price,
     resolve_hedge,
@@ -324,6 +325,30 @@ def test_resolve_hedge_by_kind():
         resolve_hedge(inst, "future", FUT + 1)
     with pytest.raises(ConfigError):
         resolve_hedge(inst, "perp", ctx.now, underlying="ETH")
+
+
+def test_a_future_hedge_rolls_once_the_venue_has_settled_it():
+    """The hedge is the nearest live future, with a wake just after its expiry; at the expiry
+    it stays while the venue has not settled it yet (the position is not flat), then rolls to
+    the next future.  A perpetual never rolls."""
+    ctx = FakeCtx()
+    rows = instrument_rows() + [{"name": "BTC-27MAR26", "kind": "future",
+                                 "settlement": "inverse", "contract_size": 10.0,
+                                 "expiry_ns": FUT + 90 * 86_400 * NS}]
+    inst = make_instruments()
+    ctx.instruments = Instruments(**{f: np.append(getattr(inst, f), [v]) for f, v in (
+        ("name", rows[-1]["name"]), ("kind", "future"), ("expiry_ns", rows[-1]["expiry_ns"]),
+        ("strike", np.nan), ("is_call", -1), ("settlement", "inverse"),
+        ("contract_size", 10.0))})
+    nxt = len(rows) - 1
+    assert current_hedge(ctx, -1, "future") == (2, FUT + 1)
+    assert current_hedge(ctx, -1, "perp") == (1, None)
+    ctx.now, ctx.held = FUT, {2: -500.0}  # expiring, not yet settled
+    assert current_hedge(ctx, 2, "future") == (2, FUT + 1)
+    ctx.now = FUT + 1
+    assert current_hedge(ctx, 2, "future") == (2, FUT + 1)  # still held: no roll yet
+    ctx.held = {}  # settled by the venue
+    assert current_hedge(ctx, 2, "future") == (nxt, FUT + 90 * 86_400 * NS + 1)
 
 
 def test_hedge_contract_conversions():

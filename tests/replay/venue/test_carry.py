@@ -1,0 +1,124 @@
+"""Carry: funding paid for the time a position was held, and settlement at expiry of options
+and dated futures; and the venue refusing to trade an instrument that has expired."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+from numpy.testing import assert_allclose
+
+from replay.model.config import VenueConfig
+from replay.model.orders import REJECT_EXPIRED, Fill, InstrumentSpec, Order
+from replay.venue.simulator import SimulatedVenue
+
+NS = 10 ** 9
+FUT = InstrumentSpec(0, "future", "inverse", 10.0, 0.5, expiry_ns=100 * NS)
+OPT = InstrumentSpec(1, "option", "inverse", 1.0, 0.0001, strike=50_000.0, expiry_ns=100 * NS,
+                     is_call=True)
+PERP = InstrumentSpec(2, "perp", "inverse", 10.0, 0.5)
+RATE, INTERVAL_S = 0.0005, 28_800.0  # per 8 hours: large, so that the amounts show
+
+
+class _Market:
+    """What carry and the venue read of the market: a flat 51,000 (the perp funding at RATE),
+    and the last quotes of the future and the option (bid, ask)."""
+
+    funding_rate = np.array([np.nan, np.nan, RATE])
+    funding_interval_s = np.array([np.nan, np.nan, INTERVAL_S])
+    bid = np.array([49_990.0, 0.0100, 50_990.0])
+    ask = np.array([50_010.0, 0.0102, 51_010.0])
+    bid_size = ask_size = np.full(3, np.nan)
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def reference_price(self, i: int) -> float:
+        return 51_000.0
+
+    def usd_per_coin(self, i: int) -> float:
+        return 51_000.0
+
+    def mid(self, i: int) -> float:
+        return 51_000.0
+
+
+def _venue() -> tuple[SimulatedVenue, list]:
+    venue = SimulatedVenue(VenueConfig(), {0: FUT, 1: OPT, 2: PERP})
+    events: list = []
+    return venue, events
+
+
+def _ctx(now: int, events: list):
+    vctx = SimpleNamespace(now=now, market=_Market(now),
+                           emit=lambda kind, **kw: events.append((now, kind, kw)),
+                           fill=lambda *a, **kw: None)
+    inst = SimpleNamespace(name={0: "BTC-X", 1: "BTC-X-50000-C", 2: "BTC-PERPETUAL"},
+                           ids_of_kind=lambda kind: [])
+    return SimpleNamespace(now=now, venue_context=lambda: vctx, instruments=inst,
+                           market=_Market(now))
+
+
+def test_a_dated_future_is_settled_at_its_expiry_with_the_options():
+    """Carry wakes at the future's expiry as at an option's and closes it at the settlement
+    index: the inverse future's PnL ``q cs (1/avg - 1/S)`` in coin becomes realised, and a
+    fold of the journal's settlement (:meth:`Portfolio.settle`) does the same."""
+    venue, events = _venue()
+    carry, pf = venue.carry, venue.portfolio
+    carry.on_start(_ctx(0, events))
+    pf.apply_fill(Fill(1, 0, NS, -1, 50_000.0, 5_000, "taker"), 50_000.0)  # short 5,000
+    pf.apply_fill(Fill(2, 1, NS, 1, 0.02, 1, "taker"), 50_000.0)
+    assert carry.held_expiries(NS) == [100 * NS, 100 * NS]
+    carry.on_wake(_ctx(100 * NS, events))
+    assert pf.net_qty() == {}
+    settled = {kw["instrument_id"]: kw for _, kind, kw in events if kind == "settlement"}
+    assert settled.keys() == {0, 1}
+    assert settled[0]["price"] == settled[0]["underlying"] == 51_000.0
+    assert math.isnan(settled[0]["value_usd"]) and settled[1]["value_usd"] == 1_000.0
+    expected = -5_000 * 10.0 * (1 / 50_000.0 - 1 / 51_000.0)  # a short loses as S rises
+    assert_allclose(pf.position(0).realized_coin, expected, rtol=1e-12)
+    assert_allclose(pf.position(1).realized_coin, 1_000 / 51_000 - 0.02, rtol=1e-12)
+
+
+def test_funding_is_paid_for_the_time_a_position_was_held():
+    """A perp bought at 59 s pays 1 s of funding at the 60 s accrual (it paid for the whole
+    minute before: the accrual read the position held at its end), and one bought at 61 s
+    and sold at 119 s pays for its 58 s."""
+    venue, events = _venue()
+    carry = venue.carry
+    carry.on_start(_ctx(0, events))
+    per_s = -(100_000 * 10.0 / 51_000.0) * RATE / INTERVAL_S  # a long pays: coin a second
+
+    def trade(order_id: int, now: int, side: int) -> None:
+        order = Order(order_id, 2, side, 100_000.0, "market", None, now, "hedger", now)
+        venue.book_fills(order, (Fill(order_id, 2, now, side, 51_000.0, 100_000.0,
+                                      "taker"),), 51_000.0, _ctx(now, events).venue_context())
+
+    def funding(since: int) -> float:
+        return sum(kw["amount"] for t, kind, kw in events if kind == "funding" and t > since)
+
+    trade(1, 59 * NS, 1)
+    carry.on_wake(_ctx(60 * NS, events))
+    assert_allclose(funding(0), per_s * 1.0, rtol=1e-12)
+    trade(2, 60 * NS, -1)  # flat again
+    trade(3, 61 * NS, 1)
+    trade(4, 119 * NS, -1)
+    carry.on_wake(_ctx(120 * NS, events))
+    assert_allclose(funding(60 * NS), per_s * 58.0, rtol=1e-12)
+
+
+def test_an_order_on_an_expired_instrument_is_rejected():
+    """After its expiry an instrument's last quotes are stale and its settlement value is
+    known: an order that arrives then is refused (``expired``), not filled."""
+    venue, events = _venue()
+    vctx = _ctx(200 * NS, events).venue_context()
+    for order_id, iid in ((1, 1), (2, 0)):
+        venue.on_arrival(Order(order_id, iid, 1, 5.0, "market", None, 199 * NS, "hedger",
+                               200 * NS), vctx)
+    assert [kw["reason"] for _, kind, kw in events if kind == "rejection"] == \
+        [REJECT_EXPIRED] * 2
+    assert not any(kind == "execution" for _, kind, _ in events)
+    assert venue.portfolio.net_qty() == {}
+    venue.on_arrival(Order(3, 2, 1, 5.0, "market", None, 199 * NS, "hedger", 200 * NS), vctx)
+    assert venue.portfolio.net_qty() == {2: 5.0}  # a perpetual never expires
