@@ -16,10 +16,16 @@ Scores per forecaster, on the variance ``f = forecast_vol^2`` against the proxy
 * the Mincer-Zarnowitz regression ``RV = a + b f + e`` and its ``R^2`` (Mincer and Zarnowitz,
   1969): an unbiased forecast has ``a = 0, b = 1``;
 * the Diebold-Mariano statistic of the QLIKE loss differential against the ``flat`` baseline,
-  ``DM = mean(d) / sqrt(S / n)`` with ``S`` the Newey-West long-run variance of ``d`` at
-  ``h / every_s - 1`` lags (forecasts every ``every_s`` over horizons ``h`` overlap), and its
-  two-sided normal p-value (Diebold and Mariano, *J. Business & Economic Statistics* 13,
-  1995; Newey and West, *Econometrica* 55, 1987); negative favours the forecaster;
+  ``DM = mean(d) / sqrt(S / n)`` with ``S = gamma_0 + 2 sum_{k=1}^{h'-1} gamma_k`` the long-run
+  variance of ``d`` over the ``h' - 1`` lags at which ``h' = h / every_s``-step forecasts
+  overlap (an MA(h' - 1) under the null), times the small-sample correction
+  ``sqrt((n + 1 - 2 h' + h' (h' - 1) / n) / n)`` and with a two-sided Student ``t(n - 1)``
+  p-value (Diebold and Mariano, *J. Business & Economic Statistics* 13, 1995; Harvey,
+  Leybourne and Newbold, *Int. J. Forecasting* 13, 1997).  Where the truncated sum is not
+  positive, Bartlett's weights replace it (Newey and West, *Econometrica* 55, 1987): they
+  damp the overlap's covariances and made the test reject a true null 13 % of the time at
+  5 % (a day of 5-minute forecasts of 1 hour), against 6.5 % with the uniform weights and
+  the correction.  Negative favours the forecaster;
 * the variance risk premium in vol terms, ``implied - realised``, averaged (``vrp_mean``);
 * on a synthetic store, QLIKE against the true integrated variance (``qlike_truth``) and the
   forecasters ranked by it (``ranking_truth``, e.g. ``"har < garch < flat"``, best first).
@@ -31,7 +37,7 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import t as student_t
 
 from replay.consumers.forecast.forecasters import Bars
 from replay.consumers.forecast.realized import (
@@ -93,26 +99,34 @@ def qlike(f: np.ndarray, rv: np.ndarray) -> np.ndarray:
     return x - np.log(x) - 1.0
 
 
-def newey_west_var(d: np.ndarray, lags: int) -> float:
-    """Newey-West long-run variance of ``d`` with Bartlett weights."""
+def long_run_var(d: np.ndarray, lags: int, bartlett: bool = False) -> float:
+    """``gamma_0 + 2 sum_{k=1}^{lags} w_k gamma_k`` of ``d`` (autocovariances over ``n``):
+    uniform weights ``w_k = 1``, or Bartlett's ``1 - k / (lags + 1)`` (Newey-West)."""
     e = d - d.mean()
     n = e.size
     s = float(e @ e) / n
     for k in range(1, min(lags, n - 1) + 1):
-        s += 2.0 * (1.0 - k / (lags + 1)) * float(e[k:] @ e[:-k]) / n
+        w = 1.0 - k / (lags + 1) if bartlett else 1.0
+        s += 2.0 * w * float(e[k:] @ e[:-k]) / n
     return s
 
 
 def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, lags: int) -> tuple[float, float]:
-    """DM statistic of ``loss_a - loss_b`` and its two-sided p-value."""
+    """DM statistic of ``loss_a - loss_b`` for forecasts ``lags + 1`` steps ahead, with the
+    Harvey-Leybourne-Newbold correction, and its two-sided ``t(n - 1)`` p-value (module
+    docstring); NaN when the sample is too short for the correction or the variance."""
     d = loss_a - loss_b
-    if d.size < 3:
+    n, h = d.size, lags + 1
+    scale = (n + 1 - 2 * h + h * (h - 1) / n) / n if n >= 3 else 0.0
+    if not scale > 0:
         return math.nan, math.nan
-    v = newey_west_var(d, lags)
+    v = long_run_var(d, lags)
+    if not v > 0:
+        v = long_run_var(d, lags, bartlett=True)
     if not v > 0:
         return math.nan, math.nan
-    stat = float(d.mean() / math.sqrt(v / d.size))
-    return stat, float(2 * norm.sf(abs(stat)))
+    stat = float(d.mean() / math.sqrt(v / n) * math.sqrt(scale))
+    return stat, float(2 * student_t.sf(abs(stat), n - 1))
 
 
 def mincer_zarnowitz(f: np.ndarray, rv: np.ndarray) -> tuple[float, float, float]:
@@ -208,14 +222,17 @@ def realized_block(grid: np.ndarray, mid: np.ndarray, sample_s: float) -> dict:
     r = np.diff(x[::k])
     if r.size < 2:
         return dict.fromkeys(REALIZED_KEYS)
-    years = (g[-1] - g[0]) / 1e9 / YEAR_S
+    # each measure over the span its returns cover: the sampled returns end at the last
+    # sampled point, up to k - 1 samples before the grid's end (4 % of a 1-hour run)
+    sampled = (g[(g.size - 1) // k * k] - g[0]) / 1e9 / YEAR_S
+    full = (g[-1] - g[0]) / 1e9 / YEAR_S
     rv, ts = realized_variance(r), two_scale_rv(x, k)
     jumps = r.size >= MIN_JUMP_RETURNS
     bv = bipower_variation(r) if jumps else math.nan
 
-    def vol(v: float) -> float | None:
+    def vol(v: float, years: float) -> float | None:
         return _none(math.sqrt(v / years)) if v >= 0 else None
 
-    return {"rv_vol": vol(rv), "bv_vol": vol(bv), "tsrv_vol": vol(ts),
+    return {"rv_vol": vol(rv, sampled), "bv_vol": vol(bv, sampled), "tsrv_vol": vol(ts, full),
             "jump_share": _none(max(rv - bv, 0.0) / rv) if jumps and rv > 0 else None,
             "jump_z": _none(jump_ratio_z(r)) if jumps else None}

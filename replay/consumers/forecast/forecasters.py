@@ -133,17 +133,19 @@ def garch(bars: Bars, at: np.ndarray, h_ns: int, cfg: ForecastConfig, gjr: bool)
         j1 = int(bars.known(np.array([rt]))[0])  # bars known at the re-estimation
         if not sel.any() or j1 - j0 < cfg.min_returns:
             continue
-        model = arch_model(y[j0:j1], mean="Zero", vol="GARCH", p=1, o=int(gjr), q=1,
+        k = bars.known(at[sel])
+        # estimated on the bars known at the re-estimation (last_obs), then filtered with those
+        # parameters through the bars known by the last forecast.  One model for both: the
+        # recursion's starting variance (arch's backcast, from the first 75 returns) is then
+        # the estimation sample's; a model fixed on the longer sample took it from bars that
+        # the earlier forecasts had not seen yet (look-ahead within the first 75 bars)
+        model = arch_model(y[j0:int(k.max())], mean="Zero", vol="GARCH", p=1, o=int(gjr), q=1,
                            dist="normal", rescale=False)
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")  # convergence chatter
             try:
-                params = model.fit(disp="off", show_warning=False).params.to_numpy()
-                # filter with fixed parameters through the bars known by the last forecast
-                k = bars.known(at[sel])
-                fixed = arch_model(y[j0:int(k.max())], mean="Zero", vol="GARCH", p=1,
-                                   o=int(gjr), q=1, dist="normal", rescale=False).fix(params)
-                var = fixed.forecast(horizon=n_h, start=j1 - 1 - j0, reindex=False).variance
+                res = model.fit(disp="off", show_warning=False, last_obs=j1 - j0)
+                var = res.forecast(horizon=n_h, start=j1 - 1 - j0, reindex=False).variance
             except (ValueError, ArithmeticError, np.linalg.LinAlgError):
                 continue  # degenerate data (e.g. a stale, flat stretch): no forecast here
         total = var.to_numpy().sum(axis=1) / ARCH_SCALE ** 2  # over the h bars

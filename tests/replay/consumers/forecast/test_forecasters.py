@@ -73,6 +73,29 @@ def test_no_forecast_sees_the_future(cut, scale, seed):
                if k[0] != "flat")
 
 
+def test_garch_sees_no_bar_after_its_forecast_in_a_short_window():
+    """With fewer than 75 returns in the estimation window (arch starts its variance
+    recursion from the first 75: the first hours of a run, or a short ``lookback_s``), a
+    GARCH forecast must not move when only later returns do: the recursion's start comes
+    from the bars known at the re-estimation, not from those the last forecast of the hour
+    knows (5x the later returns moved the first forecast from 0.37 to 1.10 before)."""
+    block = _path("heston", 1, 3)
+    bars = _bars(block)
+    cfg = ForecastConfig(forecasters=("garch", "gjr_garch"), refit_s=3600.0,
+                         lookback_s=5 * 3600.0, min_returns=24)
+    at = np.arange(2 * 3600 * NS, 8 * 3600 * NS, 300 * NS)
+    a = batch_forecasts(bars, at, cfg)
+    for cut in (30, 41, 70):
+        r2 = bars.r.copy()
+        r2[cut + 1:] *= 5.0
+        b = batch_forecasts(Bars(bars.ts, r2, bars.step_ns), at, cfg)
+        seen = at <= bars.ts[cut]
+        assert seen.sum() >= 6
+        for key in a:
+            assert np.isfinite(a[key][seen]).all(), (key, cut)
+            np.testing.assert_array_equal(a[key][seen], b[key][seen], err_msg=f"{key} {cut}")
+
+
 def test_heston_ranking_against_the_true_variance():
     """30 Heston days (vol of variance 1, mean reversion 3 a year): against the true
     integrated variance of the next hour, QLIKE ranks HAR and GARCH ahead of the flat
