@@ -82,11 +82,19 @@ def ssr_estimate(x: np.ndarray, y: np.ndarray, t: np.ndarray | None = None,
     share forward moves, and pairs of several expiries starting together share the same one:
     the Driscoll-Kraay estimator (J. Driscoll and A. Kraay, "Consistent covariance matrix
     estimation with spatially dependent panel data", *Review of Economics and Statistics*
-    80(4), 1998) sums the scores per start time, ``g_s = sum_{t_i = s} x_i e_i``, and weights
-    their cross products with the Bartlett kernel of W. Newey and K. West (*Econometrica*
-    55(3), 1987) in time, here the two intervals' overlap ``w = max(0, 1 - |s - s'| / h)``::
+    80(4), 1998) sums the scores per start time, ``g_s = sum_{t_i = s} x_i e_i``, and adds
+    the cross products of the start times whose intervals overlap::
 
-        se^2 = n / (n - 1) * sum_{s, s'} w(s - s') g_s g_s' / (sum x^2)^2
+        se^2 = n / (n - 1) * sum_{|s - s'| < h} g_s g_s' / (sum x^2)^2
+
+    Every such pair's covariance counts in full: overlapping moves are correlated in
+    proportion to their overlap already, and a Bartlett kernel of bandwidth ``h`` (W. Newey
+    and K. West, *Econometrica* 55(3), 1987) discounted them twice (a day at a 30 s cadence
+    over 300 s: the standard error 0.87 of the estimate's spread, a 95 % interval missing
+    the true SSR 9.8 % of the time, against 1.00 and 5.4 % with these weights).  Should the
+    sum not be positive, or vanish against its diagonal ``sum g_s^2`` (when every interval
+    overlaps every other it is ``(sum g_s)^2``, zero by the normal equation of ``R_hat``),
+    Bartlett's weights of bandwidth ``2 h`` replace it (positive by construction).
 
     >>> x = np.array([0.01, -0.02, 0.015, -0.005])
     >>> [round(v, 6) for v in ssr_estimate(x, 1.5 * x)]
@@ -102,8 +110,21 @@ def ssr_estimate(x: np.ndarray, y: np.ndarray, t: np.ndarray | None = None,
         return r, math.sqrt(float(resid @ resid) / (x.size - 1) / sxx)
     starts, inv = np.unique(np.asarray(t), return_inverse=True)
     g = np.bincount(inv, weights=x * resid, minlength=starts.size)
-    return r, math.sqrt(max(_bartlett_sum(starts, g, bandwidth), 0.0) * x.size
-                        / (x.size - 1)) / sxx
+    s = _overlap_sum(starts, g, bandwidth)
+    if not s > 1e-9 * float(g @ g):
+        s = _bartlett_sum(starts, g, 2.0 * bandwidth)
+    return r, math.sqrt(max(s, 0.0) * x.size / (x.size - 1)) / sxx
+
+
+def _overlap_sum(s: np.ndarray, g: np.ndarray, h: float) -> float:
+    """``sum_{i, j: |s_i - s_j| < h} g_i g_j`` over increasing times ``s``: each ``g_i`` times
+    the sum of ``g`` over its window, a difference of cumulative sums.  Integer times are
+    compared as integers, so that a gap of exactly ``h`` is outside the window."""
+    w = int(round(h)) if np.issubdtype(s.dtype, np.integer) else h
+    lo = np.searchsorted(s, s - w, side="right")
+    hi = np.searchsorted(s, s + w, side="left")
+    cg = np.concatenate(([0.0], np.cumsum(g)))
+    return float(g @ (cg[hi] - cg[lo]))
 
 
 def _bartlett_sum(s: np.ndarray, g: np.ndarray, h: float) -> float:
