@@ -17,9 +17,15 @@ run the marker
        dV ~ delta dF + 1/2 gamma dF^2 + vega dsigma + theta dt + vanna dF dsigma
             + 1/2 volga dsigma^2
 
-   per option with its own expiry forward ``F`` and implied vol ``sigma`` (surface IV, sticky
-   strike; the option's own mid IV when no surface is published).  The hedge's PnL is pure
-   delta.  Fees, funding and slippage (the fill-vs-mid cost journaled by the venue) are their
+   in the coin's USD price ``S`` the portfolio values at, per option at its implied vol
+   ``sigma`` (surface IV, sticky strike; the option's own mid IV when no surface is
+   published) and its own expiry forward ``F = b S``, the basis ``b`` held over the step
+   (the published surface's ``F(t) / S`` at its fit, else the venue's forward of the
+   expiry, else 1).  A coin premium is ``Black(F) / F``, so the option's USD value is
+   ``V(S) = Black(b S) / b`` and its greeks in ``S`` are Black's at ``F`` with
+   ``dV/dS = Delta_F``, ``d2V/dS2 = b Gamma_F``, ``d2V/dS dsigma = Vanna_F`` and vega,
+   theta and volga divided by ``b`` (greeks at ``F = S`` left 7 % of a 90-day option's
+   delta and gamma PnL in the residual at a 3 % basis).  The hedge's PnL is pure delta.  Fees, funding and slippage (the fill-vs-mid cost journaled by the venue) are their
    own buckets, and ``residual`` is the step PnL minus everything explained, so the buckets
    sum to the total exactly.
 """
@@ -130,14 +136,17 @@ class PnLMarker:
             fwd[live] = surf.forward(t[live])
             atm[live], skew[live] = surf.vol_and_skew(fwd[live], t[live])
         net = self.venue.portfolio.net_qty()
+        fit_spot = self.board.spot if surf is not None else math.nan
         for j, i in enumerate(opts):
             spec, tj, sg = specs[i], float(t[j]), float(sigma[j])
             f = _forward(m, i)
-            if not math.isfinite(sg):
+            b = _basis(float(fwd[j]) / fit_spot, float(m.venue_forward[i]) / f)
+            if not math.isfinite(sg):  # the coin premium is Black(F) / F: invert it at F
                 mid = float(m.mid(i))
-                sg = float(np.asarray(implied_vol(mid * f, f, spec.strike, tj, spec.is_call)))
-            g = dict(zip(GREEK_NAMES, greeks_one(f, float(spec.strike), tj, sg,
-                                                 bool(spec.is_call)))) \
+                sg = float(np.asarray(implied_vol(mid * b * f, b * f, spec.strike, tj,
+                                                  spec.is_call)))
+            g = _greeks_in_spot(greeks_one(b * f, float(spec.strike), tj, sg,
+                                           bool(spec.is_call)), b) \
                 if tj > 0 and math.isfinite(sg) else None
             st["opt"][i] = {"F": f, "sigma": sg, "t": tj,
                             "n": net.get(i, 0.0) * spec.contract_size, "g": g,
@@ -268,6 +277,20 @@ def vega_split(a: dict, b: dict) -> dict[str, float]:
         out["skew"] += skew
         out["curvature"] += total - level - skew
     return out
+
+
+def _basis(*candidates: float) -> float:
+    """The first finite positive ratio of an option's forward to the coin's price, else 1."""
+    return next((b for b in candidates if math.isfinite(b) and b > 0), 1.0)
+
+
+def _greeks_in_spot(black: tuple, b: float) -> dict[str, float]:
+    """The greeks in ``S`` of ``V(S) = Black(b S) / b`` from Black's at ``F = b S``
+    (module docstring)."""
+    g = dict(zip(GREEK_NAMES, black))
+    return {"price": g["price"] / b, "delta": g["delta"], "gamma": g["gamma"] * b,
+            "vega": g["vega"] / b, "theta": g["theta"] / b, "vanna": g["vanna"],
+            "volga": g["volga"] / b}
 
 
 def _forward(m, iid: int) -> float:
