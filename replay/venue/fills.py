@@ -13,7 +13,9 @@ displayed size.  Beyond it the order walks deeper levels:
 
 Price bands work like Deribit's: an order may not trade further than ``PriceBand.width(ref)``
 from the reference price (mark, else mid).  A market order therefore behaves as a limit order
-at the band edge; a limit order priced outside the band is rejected outright.  What a market
+at the band edge; a limit order priced beyond the band on its aggressive side (a buy above
+it, a sell below it) is rejected outright, while one beyond it on the passive side rests, as
+Deribit only refuses buys above its maximum price and sells below its minimum.  What a market
 order cannot fill (depth exhausted or band reached) is cancelled and reported as a
 :class:`~replay.model.orders.Rejection` for the remainder; a limit order's remainder rests.
 
@@ -176,9 +178,10 @@ def match_on_arrival(order: Order, book: BookView, cfg: FillConfig = FillConfig(
     width = cfg.band.width(ref)
     band_edge = ref + side * width if math.isfinite(width) else side * math.inf
     if order.kind == "limit":
-        if math.isfinite(width) and abs(order.limit_price - ref) > width:
+        if math.isfinite(width) and side * (order.limit_price - ref) > width:
             return _reject(order, ts, REJECT_PRICE_BAND,
-                           f"limit {order.limit_price} outside {ref} +/- {width}", order.qty)
+                           f"limit {order.limit_price} beyond {ref} {'+' if side > 0 else '-'} "
+                           f"{width}", order.qty)
         cap = order.limit_price
     else:
         cap = band_edge

@@ -94,6 +94,11 @@ def test_price_band_rejects_limit_and_touch_outside_band() -> None:
     assert r.rejection.reason == "price_band" and not r.fills and r.remaining_qty == 1.0
     m = match_on_arrival(buy(1.0), book, cfg)  # the ask itself is beyond the band edge
     assert m.rejection.reason == "price_band" and not m.fills
+    # beyond the band on the passive side a limit order rests (it cannot trade through it)
+    for low in (buy(1.0, kind="limit", limit_price=94.0),
+                Order(2, 7, -1, 1.0, kind="limit", limit_price=101.0)):
+        rest = match_on_arrival(low, book, cfg)
+        assert rest.rests and rest.rejection is None and not rest.fills
     # the absolute floor widens the band for cheap instruments
     wide = FillConfig(band=PriceBand(fraction=0.02, absolute=5.0))
     assert match_on_arrival(buy(1.0), book, wide).remaining_qty == 0.0
