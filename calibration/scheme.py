@@ -15,7 +15,8 @@ Refit policy (``SchemeConfig``):
    :func:`calibration.models.svi_batch.fit_svi_rows`, before the calendar floor pass).  An
    expiry whose fit inputs are bit-identical to those of its last fit (no quote of it
    updated since, :func:`calibration.loss.fit_inputs_digest`) is *carried over*: its last
-   fitted slice is kept as it was, not refitted.  eSSVI carries its calendar constraints
+   fitted slice is kept, re-dated to the current time to expiry
+   (:func:`calibration.surface.redated`), not refitted (SABR always refits).  eSSVI carries its calendar constraints
    itself; an SVI slice that dips below the previous expiry's total variance (on the ``k``
    range both cover) is refitted with that floor as exact linear rows of its inner QP
    (:func:`calibration.surface.calendar_floor`, :func:`calibration.models.svi.fit_svi`); a
@@ -61,6 +62,7 @@ from calibration.surface import (
     Surface,
     calendar_floor,
     param_values,
+    redated,
 )
 
 FALLBACKS = ("last_good", "publish")
@@ -179,12 +181,13 @@ class CalibrationScheme:
     def _plan(self, i: int, sl, d: FitData, prev_slice, cold: set[int], last: dict
               ) -> tuple[bytes, SmileSlice | None, tuple | None, bool, int]:
         """Slice ``i``'s inputs digest and either its carried-over slice (the same inputs as
-        its last fit, and not to be refitted cold) or how to fit it: ``(digest, carried,
-        prev, warm, n_starts)``."""
+        its last fit, and not to be refitted cold; re-dated to the snapshot's time to expiry,
+        :func:`redated`; SABR, whose smile is not one of total variance alone, is refitted)
+        or how to fit it: ``(digest, carried, prev, warm, n_starts)``."""
         c, e = self.config, sl.expiry_ns
         digest = fit_inputs_digest(d, sl.forward, prev_slice)
-        if i not in cold and e in last and self.inputs.get(e) == digest:
-            return digest, last[e], None, False, c.n_starts
+        if i not in cold and e in last and self.inputs.get(e) == digest and c.model != "sabr":
+            return digest, redated(last[e], sl.t), None, False, c.n_starts
         prev = self.prev_params.get(e)
         return (digest, None, prev, c.warm_start and i not in cold and prev is not None,
                 c.n_starts if i not in cold else max(c.n_starts, 3))
@@ -355,8 +358,9 @@ class CalibrationScheme:
 def replay_snapshots(snapshots: Iterable[QuoteSnapshot], config: SchemeConfig
                      ) -> tuple[dict, list[FitResult]]:
     """Calibration-only replay: walk the snapshots in time order, score the published surface
-    out of sample on each fresh snapshot before deciding to refit, refit when the scheme's
-    trigger fires.  Returns the aggregated metrics (docs/outputs.md ``calibration`` keys plus
+    out of sample on each snapshot's quotes updated since the fit (all of them when the
+    snapshots do not know their quotes' times) before deciding to refit, refit when the
+    scheme's trigger fires.  Returns the aggregated metrics (docs/outputs.md ``calibration`` keys plus
     ``fallbacks``) and the fit results."""
     scheme = CalibrationScheme(config)
     results: list[FitResult] = []
@@ -364,7 +368,10 @@ def replay_snapshots(snapshots: Iterable[QuoteSnapshot], config: SchemeConfig
     current: Surface | None = None
     for snap in snapshots:
         if current is not None:
-            oos.append(oos_errors(current, snap))
+            fresh = snap if snap.rows.quote_ts is None or scheme.last_fit_ns is None \
+                else snap.fresh(scheme.last_fit_ns)
+            if fresh.slices:
+                oos.append(oos_errors(current, fresh))
         scheme.note_quotes(snap.n_quotes)
         if scheme.should_refit(snap):
             r = scheme.refit(snap)

@@ -18,12 +18,15 @@ from replay.errors import StoreError
 from replay.model.schema import MARKET_TABLES, arrow_schema, columns, payload_columns
 
 #: Columns that identify a duplicate row per table.  Quotes and funding are duplicates only if
-#: every field repeats; trades with a venue trade id are duplicates when the id repeats.
+#: every field repeats; trades with a venue trade id are duplicates when the id repeats (at
+#: the same exchange time), trades without one only if every field repeats (see
+#: :func:`_dedup_sql`).
 _DEDUP_KEY: dict[str, list[str]] = {
     t: [c.name for c in payload_columns(t)] for t in MARKET_TABLES if t != "instruments"
 }
-_DEDUP_KEY["option_trades"] = ["instrument_id", "trade_id", "ts_exchange"]
-_DEDUP_KEY["underlying_trades"] = ["instrument_id", "trade_id", "ts_exchange"]
+_TRADE_TABLES = ("option_trades", "underlying_trades")
+for _t in _TRADE_TABLES:
+    _DEDUP_KEY[_t] = ["instrument_id", "trade_id", "ts_exchange"]
 
 #: Plausible timestamp range: anything outside is a unit or parsing error in the source.
 TS_MIN = 1_262_304_000_000_000_000  # 2010-01-01
@@ -196,8 +199,9 @@ class LoadingMixin:
 
     def _merge_stage(self, table: str, source: str) -> int:
         stage = f"_stage_{table}"
-        key = ", ".join(_DEDUP_KEY[table])
-        # Duplicates within this load (keep the first occurrence) and against stored rows.
+        key, same, window = _dedup_sql(table)
+        # Duplicates within this load (keep the first occurrence) and against stored rows
+        # (searched among those in the load's span of the key's time column)
         self._exec(f"""
             CREATE OR REPLACE TEMP TABLE _dups AS
             SELECT s._loc, 'duplicate: repeats an earlier row' AS reason FROM (
@@ -205,9 +209,9 @@ class LoadingMixin:
             ) s WHERE rn > 1
             UNION ALL
             SELECT _loc, 'duplicate: already in store' FROM {stage} s
-            WHERE EXISTS (SELECT 1 FROM {table} t WHERE {_null_safe_eq(_DEDUP_KEY[table])}
-                          AND t.ts_recv BETWEEN (SELECT min(ts_recv) FROM {stage})
-                                            AND (SELECT max(ts_recv) FROM {stage}))""")
+            WHERE EXISTS (SELECT 1 FROM {table} t WHERE {same}
+                          AND t.{window} BETWEEN (SELECT min({window}) FROM {stage})
+                                             AND (SELECT max({window}) FROM {stage}))""")
         ndup = self._exec("SELECT count(DISTINCT _loc) FROM _dups")[0][0]
         if ndup:
             payload = [c.name for c in payload_columns(table)]
@@ -314,6 +318,24 @@ def _ident(name: str) -> str:
 
 def _null_safe_eq(cols: Sequence[str]) -> str:
     return " AND ".join(f"t.{c} IS NOT DISTINCT FROM s.{c}" for c in cols)
+
+
+def _dedup_sql(table: str) -> tuple[str, str, str]:
+    """How a load finds the duplicates of ``table``'s rows: the ``PARTITION BY`` list within
+    the load, the condition that a stored row ``t`` repeats a staged row ``s``, and the time
+    column that bounds the search among stored rows (a column of the key, so that the bound
+    drops no duplicate: a trade recorded twice arrives at two receive times).  A trade
+    without a venue id is a duplicate only of a row equal in every field: trades at one
+    exchange time without ids are distinct trades, not repeats of one (its receive time is
+    left out of the comparison: a trade recorded twice arrives twice)."""
+    key = _DEDUP_KEY[table]
+    if table not in _TRADE_TABLES:
+        return ", ".join(key), _null_safe_eq(key), "ts_recv"
+    payload = [c.name for c in payload_columns(table) if c.name != "ts_recv"]
+    row = "to_json(struct_pack(" + ", ".join(f"{c} := {c}" for c in payload) + "))"
+    return (f"{', '.join(key)}, CASE WHEN trade_id IS NULL THEN {row} END",
+            f"{_null_safe_eq(key)} AND (s.trade_id IS NOT NULL OR {_null_safe_eq(payload)})",
+            "ts_exchange")
 
 
 def _new_instrument_cols() -> list[str]:

@@ -126,3 +126,40 @@ def test_synthetic_writer_round_trip(store, tmp_path):
     # Same seed, same bytes: the benchmark input is reproducible.
     again = write_canonical_csv(tmp_path / "syn2", rows=5_000, seed=3, batch_rows=1_500)
     assert again[1].read_bytes() == paths[1].read_bytes()
+
+
+def test_an_integer_column_written_as_floats_keeps_its_nulls(store, tmp_path):
+    """pandas writes an integer column with nulls as float64: the perpetual's missing
+    ``expiry_ns`` stays missing (it became 0 and the row was quarantined as out of range)."""
+    import pandas as pd
+
+    rows = pd.read_csv(FIX / "instruments.csv").iloc[:3]
+    assert rows["expiry_ns"].dtype == np.float64 and rows["expiry_ns"].isna().sum() == 1
+    p = tmp_path / "instruments.parquet"
+    rows.to_parquet(p)
+    rep = ingest(store, "canonical", [str(p)])
+    assert (rep.read, rep.ingested, rep.quarantined) == (3, 3, 0)
+    assert store.con.sql("SELECT expiry_ns FROM instruments WHERE name = 'BTC-PERPETUAL'"
+                         ).fetchall() == [(None,)]
+
+
+def test_trades_without_ids_are_duplicates_only_of_equal_rows(store, tmp_path):
+    """Three different trades at one exchange instant without venue ids are three trades
+    (two were quarantined as duplicates); the same three loaded again, received later, are
+    duplicates; a trade with an id repeats when its id does, whatever it was received at."""
+    load_fixture_instruments(store)
+    head = "ts_exchange,ts_recv,instrument,price,size,side,trade_id\n"
+    rows = [f"{T0},{T0 + 5},BTC-PERPETUAL,{62000 + i},{1 + i},{1 - 2 * (i % 2)}," for i in range(3)]
+    rows.append(f"{T0 + 9},{T0 + 10},BTC-PERPETUAL,62010,1,1,T7")
+    first = tmp_path / "underlying_trades_a.csv"
+    first.write_text(head + "\n".join(rows) + "\n")
+    rep = ingest(store, "canonical", [str(first)])
+    assert (rep.read, rep.ingested, rep.quarantined) == (4, 4, 0)
+    later = [r.replace(f",{T0 + 5},", f",{T0 + 4_000_000},").replace(
+        f",{T0 + 10},", f",{T0 + 4_000_000},") for r in rows]
+    again = tmp_path / "underlying_trades_b.csv"
+    again.write_text(head + "\n".join(later) + "\n")
+    rep = ingest(store, "canonical", [str(again)])
+    assert (rep.read, rep.ingested, rep.quarantined) == (4, 0, 4)
+    assert rep.reasons == {"duplicate": 4}
+    assert store.con.sql("SELECT count(*) FROM underlying_trades").fetchall() == [(4,)]
