@@ -213,12 +213,14 @@ def _lognormal_size(rng: np.random.Generator, n: int, median: float, sd: float,
 
 
 def perp_book(block: PathBlock, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Perp top of book at every step: bid on tick below the mid, a spread of 1 tick most of
-    the time (2-4 ticks occasionally), sizes in contracts of 10 USD."""
+    """Perp top of book at every step around the mid: a spread of 1 tick most of the time
+    (2-4 ticks occasionally), the bid the tick within half a tick of ``mid - spread / 2``, so
+    that ``bid <= mid <= ask`` (flooring ``mid - spread / 2`` put the mid above the ask at
+    about half the steps of a 1-tick book); sizes in contracts of 10 USD."""
     n = block.n_steps
     mid = block.perp_mid()[:n]
     spread = 1 + rng.choice(4, size=n, p=[0.85, 0.09, 0.04, 0.02])
-    bid = np.floor(mid / PERP_TICK - spread / 2.0) * PERP_TICK
+    bid = np.floor(mid / PERP_TICK - spread / 2.0 + 0.5) * PERP_TICK
     return {
         "ts_exchange": block.t0_ns + np.arange(n, dtype=np.int64) * block.step_ns,
         "bid_price": bid,

@@ -358,3 +358,23 @@ def test_large_scale_writes_50m_events_with_bounded_memory(tmp_path):
     assert summary["events"] >= 50_000_000
     assert peak_mb < 1500, peak_mb
     assert db.stat().st_size / 2**20 > 2 * peak_mb
+
+
+def test_the_perp_book_holds_the_mid():
+    """Every step's book holds the perp's mid: ``bid <= mid <= ask``, the bid the tick
+    nearest ``mid - spread / 2`` (a floor put the mid above the ask at about half the
+    steps of a 1-tick book)."""
+    from types import SimpleNamespace
+
+    from replay.synth.paths import PERP_TICK, perp_book
+
+    rng = np.random.default_rng(4)
+    mid = 100_000.0 + np.cumsum(rng.standard_normal(20_000)) * 0.7
+    block = SimpleNamespace(n_steps=mid.size, t0_ns=0, step_ns=250_000_000,
+                            perp_mid=lambda: mid)
+    book = perp_book(block, np.random.default_rng(5))
+    bid, ask = book["bid_price"], book["ask_price"]
+    assert (bid <= mid).all() and (mid <= ask).all()
+    one = np.isclose(ask - bid, PERP_TICK)
+    assert one.mean() > 0.8
+    assert_allclose(np.mean((bid + ask)[one] / 2 - mid[one]), 0.0, atol=0.02)
