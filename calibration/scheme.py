@@ -16,8 +16,8 @@ Refit policy (``SchemeConfig``):
    expiry whose fit inputs are bit-identical to those of its last fit (no quote of it
    updated since, :func:`calibration.loss.fit_inputs_digest`) is *carried over*: its last
    fitted slice is kept, re-dated to the current time to expiry
-   (:func:`calibration.surface.redated`), not refitted (SABR always refits).  eSSVI carries its calendar constraints
-   itself; an SVI slice that dips below the previous expiry's total variance (on the ``k``
+   (:func:`calibration.surface.redated`), not refitted (SABR always refits).  eSSVI
+   carries its calendar constraints itself; an SVI slice that dips below the previous expiry's total variance (on the ``k``
    range both cover) is refitted with that floor as exact linear rows of its inner QP
    (:func:`calibration.surface.calendar_floor`, :func:`calibration.models.svi.fit_svi`); a
    floor no SVI slice can meet leaves the crossing slice in place, to fail the check below

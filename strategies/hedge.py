@@ -51,7 +51,7 @@ def current_hedge(ctx: Any, hedge_id: int, hedge: str, underlying: str = "BTC"
                         and ctx.position(hedge_id) == 0.0):
         hedge_id = resolve_hedge(inst, hedge, ctx.now, underlying)
     # just after the expiry instant: the venue settles at it, after the consumers' wakes
-    return hedge_id, int(inst.expiry_ns[hedge_id]) + 1 if hedge == "future" else None
+    return hedge_id, (int(inst.expiry_ns[hedge_id]) + 1 if hedge == "future" else None)
 
 
 def hedge_contracts(delta_btc: float, price: float, contract_size: float, inverse: bool

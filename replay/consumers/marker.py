@@ -25,8 +25,9 @@ run the marker
    ``V(S) = Black(b S) / b`` and its greeks in ``S`` are Black's at ``F`` with
    ``dV/dS = Delta_F``, ``d2V/dS2 = b Gamma_F``, ``d2V/dS dsigma = Vanna_F`` and vega,
    theta and volga divided by ``b`` (greeks at ``F = S`` left 7 % of a 90-day option's
-   delta and gamma PnL in the residual at a 3 % basis).  The hedge's PnL is pure delta.  Fees, funding and slippage (the fill-vs-mid cost journaled by the venue) are their
-   own buckets, and ``residual`` is the step PnL minus everything explained, so the buckets
+   delta and gamma PnL in the residual at a 3 % basis).  The hedge's PnL is pure delta.
+   Fees, funding and slippage (the fill-vs-mid cost journaled by the venue) are their own
+   buckets, and ``residual`` is the step PnL minus everything explained, so the buckets
    sum to the total exactly.
 """
 

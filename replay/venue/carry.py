@@ -12,10 +12,10 @@ user's consumers).  It keeps the venue's :class:`~replay.venue.accounting.Portfo
 2. **Settlement**: it also wakes at each held option's and dated future's expiry instant
    (Deribit: 08:00 UTC) and closes the position against the settlement index (the mid of
    the coin's ``index`` instrument when the store has one, else ``MarketView.usd_per_coin``;
-   :func:`settlement_index`): an option at its intrinsic value, a future at the index.  Deribit settles against the 30-minute TWAP of its index before
-   08:00; the end point differs from that average by the order of
-   ``sigma S sqrt(30 min / 3)``, a documented approximation.  This is the run's one settlement
-   record (``settlement`` events).
+   :func:`settlement_index`): an option at its intrinsic value, a future at the index.
+   Deribit settles against the 30-minute TWAP of its index before 08:00; the end point
+   differs from that average by the order of ``sigma S sqrt(30 min / 3)``, a documented
+   approximation.  This is the run's one settlement record (``settlement`` events).
 
 Both are journaled with source ``venue`` whoever triggered them.
 """
