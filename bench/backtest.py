@@ -32,8 +32,9 @@ the cold run, the peak RSS of each day's process (``peak_rss_mb`` the larger) an
 ``cached_run_imports``, the modules the cached run imported inside its clock besides numba's
 own (which load with the kernels): empty unless :data:`RUN_MODULES` has fallen behind what a
 run imports.  Stores are
-built once in the bench cache folder (:func:`replay.app.bench.cache_dir`); the surface streams
-go to a fresh temporary folder, so the build is always cold.
+built in the bench cache folder once per synthesis (:func:`replay.app.bench.synth_store`:
+again when the synthesiser's source changes); the surface streams go to a fresh temporary
+folder, so the build is always cold.
 """
 
 from __future__ import annotations
@@ -50,14 +51,12 @@ from pathlib import Path
 
 
 def _store(quick: bool) -> Path:
-    from replay.app.bench import dataset_path
-    from replay.synth import SynthConfig, synthesize
+    from replay.app.bench import synth_store
+    from replay.synth import SynthConfig
 
-    path = dataset_path("bench_quick_backtest.duckdb" if quick else "bench_day.duckdb")
-    if not path.exists():
-        synthesize(path, SynthConfig(hours=2 if quick else None, seed=11, model="heston",
-                                     scale="small" if quick else "day"))
-    return path
+    return synth_store("bench_quick_backtest.duckdb" if quick else "bench_day.duckdb",
+                       SynthConfig(hours=2 if quick else None, seed=11, model="heston",
+                                   scale="small" if quick else "day"))
 
 
 def _cfg(db: Path, out: Path, band: float, every: str = "1s", cache: str = "auto",

@@ -1,7 +1,8 @@
 """Bench case ``replay``: market replay throughput, against a raw DuckDB scan, RSS, and with a
 consumer waking every second of market time.
 
-The store is built once and cached in the bench cache folder (:func:`replay.app.bench.cache_dir`):
+The store is built once per synthesis and cached in the bench cache folder
+(:func:`replay.app.bench.synth_store`):
 ``bench_large.duckdb`` (synth ``scale="large"``) or, with ``--quick``, ``bench_quick.duckdb``
 (synth ``scale="small"``).  If the
 synthetic market cannot be built, a plain generated store is used instead (vectorised numpy
@@ -111,22 +112,21 @@ def _fallback(path: Path, hours: float, seed: int = 0) -> None:
 
 
 def _store(quick: bool) -> tuple[Path, str]:
-    path = dataset_path("bench_quick.duckdb" if quick else "bench_large.duckdb")
-    if path.exists():
-        return path, "cached"
-    tmp = path.with_name(path.name + ".building")
-    tmp.unlink(missing_ok=True)
-    try:
-        from replay.synth import SynthConfig, synthesize
+    from replay.app.bench import synth_store
+    from replay.synth import SynthConfig
 
-        synthesize(tmp, SynthConfig(scale="small" if quick else "large", seed=0))
-        how = "synth"
+    name = "bench_quick.duckdb" if quick else "bench_large.duckdb"
+    try:
+        return synth_store(name, SynthConfig(scale="small" if quick else "large", seed=0)), \
+            "synth"
     except Exception as e:  # noqa: BLE001 - the generated fallback keeps the case measurable
+        path = dataset_path(name)
+        tmp = path.with_name(path.name + ".building")
         tmp.unlink(missing_ok=True)
         _fallback(tmp, 0.25 if quick else 20)
-        how = f"generated (synth failed: {type(e).__name__}: {e})"
-    os.replace(tmp, path)
-    return path, how
+        os.replace(tmp, path)
+        path.with_name(path.name + ".synth").unlink(missing_ok=True)  # not a synthesis
+        return path, f"generated (synth failed: {type(e).__name__}: {e})"
 
 
 def _raw_scan(path: Path) -> tuple[int, float]:

@@ -67,6 +67,34 @@ def dataset_path(name: str) -> Path:
     return folder / name
 
 
+def synth_store(name: str, cfg) -> Path:  # noqa: ANN001 - a replay.synth.SynthConfig
+    """The cached benchmark store ``name``, synthesised with ``cfg``: built when missing, and
+    rebuilt when ``cfg`` or the synthesiser's source changed since it was (a stamp beside it
+    records both), so that a bench never measures the market an older synthesiser wrote.
+    Written to a temporary file and renamed into place."""
+    from replay.synth import synthesize
+
+    path = dataset_path(name)
+    stamp = path.with_name(path.name + ".synth")
+    want = _synth_stamp(cfg)
+    if path.exists() and stamp.exists() and stamp.read_text() == want:
+        return path
+    tmp = path.with_name(path.name + ".building")
+    tmp.unlink(missing_ok=True)
+    synthesize(tmp, cfg)
+    os.replace(tmp, path)
+    stamp.write_text(want)
+    return path
+
+
+def _synth_stamp(cfg) -> str:  # noqa: ANN001
+    from calibration.jitcache import source_digest
+
+    root = Path(__file__).resolve().parents[2]
+    return "\n".join([repr(cfg), *(source_digest(root / d) for d in (
+        "replay/synth", "calibration/pricing"))])
+
+
 def discover() -> dict[str, Path]:
     found = {p.stem: p for p in sorted(bench_dir().glob("*.py")) if not p.stem.startswith("_")}
     names = [n for n in ORDER if n in found] + sorted(set(found) - set(ORDER))

@@ -79,7 +79,8 @@ def test_bench_cases_take_their_stores_from_the_cache(tmp_path, monkeypatch):
     mod = _load("backtest", found["backtest"])
     with pytest.raises(RuntimeError, match="not built"):
         mod._store(True)
-    assert built == [tmp_path / "bench_quick_backtest.duckdb"]
+    assert [(p.parent, p.name) for p in built] == [
+        (tmp_path, "bench_quick_backtest.duckdb.building")]  # renamed into place once built
     text = "\n".join(p.read_text() for p in found.values())
     assert "datasets/bench_" not in text and '"datasets"' not in text
 
@@ -97,3 +98,30 @@ def test_a_cached_day_job_imports_nothing_inside_its_clock(gbm_quarter_hour, tmp
     warm = mod._in_own_process("warm", gbm_quarter_hour, tmp_path / "warm", band=0.05)
     assert cold["built"] and not warm["built"]
     assert warm["imported"] == []
+
+
+def test_a_bench_store_is_rebuilt_when_its_synthesis_changes(tmp_path, monkeypatch):
+    """``synth_store`` builds once and reuses the store while its config and the
+    synthesiser's source are those it was built with; another config (or source: the stamp
+    records both) rebuilds it."""
+    from replay.app.bench import synth_store
+    from replay.synth import SynthConfig
+
+    monkeypatch.setenv("VOLREPLAY_CACHE_DIR", str(tmp_path))
+    built: list[SynthConfig] = []
+    import replay.synth
+
+    def fake_synthesize(path, cfg):
+        built.append(cfg)
+        Path(path).write_text(f"store of seed {cfg.seed}")
+
+    monkeypatch.setattr(replay.synth, "synthesize", fake_synthesize)
+    a, b = SynthConfig(hours=0.1, seed=1), SynthConfig(hours=0.1, seed=2)
+    path = synth_store("s.duckdb", a)
+    assert synth_store("s.duckdb", a) == path and built == [a]
+    assert synth_store("s.duckdb", b) == path and built == [a, b]
+    assert path.read_text() == "store of seed 2" and not path.with_suffix(".building").exists()
+    stamp = path.with_name("s.duckdb.synth")
+    stamp.write_text(stamp.read_text().replace(stamp.read_text().splitlines()[1], "old source"))
+    synth_store("s.duckdb", b)
+    assert built == [a, b, b]
