@@ -50,15 +50,6 @@ import time
 from pathlib import Path
 
 
-def _store(quick: bool) -> Path:
-    from replay.app.bench import synth_store
-    from replay.synth import SynthConfig
-
-    return synth_store("bench_quick_backtest.duckdb" if quick else "bench_day.duckdb",
-                       SynthConfig(hours=2 if quick else None, seed=11, model="heston",
-                                   scale="small" if quick else "day"))
-
-
 def _cfg(db: Path, out: Path, band: float, every: str = "1s", cache: str = "auto",
          epoch: str | None = None) -> dict:
     return {
@@ -154,10 +145,10 @@ def _in_own_process(which: str, db: Path, out: Path, band: float,
 
 
 def run(quick: bool) -> dict:
-    from replay.app.bench import CACHE_ENV
+    from replay.app.bench import CACHE_ENV, day_store
 
-    db = _store(quick)
-    quick_db = _store(True)
+    db = day_store(quick)
+    quick_db = day_store(True)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ[CACHE_ENV] = str(Path(tmp) / "cache")  # a cold surface-stream cache
         cold = _in_own_process("cold", db, Path(tmp) / "cold", band=0.1)

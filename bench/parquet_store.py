@@ -15,15 +15,11 @@ from pathlib import Path
 
 
 def run(quick: bool) -> dict:
-    from replay.app.bench import synth_store
+    from replay.app.bench import day_store
     from replay.engine.loop import run_replay
     from replay.store.parquet import export_parquet
-    from replay.synth import SynthConfig
 
-    # the backtest case's store
-    db = synth_store("bench_quick_backtest.duckdb" if quick else "bench_day.duckdb",
-                     SynthConfig(hours=2 if quick else None, seed=11, model="heston",
-                                 scale="small" if quick else "day"))
+    db = day_store(quick)
     with tempfile.TemporaryDirectory() as tmp:
         pq = Path(tmp) / "store"
         t0 = time.perf_counter()

@@ -147,6 +147,15 @@ def oos_errors(surface: Surface, snapshot: QuoteSnapshot) -> OOSError:
     return OOSError(sq, n)
 
 
+def fresh_oos_errors(surface: Surface, snapshot: QuoteSnapshot, fitted_ns: int
+                     ) -> OOSError | None:
+    """:func:`oos_errors` of ``surface`` (fitted at ``fitted_ns``) on the quotes of
+    ``snapshot`` updated since, the ones its fit did not see (all of them when the snapshot
+    does not know its quotes' times); None when there are none."""
+    fresh = snapshot if snapshot.rows.quote_ts is None else snapshot.fresh(fitted_ns)
+    return oos_errors(surface, fresh) if fresh.slices else None
+
+
 def outside_band_pct(surface: Surface, snapshot: QuoteSnapshot) -> float:
     """Percent of fresh two-sided quotes whose surface IV lies outside ``[bid_iv, ask_iv]``
     (the quality refit trigger)."""

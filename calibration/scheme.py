@@ -17,8 +17,8 @@ Refit policy (``SchemeConfig``):
    updated since, :func:`calibration.loss.fit_inputs_digest`) is *carried over*: its last
    fitted slice is kept, re-dated to the current time to expiry
    (:func:`calibration.surface.redated`), not refitted (SABR always refits).  eSSVI
-   carries its calendar constraints itself; an SVI slice that dips below the previous expiry's total variance (on the ``k``
-   range both cover) is refitted with that floor as exact linear rows of its inner QP
+   carries its calendar constraints itself; an SVI slice that dips below the previous
+   expiry's total variance (on the ``k`` range both cover) is refitted with that floor as exact linear rows of its inner QP
    (:func:`calibration.surface.calendar_floor`, :func:`calibration.models.svi.fit_svi`); a
    floor no SVI slice can meet leaves the crossing slice in place, to fail the check below
    and be reported;
@@ -51,7 +51,7 @@ from calibration.quality import (
     OOSError,
     aggregate,
     fit_quality,
-    oos_errors,
+    fresh_oos_errors,
     outside_band_pct,
 )
 from calibration.quotes import MIN_QUOTES, QuoteSnapshot
@@ -360,18 +360,17 @@ def replay_snapshots(snapshots: Iterable[QuoteSnapshot], config: SchemeConfig
     """Calibration-only replay: walk the snapshots in time order, score the published surface
     out of sample on each snapshot's quotes updated since the fit (all of them when the
     snapshots do not know their quotes' times) before deciding to refit, refit when the
-    scheme's trigger fires.  Returns the aggregated metrics (docs/outputs.md ``calibration`` keys plus
-    ``fallbacks``) and the fit results."""
+    scheme's trigger fires.  Returns the aggregated metrics (docs/outputs.md ``calibration``
+    keys plus ``fallbacks``) and the fit results."""
     scheme = CalibrationScheme(config)
     results: list[FitResult] = []
     oos: list[OOSError] = []
     current: Surface | None = None
     for snap in snapshots:
-        if current is not None:
-            fresh = snap if snap.rows.quote_ts is None or scheme.last_fit_ns is None \
-                else snap.fresh(scheme.last_fit_ns)
-            if fresh.slices:
-                oos.append(oos_errors(current, fresh))
+        if current is not None:  # a surface was fitted, so last_fit_ns is set
+            e = fresh_oos_errors(current, snap, scheme.last_fit_ns)
+            if e is not None:
+                oos.append(e)
         scheme.note_quotes(snap.n_quotes)
         if scheme.should_refit(snap):
             r = scheme.refit(snap)

@@ -87,6 +87,16 @@ def synth_store(name: str, cfg) -> Path:  # noqa: ANN001 - a replay.synth.SynthC
     return path
 
 
+def day_store(quick: bool) -> Path:
+    """The synthetic Heston day (``--quick``: two hours) that the ``backtest`` and
+    ``parquet_store`` cases replay (:func:`synth_store`)."""
+    from replay.synth import SynthConfig
+
+    return synth_store("bench_quick_backtest.duckdb" if quick else "bench_day.duckdb",
+                       SynthConfig(hours=2 if quick else None, seed=11, model="heston",
+                                   scale="small" if quick else "day"))
+
+
 def _synth_stamp(cfg) -> str:  # noqa: ANN001
     from calibration.jitcache import source_digest
 

@@ -48,7 +48,7 @@ import numpy as np
 from calibration.every import parse_every as parse_every_rule
 from calibration.loss import LossConfig
 from calibration.pricing.iv_memo import IVMemo
-from calibration.quality import aggregate, calibration_quote_rows, oos_errors
+from calibration.quality import aggregate, calibration_quote_rows, fresh_oos_errors
 from calibration.quotes import build_snapshot
 from calibration.scheme import CalibrationScheme, SchemeConfig
 from calibration.surface import Surface
@@ -331,10 +331,7 @@ class CalibrationConsumer:
         pub = self._published  # scored out of sample if fitted in this epoch
         current = _built(pub[0]) if pub is not None and self._this_epoch(pub[1]) else None
         if current is not None and self.scheme.last_fit_ns is not None:
-            # out of sample: only quotes updated since the surface was fitted
-            fresh = snap.fresh(self.scheme.last_fit_ns)
-            if fresh.slices:
-                out.oos = oos_errors(current, fresh)
+            out.oos = fresh_oos_errors(current, snap, self.scheme.last_fit_ns)
         self.scheme.note_quotes(snap.n_quotes)
         if snap.slices and self.scheme.should_refit(snap):
             self._refit(ctx, snap, out)

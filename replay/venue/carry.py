@@ -83,12 +83,9 @@ class Carry:
         """Accrue funding on the perpetuals held from the last accrual up to ``vctx.now``.
         The venue calls this before it books a perpetual's fill, so that each position pays
         for the time it was held, not the position held at the next accrual."""
-        self._accrue_funding(vctx)
-        self.last_ts = vctx.now
-
-    def _accrue_funding(self, vctx) -> None:  # noqa: ANN001 - an engine VenueContext
         pf, m, specs = self.venue.portfolio, vctx.market, self.venue.specs
         dt_s = (vctx.now - (self.last_ts if self.last_ts is not None else vctx.now)) / NS
+        self.last_ts = vctx.now
         if dt_s <= 0:
             return
         for iid, qty in pf.net_qty().items():

@@ -18,7 +18,8 @@ of them is a miss (for a calibration class of the user's own: a change to its ow
 to the modules it imports).
 
 **Sharing.**  Streams live under ``<cache dir>/surfaces/<key>/`` (the cache dir is
-``$VOLREPLAY_CACHE_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/volreplay``).  A build holds an exclusive
+``$VOLREPLAY_CACHE_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/volreplay``).  A build holds an
+exclusive
 ``flock`` on ``<key>.lock`` and writes into a temporary directory that it renames into place
 only when complete, so parallel jobs with a cold cache build once: the others wait on the lock
 and then read.  A reader trusts a directory only when its ``manifest.json`` exists (written

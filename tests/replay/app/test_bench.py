@@ -63,7 +63,7 @@ def test_cache_dir_defaults_to_xdg_then_home(tmp_path, monkeypatch):
 
 def test_bench_cases_take_their_stores_from_the_cache(tmp_path, monkeypatch):
     """The cases build their store paths through ``dataset_path``, not under the checkout."""
-    from replay.app.bench import _load, discover
+    from replay.app.bench import discover
 
     monkeypatch.setenv("VOLREPLAY_CACHE_DIR", str(tmp_path))
     found = discover()
@@ -76,9 +76,10 @@ def test_bench_cases_take_their_stores_from_the_cache(tmp_path, monkeypatch):
     import replay.synth
 
     monkeypatch.setattr(replay.synth, "synthesize", fake_synthesize)
-    mod = _load("backtest", found["backtest"])
+    from replay.app.bench import day_store
+
     with pytest.raises(RuntimeError, match="not built"):
-        mod._store(True)
+        day_store(True)  # the backtest and parquet_store cases' store
     assert [(p.parent, p.name) for p in built] == [
         (tmp_path, "bench_quick_backtest.duckdb.building")]  # renamed into place once built
     text = "\n".join(p.read_text() for p in found.values())
