@@ -5,17 +5,20 @@ funding rate ``f``.  They are simulated block by block on a fixed step grid: blo
 ``[t0 + k*B, t0 + (k+1)*B)`` and draws its random numbers from its own sub-stream, so a block's
 content depends only on the seed, the block index and the state carried in from block ``k-1``.
 
-Models (time in years, ACT/365; zero drift, the index is a martingale):
+Models (time in years, ACT/365).  The index drifts at the futures basis ``b``
+(``ModelParams.basis``): ``E[S_T] = S_0 exp(b T) = F(T)``, the forward every future and
+option of the chain is priced off (``chain.py``), so the synthetic market is priced fairly and
+a short option earns no built-in carry.  ``S exp(-b t)`` is a martingale:
 
-* ``gbm``: ``dS/S = sigma dW``; exact log-normal step.
-* ``heston``: ``dS/S = sqrt(v) dW_S``, ``dv = kappa (theta - v) dt + xi sqrt(v) dW_v``,
+* ``gbm``: ``dS/S = b dt + sigma dW``; exact log-normal step.
+* ``heston``: ``dS/S = b dt + sqrt(v) dW_S``, ``dv = kappa (theta - v) dt + xi sqrt(v) dW_v``,
   ``d<W_S, W_v> = rho dt``.  Stepped with the Quadratic-Exponential (QE) scheme of
   L. Andersen, "Simple and efficient simulation of the Heston stochastic volatility model",
   Journal of Computational Finance 11(3), 2008 (psi_c = 1.5, gamma1 = gamma2 = 1/2).
 * ``bates``: Heston plus compound-Poisson log-normal jumps, D. Bates, "Jumps and stochastic
   volatility", Review of Financial Studies 9(1), 1996: ``ln J ~ N(mu_J, delta_J^2)`` at rate
-  ``lambda``, compensated by the drift ``-lambda (exp(mu_J + delta_J^2/2) - 1)`` so that ``S``
-  stays a martingale.
+  ``lambda``, compensated by the drift ``-lambda (exp(mu_J + delta_J^2/2) - 1)`` so that the
+  jumps add no drift.
 
 Funding is an Ornstein-Uhlenbeck rate per 8 h interval, stepped exactly:
 ``f' = m + (f - m) a + s_inf sqrt(1 - a^2) Z`` with ``a = exp(-kappa_f dt)``.
@@ -53,7 +56,8 @@ class ModelParams:
     jump_intensity: float = 25.0  # bates jumps per year
     jump_mean: float = -0.02  # mean log jump
     jump_std: float = 0.04  # std of log jump
-    basis: float = 0.05  # annual carry of the futures curve: F(T) = S exp(basis T)
+    basis: float = 0.05  # annual carry of the futures curve, F(T) = S exp(basis T), and the
+    # index's drift
     funding_mean: float = 1e-4  # per 8 h interval (0.01 %)
     funding_std: float = 1e-4  # stationary std of the funding OU
     funding_half_life_h: float = 4.0
@@ -195,7 +199,8 @@ def simulate_block(model: str, p: ModelParams, state: PathState, t0_ns: int, n_s
             dx = dx - comp + n_jumps * p.jump_mean + np.sqrt(n_jumps) * p.jump_std * zj
     log_s = np.empty(n_steps + 1)
     log_s[0] = state.log_s
-    np.cumsum(dx, out=log_s[1:])
+    # the drift enters the price alone: smile_var above takes the driftless increment
+    np.cumsum(dx + p.basis * dt, out=log_s[1:])
     log_s[1:] += state.log_s
     kf = math.log(2.0) / (p.funding_half_life_h * 3600.0 / YEAR_S)
     a = math.exp(-kf * dt)
