@@ -46,7 +46,8 @@ class ForecastBoard:
         self.ts: int | None = None
 
     def vol(self, name: str, horizon_s: float | None = None) -> float:
-        """The latest ``name`` forecast (the first horizon by default); NaN before one."""
+        """The latest ``name`` forecast (at its shortest horizon by default, the one the
+        metrics score); NaN before one."""
         if horizon_s is None:
             hs = sorted(h for n, h in self.latest if n == name)
             if not hs:
