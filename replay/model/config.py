@@ -72,7 +72,7 @@ class VenueConfig:
     default_size: float = 10.0  # option contracts shown at the touch where the data has no sizes
     hedge_default_size: float = 100000.0  # hedge contracts at the touch where it has no book
     hedge_half_spread_bps: float = 1.0  # quoted spread around a hedge price that has no book
-    price_band: float = 0.05  # reject market orders that would fill further than this from mid
+    price_band: float = 0.05  # no fill further than this fraction from the mark (else the mid)
     queue: str = "conservative"  # passive orders' queue model: conservative | probabilistic
     passive_ttl_s: float = 60.0  # a resting limit order expires after this (market seconds)
     funding_every_s: float = 60.0  # perp funding accrued at least this often (market seconds)

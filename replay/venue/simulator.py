@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from calibration.pricing.black_one import greeks_one
+from calibration.pricing.forwards import time_to_expiry
 from replay.model.config import VenueConfig, check_choice
 from replay.model.events import EventKind, register_kind
 from replay.model.orders import REJECT_EXPIRED, Fill, InstrumentSpec
@@ -62,6 +64,24 @@ EXECUTION = register_kind(EventKind("execution", "executions", (
     ("order_id", "int"), ("instrument_id", "int"), ("qty", "float"), ("price", "float"),
     ("fee", "float"), ("liquidity", "str"), ("level", "int"), ("arrival_mid", "float"),
     ("usd_per_coin", "float"), ("fee_usd", "float"), ("slippage_usd", "float"))))
+
+
+def venue_mark(spec: InstrumentSpec, iid: int, m) -> float:  # noqa: ANN001 - a MarketView
+    """The venue's mark of ``iid`` in its price currency, the price band's reference; NaN when
+    the data has none (the band is then centred on the mid).
+
+    * an option: Black-76 at the venue's mark IV and forward of its expiry, as Deribit marks
+      options (``Black(F, K, T, mark_iv) / F`` when inverse);
+    * a perpetual: the funding feed's mark price;
+    * anything else: NaN."""
+    if spec.kind == "perp":
+        return float(m.mark_price[iid])
+    if not spec.is_option:
+        return math.nan
+    f, vol = float(m.venue_forward[iid]), float(m.mark_iv[iid])
+    t = float(time_to_expiry(m.now, spec.expiry_ns))
+    px = greeks_one(f, spec.strike, t, vol, spec.is_call)[0]  # NaN for any NaN input
+    return px / f if spec.is_inverse else px
 
 
 def fees_from_config(cfg: VenueConfig) -> VenueFees:
@@ -128,7 +148,7 @@ class SimulatedVenue:
         return BookView(ts=m.now, bid_price=bid, ask_price=ask,
                         bid_size=bs if math.isfinite(bs) else d,
                         ask_size=as_ if math.isfinite(as_) else d,
-                        tick_size=spec.tick_size or 0.0)
+                        tick_size=spec.tick_size or 0.0, mark_price=venue_mark(spec, iid, m))
 
     def on_arrival(self, order, vctx) -> None:
         m = vctx.market

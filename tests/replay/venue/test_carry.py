@@ -30,6 +30,7 @@ class _Market:
     bid = np.array([49_990.0, 0.0100, 50_990.0])
     ask = np.array([50_010.0, 0.0102, 51_010.0])
     bid_size = ask_size = np.full(3, np.nan)
+    mark_price = venue_forward = mark_iv = np.full(3, np.nan)  # no venue marks
 
     def __init__(self, now: int) -> None:
         self.now = now
