@@ -49,14 +49,19 @@ def _spot(ctx) -> float:
     return s if math.isfinite(s) and s > 0 else math.nan
 
 
+def spot_move_since_fit(ctx, board) -> float:
+    """``S / S_fit``: the spot now over the spot the published surface was fitted at (1 when
+    either is unknown).  The surface's forwards are moved by it to today's."""
+    s = _spot(ctx)
+    fit = board.spot if board is not None else math.nan
+    return s / fit if math.isfinite(s) and math.isfinite(fit) and fit > 0 else 1.0
+
+
 def option_forward(ctx, board, expiry_ns: int, t: float, usd: float) -> float:
     """The forward of one expiry by the precedence of the module docstring."""
     surf = board.surface if board is not None else None
     if surf is not None:
-        f = float(surf.forward(t))
-        s = _spot(ctx)
-        if math.isfinite(s) and math.isfinite(board.spot) and board.spot > 0:
-            f *= s / board.spot
+        f = float(surf.forward(t)) * spot_move_since_fit(ctx, board)
         if math.isfinite(f) and f > 0:
             return f
     f = float(ctx.market.expiry_forward(int(expiry_ns)))

@@ -32,7 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from replay.consumers.margin.book import ISOLATE_BY, book_legs, group_index, group_pnl
+from replay.consumers.margin.book import (
+    ISOLATE_BY,
+    book_legs,
+    group_index,
+    group_pnl,
+    spot_move_since_fit,
+)
 from replay.consumers.margin.legs import Legs, free_collateral, group_sum
 from replay.consumers.margin.portfolio import (
     DYNAMICS,
@@ -80,6 +86,7 @@ class Account:
     ids: np.ndarray
     n_groups: int
     params: dict[str, float]
+    moved: float  # the spot's move since the published surface's fit (book.spot_move_since_fit)
 
 
 def _params(cls: type, key: str, values: dict | None) -> Any:
@@ -180,8 +187,8 @@ class MarginConsumer:
         n_groups = max(groups.values(), default=-1) + 1
         legs, ids = book_legs(ctx, specs, positions, self.board, usd, self.flat_vol, groups)
         acct = Account(e0, group_pnl(mk, groups, n_groups), e0 + mk.total_usd, legs, ids,
-                       n_groups, self._rule_params(ctx))
-        req = self.requirement(legs, n_groups, acct.params)
+                       n_groups, self._rule_params(ctx), spot_move_since_fit(ctx, self.board))
+        req = self.requirement(legs, n_groups, acct.params, acct.moved)
         free_im, im_g = self._free(req, "im", acct)
         free_mm, mm_g = self._free(req, "mm", acct)
         mm_mode = req["mm"] if self.mode == "cross" else float(mm_g.sum())
@@ -217,9 +224,11 @@ class MarginConsumer:
         surf = self.board.surface if self.board is not None else None
         return {k: float(v) for k, v in self.rule.params(ctx, surf, self.forecasts).items()}
 
-    def requirement(self, legs: Legs, n_groups: int, params: dict[str, float]) -> dict:
+    def requirement(self, legs: Legs, n_groups: int, params: dict[str, float],
+                    moved: float = 1.0) -> dict:
         """Initial and maintenance margin of the whole book and per group (USD), and the
-        worst scenarios (name, PnL) of the whole book under portfolio margin."""
+        worst scenarios (name, PnL) of the whole book under portfolio margin; ``moved`` is the
+        spot's move since the surface's fit (:func:`surface_vol_after_move`)."""
         if self.model == "standard":
             p = _with(self.standard, params)
             im, mm = standard_margin(legs, p)
@@ -228,7 +237,8 @@ class MarginConsumer:
                     "mm_groups": group_sum(mm, legs.group, n_groups), "worst": []}
         p = _with(self.portfolio, params)
         surf = self.board.surface if self.board is not None else None
-        vam = surface_vol_after_move(surf, legs.t) if surf is not None and len(legs) else None
+        vam = surface_vol_after_move(surf, legs.t, moved) if surf is not None and len(legs) \
+            else None
         whole = portfolio_margin(legs.with_groups(np.zeros(len(legs), np.int64)), p, vam)
         per = portfolio_margin(legs, p, vam)
         im_g = np.zeros(n_groups)
@@ -266,7 +276,7 @@ class MarginConsumer:
         keep = np.ones(len(acct.legs), bool)
 
         def free_after(mask: np.ndarray) -> tuple[float, float]:
-            r = self.requirement(acct.legs.subset(mask), acct.n_groups, acct.params)
+            r = self.requirement(acct.legs.subset(mask), acct.n_groups, acct.params, acct.moved)
             return self._free(r, "mm", acct)[0][self.mode], r["mm"]
 
         free, mm_now = free_after(keep)

@@ -28,7 +28,9 @@ of the money it is, which is the extended table's purpose.
 the shock depends on the surface dynamics (``dynamics``):
 
 * ``sticky_moneyness`` (default): the smile moves with the forward, so after the move the
-  option's vol is the surface's vol at its new log-moneyness ``ln(K / (F (1 + move)))``;
+  option's vol is the surface's vol at its new log-moneyness ``ln(K / (F_fit (1 + move)))``,
+  ``F_fit`` the surface's own forward of the expiry (the leg's forward before the spot moved
+  since the fit, :func:`surface_vol_after_move`);
 * ``sticky_strike``: each strike keeps its vol.
 
 Scenario PnL is ``sum_legs units (V_scenario - V_now)`` with ``V_now`` the model value at the
@@ -163,14 +165,19 @@ def leg_scenario_pnl(legs: Legs, p: PMParams, sc: Scenarios,
               *p.shock_args())
 
 
-def surface_vol_after_move(surface, t: np.ndarray) -> VolAfterMove:
+def surface_vol_after_move(surface, t: np.ndarray, moved: float = 1.0) -> VolAfterMove:
     """Sticky-moneyness vols from a fitted surface (:class:`calibration.surface.Surface`) for
-    option legs with years to expiry ``t``: the vol at ``k = ln(K / F')`` at the leg's
-    maturity (:meth:`~calibration.surface.Surface.total_variance_rows`)."""
+    option legs with years to expiry ``t``: the vol at ``k = ln(K / (F' / moved))`` at the
+    leg's maturity (:meth:`~calibration.surface.Surface.total_variance_rows`).
+
+    ``moved`` is the spot's move since the fit (``S / S_fit``), by which the legs' forwards
+    ``F`` are today's and not the surface's own: the legs are valued at the surface's vol of
+    their strike, ``ln(K / F_fit)`` with ``F_fit = F / moved``, so the moneyness of a scenario
+    is measured from ``F_fit`` too, and the zero move gives back every leg's own vol."""
     tt = np.maximum(np.asarray(t, dtype=float), 1e-12)
 
     def vol(strike: np.ndarray, forward: np.ndarray) -> np.ndarray:
-        w = surface.total_variance_rows(np.log(strike / forward), tt)
+        w = surface.total_variance_rows(np.log(strike * moved / forward), tt)
         return np.sqrt(np.maximum(w, 0.0) / tt[:, None])
 
     return vol
