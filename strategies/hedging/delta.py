@@ -189,17 +189,28 @@ class Hedger:
         for i, q in pending.items():
             if i in pos:
                 pos[i] += q
-        source = "flat" if self.hedge_vol == "flat" else self.delta_source
-        legs = book_legs(ctx, pos, source, self.board, self.flat_vol)
-        if self.hedge_vol == "forecast" and len(legs):
-            v = self.forecasts.vol(self.forecast)
-            if math.isfinite(v) and v > 0:  # before the first forecast: the surface's vols
-                legs = legs.with_vol(np.full(len(legs), v))
+        legs = book_legs(ctx, pos, self.vol_source, self.board, self.flat_vol)
+        v = self.forecast_vol()
+        if v is not None and len(legs):
+            legs = legs.with_vol(np.full(len(legs), v))
         if self.delta_model != "sticky_strike":
             surf = self.board.surface if self.board is not None else None
             legs = with_delta_model(legs, surf, self.delta_model, self.ssr, self.tracker,
                                     ctx.now)
         return legs
+
+    @property
+    def vol_source(self) -> str:
+        """The ``delta_source`` of the legs' vols: ``flat`` when ``hedge_vol`` is."""
+        return "flat" if self.hedge_vol == "flat" else self.delta_source
+
+    def forecast_vol(self) -> float | None:
+        """The forecast vol every leg takes when ``hedge_vol="forecast"``; None otherwise and
+        before the first forecast (the legs then keep the surface's vols)."""
+        if self.hedge_vol != "forecast":
+            return None
+        v = self.forecasts.vol(self.forecast)
+        return v if math.isfinite(v) and v > 0 else None
 
     def hedge_price(self, ctx: Any, spot: float) -> float:
         return instrument_price(ctx, self.hedge_id, spot)

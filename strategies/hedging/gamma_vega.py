@@ -79,8 +79,11 @@ class GammaVega(Periodic):
         t = (inst.expiry_ns[ids] - now).astype(np.float64) / NS_PER_YEAR
         fwd = np.array([expiry_forward(ctx, int(inst.expiry_ns[i]), spot, self.board, int(i))
                         for i in ids])
-        one = BookLegs(ids, inst.contract_size[ids].astype(np.float64), strike, t,
-                       leg_vols(self.board, strike, t, self.delta_source, self.flat_vol),
+        # the book's own vol rule (Hedger.legs), so that both sides' greeks agree
+        v = self.forecast_vol()
+        vols = leg_vols(self.board, strike, t, self.vol_source, self.flat_vol) if v is None \
+            else np.full(len(ids), v)
+        one = BookLegs(ids, inst.contract_size[ids].astype(np.float64), strike, t, vols,
                        inst.is_call[ids] == 1, fwd / spot, spot,
                        self.delta_source == "premium_adjusted")
         g = one.per_unit()

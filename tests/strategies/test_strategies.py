@@ -10,6 +10,7 @@ from calibration.pricing.black import delta as black_delta
 from calibration.pricing.black import gamma as black_gamma
 from replay.engine.loop import run_replay
 from replay.engine.wake import WakeCondition
+from strategies.board import SurfaceBoard
 from strategies.books import FixedBook
 from strategies.greeks import NS_PER_YEAR, book_greeks, book_legs
 from strategies.hedging.band_hedgers import gamma_weighted
@@ -39,6 +40,7 @@ from tests.strategies.test_base import (
     FakeCtx,
     LimitOrTouchVenue,
     build_store,
+    flat_surface,
     journal_table,
     option_id,
 )
@@ -227,6 +229,27 @@ def test_gamma_vega_neutralises_then_hedges_delta():
     ctx.set_spot(SPOT)
     s.on_wake(ctx)
     assert all(o["instrument_id"] == 1 for o in ctx.orders)
+
+
+def test_gamma_vega_takes_the_hedge_options_greeks_at_the_book_s_own_vol():
+    """With ``hedge_vol=flat`` the book's greeks are at ``flat_vol``; the hedge options' must
+    be too, whatever the published surface says (at the surface's 0.8 they left about a
+    quarter of the gamma unhedged)."""
+    ctx = FakeCtx()
+    inst = ctx.instruments
+    ctx.held[option_id(inst, E1, 105_000.0, True)] = -10.0
+    ctx.held[option_id(inst, E2, 90_000.0, False)] = 4.0
+    board = SurfaceBoard()
+    board.publish(flat_surface(0.8, ctx.now), ctx.now)
+    common = {**COMMON, "delta_source": "surface", "hedge_vol": "flat"}
+    s = GammaVega(expiry_1=4, expiry_2=30, period_ns=60 * NS, board=board, **common)
+    before = book_greeks(ctx, None, "flat", None, FLAT)
+    s.on_start(ctx)
+    s.on_wake(ctx)
+    ctx.fill_all()
+    after = book_greeks(ctx, None, "flat", None, FLAT)
+    assert abs(after.gamma) < 1e-9 * abs(before.gamma)
+    assert abs(after.vega) < 1e-9 * abs(before.vega)
 
 
 def test_periodic_in_the_engine_wakes_exactly_every_period(tmp_path):
