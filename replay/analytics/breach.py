@@ -8,7 +8,9 @@ lost over the window exceeds that margin::
     breach_t = equity(t) - equity(t + h) > IM(t)
 
 with ``equity`` and ``IM`` the last ``margin`` rows at or before each instant (as-of).  The
-loss is the account's: hedging, fees, funding and liquidations in the window included.
+loss is the account's: hedging, fees, funding and liquidations in the window included.  Both
+are in the account's currency: USD, or coin for coin collateral (``venue.equity_currency=coin``,
+each row converted at its ``usd_per_coin``), whose revaluation at the coin's price is no loss.
 Windows do not overlap, so the hits are not correlated by construction (Christoffersen's
 test below checks the clustering that remains).
 
@@ -140,7 +142,11 @@ def margin_block(journal_path, consumer) -> dict:
            "maintenance_usd_mean": stat(mm, np.mean),
            "min_equity_over_mm": float(ratio.min()) if ratio.size else None,
            **consumer.counts}
-    out.update(breach_metrics(t["ts"].to_numpy(), t["equity_usd"].to_numpy(dtype=float),
-                              im.to_numpy(dtype=float), consumer.breach_horizon_s,
+    equity, held = t["equity_usd"].to_numpy(dtype=float), im.to_numpy(dtype=float)
+    if consumer.venue.cfg.equity_currency == "coin":
+        # in the collateral's own currency: its revaluation at the coin's price is no loss
+        usd = t["usd_per_coin"].to_numpy(dtype=float)
+        equity, held = equity / usd, held / usd
+    out.update(breach_metrics(t["ts"].to_numpy(), equity, held, consumer.breach_horizon_s,
                               consumer.breach_p))
     return out

@@ -32,8 +32,11 @@ class ImpliedMove:
     ``price_range`` when ``floor`` is 0).
 
     This is the square-root-of-time scaling of a normal VaR (Jorion, *Value at Risk*, 3rd ed.,
-    2007, ch. 5); with ``k = 2.33`` a delta-one position breaches about 1 % of the windows of
-    length ``h`` when realised vol equals the implied one.
+    2007, ch. 5); with ``k = 2.33`` a delta-one position moves by more than the range in about
+    1 % of the windows of length ``h`` when realised vol equals the implied one.  Portfolio
+    margin adds the delta shock (``max_delta_shock`` of the range, 10 % by default) to such a
+    position's requirement, so at ``k = 2.33`` it breaches about 0.5 % of the windows and
+    ``k = 2.33 / 1.1 = 2.12`` gives 1 %.
     """
 
     def __init__(self, k: float = 3.0, horizon_s: float = 3600.0, floor: float = 0.0,

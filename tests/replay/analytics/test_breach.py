@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
+import duckdb
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -15,6 +17,7 @@ from replay.analytics.breach import (
     breach_windows,
     christoffersen_independence,
     kupiec_pof,
+    margin_block,
 )
 from replay.consumers.margin import PMParams, make_legs, portfolio_margin
 from replay.synth.paths import ModelParams, initial_state, simulate_block
@@ -89,3 +92,27 @@ def test_a_margin_far_too_small_is_rejected():
     m = _breaches_of_a_long_btc(norm.isf(0.01) * 0.5)
     assert m["breach_rate"] > 0.05
     assert m["kupiec_p"] < 1e-6
+
+
+@pytest.mark.parametrize("currency, breaches", [("coin", 0), ("usd", 24)])
+def test_coin_collateral_is_judged_in_coin(tmp_path, currency, breaches):
+    """A flat book on 10 BTC of collateral while BTC falls 1 % an hour: in USD the account
+    loses about 5,000 an hour, more than its 2,000 of margin, but in coin it loses nothing,
+    and a coin account is judged in coin (it counted 24 breaches in 24 windows)."""
+    ts = np.arange(0, 24 * 3600 + 1, 60) * 10**9
+    usd = 50_000.0 * np.exp(-0.01 * ts / 1e9 / 3600)
+    # the coin account's equity in USD; a USD account losing about as much, which breaches
+    equity = 10.0 * usd if currency == "coin" else 500_000.0 - 5_000.0 * ts / 1e9 / 3600
+    path = tmp_path / "journal.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE margin AS SELECT * FROM (SELECT unnest($ts) AS ts, "
+                    "2000.0 AS initial_usd, 1600.0 AS maintenance_usd, "
+                    "2000.0 AS initial_isolated_usd, 1600.0 AS maintenance_isolated_usd, "
+                    "unnest($eq) AS equity_usd, unnest($usd) AS usd_per_coin, "
+                    "2.0 AS equity_over_mm)",
+                    {"ts": ts.tolist(), "eq": equity.tolist(), "usd": usd.tolist()})
+    consumer = SimpleNamespace(model="portfolio", mode="cross", counts={},
+                               breach_horizon_s=3600.0, breach_p=0.01,
+                               venue=SimpleNamespace(cfg=SimpleNamespace(equity_currency=currency)))
+    block = margin_block(path, consumer)
+    assert block["observations"] == 24 and block["breaches"] == breaches
