@@ -2,8 +2,8 @@
 
 :class:`VolreplayError` is what the CLI catches: it prints one ``volreplay: error:`` line and
 exits with :data:`EXIT_USER_ERROR`.  Two errors the libraries raise before our checks can
-name them count as the user's too (:func:`is_user_error`): a path that does not exist, and a
-file DuckDB cannot read.  Anything else that escapes is a bug and shows its traceback (exit
+name them count as the user's too (:func:`is_user_error`): a path the operating system refuses
+(missing, not writable, of the wrong kind), and a file DuckDB cannot read.  Anything else that escapes is a bug and shows its traceback (exit
 code 1).  Each subclass also derives from the built-in type it replaces, so
 that ``except ValueError`` around a config check keeps working.
 """
@@ -50,9 +50,12 @@ class ObjectiveValueError(VolreplayError, ValueError):
     """The sweep objective cannot be computed for one run (a null metric, log of a negative)."""
 
 
-# What the CLI and the Hydra app report as one line: our errors, and a user path that does not
-# exist (raised by the standard library before any of our checks can name it).
-USER_ERRORS: tuple[type[BaseException], ...] = (VolreplayError, FileNotFoundError)
+# What the CLI and the Hydra app report as one line: our errors, and a user path the operating
+# system refuses (missing, not writable, a file where a folder belongs or the reverse; raised by
+# the standard library before any of our checks can name it).
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    VolreplayError, FileNotFoundError, PermissionError, FileExistsError, NotADirectoryError,
+    IsADirectoryError)
 
 
 def is_user_error(e: BaseException) -> bool:

@@ -24,7 +24,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from replay.errors import StoreError
+from replay.errors import StoreError, error_line
 from replay.model.schema import AUX_DDL, MARKET_TABLES, TABLES, columns, ddl
 from replay.store.writing import (  # noqa: F401  (re-exported: the store's public names)
     TS_MAX,
@@ -110,21 +110,22 @@ class MarketStore(LoadingMixin):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as e:
-            raise StoreError(f"cannot open store {self.path}: {e}") from None
+        except duckdb.Error as e:  # locked, damaged or truncated: the file, not our SQL
+            raise StoreError(f"cannot open store {self.path}: {error_line(e)}") from None
+        tables = set(self.tables())
+        missing = sorted(set(MARKET_TABLES) - tables)
+        # Readers query the market tables by name (without them a DuckDB file that is not a
+        # store fails later with a raw catalog error); a writer creates them, but never in
+        # another database, such as a run's journal.
+        if missing and (read_only or (tables and len(missing) == len(MARKET_TABLES))):
+            self.con.close()
+            raise StoreError(f"store {self.path} is a DuckDB database but not a market store "
+                             f"(no table(s) {', '.join(missing)}); {_EXPECTED}")
         if not read_only:
             for t in MARKET_TABLES:
                 self._exec(ddl(t))
             for stmt in AUX_DDL.values():
                 self._exec(stmt)
-        else:
-            # Readers query the market tables by name; without this a DuckDB file that is not
-            # a store fails later with a raw catalog error.
-            missing = sorted(set(MARKET_TABLES) - set(self.tables()))
-            if missing:
-                self.con.close()
-                raise StoreError(f"store {self.path} is a DuckDB database but not a market store "
-                                 f"(no table(s) {', '.join(missing)}); {_EXPECTED}")
         self._staged: set[str] = set()
 
     def _exec(self, sql: str, params=None) -> list[tuple]:

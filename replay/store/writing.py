@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
@@ -89,7 +90,11 @@ class LoadingMixin:
         return self._load_id
 
     def source_loaded(self, sha256: str) -> bool:
-        return self._exec("SELECT count(*) FROM loads WHERE sha256 = ?", [sha256])[0][0] > 0
+        """Whether a file with this sha256 was loaded.  A load that ingested nothing (every
+        row quarantined: the wrong format, or quotes before their instruments) does not count:
+        its quarantine is kept, and the file loads again once the cause is fixed."""
+        return self._exec("SELECT count(*) FROM loads WHERE sha256 = ? AND rows_ingested > 0",
+                          [sha256])[0][0] > 0
 
     def ensure_instruments(self, defs: pa.Table) -> dict[str, int]:
         """Insert instrument definitions whose ``name`` is new; return name -> id for all.
@@ -183,7 +188,7 @@ class LoadingMixin:
                                      f"{rep.ingested} + quarantined {rep.quarantined}")
             self._exec("COMMIT")
         except BaseException:
-            self._exec("ROLLBACK")
+            self._rollback()
             raise
         finally:
             for table in self._staged:
@@ -193,9 +198,18 @@ class LoadingMixin:
 
     def abort_load(self) -> None:
         try:
-            self._exec("ROLLBACK")
+            self._rollback()
         finally:
             self._staged.clear()
+
+    def _rollback(self) -> None:
+        """Roll the open load back.  A transaction DuckDB has already ended (an I/O error on a
+        damaged file aborts it) has nothing to roll back, and the error that ended it is the
+        one to report, not this one's."""
+        try:
+            self._exec("ROLLBACK")
+        except duckdb.TransactionException:
+            pass
 
     def _merge_stage(self, table: str, source: str) -> int:
         stage = f"_stage_{table}"

@@ -47,6 +47,37 @@ def test_a_truncated_store_isone_error_line(tmp_path):
     one_error_line(volreplay("inspect", "--db", str(cut), cwd=tmp_path), str(cut))
 
 
+def test_a_store_with_a_damaged_block_is_one_error_line(tmp_path):
+    """A block zeroed inside an intact file: DuckDB refuses it on opening, with a checksum
+    error that is neither an I/O error nor ours; reading and writing each say so in one line,
+    and an ingest into a truncated store reports the I/O error, not its failed rollback."""
+    db = tmp_path / "s.duckdb"
+    assert volreplay("ingest", "tardis-quotes", str(TARDIS_QUOTES), "--db", str(db),
+                      cwd=tmp_path).returncode == 0
+    data = bytearray(db.read_bytes())
+    data[4096:4096 + 8192] = bytes(8192)
+    bad = tmp_path / "bad.duckdb"
+    bad.write_bytes(bytes(data))
+    one_error_line(volreplay("inspect", "--db", str(bad), cwd=tmp_path), str(bad))
+    one_error_line(volreplay("ingest", "tardis-quotes", str(TARDIS_QUOTES), "--db", str(bad),
+                             cwd=tmp_path), str(bad))
+    cut = tmp_path / "cut.duckdb"
+    cut.write_bytes(db.read_bytes()[: db.stat().st_size // 3])
+    one_error_line(volreplay("ingest", "tardis-quotes", str(TARDIS_QUOTES), "--db", str(cut),
+                             cwd=tmp_path), str(cut))
+
+
+def test_a_run_directory_the_system_refuses_is_one_error_line(gbm_quarter_hour, tmp_path):
+    """A run directory that is a file (FileExistsError) or lies under one
+    (NotADirectoryError): the operating system's refusal of a path the user named."""
+    taken = tmp_path / "taken"
+    taken.write_text("a file\n")
+    for run_dir in (taken, taken / "run"):
+        one_error_line(volreplay("run", f"data.db={gbm_quarter_hour}", f"hydra.run.dir={run_dir}",
+                                 "report.html=false", cwd=tmp_path), str(taken))
+    assert taken.read_text() == "a file\n"
+
+
 @pytest.fixture(scope="module")
 def finished_run(gbm_quarter_hour, tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("cli_run")

@@ -5,6 +5,8 @@
 * An empty file is treated the same in every format: listed in ``empty_sources``, no load
   recorded, so that one empty file never makes the next one look "already ingested".
 * The "already ingested" note is about the skipped files only.
+* A file none of whose rows could be ingested (the wrong format) is not "already ingested":
+  loaded again in its own format, it loads.
 """
 
 from __future__ import annotations
@@ -201,3 +203,18 @@ def test_accounting_holds_across_skipped_empty_and_loaded_files(tmp_path):
         assert rows.shape == (1, 3)  # the empty file recorded nothing
         assert first.read == rows[0, 0] == rows[0, 1] + rows[0, 2]
         assert first.read == market_rows(s) + s.count("quarantine")
+
+
+def test_a_file_loaded_in_the_wrong_format_loads_in_the_right_one(tmp_path):
+    """Every row of a Deribit summary file read as a Binance capture is quarantined; that load
+    is kept with its quarantine but does not make the file "already ingested" (it did, and the
+    right format then loaded nothing)."""
+    f = tmp_path / "summary.parquet"
+    pq.write_table(_summary(8), f)
+    with open_store(tmp_path / "s.duckdb", read_only=False) as store:
+        wrong = json.loads(ingest(store, "binance-ws", [f]).as_json())
+        assert wrong["ingested"] == 0 and wrong["quarantined"] == wrong["read"] > 0
+        right = json.loads(ingest(store, "deribit-summary", [f]).as_json())
+        assert right["read"] == right["ingested"] == 8
+        again = json.loads(ingest(store, "deribit-summary", [f]).as_json())
+        assert again["read"] == 0 and again["skipped_sources"] == [str(f)]

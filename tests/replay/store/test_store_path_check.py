@@ -96,6 +96,18 @@ def test_a_duckdb_database_that_is_not_a_store_is_refused_for_reading(tmp_path):
         attach_store(duckdb.connect(), other, "mkt")
 
 
+def test_a_duckdb_database_that_is_not_a_store_is_refused_for_writing(tmp_path):
+    """Ingesting into a run's journal (or any other database) would add market tables to it;
+    it is refused and the database is left as it was."""
+    other = tmp_path / "journal.duckdb"
+    with duckdb.connect(str(other)) as con:
+        con.execute("CREATE TABLE journal (seq BIGINT)").fetchall()
+    with pytest.raises(StoreError, match="not a market store"):
+        open_store(other, read_only=False)
+    with duckdb.connect(str(other), read_only=True) as con:
+        assert [r[0] for r in con.execute("SHOW TABLES").fetchall()] == ["journal"]
+
+
 def test_a_new_store_may_not_be_named_like_a_data_file(tmp_path):
     target = tmp_path / "new.parquet"
     p = volreplay("ingest", "tardis-quotes", str(QUOTES), "--db", str(target), cwd=tmp_path)
