@@ -59,6 +59,8 @@ class LossConfig:
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if not isinstance(self.band, bool):  # a string such as "no" would read as true
+            raise ValueError(f"loss.band: {self.band!r} is not a boolean; use true or false")
         if self.mid_weight < 0 or self.min_tick_weight < 0 or self.stale_weight < 0:
             raise ValueError("loss weights must be non-negative")
         if self.min_half_spread <= 0:

@@ -42,6 +42,16 @@ def init_defaults(cls: type) -> dict[str, Any]:
             if p.default is None or isinstance(p.default, (bool, int, float, str))}
 
 
+def _check_booleans(group: str, cls: type, values: dict) -> None:
+    """A key the target declares ``bool`` takes true or false.  Hydra passes ``no``, ``off``
+    or ``0`` on as the string or number they are, and the target would read any of them but
+    ``0`` as true."""
+    for p in _init_params(cls)[0]:
+        v = values.get(p.name)
+        if p.annotation in (bool, "bool") and v is not None and not isinstance(v, bool):
+            raise ConfigError(f"{group}.{p.name}: {v!r} is not a boolean; use true or false")
+
+
 def locate_class(key: str, target: str) -> type:
     """The class a ``_target_`` names (``package.module.Class``), imported here rather than
     by Hydra's ``get_class``, which logs an error of its own before raising."""
@@ -76,6 +86,8 @@ def instantiate_checked(group: str, node: Any, **extra: Any) -> Any:
         raise ConfigError(f"{group}: missing _target_ (the class to instantiate)")
     cls = locate_class(f"{group}._target_", str(target))
     allowed, open_ended = _init_keywords(cls)
+    _check_booleans(group, cls, OmegaConf.to_container(node) if OmegaConf.is_config(node)
+                    else node)
     # run-provided collaborators (e.g. the surface board) go only to targets that take them
     extra = {k: v for k, v in extra.items() if open_ended or k in allowed}
     if not open_ended:

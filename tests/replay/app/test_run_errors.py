@@ -138,6 +138,9 @@ def test_library_run_rejects_a_bad_value_before_writing(gbm_quarter_hour, tmp_pa
                              "whalley_wilmott")),
     ("data.end=${oops}", ("data.end: Interpolation key 'oops' not found",)),
     ("data.end=${oops:1}", ("data.end: Unsupported interpolation type oops",)),
+    # before the fix: any string was a true (warm start stayed on with "no")
+    ("calibration.warm_start=no", ("calibration.warm_start: 'no' is not a boolean",)),
+    ("calibration.loss.band=off", ("loss.band: 'off' is not a boolean",)),
 ])
 def test_cli_user_errors_are_one_line_with_exit_code_2(gbm_quarter_hour, tmp_path, override,
                                                          needles):
