@@ -24,13 +24,14 @@ def is_inverse_delta_one(instruments: Instruments, iid: int) -> bool:
 
 def resolve_hedge(instruments: Instruments, hedge: str, now: int, underlying: str = "BTC"
                   ) -> int:
-    """Instrument id of the hedge: the perp, the nearest future expiring after ``now``, or
+    """Instrument id of the hedge: the perp, the nearest future listed by and expiring after ``now``, or
     spot, of ``underlying``.  Raises :class:`ConfigError` naming what the store has."""
     check_choice("strategy.hedge", hedge, HEDGE_KINDS)
     ids = [int(i) for i in instruments.ids_of_kind(hedge)
            if underlying_of(instruments.name[i]) == underlying]
-    if hedge == "future":
-        ids = [i for i in ids if instruments.expiry_ns[i] > now]
+    if hedge == "future":  # one listed by now (a later one is not known yet)
+        ids = [i for i in instruments.listed_by(np.array(ids, np.int64), now).tolist()
+               if instruments.expiry_ns[i] > now]
         ids.sort(key=lambda i: int(instruments.expiry_ns[i]))
     if not ids:
         have = sorted({str(k) for k in instruments.kind if k})

@@ -13,10 +13,14 @@ from replay.errors import ConfigError
 from replay.model.instruments import underlying_of
 
 
-def listed_options(instruments: Instruments, now: int, underlying: str = "BTC") -> np.ndarray:
-    """Option ids of ``underlying`` expiring after ``now``."""
-    ids = instruments.ids_of_kind("option")
-    keep = [int(i) for i in ids if instruments.expiry_ns[i] > now
+def listed_options(instruments: Instruments, now: int, underlying: str = "BTC",
+                   expiring_after: int | None = None) -> np.ndarray:
+    """Option ids of ``underlying`` listed by ``now`` (an instrument defined later is not
+    known yet: choosing it would be look-ahead) and expiring after ``expiring_after``
+    (default ``now``)."""
+    after = now if expiring_after is None else expiring_after
+    ids = instruments.listed_by(instruments.ids_of_kind("option"), now)
+    keep = [int(i) for i in ids if instruments.expiry_ns[i] > after
             and underlying_of(instruments.name[i]) == underlying]
     return np.array(keep, dtype=np.int64)
 
@@ -34,7 +38,7 @@ def choose_expiry(instruments: Instruments, now: int, spec: Any, underlying: str
     """The expiry named by ``spec`` (the config key ``key``): ``nearest`` (first after
     ``now + min_ns``), ``nearest_monthly`` (first last-Friday-of-month one; the nearest if
     none is listed) or a number of days (the listed expiry closest to ``now + days``)."""
-    ids = listed_options(instruments, now + int(min_ns), underlying)
+    ids = listed_options(instruments, now, underlying, expiring_after=now + int(min_ns))
     if not ids.size:
         raise ConfigError(f"{key}: no {underlying} option expiring after the replay start "
                           "is listed")
@@ -52,10 +56,10 @@ def choose_expiry(instruments: Instruments, now: int, spec: Any, underlying: str
     return int(exps[np.argmin(np.abs(exps - (now + days * 86400 * 1e9)))])
 
 
-def options_at(instruments: Instruments, expiry_ns: int, is_call: bool,
+def options_at(instruments: Instruments, expiry_ns: int, is_call: bool, now: int,
                underlying: str = "BTC") -> np.ndarray:
-    """Ids of the calls (or puts) of one expiry, sorted by strike."""
-    ids = listed_options(instruments, expiry_ns - 1, underlying)
+    """Ids of the calls (or puts) of one expiry listed by ``now``, sorted by strike."""
+    ids = listed_options(instruments, now, underlying)
     ids = ids[(instruments.expiry_ns[ids] == expiry_ns)
               & ((instruments.is_call[ids] == 1) == bool(is_call))]
     return ids[np.argsort(instruments.strike[ids], kind="stable")]

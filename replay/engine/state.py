@@ -101,6 +101,9 @@ class Instruments:
     is_call: np.ndarray  # int8: 1 call, 0 put, -1 not an option
     settlement: np.ndarray  # object
     contract_size: np.ndarray  # float64
+    #: int64: when each definition was received (``instruments.ts_recv``), the instant it is
+    #: listed for a strategy that chooses instruments; None: every one listed from the start
+    listed_ns: np.ndarray | None = None
 
     @staticmethod
     def from_arrow(t: pa.Table) -> Instruments:
@@ -117,13 +120,19 @@ class Instruments:
         return Instruments(put("name", object, ""), put("kind", object, ""),
                            put("expiry_ns", np.int64, NEVER), put("strike", np.float64, np.nan),
                            put("is_call", np.int8, -1), put("settlement", object, ""),
-                           put("contract_size", np.float64, np.nan))
+                           put("contract_size", np.float64, np.nan),
+                           put("ts_recv", np.int64, NEVER) if "ts_recv" in t.column_names
+                           else None)
 
     def __len__(self) -> int:
         return len(self.name)
 
     def ids_of_kind(self, kind: str) -> np.ndarray:
         return np.flatnonzero(self.kind == kind)
+
+    def listed_by(self, ids: np.ndarray, now: int) -> np.ndarray:
+        """Of ``ids``, those whose definition was received by ``now`` (:attr:`listed_ns`)."""
+        return ids if self.listed_ns is None else ids[self.listed_ns[ids] <= now]
 
     def default_underlying(self) -> int:
         """The hedge/underlying instrument by default: the perpetual if there is one, else the

@@ -103,8 +103,8 @@ class FixedBook:
         e = choose_expiry(inst, ctx.now, self.expiry, self.underlying, self.min_expiry_ns)
         self.expiry_ns = e
         fwd = expiry_forward(ctx, e, spot, self.board)
-        calls = options_at(inst, e, True, self.underlying)
-        puts = options_at(inst, e, False, self.underlying)
+        calls = options_at(inst, e, True, ctx.now, self.underlying)
+        puts = options_at(inst, e, False, ctx.now, self.underlying)
         q = self.sign * self.size
 
         def by_delta(ids: np.ndarray, target: float) -> int:

@@ -104,10 +104,21 @@ class MarketMakerBook:
 
     # -- consumer protocol ----------------------------------------------------------------
     def on_start(self, ctx: Any) -> WakeCondition | None:
-        ids = listed_options(ctx.instruments, ctx.now, self.underlying)
-        self.options = ids
-        self.seen = np.asarray(ctx.market.trade_ts[ids], np.int64).copy()
+        self.options, self.seen = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        # on_start runs just before the first event: the definitions received at that
+        # instant are the universe the book opens with
+        self._add_listed(ctx, ctx.now + 1)
         return self._next(ctx)
+
+    def _add_listed(self, ctx: Any, now: int) -> None:
+        """Options listed by ``now`` join the universe (an option listed later is not known
+        yet); the prints they had before joining are not taken."""
+        ids = listed_options(ctx.instruments, now, self.underlying)
+        new = ids[~np.isin(ids, self.options)]
+        if new.size:
+            self.options = np.concatenate((self.options, new))
+            self.seen = np.concatenate((self.seen, np.asarray(ctx.market.trade_ts[new],
+                                                              np.int64)))
 
     def on_wake(self, ctx: Any) -> WakeCondition | None:
         m = ctx.market
@@ -144,9 +155,11 @@ class MarketMakerBook:
         self.n_taken += 1
 
     def _watch(self, ctx: Any) -> tuple[int, ...]:
-        """Options passing the static filter; recomputed hourly and when one expires (the
-        tuple is what the engine's trade-count mask is built from, so it is cached)."""
+        """Options passing the static filter; recomputed hourly and when one expires, with the
+        options listed since (the tuple is what the engine's trade-count mask is built from,
+        so it is cached)."""
         if ctx.now >= self._watch_until:
+            self._add_listed(ctx, ctx.now)
             ids = self.options[self._static_ok(ctx, self.options)] if self.options.size else \
                 self.options
             self._watch_ids = tuple(int(i) for i in ids)

@@ -50,8 +50,8 @@ class GammaVega(Periodic):
         inst = ctx.instruments
         e = choose_expiry(inst, ctx.now, spec, self.underlying, min_ns=self.roll_ns, key=key)
         fwd = expiry_forward(ctx, e, spot, self.board)
-        calls, puts = (options_at(inst, e, True, self.underlying),
-                       options_at(inst, e, False, self.underlying))
+        calls, puts = (options_at(inst, e, True, ctx.now, self.underlying),
+                       options_at(inst, e, False, ctx.now, self.underlying))
         if self.right == "otm":
             # the listed strike nearest the forward, then its out-of-the-money side
             both = np.concatenate([calls, puts])

@@ -95,6 +95,31 @@ def test_strikes_by_delta(structure, signs):
     assert want_call > SPOT > want_put
 
 
+def test_a_book_chooses_among_the_options_listed_by_now():
+    """The nearest expiry (E1) is listed an hour from now: a book choosing now takes E2, as it
+    would on the store without E1's listing, and takes E1 once it is listed; its strikes
+    listed later are not offered either (it chose E1 before E1 existed)."""
+    from dataclasses import replace
+
+    ctx = FakeCtx()
+    inst = ctx.instruments
+    later = ctx.now + 3600 * NS
+    listed = np.where(inst.expiry_ns == E1, later, ctx.now - NS)
+    listed[option_id(inst, E2, 100_000.0, True)] = later  # a strike of E2 listed later
+    ctx.instruments = replace(inst, listed_ns=listed.astype(np.int64))
+    book = FixedBook(structure="call", expiry="nearest", size=1.0, side="long")
+    book.on_start(ctx)
+    book.on_wake(ctx)
+    (o,) = ctx.orders
+    assert inst.expiry_ns[o["instrument_id"]] == E2
+    assert inst.strike[o["instrument_id"]] != 100_000.0  # the nearest strike listed by now
+    ctx.now = later
+    again = FixedBook(structure="call", expiry="nearest", size=1.0, side="long")
+    again.on_start(ctx)
+    again.on_wake(ctx)
+    assert inst.expiry_ns[ctx.orders[-1]["instrument_id"]] == E1
+
+
 def test_fixed_book_config_errors():
     with pytest.raises(ConfigError, match="book.structure"):
         FixedBook(structure="butterfly")
