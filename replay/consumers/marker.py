@@ -225,14 +225,23 @@ def coin_usd(m, ids) -> float:
 def mark_price(ctx, spec, iid: int, board=None, mode: str = "mid") -> float:
     """The price instrument ``iid`` is marked at (the portfolio's price currency): its mid; an
     option at the published surface's price when ``mode="surface"`` or when it has no
-    two-sided book; else the reference price (``MarketView.reference_price``)."""
+    two-sided book; else the reference price (``MarketView.reference_price``).
+
+    The surface price is the explain's valuation (module docstring): Black-76 at the
+    surface's vol of the strike and at ``F = b S``, the surface's forward moved with the
+    coin's price since the fit, in coin (``/ F``) for an inverse option.  Priced at the fit's
+    own forward, the coin premium stood still while the coin moved between refits, and the
+    step PnL carried a move the greeks did not explain."""
     m = ctx.market
     model = spec.is_option and board is not None and board.surface is not None
     mid = float(m.mid(iid))
     if model and (mode == "surface" or not math.isfinite(mid)):
-        t = time_to_expiry(ctx.now, spec.expiry_ns)
-        px = board.surface.price_coin(np.array([spec.strike]), t, np.array([spec.is_call]))
-        px = float(np.asarray(px).ravel()[0])
+        surf, t = board.surface, float(time_to_expiry(ctx.now, spec.expiry_ns))
+        move = _forward(m, iid) / board.spot  # NaN without a fit spot: the fit's forward
+        f = float(surf.forward(t)) * (move if math.isfinite(move) and move > 0 else 1.0)
+        vol = float(surf.iv_expiry(np.array([spec.strike]), np.array([spec.expiry_ns]))[0])
+        px = greeks_one(f, float(spec.strike), t, vol, bool(spec.is_call))[0]
+        px = px / f if spec.is_inverse else px
         if math.isfinite(px):
             return px
     if math.isfinite(mid):

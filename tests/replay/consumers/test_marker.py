@@ -57,3 +57,30 @@ def test_the_basis_is_the_first_usable_ratio():
     assert _basis(math.nan, 1.02) == 1.02
     assert _basis(1.01, 1.02) == 1.01
     assert _basis(math.nan, -1.0, math.inf) == 1.0
+
+
+def test_the_surface_mark_moves_with_the_coin_between_refits():
+    """Marked to the surface, an inverse call's USD value between two refits changes as the
+    explain's delta and gamma at ``F = b S`` say (the surface's forward moved with the coin).
+    Priced at the fit's own forward its coin premium stood still, and the step's USD PnL was
+    the premium times the coin's move: a fifth of the explained move on a 2 % rise."""
+    from types import SimpleNamespace
+
+    from replay.consumers.marker import mark_price
+    from tests.strategies.test_base import E2, flat_surface
+
+    now, s_fit, b = E2 - int(T * 365 * 86_400 * 10**9), 100_000.0, 1.03
+    board = SimpleNamespace(surface=flat_surface(VOL, now, forward=b * s_fit), spot=s_fit)
+    spec = SimpleNamespace(is_option=True, expiry_ns=E2, strike=K, is_call=True,
+                           is_inverse=True)
+
+    def usd_value(s: float) -> float:
+        market = SimpleNamespace(mid=lambda i: math.nan, usd_per_coin=lambda i: s)
+        return mark_price(SimpleNamespace(market=market, now=now), spec, 0, board,
+                          "surface") * s
+
+    s0, s1 = 101_000.0, 103_020.0  # the coin moved since the fit, and moves again
+    g = _greeks_in_spot(greeks_one(b * s0, K, T, VOL, True), b)
+    explained = g["delta"] * (s1 - s0) + 0.5 * g["gamma"] * (s1 - s0) ** 2
+    assert_allclose(usd_value(s1) - usd_value(s0), explained, rtol=2e-3)
+    assert_allclose(usd_value(s0), _value(s0), rtol=1e-12)
