@@ -248,7 +248,11 @@ class CalibrationConsumer:
         if self.wake_quotes is not None:
             opts = self._option_ids(ctx)
             ids = tuple(int(i) for i in opts) if len(opts) else None
-            return WakeCondition(quote_count=self.wake_quotes, instruments=ids, deadline=publish)
+            # a publication (deadline) in the middle of a count goes on with the quotes still
+            # to count: the refits stay every wake_quotes quotes whatever the latency
+            count = ctx.quotes_left if ctx.reason == "deadline" and ctx.quotes_left else \
+                self.wake_quotes
+            return WakeCondition(quote_count=count, instruments=ids, deadline=publish)
         if self._due is None or ctx.now >= self._due:
             self._due = max((ctx.now // self.wake_ns + 1) * self.wake_ns, self.active_from)
         return WakeCondition(deadline=self._due if publish is None else min(self._due, publish))

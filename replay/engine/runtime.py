@@ -79,11 +79,15 @@ class Consumer(Protocol):
 class Context:
     """What a consumer sees and may do during one wake."""
 
-    def __init__(self, rt: Runtime, consumer: str, now: int, reason: str):
+    def __init__(self, rt: Runtime, consumer: str, now: int, reason: str,
+                 quotes_left: int | None = None):
         self._rt = rt
         self.consumer = consumer
         self.now = int(now)
         self.reason = reason
+        #: the quotes a ``quote_count`` condition still waited for when another part of it (a
+        #: deadline) woke the consumer; None when it had no count or the count ran out
+        self.quotes_left = quotes_left
         self._market: MarketView | None = None
         self._acted = False
 
@@ -305,9 +309,10 @@ class Runtime:
         self.n_wakes += 1
         if self._recorded:
             self.catch_up(now, _DEADLINE if reason == "deadline" else _CONDITION, c)
+        left = int(self.wakes.count_left[c])
         self.wakes.clear(c)
         t0 = time.perf_counter_ns()
-        cond = cons.on_wake(Context(self, cons.name, now, reason))
+        cond = cons.on_wake(Context(self, cons.name, now, reason, left if left > 0 else None))
         self.costs.add(c, 1, time.perf_counter_ns() - t0)
         self.wakes.set(c, cond, now)
 

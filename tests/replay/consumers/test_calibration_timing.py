@@ -6,6 +6,7 @@ consumer's deadline wake of that instant (the calibration consumer comes first).
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import pytest
 
 from replay.consumers.calibration import CalibrationConsumer
@@ -70,3 +71,22 @@ def test_a_fit_at_a_deadline_sees_every_event_up_to_it(gbm_quarter_hour, tmp_pat
             count = sum(con.execute(f"SELECT count(*) FROM {t} WHERE ts_recv <= ?",
                                     [int(ts)]).fetchone()[0] for t in MARKET_TABLES)
             assert n == count
+
+
+@pytest.mark.parametrize("latency_s", [0, 5])
+def test_quote_count_refits_stay_every_n_quotes_with_a_latency(gbm_quarter_hour, tmp_path,
+                                                                latency_s):
+    """``every=300q``: a fit every 300 option quotes, whatever the latency.  The publication
+    at fit + latency is a deadline wake in the middle of the count; it used to restart the
+    count, so the fits came 300 quotes plus the latency's quotes apart (435-516 at 5 s)."""
+    rec = StreamRecorder()
+    calib = CalibrationConsumer(every="300q", latency=latency_s, board=SurfaceBoard(),
+                                recorder=rec)
+    run_replay(gbm_quarter_hour, [calib], tmp_path / "run", progress=False)
+    fits = sorted({int(t) for t, sw in zip(rec.wakes["ts"], rec.wakes["surface_wake"])
+                   if sw >= 0})
+    with duckdb.connect(str(gbm_quarter_hour), read_only=True) as con:
+        quotes = con.sql("SELECT ts_recv FROM option_quotes ORDER BY ts_recv, seq"
+                         ).fetchnumpy()["ts_recv"]
+    gaps = np.diff(np.searchsorted(quotes, fits, side="right"))
+    assert len(gaps) >= 10 and (gaps == 300).all(), gaps[:10]
