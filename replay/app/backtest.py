@@ -85,6 +85,7 @@ def run(cfg: Any) -> dict:
     """Run one backtest; returns the metrics dict (also written to ``metrics.json``)."""
     from omegaconf import OmegaConf
 
+    from replay.analytics.objective import checked_objective
     from replay.app import FEED_READ_AHEAD, use_system_allocator
     from replay.app.surfaces.build import DYNAMICS_FILE
     from replay.app.surfaces.cache import BUILD_KEYS, cache_mode, ensure_stream, read_manifest
@@ -98,6 +99,8 @@ def run(cfg: Any) -> dict:
     if not OmegaConf.is_config(cfg):
         cfg = OmegaConf.create(cfg)
     resolved = checked_config(cfg)  # before anything is written: see replay.model.config
+    if resolved.get("objective") is not None:  # read by sweeps, but a typo is one whatever runs
+        checked_objective(cfg)
     data = typed(DataConfig, cfg.get("data"), "data")
     venue_cfg = typed(VenueConfig, cfg.get("venue"), "venue")
     report = typed(ReportConfig, cfg.get("report"), "report")

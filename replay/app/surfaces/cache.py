@@ -263,7 +263,7 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
     folder = root / key
 
     def found() -> bool:
-        return mode == "auto" and (folder / "manifest.json").exists()
+        return mode == "auto" and intact(folder)
 
     info = StreamInfo(mode, key, folder, False, None)
     if not found():
@@ -310,6 +310,21 @@ def retire(folder: Path) -> None:
     old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
     folder.rename(old)
     shutil.rmtree(old, ignore_errors=True)  # read-only files in a writable folder: unlinkable
+
+
+def intact(folder: Path) -> bool:
+    """Whether ``folder`` holds a whole stream: its manifest, and each file the manifest
+    counts rows of readable with that many rows (the Parquet footers only).  Streams are
+    published read-only in one rename, so a damaged one was damaged after it was built (by
+    hand, or by the disk); it is then built again, as if it were missing."""
+    import pyarrow.parquet as pq
+
+    try:
+        rows = read_manifest(folder)["rows"]
+        return all(pq.ParquetFile(folder / f"{name}.parquet").metadata.num_rows == n
+                   for name, n in rows.items())
+    except (OSError, ValueError, KeyError, TypeError):  # pyarrow's ArrowInvalid is a ValueError
+        return False
 
 
 def read_manifest(folder: Path) -> dict:

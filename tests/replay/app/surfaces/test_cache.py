@@ -168,6 +168,20 @@ def test_a_damaged_stream_is_refused_naming_the_fix(gbm_quarter_hour, cold, tmp_
         StreamReader(copy)
 
 
+def test_a_stream_damaged_in_the_cache_is_built_again(gbm_quarter_hour, cold, tmp_path):
+    """A cached stream whose file was cut short after it was published is not trusted: the
+    next run (or ``volreplay calibrate``) builds it again and gets the same journal.  It was
+    reported as found, and every run then failed on reading it."""
+    cfg = _cfg(gbm_quarter_hour, tmp_path / "first", every="120s")
+    first = replay.run(cfg)
+    fits = Path(first["surface_stream"]["path"]) / "fits.parquet"
+    fits.chmod(0o644)
+    fits.write_bytes(fits.read_bytes()[: fits.stat().st_size // 2])
+    again = replay.run({**cfg, "out_dir": str(tmp_path / "again")})
+    assert again["surface_stream"]["built"] is True
+    assert again["journal_hash"] == first["journal_hash"]
+
+
 def test_resume_of_a_cached_run_reaches_the_uninterrupted_hash(gbm_quarter_hour, cold,
                                                                tmp_path):
     from replay.engine import snapshot as snap
