@@ -51,11 +51,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 
 from replay.engine.merge import merge_runs
-from replay.errors import StoreError
+from replay.errors import StoreError, error_line
 from replay.model.schema import STREAM_PRIORITY
 from replay.store.database import MarketStore
 
@@ -327,7 +328,16 @@ class Feed:
         return out
 
     def windows(self) -> Iterator[EventBatch]:
-        """Merged windows in replay order (each at most one window of data)."""
+        """Merged windows in replay order (each at most one window of data).  A store file
+        that cannot be read (a damaged or truncated Parquet file, a disk error) is a
+        :class:`StoreError` naming it."""
+        try:
+            yield from self._windows()
+        except (duckdb.IOException, duckdb.InvalidInputException) as e:
+            raise StoreError(f"store {self.store.path} cannot be read: {error_line(e)}"
+                             ) from None
+
+    def _windows(self) -> Iterator[EventBatch]:
         if self.start is None or self.end is None:
             return
         self._streams = self._open_streams()

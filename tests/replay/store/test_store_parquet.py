@@ -308,3 +308,20 @@ def test_an_incomplete_copy_is_refused_on_open(pq, tmp_path):
 def test_export_refuses_a_url(duck):
     with pytest.raises(StoreError, match="writes a local directory"):
         export_parquet(duck, "s3://bucket/day.parquet")
+
+
+def test_a_damaged_parquet_file_is_a_store_error_naming_it(pq, tmp_path):
+    """Bytes zeroed inside one day's option quotes (the file keeps its size and its footer):
+    DuckDB fails while decompressing it mid-replay, and the replay says which file and why
+    instead of a traceback."""
+    from replay.engine.feed import Feed
+
+    bad = tmp_path / "bad"
+    shutil.copytree(pq, bad)
+    f = bad / "option_quotes" / "date=2025-01-06" / "data.parquet"
+    data = bytearray(f.read_bytes())
+    data[len(data) // 4: len(data) // 4 + 5000] = bytes(5000)
+    f.write_bytes(bytes(data))
+    with open_store(bad) as store, pytest.raises(StoreError, match="cannot be read.*data.parquet"):
+        for _ in Feed(store).windows():
+            pass
