@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -260,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("volreplay: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of our output went away (`| head`): nothing to say
+        # Python flushes stdout again at exit, into the same closed pipe: point it elsewhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as e:
         if not is_user_error(e):
             raise  # a bug: its traceback

@@ -141,3 +141,17 @@ def test_a_store_without_options_is_refused_before_any_work(shared_data, tmp_pat
     p = volreplay("run", f"data.db={db}", f"hydra.run.dir={tmp_path / 'run'}",
                   "report.html=false", *hint, cwd=tmp_path, env={"VOLREPLAY_CACHE_DIR": str(cache)})
     assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_a_reader_that_goes_away_is_no_traceback():
+    """``volreplay inspect --json | head -c 10``: the pipe closes while we write.  A command
+    writing 1 MB makes it certain (the pipe holds 64 KB); the run ends quietly, exit code 1."""
+    code = ("import sys\nfrom replay.app import cli\n"
+            "cli.cmd_inspect = lambda args: print('x' * 1_000_000)\n"
+            "sys.exit(cli.main(['inspect', '--db', 'any.duckdb']))\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, cwd=Path(__file__).resolve().parents[3])
+    p.stdout.read(10)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 1 and "Traceback" not in err, err
