@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -75,6 +76,10 @@ def cmd_synth(args: argparse.Namespace) -> int:
     params = ModelParams() if args.jumps_per_year is None else \
         replace(ModelParams(), jump_intensity=args.jumps_per_year)
     fixed = {"sticky_moneyness": 0.0, "sticky_strike": 1.0}
+    if args.jumps_per_year is not None and args.model != "bates":
+        raise ConfigError(f"synth: --jumps-per-year goes with --model bates, not {args.model}")
+    if args.ssr is not None and not math.isfinite(args.ssr):
+        raise ConfigError(f"synth: --ssr {args.ssr} is not a number")
     if args.smile_dynamics == "ssr" and args.ssr is None:
         raise ConfigError("synth: --smile-dynamics ssr needs --ssr R")
     if args.smile_dynamics in fixed and args.ssr is not None:

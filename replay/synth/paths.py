@@ -40,6 +40,7 @@ PERP_TICK = 0.5  # USD, Deribit BTC-PERPETUAL
 PERP_CONTRACT_USD = 10.0  # USD notional per perp contract (inverse)
 FUNDING_INTERVAL_S = 8 * 3600.0
 SMILE_VAR_FLOOR = 1e-4  # (1 vol point)^2
+MAX_JUMPS_PER_YEAR = 8760.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,12 @@ class ModelParams:
             raise ValueError("heston/bates need kappa > 0, xi > 0 and -1 < rho < 1")
         if self.jump_intensity < 0 or self.jump_std < 0 or self.funding_half_life_h <= 0:
             raise ValueError("jump_intensity, jump_std must be >= 0 and the half-life > 0")
+        bad = [k for k, v in vars(self).items() if not math.isfinite(v)]
+        if bad:  # NaN passes every comparison above
+            raise ValueError(f"{', '.join(bad)} must be finite")
+        if self.jump_intensity > MAX_JUMPS_PER_YEAR:
+            raise ValueError(f"jump_intensity must be at most {MAX_JUMPS_PER_YEAR:g} a year "
+                             "(a jump every hour); more overflows the price")
 
     def initial_variance(self, model: str) -> float:
         return self.sigma**2 if model == "gbm" else self.v0

@@ -277,6 +277,12 @@ def test_config_validation():
         SynthConfig(hours=-1)
     with pytest.raises(ValueError):
         SynthConfig(flow=FlowParams(horizon_s=10_000))
+    # NaN passed every comparison (numpy's Poisson draw then failed); 1e12 jumps a year
+    # overflowed the price to a negative bid and infinite asks
+    with pytest.raises(ValueError, match="jump_intensity must be finite"):
+        SynthConfig(model="bates", params=ModelParams(jump_intensity=float("nan")))
+    with pytest.raises(ValueError, match="at most 8760"):
+        SynthConfig(model="bates", params=ModelParams(jump_intensity=1e12))
     assert SynthConfig(scale="day").run_hours == 24.0
 
 
@@ -347,6 +353,18 @@ def test_cli_synth_writes_then_refuses_to_overwrite(tmp_path, capsys):
     assert out["model"] == "bates" and out["events"] > 0 and out["events_per_second"] > 0
     assert cli_main(args) == 2
     assert "already holds market data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--model", "gbm", "--jumps-per-year", "50"], "--jumps-per-year goes with --model bates"),
+    (["--smile-dynamics", "ssr", "--ssr", "nan"], "--ssr nan is not a number"),
+])
+def test_cli_synth_refuses_what_it_would_ignore_or_choke_on(tmp_path, capsys, extra, needle):
+    """Jumps asked of a model without jumps were silently dropped; a NaN SSR reached numpy's
+    Poisson draw as a traceback."""
+    db = tmp_path / "x.duckdb"
+    assert cli_main(["synth", "--db", str(db), "--hours", "0.02", *extra]) == 2
+    assert needle in capsys.readouterr().err and not db.exists()
 
 
 def test_a_failed_write_leaves_no_store(tmp_path, monkeypatch):
