@@ -4,6 +4,7 @@ month) and quarterlies, all settling at 08:00 UTC."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -43,17 +44,30 @@ def choose_expiry(instruments: Instruments, now: int, spec: Any, underlying: str
         raise ConfigError(f"{key}: no {underlying} option expiring after the replay start "
                           "is listed")
     exps = np.unique(instruments.expiry_ns[ids])
+    days = expiry_days(key, spec)
     if spec == "nearest":
         return int(exps[0])
     if spec == "nearest_monthly":
         monthly = [int(e) for e in exps if is_monthly(int(e))]
         return monthly[0] if monthly else int(exps[0])
+    return int(exps[np.argmin(np.abs(exps - (now + days * 86400 * 1e9)))])
+
+
+def expiry_days(key: str, spec: Any) -> float | None:
+    """The number of days of an expiry ``spec`` (:func:`choose_expiry`), None for a rule
+    (``nearest``, ``nearest_monthly``); anything else is a :class:`ConfigError` naming
+    ``key``.  Books and strategies check their specs with it when they are made, before a
+    run writes anything."""
+    if spec in ("nearest", "nearest_monthly"):
+        return None
     try:
         days = float(spec)
     except (TypeError, ValueError):
+        days = math.nan
+    if not (math.isfinite(days) and days >= 0):
         raise ConfigError(f"{key}: {spec!r} is not allowed; use nearest, nearest_monthly or "
-                          "a number of days") from None
-    return int(exps[np.argmin(np.abs(exps - (now + days * 86400 * 1e9)))])
+                          "a number of days")
+    return days
 
 
 def options_at(instruments: Instruments, expiry_ns: int, is_call: bool, now: int,

@@ -17,7 +17,7 @@ from strategies.base import require_positive
 from strategies.board import SurfaceBoard
 from strategies.greeks import DELTA_SOURCES, NS_PER_YEAR, bs_greeks, expiry_forward, leg_vols
 from strategies.hedge import spot_of
-from strategies.listed import choose_expiry, options_at
+from strategies.listed import choose_expiry, expiry_days, options_at
 
 STRUCTURES = ("straddle", "strangle", "risk_reversal", "call", "put")
 
@@ -59,6 +59,7 @@ class FixedBook:
         self.name = name
         self.structure = check_choice("book.structure", structure, STRUCTURES)
         self.expiry = expiry
+        expiry_days("book.expiry", expiry)
         self.size = require_positive("book.size", size)
         self.sign = -1.0 if check_choice("book.side", side, ("short", "long")) == "short" else 1.0
         if delta is not None and not 0.0 < float(delta) < 1.0:

@@ -12,7 +12,7 @@ from replay.model.config import check_choice
 from strategies.greeks import NS_PER_YEAR, BookLegs, expiry_forward, leg_vols
 from strategies.hedging.bands import gamma_vega_neutralise
 from strategies.hedging.delta import Periodic
-from strategies.listed import choose_expiry, nearest_strike, options_at
+from strategies.listed import choose_expiry, expiry_days, nearest_strike, options_at
 
 
 class GammaVega(Periodic):
@@ -41,6 +41,8 @@ class GammaVega(Periodic):
                  option_min_trade: float = 0.1, roll_ns: int = 3600 * 10**9, **periodic: Any):
         super().__init__(**periodic)
         self.expiry_1, self.expiry_2 = expiry_1, expiry_2
+        expiry_days("strategy.expiry_1", expiry_1)
+        expiry_days("strategy.expiry_2", expiry_2)
         self.right = check_choice("strategy.right", right, ("call", "put", "otm"))
         self.option_min_trade = float(option_min_trade)
         self.roll_ns = int(roll_ns)

@@ -143,6 +143,8 @@ def test_library_run_rejects_a_bad_value_before_writing(gbm_quarter_hour, tmp_pa
     ("calibration.loss.band=off", ("loss.band: 'off' is not a boolean",)),
     # before the fix: only a sweep read the objective, so a single run ignored its typo
     ("objective.direction=up", ("objective.direction: 'up' is not allowed",)),
+    # before the fix: refused at the book's first wake, after the run directory was made
+    ("book.expiry=someday", ("book.expiry: 'someday' is not allowed",)),
 ])
 def test_cli_user_errors_are_one_line_with_exit_code_2(gbm_quarter_hour, tmp_path, override,
                                                          needles):
