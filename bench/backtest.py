@@ -80,7 +80,8 @@ RUN_MODULES = ("duckdb", "pandas", "pyarrow", "pyarrow.dataset", "pyarrow.pandas
                "replay.engine.loop", "replay.engine.snapshot", "replay.venue.simulator",
                "replay.consumers.calibration", "replay.consumers.marker",
                "replay.consumers.stream_reader", "replay.analytics.dynamics",
-               "replay.analytics.execution", "replay.analytics.tables", "strategies.board",
+               "replay.analytics.execution", "replay.analytics.objective", "replay.analytics.tables",
+               "strategies.board",
                "strategies.books", "strategies.hedging.registry")
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from replay.analytics.objective import checked_objective
 from replay.app.selection import resolve_data, typed
 from replay.errors import ConfigError, RefusedAtStart
 from replay.model.config import (
@@ -85,7 +86,6 @@ def run(cfg: Any) -> dict:
     """Run one backtest; returns the metrics dict (also written to ``metrics.json``)."""
     from omegaconf import OmegaConf
 
-    from replay.analytics.objective import checked_objective
     from replay.app import FEED_READ_AHEAD, use_system_allocator
     from replay.app.surfaces.build import DYNAMICS_FILE
     from replay.app.surfaces.cache import BUILD_KEYS, cache_mode, ensure_stream, read_manifest
@@ -126,8 +126,7 @@ def run(cfg: Any) -> dict:
         if calib_node is not None else None
     book = instantiate_checked("book", cfg.book, board=board) \
         if _active(cfg.get("book")) else None
-    forecasts = None
-    fc = None
+    forecasts = fc = None
     if _active(cfg.get("forecast")):
         from replay.consumers.forecast import ForecastBoard
 
@@ -216,11 +215,7 @@ def _risk_metrics(journal: Path, calib, fc, bars, margin, known_dynamics) -> dic
 
         out["dynamics"] = dynamics(journal, known=known_dynamics)
     if fc is not None:
-        from replay.analytics.forecast_scores import (
-            fill_realized,
-            forecast_block,
-            realized_block,
-        )
+        from replay.analytics.forecast_scores import fill_realized, forecast_block, realized_block
 
         fill_realized(journal, bars[0], bars[1])
         out["forecast"] = forecast_block(journal, fc.cfg.every_s, fc.cfg.forecasters)

@@ -248,8 +248,7 @@ class CalibrationConsumer:
         if self.wake_quotes is not None:
             opts = self._option_ids(ctx)
             ids = tuple(int(i) for i in opts) if len(opts) else None
-            # a publication (deadline) in the middle of a count goes on with the quotes still
-            # to count: the refits stay every wake_quotes quotes whatever the latency
+            # a publication (a deadline) amid a count goes on with the quotes left to count
             count = ctx.quotes_left if ctx.reason == "deadline" and ctx.quotes_left else \
                 self.wake_quotes
             return WakeCondition(quote_count=count, instruments=ids, deadline=publish)

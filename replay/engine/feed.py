@@ -328,27 +328,20 @@ class Feed:
         return out
 
     def windows(self) -> Iterator[EventBatch]:
-        """Merged windows in replay order (each at most one window of data).  A store file
-        that cannot be read (a damaged or truncated Parquet file, a disk error) is a
-        :class:`StoreError` naming it."""
-        try:
-            yield from self._windows()
-        except (duckdb.IOException, duckdb.InvalidInputException) as e:
-            raise StoreError(f"store {self.store.path} cannot be read: {error_line(e)}"
-                             ) from None
-
-    def _windows(self) -> Iterator[EventBatch]:
+        """Merged windows in replay order (each at most one window of data); a store file that
+        cannot be read (a damaged Parquet file, a disk error) is a :class:`StoreError`."""
         if self.start is None or self.end is None:
             return
-        self._streams = self._open_streams()
-        w0 = self.start
-        while w0 < self.end:
-            w1 = min(w0 + self.window_ns, self.end)
-            batch = self._read_window(w0, w1)
-            if len(batch):
-                yield batch
-                w0 = w1
-            else:
+        try:
+            self._streams = self._open_streams()
+            w0 = self.start
+            while w0 < self.end:
+                w1 = min(w0 + self.window_ns, self.end)
+                batch = self._read_window(w0, w1)
+                if len(batch):
+                    yield batch
+                    w0 = w1
+                    continue
                 heads = [h for h in (s.peek_ts() for s in self._streams.values())
                          if h is not None]
                 nxt = min(heads) if heads else None
@@ -356,6 +349,8 @@ class Feed:
                     return
                 # jump over the empty stretch, keeping windows aligned to the grid from start
                 w0 = max(w1, self.start + (nxt - self.start) // self.window_ns * self.window_ns)
+        except (duckdb.IOException, duckdb.InvalidInputException) as e:
+            raise StoreError(f"store {self.store.path} cannot be read: {error_line(e)}") from None
 
     def __iter__(self) -> Iterator[EventBatch]:
         for batch in self.windows():

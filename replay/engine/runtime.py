@@ -85,9 +85,7 @@ class Context:
         self.consumer = consumer
         self.now = int(now)
         self.reason = reason
-        #: the quotes a ``quote_count`` condition still waited for when another part of it (a
-        #: deadline) woke the consumer; None when it had no count or the count ran out
-        self.quotes_left = quotes_left
+        self.quotes_left = quotes_left  # left of a quote_count that a deadline cut short
         self._market: MarketView | None = None
         self._acted = False
 

@@ -19,8 +19,9 @@ The protocol they share is :class:`strategies.hedging.delta.Hedger`.
 from __future__ import annotations
 
 from strategies.hedging.band_hedgers import DeltaBand, WhalleyWilmott, Zakamouline
-from strategies.hedging.delta import Hedger, Leland, MoveBased, NoHedge, Periodic
+from strategies.hedging.delta import Hedger, NoHedge, Periodic
 from strategies.hedging.gamma_vega import GammaVega
+from strategies.hedging.rule_hedgers import Leland, MoveBased
 
 #: Hydra option name -> class
 STRATEGIES: dict[str, type[Hedger]] = {

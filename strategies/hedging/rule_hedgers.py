@@ -1,0 +1,78 @@
+"""Hedgers with a rule of their own on top of :class:`~strategies.hedging.delta.Hedger`:
+``leland`` (periodic, at Leland's cost-adjusted vol) and ``move_based`` (rehedge once the
+underlying has moved a fixed fraction)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from replay.units import NS
+from strategies.base import require_positive
+from strategies.greeks import BookLegs
+from strategies.hedging.bands import leland_vol, move_corridor
+from strategies.hedging.corridor import Corridor
+from strategies.hedging.delta import Hedger, Periodic
+
+
+class Leland(Periodic):
+    """``leland``: periodic rehedging to the delta at Leland's adjusted vol.
+
+    ``sigma_L^2 = sigma^2 (1 + s sqrt(2/pi) k / (sigma sqrt(dt)))``, ``s = +1`` for a short
+    leg, ``-1`` for a long one, ``k`` the round-trip proportional cost, ``dt = period`` in
+    years (:func:`strategies.hedging.bands.leland_vol`; H. E. Leland, J. Finance 40(5), 1985).
+    """
+
+    kind = "leland"
+
+    def __init__(self, cost: float = 0.001, **periodic: Any):
+        super().__init__(**periodic)
+        self.cost = float(cost)
+
+    def center_legs(self, legs: BookLegs) -> BookLegs:
+        dt = self.period_ns / (365.0 * 86400.0 * NS)
+        return legs.with_vol(leland_vol(legs.vol, self.cost, dt, short=legs.qty < 0))
+
+
+class MoveBased(Hedger):
+    """``move_based``: rehedge to the full delta once ``|S / S_ref - 1| >= move_pct``.
+
+    ``S_ref`` is the underlying at the last rehedge; the wake corridor is
+    ``[S_ref (1 - p), S_ref (1 + p)]`` (:func:`strategies.hedging.bands.move_corridor`).  A
+    change of the book (new or closed legs) also triggers a rehedge, since it moves the delta
+    without any price move.  ``max_wake_ns`` wakes re-check only these two triggers.
+    """
+
+    kind = "move_based"
+
+    def __init__(self, move_pct: float = 0.005, **common: Any):
+        super().__init__(**common)
+        self.move_pct = require_positive("strategy.move_pct", move_pct)
+        self.ref_spot = math.nan
+        self.signature: tuple = ()
+
+    @staticmethod
+    def _sig(legs: BookLegs) -> tuple:
+        return tuple(zip(legs.instrument_id.tolist(), np.round(legs.qty, 12).tolist()))
+
+    def acts(self, ctx: Any, legs: BookLegs, spot: float) -> bool:
+        if not math.isfinite(self.ref_spot) or self._sig(legs) != self.signature:
+            return True
+        return abs(spot / self.ref_spot - 1.0) >= self.move_pct
+
+    def rehedged(self, ctx: Any, spot: float, legs: BookLegs) -> None:
+        self.ref_spot, self.signature = spot, self._sig(legs)
+
+    def move_trigger(self, ctx: Any, spot: float) -> Corridor:
+        lo, hi = move_corridor(self.ref_spot if math.isfinite(self.ref_spot) else spot,
+                               self.move_pct)
+        return Corridor(lo, hi)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "ref_spot": self.ref_spot, "signature": self.signature}
+
+    def load_state_dict(self, d: dict) -> None:
+        super().load_state_dict(d)
+        self.ref_spot, self.signature = d["ref_spot"], tuple(d["signature"])
