@@ -329,7 +329,7 @@ class Feed:
 
     def windows(self) -> Iterator[EventBatch]:
         """Merged windows in replay order (each at most one window of data); a store file that
-        cannot be read (a damaged Parquet file, a disk error) is a :class:`StoreError`."""
+        cannot be read (DuckDB's error, or Arrow's OSError relaying it) is a StoreError."""
         if self.start is None or self.end is None:
             return
         try:
@@ -349,7 +349,7 @@ class Feed:
                     return
                 # jump over the empty stretch, keeping windows aligned to the grid from start
                 w0 = max(w1, self.start + (nxt - self.start) // self.window_ns * self.window_ns)
-        except (duckdb.IOException, duckdb.InvalidInputException) as e:
+        except (duckdb.IOException, duckdb.InvalidInputException, OSError) as e:
             raise StoreError(f"store {self.store.path} cannot be read: {error_line(e)}") from None
 
     def __iter__(self) -> Iterator[EventBatch]:
