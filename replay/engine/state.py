@@ -15,7 +15,7 @@ Stale-quote age of an instrument is ``now - quote_ts`` (see :meth:`MarketView.qu
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -129,6 +129,13 @@ class Instruments:
 
     def ids_of_kind(self, kind: str) -> np.ndarray:
         return np.flatnonzero(self.kind == kind)
+
+    def opened_at(self, start: int | None) -> Instruments:
+        """These instruments for a replay from ``start``: those defined by then are its
+        opening universe, listed from before its first event (``on_start`` sees them)."""
+        if self.listed_ns is None or start is None:
+            return self
+        return replace(self, listed_ns=np.where(self.listed_ns <= start, NEVER, self.listed_ns))
 
     def listed_by(self, ids: np.ndarray, now: int) -> np.ndarray:
         """Of ``ids``, those whose definition was received by ``now`` (:attr:`listed_ns`)."""

@@ -19,6 +19,10 @@ from strategies.greeks import DELTA_SOURCES, NS_PER_YEAR, bs_greeks, expiry_forw
 from strategies.hedge import spot_of
 from strategies.listed import choose_expiry, expiry_days, options_at
 
+#: how long (market time) a book waits for the listings its legs need before its config is
+#: refused: a recording may start before the venue's whole chain is listed
+CHOOSE_GRACE_NS = 3600 * NS
+
 STRUCTURES = ("straddle", "strangle", "risk_reversal", "call", "put")
 
 
@@ -45,9 +49,11 @@ class FixedBook:
     number of days (expiries within ``min_expiry_ns`` of the start are skipped).  ``size``
     contracts per leg, ``side`` ``short`` or ``long``.  ``execution``: ``market`` (market
     orders) or ``mid`` (limit orders at each option's mid).  Strikes by delta use the
-    published surface's vol when there is one, else ``flat_vol``.  The book opens at the
-    first wake where the underlying price is known and every leg is quoted two-sided (an
-    unquoted leg could not fill); the venue settles it at expiry (module docstring).
+    published surface's vol when there is one, else ``flat_vol``.  The legs are chosen among
+    the options listed by then, at the first wake where the underlying price is known and
+    they can be (for up to :data:`CHOOSE_GRACE_NS` of market time: a recording may begin
+    before the venue's whole chain is listed); the book opens once every leg is quoted
+    two-sided (an unquoted leg could not fill); the venue settles it at expiry.
     """
 
     def __init__(self, name: str = "book", structure: str = "straddle",
@@ -75,6 +81,7 @@ class FixedBook:
         self.legs: list[tuple[int, float]] = []  # (instrument_id, signed contracts)
         self.expiry_ns = NEVER
         self.opened = False
+        self.first_try: int | None = None  # the first wake that could not choose the legs
 
     def on_start(self, ctx: Any) -> WakeCondition | None:
         return WakeCondition(quote_count=1)
@@ -86,7 +93,15 @@ class FixedBook:
         if not (math.isfinite(spot) and spot > 0):
             return WakeCondition(quote_count=1)
         if not self.legs:
-            self.legs = self.choose_legs(ctx, spot)
+            try:
+                self.legs = self.choose_legs(ctx, spot)
+            except ConfigError:
+                # a venue lists its chain over the first minutes of a recording: until the
+                # legs can be chosen among the options listed so far, try again at each quote
+                self.first_try = ctx.now if self.first_try is None else self.first_try
+                if ctx.now - self.first_try >= CHOOSE_GRACE_NS:
+                    raise
+                return WakeCondition(quote_count=1)
         ids = [i for i, _ in self.legs]
         mids = [float(ctx.market.mid(i)) for i in ids]
         if not all(math.isfinite(m) and m > 0 for m in mids):  # an unquoted leg cannot fill
@@ -137,8 +152,10 @@ class FixedBook:
         return [(by_delta(ids, d if self.structure == "call" else -d), q)]
 
     def state_dict(self) -> dict:
-        return {"legs": list(self.legs), "expiry_ns": self.expiry_ns, "opened": self.opened}
+        return {"legs": list(self.legs), "expiry_ns": self.expiry_ns, "opened": self.opened,
+                "first_try": self.first_try}
 
     def load_state_dict(self, d: dict) -> None:
         self.legs = [tuple(x) for x in d["legs"]]
         self.expiry_ns, self.opened = d["expiry_ns"], d["opened"]
+        self.first_try = d.get("first_try")

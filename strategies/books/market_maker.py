@@ -105,9 +105,7 @@ class MarketMakerBook:
     # -- consumer protocol ----------------------------------------------------------------
     def on_start(self, ctx: Any) -> WakeCondition | None:
         self.options, self.seen = np.zeros(0, np.int64), np.zeros(0, np.int64)
-        # on_start runs just before the first event: the definitions received at that
-        # instant are the universe the book opens with
-        self._add_listed(ctx, ctx.now + 1)
+        self._add_listed(ctx, ctx.now)  # the replay's opening universe (Instruments.opened_at)
         return self._next(ctx)
 
     def _add_listed(self, ctx: Any, now: int) -> None:

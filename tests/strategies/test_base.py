@@ -327,6 +327,26 @@ def test_resolve_hedge_by_kind():
         resolve_hedge(inst, "perp", ctx.now, underlying="ETH")
 
 
+def test_the_opening_universe_is_listed_before_the_first_event():
+    """``on_start`` runs just before the replay's first event.  The instruments defined at
+    that first instant are the opening universe, which a hedger resolving its future at the
+    start must see (the real Deribit straddle found no future without it); a definition that
+    comes later stays unlisted until it does."""
+    from dataclasses import replace
+
+    ctx = FakeCtx()
+    start = ctx.now
+    inst = replace(ctx.instruments, listed_ns=np.full(len(ctx.instruments), start, np.int64))
+    with pytest.raises(ConfigError, match="no future"):
+        resolve_hedge(inst, "future", start - 1)
+    opened = inst.opened_at(start)
+    assert resolve_hedge(opened, "future", start - 1) == 2
+    later = replace(inst, listed_ns=np.full(len(inst), start + NS, np.int64)).opened_at(start)
+    with pytest.raises(ConfigError, match="no future"):
+        resolve_hedge(later, "future", start)
+    assert resolve_hedge(later, "future", start + NS) == 2
+
+
 def test_a_future_hedge_rolls_once_the_venue_has_settled_it():
     """The hedge is the nearest live future, with a wake just after its expiry; at the expiry
     it stays while the venue has not settled it yet (the position is not flat), then rolls to

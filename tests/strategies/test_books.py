@@ -120,6 +120,35 @@ def test_a_book_chooses_among_the_options_listed_by_now():
     assert inst.expiry_ns[ctx.orders[-1]["instrument_id"]] == E1
 
 
+def test_a_book_waits_for_its_chain_to_be_listed_then_refuses():
+    """A recording that begins before the venue lists the chain (real Deribit summaries list
+    681 of their first 710 options two minutes after the first): the book tries again at each
+    quote, and its config is refused only if the legs still cannot be chosen an hour on."""
+    from dataclasses import replace
+
+    from strategies.books.fixed import CHOOSE_GRACE_NS
+
+    ctx = FakeCtx()
+    inst = ctx.instruments
+    listed = np.where(inst.kind == "option", ctx.now + 120 * NS, ctx.now - NS)
+    ctx.instruments = replace(inst, listed_ns=listed.astype(np.int64))
+    book = FixedBook(structure="straddle", expiry="nearest", size=1.0)
+    book.on_start(ctx)
+    start = ctx.now
+    assert book.on_wake(ctx).quote_count == 1 and not ctx.orders  # nothing listed yet
+    ctx.now = start + 120 * NS
+    assert book.on_wake(ctx) is None and len(ctx.orders) == 2  # listed: opened
+    never = FixedBook(structure="straddle", expiry="nearest", size=1.0)
+    ctx.instruments = replace(inst, listed_ns=np.where(inst.kind == "option", np.iinfo(
+        np.int64).max, start - NS).astype(np.int64))
+    ctx.now = start
+    never.on_start(ctx)
+    never.on_wake(ctx)
+    ctx.now = start + CHOOSE_GRACE_NS
+    with pytest.raises(ConfigError, match="no BTC option"):
+        never.on_wake(ctx)
+
+
 def test_fixed_book_config_errors():
     with pytest.raises(ConfigError, match="book.structure"):
         FixedBook(structure="butterfly")
