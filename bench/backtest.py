@@ -80,9 +80,9 @@ RUN_MODULES = ("duckdb", "pandas", "pyarrow", "pyarrow.dataset", "pyarrow.pandas
                "replay.engine.loop", "replay.engine.snapshot", "replay.venue.simulator",
                "replay.consumers.calibration", "replay.consumers.marker",
                "replay.consumers.stream_reader", "replay.analytics.dynamics",
-               "replay.analytics.execution", "replay.analytics.objective", "replay.analytics.tables",
-               "strategies.board",
-               "strategies.books", "strategies.hedging.registry")
+               "replay.analytics.execution", "replay.analytics.objective",
+               "replay.analytics.tables", "strategies.board", "strategies.books",
+               "strategies.hedging.registry")
 
 
 def _imported_since(before: set[str]) -> list[str]:

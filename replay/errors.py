@@ -1,11 +1,11 @@
 """Every user-facing error of volreplay, under one base class.
 
 :class:`VolreplayError` is what the CLI catches: it prints one ``volreplay: error:`` line and
-exits with :data:`EXIT_USER_ERROR`.  Two errors the libraries raise before our checks can
-name them count as the user's too (:func:`is_user_error`): a path the operating system refuses
-(missing, not writable, of the wrong kind), and a file DuckDB cannot read.  Anything else that escapes is a bug and shows its traceback (exit
-code 1).  Each subclass also derives from the built-in type it replaces, so
-that ``except ValueError`` around a config check keeps working.
+exits with :data:`EXIT_USER_ERROR`. Two errors the libraries raise before our checks can name
+them count as the user's too (:func:`is_user_error`): a path the operating system refuses
+(missing, not writable, of the wrong kind), and a file DuckDB cannot read. Anything else that
+escapes is a bug and shows its traceback (exit code 1). Each subclass also derives from the
+built-in type it replaces, so that ``except ValueError`` around a config check keeps working.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ def is_inverse_delta_one(instruments: Instruments, iid: int) -> bool:
 
 def resolve_hedge(instruments: Instruments, hedge: str, now: int, underlying: str = "BTC"
                   ) -> int:
-    """Instrument id of the hedge: the perp, the nearest future listed by and expiring after ``now``, or
-    spot, of ``underlying``.  Raises :class:`ConfigError` naming what the store has."""
+    """Instrument id of the hedge: the perp, the nearest future listed by and expiring after
+    ``now``, or spot, of ``underlying``.  Raises :class:`ConfigError` naming what the store has."""
     check_choice("strategy.hedge", hedge, HEDGE_KINDS)
     ids = [int(i) for i in instruments.ids_of_kind(hedge)
            if underlying_of(instruments.name[i]) == underlying]
