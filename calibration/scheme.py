@@ -18,10 +18,10 @@ Refit policy (``SchemeConfig``):
    fitted slice is kept, re-dated to the current time to expiry
    (:func:`calibration.surface.redated`), not refitted (SABR always refits).  eSSVI
    carries its calendar constraints itself; an SVI slice that dips below the previous
-   expiry's total variance (on the ``k`` range both cover) is refitted with that floor as exact linear rows of its inner QP
-   (:func:`calibration.surface.calendar_floor`, :func:`calibration.models.svi.fit_svi`); a
-   floor no SVI slice can meet leaves the crossing slice in place, to fail the check below
-   and be reported;
+   expiry's total variance (on the ``k`` range both cover) is refitted with that floor as
+   exact linear rows of its inner QP (:func:`calibration.surface.calendar_floor`,
+   :func:`calibration.models.svi.fit_svi`); a floor no SVI slice can meet leaves the
+   crossing slice in place, to fail the check below and be reported;
 2. a fit *fails* when it is not finite, its in-sample RMSE exceeds ``max_rmse_vol_pts``, or the
    surface has arbitrage violations; on failure the failing expiries are refitted cold with
    ``max(n_starts, 3)`` starts (multi-start);

@@ -19,11 +19,11 @@ to the modules it imports).
 
 **Sharing.**  Streams live under ``<cache dir>/surfaces/<key>/`` (the cache dir is
 ``$VOLREPLAY_CACHE_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/volreplay``).  A build holds an
-exclusive
-``flock`` on ``<key>.lock`` and writes into a temporary directory that it renames into place
-only when complete, so parallel jobs with a cold cache build once: the others wait on the lock
-and then read.  A reader trusts a directory only when its ``manifest.json`` exists (written
-last).  The files are made read-only.
+exclusive ``flock`` on ``<key>.lock`` and writes into a temporary directory that it renames
+into place only when complete, so parallel jobs with a cold cache build once: the others wait
+on the lock and then read.  A reader trusts a directory only when its ``manifest.json``
+(written last) is there and every file it counts holds that many rows (:func:`intact`; a
+stream damaged after its build is built again).  The files are made read-only.
 """
 
 from __future__ import annotations
