@@ -18,7 +18,6 @@ from calibration.surface import SmileSlice, Surface
 from replay.engine.state import (
     F_ASK,
     F_BID,
-    F_VENUE_FWD,
     NEVER,
     Instruments,
     MarketState,
@@ -27,14 +26,6 @@ from replay.engine.state import (
 from replay.errors import ConfigError
 from strategies.board import SurfaceBoard
 from strategies.greeks import NS_PER_YEAR, book_greeks, book_legs, delta_gamma
-from strategies.hedge import (
-    contracts_delta,
-    current_hedge,
-    hedge_contracts,
-    instrument_price,
-    resolve_hedge,
-    spot_of,
-)
 from strategies.listed import choose_expiry, is_monthly
 from strategies.pending import PendingOrders
 from tests.replay.engine.toys import HeldPositions
@@ -297,87 +288,6 @@ def test_expired_legs_are_left_out():
     ctx = FakeCtx(now=E1 + NS)
     ctx.held[option_id(ctx.instruments, E1, 100_000.0, True)] = 5.0
     assert book_greeks(ctx, None, "flat", None, FLAT).delta == 0.0
-
-
-def test_spot_without_an_underlying_tape_is_the_nearest_venue_forward():
-    ctx = FakeCtx()
-    f = ctx.state.fstate
-    f[:4, F_BID] = f[:4, F_ASK] = np.nan  # no index, perp, future or spot quote
-    assert math.isnan(spot_of(ctx))
-    inst = ctx.instruments
-    f[inst.expiry_ns == E1, F_VENUE_FWD] = 99_500.0
-    f[inst.expiry_ns == E2, F_VENUE_FWD] = 99_800.0
-    assert spot_of(ctx) == 99_500.0
-    # the future (same expiry as E2) is priced by its expiry's venue forward
-    assert instrument_price(ctx, 2, math.nan) == 99_800.0
-    ctx.held[option_id(inst, E2, 100_000.0, True)] = 1.0
-    legs = book_legs(ctx, None, "flat", None, FLAT)
-    assert_allclose(legs.forward, [99_800.0], rtol=1e-15)
-
-
-def test_resolve_hedge_by_kind():
-    ctx = FakeCtx()
-    inst = ctx.instruments
-    assert resolve_hedge(inst, "perp", ctx.now) == 1
-    assert resolve_hedge(inst, "future", ctx.now) == 2
-    assert resolve_hedge(inst, "spot", ctx.now) == 3
-    with pytest.raises(ConfigError, match="no future"):
-        resolve_hedge(inst, "future", FUT + 1)
-    with pytest.raises(ConfigError):
-        resolve_hedge(inst, "perp", ctx.now, underlying="ETH")
-
-
-def test_the_opening_universe_is_listed_before_the_first_event():
-    """``on_start`` runs just before the replay's first event.  The instruments defined at
-    that first instant are the opening universe, which a hedger resolving its future at the
-    start must see (the real Deribit straddle found no future without it); a definition that
-    comes later stays unlisted until it does."""
-    from dataclasses import replace
-
-    ctx = FakeCtx()
-    start = ctx.now
-    inst = replace(ctx.instruments, listed_ns=np.full(len(ctx.instruments), start, np.int64))
-    with pytest.raises(ConfigError, match="no future"):
-        resolve_hedge(inst, "future", start - 1)
-    opened = inst.opened_at(start)
-    assert resolve_hedge(opened, "future", start - 1) == 2
-    later = replace(inst, listed_ns=np.full(len(inst), start + NS, np.int64)).opened_at(start)
-    with pytest.raises(ConfigError, match="no future"):
-        resolve_hedge(later, "future", start)
-    assert resolve_hedge(later, "future", start + NS) == 2
-
-
-def test_a_future_hedge_rolls_once_the_venue_has_settled_it():
-    """The hedge is the nearest live future, with a wake just after its expiry; at the expiry
-    it stays while the venue has not settled it yet (the position is not flat), then rolls to
-    the next future.  A perpetual never rolls."""
-    ctx = FakeCtx()
-    rows = instrument_rows() + [{"name": "BTC-27MAR26", "kind": "future",
-                                 "settlement": "inverse", "contract_size": 10.0,
-                                 "expiry_ns": FUT + 90 * 86_400 * NS}]
-    inst = make_instruments()
-    ctx.instruments = Instruments(**{f: np.append(getattr(inst, f), [v]) for f, v in (
-        ("name", rows[-1]["name"]), ("kind", "future"), ("expiry_ns", rows[-1]["expiry_ns"]),
-        ("strike", np.nan), ("is_call", -1), ("settlement", "inverse"),
-        ("contract_size", 10.0))})
-    nxt = len(rows) - 1
-    assert current_hedge(ctx, -1, "future") == (2, FUT + 1)
-    assert current_hedge(ctx, -1, "perp") == (1, None)
-    ctx.now, ctx.held = FUT, {2: -500.0}  # expiring, not yet settled
-    assert current_hedge(ctx, 2, "future") == (2, FUT + 1)
-    ctx.now = FUT + 1
-    assert current_hedge(ctx, 2, "future") == (2, FUT + 1)  # still held: no roll yet
-    ctx.held = {}  # settled by the venue
-    assert current_hedge(ctx, 2, "future") == (nxt, FUT + 90 * 86_400 * NS + 1)
-
-
-def test_hedge_contract_conversions():
-    # inverse perp: 10 USD contracts; a book delta of +2 BTC at 100k needs -20000 contracts
-    assert_allclose(hedge_contracts(2.0, 100_000.0, 10.0, True), -20_000.0)
-    assert_allclose(contracts_delta(-20_000.0, 100_000.0, 10.0, True), -2.0)
-    # linear: contract_size coin per contract
-    assert_allclose(hedge_contracts(2.0, 100_000.0, 0.1, False), -20.0)
-    assert_allclose(contracts_delta(-20.0, 100_000.0, 0.1, False), -2.0)
 
 
 def test_expiry_choice():
