@@ -49,6 +49,9 @@ def resolve_data(data: DataConfig) -> ResolvedData:
     from replay.store import open_store
 
     start, end = _ts("data.start", data.start), _ts("data.end", data.end)
+    if not str(data.db).strip():
+        raise ConfigError("data.db is empty: give the path of a store (a DuckDB file, or a "
+                          "Parquet store's directory or URL)")
     db = data.db if "://" in data.db else Path(data.db)  # a URL stays a URL
     with open_store(db) as store:
         inst_table = store.instruments()

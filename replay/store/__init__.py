@@ -16,7 +16,12 @@ import duckdb
 from replay.errors import StoreError
 from replay.model.schema import MARKET_TABLES
 from replay.store.database import _EXPECTED, MarketStore, _ident, check_store_file
-from replay.store.parquet import ParquetStore, attach_parquet, is_parquet_location
+from replay.store.parquet import (
+    ParquetStore,
+    attach_parquet,
+    is_parquet_location,
+    is_parquet_store,
+)
 
 __all__ = ["MarketStore", "ParquetStore", "attach_store", "open_store"]
 
@@ -31,10 +36,18 @@ def open_store(path: str | os.PathLike, read_only: bool = True) -> MarketStore:
     """
     if is_parquet_location(path):
         if not read_only:
-            raise StoreError(f"Parquet store {path} is read-only; load into a DuckDB store and "
-                             "export it again with `volreplay export`")
+            raise StoreError(_not_writable(path))
         return ParquetStore(path)
     return MarketStore(path, read_only=read_only)
+
+
+def _not_writable(path: str | os.PathLike) -> str:
+    """Why a directory or URL cannot be written to: only a DuckDB file can be."""
+    if is_parquet_store(path):
+        return (f"Parquet store {path} is read-only; load into a DuckDB store and export it "
+                "again with `volreplay export`")
+    return (f"{path} is a directory, not a store to write to: --db takes a DuckDB store's "
+            f"file, created if missing (for example {Path(path) / 'market.duckdb'})")
 
 
 def attach_store(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, alias: str) -> None:

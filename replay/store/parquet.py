@@ -81,6 +81,13 @@ def is_parquet_location(path: str | os.PathLike) -> bool:
     return remote or Path(root).is_dir()
 
 
+def is_parquet_store(path: str | os.PathLike) -> bool:
+    """True for a URL or a local directory holding a store's manifest (a URL is not read
+    here: whether it holds a store is found when it is opened)."""
+    root, remote = _location(path)
+    return remote or (Path(root) / MANIFEST).is_file()
+
+
 def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
 import replay
 from replay.app.selection import resolve_data
+from replay.errors import ConfigError
 from replay.model.config import DataConfig
 from replay.units import iso_z
 from tests.helpers import conf_group
@@ -39,3 +42,10 @@ def test_a_day_past_the_end_of_the_data_marks_only_while_there_is_data(gbm_quart
                           end="2025-01-07"))
     assert day["journal_hash"] == bare["journal_hash"]
     assert day["consumers"]["pnl"]["wakes"] == bare["consumers"]["pnl"]["wakes"] <= 16
+
+
+def test_an_empty_store_path_is_refused_naming_the_key():
+    # before the fix: "data.db=" opened the working directory and said it was no store
+    for db in ("", "  "):
+        with pytest.raises(ConfigError, match=r"^data.db is empty: give the path of a store"):
+            resolve_data(DataConfig(db=db))

@@ -131,3 +131,16 @@ def test_real_stores_still_open(tmp_path):
         assert st.count("instruments") == 0
     p = volreplay("inspect", "--db", str(db), cwd=tmp_path)
     assert p.returncode == 0, p.stderr
+
+
+def test_writing_into_a_folder_says_db_takes_a_file(tmp_path):
+    # before the fix: an empty folder was called a read-only Parquet store
+    folder = tmp_path / "data"
+    folder.mkdir()
+    with pytest.raises(StoreError, match="is a directory, not a store to write to: --db takes "
+                                         "a DuckDB store's file"):
+        open_store(folder, read_only=False)
+    (folder / "manifest.json").write_text("{}")
+    with pytest.raises(StoreError, match="is read-only; load into a DuckDB store"):
+        open_store(folder, read_only=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json"]  # nothing written
