@@ -22,7 +22,8 @@ observations and ``p`` the breach rate the margin is meant to allow (``margin.br
 
 **Christoffersen's independence test** (Christoffersen, "Evaluating interval forecasts",
 *Int. Economic Review* 39(4), 1998): with ``n_ij`` the number of observations in state ``j``
-after one in state ``i`` (1: breach), ``pi_0 = n_01 / (n_00 + n_01)``,
+directly after one in state ``i`` (1: breach; "directly": the window ``h`` later, so a window
+without margin between two observations breaks the chain rather than joining them), ``pi_0 = n_01 / (n_00 + n_01)``,
 ``pi_1 = n_11 / (n_10 + n_11)`` and ``pi = (n_01 + n_11) / (n_00 + n_01 + n_10 + n_11)``::
 
     LR_ind = -2 ln[(1 - pi)^(n_00 + n_10) pi^(n_01 + n_11)]
@@ -62,16 +63,22 @@ def kupiec_pof(n: int, x: int, p: float) -> tuple[float, float]:
     return lr, float(chi2.sf(lr, 1))
 
 
-def christoffersen_independence(hits: np.ndarray) -> tuple[float, float]:
+def christoffersen_independence(hits: np.ndarray, follows: np.ndarray | None = None
+                                 ) -> tuple[float, float]:
     """Christoffersen's LR statistic of independence and its chi2(1) p-value.
+
+    ``follows[i]`` says observation ``i + 1`` directly follows observation ``i`` (default:
+    all do); only such pairs are transitions.  With no transition both are NaN.
 
     >>> round(christoffersen_independence(np.array([0, 1, 0, 0, 1, 0, 0, 0, 1, 0]))[1], 3)
     0.076
     """
     h = np.asarray(hits, dtype=bool)
-    if h.size < 2:
+    pair = np.ones(max(h.size - 1, 0), dtype=bool) if follows is None \
+        else np.asarray(follows, dtype=bool)
+    if not pair.any():
         return math.nan, math.nan
-    a, b = h[:-1], h[1:]
+    a, b = h[:-1][pair], h[1:][pair]
     n00, n01 = int(np.sum(~a & ~b)), int(np.sum(~a & b))
     n10, n11 = int(np.sum(a & ~b)), int(np.sum(a & b))
     pi = (n01 + n11) / (n00 + n01 + n10 + n11)
@@ -103,11 +110,11 @@ def breach_windows(ts: np.ndarray, equity: np.ndarray, margin: np.ndarray, horiz
 def breach_metrics(ts: np.ndarray, equity: np.ndarray, margin: np.ndarray, horizon_s: float,
                    p: float) -> dict[str, float | int | None]:
     """The breach keys of the ``margin`` metrics block (docs/outputs.md)."""
-    _, loss, held = breach_windows(ts, equity, margin, int(horizon_s * NS))
+    starts, loss, held = breach_windows(ts, equity, margin, int(horizon_s * NS))
     hits = loss > held
     n, x = int(hits.size), int(hits.sum())
     _, p_pof = kupiec_pof(n, x, p)
-    _, p_ind = christoffersen_independence(hits)
+    _, p_ind = christoffersen_independence(hits, np.diff(starts) == int(horizon_s * NS))
     return {"breach_horizon_s": float(horizon_s), "observations": n, "breaches": x,
             "breach_rate": x / n if n else None,
             "kupiec_p": None if math.isnan(p_pof) else p_pof,

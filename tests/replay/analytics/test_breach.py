@@ -47,6 +47,23 @@ def test_christoffersen_sees_clustered_breaches():
     assert christoffersen_independence(clustered)[1] < 1e-6
 
 
+def test_christoffersen_counts_only_windows_that_follow_directly():
+    """Twenty breaches, each followed by a window without margin, then 200 clean windows:
+    no breach directly follows another, so nothing clusters.  Before the fix the gaps were
+    skipped, the twenty breaches counted as 19 breach-after-breach transitions, and the test
+    rejected independence (p below 1e-6)."""
+    held = np.array([5.0, 0.0] * 20 + [5.0] * 201)
+    step = np.array([-10.0, 10.0] * 20 + [0.0] * 201)  # equity's change over each window
+    equity = 100.0 + np.concatenate(([0.0], np.cumsum(step)[:-1]))
+    ts = np.arange(held.size, dtype=np.int64) * 10 * NS
+    m = breach_metrics(ts, equity, held, 10, 0.01)
+    assert (m["observations"], m["breaches"]) == (220, 20)
+    assert m["christoffersen_p"] == pytest.approx(1.0)
+    hits = np.array([True] * 20 + [False] * 200)
+    assert christoffersen_independence(hits)[1] < 1e-6  # the same hits, read as adjacent
+    assert math.isnan(christoffersen_independence(hits[:2], np.array([False]))[1])
+
+
 def test_windows_do_not_overlap_and_use_as_of_values():
     ts = np.array([0, 10, 20, 30, 40, 50, 60]) * NS
     equity = np.array([100, 99, 90, 95, 94, 80, 81], float)
