@@ -310,8 +310,15 @@ class Surface:
         return greeks(self.forward(t), strike, t, self.iv(strike, t), is_call)
 
     def iv_expiry(self, strike: np.ndarray, expiry_ns: int | np.ndarray) -> np.ndarray:
-        """Implied vol of an instrument given by strike and expiry timestamp."""
+        """Implied vol of an instrument given by strike and expiry timestamp, as fitted: at
+        the maturity the expiry had at the surface time (sticky expiry).  Read later at the
+        time left then, the surface would blend the expiry's slice with a shorter one's."""
         return self.iv(strike, self.t_of(expiry_ns))
+
+    def forward_expiry(self, expiry_ns: int | np.ndarray) -> np.ndarray:
+        """The forward of the given expiries as fitted (at their maturity at the surface time,
+        as :meth:`iv_expiry`)."""
+        return self.forward(self.t_of(expiry_ns))
 
     def slice_for(self, expiry_ns: int) -> SmileSlice | None:
         for s in self.slices:

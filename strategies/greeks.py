@@ -211,7 +211,7 @@ def expiry_forward(ctx: Any, expiry_ns: int, spot: float, board: SurfaceBoard | 
     """The forward of one expiry by the precedence of the module docstring."""
     surf = board.surface if board is not None else None
     if surf is not None:
-        f = float(surf.forward(max(float(expiry_ns - ctx.now) / NS_PER_YEAR, 0.0)))
+        f = float(surf.forward_expiry(expiry_ns))  # as fitted, moved with the spot since
         if math.isfinite(board.spot) and board.spot > 0 and math.isfinite(spot):
             f *= spot / board.spot
         if math.isfinite(f) and f > 0:
@@ -235,14 +235,18 @@ def expiry_forward(ctx: Any, expiry_ns: int, spot: float, board: SurfaceBoard | 
     return spot
 
 
-def leg_vols(board: SurfaceBoard | None, strike: np.ndarray, t: np.ndarray, source: str,
-             flat_vol: float) -> np.ndarray:
-    """Vol of each leg: the published surface's (``surface``/``premium_adjusted``) or flat."""
+def leg_vols(board: SurfaceBoard | None, strike: np.ndarray, expiry_ns: np.ndarray,
+             source: str, flat_vol: float) -> np.ndarray:
+    """Vol of each leg: the published surface's (``surface``/``premium_adjusted``) or flat.
+
+    A listed option takes its own expiry's vol as fitted (sticky expiry, as the PnL marker
+    does): the surface read at the maturity its slice had at the fit, not at the time left
+    now, which between refits would read a blend with the shorter expiry's slice."""
     surf = board.surface if board is not None else None
     if source == "flat" or surf is None or not len(strike):
         return np.full(np.shape(strike), float(flat_vol))
     with np.errstate(all="ignore"):
-        return flat_or(surf.iv(strike, t), flat_vol)
+        return flat_or(surf.iv_expiry(strike, expiry_ns), flat_vol)
 
 
 def book_legs(ctx: Any, positions: Mapping[int, float] | None, source: str,
@@ -269,7 +273,7 @@ def book_legs(ctx: Any, positions: Mapping[int, float] | None, source: str,
         if int(e) not in fwd:
             fwd[int(e)] = expiry_forward(ctx, int(e), spot, board, int(i))
         basis[j] = fwd[int(e)] / spot
-    vol = leg_vols(board, strike, t, source, flat_vol)
+    vol = leg_vols(board, strike, inst.expiry_ns[ids], source, flat_vol)
     return BookLegs(ids, qty, strike, t, vol, inst.is_call[ids] == 1, basis, spot,
                     source == "premium_adjusted")
 

@@ -132,10 +132,12 @@ class PnLMarker:
         live = t > 0
         if surf is not None and live.any():
             sigma[live] = surf.iv_expiry(strike[live], expiry[live])
-            # the published smile at the option's maturity: ATM vol, ATM skew d sigma / dk
-            # (central difference) and the option's log-moneyness against its forward
-            fwd[live] = surf.forward(t[live])
-            atm[live], skew[live] = surf.vol_and_skew(fwd[live], t[live])
+            # the published smile of the option's expiry, as fitted (Surface.iv_expiry): ATM
+            # vol, ATM skew d sigma / dk (central difference) and the option's log-moneyness
+            # against its forward
+            t_fit = surf.t_of(expiry[live])
+            fwd[live] = surf.forward(t_fit)
+            atm[live], skew[live] = surf.vol_and_skew(fwd[live], t_fit)
         net = self.venue.portfolio.net_qty()
         fit_spot = self.board.spot if surf is not None else math.nan
         for j, i in enumerate(opts):
@@ -238,7 +240,8 @@ def mark_price(ctx, spec, iid: int, board=None, mode: str = "mid") -> float:
     if model and (mode == "surface" or not math.isfinite(mid)):
         surf, t = board.surface, float(time_to_expiry(ctx.now, spec.expiry_ns))
         move = _forward(m, iid) / board.spot  # NaN without a fit spot: the fit's forward
-        f = float(surf.forward(t)) * (move if math.isfinite(move) and move > 0 else 1.0)
+        f = float(surf.forward_expiry(spec.expiry_ns)) * (
+            move if math.isfinite(move) and move > 0 else 1.0)
         vol = float(surf.iv_expiry(np.array([spec.strike]), np.array([spec.expiry_ns]))[0])
         px = greeks_one(f, float(spec.strike), t, vol, bool(spec.is_call))[0]
         px = px / f if spec.is_inverse else px

@@ -34,7 +34,8 @@ def strike_by_delta(ctx: Any, ids: np.ndarray, expiry_ns: int, forward: float,
     inst = ctx.instruments
     k = inst.strike[ids].astype(np.float64)
     t = np.full(k.shape, (expiry_ns - ctx.now) / NS_PER_YEAR)
-    vol = leg_vols(board, k, t, "flat" if source == "flat" else "surface", flat_vol)
+    vol = leg_vols(board, k, np.full(k.shape, expiry_ns), "flat" if source == "flat" else "surface",
+                   flat_vol)
     d = bs_greeks(forward, k, t, vol, inst.is_call[ids] == 1)["delta"]
     return int(ids[np.nanargmin(np.abs(d - target))])
 

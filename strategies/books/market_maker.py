@@ -97,7 +97,7 @@ class MarketMakerBook:
         if self.max_moneyness is not None and k / fwd > float(self.max_moneyness):
             return False
         t = (e - ctx.now) / NS_PER_YEAR
-        vol = leg_vols(self.board, np.array([k]), np.array([t]),
+        vol = leg_vols(self.board, np.array([k]), np.array([e]),
                        "flat" if self.delta_source == "flat" else "surface", self.flat_vol)
         d = abs(float(black_delta(fwd, k, t, vol[0], inst.is_call[iid] == 1)))
         return self.min_abs_delta <= d <= self.max_abs_delta

@@ -83,7 +83,8 @@ class GammaVega(Periodic):
                         for i in ids])
         # the book's own vol rule (Hedger.legs), so that both sides' greeks agree
         v = self.forecast_vol()
-        vols = leg_vols(self.board, strike, t, self.vol_source, self.flat_vol) if v is None \
+        vols = leg_vols(self.board, strike, inst.expiry_ns[ids], self.vol_source,
+                        self.flat_vol) if v is None \
             else np.full(len(ids), v)
         one = BookLegs(ids, inst.contract_size[ids].astype(np.float64), strike, t, vols,
                        inst.is_call[ids] == 1, fwd / spot, spot,

@@ -273,6 +273,23 @@ def test_surface_source_uses_published_vol_and_forward():
                     [101_000.0 * SPOT / 99_000.0], rtol=1e-12)
 
 
+def test_legs_keep_their_expirys_fitted_vol_and_forward_between_refits():
+    """Six hours after a fit, an E2 leg is valued at E2's slice as fitted.  Read at the time
+    left, the surface blended E2's slice (0.5, forward 102,000) with E1's (0.9, 101,000):
+    0.5025 and a forward 18 USD lower before the fix."""
+    ctx = FakeCtx()
+    fit_ns = ctx.now - 6 * 3600 * NS
+    sl = [SmileSlice("svi", SVIParams(v * v * (e - fit_ns) / NS_PER_YEAR, 0.0, 0.0, 0.0, 0.1),
+                     e, (e - fit_ns) / NS_PER_YEAR, f, -1.0, 1.0)
+          for e, v, f in ((E1, 0.9, 101_000.0), (E2, 0.5, 102_000.0))]
+    board = SurfaceBoard()
+    board.publish(Surface(sl, ts_ns=fit_ns), fit_ns)
+    ctx.held[option_id(ctx.instruments, E2, 110_000.0, True)] = 1.0
+    legs = book_legs(ctx, None, "surface", board, FLAT)
+    assert_allclose(legs.vol, [0.5], rtol=1e-12)
+    assert_allclose(legs.forward, [102_000.0], rtol=1e-12)
+
+
 def test_lean_delta_and_gamma_match_black76():
     f = np.array([90_000.0, 100_000.0, 130_000.0])
     k = np.array([100_000.0, 95_000.0, 80_000.0])

@@ -4,8 +4,9 @@ built from the run's one ledger (the venue's portfolio), the market and the publ
 Per open position:
 
 * **options**: the underlying units ``qty x contract size``; the forward of the expiry (the
-  published surface's, moved with spot since the fit; else the venue's forward of the expiry;
-  else the coin's USD price); the vol (the surface's at the strike; else the venue's mark IV;
+  published surface's as fitted, moved with spot since the fit; else the venue's forward of
+  the expiry; else the coin's USD price); the vol (the surface's at the strike, read for the
+  expiry as fitted, :meth:`~calibration.surface.Surface.iv_expiry`; else the venue's mark IV;
   else the option's own mid IV; else ``flat_vol``), and the value at that vol;
 * **futures, perpetuals, spot**: the underlying units (inverse contracts: USD notional / price)
   at the instrument's reference price.
@@ -57,11 +58,18 @@ def spot_move_since_fit(ctx, board) -> float:
     return s / fit if math.isfinite(s) and math.isfinite(fit) and fit > 0 else 1.0
 
 
-def option_forward(ctx, board, expiry_ns: int, t: float, usd: float) -> float:
+def years_since_fit(ctx, board) -> float:
+    """Years from the published surface's fit to now (0 without a surface): what a leg's
+    time to expiry adds to give its maturity as fitted."""
+    surf = board.surface if board is not None else None
+    return float(time_to_expiry(surf.ts_ns, ctx.now)) if surf is not None else 0.0
+
+
+def option_forward(ctx, board, expiry_ns: int, usd: float) -> float:
     """The forward of one expiry by the precedence of the module docstring."""
     surf = board.surface if board is not None else None
     if surf is not None:
-        f = float(surf.forward(t)) * spot_move_since_fit(ctx, board)
+        f = float(surf.forward_expiry(expiry_ns)) * spot_move_since_fit(ctx, board)
         if math.isfinite(f) and f > 0:
             return f
     f = float(ctx.market.expiry_forward(int(expiry_ns)))
@@ -87,7 +95,7 @@ def book_legs(ctx, specs: Mapping, positions: Mapping[int, float], board, usd: f
             t[j] = float(time_to_expiry(now, spec.expiry_ns))
             e = int(spec.expiry_ns)
             if e not in fwd_of:
-                fwd_of[e] = option_forward(ctx, board, e, t[j], usd)
+                fwd_of[e] = option_forward(ctx, board, e, usd)
             fwd[j], strike[j], call[j] = fwd_of[e], spec.strike, bool(spec.is_call)
             units[j] = q * spec.contract_size
         else:
@@ -108,7 +116,9 @@ def _option_vols(ctx, specs, board, ids, strike, t, fwd, call, flat_vol) -> np.n
     vol = np.full(ids.size, np.nan)
     if surf is not None:
         with np.errstate(all="ignore"):
-            vol = np.asarray(surf.iv(strike, t), dtype=float).reshape(ids.size)
+            # each option at its own expiry's fitted vol (sticky expiry, as the marker)
+            expiry = np.array([specs[int(i)].expiry_ns for i in ids], dtype=np.int64)
+            vol = np.asarray(surf.iv_expiry(strike, expiry), dtype=float).reshape(ids.size)
     m = ctx.market
     for j in np.flatnonzero(~(np.isfinite(vol) & (vol > 0))):
         i = int(ids[j])

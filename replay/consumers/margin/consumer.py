@@ -38,6 +38,7 @@ from replay.consumers.margin.book import (
     group_index,
     group_pnl,
     spot_move_since_fit,
+    years_since_fit,
 )
 from replay.consumers.margin.legs import Legs, free_collateral, group_sum
 from replay.consumers.margin.portfolio import (
@@ -87,6 +88,7 @@ class Account:
     n_groups: int
     params: dict[str, float]
     moved: float  # the spot's move since the published surface's fit (book.spot_move_since_fit)
+    since_fit: float  # years since that fit (book.years_since_fit)
 
 
 def _params(cls: type, key: str, values: dict | None) -> Any:
@@ -187,8 +189,9 @@ class MarginConsumer:
         n_groups = max(groups.values(), default=-1) + 1
         legs, ids = book_legs(ctx, specs, positions, self.board, usd, self.flat_vol, groups)
         acct = Account(e0, group_pnl(mk, groups, n_groups), e0 + mk.total_usd, legs, ids,
-                       n_groups, self._rule_params(ctx), spot_move_since_fit(ctx, self.board))
-        req = self.requirement(legs, n_groups, acct.params, acct.moved)
+                       n_groups, self._rule_params(ctx), spot_move_since_fit(ctx, self.board),
+                       years_since_fit(ctx, self.board))
+        req = self.requirement(legs, n_groups, acct.params, acct.moved, acct.since_fit)
         free_im, im_g = self._free(req, "im", acct)
         free_mm, mm_g = self._free(req, "mm", acct)
         mm_mode = req["mm"] if self.mode == "cross" else float(mm_g.sum())
@@ -225,10 +228,11 @@ class MarginConsumer:
         return {k: float(v) for k, v in self.rule.params(ctx, surf, self.forecasts).items()}
 
     def requirement(self, legs: Legs, n_groups: int, params: dict[str, float],
-                    moved: float = 1.0) -> dict:
+                    moved: float = 1.0, since_fit: float = 0.0) -> dict:
         """Initial and maintenance margin of the whole book and per group (USD), and the
         worst scenarios (name, PnL) of the whole book under portfolio margin; ``moved`` is the
-        spot's move since the surface's fit (:func:`surface_vol_after_move`)."""
+        spot's move and ``since_fit`` the years since the surface's fit
+        (:func:`surface_vol_after_move`)."""
         if self.model == "standard":
             p = _with(self.standard, params)
             im, mm = standard_margin(legs, p)
@@ -237,8 +241,8 @@ class MarginConsumer:
                     "mm_groups": group_sum(mm, legs.group, n_groups), "worst": []}
         p = _with(self.portfolio, params)
         surf = self.board.surface if self.board is not None else None
-        vam = surface_vol_after_move(surf, legs.t, moved) if surf is not None and len(legs) \
-            else None
+        vam = surface_vol_after_move(surf, legs.t + since_fit, moved) \
+            if surf is not None and len(legs) else None
         whole = portfolio_margin(legs.with_groups(np.zeros(len(legs), np.int64)), p, vam)
         per = portfolio_margin(legs, p, vam)
         im_g = np.zeros(n_groups)
@@ -276,7 +280,8 @@ class MarginConsumer:
         keep = np.ones(len(acct.legs), bool)
 
         def free_after(mask: np.ndarray) -> tuple[float, float]:
-            r = self.requirement(acct.legs.subset(mask), acct.n_groups, acct.params, acct.moved)
+            r = self.requirement(acct.legs.subset(mask), acct.n_groups, acct.params, acct.moved,
+                                 acct.since_fit)
             return self._free(r, "mm", acct)[0][self.mode], r["mm"]
 
         free, mm_now = free_after(keep)

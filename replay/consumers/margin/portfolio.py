@@ -167,8 +167,10 @@ def leg_scenario_pnl(legs: Legs, p: PMParams, sc: Scenarios,
 
 def surface_vol_after_move(surface, t: np.ndarray, moved: float = 1.0) -> VolAfterMove:
     """Sticky-moneyness vols from a fitted surface (:class:`calibration.surface.Surface`) for
-    option legs with years to expiry ``t``: the vol at ``k = ln(K / (F' / moved))`` at the
-    leg's maturity (:meth:`~calibration.surface.Surface.total_variance_rows`).
+    option legs whose maturities at the surface's fit are ``t`` (years: the time to expiry now
+    plus the years since the fit, as the legs' own vols are read,
+    :meth:`~calibration.surface.Surface.iv_expiry`): the vol at ``k = ln(K / (F' / moved))``
+    at that maturity (:meth:`~calibration.surface.Surface.total_variance_rows`).
 
     ``moved`` is the spot's move since the fit (``S / S_fit``), by which the legs' forwards
     ``F`` are today's and not the surface's own: the legs are valued at the surface's vol of

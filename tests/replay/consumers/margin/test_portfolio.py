@@ -164,20 +164,26 @@ def test_the_zero_move_costs_nothing_after_the_spot_moved_since_the_fit():
     from today's forward it was -1,031 USD on 10 short puts after a 2 % move."""
     from types import SimpleNamespace
 
-    from replay.consumers.margin.book import book_legs, spot_move_since_fit
+    from replay.consumers.margin.book import book_legs, spot_move_since_fit, years_since_fit
 
     surf = _surface()
     board = SimpleNamespace(surface=surf, spot=S)
-    for spot_now in (S, 1.02 * S, 0.97 * S):
+    strikes = np.array([54_000.0, 66_000.0])
+    # half a day after the fit the legs are still valued at their expiry's fitted vol; read
+    # at the time left (29.5 days) the surface blended the 30-day slice with the 9-day one
+    for spot_now, now in ((S, 0), (1.02 * S, 0), (0.97 * S, DAY_NS // 2)):
         market = SimpleNamespace(underlying_mid=lambda s=spot_now: s,
                                  expiry_forward=lambda e: math.nan)
-        ctx = SimpleNamespace(market=market, now=0)
+        ctx = SimpleNamespace(market=market, now=now)
         specs = {i: SimpleNamespace(is_option=True, expiry_ns=30 * DAY_NS, strike=k,
                                     is_call=call, contract_size=1.0, is_inverse=True)
-                 for i, (k, call) in enumerate(((54_000.0, False), (66_000.0, True)))}
+                 for i, (k, call) in enumerate(zip(strikes, (False, True)))}
         legs, _ = book_legs(ctx, specs, {0: -10.0, 1: 4.0}, board, spot_now, 0.6, {0: 0, 1: 0})
+        assert_allclose(legs.vol, surf.iv_expiry(strikes, np.full(2, 30 * DAY_NS)), rtol=1e-14)
+        assert_allclose(legs.t, 30 / 365 - now / (365 * DAY_NS), rtol=1e-14)
         moved = spot_move_since_fit(ctx, board)
         assert_allclose(moved, spot_now / S, rtol=1e-15)
-        res = portfolio_margin(legs, PMParams(), surface_vol_after_move(surf, legs.t, moved))
+        t_fit = legs.t + years_since_fit(ctx, board)
+        res = portfolio_margin(legs, PMParams(), surface_vol_after_move(surf, t_fit, moved))
         zero = res.scenarios.labels.index("+0% vol same")
         assert_allclose(res.pnl[0, zero], 0.0, atol=1e-9 * S)
