@@ -21,6 +21,7 @@ from collections import deque
 import numpy as np
 
 from calibration.pricing.black import delta as black_delta
+from calibration.pricing.forwards import time_to_expiry
 from calibration.pricing.smile_delta import (
     hull_white_fit,
     hull_white_vol_move,
@@ -132,5 +133,7 @@ def with_delta_model(legs, surface, model: str, ssr, tracker: SmileTracker, now:
         tracker.ssr() if ssr == "measured" else float(ssr))
     if not math.isfinite(r):
         return legs
-    _, skew = surface.vol_and_skew(legs.strike, legs.t)
+    # the skew of each leg's expiry as fitted, where its vol was read (Surface.iv_expiry)
+    since_fit = float(time_to_expiry(surface.ts_ns, now))
+    _, skew = surface.vol_and_skew(legs.strike, legs.t + since_fit)
     return legs.with_vol_moves(ssr_vol_move(np.nan_to_num(skew), r))

@@ -94,3 +94,29 @@ def test_book_delta_paths_agree_under_a_delta_model():
     assert_allclose(moved.greeks().delta, want, rtol=1e-12)
     assert_allclose(moved.delta_fn()(95_000.0), want, rtol=1e-9)
     assert moved.greeks().delta != legs.greeks().delta
+
+
+def test_the_skew_is_read_at_the_legs_expiry_as_fitted():
+    """Six hours after the fit, sticky moneyness moves a 30-day leg's vol by minus its own
+    slice's skew.  Read at the time left, the skew blended in the 2-day slice's steeper one
+    (0.17 % off before the fix; the surface's central difference is within 2e-5 of the
+    slice's own skew)."""
+    from calibration.models.svi import SVIParams
+    from calibration.pricing.smile_delta import ssr_vol_move
+    from calibration.surface import SmileSlice, Surface
+    from strategies.dynamics import with_delta_model
+    from strategies.greeks import NS_PER_YEAR, BookLegs
+
+    day = 86400 * 10**9
+    fit, now = 0, 6 * 3600 * 10**9
+    sl = [SmileSlice("svi", SVIParams(0.25 * d / 365, 0.2 * (d / 365) ** 0.5, rho, 0.0, 0.1),
+                     d * day, d / 365, 100_000.0, -1.0, 1.0)
+          for d, rho in ((2, -0.9), (30, -0.2))]
+    surf = Surface(sl, ts_ns=fit)
+    strike = np.array([110_000.0])
+    legs = BookLegs(np.array([1]), np.ones(1), strike, np.array([(30 * day - now) / NS_PER_YEAR]),
+                    surf.iv_expiry(strike, np.array([30 * day])), np.array([True]), np.ones(1),
+                    100_000.0)
+    got = with_delta_model(legs, surf, "sticky_moneyness", 0.0, SmileTracker(), now)
+    _, skew = sl[1].vol_and_skew(np.log(strike / 100_000.0))
+    np.testing.assert_allclose(got.dvol_dlnf, ssr_vol_move(skew, 0.0), rtol=1e-4)
