@@ -8,16 +8,19 @@
   checked on a grid of ``k``; a violation is ``g < -BUTTERFLY_TOL``.
 * Calendar (Gatheral and Jacquier 2014, Lemma 2.1): ``w(k, T)`` non-decreasing in ``T`` at
   fixed forward log-moneyness ``k`` (each expiry with its own forward); a violation is
-  ``w(k, T1) - w(k, T2) > CALENDAR_TOL`` for ``T1 < T2``.
+  ``w(k, T1) - w(k, T2) > CALENDAR_TOL`` for consecutive expiries ``T1 < T2`` at a point
+  where either is quoted (between the lowest and highest ``k`` of their two domains), the
+  other's wing extrapolated beyond its quotes if need be.
 * Lee's moment formula (Lee 2004, "The moment formula for implied volatility at extreme
   strikes"): the wing slopes ``lim w(k)/|k|`` are at most 2; a violation is a slope above
   ``2 + LEE_TOL``.  Models that state their asymptotic slopes (SVI, eSSVI) are checked
   exactly; otherwise the slope ``|w'|`` at the ends of the check grid is used.
 
-Repair lives with the models: an SVI slice that crosses below the previous expiry is refitted
-with that expiry's total variance as exact linear rows of its inner QP (on the points of
-:func:`calendar_grid`, see :func:`calibration.surface.calendar_floor`); eSSVI imposes its
-calendar conditions through its parametrisation.  Neither depends on a general optimiser
+Repair lives with the models: an SVI slice that crosses its neighbouring expiries is refitted
+with their total variance as exact linear rows of its inner QP, a floor under it or a
+ceiling over it (on the points of :func:`calendar_grid`, see
+:mod:`calibration.models.calendar_rows`); eSSVI imposes its calendar conditions through its
+parametrisation.  Neither depends on a general optimiser
 converging: the checks here are the arbiter of what is published.
 
 The tolerances are absolute and chosen well above round-off but far below anything a price
@@ -67,18 +70,19 @@ def butterfly_violations(t: float, k: np.ndarray, w: np.ndarray, w1: np.ndarray,
 
 
 def calendar_violations(ts: Sequence[float], k: np.ndarray, W: np.ndarray,
-                        tol: float = CALENDAR_TOL, valid: np.ndarray | None = None
+                        tol: float = CALENDAR_TOL, pairs: np.ndarray | None = None
                         ) -> list[Violation]:
     """``W[i, j] = w(k_j, ts[i])`` with ``ts`` increasing; flags ``W[i] - W[i+1] > tol``.
 
-    ``valid[i, j]`` (optional) restricts the check to the grid points both slices cover.
-    """
+    ``pairs[i, j]`` (optional) restricts the check of expiries ``i, i + 1`` to the points
+    ``k_j`` it is true at."""
     out: list[Violation] = []
     W = np.asarray(W, dtype=float)
     for i in range(len(ts) - 1):
         drop = W[i] - W[i + 1]
-        ok = np.ones_like(drop, dtype=bool) if valid is None else valid[i] & valid[i + 1]
-        for j in np.flatnonzero(ok & (drop > tol)):
+        if pairs is not None:
+            drop = np.where(pairs[i], drop, -np.inf)
+        for j in np.flatnonzero(drop > tol):
             out.append(Violation("calendar", float(ts[i + 1]), float(k[j]), float(drop[j])))
     return out
 
@@ -117,8 +121,10 @@ def check_slices(slices: Sequence[SliceView], n_grid: int = 121) -> list[Violati
     """Butterfly and Lee per slice, calendar between consecutive slices (by ``t``).
 
     Each slice is checked on ``n_grid`` points of its own domain; the calendar check uses a
-    common grid over the union of the domains, restricted pairwise to where both slices are
-    defined.
+    common grid over the union of the domains, each pair of consecutive expiries checked where
+    either is quoted (between the lowest and the highest ``k`` of the two domains: a wing
+    extrapolated beyond its slice's quotes is published, so it is checked against the
+    neighbour's quotes).
     """
     sl = sorted(slices, key=lambda s: s.t)
     out: list[Violation] = []
@@ -141,6 +147,7 @@ def check_slices(slices: Sequence[SliceView], n_grid: int = 121) -> list[Violati
     if len(sl) > 1:
         k = calendar_grid([s.k_lo for s in sl], [s.k_hi for s in sl], n_grid)
         W = np.vstack([s.derivs(k)[0] for s in sl])
-        valid = np.vstack([(k >= s.k_lo) & (k <= s.k_hi) for s in sl])
-        out += calendar_violations([s.t for s in sl], k, W, valid=valid)
+        pairs = np.vstack([(k >= min(a.k_lo, b.k_lo)) & (k <= max(a.k_hi, b.k_hi))
+                           for a, b in zip(sl, sl[1:])])
+        out += calendar_violations([s.t for s in sl], k, W, pairs=pairs)
     return out

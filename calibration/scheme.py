@@ -17,11 +17,12 @@ Refit policy (``SchemeConfig``):
    updated since, :func:`calibration.loss.fit_inputs_digest`) is *carried over*: its last
    fitted slice is kept, re-dated to the current time to expiry
    (:func:`calibration.surface.redated`), not refitted (SABR always refits).  eSSVI
-   carries its calendar constraints itself; an SVI slice that dips below the previous
-   expiry's total variance (on the ``k`` range both cover) is refitted with that floor as
-   exact linear rows of its inner QP (:func:`calibration.surface.calendar_floor`,
-   :func:`calibration.models.svi.fit_svi`); a floor no SVI slice can meet leaves the
-   crossing slice in place, to fail the check below and be reported;
+   carries its calendar constraints itself.  SVI slices are kept calendar-free by exact
+   linear rows in their inner QPs (:mod:`calibration.models.calendar_rows`), in two passes:
+   shortest first, a slice below the previous expiry where that one is quoted is refitted
+   above it (a floor); then longest first, a slice above the next expiry where either is
+   quoted (typically its wing, extrapolated beyond its quotes) is refitted under it, keeping
+   its floor (a ceiling).  Rows no slice can meet leave it crossing, for the check to report;
 2. a fit *fails* when it is not finite, its in-sample RMSE exceeds ``max_rmse_vol_pts``, or the
    surface has arbitrage violations; on failure the failing expiries are refitted cold with
    ``max(n_starts, 3)`` starts (multi-start);
@@ -41,6 +42,12 @@ import numpy as np
 from calibration.arbitrage import CALENDAR_TOL, Violation, calendar_grid
 from calibration.every import parse_every
 from calibration.loss import FitBatch, FitData, LossConfig, fit_batch, fit_inputs_digest
+from calibration.models.calendar_rows import (
+    FLOOR_POINTS,
+    calendar_ceiling,
+    calendar_floor,
+    floor_rows,
+)
 from calibration.models.essvi import ESSVIParams, fit_essvi_slice
 from calibration.models.sabr import SABRParams, fit_sabr
 from calibration.models.svi import SVIParams, fit_svi
@@ -55,15 +62,7 @@ from calibration.quality import (
     outside_band_pct,
 )
 from calibration.quotes import MIN_QUOTES, QuoteSnapshot
-from calibration.surface import (
-    FLOOR_POINTS,
-    MODELS,
-    SmileSlice,
-    Surface,
-    calendar_floor,
-    param_values,
-    redated,
-)
+from calibration.surface import MODELS, SmileSlice, Surface, param_values, redated
 
 FALLBACKS = ("last_good", "publish")
 
@@ -155,18 +154,19 @@ class CalibrationScheme:
 
     # ------------------------------------------------------------------ how
     def _fit_slice(self, d: FitData, fwd: float, prev_slice, prev, warm: bool, n_starts: int,
-                   floor: tuple[np.ndarray, np.ndarray] | None = None):
+                   floor: tuple[np.ndarray, np.ndarray] | None = None,
+                   ceiling: tuple[np.ndarray, np.ndarray] | None = None):
         """One expiry: ``prev`` (its last parameters) is the start when ``warm`` and the
-        Tikhonov anchor whenever ``lam > 0``; ``floor`` (SVI only) is a calendar floor that
-        the fit must meet.  Returns the parameters, or ``None`` when the floor cannot be met."""
+        Tikhonov anchor whenever ``lam > 0``; ``floor`` and ``ceiling`` (SVI only) are calendar
+        rows to meet.  Returns the parameters, or ``None`` when the rows cannot be met."""
         c = self.config
         lam = c.lam if prev is not None else 0.0
         if c.model == "svi":
             p = None if prev is None else SVIParams(*prev)
-            fk, fw = floor if floor is not None else (None, None)
+            (fk, fw), (ck, cw) = floor or (None, None), ceiling or (None, None)
             f = fit_svi(d.k, d.mid, d.t, d.weight, d.bid, d.ask, prev=p, lam=lam, warm=warm,
                         band=c.loss.band, mid_weight=c.loss.mid_weight, n_starts=n_starts,
-                        floor_k=fk, floor_w=fw)
+                        floor_k=fk, floor_w=fw, ceil_k=ck, ceil_w=cw)
             return f.params if f.feasible else None
         if c.model == "essvi":
             p = None if prev is None else ESSVIParams(*prev)
@@ -224,10 +224,9 @@ class CalibrationScheme:
         def smile(i: int, sl, params) -> SmileSlice:
             return SmileSlice(c.model, params, sl.expiry_ns, sl.t, sl.forward, k_lo[i], k_hi[i])
 
-        # SVI slices are independent until the calendar floor below, so they are planned
-        # and fitted all at once, in parallel, and each one's drop below the one before it
-        # is measured in one pass; an eSSVI slice's fit depends on the expiry before it,
-        # and SABR's are fitted one by one
+        # SVI slices are independent until their calendar rows, so they are planned and fitted
+        # at once, in parallel, and each one's drop below the one before measured in one pass;
+        # an eSSVI slice's fit depends on the expiry before it; SABR's are fitted one by one
         plans = {i: self._plan(i, sl, d, None, cold, last) for i, sl, d in live} \
             if c.model == "svi" else {}
         first: dict[int, SmileSlice] = {}
@@ -253,9 +252,7 @@ class CalibrationScheme:
             floor = calendar_floor(out[-1], sm, k_check) if (
                 plans and out and not (out[-1] is first[live[pos - 1][0]]
                                        and drops[pos] <= CALENDAR_TOL)) else None
-            if floor is not None:
-                # SVI slices are independent: refit this one above the previous expiry, from
-                # the crossing fit (also the Tikhonov anchor: change it only where needed)
+            if floor is not None:  # from the crossing fit, also the anchor: change only what must
                 above = self._fit_slice(d, sl.forward, None, tuple(sm.params.to_array()),
                                         True, max(n_starts, 3), floor)
                 if above is not None:
@@ -263,7 +260,24 @@ class CalibrationScheme:
                     carried.discard(e)
             prev_slice = sm.params if c.model == "essvi" else None
             out.append(sm)
+        if plans:
+            self._ceilings(out, live, k_check, carried)
         return out, digests, frozenset(carried)
+
+    def _ceilings(self, out: list[SmileSlice], live: list, k_check, carried: set) -> None:
+        """The backward pass of SVI's calendar rows (module docstring), in place: longest
+        first, a slice above the next one is refitted under it and above the one before."""
+        for pos in range(len(out) - 2, -1, -1):
+            ceiling = calendar_ceiling(out[pos], out[pos + 1], k_check)
+            if ceiling is None:
+                continue
+            floor = floor_rows(out[pos - 1], k_check) if pos else None
+            _, sl, d = live[pos]
+            under = self._fit_slice(d, sl.forward, None, tuple(out[pos].params.to_array()), True,
+                                    max(self.config.n_starts, 3), floor, ceiling)
+            if under is not None:
+                out[pos] = replace(out[pos], params=under)
+                carried.discard(sl.expiry_ns)
 
     def refit(self, snapshot: QuoteSnapshot) -> FitResult:
         c = self.config

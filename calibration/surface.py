@@ -29,11 +29,11 @@ from functools import cached_property
 import numpy as np
 from numba import njit
 
-from calibration.arbitrage import CALENDAR_TOL, SliceView, Violation, check_slices
+from calibration.arbitrage import SliceView, Violation, check_slices
 from calibration.models.essvi import ESSVIParams, essvi_derivatives, essvi_wing_slopes
 from calibration.models.sabr import SABRParams, sabr_derivatives
 from calibration.models.svi import SVIParams, svi_derivatives
-from calibration.models.svi_arbitrage import svi_calendar_drop, svi_surface_clean
+from calibration.models.svi_arbitrage import svi_surface_clean
 from calibration.pricing.black import black_price, greeks
 from calibration.pricing.forwards import time_to_expiry
 
@@ -357,35 +357,3 @@ def _broadcast(a: np.ndarray | float, b: np.ndarray | float) -> tuple[np.ndarray
     microseconds a call) when their shapes already agree."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     return (a, b) if a.shape == b.shape else np.broadcast_arrays(a, b)
-
-
-#: even steps of the range two slices share at which :func:`calendar_floor` tests and floors
-FLOOR_POINTS = 201
-
-
-def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
-                   n: int = FLOOR_POINTS, margin: float = 1e-4
-                   ) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(k, w)`` floor for ``after`` where it dips below ``before`` (calendar arbitrage) on
-    the ``k`` range both cover; ``None`` when it does not.
-
-    The points are ``n`` even steps over that range plus every point of the surface's own
-    calendar check grid ``k_check`` inside it, so a refit that meets the floor passes the
-    check exactly.  The floor is ``before``'s total variance lifted by ``margin`` (relative;
-    0.005% in vol) and half the check's tolerance, so that round-off in the refitted
-    parameters cannot land on the wrong side of the check.
-    """
-    lo, hi = max(before.k_lo, after.k_lo), min(before.k_hi, after.k_hi)
-    if not hi > lo:
-        return None
-    svi = before.model == after.model == "svi"
-    if svi and svi_calendar_drop(before.params.to_array(), after.params.to_array(), lo, hi, n,
-                                 k_check) <= CALENDAR_TOL:
-        return None  # the test below, in one compiled pass (the usual case: no crossing)
-    grid, own = np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)]
-    if not svi:
-        k = np.concatenate((grid, own))  # the points of the floor, unsorted: enough for the test
-        if np.max(before.total_variance(k) - after.total_variance(k)) <= CALENDAR_TOL:
-            return None
-    k = np.union1d(grid, own)
-    return k, before.total_variance(k) * (1.0 + margin) + 0.5 * CALENDAR_TOL

@@ -41,13 +41,15 @@ alternating projections onto the bands, from the mid fit.  Tikhonov regularisati
 ``lam * |theta - theta_prev|^2`` in normalised units: ``(a, d, c)`` divided by the ATM total
 variance, ``(m, sigma)`` divided by its square root.
 
-Calendar floor.  SVI slices are independent, so nothing above prevents two expiries from
-crossing.  The rare slice that does is refitted with ``floor_k, floor_w``: for fixed
-``(m, sigma)`` the floor ``w(k_j) >= w_floor_j`` is one more linear row per point,
-``a + d y_j + c sqrt(y_j^2 + 1) >= w_floor_j``, so the inner problem stays an exact QP and the
-floor holds at every floor point for any ``(m, sigma)`` the outer search visits.  Where no
-``(a, d, c)`` meets the rows the inner objective is ``+inf``; a fit with no feasible point at
-all says so (``SVIFit.feasible``) instead of returning a crossing slice.
+Calendar rows.  SVI slices are independent, so nothing above prevents two expiries from
+crossing.  A slice that does is refitted with ``floor_k, floor_w`` (it must stay above the
+expiry before it) or ``ceil_k, ceil_w`` (below the expiry after it): for fixed
+``(m, sigma)`` a floor ``w(k_j) >= w_floor_j`` is one more linear row per point,
+``a + d y_j + c sqrt(y_j^2 + 1) >= w_floor_j``, and a ceiling the same row negated, so the
+inner problem stays an exact QP and the rows hold at every point for any ``(m, sigma)`` the
+outer search visits.  Where no ``(a, d, c)`` meets the rows the inner objective is ``+inf``; a
+fit with no feasible point at all says so (``SVIFit.feasible``) instead of returning a
+crossing slice.
 """
 
 from __future__ import annotations
@@ -195,7 +197,7 @@ def _nelder_mead(x0, step, max_iter, ftol, xtol, D):
 
 @njit(cache=True)
 def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev, n_starts,
-                max_iter, precision, fk, fw):
+                max_iter, precision, fk, fw, n_floor):
     kmin = k.min()
     kmax = k.max()
     span = max(kmax - kmin, 1e-3)
@@ -204,7 +206,7 @@ def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev,
     # small array would be an allocation
     mb = (kmin - span, kmax + span)
     sb = (np.log(1e-4), np.log(10.0))
-    C, h = fit_rows(amax, slope, fk, fw)
+    C, h = fit_rows(amax, slope, fk, fw, n_floor)
     D = (k, v, wt, lo, hi, band, mid_w, slope, lam, wref, prev, mb, sb, C, h, fk,
          inner_scratch(wt, v, band, mid_w, C))
     best_x = (0.0, 0.0)
@@ -255,13 +257,14 @@ def _fit_kernel(k, v, wt, lo, hi, band, mid_w, amax, slope, lam, prev, has_prev,
 
 @njit(cache=True)
 def fit_slice(k, iv_mid, t, w, iv_bid, iv_ask, band, mid_weight, slope, lam, prev,
-              start_at_prev, n_starts, max_iter, precision, fk, fw):
+              start_at_prev, n_starts, max_iter, precision, fk, fw, n_floor):
     """:func:`fit_svi`'s compiled part, from its normalised arguments (the quote weights
     ``w`` as given: they are normalised here): the kernel's output row
     ``(a, b, rho, m, sigma, loss)`` and the number of objective evaluations."""
-    v, wt, lo, hi, mw, amax = _slice_inputs(iv_mid, t, w, iv_bid, iv_ask, band, mid_weight, fw)
+    v, wt, lo, hi, mw, amax = _slice_inputs(iv_mid, t, w, iv_bid, iv_ask, band, mid_weight,
+                                            fw[:n_floor])
     return _fit_kernel(k, v, wt, lo, hi, band, mw, amax, slope, lam, prev, start_at_prev,
-                       n_starts, max_iter, precision, fk, fw)
+                       n_starts, max_iter, precision, fk, fw, n_floor)
 
 
 def vol_weights(iv: np.ndarray, t: float) -> np.ndarray:
@@ -316,7 +319,8 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
             prev: SVIParams | None = None, lam: float = 0.0, band: bool = False,
             mid_weight: float = 0.1, n_starts: int = 1, max_iter: int = 80,
             slope_max: float = LEE_SLOPE, precision: float = 1.0, warm: bool = True,
-            floor_k: np.ndarray | None = None, floor_w: np.ndarray | None = None) -> SVIFit:
+            floor_k: np.ndarray | None = None, floor_w: np.ndarray | None = None,
+            ceil_k: np.ndarray | None = None, ceil_w: np.ndarray | None = None) -> SVIFit:
     """Fit raw SVI to one slice (quasi-explicit, Zeliade 2009); see the module docstring.
 
     ``weights`` are the caller's quote weights (normalised here to sum 1); the loss is in vol
@@ -329,15 +333,15 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
     ``1e-7 * precision`` vol points^2 (invisible in any fit figure); ``precision < 1`` buys
     more digits of the parameters at the cost of speed.
 
-    ``floor_k, floor_w`` impose ``w(floor_k) >= floor_w`` exactly (the calendar floor of the
-    module docstring); the result has ``feasible=False`` when no searched ``(m, sigma)`` admits
-    it.
+    ``floor_k, floor_w`` impose ``w(floor_k) >= floor_w`` and ``ceil_k, ceil_w`` impose
+    ``w(ceil_k) <= ceil_w`` exactly (the calendar rows of the module docstring); the result has
+    ``feasible=False`` when no searched ``(m, sigma)`` admits them.
     """
     k = np.ascontiguousarray(k, dtype=float)
     iv_mid = np.ascontiguousarray(iv_mid, dtype=float)
     w = np.ones_like(k) if weights is None else np.ascontiguousarray(weights, dtype=float)
-    fk = _NONE if floor_k is None else np.ascontiguousarray(floor_k, dtype=float)
-    fw = _NONE if floor_w is None else np.ascontiguousarray(floor_w, dtype=float)
+    fk, fw = _rows(floor_k, floor_w, ceil_k, ceil_w)
+    n_floor = 0 if floor_k is None else len(floor_k)
     bid, ask = ((np.ascontiguousarray(iv_bid, dtype=float),
                  np.ascontiguousarray(iv_ask, dtype=float)) if band else (iv_mid, iv_mid))
     has_prev = prev is not None
@@ -345,8 +349,21 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
     out, nev = fit_slice(k, iv_mid, float(t), w, bid, ask, bool(band), float(mid_weight),
                          float(slope_max), float(lam) if has_prev else 0.0, pv,
                          has_prev and warm, int(n_starts), int(max_iter), float(precision), fk,
-                         fw)
+                         fw, n_floor)
     return fit_result(out.tolist(), nev)
+
+
+def _rows(floor_k, floor_w, ceil_k, ceil_w) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's calendar points and bounds: the floors', then the ceilings'."""
+    if ceil_k is None:
+        if floor_k is None:
+            return _NONE, _NONE
+        return (np.ascontiguousarray(floor_k, dtype=float),
+                np.ascontiguousarray(floor_w, dtype=float))
+    ks = [ceil_k] if floor_k is None else [floor_k, ceil_k]
+    ws = [ceil_w] if floor_w is None else [floor_w, ceil_w]
+    return (np.ascontiguousarray(np.concatenate(ks), dtype=float),
+            np.ascontiguousarray(np.concatenate(ws), dtype=float))
 
 
 def unit_weights(w: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ A surface is checked at every refit, and almost every surface is clean.
 stacked parameters in one pass, on the same grids with the same formulas and tolerances, and
 says only whether anything is flagged; a surface it flags goes to ``check_slices``, which lists
 the violations.  :func:`svi_calendar_drop` is the crossing test of
-:func:`calibration.surface.calendar_floor` for two SVI slices.  Both grids are built as
+:mod:`calibration.models.calendar_rows` for two SVI slices.  Both grids are built as
 ``numpy.linspace`` builds them (``start + i * step``, the last point exactly ``stop``), so each
 point, and each decision, is the one the numpy path makes.
 """
@@ -38,7 +38,8 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
     rho, m, sigma``, by increasing maturity, with domains ``[k_lo, k_hi]``), as
     :func:`calibration.arbitrage.check_slices` would find with ``n_grid``: Durrleman's ``g``
     on ``n_grid`` points of each domain, the wing slopes ``b (1 -+ rho)`` against Lee's 2,
-    and ``w_i - w_{i+1}`` on ``2 n_grid`` points of the union where both are defined."""
+    and ``w_i - w_{i+1}`` on ``2 n_grid`` points of the union of the domains, where either of
+    the two is quoted (the hull of their domains; the other extrapolated beyond its own)."""
     n = par.shape[0]
     for i in range(n):
         b, rho = par[i, 1], par[i, 2]
@@ -60,15 +61,10 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
         m = 2 * n_grid
         for j in range(m):
             k = _grid_point(lo, hi, m, j)
-            inside = k_lo[0] <= k <= k_hi[0]
-            w = _w(par[0], k) if inside else 0.0
-            for i in range(1, n):  # each slice evaluated once per point, only where defined
-                was, w_was = inside, w
-                inside = k_lo[i] <= k <= k_hi[i]
-                if inside:
-                    w = _w(par[i], k)
-                    if was and w_was - w > CALENDAR_TOL:
-                        return False
+            for i in range(1, n):
+                if min(k_lo[i - 1], k_lo[i]) <= k <= max(k_hi[i - 1], k_hi[i]) and \
+                        _w(par[i - 1], k) - _w(par[i], k) > CALENDAR_TOL:
+                    return False
     return True
 
 
@@ -76,12 +72,12 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
 def svi_calendar_drops(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, n: int,
                        extra: np.ndarray) -> np.ndarray:
     """:func:`svi_calendar_drop` of each slice ``i >= 1`` of ``par`` under the one before it,
-    on the ``k`` range both cover (``-inf`` where they share none); entry 0 is ``-inf``."""
+    on the ``k`` range the one before is quoted on (its domain, the range of
+    :func:`calibration.models.calendar_rows.calendar_floor`); entry 0 is ``-inf``."""
     out = np.full(par.shape[0], -np.inf)
     for i in range(1, par.shape[0]):
-        lo, hi = max(k_lo[i - 1], k_lo[i]), min(k_hi[i - 1], k_hi[i])
-        if hi > lo:
-            out[i] = svi_calendar_drop(par[i - 1], par[i], lo, hi, n, extra)
+        if k_hi[i - 1] > k_lo[i - 1]:
+            out[i] = svi_calendar_drop(par[i - 1], par[i], k_lo[i - 1], k_hi[i - 1], n, extra)
     return out
 
 

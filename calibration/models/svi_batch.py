@@ -80,7 +80,7 @@ def _fit_into(out, nev, j, off, k, mid, bid, ask, w, t, band, mid_weight, slope,
     a, b = off[j], off[j + 1]
     o, ne = fit_slice(k[a:b], mid[a:b], t[j], w[a:b], bid[a:b], ask[a:b], band, mid_weight,
                       slope, lam[j], prev[j], start_at_prev[j], n_starts[j], max_iter,
-                      precision, _NONE, _NONE)
+                      precision, _NONE, _NONE, 0)
     out[j] = o
     nev[j] = ne
 

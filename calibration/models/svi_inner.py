@@ -42,8 +42,8 @@ def wings(y: float) -> tuple[float, float]:
 def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, h, fk, scratch):
     """Best ``(a, d, c)`` of an SVI slice for fixed ``(m, s)`` under the loss of
     :mod:`calibration.models.svi`; returns (objective, a, d, c), objective ``inf`` when
-    the rows ``C, h`` (:func:`fit_rows`: the domain, then one row per floor point ``fk``) leave
-    no feasible point.  The rows that depend on ``(m, s)`` are updated in place.
+    the rows ``C, h`` (:func:`fit_rows`: the domain, then one row per floor or ceiling point
+    ``fk``) leave no feasible point.  The rows that depend on ``(m, s)`` are updated in place.
 
     The QP is solved in the wing basis ``u = (a, p, q)`` with ``d = p - q``, ``c = p + q``, so
     ``w = a + p (z + y) + q (z - y)``: ``2p`` and ``2q`` are the right and left wing slopes
@@ -65,7 +65,9 @@ def inner_fit(m, s, k, v, wt, lo, hi, band, mid_w, slope, lam_adc, prev_adc, C, 
     """
     h[2] = h[3] = -slope * s
     for j in range(fk.shape[0]):
-        C[N_DOMAIN_ROWS + j, 1], C[N_DOMAIN_ROWS + j, 2] = wings((fk[j] - m) / s)
+        zp, zm = wings((fk[j] - m) / s)
+        sign = C[N_DOMAIN_ROWS + j, 0]  # +1 a floor, -1 a ceiling (fit_rows)
+        C[N_DOMAIN_ROWS + j, 1], C[N_DOMAIN_ROWS + j, 2] = sign * zp, sign * zm
     n = k.shape[0]
     Y, W, nrm, act, side, exact = scratch
     yp, ym, w1, mv, op = Y[0], Y[1], Y[2], Y[3], Y[4]
@@ -296,11 +298,13 @@ def inner_scratch(wt, v, band, mid_w, C):
 
 
 @njit(cache=True)
-def fit_rows(amax, slope, fk, fw):
+def fit_rows(amax, slope, fk, fw, n_floor):
     """The QP rows ``C u >= h`` of one fit in the wing basis ``u = (a, p, q)`` of
     :func:`inner_fit`: the domain (:func:`~calibration.models.svi_qp.domain_rows` times
-    ``T``; slope rows set per ``sigma`` by :func:`inner_fit`) and a floor row
-    ``a + p (z_j + y_j) + q (z_j - y_j) >= fw_j`` per floor point (set per ``(m, sigma)``)."""
+    ``T``; slope rows set per ``sigma`` by :func:`inner_fit`), a floor row
+    ``w_j = a + p (z_j + y_j) + q (z_j - y_j) >= fw_j`` for each of the first ``n_floor``
+    points ``fk_j`` and a ceiling row ``-w_j >= -fw_j`` for each of the others (their ``(y,
+    z)`` set per ``(m, sigma)``; the row's sign is its first coefficient)."""
     nf = fk.shape[0]
     C = np.empty((N_DOMAIN_ROWS + nf, 3))
     h = np.empty(N_DOMAIN_ROWS + nf)
@@ -311,6 +315,7 @@ def fit_rows(amax, slope, fk, fw):
         C[j, 2] = C0[j, 2] - C0[j, 1]
     h[:N_DOMAIN_ROWS] = h0
     for j in range(nf):
-        C[N_DOMAIN_ROWS + j, 0] = 1.0
-        h[N_DOMAIN_ROWS + j] = fw[j]
+        sign = 1.0 if j < n_floor else -1.0
+        C[N_DOMAIN_ROWS + j, 0] = sign
+        h[N_DOMAIN_ROWS + j] = sign * fw[j]
     return C, h

@@ -161,6 +161,28 @@ def test_constrained_refit_stays_above_a_floor():
     assert free.loss < fit.loss
 
 
+def test_constrained_refit_stays_below_a_ceiling_beyond_its_quotes():
+    """A ceiling on the extrapolated wings (the expiry after it, where this one has no
+    quotes) holds exactly, while a floor on the quoted range holds too."""
+    iv = smile()
+    ceil_k = np.concatenate((np.linspace(-1.5, K_GRID[0] - 0.2, 30),
+                             np.linspace(K_GRID[-1] + 0.2, 1.2, 30)))
+    free = fit_svi(K_GRID, iv, T, prev=TRUE, n_starts=3)
+    ceil_w = 0.95 * svi_total_variance(ceil_k, free.params)  # cuts the free fit's wings
+    floor_k = K_GRID[::4]
+    floor_w = 0.98 * svi_total_variance(floor_k, free.params)
+    fit = fit_svi(K_GRID, iv, T, prev=TRUE, n_starts=3, floor_k=floor_k, floor_w=floor_w,
+                  ceil_k=ceil_k, ceil_w=ceil_w)
+    assert fit.feasible
+    # to the QP's feasibility tolerance (the scheme's calendar rows keep a margin above it)
+    assert np.all(svi_total_variance(ceil_k, fit.params) <= ceil_w + 1e-9)
+    assert np.all(svi_total_variance(floor_k, fit.params) >= floor_w - 1e-9)
+    assert free.loss < fit.loss < 25.0
+    # a ceiling below any positive variance admits no slice
+    none = fit_svi(K_GRID, iv, T, n_starts=3, ceil_k=np.zeros(1), ceil_w=np.full(1, -1e-3))
+    assert not none.feasible
+
+
 def test_a_floor_far_above_the_quotes_is_still_met():
     # the level may rise to the floor's top (a <= max floor), so any floor on a bounded range
     # is feasible: the fit is then poor, and the scheme's rmse gate decides what is published

@@ -37,7 +37,7 @@ def test_band_loss_is_minimised_exactly_for_fixed_m_sigma(shared_data):
     # alternating projections, which this replaced, fail it on the first slice (4e-6 above)
     checked = 0
     for k, (v, wt, lo, hi, mw, amax) in real_slices(shared_data):
-        C, h = fit_rows(amax, 2.0, _NONE, _NONE)
+        C, h = fit_rows(amax, 2.0, _NONE, _NONE, 0)
         scratch = inner_scratch(wt, v, True, mw, C)
         for m, s in ((np.median(k), 0.1), (k.min(), 0.3), (0.5 * (k.min() + k.max()), 0.05)):
             obj, a, d, c = inner_fit(m, s, k, v, wt, lo, hi, True, mw, 2.0, NO_LAM, NO_LAM, C,
@@ -63,7 +63,7 @@ def test_without_a_mid_pull_the_band_rounds_still_fit(shared_data):
     # mid_weight = 0: the band can leave (a, d, c) undetermined, and the alternating
     # projections give the fit; it is finite, feasible and inside the band where it can be
     for k, (v, wt, lo, hi, mw, amax) in list(real_slices(shared_data, mid_weight=0.0))[:20]:
-        C, h = fit_rows(amax, 2.0, _NONE, _NONE)
+        C, h = fit_rows(amax, 2.0, _NONE, _NONE, 0)
         scratch = inner_scratch(wt, v, True, mw, C)
         assert not scratch[-1]  # not the exact path
         obj, a, d, c = inner_fit(np.median(k), 0.1, k, v, wt, lo, hi, True, mw, 2.0, NO_LAM,

@@ -1,0 +1,88 @@
+"""Calendar rows: the bounds an SVI slice refit must meet between its neighbouring expiries.
+
+Total variance must not fall with maturity at any log-moneyness of the surface's calendar
+check (:func:`calibration.arbitrage.check_slices`: the union of the expiries' quoted domains),
+extrapolated wings included.  A refit keeps a slice above the expiry before it where that one
+is quoted (:func:`calendar_floor`) and below the expiry after it wherever both are evaluated
+(:func:`calendar_ceiling`: the usual case is a short expiry's wing, extrapolated beyond its
+quotes, rising over a longer expiry).  The bounds are exact linear rows of the slice's inner QP
+(:func:`calibration.models.svi.fit_svi`, ``floor_k``/``ceil_k``); how the scheme orders the
+refits is :meth:`calibration.scheme.CalibrationScheme._fit_all`'s.
+
+Rows are taken at even steps of their range and at every point of the check's grid inside it,
+so that a refit that meets them passes the check exactly, and with a small margin, so that
+round-off in the refitted parameters cannot land on the wrong side of the check.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from calibration.arbitrage import CALENDAR_TOL
+from calibration.models.svi_arbitrage import svi_calendar_drop
+from calibration.surface import SmileSlice
+
+__all__ = ["FLOOR_POINTS", "calendar_ceiling", "calendar_floor", "ceiling_rows", "floor_rows"]
+
+#: even steps of a calendar row's range at which :func:`calendar_floor` and
+#: :func:`calendar_ceiling` test and bound a slice
+FLOOR_POINTS = 201
+#: relative lift (floor) or cut (ceiling) of a calendar row: 0.005 % in vol
+CALENDAR_MARGIN = 1e-4
+
+
+def _row_points(lo: float, hi: float, k_check: np.ndarray, n: int) -> np.ndarray:
+    """``n`` even steps over ``[lo, hi]`` and every point of the surface's calendar check grid
+    ``k_check`` inside it, so that a refit that meets its rows passes the check exactly."""
+    return np.union1d(np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)])
+
+
+def _crosses(before: SmileSlice, after: SmileSlice, lo: float, hi: float, k_check: np.ndarray,
+             n: int) -> bool:
+    """Whether ``before`` rises above ``after`` (by more than the check's tolerance) at the
+    points of :func:`_row_points` over ``[lo, hi]``."""
+    if not hi > lo:
+        return False
+    if before.model == after.model == "svi":  # in one compiled pass
+        return svi_calendar_drop(before.params.to_array(), after.params.to_array(), lo, hi, n,
+                                 k_check) > CALENDAR_TOL
+    k = np.concatenate((np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)]))
+    return bool(np.max(before.total_variance(k) - after.total_variance(k)) > CALENDAR_TOL)
+
+
+def floor_rows(before: SmileSlice, k_check: np.ndarray, n: int = FLOOR_POINTS,
+               margin: float = CALENDAR_MARGIN) -> tuple[np.ndarray, np.ndarray]:
+    """``(k, w)``: the floor the expiry after ``before`` must stay above, on ``before``'s
+    quoted range (where the later expiry may be extrapolated): ``before``'s total variance
+    lifted by ``margin`` (relative) and half the check's tolerance, so that round-off in the
+    refitted parameters cannot land on the wrong side of the check."""
+    k = _row_points(before.k_lo, before.k_hi, k_check, n)
+    return k, before.total_variance(k) * (1.0 + margin) + 0.5 * CALENDAR_TOL
+
+
+def ceiling_rows(after: SmileSlice, lo: float, hi: float, k_check: np.ndarray,
+                 n: int = FLOOR_POINTS, margin: float = CALENDAR_MARGIN
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(k, w)``: the ceiling the expiry before ``after`` must stay under, on the whole
+    calendar check range ``[k_check[0], k_check[-1]]`` (the union of the surface's quoted
+    domains): ``after``'s total variance cut by ``margin`` and half the check's tolerance."""
+    k = _row_points(lo, hi, k_check, n)
+    return k, after.total_variance(k) * (1.0 - margin) - 0.5 * CALENDAR_TOL
+
+
+def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
+                   n: int = FLOOR_POINTS) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`floor_rows` for ``after`` when it dips below ``before`` on ``before``'s quoted
+    range; ``None`` when it does not."""
+    return floor_rows(before, k_check, n) if _crosses(before, after, before.k_lo, before.k_hi,
+                                                      k_check, n) else None
+
+
+def calendar_ceiling(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
+                     n: int = FLOOR_POINTS) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`ceiling_rows` for ``before`` when it rises above ``after`` anywhere on the
+    calendar check range (typically a wing of ``before`` extrapolated beyond its quotes, over
+    ``after``'s quotes or its own extrapolation); ``None`` when it does not."""
+    lo, hi = min(before.k_lo, after.k_lo), max(before.k_hi, after.k_hi)
+    return ceiling_rows(after, lo, hi, k_check, n) if _crosses(before, after, lo, hi,
+                                                               k_check, n) else None

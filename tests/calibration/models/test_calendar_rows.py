@@ -1,0 +1,88 @@
+"""Calendar rows: the floor and ceiling of a slice refit, and what they buy on real surfaces
+(no calendar arbitrage wherever either of two consecutive expiries is quoted)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calibration.arbitrage import CALENDAR_TOL, calendar_grid
+from calibration.models.calendar_rows import (
+    calendar_ceiling,
+    calendar_floor,
+    ceiling_rows,
+    floor_rows,
+)
+from calibration.models.svi import SVIParams, svi_total_variance
+from calibration.quotes import build_snapshot
+from calibration.scheme import CalibrationScheme, SchemeConfig, replay_snapshots
+from calibration.surface import SmileSlice
+from replay.ingest.deribit_summary import summary_files, summary_snapshots
+from tests.calibration.test_scheme import DATA, DAY_NS, quote_columns
+
+
+def _slice(t: float, p: SVIParams, lo: float, hi: float) -> SmileSlice:
+    return SmileSlice("svi", p, 0, t, 100.0, lo, hi)
+
+
+def test_rows_bound_each_slice_by_its_neighbour_with_a_margin():
+    short = _slice(0.02, SVIParams(0.001, 0.05, -0.3, 0.0, 0.1), -0.2, 0.15)
+    longer = _slice(0.1, SVIParams(0.004, 0.04, -0.3, 0.0, 0.2), -0.8, 0.6)
+    k_check = calendar_grid([short.k_lo, longer.k_lo], [short.k_hi, longer.k_hi])
+    fk, fw = floor_rows(short, k_check)
+    assert fk[0] == short.k_lo and fk[-1] == short.k_hi  # where the shorter one is quoted
+    assert np.all(fw > short.total_variance(fk))
+    ck, cw = ceiling_rows(longer, -0.8, 0.6, k_check)
+    assert ck[0] == -0.8 and ck[-1] == 0.6
+    assert np.all(cw < longer.total_variance(ck))
+    assert set(k_check[(k_check >= -0.8) & (k_check <= 0.6)]) <= set(ck)  # the check's points
+    # the short expiry's wings (slope 0.065) outgrow the longer one's (0.052) beyond its
+    # quotes: a ceiling; the longer one is above the short one's quotes: no floor
+    assert calendar_floor(short, longer, k_check) is None
+    assert np.max(short.total_variance(ck) - longer.total_variance(ck)) > 0
+    assert calendar_ceiling(short, longer, k_check) is not None
+    assert calendar_ceiling(short, short, k_check) is None
+
+
+def test_a_short_expirys_steep_wing_is_brought_under_the_next_expirys_quotes():
+    """The short expiry is quoted near the money only, with a smile steep enough that its
+    extrapolated wings cross the longer expiry's far quotes.  Before the backward pass the
+    published surface crossed there (the check looked only where both were quoted)."""
+    short = SVIParams(0.0038, 0.15, -0.3, 0.02, 0.15)
+    longer = SVIParams(0.033, 0.05, -0.3, 0.02, 0.15)
+    k = np.linspace(-0.5, 0.5, 2001)
+    near = np.abs(k) <= 0.15
+    assert np.all(svi_total_variance(k[near], short) < svi_total_variance(k[near], longer))
+    assert svi_total_variance(0.5, short) > svi_total_variance(0.5, longer)  # in the wings
+    c = quote_columns(0, [(7, 90_000.0, short), (60, 90_000.0, longer)])
+    keep = (c["exp"] > 7 * DAY_NS) | (np.abs(np.log(c["K"] / c["fwd"])) <= 0.15)
+    c = {name: col[keep] for name, col in c.items()}
+    snap = build_snapshot(0, c["exp"], c["K"], c["call"], c["bid"], c["ask"], c["fwd"],
+                          mark_iv=c["mark"], min_tick=0.0)
+    r = CalibrationScheme(SchemeConfig(model="svi")).refit(snap)
+    a, b = sorted(r.surface.slices, key=lambda s: s.t)
+    assert a.k_hi - a.k_lo < 0.31 < b.k_hi - b.k_lo
+    assert r.violations == () and not r.fell_back
+    assert np.max(a.total_variance(k) - b.total_variance(k)) <= CALENDAR_TOL
+    assert r.quality.rmse_vol_pts < 2.0  # the price of the ceiling: 1.3 vol points
+
+
+def test_real_surfaces_are_calendar_free_wherever_either_expiry_is_quoted():
+    """Forty real BTC snapshots, warm SVI at the defaults: every consecutive pair of expiries
+    of every published surface, on a fine grid of the range where either is quoted.  Before
+    the calendar ceilings (and floors on the shorter expiry's whole domain) 87 of the 2,796
+    pairs of the recordings' 261 surfaces crossed there."""
+    root = DATA / "deribit" / "BTC"
+    if not root.is_dir():
+        pytest.skip(f"real Deribit data not found at {root.resolve()}")
+    snaps = list(summary_snapshots(summary_files(root)[:40]))
+    m, results = replay_snapshots(snaps, SchemeConfig(model="svi", warm_start=True))
+    assert m["fallbacks"] == 0 and m["arb_violations"] == 0
+    pairs = crossed = 0
+    for r in results:
+        sl = sorted(r.surface.slices, key=lambda s: s.t)
+        for a, b in zip(sl, sl[1:]):
+            k = np.linspace(min(a.k_lo, b.k_lo), max(a.k_hi, b.k_hi), 1001)
+            pairs += 1
+            crossed += bool(np.max(a.total_variance(k) - b.total_variance(k)) > CALENDAR_TOL)
+    assert pairs > 200 and crossed == 0
