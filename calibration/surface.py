@@ -6,7 +6,9 @@ Interpolation in maturity is linear in total variance at fixed forward log-money
 
     w(k, t) = w_i(k) + (w_{i+1}(k) - w_i(k)) (t - t_i) / (t_{i+1} - t_i),   t_i <= t <= t_{i+1}
 
-which keeps ``w`` non-decreasing in ``t`` whenever the slices are calendar-free.  Before the
+which keeps ``w`` non-decreasing in ``t`` wherever the slices are calendar-free: the check
+covers each pair of neighbouring expiries wherever either is quoted, not where both are
+extrapolated far beyond their quotes (:mod:`calibration.arbitrage`).  Before the
 first slice ``w(k, t) = w_1(k) t / t_1`` and after the last ``w(k, t) = w_n(k) t / t_n``
 (constant implied vol at fixed ``k``).  The forward is interpolated log-linearly in ``t``
 between slice forwards (a constant carry rate between expiries) and held flat outside.
