@@ -12,17 +12,16 @@ Refit policy (``SchemeConfig``):
 1. fit every expiry, shortest first, with the configured model and loss, warm-started from
    the previous parameters of that expiry when ``warm_start`` (cold otherwise), with Tikhonov
    weight ``lam`` towards them (SVI: every expiry in one parallel call,
-   :func:`calibration.models.svi_batch.fit_svi_rows`, before the calendar floor pass).  An
-   expiry whose fit inputs are bit-identical to those of its last fit (no quote of it
-   updated since, :func:`calibration.loss.fit_inputs_digest`) is *carried over*: its last
-   fitted slice is kept, re-dated to the current time to expiry
-   (:func:`calibration.surface.redated`), not refitted (SABR always refits).  eSSVI
-   carries its calendar constraints itself.  SVI slices are kept calendar-free by exact
-   linear rows in their inner QPs (:mod:`calibration.models.calendar_rows`), in two passes:
-   shortest first, a slice below the previous expiry where that one is quoted is refitted
-   above it (a floor); then longest first, a slice above the next expiry where either is
-   quoted (typically its wing, extrapolated beyond its quotes) is refitted under it, keeping
-   its floor (a ceiling).  Rows no slice can meet leave it crossing, for the check to report;
+   :func:`calibration.models.svi_batch.fit_svi_rows`, before the calendar passes).  An expiry
+   whose fit inputs are bit-identical to those of its last fit (no quote of it updated since,
+   :func:`calibration.loss.fit_inputs_digest`) is *carried over*: its last fitted slice is
+   kept, re-dated to the current time to expiry (:func:`calibration.surface.redated`), not
+   refitted (SABR always refits).  eSSVI carries its calendar constraints itself.  SVI slices
+   are kept calendar-free by exact rows in their inner QPs
+   (:mod:`calibration.models.calendar_rows`): shortest first, a slice below the previous
+   expiry where that one is quoted is refitted above it (a floor); then longest first, one
+   above the next expiry where either is quoted (typically its extrapolated wing) is refitted
+   under it (a ceiling).  Rows no slice can meet leave it crossing, for the check to report;
 2. a fit *fails* when it is not finite, its in-sample RMSE exceeds ``max_rmse_vol_pts``, or the
    surface has arbitrage violations; on failure the failing expiries are refitted cold with
    ``max(n_starts, 3)`` starts (multi-start);
@@ -43,6 +42,7 @@ from calibration.arbitrage import CALENDAR_TOL, Violation, calendar_grid
 from calibration.every import parse_every
 from calibration.loss import FitBatch, FitData, LossConfig, fit_batch, fit_inputs_digest
 from calibration.models.calendar_rows import (
+    BACKWARD_POINTS,
     FLOOR_POINTS,
     calendar_ceiling,
     calendar_floor,
@@ -265,16 +265,16 @@ class CalibrationScheme:
         return out, digests, frozenset(carried)
 
     def _ceilings(self, out: list[SmileSlice], live: list, k_check, carried: set) -> None:
-        """The backward pass of SVI's calendar rows (module docstring), in place: longest
-        first, a slice above the next one is refitted under it and above the one before."""
+        """SVI's backward pass (module docstring), in place: longest first, a slice above the
+        next is refitted under it and over the one before, warm (cold too if need be)."""
         for pos in range(len(out) - 2, -1, -1):
             ceiling = calendar_ceiling(out[pos], out[pos + 1], k_check)
             if ceiling is None:
                 continue
-            floor = floor_rows(out[pos - 1], k_check) if pos else None
+            floor = floor_rows(out[pos - 1], k_check, BACKWARD_POINTS) if pos else None
             _, sl, d = live[pos]
-            under = self._fit_slice(d, sl.forward, None, tuple(out[pos].params.to_array()), True,
-                                    max(self.config.n_starts, 3), floor, ceiling)
+            under = self._fit_slice(d, sl.forward, None, tuple(out[pos].params.to_array()),
+                                    True, self.config.n_starts, floor, ceiling)
             if under is not None:
                 out[pos] = replace(out[pos], params=under)
                 carried.discard(sl.expiry_ns)

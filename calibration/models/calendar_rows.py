@@ -22,11 +22,15 @@ from calibration.arbitrage import CALENDAR_TOL
 from calibration.models.svi_arbitrage import svi_calendar_drop
 from calibration.surface import SmileSlice
 
-__all__ = ["FLOOR_POINTS", "calendar_ceiling", "calendar_floor", "ceiling_rows", "floor_rows"]
+__all__ = ["BACKWARD_POINTS", "FLOOR_POINTS", "calendar_ceiling", "calendar_floor", "ceiling_rows", "floor_rows"]
 
 #: even steps of a calendar row's range at which :func:`calendar_floor` and
 #: :func:`calendar_ceiling` test and bound a slice
 FLOOR_POINTS = 201
+#: even steps of the backward pass's rows (:func:`calendar_ceiling` and the floor refitted
+#: with it): the rows are most of such a refit's cost (a real 30-quote slice: 300 us with
+#: 300 rows, 150 us with 150), and the check's own points are among them whatever the steps
+BACKWARD_POINTS = 51
 #: relative lift (floor) or cut (ceiling) of a calendar row: 0.005 % in vol
 CALENDAR_MARGIN = 1e-4
 
@@ -79,7 +83,7 @@ def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
 
 
 def calendar_ceiling(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
-                     n: int = FLOOR_POINTS) -> tuple[np.ndarray, np.ndarray] | None:
+                     n: int = BACKWARD_POINTS) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`ceiling_rows` for ``before`` when it rises above ``after`` anywhere on the
     calendar check range (typically a wing of ``before`` extrapolated beyond its quotes, over
     ``after``'s quotes or its own extrapolation); ``None`` when it does not."""
