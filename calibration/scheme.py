@@ -41,13 +41,7 @@ import numpy as np
 from calibration.arbitrage import CALENDAR_TOL, Violation, calendar_grid
 from calibration.every import parse_every
 from calibration.loss import FitBatch, FitData, LossConfig, fit_batch, fit_inputs_digest
-from calibration.models.calendar_rows import (
-    BACKWARD_POINTS,
-    FLOOR_POINTS,
-    calendar_ceiling,
-    calendar_floor,
-    floor_rows,
-)
+from calibration.models.calendar_rows import FLOOR_POINTS, calendar_floor, ceiling_pass
 from calibration.models.essvi import ESSVIParams, fit_essvi_slice
 from calibration.models.sabr import SABRParams, fit_sabr
 from calibration.models.svi import SVIParams, fit_svi
@@ -261,23 +255,13 @@ class CalibrationScheme:
             prev_slice = sm.params if c.model == "essvi" else None
             out.append(sm)
         if plans:
-            self._ceilings(out, live, k_check, carried)
-        return out, digests, frozenset(carried)
+            def under(pos: int, floor, ceiling):  # warm from the crossing fit, one start
+                _, sl, d = live[pos]
+                return self._fit_slice(d, sl.forward, None, tuple(out[pos].params.to_array()),
+                                       True, c.n_starts, floor, ceiling)
 
-    def _ceilings(self, out: list[SmileSlice], live: list, k_check, carried: set) -> None:
-        """SVI's backward pass (module docstring), in place: longest first, a slice above the
-        next is refitted under it and over the one before, warm (cold too if need be)."""
-        for pos in range(len(out) - 2, -1, -1):
-            ceiling = calendar_ceiling(out[pos], out[pos + 1], k_check)
-            if ceiling is None:
-                continue
-            floor = floor_rows(out[pos - 1], k_check, BACKWARD_POINTS) if pos else None
-            _, sl, d = live[pos]
-            under = self._fit_slice(d, sl.forward, None, tuple(out[pos].params.to_array()),
-                                    True, self.config.n_starts, floor, ceiling)
-            if under is not None:
-                out[pos] = replace(out[pos], params=under)
-                carried.discard(sl.expiry_ns)
+            carried.difference_update(out[p].expiry_ns for p in ceiling_pass(out, k_check, under))
+        return out, digests, frozenset(carried)
 
     def refit(self, snapshot: QuoteSnapshot) -> FitResult:
         c = self.config
@@ -302,8 +286,10 @@ class CalibrationScheme:
         return self._publish(snapshot, surf, used, t0, "", q, carried)
 
     def _ok(self, surf: Surface, q: FitQuality) -> bool:
-        return surf.arbitrage_free and np.isfinite(q.rmse_vol_pts) \
-            and q.rmse_vol_pts <= self.config.max_rmse_vol_pts
+        return surf.arbitrage_free and self._rmse_ok(q)
+
+    def _rmse_ok(self, q: FitQuality) -> bool:
+        return bool(np.isfinite(q.rmse_vol_pts) and q.rmse_vol_pts <= self.config.max_rmse_vol_pts)
 
     @staticmethod
     def _score(surf: Surface, q: FitQuality) -> tuple:
@@ -312,7 +298,7 @@ class CalibrationScheme:
     def _failing(self, snapshot: QuoteSnapshot, surf: Surface, q: FitQuality) -> set[int]:
         """Positions (in the snapshot) of the slices to refit cold: those with violations
         (a calendar violation blames the later slice), or all when the RMSE is too high."""
-        if not (np.isfinite(q.rmse_vol_pts) and q.rmse_vol_pts <= self.config.max_rmse_vol_pts):
+        if not self._rmse_ok(q):
             return set(range(len(snapshot.slices)))
         ts = {round(v.expiry_t, 12) for v in surf.violations}
         return {i for i, sl in enumerate(snapshot.slices) if round(sl.t, 12) in ts}
@@ -387,13 +373,11 @@ def replay_snapshots(snapshots: Iterable[QuoteSnapshot], config: SchemeConfig
                 oos.append(e)
         scheme.note_quotes(snap.n_quotes)
         if scheme.should_refit(snap):
-            r = scheme.refit(snap)
-            results.append(r)
-            current = r.surface
-    qs = [r.quality for r in results if r.quality is not None]
+            results.append(scheme.refit(snap))
+            current = results[-1].surface
     # violations count what was published: a fallback publishes the clean last good surface
-    qs = [replace(q, arb_violations=len(r.surface.violations) if r.surface else 0)
-          for q, r in zip(qs, [r for r in results if r.quality is not None])]
+    qs = [replace(r.quality, arb_violations=len(r.surface.violations) if r.surface else 0)
+          for r in results if r.quality is not None]
     metrics = aggregate(qs, oos)
     metrics["fallbacks"] = sum(r.fell_back for r in results)
     metrics["fitted_with_violations"] = sum(bool(r.violations) for r in results)

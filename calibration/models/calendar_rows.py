@@ -6,8 +6,9 @@ extrapolated wings included.  A refit keeps a slice above the expiry before it w
 is quoted (:func:`calendar_floor`) and below the expiry after it wherever both are evaluated
 (:func:`calendar_ceiling`: the usual case is a short expiry's wing, extrapolated beyond its
 quotes, rising over a longer expiry).  The bounds are exact linear rows of the slice's inner QP
-(:func:`calibration.models.svi.fit_svi`, ``floor_k``/``ceil_k``); how the scheme orders the
-refits is :meth:`calibration.scheme.CalibrationScheme._fit_all`'s.
+(:func:`calibration.models.svi.fit_svi`, ``floor_k``/``ceil_k``).  The scheme applies the
+floors shortest expiry first as it fits (:meth:`calibration.scheme.CalibrationScheme._fit_all`)
+and then the ceilings longest first (:func:`ceiling_pass`).
 
 Rows are taken at even steps of their range and at every point of the check's grid inside it,
 so that a refit that meets them passes the check exactly, and with a small margin, so that
@@ -16,13 +17,19 @@ round-off in the refitted parameters cannot land on the wrong side of the check.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+
 import numpy as np
 
 from calibration.arbitrage import CALENDAR_TOL
-from calibration.models.svi_arbitrage import svi_calendar_drop
-from calibration.surface import SmileSlice
+from calibration.models.svi_arbitrage import svi_calendar_drop, svi_calendar_rises
+from calibration.surface import SmileSlice, param_values
 
-__all__ = ["BACKWARD_POINTS", "FLOOR_POINTS", "calendar_ceiling", "calendar_floor", "ceiling_rows", "floor_rows"]
+Rows = tuple[np.ndarray, np.ndarray]
+
+__all__ = ["BACKWARD_POINTS", "FLOOR_POINTS", "calendar_ceiling", "calendar_floor",
+           "ceiling_pass", "ceiling_rows", "floor_rows"]
 
 #: even steps of a calendar row's range at which :func:`calendar_floor` and
 #: :func:`calendar_ceiling` test and bound a slice
@@ -55,7 +62,7 @@ def _crosses(before: SmileSlice, after: SmileSlice, lo: float, hi: float, k_chec
 
 
 def floor_rows(before: SmileSlice, k_check: np.ndarray, n: int = FLOOR_POINTS,
-               margin: float = CALENDAR_MARGIN) -> tuple[np.ndarray, np.ndarray]:
+               margin: float = CALENDAR_MARGIN) -> Rows:
     """``(k, w)``: the floor the expiry after ``before`` must stay above, on ``before``'s
     quoted range (where the later expiry may be extrapolated): ``before``'s total variance
     lifted by ``margin`` (relative) and half the check's tolerance, so that round-off in the
@@ -66,7 +73,7 @@ def floor_rows(before: SmileSlice, k_check: np.ndarray, n: int = FLOOR_POINTS,
 
 def ceiling_rows(after: SmileSlice, lo: float, hi: float, k_check: np.ndarray,
                  n: int = FLOOR_POINTS, margin: float = CALENDAR_MARGIN
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 ) -> Rows:
     """``(k, w)``: the ceiling the expiry before ``after`` must stay under, on the whole
     calendar check range ``[k_check[0], k_check[-1]]`` (the union of the surface's quoted
     domains): ``after``'s total variance cut by ``margin`` and half the check's tolerance."""
@@ -75,7 +82,7 @@ def ceiling_rows(after: SmileSlice, lo: float, hi: float, k_check: np.ndarray,
 
 
 def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
-                   n: int = FLOOR_POINTS) -> tuple[np.ndarray, np.ndarray] | None:
+                   n: int = FLOOR_POINTS) -> Rows | None:
     """:func:`floor_rows` for ``after`` when it dips below ``before`` on ``before``'s quoted
     range; ``None`` when it does not."""
     return floor_rows(before, k_check, n) if _crosses(before, after, before.k_lo, before.k_hi,
@@ -83,10 +90,35 @@ def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
 
 
 def calendar_ceiling(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
-                     n: int = BACKWARD_POINTS) -> tuple[np.ndarray, np.ndarray] | None:
+                     n: int = BACKWARD_POINTS) -> Rows | None:
     """:func:`ceiling_rows` for ``before`` when it rises above ``after`` anywhere on the
     calendar check range (typically a wing of ``before`` extrapolated beyond its quotes, over
     ``after``'s quotes or its own extrapolation); ``None`` when it does not."""
     lo, hi = min(before.k_lo, after.k_lo), max(before.k_hi, after.k_hi)
     return ceiling_rows(after, lo, hi, k_check, n) if _crosses(before, after, lo, hi,
                                                                k_check, n) else None
+
+
+def ceiling_pass(out: list[SmileSlice], k_check: np.ndarray,
+                 refit: Callable[[int, Rows | None, Rows], object | None]) -> list[int]:
+    """The backward pass over the SVI slices ``out`` (by maturity), in place: longest first, a
+    slice above the next one (:func:`calendar_ceiling`) is refitted under it and over the one
+    before (:func:`floor_rows` at :data:`BACKWARD_POINTS`) by ``refit(position, floor,
+    ceiling)``, which returns its parameters or ``None`` when no slice meets the rows (the
+    crossing is then left for the check to report).  Every pair is measured in one compiled
+    pass, and a pair again once its later slice has been refitted.  Returns the positions
+    refitted."""
+    par, lo, hi = (np.array(x) for x in zip(*[(param_values(s.params), s.k_lo, s.k_hi)
+                                              for s in out]))
+    rises, moved, done = svi_calendar_rises(par, lo, hi, BACKWARD_POINTS, k_check), False, []
+    for pos in range(len(out) - 2, -1, -1):
+        test, moved = moved or rises[pos] > CALENDAR_TOL, False
+        ceiling = calendar_ceiling(out[pos], out[pos + 1], k_check) if test else None
+        if ceiling is None:
+            continue
+        params = refit(pos, floor_rows(out[pos - 1], k_check, BACKWARD_POINTS) if pos else None,
+                       ceiling)
+        if params is not None:
+            out[pos], moved = replace(out[pos], params=params), True
+            done.append(pos)
+    return done

@@ -18,7 +18,7 @@ from numba import njit
 from calibration.arbitrage import BUTTERFLY_TOL, CALENDAR_TOL, LEE_MAX_SLOPE, LEE_TOL
 from calibration.models.svi_formula import svi_point
 
-__all__ = ["svi_calendar_drop", "svi_surface_clean"]
+__all__ = ["svi_calendar_drop", "svi_calendar_drops", "svi_calendar_rises", "svi_surface_clean"]
 
 
 @njit(cache=True)
@@ -78,6 +78,19 @@ def svi_calendar_drops(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, n: i
     for i in range(1, par.shape[0]):
         if k_hi[i - 1] > k_lo[i - 1]:
             out[i] = svi_calendar_drop(par[i - 1], par[i], k_lo[i - 1], k_hi[i - 1], n, extra)
+    return out
+
+
+@njit(cache=True)
+def svi_calendar_rises(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, n: int,
+                       extra: np.ndarray) -> np.ndarray:
+    """:func:`svi_calendar_drop` of each slice ``i`` of ``par`` over the one after it, on the
+    hull of their two domains (the range of
+    :func:`calibration.models.calendar_rows.calendar_ceiling`); the last entry is ``-inf``."""
+    out = np.full(par.shape[0], -np.inf)
+    for i in range(par.shape[0] - 1):
+        out[i] = svi_calendar_drop(par[i], par[i + 1], min(k_lo[i], k_lo[i + 1]),
+                                   max(k_hi[i], k_hi[i + 1]), n, extra)
     return out
 
 

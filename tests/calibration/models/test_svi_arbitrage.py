@@ -7,6 +7,7 @@ from calibration.models.svi import SVIParams
 from calibration.models.svi_arbitrage import (
     svi_calendar_drop,
     svi_calendar_drops,
+    svi_calendar_rises,
     svi_surface_clean,
 )
 from calibration.surface import SmileSlice
@@ -68,4 +69,19 @@ def test_the_calendar_drops_of_a_surface_are_each_pairs_drop():
         assert got[0] == -np.inf
         for i in range(1, len(sl)):  # on the domain of the one before
             want = svi_calendar_drop(par[i - 1], par[i], lo[i - 1], hi[i - 1], 201, extra)
+            assert got[i] == want or (np.isnan(got[i]) and np.isnan(want))
+
+
+def test_the_calendar_rises_of_a_surface_are_each_pairs_drop_on_its_hull():
+    rng = np.random.default_rng(14)
+    extra = np.linspace(-2.0, 2.0, 77)
+    for _ in range(50):
+        sl = _random_slices(rng, 6)
+        par = np.array([s.params.to_array() for s in sl])
+        lo, hi = np.array([s.k_lo for s in sl]), np.array([s.k_hi for s in sl])
+        got = svi_calendar_rises(par, lo, hi, 51, extra)
+        assert got[-1] == -np.inf
+        for i in range(len(sl) - 1):
+            want = svi_calendar_drop(par[i], par[i + 1], min(lo[i], lo[i + 1]),
+                                     max(hi[i], hi[i + 1]), 51, extra)
             assert got[i] == want or (np.isnan(got[i]) and np.isnan(want))
