@@ -246,7 +246,9 @@ class CalibrationScheme:
             floor = calendar_floor(out[-1], sm, k_check) if (
                 plans and out and not (out[-1] is first[live[pos - 1][0]]
                                        and drops[pos] <= CALENDAR_TOL)) else None
-            if floor is not None:  # from the crossing fit, also the anchor: change only what must
+            if floor is not None:
+                # SVI slices are independent: refit this one above the previous expiry, from
+                # the crossing fit (also the Tikhonov anchor: change it only where needed)
                 above = self._fit_slice(d, sl.forward, None, tuple(sm.params.to_array()),
                                         True, max(n_starts, 3), floor)
                 if above is not None:

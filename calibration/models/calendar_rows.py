@@ -1,11 +1,11 @@
 """Calendar rows: the bounds an SVI slice refit must meet between its neighbouring expiries.
 
-Total variance must not fall with maturity at any log-moneyness of the surface's calendar
-check (:func:`calibration.arbitrage.check_slices`: the union of the expiries' quoted domains),
-extrapolated wings included.  A refit keeps a slice above the expiry before it where that one
-is quoted (:func:`calendar_floor`) and below the expiry after it wherever both are evaluated
-(:func:`calendar_ceiling`: the usual case is a short expiry's wing, extrapolated beyond its
-quotes, rising over a longer expiry).  The bounds are exact linear rows of the slice's inner QP
+Total variance must not fall from one expiry to the next wherever either of the two is quoted
+(the calendar check of :func:`calibration.arbitrage.check_slices`), a wing extrapolated
+beyond its own quotes included.  A refit keeps a slice above the expiry before it where that
+one is quoted (:func:`calendar_floor`) and below the expiry after it wherever either is
+quoted (:func:`calendar_ceiling`: the usual case is a short expiry's wing, extrapolated
+beyond its quotes, rising over a longer expiry's quotes).  The bounds are exact linear rows of the slice's inner QP
 (:func:`calibration.models.svi.fit_svi`, ``floor_k``/``ceil_k``).  The scheme applies the
 floors shortest expiry first as it fits (:meth:`calibration.scheme.CalibrationScheme._fit_all`)
 and then the ceilings longest first (:func:`ceiling_pass`).
@@ -31,8 +31,7 @@ Rows = tuple[np.ndarray, np.ndarray]
 __all__ = ["BACKWARD_POINTS", "FLOOR_POINTS", "calendar_ceiling", "calendar_floor",
            "ceiling_pass", "ceiling_rows", "floor_rows"]
 
-#: even steps of a calendar row's range at which :func:`calendar_floor` and
-#: :func:`calendar_ceiling` test and bound a slice
+#: even steps of the range at which :func:`calendar_floor` tests and bounds a slice
 FLOOR_POINTS = 201
 #: even steps of the backward pass's rows (:func:`calendar_ceiling` and the floor refitted
 #: with it): the rows are most of such a refit's cost (a real 30-quote slice: 300 us with
@@ -74,9 +73,8 @@ def floor_rows(before: SmileSlice, k_check: np.ndarray, n: int = FLOOR_POINTS,
 def ceiling_rows(after: SmileSlice, lo: float, hi: float, k_check: np.ndarray,
                  n: int = FLOOR_POINTS, margin: float = CALENDAR_MARGIN
                  ) -> Rows:
-    """``(k, w)``: the ceiling the expiry before ``after`` must stay under, on the whole
-    calendar check range ``[k_check[0], k_check[-1]]`` (the union of the surface's quoted
-    domains): ``after``'s total variance cut by ``margin`` and half the check's tolerance."""
+    """``(k, w)``: the ceiling the expiry before ``after`` must stay under on ``[lo, hi]``:
+    ``after``'s total variance cut by ``margin`` (relative) and half the check's tolerance."""
     k = _row_points(lo, hi, k_check, n)
     return k, after.total_variance(k) * (1.0 - margin) - 0.5 * CALENDAR_TOL
 
@@ -91,9 +89,9 @@ def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
 
 def calendar_ceiling(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
                      n: int = BACKWARD_POINTS) -> Rows | None:
-    """:func:`ceiling_rows` for ``before`` when it rises above ``after`` anywhere on the
-    calendar check range (typically a wing of ``before`` extrapolated beyond its quotes, over
-    ``after``'s quotes or its own extrapolation); ``None`` when it does not."""
+    """:func:`ceiling_rows` for ``before`` on the hull of the two domains (where either is
+    quoted) when it rises above ``after`` there (typically a wing of ``before`` extrapolated
+    beyond its quotes); ``None`` when it does not."""
     lo, hi = min(before.k_lo, after.k_lo), max(before.k_hi, after.k_hi)
     return ceiling_rows(after, lo, hi, k_check, n) if _crosses(before, after, lo, hi,
                                                                k_check, n) else None
