@@ -211,7 +211,7 @@ def expiry_forward(ctx: Any, expiry_ns: int, spot: float, board: SurfaceBoard | 
     """The forward of one expiry by the precedence of the module docstring."""
     surf = board.surface if board is not None else None
     if surf is not None:
-        f = float(surf.forward_expiry(expiry_ns))  # as fitted, moved with the spot since
+        f = float(surf.forward_expiry(expiry_ns))  # as fitted; moved with the spot below
         if math.isfinite(board.spot) and board.spot > 0 and math.isfinite(spot):
             f *= spot / board.spot
         if math.isfinite(f) and f > 0:
