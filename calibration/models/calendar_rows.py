@@ -49,15 +49,10 @@ def _row_points(lo: float, hi: float, k_check: np.ndarray, n: int) -> np.ndarray
 
 def _crosses(before: SmileSlice, after: SmileSlice, lo: float, hi: float, k_check: np.ndarray,
              n: int) -> bool:
-    """Whether ``before`` rises above ``after`` (by more than the check's tolerance) at the
-    points of :func:`_row_points` over ``[lo, hi]``."""
-    if not hi > lo:
-        return False
-    if before.model == after.model == "svi":  # in one compiled pass
-        return svi_calendar_drop(before.params.to_array(), after.params.to_array(), lo, hi, n,
-                                 k_check) > CALENDAR_TOL
-    k = np.concatenate((np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)]))
-    return bool(np.max(before.total_variance(k) - after.total_variance(k)) > CALENDAR_TOL)
+    """Whether the SVI slice ``before`` rises above ``after`` (by more than the check's
+    tolerance) at the points of :func:`_row_points` over ``[lo, hi]``, in one compiled pass."""
+    return hi > lo and svi_calendar_drop(before.params.to_array(), after.params.to_array(), lo,
+                                         hi, n, k_check) > CALENDAR_TOL
 
 
 def floor_rows(before: SmileSlice, k_check: np.ndarray, n: int = FLOOR_POINTS,

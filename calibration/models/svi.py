@@ -355,13 +355,10 @@ def fit_svi(k: np.ndarray, iv_mid: np.ndarray, t: float, weights: np.ndarray | N
 
 def _rows(floor_k, floor_w, ceil_k, ceil_w) -> tuple[np.ndarray, np.ndarray]:
     """The kernel's calendar points and bounds: the floors', then the ceilings'."""
-    if ceil_k is None:
-        if floor_k is None:
-            return _NONE, _NONE
-        return (np.ascontiguousarray(floor_k, dtype=float),
-                np.ascontiguousarray(floor_w, dtype=float))
-    ks = [ceil_k] if floor_k is None else [floor_k, ceil_k]
-    ws = [ceil_w] if floor_w is None else [floor_w, ceil_w]
+    ks = [x for x in (floor_k, ceil_k) if x is not None]
+    ws = [x for x in (floor_w, ceil_w) if x is not None]
+    if not ks:
+        return _NONE, _NONE
     return (np.ascontiguousarray(np.concatenate(ks), dtype=float),
             np.ascontiguousarray(np.concatenate(ws), dtype=float))
 

@@ -1,6 +1,7 @@
 """The compiled SVI screens decide exactly what the general numpy checks decide."""
 
 import numpy as np
+import pytest
 
 from calibration.arbitrage import check_slices
 from calibration.models.svi import SVIParams
@@ -58,30 +59,23 @@ def test_the_calendar_drop_is_numpys_max_bit_for_bit():
                                  extra) == want
 
 
-def test_the_calendar_drops_of_a_surface_are_each_pairs_drop():
-    rng = np.random.default_rng(13)
+@pytest.mark.parametrize("fn, seed, n, first, span", [
+    # each slice under the one before, on the domain of the one before
+    (svi_calendar_drops, 13, 201, 0, lambda lo, hi, i: (lo[i - 1], hi[i - 1])),
+    # each slice over the one after, on the hull of the two domains
+    (svi_calendar_rises, 14, 51, -1,
+     lambda lo, hi, i: (min(lo[i - 1], lo[i]), max(hi[i - 1], hi[i]))),
+])
+def test_the_calendar_passes_of_a_surface_are_each_pairs_drop(fn, seed, n, first, span):
+    rng = np.random.default_rng(seed)
     extra = np.linspace(-2.0, 2.0, 77)
     for _ in range(50):
         sl = _random_slices(rng, 6)
         par = np.array([s.params.to_array() for s in sl])
         lo, hi = np.array([s.k_lo for s in sl]), np.array([s.k_hi for s in sl])
-        got = svi_calendar_drops(par, lo, hi, 201, extra)
-        assert got[0] == -np.inf
-        for i in range(1, len(sl)):  # on the domain of the one before
-            want = svi_calendar_drop(par[i - 1], par[i], lo[i - 1], hi[i - 1], 201, extra)
-            assert got[i] == want or (np.isnan(got[i]) and np.isnan(want))
-
-
-def test_the_calendar_rises_of_a_surface_are_each_pairs_drop_on_its_hull():
-    rng = np.random.default_rng(14)
-    extra = np.linspace(-2.0, 2.0, 77)
-    for _ in range(50):
-        sl = _random_slices(rng, 6)
-        par = np.array([s.params.to_array() for s in sl])
-        lo, hi = np.array([s.k_lo for s in sl]), np.array([s.k_hi for s in sl])
-        got = svi_calendar_rises(par, lo, hi, 51, extra)
-        assert got[-1] == -np.inf
-        for i in range(len(sl) - 1):
-            want = svi_calendar_drop(par[i], par[i + 1], min(lo[i], lo[i + 1]),
-                                     max(hi[i], hi[i + 1]), 51, extra)
-            assert got[i] == want or (np.isnan(got[i]) and np.isnan(want))
+        got = fn(par, lo, hi, n, extra)
+        assert got[first] == -np.inf
+        pairs = got[1:] if first == 0 else got[:-1]
+        for i, g in zip(range(1, len(sl)), pairs):
+            want = svi_calendar_drop(par[i - 1], par[i], *span(lo, hi, i), n, extra)
+            assert g == want or (np.isnan(g) and np.isnan(want))
