@@ -19,9 +19,11 @@ Refit policy (``SchemeConfig``):
    refitted (SABR always refits).  eSSVI carries its calendar constraints itself.  SVI slices
    are kept calendar-free by exact rows in their inner QPs
    (:mod:`calibration.models.calendar_rows`): shortest first, a slice below the previous
-   expiry where that one is quoted is refitted above it (a floor); then longest first, one
-   above the next expiry where either is quoted (typically its extrapolated wing) is refitted
-   under it (a ceiling).  Rows no slice can meet leave it crossing, for the check to report;
+   expiry where that one is quoted (or below an earlier one where only that one is quoted)
+   is refitted above it (a floor); then longest first, one above the next expiry where either
+   is quoted (typically its extrapolated wing) is refitted under it (a ceiling), started from
+   its own fit and, if no slice near that meets the rows, from each neighbour's.  Rows no
+   slice can meet leave it crossing, for the check to report;
 2. a fit *fails* when it is not finite, its in-sample RMSE exceeds ``max_rmse_vol_pts``, or the
    surface has arbitrage violations; on failure the failing expiries are refitted cold with
    ``max(n_starts, 3)`` starts (multi-start);
@@ -242,10 +244,9 @@ class CalibrationScheme:
                 carried.add(e)
             sm = first.get(i) or sm or smile(i, sl, self._fit_slice(d, sl.forward, prev_slice,
                                                                     prev, warm, n_starts))
-            # a pair measured above and found clean needs no floor (calendar_floor's test)
-            floor = calendar_floor(out[-1], sm, k_check) if (
-                plans and out and not (out[-1] is first[live[pos - 1][0]]
-                                       and drops[pos] <= CALENDAR_TOL)) else None
+            # a pair measured above and found clean needs no test on the earlier one's range
+            floor = calendar_floor(out, sm, k_check, measured=out[-1] is first[live[pos - 1][0]]
+                                   and drops[pos] <= CALENDAR_TOL) if plans and out else None
             if floor is not None:
                 # SVI slices are independent: refit this one above the previous expiry, from
                 # the crossing fit (also the Tikhonov anchor: change it only where needed)
@@ -257,10 +258,18 @@ class CalibrationScheme:
             prev_slice = sm.params if c.model == "essvi" else None
             out.append(sm)
         if plans:
-            def under(pos: int, floor, ceiling):  # warm from the crossing fit, one start
+            def under(pos: int, floor, ceiling):
+                # warm from the crossing fit, one start; where no slice near it meets the
+                # rows (a wild fit of a thinly quoted expiry between two close ones), from
+                # each neighbour (also the Tikhonov anchor then): its shape, shifted, sits
+                # between the two when they leave room
                 _, sl, d = live[pos]
-                return self._fit_slice(d, sl.forward, None, tuple(out[pos].params.to_array()),
-                                       True, c.n_starts, floor, ceiling)
+                for start in out[pos], out[pos + 1], *out[pos - 1:pos]:
+                    params = self._fit_slice(d, sl.forward, None, tuple(start.params.to_array()),
+                                             True, c.n_starts, floor, ceiling)
+                    if params is not None:
+                        return params
+                return None
 
             carried.difference_update(out[p].expiry_ns for p in ceiling_pass(out, k_check, under))
         return out, digests, frozenset(carried)
@@ -299,10 +308,15 @@ class CalibrationScheme:
 
     def _failing(self, snapshot: QuoteSnapshot, surf: Surface, q: FitQuality) -> set[int]:
         """Positions (in the snapshot) of the slices to refit cold: those with violations
-        (a calendar violation blames the later slice), or all when the RMSE is too high."""
+        (a calendar violation, reported at the later slice, blames both: the later one dips
+        under the earlier one, or the earlier one's wing rises over it), or all when the RMSE
+        is too high."""
         if not self._rmse_ok(q):
             return set(range(len(snapshot.slices)))
         ts = {round(v.expiry_t, 12) for v in surf.violations}
+        cal = {round(v.expiry_t, 12) for v in surf.violations if v.kind == "calendar"}
+        ts |= {round(a.t, 12) for a, b in zip(surf.slices, surf.slices[1:])
+               if round(b.t, 12) in cal}  # the slices are by maturity
         return {i for i, sl in enumerate(snapshot.slices) if round(sl.t, 12) in ts}
 
     def _publish(self, snapshot: QuoteSnapshot, surf: Surface | None,

@@ -5,7 +5,9 @@ Total variance must not fall from one expiry to the next wherever either of the 
 beyond its own quotes included.  A refit keeps a slice above the expiry before it where that
 one is quoted (:func:`calendar_floor`) and below the expiry after it wherever either is
 quoted (:func:`calendar_ceiling`: the usual case is a short expiry's wing, extrapolated
-beyond its quotes, rising over a longer expiry's quotes).  The bounds are exact linear rows of the slice's inner QP
+beyond its quotes, rising over a longer expiry's quotes).  The floor also holds where only
+an expiry before the previous one is quoted, so that the expiries between have room
+(:func:`floor_rows`).  The bounds are exact linear rows of the slice's inner QP
 (:func:`calibration.models.svi.fit_svi`, ``floor_k``/``ceil_k``).  The scheme applies the
 floors shortest expiry first as it fits (:meth:`calibration.scheme.CalibrationScheme._fit_all`)
 and then the ceilings longest first (:func:`ceiling_pass`).
@@ -17,13 +19,17 @@ round-off in the refitted parameters cannot land on the wrong side of the check.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
 
 from calibration.arbitrage import CALENDAR_TOL
-from calibration.models.svi_arbitrage import svi_calendar_drop, svi_calendar_rises
+from calibration.models.svi_arbitrage import (
+    svi_calendar_drop,
+    svi_calendar_rises,
+    svi_envelope_dip,
+)
 from calibration.surface import SmileSlice, param_values
 
 Rows = tuple[np.ndarray, np.ndarray]
@@ -55,14 +61,53 @@ def _crosses(before: SmileSlice, after: SmileSlice, lo: float, hi: float, k_chec
                                          hi, n, k_check) > CALENDAR_TOL
 
 
-def floor_rows(before: SmileSlice, k_check: np.ndarray, n: int = FLOOR_POINTS,
+def floor_rows(earlier: Sequence[SmileSlice], k_check: np.ndarray, n: int = FLOOR_POINTS,
                margin: float = CALENDAR_MARGIN) -> Rows:
-    """``(k, w)``: the floor the expiry after ``before`` must stay above, on ``before``'s
-    quoted range (where the later expiry may be extrapolated): ``before``'s total variance
-    lifted by ``margin`` (relative) and half the check's tolerance, so that round-off in the
-    refitted parameters cannot land on the wrong side of the check."""
+    """``(k, w)``: the floor the expiry after ``earlier`` (the expiries before it, by
+    maturity) must stay above.  On the quoted range of the one just before it (where the later
+    expiry may be extrapolated): that one's total variance lifted by ``margin`` (relative) and
+    half the check's tolerance, so that round-off in the refitted parameters cannot land on
+    the wrong side of the check.  Beyond that range, where an earlier expiry is quoted
+    (:func:`_envelope`): the highest of theirs, lifted once more for each expiry in between.
+
+    The check asks only neighbours to be in order, but an expiry between two others must fit
+    above the one and under the other; where the earlier of the two is quoted and the middle
+    one is not, only such a floor on the later one leaves room for it."""
+    before = earlier[-1]
     k = _row_points(before.k_lo, before.k_hi, k_check, n)
-    return k, before.total_variance(k) * (1.0 + margin) + 0.5 * CALENDAR_TOL
+    ko, wo = _envelope(earlier, k_check, n, margin)
+    return (np.concatenate([k, ko]),
+            np.concatenate([_lifted(before.total_variance(k), 1, margin), wo]))
+
+
+def _lifted(w: np.ndarray, steps: int, margin: float) -> np.ndarray:
+    """``w`` lifted for a floor ``steps`` expiries later: by ``margin`` and half the check's
+    tolerance for the next one, and twice that for every one after it (one lift for the floor
+    of the expiry in between, one for the cut of its ceiling)."""
+    return w * (1.0 + (2 * steps - 1) * margin) + (2 * steps - 1) * 0.5 * CALENDAR_TOL
+
+
+def _envelope(earlier: Sequence[SmileSlice], k_check: np.ndarray, n: int,
+              margin: float) -> Rows:
+    """The part of :func:`floor_rows` beyond the quoted range of ``earlier[-1]``: at the
+    points of :func:`_row_points` over the earlier expiries' quoted ranges, the highest of
+    their :func:`_lifted` total variances, where one is quoted (empty when their ranges are
+    within that of ``earlier[-1]``, as on most days: shorter expiries are quoted on narrower
+    ranges)."""
+    before = earlier[-1]
+    lo, hi = min(s.k_lo for s in earlier), max(s.k_hi for s in earlier)
+    if lo >= before.k_lo and hi <= before.k_hi:
+        return np.zeros(0), np.zeros(0)
+    k = _row_points(lo, hi, k_check, n)
+    k = k[(k < before.k_lo) | (k > before.k_hi)]
+    w = np.full(len(k), -np.inf)
+    for steps, s in enumerate(reversed(earlier[:-1]), start=2):
+        quoted = (k >= s.k_lo) & (k <= s.k_hi)
+        if quoted.any():
+            w[quoted] = np.maximum(w[quoted],
+                                   _lifted(s.total_variance(k[quoted]), steps, margin))
+    some = np.isfinite(w)
+    return k[some], w[some]
 
 
 def ceiling_rows(after: SmileSlice, lo: float, hi: float, k_check: np.ndarray,
@@ -74,12 +119,28 @@ def ceiling_rows(after: SmileSlice, lo: float, hi: float, k_check: np.ndarray,
     return k, after.total_variance(k) * (1.0 - margin) - 0.5 * CALENDAR_TOL
 
 
-def calendar_floor(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
-                   n: int = FLOOR_POINTS) -> Rows | None:
-    """:func:`floor_rows` for ``after`` when it dips below ``before`` on ``before``'s quoted
-    range; ``None`` when it does not."""
-    return floor_rows(before, k_check, n) if _crosses(before, after, before.k_lo, before.k_hi,
-                                                      k_check, n) else None
+def calendar_floor(earlier: Sequence[SmileSlice], after: SmileSlice, k_check: np.ndarray,
+                   n: int = FLOOR_POINTS, measured: bool = False) -> Rows | None:
+    """:func:`floor_rows` for ``after`` when it dips below the expiry just before it on that
+    one's quoted range, or below the rest of the floor beyond it (each in one compiled pass);
+    ``None`` when it does not.  ``measured``: the pair is known not to cross on that range (a
+    compiled pass over all pairs measured it), so only the rest is tested."""
+    before = earlier[-1]
+    beyond = (min(s.k_lo for s in earlier) < before.k_lo
+              or max(s.k_hi for s in earlier) > before.k_hi)
+    if (measured or not _crosses(before, after, before.k_lo, before.k_hi, k_check, n)) and \
+            not (beyond and _dips(earlier, after, k_check, n)):
+        return None
+    return floor_rows(earlier, k_check, n)
+
+
+def _dips(earlier: Sequence[SmileSlice], after: SmileSlice, k_check: np.ndarray,
+          n: int) -> bool:
+    """Whether ``after`` dips under the part of its floor from :func:`_envelope`."""
+    par, lo, hi = (np.array(x) for x in zip(*[(param_values(s.params), s.k_lo, s.k_hi)
+                                              for s in earlier]))
+    return svi_envelope_dip(par, lo, hi, after.params.to_array(), n, k_check,
+                            CALENDAR_MARGIN) > 0.0
 
 
 def calendar_ceiling(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
@@ -109,7 +170,7 @@ def ceiling_pass(out: list[SmileSlice], k_check: np.ndarray,
         ceiling = calendar_ceiling(out[pos], out[pos + 1], k_check) if test else None
         if ceiling is None:
             continue
-        params = refit(pos, floor_rows(out[pos - 1], k_check, BACKWARD_POINTS) if pos else None,
+        params = refit(pos, floor_rows(out[:pos], k_check, BACKWARD_POINTS) if pos else None,
                        ceiling)
         if params is not None:
             out[pos], moved = replace(out[pos], params=params), True

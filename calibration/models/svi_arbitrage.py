@@ -5,7 +5,8 @@ A surface is checked at every refit, and almost every surface is clean.
 stacked parameters in one pass, on the same grids with the same formulas and tolerances, and
 says only whether anything is flagged; a surface it flags goes to ``check_slices``, which lists
 the violations.  :func:`svi_calendar_drop` is the crossing test of
-:mod:`calibration.models.calendar_rows` for two SVI slices.  Both grids are built as
+:mod:`calibration.models.calendar_rows` for two SVI slices, :func:`svi_envelope_dip` the test
+of the rest of its floor.  Both grids are built as
 ``numpy.linspace`` builds them (``start + i * step``, the last point exactly ``stop``), so each
 point, and each decision, is the one the numpy path makes.
 """
@@ -18,7 +19,8 @@ from numba import njit
 from calibration.arbitrage import BUTTERFLY_TOL, CALENDAR_TOL, LEE_MAX_SLOPE, LEE_TOL
 from calibration.models.svi_formula import svi_point
 
-__all__ = ["svi_calendar_drop", "svi_calendar_drops", "svi_calendar_rises", "svi_surface_clean"]
+__all__ = ["svi_calendar_drop", "svi_calendar_drops", "svi_calendar_rises", "svi_envelope_dip",
+           "svi_surface_clean"]
 
 
 @njit(cache=True)
@@ -106,6 +108,37 @@ def svi_calendar_drop(before: np.ndarray, after: np.ndarray, lo: float, hi: floa
         if j >= n and not lo <= k <= hi:
             continue
         d = _w(before, k) - _w(after, k)
+        if d != d:
+            return d
+        out = max(out, d)
+    return out
+
+
+@njit(cache=True)
+def svi_envelope_dip(earlier: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
+                     after: np.ndarray, n: int, extra: np.ndarray, margin: float) -> float:
+    """How far the SVI slice ``after`` dips under the floor that the expiries ``earlier``
+    (rows ``a, b, rho, m, sigma`` by maturity, domains ``[k_lo, k_hi]``) set beyond the
+    domain of the last of them (:func:`calibration.models.calendar_rows.floor_rows`): the
+    ``max`` over ``n`` even steps of the hull of their domains and the points of ``extra``
+    in it, outside the last one's domain, of the highest lifted ``w_i`` quoted there less
+    ``w_after``; ``-inf`` with no such point, NaN if any difference is NaN."""
+    last = earlier.shape[0] - 1
+    lo, hi = k_lo.min(), k_hi.max()
+    out = -np.inf
+    for j in range(n + extra.size):
+        k = _grid_point(lo, hi, n, j) if j < n else extra[j - n]
+        if (j >= n and not lo <= k <= hi) or k_lo[last] <= k <= k_hi[last]:
+            continue
+        top = -np.inf
+        for i in range(last):
+            if k_lo[i] <= k <= k_hi[i]:
+                lift = 2 * (last + 1 - i) - 1
+                top = max(top, _w(earlier[i], k) * (1.0 + lift * margin)
+                          + lift * 0.5 * CALENDAR_TOL)
+        if top == -np.inf:
+            continue
+        d = top - _w(after, k)
         if d != d:
             return d
         out = max(out, d)

@@ -34,14 +34,19 @@ def quotes(ts_ns: int, specs, half: float = HALF):
                           mark_iv=c["mark"], min_tick=0.0)
 
 
-def quote_columns(ts_ns: int, specs, half: float = HALF) -> dict:
-    """The rows of :func:`quotes`, priced at ``ts_ns``."""
+def quote_columns(ts_ns: int, specs, half: float = HALF, noise: float = 0.0,
+                  rng: np.random.Generator | None = None) -> dict:
+    """The rows of :func:`quotes`, priced at ``ts_ns``: 31 strikes per expiry over
+    ``|k| <= 0.5``, or over ``|k| <=`` a spec's fourth entry; with ``noise``, each vol is
+    scaled by ``1 + noise * N(0, 1)`` (drawn from ``rng``)."""
     cols = {c: [] for c in ("exp", "K", "call", "bid", "ask", "fwd", "mark")}
-    for days, fwd, p in specs:
+    for days, fwd, p, *width in specs:
         exp = ts_ns + int(days * DAY_NS)
         t = days / 365.0
-        K = fwd * np.exp(np.linspace(-0.5, 0.5, 31))
+        K = fwd * np.exp(np.linspace(-1.0, 1.0, 31) * (width[0] if width else 0.5))
         iv = np.sqrt(svi_total_variance(np.log(K / fwd), p) / t)
+        if noise:
+            iv = iv * (1.0 + noise * rng.standard_normal(K.size))
         for call in (True, False):
             cols["exp"].append(np.full(K.size, exp))
             cols["K"].append(K)
@@ -218,6 +223,22 @@ def test_a_surface_with_violations_is_never_published_silently():
     r = scheme._publish(quotes(DAY_NS, GOOD), bad, good.used, 0, "", q)
     assert r.fell_back and r.surface is good.surface and r.violations == bad.violations
     assert "arbitrage violation" in r.reason
+
+
+def test_a_calendar_violation_sends_both_expiries_of_its_pair_to_the_cold_retry():
+    """A short expiry's wing over a longer one's quotes is reported at the longer expiry,
+    but the short one is at fault: the retry refits both, not the longer one alone."""
+    from calibration.surface import Surface
+
+    scheme = CalibrationScheme(SchemeConfig(model="svi"))
+    snap = quotes(0, GOOD + [(120, 92_000.0, smile(120 / 365, 0.6))])
+    r = scheme.refit(snap)
+    short, mid, _ = r.fitted.slices
+    steep = replace(mid, params=SVIParams(mid.params.a, 5 * mid.params.b, mid.params.rho,
+                                          mid.params.m, mid.params.sigma))
+    bad = Surface([short, steep, r.fitted.slices[2]])
+    assert {round(v.expiry_t * 365) for v in bad.violations if v.kind == "calendar"} == {120}
+    assert scheme._failing(snap, bad, r.quality) == {1, 2}
 
 
 def test_state_dict_round_trip_gives_identical_refits():

@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 
 from calibration.arbitrage import check_slices
+from calibration.models.calendar_rows import CALENDAR_MARGIN, floor_rows
 from calibration.models.svi import SVIParams
 from calibration.models.svi_arbitrage import (
     svi_calendar_drop,
     svi_calendar_drops,
     svi_calendar_rises,
+    svi_envelope_dip,
     svi_surface_clean,
 )
 from calibration.surface import SmileSlice
@@ -79,3 +81,24 @@ def test_the_calendar_passes_of_a_surface_are_each_pairs_drop(fn, seed, n, first
         for i, g in zip(range(1, len(sl)), pairs):
             want = svi_calendar_drop(par[i - 1], par[i], *span(lo, hi, i), n, extra)
             assert g == want or (np.isnan(g) and np.isnan(want))
+
+
+def test_the_envelope_dip_is_numpys_max_under_the_floor_bit_for_bit():
+    """The dip of a slice under the floor rows of :func:`floor_rows` beyond the range of the
+    expiry just before it (those rows are exactly the ones outside that range)."""
+    rng = np.random.default_rng(15)
+    extra = np.linspace(-2.0, 2.0, 77)
+    seen = set()
+    for _ in range(200):
+        sl = _random_slices(rng, int(rng.integers(2, 6)))
+        earlier, after = sl[:-1], sl[-1]
+        par = np.array([s.params.to_array() for s in earlier])
+        lo, hi = np.array([s.k_lo for s in earlier]), np.array([s.k_hi for s in earlier])
+        got = svi_envelope_dip(par, lo, hi, after.params.to_array(), 201, extra,
+                               CALENDAR_MARGIN)
+        k, w = floor_rows(earlier, extra, 201)
+        beyond = (k < lo[-1]) | (k > hi[-1])
+        want = np.max(w[beyond] - after.total_variance(k[beyond])) if beyond.any() else -np.inf
+        assert got == want
+        seen.add(np.sign(got))
+    assert seen == {-1.0, 1.0}  # dips and clear both met
