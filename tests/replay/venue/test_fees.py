@@ -26,6 +26,16 @@ def test_deribit_option_fee_cap_binds_for_cheap_options() -> None:
     assert_allclose(fee(DERIBIT_FEES.option, BTC_OPT, "taker", 1, 0.0024), 0.0003, rtol=1e-12)
 
 
+def test_an_option_contract_of_a_tenth_of_a_coin_pays_a_tenth_of_the_fee() -> None:
+    """Per-contract option fees are quoted for a contract of one unit of the underlying
+    (Deribit: 0.03 % of the underlying); before, a 0.1-coin contract paid the whole 0.0003."""
+    small = InstrumentSpec(5, "option", "inverse", 0.1, 0.0001, 60000.0, 0, True)
+    assert_allclose(fee(DERIBIT_FEES.option, small, "taker", 5, 0.05), 0.00015, rtol=1e-12)
+    # the cap scales with the contract too: 12.5 % of 10 * 0.1 * 0.001 coin
+    assert_allclose(fee(DERIBIT_FEES.option, small, "maker", 10, 0.001), 0.000125, rtol=1e-12)
+    assert fee(DERIBIT_FEES.option, BTC_OPT, "taker", 5, 0.05) == 0.0003 * 5  # cs 1: as quoted
+
+
 def test_inverse_perp_taker_bps_in_coin_and_zero_maker() -> None:
     # 1000 contracts * 10 USD at 50000 = 0.2 BTC notional; 5 bps -> 0.0001 BTC
     assert_allclose(fee(DERIBIT_FEES.perp, BTC_PERP, "taker", 1000, 50000.0), 1e-4, rtol=1e-12)
