@@ -226,6 +226,11 @@ class Surface:
         """Years from the surface time to the given expiries (08:00 UTC settlements)."""
         return np.asarray(time_to_expiry(self.ts_ns, expiry_ns), dtype=float)
 
+    def years_since_fit(self, now_ns: int) -> float:
+        """Years from the surface time to ``now_ns``: what a leg's time to expiry now adds to
+        give its maturity as fitted (where :meth:`iv_expiry` reads it)."""
+        return float(time_to_expiry(self.ts_ns, now_ns))
+
     def forward(self, t: float | np.ndarray) -> np.ndarray:
         """``F(t)``: log-linear in ``t`` between slice forwards, flat outside."""
         return np.exp(np.interp(t, self.ts, self._log_forwards))

@@ -21,7 +21,6 @@ from collections import deque
 import numpy as np
 
 from calibration.pricing.black import delta as black_delta
-from calibration.pricing.forwards import time_to_expiry
 from calibration.pricing.smile_delta import (
     hull_white_fit,
     hull_white_vol_move,
@@ -134,6 +133,5 @@ def with_delta_model(legs, surface, model: str, ssr, tracker: SmileTracker, now:
     if not math.isfinite(r):
         return legs
     # the skew of each leg's expiry as fitted, where its vol was read (Surface.iv_expiry)
-    since_fit = float(time_to_expiry(surface.ts_ns, now))
-    _, skew = surface.vol_and_skew(legs.strike, legs.t + since_fit)
+    _, skew = surface.vol_and_skew(legs.strike, legs.t + surface.years_since_fit(now))
     return legs.with_vol_moves(ssr_vol_move(np.nan_to_num(skew), r))

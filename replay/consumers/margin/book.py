@@ -62,7 +62,7 @@ def years_since_fit(ctx, board) -> float:
     """Years from the published surface's fit to now (0 without a surface): what a leg's
     time to expiry adds to give its maturity as fitted."""
     surf = board.surface if board is not None else None
-    return float(time_to_expiry(surf.ts_ns, ctx.now)) if surf is not None else 0.0
+    return surf.years_since_fit(ctx.now) if surf is not None else 0.0
 
 
 def option_forward(ctx, board, expiry_ns: int, usd: float) -> float:
