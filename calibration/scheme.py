@@ -16,7 +16,8 @@ Refit policy (``SchemeConfig``):
    whose fit inputs are bit-identical to those of its last fit (no quote of it updated since,
    :func:`calibration.loss.fit_inputs_digest`) is *carried over*: its last fitted slice is
    kept, re-dated to the current time to expiry (:func:`calibration.surface.redated`), not
-   refitted (SABR always refits).  eSSVI carries its calendar constraints itself.  SVI slices
+   refitted; SABR always refits, and so does an expiry last held by calendar rows (its
+   neighbours may have moved).  eSSVI carries its calendar constraints itself.  SVI slices
    are kept calendar-free by exact rows in their inner QPs
    (:mod:`calibration.models.calendar_rows`): shortest first, a slice below the previous
    expiry where that one is quoted (or below an earlier one where only that one is quoted)
@@ -40,14 +41,13 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from calibration.arbitrage import CALENDAR_TOL, Violation, calendar_grid
+from calibration.arbitrage import Violation, calendar_grid
 from calibration.every import parse_every
 from calibration.loss import FitBatch, FitData, LossConfig, fit_batch, fit_inputs_digest
-from calibration.models.calendar_rows import FLOOR_POINTS, calendar_floor, ceiling_pass
+from calibration.models.calendar_rows import calendar_floor, ceiling_pass, floors_needed
 from calibration.models.essvi import ESSVIParams, fit_essvi_slice
 from calibration.models.sabr import SABRParams, fit_sabr
 from calibration.models.svi import SVIParams, fit_svi
-from calibration.models.svi_arbitrage import svi_calendar_drops
 from calibration.models.svi_batch import fit_svi_rows
 from calibration.quality import (
     FitQuality,
@@ -211,6 +211,7 @@ class CalibrationScheme:
         out: list[SmileSlice] = []
         digests: dict[int, bytes] = {}
         carried: set[int] = set()
+        held: set[int] = set()  # refitted to meet calendar rows
         last = {s.expiry_ns: s for s in self.last_fitted.slices} if self.last_fitted else {}
         live = [(i, sl, d) for i, (sl, d) in enumerate(zip(snapshot.slices, data))
                 if d is not None]
@@ -221,7 +222,7 @@ class CalibrationScheme:
             return SmileSlice(c.model, params, sl.expiry_ns, sl.t, sl.forward, k_lo[i], k_hi[i])
 
         # SVI slices are independent until their calendar rows, so they are planned and fitted
-        # at once, in parallel, and each one's drop below the one before measured in one pass;
+        # at once, in parallel, and each one's need of a floor measured in one pass;
         # an eSSVI slice's fit depends on the expiry before it; SABR's are fitted one by one
         plans = {i: self._plan(i, sl, d, None, cold, last) for i, sl, d in live} \
             if c.model == "svi" else {}
@@ -230,10 +231,7 @@ class CalibrationScheme:
             fitted = self._svi_fits(batch, {i: plans[i][2:] for i, _, _ in live
                                             if plans[i][1] is None})
             first = {i: plans[i][1] or smile(i, sl, fitted[i]) for i, sl, _ in live}
-            drops = svi_calendar_drops(
-                np.array([param_values(s.params) for s in first.values()]),
-                np.array([s.k_lo for s in first.values()]),
-                np.array([s.k_hi for s in first.values()]), FLOOR_POINTS, k_check).tolist()
+            below = floors_needed(list(first.values()), k_check)
         prev_slice = None
         for pos, (i, sl, d) in enumerate(live):
             e = sl.expiry_ns
@@ -244,9 +242,9 @@ class CalibrationScheme:
                 carried.add(e)
             sm = first.get(i) or sm or smile(i, sl, self._fit_slice(d, sl.forward, prev_slice,
                                                                     prev, warm, n_starts))
-            # a pair measured above and found clean needs no test on the earlier one's range
-            floor = calendar_floor(out, sm, k_check, measured=out[-1] is first[live[pos - 1][0]]
-                                   and drops[pos] <= CALENDAR_TOL) if plans and out else None
+            # measured above and found clean, with no slice refitted since: no floor
+            floor = calendar_floor(out, sm, k_check, measured=not (held or below[pos])) \
+                if plans and out else None
             if floor is not None:
                 # SVI slices are independent: refit this one above the previous expiry, from
                 # the crossing fit (also the Tikhonov anchor: change it only where needed)
@@ -254,25 +252,23 @@ class CalibrationScheme:
                                         True, max(n_starts, 3), floor)
                 if above is not None:
                     sm = replace(sm, params=above)
-                    carried.discard(e)
+                    held.add(e)
             prev_slice = sm.params if c.model == "essvi" else None
             out.append(sm)
         if plans:
             def under(pos: int, floor, ceiling):
-                # warm from the crossing fit, one start; where no slice near it meets the
-                # rows (a wild fit of a thinly quoted expiry between two close ones), from
-                # each neighbour (also the Tikhonov anchor then): its shape, shifted, sits
-                # between the two when they leave room
+                # warm from the crossing fit, one start; where no slice near it meets the rows
+                # (a wild fit of a thin expiry between two close ones), from each neighbour
+                # (then also the Tikhonov anchor): its shape, shifted, fits between them
                 _, sl, d = live[pos]
-                for start in out[pos], out[pos + 1], *out[pos - 1:pos]:
-                    params = self._fit_slice(d, sl.forward, None, tuple(start.params.to_array()),
-                                             True, c.n_starts, floor, ceiling)
-                    if params is not None:
-                        return params
-                return None
+                fits = (self._fit_slice(d, sl.forward, None, tuple(s.params.to_array()), True,
+                                        c.n_starts, floor, ceiling)
+                        for s in (out[pos], out[pos + 1], *out[pos - 1:pos]))
+                return next((params for params in fits if params is not None), None)
 
-            carried.difference_update(out[p].expiry_ns for p in ceiling_pass(out, k_check, under))
-        return out, digests, frozenset(carried)
+            held.update(out[p].expiry_ns for p in ceiling_pass(out, k_check, under))
+        # no digest for a held slice: it is refitted next time (its neighbours may move)
+        return out, {e: d for e, d in digests.items() if e not in held}, frozenset(carried - held)
 
     def refit(self, snapshot: QuoteSnapshot) -> FitResult:
         c = self.config
@@ -313,10 +309,9 @@ class CalibrationScheme:
         is too high."""
         if not self._rmse_ok(q):
             return set(range(len(snapshot.slices)))
-        ts = {round(v.expiry_t, 12) for v in surf.violations}
         cal = {round(v.expiry_t, 12) for v in surf.violations if v.kind == "calendar"}
-        ts |= {round(a.t, 12) for a, b in zip(surf.slices, surf.slices[1:])
-               if round(b.t, 12) in cal}  # the slices are by maturity
+        ts = {round(v.expiry_t, 12) for v in surf.violations} | {  # slices by maturity
+            round(a.t, 12) for a, b in zip(surf.slices, surf.slices[1:]) if round(b.t, 12) in cal}
         return {i for i, sl in enumerate(snapshot.slices) if round(sl.t, 12) in ts}
 
     def _publish(self, snapshot: QuoteSnapshot, surf: Surface | None,

@@ -27,15 +27,17 @@ import numpy as np
 from calibration.arbitrage import CALENDAR_TOL
 from calibration.models.svi_arbitrage import (
     svi_calendar_drop,
+    svi_calendar_drops,
     svi_calendar_rises,
     svi_envelope_dip,
+    svi_envelope_dips,
 )
 from calibration.surface import SmileSlice, param_values
 
 Rows = tuple[np.ndarray, np.ndarray]
 
 __all__ = ["BACKWARD_POINTS", "FLOOR_POINTS", "calendar_ceiling", "calendar_floor",
-           "ceiling_pass", "ceiling_rows", "floor_rows"]
+           "ceiling_pass", "ceiling_rows", "floor_rows", "floors_needed"]
 
 #: even steps of the range at which :func:`calendar_floor` tests and bounds a slice
 FLOOR_POINTS = 201
@@ -123,13 +125,13 @@ def calendar_floor(earlier: Sequence[SmileSlice], after: SmileSlice, k_check: np
                    n: int = FLOOR_POINTS, measured: bool = False) -> Rows | None:
     """:func:`floor_rows` for ``after`` when it dips below the expiry just before it on that
     one's quoted range, or below the rest of the floor beyond it (each in one compiled pass);
-    ``None`` when it does not.  ``measured``: the pair is known not to cross on that range (a
-    compiled pass over all pairs measured it), so only the rest is tested."""
+    ``None`` when it does not, or when ``measured`` (both are known not to happen: compiled
+    passes over the whole surface measured them)."""
     before = earlier[-1]
     beyond = (min(s.k_lo for s in earlier) < before.k_lo
               or max(s.k_hi for s in earlier) > before.k_hi)
-    if (measured or not _crosses(before, after, before.k_lo, before.k_hi, k_check, n)) and \
-            not (beyond and _dips(earlier, after, k_check, n)):
+    if measured or (not _crosses(before, after, before.k_lo, before.k_hi, k_check, n)
+                    and not (beyond and _dips(earlier, after, k_check, n))):
         return None
     return floor_rows(earlier, k_check, n)
 
@@ -137,10 +139,24 @@ def calendar_floor(earlier: Sequence[SmileSlice], after: SmileSlice, k_check: np
 def _dips(earlier: Sequence[SmileSlice], after: SmileSlice, k_check: np.ndarray,
           n: int) -> bool:
     """Whether ``after`` dips under the part of its floor from :func:`_envelope`."""
-    par, lo, hi = (np.array(x) for x in zip(*[(param_values(s.params), s.k_lo, s.k_hi)
-                                              for s in earlier]))
-    return svi_envelope_dip(par, lo, hi, after.params.to_array(), n, k_check,
+    return svi_envelope_dip(*_stacked(earlier), after.params.to_array(), n, k_check,
                             CALENDAR_MARGIN) > 0.0
+
+
+def floors_needed(slices: Sequence[SmileSlice], k_check: np.ndarray) -> np.ndarray:
+    """Whether each of the SVI slices ``slices`` (by maturity) needs its floor under the ones
+    before it (:func:`calendar_floor`'s test), for all at once in two compiled passes; entry
+    0 is ``False``."""
+    par, lo, hi = _stacked(slices)
+    return ((svi_calendar_drops(par, lo, hi, FLOOR_POINTS, k_check) > CALENDAR_TOL)
+            | (svi_envelope_dips(par, lo, hi, FLOOR_POINTS, k_check, CALENDAR_MARGIN) > 0.0))
+
+
+def _stacked(slices: Sequence[SmileSlice]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The parameter rows, ``k_lo`` and ``k_hi`` of SVI slices, as the compiled passes take
+    them."""
+    par, lo, hi = zip(*[(param_values(s.params), s.k_lo, s.k_hi) for s in slices])
+    return np.array(par), np.array(lo), np.array(hi)
 
 
 def calendar_ceiling(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
@@ -162,9 +178,8 @@ def ceiling_pass(out: list[SmileSlice], k_check: np.ndarray,
     crossing is then left for the check to report).  Every pair is measured in one compiled
     pass, and a pair again once its later slice has been refitted.  Returns the positions
     refitted."""
-    par, lo, hi = (np.array(x) for x in zip(*[(param_values(s.params), s.k_lo, s.k_hi)
-                                              for s in out]))
-    rises, moved, done = svi_calendar_rises(par, lo, hi, BACKWARD_POINTS, k_check), False, []
+    rises = svi_calendar_rises(*_stacked(out), BACKWARD_POINTS, k_check)
+    moved, done = False, []
     for pos in range(len(out) - 2, -1, -1):
         test, moved = moved or rises[pos] > CALENDAR_TOL, False
         ceiling = calendar_ceiling(out[pos], out[pos + 1], k_check) if test else None

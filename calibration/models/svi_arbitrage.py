@@ -6,7 +6,7 @@ stacked parameters in one pass, on the same grids with the same formulas and tol
 says only whether anything is flagged; a surface it flags goes to ``check_slices``, which lists
 the violations.  :func:`svi_calendar_drop` is the crossing test of
 :mod:`calibration.models.calendar_rows` for two SVI slices, :func:`svi_envelope_dip` the test
-of the rest of its floor.  Both grids are built as
+of the rest of its floor (:func:`svi_envelope_dips` for every slice of a surface at once).  Both grids are built as
 ``numpy.linspace`` builds them (``start + i * step``, the last point exactly ``stop``), so each
 point, and each decision, is the one the numpy path makes.
 """
@@ -20,7 +20,7 @@ from calibration.arbitrage import BUTTERFLY_TOL, CALENDAR_TOL, LEE_MAX_SLOPE, LE
 from calibration.models.svi_formula import svi_point
 
 __all__ = ["svi_calendar_drop", "svi_calendar_drops", "svi_calendar_rises", "svi_envelope_dip",
-           "svi_surface_clean"]
+           "svi_envelope_dips", "svi_surface_clean"]
 
 
 @njit(cache=True)
@@ -142,4 +142,19 @@ def svi_envelope_dip(earlier: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
         if d != d:
             return d
         out = max(out, d)
+    return out
+
+
+@njit(cache=True)
+def svi_envelope_dips(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, n: int,
+                      extra: np.ndarray, margin: float) -> np.ndarray:
+    """:func:`svi_envelope_dip` of each slice ``i >= 1`` of ``par`` under the expiries before
+    it; ``-inf`` where their domains are within that of slice ``i - 1`` (no such floor) and at
+    entry 0."""
+    out = np.full(par.shape[0], -np.inf)
+    lo, hi = np.inf, -np.inf
+    for i in range(1, par.shape[0]):
+        lo, hi = min(lo, k_lo[i - 1]), max(hi, k_hi[i - 1])
+        if lo < k_lo[i - 1] or hi > k_hi[i - 1]:
+            out[i] = svi_envelope_dip(par[:i], k_lo[:i], k_hi[:i], par[i], n, extra, margin)
     return out

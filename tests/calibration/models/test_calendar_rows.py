@@ -91,27 +91,44 @@ def test_an_expiry_quoted_near_the_money_between_two_close_ones_fits_between_the
     assert bad == 0
 
 
+SHORT = SVIParams(0.0038, 0.15, -0.3, 0.02, 0.15)  # steep, quoted near the money only
+
+
+def _steep_short_snapshot(longer: SVIParams):
+    c = quote_columns(0, [(7, 90_000.0, SHORT), (60, 90_000.0, longer)])
+    keep = (c["exp"] > 7 * DAY_NS) | (np.abs(np.log(c["K"] / c["fwd"])) <= 0.15)
+    c = {name: col[keep] for name, col in c.items()}
+    return build_snapshot(0, c["exp"], c["K"], c["call"], c["bid"], c["ask"], c["fwd"],
+                          mark_iv=c["mark"], min_tick=0.0)
+
+
 def test_a_short_expirys_steep_wing_is_brought_under_the_next_expirys_quotes():
     """The short expiry is quoted near the money only, with a smile steep enough that its
     extrapolated wings cross the longer expiry's far quotes.  Before the backward pass the
     published surface crossed there (the check looked only where both were quoted)."""
-    short = SVIParams(0.0038, 0.15, -0.3, 0.02, 0.15)
     longer = SVIParams(0.033, 0.05, -0.3, 0.02, 0.15)
     k = np.linspace(-0.5, 0.5, 2001)
     near = np.abs(k) <= 0.15
-    assert np.all(svi_total_variance(k[near], short) < svi_total_variance(k[near], longer))
-    assert svi_total_variance(0.5, short) > svi_total_variance(0.5, longer)  # in the wings
-    c = quote_columns(0, [(7, 90_000.0, short), (60, 90_000.0, longer)])
-    keep = (c["exp"] > 7 * DAY_NS) | (np.abs(np.log(c["K"] / c["fwd"])) <= 0.15)
-    c = {name: col[keep] for name, col in c.items()}
-    snap = build_snapshot(0, c["exp"], c["K"], c["call"], c["bid"], c["ask"], c["fwd"],
-                          mark_iv=c["mark"], min_tick=0.0)
-    r = CalibrationScheme(SchemeConfig(model="svi")).refit(snap)
-    a, b = sorted(r.surface.slices, key=lambda s: s.t)
+    assert np.all(svi_total_variance(k[near], SHORT) < svi_total_variance(k[near], longer))
+    assert svi_total_variance(0.5, SHORT) > svi_total_variance(0.5, longer)  # in the wings
+    r = CalibrationScheme(SchemeConfig(model="svi")).refit(_steep_short_snapshot(longer))
+    a, b = r.surface.slices
     assert a.k_hi - a.k_lo < 0.31 < b.k_hi - b.k_lo
     assert r.violations == () and not r.fell_back
     assert np.max(a.total_variance(k) - b.total_variance(k)) <= CALENDAR_TOL
     assert r.quality.rmse_vol_pts < 2.0  # the price of the ceiling: 1.3 vol points
+
+
+def test_a_slice_held_under_its_neighbour_is_refitted_when_the_neighbour_moves_away():
+    """The short expiry's quotes do not change, the longer one's rise well above its wings:
+    the short one is refitted to its own quotes.  Before, its unchanged inputs carried over
+    the slice held under the old ceiling, and its quotes' misfit with it."""
+    scheme = CalibrationScheme(SchemeConfig(model="svi"))
+    held = scheme.refit(_steep_short_snapshot(SVIParams(0.033, 0.05, -0.3, 0.02, 0.15)))
+    free = scheme.refit(_steep_short_snapshot(SVIParams(0.06, 0.05, -0.3, 0.02, 0.15)))
+    assert free.violations == () and not free.carried
+    # the price of the old ceiling, 1.30 vol points, is gone (0.16); before, 1.30 again
+    assert held.quality.rmse_vol_pts > 1.0 > 0.2 > free.quality.rmse_vol_pts
 
 
 def test_real_surfaces_are_calendar_free_wherever_either_expiry_is_quoted():

@@ -11,6 +11,7 @@ from calibration.models.svi_arbitrage import (
     svi_calendar_drops,
     svi_calendar_rises,
     svi_envelope_dip,
+    svi_envelope_dips,
     svi_surface_clean,
 )
 from calibration.surface import SmileSlice
@@ -102,3 +103,21 @@ def test_the_envelope_dip_is_numpys_max_under_the_floor_bit_for_bit():
         assert got == want
         seen.add(np.sign(got))
     assert seen == {-1.0, 1.0}  # dips and clear both met
+
+
+def test_the_envelope_pass_of_a_surface_is_each_slices_dip():
+    rng = np.random.default_rng(16)
+    extra = np.linspace(-2.0, 2.0, 77)
+    seen = set()
+    for _ in range(50):
+        sl = _random_slices(rng, 6)
+        par = np.array([s.params.to_array() for s in sl])
+        lo, hi = np.array([s.k_lo for s in sl]), np.array([s.k_hi for s in sl])
+        got = svi_envelope_dips(par, lo, hi, 201, extra, CALENDAR_MARGIN)
+        assert got[0] == -np.inf
+        for i in range(1, len(sl)):
+            want = svi_envelope_dip(par[:i], lo[:i], hi[:i], par[i], 201, extra,
+                                    CALENDAR_MARGIN)
+            assert got[i] == want or (np.isnan(got[i]) and np.isnan(want))
+            seen.add(np.sign(want))
+    assert seen >= {-1.0, 1.0}
