@@ -127,11 +127,13 @@ def calendar_floor(earlier: Sequence[SmileSlice], after: SmileSlice, k_check: np
     one's quoted range, or below the rest of the floor beyond it (each in one compiled pass);
     ``None`` when it does not, or when ``measured`` (both are known not to happen: compiled
     passes over the whole surface measured them)."""
+    if measured:
+        return None
     before = earlier[-1]
     beyond = (min(s.k_lo for s in earlier) < before.k_lo
               or max(s.k_hi for s in earlier) > before.k_hi)
-    if measured or (not _crosses(before, after, before.k_lo, before.k_hi, k_check, n)
-                    and not (beyond and _dips(earlier, after, k_check, n))):
+    if not _crosses(before, after, before.k_lo, before.k_hi, k_check, n) and \
+            not (beyond and _dips(earlier, after, k_check, n)):
         return None
     return floor_rows(earlier, k_check, n)
 
