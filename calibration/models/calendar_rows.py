@@ -94,8 +94,8 @@ def _envelope(earlier: Sequence[SmileSlice], k_check: np.ndarray, n: int,
     """The part of :func:`floor_rows` beyond the quoted range of ``earlier[-1]``: at the
     points of :func:`_row_points` over the earlier expiries' quoted ranges, the highest of
     their :func:`_lifted` total variances, where one is quoted (empty when their ranges are
-    within that of ``earlier[-1]``, as on most days: shorter expiries are quoted on narrower
-    ranges)."""
+    within that of ``earlier[-1]``, as for most expiries: shorter ones tend to be quoted on
+    narrower ranges; 2 of the 12 of the bench's real snapshot have such a floor)."""
     before = earlier[-1]
     lo, hi = min(s.k_lo for s in earlier), max(s.k_hi for s in earlier)
     if lo >= before.k_lo and hi <= before.k_hi:
