@@ -130,17 +130,16 @@ def calendar_floor(earlier: Sequence[SmileSlice], after: SmileSlice, k_check: np
     if measured:
         return None
     before = earlier[-1]
-    beyond = (min(s.k_lo for s in earlier) < before.k_lo
-              or max(s.k_hi for s in earlier) > before.k_hi)
     if not _crosses(before, after, before.k_lo, before.k_hi, k_check, n) and \
-            not (beyond and _dips(earlier, after, k_check, n)):
+            not _dips(earlier, after, k_check, n):
         return None
     return floor_rows(earlier, k_check, n)
 
 
 def _dips(earlier: Sequence[SmileSlice], after: SmileSlice, k_check: np.ndarray,
           n: int) -> bool:
-    """Whether ``after`` dips under the part of its floor from :func:`_envelope`."""
+    """Whether ``after`` dips under the part of its floor from :func:`_envelope` (never when
+    that part is empty: the compiled dip is then ``-inf``)."""
     return svi_envelope_dip(*_stacked(earlier), after.params.to_array(), n, k_check,
                             CALENDAR_MARGIN) > 0.0
 

@@ -6,9 +6,9 @@ stacked parameters in one pass, on the same grids with the same formulas and tol
 says only whether anything is flagged; a surface it flags goes to ``check_slices``, which lists
 the violations.  :func:`svi_calendar_drop` is the crossing test of
 :mod:`calibration.models.calendar_rows` for two SVI slices, :func:`svi_envelope_dip` the test
-of the rest of its floor (:func:`svi_envelope_dips` for every slice of a surface at once).  Both grids are built as
-``numpy.linspace`` builds them (``start + i * step``, the last point exactly ``stop``), so each
-point, and each decision, is the one the numpy path makes.
+of the rest of its floor (:func:`svi_envelope_dips` for every slice of a surface at once).
+Both grids are built as ``numpy.linspace`` builds them (``start + i * step``, the last point
+exactly ``stop``), so each point, and each decision, is the one the numpy path makes.
 """
 
 from __future__ import annotations
