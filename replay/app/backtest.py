@@ -159,7 +159,8 @@ def run(cfg: Any) -> dict:
             stream = ensure_stream(_without(calib_node, "cache"), d.sel, mode=cache, log=log)
             if stream is not None:
                 manifest = read_manifest(stream.path)
-                calib.stream = StreamReader(stream.path, manifest["calibration_metrics"])
+                calib.stream = StreamReader(stream.path, manifest["calibration_metrics"],
+                                            link=stream.link)
                 recorded = manifest.get("dynamics")
                 if recorded is not None and (stream.path / DYNAMICS_FILE).exists():
                     # the stream's surface dynamics table (none without published fits), kept if

@@ -27,6 +27,9 @@ from replay.consumers.surface_stream import (
 )
 from replay.store.row_groups import RowGroups, RowRange
 
+#: the stream file holding each journal kind's payload rows
+FILE_OF = {"surface_fit": "fits.parquet", "calibration_quotes": "quotes.parquet"}
+
 
 class _WakeRow(NamedTuple):
     """What :meth:`StreamReader.output` reads of one ``wakes`` row, as Python scalars."""
@@ -85,10 +88,12 @@ class StreamReader:
     Loading is columnar (no Python object per fit row), so opening a day's stream costs
     well under a second; surfaces are rebuilt only when someone reads them."""
 
-    def __init__(self, folder: str | Path, metrics: dict | None = None):
+    def __init__(self, folder: str | Path, metrics: dict | None = None, link: bool = False):
         folder = Path(folder)
         #: the building consumer's :meth:`metrics` over the whole stream, when known
         self.metrics = metrics
+        #: whether :meth:`splice` links the journal's fit and quote rows instead of copying
+        self.link = link
         missing = [f for f in FILES if not (folder / f).exists()]
         if missing:
             raise StreamMismatch(f"surface stream {folder} is incomplete (no {missing[0]}); "
@@ -145,8 +150,10 @@ class StreamReader:
         """Journal rows ``[i0, i1)`` as the live consumer's wakes did: for each row that
         emitted anything, a ``wake`` event (``wake``: its one-row columns and digest), then
         its ``surface_fit`` and ``calibration_quotes`` events, each at the row's time and
-        cause.  The events are chained in one pass and their rows copied as slices of the
-        stream's files (:meth:`replay.engine.journal.Journal.append_many`)."""
+        cause.  The events are chained in one pass
+        (:meth:`replay.engine.journal.Journal.append_many`) and their rows copied as slices of
+        the stream's files, or with :attr:`link` linked to them
+        (:meth:`~replay.engine.journal.Journal.link_rows`)."""
         ev = self._events(wake[1])
         r0, r1 = np.searchsorted(ev.rows, (i0, i1)).tolist()
         if r0 == r1:
@@ -167,6 +174,10 @@ class StreamReader:
                  wake_seq + 1 + fits)):
             r = rows[has]
             if not len(r):
+                continue
+            if self.link:
+                journal.link_rows(kind, self.folder / FILE_OF[kind], seq[has], ts[has],
+                                  self.wake[r])
                 continue
             lens = end_row[r] - first_row[r]
             a, b = int(first_row[r[0]]), int(end_row[r[-1]])

@@ -7,10 +7,11 @@ Layout of a run's ``journal.duckdb``
   ``cause_stream``/``cause_seq`` name the last market event folded when it was decided (stream
   code of :data:`replay.model.schema.STREAM_PRIORITY` and that table's ``seq``; -1/-1 before any).
 * one payload table per event kind, ``(seq, ts, <declared fields>)``.  An event has one payload
-  row (``fills``) or several (``calibration_quotes``: one row per quote of a fit).
+  row (``fills``) or several (``calibration_quotes``: one row per quote of a fit).  A kind
+  whose rows are linked (:meth:`Journal.link_rows`) has a view instead, over ``journal_links``.
 * ``journal_meta(key, value)``: ``hash_version``, the version of the hash definition
-  (:data:`replay.model.events.HASH_VERSION`) the journal was written under, and
-  ``kind:<name>``, each kind's declaration (:meth:`replay.model.events.EventKind.declaration`).
+  (:data:`replay.model.events.HASH_VERSION`) the journal was written under, ``kind:<name>``,
+  each kind's declaration (:meth:`replay.model.events.EventKind.declaration`), ``link:<name>``.
 
 The kinds (declared with :func:`replay.model.events.register_kind`), their canonical bytes and
 the running hash are defined in :mod:`replay.model.events`.  Appends are buffered and written
@@ -42,7 +43,8 @@ from replay.model.events import (
     length_prefixed,
     payload_digest,
 )
-from replay.store.journal_file import records_version
+from replay.store import journal_tables as tables_of
+from replay.store.journal_file import links, records_version
 from replay.store.ordered_writer import OrderedWriter
 from replay.store.row_groups import RowRange
 
@@ -68,7 +70,9 @@ class Journal:
     nothing: the replay of a surface-stream build, whose journal nobody reads, then spends no
     time on rows (its hash is still recorded)."""
 
-    IN_FLIGHT = 2  #: writes queued for the writer thread before the caller waits
+    #: writes queued for the writer thread before the caller waits (a run's first write, the
+    #: copy of its stream's surface dynamics, takes the writer tenths of a second)
+    IN_FLIGHT = 4
 
     def __init__(self, path: str | os.PathLike | None, flush_rows: int = 65536,
                  commit_rows: int = 1 << 20, memory_limit: str = "64MB"):
@@ -87,6 +91,8 @@ class Journal:
         # per kind, payload rows added by add_rows: (seq, ts, table or columns)
         self._parts: dict[str, list[tuple[np.ndarray, np.ndarray, Any]]] = {}
         self._prefixes: dict[tuple[str, str], bytes] = {}
+        self._links: dict[str, str] = {}  # kind: the file whose rows it links
+        self._link_parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
         self._buffered = 0
         self._tables: set[str] = set()
         self.rows_written = 0  # rows handed to the writer thread, every table's
@@ -123,6 +129,7 @@ class Journal:
         if not records_version(self.con, self.path):
             self.con.execute("INSERT INTO journal_meta VALUES ('hash_version', ?)",
                              [str(HASH_VERSION)]).fetchall()
+        self.con.execute(tables_of.LINKS_DDL).fetchall()
         for k in list(KINDS.values()):
             self._create(k)
 
@@ -207,6 +214,20 @@ class Journal:
         self._parts.setdefault(k.name, []).append((seq, ts, rows))
         self._count(len(seq))
 
+    def link_rows(self, kind: str, parquet: str | os.PathLike, seq: np.ndarray, ts: np.ndarray,
+                  wake: np.ndarray) -> None:
+        """Payload rows of events already appended, by reference: event ``seq[j]`` (at
+        ``ts[j]``) has the rows of ``parquet`` whose ``wake`` is ``wake[j]``, and the kind's
+        table is a view of that file (:mod:`replay.store.journal_tables`, "Linked rows"): every
+        event of the kind must then be linked."""
+        k, path = kind_of(kind), os.fspath(parquet)
+        if k.name not in self._links and self.con is not None:  # the view reads the real path
+            self._writer.submit(tables_of.link_view, self.con, k, str(Path(path).resolve()))
+        if self._links.setdefault(k.name, path) != path:
+            raise ValueError(f"{k.name} rows are linked to {self._links[k.name]}, not {path}")
+        self._link_parts.append((k.name, seq, ts, wake))
+        self._count(len(seq))
+
     def _prefix(self, kind: str, source: str) -> bytes:
         prefix = self._prefixes.get((kind, source))
         if prefix is None:
@@ -281,7 +302,7 @@ class Journal:
         marks would otherwise take one at every write.  A commit writes every kind first."""
         if self.con is None:  # nothing is stored: drop what was buffered
             self._main, self._main_runs, self._buf, self._parts = [], [], {}, {}
-            self._buffered = 0
+            self._link_parts, self._buffered = [], 0
             return
         held_buf: dict[str, dict[str, list]] = {}
         held_parts: dict[str, list] = {}
@@ -302,15 +323,18 @@ class Journal:
             return
         begin = not self._uncommitted
         self._uncommitted += self._buffered - held
-        tables: list[tuple[EventKind | None, pa.Table]] = []
+        tables: list[tuple[EventKind | str, pa.Table]] = []
         self._main_run()
         if self._main_runs:  # payload rows may follow their events (Journal.add_rows)
-            tables.append((None, self._main_rows()))
+            tables.append(("journal", self._main_rows()))
+        if self._link_parts:
+            tables.append((tables_of.LINKS_TABLE, tables_of.links_table(self._link_parts)))
         for name, cols in self._buf.items():
             tables.append((KINDS[name], pa.table(cols, schema=KINDS[name].schema())))
         for name, parts in self._parts.items():
-            tables.append((KINDS[name], _rows_table(KINDS[name], parts)))
-        self._main_runs, self._buf, self._parts, self._buffered = [], held_buf, held_parts, held
+            tables.append((KINDS[name], tables_of.payload_table(KINDS[name], parts)))
+        self._main_runs, self._buf, self._parts, self._link_parts = [], held_buf, held_parts, []
+        self._buffered = held
         self.rows_written += sum(t.num_rows for _, t in tables)
         self._writer.submit(self._insert, begin, tables)
 
@@ -332,16 +356,17 @@ class Journal:
                          pa.array(sources).take(pair)],
                         names=["seq", "ts", "kind", "cause_stream", "cause_seq", "source"])
 
-    def _insert(self, begin: bool, tables: list[tuple[EventKind | None, pa.Table]]) -> None:
-        """On the writer thread: insert ``tables`` (``None``: the ``journal`` table)."""
+    def _insert(self, begin: bool, tables: list[tuple[EventKind | str, pa.Table]]) -> None:
+        """On the writer thread: insert ``tables``, each into a kind's payload table or into
+        the journal's own table it names."""
         if begin:
             self._execute("BEGIN TRANSACTION")
         for k, data in tables:
             # a kind declared after the journal was opened gets its table now
-            if k is not None and k.table not in self._tables:
+            if not isinstance(k, str) and k.table not in self._tables:
                 self._create(k)
             self.con.register("_jbuf", data)
-            self._execute(f"INSERT INTO {'journal' if k is None else k.table} "
+            self._execute(f"INSERT INTO {k if isinstance(k, str) else k.table} "
                           "SELECT * FROM _jbuf")
             self.con.unregister("_jbuf")
 
@@ -356,7 +381,9 @@ class Journal:
                                "it does not belong to this snapshot")
         self.con.execute("BEGIN TRANSACTION").fetchall()
         self._ensure_tables()
-        for t in ["journal", *(k.table for k in KINDS.values())]:
+        linked = links(self.con)
+        for t in ["journal", tables_of.LINKS_TABLE,
+                  *(k.table for k in KINDS.values() if k.name not in linked)]:
             self.con.execute(f"DELETE FROM {t} WHERE seq > ?", [seq]).fetchall()
         self.con.execute("COMMIT").fetchall()
         self.seq, self.hash = seq, running_hash
@@ -369,28 +396,3 @@ class Journal:
         finally:  # a failed write still lets go of the thread and the database file
             self._writer.shutdown()
             self._writer.by_caller(self.con.close)  # the checkpoint: the caller waits for it
-
-
-def _rows_table(k: EventKind, parts: list[tuple[np.ndarray, np.ndarray, Any]]) -> pa.Table:
-    """The rows of :meth:`Journal.add_rows` calls as one table of ``k``'s payload table."""
-    fields = pa.schema(list(k.schema())[2:])  # after seq and ts
-    rows: list = []
-    for _, _, r in parts:
-        last = rows[-1] if rows else None
-        if isinstance(r, RowRange) and isinstance(last, RowRange) and r.follows(last):
-            rows[-1] = last._replace(end=r.end)  # adjacent ranges of one file: one read
-        elif isinstance(r, Mapping) and isinstance(last, list):
-            last.append(r)  # adjacent columns: one table (a replay splices a few rows at a time)
-        else:
-            rows.append([r] if isinstance(r, Mapping) else r)
-    table = pa.concat_tables(
-        r.table().select(fields.names) if isinstance(r, RowRange)
-        else r.select(fields.names) if isinstance(r, pa.Table)
-        else pa.table({f: [x for c in r for x in c[f]] for f in fields.names}, schema=fields)
-        for r in rows)
-    if table.num_rows < 2048 * table.column(0).num_chunks:
-        table = table.combine_chunks()  # DuckDB scans many small chunks slowly
-    return pa.table([np.concatenate([p[0] for p in parts]).astype(np.int64, copy=False),
-                     np.concatenate([p[1] for p in parts]).astype(np.int64, copy=False),
-                     *table.columns], schema=k.schema())
-

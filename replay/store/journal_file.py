@@ -1,6 +1,7 @@
 """Reading a run's stored journal (``journal.duckdb``, written by the engine's journal): the
-version of the hash definition it was written under, and its running hash recomputed from its
-tables (a determinism audit).  The hash itself is defined in :mod:`replay.model.events`."""
+version of the hash definition it was written under, the kinds whose rows it links
+(:mod:`replay.store.journal_tables`), and its running hash recomputed from its tables (a
+determinism audit).  The hash itself is defined in :mod:`replay.model.events`."""
 
 from __future__ import annotations
 
@@ -10,6 +11,15 @@ import duckdb
 
 from replay.errors import StoreError
 from replay.model.events import H0, HASH_VERSION, KINDS, EventKind, canonical_bytes, chain
+from replay.store.journal_tables import linked_rows_sql
+
+
+def links(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The kinds whose rows the journal open on ``con`` links, and their files."""
+    if not _has_meta(con):
+        return {}
+    return dict(con.execute("SELECT substr(key, 6), value FROM journal_meta "
+                            "WHERE key LIKE 'link:%'").fetchall())
 
 
 def recompute_hash(path: str | os.PathLike) -> str:
@@ -21,7 +31,7 @@ def recompute_hash(path: str | os.PathLike) -> str:
     con = duckdb.connect(str(path), read_only=True)
     try:
         records_version(con, path)
-        kinds = _kinds(con, path)
+        kinds, linked = _kinds(con, path), links(con)
         main = con.sql("SELECT * FROM journal ORDER BY seq").fetchall()
         payload: dict[str, dict[int, dict[str, list]]] = {}
         for name in {r[2] for r in main}:
@@ -32,9 +42,11 @@ def recompute_hash(path: str | os.PathLike) -> str:
                                  "kind before recomputing its hash")
             kinds[name] = k
             fields = [f for f, _ in k.fields]
-            rows = con.sql(f"SELECT seq, {', '.join(fields) or '1'} FROM {k.table} "
+            src, order = (f"({linked_rows_sql(k, linked[name], row=True)})", "_row") \
+                if name in linked else (k.table, "rowid")
+            rows = con.sql(f"SELECT seq, {', '.join(fields) or '1'} FROM {src} "
                            f"WHERE seq IN (SELECT seq FROM journal WHERE kind = $k) "
-                           f"ORDER BY seq, rowid", params={"k": name}).fetchall()
+                           f"ORDER BY seq, {order}", params={"k": name}).fetchall()
             per: dict[int, dict[str, list]] = {}
             for r in rows:
                 d = per.setdefault(r[0], {f: [] for f in fields})

@@ -7,8 +7,8 @@ calibration config publishes over its data selection; on a miss it builds it
 sweep, or one job per day of a walk-forward).
 
 **The key** is the sha256 of: the store's fingerprint (its content, see
-``MarketStore.fingerprint``), the resolved calibration config (without ``cache`` and
-``build_jobs``, which do not change it; omitted keys count as their defaults and each
+``MarketStore.fingerprint``), the resolved calibration config (without ``cache``,
+``build_jobs`` and ``journal_rows``, which do not change it; omitted keys count as their defaults and each
 value is spelled one way where the class says how, and ``0`` and ``0.0`` are the same value:
 :func:`canonical_config`),
 the source file of the calibration class, the data selection (start, end, instruments,
@@ -38,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -56,19 +56,25 @@ _CODE = ("calibration", "replay/consumers/calibration.py", "replay/consumers/sch
          "replay/app/surfaces/build.py", "replay/engine", "replay/store",
          "replay/model/schema.py", "replay/model/events.py", "replay/analytics/dynamics.py")
 _VERSIONED = ("numpy", "scipy", "numba", "duckdb", "pyarrow", "pandas")
-#: keys of a calibration config that say how its stream is found and built, not what it holds
-BUILD_KEYS = ("cache", "build_jobs")
+#: ``calibration.journal_rows``: a replaying run's journal links the stream's fit and quote
+#: rows (:meth:`replay.engine.journal.Journal.link_rows`) or copies them
+JOURNAL_ROWS = ("link", "copy")
+#: keys of a calibration config that say how its stream is found, built and replayed, not
+#: what it holds
+BUILD_KEYS = ("cache", "build_jobs", "journal_rows")
 
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """Where a run's surface stream is, and whether this run built it."""
+    """Where a run's surface stream is, whether this run built it, and whether the run's
+    journal links its rows (``calibration.journal_rows``)."""
 
     mode: str
     key: str
     path: Path
     built: bool
     build_seconds: float | None
+    link: bool = True
 
     def as_metrics(self) -> dict:
         return {"cache": self.mode, "key": self.key, "built": self.built,
@@ -80,6 +86,15 @@ def cache_mode(node: Any) -> str:
     mode = str(node.get("cache", "auto") if node is not None else "auto")
     if mode not in MODES:
         raise ConfigError(f"calibration.cache: {mode!r} is not one of {', '.join(MODES)}")
+    return mode
+
+
+def journal_rows(node: Any) -> str:
+    """``calibration.journal_rows`` of a calibration config node (default ``link``)."""
+    mode = str(node.get("journal_rows", "link") if node is not None else "link")
+    if mode not in JOURNAL_ROWS:
+        raise ConfigError(f"calibration.journal_rows: {mode!r} is not one of "
+                          f"{', '.join(JOURNAL_ROWS)}")
     return mode
 
 
@@ -245,7 +260,7 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
     """The stream for a calibration config over a selection: found, or built now.  ``mode``
     defaults to the node's ``calibration.cache``; ``off`` returns None."""
     mode = cache_mode(node) if mode is None else mode
-    jobs = build_jobs(node)
+    jobs, link = build_jobs(node), journal_rows(node) == "link"
     if mode not in MODES:
         raise ConfigError(f"calibration.cache: {mode!r} is not one of {', '.join(MODES)}")
     if mode == "off":
@@ -271,7 +286,7 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
             if not found():  # else it was built while we waited
                 info = _build(calib, sel, key, folder, jobs, mode, log)
     mark_used(root, key)
-    return info
+    return replace(info, link=link)
 
 
 def _build(calib: dict, sel: Selection, key: str, folder: Path, jobs: int, mode: str,

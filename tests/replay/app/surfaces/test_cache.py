@@ -18,6 +18,7 @@ import replay
 from replay.app.selection import Selection
 from replay.app.surfaces.cache import calibration_config, ensure_stream, stream_key
 from replay.consumers.surface_stream import StreamMismatch
+from replay.errors import ConfigError
 from replay.store.journal_file import recompute_hash
 
 
@@ -78,6 +79,45 @@ def test_cached_run_has_the_live_journal_hash(gbm_quarter_hour, cold, tmp_path, 
     if every == "1s":
         with duckdb.connect(str(tmp_path / "reused" / "journal.duckdb"), read_only=True) as con:
             assert con.execute("SELECT count(*) FROM surface_fits WHERE carried").fetchall()[0][0]
+
+
+def test_linked_and_copied_rows_are_the_live_runs(gbm_quarter_hour, cold, tmp_path):
+    """``calibration.journal_rows=link`` (the default) makes the journal's ``surface_fits``
+    and ``calibration_quotes`` views of the stream's files, ``copy`` stores them: both hold
+    the rows of a live run (but for its own wall-clock ``fit_ms``), under the same hash."""
+    calib = {"every": "5s", "quotes_every_s": 30.0}
+    runs = {name: replay.run(_cfg(gbm_quarter_hour, tmp_path / name, **calib, **extra))
+            for name, extra in (("live", {"cache": "off"}), ("copy", {"journal_rows": "copy"}),
+                                ("link", {}))}
+    assert len({m["journal_hash"] for m in runs.values()}) == 1
+    stream = Path(runs["link"]["surface_stream"]["path"])
+    rows, kinds = {}, {}
+    for name in runs:
+        journal = tmp_path / name / "journal.duckdb"
+        assert recompute_hash(journal) == runs[name]["journal_hash"]
+        with duckdb.connect(str(journal), read_only=True) as con:
+            kinds[name] = dict(con.sql(
+                "SELECT table_name, table_type FROM information_schema.tables WHERE "
+                "table_name IN ('surface_fits', 'calibration_quotes')").fetchall())
+            rows[name] = [con.sql(f"SELECT * FROM {t} ORDER BY seq, {by}").df()
+                          for t, by in (("surface_fits", "expiry"),
+                                        ("calibration_quotes", "instrument"))]
+            meta = dict(con.sql("SELECT key, value FROM journal_meta").fetchall())
+        assert ("link:surface_fit" in meta) == (name == "link")
+    assert kinds["link"] == {"surface_fits": "VIEW", "calibration_quotes": "VIEW"}
+    assert set(kinds["copy"].values()) == set(kinds["live"].values()) == {"BASE TABLE"}
+    assert meta["link:calibration_quotes"] == str((stream / "quotes.parquet").resolve())
+    for linked, copied, live in zip(rows["link"], rows["copy"], rows["live"]):
+        assert len(linked) > 0
+        pd.testing.assert_frame_equal(linked, copied)
+        if "fit_ms" in live:
+            linked, live = linked.drop(columns="fit_ms"), live.drop(columns="fit_ms")
+        pd.testing.assert_frame_equal(linked, live)
+
+
+def test_a_bad_journal_rows_is_named(gbm_quarter_hour, cold, tmp_path):
+    with pytest.raises(ConfigError, match="calibration.journal_rows: 'views'"):
+        replay.run(_cfg(gbm_quarter_hour, tmp_path / "x", journal_rows="views"))
 
 
 def _dynamics_table(journal: Path):
