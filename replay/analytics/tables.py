@@ -7,6 +7,8 @@ import os
 
 import duckdb
 
+from replay.store.journal_file import links
+
 
 def read_tables(path: str | os.PathLike, tables: list[str]) -> dict:
     """Journal tables as pandas DataFrames, one connection for all: payload tables in seq
@@ -15,6 +17,7 @@ def read_tables(path: str | os.PathLike, tables: list[str]) -> dict:
     import pandas as pd
 
     with duckdb.connect(str(path), read_only=True) as con:
+        links(con, path)  # a linked table whose file is gone is one clear error
         cols: dict[str, set] = {}
         for t, c in con.execute("SELECT table_name, column_name "
                                 "FROM information_schema.columns").fetchall():

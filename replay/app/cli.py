@@ -226,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions = s.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="one JSON line per stream, most recently used first, "
                        "then a summary line")
-    c = actions.add_parser("clean", help="remove streams; prints one JSON summary line")
+    c = actions.add_parser("clean", help="remove streams (the journals of runs that link "
+                           "a removed one need it rebuilt: volreplay calibrate); prints one "
+                           "JSON summary line")
     c.add_argument("--stale", action="store_true",
                    help="streams built by another code version (this install never reads them)")
     c.add_argument("--unused-days", type=float, default=None, metavar="N",

@@ -14,12 +14,20 @@ from replay.model.events import H0, HASH_VERSION, KINDS, EventKind, canonical_by
 from replay.store.journal_tables import linked_rows_sql
 
 
-def links(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """The kinds whose rows the journal open on ``con`` links, and their files."""
+def links(con: duckdb.DuckDBPyConnection, path: str | os.PathLike | None = None
+          ) -> dict[str, str]:
+    """The kinds whose rows the journal open on ``con`` links, and their files; given the
+    journal's ``path``, a :class:`StoreError` if a file is gone (its views cannot be read)."""
     if not _has_meta(con):
         return {}
-    return dict(con.execute("SELECT substr(key, 6), value FROM journal_meta "
-                            "WHERE key LIKE 'link:%'").fetchall())
+    found = dict(con.execute("SELECT substr(key, 6), value FROM journal_meta "
+                             "WHERE key LIKE 'link:%'").fetchall())
+    gone = sorted(f for f in found.values() if path is not None and not os.path.exists(f))
+    if gone:
+        raise StoreError(f"journal {path} links its calibration rows to {gone[0]}, which is "
+                         "gone (a cleaned surface cache): `volreplay calibrate` with the run's "
+                         "config rebuilds it, or run again with calibration.journal_rows=copy")
+    return found
 
 
 def recompute_hash(path: str | os.PathLike) -> str:
@@ -31,7 +39,7 @@ def recompute_hash(path: str | os.PathLike) -> str:
     con = duckdb.connect(str(path), read_only=True)
     try:
         records_version(con, path)
-        kinds, linked = _kinds(con, path), links(con)
+        kinds, linked = _kinds(con, path), links(con, path)
         main = con.sql("SELECT * FROM journal ORDER BY seq").fetchall()
         payload: dict[str, dict[int, dict[str, list]]] = {}
         for name in {r[2] for r in main}:

@@ -111,3 +111,16 @@ def test_rows_of_a_kind_are_linked_to_one_file_and_never_after_stored_ones(tmp_p
                     np.array([102]), np.array([2]))
     with pytest.raises(ValueError, match="surface_fits holds rows"):
         j.flush()
+
+
+def test_a_linked_file_gone_is_one_clear_error(tmp_path, fits_file):
+    from replay.analytics.tables import read_tables
+    from replay.errors import StoreError
+
+    stored, linked = _stored_and_linked(tmp_path, fits_file)
+    stored.close()
+    linked.close()
+    fits_file[0].rename(tmp_path / "moved.parquet")
+    for read in (recompute_hash, lambda p: read_tables(p, ["surface_fits"])):
+        with pytest.raises(StoreError, match="which is gone.*volreplay calibrate"):
+            read(tmp_path / "l.duckdb")
