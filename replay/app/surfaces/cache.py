@@ -8,9 +8,9 @@ sweep, or one job per day of a walk-forward).
 
 **The key** is the sha256 of: the store's fingerprint (its content, see
 ``MarketStore.fingerprint``), the resolved calibration config (without ``cache``,
-``build_jobs`` and ``journal_rows``, which do not change it; omitted keys count as their defaults and each
-value is spelled one way where the class says how, and ``0`` and ``0.0`` are the same value:
-:func:`canonical_config`),
+``build_jobs`` and ``journal_rows``, which do not change it; omitted keys count as their
+defaults and each value is spelled one way where the class says how, and ``0`` and ``0.0``
+are the same value: :func:`canonical_config`),
 the source file of the calibration class, the data selection (start, end, instruments,
 expiries, underlying) and the code version (the source of the calibration and engine code
 that decides a stream, and the numpy, scipy, numba and duckdb versions).  A change to any
