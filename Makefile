@@ -47,10 +47,10 @@ browser:
 # module fixtures built once). On 2 cores this halves the wall time; on a fresh clone both
 # processes also compile the numba kernels at once instead of one after the other.
 JOBS ?= 2
-PYTEST := $(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile
+SUITE := -q -n $(JOBS) --dist loadfile -m "not slow"
 
 test: $(STAMP) browser
-	$(PYTEST) -m "not slow"
+	$(BIN)/python -m pytest $(SUITE)
 
 # The long cases (Monte Carlo theory checks of the hedgers, the large synthetic store): minutes
 # each, so not in `make test`; run them before a change to strategies or synth lands.
@@ -77,7 +77,7 @@ test-latest: $(STAMP)
 	$(BIN)/uv pip install --quiet --python .venv-latest/bin/python --upgrade --no-cache -e '.[dev]'
 	.venv-latest/bin/python -m pip list 2>/dev/null | grep -iE '^(numpy|scipy|numba|duckdb|pandas|pyarrow) ' || \
 	  $(BIN)/uv pip list --python .venv-latest/bin/python | grep -iE '^(numpy|scipy|numba|duckdb|pandas|pyarrow) '
-	.venv-latest/bin/python -m pytest -q -n $(JOBS) --dist loadfile -m "not slow" -p no:cacheprovider
+	.venv-latest/bin/python -m pytest $(SUITE) -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .venv-latest $(DEMO_DB) .pytest_cache

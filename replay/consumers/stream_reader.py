@@ -27,9 +27,6 @@ from replay.consumers.surface_stream import (
 )
 from replay.store.row_groups import RowGroups, RowRange
 
-#: the stream file holding each journal kind's payload rows
-FILE_OF = {"surface_fit": "fits.parquet", "calibration_quotes": "quotes.parquet"}
-
 
 class _WakeRow(NamedTuple):
     """What :meth:`StreamReader.output` reads of one ``wakes`` row, as Python scalars."""
@@ -176,8 +173,7 @@ class StreamReader:
             if not len(r):
                 continue
             if self.link:
-                journal.link_rows(kind, self.folder / FILE_OF[kind], seq[has], ts[has],
-                                  self.wake[r])
+                journal.link_rows(kind, file.path, seq[has], ts[has], self.wake[r])
                 continue
             lens = end_row[r] - first_row[r]
             a, b = int(first_row[r[0]]), int(end_row[r[-1]])

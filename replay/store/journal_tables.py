@@ -29,13 +29,14 @@ LINKS_DDL = (f"CREATE TABLE IF NOT EXISTS {LINKS_TABLE} (kind VARCHAR, seq BIGIN
 
 def linked_rows_sql(k: EventKind, parquet: str, row: bool = False) -> str:
     """The ``SELECT`` of kind ``k``'s payload table ``(seq, ts, <fields>)`` from the rows of
-    ``parquet`` it links (module docstring), in seq then file order; with ``row``, also each
-    row's index in the file (``_row``)."""
+    ``parquet`` it links (module docstring), in seq then file order; with ``row``, instead of
+    that order, each row's index in the file (``_row``) for the caller to order by."""
     fields = ", ".join(f'CAST(f."{f}" AS {TYPES[t][0]}) AS "{f}"' for f, t in k.fields)
     path = "'" + parquet.replace("'", "''") + "'"
     return (f"SELECT l.seq, l.ts, {fields}{', f.file_row_number AS _row' if row else ''} "
             f"FROM {LINKS_TABLE} AS l JOIN read_parquet({path}, file_row_number = true) AS f "
-            f"ON f.wake = l.wake WHERE l.kind = '{k.name}' ORDER BY l.seq, f.file_row_number")
+            f"ON f.wake = l.wake WHERE l.kind = '{k.name}'"
+            + ("" if row else " ORDER BY l.seq, f.file_row_number"))
 
 
 def links_table(parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> pa.Table:

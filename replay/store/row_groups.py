@@ -41,6 +41,7 @@ class RowGroups:
 
     def __init__(self, path: Path, columns: list[str] | None = None, keep: int = 2,
                  read_ahead: bool = True):
+        self.path = Path(path)
         self.file = pq.ParquetFile(path)
         self.columns, self.keep = columns, keep
         sizes = [self.file.metadata.row_group(g).num_rows
