@@ -21,7 +21,6 @@ the stored tables.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,6 +42,7 @@ from replay.model.events import (
     length_prefixed,
     payload_digest,
 )
+from replay.model.hash_chain import chain_many
 from replay.store import journal_tables as tables_of
 from replay.store.journal_file import links, records_version
 from replay.store.ordered_writer import OrderedWriter
@@ -188,16 +188,10 @@ class Journal:
         ``kinds[code[j]]``, at ``ts[j]`` with cause ``(cause_stream[j], cause_seq[j])``, and
         ``digests[32 j : 32 j + 32]`` is its :func:`payload_digest`."""
         names = [kind_of(k).name for k, _ in kinds]
-        prefixes = [self._prefix(k, src) for k, src in kinds]
-        first, seq, h = self.seq + 1, self.seq, self.hash
-        pack, blake2b = HEAD.pack, hashlib.blake2b
-        for j, (c, t, cs, cq) in enumerate(zip(code.tolist(), ts.tolist(),
-                                               cause_stream.tolist(), cause_seq.tolist())):
-            seq += 1  # chain(), inlined: a call per event would cost a third of the loop
-            h = blake2b(h + pack(seq, t, cs, cq) + prefixes[c] + digests[32 * j:32 * j + 32],
-                        digest_size=32).digest()
-        self.seq, self.hash = seq, h
-        seqs = np.arange(first, seq + 1, dtype=np.int64)
+        self.hash = chain_many(self.hash, self.seq, ts, cause_stream, cause_seq, code,
+                               [self._prefix(k, src) for k, src in kinds], digests)
+        seqs = np.arange(self.seq + 1, self.seq + 1 + len(ts), dtype=np.int64)
+        self.seq += len(ts)
         self._main_run()
         pairs = np.array([self._pair(n, src) for n, (_, src) in zip(names, kinds)], np.int64)
         self._main_runs.append(np.stack([seqs, ts, pairs[code], cause_stream, cause_seq]))
