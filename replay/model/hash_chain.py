@@ -62,22 +62,23 @@ _LITTLE = sys.byteorder == "little"
 
 
 @njit(cache=True, inline="always")
-def _g(a, b, c, d, x, y):
-    """The mixing function G (section 3.1) of the words ``a, b, c, d`` with the message
-    words ``x, y``: rotations by 32, 24, 16 and 63 bits."""
+def _half_g(a, b, c, d, x, r1, l1, r2, l2):
+    """Half of the mixing function G: ``a += b + x; d = (d ^ a) >>> r1; c += d;
+    b = (b ^ c) >>> r2`` (``l = 64 - r``: a rotation is two shifts)."""
     a = a + b + x
     s = d ^ a
-    d = (s >> _R1) | (s << _L1)
+    d = (s >> r1) | (s << l1)
     c = c + d
     s = b ^ c
-    b = (s >> _R2) | (s << _L2)
-    a = a + b + y
-    s = d ^ a
-    d = (s >> _R3) | (s << _L3)
-    c = c + d
-    s = b ^ c
-    b = (s >> _R4) | (s << _L4)
-    return a, b, c, d
+    return a, (s >> r2) | (s << l2), c, d
+
+
+@njit(cache=True, inline="always")
+def _g(a, b, c, d, x, y):
+    """The mixing function G (section 3.1) of the words ``a, b, c, d`` with the message
+    words ``x, y``: its first half rotates by 32 and 24 bits, its second by 16 and 63."""
+    a, b, c, d = _half_g(a, b, c, d, x, _R1, _L1, _R2, _L2)
+    return _half_g(a, b, c, d, y, _R3, _L3, _R4, _L4)
 
 
 @njit(cache=True)
