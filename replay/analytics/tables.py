@@ -17,7 +17,7 @@ def read_tables(path: str | os.PathLike, tables: list[str]) -> dict:
     import pandas as pd
 
     with duckdb.connect(str(path), read_only=True) as con:
-        links(con, path)  # a linked table whose file is gone is one clear error
+        links(con, path, tables)  # a linked table asked for whose file is gone: one error
         cols: dict[str, set] = {}
         for t, c in con.execute("SELECT table_name, column_name "
                                 "FROM information_schema.columns").fetchall():

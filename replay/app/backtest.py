@@ -49,10 +49,8 @@ _NULL_CALIBRATION = dict.fromkeys(("n_fits", "rmse_vol_pts", "inside_spread_pct"
 
 
 def _active(node: Any) -> bool:
-    if node is None:
-        return False
     try:
-        return bool(node.get("_target_"))
+        return node is not None and bool(node.get("_target_"))
     except AttributeError:
         return False
 
@@ -77,6 +75,9 @@ def _comparable(resolved: dict) -> dict:
         d[group] = asdict(typed(cls, d.get(group), group))
     for group in PLUGIN_GROUPS:
         d[group] = d.get(group) if _active(d.get(group)) else None
+    cal = d.get("calibration")
+    if _active(cal):  # refresh replays the stream auto does; off fits live: another journal
+        d["calibration"] = {**cal, "cache": "off" if cal.get("cache") == "off" else "auto"}
     d["seed"] = int(d.get("seed") or 0)
     d["snapshot_every_s"] = d.get("snapshot_every_s")
     return d
@@ -160,7 +161,7 @@ def run(cfg: Any) -> dict:
             if stream is not None:
                 manifest = read_manifest(stream.path)
                 calib.stream = StreamReader(stream.path, manifest["calibration_metrics"],
-                                            link=stream.link)
+                                            link=stream.link and not resume)  # see truncate_after
                 recorded = manifest.get("dynamics")
                 if recorded is not None and (stream.path / DYNAMICS_FILE).exists():
                     # the stream's surface dynamics table (none without published fits), kept if

@@ -226,11 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
     actions = s.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="one JSON line per stream, most recently used first, "
                        "then a summary line")
-    c = actions.add_parser("clean", help="remove streams (the journals of runs that link "
-                           "a removed one need it rebuilt: volreplay calibrate); prints one "
-                           "JSON summary line")
+    c = actions.add_parser("clean", help="remove streams (a run whose journal links the "
+                           "rows of a removed one, calibration.journal_rows=link, can no longer "
+                           "read them: run it again); prints one JSON summary line")
     c.add_argument("--stale", action="store_true",
-                   help="streams built by another code version (this install never reads them)")
+                   help="streams built by another code version (this install never replays "
+                   "them; journals of runs made with them may still link their rows)")
     c.add_argument("--unused-days", type=float, default=None, metavar="N",
                    help="streams no run has read or built for N days or more")
     c.add_argument("--all", action="store_true", help="every stream")

@@ -215,6 +215,8 @@ class Journal:
         table is a view of that file (:mod:`replay.store.journal_tables`, "Linked rows"): every
         event of the kind must then be linked."""
         k, path = kind_of(kind), os.fspath(parquet)
+        if k.name not in self._links and not tables_of.linkable(path):
+            raise ValueError(f"{path}: DuckDB would read this path as a glob; copy its rows")
         if k.name not in self._links and self.con is not None:  # the view reads the real path
             self._writer.submit(tables_of.link_view, self.con, k, str(Path(path).resolve()))
         if self._links.setdefault(k.name, path) != path:
@@ -373,12 +375,14 @@ class Journal:
         if n != seq + 1:
             raise RuntimeError(f"journal {self.path} holds {n} events up to seq {seq}; "
                                "it does not belong to this snapshot")
+        linked = links(self.con, self.path)  # a file gone: the error names the fix
         self.con.execute("BEGIN TRANSACTION").fetchall()
         self._ensure_tables()
-        linked = links(self.con)
         for t in ["journal", tables_of.LINKS_TABLE,
                   *(k.table for k in KINDS.values() if k.name not in linked)]:
             self.con.execute(f"DELETE FROM {t} WHERE seq > ?", [seq]).fetchall()
+        for name, parquet in linked.items():  # the resumed run stores them
+            tables_of.materialize(self.con, KINDS[name], parquet)
         self.con.execute("COMMIT").fetchall()
         self.seq, self.hash = seq, running_hash
 

@@ -337,10 +337,12 @@ def validate_numbers(cfg: Mapping[str, Any]) -> None:
             bound.check(key if i is None else f"{key}[{i}]", v)
 
 
-# Keys that may differ between a run and its resume: they do not enter the journal (where the
-# output goes, the post-run analytics and report, the sweep objective, the scan window).
+# Keys that may differ between a run and its resume: they do not enter the journal's hash
+# (where the output goes, the post-run analytics and report, the sweep objective, the scan
+# window, how the surface stream is built and its rows kept; ``calibration.cache`` may go from
+# ``auto`` to ``refresh`` and back, not to or from ``off``, see replay.app.backtest).
 RESUME_FREE_KEYS = ("resume", "out_dir", "objective", "experiment", "data.window_s",
-                    "calibration.cache",
+                    "calibration.build_jobs", "calibration.journal_rows",
                     "report.html", "report.markout_horizons_s", "report.surface_snapshots")
 
 

@@ -145,6 +145,8 @@ def blake2b_256(data: bytes) -> bytes:
     >>> blake2b_256(b"abc") == hashlib.blake2b(b"abc", digest_size=32).digest()
     True
     """
+    if not _LITTLE:
+        return hashlib.blake2b(data, digest_size=32).digest()
     return _blake2b_256(np.frombuffer(data, np.uint8)).tobytes()
 
 
@@ -175,6 +177,8 @@ def _chain_many(h0, seq0, ts, cause_stream, cause_seq, code, prefix, prefix_at, 
         _put_int(msg, 49, cause_seq[j], 8)
         at = 32 + _HEAD
         c = code[j]
+        if c < 0 or c >= n_pre:
+            raise ValueError("an event's code names no prefix")
         for i in range(prefix_at[c], prefix_at[c + 1]):
             msg[at] = prefix[i]
             at += 1
@@ -195,16 +199,27 @@ def chain_many(h: bytes, seq0: int, ts: np.ndarray, cause_stream: np.ndarray,
     if len(digests) != 32 * len(ts):
         raise ValueError(f"{len(ts)} events need {32 * len(ts)} digest bytes, not "
                          f"{len(digests)}")
+    if int(seq0) + len(ts) >= 2 ** 63:
+        raise ValueError("an event's seq would pass the largest int64")
+    ts, cause_stream, cause_seq, code = (_int64(n, a) for n, a in (
+        ("ts", ts), ("cause_stream", cause_stream), ("cause_seq", cause_seq), ("code", code)))
     if not _LITTLE:  # the kernel reads the blocks' words in the machine's byte order
         return chain_many_reference(h, seq0, ts, cause_stream, cause_seq, code, prefixes,
                                     digests)
-    out = _chain_many(np.frombuffer(h, np.uint8), int(seq0), np.asarray(ts, dtype=np.int64),
-                      np.asarray(cause_stream, dtype=np.int64),
-                      np.asarray(cause_seq, dtype=np.int64), np.asarray(code, dtype=np.int64),
+    out = _chain_many(np.frombuffer(h, np.uint8), int(seq0), ts, cause_stream, cause_seq, code,
                       np.frombuffer(b"".join(prefixes) or b"\0", np.uint8),
                       np.array([0, *accumulate(map(len, prefixes))], np.int64),
                       np.frombuffer(digests, np.uint8))
     return out.tobytes()
+
+
+def _int64(name: str, a: np.ndarray) -> np.ndarray:
+    """``a`` as int64, refusing what :func:`struct.pack` would refuse to pack as one (floats,
+    unsigned values past the int64 range), as the reference does."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu" or (a.dtype.kind == "u" and a.size and a.max() >= 2 ** 63):
+        raise TypeError(f"{name}: int64 values expected, not {a.dtype}")
+    return a.astype(np.int64, copy=False)
 
 
 def chain_many_reference(h: bytes, seq0: int, ts: np.ndarray, cause_stream: np.ndarray,

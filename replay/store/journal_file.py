@@ -6,6 +6,7 @@ determinism audit).  The hash itself is defined in :mod:`replay.model.events`.""
 from __future__ import annotations
 
 import os
+from collections.abc import Collection
 
 import duckdb
 
@@ -14,19 +15,24 @@ from replay.model.events import H0, HASH_VERSION, KINDS, EventKind, canonical_by
 from replay.store.journal_tables import linked_rows_sql
 
 
-def links(con: duckdb.DuckDBPyConnection, path: str | os.PathLike | None = None
-          ) -> dict[str, str]:
+def links(con: duckdb.DuckDBPyConnection, path: str | os.PathLike | None = None,
+          tables: Collection[str] | None = None) -> dict[str, str]:
     """The kinds whose rows the journal open on ``con`` links, and their files; given the
-    journal's ``path``, a :class:`StoreError` if a file is gone (its views cannot be read)."""
+    journal's ``path``, a :class:`StoreError` if a file is gone (its views cannot be read),
+    of those kinds whose tables are in ``tables`` when it is given."""
     if not _has_meta(con):
         return {}
     found = dict(con.execute("SELECT substr(key, 6), value FROM journal_meta "
                              "WHERE key LIKE 'link:%'").fetchall())
-    gone = sorted(f for f in found.values() if path is not None and not os.path.exists(f))
+    gone = sorted(f for k, f in found.items() if path is not None and not os.path.exists(f)
+                  and (tables is None or k not in KINDS or KINDS[k].table in tables))
     if gone:
         raise StoreError(f"journal {path} links its calibration rows to {gone[0]}, which is "
-                         "gone (a cleaned surface cache): `volreplay calibrate` with the run's "
-                         "config rebuilds it, or run again with calibration.journal_rows=copy")
+                         "gone (a cleaned surface cache): run the backtest again, or rebuild "
+                         "the stream with `volreplay calibrate` and the run's config from the "
+                         "install that ran it (a stream's folder is keyed by the code "
+                         "version); calibration.journal_rows=copy keeps a run's rows in its "
+                         "own journal")
     return found
 
 

@@ -6,12 +6,15 @@ stream's kinds (``surface_fit``, ``calibration_quotes``) where they already are,
 stream's read-only Parquet files, instead of copying them: ``journal_links(kind, seq, ts,
 wake)`` then names, per event, the ``wake`` whose rows of the file are its payload rows, in
 file order; ``journal_meta``'s ``link:<kind>`` gives the file, and the kind's table is a view
-of them (:func:`linked_rows_sql`) with the rows and types a copy would hold.
+of them (:func:`linked_rows_sql`) with the rows and types a copy would hold.  A journal cut
+back to resume a run stores its linked rows from then on (:func:`materialize`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -39,6 +42,13 @@ def linked_rows_sql(k: EventKind, parquet: str, row: bool = False) -> str:
             + ("" if row else " ORDER BY l.seq, f.file_row_number"))
 
 
+def linkable(path: str | os.PathLike) -> bool:
+    """Whether a journal can link the files under ``path`` (:func:`linked_rows_sql`): not
+    when it holds a character that DuckDB's ``read_parquet`` reads as a glob (``*``, ``?``,
+    ``[``), where a view would read every file the pattern matches."""
+    return not any(c in os.fspath(Path(path).resolve()) for c in "*?[")
+
+
 def links_table(parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> pa.Table:
     """``journal_links`` rows of linked events, given as ``(kind, seq, ts, wake)`` per run of
     them."""
@@ -62,6 +72,18 @@ def link_view(con: duckdb.DuckDBPyConnection, k: EventKind, parquet: str) -> Non
     con.execute(f"CREATE OR REPLACE VIEW {k.table} AS {linked_rows_sql(k, parquet)}").fetchall()
     con.execute("INSERT OR REPLACE INTO journal_meta VALUES (?, ?)",
                 [f"link:{k.name}", parquet]).fetchall()
+
+
+def materialize(con: duckdb.DuckDBPyConnection, k: EventKind, parquet: str) -> None:
+    """Make kind ``k``'s view of the rows of ``parquet`` it links (:func:`link_view`) a table
+    holding those rows, in the same order and types, and forget its links: the journal of a
+    resumed run stores them (a run resumed with another ``calibration.cache`` fits live, and
+    one whose stream was rebuilt elsewhere must not read the new file for its old events)."""
+    con.execute(f"DROP VIEW IF EXISTS {k.table}").fetchall()
+    con.execute(k.ddl()).fetchall()
+    con.execute(f"INSERT INTO {k.table} {linked_rows_sql(k, parquet)}").fetchall()
+    con.execute(f"DELETE FROM {LINKS_TABLE} WHERE kind = ?", [k.name]).fetchall()
+    con.execute("DELETE FROM journal_meta WHERE key = ?", [f"link:{k.name}"]).fetchall()
 
 
 def payload_table(k: EventKind, parts: list[tuple[np.ndarray, np.ndarray, Any]]) -> pa.Table:

@@ -48,6 +48,7 @@ from replay.app.surfaces.build import build_stream, cores
 from replay.errors import ConfigError, UserError
 from replay.model.config import BOUNDS
 from replay.model.plugins import locate_class
+from replay.store.journal_tables import linkable
 
 MODES = ("auto", "off", "refresh")
 #: modules whose source decides the stream a config produces
@@ -286,6 +287,11 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
             if not found():  # else it was built while we waited
                 info = _build(calib, sel, key, folder, jobs, mode, log)
     mark_used(root, key)
+    if link and not linkable(folder):
+        if log is not None:
+            log.info("calibration.journal_rows=link: the cache's path %s holds a glob "
+                     "character, so the journal copies the stream's rows", folder)
+        link = False
     return replace(info, link=link)
 
 

@@ -62,8 +62,22 @@ def test_reference_is_the_journal_definition():
 
 
 def test_bad_arguments_are_refused():
-    one = (np.array([1]), np.array([300]), np.array([1]), np.array([0]), [b"x"])
+    """What the reference's ``struct.pack`` or indexing refuses, the kernel refuses too,
+    before it reads out of bounds or wraps."""
+    ts, cs, cq, code, pre, d = (np.array([1]), np.array([1]), np.array([1]), np.array([0]),
+                                [b"x"], bytes(32))
     with pytest.raises(ValueError, match="one signed byte"):
-        chain_many(H0, 0, *one, bytes(32))
+        chain_many(H0, 0, ts, np.array([300]), cq, code, pre, d)
     with pytest.raises(ValueError, match="digest bytes"):
-        chain_many(H0, 0, *one[:1], np.array([1]), *one[2:], bytes(31))
+        chain_many(H0, 0, ts, cs, cq, code, pre, bytes(31))
+    for bad in (np.array([1]), np.array([-1])):
+        with pytest.raises(ValueError, match="names no prefix"):
+            chain_many(H0, 0, ts, cs, cq, bad, pre, d)
+    with pytest.raises(IndexError):
+        chain_many_reference(H0, 0, ts, cs, cq, np.array([1]), pre, d)
+    with pytest.raises(ValueError, match="largest int64"):
+        chain_many(H0, 2 ** 63 - 1, ts, cs, cq, code, pre, d)
+    for name, arg in (("ts", np.array([1.5])), ("cause_seq", np.array([2 ** 63], np.uint64))):
+        args = {"ts": ts, "cause_seq": cq, name: arg}
+        with pytest.raises(TypeError, match=name):
+            chain_many(H0, 0, args["ts"], cs, args["cause_seq"], code, pre, d)

@@ -1,8 +1,10 @@
 """Linked rows: a journal whose payload rows of a kind are those of a Parquet file (a surface
-stream's) holds the rows, types and hash a journal that stores them holds, and stays so when
-cut back to a snapshot."""
+stream's) holds the rows, types and hash a journal that stores them holds, and stores them
+when cut back to a snapshot."""
 
 from __future__ import annotations
+
+import shutil
 
 import duckdb
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 from replay.engine.journal import Journal
 from replay.model.events import KINDS, TYPES, columns_of, payload_digest
 from replay.store.journal_file import links, recompute_hash
+from replay.store.journal_tables import linkable
 
 FITS = KINDS["surface_fit"]
 
@@ -95,8 +98,24 @@ def test_a_linked_journal_cut_back_holds_the_rows_up_to_its_snapshot(tmp_path, f
     again.truncate_after(2, cut.hash)
     again.close()
     assert recompute_hash(tmp_path / "l.duckdb") == cut.hash_hex
-    assert [r[0] for r in _fits(tmp_path / "l.duckdb")] == \
-        [r[0] for r in _fits(tmp_path / "s.duckdb") if r[0] <= 2]
+    # a resumed run stores its rows: the cut journal holds its linked ones, and links nothing
+    assert repr(_fits(tmp_path / "l.duckdb")) == \
+        repr([r for r in _fits(tmp_path / "s.duckdb") if r[0] <= 2])
+    with duckdb.connect(str(tmp_path / "l.duckdb"), read_only=True) as con:
+        assert links(con) == {}
+        assert con.sql("SELECT count(*) FROM journal_links").fetchall() == [(0,)]
+        assert con.sql("SELECT table_type FROM information_schema.tables "
+                       "WHERE table_name = 'surface_fits'").fetchall() == [("BASE TABLE",)]
+
+
+def test_a_path_duckdb_would_glob_is_never_linked(tmp_path, fits_file):
+    odd = tmp_path / "cache*"
+    odd.mkdir()
+    shutil.copy(fits_file[0], odd / "fits.parquet")
+    assert linkable(fits_file[0]) and not linkable(odd / "fits.parquet")
+    with pytest.raises(ValueError, match="glob"):
+        Journal(None).link_rows("surface_fit", odd / "fits.parquet", np.array([0]),
+                                np.array([100]), np.array([0]))
 
 
 def test_rows_of_a_kind_are_linked_to_one_file_and_never_after_stored_ones(tmp_path,
@@ -114,6 +133,7 @@ def test_rows_of_a_kind_are_linked_to_one_file_and_never_after_stored_ones(tmp_p
 
 
 def test_a_linked_file_gone_is_one_clear_error(tmp_path, fits_file):
+    """Reading a linked table, or auditing the hash, names the fix; other tables read."""
     from replay.analytics.tables import read_tables
     from replay.errors import StoreError
 
@@ -122,5 +142,7 @@ def test_a_linked_file_gone_is_one_clear_error(tmp_path, fits_file):
     linked.close()
     fits_file[0].rename(tmp_path / "moved.parquet")
     for read in (recompute_hash, lambda p: read_tables(p, ["surface_fits"])):
-        with pytest.raises(StoreError, match="which is gone.*volreplay calibrate"):
+        with pytest.raises(StoreError, match="which is gone.*run the backtest again"):
             read(tmp_path / "l.duckdb")
+    # the tables that link nothing still read (a report's fills and marks after a cache clean)
+    assert len(read_tables(tmp_path / "l.duckdb", ["journal"])["journal"]) > 0

@@ -125,6 +125,22 @@ def _dynamics_table(journal: Path):
         return con.execute("SELECT * FROM surface_dynamics ORDER BY ts, expiry").df()
 
 
+def test_a_cache_path_duckdb_would_glob_copies_the_rows(gbm_quarter_hour, tmp_path,
+                                                       monkeypatch):
+    """A cache folder whose path DuckDB would read as a glob (``[``, ``*``, ``?``) cannot be
+    named by a view: the journal copies the stream's rows, under the same hash."""
+    from replay.store.journal_file import links
+
+    monkeypatch.setenv("VOLREPLAY_CACHE_DIR", str(tmp_path / "cache[1]"))
+    m = replay.run(_cfg(gbm_quarter_hour, tmp_path / "run"))
+    assert m["surface_stream"]["built"] and "cache[1]" in m["surface_stream"]["path"]
+    journal = tmp_path / "run" / "journal.duckdb"
+    with duckdb.connect(str(journal), read_only=True) as con:
+        assert links(con) == {}
+        assert con.sql("SELECT count(*) FROM surface_fits").fetchall()[0][0] > 0
+    assert recompute_hash(journal) == m["journal_hash"]
+
+
 def test_refresh_rebuilds_and_auto_reuses(gbm_quarter_hour, cold, tmp_path):
     a = replay.run(_cfg(gbm_quarter_hour, tmp_path / "a", cache="refresh"))
     b = replay.run(_cfg(gbm_quarter_hour, tmp_path / "b", cache="refresh"))
@@ -222,24 +238,56 @@ def test_a_stream_damaged_in_the_cache_is_built_again(gbm_quarter_hour, cold, tm
     assert again["journal_hash"] == first["journal_hash"]
 
 
+@pytest.mark.parametrize("first,then", [
+    ({}, {}),                                            # linked, resumed linking
+    ({"journal_rows": "copy"}, {}),                      # copied, resumed linking
+    ({}, {"journal_rows": "copy", "cache": "refresh"}),  # linked, the stream rebuilt
+])
 def test_resume_of_a_cached_run_reaches_the_uninterrupted_hash(gbm_quarter_hour, cold,
-                                                               tmp_path):
+                                                               tmp_path, first, then):
+    """A run resumed from a snapshot, whether its journal linked or copied the stream's rows
+    and whichever ``journal_rows`` the resume runs with, reaches the uninterrupted run's hash
+    and rows, and its journal then stores them (it reads no stream: the audit recomputes the
+    hash from its own tables).  Resuming it with ``calibration.cache=off`` is refused: a live
+    scheme would start without the fits it warm-starts from, another journal."""
     from replay.engine import snapshot as snap
 
-    cfg = _cfg(gbm_quarter_hour, tmp_path / "full", latency=45.0)
-    cfg["snapshot_every_s"] = 120
-    full = replay.run(cfg)
+    def cfg(**calibration) -> dict:
+        return {**_cfg(gbm_quarter_hour, tmp_path / "full", latency=45.0, **calibration),
+                "snapshot_every_s": 120}
+
+    full = replay.run(cfg(**first))
     run = tmp_path / "cut"
     shutil.copytree(tmp_path / "full", run)
     for f in sorted((run / "snapshots").glob("*.snap"))[3:]:
         f.unlink()
     (run / "metrics.json").unlink()
     assert snap.find_latest(run)[0] is not None
-    resumed = replay.run({**cfg, "out_dir": str(run), "resume": str(run)})
+    before = sorted(p.name for p in run.rglob("*"))
+    with pytest.raises(ConfigError, match=r"calibration\.cache: 'auto' -> 'off'"):
+        replay.run({**cfg(**first, cache="off"), "out_dir": str(run), "resume": str(run)})
+    assert sorted(p.name for p in run.rglob("*")) == before
+    resumed = replay.run({**cfg(**then), "out_dir": str(run), "resume": str(run)})
     assert resumed["journal_hash"] == full["journal_hash"]
-    live = replay.run({**_cfg(gbm_quarter_hour, tmp_path / "live", latency=45.0, cache="off"),
-                       "snapshot_every_s": 120})
-    assert live["journal_hash"] == full["journal_hash"]
+    assert recompute_hash(run / "journal.duckdb") == full["journal_hash"]
+    rows = {}
+    for name in ("cut", "full"):
+        with duckdb.connect(str(tmp_path / name / "journal.duckdb"), read_only=True) as con:
+            if name == "cut":
+                assert {r[0] for r in con.sql("SELECT table_name FROM duckdb_tables()")
+                        .fetchall()} >= {"surface_fits", "calibration_quotes"}
+                assert con.sql("SELECT count(*) FROM journal_links").fetchall() == [(0,)]
+            # fit_ms is the wall clock of a live fit
+            rows[name] = [con.sql(f"SELECT {cols} FROM {t} ORDER BY seq, {by}").df()
+                          for t, cols, by in (("surface_fits", "* EXCLUDE (fit_ms)", "expiry"),
+                                              ("calibration_quotes", "*", "instrument"))]
+    for got, want in zip(rows["cut"], rows["full"]):
+        assert len(got) > 0
+        pd.testing.assert_frame_equal(got, want)
+    if not first and not then:
+        live = replay.run({**_cfg(gbm_quarter_hour, tmp_path / "live", latency=45.0,
+                                  cache="off"), "snapshot_every_s": 120})
+        assert live["journal_hash"] == full["journal_hash"]
 
 
 def test_parquet_store_day_partitions_share_the_stream_of_their_content(gbm_quarter_hour, cold,
