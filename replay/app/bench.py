@@ -36,10 +36,14 @@ def bench_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "bench"
 
 
+#: Environment variable naming the folder of real recordings (see :data:`RECORDINGS`).
+RECORDINGS_ENV = "VOLREPLAY_RECORDINGS"
 #: Real recordings the cases use when present (``deribit/BTC``: book-summary Parquet files,
-#: ``binance``: websocket JSON lines): a ``shared/data`` folder beside the checkout, as the
-#: test suite's ``shared_data`` fixture finds them.  A case without them says so in its line.
-RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "data"
+#: ``binance``: websocket JSON lines): ``$VOLREPLAY_RECORDINGS``, else a ``shared/data``
+#: folder beside the checkout, as the test suite's ``shared_data`` fixture finds them.  A case
+#: without them says so in its line.
+RECORDINGS = Path(os.environ.get(RECORDINGS_ENV)
+                  or Path(__file__).resolve().parents[3] / "shared" / "data")
 
 
 def cache_dir() -> Path:
