@@ -6,9 +6,15 @@ user's consumers).  It keeps the venue's :class:`~replay.venue.accounting.Portfo
 1. **Funding** accrues continuously on every perpetual held, at the rate in force
    (:func:`replay.venue.funding.funding_payment`), from the last accrual to now.  It wakes on
    a grid of ``every_s`` market seconds, and whoever needs the portfolio current at another
-   instant (the PnL marker, before it marks) calls :meth:`Carry.catch_up`.  Each accrual is
-   journaled as ``funding`` with the coin's USD price it was converted at, so a fold of the
-   journal rebuilds the portfolio exactly (:func:`replay.venue.fold.fold_portfolio`).
+   instant (the PnL marker, before it marks) calls :meth:`Carry.catch_up`.  The rate in force
+   at an instant is the last stored one received by then: when the perpetual's rate was
+   updated since the last accrual (its ``funding_ts``), the interval is accrued in two
+   pieces, at the rate the last accrual saw until the update and at the new one after it
+   (exact with at most one update an interval, as on the synthetic market's minute; with
+   more, the ones before the last are not seen, and their time is accrued at the older
+   rate).  Each piece is journaled as ``funding`` with its rate and the coin's USD price it
+   was converted at, so a fold of the journal rebuilds the portfolio exactly
+   (:func:`replay.venue.fold.fold_portfolio`).
 2. **Settlement**: it also wakes at each held option's and dated future's expiry instant
    (Deribit: 08:00 UTC) and closes the position against the settlement index (the mid of
    the coin's ``index`` instrument when the store has one, else ``MarketView.usd_per_coin``;
@@ -48,9 +54,13 @@ class Carry:
         self.venue = venue
         self.every_ns = int(every_s * NS)
         self.last_ts: int | None = None  # funding is accrued up to here
+        # per perpetual, the (rate, interval) the last accrual saw: in force until its update
+        self.rates: dict[int, tuple[float, float]] = {}
+        self._perps = sorted(i for i, s in venue.specs.items() if s.kind == "perp")
 
     def on_start(self, ctx) -> WakeCondition:  # noqa: ANN001 - an engine Context
         self.last_ts = ctx.now
+        self._remember(ctx.market)
         return self._next(ctx)
 
     def on_wake(self, ctx) -> WakeCondition:  # noqa: ANN001
@@ -84,21 +94,35 @@ class Carry:
         The venue calls this before it books a perpetual's fill, so that each position pays
         for the time it was held, not the position held at the next accrual."""
         pf, m, specs = self.venue.portfolio, vctx.market, self.venue.specs
-        dt_s = (vctx.now - (self.last_ts if self.last_ts is not None else vctx.now)) / NS
-        self.last_ts = vctx.now
-        if dt_s <= 0:
-            return
-        for iid, qty in pf.net_qty().items():
+        t0, t1 = (self.last_ts if self.last_ts is not None else vctx.now), vctx.now
+        self.last_ts = t1
+        for iid, qty in pf.net_qty().items() if t1 > t0 else ():
             spec = specs[iid]
-            rate = float(m.funding_rate[iid])
-            if spec.kind != "perp" or not math.isfinite(rate):
+            if spec.kind != "perp":
                 continue
-            mark = float(m.reference_price(iid))
-            amount = funding_payment(spec, qty, mark, rate, float(m.funding_interval_s[iid]), dt_s)
-            usd = float(m.usd_per_coin(iid))
-            pf.apply_funding(iid, amount, usd)
-            vctx.emit("funding", instrument_id=iid, position=qty, rate=rate, amount=amount,
-                      usd_per_coin=usd)
+            mark, usd = float(m.reference_price(iid)), float(m.usd_per_coin(iid))
+            for rate, interval_s, dt_ns in self._pieces(m, iid, t0, t1):
+                if not math.isfinite(rate) or dt_ns <= 0:
+                    continue
+                amount = funding_payment(spec, qty, mark, rate, interval_s, dt_ns / NS)
+                pf.apply_funding(iid, amount, usd)
+                vctx.emit("funding", instrument_id=iid, position=qty, rate=rate,
+                          amount=amount, usd_per_coin=usd)
+        self._remember(m)
+
+    def _remember(self, m) -> None:  # noqa: ANN001 - a MarketView
+        self.rates = {i: (float(m.funding_rate[i]), float(m.funding_interval_s[i]))
+                      for i in self._perps}
+
+    def _pieces(self, m, iid: int, t0: int, t1: int) -> list[tuple[float, float, int]]:  # noqa: ANN001
+        """``(rate, interval_s, ns)`` pieces of ``[t0, t1)`` at the rates in force (module
+        docstring): the rate the last accrual saw until the perpetual's update in
+        ``(t0, t1]``, if any, then the one now."""
+        now = (float(m.funding_rate[iid]), float(m.funding_interval_s[iid]))
+        updated, before = int(m.funding_ts[iid]), self.rates.get(iid)
+        if before is None or not t0 < updated <= t1:
+            return [(*now, t1 - t0)]
+        return [(*before, updated - t0), (*now, t1 - updated)]
 
     def _settle_expired(self, ctx, vctx) -> None:  # noqa: ANN001
         pf, specs = self.venue.portfolio, self.venue.specs
@@ -117,10 +141,10 @@ class Carry:
                           intrinsic_usd=intrinsic, value_usd=value)
 
     def state_dict(self) -> dict:
-        return {"last_ts": self.last_ts}
+        return {"last_ts": self.last_ts, "rates": dict(self.rates)}
 
     def load_state_dict(self, d: dict) -> None:
-        self.last_ts = d["last_ts"]
+        self.last_ts, self.rates = d["last_ts"], dict(d.get("rates", {}))
 
 
 def _settles(spec) -> bool:  # noqa: ANN001 - an InstrumentSpec

@@ -27,6 +27,7 @@ class _Market:
 
     funding_rate = np.array([np.nan, np.nan, RATE])
     funding_interval_s = np.array([np.nan, np.nan, INTERVAL_S])
+    funding_ts = np.zeros(3, np.int64)  # the rate was set before the runs start
     bid = np.array([49_990.0, 0.0100, 50_990.0])
     ask = np.array([50_010.0, 0.0102, 51_010.0])
     bid_size = ask_size = np.full(3, np.nan)
@@ -51,14 +52,15 @@ def _venue() -> tuple[SimulatedVenue, list]:
     return venue, events
 
 
-def _ctx(now: int, events: list):
-    vctx = SimpleNamespace(now=now, market=_Market(now),
+def _ctx(now: int, events: list, market: _Market | None = None):
+    market = market or _Market(now)
+    vctx = SimpleNamespace(now=now, market=market,
                            emit=lambda kind, **kw: events.append((now, kind, kw)),
                            fill=lambda *a, **kw: None)
     inst = SimpleNamespace(name={0: "BTC-X", 1: "BTC-X-50000-C", 2: "BTC-PERPETUAL"},
                            ids_of_kind=lambda kind: [])
     return SimpleNamespace(now=now, venue_context=lambda: vctx, instruments=inst,
-                           market=_Market(now))
+                           market=market)
 
 
 def test_a_dated_future_is_settled_at_its_expiry_with_the_options():
@@ -107,6 +109,33 @@ def test_funding_is_paid_for_the_time_a_position_was_held():
     trade(4, 119 * NS, -1)
     carry.on_wake(_ctx(120 * NS, events))
     assert_allclose(funding(60 * NS), per_s * 58.0, rtol=1e-12)
+
+
+def test_funding_accrues_at_the_rate_in_force_on_each_side_of_an_update():
+    """A rate updated within an accrual interval (its ``funding_ts``) applies from the update
+    on; the rate before it, from the last accrual up to it: two journaled pieces, each at its
+    own rate.  An update received at the accrual instant itself starts the next interval."""
+    venue, events = _venue()
+    carry, pf = venue.carry, venue.portfolio
+    market = _Market(0)
+    carry.on_start(_ctx(0, events, market))
+    pf.apply_fill(Fill(1, 2, 0, 1, 51_000.0, 100_000.0, "taker"), 51_000.0)
+    notional = 100_000 * 10.0 / 51_000.0  # coin
+    market.funding_rate = np.array([np.nan, np.nan, 3 * RATE])
+    market.funding_ts = np.array([0, 0, 20 * NS])
+    carry.on_wake(_ctx(60 * NS, events, market))
+    got = [(kw["rate"], kw["amount"]) for _, kind, kw in events if kind == "funding"]
+    assert [r for r, _ in got] == [RATE, 3 * RATE]
+    assert_allclose([a for _, a in got], [-notional * RATE * 20 / INTERVAL_S,
+                                          -notional * 3 * RATE * 40 / INTERVAL_S], rtol=1e-12)
+    market.funding_rate = np.array([np.nan, np.nan, 2 * RATE])
+    market.funding_ts = np.array([0, 0, 120 * NS])  # received at the next accrual
+    events.clear()
+    carry.on_wake(_ctx(120 * NS, events, market))
+    got = [(kw["rate"], kw["amount"]) for _, kind, kw in events if kind == "funding"]
+    assert [r for r, _ in got] == [3 * RATE]
+    assert_allclose([a for _, a in got], [-notional * 3 * RATE * 60 / INTERVAL_S], rtol=1e-12)
+    assert carry.state_dict()["rates"] == {2: (2 * RATE, INTERVAL_S)}
 
 
 def test_an_order_on_an_expired_instrument_is_rejected():

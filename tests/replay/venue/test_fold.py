@@ -18,7 +18,7 @@ from replay.venue.simulator import SimulatedVenue, specs_from_store
 from strategies.books import FixedBook
 from tests.strategies.test_base import E1, NS, build_store, journal_table
 
-PINNED_HASH = "9c662e61f4bf94ed7be2e5d00bd970e39fcbc5d7cff63b568defb6a887913ab6"
+PINNED_HASH = "75fdbdc19239286d6434d170d314b7cbf70614cfd37449fff20b987f4aa8a5a5"
 
 
 class PerpTrader:
@@ -88,6 +88,7 @@ def test_folding_the_journal_rebuilds_the_real_venue_portfolio(tmp_path):
     assert held and all(q == -2.0 for q in held)
     assert after and all(q == 0.0 for q in after)
     # Pinned: this run's journal with the venue as the one ledger (funding journaled by the
-    # venue with its USD rate, accrued on the venue's grid and before each perpetual fill).
+    # venue with its USD rate, accrued on the venue's grid and before each perpetual fill, at
+    # the rate in force on each side of an update).
     # A change that moves it must say why in its commit and re-pin.
     assert res.journal_hash == PINNED_HASH

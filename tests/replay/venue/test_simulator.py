@@ -31,6 +31,8 @@ class _Market:
     ask = np.array([0.1500, 61_010.0])
     bid_size = ask_size = np.array([5.0, 1e6])
     mark_price = np.array([np.nan, 60_000.0])
+    funding_rate, funding_interval_s = np.array([np.nan, 0.0]), np.array([np.nan, 28_800.0])
+    funding_ts = np.zeros(2, np.int64)
     venue_forward = np.array([F, np.nan])
     mark_iv = np.array([IV, np.nan])
 
