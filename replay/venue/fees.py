@@ -5,9 +5,11 @@ For one fill of ``q`` contracts at price ``p`` (contract size ``cs``)::
     fee = bps / 1e4 * notional + per_contract * q * u
     fee = min(fee, cap_fraction * q * cs * p)        options only, when a cap is configured
 
-with ``u = cs`` for an option (its per-contract rate is quoted for a contract of one unit of
-the underlying, as venues charge a share of the underlying: a contract of 0.1 coin pays a
-tenth) and ``u = 1`` otherwise (an inverse future's ``cs`` is USD, not underlying),
+with ``u = cs`` for an inverse option (its per-contract rate is quoted in coin for a contract of
+one unit of the underlying, as venues charge a share of the underlying: a contract of 0.1
+coin pays a tenth), ``u = cs * S`` for a linear one (the same share of the underlying, in
+USD: ``S`` is the underlying's price) and ``u = 1`` otherwise (an inverse future's ``cs`` is
+USD, not underlying),
 
 in the instrument's settlement currency (coin for inverse, USD for linear), positive when paid.
 The notional the basis points apply to is
@@ -109,7 +111,9 @@ def fee(schedule: FeeSchedule, spec: InstrumentSpec, liquidity: str, qty: float,
     (``u``: the module docstring's)."""
     bps, per_contract = schedule.rates(liquidity)
     q = abs(qty)
-    amount = per_contract * q * (spec.contract_size if spec.is_option else 1.0)
+    # an option's per-contract rate is a share of the underlying: its notional per contract
+    amount = per_contract * (notional(spec, q, price, underlying_price) if spec.is_option
+                             and per_contract else q)
     if bps:
         amount += bps * 1e-4 * notional(spec, q, price, underlying_price)
     cap = schedule.premium_cap_fraction

@@ -57,6 +57,21 @@ def test_linear_notionals_and_rebates() -> None:
         fee(opt, USDC_OPT, "taker", 100, 10.0)
 
 
+def test_a_linear_option_pays_its_per_contract_share_of_the_underlying_in_usd() -> None:
+    """The per-contract rate is a share of the underlying (0.0003: 0.03 %): a USDC option
+    pays it on the underlying's USD value, as an inverse one pays it in coin.  Before, a
+    linear option paid 0.0003 USD a contract."""
+    inverse = fee(DERIBIT_FEES.option, BTC_OPT, "taker", 2, 0.05)
+    linear = fee(DERIBIT_FEES.option, USDC_OPT, "taker", 200, 3_000.0, 60_000.0)
+    assert_allclose(inverse * 60_000.0, linear, rtol=1e-12)  # 200 x 0.01 = 2 coins of each
+    assert_allclose(linear, 0.0003 * 200 * 0.01 * 60_000.0, rtol=1e-12)
+    # the cap binds on a cheap one: 12.5 % of 200 x 0.01 x 10 USD
+    assert_allclose(fee(DERIBIT_FEES.option, USDC_OPT, "taker", 200, 10.0, 60_000.0), 2.5,
+                    rtol=1e-12)
+    with pytest.raises(ValueError, match="underlying price"):
+        fee(DERIBIT_FEES.option, USDC_OPT, "taker", 200, 3_000.0)
+
+
 def test_apply_fees_sets_each_fill_fee() -> None:
     fills = (Fill(1, 1, 0, 1, 0.001, 10, "taker"), Fill(1, 1, 0, 1, 0.05, 5, "taker", level=1))
     out = apply_fees(fills, DERIBIT_FEES, BTC_OPT)
