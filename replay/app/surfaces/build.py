@@ -145,6 +145,20 @@ def cores() -> int:
         else os.cpu_count() or 1
 
 
+def _import_path() -> list[str]:
+    """A part's ``PYTHONPATH``: the package's root, then this process's own import folders
+    (its working directory and script's folder, where a calibration class of the user's own
+    may live: a part runs with ``-P``, which adds neither), the interpreter's left out."""
+    own = {os.path.abspath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    found = [str(Path(__file__).resolve().parents[3])]
+    for p in sys.path:
+        p = os.path.abspath(p or os.curdir)
+        inside = any(p == o or p.startswith(o + os.sep) for o in own)
+        if p not in found and not inside and os.path.isdir(p):
+            found.append(p)
+    return found
+
+
 def _build_parts(calib: dict, sel: Selection, scratch: Path, starts: list[int]
                  ) -> list[tuple[Path, int]]:
     """Record the parts beginning at ``sel``'s start and at ``starts``, all at once, each in
@@ -156,9 +170,7 @@ def _build_parts(calib: dict, sel: Selection, scratch: Path, starts: list[int]
     from replay.errors import BuildError
 
     threads = max(1, cores() // (len(starts) + 1))  # numba threads per part
-    root = str(Path(__file__).resolve().parents[3])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(_import_path())}
     bounds = list(zip([0, *starts], [*starts, None]))
     folders = [scratch / f"part{i}" for i in range(len(bounds))]
     procs: list[subprocess.Popen] = []

@@ -120,6 +120,26 @@ def test_a_selection_whose_data_ends_early_is_cut_where_its_replay_ends(gbm_quar
         assert t.equals(serial_tables[name]), name
 
 
+def test_parts_import_a_calibration_class_of_ones_own(gbm_quarter_hour, tmp_path,
+                                                     monkeypatch):
+    """A part runs in a fresh interpreter: it finds a user's class where the caller found it
+    (a folder on the caller's import path, such as its working directory), and builds what
+    one process builds."""
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "my_epochs.py").write_text(
+        "from replay.consumers.calibration import CalibrationConsumer\n\n\n"
+        "class Mine(CalibrationConsumer):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "mine"))
+    monkeypatch.setenv("VOLREPLAY_CACHE_DIR", str(tmp_path / "cache"))
+    calib = {"_target_": "my_epochs.Mine"}
+    serial = replay.run(_cfg(gbm_quarter_hour, tmp_path / "serial", cache="refresh",
+                             build_jobs=1, **calib))
+    parts = replay.run(_cfg(gbm_quarter_hour, tmp_path / "parts", cache="refresh",
+                            build_jobs=3, **calib))
+    assert _stream(parts)[1]["parts"] == 3
+    assert parts["journal_hash"] == serial["journal_hash"]
+
+
 def test_a_failing_part_stops_the_build_with_its_log(gbm_quarter_hour, tmp_path):
     calib = {"_target_": "replay.consumers.calibration.CalibrationConsumer", "model": "svi",
              "every": "5s", "epoch": EPOCH}
