@@ -15,9 +15,11 @@ Every strategy is an engine consumer.  At each wake it
    underlying corridor (from the band via :func:`strategies.hedging.corridor.delta_corridor`,
    or the move trigger), combined with ``now + max_wake_ns`` so that time decay is tracked.
 
-Because a trade smaller than ``min_trade`` contracts (``m`` BTC) is never sent, a band
-strategy's corridor is widened to where a trade becomes possible: ``H + m`` when it rebalances
-to the edge, ``max(H, m)`` when it rebalances to the centre.  While no option is held and no
+Because a trade smaller than ``min_trade`` contracts, or than half a ``lot`` (it rounds to no
+lot), is never sent (``m`` BTC: the larger of the two), a band strategy's corridor is widened
+to where a trade becomes possible: ``H + m`` when it rebalances to the edge, ``max(H, m)``
+when it rebalances to the centre; else a breach too small to send would wake it at every
+underlying update.  While no option is held and no
 hedge is on, strategies poll every ``idle_wake_ns`` (a book's first fills cannot wake them).
 """
 
@@ -249,7 +251,7 @@ class Hedger:
         width = self.band(ctx, legs)
         h_now = 0.0 if width is None else float(np.asarray(
             width(np.array([spot]))[0] if callable(width) else width))
-        m = abs(self._hedge_delta(ctx, self.min_trade, price))
+        m = abs(self._hedge_delta(ctx, max(self.min_trade, self.lot / 2), price))
         acts = self.acts(ctx, legs, spot)
         trade = band_trade(target, current, h_now, self.rebalance) if acts else 0.0
         contracts = trade / self._hedge_delta(ctx, 1.0, price)

@@ -73,6 +73,23 @@ def test_band_wakes_on_its_corridor_and_trades_there(store, tmp_path):
     assert (dec.corridor_lo < dec.spot).all() and (dec.spot < dec.corridor_hi).all()
 
 
+def test_an_edge_band_with_lots_wakes_only_where_a_lot_trades(store, tmp_path):
+    """Rebalancing to the band's edge, orders rounded to lots of 2,000 contracts and no
+    minimum trade: a corridor wake comes only once a lot can trade (the breach beyond half a
+    lot), not at every underlying update after the band is left while the trade rounds to
+    no lot."""
+    book = FixedBook(structure="call", expiry="nearest_monthly", size=10.0)
+    hedger = WhalleyWilmott(name="hedger", risk_aversion=1e-4, cost=0.002,
+                            max_wake_ns=30 * NS, **{**COMMON, "min_trade": 0.0, "lot": 2000.0})
+    res = run_replay(store, [book, hedger], tmp_path / "run", venue=LimitOrTouchVenue(),
+                     progress=False)
+    dec = journal_table(res.journal_path, "hedge_decisions")
+    wakes = journal_table(res.journal_path, "wakes")
+    corridor = set(wakes.seq[wakes.reason == "corridor"])
+    woke = dec[[max((s for s in wakes.seq if s < q), default=-1) in corridor for q in dec.seq]]
+    assert len(woke) >= 2 and (woke.trade_delta != 0.0).all()
+
+
 def test_fast_and_reference_engines_agree(store, tmp_path):
     fast = run_replay(store, consumers(), tmp_path / "fast", venue=LimitOrTouchVenue(),
                       progress=False)
