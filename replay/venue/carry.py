@@ -78,9 +78,13 @@ class Carry:
                 if _settles(specs[i]) and specs[i].expiry_ns > now]
 
     def _next(self, ctx) -> WakeCondition:  # noqa: ANN001
-        """The next grid time, or an earlier expiry of a held option or future."""
-        grid = (ctx.now // self.every_ns + 1) * self.every_ns
-        return WakeCondition(deadline=min([grid, *self.held_expiries(ctx.now)]))
+        return self.next_wake(ctx.now)
+
+    def next_wake(self, now: int) -> WakeCondition:
+        """The next grid time, or an earlier expiry of a held option or future (the venue
+        asks again after a fill opens one: the position settles on its expiry's dot)."""
+        grid = (now // self.every_ns + 1) * self.every_ns
+        return WakeCondition(deadline=min([grid, *self.held_expiries(now)]))
 
     def catch_up(self, ctx) -> None:  # noqa: ANN001
         """Accrue funding up to ``ctx.now`` and settle every held option and future that has

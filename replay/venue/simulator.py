@@ -200,6 +200,9 @@ class SimulatedVenue:
                       price=f.price, fee=f.fee, liquidity=f.liquidity, level=f.level,
                       arrival_mid=mid, usd_per_coin=usd, fee_usd=fee_usd, slippage_usd=cost)
         if booked:
+            if spec.expiry_ns is not None and spec.expiry_ns > vctx.now:
+                # settled at its expiry, which may come before the carry's next wake
+                vctx.set_wake(self.carry.name, self.carry.next_wake(vctx.now))
             for listener in self.fill_listeners:
                 listener(vctx)
 

@@ -138,6 +138,27 @@ def test_funding_accrues_at_the_rate_in_force_on_each_side_of_an_update():
     assert carry.state_dict()["rates"] == {2: (2 * RATE, INTERVAL_S)}
 
 
+def test_a_position_opened_between_the_carrys_wakes_settles_at_its_expiry():
+    """On a grid that does not fall on the expiry (every 90 s; an option expiring at 100 s),
+    an option bought at 95 s, after the carry's 90 s wake set its next one at 180 s: the
+    venue moves that wake to the expiry, so the option settles against the index of its
+    expiry, not of a later instant."""
+    venue = SimulatedVenue(VenueConfig(funding_every_s=90.0), {0: FUT, 1: OPT, 2: PERP})
+    events: list = []
+    wakes: list = []
+    carry = venue.carry
+    assert carry.on_start(_ctx(0, events)).deadline == 90 * NS
+    assert carry.on_wake(_ctx(90 * NS, events)).deadline == 180 * NS
+    vctx = _ctx(95 * NS, events).venue_context()
+    vctx.set_wake = lambda name, cond: wakes.append((name, cond.deadline))
+    order = Order(1, 1, 1, 1.0, "market", None, 95 * NS, "book", 95 * NS)
+    venue.book_fills(order, (Fill(1, 1, 95 * NS, 1, 0.0101, 1.0, "taker"),), 0.0101, vctx)
+    assert wakes == [(carry.name, 100 * NS)]
+    carry.on_wake(_ctx(100 * NS, events))
+    assert [(t, kw["instrument_id"]) for t, kind, kw in events if kind == "settlement"] == \
+        [(100 * NS, 1)]
+
+
 def test_an_order_on_an_expired_instrument_is_rejected():
     """After its expiry an instrument's last quotes are stale and its settlement value is
     known: an order that arrives then is refused (``expired``), not filled."""
