@@ -19,6 +19,7 @@ import logging
 import math
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from replay.analytics.objective import checked_objective
-from replay.app.selection import resolve_data, typed
+from replay.app.selection import forecast_bars, resolve_data, typed
 from replay.errors import ConfigError, RefusedAtStart
 from replay.model.config import (
     PLUGIN_GROUPS,
@@ -85,6 +86,11 @@ def _comparable(resolved: dict) -> dict:
 
 def run(cfg: Any) -> dict:
     """Run one backtest; returns the metrics dict (also written to ``metrics.json``)."""
+    with ExitStack() as held:  # the surface stream it reads, let go however the run ends
+        return _run(cfg, held)
+
+
+def _run(cfg: Any, held: ExitStack) -> dict:
     from omegaconf import OmegaConf
 
     from replay.app import FEED_READ_AHEAD, use_system_allocator
@@ -144,7 +150,7 @@ def run(cfg: Any) -> dict:
     consumers = [c for c in (calib, fc, book, strategy, marker, margin) if c is not None]
     if not consumers:
         raise ConfigError("nothing to run: calibration, book and strategy are all none")
-    bars = _forecast_bars(d, fc) if fc is not None else None  # before the run dir is claimed
+    bars = forecast_bars(d, fc) if fc is not None else None  # before the run dir is claimed
 
     run_info = {"db": str(db), "underlying": names.get(underlying), "config": resolved}
     if resume:
@@ -159,6 +165,7 @@ def run(cfg: Any) -> dict:
         if calib is not None:
             stream = ensure_stream(_without(calib_node, "cache"), d.sel, mode=cache, log=log)
             if stream is not None:
+                held.callback(stream.release)
                 manifest = read_manifest(stream.path)
                 calib.stream = StreamReader(stream.path, manifest["calibration_metrics"],
                                             link=stream.link and not resume)  # see truncate_after
@@ -232,32 +239,6 @@ def _risk_metrics(journal: Path, calib, fc, bars, margin, known_dynamics) -> dic
     return out
 
 
-def _forecast_bars(d, fc) -> tuple:
-    """The underlying's bars over the selection (the store's previous-tick sampling at 1 s),
-    handed to the forecast consumer before the replay, the synthetic truth path when the store
-    has one, and the 1-second samples: ``(bars, (ts, variance) | None, (grid, mid))``."""
-    from replay.consumers.forecast.forecasters import bars_from_mid
-    from replay.store import open_store
-
-    step = NS  # 1-second previous-tick samples: the bars take every sample_s-th, TSRV all
-    with open_store(d.db) as st:
-        lo, hi = st.time_span("underlying_quotes")
-        if lo is None or d.sel.underlying_id is None or d.sel.underlying_id < 0:
-            raise ConfigError("forecast: the store has no underlying quotes to forecast from "
-                              "(forecasts need the underlying's tape; a store of option "
-                              "summaries has none)")
-        start = d.sel.start if d.sel.start is not None else lo
-        end = d.sel.end if d.sel.end is not None else hi
-        grid, mid = st.sampled_mid(d.sel.underlying_id, start - start % step, end, step)
-        truth = None
-        if "truth_path" in st.tables():
-            t = st.con.sql("SELECT ts, variance FROM truth_path ORDER BY ts").to_arrow_table()
-            truth = (t.column("ts").to_numpy(), t.column("variance").to_numpy())
-    bars = bars_from_mid(grid, mid, fc.cfg.sample_s)
-    fc.prepare(bars, start, end, truth)
-    return bars, truth, (grid, mid)
-
-
 def _out_dir(out_dir: str | None, resume: str | None) -> Path:
     """Where the run writes: ``out_dir``, else the resumed run's directory, else a new one."""
     if resume:
@@ -269,9 +250,8 @@ def _out_dir(out_dir: str | None, resume: str | None) -> Path:
                               f"would write to {out_dir}; a resume continues in its own "
                               "directory (drop hydra.run.dir)")
         return run_dir
-    if out_dir is not None:
-        return Path(out_dir)
-    return Path("reports") / "runs" / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
+    return Path(out_dir) if out_dir is not None else \
+        Path("reports") / "runs" / datetime.now().strftime("%Y-%m-%d/%H-%M-%S")
 
 
 def _write_run_json(out: Path, info: dict) -> None:

@@ -1,7 +1,8 @@
 """A run's market data: the ``data`` config group resolved against the store and checked.
 
 Every command that replays (``volreplay run``, ``volreplay calibrate``) resolves its selection
-here, so a surface stream built by one is found by the other.
+here, so a surface stream built by one is found by the other; a run that forecasts also
+samples the underlying's bars over it here (:func:`forecast_bars`).
 """
 
 from __future__ import annotations
@@ -163,3 +164,29 @@ def _expiries(data: DataConfig, inst_table: Any, db: Any, span_text: str) -> lis
 def _non_options(inst_table) -> str:
     rows = [r for r in inst_table.to_pylist() if r["kind"] != "option"]
     return ", ".join(r["name"] for r in rows) or "none"
+
+
+def forecast_bars(d: ResolvedData, fc: Any) -> tuple:
+    """The underlying's bars over the selection (the store's previous-tick sampling at 1 s),
+    handed to the forecast consumer before the replay, the synthetic truth path when the store
+    has one, and the 1-second samples: ``(bars, (ts, variance) | None, (grid, mid))``."""
+    from replay.consumers.forecast.forecasters import bars_from_mid
+    from replay.store import open_store
+
+    step = NS  # 1-second previous-tick samples: the bars take every sample_s-th, TSRV all
+    with open_store(d.db) as st:
+        lo, hi = st.time_span("underlying_quotes")
+        if lo is None or d.sel.underlying_id is None or d.sel.underlying_id < 0:
+            raise ConfigError("forecast: the store has no underlying quotes to forecast from "
+                              "(forecasts need the underlying's tape; a store of option "
+                              "summaries has none)")
+        start = d.sel.start if d.sel.start is not None else lo
+        end = d.sel.end if d.sel.end is not None else hi
+        grid, mid = st.sampled_mid(d.sel.underlying_id, start - start % step, end, step)
+        truth = None
+        if "truth_path" in st.tables():
+            t = st.con.sql("SELECT ts, variance FROM truth_path ORDER BY ts").to_arrow_table()
+            truth = (t.column("ts").to_numpy(), t.column("variance").to_numpy())
+    bars = bars_from_mid(grid, mid, fc.cfg.sample_s)
+    fc.prepare(bars, start, end, truth)
+    return bars, truth, (grid, mid)

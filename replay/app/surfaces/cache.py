@@ -38,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,13 @@ class StreamInfo:
     built: bool
     build_seconds: float | None
     link: bool = True
+    #: the stream's lock file, open with a shared ``flock`` while a run reads the stream
+    held: Any = field(default=None, compare=False, repr=False)
+
+    def release(self) -> None:
+        """Let go of the stream (:func:`ensure_stream`): it may be cleaned or refreshed."""
+        if self.held is not None:
+            self.held.close()
 
     def as_metrics(self) -> dict:
         return {"cache": self.mode, "key": self.key, "built": self.built,
@@ -238,6 +245,15 @@ def store_fingerprint(db: str | Path) -> str:
     return fp
 
 
+def _hold(path: Path) -> Any:
+    """``path`` open with its shared ``flock`` (:func:`ensure_stream`), after any build that
+    holds it exclusively; closing the file lets go."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+")  # noqa: SIM115 - held past this call, closed by StreamInfo.release
+    fcntl.flock(f, fcntl.LOCK_SH)
+    return f
+
+
 @contextmanager
 def locked(path: Path, wait: bool = True) -> Iterator[bool]:
     """Hold ``path``'s exclusive ``flock``, the one a stream's build holds: waiting for a
@@ -258,8 +274,11 @@ def locked(path: Path, wait: bool = True) -> Iterator[bool]:
 
 def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
                   log: Any = None) -> StreamInfo | None:
-    """The stream for a calibration config over a selection: found, or built now.  ``mode``
-    defaults to the node's ``calibration.cache``; ``off`` returns None."""
+    """The stream for a calibration config over a selection: found, or built now, and held
+    (its lock file's shared ``flock``) until :meth:`StreamInfo.release` or until the info is
+    dropped: a build or refresh of it waits, and ``volreplay cache clean`` leaves it, while a
+    run reads it.  ``mode`` defaults to the node's ``calibration.cache``; ``off`` returns
+    None."""
     mode = cache_mode(node) if mode is None else mode
     jobs, link = build_jobs(node), journal_rows(node) == "link"
     if mode not in MODES:
@@ -278,21 +297,25 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
     key = stream_key(store_fingerprint(sel.db), calib, sel)
     folder = root / key
 
-    def found() -> bool:
-        return mode == "auto" and intact(folder)
-
+    lock, build = lock_file(root, key), mode == "refresh"
     info = StreamInfo(mode, key, folder, False, None)
-    if not found():
-        with locked(lock_file(root, key)):
-            if not found():  # else it was built while we waited
+    while True:  # held and whole, or built (under the build's lock) and then held
+        if not build:
+            held = _hold(lock)
+            if intact(folder):
+                break
+            held.close()
+        with locked(lock):
+            if build or not intact(folder):  # else it was built while we waited
                 info = _build(calib, sel, key, folder, jobs, mode, log)
+            build = False
     mark_used(root, key)
     if link and not linkable(folder):
         if log is not None:
             log.info("calibration.journal_rows=link: the cache's path %s holds a glob "
                      "character, so the journal copies the stream's rows", folder)
         link = False
-    return replace(info, link=link)
+    return replace(info, link=link, held=held)
 
 
 def _build(calib: dict, sel: Selection, key: str, folder: Path, jobs: int, mode: str,
@@ -319,6 +342,7 @@ def _publish_dir(tmp: Path, folder: Path) -> None:
     """Make ``tmp`` the stream at ``folder``: read-only files, then one rename."""
     for f in tmp.iterdir():
         f.chmod(0o444)
+    tmp.chmod(folder.parent.stat().st_mode & 0o777)  # mkdtemp's 0700: the cache's own access
     if folder.exists():  # refresh: move the old one aside first (rename cannot replace a dir)
         retire(folder)
     tmp.rename(folder)

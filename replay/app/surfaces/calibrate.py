@@ -49,6 +49,7 @@ def calibrate(cfg: Any) -> dict:
     data = resolve_data(typed(DataConfig, cfg.get("data"), "data"))
     info = ensure_stream(node, data.sel, mode=mode, log=log)
     man = read_manifest(info.path)
+    info.release()  # built or found: nothing reads it here
     return {**info.as_metrics(), "events": man["events"], "rows": man["rows"],
             "parts": man.get("parts", 1), "bytes": man["bytes"],
             "calibration": man["calibration_metrics"]}

@@ -8,11 +8,13 @@ version (``stale``: this install never reads them again), those no run has read 
 or all of them.
 
 A run that reads a stream, or builds it, marks it used (the modification time of its
-``<key>.lock``).  A stream whose lock is held (a build or refresh in progress) is left alone;
-one that is removed is first renamed out of its key's place under its lock, so a run never
-finds half a stream.  A run that had already opened the stream keeps its open files (POSIX
-semantics), but one that starts while its stream is removed builds it again.  The lock files
-themselves stay: removing one while another process waits on it would let two builds run.
+``<key>.lock``).  A stream whose lock is held (a build or refresh in progress, or a run
+reading it: :func:`~replay.app.surfaces.cache.ensure_stream`) is left alone; one that is
+removed is first renamed out of its key's place under its lock, so a run never finds half a
+stream, and one that starts while its stream is removed builds it again.  What a run leaves
+after it, a journal whose rows link a removed stream, cannot read those rows any more
+(``docs/outputs.md``).  The lock files themselves stay: removing one while another process
+waits on it would let two builds run.
 """
 
 from __future__ import annotations
@@ -70,8 +72,12 @@ def cached_streams(root: Path | None = None) -> list[CachedStream]:
         except (OSError, ValueError):  # damaged by hand: no run can read it, so it is stale
             manifest = {}
         lock = lock_file(root, folder.name)
-        used = (lock if lock.exists() else folder / "manifest.json").stat().st_mtime
-        out.append(CachedStream(folder.name, folder, _size(folder), used,
+        try:
+            used = (lock if lock.exists() else folder / "manifest.json").stat().st_mtime
+            size = _size(folder)
+        except FileNotFoundError:  # removed while listed (a clean or refresh elsewhere)
+            continue
+        out.append(CachedStream(folder.name, folder, size, used,
                                 manifest.get("code") == code, manifest))
     return sorted(out, key=lambda s: s.last_used, reverse=True)
 

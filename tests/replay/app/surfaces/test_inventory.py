@@ -35,6 +35,8 @@ def streams(gbm_quarter_hour, tmp_path, monkeypatch):
         m.setattr(cache, "code_version", lambda: "another code version")
         old = cache.ensure_stream(_node("120s"), sel)
     assert a.built and b.built and old.built and len({a.key, b.key, old.key}) == 3
+    for s in (a, b, old):
+        s.release()  # no run reads them
     return {"a": a, "b": b, "old": old, "sel": sel, "root": cache.streams_dir()}
 
 
@@ -95,6 +97,34 @@ def test_a_stream_whose_build_holds_its_lock_stays(streams):
         out = clean(everything=True)
     assert out["busy"] == 1 and key not in out["keys"] and out["removed"] == 2
     assert streams["a"].path.exists()
+
+
+def test_a_stream_a_run_reads_stays_and_is_readable_by_the_cache_s_users(streams):
+    """While a run holds its stream (ensure_stream's shared lock, let go when the run ends),
+    a clean leaves it; a stream's folder has the cache folder's access, not mkdtemp's 0700."""
+    reading = cache.ensure_stream(_node("120s"), streams["sel"])
+    assert not reading.built and reading.key == streams["a"].key
+    out = clean(everything=True)
+    assert out["busy"] == 1 and streams["a"].key not in out["keys"]
+    assert (streams["a"].path / "manifest.json").exists()
+    assert streams["a"].path.stat().st_mode & 0o777 == streams["root"].stat().st_mode & 0o777
+    reading.release()
+    assert clean(everything=True)["keys"] == [streams["a"].key]
+
+
+def test_a_stream_removed_while_listed_is_left_out(streams, monkeypatch):
+    import replay.app.surfaces.inventory as inventory
+
+    real = inventory.read_manifest
+
+    def and_remove(folder):  # a clean elsewhere takes it between the listing's two looks
+        m = real(folder)
+        if folder.name == streams["b"].key:
+            cache.retire(folder)
+        return m
+
+    monkeypatch.setattr(inventory, "read_manifest", and_remove)
+    assert streams["b"].key not in {s.key for s in cached_streams()}
 
 
 def test_an_interrupted_builds_leftovers_go_unless_its_build_runs(streams):
