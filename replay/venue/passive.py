@@ -14,9 +14,10 @@ that it wakes at exactly the market events that can fill them:
   strictly through the limit (an ask below our bid, a bid above our ask) fills at the limit
   up to the displayed size there: a market that trades at a better price than ours would have
   met our order;
-* at the order's **expiry**, ``venue.passive_ttl_s`` after its arrival: the unfilled rest is
-  journaled as a rejection with reason ``expired`` (implementation shortfall then counts its
-  opportunity cost).
+* at the order's **expiry**, ``venue.passive_ttl_s`` after its arrival or at its
+  instrument's expiry if that comes first (an expired option or future trades no more: from
+  that instant nothing fills it): the unfilled rest is journaled as a rejection with reason
+  ``expired`` (implementation shortfall then counts its opportunity cost).
 
 Fills are maker fills at the limit price; fees, accounting and the ``execution`` journal go
 through the same path as fills on arrival (:meth:`SimulatedVenue.book_fills`).
@@ -29,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
-from replay.engine.wake import WakeCondition
+from replay.engine.wake import NO_DEADLINE, WakeCondition
 from replay.model.events import EventKind, register_kind
 from replay.model.orders import Fill, Order
 from replay.venue.fills import BookView, QueueModel, RestingOrder, TradePrint
@@ -73,7 +74,7 @@ class PassiveOrders:
     def add(self, order: Order, resting: RestingOrder, arrival_fills: Sequence[Fill],
             vctx: Any) -> None:
         iid = order.instrument_id
-        expires = vctx.now + self.ttl_ns
+        expires = min(vctx.now + self.ttl_ns, self._ends(iid))
         self.orders[order.order_id] = (order, resting, expires)
         took = self.taken.setdefault(iid, {})
         for f in arrival_fills:
@@ -98,17 +99,20 @@ class PassiveOrders:
             oids.sort(key=lambda o: _priority(self.orders[o][1]))
             print_left = float(m.last_size[iid]) if ctx.printed == iid else 0.0
             took = self.taken.setdefault(iid, {})
+            ended = self._ends(iid)
             for oid in oids:
                 order, r, expires = self.orders[oid]
                 fills: list[Fill] = []
-                if print_left > 0:
+                if ctx.now >= ended:
+                    pass  # expired: nothing fills it, it is rejected below
+                elif print_left > 0:
                     trade = TradePrint(ctx.now, float(m.last_price[iid]), print_left,
                                        int(m.last_side[iid]))
                     r, fill = self.queue.on_trade(r, trade, ctx.rng)
                     if fill is not None:
                         fills.append(fill)
                         print_left -= fill.qty
-                if r is not None:
+                if r is not None and ctx.now < ended:
                     r = self.queue.on_quote(r, book)
                     if crossed_through(r, book):
                         touch, size = ((book.ask_price, book.ask_size) if r.order.side > 0
@@ -123,9 +127,11 @@ class PassiveOrders:
                 if fills:
                     self.venue.book_fills(order, fills, book.mid, vctx)
                 if r is not None and ctx.now >= expires:
+                    why = "its instrument expired" if ctx.now >= ended else \
+                        f"rested {self.ttl_ns / 1e9:g} s unfilled"
                     vctx.emit("rejection", order_id=oid, instrument_id=iid,
                               qty=r.order.side * r.remaining, reason="expired",
-                              detail=f"limit {r.price} rested {self.ttl_ns / 1e9:g} s unfilled")
+                              detail=f"limit {r.price} {why}")
                     r = None
                 if r is None:
                     del self.orders[oid]
@@ -134,6 +140,11 @@ class PassiveOrders:
             if not any(o.instrument_id == iid for o, _, _ in self.orders.values()):
                 del self.taken[iid]
         return self._next(ctx.now)
+
+    def _ends(self, iid: int) -> int:
+        """When instrument ``iid`` stops trading: its expiry (never for a perpetual)."""
+        e = self.venue.specs[iid].expiry_ns
+        return NO_DEADLINE if e is None else int(e)
 
     def _next(self, now: int) -> WakeCondition | None:
         if not self.orders:

@@ -173,3 +173,28 @@ def test_an_order_on_an_expired_instrument_is_rejected():
     assert venue.portfolio.net_qty() == {}
     venue.on_arrival(Order(3, 2, 1, 5.0, "market", None, 199 * NS, "hedger", 200 * NS), vctx)
     assert venue.portfolio.net_qty() == {2: 5.0}  # a perpetual never expires
+
+
+def test_a_resting_order_ends_when_its_instrument_expires():
+    """A limit order resting on an option expiring before its time to live ends at the
+    expiry: a book through its limit at that instant (quotes of an expired option are stale)
+    fills nothing, and the rest is rejected as expired, saying why."""
+    from replay.venue.fills import RestingOrder
+
+    venue, events = _venue()
+    wakes: list = []
+    vctx = _ctx(90 * NS, events).venue_context()
+    vctx.set_wake = lambda name, cond: wakes.append((name, cond.deadline))
+    order = Order(7, 1, 1, 2.0, "limit", 0.0101, 90 * NS, "book", 90 * NS)
+    venue.passive.add(order, RestingOrder(order, 0.0101, 2.0, 90 * NS, 0.0), (), vctx)
+    assert wakes == [(venue.passive.name, 100 * NS)]  # not 90 s + the hour it may rest
+    market = _Market(100 * NS)
+    market.ask = np.array([50_010.0, 0.0090, 51_010.0])  # through the bid: it would fill
+    market.last_size = np.full(3, np.nan)
+    ctx = _ctx(100 * NS, events, market)
+    ctx.printed, ctx.rng = -1, np.random.default_rng(0)
+    venue.passive.on_wake(ctx)
+    assert not any(kind == "execution" for _, kind, _ in events)
+    (reject,) = [kw for _, kind, kw in events if kind == "rejection"]
+    assert reject["reason"] == "expired" and "instrument expired" in reject["detail"]
+    assert reject["qty"] == 2.0 and venue.passive.orders == {}
