@@ -62,7 +62,9 @@ class VenueConfig:
     latency_ms: float = 5.0
     jitter_ms: float = 0.0
     jitter: str = "none"  # none | uniform | exponential
-    option_fee_per_contract: float = 0.0003  # coin, per contract of one unit of underlying
+    # a share of the underlying, per contract of one unit of it: in coin for an inverse
+    # option, of the underlying's USD value for a linear one
+    option_fee_per_contract: float = 0.0003
     option_fee_cap: float = 0.125  # fraction of premium
     hedge_taker_bps: float = 5.0
     hedge_maker_bps: float = 0.0
