@@ -164,7 +164,8 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
            coalesce(r.unfilled, 0) * (m.end_mid - m.decision_mid) * usd_per_price
                AS opportunity_usd,
            coalesce(f.fees_usd, 0) AS fees_usd,
-           execution_usd + opportunity_usd + fees_usd AS shortfall_usd
+           -- f.fees_usd by name, not the alias (DuckDB reads a column first): NULL when unfilled
+           execution_usd + opportunity_usd + coalesce(f.fees_usd, 0) AS shortfall_usd
     FROM o
     JOIN mkt.instruments i ON i.instrument_id = o.instrument_id
     LEFT JOIN f USING (order_id) LEFT JOIN r USING (order_id)

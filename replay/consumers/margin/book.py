@@ -131,11 +131,16 @@ def _option_vols(ctx, specs, board, ids, strike, t, fwd, call, flat_vol) -> np.n
     return vol
 
 
-def group_pnl(mark, groups: Mapping[int, int], n_groups: int) -> np.ndarray:
+def group_pnl(mark, groups: Mapping[int, int], n_groups: int, coin: bool = False
+              ) -> np.ndarray:
     """USD PnL per group from a :class:`~replay.venue.accounting.PortfolioMark`, plus a last
-    entry for fees and funding (module docstring)."""
+    entry for fees and funding (module docstring); with ``coin`` (coin collateral), the
+    coin PnL valued at the mark's coin price, as the collateral is."""
     out = np.zeros(n_groups + 1)
+    usd = mark.usd_per_coin
     for i, p in mark.by_instrument.items():
-        out[groups[i]] += p.realized_usd + p.unrealized_usd
-    out[-1] = mark.funding_usd - mark.fees_usd
+        out[groups[i]] += (p.realized_coin + p.unrealized_coin) * usd if coin \
+            else p.realized_usd + p.unrealized_usd
+    out[-1] = (mark.funding_coin - mark.fees_coin) * usd if coin \
+        else mark.funding_usd - mark.fees_usd
     return out

@@ -184,11 +184,14 @@ class MarginConsumer:
         if any(not math.isfinite(p) for p in prices.values()):
             return
         mk = pf.mark(prices, usd)
-        e0 = venue.cfg.initial_equity * (usd if venue.cfg.equity_currency == "coin" else 1.0)
+        coin = venue.cfg.equity_currency == "coin"
+        e0 = venue.cfg.initial_equity * (usd if coin else 1.0)
         groups = group_index(specs, held, self.isolate_by)
         n_groups = max(groups.values(), default=-1) + 1
         legs, ids = book_legs(ctx, specs, positions, self.board, usd, self.flat_vol, groups)
-        acct = Account(e0, group_pnl(mk, groups, n_groups), e0 + mk.total_usd, legs, ids,
+        # coin collateral: its coin PnL at today's price (USD booked at past prices is not it)
+        equity = (venue.cfg.initial_equity + mk.total_coin) * usd if coin else e0 + mk.total_usd
+        acct = Account(e0, group_pnl(mk, groups, n_groups, coin), equity, legs, ids,
                        n_groups, self._rule_params(ctx), spot_move_since_fit(ctx, self.board),
                        years_since_fit(ctx, self.board))
         req = self.requirement(legs, n_groups, acct.params, acct.moved, acct.since_fit)

@@ -184,6 +184,10 @@ def test_shortfall_values_an_expired_remainder_at_the_mid_when_it_expired(store,
     res = run(store, tmp_path / "run")
     with analytics.connect(res.journal_path, store[0]) as con:
         is_ = shortfall_row(con, 3)
+        never = shortfall_row(con, 2)
+    # an order that never filled has no fees: its shortfall is its opportunity cost (it was
+    # NULL, and left out of the run's total)
+    assert never["filled"] == 0.0 and never["shortfall_usd"] == never["opportunity_usd"]
     usd = 100_000.0  # the perpetual's mid: the coin's USD rate
     decision, end = (0.020 + 0.021) / 2, (0.020 + C_BETTER_ASK[0]) / 2  # at 2 s and 32 s
     assert (is_["filled"], is_["unfilled"]) == (70.0, 30.0)

@@ -93,13 +93,15 @@ def test_too_little_equity_is_called_and_liquidated(store, tmp_path):
 
 
 def test_coin_collateral_is_revalued_at_the_coin_price(store, tmp_path):
+    """Coin collateral is the initial coins plus the coin PnL, valued at today's price (not
+    today's price times the initial coins plus PnL booked in USD at past prices)."""
     out = tmp_path / "coin"
     replay.run(_cfg(store, out, "standard", venue={"initial_equity": 10.0,
                                                    "equity_currency": "coin"}))
-    both = journal_query(out, "SELECT m.equity_usd, m.usd_per_coin, p.total_usd FROM margin m "
+    both = journal_query(out, "SELECT m.equity_usd, m.usd_per_coin, p.total_coin FROM margin m "
                    "JOIN pnl p USING (ts)")
     assert len(both) >= 10 and both["usd_per_coin"].nunique() > 1
-    assert_allclose(both["equity_usd"], 10.0 * both["usd_per_coin"] + both["total_usd"],
+    assert_allclose(both["equity_usd"], (10.0 + both["total_coin"]) * both["usd_per_coin"],
                     rtol=1e-12)
 
 
@@ -154,3 +156,21 @@ def test_the_margin_frontier_preset_composes_and_runs(gbm_quarter_hour, tmp_path
     # k ATM_IV sqrt(h) with the GBM store's true vol, 0.5, as the surface's ATM vol
     ranges = params.map(lambda p: json.loads(p)["price_range"])
     assert_allclose(ranges, 2.0 * 0.5 * (900 / (365 * 86400)) ** 0.5, rtol=0.05)
+
+
+def test_coin_collateral_pnl_stays_in_coin_when_the_price_moves():
+    """A closed inverse perp trade realised +5 coin (1M USD of contracts bought at 40,000,
+    sold at 50,000): with the book flat, the collateral's PnL is 5 coin whatever the coin's
+    price (in USD, what it was booked at)."""
+    from replay.consumers.margin.book import group_pnl
+    from replay.model.orders import Fill, InstrumentSpec
+    from replay.venue.accounting import Portfolio
+
+    pf = Portfolio({2: InstrumentSpec(2, "perp", "inverse", 10.0, 0.5)})
+    pf.apply_fill(Fill(1, 2, 0, 1, 40_000.0, 100_000, "taker"), 40_000.0)
+    pf.apply_fill(Fill(2, 2, 0, -1, 50_000.0, 100_000, "taker"), 50_000.0)
+    for s in (50_000.0, 60_000.0):
+        mk = pf.mark({2: s}, s)
+        assert_allclose(group_pnl(mk, {2: 0}, 1, coin=True) / s, [5.0, 0.0], rtol=1e-12)
+    assert_allclose(group_pnl(pf.mark({2: 60_000.0}, 60_000.0), {2: 0}, 1)[0], 250_000.0,
+                    rtol=1e-12)
