@@ -183,20 +183,32 @@ def forecast_block(journal: Path, every_s: float, names: tuple[str, ...],
                 _, ia, ib = np.intersect1d(ts, ts_flat, return_indices=True)
                 stat, p = diebold_mariano(loss[ia], l_flat[ib], lags)
                 out[name].update(dm_vs_flat=_none(stat), dm_p_vs_flat=_none(p))
-    scored = {n: out[n]["qlike"] for n in names if out[n]["qlike"] is not None}
-    out["best_by_qlike"] = min(scored, key=scored.get) if scored else None
+    # forecasters start at different times (a GARCH after its warm-up): each one's own scores
+    # are over its own rows, but they are ranked on the times every one of them forecast
+    common = _common_qlike(df[df["forecaster"].isin(names)], against)
+    out["best_by_qlike"] = min(common, key=common.get) if common else None
     # against the synthetic truth (the root mean true variance over the horizon), if known
     truth = truth_df[np.isfinite(truth_df["true_vol"]) & (truth_df["true_vol"] > 0)]
     for name, g in truth.groupby("forecaster", sort=True):
         out[name]["qlike_truth"] = _none(float(np.mean(qlike(g["forecast_vol"].to_numpy() ** 2,
                                                              g["true_vol"].to_numpy() ** 2))))
-    ranked = sorted((v["qlike_truth"], n) for n, v in out.items()
-                    if isinstance(v, dict) and v.get("qlike_truth") is not None)
-    out["ranking_truth"] = " < ".join(n for _, n in ranked) or None
+    ranked = _common_qlike(truth[truth["forecaster"].isin(names)], "true_vol")
+    out["ranking_truth"] = " < ".join(sorted(ranked, key=ranked.get)) or None
     imp = df[df["forecaster"] == "implied"]
     out["vrp_mean"] = _none(float(np.mean(imp["forecast_vol"] - imp[against]))) \
         if len(imp) else None
     return out
+
+
+def _common_qlike(df, against: str) -> dict[str, float]:
+    """Each forecaster's mean QLIKE against ``against`` over the times at which every
+    forecaster in ``df`` has a score (none when they share no time)."""
+    names = df["forecaster"].unique()
+    per_ts = df.groupby("ts")["forecaster"].nunique()
+    common = df[df["ts"].isin(per_ts.index[per_ts == len(names)])]
+    return {n: float(np.mean(qlike(g["forecast_vol"].to_numpy() ** 2,
+                                   g[against].to_numpy() ** 2)))
+            for n, g in common.groupby("forecaster", sort=True)}
 
 
 #: fewest ``sample_s`` returns the jump measures (``bv_vol``, ``jump_share``, ``jump_z``)

@@ -35,3 +35,33 @@ def test_dm_has_its_size_on_overlapping_forecasts():
         bartlett[i] = d.mean() / np.sqrt(long_run_var(d, h - 1, bartlett=True) / n)
     assert 0.04 < np.mean(p < 0.05) < 0.085
     assert np.mean(np.abs(bartlett) > 1.96) > 0.11  # the old statistic's size, for contrast
+
+
+def test_forecasters_are_ranked_on_the_times_all_of_them_forecast(tmp_path):
+    """A flat forecast from the start and a GARCH only after its warm-up: over its own rows
+    the flat one pays for the first half's higher vol, which the GARCH never saw; on the
+    times both forecast, the flat one (right there) beats the GARCH.  Each one's own scores
+    stay over its own rows; the best and the ranking are on the common times."""
+    import duckdb
+    import pandas as pd
+
+    from replay.analytics.forecast_scores import forecast_block
+
+    rows = []
+    for i in range(48):
+        rv = 1.0 if i < 24 else 0.5
+        ts = (i + 1) * 300 * 10**9
+        rows.append((2 * i, ts, "flat", 3600.0, 0.5, rv, rv))
+        if i >= 24:
+            rows.append((2 * i + 1, ts, "garch", 3600.0, 0.45, rv, rv))
+    df = pd.DataFrame(rows, columns=["seq", "ts", "forecaster", "horizon_s", "forecast_vol",
+                                     "realized_vol", "true_vol"])
+    path = tmp_path / "j.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.register("d", df)
+        con.execute("CREATE TABLE vol_forecasts AS SELECT * FROM d")
+    out = forecast_block(path, 300.0, ("flat", "garch"))
+    assert (out["flat"]["n"], out["garch"]["n"]) == (48, 24)
+    assert out["flat"]["qlike"] > out["garch"]["qlike"] > 0  # own rows: flat looks worse
+    assert out["best_by_qlike"] == "flat"
+    assert out["ranking_truth"] == "flat < garch"
