@@ -21,11 +21,13 @@ run the marker
    ``sigma`` (surface IV, sticky strike; the option's own mid IV when no surface is
    published) and its own expiry forward ``F = b S``, the basis ``b`` held over the step
    (the published surface's ``F(t) / S`` at its fit, else the venue's forward of the
-   expiry, else 1).  A coin premium is ``Black(F) / F``, so the option's USD value is
+   expiry, else 1).  A coin premium is ``Black(F) / F``, so an inverse option's USD value is
    ``V(S) = Black(b S) / b`` and its greeks in ``S`` are Black's at ``F`` with
    ``dV/dS = Delta_F``, ``d2V/dS2 = b Gamma_F``, ``d2V/dS dsigma = Vanna_F`` and vega,
    theta and volga divided by ``b`` (greeks at ``F = S`` left 7 % of a 90-day option's
-   delta and gamma PnL in the residual at a 3 % basis).  The hedge's PnL is pure delta.
+   delta and gamma PnL in the residual at a 3 % basis); a linear option's USD premium is
+   ``V(S) = Black(b S)`` itself, so ``dV/dS = b Delta_F``, ``d2V/dS2 = b^2 Gamma_F``,
+   ``d2V/dS dsigma = b Vanna_F`` and vega, theta and volga are Black's.  The hedge's PnL is pure delta.
    Fees, funding and slippage (the fill-vs-mid cost journaled by the venue) are their own
    buckets, and ``residual`` is the step PnL minus everything explained, so the buckets
    sum to the total exactly.
@@ -144,12 +146,12 @@ class PnLMarker:
             spec, tj, sg = specs[i], float(t[j]), float(sigma[j])
             f = _forward(m, i)
             b = _basis(float(fwd[j]) / fit_spot, float(m.venue_forward[i]) / f)
-            if not math.isfinite(sg):  # the coin premium is Black(F) / F: invert it at F
-                mid = float(m.mid(i))
-                sg = float(np.asarray(implied_vol(mid * b * f, b * f, spec.strike, tj,
+            if not math.isfinite(sg):  # a coin premium is Black(F) / F: invert it at F
+                black = float(m.mid(i)) * (b * f if spec.is_inverse else 1.0)
+                sg = float(np.asarray(implied_vol(black, b * f, spec.strike, tj,
                                                   spec.is_call)))
             g = _greeks_in_spot(greeks_one(b * f, float(spec.strike), tj, sg,
-                                           bool(spec.is_call)), b) \
+                                           bool(spec.is_call)), b, spec.is_inverse) \
                 if tj > 0 and math.isfinite(sg) else None
             st["opt"][i] = {"F": f, "sigma": sg, "t": tj,
                             "n": net.get(i, 0.0) * spec.contract_size, "g": g,
@@ -297,10 +299,13 @@ def _basis(*candidates: float) -> float:
     return next((b for b in candidates if math.isfinite(b) and b > 0), 1.0)
 
 
-def _greeks_in_spot(black: tuple, b: float) -> dict[str, float]:
-    """The greeks in ``S`` of ``V(S) = Black(b S) / b`` from Black's at ``F = b S``
-    (module docstring)."""
+def _greeks_in_spot(black: tuple, b: float, inverse: bool = True) -> dict[str, float]:
+    """The greeks in ``S`` of ``V(S) = Black(b S) / b`` (an inverse option), or of
+    ``V(S) = Black(b S)`` (a linear one), from Black's at ``F = b S`` (module docstring)."""
     g = dict(zip(GREEK_NAMES, black))
+    if not inverse:
+        return {**g, "delta": g["delta"] * b, "gamma": g["gamma"] * b * b,
+                "vanna": g["vanna"] * b}
     return {"price": g["price"] / b, "delta": g["delta"], "gamma": g["gamma"] * b,
             "vega": g["vega"] / b, "theta": g["theta"] / b, "vanna": g["vanna"],
             "volga": g["volga"] / b}

@@ -84,3 +84,41 @@ def test_the_surface_mark_moves_with_the_coin_between_refits():
     explained = g["delta"] * (s1 - s0) + 0.5 * g["gamma"] * (s1 - s0) ** 2
     assert_allclose(usd_value(s1) - usd_value(s0), explained, rtol=2e-3)
     assert_allclose(usd_value(s0), _value(s0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("settlement", ["inverse", "linear"])
+def test_an_options_greeks_in_spot_follow_its_settlement(settlement):
+    """Without a surface the option's vol is its mid's, inverted as it is quoted (a coin
+    premium ``Black(F) / F``, or a linear option's USD ``Black(F)``), and its greeks are those
+    of its USD value in the coin's price ``S`` at a 3 % basis: ``Black(b S) / b`` inverse,
+    ``Black(b S)`` linear (finite differences)."""
+    from types import SimpleNamespace as NS_
+
+    from calibration.pricing.black import black_price
+    from replay.consumers.marker import PnLMarker
+    from replay.model.orders import InstrumentSpec
+
+    day = 86_400 * 10**9
+    spec = InstrumentSpec(1, "option", settlement, 1.0, 0.0001, strike=50_000.0,
+                          expiry_ns=30 * day, is_call=True)
+    s, b, t, vol = 50_000.0, 1.03, 30 / 365, 0.6
+
+    def value(x: float) -> float:  # USD, per unit of underlying
+        v = float(black_price(b * x, 50_000.0, t, vol, True))
+        return v / b if settlement == "inverse" else v
+
+    premium = float(black_price(b * s, 50_000.0, t, vol, True))
+    mid = premium / (b * s) if settlement == "inverse" else premium
+    market = NS_(mid=lambda i: mid, venue_forward={1: b * s}, usd_per_coin=lambda i: s)
+    venue = NS_(specs={1: spec}, portfolio=NS_(net_qty=lambda: {1: 1.0}),
+                slippage_usd={"hedge": 0.0, "option": 0.0})
+    state = PnLMarker(venue, board=None)._state(
+        NS_(market=market, now=0), [1], NS_(total_usd=0.0, hedge_usd=0.0, fees_usd=0.0,
+                                            funding_usd=0.0))
+    o = state["opt"][1]
+    assert_allclose(o["sigma"], vol, rtol=1e-9)
+    h = 1.0
+    assert_allclose(o["g"]["price"], value(s), rtol=1e-9)
+    assert_allclose(o["g"]["delta"], (value(s + h) - value(s - h)) / (2 * h), rtol=1e-6)
+    assert_allclose(o["g"]["gamma"], (value(s + h) - 2 * value(s) + value(s - h)) / h**2,
+                    rtol=1e-4)
