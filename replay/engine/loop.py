@@ -11,7 +11,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,9 +141,13 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     jpath, sdir = out / "journal.duckdb", out / "snapshots"
+    if any(n is not None and n <= 0 for n in (snapshot_every_events, snapshot_every_ns)):
+        raise ValueError("snapshot_every_events and snapshot_every_ns must be positive")
     payload = snap.load_latest(resume) if resume is not None else None
     if payload is not None and not keep_journal:
         raise ValueError("a resumed replay continues its stored journal: keep_journal=True")
+    if payload is not None and engine == "reference":
+        raise ValueError("the reference engine does not resume")
     if payload is None:
         for p in (jpath, Path(str(jpath) + ".wal")):
             p.unlink(missing_ok=True)
@@ -165,9 +169,9 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
                          snapshotter=((lambda r: snap.write(sdir, snap.capture(r)))
                                       if want_snaps else None))
             cursor = None
-            if payload is not None:
-                journal.truncate_after(payload["journal_seq"], payload["journal_hash"])
+            if payload is not None:  # checked against this run before the journal is cut
                 snap.restore(rt, payload)
+                journal.truncate_after(payload["journal_seq"], payload["journal_hash"])
                 cursor = FeedCursor(state.now, state.stream_seqs())
             for table, parquet in (copy_tables or {}).items():
                 journal.copy_table(table, parquet)
@@ -185,10 +189,9 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
             with _collector_for_replay():
                 try:
                     if engine == "fast":
-                        run_fast(rt, feed.prefetched() if prefetch else feed, tick)
+                        with closing(feed.prefetched()) if prefetch else nullcontext(feed) as src:
+                            run_fast(rt, src, tick)  # the read-ahead thread ends with the run
                     elif engine == "reference":
-                        if payload is not None:
-                            raise ValueError("the reference engine does not resume")
                         from replay.engine.reference import run_reference
 
                         run_reference(rt, store, feed, tick)

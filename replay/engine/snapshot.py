@@ -66,17 +66,17 @@ def restore(rt: Runtime, p: dict[str, Any]) -> None:
     if p["fstate"].shape != st.fstate.shape:
         raise ConfigError("resume: the snapshot was taken on a store with different "
                           "instruments (data.db differs from the run's)")
+    names = {c.name for c in rt.consumers}
+    if names != set(p["consumers"]):  # e.g. book=none on resuming a run that had a book
+        raise ConfigError(f"resume: the snapshot holds consumers {', '.join(sorted(p['consumers']))}"
+                          f" but this config has {', '.join(sorted(names)) or 'none'}; "
+                          "resume with the run's calibration, book and strategy")
     st.fstate[...], st.istate[...], st.clock[...] = p["fstate"], p["istate"], p["clock"]
     st.underlying_id = p["underlying_id"]
     rt.wakes.load(p["wakes"])
     rt.orders = list(p["orders"])
     rt.next_order_id = p["next_order_id"]
     rt.rng.bit_generator.state = p["rng"]
-    names = {c.name for c in rt.consumers}
-    if names != set(p["consumers"]):  # e.g. book=none on resuming a run that had a book
-        raise ConfigError(f"resume: the snapshot holds consumers {', '.join(sorted(p['consumers']))}"
-                          f" but this config has {', '.join(sorted(names)) or 'none'}; "
-                          "resume with the run's calibration, book and strategy")
     for c in rt.consumers:
         c.load_state_dict(p["consumers"][c.name])
     if p.get("venue") is not None:

@@ -309,12 +309,31 @@ def test_costs_count_every_row_written_and_the_writers_time(tmp_path):
 
 
 def test_a_failed_write_surfaces_at_the_next_flush(tmp_path):
-    """Inserts run on the writer thread: what fails there is raised to the caller."""
-    j = Journal(tmp_path / "j.duckdb")
+    """Inserts run on the writer thread: what fails there is raised to the caller, and stays
+    the error raised (at close too): the writes behind it are not run, where they would fail
+    on its aborted transaction instead."""
+    j = Journal(tmp_path / "j.duckdb", flush_rows=1)
     j.con.execute("DROP TABLE marks").fetchall()  # the writer's table is gone
     j.append("mark", 0, (-1, -1), "a", {"instrument_id": 0, "price": 1.0, "value": 2.0})
+    j.append("wake", 1, (-1, -1), "engine", {"consumer": "a", "reason": "deadline"})
     with pytest.raises(duckdb.CatalogException):
         j.flush()
+    with pytest.raises(duckdb.CatalogException):
+        j.close()
+
+
+def test_the_writer_runs_nothing_after_a_failed_write():
+    from replay.store.ordered_writer import OrderedWriter
+
+    w, ran = OrderedWriter("t", in_flight=4), []
+    w.submit(ran.append, 1)
+    w.submit(lambda: 1 / 0)
+    w.submit(ran.append, 2)
+    for call in (w.sync, lambda: w.submit(ran.append, 3)):
+        with pytest.raises(ZeroDivisionError):
+            call()
+    w.shutdown()
+    assert ran == [1]
 
 
 def test_a_journal_records_its_hash_version_and_refuses_another(tmp_path):

@@ -70,3 +70,35 @@ def test_a_consumer_refusing_at_start_is_told_apart_and_the_journal_let_go(store
         run_replay(store, [RefusesAtStart()], tmp_path / "run", progress=False)
     assert not [t for t in threading.enumerate() if t.name.startswith("journal")]
     duckdb.connect(str(tmp_path / "run" / "journal.duckdb")).close()
+
+
+class FailsAtSecondWake(Periodic):
+    def __init__(self) -> None:
+        super().__init__("fails", 500 * MS)
+        self.wakes = 0
+
+    def on_wake(self, ctx):
+        self.wakes += 1
+        if self.wakes == 2:
+            raise RuntimeError("a consumer failed mid-run")
+        return super().on_wake(ctx)
+
+
+def test_a_failed_run_leaves_no_read_ahead_thread(store, tmp_path):
+    """The feed's read-ahead thread ends with the run, also one that failed (it lived on as
+    long as the error's traceback did, reading a closed store)."""
+    import threading
+
+    with pytest.raises(RuntimeError, match="failed mid-run") as failed:
+        run_replay(store, [FailsAtSecondWake()], tmp_path / "run", progress=False,
+                   window_ns=20 * MS)  # many windows: the reader is still reading
+    assert failed.value is not None  # the traceback, and with it the run's frames, held here
+    assert not [t for t in threading.enumerate() if t.name == "volreplay-feed"]
+
+
+@pytest.mark.parametrize("cadence", [{"snapshot_every_events": 0},
+                                     {"snapshot_every_ns": -1}])
+def test_a_snapshot_cadence_must_be_positive(store, tmp_path, cadence):
+    with pytest.raises(ValueError, match="must be positive"):
+        run_replay(store, [Periodic("p", 500 * MS)], tmp_path / "run", progress=False,
+                   **cadence)

@@ -143,3 +143,28 @@ def test_mistyped_resume_path_touches_nothing(world, tmp_path):
         with pytest.raises(ConfigError, match="resume: "):
             _resume(d, ids, out, wrong)
     assert _tree(out) == before
+
+
+def test_a_refused_resume_leaves_the_journal_whole(world, tmp_path):
+    """A resume that does not fit the run (a consumer fewer, or the reference engine) is
+    refused before the journal is cut back to the snapshot: the run can still be resumed."""
+    d, ids, full = world
+    out = tmp_path / "refused"
+    shutil.copytree(d / "full", out)
+    first = sorted((out / "snapshots").glob("*.snap"))[0]
+    events = _journal_events(out)
+    with pytest.raises(ConfigError, match="resume: the snapshot holds consumers"):
+        run_replay(d / "s.duckdb", toys(ids)[:-1], out, venue=TouchVenue(), resume=first,
+                   **SETTINGS)
+    with pytest.raises(ValueError, match="does not resume"):
+        run_replay(d / "s.duckdb", toys(ids), out, venue=TouchVenue(), resume=first,
+                   engine="reference", **SETTINGS)
+    assert _journal_events(out) == events
+    assert _resume(d, ids, out, first) == full.journal_hash
+
+
+def _journal_events(run: Path) -> int:
+    import duckdb
+
+    with duckdb.connect(str(run / "journal.duckdb"), read_only=True) as con:
+        return con.sql("SELECT count(*) FROM journal").fetchall()[0][0]
