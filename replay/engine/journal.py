@@ -215,10 +215,11 @@ class Journal:
         table is a view of that file (:mod:`replay.store.journal_tables`, "Linked rows"): every
         event of the kind must then be linked."""
         k, path = kind_of(kind), os.fspath(parquet)
-        if k.name not in self._links and not tables_of.linkable(path):
-            raise ValueError(f"{path}: DuckDB would read this path as a glob; copy its rows")
-        if k.name not in self._links and self.con is not None:  # the view reads the real path
-            self._writer.submit(tables_of.link_view, self.con, k, str(Path(path).resolve()))
+        if k.name not in self._links:
+            if not tables_of.linkable(path):
+                raise ValueError(f"{path}: DuckDB would read this path as a glob; copy its rows")
+            if self.con is not None:  # the view reads the real path
+                self._writer.submit(tables_of.link_view, self.con, k, str(Path(path).resolve()))
         if self._links.setdefault(k.name, path) != path:
             raise ValueError(f"{k.name} rows are linked to {self._links[k.name]}, not {path}")
         self._link_parts.append((k.name, seq, ts, wake))

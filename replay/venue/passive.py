@@ -99,20 +99,18 @@ class PassiveOrders:
             oids.sort(key=lambda o: _priority(self.orders[o][1]))
             print_left = float(m.last_size[iid]) if ctx.printed == iid else 0.0
             took = self.taken.setdefault(iid, {})
-            ended = self._ends(iid)
+            live = ctx.now < self._ends(iid)  # an expired instrument fills nothing
             for oid in oids:
                 order, r, expires = self.orders[oid]
                 fills: list[Fill] = []
-                if ctx.now >= ended:
-                    pass  # expired: nothing fills it, it is rejected below
-                elif print_left > 0:
+                if live and print_left > 0:
                     trade = TradePrint(ctx.now, float(m.last_price[iid]), print_left,
                                        int(m.last_side[iid]))
                     r, fill = self.queue.on_trade(r, trade, ctx.rng)
                     if fill is not None:
                         fills.append(fill)
                         print_left -= fill.qty
-                if r is not None and ctx.now < ended:
+                if r is not None and live:
                     r = self.queue.on_quote(r, book)
                     if crossed_through(r, book):
                         touch, size = ((book.ask_price, book.ask_size) if r.order.side > 0
@@ -127,8 +125,8 @@ class PassiveOrders:
                 if fills:
                     self.venue.book_fills(order, fills, book.mid, vctx)
                 if r is not None and ctx.now >= expires:
-                    why = "its instrument expired" if ctx.now >= ended else \
-                        f"rested {self.ttl_ns / 1e9:g} s unfilled"
+                    why = f"rested {self.ttl_ns / 1e9:g} s unfilled" if live else \
+                        "its instrument expired"
                     vctx.emit("rejection", order_id=oid, instrument_id=iid,
                               qty=r.order.side * r.remaining, reason="expired",
                               detail=f"limit {r.price} {why}")
