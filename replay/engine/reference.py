@@ -27,6 +27,7 @@ from replay.engine.state import (
     F_ASK_SIZE,
     F_BID,
     F_BID_SIZE,
+    F_FUNDING_INDEX,
     F_FUNDING_INTERVAL,
     F_FUNDING_RATE,
     F_LAST_PX,
@@ -40,6 +41,7 @@ from replay.engine.state import (
     I_QUOTE_TS,
     I_TRADE_TS,
     I_UPDATE_TS,
+    NEVER,
 )
 from replay.model.schema import STREAM_PRIORITY
 from replay.store.database import MarketStore
@@ -48,7 +50,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from replay.engine.runtime import Runtime
 
 _QUOTES = ("option_quotes", "underlying_quotes")
-_TRADES = ("option_trades", "underlying_trades")
 _TRADES = ("option_trades", "underlying_trades")
 
 
@@ -90,6 +91,11 @@ def apply(rt: Runtime, ev: tuple) -> None:
         f[iid, F_LAST_PX], f[iid, F_LAST_SIZE], f[iid, F_LAST_SIDE] = v[:3]
         i[iid, I_TRADE_TS] = ts
     elif table == "funding":
+        rate, interval_s = float(f[iid, F_FUNDING_RATE]), float(f[iid, F_FUNDING_INTERVAL])
+        if i[iid, I_FUNDING_TS] != NEVER and rate == rate and interval_s > 0.0:
+            # the old rate accrued until now: state.accrued_rate, written out again
+            dt_s = (int(ts) - int(i[iid, I_FUNDING_TS])) / 1e9
+            f[iid, F_FUNDING_INDEX] = float(f[iid, F_FUNDING_INDEX]) + rate * dt_s / interval_s
         f[iid, F_FUNDING_RATE], f[iid, F_FUNDING_INTERVAL], f[iid, F_MARK] = v[:3]
         i[iid, I_FUNDING_TS] = ts
     else:

@@ -7,7 +7,10 @@ Fold semantics (one event; the reference engine re-implements exactly this in Py
 * quotes (underlying or option): bid, ask, bid_size, ask_size are replaced as a whole, NaN where
   the venue showed no side (a one-sided book is a fact, not a missing value); ``quote_ts`` set;
 * trades: last price, size, side and ``trade_ts``;
-* funding: rate, interval, mark price and ``funding_ts`` of that perpetual;
+* funding: rate, interval, mark price and ``funding_ts`` of that perpetual, and its funding
+  index: the rate in force until this update accrued over the time since the previous one
+  (:func:`accrued_rate`), so that funding between any two instants is exact however many
+  rate updates fall between them (:meth:`MarketView.funding_index`);
 * instrument definitions: ``defined_ts``.
 
 Stale-quote age of an instrument is ``now - quote_ts`` (see :meth:`MarketView.quote_age`).
@@ -36,7 +39,8 @@ F_BID, F_ASK, F_BID_SIZE, F_ASK_SIZE = 0, 1, 2, 3
 F_LAST_PX, F_LAST_SIZE, F_LAST_SIDE = 4, 5, 6
 F_FUNDING_RATE, F_FUNDING_INTERVAL, F_MARK = 7, 8, 9
 F_VENUE_FWD, F_MARK_IV = 10, 11
-NF = 12
+F_FUNDING_INDEX = 12  # funding index at funding_ts (0 until the perpetual's first rate)
+NF = 13
 # int state columns
 I_QUOTE_TS, I_TRADE_TS, I_UPDATE_TS, I_FUNDING_TS, I_DEFINED_TS = 0, 1, 2, 3, 4
 NI = 5
@@ -46,6 +50,23 @@ NEVER = np.iinfo(np.int64).min
 C_NOW, C_EVENTS, C_LAST_STREAM, C_LAST_SEQ, C_LAST_IID = 0, 1, 2, 3, 4
 C_STREAM_SEQ = 5
 NC = C_STREAM_SEQ + len(STREAMS)
+
+
+@njit(cache=True, nogil=True)
+def accrued_rate(rate: float, interval_s: float, dt_ns: int) -> float:
+    """A perpetual's funding index increment over ``dt_ns`` at a constant ``rate`` quoted
+    per funding interval of ``interval_s`` seconds: ``rate * dt / interval`` (``dt`` in
+    seconds; 0 when the rate is NaN or the interval not positive: nothing accrues at an
+    unknown rate).  A position of signed settlement-currency notional ``N`` receives
+    ``-N`` times the index's increase (:func:`replay.venue.funding.index_payment`)::
+
+        I(t) = sum over the rate updates j before t of r_j * (min(t_{j+1}, t) - t_j) / P_j
+
+    where update ``j`` at ``t_j`` set the rate ``r_j`` per interval ``P_j``.  The reference
+    engine writes the same expression out in Python (:mod:`replay.engine.reference`)."""
+    if not (rate == rate and interval_s > 0.0):
+        return 0.0
+    return rate * (dt_ns / 1e9) / interval_s
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -74,6 +95,10 @@ def apply_event(t, tx, s, q, iid, v0, v1, v2, v3, v4, v5, fstate, istate,
         fstate[iid, F_LAST_SIDE] = v2
         istate[iid, I_TRADE_TS] = t
     elif s == S_FUNDING:
+        if istate[iid, I_FUNDING_TS] != NEVER:  # the old rate has accrued until now
+            fstate[iid, F_FUNDING_INDEX] += accrued_rate(
+                fstate[iid, F_FUNDING_RATE], fstate[iid, F_FUNDING_INTERVAL],
+                t - istate[iid, I_FUNDING_TS])
         fstate[iid, F_FUNDING_RATE] = v0
         fstate[iid, F_FUNDING_INTERVAL] = v1
         fstate[iid, F_MARK] = v2
@@ -165,6 +190,7 @@ class MarketState:
     @staticmethod
     def empty(n_instruments: int, underlying_id: int) -> MarketState:
         f = np.full((max(n_instruments, 1), NF), np.nan)
+        f[:, F_FUNDING_INDEX] = 0.0
         i = np.full((max(n_instruments, 1), NI), NEVER, np.int64)
         c = np.zeros(NC, np.int64)
         c[C_NOW] = NEVER
@@ -207,7 +233,7 @@ class MarketState:
                 "last_price": _ro(f[:, F_LAST_PX]), "last_size": _ro(f[:, F_LAST_SIZE]),
                 "last_side": _ro(f[:, F_LAST_SIDE]), "funding_rate": _ro(f[:, F_FUNDING_RATE]),
                 "funding_interval_s": _ro(f[:, F_FUNDING_INTERVAL]),
-                "mark_price": _ro(f[:, F_MARK]),
+                "mark_price": _ro(f[:, F_MARK]), "funding_index_at_ts": _ro(f[:, F_FUNDING_INDEX]),
                 # options: the venue's forward of the expiry and its mark IV (a fraction)
                 "venue_forward": _ro(f[:, F_VENUE_FWD]), "mark_iv": _ro(f[:, F_MARK_IV]),
                 "quote_ts": _ro(i[:, I_QUOTE_TS]), "trade_ts": _ro(i[:, I_TRADE_TS]),
@@ -232,7 +258,7 @@ class MarketView:
 
     Per instrument id: ``bid``, ``ask``, ``bid_size``, ``ask_size``, ``last_price``,
     ``last_size``, ``last_side``, ``funding_rate``, ``funding_interval_s``, ``mark_price``,
-    ``venue_forward`` and ``mark_iv`` (options: the venue's forward of the expiry and its mark
+    ``funding_index_at_ts`` (:meth:`funding_index` at ``funding_ts``), ``venue_forward`` and ``mark_iv`` (options: the venue's forward of the expiry and its mark
     IV, a fraction), and the timestamps ``quote_ts``, ``trade_ts``, ``update_ts`` and
     ``funding_ts`` (:meth:`MarketState.views`)."""
 
@@ -282,6 +308,18 @@ class MarketView:
             f = float(self.venue_forward[iid])
             return f if np.isfinite(f) else self.expiry_forward(int(self.instruments.expiry_ns[iid]))
         return self.reference_price(iid)
+
+    def funding_index(self, iid: int) -> float:
+        """Perpetual ``iid``'s funding index now (:func:`accrued_rate`): the index at its
+        last rate update plus the current rate accrued since.  The funding a position of
+        constant notional ``N`` receives between two instants is ``-N`` times the index's
+        change, whatever rate updates came between them; 0 before the first rate."""
+        since = int(self.funding_ts[iid])
+        if since == NEVER:
+            return 0.0
+        return float(self.funding_index_at_ts[iid]) + accrued_rate(
+            float(self.funding_rate[iid]), float(self.funding_interval_s[iid]),
+            self.now - since)
 
     def quote_age(self, iid: int | np.ndarray) -> int | np.ndarray:
         """Stale-quote age in ns (now - last quote update); huge when never quoted."""

@@ -3,18 +3,18 @@
 :class:`Carry` is an engine consumer the venue owns (``venue.consumers``, woken after the
 user's consumers).  It keeps the venue's :class:`~replay.venue.accounting.Portfolio` current:
 
-1. **Funding** accrues continuously on every perpetual held, at the rate in force
-   (:func:`replay.venue.funding.funding_payment`), from the last accrual to now.  It wakes on
-   a grid of ``every_s`` market seconds, and whoever needs the portfolio current at another
-   instant (the PnL marker, before it marks) calls :meth:`Carry.catch_up`.  The rate in force
-   at an instant is the last stored one received by then: when the perpetual's rate was
-   updated since the last accrual (its ``funding_ts``), the interval is accrued in two
-   pieces, at the rate the last accrual saw until the update and at the new one after it
-   (exact with at most one update an interval, as on the synthetic market's minute; with
-   more, the ones before the last are not seen, and their time is accrued at the older
-   rate).  Each piece is journaled as ``funding`` with its rate and the coin's USD price it
-   was converted at, so a fold of the journal rebuilds the portfolio exactly
-   (:func:`replay.venue.fold.fold_portfolio`).
+1. **Funding** accrues continuously on every perpetual held, at the rates in force, from the
+   last accrual to now.  It wakes on a grid of ``every_s`` market seconds, and whoever needs
+   the portfolio current at another instant (the PnL marker, before it marks) calls
+   :meth:`Carry.catch_up`.  The rate in force at an instant is the last stored one received
+   by then, and the market state keeps each perpetual's funding index, every rate accrued
+   over the time it was in force (:meth:`replay.engine.state.MarketView.funding_index`), so
+   an accrual is exact however many rate updates fall within it (a venue's ticker may
+   publish one a second): the position receives ``-notional`` times the index's change since
+   the last accrual (:func:`replay.venue.funding.index_payment`, the notional at the mark
+   of the accrual's end).  Each accrual is journaled as ``funding``, with the time-average
+   rate it paid per funding interval and the coin's USD price it was converted at, so a fold
+   of the journal rebuilds the portfolio exactly (:func:`replay.venue.fold.fold_portfolio`).
 2. **Settlement**: it also wakes at each held option's and dated future's expiry instant
    (Deribit: 08:00 UTC) and closes the position against the settlement index (the mid of
    the coin's ``index`` instrument when the store has one, else ``MarketView.usd_per_coin``;
@@ -34,7 +34,7 @@ from typing import Any
 from replay.engine.wake import WakeCondition
 from replay.model.events import EventKind, register_kind
 from replay.units import NS
-from replay.venue.funding import funding_payment
+from replay.venue.funding import index_payment
 
 #: ``qty`` contracts closed at ``price`` (the option's price currency: coin if inverse,
 #: intrinsic / S; a future's: the index), against the settlement index ``underlying`` (USD);
@@ -54,8 +54,8 @@ class Carry:
         self.venue = venue
         self.every_ns = int(every_s * NS)
         self.last_ts: int | None = None  # funding is accrued up to here
-        # per perpetual, the (rate, interval) the last accrual saw: in force until its update
-        self.rates: dict[int, tuple[float, float]] = {}
+        # per perpetual, its funding index at the last accrual
+        self.index: dict[int, float] = {}
         self._perps = sorted(i for i, s in venue.specs.items() if s.kind == "perp")
 
     def on_start(self, ctx) -> WakeCondition:  # noqa: ANN001 - an engine Context
@@ -105,28 +105,20 @@ class Carry:
             if spec.kind != "perp":
                 continue
             mark, usd = float(m.reference_price(iid)), float(m.usd_per_coin(iid))
-            for rate, interval_s, dt_ns in self._pieces(m, iid, t0, t1):
-                if not math.isfinite(rate) or dt_ns <= 0:
-                    continue
-                amount = funding_payment(spec, qty, mark, rate, interval_s, dt_ns / NS)
-                pf.apply_funding(iid, amount, usd)
-                vctx.emit("funding", instrument_id=iid, position=qty, rate=rate,
-                          amount=amount, usd_per_coin=usd)
+            interval_s = float(m.funding_interval_s[iid])
+            accrued = m.funding_index(iid) - self.index.get(iid, 0.0)
+            if accrued == 0.0 or not interval_s > 0:  # no rate yet, or a zero one throughout
+                continue
+            # the time-average rate per funding interval: paid over (t1 - t0) it is `accrued`
+            rate = accrued * interval_s / ((t1 - t0) / NS)
+            amount = index_payment(spec, qty, mark, accrued)
+            pf.apply_funding(iid, amount, usd)
+            vctx.emit("funding", instrument_id=iid, position=qty, rate=rate, amount=amount,
+                      usd_per_coin=usd)
         self._remember(m)
 
     def _remember(self, m) -> None:  # noqa: ANN001 - a MarketView
-        self.rates = {i: (float(m.funding_rate[i]), float(m.funding_interval_s[i]))
-                      for i in self._perps}
-
-    def _pieces(self, m, iid: int, t0: int, t1: int) -> list[tuple[float, float, int]]:  # noqa: ANN001
-        """``(rate, interval_s, ns)`` pieces of ``[t0, t1)`` at the rates in force (module
-        docstring): the rate the last accrual saw until the perpetual's update in
-        ``(t0, t1]``, if any, then the one now."""
-        now = (float(m.funding_rate[iid]), float(m.funding_interval_s[iid]))
-        updated, before = int(m.funding_ts[iid]), self.rates.get(iid)
-        if before is None or not t0 < updated <= t1:
-            return [(*now, t1 - t0)]
-        return [(*before, updated - t0), (*now, t1 - updated)]
+        self.index = {i: m.funding_index(i) for i in self._perps}
 
     def _settle_expired(self, ctx, vctx) -> None:  # noqa: ANN001
         pf, specs = self.venue.portfolio, self.venue.specs
@@ -145,10 +137,10 @@ class Carry:
                           intrinsic_usd=intrinsic, value_usd=value)
 
     def state_dict(self) -> dict:
-        return {"last_ts": self.last_ts, "rates": dict(self.rates)}
+        return {"last_ts": self.last_ts, "index": dict(self.index)}
 
     def load_state_dict(self, d: dict) -> None:
-        self.last_ts, self.rates = d["last_ts"], dict(d.get("rates", {}))
+        self.last_ts, self.index = d["last_ts"], dict(d["index"])
 
 
 def _settles(spec) -> bool:  # noqa: ANN001 - an InstrumentSpec

@@ -47,6 +47,16 @@ def funding_payment(spec: InstrumentSpec, qty: float, mark_price: float, rate: f
     return -notional_settlement(spec, qty, mark_price) * rate * dt_s / interval_s
 
 
+def index_payment(spec: InstrumentSpec, qty: float, mark_price: float, accrued: float) -> float:
+    """Cash received for a change ``accrued`` of the funding index (the rates in force
+    accrued over the time, ``sum r dt / interval``:
+    :func:`replay.engine.state.accrued_rate`): ``-notional * accrued``, which is
+    :func:`funding_payment` summed over the index's constant-rate pieces at one mark."""
+    if qty == 0 or accrued == 0:
+        return 0.0
+    return -notional_settlement(spec, qty, mark_price) * accrued
+
+
 def accrue(spec: InstrumentSpec, qty: float, t0_ns: int, t1_ns: int, rate_ts: ArrayLike,
            rates: ArrayLike, interval_s: ArrayLike, marks: ArrayLike,
            fallback_mark: float = math.nan) -> float:

@@ -11,6 +11,7 @@ from replay.engine.reference import load_events
 from replay.engine.state import (
     C_EVENTS,
     C_NOW,
+    F_FUNDING_INDEX,
     NEVER,
     Instruments,
     MarketState,
@@ -47,6 +48,7 @@ def test_numba_fold_equals_python_fold(store_path):
             py_apply(rt, ev)
         n = sum(st.count(t) for t in feed.tables)
     assert fast.n_events == n
+    assert np.count_nonzero(fast.fstate[:, F_FUNDING_INDEX]) > 0  # several rates accrued
     assert_array_equal(fast.fstate, slow.fstate)  # NaN == NaN here
     assert_array_equal(fast.istate, slow.istate)
     assert_array_equal(fast.clock, slow.clock)

@@ -9,6 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 from numpy.testing import assert_allclose
 
+from replay.engine.feed import NV, S_FUNDING, S_UNDERLYING_QUOTES
+from replay.engine.state import MarketState, MarketView, fold_batch
 from replay.model.config import VenueConfig
 from replay.model.orders import REJECT_EXPIRED, Fill, InstrumentSpec, Order
 from replay.venue.simulator import SimulatedVenue
@@ -28,6 +30,8 @@ class _Market:
     funding_rate = np.array([np.nan, np.nan, RATE])
     funding_interval_s = np.array([np.nan, np.nan, INTERVAL_S])
     funding_ts = np.zeros(3, np.int64)  # the rate was set before the runs start
+    funding_index_at_ts = np.zeros(3)
+    funding_index = MarketView.funding_index
     bid = np.array([49_990.0, 0.0100, 50_990.0])
     ask = np.array([50_010.0, 0.0102, 51_010.0])
     bid_size = ask_size = np.full(3, np.nan)
@@ -111,31 +115,57 @@ def test_funding_is_paid_for_the_time_a_position_was_held():
     assert_allclose(funding(60 * NS), per_s * 58.0, rtol=1e-12)
 
 
-def test_funding_accrues_at_the_rate_in_force_on_each_side_of_an_update():
-    """A rate updated within an accrual interval (its ``funding_ts``) applies from the update
-    on; the rate before it, from the last accrual up to it: two journaled pieces, each at its
-    own rate.  An update received at the accrual instant itself starts the next interval."""
+def _fold(state: MarketState, events: list[tuple[int, int, tuple]]) -> None:
+    """Fold ``(ts, stream, values)`` events of instrument 2 (the perpetual) through the
+    engine's kernel."""
+    n = len(events)
+    ts = np.array([t for t, _, _ in events], np.int64)
+    v = np.full((n, NV), np.nan)
+    for j, (_, _, vals) in enumerate(events):
+        v[j, :len(vals)] = vals
+    fold_batch(ts, ts, np.array([s for _, s, _ in events], np.int8), np.arange(n, dtype=np.int64),
+               np.full(n, 2, np.int32), v, 0, n, state.fstate, state.istate, state.clock)
+
+
+def test_funding_accrues_every_rate_in_force_however_many_updates_an_interval_holds():
+    """A perpetual's rate updated many times between two accruals (a venue's ticker may
+    publish one a second): each rate is paid for the time it was in force, through the
+    market state's funding index, as :func:`replay.venue.funding.accrue` integrates the
+    stored records independently.  One ``funding`` row an accrual, its ``rate`` the
+    time-average per interval; an update at the accrual instant starts the next interval."""
+    from replay.venue.funding import accrue
+
     venue, events = _venue()
     carry, pf = venue.carry, venue.portfolio
-    market = _Market(0)
-    carry.on_start(_ctx(0, events, market))
+    state = MarketState.empty(3, 2)
+    inst = SimpleNamespace(kind=np.array(["future", "option", "perp"], dtype=object))
+    updates = [(0, RATE), (5, -2 * RATE), (17, 3 * RATE), (29, 0.0), (44, 7 * RATE),
+               (58, RATE / 3), (60, 2 * RATE), (90, -RATE)]  # (s, rate)
+    stream = [(0, S_UNDERLYING_QUOTES, (50_990.0, 51_010.0, 1.0, 1.0))] + [
+        (t * NS, S_FUNDING, (r, INTERVAL_S, 51_000.0)) for t, r in updates]
+
+    def at(now: int):  # the market as of now: the events up to now folded
+        _fold(state, [e for e in stream if e[0] <= now])
+        del stream[:sum(e[0] <= now for e in stream)]
+        return _ctx(now, events, MarketView(state, inst, now))
+
+    carry.on_start(at(0))
     pf.apply_fill(Fill(1, 2, 0, 1, 51_000.0, 100_000.0, "taker"), 51_000.0)
-    notional = 100_000 * 10.0 / 51_000.0  # coin
-    market.funding_rate = np.array([np.nan, np.nan, 3 * RATE])
-    market.funding_ts = np.array([0, 0, 20 * NS])
-    carry.on_wake(_ctx(60 * NS, events, market))
-    got = [(kw["rate"], kw["amount"]) for _, kind, kw in events if kind == "funding"]
-    assert [r for r, _ in got] == [RATE, 3 * RATE]
-    assert_allclose([a for _, a in got], [-notional * RATE * 20 / INTERVAL_S,
-                                          -notional * 3 * RATE * 40 / INTERVAL_S], rtol=1e-12)
-    market.funding_rate = np.array([np.nan, np.nan, 2 * RATE])
-    market.funding_ts = np.array([0, 0, 120 * NS])  # received at the next accrual
-    events.clear()
-    carry.on_wake(_ctx(120 * NS, events, market))
-    got = [(kw["rate"], kw["amount"]) for _, kind, kw in events if kind == "funding"]
-    assert [r for r, _ in got] == [3 * RATE]
-    assert_allclose([a for _, a in got], [-notional * 3 * RATE * 60 / INTERVAL_S], rtol=1e-12)
-    assert carry.state_dict()["rates"] == {2: (2 * RATE, INTERVAL_S)}
+    carry.on_wake(at(60 * NS))
+    carry.on_wake(at(120 * NS))
+    rows = [(t, kw) for t, kind, kw in events if kind == "funding"]
+    ts, rates = [t * NS for t, _ in updates], [r for _, r in updates]
+
+    def expected(t0: int, t1: int) -> float:
+        return accrue(PERP, 100_000.0, t0, t1, ts, rates, INTERVAL_S, 51_000.0)
+
+    assert [t for t, _ in rows] == [60 * NS, 120 * NS]
+    assert_allclose([kw["amount"] for _, kw in rows],
+                    [expected(0, 60 * NS), expected(60 * NS, 120 * NS)], rtol=1e-12)
+    notional = 100_000 * 10.0 / 51_000.0
+    assert_allclose([-notional * kw["rate"] * 60 / INTERVAL_S for _, kw in rows],
+                    [kw["amount"] for _, kw in rows], rtol=1e-12)
+    assert_allclose(pf.funding_coin, expected(0, 120 * NS), rtol=1e-12)
 
 
 def test_a_position_opened_between_the_carrys_wakes_settles_at_its_expiry():

@@ -18,7 +18,7 @@ from replay.venue.simulator import SimulatedVenue, specs_from_store
 from strategies.books import FixedBook
 from tests.strategies.test_base import E1, NS, build_store, journal_table
 
-PINNED_HASH = "75fdbdc19239286d6434d170d314b7cbf70614cfd37449fff20b987f4aa8a5a5"
+PINNED_HASH = "4e30ca1ce7e908ba7952227c1a418c097f0ee4c1e86ea3cf820c5de6c8eeac6b"
 
 
 class PerpTrader:

@@ -10,6 +10,7 @@ import numpy as np
 from numpy.testing import assert_allclose
 
 from calibration import black_price
+from replay.engine.state import MarketView
 from replay.model.config import VenueConfig
 from replay.model.orders import REJECT_PRICE_BAND, InstrumentSpec, Order
 from replay.units import NS
@@ -33,6 +34,8 @@ class _Market:
     mark_price = np.array([np.nan, 60_000.0])
     funding_rate, funding_interval_s = np.array([np.nan, 0.0]), np.array([np.nan, 28_800.0])
     funding_ts = np.zeros(2, np.int64)
+    funding_index_at_ts = np.zeros(2)
+    funding_index = MarketView.funding_index
     venue_forward = np.array([F, np.nan])
     mark_iv = np.array([IV, np.nan])
 
