@@ -40,7 +40,8 @@ class IVMemo:
     """
 
     def __init__(self) -> None:
-        self._bits = np.zeros((0, 5), dtype=np.int64)  # price, forward, strike, t, is_call
+        # price, forward, strike, t (float64 bits) and is_call (0 or 1), by key
+        self._bits = np.zeros((0, 5), dtype=np.int64)
         self._iv = np.zeros(0)
         self._known = np.zeros(0, dtype=bool)
         self.inverted = 0
@@ -55,15 +56,14 @@ class IVMemo:
         if key.size == 0:
             return np.zeros(0)
         self._grow(int(key.max()) + 1)
-        x = np.empty((key.size, 5))
-        x[:, 0], x[:, 1], x[:, 2], x[:, 3], x[:, 4] = price, forward, strike, t, is_call
-        bits = x.view(np.int64)
-        new = _stale_rows(key, bits, self._bits, self._known)
+        cols = [np.ascontiguousarray(c, dtype=np.float64) for c in (price, forward, strike, t)]
+        call = np.ascontiguousarray(is_call, dtype=np.bool_)
+        new = _stale_rows(key, *(c.view(np.int64) for c in cols), call, self._bits,
+                          self._known)
         if new.size:
-            kn = key[new]
-            self._iv[kn] = invert(x[new, 0], x[new, 1], x[new, 2], x[new, 3], x[new, 4] != 0.0)
-            self._bits[kn] = bits[new]
-            self._known[kn] = True
+            iv = invert(*(c[new] for c in cols), call[new])
+            _remember(key, new, *(c.view(np.int64) for c in cols), call,
+                      np.asarray(iv, dtype=np.float64), self._bits, self._iv, self._known)
             self.inverted += int(new.size)
         return self._iv[key]
 
@@ -78,19 +78,29 @@ class IVMemo:
 
 
 @njit(cache=True)
-def _stale_rows(key: np.ndarray, bits: np.ndarray, memo_bits: np.ndarray,
-                known: np.ndarray) -> np.ndarray:
-    """Positions of the rows whose key is not known or whose input bits differ from the ones
-    remembered for it, in order.  Bits, not values: NaN inputs (a missing side) match
-    themselves."""
+def _stale_rows(key, price, forward, strike, t, is_call, memo_bits, known):
+    """Positions of the rows whose key is not known or whose inputs (``price``, ``forward``,
+    ``strike``, ``t``: float64 bits as int64; ``is_call``) differ from the ones remembered
+    for it, in order.  Bits, not values: NaN inputs (a missing side) match themselves."""
     out = np.empty(key.shape[0], dtype=np.int64)
     m = 0
     for i in range(key.shape[0]):
         kk = key[i]
-        stale = not known[kk]
-        for j in range(bits.shape[1]):
-            stale = stale or memo_bits[kk, j] != bits[i, j]
-        if stale:
+        if not (known[kk] and memo_bits[kk, 0] == price[i] and memo_bits[kk, 1] == forward[i]
+                and memo_bits[kk, 2] == strike[i] and memo_bits[kk, 3] == t[i]
+                and memo_bits[kk, 4] == np.int64(is_call[i])):
             out[m] = i
             m += 1
     return out[:m]
+
+
+@njit(cache=True)
+def _remember(key, rows, price, forward, strike, t, is_call, iv, memo_bits, memo_iv, known):
+    """Store the inputs and vol ``iv[j]`` of each row ``rows[j]`` under its key."""
+    for j in range(rows.shape[0]):
+        i = rows[j]
+        kk = key[i]
+        memo_bits[kk, 0], memo_bits[kk, 1], memo_bits[kk, 2] = price[i], forward[i], strike[i]
+        memo_bits[kk, 3], memo_bits[kk, 4] = t[i], np.int64(is_call[i])
+        memo_iv[kk] = iv[j]
+        known[kk] = True
