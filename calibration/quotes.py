@@ -82,6 +82,32 @@ class QuoteSlice:
         return int(self.strike.size)
 
 
+class _RowsSlice(QuoteSlice):
+    """A :class:`QuoteSlice` of :func:`build_snapshot`: its per-quote arrays are views of
+    the snapshot's flat columns (rows ``sl``), each made when first read.  A refit reads the
+    flat columns (:attr:`QuoteSnapshot.rows`), not a slice's own, and making a dozen slices'
+    ten views at every wake cost a tenth of the snapshot.  :func:`dataclasses.replace` makes
+    a plain slice of it, holding every array."""
+
+    @classmethod
+    def of(cls, cols: dict[str, np.ndarray | None], sl: slice, **scalars) -> _RowsSlice:
+        self = object.__new__(cls)  # filled as unpickling fills it: the arrays come later
+        # the fields with class-level defaults are looked up before __getattr__: set now
+        qts, name = cols["quote_ts"], cols.get("instrument")
+        self.__dict__.update(scalars, _cols=cols, _sl=sl,
+                             quote_ts=None if qts is None else qts[sl],
+                             instrument=() if name is None else name[sl])
+        return self
+
+    def __getattr__(self, name: str):  # only called for what __dict__ does not hold yet
+        d = self.__dict__
+        cols = d.get("_cols")
+        if cols is None or name not in _ARRAY_FIELDS:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        d[name] = v = cols[name][d["_sl"]]
+        return v
+
+
 @dataclass(frozen=True, eq=False)
 class QuoteRows:
     """The per-quote columns of a snapshot's slices, flat: slice ``i`` is rows
@@ -160,6 +186,8 @@ class QuoteSnapshot:
 #: the per-quote array fields of a :class:`QuoteSlice`
 _ROW_FIELDS = ("strike", "k", "is_call", "bid_iv", "ask_iv", "mid_iv", "mark_iv", "min_tick",
                "stale", "quote_ts")
+#: the ones a :class:`_RowsSlice` makes when first read (``quote_ts`` has a class default)
+_ARRAY_FIELDS = frozenset(_ROW_FIELDS) - {"quote_ts"}
 
 
 def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_call: np.ndarray,
@@ -260,8 +288,9 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
                 mid_iv=np.where(two, miv, np.nan), mark_iv=mark[rows], min_tick=tick,
                 stale=stl[rows],
                 quote_ts=None if qts is None else qts[rows])
-    name = names[rows] if names is not None else None
-    slices, starts = [], []
+    if names is not None:
+        cols["instrument"] = names[rows]
+    slices, starts, stops = [], [], []
     start = 0
     n_two = np.concatenate(([0], np.cumsum(two)))  # two-sided quotes before each row
     for (e, t, f, src, bps), size in zip(groups, sizes.tolist()):
@@ -270,13 +299,10 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
         if n_two[sl.stop] - n_two[sl.start] < min_quotes:
             continue
         starts.append(sl.start)
-        slices.append(QuoteSlice(
-            expiry_ns=e, t=t, forward=f,
-            **{c: None if v is None else v[sl] for c, v in cols.items()},
-            instrument=name[sl] if name is not None else (),
-            forward_source=src, forward_disagreement_bps=float(bps)))
-    begin = np.array(starts, dtype=np.int64)
-    base = QuoteRows(begin, begin + np.array([s.n for s in slices], dtype=np.int64),
+        stops.append(sl.stop)
+        slices.append(_RowsSlice.of(cols, sl, expiry_ns=e, t=t, forward=f, forward_source=src,
+                                    forward_disagreement_bps=float(bps)))
+    base = QuoteRows(np.array(starts, dtype=np.int64), np.array(stops, dtype=np.int64),
                      two_sided=two, quote_ts=cols["quote_ts"],
                      **{c: cols[c] for c in _FLAT_FIELDS if c != "two_sided"})
     return QuoteSnapshot(int(ts_ns), tuple(slices), base)

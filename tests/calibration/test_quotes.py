@@ -139,3 +139,31 @@ def test_rows_in_any_order_give_the_same_snapshot(parity):
         for f in ("strike", "k", "is_call", "bid_iv", "ask_iv", "mid_iv", "quote_ts"):
             assert_array_equal(getattr(a, f), getattr(b, f))
         assert_array_equal(a.instrument, b.instrument)
+
+
+def test_a_snapshots_slices_are_views_of_its_rows_made_when_read():
+    """build_snapshot's slices read their arrays from the snapshot's flat rows when first
+    asked: every field equals the flat rows' part of it, ``replace`` gives a plain slice
+    holding them all, and a pickled slice (a surface-stream build's state) reads the same."""
+    import copy
+    import pickle
+    from dataclasses import fields, replace
+
+    from calibration.quotes import QuoteSlice
+
+    snap = build_snapshot(NOW, **_quotes(), parity=False)
+    r = snap.rows
+    for i, sl in enumerate(snap.slices):
+        part = slice(r.start[i], r.stop[i])
+        for f in ("k", "bid_iv", "ask_iv", "mid_iv", "mark_iv", "min_tick", "stale", "quote_ts"):
+            assert_array_equal(getattr(sl, f), getattr(r, f)[part], strict=True)
+        assert_array_equal(sl.two_sided, r.two_sided[part])
+        assert sl.n == r.stop[i] - r.start[i] and len(sl.instrument) == sl.n
+        plain = replace(sl, forward=sl.forward * 2)
+        assert plain.forward == sl.forward * 2 and "_cols" not in vars(plain)
+        for other in (plain, pickle.loads(pickle.dumps(sl)), copy.deepcopy(sl)):
+            for f in fields(QuoteSlice):
+                if f.name != "forward" or other is not plain:
+                    assert_array_equal(getattr(other, f.name), getattr(sl, f.name))
+        with pytest.raises(AttributeError, match="no attribute 'nope'"):
+            sl.nope  # noqa: B018 - the lookup is the test
