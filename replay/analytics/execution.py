@@ -36,6 +36,7 @@ from pathlib import Path
 
 import duckdb
 
+from replay.engine.state import Instruments
 from replay.errors import StoreError
 from replay.store import attach_store
 from replay.units import NS
@@ -48,10 +49,12 @@ LOCK_WAIT_S = 10.0
 #: the metrics step, not the replay, the peak of a run's RSS; the queries need far less.
 MEMORY_LIMIT = "256MB"
 
-# Only instruments the run traded: the ASOF JOINs then sort thousands of quotes, not millions.
+# Only instruments the run traded and the store's underlying (the coin's USD rate where no fill
+# gives it): the ASOF JOINs then sort thousands of quotes, not millions.
 _MIDS = """
 CREATE OR REPLACE TEMP TABLE mids AS
-WITH traded AS (SELECT DISTINCT instrument_id FROM orders)
+WITH traded AS (SELECT DISTINCT instrument_id FROM orders
+                UNION SELECT instrument_id FROM underlying)
 SELECT instrument_id, ts_recv AS ts, (bid_price + ask_price) / 2 AS mid
 FROM mkt.option_quotes WHERE bid_price IS NOT NULL AND ask_price IS NOT NULL
      AND instrument_id IN (SELECT instrument_id FROM traded)
@@ -63,11 +66,17 @@ FROM mkt.underlying_quotes WHERE bid_price IS NOT NULL AND ask_price IS NOT NULL
 
 
 def connect(journal: str | Path, store: str | Path) -> duckdb.DuckDBPyConnection:
-    """A connection to the journal with the market store attached read-only as ``mkt``."""
+    """A connection to the journal with the market store attached read-only as ``mkt``, and
+    the temp tables ``underlying`` (the store's default underlying's id,
+    :meth:`replay.engine.state.Instruments.default_underlying`; -1 if none) and ``mids``."""
     con = duckdb.connect(str(journal), read_only=True)
     try:
         con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'").fetchall()
         _attach_waiting(con, store, journal)
+        und = Instruments.from_arrow(con.sql(
+            "SELECT * FROM mkt.instruments ORDER BY instrument_id").to_arrow_table())
+        con.execute("CREATE OR REPLACE TEMP TABLE underlying AS SELECT "
+                    f"{und.default_underlying()}::INTEGER AS instrument_id")
         con.execute(_MIDS)
     except BaseException:
         con.close()
@@ -137,7 +146,12 @@ def fills_table(con: duckdb.DuckDBPyConnection, horizons_s: list[float]) -> duck
 
 
 def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
-    """Implementation shortfall per order (USD), with its execution and opportunity parts."""
+    """Implementation shortfall per order (USD), with its execution and opportunity parts.
+
+    A coin-premium option's price is converted at the coin's USD rate of its own fills, else
+    of the venue's last fill before it, else (no fill yet in the run) at the mid of the
+    store's underlying at the decision (:meth:`replay.engine.state.Instruments.default_underlying`,
+    as the venue's rate is)."""
     mids = _mids_at("order_id", "instrument_id", "o", ["ts", "end_ts"],
                     ["decision_mid", "end_mid"])
     return con.sql(f"""
@@ -156,7 +170,7 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
            -- USD value of a unit price change per contract: options quote coin premiums; an
            -- inverse perp/future contract is worth cs/P coin, so dP moves it by cs*dP/P USD
            CASE WHEN i.kind = 'option' AND i.settlement = 'inverse'
-                     THEN i.contract_size * coalesce(f.usd, u.usd_per_coin)
+                     THEN i.contract_size * coalesce(f.usd, u.usd_per_coin, c.mid)
                 WHEN i.settlement = 'inverse' THEN i.contract_size / m.decision_mid
                 ELSE i.contract_size END AS usd_per_price,
            (coalesce(f.qty_px, 0) - coalesce(f.filled, 0) * m.decision_mid) * usd_per_price
@@ -170,8 +184,12 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     JOIN mkt.instruments i ON i.instrument_id = o.instrument_id
     LEFT JOIN f USING (order_id) LEFT JOIN r USING (order_id)
     JOIN m ON m.key = o.order_id
-    -- an option order that never filled: the coin's USD rate of the venue's last fill before it
+    -- an option order that never filled: the coin's USD rate of the venue's last fill before it,
+    -- else the underlying's mid at the decision
     ASOF LEFT JOIN (SELECT ts, usd_per_coin FROM executions) u ON u.ts <= o.ts
+    ASOF LEFT JOIN (SELECT ts, mid FROM mids WHERE instrument_id = (SELECT instrument_id
+                                                                  FROM underlying)) c
+        ON c.ts <= o.ts
     ORDER BY o.order_id""")
 
 

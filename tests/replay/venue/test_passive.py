@@ -201,3 +201,26 @@ def shortfall_row(con, order_id: int) -> dict:
 
     df = analytics.shortfall_table(con).df().set_index("order_id")
     return df.loc[order_id].to_dict()
+
+
+def test_shortfall_of_an_option_order_before_any_fill_takes_the_underlyings_mid(store, tmp_path):
+    """The run's only order, an offer on B that never fills: no fill gives the coin's USD
+    rate, so its coin premium is converted at the underlying's mid at the decision (its
+    shortfall was NULL and left out of the run's total)."""
+    from replay.analytics import execution as analytics
+
+    class Offer(Poster):
+        def on_wake(self, ctx):
+            ctx.submit(self.ids[B], -1.0, limit_price=0.061, latency_ns=0)
+
+    p, ids = store
+    with open_store(p) as st:
+        specs = specs_from_store(st.instruments())
+    venue = SimulatedVenue(VenueConfig(latency_ms=0.0, passive_ttl_s=30.0, price_band=1.0), specs)
+    res = run_replay(p, [Offer(ids)], tmp_path / "run", venue=venue, progress=False)
+    assert journal_table(res.journal_path, "executions").empty
+    with analytics.connect(res.journal_path, p) as con:
+        row = shortfall_row(con, 0)
+    decision, end = (0.059 + 0.061) / 2, (0.059 + 0.061) / 2  # B's book never moves
+    assert row["unfilled"] == -1.0 and row["usd_per_price"] == 100_000.0  # the perp's mid
+    assert_allclose(row["shortfall_usd"], -1.0 * (end - decision) * 100_000.0, atol=1e-12)
