@@ -26,6 +26,20 @@ def listed_options(instruments: Instruments, now: int, underlying: str = "BTC",
     return np.array(keep, dtype=np.int64)
 
 
+def next_listing(instruments: Instruments, now: int, underlying: str = "BTC") -> int | None:
+    """When the next option of ``underlying`` is listed after ``now`` (its definition's
+    receipt, :attr:`~replay.engine.state.Instruments.listed_ns`), None if no later one.  A
+    consumer that wakes then sees the definition as the engine folds it, as a wake on the
+    definition event would: it learns no more than the event tells at that instant."""
+    if instruments.listed_ns is None:
+        return None
+    ids = instruments.ids_of_kind("option")
+    ids = ids[instruments.listed_ns[ids] > now]
+    later = [int(instruments.listed_ns[i]) for i in ids
+             if underlying_of(instruments.name[i]) == underlying]
+    return min(later) if later else None
+
+
 def is_monthly(expiry_ns: int) -> bool:
     """Deribit monthly expiries are the last Friday of the month (08:00 UTC)."""
     day = np.datetime64(int(expiry_ns), "ns").astype("datetime64[D]")

@@ -17,7 +17,7 @@ from strategies.base import require_positive
 from strategies.board import SurfaceBoard
 from strategies.greeks import DELTA_SOURCES, NS_PER_YEAR, expiry_forward, leg_vols
 from strategies.hedge import spot_of
-from strategies.listed import listed_options
+from strategies.listed import listed_options, next_listing
 
 
 class MarketMakerBook:
@@ -153,21 +153,27 @@ class MarketMakerBook:
         self.n_taken += 1
 
     def _watch(self, ctx: Any) -> tuple[int, ...]:
-        """Options passing the static filter; recomputed hourly and when one expires, with the
-        options listed since (the tuple is what the engine's trade-count mask is built from,
-        so it is cached)."""
+        """Options passing the static filter, with the options listed since; recomputed when
+        one is listed (its first print is then watched), when one expires and hourly (as
+        ``max_days`` admits later expiries).  The tuple is what the engine's trade-count mask
+        is built from, so it is cached."""
         if ctx.now >= self._watch_until:
             self._add_listed(ctx, ctx.now)
             ids = self.options[self._static_ok(ctx, self.options)] if self.options.size else \
                 self.options
             self._watch_ids = tuple(int(i) for i in ids)
-            first = int(ctx.instruments.expiry_ns[ids].min()) if len(ids) else ctx.now + 3600 * NS
-            self._watch_until = min(first, ctx.now + 3600 * NS)
+            hour = ctx.now + 3600 * NS
+            first = int(ctx.instruments.expiry_ns[ids].min()) if len(ids) else hour
+            listing = next_listing(ctx.instruments, ctx.now, self.underlying)
+            self._watch_until = min(first, hour, hour if listing is None else listing)
         return self._watch_ids
 
     def _next(self, ctx: Any) -> WakeCondition:
-        deadline = ctx.now + (self.poll_ns if self.wake_on == "poll" else self.max_wake_ns)
-        watch = self._watch(ctx) if self.wake_on == "trade" else ()
+        if self.wake_on == "poll":
+            return WakeCondition(deadline=ctx.now + self.poll_ns)
+        watch = self._watch(ctx)
+        # woken at the watch's end too: an option listed then trades from that instant on
+        deadline = min(ctx.now + self.max_wake_ns, self._watch_until)
         if not watch:
             return WakeCondition(deadline=deadline)
         return WakeCondition(deadline=deadline, trade_count=1, instruments=watch)

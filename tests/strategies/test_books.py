@@ -216,3 +216,29 @@ def test_market_maker_takes_every_print_also_at_one_instant(tmp_path):
     bo = journal_table(res.journal_path, "book_orders")
     assert list(zip(bo.qty, bo.price, bo.ts)) == [(-0.5, 0.02, t), (-0.7, 0.021, t)]
     assert res.positions[ids["BTC-12DEC25-100000-C"]] == pytest.approx(-1.2, abs=1e-12)
+
+
+def test_market_maker_watches_an_option_from_the_instant_it_is_listed():
+    """An option listed 10.5 minutes into the run joins the trade-count watch at its listing
+    (the book wakes then, as on its definition event): its first print is taken, not missed
+    until the hourly refresh.  Nothing listed later than now is watched before it is."""
+    from dataclasses import replace
+
+    ctx = FakeCtx()
+    ctx.printed = None
+    inst = ctx.instruments
+    new = option_id(inst, E1, 100_000.0, True)
+    listing = ctx.now + 630 * NS  # off the book's minute
+    listed = np.full(len(inst), ctx.now - NS, np.int64)
+    listed[new] = listing
+    ctx.instruments = replace(inst, listed_ns=listed)
+    mm = MarketMakerBook(max_wake_ns=60 * NS)
+    cond = mm.on_start(ctx)
+    assert new not in cond.instruments and cond.deadline == ctx.now + 60 * NS
+    while cond.deadline < listing:  # the book's quiet wakes up to the listing
+        ctx.now = cond.deadline
+        cond = mm.on_wake(ctx)
+    assert cond.deadline == listing  # not the minute after it
+    ctx.now = listing
+    cond = mm.on_wake(ctx)
+    assert new in cond.instruments
