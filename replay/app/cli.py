@@ -46,11 +46,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         raise
     print(rep.as_json())
     if rep.read and not rep.ingested:
-        top = max(rep.reasons, key=rep.reasons.get) if rep.reasons else "unknown"
+        dups = sum(n for r, n in rep.reasons.items() if r.split(":")[0] == "duplicate")
+        if dups == rep.read:
+            print(f"volreplay: all {rep.read:,} rows read were already in the store "
+                  "(quarantined as duplicates); nothing new was ingested", file=sys.stderr)
+            return 0
+        rest = {r: n for r, n in rep.reasons.items() if r.split(":")[0] != "duplicate"}
+        top = max(rest, key=rest.get) if rest else "unknown"
+        stored = f"{dups:,} were already in the store, the rest " if dups else ""
         raise IngestError(f"ingest {args.format}: none of the {rep.read:,} rows read could be "
-                          f"ingested (all quarantined, most as {top!r}): are the sources in the "
-                          f"{args.format} format? `volreplay inspect --db {args.db}` shows the "
-                          "quarantine")
+                          f"ingested ({stored}quarantined, most as {top!r}): are the sources in "
+                          f"the {args.format} format? `volreplay inspect --db {args.db}` shows "
+                          "the quarantine")
     return 0
 
 

@@ -35,6 +35,7 @@ import pyarrow as pa
 from replay.errors import IngestError
 from replay.ingest.core import Chunk, Reject
 from replay.model.instruments import underlying_of
+from replay.store.database import TS_MAX, TS_MIN
 
 CHUNK_LINES = 100_000
 _PERP_TICK, _SPOT_TICK = 0.1, 0.01
@@ -44,8 +45,9 @@ def _open(path: Path):
     with open(path, "rb") as f:
         magic = f.read(2)
     if magic == b"\x1f\x8b":
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="\n")
+    # lines end at "\n" only: a stray "\r" inside a message is not a line break
+    return open(path, encoding="utf-8", errors="replace", newline="\n")
 
 
 def read(path: Path) -> Iterator[Chunk]:
@@ -120,7 +122,11 @@ def _chunk(lines: list[str], line0: int) -> Chunk:
             else:
                 rejects.append(Reject(loc, f"unparsable: unsupported stream {stream[:60]!r}", line))
                 continue
-            seen.setdefault(name, ("perp" if perp else "spot", ts_recv))
+            if TS_MIN <= ts_recv < TS_MAX and TS_MIN <= ts_ex < TS_MAX:
+                # listed at its earliest plausible row (a row quarantined for its clock
+                # does not date it)
+                kind, t0 = seen.get(name, ("perp" if perp else "spot", ts_recv))
+                seen[name] = (kind, min(t0, ts_recv))
         except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as e:
             rejects.append(Reject(loc, f"unparsable: {type(e).__name__}: {str(e)[:80]}", line))
     rows = {}

@@ -190,7 +190,13 @@ def _typed(col: pa.ChunkedArray, c: Column, flag) -> pa.Array:
             vals, bad = parse_float(col)
             flag(bad, why)
             return vals
-        if pa.types.is_floating(typ) or pa.types.is_integer(typ) or pa.types.is_decimal(typ):
+        if pa.types.is_decimal(typ):
+            # through the decimal's text, which parses correctly rounded (a direct cast is
+            # not: 0.011 came out 0.011000000000000001, and the row was not a duplicate of
+            # the same quote from a CSV)
+            vals, _ = parse_float(pc.cast(col, pa.string()))
+            return vals
+        if pa.types.is_floating(typ) or pa.types.is_integer(typ):
             vals = pc.cast(col, pa.float64(), safe=False)
             return pc.if_else(pc.is_nan(vals), pa.scalar(None, pa.float64()), vals)
     elif c.sql in ("BIGINT", "INTEGER", "TINYINT"):

@@ -6,7 +6,8 @@ that every format quarantines the same things for the same reasons:
 
 * ``unparsable``: the adapter could not read the line or row at all;
 * ``missing``: NULL or NaN in a required column;
-* ``non-positive price`` / ``negative size``;
+* ``non-positive price`` / ``negative size``; for funding, ``non-finite rate`` and
+  ``non-positive interval``;
 * ``crossed book``: bid > ask;
 * ``timestamp out of range``: outside 2010-01-01 .. 2100-01-01 (usually a unit error);
 * ``unknown instrument``: a market row whose instrument has no definition;
@@ -121,6 +122,11 @@ def validate(table: str, rows: pa.Table) -> np.ndarray:
         flag(np.isnan(b) & np.isnan(a) & np.isnan(_floats(rows, "mark_price"))
              if table == "option_quotes" else np.isnan(b) & np.isnan(a),
              "missing: no bid, no ask and no mark")
+    if table == "funding":
+        rate, interval = _floats(rows, "funding_rate"), _floats(rows, "interval_s")
+        flag(np.isinf(rate), "non-finite rate: funding_rate is infinite")
+        flag(~np.isnan(interval) & ~((interval > 0) & np.isfinite(interval)),
+             "non-positive interval: interval_s")
     if "side" in rows.column_names:
         s = rows.column("side").to_numpy(zero_copy_only=False).astype("float64")
         flag(~np.isin(s, [-1, 0, 1]) & ~np.isnan(s), "unparsable: side not in {-1, 0, 1}")
@@ -176,7 +182,11 @@ def ingest_files(store: MarketStore, fmt: str, adapter: Adapter, paths: list[Pat
                 n_read += chunk.n_read
                 _ingest_chunk(store, str(path), chunk, detail)
             rep = store.finish_load(detail) if n_read else None
-        except (IngestError, StoreError):
+        except IngestError as e:
+            store.abort_load()
+            # say which file, once (the adapters' own messages mostly name it already)
+            raise e if str(path) in str(e) else IngestError(f"{path}: {e}") from e
+        except StoreError:
             store.abort_load()
             raise
         except Exception as e:  # a parser bug or an unreadable container: say which file
@@ -257,7 +267,8 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
 
 
 def resolve_paths(srcs: list[str]) -> list[Path]:
-    """Expand directories (recursively, sorted) so that a whole folder can be ingested."""
+    """Expand directories (recursively, sorted) so that a whole folder can be ingested;
+    instrument definition files (``instruments*``) come first."""
     out: list[Path] = []
     for s in srcs:
         p = Path(os.path.expanduser(s))
@@ -269,4 +280,6 @@ def resolve_paths(srcs: list[str]) -> list[Path]:
             raise IngestError(f"no such file or directory: {s}")
     if not out:
         raise IngestError("no input files")
-    return out
+    # definitions before the rows that name them (a canonical folder's funding.csv sorts
+    # before its instruments.csv); the order is otherwise kept
+    return sorted(out, key=lambda q: not q.name.startswith("instruments"))

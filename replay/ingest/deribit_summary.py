@@ -39,6 +39,7 @@ from calibration.quotes import MIN_T_YEARS, QuoteSnapshot, build_snapshot
 from replay.errors import IngestError
 from replay.ingest.core import Chunk, Reject
 from replay.model.instruments import ParsedName, parse_deribit_name
+from replay.store.database import TS_MAX, TS_MIN
 
 BATCH_ROWS = 65_536
 #: Deribit BTC futures: 10 USD per contract, 2.5 USD tick
@@ -93,9 +94,10 @@ def _chunk(t: pa.Table, row0: int) -> Chunk:
     cols["_loc"] = pa.array(locs[idx])
     quotes = pa.table(cols)
 
+    # listed at its earliest plausible row (a row quarantined for its clock does not date it)
     first_seen: dict[str, int] = {}
-    for i in idx:
-        first_seen.setdefault(names[i], int(ts[i]))
+    for i in idx[(ts[idx] >= TS_MIN) & (ts[idx] < TS_MAX)]:
+        first_seen[names[i]] = min(first_seen.get(names[i], int(ts[i])), int(ts[i]))
     by_name = {names[i]: parsed[i] for i in idx}
     defs = [(nm, by_name[nm], t0) for nm, t0 in first_seen.items()]
     # The future of each expiry, defined (not quoted): the files carry its price as the
@@ -103,7 +105,7 @@ def _chunk(t: pa.Table, row0: int) -> Chunk:
     futures: dict[str, tuple] = {}
     for nm, p, t0 in defs:
         fut = nm.rsplit("-", 2)[0]
-        if fut not in futures:
+        if fut not in futures or t0 < futures[fut][2]:
             futures[fut] = (fut, ParsedName("future", p.underlying, p.expiry_ns, None, None,
                                              "inverse"), t0)
     defs += list(futures.values())
@@ -185,7 +187,10 @@ def summary_rows(paths: Sequence[Path | str], underlying: str = "BTC") -> Iterat
     that has at least one bid, in time order, without a store in between.
 
     They are read by :func:`read`, the adapter ``volreplay ingest deribit-summary`` uses, so a
-    calibration study over the files sees exactly the rows an ingest would store.  Snapshots
+    calibration study over the files sees the rows an ingest parses; the ingest's own checks
+    (:func:`replay.ingest.core.validate`) and deduplication are not applied here, so a
+    crossed book or a repeated row that an ingest would quarantine is kept (the recordings
+    in the repository's tests have neither: their ingest quarantines no row).  Snapshots
     with no bid at all (early files carry no book) are skipped.
     """
     parts = []

@@ -298,8 +298,9 @@ def _definitions(r: _Rows, overrides: dict[str, ParsedName] | None = None
     """Deribit definitions for this block's symbols, plus each row's size divisor (the contract
     size of inverse perpetuals/futures, whose amounts are USD; 1 otherwise)."""
     overrides = overrides or {}
-    ex = r.ts_exchange.to_numpy(zero_copy_only=False)
-    rc = r.ts_recv.to_numpy(zero_copy_only=False)
+    # int64 whatever the nulls (to_numpy gives float64 with them, rounding the stamps)
+    ex = pc.fill_null(r.ts_exchange, 0).to_numpy(zero_copy_only=False)
+    rc = pc.fill_null(r.ts_recv, 0).to_numpy(zero_copy_only=False)
     recs = []
     divisor = np.ones(len(r.names))
     code_of = {nm: k for k, nm in enumerate(r.names)}

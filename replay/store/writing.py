@@ -90,20 +90,40 @@ class LoadingMixin:
         return self._load_id
 
     def source_loaded(self, sha256: str) -> bool:
-        """Whether a file with this sha256 was loaded.  A load that ingested nothing (every
-        row quarantined: the wrong format, or quotes before their instruments) does not count:
-        its quarantine is kept, and the file loads again once the cause is fixed."""
-        return self._exec("SELECT count(*) FROM loads WHERE sha256 = ? AND rows_ingested > 0",
+        """Whether a file with this sha256 was loaded: it ingested rows, or every row it read
+        was a duplicate of one in the store (e.g. the same rows, once compressed).  A load
+        that ingested nothing for another reason (the wrong format, quotes before their
+        instruments) does not count: its quarantine is kept, and the file loads again once
+        the cause is fixed."""
+        return self._exec("""
+            SELECT count(*) FROM loads l WHERE sha256 = ? AND (rows_ingested > 0 OR (
+                rows_read > 0 AND rows_quarantined = (
+                    SELECT count(*) FROM quarantine q
+                    WHERE q.load_id = l.load_id AND q.reason LIKE 'duplicate:%')))""",
                           [sha256])[0][0] > 0
 
     def ensure_instruments(self, defs: pa.Table) -> dict[str, int]:
         """Insert instrument definitions whose ``name`` is new; return name -> id for all.
 
         ``defs`` has the instruments payload columns except ``instrument_id``.  An existing
-        name keeps its id and its first definition.
+        name keeps its id and its first definition, except its time: a definition received
+        earlier than the stored one (files ingested out of time order, each dating the
+        instruments it names by its own rows) moves the listing back to it, so that an
+        instrument is never listed after rows of it that are in the store.
         """
         self._require_writable()
         known = self.instrument_ids()
+        if defs.num_rows and set(defs.column("name").to_pylist()) & known.keys():
+            self.con.register("_defs", defs.select(["name", "ts_recv", "ts_exchange"]))
+            moved = self._exec("""
+                UPDATE instruments i SET ts_recv = d.ts_recv, ts_exchange = d.ts_exchange
+                FROM (SELECT name, min(ts_recv) AS ts_recv,
+                             arg_min(ts_exchange, ts_recv) AS ts_exchange
+                      FROM _defs GROUP BY name) d
+                WHERE i.name = d.name AND d.ts_recv < i.ts_recv""")
+            self.con.unregister("_defs")
+            if moved and moved[0][0]:
+                self._renumber("instruments")
         if defs.num_rows and not set(defs.column("name").to_pylist()) <= known.keys():
             need = [c.name for c in payload_columns("instruments") if c.name != "instrument_id"]
             defs = _conform(defs.select([n for n in need if n in defs.column_names]),

@@ -23,7 +23,7 @@ import pytest
 from replay.engine.loop import run_replay
 from replay.errors import StoreError
 from replay.model.schema import MARKET_TABLES
-from replay.store import attach_store, open_store
+from replay.store import open_store
 from replay.store.parquet import ParquetStore, export_parquet, is_parquet_location
 from replay.synth import EPOCH_NS, SynthConfig, synthesize
 from tests.replay.engine.toys import CorridorHedger, Periodic, QuoteCounter, TouchVenue
@@ -201,16 +201,12 @@ def test_analytics_sql_runs_over_an_attached_parquet_store(duck, pq, tmp_path):
     journal = tmp_path / "run" / "journal.duckdb"
 
     def fills(store):
-        con = duckdb.connect(str(journal), read_only=True)
-        try:
-            attach_store(con, store, "mkt")
-            con.execute(analytics._MIDS).fetchall()
-            return analytics.fills_table(con, [1.0, 10.0]).df()
-        finally:
-            con.close()
+        with analytics.connect(journal, store) as con:  # the store attached as ``mkt``
+            return (analytics.fills_table(con, [1.0, 10.0]).df(),
+                    analytics.shortfall_table(con).df())
 
-    a, b = fills(pq), fills(duck)
-    assert len(a) > 0 and a.equals(b)
+    (a, sa), (b, sb) = fills(pq), fills(duck)
+    assert len(a) > 0 and a.equals(b) and len(sa) > 0 and sa.equals(sb)
 
 
 def test_loading_into_a_parquet_store_is_refused(pq):
