@@ -33,6 +33,7 @@ from calibration.pricing.forwards import (
     choose_forward,
     rows_parity_forward,
     time_to_expiry,
+    venue_forwards,
 )
 from calibration.pricing.iv import implied_vol
 from calibration.pricing.iv_memo import IVMemo
@@ -244,7 +245,7 @@ def build_snapshot(ts_ns: int, expiry_ns: np.ndarray, strike: np.ndarray, is_cal
         else np.zeros(0, np.int64)
     bounds = np.append(first, n)
     ts_all = time_to_expiry(int(ts_ns), es[first])
-    venue_all = _venue_forwards(fwd_row[order], None if qts is None else qts[order], first)
+    venue_all = venue_forwards(fwd_row[order], None if qts is None else qts[order], first)
     groups, kept = [], []
     for g, (e, t, v) in enumerate(zip(es[first].tolist(), ts_all.tolist(), venue_all.tolist())):
         if not t >= min_t:
@@ -371,41 +372,7 @@ def _sorted_by(first: np.ndarray, second: np.ndarray) -> bool:
     return True
 
 
-def _venue_forwards(fwd: np.ndarray, qts: np.ndarray | None, first: np.ndarray) -> np.ndarray:
-    """Per group of rows (``first``: where each starts) the median of the positive finite
-    forwards ``fwd``, over the group's most recently quoted such rows when ``qts`` is given
-    (:func:`build_snapshot`); NaN for a group with none.  Each is ``numpy.median``'s, bit
-    for bit (the mean of the two middle values for an even count), in one compiled pass: it
-    runs once per wake."""
-    return _group_medians(np.ascontiguousarray(fwd, dtype=float),
-                          _NO_TIMES if qts is None else qts, qts is not None, first)
-
-
 _NO_TIMES = np.zeros(0, np.int64)
-
-
-@numba.njit(cache=True)
-def _group_medians(fwd, qts, latest_only, first):
-    n, n_groups = fwd.shape[0], first.shape[0]
-    out = np.full(n_groups, np.nan)
-    vals = np.empty(n)
-    for g in range(n_groups):
-        a, b = first[g], (first[g + 1] if g + 1 < n_groups else n)
-        latest = np.iinfo(np.int64).min
-        if latest_only:
-            for i in range(a, b):
-                if np.isfinite(fwd[i]) and fwd[i] > 0.0 and qts[i] > latest:
-                    latest = qts[i]
-        m = 0
-        for i in range(a, b):
-            if np.isfinite(fwd[i]) and fwd[i] > 0.0 and (not latest_only or qts[i] == latest):
-                vals[m] = fwd[i]
-                m += 1
-        if m:
-            v = np.sort(vals[:m])
-            h = m // 2
-            out[g] = v[h] if m % 2 == 1 else (v[h - 1] + v[h]) / 2
-    return out
 
 
 def _implied_vols(price, forward, strike, t, is_call) -> np.ndarray:

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 from numpy.typing import ArrayLike
 
 __all__ = [
@@ -170,3 +171,41 @@ def choose_forward(parity: ForwardEstimate, venue_forward: float | None
     if has_parity:
         return parity.forward, "parity", bps
     return math.nan, "none", bps
+
+
+def venue_forwards(fwd: np.ndarray, qts: np.ndarray | None, first: np.ndarray) -> np.ndarray:
+    """Per group of rows (``first``: where each starts) the median of the positive finite
+    forwards ``fwd`` (each row's venue forward of its expiry), over the group's most recently
+    quoted such rows when their quote times ``qts`` are given
+    (:func:`calibration.quotes.build_snapshot`); NaN for a group with none.  Each is
+    ``numpy.median``'s, bit for bit (the mean of the two middle values for an even count),
+    in one compiled pass: it runs once per wake."""
+    return _group_medians(np.ascontiguousarray(fwd, dtype=float),
+                          _NO_TIMES if qts is None else qts, qts is not None, first)
+
+
+_NO_TIMES = np.zeros(0, np.int64)
+
+
+@njit(cache=True)
+def _group_medians(fwd, qts, latest_only, first):
+    n, n_groups = fwd.shape[0], first.shape[0]
+    out = np.full(n_groups, np.nan)
+    vals = np.empty(n)
+    for g in range(n_groups):
+        a, b = first[g], (first[g + 1] if g + 1 < n_groups else n)
+        latest = np.iinfo(np.int64).min
+        if latest_only:
+            for i in range(a, b):
+                if np.isfinite(fwd[i]) and fwd[i] > 0.0 and qts[i] > latest:
+                    latest = qts[i]
+        m = 0
+        for i in range(a, b):
+            if np.isfinite(fwd[i]) and fwd[i] > 0.0 and (not latest_only or qts[i] == latest):
+                vals[m] = fwd[i]
+                m += 1
+        if m:
+            v = np.sort(vals[:m])
+            h = m // 2
+            out[g] = v[h] if m % 2 == 1 else (v[h - 1] + v[h]) / 2
+    return out

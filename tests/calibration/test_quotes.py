@@ -5,8 +5,9 @@ import pytest
 from numpy.testing import assert_array_equal
 
 from calibration.pricing.black import black_price
+from calibration.pricing.forwards import venue_forwards
 from calibration.pricing.iv_memo import IVMemo
-from calibration.quotes import QuoteSnapshot, _venue_forwards, build_snapshot
+from calibration.quotes import QuoteSnapshot, build_snapshot
 
 NS_DAY = 86_400 * 10 ** 9
 NOW = 10 * NS_DAY
@@ -72,15 +73,15 @@ def test_venue_forwards_are_numpys_medians_of_the_latest_rows():
     fwd[[2, 9]] = np.nan  # no forward on these rows
     qts = rng.integers(0, 3, fwd.size)
     first = np.cumsum([0, *sizes[:-1]])
-    got = _venue_forwards(fwd, qts, first)
-    plain = _venue_forwards(fwd, None, first)
+    got = venue_forwards(fwd, qts, first)
+    plain = venue_forwards(fwd, None, first)
     for g, (a, b) in enumerate(zip(first, [*first[1:], fwd.size])):
         f, q = fwd[a:b], qts[a:b]
         ok = np.isfinite(f)
         latest = ok & (q == q[ok].max()) if ok.any() else ok
         assert got[g] == float(np.median(f[latest])) if latest.any() else np.isnan(got[g])
         assert plain[g] == float(np.median(f[ok])) if ok.any() else np.isnan(plain[g])
-    assert np.isnan(_venue_forwards(np.full(3, np.nan), None, np.array([0]))).all()
+    assert np.isnan(venue_forwards(np.full(3, np.nan), None, np.array([0]))).all()
 
 
 def test_a_quote_is_inverted_at_its_own_update_time():
