@@ -8,11 +8,12 @@ hash.
 
 File format (``snapshots/snap-<events>-<journal seq>.snap``)::
 
-    magic b"VRSNAP02" | payload length (uint64 LE) | blake2b-256 of payload | payload (pickle)
+    magic b"VRSNAP03" | payload length (uint64 LE) | blake2b-256 of payload | payload (pickle)
 
 The magic's number changes when what a snapshot holds stops meaning the same thing (02: the
-journal's running hash takes each payload by its digest), so an older run is never resumed
-into a hash that neither version would give.
+journal's running hash takes each payload by its digest; 03: the market state holds each
+perpetual's funding index, and the venue's carry its index at the last accrual), so an older
+run is never resumed into a hash that neither version would give.
 
 Written to a temporary file, fsynced, renamed over the final name, and the directory fsynced,
 so a reader sees either nothing or a whole file.  A file whose length or checksum does not
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from replay.engine.runtime import Runtime
 
-MAGIC = b"VRSNAP02"
+MAGIC = b"VRSNAP03"
 _HDR = struct.Struct("<8sQ32s")
 
 
