@@ -105,20 +105,26 @@ class MarketMakerBook:
     # -- consumer protocol ----------------------------------------------------------------
     def on_start(self, ctx: Any) -> WakeCondition | None:
         self.options, self.seen = np.zeros(0, np.int64), np.zeros(0, np.int64)
-        self._add_listed(ctx, ctx.now)  # the replay's opening universe (Instruments.opened_at)
+        self._add_listed(ctx, ctx.now, opening=True)  # (Instruments.opened_at)
         return self._next(ctx)
 
-    def _add_listed(self, ctx: Any, now: int) -> None:
+    def _add_listed(self, ctx: Any, now: int, opening: bool = False) -> None:
         """Options listed by ``now`` join the universe (an option listed later is not known
-        yet); the prints they had before joining are not taken."""
-        ids = listed_options(ctx.instruments, now, self.underlying)
+        yet).  The prints of the ``opening`` universe before the start are not taken; an
+        option listed since the last refresh has its last print from its listing on taken
+        (the refresh runs at its listing instant, after the events of that instant)."""
+        inst = ctx.instruments
+        ids = listed_options(inst, now, self.underlying)
         new = ids[~np.isin(ids, self.options)]
         if new.size:
+            seen = np.asarray(ctx.market.trade_ts[new], np.int64)
+            if not opening and inst.listed_ns is not None:
+                seen = np.minimum(seen, inst.listed_ns[new] - 1)  # NEVER when it never printed
             self.options = np.concatenate((self.options, new))
-            self.seen = np.concatenate((self.seen, np.asarray(ctx.market.trade_ts[new],
-                                                              np.int64)))
+            self.seen = np.concatenate((self.seen, seen))
 
     def on_wake(self, ctx: Any) -> WakeCondition | None:
+        self._watch(ctx)  # an option listed by now joins before the prints are read (also polling)
         m = ctx.market
         spot = math.nan
         printed = ctx.printed  # the print that woke us: taken even if one at the same

@@ -11,6 +11,7 @@ from numpy.testing import assert_allclose
 from calibration.pricing.black import delta as black_delta
 from replay.consumers.marker import PnLMarker
 from replay.engine.loop import run_replay
+from replay.engine.state import F_LAST_PX, F_LAST_SIDE, F_LAST_SIZE, I_TRADE_TS
 from replay.errors import ConfigError
 from replay.model.config import VenueConfig
 from replay.store import open_store
@@ -220,8 +221,9 @@ def test_market_maker_takes_every_print_also_at_one_instant(tmp_path):
 
 def test_market_maker_watches_an_option_from_the_instant_it_is_listed():
     """An option listed 10.5 minutes into the run joins the trade-count watch at its listing
-    (the book wakes then, as on its definition event): its first print is taken, not missed
-    until the hourly refresh.  Nothing listed later than now is watched before it is."""
+    (the book wakes then, as on its definition event), and a print at that very instant is
+    taken: not missed until the hourly refresh, nor marked seen as it joined.  Nothing listed
+    later than now is watched before it is."""
     from dataclasses import replace
 
     ctx = FakeCtx()
@@ -239,6 +241,12 @@ def test_market_maker_watches_an_option_from_the_instant_it_is_listed():
         ctx.now = cond.deadline
         cond = mm.on_wake(ctx)
     assert cond.deadline == listing  # not the minute after it
+    # its first row is a buy print at the listing instant, folded before the book's wake
+    f, i = ctx.state.fstate, ctx.state.istate
+    f[new, F_LAST_PX], f[new, F_LAST_SIZE], f[new, F_LAST_SIDE] = 0.02, 0.5, 1.0
+    i[new, I_TRADE_TS] = listing
     ctx.now = listing
     cond = mm.on_wake(ctx)
     assert new in cond.instruments
+    (taken,) = [e for k, e in ctx.events if k == "book_order"]
+    assert (taken["instrument_id"], taken["qty"], taken["ref_ts"]) == (new, -0.5, listing)
