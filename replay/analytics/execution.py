@@ -149,9 +149,10 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     """Implementation shortfall per order (USD), with its execution and opportunity parts.
 
     A coin-premium option's price is converted at the coin's USD rate of its own fills, else
-    of the venue's last fill before it, else (no fill yet in the run) at the mid of the
-    store's underlying at the decision (:meth:`replay.engine.state.Instruments.default_underlying`,
-    as the venue's rate is)."""
+    of the venue's last fill before it, else (no fill yet in the run) as the venue's rate
+    falls back: the mid of the store's underlying at the decision
+    (:meth:`replay.engine.state.Instruments.default_underlying`), else the option's venue
+    forward then."""
     mids = _mids_at("order_id", "instrument_id", "o", ["ts", "end_ts"],
                     ["decision_mid", "end_mid"])
     return con.sql(f"""
@@ -170,7 +171,7 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
            -- USD value of a unit price change per contract: options quote coin premiums; an
            -- inverse perp/future contract is worth cs/P coin, so dP moves it by cs*dP/P USD
            CASE WHEN i.kind = 'option' AND i.settlement = 'inverse'
-                     THEN i.contract_size * coalesce(f.usd, u.usd_per_coin, c.mid)
+                     THEN i.contract_size * coalesce(f.usd, u.usd_per_coin, c.mid, v.fwd)
                 WHEN i.settlement = 'inverse' THEN i.contract_size / m.decision_mid
                 ELSE i.contract_size END AS usd_per_price,
            (coalesce(f.qty_px, 0) - coalesce(f.filled, 0) * m.decision_mid) * usd_per_price
@@ -190,6 +191,12 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     ASOF LEFT JOIN (SELECT ts, mid FROM mids WHERE instrument_id = (SELECT instrument_id
                                                                   FROM underlying)) c
         ON c.ts <= o.ts
+    -- else, as the venue's rate falls back to it, the option's own venue forward (a store of
+    -- venue summaries quotes no underlying: its default one is a future defined, not quoted)
+    ASOF LEFT JOIN (SELECT instrument_id, ts_recv AS ts, underlying_price AS fwd
+                    FROM mkt.option_quotes WHERE underlying_price IS NOT NULL
+                         AND instrument_id IN (SELECT instrument_id FROM orders)) v
+        ON v.instrument_id = o.instrument_id AND v.ts <= o.ts
     ORDER BY o.order_id""")
 
 
