@@ -34,6 +34,28 @@ def parse_overrides(argv: list[str]) -> list[Any]:
         return []
 
 
+def check_overrides(argv: list[str]) -> None:
+    """Refuse, as a :class:`~replay.errors.ConfigError`, the override words Hydra itself
+    cannot report but only crash on: one without a key (``=0.2``, as ``$KEY=0.2`` reads with
+    ``KEY`` unset) and a config group given a number, a boolean or null (``margin=false``)."""
+    from replay.errors import ConfigError
+
+    for o in parse_overrides(argv):
+        if not o.key_or_group:
+            raise ConfigError(f"{o.input_line!r}: an override needs a key before '=' (an unset "
+                              "shell variable?)")
+        group = CONF_DIR / o.key_or_group
+        if not group.is_dir():
+            continue
+        value = o.value()
+        values = value.list if o.is_sweep_override() and hasattr(value, "list") else [value]
+        for v in values:
+            if not isinstance(v, str | list):
+                options = sorted(f.stem for f in group.glob("*.yaml"))
+                raise ConfigError(f"{o.key_or_group}={v if v is not None else 'null'}: no such "
+                                  f"option; choose one of {', '.join(options)}")
+
+
 def compose(overrides: list[str], strict: bool = False, hydra: bool = False) -> Any:
     """The config composed with ``overrides`` (with ``hydra``, Hydra's own node too); None if
     it does not compose (Hydra will say why when it runs), or with ``strict`` Hydra's
@@ -64,6 +86,7 @@ def compose_checked(overrides: list[str]) -> Any:
     Hydra meets while composing is one :class:`~replay.errors.ConfigError` line."""
     from replay.errors import ConfigError
 
+    check_overrides(overrides)
     try:
         return compose(overrides, strict=True)
     except Exception as e:

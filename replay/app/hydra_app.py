@@ -27,6 +27,7 @@ from typing import Any
 
 from replay.app.compose import (
     CONF_DIR,
+    check_overrides,
     compose,
     compose_checked,
     hydra_error_line,
@@ -75,23 +76,44 @@ def task(cfg) -> dict | None:  # noqa: ANN001 - a DictConfig
         return None
 
 
+#: directories that existed before Hydra made the run's (:func:`_existing_dirs`): a refused
+#: run never removes them
+_kept: set[Path] = set()
+
+
+def _existing_dirs(argv: list[str]) -> set[Path]:
+    """The working directory and the folders above it, and of an explicit ``hydra.run.dir``
+    the folders that exist already: the user's, not Hydra's to remove."""
+    cwd = Path.cwd().resolve()
+    keep = {cwd, *cwd.parents}
+    given = next((o for o in parse_overrides(argv) if o.key_or_group == "hydra.run.dir"), None)
+    if given is not None and "${" not in str(given.value()):
+        p = (cwd / os.path.expanduser(str(given.value()))).resolve()
+        keep |= {q for q in (p, *p.parents) if q.is_dir()}
+    return keep
+
+
 def _drop_if_unused(out: Path) -> None:
     """Remove the run directory of a refused run when it holds only what Hydra wrote into it
     before the run was called (``.hydra/``, ``hydra_app.log``) and the run's ``run.json``,
     and the folders above it that are then empty (``reports/runs/<date>``): a mistake leaves
-    no trace but its error line.  A directory with a journal (a resumed run's) is never touched."""
+    no trace but its error line.  A directory with a journal (a resumed run's) is never
+    touched, nor one that existed before the command (the working directory, a
+    ``hydra.run.dir`` the user made) or holds the working directory."""
     import shutil
 
-    if out.is_dir() and {p.name for p in out.iterdir()} <= {".hydra", "hydra_app.log",
-                                                            "run.json"}:
-        shutil.rmtree(out, ignore_errors=True)
-        for parent in list(out.parents)[:3]:  # reports/runs/<date>, as Hydra made them
-            if parent == Path.cwd():
-                break
-            try:
-                parent.rmdir()
-            except OSError:  # not empty: other runs
-                break
+    out = out.resolve()
+    if out in _kept or not out.is_dir() or not {p.name for p in out.iterdir()} <= {
+            ".hydra", "hydra_app.log", "run.json"}:
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    for parent in list(out.parents)[:3]:  # reports/runs/<date>, as Hydra made them
+        if parent in _kept:
+            break
+        try:
+            parent.rmdir()
+        except OSError:  # not empty: other runs
+            break
 
 
 class _TaskFailed(Exception):
@@ -112,7 +134,10 @@ def main(argv: list[str]) -> int:
     if any(o.key_or_group == "out_dir" for o in parse_overrides(argv)):
         raise ConfigError("out_dir: volreplay run sets it to the run's directory; choose that "
                           "with hydra.run.dir=PATH (a sweep's: hydra.sweep.dir=PATH)")
+    check_overrides(argv)
     argv = [*argv, *resume_overrides(argv)]  # before Hydra creates any directory
+    _kept.clear()
+    _kept.update(_existing_dirs(argv))
     if not any(w in _NO_RUN_FLAGS for w in argv):  # a run or a sweep, not --help or --cfg
         if any(w in _MULTIRUN_FLAGS for w in argv):
             _check_sweep(argv)
