@@ -145,6 +145,10 @@ def test_library_run_rejects_a_bad_value_before_writing(gbm_quarter_hour, tmp_pa
     ("objective.direction=up", ("objective.direction: 'up' is not allowed",)),
     # before the fix: refused at the book's first wake, after the run directory was made
     ("book.expiry=someday", ("book.expiry: 'someday' is not allowed",)),
+    # before the fix: Hydra's ValueError and a traceback, exit code 1
+    ("margin=false", ("margin=False: no such option; choose one of none, portfolio, standard",)),
+    ("strategy=null", ("strategy=null: no such option; choose one of delta_band,",)),
+    ("=0.2", ("'=0.2': an override needs a key before '='",)),
 ])
 def test_cli_user_errors_are_one_line_with_exit_code_2(gbm_quarter_hour, tmp_path, override,
                                                          needles):
@@ -234,6 +238,20 @@ def test_a_config_the_data_refuses_leaves_its_run_directory_free(gbm_quarter_hou
     status = json.loads((tmp_path / "api" / "run.json").read_text())["status"]
     assert status.startswith("failed: strategy.hedge: no spot")
     assert not (tmp_path / "api" / "journal.duckdb").exists()
+
+
+def test_a_refused_run_removes_no_directory_it_did_not_make(gbm_quarter_hour, tmp_path):
+    """``hydra.run.dir=.`` in an empty working directory, and a ``hydra.run.dir`` the user
+    made with its parents: a refused run leaves them (it removed the working directory, and
+    the given folder with up to three parents)."""
+    work, mine = tmp_path / "work", tmp_path / "keep" / "a" / "b"
+    work.mkdir()
+    mine.mkdir(parents=True)
+    for run_dir, cwd in ((".", work), (str(mine), tmp_path)):
+        p = _run(f"data.db={gbm_quarter_hour}", f"hydra.run.dir={run_dir}", "strategy.band=-1",
+                 cwd=cwd, timeout=120)
+        one_error_line(p, "strategy.band: -1 is out of range")
+    assert work.is_dir() and mine.is_dir()
 
 
 def test_out_dir_on_the_command_line_is_refused_naming_hydra_run_dir(tmp_path):
