@@ -13,11 +13,11 @@ DEMO_OVERRIDES = ["calibration=svi", "calibration.every=30s", "book=fixed", "str
 
 
 def demo(db: str | Path) -> int:
-    from replay.app.hydra_app import main
+    from replay.app.hydra_app import main, quote_value
 
     if not Path(db).exists():
         from replay.errors import UserError
 
         raise UserError(f"{db} not found; `make demo` builds it (`volreplay synth --db {db} "
                         "--scale small --hours 2 --seed 7`)")
-    return main([f"data.db={db}", *DEMO_OVERRIDES])
+    return main([f"data.db={quote_value(str(db))}", *DEMO_OVERRIDES])

@@ -183,6 +183,12 @@ def _started_with(run_dir: Path, given: dict) -> list[str]:
             and not o.key_or_group.startswith(("hydra.", "resume"))]
 
 
+def quote_value(text: str) -> str:
+    """``text`` as one quoted Hydra override value (a path with ``,``, ``[`` or spaces is
+    otherwise parsed as a sweep, a list or several words)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def resume_overrides(argv: list[str]) -> list[str]:
     """The overrides that make ``resume=X`` continue in X's run directory, after checking
     that X holds snapshots: ``hydra.run.dir`` (unless given, then it must be X's run dir),
@@ -221,7 +227,7 @@ def resume_overrides(argv: list[str]) -> list[str]:
                               f"hydra.run.dir={given.value()}; a resume continues in its own "
                               "directory (drop hydra.run.dir)")
         return extra
-    quoted = "'" + str(run_dir).replace("\\", "\\\\").replace("'", "\\'") + "'"
+    quoted = quote_value(str(run_dir))
     check = OverridesParser.create().parse_overrides([f"hydra.run.dir={quoted}"])[0]
     if check.value() != str(run_dir):
         raise ConfigError(f"resume: cannot pass the path {run_dir} to Hydra; add "
@@ -283,6 +289,9 @@ def _check_sweep(argv: list[str]) -> None:
     from replay.model.config import DataConfig, checked_config
 
     parsed = parse_overrides(argv)
+    if any(o.key_or_group == "hydra.sweep.subdir" for o in parsed):
+        raise ConfigError("hydra.sweep.subdir: the sweep summary and exit code read the jobs "
+                          "from their numbered folders (${hydra.job.num}); leave it unset")
     overrides = [o for o in parsed if not o.key_or_group.startswith("hydra")]
     base = [o.input_line for o in overrides if not o.is_sweep_override()]
     swept = [o for o in overrides if o.is_sweep_override()]

@@ -213,7 +213,8 @@ def _execution_section(ex: pd.DataFrame, m: dict) -> Section:
 
 def _calibration_section(fits: pd.DataFrame) -> Section:
     s = Section("calibration", "Calibration error and inside-spread share over time",
-                 empty="No surface fits (calibration=none).")
+                 empty="No surface fits in this run (calibration=none, or no fit in "
+                       "its span).")
     if len(fits):
         per_fit = fits.groupby("ts").agg(rmse=("rmse_vol_pts", "first"),
                                          inside=("inside_spread_pct", "first")).reset_index()
@@ -320,16 +321,15 @@ def rerender(path: Path) -> list[Path]:
         raise UserError(f"{path} is not a directory")
     if (path / "metrics.json").exists():
         return [_render_saved(path)]
+    from replay.app.sweeps.summary import job_dirs, summarize_sweep
+
     runs = sorted(p.parent for p in path.glob("*/metrics.json"))
-    if not runs:
+    jobs = job_dirs(path)  # a sweep's numbered job folders, finished or not
+    if not runs and not jobs:
         raise UserError(f"{path} holds no run (no metrics.json) and no sweep jobs")
     out = [_render_saved(r) for r in runs]
-    try:
-        from replay.app.sweeps.summary import summarize_sweep
-
+    if jobs:  # a folder of plain runs gets no sweep page
         out += summarize_sweep(path)
-    except ImportError:
-        pass
     return out
 
 

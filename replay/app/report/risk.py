@@ -39,7 +39,8 @@ def forecast_section(fc: pd.DataFrame, m: dict) -> Section:
                 "Each forecaster's vol forecast for the first horizon against the realised vol "
                 "over that horizon (filled in after the run), and the scores (QLIKE and MSE on "
                 "variance, Mincer-Zarnowitz R², Diebold-Mariano against the flat baseline).",
-                empty="Forecasts were off (forecast=none).")
+                empty="No forecasts in this run (forecast=none, or no forecast was due in "
+                      "its span).")
     if len(fc):
         h = fc.horizon_s.min()
         d = fc[fc.horizon_s == h]
@@ -66,7 +67,8 @@ def dynamics_section(dyn: pd.DataFrame, m: dict) -> Section:
                 "The skew stickiness ratio (1: sticky strike, 0: sticky moneyness) per expiry "
                 "bucket with two standard errors, the rolling SSR of each expiry against its "
                 "days to expiry, and the ATM vol against the forward.",
-                empty="No surface was calibrated.")
+                empty="No surface was calibrated in this run (calibration=none, or no "
+                      "fit in its span).")
     if not len(dyn):
         return s
     import numpy as np

@@ -106,8 +106,7 @@ class OptunaSweeper(Sweeper):
         returns = []
         job = 0
         while job < n_trials:
-            trials = [study.ask(space.distributions)
-                      for _ in range(min(self.n_jobs, n_trials - job))]
+            trials = self._ask(study, space, min(self.n_jobs, n_trials - job))
             batch = [space.overrides(t.params) for t in trials]
             with _user_errors():
                 try:
@@ -123,6 +122,29 @@ class OptunaSweeper(Sweeper):
             job += len(trials)
         self._write_results(sweep_dir, study, records)
         return returns
+
+    def _ask(self, study: Any, space: Any, n: int) -> list[Any]:
+        """``n`` new trials; a stored study whose search space was another (a parameter's
+        range or kind changed) is a :class:`~replay.errors.ConfigError`, and the trials this
+        call opened are failed, not left RUNNING in the storage."""
+        import optuna
+
+        from replay.errors import ConfigError
+
+        first, trials = len(study.trials), []
+        try:
+            for _ in range(n):
+                trials.append(study.ask(space.distributions))
+        except ValueError as e:
+            for t in study.get_trials(deepcopy=False,
+                                      states=(optuna.trial.TrialState.RUNNING,)):
+                if t.number >= first:
+                    study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            raise ConfigError(f"hydra.sweeper.params: study {study.study_name!r} in "
+                              f"{self.storage} was searched over another space ({e}); give "
+                              "it the same parameters, or another hydra.sweeper.study_name"
+                              ) from None
+        return trials
 
     def _study(self, space: Any) -> tuple[Any, int]:
         import optuna
@@ -147,7 +169,7 @@ class OptunaSweeper(Sweeper):
             study = optuna.create_study(direction=self.objective.direction, sampler=sampler,
                                         storage=self.storage, study_name=self.study_name,
                                         load_if_exists=self.storage is not None)
-        except (ValueError, ImportError, optuna.exceptions.OptunaError) as e:
+        except (ValueError, ImportError, optuna.exceptions.OptunaError, *_storage_errors()) as e:
             from replay.errors import ConfigError
 
             raise ConfigError(f"hydra.sweeper.storage: {self.storage!r}: {e}") from None
@@ -249,3 +271,13 @@ def _job_error(ret: Any) -> str:
         return json.loads(err.read_text())["error"]
     except Exception:  # no hydra config or no error.json: say what we know
         return "the job failed (no metrics)"
+
+
+def _storage_errors() -> tuple[type[Exception], ...]:
+    """What a bad storage URL raises through SQLAlchemy (a malformed URL, an unknown dialect,
+    a database that cannot be opened), when SQLAlchemy is installed."""
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # pragma: no cover - optuna's RDB storage needs it
+        return ()
+    return (SQLAlchemyError,)

@@ -44,7 +44,9 @@ except ImportError:  # pragma: no cover - hydra is a runtime dependency
 last_exit_code: int | None = None
 
 
-def _job_dirs(sweep: Path) -> list[Path]:
+def job_dirs(sweep: Path) -> list[Path]:
+    """A sweep's job folders, named by job number (``hydra.sweep.subdir``'s default), in
+    order."""
     return sorted((p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()),
                   key=lambda p: int(p.name))
 
@@ -54,10 +56,17 @@ def _overrides(job: Path) -> dict[str, str]:
     if not f.exists():
         return {}
     import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    out = {}
+    parser, out = OverridesParser.create(), {}
     for o in yaml.safe_load(f.read_text()) or []:
         k, _, v = str(o).partition("=")
+        try:  # the value as typed: Hydra escapes it in the file (2025-01-06T00\:20)
+            parsed = parser.parse_override(str(o))
+            value = parsed.value()
+            v = value if isinstance(value, str) else parsed.get_value_element_as_str()
+        except Exception:  # noqa: BLE001 - a line Hydra does not parse: kept as written
+            pass
         out[k.lstrip("+~")] = v
     return out
 
@@ -86,7 +95,7 @@ def _objective(config: Any) -> Any:
 
 def summary_frame(sweep: Path, objective: Any = None) -> pd.DataFrame:
     rows = []
-    for job in _job_dirs(sweep):
+    for job in job_dirs(sweep):
         row: dict[str, Any] = {"job": int(job.name)}
         row.update({f"override.{k}": v for k, v in _overrides(job).items()})
         if (job / "metrics.json").exists():
@@ -115,6 +124,8 @@ def _typed(df: pd.DataFrame, config: Any = None) -> pd.DataFrame:
     from replay.analytics.objective import config_metric_names
 
     numeric = config_metric_names(config) | {"objective"}
+    if "objective" not in df:  # every summary has it, null where no job gave metrics
+        df["objective"] = np.nan
     for c in df.columns[df.isna().all()]:
         df[c] = df[c].astype("float64" if c in numeric else "string")
     return df
@@ -221,12 +232,13 @@ class SweepSummary(Callback):
         sweep = Path(config.hydra.sweep.dir)
         if not sweep.is_dir():
             return
-        old = _job_dirs(sweep)
+        old = job_dirs(sweep)
         if not old:
             return
         keep = sweep / f"previous-{time.strftime('%Y%m%d-%H%M%S')}"
         keep.mkdir()
-        for p in old + [sweep / n for n in ("summary.parquet", "sweep.html") if (sweep / n).exists()]:
+        for p in old + [sweep / n for n in ("summary.parquet", "sweep.html", "multirun.yaml",
+                                            "optimization_results.yaml") if (sweep / n).exists()]:
             shutil.move(str(p), keep / p.name)
         print(f"sweep dir {sweep} already held {len(old)} jobs: moved them to {keep}",
               file=sys.stderr)
@@ -250,7 +262,7 @@ def sweep_exit_code(sweep: Path, search: bool = False) -> int:
     never finished."""
     from replay.errors import EXIT_USER_ERROR
 
-    jobs = _job_dirs(sweep)
+    jobs = job_dirs(sweep)
     failed = [j for j in jobs if not (j / "metrics.json").exists()]
     if search and len(failed) < len(jobs) and _search_completed(sweep) == 0:
         print(f"sweep: no trial completed: the objective could not be computed on the metrics "

@@ -204,6 +204,8 @@ def test_study_in_a_database_continues(toy, tmp_path):
     (["x=tag(log, interval(0, 2))"], "x: a log interval must start above 0"),
     (["x=tag(sorted, interval(0, 2))"], "x: unknown tag 'sorted'"),
     (["y=interval(0,2)"], "Could not override 'y'"),
+    (["hydra.sweeper.storage=band.db", "x=interval(0,2)"],  # was a SQLAlchemy traceback
+     "hydra.sweeper.storage: 'band.db': Could not parse SQLAlchemy URL"),
 ])
 def test_user_mistakes_are_one_line_before_any_job(toy, tmp_path, args, message):
     sweep = tmp_path / "bad"
@@ -212,6 +214,28 @@ def test_user_mistakes_are_one_line_before_any_job(toy, tmp_path, args, message)
     assert f"volreplay: error: {message}" in p.stderr
     assert "Traceback" not in p.stderr
     assert not sweep.exists() or not any(c.name.isdigit() for c in sweep.iterdir())
+
+
+def test_a_stored_study_searched_over_another_space_is_refused(tmp_path):
+    """Continuing a stored study with ``x`` now a choice where it was an interval: one
+    ConfigError naming the parameters, and the trial opened for it failed, not left RUNNING
+    in the storage (Optuna's ValueError was a traceback)."""
+    from types import SimpleNamespace
+
+    import optuna
+
+    from replay.app.sweeps.optuna import OptunaSweeper
+    from replay.errors import ConfigError
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = optuna.create_study(storage=url, study_name="s")
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 2.0), n_trials=1)
+    space = SimpleNamespace(distributions={"x": optuna.distributions.CategoricalDistribution(
+        [0.1, 0.2])})
+    with pytest.raises(ConfigError, match="hydra.sweeper.params: study 's' .* another space"):
+        OptunaSweeper._ask(SimpleNamespace(storage=url), study, space, 2)
+    states = [t.state.name for t in optuna.load_study(study_name="s", storage=url).trials]
+    assert states == ["COMPLETE", "FAIL"]
 
 
 @pytest.fixture

@@ -254,6 +254,26 @@ def test_a_refused_run_removes_no_directory_it_did_not_make(gbm_quarter_hour, tm
     assert work.is_dir() and mine.is_dir()
 
 
+def test_a_sweep_with_its_own_job_folder_names_is_refused(tmp_path):
+    """The summary and the exit code read numbered job folders: with another
+    ``hydra.sweep.subdir`` a failed sweep summarised no job and exited 0."""
+    p = _run("-m", "data.db=nowhere.duckdb", "strategy=delta_band,periodic",
+             "hydra.sweep.subdir=job${hydra.job.num}", f"hydra.sweep.dir={tmp_path / 'sw'}",
+             cwd=tmp_path)
+    one_error_line(p, "hydra.sweep.subdir: the sweep summary and exit code read the jobs")
+
+
+@pytest.mark.parametrize("path", ["x,y.duckdb", "q[1].duckdb", "it's here.duckdb"])
+def test_a_path_is_one_override_value_whatever_its_characters(path):
+    """``volreplay demo --db PATH`` and a resume pass paths to Hydra as one quoted value (a
+    comma made a sweep of it, a bracket a parse error)."""
+    from replay.app.compose import parse_overrides
+    from replay.app.hydra_app import quote_value
+
+    (o,) = parse_overrides([f"data.db={quote_value('/tmp/a b/' + path)}"])
+    assert o.value() == "/tmp/a b/" + path and not o.is_sweep_override()
+
+
 def test_out_dir_on_the_command_line_is_refused_naming_hydra_run_dir(tmp_path):
     p = _run("data.db=nowhere.duckdb", f"out_dir={tmp_path / 'od'}", cwd=tmp_path)
     one_error_line(p, "out_dir: volreplay run sets it", "hydra.run.dir=PATH")

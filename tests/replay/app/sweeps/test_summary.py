@@ -7,8 +7,10 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from replay.app.sweeps.summary import summarize_sweep
+from replay.errors import UserError
 
 
 def test_all_null_columns_keep_their_types(tmp_path):
@@ -38,3 +40,55 @@ def test_all_null_markouts_at_the_sweeps_own_horizons_are_numeric(tmp_path):
     schema = pq.read_schema(summarize_sweep(tmp_path)[0])
     assert schema.field("execution.markout_bps.2s").type == pa.float64()
     assert schema.field("execution.markout_bps.30s").type == pa.float64()
+
+
+def _job(sweep, num: int, overrides: list[str], metrics: dict | None = None) -> None:
+    d = sweep / str(num)
+    (d / ".hydra").mkdir(parents=True)
+    (d / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    if metrics is not None:
+        (d / "metrics.json").write_text(json.dumps(metrics))
+    else:
+        (d / "error.json").write_text(json.dumps({"error": "ConfigError: nothing selected"}))
+
+
+def test_overrides_are_recorded_as_typed_not_as_hydra_escapes_them(tmp_path):
+    """Hydra writes ``data.end=2025-01-06T00\\:20`` into a job's overrides.yaml: the summary
+    holds the time the user gave (filtering on it found nothing)."""
+    _job(tmp_path, 0, [r"data.end=2025-01-06T00\:20", "data.expiries=[2025-01-09,2025-01-10]",
+                       "strategy.band=0.2"], {"journal_hash": "ab" * 16})
+    row = pq.read_table(summarize_sweep(tmp_path)[0]).to_pylist()[0]
+    assert row["override.data.end"] == "2025-01-06T00:20"
+    assert row["override.data.expiries"] == "[2025-01-09,2025-01-10]"
+    assert row["override.strategy.band"] == "0.2"
+
+
+def test_a_sweep_whose_jobs_all_failed_has_an_objective_column_and_a_report(tmp_path):
+    """No job gave metrics: the summary still has its (null, numeric) ``objective``, and
+    ``volreplay report`` on the sweep writes its summary (it said the folder held no sweep
+    jobs)."""
+    from replay.app.report.page import rerender
+
+    for job in (0, 1):
+        _job(tmp_path / "sweep", job, [f"data.end=2025-01-06T00:0{job}"])
+    paths = rerender(tmp_path / "sweep")
+    assert [p.name for p in paths] == ["summary.parquet", "sweep.html"]
+    assert pq.read_schema(paths[0]).field("objective").type == pa.float64()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no run"):
+        rerender(tmp_path / "empty")
+
+
+def test_a_sweep_into_a_used_folder_keeps_the_old_sweeps_config(tmp_path):
+    """The earlier jobs move to ``previous-<time>/`` with their summary and the config that
+    made them (``multirun.yaml``, which Hydra then overwrote)."""
+    from omegaconf import OmegaConf
+
+    from replay.app.sweeps.summary import SweepSummary
+
+    _job(tmp_path, 0, ["strategy.band=0.2"], {"journal_hash": "ab" * 16})
+    (tmp_path / "multirun.yaml").write_text("objective:\n  expr: pnl.total_usd\n")
+    SweepSummary().on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    (old,) = tmp_path.glob("previous-*")
+    assert sorted(p.name for p in old.iterdir()) == ["0", "multirun.yaml"]
+    assert not (tmp_path / "multirun.yaml").exists()
