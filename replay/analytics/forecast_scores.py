@@ -52,13 +52,17 @@ from replay.consumers.forecast.realized import (
 
 
 def realized_over(bars: Bars, t: np.ndarray, h_ns: np.ndarray) -> np.ndarray:
-    """Annualised realised vol over ``(t, t + h]`` (NaN when the bars end before)."""
+    """Annualised realised vol over ``(t, t + h]``: the squared returns of the ``n`` bars
+    ending in it, annualised over the ``n`` bars' span (``h`` itself when it is a whole
+    number of bars; the forecasters' ``round(h / step)`` bars at their per-bar rate
+    otherwise); NaN when the bars end before, or when no whole bar fits in ``h``."""
     end = t + h_ns
     s = window_sum(bars.ts, bars.r ** 2, end, h_ns)
     n = window_count(bars.ts, end, h_ns)
-    full = (n >= np.round(h_ns / bars.step_ns)) & (end <= bars.ts[-1] if bars.ts.size else False)
+    full = (n >= np.maximum(np.round(h_ns / bars.step_ns), 1)) & (
+        end <= bars.ts[-1] if bars.ts.size else False)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(full, np.sqrt(s * (YEAR_S * 1e9) / h_ns), np.nan)
+        return np.where(full, np.sqrt(s * (YEAR_S * 1e9) / (n * bars.step_ns)), np.nan)
 
 
 def true_over(ts: np.ndarray, var: np.ndarray, t: np.ndarray, h_ns: np.ndarray) -> np.ndarray:

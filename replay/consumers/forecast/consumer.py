@@ -77,6 +77,10 @@ class ForecastConsumer:
         for key, v in (("every_s", every_s), ("sample_s", sample_s), ("refit_s", refit_s)):
             if not v > 0:
                 raise ConfigError(f"forecast.{key}: {v!r} must be positive")
+        short = [h for h in hs if h < sample_s]
+        if short:  # no whole bar in the horizon: nothing to score the forecast against
+            raise ConfigError(f"forecast.horizons_s: {short[0]:g} s is shorter than one bar "
+                              f"(forecast.sample_s = {sample_s:g} s)")
         self.cfg = ForecastConfig(names, hs, float(every_s), float(sample_s), float(refit_s),
                                   float(lookback_s), float(ewma_lambda), float(flat_vol),
                                   int(min_returns))

@@ -65,3 +65,28 @@ def test_forecasters_are_ranked_on_the_times_all_of_them_forecast(tmp_path):
     assert out["flat"]["qlike"] > out["garch"]["qlike"] > 0  # own rows: flat looks worse
     assert out["best_by_qlike"] == "flat"
     assert out["ranking_truth"] == "flat < garch"
+
+
+def test_realized_vol_is_annualised_over_the_bars_it_sums():
+    """Bars of a constant squared return: the realised vol over any horizon is the bars'
+    own vol, also when the horizon is not a whole number of bars (it was annualised over the
+    horizon, not the bars' span: 0.9228 or 1.0655 for 0.9727) or its windows start between
+    bar ends; no whole bar in the horizon is NaN (it was 0)."""
+    import pytest
+
+    from replay.analytics.forecast_scores import realized_over
+    from replay.consumers.forecast.consumer import ForecastConsumer
+    from replay.consumers.forecast.forecasters import Bars
+    from replay.errors import ConfigError
+
+    s, step = 10 ** 9, 300 * 10 ** 9
+    ts = np.arange(1, 400, dtype=np.int64) * step
+    bars = Bars(ts, 0.003 * np.where(np.arange(ts.size) % 2, 1.0, -1.0), step)
+    vol = np.sqrt(9e-6 * 365 * 86400 / 300)
+    for every_s, h in ((300, 3600.0), (300, 1000.0), (100, 1000.0), (300, 1200.0)):
+        at = np.arange(200 * step, 300 * step, every_s * s, dtype=np.int64)
+        assert_allclose(realized_over(bars, at, np.full(at.size, int(h * s))), vol, rtol=1e-12)
+    at = np.array([200 * step])
+    assert np.isnan(realized_over(bars, at, np.array([60 * s]))).all()
+    with pytest.raises(ConfigError, match="forecast.horizons_s: 60 s is shorter than one bar"):
+        ForecastConsumer(horizons_s=[3600.0, 60.0], sample_s=300.0)
