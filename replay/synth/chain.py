@@ -253,6 +253,23 @@ def quote_rates(chain: Chain, idx: np.ndarray, block: PathBlock, model: str, p: 
                    * np.exp(-0.5 * z * z))
 
 
+def stable_share(expiry_ns: np.ndarray, strike: np.ndarray, is_call: np.ndarray) -> np.ndarray:
+    """A number in ``[0, 1)`` fixed per option by its expiry, strike and right alone (the
+    SplitMix64 finaliser of their packed bits; Steele, Lea and Flood, "Fast splittable
+    pseudorandom number generators", OOPSLA 2014), so that which far-wing books are
+    one-sided is the same in every run: keyed on the option's position in the chain, it
+    changed when a longer run listed more options, and a shorter run was not a prefix of a
+    longer one with the same seed."""
+    with np.errstate(over="ignore"):
+        z = (np.asarray(expiry_ns, np.int64).astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+             ^ np.round(np.asarray(strike, np.float64) * 100.0).astype(np.uint64) << np.uint64(1)
+             ^ np.asarray(is_call, bool).astype(np.uint64))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
 def books(chain: Chain, idx: np.ndarray, ts: np.ndarray, block: PathBlock, model: str,
           p: ModelParams, cp: ChainParams, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Top of book of options ``idx`` at times ``ts`` (one row each).
@@ -280,7 +297,8 @@ def books(chain: Chain, idx: np.ndarray, ts: np.ndarray, block: PathBlock, model
     ask_u = _units_up(black_price(fwd, strike, tau, ask_iv, is_call) / fwd)
     ask_u = np.maximum(ask_u, np.where(bid_u >= 50, bid_u + 5, bid_u + 1))
     no_bid = (bid_u <= 0) | ((np.abs(z) > cp.one_sided_z)
-                             & ((idx * 0.6180339887) % 1.0 < cp.one_sided_share))
+                             & (stable_share(chain.expiry_ns[idx], strike, is_call)
+                                < cp.one_sided_share))
     bid = np.where(no_bid, np.nan, bid_u / 1e4)
     sizes = np.exp(np.log(cp.size_median) + 0.8 * rng.standard_normal((2, n)))
     sizes = np.maximum(np.round(sizes, 1), 0.1)

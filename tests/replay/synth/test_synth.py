@@ -287,8 +287,17 @@ def test_config_validation():
 
 
 def test_a_shorter_run_is_a_prefix_of_a_longer_one(tmp_path_factory):
+    """Also across a listing: the longer run lists the daily expiry of 08:00, so its chain
+    holds more options, and which far-wing books show no bid must not depend on an option's
+    place in the chain (it did: 389 quotes differed between a 1- and a 9-hour run)."""
     short, s = _make(tmp_path_factory, "short", seed=8, hours=0.1)
-    long, _ = _make(tmp_path_factory, "long", seed=8, hours=0.2)
+    long, _ = _make(tmp_path_factory, "long", seed=8, hours=8.5)
+    ca, cb = _con(short), _con(long)
+    n_short, n_long = (c.execute("SELECT count(*) FROM instruments").fetchone()[0]
+                       for c in (ca, cb))
+    ca.close()
+    cb.close()
+    assert n_long > n_short
     for t in ("option_quotes", "option_trades", "underlying_quotes", "funding"):
         q = (f"SELECT * EXCLUDE (seq) FROM {t} WHERE ts_exchange < {s['end_ns']} "
              "ORDER BY ts_recv, ts_exchange, instrument_id")
