@@ -77,6 +77,10 @@ class ForecastConsumer:
         for key, v in (("every_s", every_s), ("sample_s", sample_s), ("refit_s", refit_s)):
             if not v > 0:
                 raise ConfigError(f"forecast.{key}: {v!r} must be positive")
+        if not math.isclose(every_s / sample_s, round(every_s / sample_s)):
+            # a forecast between bar ends reads a stale bar, and its target begins before it
+            raise ConfigError(f"forecast.every_s: {every_s:g} s is not a whole number of bars "
+                              f"(forecast.sample_s = {sample_s:g} s)")
         short = [h for h in hs if h < sample_s]
         if short:  # no whole bar in the horizon: nothing to score the forecast against
             raise ConfigError(f"forecast.horizons_s: {short[0]:g} s is shorter than one bar "

@@ -77,10 +77,16 @@ class Bars:
 
 def bars_from_mid(grid_ts: np.ndarray, mid: np.ndarray, sample_s: float) -> Bars:
     """Bars of ``sample_s`` from a mid sampled on a finer regular grid (``sample_s`` a
-    multiple of its step): every ``k``-th sample, then log returns."""
+    multiple of its step): the samples at whole multiples of ``sample_s`` since the epoch,
+    then log returns.  Bars end where forecasts are made (multiples of ``every_s``, itself a
+    multiple of ``sample_s``), whatever the replay's start: a forecast then reads the bar
+    that ends at its time, and the realised vol it is scored against sums bars that begin
+    after it (bars anchored at the start read one ending up to a bar earlier, and scored a
+    target that began before the forecast)."""
     step = int(grid_ts[1] - grid_ts[0]) if grid_ts.size > 1 else int(sample_s * 1e9)
     k = max(int(round(sample_s * 1e9 / step)), 1)
-    ts, m = grid_ts[k - 1::k], mid[k - 1::k]
+    first = (-int(grid_ts[0]) % (k * step)) // step if grid_ts.size else 0
+    ts, m = grid_ts[first::k], mid[first::k]
     ok = np.isfinite(m) & (m > 0)
     ts, m = ts[ok], m[ok]
     return Bars(ts[1:], np.diff(np.log(m)), k * step)

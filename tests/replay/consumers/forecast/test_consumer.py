@@ -82,6 +82,10 @@ def test_bad_forecast_config_names_the_key(store, tmp_path):
     cfg["forecast"]["ewma_lambda"] = 1.5
     with pytest.raises(ConfigError, match="forecast.ewma_lambda"):
         replay.run(cfg)
+    cfg["forecast"]["ewma_lambda"] = 0.94
+    cfg["forecast"]["every_s"] = 45.0  # between the 30 s bars' ends: a stale bar, a late target
+    with pytest.raises(ConfigError, match="forecast.every_s: 45 s is not a whole number of bars"):
+        replay.run(cfg)
 
 
 def test_vega_split_and_dynamics_blocks(store, tmp_path):

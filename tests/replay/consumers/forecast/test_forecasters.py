@@ -122,3 +122,16 @@ def test_a_flat_stale_stretch_gives_no_forecast_rather_than_an_error():
     fc = batch_forecasts(bars, at, ForecastConfig(forecasters=("garch", "gjr_garch", "har")))
     for key, v in fc.items():
         assert not (np.isfinite(v) & (v > 0)).any(), key
+
+
+def test_bars_end_on_whole_multiples_of_their_length_whatever_the_start():
+    """A replay starting at 00:02 sampled bars ending at 00:07, 00:12, ...: a forecast at
+    01:00 read the bar of 00:57, and its realised vol over (01:00, 02:00] summed 00:57-02:00."""
+    from replay.consumers.forecast.forecasters import bars_from_mid
+
+    s = 10 ** 9
+    grid = 1736121600 * s + 120 * s + np.arange(3 * 3600, dtype=np.int64) * s
+    bars = bars_from_mid(grid, np.exp(np.linspace(0, 0.01, grid.size)) * 1e5, 300.0)
+    assert bars.step_ns == 300 * s
+    assert np.all(bars.ts % (300 * s) == 0) and bars.ts[0] == 1736121600 * s + 600 * s
+    assert np.all(np.diff(bars.ts) == 300 * s)
