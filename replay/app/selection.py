@@ -185,8 +185,11 @@ def forecast_bars(d: ResolvedData, fc: Any) -> tuple:
         grid, mid = st.sampled_mid(d.sel.underlying_id, start - start % step, end, step)
         truth = None
         if "truth_path" in st.tables():
-            t = st.con.sql("SELECT ts, variance FROM truth_path ORDER BY ts").to_arrow_table()
-            truth = (t.column("ts").to_numpy(), t.column("variance").to_numpy())
+            # the whole quadratic variation's rate, jumps included (older stores: variance)
+            cols = st.con.sql("SELECT * FROM truth_path LIMIT 0").columns
+            var = "total_variance" if "total_variance" in cols else "variance"
+            t = st.con.sql(f"SELECT ts, {var} FROM truth_path ORDER BY ts").to_arrow_table()
+            truth = (t.column("ts").to_numpy(), t.column(var).to_numpy())
     bars = bars_from_mid(grid, mid, fc.cfg.sample_s)
     fc.prepare(bars, start, end, truth)
     return bars, truth, (grid, mid)

@@ -7,8 +7,9 @@ What it writes (see :func:`replay.synth.writer.synthesize`):
 * ``underlying_quotes``: the perp book every step, the index every second (bid = ask);
 * ``underlying_trades``: perp prints; ``funding``: the funding rate every minute;
 * ``option_quotes`` / ``option_trades``: inverse premiums on Deribit ticks, with the true mark;
-* ``truth_params``, ``truth_path`` (index, variance, the smile-level variance, funding every
-  second) and ``truth_trades`` (the informed flag of every option trade).
+* ``truth_params``, ``truth_path`` (index, variance, ``total_variance`` with the jumps' rate,
+  the smile-level variance, funding every second) and ``truth_trades`` (the informed flag of
+  every option trade).
 
 The market starts at :data:`EPOCH_NS` (2025-01-06 00:00 UTC, a Monday) unless configured.
 Randomness is drawn per block of :data:`BLOCK_S` seconds of market time from its own

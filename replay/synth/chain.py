@@ -53,7 +53,7 @@ import pyarrow as pa
 
 from calibration.pricing.black import black_price
 from replay.model.instruments import expiry_ns as _expiry_ns
-from replay.synth.paths import NS_PER_S, YEAR_S, ModelParams, PathBlock
+from replay.synth.paths import NS_PER_S, YEAR_S, ModelParams, PathBlock, jump_variance
 
 DAY_NS = 86_400 * NS_PER_S
 #: quoting stops this long before settlement (the venue freezes the book for the fixing)
@@ -197,10 +197,8 @@ def atm_total_variance(model: str, p: ModelParams, v: np.ndarray, tau: np.ndarra
     Bates adds ``lambda T (mu_J^2 + delta_J^2)`` (see the module docstring)."""
     if model == "gbm":
         return p.sigma**2 * tau
-    out = p.theta * tau + (v - p.theta) * (-np.expm1(-p.kappa * tau)) / p.kappa
-    if model == "bates":
-        out = out + p.jump_intensity * tau * (p.jump_mean**2 + p.jump_std**2)
-    return out
+    return (p.theta * tau + (v - p.theta) * (-np.expm1(-p.kappa * tau)) / p.kappa
+            + jump_variance(model, p) * tau)
 
 
 def true_vol(model: str, p: ModelParams, cp: ChainParams, v: np.ndarray, tau: np.ndarray,

@@ -168,6 +168,14 @@ def _ar1(x0: float, a: float, mean: float, scale: float, z: np.ndarray) -> np.nd
     return out
 
 
+def jump_variance(model: str, p: ModelParams) -> float:
+    """The jumps' annualised variance rate, ``lambda (mu_J^2 + delta_J^2)`` for Bates (the
+    expected squared log jump times the intensity: the jumps' share of the quadratic
+    variation per year; Bates 1996, as in :func:`replay.synth.chain.atm_total_variance`),
+    0 for the models without jumps."""
+    return p.jump_intensity * (p.jump_mean**2 + p.jump_std**2) if model == "bates" else 0.0
+
+
 def initial_state(model: str, p: ModelParams) -> PathState:
     v0 = p.initial_variance(model)
     return PathState(log_s=math.log(p.s0), v=v0, funding=p.funding_mean, smile_v=v0)

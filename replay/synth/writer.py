@@ -45,6 +45,7 @@ from replay.synth.paths import (
     funding_prints,
     index_ticks,
     initial_state,
+    jump_variance,
     perp_book,
     simulate_block,
 )
@@ -160,14 +161,18 @@ def _truth_params(cfg: SynthConfig, end_ns: int, step_ns: int, ref_vol: float) -
                      "text": pa.array([r[2] for r in rows], pa.string())})
 
 
-def _truth_path(block: PathBlock, end_ns: int) -> pa.Table:
+def _truth_path(block: PathBlock, end_ns: int, jumps: float = 0.0) -> pa.Table:
+    """The true state every second; ``total_variance`` adds the jumps' variance rate
+    ``jumps`` (:func:`replay.synth.paths.jump_variance`) to the diffusion's ``variance``:
+    the rate of the price's whole quadratic variation, which forecasts are scored against."""
     every = NS_PER_S
     first = -(-block.t0_ns // every) * every
     ts = np.arange(first, min(block.t1_ns, end_ns), every, dtype=np.int64)
     i = block.index(ts)
     return pa.table({"ts": ts, "spot": block.spot[i], "variance": block.var[i],
-                     "vol": np.sqrt(block.var[i]), "funding_rate": block.funding[i],
-                     "perp_mid": block.perp_mid()[i], "smile_variance": block.smile_var[i]})
+                     "vol": np.sqrt(block.var[i]), "total_variance": block.var[i] + jumps,
+                     "funding_rate": block.funding[i], "perp_mid": block.perp_mid()[i],
+                     "smile_variance": block.smile_var[i]})
 
 
 def _before(cols: dict[str, np.ndarray], end_ns: int) -> dict[str, np.ndarray]:
@@ -261,7 +266,7 @@ def _write(store: MarketStore, cfg: SynthConfig, start: int, end: int) -> dict[s
             events[t]["trade_id"] = done + 1 + np.arange(n, dtype=np.int64)
             trade_no[t] = done + n
         aux.append("truth_trades", _truth_trades(events["option_trades"]))
-        aux.append("truth_path", _truth_path(cur, end))
+        aux.append("truth_path", _truth_path(cur, end, jump_variance(model, p)))
         last = k == run.n_blocks - 1
         store.con.execute("BEGIN TRANSACTION").fetchall()
         for t in _TABLES:
