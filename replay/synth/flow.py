@@ -11,7 +11,8 @@ So for the delta direction ``d = side * (+1 call, -1 put)``::
 
 which is the ground truth an adverse-selection measurement can be checked against (the flag
 of every trade is stored in ``truth_trades``).  A trade lifts the ask or hits the bid of the
-book at that instant; a sell into a wing book without a bid does not happen (dropped).
+book at that instant, which is published as a quote at the same instant (before the trade);
+a sell into a wing book without a bid does not happen (dropped).
 """
 
 from __future__ import annotations
@@ -58,8 +59,13 @@ def perp_trades(block: PathBlock, book: dict[str, np.ndarray], rate: float,
 
 def option_trades(chain: Chain, block: PathBlock, ahead: PathBlock, model: str, p: ModelParams,
                   cp: ChainParams, fp: FlowParams, rng: np.random.Generator,
-                  rate_mult: float) -> dict[str, np.ndarray]:
-    """Option prints of one block, with the informed flag and the future return as truth.
+                  rate_mult: float) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Option prints of one block, with the informed flag and the future return as truth,
+    and the book each print met: a fresh top of book at its instant
+    (:func:`~replay.synth.chain.books`), which the writer publishes as a quote at the
+    print's instant (a quote comes before a trade at one instant), so that every print is at
+    the touch of the book in force (priced off a book never published, 237 of 1,086 prints
+    of an hour were outside the book then in force).
 
     ``ahead`` is the next block of the path: the horizon return of a trade late in this block
     ends there.
@@ -86,9 +92,13 @@ def option_trades(chain: Chain, block: PathBlock, ahead: PathBlock, model: str, 
     price = np.where(side > 0, bk["ask_price"], bk["bid_price"])
     iv = np.where(side > 0, bk["ask_iv"], bk["bid_iv"])
     ok = ~np.isnan(price)
-    return {"ts_exchange": ts[ok], "instrument_id": bk["instrument_id"][ok], "price": price[ok],
-            "size": size[ok], "side": side[ok], "iv": iv[ok],
-            "index_price": np.round(bk["spot"][ok], 2),
-            # truth, not market data
-            "informed": informed[ok], "direction": direction[ok].astype(np.int8),
-            "future_return": fut[ok]}
+    trades = {"ts_exchange": ts[ok], "instrument_id": bk["instrument_id"][ok],
+              "price": price[ok], "size": size[ok], "side": side[ok], "iv": iv[ok],
+              "index_price": np.round(bk["spot"][ok], 2),
+              # truth, not market data
+              "informed": informed[ok], "direction": direction[ok].astype(np.int8),
+              "future_return": fut[ok]}
+    met = {c: v[ok] for c, v in bk.items() if c != "spot"}
+    met["ts_exchange"] = ts[ok]
+    met["open_interest"] = np.full(int(ok.sum()), np.nan)
+    return trades, met

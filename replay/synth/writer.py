@@ -212,13 +212,16 @@ def _block_events(run: _Run, k: int, cur: PathBlock, ahead: PathBlock
         cols["instrument_id"] = np.full(cols["ts_exchange"].shape[0], run.perp_id)
     oq = quote_updates(run.chain, cur, model, p, cfg.chain, _rng(seed, _OPT_QUOTES, k),
                        spec.quote_mult)
-    ot = option_trades(run.chain, cur, ahead, model, p, cfg.chain, cfg.flow,
-                       _rng(seed, _OPT_TRADES, k), spec.trade_mult)
+    ot, met = option_trades(run.chain, cur, ahead, model, p, cfg.chain, cfg.flow,
+                            _rng(seed, _OPT_TRADES, k), spec.trade_mult)
     events = {"funding": fu, "underlying_quotes": uq, "underlying_trades": pt,
               "option_quotes": oq, "option_trades": ot}
     for t, cols in events.items():
         lat = _latency_ns(_rng(seed, _LATENCY[t], k), cols["ts_exchange"].shape[0])
         cols["ts_recv"] = cols["ts_exchange"] + lat
+    # the book each print met, received with it (folded before it: quotes precede trades)
+    met["ts_recv"] = ot["ts_recv"]
+    events["option_quotes"] = {c: np.concatenate([oq[c], met[c]]) for c in oq}
     return {t: _before(c, run.end) for t, c in events.items()}
 
 

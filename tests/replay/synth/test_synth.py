@@ -380,3 +380,19 @@ def test_the_perp_book_holds_the_mid():
     one = np.isclose(ask - bid, PERP_TICK)
     assert one.mean() > 0.8
     assert_allclose(np.mean((bid + ask)[one] / 2 - mid[one]), 0.0, atol=0.02)
+
+
+def test_every_option_print_is_at_the_touch_of_the_book_in_force(heston):
+    """A print lifts the ask or hits the bid of the book the replay shows at its instant
+    (the last quote of its option received by then; at one instant quotes come first): it
+    was priced off a book never published, and a fifth of the prints were outside the book
+    in force."""
+    con = _con(heston[0])
+    rows = con.execute("""
+        SELECT t.side, t.price, q.bid_price, q.ask_price FROM option_trades t
+        ASOF JOIN option_quotes q ON t.instrument_id = q.instrument_id
+            AND (t.ts_recv, t.ts_exchange) >= (q.ts_recv, q.ts_exchange)""").fetchall()
+    n = con.execute("SELECT count(*) FROM option_trades").fetchone()[0]
+    con.close()
+    assert len(rows) == n > 0
+    assert all(p == (a if s > 0 else b) for s, p, b, a in rows)
