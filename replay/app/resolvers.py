@@ -21,7 +21,8 @@ def add_days(day: str | None, n: int | str = 1) -> str:
     try:
         dt = datetime.fromisoformat(s)
     except ValueError:
-        raise ValueError(f"{s!r} is not an ISO date or time (e.g. 2025-01-06)") from None
+        raise ValueError(f"data.start: {s!r} is not an ISO date or time (e.g. 2025-01-06), "
+                         "needed to derive data.end") from None
     dt += timedelta(days=int(n))
     return dt.date().isoformat() if len(s) == 10 else dt.isoformat()
 

@@ -44,7 +44,7 @@ def test_add_days_keeps_the_iso_form():
     assert add_days("2025-01-05T23:55", "7") == "2025-01-12T23:55:00"
     with pytest.raises(ValueError, match="data.start must be set"):
         add_days(None)
-    with pytest.raises(ValueError, match="not an ISO date"):
+    with pytest.raises(ValueError, match="data.start: .yesterday. is not an ISO date"):
         add_days("yesterday")
 
 
