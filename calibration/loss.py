@@ -58,11 +58,13 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+            raise ValueError(f"loss.weighting: {self.weighting!r} is not allowed; choose one of "
+                             f"{', '.join(WEIGHTINGS)}")
         if not isinstance(self.band, bool):  # a string such as "no" would read as true
             raise ValueError(f"loss.band: {self.band!r} is not a boolean; use true or false")
         if self.mid_weight < 0 or self.min_tick_weight < 0 or self.stale_weight < 0:
-            raise ValueError("loss weights must be non-negative")
+            raise ValueError("loss.mid_weight, loss.min_tick_weight and loss.stale_weight must "
+                             "be non-negative")
         if self.min_half_spread <= 0:
             raise ValueError("min_half_spread must be positive")
         if not 0.0 <= self.band_margin < 0.5:

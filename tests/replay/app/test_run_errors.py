@@ -141,6 +141,7 @@ def test_library_run_rejects_a_bad_value_before_writing(gbm_quarter_hour, tmp_pa
     # before the fix: any string was a true (warm start stayed on with "no")
     ("calibration.warm_start=no", ("calibration.warm_start: 'no' is not a boolean",)),
     ("calibration.loss.band=off", ("loss.band: 'off' is not a boolean",)),
+    ("calibration.loss.weighting=foo", ("loss.weighting: 'foo' is not allowed; choose one of",)),
     # before the fix: only a sweep read the objective, so a single run ignored its typo
     ("objective.direction=up", ("objective.direction: 'up' is not allowed",)),
     # before the fix: refused at the book's first wake, after the run directory was made
