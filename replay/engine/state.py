@@ -233,7 +233,8 @@ class MarketState:
                 "last_price": _ro(f[:, F_LAST_PX]), "last_size": _ro(f[:, F_LAST_SIZE]),
                 "last_side": _ro(f[:, F_LAST_SIDE]), "funding_rate": _ro(f[:, F_FUNDING_RATE]),
                 "funding_interval_s": _ro(f[:, F_FUNDING_INTERVAL]),
-                "mark_price": _ro(f[:, F_MARK]), "funding_index_at_ts": _ro(f[:, F_FUNDING_INDEX]),
+                "mark_price": _ro(f[:, F_MARK]),
+                "funding_index_at_ts": _ro(f[:, F_FUNDING_INDEX]),
                 # options: the venue's forward of the expiry and its mark IV (a fraction)
                 "venue_forward": _ro(f[:, F_VENUE_FWD]), "mark_iv": _ro(f[:, F_MARK_IV]),
                 "quote_ts": _ro(i[:, I_QUOTE_TS]), "trade_ts": _ro(i[:, I_TRADE_TS]),
@@ -258,9 +259,10 @@ class MarketView:
 
     Per instrument id: ``bid``, ``ask``, ``bid_size``, ``ask_size``, ``last_price``,
     ``last_size``, ``last_side``, ``funding_rate``, ``funding_interval_s``, ``mark_price``,
-    ``funding_index_at_ts`` (:meth:`funding_index` at ``funding_ts``), ``venue_forward`` and ``mark_iv`` (options: the venue's forward of the expiry and its mark
-    IV, a fraction), and the timestamps ``quote_ts``, ``trade_ts``, ``update_ts`` and
-    ``funding_ts`` (:meth:`MarketState.views`)."""
+    ``funding_index_at_ts`` (:meth:`funding_index` at ``funding_ts``), ``venue_forward`` and
+    ``mark_iv`` (options: the venue's forward of the expiry and its mark IV, a fraction), and
+    the timestamps ``quote_ts``, ``trade_ts``, ``update_ts`` and ``funding_ts``
+    (:meth:`MarketState.views`)."""
 
     def __init__(self, state: MarketState, instruments: Instruments, now: int):
         self.now = int(now)
