@@ -109,7 +109,8 @@ class LoadingMixin:
         name keeps its id and its first definition, except its time: a definition received
         earlier than the stored one (files ingested out of time order, each dating the
         instruments it names by its own rows) moves the listing back to it, so that an
-        instrument is never listed after rows of it that are in the store.
+        instrument a format defines from its rows is never listed after rows of it that are
+        in the store.
         """
         self._require_writable()
         known = self.instrument_ids()
