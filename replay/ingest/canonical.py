@@ -219,12 +219,13 @@ def _typed(col: pa.ChunkedArray, c: Column, flag) -> pa.Array:
             return pc.cast(col, pa.int64())
         if pa.types.is_floating(typ):
             v = pc.fill_null(col, 0.0).to_numpy(zero_copy_only=False).astype("float64")
-            null = col.is_null().to_numpy(zero_copy_only=False)
+            # NaN is a missing value here (pandas writes an integer column's nulls as NaN)
+            null = col.is_null().to_numpy(zero_copy_only=False) | np.isnan(v)
             ok = np.isfinite(v) & (v == np.round(v))
             flag(~ok & ~null, why)
             over = ok & (np.abs(v) >= 9.2e18)
             iv = np.where(ok & ~over, v, 0).astype(np.int64)
-            # a null stays null (pandas writes an integer column with nulls as floats)
+            # a null stays null, and validation reports it as missing
             return _clip(pa.array(iv, mask=(~ok & ~over) | null), over)
     elif c.sql == "BOOLEAN":
         if pa.types.is_boolean(typ):

@@ -175,3 +175,17 @@ def test_a_stray_carriage_return_is_not_a_line_break(store, tmp_path):
     assert rep.read == 3
     q = dict(store._exec("SELECT locator, split_part(reason, ':', 1) FROM quarantine"))
     assert q == {"2": "unparsable", "3": "crossed book"}
+
+
+def test_a_nan_in_an_integer_column_written_as_floats_is_missing(store, tmp_path):
+    """pandas writes an integer column's nulls as NaN: a NaN ``ts_exchange`` is quarantined
+    as ``missing``, like a null (it was ``unparsable: not a valid bigint``)."""
+    (tmp_path / "instruments.csv").write_text(INSTRUMENTS_CSV)
+    pq.write_table(pa.table({
+        "ts_exchange": [1.7e18, float("nan")], "ts_recv": [1.7e18, 1.7e18],
+        "instrument": ["BTC-29DEC23-40000-C"] * 2, "bid_price": [0.01, 0.01],
+        "ask_price": [0.02, 0.02]}), tmp_path / "option_quotes.parquet")
+    rep = ingest(store, "canonical", [str(tmp_path / "instruments.csv"),
+                                      str(tmp_path / "option_quotes.parquet")])
+    assert rep.reasons == {"missing": 1}
+    assert store._exec("SELECT reason FROM quarantine") == [("missing: ts_exchange is null or NaN",)]
