@@ -3,8 +3,9 @@
 Listings (all expiries settle at 08:00 UTC): dailies 3 days ahead, weeklies (Fridays) 4 weeks
 ahead, monthlies (last Friday of the month) 3 months ahead, quarterlies (last Friday of Mar,
 Jun, Sep, Dec) a year ahead.  An expiry is listed ``lead`` days before it settles (or at the
-start of the market); its strikes are fixed at listing: a fine grid near the money and a grid
-twice as coarse in the wings, wider for longer expiries, like Deribit's.
+start of the market); its strikes are fixed at listing: a fine grid near the forward then
+(the simulated path's spot at the listing instant) and a grid twice as coarse in the wings,
+wider for longer expiries, like Deribit's.
 
 The true smile is SSVI (J. Gatheral and A. Jacquier, "Arbitrage-free SVI volatility surfaces",
 Quantitative Finance 14(1), 2014, eq. 4.1 with the power-law phi of eq. 4.5)::
@@ -45,6 +46,7 @@ ticks (0.0001 BTC below 0.005 BTC, 0.0005 at or above).  Bids round down, asks u
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -162,12 +164,16 @@ def option_name(exp_ns: int, strike: float, is_call: bool) -> str:
 
 
 def build_chain(start_ns: int, end_ns: int, p: ModelParams, ref_vol: float,
-                cp: ChainParams) -> Chain:
-    """List every option live during the run; strikes are centred on the forward at the start."""
+                cp: ChainParams, spot_at: Mapping[int, float] | None = None) -> Chain:
+    """List every option live during the run, each expiry's strikes fixed at its listing:
+    its grid (:func:`strike_grid`) spans the time from listing to expiry and is centred on
+    the forward then, the spot at the listing instant ``spot_at[listing_ns]`` (the path's
+    own; ``p.s0`` where it is not given, as for the expiries listed at the start)."""
     names, exps, strikes, calls, lists = [], [], [], [], []
+    spot_at = spot_at or {}
     for exp, listing in expiry_schedule(start_ns, end_ns).items():
-        tau = (exp - start_ns) / NS_PER_S / YEAR_S
-        f0 = p.s0 * math.exp(p.basis * tau)
+        tau = (exp - listing) / NS_PER_S / YEAR_S
+        f0 = spot_at.get(listing, p.s0) * math.exp(p.basis * tau)
         for k in strike_grid(f0, tau, ref_vol, cp.inner_strikes):
             for c in (False, True):
                 names.append(option_name(exp, k, c))

@@ -35,12 +35,19 @@ from replay.errors import StoreError
 from replay.model.schema import MARKET_TABLES, arrow_schema
 from replay.store import open_store
 from replay.store.database import MarketStore
-from replay.synth.chain import Chain, build_chain, instrument_defs, quote_updates
+from replay.synth.chain import (
+    Chain,
+    build_chain,
+    expiry_schedule,
+    instrument_defs,
+    quote_updates,
+)
 from replay.synth.flow import option_trades, perp_trades
 from replay.synth.paths import (
     NS_PER_S,
     PERP_CONTRACT_USD,
     PERP_TICK,
+    ModelParams,
     PathBlock,
     funding_prints,
     index_ticks,
@@ -248,7 +255,9 @@ def _write(store: MarketStore, cfg: SynthConfig, start: int, end: int) -> dict[s
     n_steps = BLOCK_S * NS_PER_S // step_ns
     ref_vol = math.sqrt(p.initial_variance(model) if model == "gbm" else p.theta)
     ids = store.ensure_instruments(_underlying_defs(start))
-    chain = build_chain(start, end, p, ref_vol, cfg.chain)
+    listings = {t for t in expiry_schedule(start, end).values() if t > start}
+    chain = build_chain(start, end, p, ref_vol, cfg.chain,
+                        _spots_at(model, p, seed, start, n_steps, step_ns, listings))
     ids = store.ensure_instruments(instrument_defs(chain))
     run = _Run(cfg, start, end, step_ns, n_steps, math.ceil((end - start) / (n_steps * step_ns)),
                chain.with_ids(ids), ids[PERP_NAME], ids[INDEX_NAME])
@@ -277,6 +286,23 @@ def _write(store: MarketStore, cfg: SynthConfig, start: int, end: int) -> dict[s
         store.con.execute("COMMIT").fetchall()
         cur = ahead
     return {t: out[t].written for t in _TABLES}
+
+
+def _spots_at(model: str, p: ModelParams, seed: int, start: int, n_steps: int,
+              step_ns: int, times: set[int]) -> dict[int, float]:
+    """The path's spot at each of ``times`` (listing instants after the start), from a pass
+    over the path's blocks as :func:`_write` simulates them (the same sub-streams, so the
+    same path) before any option is listed: an expiry's strikes are fixed at its listing."""
+    out: dict[int, float] = {}
+    state, k = initial_state(model, p), 0
+    while times - out.keys():
+        block, state = simulate_block(model, p, state, start + k * n_steps * step_ns, n_steps,
+                                      step_ns, _rng(seed, _PATH, k))
+        for t in times:
+            if block.t0_ns <= t < block.t1_ns:
+                out[t] = float(block.spot[block.index(np.array([t]))[0]])
+        k += 1
+    return out
 
 
 def _iso(ns: int) -> str:

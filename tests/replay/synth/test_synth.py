@@ -396,3 +396,36 @@ def test_every_option_print_is_at_the_touch_of_the_book_in_force(heston):
     con.close()
     assert len(rows) == n > 0
     assert all(p == (a if s > 0 else b) for s, p, b, a in rows)
+
+
+def test_an_expiry_listed_later_has_its_strikes_fixed_at_its_listing(tmp_path_factory):
+    """Every daily spans three days from its listing, with the grid of a three-day expiry
+    centred on the forward at its listing (they were sized from the run's start and centred
+    on its spot: a daily listed on day 25 had a 2,000 step and 60k-152k); in a synthesised
+    run the centre is the path's own spot then."""
+    from replay.synth.chain import ChainParams, build_chain
+    from replay.synth.paths import ModelParams
+
+    p, day = ModelParams(), 86_400 * 10 ** 9
+    sched = expiry_schedule(EPOCH_NS, EPOCH_NS + 30 * day)
+    late = max(e for e, t in sched.items() if e - t == 3 * day)  # a daily listed on day ~26
+    chain = build_chain(EPOCH_NS, EPOCH_NS + 30 * day, p, 0.6, ChainParams(),
+                        {sched[late]: 150_000.0})
+    first = min(e for e, t in sched.items() if e - t == 3 * day and t > EPOCH_NS)
+    grids = [np.unique(chain.strike[chain.expiry_ns == e]) for e in (first, late)]
+    tau = 3 / 365.0
+    want = [strike_grid(f * math.exp(p.basis * tau), tau, 0.6, ChainParams().inner_strikes)
+            for f in (p.s0, 150_000.0)]
+    for got, expected in zip(grids, want, strict=True):
+        assert_allclose(got, expected)
+    # the synthesised chain: the daily listed at 08:00 centred on the path's spot then
+    path, _ = _make(tmp_path_factory, "listing", seed=4, hours=8.5)
+    con = _con(path)
+    t_list, lo, hi = con.execute("""SELECT any_value(ts_recv), min(strike), max(strike)
+        FROM instruments WHERE kind = 'option' GROUP BY expiry_ns
+        ORDER BY any_value(ts_recv) DESC LIMIT 1""").fetchone()
+    spot = con.execute(f"SELECT spot FROM truth_path WHERE ts <= {t_list} ORDER BY ts DESC "
+                       "LIMIT 1").fetchone()[0]
+    con.close()
+    assert t_list > EPOCH_NS and lo < spot < hi
+    assert abs(math.log(spot / math.sqrt(lo * hi))) < 0.05  # centred on it, to the grid
