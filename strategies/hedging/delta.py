@@ -191,8 +191,9 @@ class Hedger:
         for i, q in pending.items():
             if i in pos:
                 pos[i] += q
-        legs = book_legs(ctx, pos, self.vol_source, self.board, self.flat_vol)
-        v = self.forecast_vol()
+        # the legs of the delta_source (premium-adjusted or not), then the vols hedge_vol asks
+        legs = book_legs(ctx, pos, self.delta_source, self.board, self.flat_vol)
+        v = float(self.flat_vol) if self.hedge_vol == "flat" else self.forecast_vol()
         if v is not None and len(legs):
             legs = legs.with_vol(np.full(len(legs), v))
         if self.delta_model != "sticky_strike":

@@ -31,7 +31,7 @@ class GammaVega(Periodic):
     the call, the put, or the out-of-the-money one (``right: call|put|otm``).  They are chosen
     once and re-chosen when one expires within ``roll_ns``.  Option orders smaller than
     ``option_min_trade`` contracts are not sent.  Under Black-76 an option's gamma/vega ratio
-    is ``1 / (F^2 sigma^2 t)`` whatever the strike, so the two expiries must differ: when the
+    is ``1 / (F^2 sigma t)`` whatever the strike, so the two expiries must differ: when the
     system is (nearly) singular no option is traded and only the delta is hedged.
     """
 

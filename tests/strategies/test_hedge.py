@@ -27,6 +27,7 @@ from tests.strategies.test_base import (
     FLAT,
     FUT,
     NS,
+    SPOT,
     FakeCtx,
     instrument_rows,
     make_instruments,
@@ -114,3 +115,25 @@ def test_hedge_contract_conversions():
     assert_allclose(hedge_contracts(2.0, 100_000.0, 0.1, False), -20.0)
     assert_allclose(contracts_delta(-20.0, 100_000.0, 0.1, False), -2.0)
 
+
+
+@pytest.mark.parametrize("hedge_vol", ["surface", "flat"])
+def test_a_premium_adjusted_delta_stays_so_at_a_flat_vol(hedge_vol):
+    """``delta_source=premium_adjusted`` with ``hedge_vol=flat``: the book delta is still the
+    premium-adjusted one, ``N(d1) - V / F`` per call (the flat vol dropped the adjustment:
+    -5.2677 for -4.7323 on 10 short calls)."""
+    from calibration.pricing.black import black_price
+    from calibration.pricing.black import delta as black_delta
+    from strategies.greeks import NS_PER_YEAR
+    from strategies.hedging.registry import Periodic
+
+    ctx = FakeCtx()
+    ctx.held[option_id(ctx.instruments, E2, 100_000.0, True)] = -10.0
+    st = Periodic(hedge="perp", flat_vol=0.6, min_trade=1.0, period_ns=60 * NS,
+                  delta_source="premium_adjusted", hedge_vol=hedge_vol)
+    st.on_start(ctx)
+    st.on_wake(ctx)
+    t = (E2 - ctx.now) / NS_PER_YEAR
+    want = -10 * (float(black_delta(SPOT, 1e5, t, 0.6, True))
+                  - float(black_price(SPOT, 1e5, t, 0.6, True)) / SPOT)
+    assert_allclose(ctx.decisions()[0]["book_delta"], want, rtol=1e-12)
