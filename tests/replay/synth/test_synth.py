@@ -11,7 +11,6 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -21,43 +20,31 @@ from replay.errors import StoreError
 from replay.model.schema import MARKET_TABLES
 from replay.store import open_store
 from replay.synth import EPOCH_NS, SynthConfig, synthesize
-from replay.synth.chain import expiry_schedule, strike_grid
 from replay.synth.flow import FlowParams
 from replay.synth.paths import YEAR_S, ModelParams
-
-HOURS = 0.25  # 3 blocks of 5 minutes: fast, yet every table is busy
-
-
-def _make(tmp_path_factory: pytest.TempPathFactory, name: str, **kw) -> tuple[Path, dict]:
-    path = tmp_path_factory.mktemp("synth") / f"{name}.duckdb"
-    summary = synthesize(path, SynthConfig(hours=kw.pop("hours", HOURS), scale="small", **kw))
-    return path, summary
+from tests.replay.synth import HOURS, connect, make_store
 
 
 @pytest.fixture(scope="module")
 def heston(tmp_path_factory):
-    return _make(tmp_path_factory, "heston", seed=11, model="heston")
+    return make_store(tmp_path_factory, "heston", seed=11, model="heston")
 
 
 @pytest.fixture(scope="module")
 def heston_again(tmp_path_factory):
-    return _make(tmp_path_factory, "heston_again", seed=11, model="heston")
+    return make_store(tmp_path_factory, "heston_again", seed=11, model="heston")
 
 
 @pytest.fixture(scope="module")
 def gbm(tmp_path_factory):
     # a strongly informed flow over one hour so the measured share is sharp
-    return _make(tmp_path_factory, "gbm", seed=3, model="gbm", hours=1.0,
+    return make_store(tmp_path_factory, "gbm", seed=3, model="gbm", hours=1.0,
                  flow=FlowParams(informed_fraction=0.6, horizon_s=60.0, option_trade_rate=1.0))
-
-
-def _con(path: Path) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(path), read_only=True)
 
 
 def _digest(path: Path) -> dict[str, str]:
     """sha256 of every table's rows in seq (or natural key) order."""
-    con = _con(path)
+    con = connect(path)
     out = {}
     tables = [r[0] for r in con.execute(
         "SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
@@ -74,7 +61,7 @@ def test_same_seed_same_content_other_seed_differs(heston, heston_again, tmp_pat
     a, b = _digest(heston[0]), _digest(heston_again[0])
     assert a == b
     assert {"truth_params", "truth_path", "truth_trades", *MARKET_TABLES} <= set(a)
-    other, _ = _make(tmp_path_factory, "other", seed=12, model="heston")
+    other, _ = make_store(tmp_path_factory, "other", seed=12, model="heston")
     c = _digest(other)
     for t in ("option_quotes", "option_trades", "underlying_quotes", "truth_path"):
         assert c[t] != a[t], t
@@ -82,7 +69,7 @@ def test_same_seed_same_content_other_seed_differs(heston, heston_again, tmp_pat
 
 def test_every_table_filled_in_replay_order_with_unique_seq(heston):
     path, summary = heston
-    con = _con(path)
+    con = connect(path)
     assert summary["events"] == sum(summary["tables"].values())
     for t in MARKET_TABLES:
         n, nseq, lo, hi = con.execute(
@@ -119,7 +106,7 @@ def test_refuses_a_store_that_already_has_market_data(heston):
 
 
 def test_option_books_are_positive_uncrossed_and_on_deribit_ticks(heston):
-    con = _con(heston[0])
+    con = connect(heston[0])
     bid, ask, mark, und, biv, aiv, miv = (np.array(c, dtype=float) for c in zip(*con.execute(
         "SELECT bid_price, ask_price, mark_price, underlying_price, bid_iv, ask_iv, mark_iv "
         "FROM option_quotes").fetchall()))
@@ -147,7 +134,7 @@ def test_option_books_are_positive_uncrossed_and_on_deribit_ticks(heston):
 
 
 def test_instruments_are_deribit_like_with_0800_expiries(heston):
-    con = _con(heston[0])
+    con = connect(heston[0])
     rows = con.execute("SELECT name, kind, expiry_ns, strike, is_call, settlement, venue "
                        "FROM instruments").fetchall()
     kinds = {r[1] for r in rows}
@@ -168,31 +155,10 @@ def test_instruments_are_deribit_like_with_0800_expiries(heston):
     con.close()
 
 
-def test_expiry_schedule_families():
-    sched = expiry_schedule(EPOCH_NS, EPOCH_NS + 24 * 3600 * 10**9)
-    days = [datetime.fromtimestamp(e / 1e9, UTC).date().isoformat() for e in sched]
-    # Monday 2025-01-06: dailies, Friday weeklies, last-Friday monthlies and quarterlies
-    for d in ("2025-01-06", "2025-01-07", "2025-01-08", "2025-01-09", "2025-01-10",
-              "2025-01-17", "2025-01-24", "2025-01-31", "2025-02-28", "2025-03-28",
-              "2025-06-27", "2025-09-26", "2025-12-26"):
-        assert d in days, d
-    assert sched[min(sched)] == EPOCH_NS  # live at the start
-    listed_later = [v for v in sched.values() if v > EPOCH_NS]
-    assert listed_later  # the next daily is listed during the day
-
-
-def test_strike_grid_centres_and_widens_with_expiry():
-    short = strike_grid(95_000.0, 1 / 365, 0.5, 24)
-    long = strike_grid(95_000.0, 1.0, 0.5, 24)
-    assert short.min() < 95_000 < short.max() and long.min() < 95_000 < long.max()
-    assert long.max() / long.min() > 5 * (short.max() / short.min() - 1) + 1
-    assert np.diff(short).min() < np.diff(long).min()
-
-
 def test_gbm_realized_vol_matches_the_model(gbm):
     """Realized vol of 1 s log returns of the true index over 1 h: 3600 returns, so the
     estimate's relative standard error is 1/sqrt(2 * 3600) ~ 1.2 %; allow 5 %."""
-    con = _con(gbm[0])
+    con = connect(gbm[0])
     spot = np.array([r[0] for r in con.execute("SELECT spot FROM truth_path ORDER BY ts").fetchall()])
     sigma = con.execute("SELECT value FROM truth_params WHERE key = 'model.sigma'").fetchone()[0]
     r = np.diff(np.log(spot))
@@ -213,7 +179,7 @@ def test_informed_flow_shows_in_trade_signs(gbm):
     """E[direction * sign(future move)] = informed fraction (0.6): each trade's term is +1 when
     informed and a fair coin otherwise, so the estimate's standard error is at most
     1/sqrt(n); allow 4 of them.  The move is measured from the stored index, as a user would."""
-    con = _con(gbm[0])
+    con = connect(gbm[0])
     h = con.execute("SELECT value FROM truth_params WHERE key = 'flow.horizon_s'").fetchone()[0]
     q = con.execute("SELECT value FROM truth_params WHERE key = 'flow.informed_fraction'"
                     ).fetchone()[0]
@@ -242,8 +208,8 @@ def test_informed_flow_shows_in_trade_signs(gbm):
 
 @pytest.mark.parametrize("model", ["heston", "bates"])
 def test_stochastic_vol_truth_path(model, tmp_path_factory):
-    path, summary = _make(tmp_path_factory, model, seed=5, model=model, hours=0.1)
-    con = _con(path)
+    path, summary = make_store(tmp_path_factory, model, seed=5, model=model, hours=0.1)
+    con = connect(path)
     var, vol = (np.array(c) for c in zip(*con.execute(
         "SELECT variance, vol FROM truth_path ORDER BY ts").fetchall()))
     assert var.shape[0] == 360
@@ -294,9 +260,9 @@ def test_a_shorter_run_is_a_prefix_of_a_longer_one(tmp_path_factory):
     """Also across a listing: the longer run lists the daily expiry of 08:00, so its chain
     holds more options, and which far-wing books show no bid must not depend on an option's
     place in the chain (it did: 389 quotes differed between a 1- and a 9-hour run)."""
-    short, s = _make(tmp_path_factory, "short", seed=8, hours=0.1)
-    long, _ = _make(tmp_path_factory, "long", seed=8, hours=8.5)
-    ca, cb = _con(short), _con(long)
+    short, s = make_store(tmp_path_factory, "short", seed=8, hours=0.1)
+    long, _ = make_store(tmp_path_factory, "long", seed=8, hours=8.5)
+    ca, cb = connect(short), connect(long)
     n_short, n_long = (c.execute("SELECT count(*) FROM instruments").fetchone()[0]
                        for c in (ca, cb))
     ca.close()
@@ -305,7 +271,7 @@ def test_a_shorter_run_is_a_prefix_of_a_longer_one(tmp_path_factory):
     for t in ("option_quotes", "option_trades", "underlying_quotes", "funding"):
         q = (f"SELECT * EXCLUDE (seq) FROM {t} WHERE ts_exchange < {s['end_ns']} "
              "ORDER BY ts_recv, ts_exchange, instrument_id")
-        ca, cb = _con(short), _con(long)
+        ca, cb = connect(short), connect(long)
         a, b = ca.execute(q).fetchall(), cb.execute(q).fetchall()
         ca.close()
         cb.close()
@@ -387,7 +353,7 @@ def test_every_option_print_is_at_the_touch_of_the_book_in_force(heston):
     (the last quote of its option received by then; at one instant quotes come first): it
     was priced off a book never published, and a fifth of the prints were outside the book
     in force."""
-    con = _con(heston[0])
+    con = connect(heston[0])
     rows = con.execute("""
         SELECT t.side, t.price, q.bid_price, q.ask_price FROM option_trades t
         ASOF JOIN option_quotes q ON t.instrument_id = q.instrument_id
@@ -396,36 +362,3 @@ def test_every_option_print_is_at_the_touch_of_the_book_in_force(heston):
     con.close()
     assert len(rows) == n > 0
     assert all(p == (a if s > 0 else b) for s, p, b, a in rows)
-
-
-def test_an_expiry_listed_later_has_its_strikes_fixed_at_its_listing(tmp_path_factory):
-    """Every daily spans three days from its listing, with the grid of a three-day expiry
-    centred on the forward at its listing (they were sized from the run's start and centred
-    on its spot: a daily listed on day 25 had a 2,000 step and 60k-152k); in a synthesised
-    run the centre is the path's own spot then."""
-    from replay.synth.chain import ChainParams, build_chain
-    from replay.synth.paths import ModelParams
-
-    p, day = ModelParams(), 86_400 * 10 ** 9
-    sched = expiry_schedule(EPOCH_NS, EPOCH_NS + 30 * day)
-    late = max(e for e, t in sched.items() if e - t == 3 * day)  # a daily listed on day ~26
-    chain = build_chain(EPOCH_NS, EPOCH_NS + 30 * day, p, 0.6, ChainParams(),
-                        {sched[late]: 150_000.0})
-    first = min(e for e, t in sched.items() if e - t == 3 * day and t > EPOCH_NS)
-    grids = [np.unique(chain.strike[chain.expiry_ns == e]) for e in (first, late)]
-    tau = 3 / 365.0
-    want = [strike_grid(f * math.exp(p.basis * tau), tau, 0.6, ChainParams().inner_strikes)
-            for f in (p.s0, 150_000.0)]
-    for got, expected in zip(grids, want, strict=True):
-        assert_allclose(got, expected)
-    # the synthesised chain: the daily listed at 08:00 centred on the path's spot then
-    path, _ = _make(tmp_path_factory, "listing", seed=4, hours=8.5)
-    con = _con(path)
-    t_list, lo, hi = con.execute("""SELECT any_value(ts_recv), min(strike), max(strike)
-        FROM instruments WHERE kind = 'option' GROUP BY expiry_ns
-        ORDER BY any_value(ts_recv) DESC LIMIT 1""").fetchone()
-    spot = con.execute(f"SELECT spot FROM truth_path WHERE ts <= {t_list} ORDER BY ts DESC "
-                       "LIMIT 1").fetchone()[0]
-    con.close()
-    assert t_list > EPOCH_NS and lo < spot < hi
-    assert abs(math.log(spot / math.sqrt(lo * hi))) < 0.05  # centred on it, to the grid
