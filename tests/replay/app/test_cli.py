@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from tests.helpers import one_error_line, volreplay
+from tests.replay.ingest import BOOK_TICKER_LINE, plain_and_gzipped
 
 TARDIS_QUOTES = Path(__file__).resolve().parents[2] / "fixtures" / "tardis" / \
     "deribit_quotes_2024-03-01.csv"
@@ -33,23 +34,15 @@ def test_a_source_whose_rows_are_all_stored_is_not_an_error(tmp_path):
     """Every row a duplicate of one in the store (the same rows, compressed): exit 0 and a
     note, not the "are the sources in the format?" error; with bad rows beside them, the
     error says how many were already stored and names the other reasons."""
-    import gzip
-
     db = tmp_path / "s.duckdb"
-    line = ('1723161255100000000 {"stream":"btcusdt@bookTicker","data":{"e":"bookTicker",'
-            '"u":2,"s":"BTCUSDT","b":"60000.0","B":"1","a":"60000.1","A":"3",'
-            '"T":1723161255099,"E":1723161255099}}\n')
-    (tmp_path / "a.jsonl").write_text(line)
-    with gzip.open(tmp_path / "a.jsonl.gz", "wt") as fh:
-        fh.write(line)
-    assert volreplay("ingest", "binance-ws", str(tmp_path / "a.jsonl"), "--db", str(db),
+    plain, packed = plain_and_gzipped(tmp_path, BOOK_TICKER_LINE)
+    assert volreplay("ingest", "binance-ws", str(plain), "--db", str(db),
                      cwd=tmp_path).returncode == 0
-    p = volreplay("ingest", "binance-ws", str(tmp_path / "a.jsonl.gz"), "--db", str(db),
-                  cwd=tmp_path)
+    p = volreplay("ingest", "binance-ws", str(packed), "--db", str(db), cwd=tmp_path)
     assert p.returncode == 0 and "already in the store" in p.stderr
     rep = json.loads(p.stdout.strip().splitlines()[-1])
     assert (rep["read"], rep["ingested"], rep["quarantine_reasons"]) == (1, 0, {"duplicate": 1})
-    (tmp_path / "b.jsonl").write_text(line + "not json\n")
+    (tmp_path / "b.jsonl").write_text(BOOK_TICKER_LINE + "not json\n")
     p = volreplay("ingest", "binance-ws", str(tmp_path / "b.jsonl"), "--db", str(db),
                   cwd=tmp_path)
     one_error_line(p, "1 were already in the store", "most as 'unparsable'")

@@ -16,6 +16,7 @@ from replay.errors import IngestError
 from replay.ingest import ingest
 from replay.ingest.core import resolve_paths
 from replay.store import open_store
+from tests.replay.ingest import BOOK_TICKER_LINE, plain_and_gzipped
 
 UTC = dt.timezone.utc
 INSTRUMENTS_CSV = (
@@ -91,19 +92,12 @@ def test_a_file_whose_rows_are_all_stored_counts_as_ingested(store, tmp_path):
     """The same rows, once compressed: every row is a duplicate, which is not an error, and
     the file is skipped the next time (it was read again at every ingest, its quarantine
     growing)."""
-    import gzip
-
-    line = ('1723161255100000000 {"stream":"btcusdt@bookTicker","data":{"e":"bookTicker",'
-            '"u":2,"s":"BTCUSDT","b":"60000.0","B":"1","a":"60000.1","A":"3","T":1723161255099,'
-            '"E":1723161255099}}\n')
-    (tmp_path / "a.jsonl").write_text(line)
-    with gzip.open(tmp_path / "a.jsonl.gz", "wt") as fh:
-        fh.write(line)
-    ingest(store, "binance-ws", [str(tmp_path / "a.jsonl")])
-    rep = ingest(store, "binance-ws", [str(tmp_path / "a.jsonl.gz")])
+    plain, packed = plain_and_gzipped(tmp_path, BOOK_TICKER_LINE)
+    ingest(store, "binance-ws", [str(plain)])
+    rep = ingest(store, "binance-ws", [str(packed)])
     assert (rep.read, rep.ingested, rep.reasons) == (1, 0, {"duplicate": 1})
-    again = ingest(store, "binance-ws", [str(tmp_path / "a.jsonl.gz")])
-    assert again.read == 0 and again.skipped_sources == [str(tmp_path / "a.jsonl.gz")]
+    again = ingest(store, "binance-ws", [str(packed)])
+    assert again.read == 0 and again.skipped_sources == [str(packed)]
     assert store.count("quarantine") == 1
 
 
