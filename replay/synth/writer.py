@@ -293,15 +293,15 @@ def _spots_at(model: str, p: ModelParams, seed: int, start: int, n_steps: int,
     """The path's spot at each of ``times`` (listing instants after the start), from a pass
     over the path's blocks as :func:`_write` simulates them (the same sub-streams, so the
     same path) before any option is listed: an expiry's strikes are fixed at its listing."""
+    todo = np.sort(np.fromiter(times, np.int64, len(times)))
     out: dict[int, float] = {}
-    state, k = initial_state(model, p), 0
-    while times - out.keys():
+    state, k, i = initial_state(model, p), 0, 0
+    while i < todo.size:  # one sorted pass: the times in each block, in order
         block, state = simulate_block(model, p, state, start + k * n_steps * step_ns, n_steps,
                                       step_ns, _rng(seed, _PATH, k))
-        for t in times:
-            if block.t0_ns <= t < block.t1_ns:
-                out[t] = float(block.spot[block.index(np.array([t]))[0]])
-        k += 1
+        j = int(np.searchsorted(todo, block.t1_ns))
+        out.update(zip(todo[i:j].tolist(), block.spot[block.index(todo[i:j])].tolist()))
+        i, k = j, k + 1
     return out
 
 
