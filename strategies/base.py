@@ -19,12 +19,16 @@ Conventions
   The basis ``b_i = F_i / S`` is held fixed when ``S`` moves, so ``dF_i/dS = b_i``.
 * **Quantities**: option positions are contracts; a leg holds ``q_i = contracts x
   contract_size`` units of the underlying (coin), signed, long > 0.
-* **Greeks** (:class:`strategies.greeks.Greeks`) are Black-76 (undiscounted) sums over the
-  legs, in USD per unit
-  of the underlying, each leg at its own vol (sticky strike):
-  ``delta = sum q_i b_i dV/dF`` (BTC), ``gamma = sum q_i b_i^2 d2V/dF2`` (BTC per USD),
-  ``vega = sum q_i dV/dvol`` (USD per 1.00 of vol), ``theta = sum q_i (-dV/dt)`` (USD per
-  year), ``vanna = sum q_i b_i d2V/dF dvol``, ``volga = sum q_i d2V/dvol2``.
+* **Greeks** (:class:`strategies.greeks.Greeks`) are the derivatives in ``S`` of the legs'
+  USD values as the venue's ledger marks them, each leg at its own vol (sticky strike), with
+  ``V`` the undiscounted Black-76 value per unit at ``F_i``: a linear option is worth
+  ``q_i V`` USD; an inverse (coin-margined) one ``q_i V / F_i`` coin, that is
+  ``q_i V / b_i`` USD at the coin's price ``S``.  With ``u_i = b_i`` (inverse) or 1
+  (linear): ``delta = sum q_i b_i / u_i dV/dF`` (BTC), ``gamma = sum q_i b_i^2 / u_i
+  d2V/dF2`` (BTC per USD), ``vega = sum q_i / u_i dV/dvol`` (USD per 1.00 of vol),
+  ``theta = sum q_i / u_i (-dV/dt)`` (USD per year), ``vanna = sum q_i b_i / u_i d2V/dF
+  dvol``, ``volga = sum q_i / u_i d2V/dvol2``.  An inverse leg's delta is thus ``q_i dV/dF``,
+  not ``q_i b_i dV/dF``: its coin premium is converted at the spot, not the forward.
 * **Delta source** (:data:`strategies.greeks.DELTA_SOURCES`): ``surface`` uses the latest
   published surface's
   vol at each strike (the flat vol until a surface is published or where it has no value);

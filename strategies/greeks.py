@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -79,6 +79,9 @@ class BookLegs:
     #: each leg's vol move per unit log-forward move under the hedger's smile dynamics
     #: (:mod:`calibration.pricing.smile_delta`); None: sticky strike
     dvol_dlnf: np.ndarray | None = None
+    #: bool per leg: a coin-margined option, worth ``V(F) / F`` coin, that is ``V(F) / b`` USD
+    #: at the coin's price ``S`` (the ledger's mark); a linear one is worth ``V(F)`` USD
+    inverse: np.ndarray = field(kw_only=True)
 
     def __len__(self) -> int:
         return int(self.instrument_id.size)
@@ -91,13 +94,20 @@ class BookLegs:
         return BookLegs(self.instrument_id, self.qty, self.strike, self.t,
                         np.broadcast_to(np.asarray(vol, np.float64), self.qty.shape).copy(),
                         self.is_call, self.basis, self.spot, self.premium_adjusted,
-                        self.dvol_dlnf)
+                        self.dvol_dlnf, inverse=self.inverse)
 
     def with_vol_moves(self, dvol_dlnf: np.ndarray) -> BookLegs:
         """The legs with deltas under a smile dynamics: ``delta_BS + vega dvol_dlnf / F``."""
         return BookLegs(self.instrument_id, self.qty, self.strike, self.t, self.vol,
                         self.is_call, self.basis, self.spot, self.premium_adjusted,
-                        np.asarray(dvol_dlnf, dtype=np.float64))
+                        np.asarray(dvol_dlnf, dtype=np.float64), inverse=self.inverse)
+
+    def weights(self, power: int) -> np.ndarray:
+        """``q_i b_i^power / u_i``, ``u_i = b_i`` for an inverse leg and 1 for a linear one:
+        the factor of the ``power``-th ``F`` derivative of the per-unit Black value ``V`` in
+        the leg's USD value ``q V(b S) / u`` differentiated in ``S`` (module docstring)."""
+        b = self.basis
+        return self.qty * b ** power / np.where(self.inverse, b, 1.0)
 
     def per_unit(self, spot: float | None = None) -> dict[str, np.ndarray]:
         """Per-unit Black greeks of each leg at ``spot`` (default: the current one), with
@@ -114,12 +124,12 @@ class BookLegs:
         if not len(self):
             return Greeks()
         g = {k: nan_to_num(v) for k, v in self.per_unit().items()}
-        q, b = self.qty, self.basis
-        return Greeks(delta=float(np.sum(q * b * g["delta"])),
-                      gamma=float(np.sum(q * b * b * g["gamma"])),
-                      vega=float(np.sum(q * g["vega"])), theta=float(np.sum(q * g["theta"])),
-                      vanna=float(np.sum(q * b * g["vanna"])), volga=float(np.sum(q * g["volga"])),
-                      value_usd=float(np.sum(q * g["price"])))
+        w0, w1, w2 = self.weights(0), self.weights(1), self.weights(2)
+        return Greeks(delta=float(np.sum(w1 * g["delta"])),
+                      gamma=float(np.sum(w2 * g["gamma"])),
+                      vega=float(np.sum(w0 * g["vega"])), theta=float(np.sum(w0 * g["theta"])),
+                      vanna=float(np.sum(w1 * g["vanna"])), volga=float(np.sum(w0 * g["volga"])),
+                      value_usd=float(np.sum(w0 * g["price"])))
 
     def delta(self, spot: float) -> float:
         """The book's delta at ``spot`` (:meth:`delta_fn`; 0 without legs)."""
@@ -130,7 +140,7 @@ class BookLegs:
         return self._sum_fn("delta", 1)
 
     def gamma_fn(self):
-        """``Gamma(S) = sum q_i b_i^2 d2V/dF2`` vectorised over ``S``."""
+        """``Gamma(S) = sum q_i b_i^2 / u_i d2V/dF2`` vectorised over ``S``."""
         return self._sum_fn("gamma", 2)
 
     def _sum_fn(self, which: str, power: int):
@@ -145,15 +155,15 @@ class BookLegs:
         return made
 
     def sum_args(self, power: int) -> tuple[np.ndarray, ...]:
-        """The legs as :func:`strategies.greeks_kernel.book_sum` takes them: ``(q b^power, b,
-        strike, t, vol, is_call, dvol)``, contiguous (``power`` 1 for deltas, 2 for gammas;
+        """The legs as :func:`strategies.greeks_kernel.book_sum` takes them: ``(weights(power),
+        b, strike, t, vol, is_call, dvol)``, contiguous (``power`` 1 for deltas, 2 for gammas;
         ``dvol`` empty under sticky strike).  Made once per legs."""
         made = self.__dict__.get(f"_args{power}")  # frozen: cached past __setattr__
         if made is None:
             b, dv = self.basis, self.dvol_dlnf
             made = self.__dict__[f"_args{power}"] = (
                 *(np.ascontiguousarray(x, dtype=np.float64)
-                  for x in (self.qty * b ** power, b, self.strike, self.t, self.vol)),
+                  for x in (self.weights(power), b, self.strike, self.t, self.vol)),
                 np.ascontiguousarray(self.is_call, dtype=np.bool_),
                 np.empty(0) if dv is None else np.ascontiguousarray(dv, dtype=np.float64))
         return made
@@ -169,9 +179,9 @@ class BookLegs:
         return compiled
 
     def _numpy_sum_fn(self, which: str, power: int):
-        q, k, t, v, c, b = self.qty, self.strike, self.t, self.vol, self.is_call, self.basis
+        k, t, v, c, b = self.strike, self.t, self.vol, self.is_call, self.basis
         pa, dv = self.premium_adjusted, self.dvol_dlnf
-        w = q * b ** power
+        w = self.weights(power)
 
         def fn(s):
             s_arr = np.asarray(s, dtype=np.float64)
@@ -263,7 +273,8 @@ def book_legs(ctx: Any, positions: Mapping[int, float] | None, source: str,
     spot = spot_of(ctx)
     if not ids.size or not math.isfinite(spot):
         e = np.zeros(0)
-        return BookLegs(ids[:0], e, e, e, e, e.astype(bool), e, spot, source == "premium_adjusted")
+        return BookLegs(ids[:0], e, e, e, e, e.astype(bool), e, spot, source == "premium_adjusted",
+                        inverse=e.astype(bool))
     qty = np.array([positions[int(i)] for i in ids]) * inst.contract_size[ids]
     strike = inst.strike[ids].astype(np.float64)
     t = (inst.expiry_ns[ids] - ctx.now).astype(np.float64) / NS_PER_YEAR
@@ -275,7 +286,7 @@ def book_legs(ctx: Any, positions: Mapping[int, float] | None, source: str,
         basis[j] = fwd[int(e)] / spot
     vol = leg_vols(board, strike, inst.expiry_ns[ids], source, flat_vol)
     return BookLegs(ids, qty, strike, t, vol, inst.is_call[ids] == 1, basis, spot,
-                    source == "premium_adjusted")
+                    source == "premium_adjusted", inverse=inst.settlement[ids] == "inverse")
 
 
 def book_greeks(ctx: Any, positions: Mapping[int, float] | None, source: str,

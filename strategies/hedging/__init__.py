@@ -22,7 +22,7 @@ from strategies.hedging.bands import (
     zakamouline_k,
     zakamouline_modified_vol,
 )
-from strategies.hedging.corridor import Corridor, delta_corridor, option_book_delta_fn
+from strategies.hedging.corridor import Corridor, delta_corridor
 from strategies.hedging.registry import (
     STRATEGIES,
     DeltaBand,
@@ -54,7 +54,6 @@ __all__ = [
     "leland_vol",
     "move_corridor",
     "next_periodic_deadline",
-    "option_book_delta_fn",
     "whalley_wilmott_half_width",
     "zakamouline_h0",
     "zakamouline_h1",

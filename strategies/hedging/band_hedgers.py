@@ -35,7 +35,7 @@ def gamma_weighted(legs: BookLegs, *xs: np.ndarray) -> tuple[float, ...]:
     at ``S`` (the legs' gammas evaluated once for all of them, by the lean Black-76 path)."""
     b = legs.basis
     gamma = delta_gamma(b * legs.spot, legs.strike, legs.t, legs.vol, legs.is_call, "gamma")
-    g = np.abs(nan_to_num(gamma) * legs.qty * b * b)
+    g = np.abs(nan_to_num(gamma) * legs.weights(2))
     tot = float(g.sum())
     return tuple(float(np.mean(x)) if tot <= 0 else float(np.sum(g * x) / tot) for x in xs)
 

@@ -27,15 +27,12 @@ corridor with a deadline.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 from numpy.typing import ArrayLike
-
-from calibration.pricing.black import black_price
-from calibration.pricing.black import delta as black_delta
 
 #: A delta (or band half-width) as a function of the underlying; vectorised ones take and
 #: return arrays, which :func:`delta_corridor` exploits.
@@ -155,37 +152,3 @@ def delta_corridor(delta_fn: DeltaFn, spot: float, hedge_delta: float,
             else:
                 edges[k] = b if gb == 0.0 else a + (b - a) * (-ga) / (gb - ga)
     return Corridor(lo=edges[1], hi=edges[0])
-
-
-def option_book_delta_fn(qty: Sequence[float], strike: Sequence[float], t: Sequence[float],
-                         vol: Sequence[float], is_call: Sequence[bool],
-                         basis: Sequence[float] | float = 1.0,
-                         premium_adjusted: bool = False) -> DeltaFn:
-    """Aggregate Black-76 delta of option legs as a function of the underlying ``S``.
-
-    Leg ``i`` (``qty`` in underlying units: contracts x contract size, signed) has forward
-    ``F_i = basis_i * S`` (the basis held fixed, sticky strike vols)::
-
-        D(S) = sum_i qty_i * basis_i * dV_i/dF_i
-        dV/dF = N(d1) (call), N(d1) - 1 (put)                 Black (1976)
-        premium-adjusted: dV/dF - V/F                           (coin-margined options)
-
-    The premium-adjusted form (for a call ``K N(d2) / F``) is the hedge of an option whose
-    premium is paid in the underlying itself, as with coin-margined options: the premium is a
-    coin amount whose USD value moves with ``F`` (D. Reiswich and U. Wystup, "FX volatility
-    smile construction", Wilmott 2012, premium-adjusted forward delta).
-    """
-    q, k, tt, v = (np.asarray(x, dtype=np.float64) for x in (qty, strike, t, vol))
-    c = np.asarray(is_call, dtype=bool)
-    b = np.broadcast_to(np.asarray(basis, dtype=np.float64), q.shape)
-
-    def fn(s: ArrayLike) -> ArrayLike:
-        s_arr = np.asarray(s, dtype=np.float64)
-        f = b * s_arr[..., None]  # (..., legs)
-        d = black_delta(f, k, tt, v, c)
-        if premium_adjusted:
-            d = d - black_price(f, k, tt, v, c) / f
-        out = np.sum(q * b * d, axis=-1)
-        return float(out) if out.ndim == 0 else out
-
-    return fn

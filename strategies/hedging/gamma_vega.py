@@ -88,10 +88,11 @@ class GammaVega(Periodic):
             else np.full(len(ids), v)
         one = BookLegs(ids, inst.contract_size[ids].astype(np.float64), strike, t, vols,
                        inst.is_call[ids] == 1, fwd / spot, spot,
-                       self.delta_source == "premium_adjusted")
+                       self.delta_source == "premium_adjusted",
+                       inverse=inst.settlement[ids] == "inverse")
         g = one.per_unit()
-        gam = one.qty * one.basis ** 2 * g["gamma"]
-        veg = one.qty * g["vega"]
+        gam = one.weights(2) * g["gamma"]
+        veg = one.weights(0) * g["vega"]
         try:
             q1, q2 = gamma_vega_neutralise(port.gamma, port.vega, gam[0], veg[0], gam[1], veg[1])
         except ValueError:

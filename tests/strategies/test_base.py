@@ -265,7 +265,8 @@ def test_surface_source_uses_published_vol_and_forward():
     assert_allclose(legs.vol, [0.8], rtol=1e-9)
     assert_allclose(legs.forward, [101_000.0], rtol=1e-12)
     t = (E2 - ctx.now) / NS_PER_YEAR
-    want = float(greeks(101_000.0, 110_000.0, t, 0.8, True)["delta"]) * 101_000.0 / SPOT
+    # an inverse leg: delta q dV/dF, its coin premium converted at the spot (strategies.base)
+    want = float(greeks(101_000.0, 110_000.0, t, 0.8, True)["delta"])
     assert_allclose(legs.greeks().delta, want, rtol=1e-9)
     # a board that knows the spot at fit time rolls the forward with the market
     board.publish(flat_surface(0.8, ctx.now, forward=101_000.0), ctx.now, spot=99_000.0)

@@ -6,10 +6,21 @@ from numpy.testing import assert_allclose
 from scipy.stats import norm
 
 from calibration.pricing.black import gamma as black_gamma
+from strategies.greeks import BookLegs
 from strategies.hedging.bands import whalley_wilmott_half_width
-from strategies.hedging.corridor import Corridor, delta_corridor, option_book_delta_fn
+from strategies.hedging.corridor import Corridor, delta_corridor
 
 K, T, VOL = 50000.0, 30 / 365, 0.6
+
+
+def book_delta_fn(qty: list[float], is_call: list[bool], basis: float = 1.0,
+                  premium_adjusted: bool = False, inverse: bool = False):
+    """The numpy delta function of linear (or inverse) legs at ``K, T, VOL``."""
+    n = len(qty)
+    legs = BookLegs(np.arange(n), np.array(qty), np.full(n, K), np.full(n, T), np.full(n, VOL),
+                    np.array(is_call), np.full(n, basis), 50000.0, premium_adjusted,
+                    inverse=np.full(n, inverse))
+    return legs._numpy_sum_fn("delta", 1)
 
 
 def call_delta(s: float) -> float:
@@ -34,7 +45,7 @@ def test_single_call_corridor_matches_closed_form() -> None:
 
 
 def test_short_straddle_corridor_maps_back_to_band() -> None:
-    fn = option_book_delta_fn([-3.0, -3.0], [K, K], [T, T], [VOL, VOL], [True, False])
+    fn = book_delta_fn([-3.0, -3.0], [True, False])
     s0, band = 51000.0, 0.1
     hedge = fn(s0) + 0.03  # hedge a little off centre
     c = delta_corridor(fn, s0, hedge, band)
@@ -46,7 +57,7 @@ def test_short_straddle_corridor_maps_back_to_band() -> None:
 
 
 def test_state_dependent_band_whalley_wilmott() -> None:
-    fn = option_book_delta_fn([-10.0], [K], [T], [VOL], [True])
+    fn = book_delta_fn([-10.0], [True])
 
     def ww(s):  # vectorised, as a strategy would pass it
         g = -10.0 * black_gamma(s, K, T, VOL, True)
@@ -59,12 +70,15 @@ def test_state_dependent_band_whalley_wilmott() -> None:
 
 
 def test_premium_adjusted_delta() -> None:
-    fn = option_book_delta_fn([2.0], [K], [T], [VOL], [True], basis=1.01, premium_adjusted=True)
     s = 49000.0
     f = 1.01 * s
     d2 = (math.log(f / K) - 0.5 * VOL * VOL * T) / (VOL * math.sqrt(T))
-    # premium-adjusted forward delta of a call is K N(d2) / F; chain rule dF/dS = basis
-    assert_allclose(fn(s), 2.0 * 1.01 * K * norm.cdf(d2) / f, rtol=1e-12)
+    # premium-adjusted forward delta of a call is K N(d2) / F; chain rule dF/dS = basis for a
+    # linear leg, whose USD value is V(F); an inverse one is worth V(F) / basis USD
+    linear = book_delta_fn([2.0], [True], basis=1.01, premium_adjusted=True)
+    assert_allclose(linear(s), 2.0 * 1.01 * K * norm.cdf(d2) / f, rtol=1e-12)
+    inverse = book_delta_fn([2.0], [True], basis=1.01, premium_adjusted=True, inverse=True)
+    assert_allclose(inverse(s), 2.0 * K * norm.cdf(d2) / f, rtol=1e-12)
 
 
 def test_breached_and_unbounded_cases() -> None:

@@ -35,7 +35,7 @@ def random_legs(rng: np.random.Generator, vol_shift: float = 0.0, smile: bool = 
         SPOT * np.exp(rng.uniform(-0.3, 0.3, n)), rng.uniform(1 / 365, 0.25, n),
         rng.uniform(0.3, 1.2, n) + vol_shift, rng.random(n) < 0.5,
         1.0 + rng.uniform(-0.01, 0.02, n), SPOT,
-        dvol_dlnf=rng.normal(0.0, 0.3, n) if smile else None)
+        dvol_dlnf=rng.normal(0.0, 0.3, n) if smile else None, inverse=rng.random(n) < 0.5)
 
 
 def random_width(rng: np.random.Generator, legs: BookLegs):
@@ -77,7 +77,7 @@ def test_premium_adjusted_books_take_the_python_search():
     rng = np.random.default_rng(7)
     legs = random_legs(rng)
     pa = BookLegs(legs.instrument_id, legs.qty, legs.strike, legs.t, legs.vol, legs.is_call,
-                  legs.basis, SPOT, premium_adjusted=True)
+                  legs.basis, SPOT, premium_adjusted=True, inverse=legs.inverse)
     args = (pa, SPOT, -pa.delta(SPOT) * SPOT, 1.0, True, 0.3, 0.01, False)
     assert book_corridor(*args) == book_corridor_python(*args)
 

@@ -87,9 +87,10 @@ def test_book_delta_paths_agree_under_a_delta_model():
 
     legs = BookLegs(np.array([1, 2]), np.array([-10.0, 5.0]), np.array([90_000.0, 105_000.0]),
                     np.array([0.05, 0.1]), np.array([0.6, 0.5]), np.array([False, True]),
-                    np.array([1.001, 1.002]), 95_000.0)
+                    np.array([1.001, 1.002]), 95_000.0, inverse=np.array([False, True]))
     moved = legs.with_vol_moves(np.array([0.3, -0.2]))
-    want = float(np.sum(legs.qty * legs.basis * dynamics_delta(
+    # USD delta: q b dV/dF for the linear leg, q dV/dF for the inverse one (worth V / b USD)
+    want = float(np.sum(legs.qty * np.array([1.001, 1.0]) * dynamics_delta(
         legs.forward, legs.strike, legs.t, legs.vol, legs.is_call, np.array([0.3, -0.2]))))
     assert_allclose(moved.greeks().delta, want, rtol=1e-12)
     assert_allclose(moved.delta_fn()(95_000.0), want, rtol=1e-9)
@@ -116,7 +117,7 @@ def test_the_skew_is_read_at_the_legs_expiry_as_fitted():
     strike = np.array([110_000.0])
     legs = BookLegs(np.array([1]), np.ones(1), strike, np.array([(30 * day - now) / NS_PER_YEAR]),
                     surf.iv_expiry(strike, np.array([30 * day])), np.array([True]), np.ones(1),
-                    100_000.0)
+                    100_000.0, inverse=np.array([True]))
     got = with_delta_model(legs, surf, "sticky_moneyness", 0.0, SmileTracker(), now)
     _, skew = sl[1].vol_and_skew(np.log(strike / 100_000.0))
     np.testing.assert_allclose(got.dvol_dlnf, ssr_vol_move(skew, 0.0), rtol=1e-4)

@@ -21,7 +21,7 @@ def _legs(rng: np.random.Generator, n: int, dvol: bool) -> BookLegs:
         strike=spot * np.exp(rng.normal(0, 0.3, n)), t=rng.uniform(1e-3, 1.0, n),
         vol=rng.uniform(0.2, 1.5, n), is_call=rng.random(n) < 0.5,
         basis=rng.uniform(0.99, 1.02, n), spot=spot,
-        dvol_dlnf=rng.normal(0, 0.3, n) if dvol else None)
+        dvol_dlnf=rng.normal(0, 0.3, n) if dvol else None, inverse=rng.random(n) < 0.5)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -43,7 +43,8 @@ def test_legs_without_finite_greeks_count_as_nan_to_num_makes_them():
     path's values too (its gamma is infinite at the strike: the largest finite float)."""
     legs = BookLegs(np.arange(3), np.array([1.0, 2.0, -1.0]), np.array([9e4, 9e4, 1e5]),
                     np.array([0.1, 0.0, 0.2]), np.array([np.nan, 0.5, 0.6]),
-                    np.array([True, False, True]), np.ones(3), 9e4)
+                    np.array([True, False, True]), np.ones(3), 9e4,
+                    inverse=np.array([True, False, True]))
     s = np.array([8e4, 9e4, 1e5])
     for which, power in (("delta", 1), ("gamma", 2)):
         with np.errstate(all="ignore"):
