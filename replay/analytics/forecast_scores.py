@@ -118,16 +118,23 @@ def long_run_var(d: np.ndarray, lags: int, bartlett: bool = False) -> float:
 def diebold_mariano(loss_a: np.ndarray, loss_b: np.ndarray, lags: int) -> tuple[float, float]:
     """DM statistic of ``loss_a - loss_b`` for forecasts ``lags + 1`` steps ahead, with the
     Harvey-Leybourne-Newbold correction, and its two-sided ``t(n - 1)`` p-value (module
-    docstring); NaN when the sample is too short for the correction or the variance."""
+    docstring); NaN when the sample is too short for the correction or the variance.
+
+    The sample must hold more than ``2 h`` forecasts: below that the HLN factor
+    ``(n + 1 - 2h + h(h-1)/n) / n`` is not the small-sample correction it was derived as (it
+    turns positive again once ``h > n``), and with ``lags >= n - 1`` the uniformly weighted
+    long-run variance is zero up to rounding; a variance under ``1e-9 gamma_0`` counts as
+    zero (then Bartlett's weights, then NaN)."""
     d = loss_a - loss_b
     n, h = d.size, lags + 1
-    scale = (n + 1 - 2 * h + h * (h - 1) / n) / n if n >= 3 else 0.0
-    if not scale > 0:
+    if n <= max(2 * h, 2):
         return math.nan, math.nan
+    scale = (n + 1 - 2 * h + h * (h - 1) / n) / n
+    gamma0 = long_run_var(d, 0)
     v = long_run_var(d, lags)
-    if not v > 0:
+    if not v > 1e-9 * gamma0:
         v = long_run_var(d, lags, bartlett=True)
-    if not v > 0:
+    if not (gamma0 > 0 and v > 1e-9 * gamma0):
         return math.nan, math.nan
     stat = float(d.mean() / math.sqrt(v / n) * math.sqrt(scale))
     return stat, float(2 * student_t.sf(abs(stat), n - 1))

@@ -37,6 +37,20 @@ def test_dm_has_its_size_on_overlapping_forecasts():
     assert np.mean(np.abs(bartlett) > 1.96) > 0.11  # the old statistic's size, for contrast
 
 
+def test_dm_is_null_on_a_sample_no_longer_than_two_horizons():
+    """Ten one-hour forecasts made every 5 minutes (h = 12 steps): the HLN factor is positive
+    again (0.02) and the uniform long-run variance rounds to 4e-18, which gave a statistic of
+    3.7e7.  No test is possible on so few overlapping forecasts; from ``n > 2h`` on it is."""
+    rng = np.random.default_rng(5)
+    h = 12
+    for n in (10, 2 * h):
+        d = rng.standard_normal(n) + 0.3
+        assert np.isnan(diebold_mariano(d, np.zeros(n), lags=h - 1)).all()
+    d = rng.standard_normal(2 * h + 1) + 0.3
+    assert np.isfinite(diebold_mariano(d, np.zeros(d.size), lags=h - 1)).all()
+    assert np.isnan(diebold_mariano(np.ones(40), np.zeros(40), lags=0)).all()  # no variance
+
+
 def test_forecasters_are_ranked_on_the_times_all_of_them_forecast(tmp_path):
     """A flat forecast from the start and a GARCH only after its warm-up: over its own rows
     the flat one pays for the first half's higher vol, which the GARCH never saw; on the
