@@ -12,7 +12,9 @@ tau))`` at ``k = ln(K / F) = 0`` (:meth:`calibration.surface.SmileSlice.vol_and_
 ``R = 1`` is sticky strike (the smile stays put in strike, so the ATM vol slides along it),
 ``R = 0`` sticky moneyness (the smile moves with the forward), and about 2 is what local
 volatility implies for short maturities.  Over pairs of fits of one expiry ``h`` apart
-(``dynamics_horizon_s``), with ``x = S_start * (ln F_end - ln F_start)`` and
+(``dynamics_horizon_s``; each fit with the first one at least ``h`` later, if that one is at
+most ``2h`` later: across a gap in the data a pair would measure a move over hours or days,
+and such pairs, with the largest ``x``, would dominate both sums), with ``x = S_start * (ln F_end - ln F_start)`` and
 ``y = sigma_ATM,end - sigma_ATM,start``, ``R`` is the least-squares slope through the origin
 of ``y`` on ``x``::
 
@@ -100,13 +102,15 @@ def _by_expiry(expiry: np.ndarray, order: np.ndarray) -> list[np.ndarray]:
 
 def ssr_pairs(atm: pd.DataFrame, horizon_ns: int) -> pd.DataFrame:
     """The ``(x, y)`` pairs of the module docstring: per expiry, each fit and the first fit at
-    least ``horizon_ns`` later; with the end time and the start's days to expiry."""
+    least ``horizon_ns`` later, where that is at most ``2 horizon_ns`` later; with the end
+    time and the start's days to expiry."""
     ts, expiry = atm["ts"].to_numpy(np.int64), atm["expiry"].to_numpy(np.int64)
     starts, ends = [], []
     for rows in _by_expiry(expiry, np.argsort(ts, kind="stable")):  # each in time order
         t = ts[rows]
         j = np.searchsorted(t, t + horizon_ns, side="left")
         ok = j < t.size
+        ok[ok] = t[j[ok]] - t[ok] <= 2 * horizon_ns
         starts.append(rows[ok])
         ends.append(rows[j[ok]])
     i = np.concatenate(starts) if starts else np.zeros(0, np.int64)

@@ -52,6 +52,11 @@ def test_buckets_and_pair_horizon():
     atm = atm_table(_fits(1.0, n=20))
     pairs = ssr_pairs(atm, 300 * NS)  # each fit and the first one 5 minutes later
     assert len(pairs) == 15 and ((pairs["end"] - pairs["start"]) == 300 * NS).all()
+    # a gap in the data: no pair spans it (it would pair fits 52 hours apart as "5 minutes")
+    gap = atm.assign(ts=np.where(atm["ts"] >= atm["ts"].iloc[10], atm["ts"] + 52 * 3600 * NS,
+                                 atm["ts"]))
+    pairs = ssr_pairs(gap, 300 * NS)
+    assert len(pairs) == 10 and ((pairs["end"] - pairs["start"]) == 300 * NS).all()
 
 
 def test_dynamics_of_a_recorded_stream_are_copied_as_computed(tmp_path):
