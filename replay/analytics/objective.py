@@ -39,9 +39,11 @@ FUNCTIONS: dict[str, tuple[Any, int, int]] = {  # name: (function, min args, max
     "min": (min, 2, 64),
     "max": (max, 2, 64),
 }
-# A metric name: an identifier, then dot-separated parts that may start with a digit ("10s").
-# The look-behind keeps the exponent of "1e-3" and the tail of "x.y" from matching on their own.
-_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.\w+)*")
+# A metric name: an identifier, then dot-separated parts that may start with a digit ("10s"),
+# or be an expiry bucket of days ("7-30d", "90d+": the dynamics block's keys, whose "-" and
+# "+" would otherwise read as operators).  The look-behind keeps the exponent of "1e-3" and
+# the tail of "x.y" from matching on their own.
+_NAME = re.compile(r"(?<![\w.])[A-Za-z_]\w*(?:\.(?:\d+-\d+d\b|\d+d\+|\w+))*")
 _BINOPS = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
            ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
            ast.Pow: math.pow}  # math.pow: a domain error raises instead of giving a complex

@@ -23,6 +23,7 @@ METRICS = {
     "journal_hash": "ab12",
     "pnl": {"step_std_usd": 10.0, "fees_usd": -4.0, "slippage_usd": -2.0, "total_usd": None},
     "execution": {"n_fills": 3, "markout_bps": {"10s": -1.5}},
+    "dynamics": {"ssr": {"7-30d": 1.5, "90d+": 0.5}},
 }
 
 
@@ -44,6 +45,9 @@ def test_default_style_expression_adds_costs():
     ("execution.markout_bps.10s * 2", -3.0),
     ("execution.n_fills / 2 + events_replayed / 1000", 2.5),
     ("1.5e2 + .5", 150.5),
+    # expiry buckets of days: their "-" and "+" belong to the name
+    ("dynamics.ssr.7-30d-1", 0.5),
+    ("abs(dynamics.ssr.7-30d - 2) + dynamics.ssr.90d+ + 1", 2.0),
 ])
 def test_arithmetic(expr, value):
     assert parse_objective(expr).evaluate(METRICS) == pytest.approx(value)
@@ -161,3 +165,10 @@ def test_config_metric_names_read_the_configs_horizons():
     assert config_metric_names(None) == known_metric_names()
     broken = OmegaConf.create({"report": {"markout_horizons_s": "${nowhere}"}})
     assert config_metric_names(broken) == known_metric_names()
+
+
+def test_every_known_name_reads_as_one_name():
+    """Each metric an objective may name parses as that one name (the dynamics buckets
+    ``dynamics.ssr.7-30d`` and ``dynamics.ssr.90d+`` were read as arithmetic)."""
+    for name in sorted(known_metric_names()):
+        assert parse_objective(name).names == (name,), name
