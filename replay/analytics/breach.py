@@ -132,7 +132,8 @@ def margin_block(journal_path, consumer) -> dict:
     if t.empty:
         t = pd.DataFrame({c: np.zeros(0) for c in ("ts", "initial_usd", "maintenance_usd",
                                                    "initial_isolated_usd", "equity_usd",
-                                                   "maintenance_isolated_usd", "equity_over_mm")})
+                                                   "maintenance_isolated_usd", "equity_over_mm",
+                                                   "usd_per_coin")})
     if consumer.mode == "isolated":
         im, mm = t["initial_isolated_usd"], t["maintenance_isolated_usd"]
     else:

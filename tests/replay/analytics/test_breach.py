@@ -133,3 +133,19 @@ def test_coin_collateral_is_judged_in_coin(tmp_path, currency, breaches):
                                venue=SimpleNamespace(cfg=SimpleNamespace(equity_currency=currency)))
     block = margin_block(path, consumer)
     assert block["observations"] == 24 and block["breaches"] == breaches
+
+
+@pytest.mark.parametrize("currency", ["coin", "usd"])
+def test_a_run_with_no_margin_rows_gives_nulls(tmp_path, currency):
+    """Every evaluation skipped (no coin price yet): null statistics in either currency (a
+    coin account raised KeyError 'usd_per_coin')."""
+    path = tmp_path / "journal.duckdb"
+    with duckdb.connect(str(path)) as con:
+        con.execute("CREATE TABLE margin (ts BIGINT, initial_usd DOUBLE, maintenance_usd DOUBLE, "
+                    "initial_isolated_usd DOUBLE, maintenance_isolated_usd DOUBLE, "
+                    "equity_usd DOUBLE, usd_per_coin DOUBLE, equity_over_mm DOUBLE)")
+    consumer = SimpleNamespace(model="standard", mode="cross", counts={},
+                               breach_horizon_s=3600.0, breach_p=0.01,
+                               venue=SimpleNamespace(cfg=SimpleNamespace(equity_currency=currency)))
+    block = margin_block(path, consumer)
+    assert block["initial_usd_mean"] is None and block["observations"] == 0
