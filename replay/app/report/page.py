@@ -300,11 +300,19 @@ def _arbitrage_section(fits: pd.DataFrame) -> Section:
     if len(fits):
         per_fit = fits.groupby("ts").agg(v=("arb_violations", "first"),
                                          published=("published", "first"),
+                                         rmse=("rmse_vol_pts", "first"),
                                          reason=("reason", "first")).reset_index()
+        # a refit that found no expiry with enough quotes fitted nothing: no quality, and
+        # nothing published in its place, which is not a fallback
+        fitted = np.isfinite(per_fit.rmse.to_numpy(dtype=float))
+        skipped = int((~fitted).sum())
+        per_fit = per_fit[fitted]
         bad = per_fit[per_fit.v > 0]
         s["html"] = (f"<p>{len(per_fit)} fits, {int((per_fit.v > 0).sum())} with violations, "
                      f"{int((~per_fit.published).sum())} not published (fell back to the last good "
-                     "surface).</p>")
+                     "surface)"
+                     + (f"; {skipped} refits skipped (no expiry with enough quotes)" if skipped
+                        else "") + ".</p>")
         if len(bad):
             rows = "".join(f"<tr><td>{times([r.ts])[0]}</td><td>{int(r.v)}</td>"
                            f"<td class='k'>{html.escape(str(r.reason))}</td></tr>"
