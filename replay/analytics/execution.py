@@ -152,19 +152,27 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     of the venue's last fill before it, else (no fill yet in the run) as the venue's rate
     falls back: the mid of the store's underlying at the decision
     (:meth:`replay.engine.state.Instruments.default_underlying`), else the option's venue
-    forward then."""
+    forward then.  An instrument with no quotes in the store is measured from the mid the
+    venue priced the order's first fill against (``executions.arrival_mid``): its delay
+    cost is then 0 and its execution cost the venue's slippage."""
     mids = _mids_at("order_id", "instrument_id", "o", ["ts", "end_ts"],
                     ["decision_mid", "end_mid"])
     return con.sql(f"""
     WITH f AS (
         SELECT order_id, sum(qty) AS filled, sum(fee_usd) AS fees_usd,
-               sum(qty * price) AS qty_px, any_value(usd_per_coin) AS usd
+               sum(qty * price) AS qty_px, any_value(usd_per_coin) AS usd,
+               arg_min(arrival_mid, seq) AS arrival_mid
         FROM executions GROUP BY order_id),
     r AS (SELECT order_id, sum(qty) AS unfilled, max(ts) AS gave_up_ts
           FROM rejections GROUP BY order_id),
     o AS (SELECT o.*, coalesce(r.gave_up_ts, o.arrival_ts) AS end_ts
           FROM orders o LEFT JOIN r USING (order_id)),
-    m AS ({mids})
+    q AS ({mids}),
+    -- an instrument the store never quotes (a summary store's dated future): the mid the
+    -- venue priced its first fill against, so that its fees and slippage are counted
+    m AS (SELECT q.key, coalesce(q.decision_mid, f.arrival_mid) AS decision_mid,
+                 coalesce(q.end_mid, f.arrival_mid) AS end_mid
+          FROM q LEFT JOIN f ON f.order_id = q.key)
     SELECT o.order_id, o.ts, o.instrument_id, i.kind, o.qty AS ordered,
            coalesce(f.filled, 0) AS filled, coalesce(r.unfilled, 0) AS unfilled,
            m.decision_mid, m.end_mid,

@@ -1,8 +1,11 @@
-"""Implementation shortfall of an option order that never fills, on a store of real Deribit
-summaries: options and their futures are defined from the files, and no underlying is
-quoted, so the coin's USD rate comes, as the venue's does, from the option's venue forward."""
+"""Implementation shortfall on a store of real Deribit summaries: options and their futures
+are defined from the files, and no underlying is quoted.  An option order that never fills
+takes the coin's USD rate, as the venue does, from the option's venue forward; an order on
+the never-quoted future is measured from the mid the venue filled it against."""
 
 from __future__ import annotations
+
+import math
 
 from numpy.testing import assert_allclose
 
@@ -18,19 +21,19 @@ NAME = "BTC-26DEC25-100000-C"
 
 
 class Offer:
-    """One offer a minute in, far above the book: it never fills."""
+    """One order a minute in: by default an offer far above the book, which never fills."""
 
     name = "offer"
 
-    def __init__(self, iid: int) -> None:
-        self.iid, self.usd = iid, None
+    def __init__(self, iid: int, qty: float = -1.0, limit: float = 0.9) -> None:
+        self.iid, self.usd, self.qty, self.limit = iid, None, qty, limit
 
     def on_start(self, ctx):
         return WakeCondition(deadline=ctx.now + 60 * 10 ** 9)
 
     def on_wake(self, ctx):
         self.usd = ctx.market.usd_per_coin(self.iid)
-        ctx.submit(self.iid, -1.0, limit_price=0.9, latency_ns=0)
+        ctx.submit(self.iid, self.qty, limit_price=self.limit, latency_ns=0)
         return None
 
     def state_dict(self):
@@ -40,22 +43,38 @@ class Offer:
         pass
 
 
-def test_an_unfilled_option_order_is_valued_at_the_venues_coin_rate(shared_data, tmp_path):
-    day = shared_data / "deribit" / "BTC" / "2025" / "12" / "13"
+def _shortfall(data, tmp_path, name: str, **order):
+    """The order's shortfall row and the venue's slippage, on a 10-minute summary store."""
+    day = data / "deribit" / "BTC" / "2025" / "12" / "13"
     db = tmp_path / "d.duckdb"
     with open_store(db, read_only=False) as st:
         ingest(st, "deribit-summary", [str(day / f"BTC_2025-12-13_{hm}.parquet")
                                        for hm in ("1558", "1603", "1608")])
     with open_store(db) as st:
         specs = specs_from_store(st.instruments())
-        iid = st.instrument_ids()[NAME]
+        iid = st.instrument_ids()[name]
     venue = SimulatedVenue(VenueConfig(latency_ms=0.0, passive_ttl_s=30.0, price_band=1.0),
                            specs)
-    offer = Offer(iid)
+    offer = Offer(iid, **order)
     res = run_replay(db, [offer], tmp_path / "run", venue=venue, progress=False)
     with analytics.connect(res.journal_path, db) as con:
-        row = analytics.shortfall_table(con).df().iloc[0]
+        return offer, analytics.shortfall_table(con).df().iloc[0], venue.slippage_usd
+
+
+def test_an_unfilled_option_order_is_valued_at_the_venues_coin_rate(shared_data, tmp_path):
+    offer, row, _ = _shortfall(shared_data, tmp_path, NAME)
     assert row["filled"] == 0.0 and row["unfilled"] == -1.0
     assert offer.usd > 0 and row["usd_per_price"] == offer.usd  # the venue's rate, to the bit
     assert_allclose(row["shortfall_usd"], -1.0 * (row["end_mid"] - row["decision_mid"])
                     * offer.usd, atol=1e-9)
+
+
+def test_an_order_on_a_never_quoted_future_counts_its_fees_and_slippage(shared_data, tmp_path):
+    """The store quotes no future, so the order has no mid of its own: it was NULL, and left
+    out of the run's total with its fees."""
+    _, row, slippage = _shortfall(shared_data, tmp_path, "BTC-26DEC25", qty=100.0, limit=math.nan)
+    assert row["kind"] == "future" and row["filled"] == 100.0
+    assert row["decision_mid"] > 0 and row["fees_usd"] > 0
+    # the shortfall prices an inverse contract's move linearly (cs dP / P), the venue exactly
+    # (cs (1/mid - 1/price)): they differ by the relative price move, 1e-5 here
+    assert_allclose(row["shortfall_usd"], row["fees_usd"] + slippage["hedge"], rtol=1e-4)
