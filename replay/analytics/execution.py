@@ -223,6 +223,18 @@ def _mids_at(key: str, instrument: str, source: str, times: list[str], names: li
             "ON q.instrument_id = p.instrument_id AND q.ts <= p.t GROUP BY p.key")
 
 
+def hedge_costs(executions, specs, slippage_usd: float) -> dict[str, float]:
+    """The ``pnl`` block's hedge-leg costs (negative: paid): ``hedge_fees_usd``, the fees of
+    every fill on an instrument that is not an option (``executions.fee_usd``), and
+    ``hedge_slippage_usd``, the venue's fill-against-mid cost of those fills
+    (``slippage_usd``).  What a sweep of hedgers over one options book trades off against
+    the hedging error: the book's own trades cost the same in every job."""
+    hedge = [not specs[int(i)].is_option for i in executions["instrument_id"]] \
+        if len(executions) else []
+    fees = float(executions["fee_usd"][hedge].sum()) if len(executions) else 0.0
+    return {"hedge_fees_usd": -fees, "hedge_slippage_usd": -float(slippage_usd)}
+
+
 def _hname(h: float) -> str:
     return f"{int(h)}s" if float(h).is_integer() else f"{h:g}s".replace(".", "p")
 

@@ -337,7 +337,7 @@ def _finite(x: float | None) -> float | None:
 
 
 def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfig) -> dict:
-    from replay.analytics.execution import execution_metrics
+    from replay.analytics.execution import execution_metrics, hedge_costs
     from replay.analytics.tables import read_tables
     from replay.consumers.marker import BUCKETS, PNL_KEYS, VEGA_SPLIT
 
@@ -350,7 +350,7 @@ def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfi
         "journal": res.journal_costs,
         "calibration": calib.metrics() if calib is not None else dict(_NULL_CALIBRATION),
     }
-    tables = read_tables(out / "journal.duckdb", ["pnl", "attribution"])
+    tables = read_tables(out / "journal.duckdb", ["pnl", "attribution", "executions"])
     pnl = tables["pnl"]
     if marker is not None and len(pnl):
         last = pnl.iloc[-1]
@@ -364,6 +364,7 @@ def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfi
             "fees_usd": float(last.fees_usd), "funding_usd": float(last.funding_usd),
             "slippage_usd": -float(sum(venue.slippage_usd.values())),
             "step_std_usd": float(np.std(steps, ddof=1)) if steps.size > 1 else None,
+            **hedge_costs(tables["executions"], venue.specs, venue.slippage_usd["hedge"]),
         }
         att = {k: float(marker.totals[k]) for k in BUCKETS if k != "residual"}
         att["residual"] = m["pnl"]["total_usd"] - math.fsum(att.values())

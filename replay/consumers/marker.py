@@ -50,7 +50,7 @@ from replay.units import NS
 YEAR_NS = 365.0 * 86400 * NS
 #: the ``pnl`` block of metrics.json (docs/outputs.md)
 PNL_KEYS = ("total_usd", "total_coin", "options_usd", "hedge_usd", "fees_usd",
-            "funding_usd", "slippage_usd", "step_std_usd")
+            "funding_usd", "slippage_usd", "step_std_usd", "hedge_fees_usd", "hedge_slippage_usd")
 BUCKETS = ("delta", "gamma", "vega", "theta", "vanna", "volga", "funding", "fees", "slippage",
            "residual")
 

@@ -171,18 +171,18 @@ def _plot(df: pd.DataFrame, x: str, y: str, xlabel: str, ylabel: str, title: str
 
 def _html(df: pd.DataFrame, sweep: Path) -> str:
     costs = None
-    # every order's fees and slippage, the options book's too: in a sweep of hedgers over one
-    # book those are the same in every job, so the differences between jobs are the hedging's
-    if len(df) and {"pnl.fees_usd", "pnl.slippage_usd"} <= set(df.columns):
-        costs = -(pd.to_numeric(df["pnl.fees_usd"], errors="coerce")
-                  + pd.to_numeric(df["pnl.slippage_usd"], errors="coerce"))
-        df = df.assign(**{"trading_cost_usd": costs})
+    # the hedge leg's fees and slippage: the options book's trades cost the same in every job
+    # of a sweep of hedgers
+    if len(df) and {"pnl.hedge_fees_usd", "pnl.hedge_slippage_usd"} <= set(df.columns):
+        costs = -(pd.to_numeric(df["pnl.hedge_fees_usd"], errors="coerce")
+                  + pd.to_numeric(df["pnl.hedge_slippage_usd"], errors="coerce"))
+        df = df.assign(**{"hedging_cost_usd": costs})
         if "pnl.step_std_usd" in df:
             df = df.assign(**{"hedging_error_var": pd.to_numeric(df["pnl.step_std_usd"],
                                                                   errors="coerce") ** 2})
-    imgs = [_plot(df, "hedging_error_var", "trading_cost_usd", "hedging-error variance (USD², per mark step)",
-                  "trading costs, all orders: fees + slippage (USD)",
-                  "Trading costs vs hedging-error variance"),
+    imgs = [_plot(df, "hedging_error_var", "hedging_cost_usd", "hedging-error variance (USD², per mark step)",
+                  "hedging costs: the hedge's fees + slippage (USD)",
+                  "Hedging cost vs hedging-error variance"),
             _plot(df, "calibration.n_fits", "calibration.oos_rmse_vol_pts", "number of refits",
                   "out-of-sample RMSE (vol pts)", "Calibration error vs refit frequency"),
             _plot(df, "margin.initial_usd_mean", "margin.breach_rate",
@@ -190,7 +190,7 @@ def _html(df: pd.DataFrame, sweep: Path) -> str:
                   "Margin frontier: breaches vs capital")]
     cols = [c for c in df.columns if c.startswith("override.")] + [
         c for c in ("status", "objective", "pnl.total_usd", "pnl.step_std_usd",
-                    "trading_cost_usd", "execution.n_fills", "calibration.n_fits", "calibration.rmse_vol_pts",
+                    "hedging_cost_usd", "execution.n_fills", "calibration.n_fits", "calibration.rmse_vol_pts",
                     "calibration.oos_rmse_vol_pts", "calibration.inside_spread_pct",
                     "calibration.arb_violations", "margin.initial_usd_mean", "margin.breach_rate",
                     "margin.breaches", "margin.observations", "margin.kupiec_p",

@@ -75,8 +75,16 @@ def test_backtest_metrics_contract_and_exact_attribution(store, tmp_path):
     # the buckets sum to the total (the residual takes what the Taylor explain misses)
     att = m["attribution"]
     assert_allclose(math.fsum(att.values()), m["pnl"]["total_usd"], rtol=1e-12, atol=1e-9)
-    # fees and slippage are costs
+    # fees and slippage are costs; the hedge's are the fills' on what is not an option
     assert m["pnl"]["fees_usd"] < 0 and m["pnl"]["slippage_usd"] < 0
+    with duckdb.connect(str(tmp_path / "a" / "journal.duckdb"), read_only=True) as con:
+        con.execute(f"ATTACH '{store}' AS mkt (READ_ONLY)")
+        hedge_fees = con.sql("SELECT sum(fee_usd) FROM executions e JOIN mkt.instruments i "
+                             "USING (instrument_id) WHERE i.kind <> 'option'").fetchall()[0][0]
+    assert hedge_fees > 0
+    assert_allclose(m["pnl"]["hedge_fees_usd"], -hedge_fees, rtol=1e-12)
+    assert m["pnl"]["fees_usd"] < m["pnl"]["hedge_fees_usd"]  # the straddle's fees besides
+    assert m["pnl"]["slippage_usd"] <= m["pnl"]["hedge_slippage_usd"] <= 0
     on_disk = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert on_disk["journal_hash"] == m["journal_hash"]
 
