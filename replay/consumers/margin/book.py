@@ -9,7 +9,10 @@ Per open position:
   expiry as fitted, :meth:`~calibration.surface.Surface.iv_expiry`; else the venue's mark IV;
   else the option's own mid IV; else ``flat_vol``), and the value at that vol;
 * **futures, perpetuals, spot**: the underlying units (inverse contracts: USD notional / price)
-  at the instrument's reference price.
+  at the instrument's reference price ``M``, and the position's average entry price (the
+  ledger's ``Position.avg_price``), from which the unrealised PnL ``X`` follows;
+* every leg: whether it is inverse (coin-settled) and the coin's USD price ``S`` (``usd``) the
+  ledger converts at (:mod:`~replay.consumers.margin.legs` for the values).
 
 Isolation groups (``isolate_by``): ``position`` (each instrument alone) or ``expiry`` (options
 and futures of one expiry together; each perpetual alone).  The PnL of each group is the
@@ -77,9 +80,11 @@ def option_forward(ctx, board, expiry_ns: int, usd: float) -> float:
 
 
 def book_legs(ctx, specs: Mapping, positions: Mapping[int, float], board, usd: float,
-              flat_vol: float, groups: Mapping[int, int]) -> tuple[Legs, np.ndarray]:
+              flat_vol: float, groups: Mapping[int, int],
+              entry: Mapping[int, float] | None = None) -> tuple[Legs, np.ndarray]:
     """:class:`Legs` of the open positions (expired options left out) and their instrument
-    ids, in id order; ``groups`` maps an instrument to its isolation group."""
+    ids, in id order; ``groups`` maps an instrument to its isolation group, ``entry`` a
+    delta-one position to its average entry price (missing: entered at the mark)."""
     m, now = ctx.market, ctx.now
     ids = np.array(sorted(i for i, q in positions.items()
                           if q != 0 and not (specs[i].is_option and specs[i].expiry_ns <= now)),
@@ -88,6 +93,8 @@ def book_legs(ctx, specs: Mapping, positions: Mapping[int, float], board, usd: f
     units, fwd = np.zeros(n), np.zeros(n)
     strike, t, vol = np.full(n, np.nan), np.zeros(n), np.full(n, np.nan)
     call = np.zeros(n, bool)
+    inverse = np.array([bool(specs[i].is_inverse) for i in ids.tolist()], dtype=bool)
+    avg = np.array([float((entry or {}).get(i, math.nan)) for i in ids.tolist()])
     fwd_of: dict[int, float] = {}
     for j, i in enumerate(ids.tolist()):
         spec, q = specs[i], positions[i]
@@ -107,7 +114,8 @@ def book_legs(ctx, specs: Mapping, positions: Mapping[int, float], board, usd: f
         vol[opt] = _option_vols(ctx, specs, board, ids[opt], strike[opt], t[opt], fwd[opt],
                                 call[opt], flat_vol)
     legs = make_legs(units, fwd, strike=strike, t=t, is_call=call, vol=vol,
-                     group=np.array([groups[i] for i in ids.tolist()], dtype=np.int64))
+                     group=np.array([groups[i] for i in ids.tolist()], dtype=np.int64),
+                     inverse=inverse, entry=np.where(opt, np.nan, avg), spot=usd)
     return legs, ids
 
 

@@ -89,6 +89,7 @@ class Account:
     params: dict[str, float]
     moved: float  # the spot's move since the published surface's fit (book.spot_move_since_fit)
     since_fit: float  # years since that fit (book.years_since_fit)
+    coin: bool = False  # coin collateral (venue.equity_currency): losses as coin x today's S
 
 
 def _params(cls: type, key: str, values: dict | None) -> Any:
@@ -188,13 +189,15 @@ class MarginConsumer:
         e0 = venue.cfg.initial_equity * (usd if coin else 1.0)
         groups = group_index(specs, held, self.isolate_by)
         n_groups = max(groups.values(), default=-1) + 1
-        legs, ids = book_legs(ctx, specs, positions, self.board, usd, self.flat_vol, groups)
+        entry = {i: pf.positions[i].avg_price for i in positions}
+        legs, ids = book_legs(ctx, specs, positions, self.board, usd, self.flat_vol, groups,
+                              entry)
         # coin collateral: its coin PnL at today's price (USD booked at past prices is not it)
         equity = (venue.cfg.initial_equity + mk.total_coin) * usd if coin else e0 + mk.total_usd
         acct = Account(e0, group_pnl(mk, groups, n_groups, coin), equity, legs, ids,
                        n_groups, self._rule_params(ctx), spot_move_since_fit(ctx, self.board),
-                       years_since_fit(ctx, self.board))
-        req = self.requirement(legs, n_groups, acct.params, acct.moved, acct.since_fit)
+                       years_since_fit(ctx, self.board), coin)
+        req = self.requirement(legs, n_groups, acct.params, acct.moved, acct.since_fit, coin)
         free_im, im_g = self._free(req, "im", acct)
         free_mm, mm_g = self._free(req, "mm", acct)
         mm_mode = req["mm"] if self.mode == "cross" else float(mm_g.sum())
@@ -231,11 +234,12 @@ class MarginConsumer:
         return {k: float(v) for k, v in self.rule.params(ctx, surf, self.forecasts).items()}
 
     def requirement(self, legs: Legs, n_groups: int, params: dict[str, float],
-                    moved: float = 1.0, since_fit: float = 0.0) -> dict:
+                    moved: float = 1.0, since_fit: float = 0.0, coin: bool = False) -> dict:
         """Initial and maintenance margin of the whole book and per group (USD), and the
         worst scenarios (name, PnL) of the whole book under portfolio margin; ``moved`` is the
         spot's move and ``since_fit`` the years since the surface's fit
-        (:func:`surface_vol_after_move`)."""
+        (:func:`surface_vol_after_move`); ``coin``: coin collateral, whose scenario losses are
+        its coin losses at today's price (:mod:`~replay.consumers.margin.revalue`)."""
         if self.model == "standard":
             p = _with(self.standard, params)
             im, mm = standard_margin(legs, p)
@@ -246,8 +250,9 @@ class MarginConsumer:
         surf = self.board.surface if self.board is not None else None
         vam = surface_vol_after_move(surf, legs.t + since_fit, moved) \
             if surf is not None and len(legs) else None
-        whole = portfolio_margin(legs.with_groups(np.zeros(len(legs), np.int64)), p, vam)
-        per = portfolio_margin(legs, p, vam)
+        whole = portfolio_margin(legs.with_groups(np.zeros(len(legs), np.int64)), p, vam,
+                                 coin=coin)
+        per = portfolio_margin(legs, p, vam, coin=coin)
         im_g = np.zeros(n_groups)
         mm_g = np.zeros(n_groups)
         if len(legs):
@@ -284,7 +289,7 @@ class MarginConsumer:
 
         def free_after(mask: np.ndarray) -> tuple[float, float]:
             r = self.requirement(acct.legs.subset(mask), acct.n_groups, acct.params, acct.moved,
-                                 acct.since_fit)
+                                 acct.since_fit, acct.coin)
             return self._free(r, "mm", acct)[0][self.mode], r["mm"]
 
         free, mm_now = free_after(keep)

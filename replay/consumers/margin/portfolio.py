@@ -24,8 +24,15 @@ largest up-move, so its requirement never falls far below ``price_range x N`` ho
 of the money it is, which is the extended table's purpose.
 
 **Revaluation.**  Every option is repriced with Black-76 at the shocked forward
-``F (1 + move)`` and the shocked vol; delta-one legs move by ``units F move``.  The vol before
-the shock depends on the surface dynamics (``dynamics``):
+``F (1 + move)`` and the shocked vol, the coin's price moving with it (``S (1 + move)``, the
+basis held); each leg's change of value in its settlement currency (coin for inverse legs) is
+turned into the change of the collateral the venue's ledger books, in USD or in coin
+(``venue.equity_currency``; coin amounts reported at today's coin price, like the equity),
+formulas in :mod:`replay.consumers.margin.revalue`.  Deribit states the risk vector of a
+coin-margined account in coin ("Portfolio Margin" knowledge-base page); an inverse option
+under USD collateral moves by ``units (Black(F') - Black(F)) / b``, ``b = F / S``, and not by
+``units (Black(F') - Black(F))``.  The vol before the shock depends on the surface dynamics
+(``dynamics``):
 
 * ``sticky_moneyness`` (default): the smile moves with the forward, so after the move the
   option's vol is the surface's vol at its new log-moneyness ``ln(K / (F_fit (1 + move)))``,
@@ -33,19 +40,24 @@ the shock depends on the surface dynamics (``dynamics``):
   since the fit, :func:`surface_vol_after_move`);
 * ``sticky_strike``: each strike keeps its vol.
 
-Scenario PnL is ``sum_legs units (V_scenario - V_now)`` with ``V_now`` the model value at the
-current surface vol, so the zero-move, unchanged-vol scenario is exactly 0.
+Scenario PnL is the sum of the legs' changes, each option revalued from ``V_now``, its model
+value at the current surface vol, so the zero-move, unchanged-vol scenario is exactly 0.
 
 **Requirement**::
 
     IM = max(0, worst standard loss, worst counted extended loss)
-         + max_delta_shock * price_range * |net delta| * F      (delta shock)
-         + short_option_contingency * net short option units * F
+         + max_delta_shock * price_range * |delta_usd|              (delta shock)
+         + short_option_contingency * sum_short_options |units| P
     MM = mm_factor * IM
 
-The delta shock allows for the book's delta drifting over the liquidation horizon (a hedge
-rebalanced late): ``max_delta_shock`` of the first-order PnL of a full-range move of the net
-delta.
+``delta_usd`` is the sum of the legs' first-order PnL per unit move, ``d pnl / d move`` at 0
+(:mod:`~replay.consumers.margin.revalue`: an inverse option's is ``units N(d1) S`` under USD
+collateral, a delta-neutral book by the ledger's marks has none).  ``P`` converts the
+contingency, a fraction of the underlying per short contract, which for a coin-margined
+option is a coin amount (Deribit states its charges on inverse options in coin): ``S`` for an
+inverse option, ``F`` for a linear one.  The delta shock allows for the book's delta drifting over the
+liquidation horizon (a hedge rebalanced late): ``max_delta_shock`` of the first-order PnL of a
+full-range move of the net delta.
 
 Defaults (:class:`PMParams`) follow Deribit's published BTC portfolio-margin parameters
 (the "Portfolio Margin" page of Deribit's knowledge base and its margin-parameters table):
@@ -143,10 +155,11 @@ def scenarios(p: PMParams) -> Scenarios:
 
 
 def leg_scenario_pnl(legs: Legs, p: PMParams, sc: Scenarios,
-                     vol_after_move: VolAfterMove | None = None, reference: bool = False
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """PnL (USD) of each leg under each scenario, shape ``(n_legs, n_scenarios)``, and each
-    leg's delta (1 for delta-one legs).
+                     vol_after_move: VolAfterMove | None = None, reference: bool = False,
+                     coin: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """PnL (today's USD) of each leg under each scenario, shape ``(n_legs, n_scenarios)``, and
+    each leg's delta (USD per unit relative move), with coin collateral when ``coin``
+    (:mod:`~replay.consumers.margin.revalue`).
 
     ``vol_after_move(strike, forward)`` gives option vols at the moved forwards: the surface's
     vol at each strike's new moneyness.  It is used under ``sticky_moneyness``; without it (no
@@ -160,9 +173,9 @@ def leg_scenario_pnl(legs: Legs, p: PMParams, sc: Scenarios,
     else:
         vol_moves = np.empty((len(legs), 0))
     fn = revalue_reference if reference else revalue
-    return fn(legs.is_option, legs.forward, legs.strike, legs.t, legs.is_call, legs.units,
-              legs.mark, legs.vol, vol_moves, sc.inverse, sc.moves, sc.vol_state,
-              *p.shock_args())
+    return fn(legs.is_option, legs.inverse, legs.forward, legs.strike, legs.t, legs.is_call,
+              legs.units, legs.mark, legs.value, legs.spot, legs.vol, vol_moves, sc.inverse,
+              sc.moves, sc.vol_state, bool(coin), *p.shock_args())
 
 
 def surface_vol_after_move(surface, t: np.ndarray, moved: float = 1.0) -> VolAfterMove:
@@ -208,12 +221,14 @@ class PMResult:
     pnl: np.ndarray  # (n_groups, n_scenarios), USD
     counted: np.ndarray  # (n_groups, n_scenarios): the loss each scenario counts, USD
     scenarios: Scenarios
+    delta_usd: np.ndarray  # per group: d pnl / d move at 0, USD (the delta shock's input)
 
 
 def portfolio_margin(legs: Legs, p: PMParams = PMParams(),
-                     vol_after_move: VolAfterMove | None = None, reference: bool = False
-                     ) -> PMResult:
-    """Portfolio margin of each group of ``legs`` (one group: the whole book).
+                     vol_after_move: VolAfterMove | None = None, reference: bool = False,
+                     coin: bool = False) -> PMResult:
+    """Portfolio margin of each group of ``legs`` (one group: the whole book); ``coin``: the
+    collateral is coin (``venue.equity_currency``), its losses valued at today's price.
 
     >>> from replay.consumers.margin.legs import make_legs
     >>> r = portfolio_margin(make_legs([1.0], [50_000.0]))   # long 1 BTC of perp
@@ -222,13 +237,14 @@ def portfolio_margin(legs: Legs, p: PMParams = PMParams(),
     """
     sc = scenarios(p)
     g = legs.n_groups
-    leg_pnl, dlt = leg_scenario_pnl(legs, p, sc, vol_after_move, reference)
+    leg_pnl, dlt = leg_scenario_pnl(legs, p, sc, vol_after_move, reference, coin)
     pnl = group_sum(leg_pnl, legs.group, g)
     loss = counted_losses(pnl, sc, p)
     worst_loss = loss.max(axis=1) if g else np.zeros(0)
     worst = np.where(worst_loss > 0, loss.argmax(axis=1) if g else 0, -1)
-    delta_usd = group_sum(legs.units * dlt * legs.forward, legs.group, g)
-    short_opt = np.where(legs.is_option & (legs.units < 0), -legs.units * legs.forward, 0.0)
+    delta_usd = group_sum(dlt, legs.group, g)
+    short_opt = np.where(legs.is_option & (legs.units < 0),
+                         -legs.units * np.where(legs.inverse, legs.spot, legs.forward), 0.0)
     im = (worst_loss + p.max_delta_shock * p.price_range * np.abs(delta_usd)
           + p.short_option_contingency * group_sum(short_opt, legs.group, g))
-    return PMResult(im, p.mm_factor * im, worst, pnl, loss, sc)
+    return PMResult(im, p.mm_factor * im, worst, pnl, loss, sc, delta_usd)

@@ -1,25 +1,31 @@
 """Standard (per-position) margin, Deribit style: initial and maintenance requirement of each leg.
 
-Per unit of underlying, with ``S`` the leg's underlying price (its expiry forward), ``mark``
-the option's value in USD and ``mark_c = mark / S`` the same in coin (Deribit quotes inverse
-options in coin and states its formulas in coin; here both sides are multiplied by ``S``):
+Per unit of underlying, with ``F`` the leg's underlying price (its expiry forward),
+``mark`` its Black-76 value at ``F`` in USD and ``mark_c = mark / F`` the same in coin (the
+coin premium of an inverse option).  Deribit states its formulas in coin, for a
+coin-margined (inverse) contract:
 
 * **short call**::
 
-      IM = max(0.15 - OTM / S, 0.10) S + mark        OTM = max(K - S, 0)
-      MM = 0.075 S + mark
+      IM_c = max(0.15 - OTM / F, 0.10) + mark_c        OTM = max(K - F, 0)
+      MM_c = 0.075 + mark_c
 
 * **short put**::
 
-      MM = max(0.075, 0.075 mark_c) S + mark
-      IM = max(max(0.15 - OTM / S, 0.10) S + mark, MM)   OTM = max(S - K, 0)
+      MM_c = max(0.075, 0.075 mark_c) + mark_c
+      IM_c = max(max(0.15 - OTM / F, 0.10) + mark_c, MM_c)   OTM = max(F - K, 0)
 
-* **long option**: the premium only, ``IM = MM = mark``: the option's value backs the option
-  and nothing else (the premium was paid in full, and the long option's value is not
+* **long option**: the premium only, ``IM_c = MM_c = mark_c``: the option's value backs the
+  option and nothing else (the premium was paid in full, and the long option's value is not
   collateral for other positions);
-* **futures and perpetuals**: ``IM = im_rate |units| S`` and ``MM = mm_rate |units| S``.
+* **futures and perpetuals**: ``IM_c = im_rate`` and ``MM_c = mm_rate`` per coin of notional
+  at the mark (an inverse position's ``|units| = |q| cs / M``).
 
-A position of ``units`` (negative: short) needs ``|units|`` times these.
+In USD, an inverse leg's coin amount is converted at the coin's price ``S`` (``spot``, as the
+venue's ledger converts it), ``IM = IM_c S``: for an option the rates times ``S`` plus its USD
+value ``mark / b`` (``b = F / S``).  A linear (USD-settled) leg applies the same formulas with
+the rates times ``F`` and its USD value ``mark`` (``IM = IM_c F``; futures: rate x
+``|units| M``).  A position of ``units`` (negative: short) needs ``|units|`` times these.
 
 Source: Deribit's published margin formulas for BTC options (knowledge base, "Margin
 calculations", standard margin; 0.15 / 0.10 / 0.075 are the rates shown there).  The
@@ -61,7 +67,8 @@ def standard_margin(legs: Legs, p: StandardParams = StandardParams()
     (6000.0, 4750.0)
     """
     s, k, mark = legs.forward, legs.strike, legs.mark
-    n = np.abs(legs.units)
+    # the formulas below are the coin ones times F; an inverse leg's coin is worth S, not F
+    n = np.abs(legs.units) * np.where(legs.inverse, legs.spot / s, 1.0)
     with np.errstate(invalid="ignore"):
         otm = np.where(legs.is_call, np.maximum(k - s, 0.0), np.maximum(s - k, 0.0))
         im_short = np.maximum(p.im_base - otm / s, p.im_min) * s + mark

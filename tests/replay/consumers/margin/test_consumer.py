@@ -174,3 +174,36 @@ def test_coin_collateral_pnl_stays_in_coin_when_the_price_moves():
         assert_allclose(group_pnl(mk, {2: 0}, 1, coin=True) / s, [5.0, 0.0], rtol=1e-12)
     assert_allclose(group_pnl(pf.mark({2: 60_000.0}, 60_000.0), {2: 0}, 1)[0], 250_000.0,
                     rtol=1e-12)
+
+
+@pytest.mark.parametrize("currency", ["usd", "coin"])
+def test_evaluate_values_the_ledgers_book_in_its_collateral_currency(currency):
+    """The consumer builds the legs from the venue's ledger with each delta-one position's
+    entry price and passes the collateral's currency: the journaled worst scenarios of a book
+    of futures entered away from their marks are the ledger's own change of value (USD, or
+    coin at today's price) at the moved prices."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from replay.consumers.margin import MarginConsumer, PMParams, portfolio_margin
+    from tests.replay.consumers.margin import _ledger as lg
+
+    coin = currency == "coin"
+    pf = lg.ledger([(lg.INV_PERP, -30_000.0, 50_000.0), (lg.INV_FUT, 20_000.0, 57_000.0),
+                    (lg.LIN_FUT, 3.0, 70_000.0)])
+    venue = SimpleNamespace(
+        carry=SimpleNamespace(catch_up=lambda ctx: None), portfolio=pf, specs=lg.SPECS,
+        cfg=SimpleNamespace(equity_currency=currency, initial_equity=100.0 if coin else 6e6),
+        fill_listeners=[])
+    rows = []
+    ctx = SimpleNamespace(market=lg._Market(), now=lg.NOW,
+                          emit=lambda kind, **row: rows.append(row))
+    MarginConsumer("portfolio", venue=venue, liquidate=False).evaluate(ctx, "deadline")
+    res = portfolio_margin(lg.legs_of(pf), PMParams(), coin=coin)
+    assert_allclose(rows[0]["initial_usd"], res.im[0], rtol=1e-12)
+    labels = res.scenarios.labels
+    for n in (1, 2, 3):
+        move = res.scenarios.moves[labels.index(rows[0][f"scenario_{n}"])]
+        want = lg.ledger_change(pf, np.array([move]), coin)[0]
+        assert_allclose(rows[0][f"pnl_usd_{n}"], want, rtol=1e-9)

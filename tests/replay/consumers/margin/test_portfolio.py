@@ -78,23 +78,28 @@ def test_risk_vector_of_a_short_call_matches_a_direct_computation(dynamics, days
 
 
 def test_kernel_agrees_with_the_numpy_reference():
+    """Random books of inverse and linear legs (delta-one legs entered away from their mark,
+    forwards at a basis to the coin's price), under USD and coin collateral."""
     rng = np.random.default_rng(7)
     surf = _surface()
-    for dynamics in ("sticky_moneyness", "sticky_strike"):
+    for dynamics, coin in (("sticky_moneyness", False), ("sticky_strike", False),
+                           ("sticky_moneyness", True), ("sticky_strike", True)):
         p = PMParams(dynamics=dynamics)
         for _ in range(20):
             n = int(rng.integers(1, 60))
             strike = np.where(rng.random(n) < 0.85, S * np.exp(rng.normal(0, 0.4, n)), np.nan)
             t = rng.choice([0.2, 1, 3, 20, 40, 200], n) / 365
-            legs = make_legs(rng.normal(0, 5, n), np.full(n, S) * rng.uniform(0.99, 1.01, n),
-                             strike=strike, t=t, is_call=rng.random(n) < 0.5,
-                             vol=rng.uniform(0.2, 1.5, n),
-                             group=rng.integers(0, 3, n))
+            fwd = np.full(n, S) * rng.uniform(0.99, 1.06, n)
+            legs = make_legs(rng.normal(0, 5, n), fwd, strike=strike, t=t,
+                             is_call=rng.random(n) < 0.5, vol=rng.uniform(0.2, 1.5, n),
+                             group=rng.integers(0, 3, n), inverse=rng.random(n) < 0.6,
+                             entry=fwd * rng.uniform(0.8, 1.2, n), spot=S)
             vam = surface_vol_after_move(surf, legs.t)
-            fast = portfolio_margin(legs, p, vam)
-            ref = portfolio_margin(legs, p, vam, reference=True)
+            fast = portfolio_margin(legs, p, vam, coin=coin)
+            ref = portfolio_margin(legs, p, vam, reference=True, coin=coin)
             scale = np.abs(legs.units * legs.forward).sum()
             assert_allclose(fast.pnl, ref.pnl, rtol=1e-9, atol=1e-11 * scale)
+            assert_allclose(fast.delta_usd, ref.delta_usd, rtol=1e-9, atol=1e-11 * scale)
             assert_allclose(fast.im, ref.im, rtol=1e-9, atol=1e-11 * scale)
 
 

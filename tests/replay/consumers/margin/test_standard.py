@@ -9,6 +9,7 @@ from numpy.testing import assert_allclose
 from replay.consumers.margin import PMParams, make_legs, portfolio_margin, standard_margin
 from replay.consumers.margin.legs import free_collateral, group_sum
 from replay.consumers.margin.standard import StandardParams
+from tests.replay.consumers.margin import _ledger as lg
 
 S = 50_000.0
 
@@ -76,3 +77,37 @@ def test_isolated_requirement_at_least_cross(model):
         else:
             cross = portfolio_margin(legs, PMParams()).im[0]
             assert portfolio_margin(iso, PMParams()).im.sum() >= cross * (1 - 1e-12)
+
+
+def test_inverse_legs_are_deribits_coin_formulas_at_the_coin_price():
+    """At a 5 % basis (F = 1.05 S): an inverse option's requirement is Deribit's coin formula
+    times the coin's price S, its premium ``Black(F) / F`` coin; a linear one's the same
+    formula in USD at F.  Futures: the rate times the coin notional at the mark, times S
+    (inverse) or the rate times the notional at the mark (linear).  Before, inverse legs were
+    converted at F: 5 % too much."""
+    s, f = lg.S, lg.F
+    px = lg.prices(s)
+    call_c, put_c = px[lg.INV_CALL], px[lg.INV_PUT]
+    otm_call, otm_put = max(65_000.0 - f, 0.0), max(f - 55_000.0, 0.0)
+    mm_put_c = max(0.075, 0.075 * put_c) + put_c
+    want = {  # per position, (IM, MM) in USD
+        lg.INV_CALL: ((max(0.15 - otm_call / f, 0.10) + call_c) * s, (0.075 + call_c) * s),
+        lg.INV_PUT: (2 * max(max(0.15 - otm_put / f, 0.10) + put_c, mm_put_c) * s,
+                     2 * mm_put_c * s),
+        lg.INV_FUT: (0.02 * 3.0 * s, 0.01 * 3.0 * s),  # 3 BTC at the future's mark
+        lg.INV_PERP: (0.02 * 0.5 * s, 0.01 * 0.5 * s),  # 0.5 BTC at the perp's mark
+        lg.LIN_CALL: (3 * (max(0.15 - otm_call / f, 0.10) * f + px[lg.LIN_CALL]),
+                      3 * (0.075 * f + px[lg.LIN_CALL])),
+        lg.LIN_FUT: (0.02 * 2.0 * f, 0.01 * 2.0 * f),
+    }
+    pf = lg.ledger([(lg.INV_CALL, -1.0, s), (lg.INV_PUT, -2.0, s),
+                    (lg.INV_FUT, -3.0 * f / 10.0, s), (lg.INV_PERP, 0.5 * s / 10.0, s),
+                    (lg.LIN_CALL, -3.0, s), (lg.LIN_FUT, 2.0, s)])
+    im, mm = standard_margin(lg.legs_of(pf))
+    ids = sorted(pf.net_qty())
+    assert set(ids) == set(want)
+    assert_allclose(im, [want[i][0] for i in ids], rtol=1e-12)
+    assert_allclose(mm, [want[i][1] for i in ids], rtol=1e-12)
+    # a long inverse option needs its premium, in USD at S
+    im_long, mm_long = standard_margin(lg.legs_of(lg.ledger([(lg.INV_CALL, 2.0, s)])))
+    assert_allclose((im_long[0], mm_long[0]), (2 * call_c * s,) * 2, rtol=1e-12)
