@@ -38,9 +38,13 @@ Conventions
 * **Hedge instruments**: ``perp``, ``future`` (the nearest unexpired one) or ``spot`` of the
   underlying, matched by kind and by the underlying prefix of the name (``BTC`` in
   ``BTC-PERPETUAL``, ``BTC-USD``).  An inverse perp or future contract is ``contract_size``
-  USD (its delta is ``n cs / P`` coin at price ``P``), a linear one or spot ``contract_size``
-  coin, so offsetting a book delta ``D`` (BTC) takes ``-D P / cs`` inverse contracts or
-  ``-D / cs`` linear ones (:func:`strategies.hedge.hedge_contracts`).  ``P`` is the hedge
+  USD (a trade of ``n`` at price ``P`` adds ``n cs / P`` coin of delta), a linear one or spot
+  ``contract_size`` coin, so offsetting a book delta ``D`` (BTC) takes ``-D P / cs`` inverse
+  contracts or ``-D / cs`` linear ones (:func:`strategies.hedge.hedge_contracts`).  Held, an
+  inverse position's USD delta is ``n cs / avg``, ``avg`` its average entry price
+  (``ctx.entry_price``): the ledger books its unrealised PnL ``n cs (1/avg - 1/P)`` in coin,
+  worth ``S`` each, so its USD value ``n cs (S/avg - S/P)`` is linear in ``S`` (``P / S``
+  held).  Under ``premium_adjusted``, which hedges the coin PnL, it is ``n cs / P``.  ``P`` is the hedge
   instrument's mid
   (else its reference price, :func:`strategies.hedge.instrument_price`).
 """

@@ -128,6 +128,12 @@ class Context:
         """Every non-zero position (contracts per instrument id), as the venue's books say."""
         return self._rt.positions()
 
+    def entry_price(self, instrument_id: int) -> float:
+        """The average entry price of the position in ``instrument_id`` as the venue's books
+        keep it (harmonic for inverse futures and perps); NaN when flat or when the venue
+        keeps none."""
+        return self._rt.entry_price(int(instrument_id))
+
     def _mark_acted(self) -> None:
         # "wake-ups that acted" are journaled, lazily, before the first thing they do
         if not self._acted:
@@ -282,6 +288,10 @@ class Runtime:
     def positions(self) -> dict[int, float]:
         """Every non-zero position, as the venue's books say."""
         return dict(self.venue.positions()) if hasattr(self.venue, "positions") else {}
+
+    def entry_price(self, iid: int) -> float:
+        return float(self.venue.entry_price(iid)) if hasattr(self.venue, "entry_price") \
+            else math.nan
 
     # -- wakes --------------------------------------------------------------------------
     def start(self, now: int) -> None:

@@ -134,6 +134,11 @@ class SimulatedVenue:
     def positions(self) -> dict[int, float]:
         return self.portfolio.net_qty()
 
+    def entry_price(self, iid: int) -> float:
+        """The position's average entry price (the engine's ``ctx.entry_price``); NaN flat."""
+        pos = self.portfolio.positions.get(int(iid))
+        return math.nan if pos is None or pos.qty == 0 else pos.avg_price
+
     def book(self, iid: int, m) -> BookView:
         """Top of book of ``iid`` as of now, with documented defaults where data is missing."""
         spec = self.specs[iid]

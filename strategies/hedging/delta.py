@@ -219,9 +219,23 @@ class Hedger:
         return instrument_price(ctx, self.hedge_id, spot)
 
     def _hedge_delta(self, ctx: Any, contracts: float, price: float) -> float:
+        """The delta of ``contracts`` of the hedge bought now at ``price``."""
         inst = ctx.instruments
         return contracts_delta(contracts, price, float(inst.contract_size[self.hedge_id]),
                                is_inverse_delta_one(inst, self.hedge_id))
+
+    @property
+    def _coin_view(self) -> bool:
+        """Whether deltas hedge the coin PnL (``premium_adjusted``), not the USD one."""
+        return self.delta_source == "premium_adjusted"
+
+    def _held_delta(self, ctx: Any, contracts: float, price: float) -> float:
+        """The delta of the hedge position held (:mod:`strategies.base`, "Hedge
+        instruments"): an inverse one's USD delta is ``n cs / avg`` at the venue's entry
+        price ``avg``; in the coin view, or without an entry price, ``n cs / price``."""
+        avg = math.nan if self._coin_view else ctx.entry_price(self.hedge_id)
+        return self._hedge_delta(ctx, contracts, avg if math.isfinite(avg) and avg > 0
+                                 else price)
 
     def decide(self, ctx: Any) -> WakeCondition | None:
         now = ctx.now
@@ -241,8 +255,9 @@ class Hedger:
                 self.pending.add(ctx.last_arrival_ts, iid, q)
             legs = self.legs(ctx)
         price = self.hedge_price(ctx, spot)
-        held = ctx.position(self.hedge_id) + self.pending.qty(self.hedge_id)
-        current = self._hedge_delta(ctx, held, price)
+        position, pending = ctx.position(self.hedge_id), self.pending.qty(self.hedge_id)
+        held = position + pending
+        current = self._held_delta(ctx, position, price) + self._hedge_delta(ctx, pending, price)
         if not len(legs) and held == 0.0:
             return WakeCondition(deadline=now + self.idle_wake_ns)
         center = self.center_legs(legs)
@@ -266,7 +281,8 @@ class Hedger:
             trade, contracts = 0.0, 0.0
         if acts:
             self.rehedged(ctx, spot, legs)
-        corridor = self._corridor(ctx, center, spot, held + contracts, price / spot, width, m)
+        corridor = self._corridor(ctx, center, spot, held + contracts, current + trade,
+                                  price / spot, width, m)
         deadline = self.own_deadline(ctx)
         if self.caps_wake or deadline is None:
             cap = now + self.max_wake_ns
@@ -284,17 +300,21 @@ class Hedger:
                              corridor=None if corridor is None else (corridor.lo, corridor.hi))
 
     def _corridor(self, ctx: Any, center: BookLegs, spot: float, contracts: float,
-                  price_ratio: float, width: Width, m: float) -> Corridor | None:
+                  hedge_delta: float, price_ratio: float, width: Width, m: float
+                  ) -> Corridor | None:
         """The band as an underlying corridor: ``|D(S) + h(S)| < H(S)`` with ``h(S)`` the
-        delta of ``contracts`` of the hedge at price ``price_ratio * S`` (``n cs / P`` for an
-        inverse contract, which moves with ``S``; constant for a linear one)."""
+        delta of the hedge once the trade is done: ``hedge_delta``, constant in ``S`` (a
+        linear contract; an inverse one in USD, ``n cs / avg``), or in the coin view, for an
+        inverse contract, ``n cs / P`` of ``contracts`` at price ``price_ratio * S``."""
         trig = self.move_trigger(ctx, spot)
         if trig is not None or width is None:
             return trig
         inst = ctx.instruments
+        moves = self._coin_view and is_inverse_delta_one(inst, self.hedge_id)
         search = book_corridor if self.compiled_corridor else book_corridor_python
-        lo, hi = search(center, spot, contracts * float(inst.contract_size[self.hedge_id]),
-                        price_ratio, is_inverse_delta_one(inst, self.hedge_id), width, m,
+        lo, hi = search(center, spot,
+                        contracts * float(inst.contract_size[self.hedge_id]) if moves
+                        else hedge_delta, price_ratio, moves, width, m,
                         self.rebalance == "edge")
         return Corridor(lo, hi)
 

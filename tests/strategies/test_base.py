@@ -84,6 +84,9 @@ class FakeCtx:
         self.state = MarketState.empty(len(self.instruments), 1)
         self.now, self.reason = int(now), "deadline"
         self.held: dict[int, float] = {}
+        #: average entry prices (as the venue's ledger keeps them; a position a test sets
+        #: without one was entered at the mid now)
+        self.entry: dict[int, float] = {}
         self.events: list[tuple[str, dict]] = []
         self.orders: list[dict] = []
         self.vol = vol
@@ -111,6 +114,11 @@ class FakeCtx:
     def positions(self) -> dict[int, float]:
         return {i: q for i, q in self.held.items() if q != 0}
 
+    def entry_price(self, iid: int) -> float:
+        if not self.position(iid):
+            return math.nan
+        return self.entry.get(int(iid), float(self.market.mid(int(iid))))
+
     def emit(self, kind: str, **fields) -> int:
         self.events.append((kind, fields))
         return len(self.events) - 1
@@ -125,7 +133,17 @@ class FakeCtx:
     def fill_all(self) -> None:
         """Every order sent so far fills (the venue processed them)."""
         for o in self.orders:
-            self.held[o["instrument_id"]] = self.position(o["instrument_id"]) + o["qty"]
+            iid, q = o["instrument_id"], o["qty"]
+            old, px = self.position(iid), float(self.market.mid(iid))
+            if old == 0 or old * (old + q) < 0:
+                self.entry[iid] = px
+            elif abs(old + q) > abs(old):  # harmonic for an inverse perp/future, as the ledger
+                avg = self.entry_price(iid)
+                inverse = self.instruments.settlement[iid] == "inverse" \
+                    and self.instruments.kind[iid] in ("perp", "future")
+                self.entry[iid] = (abs(old) + abs(q)) / (abs(old) / avg + abs(q) / px) \
+                    if inverse else (abs(old) * avg + abs(q) * px) / (abs(old) + abs(q))
+            self.held[iid] = old + q
         self.orders = []
 
     def decisions(self) -> list[dict]:

@@ -137,3 +137,32 @@ def test_a_premium_adjusted_delta_stays_so_at_a_flat_vol(hedge_vol):
     want = -10 * (float(black_delta(SPOT, 1e5, t, 0.6, True))
                   - float(black_price(SPOT, 1e5, t, 0.6, True)) / SPOT)
     assert_allclose(ctx.decisions()[0]["book_delta"], want, rtol=1e-12)
+
+
+def test_a_held_inverse_hedge_counts_at_its_entry_price():
+    """5 BTC of the inverse perp bought at 90,000, the perp now at 100,000: the ledger books
+    its PnL in coin, so its USD delta is ``n cs / avg`` = 5 BTC (finite differences of the
+    Portfolio's mark), not ``n cs / P`` = 4.5.  The hedger counts 5 and trades the rest of
+    the book's delta at the price now."""
+    from replay.model.orders import Fill, InstrumentSpec
+    from replay.venue.accounting import Portfolio
+    from strategies.hedging.registry import Periodic
+
+    ctx = FakeCtx()
+    ctx.held[option_id(ctx.instruments, E2, 100_000.0, True)] = -10.0
+    n, avg = 5.0 * 90_000.0 / 10.0, 90_000.0
+    ctx.held[1], ctx.entry[1] = n, avg
+    book = Portfolio({1: InstrumentSpec(1, "perp", "inverse", 10.0)})
+    book.apply_fill(Fill(0, 1, 0, 1, avg, n, "taker"), avg)
+    h = 1.0
+    up, down = (book.mark({1: SPOT + d}, SPOT + d).total_usd for d in (h, -h))
+    assert_allclose((up - down) / (2 * h), 5.0, rtol=1e-9)
+    st = Periodic(hedge="perp", flat_vol=FLAT, min_trade=0.0, period_ns=60 * NS,
+                  delta_source="flat")
+    st.on_start(ctx)
+    st.on_wake(ctx)
+    dec = ctx.decisions()[0]
+    assert_allclose(dec["current_hedge"], 5.0, rtol=1e-12)
+    (order,) = ctx.orders
+    price = float(ctx.market.mid(1))
+    assert_allclose(5.0 + order["qty"] * 10.0 / price, -dec["book_delta"], rtol=1e-12)
