@@ -6,9 +6,10 @@ in flight in :mod:`strategies.pending`.
 
 Conventions
 -----------
-* **Underlying price ``S``**: the mid of the engine's designated underlying
-  (``ctx.market.underlying_mid()``, the perpetual when there is one;
-  :func:`strategies.hedge.spot_of` falls back to its reference price, then to the venue forward of the nearest expiry).  Every delta
+* **Underlying price ``S``**: the coin's USD price the venue converts at,
+  ``ctx.market.spot()`` (:func:`strategies.hedge.spot_of`): the mid of the engine's
+  designated underlying (the perpetual when there is one), else its reference price, while it
+  is live; else the venue forward of the nearest live expiry.  Every delta
   is a sensitivity to ``S``; wake corridors watch that same mid (without an underlying tape
   the engine cannot watch a corridor, and strategies wake on their deadlines only).
 * **Forward of an expiry ``F_i``**, first available of: the published surface's forward for

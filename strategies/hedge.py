@@ -69,27 +69,10 @@ def contracts_delta(contracts: float, price: float, contract_size: float, invers
 
 
 def spot_of(ctx: Any) -> float:
-    """The underlying price ``S``: the designated underlying's mid; without one (a store of
-    option summaries has no underlying tape) its reference price, else the venue forward of
-    the nearest live expiry.  NaN when none is known yet."""
-    m = ctx.market
-    s = float(m.underlying_mid())
-    if math.isfinite(s) and s > 0:
-        return s
-    ref = getattr(m, "reference_price", None)
-    if ref is not None and m.underlying_id >= 0:
-        s = float(ref(m.underlying_id))
-        if math.isfinite(s) and s > 0:
-            return s
-    fwd = getattr(m, "expiry_forward", None)
-    if fwd is not None:
-        inst = ctx.instruments
-        exps = inst.expiry_ns[(inst.kind == "option") & (inst.expiry_ns > ctx.now)]
-        for e in np.unique(exps)[:3]:  # the nearest expiry may not be quoted yet
-            s = float(fwd(int(e)))
-            if math.isfinite(s) and s > 0:
-                return s
-    return math.nan
+    """The underlying price ``S`` (``MarketView.spot``): the designated underlying's mid,
+    else its reference price, while it is live; else the venue forward of the nearest live
+    expiry.  NaN when none is known yet."""
+    return float(ctx.market.spot())
 
 
 def instrument_price(ctx: Any, iid: int, fallback: float) -> float:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from replay.engine.state import Instruments
+from replay.engine.state import UNLISTED, Instruments
 from replay.errors import ConfigError
 from replay.model.instruments import underlying_of
 
@@ -34,7 +34,7 @@ def next_listing(instruments: Instruments, now: int, underlying: str = "BTC") ->
     if instruments.listed_ns is None:
         return None
     ids = instruments.ids_of_kind("option")
-    ids = ids[instruments.listed_ns[ids] > now]
+    ids = ids[(instruments.listed_ns[ids] > now) & (instruments.listed_ns[ids] != UNLISTED)]
     later = [int(instruments.listed_ns[i]) for i in ids
              if underlying_of(instruments.name[i]) == underlying]
     return min(later) if later else None
@@ -56,7 +56,7 @@ def choose_expiry(instruments: Instruments, now: int, spec: Any, underlying: str
     ids = listed_options(instruments, now, underlying, expiring_after=now + int(min_ns))
     if not ids.size:
         raise ConfigError(f"{key}: no {underlying} option expiring after the replay start "
-                          "is listed")
+                          "is listed in the data selected")
     exps = np.unique(instruments.expiry_ns[ids])
     days = expiry_days(key, spec)
     if spec == "nearest":

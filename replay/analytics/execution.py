@@ -149,10 +149,11 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     """Implementation shortfall per order (USD), with its execution and opportunity parts.
 
     A coin-premium option's price is converted at the coin's USD rate of its own fills, else
-    of the venue's last fill before it, else (no fill yet in the run) as the venue's rate
-    falls back: the mid of the store's underlying at the decision
-    (:meth:`replay.engine.state.Instruments.default_underlying`), else the option's venue
-    forward then.  An instrument with no quotes in the store is measured from the mid the
+    of the venue's last fill before it, else (no fill yet in the run) at the venue's rate then
+    (:meth:`replay.engine.state.MarketView.spot`): the mid of the store's underlying
+    (:meth:`replay.engine.state.Instruments.default_underlying`) while it is live, else the
+    venue forward of the underlying future's expiry, else of the nearest of the next three
+    live expiries that has one (the median of its options' last quoted forwards).  An instrument with no quotes in the store is measured from the mid the
     venue priced the order's first fill against (``executions.arrival_mid``): its delay
     cost is then 0 and its execution cost the venue's slippage."""
     mids = _mids_at("order_id", "instrument_id", "o", ["ts", "end_ts"],
@@ -172,15 +173,42 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     -- venue priced its first fill against, so that its fees and slippage are counted
     m AS (SELECT q.key, coalesce(q.decision_mid, f.arrival_mid) AS decision_mid,
                  coalesce(q.end_mid, f.arrival_mid) AS end_mid
-          FROM q LEFT JOIN f ON f.order_id = q.key)
+          FROM q LEFT JOIN f ON f.order_id = q.key),
+    -- option orders that never filled, and the expiries whose venue forward MarketView.spot
+    -- reads then, in its order: the underlying future's, then the next three live ones
+    need AS (SELECT o.order_id, o.ts FROM o JOIN mkt.instruments i USING (instrument_id)
+             WHERE i.kind = 'option' AND o.order_id NOT IN (SELECT order_id FROM f)),
+    cand AS (SELECT n.order_id, n.ts, 0 AS rank, i.expiry_ns AS e
+             FROM need n, underlying u JOIN mkt.instruments i USING (instrument_id)
+             WHERE i.kind = 'future' AND i.expiry_ns > n.ts
+             UNION ALL
+             SELECT n.order_id, n.ts, x.rank, x.e FROM need n, LATERAL (
+                 SELECT expiry_ns AS e, row_number() OVER (ORDER BY expiry_ns) AS rank
+                 FROM (SELECT DISTINCT expiry_ns FROM mkt.instruments
+                       WHERE kind = 'option' AND expiry_ns > n.ts)
+                 ORDER BY expiry_ns LIMIT 3) x),
+    -- each option's forward as the state holds it: its last quote's (NULL if that has none)
+    last AS (SELECT c.order_id, c.rank, arg_max_null(q.underlying_price, (q.ts_recv, q.seq)) AS f
+             FROM cand c JOIN mkt.instruments i ON i.kind = 'option' AND i.expiry_ns = c.e
+                  JOIN mkt.option_quotes q ON q.instrument_id = i.instrument_id
+                                          AND q.ts_recv <= c.ts
+             GROUP BY c.order_id, c.rank, i.instrument_id),
+    v AS (SELECT order_id, arg_min(fwd, rank) AS fwd
+          FROM (SELECT order_id, rank, median(f) FILTER (WHERE isfinite(f)) AS fwd
+                FROM last GROUP BY order_id, rank)
+          WHERE fwd > 0 GROUP BY order_id)
     SELECT o.order_id, o.ts, o.instrument_id, i.kind, o.qty AS ordered,
            coalesce(f.filled, 0) AS filled, coalesce(r.unfilled, 0) AS unfilled,
            m.decision_mid, m.end_mid,
+           coalesce(f.usd, u.usd_per_coin, if(c.expiry_ns > o.ts, c.mid, NULL), v.fwd)
+               AS coin_usd,
            -- USD value of a unit price change per contract: options quote coin premiums; an
-           -- inverse perp/future contract is worth cs/P coin, so dP moves it by cs*dP/P USD
+           -- inverse perp/future contract is worth cs/P coin, so dP moves it by cs dP/P^2 coin
            CASE WHEN i.kind = 'option' AND i.settlement = 'inverse'
-                     THEN i.contract_size * coalesce(f.usd, u.usd_per_coin, c.mid, v.fwd)
-                WHEN i.settlement = 'inverse' THEN i.contract_size / m.decision_mid
+                     THEN i.contract_size * coin_usd
+                WHEN i.settlement = 'inverse'
+                     THEN i.contract_size * coalesce(coin_usd, m.decision_mid)
+                          / (m.decision_mid * m.decision_mid)
                 ELSE i.contract_size END AS usd_per_price,
            (coalesce(f.qty_px, 0) - coalesce(f.filled, 0) * m.decision_mid) * usd_per_price
                AS execution_usd,
@@ -196,15 +224,13 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     -- an option order that never filled: the coin's USD rate of the venue's last fill before it,
     -- else the underlying's mid at the decision
     ASOF LEFT JOIN (SELECT ts, usd_per_coin FROM executions) u ON u.ts <= o.ts
-    ASOF LEFT JOIN (SELECT ts, mid FROM mids WHERE instrument_id = (SELECT instrument_id
-                                                                  FROM underlying)) c
+    -- else the underlying's mid while it is live (a future taken as the underlying expires)
+    ASOF LEFT JOIN (SELECT ts, mid, coalesce(expiry_ns, 9223372036854775807) AS expiry_ns
+                    FROM mids JOIN mkt.instruments USING (instrument_id)
+                    WHERE instrument_id = (SELECT instrument_id FROM underlying)) c
         ON c.ts <= o.ts
-    -- else, as the venue's rate falls back to it, the option's own venue forward (a store of
-    -- venue summaries quotes no underlying: its default one is a future defined, not quoted)
-    ASOF LEFT JOIN (SELECT instrument_id, ts_recv AS ts, underlying_price AS fwd
-                    FROM mkt.option_quotes WHERE underlying_price IS NOT NULL
-                         AND instrument_id IN (SELECT instrument_id FROM orders)) v
-        ON v.instrument_id = o.instrument_id AND v.ts <= o.ts
+    -- else a venue forward (a store of venue summaries quotes no underlying)
+    LEFT JOIN v USING (order_id)
     ORDER BY o.order_id""")
 
 

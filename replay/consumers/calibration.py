@@ -360,7 +360,7 @@ class CalibrationConsumer:
         out.fitted, out.fell_back = r.fitted, r.fitted is not None and r.fell_back
         out.good = r.fitted is not None and self.scheme.last_good is r.fitted
         out.publish, out.usable_ts = r.surface, ctx.now + self.latency_ns
-        out.spot = ctx.market.underlying_mid()
+        out.spot = ctx.market.spot()
         out.fits = surface_fit_rows(r, snap, self.scheme.config.model)
         last = self._last_quotes_ts
         if r.fitted is None or last is not None and ctx.now - last < self.quotes_every_ns:

@@ -100,7 +100,7 @@ class PnLMarker:
         self.venue.carry.catch_up(ctx)
         ids = sorted(pf.net_qty())
         prices = {i: self._price(ctx, i) for i in ids}
-        usd = coin_usd(m, ids)
+        usd = coin_usd(m)
         if not math.isfinite(usd) or any(not math.isfinite(p) for p in prices.values()):
             return  # nothing sensible to mark yet (no underlying seen)
         mk = pf.mark(prices, usd)
@@ -216,14 +216,10 @@ def attribute_step(a: dict, b: dict, forward_of: Callable[[int], float]) -> dict
     return out
 
 
-def coin_usd(m, ids) -> float:
-    """The coin's USD price the portfolio is valued at: the underlying's, else the first
-    instrument of ``ids`` that has one (``MarketView.usd_per_coin``); NaN before any."""
-    usd = float(m.usd_per_coin(m.underlying_id)) if m.underlying_id >= 0 else math.nan
-    if not math.isfinite(usd):
-        usd = next((float(m.usd_per_coin(i)) for i in ids if math.isfinite(m.usd_per_coin(i))),
-                   math.nan)
-    return usd
+def coin_usd(m) -> float:
+    """The coin's USD price the portfolio is valued at, the one the venue books fills at
+    (``MarketView.usd_per_coin``); NaN before any."""
+    return float(m.usd_per_coin(m.underlying_id))
 
 
 def mark_price(ctx, spec, iid: int, board=None, mode: str = "mid") -> float:

@@ -54,12 +54,7 @@ import numpy as np
 
 from replay.engine.journal import Journal
 from replay.engine.state import Instruments, MarketState, MarketView
-from replay.engine.wake import (
-    NO_DEADLINE,
-    WakeCondition,
-    WakeCosts,
-    WakeTable,
-)
+from replay.engine.wake import NO_DEADLINE, WakeCondition, WakeCosts, WakeTable
 from replay.model.events import KINDS, columns_of, payload_digest
 from replay.model.orders import Order
 
@@ -129,10 +124,9 @@ class Context:
         return self._rt.positions()
 
     def entry_price(self, instrument_id: int) -> float:
-        """The average entry price of the position in ``instrument_id`` as the venue's books
-        keep it (harmonic for inverse futures and perps); NaN when flat or when the venue
-        keeps none."""
-        return self._rt.entry_price(int(instrument_id))
+        """The position's average entry price on the venue's books; NaN flat or without one."""
+        price = getattr(self._rt.venue, "entry_price", None)
+        return math.nan if price is None else float(price(int(instrument_id)))
 
     def _mark_acted(self) -> None:
         # "wake-ups that acted" are journaled, lazily, before the first thing they do
@@ -288,10 +282,6 @@ class Runtime:
     def positions(self) -> dict[int, float]:
         """Every non-zero position, as the venue's books say."""
         return dict(self.venue.positions()) if hasattr(self.venue, "positions") else {}
-
-    def entry_price(self, iid: int) -> float:
-        return float(self.venue.entry_price(iid)) if hasattr(self.venue, "entry_price") \
-            else math.nan
 
     # -- wakes --------------------------------------------------------------------------
     def start(self, now: int) -> None:

@@ -18,6 +18,7 @@ Stale-quote age of an instrument is ``now - quote_ts`` (see :meth:`MarketView.qu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -46,6 +47,8 @@ I_QUOTE_TS, I_TRADE_TS, I_UPDATE_TS, I_FUNDING_TS, I_DEFINED_TS = 0, 1, 2, 3, 4
 NI = 5
 #: "never" for int timestamps
 NEVER = np.iinfo(np.int64).min
+#: ``Instruments.listed_ns`` of an instrument the run's data selection leaves out
+UNLISTED = np.iinfo(np.int64).max
 # clock slots: now, event count, last event's stream, seq and instrument, then last seq per stream
 C_NOW, C_EVENTS, C_LAST_STREAM, C_LAST_SEQ, C_LAST_IID = 0, 1, 2, 3, 4
 C_STREAM_SEQ = 5
@@ -161,6 +164,23 @@ class Instruments:
         if self.listed_ns is None or start is None:
             return self
         return replace(self, listed_ns=np.where(self.listed_ns <= start, NEVER, self.listed_ns))
+
+    def within(self, instrument_ids: Sequence[int] | None, expiries: Sequence[int] | None
+               ) -> Instruments:
+        """These instruments for a replay of a data selection (``data.instruments``,
+        ``data.expiries``): an option it leaves out is never listed (:data:`UNLISTED`), so a
+        strategy that chooses among the listed options never picks one whose quotes the run
+        does not replay."""
+        if instrument_ids is None and expiries is None:
+            return self
+        out = np.zeros(len(self), dtype=bool)
+        if instrument_ids is not None:
+            out |= ~np.isin(np.arange(len(self)), np.asarray(instrument_ids, dtype=np.int64))
+        if expiries is not None:
+            out |= ~np.isin(self.expiry_ns, np.asarray(expiries, dtype=np.int64))
+        out &= self.kind == "option"
+        listed = np.full(len(self), NEVER, np.int64) if self.listed_ns is None else self.listed_ns
+        return replace(self, listed_ns=np.where(out, UNLISTED, listed))
 
     def listed_by(self, ids: np.ndarray, now: int) -> np.ndarray:
         """Of ``ids``, those whose definition was received by ``now`` (:attr:`listed_ns`)."""
@@ -300,16 +320,28 @@ class MarketView:
             return self.expiry_forward(int(self.instruments.expiry_ns[iid]))
         return float("nan")
 
+    def spot(self) -> float:
+        """The coin's USD price ``S`` now, one number for every conversion of coin into USD
+        and every delta: the designated underlying's mid, else its reference price, while it
+        is live (a future taken as the underlying has none once expired); else the venue
+        forward of the nearest live expiry that has one (a store of option summaries quotes no
+        underlying).  NaN when none is known yet."""
+        u, inst = self.underlying_id, self.instruments
+        if u >= 0 and (inst.expiry_ns[u] == NEVER or inst.expiry_ns[u] > self.now):
+            s = self.reference_price(u)
+            if s > 0:  # False for NaN
+                return s
+        live = inst.expiry_ns[(inst.kind == "option") & (inst.expiry_ns > self.now)]
+        for e in np.unique(live)[:3]:  # the nearest expiry may not be quoted yet
+            s = self.expiry_forward(int(e))
+            if s > 0:
+                return s
+        return float("nan")
+
     def usd_per_coin(self, iid: int) -> float:
-        """The coin's USD price to convert ``iid``'s coin amounts: the underlying mid, else
-        the instrument's own forward (options: the venue forward of its expiry)."""
-        s = self.underlying_mid()
-        if np.isfinite(s):
-            return s
-        if self.instruments.kind[iid] == "option":
-            f = float(self.venue_forward[iid])
-            return f if np.isfinite(f) else self.expiry_forward(int(self.instruments.expiry_ns[iid]))
-        return self.reference_price(iid)
+        """The coin's USD price to convert ``iid``'s coin amounts: :meth:`spot`, the same for
+        every instrument, so that a fill and a mark of the same premium agree."""
+        return self.spot()
 
     def funding_index(self, iid: int) -> float:
         """Perpetual ``iid``'s funding index now (:func:`accrued_rate`): the index at its

@@ -17,7 +17,7 @@ from strategies.base import require_positive
 from strategies.board import SurfaceBoard
 from strategies.greeks import DELTA_SOURCES, NS_PER_YEAR, bs_greeks, expiry_forward, leg_vols
 from strategies.hedge import spot_of
-from strategies.listed import choose_expiry, expiry_days, options_at
+from strategies.listed import choose_expiry, expiry_days, next_listing, options_at
 
 #: how long (market time) a book waits for the listings its legs need before its config is
 #: refused: a recording may start before the venue's whole chain is listed
@@ -98,9 +98,11 @@ class FixedBook:
                 self.legs = self.choose_legs(ctx, spot)
             except ConfigError:
                 # a venue lists its chain over the first minutes of a recording: until the
-                # legs can be chosen among the options listed so far, try again at each quote
+                # legs can be chosen among the options listed so far, try again at each quote,
+                # unless the data lists no more (a selection without the options it needs)
                 self.first_try = ctx.now if self.first_try is None else self.first_try
-                if ctx.now - self.first_try >= CHOOSE_GRACE_NS:
+                if ctx.now - self.first_try >= CHOOSE_GRACE_NS or \
+                        next_listing(ctx.instruments, ctx.now, self.underlying) is None:
                     raise
                 return WakeCondition(quote_count=1)
         ids = [i for i, _ in self.legs]

@@ -124,7 +124,8 @@ def test_a_book_chooses_among_the_options_listed_by_now():
 def test_a_book_waits_for_its_chain_to_be_listed_then_refuses():
     """A recording that begins before the venue lists the chain (real Deribit summaries list
     681 of their first 710 options two minutes after the first): the book tries again at each
-    quote, and its config is refused only if the legs still cannot be chosen an hour on."""
+    quote, and its config is refused only if the legs still cannot be chosen an hour on; at
+    once when no option will be listed (a data selection that leaves them out)."""
     from dataclasses import replace
 
     from strategies.books.fixed import CHOOSE_GRACE_NS
@@ -139,13 +140,19 @@ def test_a_book_waits_for_its_chain_to_be_listed_then_refuses():
     assert book.on_wake(ctx).quote_count == 1 and not ctx.orders  # nothing listed yet
     ctx.now = start + 120 * NS
     assert book.on_wake(ctx) is None and len(ctx.orders) == 2  # listed: opened
+    late = FixedBook(structure="straddle", expiry="nearest", size=1.0)
+    ctx.instruments = replace(inst, listed_ns=np.where(
+        inst.kind == "option", start + 2 * CHOOSE_GRACE_NS, start - NS).astype(np.int64))
+    ctx.now = start
+    late.on_start(ctx)
+    assert late.on_wake(ctx).quote_count == 1
+    ctx.now = start + CHOOSE_GRACE_NS
+    with pytest.raises(ConfigError, match="no BTC option"):
+        late.on_wake(ctx)
     never = FixedBook(structure="straddle", expiry="nearest", size=1.0)
-    ctx.instruments = replace(inst, listed_ns=np.where(inst.kind == "option", np.iinfo(
-        np.int64).max, start - NS).astype(np.int64))
+    ctx.instruments = inst.within([int(i) for i in inst.ids_of_kind("perp")], None)
     ctx.now = start
     never.on_start(ctx)
-    never.on_wake(ctx)
-    ctx.now = start + CHOOSE_GRACE_NS
     with pytest.raises(ConfigError, match="no BTC option"):
         never.on_wake(ctx)
 

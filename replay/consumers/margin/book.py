@@ -30,6 +30,7 @@ import numpy as np
 from calibration.pricing.forwards import time_to_expiry
 from calibration.pricing.iv import implied_vol
 from replay.consumers.margin.legs import Legs, make_legs
+from replay.consumers.marker import coin_usd
 
 ISOLATE_BY = ("position", "expiry")
 
@@ -49,7 +50,7 @@ def group_index(specs: Mapping, iids, isolate_by: str) -> dict[int, int]:
 
 
 def _spot(ctx) -> float:
-    s = float(ctx.market.underlying_mid())
+    s = coin_usd(ctx.market)
     return s if math.isfinite(s) and s > 0 else math.nan
 
 

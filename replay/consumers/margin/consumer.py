@@ -178,7 +178,7 @@ class MarginConsumer:
         pf, specs = venue.portfolio, venue.specs
         positions = pf.net_qty()
         held = sorted({*pf.positions})
-        usd = coin_usd(ctx.market, held)
+        usd = coin_usd(ctx.market)
         if not math.isfinite(usd):
             return  # no price of the coin yet: nothing can be valued
         prices = {i: mark_price(ctx, specs[i], i, self.board) for i in positions}

@@ -109,3 +109,59 @@ def test_default_underlying_prefers_perp_then_index():
     assert inst(["option", "spot", "index"]).default_underlying() == 2
     assert inst(["future", "future", "option"]).default_underlying() == 1  # nearest expiry
     assert inst(["option"]).default_underlying() == -1
+
+
+def test_spot_is_one_live_coin_price():
+    """``MarketView.spot``: the underlying's mid while it is live; a future underlying that has
+    expired (a summary store's default, with only a stale forward left) gives way to the
+    venue forward of the nearest live expiry; and every instrument converts coin at it (on a
+    summary store a fill was converted at its option's own forward and the mark at another,
+    a fake PnL of n p (F_option - S))."""
+    from replay.engine.state import F_ASK, F_BID, F_VENUE_FWD
+
+    day = 86_400 * 10**9
+    # 0: a future expiring on day 1 (the underlying); 1, 2: options of days 2 and 30
+    inst = Instruments(np.array(["BTC-1", "C2", "C30"], object),
+                       np.array(["future", "option", "option"], object),
+                       np.array([day, 2 * day, 30 * day], np.int64),
+                       np.array([np.nan, 1e5, 1e5]), np.array([-1, 1, 1], np.int8),
+                       np.array(["inverse"] * 3, object), np.ones(3))
+    s = MarketState.empty(3, 0)
+    f = s.fstate
+    f[0, F_BID] = f[0, F_ASK] = 99_000.0
+    f[1, F_VENUE_FWD], f[2, F_VENUE_FWD] = 100_000.0, 103_000.0
+    before, after = MarketView(s, inst, day // 2), MarketView(s, inst, day + 1)
+    assert before.spot() == 99_000.0
+    assert after.spot() == 100_000.0  # not the expired future's quote
+    assert after.usd_per_coin(2) == after.usd_per_coin(1) == 100_000.0
+    f[0, F_BID] = f[0, F_ASK] = np.nan  # an unquoted live future: its venue forward
+    assert before.spot() == 100_000.0 and after.spot() == 100_000.0
+    perp = Instruments(np.array(["BTC-PERPETUAL"], object), np.array(["perp"], object),
+                       np.array([NEVER], np.int64), np.array([np.nan]), np.array([-1], np.int8),
+                       np.array(["inverse"], object), np.array([10.0]))
+    s = MarketState.empty(1, 0)
+    s.fstate[0, F_BID], s.fstate[0, F_ASK] = 98_999.5, 99_000.5
+    assert MarketView(s, perp, 30 * day).spot() == 99_000.0  # a perp never expires
+
+
+def test_options_outside_the_data_selection_are_never_listed():
+    """A book choosing among the listed options must not pick one whose quotes the run does
+    not replay (it waited for a two-sided quote for ever, and the run exited 0 with nothing
+    done): ``Instruments.within`` leaves the options the selection excludes unlisted."""
+    from replay.engine.state import UNLISTED
+    from strategies.listed import choose_expiry, listed_options, next_listing
+
+    day = 86_400 * 10**9
+    e6, e30 = 5 * day + 8 * 3600 * 10**9, 29 * day + 8 * 3600 * 10**9  # 30 Jan 1970: monthly
+    inst = Instruments(np.array(["BTC-PERPETUAL", "BTC-6JAN70-1-C", "BTC-30JAN70-1-C"], object),
+                       np.array(["perp", "option", "option"], object),
+                       np.array([NEVER, e6, e30], np.int64), np.array([np.nan, 1.0, 1.0]),
+                       np.array([-1, 1, 1], np.int8), np.array(["inverse"] * 3, object),
+                       np.ones(3), listed_ns=np.array([NEVER, NEVER, 3 * day], np.int64))
+    assert choose_expiry(inst, 4 * day, "nearest_monthly") == e30
+    sel = inst.within(None, [e6])
+    assert sel.listed_ns.tolist() == [NEVER, NEVER, UNLISTED]
+    assert choose_expiry(sel, 4 * day, "nearest_monthly") == e6
+    assert next_listing(sel, 0) is None  # the excluded listing is no wake either
+    assert listed_options(inst.within([0], None), 4 * day).size == 0  # only the perp
+    assert inst.within(None, None) is inst

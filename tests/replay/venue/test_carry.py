@@ -10,7 +10,7 @@ import numpy as np
 from numpy.testing import assert_allclose
 
 from replay.engine.feed import NV, S_FUNDING, S_UNDERLYING_QUOTES
-from replay.engine.state import MarketState, MarketView, fold_batch
+from replay.engine.state import NEVER, MarketState, MarketView, fold_batch
 from replay.model.config import VenueConfig
 from replay.model.orders import REJECT_EXPIRED, Fill, InstrumentSpec, Order
 from replay.venue.simulator import SimulatedVenue
@@ -138,7 +138,8 @@ def test_funding_accrues_every_rate_in_force_however_many_updates_an_interval_ho
     venue, events = _venue()
     carry, pf = venue.carry, venue.portfolio
     state = MarketState.empty(3, 2)
-    inst = SimpleNamespace(kind=np.array(["future", "option", "perp"], dtype=object))
+    inst = SimpleNamespace(kind=np.array(["future", "option", "perp"], dtype=object),
+                           expiry_ns=np.array([NEVER] * 3, dtype=np.int64))
     updates = [(0, RATE), (5, -2 * RATE), (17, 3 * RATE), (29, 0.0), (44, 7 * RATE),
                (58, RATE / 3), (60, 2 * RATE), (90, -RATE)]  # (s, rate)
     stream = [(0, S_UNDERLYING_QUOTES, (50_990.0, 51_010.0, 1.0, 1.0))] + [
