@@ -33,12 +33,13 @@ def parse_every(every: float | str) -> dict:
     if e == "always":
         return {}
     units = "|".join(sorted(EVERY_UNITS, key=len, reverse=True))
-    m = re.fullmatch(rf"(\d+(?:\.\d+)?)\s*({units})", e)
-    if m and float(m.group(1)) > 0:
-        return {"every_ns": round(float(m.group(1)) * EVERY_UNITS[m.group(2)])}
-    m = re.fullmatch(r"(\d+)\s*q", e)
-    if m and int(m.group(1)) > 0:
+    m = re.fullmatch(rf"(\d+(?:\.\d+)?)\s*({units})", e) or re.fullmatch(r"(\d+)\s*(q)", e)
+    if m and not float(m.group(1)) > 0:
+        raise ValueError(f"{every!r} must be positive")
+    if m and m.group(2) == "q":
         return {"every_quotes": int(m.group(1))}
+    if m:
+        return {"every_ns": round(float(m.group(1)) * EVERY_UNITS[m.group(2)])}
     m = re.fullmatch(r"quality:\s*(\d+(?:\.\d+)?)", e)
     if m:
         return {"quality_trigger_pct": float(m.group(1))}

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from replay.analytics.objective import checked_objective
-from replay.app.selection import forecast_bars, resolve_data, typed
+from replay.app.selection import check_hedge, forecast_bars, resolve_data, typed
 from replay.errors import ConfigError, RefusedAtStart
 from replay.model.config import (
     PLUGIN_GROUPS,
@@ -116,6 +116,8 @@ def _run(cfg: Any, held: ExitStack) -> dict:
     t_wall = time.perf_counter()
 
     d = resolve_data(data)
+    if _active(cfg.get("strategy")):
+        check_hedge(cfg, d)
     db, inst_table, underlying, sel_ids, expiries = (d.db, d.inst_table, d.sel.underlying_id,
                                                      d.sel.instrument_ids, d.sel.expiries)
     span_text, names = d.span_text, d.names
@@ -189,6 +191,9 @@ def _run(cfg: Any, held: ExitStack) -> dict:
             _release(out, run_info, f"failed: {e}")
         else:  # refused mid-replay (a roll finds no expiry): its journal is kept
             _write_run_json(out, {**run_info, "status": f"failed: {e}"})
+        raise
+    except KeyboardInterrupt:  # resumable from its last snapshot (resume=...)
+        _write_run_json(out, {**run_info, "status": "interrupted"})
         raise
     if res.total_events == 0:
         _release(out, run_info, "failed: no market events in the selection")

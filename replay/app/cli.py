@@ -184,9 +184,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("synth", help="write a synthetic Deribit-like market into a store")
     s.add_argument("--db", required=True)
     s.add_argument("--hours", type=float, default=None, help="market hours (default per scale)")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--model", choices=["gbm", "heston", "bates"], default="heston")
-    s.add_argument("--scale", choices=["small", "day", "large"], default="small")
+    s.add_argument("--seed", type=int, default=0, help="default 0")
+    s.add_argument("--model", choices=["gbm", "heston", "bates"], default="heston",
+                   help="default heston")
+    s.add_argument("--scale", choices=["small", "day", "large"], default="small",
+                   help="default small (2 hours)")
     s.add_argument("--jumps-per-year", type=float, default=None,
                    help="bates: jump intensity (default 25 a year; a day then rarely has one)")
     s.add_argument("--smile-dynamics", choices=["sticky_moneyness", "sticky_strike", "ssr"],
@@ -194,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the true smile moves with spot: at that skew stickiness ratio "
                         "(ssr: with --ssr R); unset, at fixed moneyness with its level "
                         "following the variance")
-    s.add_argument("--ssr", type=float, default=None, help="the smile's SSR for --smile-dynamics ssr")
+    s.add_argument("--ssr", type=float, default=None,
+                   help="the smile's SSR (--smile-dynamics ssr, which it implies alone)")
     s.set_defaults(fn=cmd_synth)
 
     from replay.ingest import FORMATS
@@ -260,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _refuse(message: str) -> int:
+    from replay.errors import ConfigError
+
+    raise ConfigError(message)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     use_system_allocator()
@@ -268,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         args, rest = argparse.Namespace(fn=None), argv[1:]
         cmd = cmd_run if argv[0] == "run" else cmd_calibrate
         runner = lambda: cmd(args, rest)  # noqa: E731
+        if any(a == "--db" or a.startswith("--db=") for a in rest):  # as the other commands
+            runner = lambda: _refuse(f"--db: {argv[0]} takes its overrides only; "  # noqa: E731
+                                     "give the store as data.db=PATH")
     else:
         args = parser.parse_args(argv)
         runner = lambda: args.fn(args)  # noqa: E731

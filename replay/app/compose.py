@@ -122,6 +122,8 @@ def hydra_error_line(e: BaseException, argv: list[str]) -> str:
         # "Key 'x' is not in struct" (a preset's dict), "Key 'x' not in 'RunConfig'" (a schema)
         if re.match(r"Key '[^']*' (is )?not in ", str(cause)):
             return _unknown_key_line(key, argv)
+        if "is not a ListConfig" in str(cause):  # data.expiries=2025-01-10
+            return f"{key}: give a list, {key}=[VALUE,...] (one value: {key}=[VALUE])"
         return f"{key}: {_first_line(cause)}"
     return _first_line(e, join=True)
 

@@ -284,7 +284,7 @@ def _check_sweep(argv: list[str]) -> None:
     from omegaconf import OmegaConf
 
     from replay.analytics.objective import checked_objective
-    from replay.app.selection import resolve_data, typed
+    from replay.app.selection import check_hedge, resolve_data, typed
     from replay.errors import ConfigError
     from replay.model.config import DataConfig, checked_config
 
@@ -322,15 +322,15 @@ def _check_sweep(argv: list[str]) -> None:
         jobs = itertools.product(*axes)
     else:
         jobs = ((one,) for a in axes for one in a)
-    selections: set[str] = set()  # the data selections checked against their stores
+    selections: dict[str, Any] = {}  # the data selections checked against their stores
     for job in jobs:
         try:
             job_cfg = compose_checked([*base, *job])
             checked_config(job_cfg)
             data = typed(DataConfig, job_cfg.get("data"), "data")
             if repr(data) not in selections:  # a day after the end of the data, say
-                resolve_data(data)
-                selections.add(repr(data))
+                selections[repr(data)] = resolve_data(data)
+            check_hedge(job_cfg, selections[repr(data)])
         except ConfigError as e:
             raise ConfigError(f"{e} (in the sweep, {' '.join(job)})" if job else str(e)) \
                 from None

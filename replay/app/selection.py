@@ -41,6 +41,7 @@ class ResolvedData:
     inst_table: Any  # the store's instruments (pyarrow.Table)
     names: dict[int, str]  # instrument id -> name
     span_text: str  # "<db> spans a .. b", for error lines
+    first_ts: int = 0  # the selection's first instant (its start, else the data's first)
 
 
 def resolve_data(data: DataConfig) -> ResolvedData:
@@ -78,7 +79,24 @@ def resolve_data(data: DataConfig) -> ResolvedData:
     expiries = _expiries(data, inst_table, db, span_text)
     sel = Selection(str(db), start, end, sel_ids, tuple(expiries) if expiries else None,
                     int(underlying), int(data.window_s * NS))
-    return ResolvedData(db, sel, inst_table, {v: k for k, v in ids.items()}, span_text)
+    return ResolvedData(db, sel, inst_table, {v: k for k, v in ids.items()}, span_text,
+                        int(start if start is not None else span[0]))
+
+
+def check_hedge(cfg: Any, d: ResolvedData) -> None:
+    """Refuse a strategy whose hedge instrument (``strategy.hedge``) the data lacks at the
+    selection's start, before a surface stream is built for it or a sweep's first job runs
+    (the strategy would refuse it at its start; :func:`strategies.hedge.resolve_hedge`)."""
+    from omegaconf import OmegaConf
+
+    from replay.engine.state import Instruments
+    from strategies.hedge import HEDGE_KINDS, resolve_hedge
+
+    node = cfg.get("strategy")
+    hedge = OmegaConf.select(node, "hedge", default=None) if OmegaConf.is_config(node) else None
+    if hedge in HEDGE_KINDS:
+        resolve_hedge(Instruments.from_arrow(d.inst_table), hedge, d.first_ts,
+                      OmegaConf.select(node, "underlying", default=None) or "BTC")
 
 
 def typed(cls, node: Any, group: str):

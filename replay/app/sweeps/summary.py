@@ -214,7 +214,7 @@ const c=(isNaN(fx)||isNaN(fy))?x.localeCompare(y):fx-fy;return asc?c:-c}});rows.
 </script></head><body>
 <h1>Sweep <code>{html.escape(str(sweep))}</code></h1>
 <p>{len(df)} jobs, {int((df.status == 'ok').sum()) if len(df) else 0} succeeded, {stream_builds(df)} surface stream build(s). Click a column to sort.
-Costs are fees plus slippage; hedging error is the variance of the PnL per mark step.</p>
+Hedging cost is the hedge's fees plus slippage (the options book's own trades left out); hedging error is the variance of the PnL per mark step.</p>
 {charts}
 <table id="jobs"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>
 </body></html>"""
@@ -268,14 +268,15 @@ def sweep_exit_code(sweep: Path, search: bool = False) -> int:
     jobs = job_dirs(sweep)
     failed = [j for j in jobs if not (j / "metrics.json").exists()]
     if search and len(failed) < len(jobs) and _search_completed(sweep) == 0:
-        print(f"sweep: no trial completed: the objective could not be computed on the metrics "
-              f"of any job (see {sweep / 'optimization_results.yaml'})", file=sys.stderr)
+        print("volreplay: error: sweep: no trial completed: the objective could not be "
+              f"computed on the metrics of any job (see {sweep / 'optimization_results.yaml'})",
+              file=sys.stderr)
         return EXIT_USER_ERROR
     if not failed or (search and len(failed) < len(jobs)):
         return 0
     user = all((j / "error.json").exists()
                and json.loads((j / "error.json").read_text()).get("user_error") for j in failed)
-    print(f"sweep: {len(failed)} of {len(jobs)} jobs failed (jobs "
+    print(f"volreplay: error: sweep: {len(failed)} of {len(jobs)} jobs failed (jobs "
           f"{', '.join(j.name for j in failed)}; their errors are in the summary)", file=sys.stderr)
     return EXIT_USER_ERROR if user else 1
 

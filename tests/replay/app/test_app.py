@@ -48,18 +48,18 @@ def test_bad_value_is_one_error_line(store, tmp_path):
 def test_sweep_summary_failed_job_and_no_overwrite(store, tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", f"data.db={store}", f"hydra.sweep.dir={sweep}", "report.html=false",
-            "calibration.every=300s", "strategy.hedge=perp,spot"]
+            "calibration.every=300s", "data.instruments=null,[BTC-PERPETUAL]"]
     p = _run(*args, cwd=tmp_path)
-    # a failed job (here a user error only its run can see: the store has no spot to hedge
-    # with) fails the sweep, after the summary is written
+    # a failed job (here a user error only its run can see: the second job's data holds no
+    # option for the book) fails the sweep, after the summary is written
     assert p.returncode == 2, p.stderr[-2000:]
     assert "1 of 2 jobs failed" in p.stderr
     df = pd.read_parquet(sweep / "summary.parquet")
     assert len(df) == 2
     ok = df[df.status == "ok"].iloc[0]
     bad = df[df.status == "failed"].iloc[0]
-    assert ok["override.strategy.hedge"] == "perp" and ok["journal_hash"]
-    assert "strategy.hedge: no spot of BTC in the store" in bad["error"]
+    assert ok["override.data.instruments"] in (None, "null") and ok["journal_hash"]
+    assert "book.expiry: no BTC option expiring after the replay start" in bad["error"]
     assert "pnl.total_usd" in df.columns and "calibration.n_fits" in df.columns
     html = (sweep / "sweep.html").read_text()
     assert "<table id=\"jobs\">" in html and "sortBy" in html

@@ -150,6 +150,13 @@ def test_library_run_rejects_a_bad_value_before_writing(gbm_quarter_hour, tmp_pa
     ("margin=false", ("margin=False: no such option; choose one of none, portfolio, standard",)),
     ("strategy=null", ("strategy=null: no such option; choose one of delta_band,",)),
     ("=0.2", ("'=0.2': an override needs a key before '='",)),
+    # before the fix: OmegaConf's "str is not a ListConfig"
+    ("data.expiries=2025-01-06", ("data.expiries: give a list, data.expiries=[VALUE,...]",)),
+    # before the fix: Hydra's usage and "unrecognized arguments"
+    ("--db=elsewhere.duckdb", ("--db: run takes its overrides only; give the store as "
+                               "data.db=PATH",)),
+    # before the fix: found only after the surface stream was built
+    ("strategy.hedge=future", ("strategy.hedge: no future of BTC in the store",)),
 ])
 def test_cli_user_errors_are_one_line_with_exit_code_2(gbm_quarter_hour, tmp_path, override,
                                                          needles):
@@ -221,7 +228,8 @@ def test_a_bug_shows_a_traceback_and_exit_code_1(gbm_quarter_hour, tmp_path):
 
 
 def test_a_config_the_data_refuses_leaves_its_run_directory_free(gbm_quarter_hour, tmp_path):
-    # the store has no spot: the hedger finds out at its start, after the directory is taken
+    # the store has no spot to hedge with: refused once the store is read, before the
+    # directory is taken (and before a surface stream is built for it)
     run = tmp_path / "run"
     args = (f"data.db={gbm_quarter_hour}", f"hydra.run.dir={run}", "report.html=false",
             "calibration.every=300s")
@@ -230,15 +238,26 @@ def test_a_config_the_data_refuses_leaves_its_run_directory_free(gbm_quarter_hou
     assert not run.exists()  # a refused run leaves no directory behind
     assert _run(*args, "strategy.hedge=perp", cwd=tmp_path).returncode == 0
     assert json.loads((run / "run.json").read_text())["status"] == "complete"
-    # through the Python API: the directory stays, with the config and why, and no journal
+    # through the Python API: refused before its directory is claimed
     cfg = compose_checked([f"data.db={gbm_quarter_hour}", "report.html=false",
                            "calibration.every=300s", "strategy.hedge=spot"])
     cfg.out_dir = str(tmp_path / "api")
     with pytest.raises(ConfigError, match="strategy.hedge: no spot"):
         replay.run(cfg)
+    assert not (tmp_path / "api" / "run.json").exists()
+
+
+def test_a_run_its_book_refuses_keeps_why(gbm_quarter_hour, tmp_path):
+    """A config only a consumer can refuse once the replay runs (the book's expiry among the
+    options the data selection keeps: none) leaves the run's directory with its config and
+    why (it ran to the end doing nothing, and exited 0)."""
+    cfg = compose_checked([f"data.db={gbm_quarter_hour}", "report.html=false",
+                           "calibration.every=300s", "data.instruments=[BTC-PERPETUAL]"])
+    cfg.out_dir = str(tmp_path / "api")
+    with pytest.raises(ConfigError, match="book.expiry: no BTC option"):
+        replay.run(cfg)
     status = json.loads((tmp_path / "api" / "run.json").read_text())["status"]
-    assert status.startswith("failed: strategy.hedge: no spot")
-    assert not (tmp_path / "api" / "journal.duckdb").exists()
+    assert status.startswith("failed: book.expiry: no BTC option")
 
 
 def test_a_refused_run_removes_no_directory_it_did_not_make(gbm_quarter_hour, tmp_path):

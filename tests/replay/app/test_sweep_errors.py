@@ -18,12 +18,25 @@ def test_grid_sweep_with_a_failed_job_exits_non_zero_after_its_summary(gbm_quart
     sweep = tmp_path / "sweep"
     p = _run("-m", f"data.db={gbm_quarter_hour}", f"hydra.sweep.dir={sweep}",
              "report.html=false", "calibration.every=300s",
-             "strategy.hedge=perp,spot", cwd=tmp_path)  # the store has no spot to hedge with
+             # the second job's data holds no option for the book: its run refuses it
+             "data.instruments=null,[BTC-PERPETUAL]", cwd=tmp_path)
     assert p.returncode == EXIT_USER_ERROR, p.stderr[-3000:]
     assert "1 of 2 jobs failed" in p.stderr
     df = pd.read_parquet(sweep / "summary.parquet").set_index("job")
     assert list(df.status) == ["ok", "failed"]
-    assert "strategy.hedge: no spot of BTC in the store" in df.loc[1, "error"]
+    assert "book.expiry: no BTC option expiring after the replay start" in df.loc[1, "error"]
+
+
+def test_a_sweep_checks_each_jobs_hedge_instrument_before_any_job(gbm_quarter_hour, tmp_path):
+    """The store has no spot to hedge with: refused before the first job (and before a
+    surface stream is built for it), naming the job."""
+    sweep = tmp_path / "sweep"
+    p = _run("-m", f"data.db={gbm_quarter_hour}", f"hydra.sweep.dir={sweep}",
+             "report.html=false", "calibration.every=300s", "strategy.hedge=perp,spot",
+             cwd=tmp_path)
+    one_error_line(p, "strategy.hedge: no spot of BTC in the store",
+                   "(in the sweep, strategy.hedge=spot)")
+    assert not (sweep / "0").exists()
 
 
 @pytest.mark.parametrize("override, needle", [

@@ -19,6 +19,9 @@ def test_parse_every_forms():
     for bad in ("0s", "fast", "-1s", 0, "q"):
         with pytest.raises(ConfigError, match="calibration.every"):
             parse_every(bad, 10)
+    for zero in ("0s", "0.0ms", "0q", 0):  # it read "'0s' is not understood"
+        with pytest.raises(ConfigError, match="must be positive"):
+            parse_every(zero, 10)
 
 
 def test_choice_and_range_messages():
