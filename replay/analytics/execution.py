@@ -65,18 +65,23 @@ FROM mkt.underlying_quotes WHERE bid_price IS NOT NULL AND ask_price IS NOT NULL
 """
 
 
-def connect(journal: str | Path, store: str | Path) -> duckdb.DuckDBPyConnection:
+def connect(journal: str | Path, store: str | Path, underlying_id: int | None = None
+            ) -> duckdb.DuckDBPyConnection:
     """A connection to the journal with the market store attached read-only as ``mkt``, and
-    the temp tables ``underlying`` (the store's default underlying's id,
-    :meth:`replay.engine.state.Instruments.default_underlying`; -1 if none) and ``mids``."""
+    the temp tables ``underlying`` (the run's underlying, ``underlying_id``; by default the
+    store's, :meth:`replay.engine.state.Instruments.default_underlying` at the journal's first
+    event; -1 if none) and ``mids``."""
     con = duckdb.connect(str(journal), read_only=True)
     try:
         con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'").fetchall()
         _attach_waiting(con, store, journal)
-        und = Instruments.from_arrow(con.sql(
-            "SELECT * FROM mkt.instruments ORDER BY instrument_id").to_arrow_table())
+        if underlying_id is None:
+            first = con.sql("SELECT min(ts) FROM journal").fetchall()[0][0]
+            underlying_id = Instruments.from_arrow(con.sql(
+                "SELECT * FROM mkt.instruments ORDER BY instrument_id").to_arrow_table()
+            ).default_underlying(first)
         con.execute("CREATE OR REPLACE TEMP TABLE underlying AS SELECT "
-                    f"{und.default_underlying()}::INTEGER AS instrument_id")
+                    f"{int(underlying_id)}::INTEGER AS instrument_id")
         con.execute(_MIDS)
     except BaseException:
         con.close()
@@ -265,9 +270,11 @@ def _hname(h: float) -> str:
     return f"{int(h)}s" if float(h).is_integer() else f"{h:g}s".replace(".", "p")
 
 
-def execution_metrics(journal: str | Path, store: str | Path, horizons_s: list[float]) -> dict:
-    """The ``execution`` block of metrics.json plus markout curves per leg."""
-    with connect(journal, store) as con:
+def execution_metrics(journal: str | Path, store: str | Path, horizons_s: list[float],
+                      underlying_id: int | None = None) -> dict:
+    """The ``execution`` block of metrics.json plus markout curves per leg (``underlying_id``:
+    the run's underlying, :func:`connect`)."""
+    with connect(journal, store, underlying_id) as con:
         n_orders = con.execute("SELECT count(*) FROM orders").fetchall()[0][0]
         fills = fills_table(con, horizons_s).df()
         is_usd = con.execute("SELECT sum(shortfall_usd) FROM (" + shortfall_table(con).sql_query()

@@ -199,7 +199,7 @@ def _run(cfg: Any, held: ExitStack) -> dict:
         _release(out, run_info, "failed: no market events in the selection")
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
-    metrics = _metrics(res, calib, marker, venue, out, db, report)
+    metrics = _metrics(res, calib, marker, venue, out, db, report, underlying)
     known = recorded if recorded is not None and calib.replayed_whole else None
     metrics.update(_risk_metrics(out / "journal.duckdb", calib, fc, bars, margin, known))
     metrics["surface_stream"] = stream.as_metrics() if stream is not None else {
@@ -341,7 +341,8 @@ def _finite(x: float | None) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfig) -> dict:
+def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfig,
+             underlying: int) -> dict:
     from replay.analytics.execution import execution_metrics, hedge_costs
     from replay.analytics.tables import read_tables
     from replay.consumers.marker import BUCKETS, PNL_KEYS, VEGA_SPLIT
@@ -379,7 +380,8 @@ def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfi
         m["pnl"] = dict.fromkeys(PNL_KEYS)
         m["attribution"] = dict.fromkeys(BUCKETS)
         m["attribution_vega"] = dict.fromkeys(VEGA_SPLIT)
-    m["execution"] = execution_metrics(out / "journal.duckdb", db, report.markout_horizons_s)
+    m["execution"] = execution_metrics(out / "journal.duckdb", db, report.markout_horizons_s,
+                                       underlying)
     for block in ("pnl", "calibration"):
         m[block] = {k: (_finite(v) if isinstance(v, float) else v) for k, v in m[block].items()}
     return m

@@ -75,7 +75,8 @@ def resolve_data(data: DataConfig) -> ResolvedData:
                               f"non-option instruments: {_non_options(inst_table)}")
         underlying = ids[data.underlying]
     else:
-        underlying = Instruments.from_arrow(inst_table).default_underlying()
+        underlying = Instruments.from_arrow(inst_table).default_underlying(
+            start if start is not None else span[0])
     expiries = _expiries(data, inst_table, db, span_text)
     sel = Selection(str(db), start, end, sel_ids, tuple(expiries) if expiries else None,
                     int(underlying), int(data.window_s * NS))

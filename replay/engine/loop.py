@@ -158,7 +158,7 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
         # default), so a long replay's RSS would grow with history; a scan needs little.
         store.con.execute("SET memory_limit = ?", [duckdb_memory_limit]).fetchall()
         instruments = Instruments.from_arrow(store.instruments())
-        und = instruments.default_underlying() if underlying_id is None else int(underlying_id)
+        und = instruments.default_underlying(start) if underlying_id is None else int(underlying_id)
         state = MarketState.empty(len(instruments), und)
         journal = Journal(jpath if keep_journal else None)
         try:  # the journal is let go of whatever fails, a consumer's on_start included

@@ -186,13 +186,16 @@ class Instruments:
         """Of ``ids``, those whose definition was received by ``now`` (:attr:`listed_ns`)."""
         return ids if self.listed_ns is None else ids[self.listed_ns[ids] <= now]
 
-    def default_underlying(self) -> int:
+    def default_underlying(self, after: int | None = None) -> int:
         """The hedge/underlying instrument by default: the perpetual if there is one, else the
-        index, else spot, else the nearest future; -1 if none."""
+        index, else spot, else the nearest future (of those expiring after ``after``, when
+        any does: a replay's start); -1 if none."""
         for kind in ("perp", "index", "spot", "future"):
             ids = self.ids_of_kind(kind)
             if len(ids):
                 if kind == "future":
+                    live = ids[self.expiry_ns[ids] > after] if after is not None else ids
+                    ids = live if len(live) else ids
                     return int(ids[np.argmin(self.expiry_ns[ids])])
                 return int(ids[0])
         return -1

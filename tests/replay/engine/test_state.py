@@ -108,6 +108,9 @@ def test_default_underlying_prefers_perp_then_index():
     assert inst(["option", "index", "perp"]).default_underlying() == 2
     assert inst(["option", "spot", "index"]).default_underlying() == 2
     assert inst(["future", "future", "option"]).default_underlying() == 1  # nearest expiry
+    # from a replay's start: the nearest future live then (the other expired before it)
+    assert inst(["future", "future", "option"]).default_underlying(after=4) == 0
+    assert inst(["future", "future", "option"]).default_underlying(after=9) == 1  # none: all
     assert inst(["option"]).default_underlying() == -1
 
 
