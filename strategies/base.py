@@ -45,7 +45,9 @@ Conventions
   inverse position's USD delta is ``n cs / avg``, ``avg`` its average entry price
   (``ctx.entry_price``): the ledger books its unrealised PnL ``n cs (1/avg - 1/P)`` in coin,
   worth ``S`` each, so its USD value ``n cs (S/avg - S/P)`` is linear in ``S`` (``P / S``
-  held).  Under ``premium_adjusted``, which hedges the coin PnL, it is ``n cs / P``.  ``P`` is the hedge
+  held).  A trade that reduces it leaves ``avg`` as it was and so takes ``cs / avg`` a
+  contract, up to flat (:func:`strategies.hedge.delta_after`, :func:`strategies.hedge.trade_for`).
+  Under ``premium_adjusted``, which hedges the coin PnL, every contract counts ``cs / P``.  ``P`` is the hedge
   instrument's mid
   (else its reference price, :func:`strategies.hedge.instrument_price`).
 """

@@ -68,6 +68,40 @@ def contracts_delta(contracts: float, price: float, contract_size: float, invers
     return contracts * contract_size / price if inverse else contracts * contract_size
 
 
+def delta_after(held: float, avg: float, trade: float, price: float, contract_size: float,
+                inverse: bool) -> float:
+    """The ledger's delta (BTC) of ``held`` contracts entered at ``avg`` once ``trade`` more
+    are dealt at ``price``.  An inverse position's USD delta is ``n cs / avg``
+    (:mod:`strategies.base`, "Hedge instruments"): contracts that reduce it leave ``avg``
+    as it was, so they take ``cs / avg`` each; those that add to it, or open the other side
+    past flat, ``cs / price``.  A linear position's is ``n cs`` whatever its prices.
+
+    >>> delta_after(9_000.0, 90_000.0, -4_500.0, 100_000.0, 10.0, True)  # half closed
+    0.5
+    """
+    if not inverse:
+        return (held + trade) * contract_size
+    closed = math.copysign(min(abs(trade), abs(held)), trade) if held * trade < 0 else 0.0
+    return ((held + closed) / avg + (trade - closed) / price) * contract_size
+
+
+def trade_for(change: float, held: float, avg: float, price: float, contract_size: float,
+              inverse: bool) -> float:
+    """The contracts whose trade at ``price`` moves :func:`delta_after` by ``change`` (BTC).
+
+    >>> trade_for(-0.5, 9_000.0, 90_000.0, 100_000.0, 10.0, True)
+    -4500.0
+    """
+    if not inverse:
+        return change / contract_size
+    if held * change < 0:  # reducing: cs / avg a contract, up to flat
+        closable = abs(held) * contract_size / avg
+        if abs(change) <= closable:
+            return change * avg / contract_size
+        return -held + (change + held * contract_size / avg) * price / contract_size
+    return change * price / contract_size
+
+
 def spot_of(ctx: Any) -> float:
     """The underlying price ``S`` (``MarketView.spot``): the designated underlying's mid,
     else its reference price, while it is live; else the venue forward of the nearest live

@@ -45,10 +45,12 @@ from strategies.greeks import DELTA_SOURCES, BookLegs, book_legs
 from strategies.hedge import (
     contracts_delta,
     current_hedge,
+    delta_after,
     instrument_price,
     is_inverse_delta_one,
     resolve_hedge,
     spot_of,
+    trade_for,
 )
 from strategies.hedging.bands import band_trade, next_periodic_deadline
 from strategies.hedging.corridor import Corridor
@@ -229,13 +231,11 @@ class Hedger:
         """Whether deltas hedge the coin PnL (``premium_adjusted``), not the USD one."""
         return self.delta_source == "premium_adjusted"
 
-    def _held_delta(self, ctx: Any, contracts: float, price: float) -> float:
-        """The delta of the hedge position held (:mod:`strategies.base`, "Hedge
-        instruments"): an inverse one's USD delta is ``n cs / avg`` at the venue's entry
-        price ``avg``; in the coin view, or without an entry price, ``n cs / price``."""
+    def _entry(self, ctx: Any, price: float) -> float:
+        """The price the hedge position held counts at (:mod:`strategies.base`, "Hedge
+        instruments"): the venue's entry price; ``price`` in the coin view or without one."""
         avg = math.nan if self._coin_view else ctx.entry_price(self.hedge_id)
-        return self._hedge_delta(ctx, contracts, avg if math.isfinite(avg) and avg > 0
-                                 else price)
+        return avg if math.isfinite(avg) and avg > 0 else price
 
     def decide(self, ctx: Any) -> WakeCondition | None:
         now = ctx.now
@@ -257,7 +257,12 @@ class Hedger:
         price = self.hedge_price(ctx, spot)
         position, pending = ctx.position(self.hedge_id), self.pending.qty(self.hedge_id)
         held = position + pending
-        current = self._held_delta(ctx, position, price) + self._hedge_delta(ctx, pending, price)
+        inst = ctx.instruments
+        cs = float(inst.contract_size[self.hedge_id])
+        inverse = is_inverse_delta_one(inst, self.hedge_id)
+        current = delta_after(position, self._entry(ctx, price), pending, price, cs, inverse)
+        # once the orders in flight fill: held at the entry price that gives it that delta
+        avg = held * cs / current if inverse and held and current else price
         if not len(legs) and held == 0.0:
             return WakeCondition(deadline=now + self.idle_wake_ns)
         center = self.center_legs(legs)
@@ -270,10 +275,10 @@ class Hedger:
         m = abs(self._hedge_delta(ctx, max(self.min_trade, self.lot / 2), price))
         acts = self.acts(ctx, legs, spot)
         trade = band_trade(target, current, h_now, self.rebalance) if acts else 0.0
-        contracts = trade / self._hedge_delta(ctx, 1.0, price)
+        contracts = trade_for(trade, held, avg, price, cs, inverse)
         if self.lot > 0:
             contracts = round(contracts / self.lot) * self.lot
-            trade = self._hedge_delta(ctx, contracts, price)
+            trade = delta_after(held, avg, contracts, price, cs, inverse) - current
         if abs(trade) >= m and contracts != 0.0:
             ctx.submit(self.hedge_id, contracts, latency_ns=self.latency_ns)
             self.pending.add(ctx.last_arrival_ts, self.hedge_id, contracts)

@@ -166,3 +166,36 @@ def test_a_held_inverse_hedge_counts_at_its_entry_price():
     (order,) = ctx.orders
     price = float(ctx.market.mid(1))
     assert_allclose(5.0 + order["qty"] * 10.0 / price, -dec["book_delta"], rtol=1e-12)
+
+
+@pytest.mark.parametrize("book_calls, target_delta", [(0.0, 0.0), (-10.0, None)])
+def test_a_reducing_hedge_trade_counts_at_the_entry_price(book_calls, target_delta):
+    """An inverse perp of 100,000 contracts bought at 90,000 (11.11 BTC of ledger delta),
+    the perp now at 100,000.  With no options the hedger closes it exactly (it sold 111,111
+    contracts at cs / P each and ended 1.11 BTC short); against 10 short calls it cuts it to
+    the book's delta, and the ledger's delta after the fill is what it aimed at."""
+    from replay.model.orders import Fill, InstrumentSpec
+    from replay.venue.accounting import Portfolio
+    from strategies.hedging.registry import Periodic
+
+    ctx = FakeCtx()
+    if book_calls:
+        ctx.held[option_id(ctx.instruments, E2, 100_000.0, True)] = book_calls
+    n, avg = 100_000.0, 90_000.0
+    ctx.held[1], ctx.entry[1] = n, avg
+    st = Periodic(hedge="perp", flat_vol=FLAT, min_trade=0.0, period_ns=60 * NS,
+                  delta_source="flat")
+    st.on_start(ctx)
+    st.on_wake(ctx)
+    dec = ctx.decisions()[0]
+    assert_allclose(dec["current_hedge"], n * 10.0 / avg, rtol=1e-12)
+    (order,) = ctx.orders
+    if target_delta == 0.0:
+        assert order["qty"] == -n  # flat, not short
+    price = float(ctx.market.mid(1))
+    book = Portfolio({1: InstrumentSpec(1, "perp", "inverse", 10.0)})
+    book.apply_fill(Fill(0, 1, 0, 1, avg, n, "taker"), avg)
+    book.apply_fill(Fill(1, 1, 0, -1, price, -order["qty"], "taker"), price)
+    h = 1.0
+    up, down = (book.mark({1: price + d}, SPOT + d).total_usd for d in (h, -h))
+    assert_allclose((up - down) / (2 * h), dec["target_delta"], rtol=1e-9, atol=1e-9)
