@@ -157,8 +157,8 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     of the venue's last fill before it, else (no fill yet in the run) at the venue's rate then
     (:meth:`replay.engine.state.MarketView.spot`): the mid of the store's underlying
     (:meth:`replay.engine.state.Instruments.default_underlying`) while it is live, else the
-    venue forward of the underlying future's expiry, else of the nearest of the next three
-    live expiries that has one (the median of its options' last quoted forwards).  An instrument with no quotes in the store is measured from the mid the
+    venue forward of the underlying future's expiry, else of the nearest live expiry that has
+    one (the median of its options' last quoted forwards).  An instrument with no quotes in the store is measured from the mid the
     venue priced the order's first fill against (``executions.arrival_mid``): its delay
     cost is then 0 and its execution cost the venue's slippage."""
     mids = _mids_at("order_id", "instrument_id", "o", ["ts", "end_ts"],
@@ -179,10 +179,12 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     m AS (SELECT q.key, coalesce(q.decision_mid, f.arrival_mid) AS decision_mid,
                  coalesce(q.end_mid, f.arrival_mid) AS end_mid
           FROM q LEFT JOIN f ON f.order_id = q.key),
-    -- option orders that never filled, and the expiries whose venue forward MarketView.spot
-    -- reads then, in its order: the underlying future's, then the next three live ones
+    -- option orders that never filled, sent before the run's first fill, and the expiries
+    -- whose venue forward MarketView.spot reads then, in its order: the underlying future's,
+    -- then the live ones, nearest first
     need AS (SELECT o.order_id, o.ts FROM o JOIN mkt.instruments i USING (instrument_id)
-             WHERE i.kind = 'option' AND o.order_id NOT IN (SELECT order_id FROM f)),
+             WHERE i.kind = 'option' AND o.order_id NOT IN (SELECT order_id FROM f)
+                   AND o.ts < coalesce((SELECT min(ts) FROM executions), 9223372036854775807)),
     cand AS (SELECT n.order_id, n.ts, 0 AS rank, i.expiry_ns AS e
              FROM need n, underlying u JOIN mkt.instruments i USING (instrument_id)
              WHERE i.kind = 'future' AND i.expiry_ns > n.ts
@@ -190,8 +192,7 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
              SELECT n.order_id, n.ts, x.rank, x.e FROM need n, LATERAL (
                  SELECT expiry_ns AS e, row_number() OVER (ORDER BY expiry_ns) AS rank
                  FROM (SELECT DISTINCT expiry_ns FROM mkt.instruments
-                       WHERE kind = 'option' AND expiry_ns > n.ts)
-                 ORDER BY expiry_ns LIMIT 3) x),
+                       WHERE kind = 'option' AND expiry_ns > n.ts)) x),
     -- each option's forward as the state holds it: its last quote's (NULL if that has none)
     last AS (SELECT c.order_id, c.rank, arg_max_null(q.underlying_price, (q.ts_recv, q.seq)) AS f
              FROM cand c JOIN mkt.instruments i ON i.kind = 'option' AND i.expiry_ns = c.e
@@ -199,7 +200,7 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
                                           AND q.ts_recv <= c.ts
              GROUP BY c.order_id, c.rank, i.instrument_id),
     v AS (SELECT order_id, arg_min(fwd, rank) AS fwd
-          FROM (SELECT order_id, rank, median(f) FILTER (WHERE isfinite(f)) AS fwd
+          FROM (SELECT order_id, rank, median(f) FILTER (WHERE f > 0 AND isfinite(f)) AS fwd
                 FROM last GROUP BY order_id, rank)
           WHERE fwd > 0 GROUP BY order_id)
     SELECT o.order_id, o.ts, o.instrument_id, i.kind, o.qty AS ordered,
@@ -254,16 +255,19 @@ def _mids_at(key: str, instrument: str, source: str, times: list[str], names: li
             "ON q.instrument_id = p.instrument_id AND q.ts <= p.t GROUP BY p.key")
 
 
-def hedge_costs(executions, specs, slippage_usd: float) -> dict[str, float]:
-    """The ``pnl`` block's hedge-leg costs (negative: paid): ``hedge_fees_usd``, the fees of
-    every fill on an instrument that is not an option (``executions.fee_usd``), and
-    ``hedge_slippage_usd``, the venue's fill-against-mid cost of those fills
-    (``slippage_usd``).  What a sweep of hedgers over one options book trades off against
-    the hedging error: the book's own trades cost the same in every job."""
-    hedge = [not specs[int(i)].is_option for i in executions["instrument_id"]] \
-        if len(executions) else []
-    fees = float(executions["fee_usd"][hedge].sum()) if len(executions) else 0.0
-    return {"hedge_fees_usd": -fees, "hedge_slippage_usd": -float(slippage_usd)}
+def hedge_costs(executions, orders, hedger: str | None) -> dict[str, float]:
+    """The ``pnl`` block's hedging costs (negative: paid): ``hedge_fees_usd`` and
+    ``hedge_slippage_usd``, the fees and the venue's fill-against-mid cost
+    (``executions.fee_usd``, ``slippage_usd``) of the fills of the orders the ``hedger``
+    consumer sent: its hedge trades, and a ``gamma_vega`` hedger's option trades.  What a
+    sweep of hedgers over one options book trades off against the hedging error: the book's
+    own trades cost the same in every job."""
+    if hedger is None or not len(executions):
+        return {"hedge_fees_usd": 0.0, "hedge_slippage_usd": 0.0}
+    mine = set(orders.loc[orders["consumer"] == hedger, "order_id"].tolist())
+    fills = executions[executions["order_id"].isin(mine)]
+    return {"hedge_fees_usd": -float(fills["fee_usd"].sum()),
+            "hedge_slippage_usd": -float(fills["slippage_usd"].sum())}
 
 
 def _hname(h: float) -> str:

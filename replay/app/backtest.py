@@ -199,7 +199,8 @@ def _run(cfg: Any, held: ExitStack) -> dict:
         _release(out, run_info, "failed: no market events in the selection")
         keys = "data.start, data.end" + (", data.instruments" if sel_ids else "")
         raise ConfigError(f"{keys}: the selection holds no market events; {span_text}")
-    metrics = _metrics(res, calib, marker, venue, out, db, report, underlying)
+    metrics = _metrics(res, calib, marker, venue, out, db, report, underlying,
+                       getattr(strategy, "name", None))
     known = recorded if recorded is not None and calib.replayed_whole else None
     metrics.update(_risk_metrics(out / "journal.duckdb", calib, fc, bars, margin, known))
     metrics["surface_stream"] = stream.as_metrics() if stream is not None else {
@@ -342,7 +343,7 @@ def _finite(x: float | None) -> float | None:
 
 
 def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfig,
-             underlying: int) -> dict:
+             underlying: int, hedger: str | None) -> dict:
     from replay.analytics.execution import execution_metrics, hedge_costs
     from replay.analytics.tables import read_tables
     from replay.consumers.marker import BUCKETS, PNL_KEYS, VEGA_SPLIT
@@ -356,7 +357,7 @@ def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfi
         "journal": res.journal_costs,
         "calibration": calib.metrics() if calib is not None else dict(_NULL_CALIBRATION),
     }
-    tables = read_tables(out / "journal.duckdb", ["pnl", "attribution", "executions"])
+    tables = read_tables(out / "journal.duckdb", ["pnl", "attribution", "executions", "orders"])
     pnl = tables["pnl"]
     if marker is not None and len(pnl):
         last = pnl.iloc[-1]
@@ -370,7 +371,7 @@ def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfi
             "fees_usd": float(last.fees_usd), "funding_usd": float(last.funding_usd),
             "slippage_usd": -float(sum(venue.slippage_usd.values())),
             "step_std_usd": float(np.std(steps, ddof=1)) if steps.size > 1 else None,
-            **hedge_costs(tables["executions"], venue.specs, venue.slippage_usd["hedge"]),
+            **hedge_costs(tables["executions"], tables["orders"], hedger),
         }
         att = {k: float(marker.totals[k]) for k in BUCKETS if k != "residual"}
         att["residual"] = m["pnl"]["total_usd"] - math.fsum(att.values())

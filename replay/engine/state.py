@@ -327,19 +327,20 @@ class MarketView:
         """The coin's USD price ``S`` now, one number for every conversion of coin into USD
         and every delta: the designated underlying's mid, else its reference price, while it
         is live (a future taken as the underlying has none once expired); else the venue
-        forward of the nearest live expiry that has one (a store of option summaries quotes no
-        underlying).  NaN when none is known yet."""
+        forward of the nearest live expiry that has one (:meth:`expiry_forward`; a store of
+        option summaries quotes no underlying, and a data selection may leave out the nearest
+        expiries: their options are never quoted).  NaN when none is known yet."""
         u, inst = self.underlying_id, self.instruments
         if u >= 0 and (inst.expiry_ns[u] == NEVER or inst.expiry_ns[u] > self.now):
             s = self.reference_price(u)
             if s > 0:  # False for NaN
                 return s
-        live = inst.expiry_ns[(inst.kind == "option") & (inst.expiry_ns > self.now)]
-        for e in np.unique(live)[:3]:  # the nearest expiry may not be quoted yet
-            s = self.expiry_forward(int(e))
-            if s > 0:
-                return s
-        return float("nan")
+        f = self.venue_forward
+        has = (inst.kind == "option") & (inst.expiry_ns > self.now) & (f > 0)  # NaN: False
+        if not has.any():
+            return float("nan")
+        e = inst.expiry_ns[has].min()
+        return float(np.median(f[has & (inst.expiry_ns == e)]))
 
     def usd_per_coin(self, iid: int) -> float:
         """The coin's USD price to convert ``iid``'s coin amounts: :meth:`spot`, the same for

@@ -126,6 +126,8 @@ class Carry:
             spec = specs[iid]
             if _settles(spec) and spec.expiry_ns <= ctx.now:
                 und = settlement_index(ctx, iid)
+                if not und > 0:  # no price known to settle at: a later catch-up settles it
+                    continue
                 price = pf.settle(iid, und)
                 if spec.is_option:
                     intrinsic = max(und - spec.strike, 0.0) if spec.is_call else \
@@ -149,9 +151,11 @@ def _settles(spec) -> bool:  # noqa: ANN001 - an InstrumentSpec
 
 
 def settlement_index(ctx, iid: int) -> float:  # noqa: ANN001
-    """The price option ``iid`` settles against: the mid of the ``index`` instrument of its
-    coin (the name's prefix, ``BTC`` in ``BTC-27DEC25-100000-C``) when one is quoted, else the
-    coin's USD price the portfolio converts at (``MarketView.usd_per_coin``)."""
+    """The price option or future ``iid`` settles against: the mid of the ``index`` instrument
+    of its coin (the name's prefix, ``BTC`` in ``BTC-27DEC25-100000-C``) when one is quoted,
+    else the venue forward of its own expiry as last quoted (at the expiry, the index the
+    venue quotes its options against), else the coin's USD price the portfolio converts at
+    (``MarketView.usd_per_coin``)."""
     inst, m = ctx.instruments, ctx.market
     coin = str(inst.name[iid]).split("-")[0]
     for i in inst.ids_of_kind("index"):
@@ -159,4 +163,5 @@ def settlement_index(ctx, iid: int) -> float:  # noqa: ANN001
             s = float(m.mid(int(i)))
             if math.isfinite(s) and s > 0:
                 return s
-    return float(m.usd_per_coin(iid))
+    f = float(m.expiry_forward(int(inst.expiry_ns[iid])))
+    return f if f > 0 else float(m.usd_per_coin(iid))

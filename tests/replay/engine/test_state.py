@@ -168,3 +168,23 @@ def test_options_outside_the_data_selection_are_never_listed():
     assert next_listing(sel, 0) is None  # the excluded listing is no wake either
     assert listed_options(inst.within([0], None), 4 * day).size == 0  # only the perp
     assert inst.within(None, None) is inst
+
+
+def test_spot_skips_expiries_without_a_forward():
+    """A data selection leaving out the nearest expiries leaves their options unquoted: the
+    coin's price comes from the nearest expiry that has a forward, however far (it looked at
+    the next three only, and a run's marks, hedges and margin stopped)."""
+    from replay.engine.state import F_VENUE_FWD
+
+    day = 86_400 * 10**9
+    n = 5
+    inst = Instruments(np.array([f"C{i}" for i in range(n)], object),
+                       np.array(["option"] * n, object),
+                       np.array([(i + 1) * day for i in range(n)], np.int64),
+                       np.full(n, 1e5), np.ones(n, np.int8), np.array(["inverse"] * n, object),
+                       np.ones(n))
+    s = MarketState.empty(n, -1)
+    s.fstate[n - 1, F_VENUE_FWD] = 101_000.0
+    assert MarketView(s, inst, 0).spot() == 101_000.0
+    s.fstate[n - 1, F_VENUE_FWD] = np.nan
+    assert np.isnan(MarketView(s, inst, 0).spot())

@@ -46,6 +46,9 @@ class _Market:
     def usd_per_coin(self, i: int) -> float:
         return 51_000.0
 
+    def expiry_forward(self, expiry_ns: int) -> float:
+        return 51_000.0
+
     def mid(self, i: int) -> float:
         return 51_000.0
 
@@ -62,6 +65,7 @@ def _ctx(now: int, events: list, market: _Market | None = None):
                            emit=lambda kind, **kw: events.append((now, kind, kw)),
                            fill=lambda *a, **kw: None)
     inst = SimpleNamespace(name={0: "BTC-X", 1: "BTC-X-50000-C", 2: "BTC-PERPETUAL"},
+                           expiry_ns={i: FUT.expiry_ns for i in range(3)},
                            ids_of_kind=lambda kind: [])
     return SimpleNamespace(now=now, venue_context=lambda: vctx, instruments=inst,
                            market=market)
@@ -87,6 +91,25 @@ def test_a_dated_future_is_settled_at_its_expiry_with_the_options():
     assert_allclose(pf.position(0).realized_coin, expected, rtol=1e-12)
     assert_allclose(pf.position(1).realized_coin, 1_000 / 51_000 - 0.02, rtol=1e-12)
 
+
+def test_an_expiry_without_a_known_price_is_settled_once_there_is_one():
+    """No index, no forward of the expiry and no coin price (a data selection without the
+    options that carry them): the settlement waits for a price rather than book a NaN."""
+    class Unpriced(_Market):
+        def usd_per_coin(self, i: int) -> float:
+            return math.nan
+
+        def expiry_forward(self, expiry_ns: int) -> float:
+            return math.nan
+
+    venue, events = _venue()
+    carry, pf = venue.carry, venue.portfolio
+    carry.on_start(_ctx(0, events))
+    pf.apply_fill(Fill(1, 0, NS, -1, 50_000.0, 5_000, "taker"), 50_000.0)
+    carry.on_wake(_ctx(100 * NS, events, Unpriced(100 * NS)))
+    assert pf.net_qty() == {0: -5_000.0} and not events
+    carry.on_wake(_ctx(101 * NS, events))
+    assert pf.net_qty() == {} and events[0][2]["price"] == 51_000.0
 
 def test_funding_is_paid_for_the_time_a_position_was_held():
     """A perp bought at 59 s pays 1 s of funding at the 60 s accrual (it paid for the whole
