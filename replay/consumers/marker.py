@@ -27,7 +27,10 @@ run the marker
    theta and volga divided by ``b`` (greeks at ``F = S`` left 7 % of a 90-day option's
    delta and gamma PnL in the residual at a 3 % basis); a linear option's USD premium is
    ``V(S) = Black(b S)`` itself, so ``dV/dS = b Delta_F``, ``d2V/dS2 = b^2 Gamma_F``,
-   ``d2V/dS dsigma = b Vanna_F`` and vega, theta and volga are Black's.  The hedge's PnL is pure delta.
+   ``d2V/dS dsigma = b Vanna_F`` and vega, theta and volga are Black's.  The basis moves
+   too, at each refit (a new fitted forward) or with the venue's forward: ``basis`` is
+   ``dV/db db``, with ``dV/db = (F Delta_F - Black) / b^2`` for an inverse option and
+   ``F Delta_F / b`` for a linear one (``S`` held).  The hedge's PnL is pure delta.
    Fees, funding and slippage (the fill-vs-mid cost journaled by the venue) are their own
    buckets, and ``residual`` is the step PnL minus everything explained, so the buckets
    sum to the total exactly.
@@ -51,8 +54,8 @@ YEAR_NS = 365.0 * 86400 * NS
 #: the ``pnl`` block of metrics.json (docs/outputs.md)
 PNL_KEYS = ("total_usd", "total_coin", "options_usd", "hedge_usd", "fees_usd",
             "funding_usd", "slippage_usd", "step_std_usd", "hedge_fees_usd", "hedge_slippage_usd")
-BUCKETS = ("delta", "gamma", "vega", "theta", "vanna", "volga", "funding", "fees", "slippage",
-           "residual")
+BUCKETS = ("delta", "gamma", "vega", "theta", "vanna", "volga", "basis", "funding", "fees",
+           "slippage", "residual")
 
 #: the vega bucket split by how the smile moved (:func:`vega_split`)
 VEGA_SPLIT = ("level", "skew", "curvature")
@@ -151,9 +154,9 @@ class PnLMarker:
                 sg = float(np.asarray(implied_vol(black, b * f, spec.strike, tj,
                                                   spec.is_call)))
             g = _greeks_in_spot(greeks_one(b * f, float(spec.strike), tj, sg,
-                                           bool(spec.is_call)), b, spec.is_inverse) \
+                                           bool(spec.is_call)), b, spec.is_inverse, b * f) \
                 if tj > 0 and math.isfinite(sg) else None
-            st["opt"][i] = {"F": f, "sigma": sg, "t": tj,
+            st["opt"][i] = {"F": f, "b": b, "sigma": sg, "t": tj,
                             "n": net.get(i, 0.0) * spec.contract_size, "g": g,
                             "atm": float(atm[j]), "skew": float(skew[j]),
                             "k": math.log(spec.strike / fwd[j]) if live[j] else math.nan}
@@ -199,6 +202,7 @@ def attribute_step(a: dict, b: dict, forward_of: Callable[[int], float]) -> dict
         dF = f1 - o["F"]
         ds = s1 - o["sigma"] if math.isfinite(s1) else 0.0
         n = o["n"]
+        out["basis"] += n * g["basis"] * ((o1["b"] if o1 else o["b"]) - o["b"])
         out["delta"] += n * g["delta"] * dF
         out["gamma"] += n * 0.5 * g["gamma"] * dF * dF
         out["vega"] += n * g["vega"] * ds
@@ -295,16 +299,19 @@ def _basis(*candidates: float) -> float:
     return next((b for b in candidates if math.isfinite(b) and b > 0), 1.0)
 
 
-def _greeks_in_spot(black: tuple, b: float, inverse: bool = True) -> dict[str, float]:
+def _greeks_in_spot(black: tuple, b: float, inverse: bool = True, forward: float = math.nan
+                    ) -> dict[str, float]:
     """The greeks in ``S`` of ``V(S) = Black(b S) / b`` (an inverse option), or of
-    ``V(S) = Black(b S)`` (a linear one), from Black's at ``F = b S`` (module docstring)."""
+    ``V(S) = Black(b S)`` (a linear one), from Black's at ``F = b S`` (``forward``), and
+    ``basis``, ``dV/db`` at ``S`` held (module docstring)."""
     g = dict(zip(GREEK_NAMES, black))
+    f_delta = g["delta"] * forward
     if not inverse:
         return {**g, "delta": g["delta"] * b, "gamma": g["gamma"] * b * b,
-                "vanna": g["vanna"] * b}
+                "vanna": g["vanna"] * b, "basis": f_delta / b}
     return {"price": g["price"] / b, "delta": g["delta"], "gamma": g["gamma"] * b,
             "vega": g["vega"] / b, "theta": g["theta"] / b, "vanna": g["vanna"],
-            "volga": g["volga"] / b}
+            "volga": g["volga"] / b, "basis": (f_delta - g["price"]) / (b * b)}
 
 
 def _forward(m, iid: int) -> float:

@@ -139,7 +139,8 @@ def _attribution_section(att: pd.DataFrame, m: dict) -> Section:
     from replay.consumers.marker import BUCKETS
 
     s = Section("attribution", "PnL attribution",
-                 "Second-order Taylor explain from the surface greeks per mark step; fees, "
+                 "Second-order Taylor explain from the surface greeks per mark step, and the "
+                 "basis (each expiry's forward over the coin's price) moving at refits; fees, "
                  "funding and slippage are their own buckets and the residual takes the rest, "
                  "so the buckets sum to the total.  The vega bucket is split by how the smile "
                  "moved: level (parallel), skew (rotation) and curvature (the rest).",
@@ -147,10 +148,11 @@ def _attribution_section(att: pd.DataFrame, m: dict) -> Section:
     if len(att):
         fig, ax = charts.fig()
         x = times(att.ts)
-        cum = att[list(BUCKETS)].cumsum()
+        buckets = [b for b in BUCKETS if b in att]  # a journal from before a bucket existed
+        cum = att[buckets].cumsum()
         pos = cum.clip(lower=0).to_numpy().T
         neg = cum.clip(upper=0).to_numpy().T
-        ax.stackplot(x, pos, labels=BUCKETS, alpha=0.8)
+        ax.stackplot(x, pos, labels=buckets, alpha=0.8)
         ax.stackplot(x, neg, alpha=0.8)
         ax.plot(x, att.total.cumsum(), color="k", lw=1.2, label="total")
         ax.legend(fontsize=7, ncol=6, loc="upper left")

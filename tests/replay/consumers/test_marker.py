@@ -103,9 +103,9 @@ def test_an_options_greeks_in_spot_follow_its_settlement(settlement):
                           expiry_ns=30 * day, is_call=True)
     s, b, t, vol = 50_000.0, 1.03, 30 / 365, 0.6
 
-    def value(x: float) -> float:  # USD, per unit of underlying
-        v = float(black_price(b * x, 50_000.0, t, vol, True))
-        return v / b if settlement == "inverse" else v
+    def value(x: float, bb: float = b) -> float:  # USD, per unit of underlying
+        v = float(black_price(bb * x, 50_000.0, t, vol, True))
+        return v / bb if settlement == "inverse" else v
 
     premium = float(black_price(b * s, 50_000.0, t, vol, True))
     mid = premium / (b * s) if settlement == "inverse" else premium
@@ -122,3 +122,6 @@ def test_an_options_greeks_in_spot_follow_its_settlement(settlement):
     assert_allclose(o["g"]["delta"], (value(s + h) - value(s - h)) / (2 * h), rtol=1e-6)
     assert_allclose(o["g"]["gamma"], (value(s + h) - 2 * value(s) + value(s - h)) / h**2,
                     rtol=1e-4)
+    db = 1e-6  # the basis bucket's dV/db, the coin's price held
+    assert_allclose(o["g"]["basis"], (value(s, b + db) - value(s, b - db)) / (2 * db),
+                    rtol=1e-6)

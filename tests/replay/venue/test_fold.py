@@ -18,7 +18,7 @@ from replay.venue.simulator import SimulatedVenue, specs_from_store
 from strategies.books import FixedBook
 from tests.strategies.test_base import E1, NS, build_store, journal_table
 
-PINNED_HASH = "4e30ca1ce7e908ba7952227c1a418c097f0ee4c1e86ea3cf820c5de6c8eeac6b"
+PINNED_HASH = "010a9089dc1853cfd0ef73a58f2c316980ad6ab7f15a7d191de7adfd5334b571"
 
 
 class PerpTrader:
