@@ -39,7 +39,6 @@ run the marker
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
@@ -145,9 +144,9 @@ class PnLMarker:
             atm[live], skew[live] = surf.vol_and_skew(fwd[live], t_fit)
         net = self.venue.portfolio.net_qty()
         fit_spot = self.board.spot if surf is not None else math.nan
+        f = coin_usd(m)
         for j, i in enumerate(opts):
             spec, tj, sg = specs[i], float(t[j]), float(sigma[j])
-            f = _forward(m, i)
             b = _basis(float(fwd[j]) / fit_spot, float(m.venue_forward[i]) / f)
             if not math.isfinite(sg):  # a coin premium is Black(F) / F: invert it at F
                 black = float(m.mid(i)) * (b * f if spec.is_inverse else 1.0)
@@ -163,7 +162,7 @@ class PnLMarker:
         return st
 
     def _attribute(self, ctx, a: dict, b: dict) -> None:
-        out = attribute_step(a, b, lambda i: _forward(ctx.market, i))
+        out = attribute_step(a, b, coin_usd(ctx.market))
         for k in BUCKETS:
             self.totals[k] += out[k]
         for k, v in vega_split(a, b).items():
@@ -178,16 +177,17 @@ class PnLMarker:
         self.vega_split = dict(d.get("vega_split") or dict.fromkeys(VEGA_SPLIT, 0.0))
 
 
-def attribute_step(a: dict, b: dict, forward_of: Callable[[int], float]) -> dict[str, float]:
+def attribute_step(a: dict, b: dict, level: float) -> dict[str, float]:
     """One step's USD PnL explained by the second-order Taylor expansion of the module
     docstring: ``a`` and ``b`` are the marker's states at the step's start and end (per option
-    ``F``, ``sigma``, ``t``, units held ``n`` and greeks; totals), ``forward_of(iid)`` the
-    underlying level now for an option held at ``a`` but gone at ``b`` (expired, closed).
+    ``F``, ``sigma``, ``t``, units held ``n`` and greeks; totals), ``level`` the underlying
+    level now (:func:`coin_usd`), for an option held at ``a`` but gone at ``b`` (expired,
+    closed).
     Returns the buckets of :data:`BUCKETS`; ``residual`` makes them sum to the total.
 
     >>> s = {"ts": 0, "total": 0.0, "hedge": 0.0, "hedge_slippage": 0.0, "fees": 0.0,
     ...      "funding": 0.0, "slippage": 0.0, "opt": {}}
-    >>> attribute_step(s, {**s, "ts": 60 * NS, "total": 5.0, "hedge": 5.0}, float)["delta"]
+    >>> attribute_step(s, {**s, "ts": 60 * NS, "total": 5.0, "hedge": 5.0}, 1e5)["delta"]
     5.0
     """
     out = dict.fromkeys(BUCKETS, 0.0)
@@ -197,7 +197,7 @@ def attribute_step(a: dict, b: dict, forward_of: Callable[[int], float]) -> dict
         if g is None:
             continue
         o1 = b["opt"].get(i)
-        f1 = o1["F"] if o1 else forward_of(i)
+        f1 = o1["F"] if o1 else level
         s1 = o1["sigma"] if o1 else o["sigma"]
         dF = f1 - o["F"]
         ds = s1 - o["sigma"] if math.isfinite(s1) else 0.0
@@ -222,7 +222,11 @@ def attribute_step(a: dict, b: dict, forward_of: Callable[[int], float]) -> dict
 
 def coin_usd(m) -> float:
     """The coin's USD price the portfolio is valued at, the one the venue books fills at
-    (``MarketView.usd_per_coin``); NaN before any."""
+    (``MarketView.usd_per_coin``); NaN before any.  It is also the underlying level the
+    explain expands in, so that the Taylor terms describe the same valuation as the PnL; the
+    basis to each expiry's forward is held fixed over a step (venue forwards on slowly
+    updated wing quotes lag the underlying, and expanding in them leaves a larger
+    residual)."""
     return float(m.usd_per_coin(m.underlying_id))
 
 
@@ -241,7 +245,7 @@ def mark_price(ctx, spec, iid: int, board=None, mode: str = "mid") -> float:
     mid = float(m.mid(iid))
     if model and (mode == "surface" or not math.isfinite(mid)):
         surf, t = board.surface, float(time_to_expiry(ctx.now, spec.expiry_ns))
-        move = _forward(m, iid) / board.spot  # NaN without a fit spot: the fit's forward
+        move = coin_usd(m) / board.spot  # NaN without a fit spot: the fit's forward
         f = float(surf.forward_expiry(spec.expiry_ns)) * (
             move if math.isfinite(move) and move > 0 else 1.0)
         vol = float(surf.iv_expiry(np.array([spec.strike]), np.array([spec.expiry_ns]))[0])
@@ -313,11 +317,3 @@ def _greeks_in_spot(black: tuple, b: float, inverse: bool = True, forward: float
             "vega": g["vega"] / b, "theta": g["theta"] / b, "vanna": g["vanna"],
             "volga": g["volga"] / b, "basis": (f_delta - g["price"]) / (b * b)}
 
-
-def _forward(m, iid: int) -> float:
-    """The underlying level the explain expands in: the coin's USD price that the portfolio
-    values coin premiums at (``MarketView.usd_per_coin``), so that the Taylor terms describe the
-    same valuation as the PnL.  The basis to each expiry's forward is held fixed over a step
-    (venue forwards on slowly updated wing quotes lag the underlying, and expanding in them
-    leaves a larger residual)."""
-    return float(m.usd_per_coin(iid))

@@ -302,11 +302,12 @@ class MarketView:
         return float("nan") if u < 0 else float(self.mid(u))
 
     def expiry_forward(self, expiry_ns: int) -> float:
-        """The venue's forward of an expiry: the median over its options' latest quotes."""
+        """The venue's forward of an expiry: the median over its options' latest quotes that
+        carry a positive one."""
         inst = self.instruments
         ids = np.flatnonzero((inst.expiry_ns == expiry_ns) & (inst.kind == "option"))
         f = self.venue_forward[ids]
-        f = f[np.isfinite(f)]
+        f = f[f > 0]  # NaN: False
         return float(np.median(f)) if f.size else float("nan")
 
     def reference_price(self, iid: int) -> float:
@@ -335,12 +336,9 @@ class MarketView:
             s = self.reference_price(u)
             if s > 0:  # False for NaN
                 return s
-        f = self.venue_forward
-        has = (inst.kind == "option") & (inst.expiry_ns > self.now) & (f > 0)  # NaN: False
-        if not has.any():
-            return float("nan")
-        e = inst.expiry_ns[has].min()
-        return float(np.median(f[has & (inst.expiry_ns == e)]))
+        has = (inst.kind == "option") & (inst.expiry_ns > self.now) & (self.venue_forward > 0)
+        return self.expiry_forward(int(inst.expiry_ns[has].min())) if has.any() \
+            else float("nan")
 
     def usd_per_coin(self, iid: int) -> float:
         """The coin's USD price to convert ``iid``'s coin amounts: :meth:`spot`, the same for

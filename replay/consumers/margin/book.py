@@ -49,17 +49,12 @@ def group_index(specs: Mapping, iids, isolate_by: str) -> dict[int, int]:
     return {i: order[k] for i, k in keys.items()}
 
 
-def _spot(ctx) -> float:
-    s = coin_usd(ctx.market)
-    return s if math.isfinite(s) and s > 0 else math.nan
-
-
 def spot_move_since_fit(ctx, board) -> float:
     """``S / S_fit``: the spot now over the spot the published surface was fitted at (1 when
     either is unknown).  The surface's forwards are moved by it to today's."""
-    s = _spot(ctx)
+    s = coin_usd(ctx.market)
     fit = board.spot if board is not None else math.nan
-    return s / fit if math.isfinite(s) and math.isfinite(fit) and fit > 0 else 1.0
+    return s / fit if math.isfinite(s) and s > 0 and math.isfinite(fit) and fit > 0 else 1.0
 
 
 def years_since_fit(ctx, board) -> float:
