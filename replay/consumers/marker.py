@@ -222,12 +222,12 @@ def attribute_step(a: dict, b: dict, level: float) -> dict[str, float]:
 
 def coin_usd(m) -> float:
     """The coin's USD price the portfolio is valued at, the one the venue books fills at
-    (``MarketView.usd_per_coin``); NaN before any.  It is also the underlying level the
+    (``MarketView.spot``); NaN before any.  It is also the underlying level the
     explain expands in, so that the Taylor terms describe the same valuation as the PnL; the
     basis to each expiry's forward is held fixed over a step (venue forwards on slowly
     updated wing quotes lag the underlying, and expanding in them leaves a larger
     residual)."""
-    return float(m.usd_per_coin(m.underlying_id))
+    return float(m.spot())
 
 
 def mark_price(ctx, spec, iid: int, board=None, mode: str = "mid") -> float:

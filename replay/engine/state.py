@@ -340,11 +340,6 @@ class MarketView:
         return self.expiry_forward(int(inst.expiry_ns[has].min())) if has.any() \
             else float("nan")
 
-    def usd_per_coin(self, iid: int) -> float:
-        """The coin's USD price to convert ``iid``'s coin amounts: :meth:`spot`, the same for
-        every instrument, so that a fill and a mark of the same premium agree."""
-        return self.spot()
-
     def funding_index(self, iid: int) -> float:
         """Perpetual ``iid``'s funding index now (:func:`accrued_rate`): the index at its
         last rate update plus the current rate accrued since.  The funding a position of

@@ -17,7 +17,7 @@ user's consumers).  It keeps the venue's :class:`~replay.venue.accounting.Portfo
    of the journal rebuilds the portfolio exactly (:func:`replay.venue.fold.fold_portfolio`).
 2. **Settlement**: it also wakes at each held option's and dated future's expiry instant
    (Deribit: 08:00 UTC) and closes the position against the settlement index (the mid of
-   the coin's ``index`` instrument when the store has one, else ``MarketView.usd_per_coin``;
+   the coin's ``index`` instrument when the store has one, else ``MarketView.spot``;
    :func:`settlement_index`): an option at its intrinsic value, a future at the index.
    Deribit settles against the 30-minute TWAP of its index before 08:00; the end point
    differs from that average by the order of ``sigma S sqrt(30 min / 3)``, a documented
@@ -104,7 +104,7 @@ class Carry:
             spec = specs[iid]
             if spec.kind != "perp":
                 continue
-            mark, usd = float(m.reference_price(iid)), float(m.usd_per_coin(iid))
+            mark, usd = float(m.reference_price(iid)), float(m.spot())
             interval_s = float(m.funding_interval_s[iid])
             accrued = m.funding_index(iid) - self.index.get(iid, 0.0)
             if accrued == 0.0 or not interval_s > 0:  # no rate yet, or a zero one throughout
@@ -155,7 +155,7 @@ def settlement_index(ctx, iid: int) -> float:  # noqa: ANN001
     of its coin (the name's prefix, ``BTC`` in ``BTC-27DEC25-100000-C``) when one is quoted,
     else the venue forward of its own expiry as last quoted (at the expiry, the index the
     venue quotes its options against), else the coin's USD price the portfolio converts at
-    (``MarketView.usd_per_coin``)."""
+    (``MarketView.spot``)."""
     inst, m = ctx.instruments, ctx.market
     coin = str(inst.name[iid]).split("-")[0]
     for i in inst.ids_of_kind("index"):
@@ -164,4 +164,4 @@ def settlement_index(ctx, iid: int) -> float:  # noqa: ANN001
             if math.isfinite(s) and s > 0:
                 return s
     f = float(m.expiry_forward(int(inst.expiry_ns[iid])))
-    return f if f > 0 else float(m.usd_per_coin(iid))
+    return f if f > 0 else float(m.spot())

@@ -189,7 +189,7 @@ class SimulatedVenue:
         if fills and spec.kind == "perp":
             # the position held so far pays its funding before it changes
             self.carry.accrue_funding(vctx)
-        usd = float(vctx.market.usd_per_coin(iid))
+        usd = float(vctx.market.spot())
         booked = apply_fees(fills, self.fees, spec, underlying_price=usd)
         if order.tag in self.cfg.liquidation_consumers:
             booked = tuple(replace(f, fee=f.fee + self.cfg.liquidation_fee * notional(

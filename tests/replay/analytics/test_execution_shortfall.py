@@ -32,7 +32,7 @@ class Offer:
         return WakeCondition(deadline=ctx.now + 60 * 10 ** 9)
 
     def on_wake(self, ctx):
-        self.usd = ctx.market.usd_per_coin(self.iid)
+        self.usd = ctx.market.spot()
         ctx.submit(self.iid, self.qty, limit_price=self.limit, latency_ns=0)
         return None
 

@@ -75,7 +75,7 @@ def test_the_surface_mark_moves_with_the_coin_between_refits():
                            is_inverse=True)
 
     def usd_value(s: float) -> float:
-        market = SimpleNamespace(mid=lambda i: math.nan, usd_per_coin=lambda i: s,
+        market = SimpleNamespace(mid=lambda i: math.nan, spot=lambda: s,
                                  underlying_id=-1)
         return mark_price(SimpleNamespace(market=market, now=now), spec, 0, board,
                           "surface") * s
@@ -110,7 +110,7 @@ def test_an_options_greeks_in_spot_follow_its_settlement(settlement):
 
     premium = float(black_price(b * s, 50_000.0, t, vol, True))
     mid = premium / (b * s) if settlement == "inverse" else premium
-    market = NS_(mid=lambda i: mid, venue_forward={1: b * s}, usd_per_coin=lambda i: s,
+    market = NS_(mid=lambda i: mid, venue_forward={1: b * s}, spot=lambda: s,
                  underlying_id=-1)
     venue = NS_(specs={1: spec}, portfolio=NS_(net_qty=lambda: {1: 1.0}),
                 slippage_usd={"hedge": 0.0, "option": 0.0})

@@ -43,7 +43,7 @@ class _Market:
     def reference_price(self, i: int) -> float:
         return 51_000.0
 
-    def usd_per_coin(self, i: int) -> float:
+    def spot(self) -> float:
         return 51_000.0
 
     def expiry_forward(self, expiry_ns: int) -> float:
@@ -96,7 +96,7 @@ def test_an_expiry_without_a_known_price_is_settled_once_there_is_one():
     """No index, no forward of the expiry and no coin price (a data selection without the
     options that carry them): the settlement waits for a price rather than book a NaN."""
     class Unpriced(_Market):
-        def usd_per_coin(self, i: int) -> float:
+        def spot(self) -> float:
             return math.nan
 
         def expiry_forward(self, expiry_ns: int) -> float:

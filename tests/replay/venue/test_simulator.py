@@ -45,7 +45,7 @@ class _Market:
     def reference_price(self, i: int) -> float:
         return self.mid(i)
 
-    def usd_per_coin(self, i: int) -> float:
+    def spot(self) -> float:
         return F
 
 

@@ -89,7 +89,7 @@ class _Market:
     def expiry_forward(self, expiry_ns: int) -> float:
         return F
 
-    def usd_per_coin(self, i: int) -> float:
+    def spot(self) -> float:
         return S
 
 

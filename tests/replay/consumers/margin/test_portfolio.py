@@ -177,7 +177,7 @@ def test_the_zero_move_costs_nothing_after_the_spot_moved_since_the_fit():
     # half a day after the fit the legs are still valued at their expiry's fitted vol; read
     # at the time left (29.5 days) the surface blended the 30-day slice with the 9-day one
     for spot_now, now in ((S, 0), (1.02 * S, 0), (0.97 * S, DAY_NS // 2)):
-        market = SimpleNamespace(usd_per_coin=lambda i, s=spot_now: s, underlying_id=-1,
+        market = SimpleNamespace(spot=lambda s=spot_now: s, underlying_id=-1,
                                  expiry_forward=lambda e: math.nan)
         ctx = SimpleNamespace(market=market, now=now)
         specs = {i: SimpleNamespace(is_option=True, expiry_ns=30 * DAY_NS, strike=k,
