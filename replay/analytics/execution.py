@@ -280,6 +280,12 @@ def execution_metrics(journal: str | Path, store: str | Path, horizons_s: list[f
     the run's underlying, :func:`connect`)."""
     with connect(journal, store, underlying_id) as con:
         n_orders = con.execute("SELECT count(*) FROM orders").fetchall()[0][0]
+        # orders the venue refused or gave up on, by its reason (an order counted once, at
+        # its last rejection): a book whose every opening order hit the price band holds
+        # nothing, and only this says why
+        rejected = dict(con.execute(
+            "SELECT reason, count(*) FROM (SELECT arg_max(reason, seq) AS reason "
+            "FROM rejections GROUP BY order_id) GROUP BY reason ORDER BY reason").fetchall())
         fills = fills_table(con, horizons_s).df()
         is_usd = con.execute("SELECT sum(shortfall_usd) FROM (" + shortfall_table(con).sql_query()
                              + ")").fetchall()[0][0]
@@ -297,6 +303,7 @@ def execution_metrics(journal: str | Path, store: str | Path, horizons_s: list[f
     return {
         "n_orders": int(n_orders),
         "n_fills": int(len(fills)),
+        "rejected": {str(k): int(v) for k, v in rejected.items()},
         "slippage_bps_mean": _mean(fills["spread_cost_bps"]) if len(fills) else None,
         "delay_cost_bps_mean": _mean(fills["delay_cost_bps"]) if len(fills) else None,
         "implementation_shortfall_usd": None if is_usd is None or not math.isfinite(is_usd)

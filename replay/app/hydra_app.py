@@ -64,6 +64,9 @@ def task(cfg) -> dict | None:  # noqa: ANN001 - a DictConfig
             raise SystemExit(EXIT_USER_ERROR) from None
         report = out / "report.html"
         print(f"run: {out}\nreport: {report if report.exists() else 'not written (report.html=false)'}")
+        note = rejected_note(metrics)
+        if note:
+            print(note, file=sys.stderr)
         return metrics
     try:
         return run(cfg)
@@ -74,6 +77,20 @@ def task(cfg) -> dict | None:  # noqa: ANN001 - a DictConfig
             "traceback": traceback.format_exc()}, indent=2))
         print(f"job {hc.job.num} failed: {type(e).__name__}: {e}", file=sys.stderr)
         return None
+
+
+def rejected_note(metrics: dict) -> str | None:
+    """A line saying how many of a run's orders the venue rejected, and why, when any were:
+    a run whose book never opened (every order beyond ``venue.price_band``, say) otherwise
+    ends like any other, with a PnL of zero."""
+    ex = (metrics or {}).get("execution") or {}
+    rejected = ex.get("rejected") or {}
+    if not rejected:
+        return None
+    why = ", ".join(f"{reason}: {n}" for reason, n in rejected.items())
+    return (f"volreplay: note: the venue rejected {sum(rejected.values())} of "
+            f"{ex.get('n_orders')} orders ({why}); see the journal's rejections table "
+            "(docs/outputs.md)")
 
 
 #: directories that existed before Hydra made the run's (:func:`_existing_dirs`): a refused

@@ -220,6 +220,8 @@ class Feed:
         lo, hi = self._span() if start is None or end is None else (None, None)
         self.start = int(start) if start is not None else lo
         self.end = int(end) if end is not None else (None if hi is None else hi + 1)
+        #: where the replay began, a resumed one included (its opening universe)
+        self.opened = self.start
         if cursor is not None:
             self.start = max(self.start, int(cursor.ts)) if self.start is not None else cursor.ts
 

@@ -179,7 +179,8 @@ def run_replay(store_path: str | Path, consumers: Sequence[Consumer], out_dir: s
             feed = Feed(store, start=start, end=end, window_ns=window_ns, batch_rows=batch_rows,
                         instrument_ids=instrument_ids, expiries=expiries, cursor=cursor,
                         reuse_buffers=engine == "fast")
-            rt.instruments = instruments.opened_at(feed.start).within(instrument_ids, expiries)
+            # a resumed run lists what the run it resumes listed: from where that one began
+            rt.instruments = instruments.opened_at(feed.opened).within(instrument_ids, expiries)
             if payload is None:
                 try:
                     rt.start((feed.start if feed.start is not None else 0) - 1)

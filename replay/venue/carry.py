@@ -4,7 +4,8 @@
 user's consumers).  It keeps the venue's :class:`~replay.venue.accounting.Portfolio` current:
 
 1. **Funding** accrues continuously on every perpetual held, at the rates in force, from the
-   last accrual to now.  It wakes on a grid of ``every_s`` market seconds, and whoever needs
+   last accrual to now (Deribit's convention, applied to every venue's perpetuals: see
+   :mod:`replay.venue.funding` for what that means for Binance's per-interval payments).  It wakes on a grid of ``every_s`` market seconds, and whoever needs
    the portfolio current at another instant (the PnL marker, before it marks) calls
    :meth:`Carry.catch_up`.  The rate in force at an instant is the last stored one received
    by then, and the market state keeps each perpetual's funding index, every rate accrued

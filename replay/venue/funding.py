@@ -12,7 +12,10 @@ quoted per funding interval of ``I`` seconds, accrued over ``dt`` seconds::
 
 i.e. the rate applies to the position's notional in its settlement currency.  Deribit accrues
 continuously (:func:`accrue`, piecewise constant between stored rate updates); Binance pays the
-full interval at each funding time (:func:`discrete_payments`).  References: Deribit and
+full interval at each funding time (:func:`discrete_payments`).  The simulated venue accrues
+every perpetual continuously (:mod:`replay.venue.carry`), Deribit's way: on a Binance
+perpetual a position held across a funding time for less than an interval pays that share of
+the interval's rate, not all of it (the same over whole intervals).  References: Deribit and
 Binance perpetual funding documentation; the inverse notional as in
 :mod:`replay.venue.accounting`.
 """

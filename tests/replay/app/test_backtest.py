@@ -157,3 +157,20 @@ def test_a_new_run_refuses_a_directory_that_holds_a_run(store, tmp_path):
     # a resume with another book is refused before the snapshot is restored
     with pytest.raises(ConfigError, match=r"resume: the config differs .* in book "):
         replay.run({**cfg, "book": None, "resume": str(out)})
+
+
+def test_rejected_orders_are_counted_by_reason_and_noted(store, tmp_path):
+    """A price band narrower than any spread refuses every market order: the run holds
+    nothing, and its metrics (and the note a single run prints) say why."""
+    from replay.app.hydra_app import rejected_note
+
+    m = replay.run({**_cfg(store, tmp_path / "a"), "venue": {"price_band": 1e-9}})
+    ex = m["execution"]
+    assert ex["n_fills"] == 0 and ex["n_orders"] >= 2
+    assert ex["rejected"] == {"price_band": ex["n_orders"]}
+    assert rejected_note(m) == (
+        f"volreplay: note: the venue rejected {ex['n_orders']} of {ex['n_orders']} orders "
+        f"(price_band: {ex['n_orders']}); see the journal's rejections table (docs/outputs.md)")
+    with duckdb.connect(str(tmp_path / "a" / "journal.duckdb"), read_only=True) as con:
+        per_order = con.sql("SELECT count(DISTINCT order_id) FROM rejections").fetchall()[0][0]
+    assert per_order == ex["n_orders"]

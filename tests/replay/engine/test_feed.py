@@ -133,6 +133,20 @@ def test_cursor_resumes_exactly_after_any_event(store_path):
             assert_array_equal(rest["stream"], full["stream"][k + 1:])
 
 
+def test_a_resumed_feed_remembers_where_its_replay_began(store_path):
+    """The instant a run's opening universe is taken at (``Instruments.opened_at``): a feed
+    resumed at a cursor starts reading there, but its replay began where the first run's did,
+    so that instruments listed in between keep their listing times."""
+    with open_store(store_path) as st:
+        first = Feed(st, window_ns=6_000 * MS)
+        later = first.start + 20_000 * MS
+        resumed = Feed(st, window_ns=6_000 * MS, cursor=FeedCursor(later))
+        assert first.opened == first.start
+        assert (resumed.start, resumed.opened) == (later, first.start)
+        chosen = Feed(st, start=T0 + 5_000 * MS, window_ns=6_000 * MS, cursor=FeedCursor(later))
+        assert (chosen.start, chosen.opened) == (later, T0 + 5_000 * MS)
+
+
 def test_prefetch_matches_plain(store_path):
     with open_store(store_path) as st:
         plain = _concat(Feed(st, window_ns=3_000 * MS))
