@@ -80,16 +80,17 @@ def task(cfg) -> dict | None:  # noqa: ANN001 - a DictConfig
 
 
 def rejected_note(metrics: dict) -> str | None:
-    """A line saying how many of a run's orders the venue rejected, and why, when any were:
-    a run whose book never opened (every order beyond ``venue.price_band``, say) otherwise
-    ends like any other, with a PnL of zero."""
+    """A line saying how many of a run's orders the venue rejected in whole or in part (a
+    resting rest that expired unfilled included), and why, when any were: a run whose book
+    never opened (every order beyond ``venue.price_band``, say) otherwise ends like any
+    other, with a PnL of zero."""
     ex = (metrics or {}).get("execution") or {}
     rejected = ex.get("rejected") or {}
     if not rejected:
         return None
     why = ", ".join(f"{reason}: {n}" for reason, n in rejected.items())
-    return (f"volreplay: note: the venue rejected {sum(rejected.values())} of "
-            f"{ex.get('n_orders')} orders ({why}); see the journal's rejections table "
+    return (f"volreplay: note: the venue rejected all or part of {sum(rejected.values())} "
+            f"of {ex.get('n_orders')} orders ({why}); see the journal's rejections table "
             "(docs/outputs.md)")
 
 

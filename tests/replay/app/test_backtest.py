@@ -169,8 +169,9 @@ def test_rejected_orders_are_counted_by_reason_and_noted(store, tmp_path):
     assert ex["n_fills"] == 0 and ex["n_orders"] >= 2
     assert ex["rejected"] == {"price_band": ex["n_orders"]}
     assert rejected_note(m) == (
-        f"volreplay: note: the venue rejected {ex['n_orders']} of {ex['n_orders']} orders "
-        f"(price_band: {ex['n_orders']}); see the journal's rejections table (docs/outputs.md)")
+        f"volreplay: note: the venue rejected all or part of {ex['n_orders']} of "
+        f"{ex['n_orders']} orders (price_band: {ex['n_orders']}); see the journal's rejections "
+        "table (docs/outputs.md)")
     with duckdb.connect(str(tmp_path / "a" / "journal.duckdb"), read_only=True) as con:
         per_order = con.sql("SELECT count(DISTINCT order_id) FROM rejections").fetchall()[0][0]
     assert per_order == ex["n_orders"]
