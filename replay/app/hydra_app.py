@@ -81,7 +81,7 @@ def task(cfg) -> dict | None:  # noqa: ANN001 - a DictConfig
 
 def rejected_note(metrics: dict) -> str | None:
     """A line saying how many of a run's orders the venue rejected in whole or in part (a
-    resting rest that expired unfilled included), and why, when any were: a run whose book
+    resting order's rest that expired unfilled included), and why, when any were: a run whose book
     never opened (every order beyond ``venue.price_band``, say) otherwise ends like any
     other, with a PnL of zero."""
     ex = (metrics or {}).get("execution") or {}
