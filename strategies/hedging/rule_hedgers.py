@@ -20,9 +20,17 @@ from strategies.hedging.delta import Hedger, Periodic
 class Leland(Periodic):
     """``leland``: periodic rehedging to the delta at Leland's adjusted vol.
 
-    ``sigma_L^2 = sigma^2 (1 + s sqrt(2/pi) k / (sigma sqrt(dt)))``, ``s = +1`` for a short
-    leg, ``-1`` for a long one, ``k`` the round-trip proportional cost, ``dt = period`` in
-    years (:func:`strategies.hedging.bands.leland_vol`; H. E. Leland, J. Finance 40(5), 1985).
+    ``sigma_L^2 = sigma^2 (1 + s sqrt(2/pi) k / (sigma sqrt(dt)))``, ``k`` the round-trip
+    proportional cost, ``dt = period`` in years (:func:`strategies.hedging.bands.leland_vol`;
+    H. E. Leland, J. Finance 40(5), 1985).  Leland prices one option; for a book the sign is
+    the book's: ``s = +1`` when its gamma is negative (net short options), ``-1`` when
+    positive, every leg adjusted alike (Hoggard, Whalley and Wilmott, "Hedging option
+    portfolios in the presence of transaction costs", Adv. Futures Options Res. 7, 1994), as
+    :class:`~strategies.hedging.band_hedgers.Zakamouline` does.  A leg-by-leg sign would hedge
+    a gamma-free book (long calls against short puts: a synthetic forward, delta 1 a
+    contract at any vol) to another delta.  Long gamma with a Leland number above 1 has no
+    solution (the adjusted variance is negative); the vol is then clipped at 0, the limit of
+    the formula, and the delta becomes the payoff's step.
     """
 
     kind = "leland"
@@ -32,8 +40,11 @@ class Leland(Periodic):
         self.cost = float(cost)
 
     def center_legs(self, legs: BookLegs) -> BookLegs:
+        if not len(legs):
+            return legs
         dt = self.period_ns / (365.0 * 86400.0 * NS)
-        return legs.with_vol(leland_vol(legs.vol, self.cost, dt, short=legs.qty < 0))
+        short = float(legs.gamma_fn()(legs.spot)) < 0.0
+        return legs.with_vol(leland_vol(legs.vol, self.cost, dt, short=short))
 
 
 class MoveBased(Hedger):

@@ -12,7 +12,7 @@ from replay.engine.loop import run_replay
 from replay.engine.wake import WakeCondition
 from strategies.board import SurfaceBoard
 from strategies.books import FixedBook
-from strategies.greeks import NS_PER_YEAR, book_greeks, book_legs
+from strategies.greeks import NS_PER_YEAR, BookLegs, book_greeks, book_legs
 from strategies.hedging.band_hedgers import gamma_weighted
 from strategies.hedging.bands import (
     leland_vol,
@@ -280,3 +280,26 @@ def test_periodic_in_the_engine_wakes_exactly_every_period(tmp_path):
                     dec["target_delta"].to_numpy()[:-1] * p[:-1], rtol=1e-9)
     filled = journal_table(res.journal_path, "fills")
     assert (filled.instrument_id == ids["BTC-PERPETUAL"]).sum() == len(ts) - 1  # last: after end
+
+
+def test_leland_adjusts_a_book_by_its_gamma_not_leg_by_leg():
+    """Hoggard, Whalley and Wilmott (1994): the sign of Leland's adjustment is the book's.
+    Long calls against short puts of one strike are a synthetic forward: no gamma, and a
+    delta of one a contract at any vol, which the adjusted book keeps (a leg-by-leg sign
+    gave 9.12 of 10 here).  A net short book takes the short side's higher vol on every
+    leg, a long one the lower."""
+    strike, t, vol, spot = 100_000.0, 14 / 365, 0.6, 95_000.0
+
+    def legs(qty):
+        n = len(qty)
+        return BookLegs(np.arange(n), np.asarray(qty, float), np.full(n, strike), np.full(n, t),
+                        np.full(n, vol), np.array([True, False][:n]), np.ones(n), spot,
+                        inverse=np.zeros(n, bool))
+
+    hedger = Leland(cost=0.001, period_ns=300 * NS, delta_source="flat")
+    dt = 300.0 / (365 * 86400)
+    forward = hedger.center_legs(legs([10.0, -10.0]))
+    assert_allclose(forward.delta(spot), 10.0, rtol=1e-12)
+    up, down = (float(leland_vol(vol, 0.001, dt, short=s)) for s in (True, False))
+    assert_allclose(hedger.center_legs(legs([-10.0, 4.0])).vol, [up, up], rtol=1e-15)
+    assert_allclose(hedger.center_legs(legs([10.0, -4.0])).vol, [down, down], rtol=1e-15)
