@@ -28,9 +28,17 @@ run the marker
    delta and gamma PnL in the residual at a 3 % basis); a linear option's USD premium is
    ``V(S) = Black(b S)`` itself, so ``dV/dS = b Delta_F``, ``d2V/dS2 = b^2 Gamma_F``,
    ``d2V/dS dsigma = b Vanna_F`` and vega, theta and volga are Black's.  The basis moves
-   too, at each refit (a new fitted forward) or with the venue's forward: ``basis`` is
-   ``dV/db db``, with ``dV/db = (F Delta_F - Black) / b^2`` for an inverse option and
-   ``F Delta_F / b`` for a linear one (``S`` held).  The hedge's PnL is pure delta.
+   too, at each refit (a new fitted forward) or with the venue's forward: ``basis`` is its
+   part of the same second-order expansion,
+
+       dV/db db + d2V/dS db dS db + d2V/dsigma db dsigma db + 1/2 d2V/db2 db^2
+
+   with, for an inverse option, ``dV/db = (F Delta_F - Black) / b^2``,
+   ``d2V/dS db = F Gamma_F / b``, ``d2V/dsigma db = (F Vanna_F - Vega_F) / b^2`` and
+   ``d2V/db2 = (F^2 Gamma_F - 2 F Delta_F + 2 Black) / b^3``, and for a linear one
+   ``F Delta_F / b``, ``Delta_F + F Gamma_F``, ``F Vanna_F / b`` and ``(F / b)^2 Gamma_F``
+   (``S`` held in the ``b`` derivatives; without the cross terms a refit's basis move left
+   a term of the size of the gamma bucket in the residual).  The hedge's PnL is pure delta.
    Fees, funding and slippage (the fill-vs-mid cost journaled by the venue) are their own
    buckets, and ``residual`` is the step PnL minus everything explained, so the buckets
    sum to the total exactly.
@@ -202,7 +210,9 @@ def attribute_step(a: dict, b: dict, level: float) -> dict[str, float]:
         dF = f1 - o["F"]
         ds = s1 - o["sigma"] if math.isfinite(s1) else 0.0
         n = o["n"]
-        out["basis"] += n * g["basis"] * ((o1["b"] if o1 else o["b"]) - o["b"])
+        db = (o1["b"] if o1 else o["b"]) - o["b"]
+        out["basis"] += n * (g["basis"] + g["basis_spot"] * dF + g["basis_vol"] * ds
+                             + 0.5 * g["basis2"] * db) * db
         out["delta"] += n * g["delta"] * dF
         out["gamma"] += n * 0.5 * g["gamma"] * dF * dF
         out["vega"] += n * g["vega"] * ds
@@ -307,13 +317,20 @@ def _greeks_in_spot(black: tuple, b: float, inverse: bool = True, forward: float
                     ) -> dict[str, float]:
     """The greeks in ``S`` of ``V(S) = Black(b S) / b`` (an inverse option), or of
     ``V(S) = Black(b S)`` (a linear one), from Black's at ``F = b S`` (``forward``), and
-    ``basis``, ``dV/db`` at ``S`` held (module docstring)."""
+    those in the basis ``b`` at ``S`` held (module docstring): ``basis`` ``dV/db``,
+    ``basis_spot`` ``d2V/dS db``, ``basis_vol`` ``d2V/dsigma db`` and ``basis2``
+    ``d2V/db2``."""
     g = dict(zip(GREEK_NAMES, black))
-    f_delta = g["delta"] * forward
+    f = forward
+    f_delta, f2_gamma, f_vanna = g["delta"] * f, g["gamma"] * f * f, g["vanna"] * f
     if not inverse:
         return {**g, "delta": g["delta"] * b, "gamma": g["gamma"] * b * b,
-                "vanna": g["vanna"] * b, "basis": f_delta / b}
+                "vanna": g["vanna"] * b, "basis": f_delta / b,
+                "basis_spot": g["delta"] + g["gamma"] * f, "basis_vol": f_vanna / b,
+                "basis2": f2_gamma / (b * b)}
     return {"price": g["price"] / b, "delta": g["delta"], "gamma": g["gamma"] * b,
             "vega": g["vega"] / b, "theta": g["theta"] / b, "vanna": g["vanna"],
-            "volga": g["volga"] / b, "basis": (f_delta - g["price"]) / (b * b)}
+            "volga": g["volga"] / b, "basis": (f_delta - g["price"]) / (b * b),
+            "basis_spot": g["gamma"] * f / b, "basis_vol": (f_vanna - g["vega"]) / (b * b),
+            "basis2": (f2_gamma - 2.0 * f_delta + 2.0 * g["price"]) / (b * b * b)}
 
