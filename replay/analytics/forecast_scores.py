@@ -236,19 +236,26 @@ def realized_block(grid: np.ndarray, mid: np.ndarray, sample_s: float) -> dict:
     scale), ``jump_share = max(RV - BV, 0) / RV`` and ``jump_z``, the Huang-Tauchen statistic
     that says whether that share is more than noise (:mod:`~replay.consumers.forecast.realized`).
     Null where a measure does not apply: the jump measures with fewer than
-    :data:`MIN_JUMP_RETURNS` returns, every one with fewer than 2."""
+    :data:`MIN_JUMP_RETURNS` returns, every one with fewer than 2.  A NaN sample (before the
+    first quote, or in a hole of the tape) leaves out the returns that touch it, and the
+    span each measure is annualised over is the time its returns cover."""
     ok = np.isfinite(mid) & (mid > 0)
-    g, x = grid[ok], np.log(mid[ok])
-    if g.size < 3:
+    if ok.sum() < 3:
         return dict.fromkeys(REALIZED_KEYS)
-    k = max(int(round(sample_s * 1e9 / max(int(g[1] - g[0]), 1))), 1)
+    first = int(np.argmax(ok))
+    g, x = grid[first:], np.log(np.where(ok, mid, np.nan))[first:]
+    step = max(int(g[1] - g[0]), 1)
+    k = max(int(round(sample_s * 1e9 / step)), 1)
     r = np.diff(x[::k])
-    if r.size < 2:
+    n = int(np.isfinite(r).sum())
+    if n < 2:
         return dict.fromkeys(REALIZED_KEYS)
-    # each measure over the span its returns cover: the sampled returns end at the last
-    # sampled point, up to k - 1 samples before the grid's end (4 % of a 1-hour run)
-    sampled = (g[(g.size - 1) // k * k] - g[0]) / 1e9 / YEAR_S
-    full = (g[-1] - g[0]) / 1e9 / YEAR_S
+    # each measure over the time its returns cover (the sampled returns end up to k - 1
+    # samples before the grid's end: 4 % of a 1-hour run; a hole covers none)
+    sampled = n * k * step / 1e9 / YEAR_S
+    full = int(np.isfinite(np.diff(x)).sum()) * step / 1e9 / YEAR_S
+    r = r[np.isfinite(r)]  # the jump measures multiply neighbours: both sides of a hole
+    # are kept as if adjacent, as the forecasters' bars are
     rv, ts = realized_variance(r), two_scale_rv(x, k)
     jumps = r.size >= MIN_JUMP_RETURNS
     bv = bipower_variation(r) if jumps else math.nan

@@ -201,7 +201,9 @@ def forecast_bars(d: ResolvedData, fc: Any) -> tuple:
                               "summaries has none)")
         start = d.sel.start if d.sel.start is not None else lo
         end = d.sel.end if d.sel.end is not None else hi
-        grid, mid = st.sampled_mid(d.sel.underlying_id, start - start % step, end, step)
+        # a sample whose quote is older than a bar is missing: a hole in the tape
+        grid, mid = st.sampled_mid(d.sel.underlying_id, start - start % step, end, step,
+                                   max_age_ns=int(fc.cfg.sample_s * NS))
         truth = None
         if "truth_path" in st.tables():
             # the whole quadratic variation's rate, jumps included (older stores: variance)

@@ -194,23 +194,27 @@ class MarketStore(LoadingMixin):
         sql, params = self._scan_sql(table, start, end, cols, after_seq, instrument_ids)
         return self.con.cursor().sql(sql, params=params or None).to_arrow_reader(batch_rows)
 
-    def sampled_mid(self, instrument_id: int, start: int, end: int, step_ns: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
+    def sampled_mid(self, instrument_id: int, start: int, end: int, step_ns: int,
+                    max_age_ns: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Previous-tick sampling of one underlying's quote mid on the grid
         ``start + step, start + 2 step, ... <= end``: at each grid time ``g`` the mid of the
         last two-sided quote with ``ts_recv <= g`` (NaN before the first), by a DuckDB ASOF
-        JOIN.  Causal by construction: a value at ``g`` uses only quotes received by ``g``."""
+        JOIN.  Causal by construction: a value at ``g`` uses only quotes received by ``g``.
+        With ``max_age_ns``, a sample whose quote was received longer ago than that is NaN
+        too: a hole in the tape is missing data, not a price that stood still."""
         src = self._scan_from("underlying_quotes", None, end + 1)
         sql = f"""
             WITH grid AS (SELECT range AS g FROM range($a, $b, $step)),
                  q AS (SELECT ts_recv, seq, (bid_price + ask_price) / 2 AS mid FROM {src}
                        WHERE instrument_id = $iid AND ts_recv <= $end
                          AND bid_price IS NOT NULL AND ask_price IS NOT NULL)
-            SELECT grid.g, q.mid FROM grid ASOF LEFT JOIN q ON grid.g >= q.ts_recv
+            SELECT grid.g, CASE WHEN grid.g - q.ts_recv <= $age THEN q.mid END AS mid
+            FROM grid ASOF LEFT JOIN q ON grid.g >= q.ts_recv
             ORDER BY grid.g"""
+        age = np.iinfo(np.int64).max if max_age_ns is None else int(max_age_ns)
         t = self.con.cursor().sql(sql, params={
             "a": int(start) + int(step_ns), "b": int(end) + 1, "step": int(step_ns),
-            "iid": int(instrument_id), "end": int(end)}).to_arrow_table()
+            "iid": int(instrument_id), "end": int(end), "age": age}).to_arrow_table()
         return (t.column("g").to_numpy().astype(np.int64),
                 t.column("mid").to_numpy(zero_copy_only=False).astype(np.float64))
 

@@ -81,10 +81,11 @@ class ForecastConsumer:
             # a forecast between bar ends reads a stale bar, and its target begins before it
             raise ConfigError(f"forecast.every_s: {every_s:g} s is not a whole number of bars "
                               f"(forecast.sample_s = {sample_s:g} s)")
-        short = [h for h in hs if h < sample_s]
-        if short:  # no whole bar in the horizon: nothing to score the forecast against
-            raise ConfigError(f"forecast.horizons_s: {short[0]:g} s is shorter than one bar "
-                              f"(forecast.sample_s = {sample_s:g} s)")
+        odd = [h for h in hs if h < sample_s or not math.isclose(h / sample_s,
+                                                                 round(h / sample_s))]
+        if odd:  # the forecasters forecast whole bars, and the scores sum whole bars
+            raise ConfigError(f"forecast.horizons_s: {odd[0]:g} s is not a whole number of "
+                              f"bars (forecast.sample_s = {sample_s:g} s)")
         self.cfg = ForecastConfig(names, hs, float(every_s), float(sample_s), float(refit_s),
                                   float(lookback_s), float(ewma_lambda), float(flat_vol),
                                   int(min_returns))

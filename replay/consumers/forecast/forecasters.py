@@ -4,10 +4,15 @@ by ``t``, and any re-estimation at ``R`` uses data up to ``R`` only.
 Bars are the log returns ``r_j`` of the underlying's mid over ``sample_s`` (5 min by default;
 :mod:`~replay.consumers.forecast.realized`), ``r_j`` known at the bar's end ``b_j``.  A
 forecast for horizon ``h`` (``n = h / sample_s`` bars) is an annualised vol: the forecast
-variance over ``(t, t + h]`` times ``year / h``.  Forecasters:
+variance over ``(t, t + h]`` times ``year / h``.  A hole in the underlying's tape (no quote
+for longer than a bar) leaves its bars out (:func:`bars_from_mid`): ``ewma``, ``garch`` and
+``har`` run on the bars either side of it as if they were adjacent, ``last`` waits for a
+whole window after it, and no forecast is scored against a window that crosses it
+(:func:`replay.analytics.forecast_scores.realized_over` wants every bar).  Forecasters:
 
 * ``flat``: a constant ``flat_vol`` (a baseline);
-* ``last``: the realised vol of the last ``h`` (``sum of r^2`` over bars in ``(t - h, t]``);
+* ``last``: the realised vol of the last ``h`` (``sum of r^2`` over bars in ``(t - h, t]``,
+  once all of them are known);
 * ``ewma``: RiskMetrics, ``s2_j = lam s2_{j-1} + (1 - lam) r_j^2`` per bar (J.P. Morgan,
   *RiskMetrics Technical Document*, 4th ed., 1996, eq. 5.3; ``lam`` is per bar here: 0.94 per
   5-minute bar is a half-life of about an hour), forecast flat over the horizon;
@@ -82,14 +87,19 @@ def bars_from_mid(grid_ts: np.ndarray, mid: np.ndarray, sample_s: float) -> Bars
     multiple of ``sample_s``), whatever the replay's start: a forecast then reads the bar
     that ends at its time, and the realised vol it is scored against sums bars that begin
     after it (bars anchored at the start read one ending up to a bar earlier, and scored a
-    target that began before the forecast)."""
+    target that began before the forecast).  A bar is kept only when both of its ends are
+    sampled (a NaN sample: before the first quote, or in a hole of the tape, see
+    :meth:`~replay.store.database.MarketStore.sampled_mid`'s ``max_age_ns``): a hole leaves
+    bars out rather than one bar carrying the whole move across it, and ``Bars.ts`` then
+    skips the hole."""
     step = int(grid_ts[1] - grid_ts[0]) if grid_ts.size > 1 else int(sample_s * 1e9)
     k = max(int(round(sample_s * 1e9 / step)), 1)
     first = (-int(grid_ts[0]) % (k * step)) // step if grid_ts.size else 0
     ts, m = grid_ts[first::k], mid[first::k]
-    ok = np.isfinite(m) & (m > 0)
-    ts, m = ts[ok], m[ok]
-    return Bars(ts[1:], np.diff(np.log(m)), k * step)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.diff(np.log(np.where(m > 0, m, np.nan)))  # NaN: False
+    ok = np.isfinite(r)
+    return Bars(ts[1:][ok], r[ok], k * step)
 
 
 def _annualise(var_per_bar: np.ndarray, bars: Bars) -> np.ndarray:
@@ -98,10 +108,14 @@ def _annualise(var_per_bar: np.ndarray, bars: Bars) -> np.ndarray:
 
 
 def last_realized(bars: Bars, at: np.ndarray, h_ns: int) -> np.ndarray:
+    """The realised vol of the bars in ``(t - h, t]`` at each ``t``; NaN unless all
+    ``h / step`` of them are known (at the start of the data, or after a hole), since a
+    window of one or two bars is not the realised vol of ``h``."""
     n = window_count(bars.ts, at, h_ns)
     s = window_sum(bars.ts, bars.r ** 2, at, h_ns)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, _annualise(s / np.maximum(n, 1), bars), np.nan)
+        return np.where(n >= max(int(round(h_ns / bars.step_ns)), 1),
+                        _annualise(s / np.maximum(n, 1), bars), np.nan)
 
 
 def ewma(bars: Bars, at: np.ndarray, lam: float, min_returns: int) -> np.ndarray:

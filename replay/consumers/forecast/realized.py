@@ -99,13 +99,15 @@ def jump_ratio_z(r: np.ndarray) -> float:
 
 def two_scale_rv(logp: np.ndarray, k: int) -> float:
     """Two-scales realised variance of log prices ``logp`` with ``K = k`` sub-grids (Zhang,
-    Mykland and Aït-Sahalia 2005; module docstring)."""
+    Mykland and Aït-Sahalia 2005; module docstring).  A NaN price (a hole in the tape)
+    leaves out the returns that touch it, on every scale; ``n`` counts the returns left."""
     x = np.asarray(logp, dtype=float)
-    n = x.size - 1
+    r = np.diff(x)
+    n = int(np.isfinite(r).sum())
     if n < 2 * k or k < 1:
         return float("nan")
-    rv_all = float(np.sum(np.diff(x) ** 2))
-    rv_avg = float(np.mean([np.sum(np.diff(x[j::k]) ** 2) for j in range(k)]))
+    rv_all = float(np.nansum(r ** 2))
+    rv_avg = float(np.mean([np.nansum(np.diff(x[j::k]) ** 2) for j in range(k)]))
     nbar = (n - k + 1) / k
     return rv_avg - nbar / n * rv_all
 

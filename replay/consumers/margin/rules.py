@@ -27,7 +27,8 @@ class ImpliedMove:
     standard deviations of the underlying over the liquidation horizon ``h``, at the
     surface's at-the-money implied vol for that horizon (``vol="surface"``: total variance
     interpolated between slices, :class:`calibration.surface.Surface`) or at the latest
-    forecast of ``forecast`` (``vol="forecast"``: e.g. ``garch``; needs ``forecast=all``).
+    forecast of ``forecast`` (``vol="forecast"``: e.g. ``garch``; needs ``forecast=all``), for
+    the horizon ``h`` when ``forecast.horizons_s`` holds it, else for the shortest one.
     Before a vol is known the range stays at ``floor`` (and at the configured
     ``price_range`` when ``floor`` is 0).
 
@@ -57,7 +58,10 @@ class ImpliedMove:
         if self.vol == "forecast":
             if forecasts is None:
                 raise ConfigError("margin.rule.vol: 'forecast' needs forecasts (forecast=all)")
-            vol = forecasts.vol(self.forecast)
+            # the forecast for the rule's own horizon when one is made, else the shortest's
+            vol = forecasts.vol(self.forecast, self.h)
+            if not math.isfinite(vol):
+                vol = forecasts.vol(self.forecast)
         else:
             vol = surface.atm_vol(self.h / YEAR_S) if surface is not None else math.nan
         if not math.isfinite(vol):

@@ -102,5 +102,9 @@ def test_realized_vol_is_annualised_over_the_bars_it_sums():
         assert_allclose(realized_over(bars, at, np.full(at.size, int(h * s))), vol, rtol=1e-12)
     at = np.array([200 * step])
     assert np.isnan(realized_over(bars, at, np.array([60 * s]))).all()
-    with pytest.raises(ConfigError, match="forecast.horizons_s: 60 s is shorter than one bar"):
-        ForecastConsumer(horizons_s=[3600.0, 60.0], sample_s=300.0)
+    # the forecasters forecast whole bars: a horizon of 1.5 bars was forecast over 2 and
+    # never scored (one bar ends in it); the consumer refuses such horizons
+    for h in (60.0, 450.0):
+        with pytest.raises(ConfigError, match=f"forecast.horizons_s: {h:g} s is not a whole "
+                                              "number of bars"):
+            ForecastConsumer(horizons_s=[3600.0, h], sample_s=300.0)

@@ -34,3 +34,27 @@ def test_sampling_is_previous_tick_and_causal(gbm_quarter_hour, tmp_path):
     seen = grid <= cut
     np.testing.assert_array_equal(mid2[seen], mid[seen])
     assert (mid2[~seen] != mid[~seen]).all()
+
+
+def test_a_hole_in_the_tape_samples_as_missing(gbm_quarter_hour, tmp_path):
+    """With ``max_age_ns`` a sample whose last quote is older than that is NaN (a hole is
+    missing data, not a price standing still); every other sample is the same."""
+    db = tmp_path / "holed.duckdb"
+    shutil.copy(gbm_quarter_hour, db)
+    with open_store(gbm_quarter_hour) as st:
+        lo, hi = st.time_span("underlying_quotes")
+        iid = st.instrument_ids()["BTC-USD"]
+    a, b = lo + 300 * 10**9, lo + 500 * 10**9
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"DELETE FROM underlying_quotes WHERE ts_recv > {a} AND ts_recv <= {b}"
+                    ).fetchall()
+    with open_store(db) as st:
+        grid, held = st.sampled_mid(iid, lo, hi, 10**9)
+        _, aged = st.sampled_mid(iid, lo, hi, 10**9, max_age_ns=5 * 10**9)
+        last = st.con.sql(f"SELECT max(ts_recv) FROM underlying_quotes WHERE instrument_id = "
+                          f"{iid} AND ts_recv <= {a}").fetchall()[0][0]
+    hole = (grid > last + 5 * 10**9) & (grid <= b)
+    assert hole.sum() >= 190 and np.isnan(aged[hole]).all()
+    np.testing.assert_array_equal(aged[~hole & np.isfinite(held)],
+                                  held[~hole & np.isfinite(held)])
+    assert np.isfinite(held[hole]).all()  # without a limit the last price stands in

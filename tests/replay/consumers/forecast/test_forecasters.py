@@ -135,3 +135,38 @@ def test_bars_end_on_whole_multiples_of_their_length_whatever_the_start():
     assert bars.step_ns == 300 * s
     assert np.all(bars.ts % (300 * s) == 0) and bars.ts[0] == 1736121600 * s + 600 * s
     assert np.all(np.diff(bars.ts) == 300 * s)
+
+
+def test_a_hole_in_the_tape_leaves_its_bars_out_and_no_window_across_it_is_scored():
+    """Constant-size returns with two hours of samples missing (a hole in the tape): no bar
+    carries the move across it, ``last`` waits for a whole hour after it (it also did not
+    forecast from the first bar or two of the data), and the realised vol of a window that
+    crosses it is not scored, rather than scored low (it read zero returns before)."""
+    from replay.analytics.forecast_scores import realized_over
+    from replay.consumers.forecast.forecasters import last_realized
+
+    s = 10**9
+    grid = np.arange(0, 8 * 3600, dtype=np.int64) * s + s
+    logp = 0.003 * np.where((grid // STEP) % 2, 1.0, -1.0) + 1e-6 * (grid // STEP)
+    mid = 1e5 * np.exp(logp)
+    hole = (grid > 3 * 3600 * s) & (grid <= 5 * 3600 * s)
+    bars = bars_from_mid(grid, np.where(hole, np.nan, mid), 300.0)
+    whole = bars_from_mid(grid, mid, 300.0)
+    # the bars either side of the hole are the unholed series' own, and none spans it
+    kept = np.isin(whole.ts, bars.ts)
+    np.testing.assert_array_equal(bars.r, whole.r[kept])
+    assert not ((bars.ts > 3 * 3600 * s) & (bars.ts <= 5 * 3600 * s + STEP)).any()
+    at = np.arange(1, 96, dtype=np.int64) * STEP
+    h = 3600 * s
+    last = last_realized(bars, at, h)
+    vol = np.sqrt(0.006 ** 2 * 365 * 86400 / 300)  # each return is +-0.006, to 1e-6
+    full = np.isfinite(last)
+    np.testing.assert_allclose(last[full], vol, rtol=1e-3)
+    assert not full[at < h + STEP].any()  # the data's first hour: partial windows
+    assert not full[(at > 3 * 3600 * s) & (at < 6 * 3600 * s + STEP)].any()
+    assert full[at >= 6 * 3600 * s + STEP].all()
+    rv = realized_over(bars, at, np.full(at.size, h))
+    crosses = (at + h > 3 * 3600 * s) & (at < 5 * 3600 * s + STEP)
+    assert np.isnan(rv[crosses]).all()
+    np.testing.assert_allclose(rv[np.isfinite(rv)], vol, rtol=1e-3)
+    assert np.isfinite(rv[~crosses & (at + h <= bars.ts[-1])]).all()

@@ -125,3 +125,23 @@ def test_realized_vols_are_annualised_over_the_span_their_returns_cover():
         x = np.cumsum(rng.standard_normal(n) * sigma * np.sqrt(1 / year_s))
         var.append(realized_block(grid, 1e5 * np.exp(x), 300.0)["rv_vol"] ** 2)
     assert abs(np.mean(var) / sigma**2 - 1) < 0.045
+
+
+def test_a_hole_in_the_tape_is_left_out_of_the_realized_measures():
+    """Twelve hours of 1-second GBM samples with two hours missing: each measure is
+    annualised over the time its returns cover, so the vols are the hole-free series' own
+    scale rather than understated by a sixth, and no return spans the hole (its move would
+    count as one five-minute return, a spurious jump)."""
+    from replay.analytics.forecast_scores import realized_block
+
+    rng = np.random.default_rng(3)
+    sigma, n, year_s, hour = 0.5, 12 * 3600, 365 * 86400, 3600
+    grid = (np.arange(n, dtype=np.int64) + 1) * 10**9
+    x = np.cumsum(rng.standard_normal(n) * sigma * np.sqrt(1 / year_s))
+    x[5 * hour:] += 0.05  # the price moved 5 % while nothing was quoted
+    hole = (grid > 5 * hour * 10**9) & (grid <= 7 * hour * 10**9)
+    mid = np.where(hole, np.nan, 1e5 * np.exp(x))
+    got = realized_block(grid, mid, 300.0)
+    for key in ("rv_vol", "bv_vol", "tsrv_vol"):
+        assert abs(got[key] / sigma - 1) < 0.2, (key, got[key])  # 120 returns
+    assert got["jump_share"] < 0.2 and abs(got["jump_z"]) < 3
