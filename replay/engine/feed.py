@@ -187,8 +187,7 @@ class Feed:
 
     def __init__(self, store: MarketStore, *, start: int | None = None, end: int | None = None,
                  window_ns: int = DEFAULT_WINDOW_NS, batch_rows: int = 1 << 20,
-                 instrument_ids: Sequence[int] | None = None,
-                 expiries: Sequence[int] | None = None,
+                 instrument_ids: Sequence[int] | None = None, expiries: Sequence[int] | None = None,
                  tables: Sequence[str] | None = None, cursor: FeedCursor | None = None,
                  reuse_buffers: bool = False, prefetch_depth: int = 2):
         if window_ns <= 0:
@@ -220,8 +219,7 @@ class Feed:
         lo, hi = self._span() if start is None or end is None else (None, None)
         self.start = int(start) if start is not None else lo
         self.end = int(end) if end is not None else (None if hi is None else hi + 1)
-        #: where the replay began, a resumed one included (its opening universe)
-        self.opened = self.start
+        self.opened = self.start  # where the replay began, a resumed one's too
         if cursor is not None:
             self.start = max(self.start, int(cursor.ts)) if self.start is not None else cursor.ts
 
