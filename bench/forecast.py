@@ -13,26 +13,17 @@ forecast time during a replay.  ``events`` is the underlying quotes of the day. 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
 
-def _store(quick: bool) -> Path:
-    spec = Path(__file__).with_name("backtest.py")
-    import importlib.util
-
-    mod = importlib.util.module_from_spec(importlib.util.spec_from_file_location("_bt", spec))
-    mod.__spec__.loader.exec_module(mod)
-    return mod._store(quick)
-
-
 def run(quick: bool) -> dict:
     from replay.analytics.forecast_scores import realized_block
+    from replay.app.bench import day_store
     from replay.consumers.forecast.forecasters import ForecastConfig, bars_from_mid, batch_forecasts
     from replay.store import open_store
 
-    db = _store(quick)
+    db = day_store(quick)
     cfg = ForecastConfig(forecasters=("flat", "last", "ewma", "garch", "gjr_garch", "har"))
     t0 = time.perf_counter()
     with open_store(db) as st:

@@ -27,15 +27,15 @@ def _strategies() -> dict[str, dict]:
 
 
 def run(quick: bool) -> dict:
-    from replay.app.bench import CACHE_ENV
+    from replay.app.bench import CACHE_ENV, day_store
 
     # the backtest case's store and run config, so that the two cases measure one day
     spec = importlib.util.spec_from_file_location("bench_backtest",
                                                   Path(__file__).with_name("backtest.py"))
     bt = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bt)
-    _cfg, _store, _timed = bt._cfg, bt._store, bt._timed
-    db = _store(quick)
+    _cfg, _timed = bt._cfg, bt._timed
+    db = day_store(quick)
     out: dict = {"events": None, "stream_build_seconds": None}
     with tempfile.TemporaryDirectory() as tmp:
         os.environ[CACHE_ENV] = str(Path(tmp) / "cache")

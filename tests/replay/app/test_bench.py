@@ -24,6 +24,18 @@ def test_bench_prints_one_json_object_per_case():
     assert synth["events"] > 0 and synth["events_per_second"] > 0
 
 
+@pytest.mark.parametrize("case", ["forecast", pytest.param("hedgers", marks=pytest.mark.slow)])
+def test_the_cases_on_the_backtest_store_run(case):
+    """The cases that replay the backtest case's synthetic day take it from one place
+    (``replay.app.bench.day_store``); both once read a helper the backtest case no longer
+    had, and reported an error instead of figures."""
+    p = _bench("--case", case)
+    assert p.returncode == 0, p.stderr[-2000:]
+    (row,) = [json.loads(line) for line in p.stdout.strip().splitlines()]
+    assert row["case"] == case and "error" not in row, row
+    assert row["events"] > 0
+
+
 def test_unknown_case_is_a_user_error():
     p = _bench("--case", "nope")
     assert p.returncode == 2 and "unknown bench case" in p.stderr and "Traceback" not in p.stderr
