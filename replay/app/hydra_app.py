@@ -80,10 +80,10 @@ def task(cfg) -> dict | None:  # noqa: ANN001 - a DictConfig
 
 
 def rejected_note(metrics: dict) -> str | None:
-    """A line saying how many of a run's orders the venue rejected in whole or in part (a
-    resting order's rest that expired unfilled included), and why, when any were: a run whose book
-    never opened (every order beyond ``venue.price_band``, say) otherwise ends like any
-    other, with a PnL of zero."""
+    """A line saying how many of a run's orders the venue rejected, in whole or in part,
+    and why (the rest of a resting order that expired unfilled counts too); None when none
+    were.  A run whose book never opened (every order beyond ``venue.price_band``, say)
+    otherwise ends like any other, with a PnL of zero."""
     ex = (metrics or {}).get("execution") or {}
     rejected = ex.get("rejected") or {}
     if not rejected:
