@@ -311,7 +311,10 @@ class ConservativeQueue:
 
 @dataclass(frozen=True)
 class ProbabilisticQueue:
-    """Trade-through fills plus level fills with probability ``min(1, v / (Q + q))``."""
+    """Trade-through fills plus level fills with probability ``min(1, v / (Q + q))`` for a
+    print of ``v`` at our level with ``Q`` estimated ahead of our ``q``; with nothing ahead
+    (``Q = 0``: we improved the touch, or a fill put us at the front) every such print
+    reaches us, and fills ``min(q, v)`` for certain."""
 
     name: str = "probabilistic"
     ladder: DepthLadder = DepthLadder()
@@ -325,7 +328,7 @@ class ProbabilisticQueue:
         if not _at_level(resting, trade) or trade.size <= 0:
             return resting, None
         p = min(1.0, trade.size / (resting.queue_ahead + resting.remaining))
-        if p < 1.0:
+        if p < 1.0 and resting.queue_ahead > 0:
             if rng is None:
                 raise ValueError("the probabilistic queue needs a seeded numpy Generator")
             if rng.random() >= p:

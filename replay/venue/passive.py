@@ -100,16 +100,22 @@ class PassiveOrders:
             print_left = float(m.last_size[iid]) if ctx.printed == iid else 0.0
             took = self.taken.setdefault(iid, {})
             live = ctx.now < self._ends(iid)  # an expired instrument fills nothing
+            # (side, price) of our orders the print did not reach: it cannot reach the ones
+            # behind them at that price either (a queue model may draw each order alone)
+            unreached: set[tuple[int, float]] = set()
             for oid in oids:
                 order, r, expires = self.orders[oid]
                 fills: list[Fill] = []
-                if live and print_left > 0:
+                level = (r.order.side, r.price)
+                if live and print_left > 0 and level not in unreached:
                     trade = TradePrint(ctx.now, float(m.last_price[iid]), print_left,
                                        int(m.last_side[iid]))
                     r, fill = self.queue.on_trade(r, trade, ctx.rng)
                     if fill is not None:
                         fills.append(fill)
                         print_left -= fill.qty
+                    else:
+                        unreached.add(level)
                 if r is not None and live:
                     r = self.queue.on_quote(r, book)
                     if crossed_through(r, book):

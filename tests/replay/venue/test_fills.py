@@ -163,7 +163,9 @@ def test_conservative_never_fills_without_trade_through(trades) -> None:
 
 def test_probabilistic_reproducible_with_seed() -> None:
     q = make_queue_model("probabilistic")
-    trades = [TradePrint(2_000 + i, 99.0 if i % 3 else 98.5, 0.7, -1) for i in range(12)]
+    # prints at our level only: a trade-through would fill us and put us at the front,
+    # after which every print reaches us for certain (no draw left to differ)
+    trades = [TradePrint(2_000 + i, 99.0, 0.7, -1) for i in range(12)]
 
     def run(seed: int) -> list[tuple[int, float]]:
         rng, r, out = np.random.default_rng(seed), _resting(qty=4.0, ahead=6.0), []
@@ -216,6 +218,18 @@ def test_probabilistic_certain_cases_and_quote_updates() -> None:
     with pytest.raises(ValueError):
         make_queue_model("fifo")
     assert math.isnan(BookView(ts=0).reference())
+
+
+def test_probabilistic_at_the_front_every_print_at_our_level_reaches_us() -> None:
+    """Nothing ahead (we improved the touch, or a fill put us at the front): a print smaller
+    than our order fills its size for certain; it filled with probability v / q before, an
+    expected v^2 / q (ten 1-lot prints on a 10-lot bid filled 1 to 3 lots)."""
+    q, rng = ProbabilisticQueue(), np.random.default_rng(0)
+    r = _resting(qty=10.0, ahead=0.0)
+    for i in range(10):
+        r, f = q.on_trade(r, TradePrint(2_000 + i, 99.0, 1.0, -1), rng)
+        assert f is not None and f.qty == 1.0
+    assert r is None
 
 
 def test_order_validation() -> None:

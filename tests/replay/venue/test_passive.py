@@ -33,6 +33,8 @@ TRADES = [
     (START + 6 * NS, A, 0.0495, 0.5, -1),
     (START + 5 * NS, B, 0.061, 10.0, 1),    # at our offer's level, 50 ahead of us
     (START + 6 * NS, B, 0.061, 100.0, 1),   # at our level, big enough to reach us
+    # sells at B's bid, where 50 are shown: the queue of test_our_own_orders_keep_their_order
+    *((START + s * NS, B, 0.059, 5.0, -1) for s in range(8, 31)),
 ]
 
 
@@ -113,13 +115,23 @@ def store(tmp_path_factory):
     return p, build(p)
 
 
-def run(store, out, engine="fast", queue="conservative"):
+class TwoBids(Poster):
+    """At 2 s: two 1-lot bids at B's bid, 0.059, behind the 50 shown there."""
+
+    def on_wake(self, ctx):
+        for _ in range(2):
+            ctx.submit(self.ids[B], 1.0, limit_price=0.059, latency_ns=0)
+        return None
+
+
+def run(store, out, engine="fast", queue="conservative", poster=Poster, seed=0):
     p, ids = store
     with open_store(p) as st:
         specs = specs_from_store(st.instruments())
     venue = SimulatedVenue(VenueConfig(latency_ms=0.0, queue=queue, passive_ttl_s=30.0,
                                        price_band=1.0), specs)
-    return run_replay(p, [Poster(ids)], out, venue=venue, progress=False, engine=engine)
+    return run_replay(p, [poster(ids)], out, venue=venue, progress=False, engine=engine,
+                      seed=seed)
 
 
 def fills_by_order(res) -> dict[int, list[tuple[int, float, str]]]:
@@ -224,3 +236,17 @@ def test_shortfall_of_an_option_order_before_any_fill_takes_the_underlyings_mid(
     decision, end = (0.059 + 0.061) / 2, (0.059 + 0.061) / 2  # B's book never moves
     assert row["unfilled"] == -1.0 and row["usd_per_price"] == 100_000.0  # the perp's mid
     assert_allclose(row["shortfall_usd"], -1.0 * (end - decision) * 100_000.0, atol=1e-12)
+
+
+def test_our_own_orders_at_one_price_keep_their_order(store, tmp_path):
+    """Probabilistic queue, two of our bids at one price: a print that does not reach the
+    first cannot reach the one behind it (each order draws alone, and the later one filled
+    first in half of the seeds)."""
+    firsts = []
+    for seed in range(6):
+        res = run(store, tmp_path / f"s{seed}", queue="probabilistic", poster=TwoBids, seed=seed)
+        f = fills_by_order(res)
+        first = {o: min(ts for ts, _, _ in fills) for o, fills in f.items()}
+        assert 0 in first and (1 not in first or first[0] <= first[1]), (seed, first)
+        firsts.append(first[0])
+    assert len(set(firsts)) > 1  # the draws do differ between seeds
