@@ -160,18 +160,28 @@ class MarketMakerBook:
 
     def _watch(self, ctx: Any) -> tuple[int, ...]:
         """Options passing the static filter, with the options listed since; recomputed when
-        one is listed (its first print is then watched), when one expires and hourly (as
-        ``max_days`` admits later expiries).  The tuple is what the engine's trade-count mask
-        is built from, so it is cached."""
+        one is listed (its first print is then watched), when one expires, when ``max_days``
+        admits the next expiry (its prints from that instant on) and at least hourly.  The
+        tuple is what the engine's trade-count mask is built from, so it is cached."""
         if ctx.now >= self._watch_until:
             self._add_listed(ctx, ctx.now)
             ids = self.options[self._static_ok(ctx, self.options)] if self.options.size else \
                 self.options
             self._watch_ids = tuple(int(i) for i in ids)
-            hour = ctx.now + 3600 * NS
-            first = int(ctx.instruments.expiry_ns[ids].min()) if len(ids) else hour
-            listing = next_listing(ctx.instruments, ctx.now, self.underlying)
-            self._watch_until = min(first, hour, hour if listing is None else listing)
+            inst = ctx.instruments
+            until = [ctx.now + 3600 * NS]
+            if len(ids):
+                until.append(int(inst.expiry_ns[ids].min()))
+            listing = next_listing(inst, ctx.now, self.underlying)
+            if listing is not None:
+                until.append(listing)
+            if self.max_days is not None and self.options.size:
+                # the first expiry still beyond max_days enters the window at e - max_days
+                later = inst.expiry_ns[self.options] - int(float(self.max_days) * 86400 * NS)
+                later = later[later > ctx.now]
+                if later.size:
+                    until.append(int(later.min()))
+            self._watch_until = min(until)
         return self._watch_ids
 
     def _next(self, ctx: Any) -> WakeCondition:

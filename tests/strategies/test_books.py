@@ -257,3 +257,30 @@ def test_market_maker_watches_an_option_from_the_instant_it_is_listed():
     assert new in cond.instruments
     (taken,) = [e for k, e in ctx.events if k == "book_order"]
     assert (taken["instrument_id"], taken["qty"], taken["ref_ts"]) == (new, -0.5, listing)
+
+
+def test_market_maker_watches_an_expiry_from_the_instant_max_days_admits_it():
+    """An expiry that comes within ``max_days`` 10.5 minutes into the run joins the watch
+    then (the book wakes at that instant), and a print at that instant is taken at its own
+    price: it was picked up at the next hourly refresh or deadline, late and at the last
+    print's price only."""
+    ctx = FakeCtx()
+    ctx.printed = None
+    inst = ctx.instruments
+    opt = option_id(inst, E1, 100_000.0, True)
+    enters = ctx.now + 630 * NS
+    mm = MarketMakerBook(max_wake_ns=60 * NS, max_days=(E1 - enters) / (86_400 * NS))
+    cond = mm.on_start(ctx)
+    assert not cond.instruments  # no expiry within max_days yet: nothing to watch
+    while cond.deadline < enters:
+        ctx.now = cond.deadline
+        cond = mm.on_wake(ctx)
+    assert cond.deadline == enters
+    f, i = ctx.state.fstate, ctx.state.istate
+    f[opt, F_LAST_PX], f[opt, F_LAST_SIZE], f[opt, F_LAST_SIDE] = 0.02, 0.5, 1.0
+    i[opt, I_TRADE_TS] = enters
+    ctx.now = enters
+    cond = mm.on_wake(ctx)
+    assert opt in cond.instruments
+    (taken,) = [e for k, e in ctx.events if k == "book_order"]
+    assert (taken["instrument_id"], taken["qty"], taken["ref_ts"]) == (opt, -0.5, enters)
