@@ -121,10 +121,11 @@ def check_slices(slices: Sequence[SliceView], n_grid: int = 121) -> list[Violati
     """Butterfly and Lee per slice, calendar between consecutive slices (by ``t``).
 
     Each slice is checked on ``n_grid`` points of its own domain; the calendar check uses a
-    common grid over the union of the domains, each pair of consecutive expiries checked where
-    either is quoted (between the lowest and the highest ``k`` of the two domains: a wing
-    extrapolated beyond its slice's quotes is published, so it is checked against the
-    neighbour's quotes).
+    common grid over the union of the domains and every slice's domain ends (its outermost
+    quotes, where short expiries' smiles tend to cross and which the grid's even steps
+    miss), each pair of consecutive expiries checked at those of the points where either is
+    quoted (between the lowest and the highest ``k`` of the two domains: a wing extrapolated
+    beyond its slice's quotes is published, so it is checked against the neighbour's quotes).
     """
     sl = sorted(slices, key=lambda s: s.t)
     out: list[Violation] = []
@@ -145,7 +146,8 @@ def check_slices(slices: Sequence[SliceView], n_grid: int = 121) -> list[Violati
         else:
             out += lee_violations(s.t, (float(abs(min(w1[0], 0.0))), float(max(w1[-1], 0.0))))
     if len(sl) > 1:
-        k = calendar_grid([s.k_lo for s in sl], [s.k_hi for s in sl], n_grid)
+        lo, hi = [s.k_lo for s in sl], [s.k_hi for s in sl]
+        k = np.union1d(calendar_grid(lo, hi, n_grid), lo + hi)
         W = np.vstack([s.derivs(k)[0] for s in sl])
         pairs = np.vstack([(k >= min(a.k_lo, b.k_lo)) & (k <= max(a.k_hi, b.k_hi))
                            for a, b in zip(sl, sl[1:])])

@@ -40,8 +40,9 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
     rho, m, sigma``, by increasing maturity, with domains ``[k_lo, k_hi]``), as
     :func:`calibration.arbitrage.check_slices` would find with ``n_grid``: Durrleman's ``g``
     on ``n_grid`` points of each domain, the wing slopes ``b (1 -+ rho)`` against Lee's 2,
-    and ``w_i - w_{i+1}`` on ``2 n_grid`` points of the union of the domains, where either of
-    the two is quoted (the hull of their domains; the other extrapolated beyond its own)."""
+    and ``w_i - w_{i+1}`` on ``2 n_grid`` points of the union of the domains and at every
+    domain's ends, where either of the two is quoted (the hull of their domains; the other
+    extrapolated beyond its own)."""
     n = par.shape[0]
     for i in range(n):
         b, rho = par[i, 1], par[i, 2]
@@ -61,8 +62,9 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
     if n > 1:
         lo, hi = k_lo.min(), k_hi.max()
         m = 2 * n_grid
-        for j in range(m):
-            k = _grid_point(lo, hi, m, j)
+        for j in range(m + 2 * n):
+            k = _grid_point(lo, hi, m, j) if j < m else (k_lo[j - m] if j < m + n
+                                                         else k_hi[j - m - n])
             for i in range(1, n):
                 if min(k_lo[i - 1], k_lo[i]) <= k <= max(k_hi[i - 1], k_hi[i]) and \
                         _w(par[i - 1], k) - _w(par[i], k) > CALENDAR_TOL:

@@ -123,3 +123,24 @@ def test_the_envelope_pass_of_a_surface_is_each_slices_dip_bit_for_bit():
             assert got[i] == want
             seen.add(np.sign(want))
     assert seen == {-1.0, 1.0}
+
+
+def test_a_crossing_at_a_slice_s_outermost_quote_is_found_between_grid_points():
+    """Two short expiries quoted on [-0.09, 0.0827] under a long one quoted on [-1.55, 1.39]:
+    the common grid's steps (0.012) straddle the short ones' last quote, where the first
+    rises 2e-6 (20 times the tolerance) above the second and nowhere else.  Every domain's
+    ends are calendar points, so both checks find it; on the even steps alone neither did
+    (two real SABR surfaces of the Deribit summaries were published so)."""
+    edge = 0.0827
+    a_b = 0.002
+    before = SVIParams(a_b + 1e-5 + 2e-6 - 1e-4 * np.sqrt(edge**2 + 1), 1e-4, 0.0, 0.0, 1.0)
+    after = SVIParams(a_b, 0.1, 0.0, edge, 1e-4)  # a steep V at the edge: below elsewhere
+    long = SVIParams(0.05, 0.1, 0.0, 0.0, 0.3)
+    sl = [SmileSlice("svi", before, 1, 0.0066, 100.0, -0.09, edge),
+          SmileSlice("svi", after, 2, 0.0093, 100.0, -0.09, edge),
+          SmileSlice("svi", long, 3, 0.1, 100.0, -1.552, 1.392)]
+    (v,) = check_slices([s.view() for s in sl])
+    assert (v.kind, v.k) == ("calendar", edge) and 1.9e-6 < v.value < 2.1e-6
+    par = np.array([s.params.to_array() for s in sl])
+    assert not svi_surface_clean(par, np.array([s.k_lo for s in sl]),
+                                 np.array([s.k_hi for s in sl]))
