@@ -25,7 +25,7 @@ converging: the checks here are the arbiter of what is published.
 
 The tolerances are absolute and chosen well above round-off but far below anything a price
 could show: ``BUTTERFLY_TOL = 1e-6`` (``g`` is dimensionless, of order 1 at the money),
-``CALENDAR_TOL = 1e-7`` in total variance (about 0.02 vol points on a one-day 50% slice),
+``CALENDAR_TOL = 1e-7`` in total variance (about 0.004 vol points on a one-day 50% slice),
 ``LEE_TOL = 1e-9``.
 """
 
