@@ -28,8 +28,10 @@ LIQUIDITY = ("maker", "taker")
 REJECT_NO_LIQUIDITY = "no_liquidity"
 REJECT_PRICE_BAND = "price_band"
 REJECT_INVALID = "invalid_order"
-REJECT_EXPIRED = "expired"  # the instrument expired before the order arrived
-REJECT_REASONS = (REJECT_NO_LIQUIDITY, REJECT_PRICE_BAND, REJECT_INVALID, REJECT_EXPIRED)
+REJECT_EXPIRED = "expired"  # the instrument expired before the order arrived, or its rest
+REJECT_DATA_END = "data_end"  # still resting when the replayed data ended
+REJECT_REASONS = (REJECT_NO_LIQUIDITY, REJECT_PRICE_BAND, REJECT_INVALID, REJECT_EXPIRED,
+                  REJECT_DATA_END)
 
 
 @dataclass(frozen=True)

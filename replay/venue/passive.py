@@ -32,7 +32,7 @@ from typing import Any
 
 from replay.engine.wake import NO_DEADLINE, WakeCondition
 from replay.model.events import EventKind, register_kind
-from replay.model.orders import Fill, Order
+from replay.model.orders import REJECT_DATA_END, Fill, Order
 from replay.venue.fills import BookView, QueueModel, RestingOrder, TradePrint
 
 #: a limit order starts resting: ``queue_ahead`` contracts estimated in front of it
@@ -144,6 +144,19 @@ class PassiveOrders:
             if not any(o.instrument_id == iid for o, _, _ in self.orders.values()):
                 del self.taken[iid]
         return self._next(ctx.now)
+
+    def on_finish(self, ctx: Any) -> None:
+        """The data ended with orders still resting: each one's rest is journaled as a
+        ``data_end`` rejection, so that the execution analytics count it unfilled (its
+        opportunity cost at the mid then) rather than miss it."""
+        vctx = ctx.venue_context()
+        for oid in sorted(self.orders):
+            _, r, _ = self.orders[oid]
+            vctx.emit("rejection", order_id=oid, instrument_id=r.order.instrument_id,
+                      qty=r.order.side * r.remaining, reason=REJECT_DATA_END,
+                      detail=f"limit {r.price} still resting when the data ended")
+        self.orders.clear()
+        self.taken.clear()
 
     def _ends(self, iid: int) -> int:
         """When instrument ``iid`` stops trading: its expiry (never for a perpetual)."""

@@ -250,3 +250,25 @@ def test_our_own_orders_at_one_price_keep_their_order(store, tmp_path):
         assert 0 in first and (1 not in first or first[0] <= first[1]), (seed, first)
         firsts.append(first[0])
     assert len(set(firsts)) > 1  # the draws do differ between seeds
+
+
+def test_an_order_still_resting_when_the_data_ends_is_counted_unfilled(store, tmp_path):
+    """A time to live beyond the data: the rests still open at its end are journaled as
+    ``data_end`` rejections (they were reported nowhere, and the shortfall took them as
+    neither filled nor given up), so the execution analytics count them unfilled."""
+    from replay.analytics import execution as analytics
+
+    p, ids = store
+    with open_store(p) as st:
+        specs = specs_from_store(st.instruments())
+    venue = SimulatedVenue(VenueConfig(latency_ms=0.0, passive_ttl_s=3600.0, price_band=1.0),
+                           specs)
+    res = run_replay(p, [Poster(ids)], tmp_path / "run", venue=venue, progress=False)
+    rej = journal_table(res.journal_path, "rejections").set_index("order_id")
+    end = rej[rej.reason == "data_end"]
+    # the offer on B never fills (no print through it); C's bid took 50 on arrival and 20
+    # at 10 s; the two bids on A filled
+    assert end["qty"].to_dict() == {2: -1.0, 3: 30.0}
+    with analytics.connect(res.journal_path, p) as con:
+        assert shortfall_row(con, 3)["unfilled"] == 30.0
+        assert shortfall_row(con, 2)["unfilled"] == -1.0  # signed: a sell
