@@ -62,9 +62,9 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
     if n > 1:
         lo, hi = k_lo.min(), k_hi.max()
         m = 2 * n_grid
-        for j in range(m + 2 * n):
-            k = _grid_point(lo, hi, m, j) if j < m else (k_lo[j - m] if j < m + n
-                                                         else k_hi[j - m - n])
+        ends = np.concatenate((k_lo, k_hi))
+        for j in range(m + ends.size):
+            k = _grid_point(lo, hi, m, j) if j < m else ends[j - m]
             for i in range(1, n):
                 if min(k_lo[i - 1], k_lo[i]) <= k <= max(k_hi[i - 1], k_hi[i]) and \
                         _w(par[i - 1], k) - _w(par[i], k) > CALENDAR_TOL:

@@ -69,19 +69,18 @@ def resolve_data(data: DataConfig) -> ResolvedData:
         if missing:
             raise ConfigError(f"data.instruments: {missing[0]!r} is not in {db}")
         sel_ids = tuple(ids[n] for n in data.instruments)
+    first = int(start if start is not None else span[0])
     if data.underlying:
         if data.underlying not in ids:
             raise ConfigError(f"data.underlying: {data.underlying!r} is not in {db}; "
                               f"non-option instruments: {_non_options(inst_table)}")
         underlying = ids[data.underlying]
     else:
-        underlying = Instruments.from_arrow(inst_table).default_underlying(
-            start if start is not None else span[0])
+        underlying = Instruments.from_arrow(inst_table).default_underlying(first)
     expiries = _expiries(data, inst_table, db, span_text)
     sel = Selection(str(db), start, end, sel_ids, tuple(expiries) if expiries else None,
                     int(underlying), int(data.window_s * NS))
-    return ResolvedData(db, sel, inst_table, {v: k for k, v in ids.items()}, span_text,
-                        int(start if start is not None else span[0]))
+    return ResolvedData(db, sel, inst_table, {v: k for k, v in ids.items()}, span_text, first)
 
 
 def check_hedge(cfg: Any, d: ResolvedData) -> None:

@@ -249,14 +249,20 @@ def test_market_maker_watches_an_option_from_the_instant_it_is_listed():
         cond = mm.on_wake(ctx)
     assert cond.deadline == listing  # not the minute after it
     # its first row is a buy print at the listing instant, folded before the book's wake
+    _takes_a_print_at(ctx, mm, new, listing)
+
+
+def _takes_a_print_at(ctx, mm, iid: int, ts: int) -> None:
+    """Fold a 0.5-lot buy print of ``iid`` at ``ts``, wake the book then: it watches ``iid``
+    and takes that print, at its instant."""
     f, i = ctx.state.fstate, ctx.state.istate
-    f[new, F_LAST_PX], f[new, F_LAST_SIZE], f[new, F_LAST_SIDE] = 0.02, 0.5, 1.0
-    i[new, I_TRADE_TS] = listing
-    ctx.now = listing
+    f[iid, F_LAST_PX], f[iid, F_LAST_SIZE], f[iid, F_LAST_SIDE] = 0.02, 0.5, 1.0
+    i[iid, I_TRADE_TS] = ts
+    ctx.now = ts
     cond = mm.on_wake(ctx)
-    assert new in cond.instruments
+    assert iid in cond.instruments
     (taken,) = [e for k, e in ctx.events if k == "book_order"]
-    assert (taken["instrument_id"], taken["qty"], taken["ref_ts"]) == (new, -0.5, listing)
+    assert (taken["instrument_id"], taken["qty"], taken["ref_ts"]) == (iid, -0.5, ts)
 
 
 def test_market_maker_watches_an_expiry_from_the_instant_max_days_admits_it():
@@ -276,11 +282,4 @@ def test_market_maker_watches_an_expiry_from_the_instant_max_days_admits_it():
         ctx.now = cond.deadline
         cond = mm.on_wake(ctx)
     assert cond.deadline == enters
-    f, i = ctx.state.fstate, ctx.state.istate
-    f[opt, F_LAST_PX], f[opt, F_LAST_SIZE], f[opt, F_LAST_SIDE] = 0.02, 0.5, 1.0
-    i[opt, I_TRADE_TS] = enters
-    ctx.now = enters
-    cond = mm.on_wake(ctx)
-    assert opt in cond.instruments
-    (taken,) = [e for k, e in ctx.events if k == "book_order"]
-    assert (taken["instrument_id"], taken["qty"], taken["ref_ts"]) == (opt, -0.5, enters)
+    _takes_a_print_at(ctx, mm, opt, enters)

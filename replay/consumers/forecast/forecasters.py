@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from replay.consumers.forecast.realized import YEAR_S, window_count, window_sum
+from replay.consumers.forecast.realized import YEAR_S, log_returns, window_count, window_sum
 
 FORECASTERS = ("flat", "last", "ewma", "garch", "gjr_garch", "har", "implied")
 #: also accepted: ``truth``, the synthetic market's instantaneous true vol at ``t`` (an oracle
@@ -96,8 +96,7 @@ def bars_from_mid(grid_ts: np.ndarray, mid: np.ndarray, sample_s: float) -> Bars
     k = max(int(round(sample_s * 1e9 / step)), 1)
     first = (-int(grid_ts[0]) % (k * step)) // step if grid_ts.size else 0
     ts, m = grid_ts[first::k], mid[first::k]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = np.diff(np.log(np.where(m > 0, m, np.nan)))  # NaN: False
+    r = log_returns(np.where(m > 0, m, np.nan))  # NaN > 0 is False
     ok = np.isfinite(r)
     return Bars(ts[1:][ok], r[ok], k * step)
 
