@@ -14,7 +14,10 @@ and then the ceilings longest first (:func:`ceiling_pass`).
 
 Rows are taken at even steps of their range and at every point of the check's grid inside it,
 so that a refit that meets them passes the check exactly, and with a small margin, so that
-round-off in the refitted parameters cannot land on the wrong side of the check.
+round-off in the refitted parameters cannot land on the wrong side of the check.  They are
+built in compiled passes over the stacked parameters (:func:`svi_floor_rows`,
+:func:`svi_ceiling_rows`); their numpy definitions, which the passes give bit for bit, are in
+the module's tests.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
+from numba import njit
 
 from calibration.arbitrage import CALENDAR_TOL
 from calibration.models.svi_arbitrage import (
@@ -32,12 +36,14 @@ from calibration.models.svi_arbitrage import (
     svi_envelope_dip,
     svi_envelope_dips,
 )
+from calibration.models.svi_formula import svi_point
 from calibration.surface import SmileSlice, param_values
 
 Rows = tuple[np.ndarray, np.ndarray]
 
 __all__ = ["BACKWARD_POINTS", "FLOOR_POINTS", "calendar_ceiling", "calendar_floor",
-           "ceiling_pass", "ceiling_rows", "floor_rows", "floors_needed"]
+           "ceiling_pass", "ceiling_rows", "floor_rows", "floors_needed", "row_points",
+           "svi_ceiling_rows", "svi_floor_rows"]
 
 #: even steps of the range at which :func:`calendar_floor` tests and bounds a slice
 FLOOR_POINTS = 201
@@ -49,18 +55,96 @@ BACKWARD_POINTS = 51
 CALENDAR_MARGIN = 1e-4
 
 
-def _row_points(lo: float, hi: float, k_check: np.ndarray, n: int) -> np.ndarray:
+@njit(cache=True)
+def _grid_point(lo: float, hi: float, n: int, i: int) -> float:
+    return hi if i == n - 1 else lo + i * ((hi - lo) / (n - 1))
+
+
+@njit(cache=True)
+def row_points(lo: float, hi: float, k_check: np.ndarray, n: int) -> np.ndarray:
     """``n`` even steps over ``[lo, hi]`` and every point of the surface's calendar check grid
-    ``k_check`` inside it, so that a refit that meets its rows passes the check exactly."""
-    return np.union1d(np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)])
+    ``k_check`` inside it, sorted, each once (``numpy.union1d`` of the two; the steps as
+    ``numpy.linspace`` makes them), so that a refit that meets its rows passes the check
+    exactly."""
+    inside = 0
+    for x in k_check:
+        inside += lo <= x <= hi
+    k = np.empty(n + inside)
+    for i in range(n):
+        k[i] = _grid_point(lo, hi, n, i)
+    j = n
+    for x in k_check:
+        if lo <= x <= hi:
+            k[j] = x
+            j += 1
+    return np.unique(k)
 
 
-def _crosses(before: SmileSlice, after: SmileSlice, lo: float, hi: float, k_check: np.ndarray,
+@njit(cache=True)
+def _lifted(w: float, steps: int, margin: float) -> float:
+    """``w`` lifted for a floor ``steps`` expiries later: by ``margin`` and half the check's
+    tolerance for the next one, and twice that for every one after it (one lift for the floor
+    of the expiry in between, one for the cut of its ceiling)."""
+    return w * (1.0 + (2 * steps - 1) * margin) + (2 * steps - 1) * 0.5 * CALENDAR_TOL
+
+
+@njit(cache=True)
+def _w(p: np.ndarray, k: float) -> float:
+    return svi_point(k, p[0], p[1], p[2], p[3], p[4])[0]
+
+
+@njit(cache=True)
+def svi_floor_rows(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, k_check: np.ndarray,
+                   n: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`floor_rows` of the SVI slices ``par`` (rows ``a, b, rho, m, sigma`` by
+    maturity, domains ``[k_lo, k_hi]``), compiled.  Beyond the last one's domain, at the
+    points of :func:`row_points` over the hull of the domains, the highest of the earlier
+    expiries' lifted total variances where one is quoted (none where their domains are within
+    the last one's, as for most expiries: shorter ones tend to be quoted on narrower ranges;
+    2 of the 12 of the bench's real snapshot have such a floor)."""
+    last = par.shape[0] - 1
+    lo, hi = k_lo[last], k_hi[last]
+    k = row_points(lo, hi, k_check, n)
+    kk, ww = np.empty(k.size), np.empty(k.size)
+    for j in range(k.size):
+        kk[j], ww[j] = k[j], _lifted(_w(par[last], k[j]), 1, margin)
+    a, b = k_lo.min(), k_hi.max()
+    if a >= lo and b <= hi:
+        return kk, ww
+    far = row_points(a, b, k_check, n)
+    ko, wo = np.empty(far.size), np.empty(far.size)
+    m = 0
+    for x in far:
+        if lo <= x <= hi:
+            continue
+        top = -np.inf
+        for i in range(last - 1, -1, -1):  # as numpy.maximum folds them: NaN stays
+            if k_lo[i] <= x <= k_hi[i]:
+                v = _lifted(_w(par[i], x), last + 1 - i, margin)
+                top = v if (v > top or v != v) and top == top else top
+        if np.isfinite(top):
+            ko[m], wo[m] = x, top
+            m += 1
+    return np.concatenate((kk, ko[:m])), np.concatenate((ww, wo[:m]))
+
+
+@njit(cache=True)
+def svi_ceiling_rows(after: np.ndarray, lo: float, hi: float, k_check: np.ndarray, n: int,
+                     margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ceiling_rows` of the SVI slice ``after`` (``a, b, rho, m, sigma``), compiled."""
+    k = row_points(lo, hi, k_check, n)
+    w = np.empty(k.size)
+    for j in range(k.size):
+        w[j] = _w(after, k[j]) * (1.0 - margin) - 0.5 * CALENDAR_TOL
+    return k, w
+
+
+def _crosses(before: np.ndarray, after: np.ndarray, lo: float, hi: float, k_check: np.ndarray,
              n: int) -> bool:
-    """Whether the SVI slice ``before`` rises above ``after`` (by more than the check's
-    tolerance) at the points of :func:`_row_points` over ``[lo, hi]``, in one compiled pass."""
-    return hi > lo and svi_calendar_drop(before.params.to_array(), after.params.to_array(), lo,
-                                         hi, n, k_check) > CALENDAR_TOL
+    """Whether the SVI slice ``before`` (parameter row) rises above ``after`` (by more than
+    the check's tolerance) at the points of :func:`row_points` over ``[lo, hi]``, in one
+    compiled pass."""
+    return hi > lo and svi_calendar_drop(before, after, lo, hi, n, k_check) > CALENDAR_TOL
 
 
 def floor_rows(earlier: Sequence[SmileSlice], k_check: np.ndarray, n: int = FLOOR_POINTS,
@@ -69,47 +153,13 @@ def floor_rows(earlier: Sequence[SmileSlice], k_check: np.ndarray, n: int = FLOO
     maturity) must stay above.  On the quoted range of the one just before it (where the later
     expiry may be extrapolated): that one's total variance lifted by ``margin`` (relative) and
     half the check's tolerance, so that round-off in the refitted parameters cannot land on
-    the wrong side of the check.  Beyond that range, where an earlier expiry is quoted
-    (:func:`_envelope`): the highest of theirs, lifted once more for each expiry in between.
+    the wrong side of the check.  Beyond that range, where an earlier expiry is quoted: the
+    highest of theirs, lifted once more for each expiry in between (:func:`svi_floor_rows`).
 
     The check asks only neighbours to be in order, but an expiry between two others must fit
     above the one and under the other; where the earlier of the two is quoted and the middle
     one is not, only such a floor on the later one leaves room for it."""
-    before = earlier[-1]
-    k = _row_points(before.k_lo, before.k_hi, k_check, n)
-    ko, wo = _envelope(earlier, k_check, n, margin)
-    return (np.concatenate([k, ko]),
-            np.concatenate([_lifted(before.total_variance(k), 1, margin), wo]))
-
-
-def _lifted(w: np.ndarray, steps: int, margin: float) -> np.ndarray:
-    """``w`` lifted for a floor ``steps`` expiries later: by ``margin`` and half the check's
-    tolerance for the next one, and twice that for every one after it (one lift for the floor
-    of the expiry in between, one for the cut of its ceiling)."""
-    return w * (1.0 + (2 * steps - 1) * margin) + (2 * steps - 1) * 0.5 * CALENDAR_TOL
-
-
-def _envelope(earlier: Sequence[SmileSlice], k_check: np.ndarray, n: int,
-              margin: float) -> Rows:
-    """The part of :func:`floor_rows` beyond the quoted range of ``earlier[-1]``: at the
-    points of :func:`_row_points` over the earlier expiries' quoted ranges, the highest of
-    their :func:`_lifted` total variances, where one is quoted (empty when their ranges are
-    within that of ``earlier[-1]``, as for most expiries: shorter ones tend to be quoted on
-    narrower ranges; 2 of the 12 of the bench's real snapshot have such a floor)."""
-    before = earlier[-1]
-    lo, hi = min(s.k_lo for s in earlier), max(s.k_hi for s in earlier)
-    if lo >= before.k_lo and hi <= before.k_hi:
-        return np.zeros(0), np.zeros(0)
-    k = _row_points(lo, hi, k_check, n)
-    k = k[(k < before.k_lo) | (k > before.k_hi)]
-    w = np.full(len(k), -np.inf)
-    for steps, s in enumerate(reversed(earlier[:-1]), start=2):
-        quoted = (k >= s.k_lo) & (k <= s.k_hi)
-        if quoted.any():
-            w[quoted] = np.maximum(w[quoted],
-                                   _lifted(s.total_variance(k[quoted]), steps, margin))
-    some = np.isfinite(w)
-    return k[some], w[some]
+    return svi_floor_rows(*_stacked(earlier), k_check, n, margin)
 
 
 def ceiling_rows(after: SmileSlice, lo: float, hi: float, k_check: np.ndarray,
@@ -117,8 +167,7 @@ def ceiling_rows(after: SmileSlice, lo: float, hi: float, k_check: np.ndarray,
                  ) -> Rows:
     """``(k, w)``: the ceiling the expiry before ``after`` must stay under on ``[lo, hi]``:
     ``after``'s total variance cut by ``margin`` (relative) and half the check's tolerance."""
-    k = _row_points(lo, hi, k_check, n)
-    return k, after.total_variance(k) * (1.0 - margin) - 0.5 * CALENDAR_TOL
+    return svi_ceiling_rows(after.params.to_array(), lo, hi, k_check, n, margin)
 
 
 def calendar_floor(earlier: Sequence[SmileSlice], after: SmileSlice, k_check: np.ndarray,
@@ -129,19 +178,12 @@ def calendar_floor(earlier: Sequence[SmileSlice], after: SmileSlice, k_check: np
     passes over the whole surface measured them)."""
     if measured:
         return None
-    before = earlier[-1]
-    if not _crosses(before, after, before.k_lo, before.k_hi, k_check, n) and \
-            not _dips(earlier, after, k_check, n):
+    par, lo, hi = _stacked(earlier)
+    p = after.params.to_array()
+    if not _crosses(par[-1], p, lo[-1], hi[-1], k_check, n) and \
+            not svi_envelope_dip(par, lo, hi, p, n, k_check, CALENDAR_MARGIN) > 0.0:
         return None
-    return floor_rows(earlier, k_check, n)
-
-
-def _dips(earlier: Sequence[SmileSlice], after: SmileSlice, k_check: np.ndarray,
-          n: int) -> bool:
-    """Whether ``after`` dips under the part of its floor from :func:`_envelope` (never when
-    that part is empty: the compiled dip is then ``-inf``)."""
-    return svi_envelope_dip(*_stacked(earlier), after.params.to_array(), n, k_check,
-                            CALENDAR_MARGIN) > 0.0
+    return svi_floor_rows(par, lo, hi, k_check, n, CALENDAR_MARGIN)
 
 
 def floors_needed(slices: Sequence[SmileSlice], k_check: np.ndarray) -> np.ndarray:
@@ -165,9 +207,17 @@ def calendar_ceiling(before: SmileSlice, after: SmileSlice, k_check: np.ndarray,
     """:func:`ceiling_rows` for ``before`` on the hull of the two domains (where either is
     quoted) when it rises above ``after`` there (typically a wing of ``before`` extrapolated
     beyond its quotes); ``None`` when it does not."""
-    lo, hi = min(before.k_lo, after.k_lo), max(before.k_hi, after.k_hi)
-    return ceiling_rows(after, lo, hi, k_check, n) if _crosses(before, after, lo, hi,
-                                                               k_check, n) else None
+    par, lo, hi = _stacked((before, after))
+    return _ceiling(par, lo, hi, 0, k_check, n)
+
+
+def _ceiling(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, i: int, k_check: np.ndarray,
+             n: int) -> Rows | None:
+    """:func:`calendar_ceiling` of the stacked slices ``i`` and ``i + 1``."""
+    lo, hi = min(k_lo[i], k_lo[i + 1]), max(k_hi[i], k_hi[i + 1])
+    if not _crosses(par[i], par[i + 1], lo, hi, k_check, n):
+        return None
+    return svi_ceiling_rows(par[i + 1], lo, hi, k_check, n, CALENDAR_MARGIN)
 
 
 def ceiling_pass(out: list[SmileSlice], k_check: np.ndarray,
@@ -179,16 +229,19 @@ def ceiling_pass(out: list[SmileSlice], k_check: np.ndarray,
     crossing is then left for the check to report).  Every pair is measured in one compiled
     pass, and a pair again once its later slice has been refitted.  Returns the positions
     refitted."""
-    rises = svi_calendar_rises(*_stacked(out), BACKWARD_POINTS, k_check)
+    par, lo, hi = _stacked(out)
+    rises = svi_calendar_rises(par, lo, hi, BACKWARD_POINTS, k_check)
     moved, done = False, []
     for pos in range(len(out) - 2, -1, -1):
         test, moved = moved or rises[pos] > CALENDAR_TOL, False
-        ceiling = calendar_ceiling(out[pos], out[pos + 1], k_check) if test else None
+        ceiling = _ceiling(par, lo, hi, pos, k_check, BACKWARD_POINTS) if test else None
         if ceiling is None:
             continue
-        params = refit(pos, floor_rows(out[:pos], k_check, BACKWARD_POINTS) if pos else None,
-                       ceiling)
+        floor = svi_floor_rows(par[:pos], lo[:pos], hi[:pos], k_check, BACKWARD_POINTS,
+                               CALENDAR_MARGIN) if pos else None
+        params = refit(pos, floor, ceiling)
         if params is not None:
             out[pos], moved = replace(out[pos], params=params), True
+            par[pos] = param_values(params)
             done.append(pos)
     return done

@@ -14,6 +14,7 @@ from calibration.models.calendar_rows import (
     calendar_floor,
     ceiling_rows,
     floor_rows,
+    row_points,
 )
 from calibration.models.svi import SVIParams, svi_total_variance
 from calibration.quotes import build_snapshot
@@ -25,6 +26,60 @@ from tests.calibration.test_scheme import DATA, DAY_NS, quote_columns
 
 def _slice(t: float, p: SVIParams, lo: float, hi: float) -> SmileSlice:
     return SmileSlice("svi", p, 0, t, 100.0, lo, hi)
+
+
+# The rows' definitions in numpy, which the compiled builders must give bit for bit.
+
+def _points(lo, hi, k_check, n):
+    return np.union1d(np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)])
+
+
+def _lifted(w, steps, margin):
+    return w * (1.0 + (2 * steps - 1) * margin) + (2 * steps - 1) * 0.5 * CALENDAR_TOL
+
+
+def numpy_floor_rows(earlier, k_check, n, margin=CALENDAR_MARGIN):
+    """On the last expiry's domain its lifted total variance; beyond it, where an earlier
+    expiry is quoted, the highest of theirs, lifted once more per expiry in between."""
+    before = earlier[-1]
+    k = _points(before.k_lo, before.k_hi, k_check, n)
+    w = _lifted(before.total_variance(k), 1, margin)
+    lo, hi = min(s.k_lo for s in earlier), max(s.k_hi for s in earlier)
+    if lo >= before.k_lo and hi <= before.k_hi:
+        return k, w
+    ko = _points(lo, hi, k_check, n)
+    ko = ko[(ko < before.k_lo) | (ko > before.k_hi)]
+    wo = np.full(len(ko), -np.inf)
+    for steps, s in enumerate(reversed(earlier[:-1]), start=2):
+        quoted = (ko >= s.k_lo) & (ko <= s.k_hi)
+        wo[quoted] = np.maximum(wo[quoted], _lifted(s.total_variance(ko[quoted]), steps, margin))
+    some = np.isfinite(wo)
+    return np.concatenate([k, ko[some]]), np.concatenate([w, wo[some]])
+
+
+def test_the_compiled_rows_are_the_numpy_definitions_bit_for_bit():
+    rng = np.random.default_rng(21)
+    beyond = 0
+    for _ in range(400):
+        sl = [_slice(0.02 * (i + 1), SVIParams(rng.uniform(-0.01, 0.05), rng.uniform(0.01, 0.3),
+                                               rng.uniform(-0.9, 0.9), rng.uniform(-0.2, 0.2),
+                                               rng.uniform(0.01, 0.5)),
+                     -rng.uniform(0.01, 1.5), rng.uniform(0.01, 1.5))
+              for i in range(int(rng.integers(1, 6)))]
+        k_check = calendar_grid([s.k_lo for s in sl], [s.k_hi for s in sl])
+        lo, hi = min(s.k_lo for s in sl), max(s.k_hi for s in sl)
+        for n in (201, 51):
+            np.testing.assert_array_equal(row_points(lo, hi, k_check, n),
+                                          _points(lo, hi, k_check, n))
+            got, want = floor_rows(sl, k_check, n), numpy_floor_rows(sl, k_check, n)
+            np.testing.assert_array_equal(got[0], want[0])
+            np.testing.assert_array_equal(got[1], want[1])
+            beyond += got[0].size > _points(sl[-1].k_lo, sl[-1].k_hi, k_check, n).size
+            ck, cw = ceiling_rows(sl[-1], lo, hi, k_check, n)
+            np.testing.assert_array_equal(ck, _points(lo, hi, k_check, n))
+            np.testing.assert_array_equal(cw, sl[-1].total_variance(ck) * (1 - CALENDAR_MARGIN)
+                                          - 0.5 * CALENDAR_TOL)
+    assert beyond > 100  # floors beyond the last expiry's domain were built too
 
 
 def test_rows_bound_each_slice_by_its_neighbour_with_a_margin():

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from calibration.arbitrage import check_slices
-from calibration.models.calendar_rows import CALENDAR_MARGIN, floor_rows
+from calibration.models.calendar_rows import CALENDAR_MARGIN
 from calibration.models.svi import SVIParams
 from calibration.models.svi_arbitrage import (
     svi_calendar_drop,
@@ -15,6 +15,7 @@ from calibration.models.svi_arbitrage import (
     svi_surface_clean,
 )
 from calibration.surface import SmileSlice
+from tests.calibration.models.test_calendar_rows import numpy_floor_rows
 
 
 def _random_slices(rng, n):
@@ -85,9 +86,9 @@ def test_the_calendar_passes_of_a_surface_are_each_pairs_drop(fn, seed, n, first
 
 
 def _numpy_dip(earlier, after, extra) -> float:
-    """How far ``after`` dips under the rows of :func:`floor_rows` beyond the range of the
-    expiry just before it (those rows are exactly the ones outside that range)."""
-    k, w = floor_rows(earlier, extra, 201)
+    """How far ``after`` dips under the floor rows beyond the range of the expiry just before
+    it (those rows are exactly the ones outside that range)."""
+    k, w = numpy_floor_rows(earlier, extra, 201)
     beyond = (k < earlier[-1].k_lo) | (k > earlier[-1].k_hi)
     return np.max(w[beyond] - after.total_variance(k[beyond])) if beyond.any() else -np.inf
 
