@@ -8,7 +8,7 @@ hash.
 
 File format (``snapshots/snap-<events>-<journal seq>.snap``)::
 
-    magic b"VRSNAP05" | payload length (uint64 LE) | blake2b-256 of payload | payload (pickle)
+    magic b"VRSNAP06" | payload length (uint64 LE) | blake2b-256 of payload | payload (pickle)
 
 The magic's number changes when what a snapshot holds stops meaning the same thing (02: the
 journal's running hash takes each payload by its digest; 03: the market state holds each
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from replay.engine.runtime import Runtime
 
-MAGIC = b"VRSNAP05"
+MAGIC = b"VRSNAP06"
 _HDR = struct.Struct("<8sQ32s")
 
 

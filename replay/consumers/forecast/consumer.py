@@ -39,11 +39,26 @@ YEAR_S = 365.0 * 86400
 
 
 class ForecastBoard:
-    """The latest forecast of each forecaster and horizon, as of the replay's now."""
+    """The latest forecast of each forecaster and horizon, as of the replay's now.
+
+    A forecast of the vol over the ``horizon_s`` after the instant it was made is kept while
+    that window lasts, and dropped once it has passed with no newer forecast (a forecaster
+    that cannot forecast, e.g. after a hole in the tape, leaves nothing stale behind): the
+    readers then take their own fallback (a hedger the surface's vols, a margin rule its
+    floor)."""
 
     def __init__(self) -> None:
         self.latest: dict[tuple[str, float], float] = {}
+        self.made: dict[tuple[str, float], int] = {}  # when each was made (ns)
         self.ts: int | None = None
+
+    def post(self, now: int, name: str, horizon_s: float, vol: float) -> None:
+        """Record ``name``'s forecast for ``horizon_s`` made at ``now`` (NaN: none made)."""
+        key = (name, float(horizon_s))
+        if math.isfinite(vol):
+            self.latest[key], self.made[key] = vol, now
+        elif key in self.latest and now >= self.made[key] + round(key[1] * NS):
+            del self.latest[key], self.made[key]
 
     def vol(self, name: str, horizon_s: float | None = None) -> float:
         """The latest ``name`` forecast (at its shortest horizon by default, the one the
@@ -115,8 +130,8 @@ class ForecastConsumer:
                     col = self.table.get((name, h))
                     v = float(col[i]) if col is not None and i < self.at.size and \
                         self.at[i] == ctx.now else math.nan
+                self.forecasts.post(ctx.now, name, h, v)
                 if math.isfinite(v):
-                    self.forecasts.latest[(name, h)] = v
                     ctx.emit("vol_forecast", forecaster=name, horizon_s=h, forecast_vol=v,
                              realized_vol=math.nan, true_vol=math.nan)
         self.forecasts.ts = ctx.now
@@ -127,9 +142,12 @@ class ForecastConsumer:
         return surf.atm_vol(h / YEAR_S) if surf is not None else math.nan
 
     def state_dict(self) -> dict:
-        return {"latest": [[n, h, v] for (n, h), v in sorted(self.forecasts.latest.items())],
-                "ts": self.forecasts.ts}
+        b = self.forecasts
+        return {"latest": [[n, h, v, b.made[(n, h)]] for (n, h), v in sorted(b.latest.items())],
+                "ts": b.ts}
 
     def load_state_dict(self, d: dict) -> None:
-        self.forecasts.latest = {(n, float(h)): float(v) for n, h, v in d["latest"]}
-        self.forecasts.ts = d["ts"]
+        b = self.forecasts
+        b.latest = {(n, float(h)): float(v) for n, h, v, _ in d["latest"]}
+        b.made = {(n, float(h)): int(made) for n, h, _, made in d["latest"]}
+        b.ts = d["ts"]

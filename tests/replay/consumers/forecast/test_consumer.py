@@ -102,3 +102,47 @@ def test_vega_split_and_dynamics_blocks(store, tmp_path):
     assert any(v is not None for v in dyn["ssr"].values())
     rows = journal_query(tmp_path / "v", "SELECT * FROM surface_dynamics")
     assert {"ts", "expiry", "atm_vol", "atm_skew", "ssr", "window_s"} <= set(rows)
+
+
+class _Ctx:
+    def __init__(self, now: int) -> None:
+        self.now, self.emitted = now, []
+
+    def emit(self, kind: str, **row) -> None:
+        self.emitted.append(row)
+
+
+def test_a_forecast_is_dropped_once_its_window_passes_with_no_newer_one():
+    """EWMA forecasts the next hour at 0 and then, after a hole in the tape, cannot forecast.
+    Before, the board kept 0.5 for the rest of the run, and a hedger at ``hedge_vol=forecast``
+    and a margin rule read it hours later; now it holds for the hour it covers, after which
+    the readers take their own fallback (NaN on the board)."""
+    from replay.consumers.forecast import ForecastBoard, ForecastConsumer
+    from replay.units import NS
+
+    c = ForecastConsumer(forecasters=["ewma"], horizons_s=[3600.0], every_s=600.0,
+                         sample_s=300.0)
+    c.at = np.arange(0, 4 * 3600 * NS, 600 * NS, dtype=np.int64)
+    col = np.full(c.at.size, np.nan)
+    col[0] = 0.5
+    c.table = {("ewma", 3600.0): col}
+    seen = []
+    for now in c.at.tolist():
+        ctx = _Ctx(now)
+        c.on_wake(ctx)
+        seen.append(c.forecasts.vol("ewma"))
+        assert len(ctx.emitted) == (now == 0)  # only what was forecast is journaled
+    at_hour = int(np.searchsorted(c.at, 3600 * NS))
+    assert seen[:at_hour] == [0.5] * at_hour and all(np.isnan(seen[at_hour:]))
+    # a board resumed from the state after the first forecast drops it at the same instant
+    first = ForecastConsumer(forecasters=["ewma"], horizons_s=[3600.0], every_s=600.0,
+                             sample_s=300.0)
+    resumed = ForecastConsumer(forecasters=["ewma"], horizons_s=[3600.0], every_s=600.0,
+                               sample_s=300.0, forecasts=ForecastBoard())
+    for x in (first, resumed):
+        x.at, x.table = c.at, c.table
+    first.on_wake(_Ctx(0))
+    resumed.load_state_dict(first.state_dict())
+    for now in c.at[1:at_hour + 1].tolist():
+        resumed.on_wake(_Ctx(now))
+        assert (resumed.forecasts.vol("ewma") == 0.5) == (now < 3600 * NS)
