@@ -4,7 +4,8 @@ An adapter is a function ``read(path) -> Iterator[Chunk]`` that streams a file i
 chunks.  It only *parses*; the rules that decide whether a row is usable live here, once, so
 that every format quarantines the same things for the same reasons:
 
-* ``unparsable``: the adapter could not read the line or row at all;
+* ``unparsable``: the adapter could not read the line or row at all, or a value does not fit
+  its column's type (an overflow, a fraction for an integer);
 * ``missing``: NULL or NaN in a required column;
 * ``non-positive price`` / ``negative size``; for funding, ``non-finite rate`` and
   ``non-positive interval``;
@@ -140,16 +141,46 @@ def _floats(rows: pa.Table, name: str) -> np.ndarray:
     return pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False).astype("float64")
 
 
-def _cast_to_schema(table: str, rows: pa.Table) -> pa.Table:
-    """Cast parsed columns to the canonical types; missing optional columns become null."""
+def _cast_to_schema(table: str, rows: pa.Table) -> tuple[pa.Table, np.ndarray]:
+    """Cast parsed columns to the canonical types; missing optional columns become null.
+
+    Returns the table and a reason per row (``""`` for none): a value the canonical type
+    cannot hold exactly (an overflow, a fraction for an integer, text that is no number) is
+    nulled and its row given the reason, to be quarantined, never wrapped or truncated into a
+    value that may pass validation (``side`` 257 as an int8 is 1)."""
+    reason = np.full(rows.num_rows, "", dtype=object)
     arrays, names = [], []
     for f in arrow_schema(table):
         if f.name in rows.column_names:
-            arrays.append(pc.cast(rows.column(f.name), f.type, safe=False))
+            arr, bad = _cast_column(rows.column(f.name), f.type)
+            if bad is not None:
+                reason[bad & (reason == "")] = f"unparsable: {f.name} does not fit {f.type}"
+            arrays.append(arr)
         else:
             arrays.append(pa.nulls(rows.num_rows, f.type))
         names.append(f.name)
-    return pa.table(arrays, names=names)
+    return pa.table(arrays, names=names), reason
+
+
+def _cast_column(col: pa.ChunkedArray, typ: pa.DataType) -> tuple[pa.Array, np.ndarray | None]:
+    """``col`` cast to ``typ`` and the rows whose values it cannot hold (None: none).  The
+    adapters type their columns, so the safe cast is the rule; value by value only when it
+    fails, NaN read as null (the float spelling of a missing value)."""
+    try:
+        return pc.cast(col, typ), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    out, bad = [], np.zeros(len(col), dtype=bool)
+    for i, v in enumerate(col.to_pylist()):
+        if v is None or (isinstance(v, float) and v != v):
+            out.append(None)
+            continue
+        try:
+            out.append(pa.scalar(v, col.type).cast(typ).as_py())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            out.append(None)
+            bad[i] = True
+    return pa.array(out, typ), bad
 
 
 def ingest_files(store: MarketStore, fmt: str, adapter: Adapter, paths: list[Path],
@@ -252,8 +283,9 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
         locs = rows.column("_loc").to_numpy(zero_copy_only=False)
         body = rows.drop_columns(["instrument", "_loc"]).append_column(
             "instrument_id", pa.array(np.where(inst < 0, 0, inst).astype(np.int32)))
-        body = nan_to_null(_cast_to_schema(table, body))
-        reason = validate(table, body)
+        body, unfit = _cast_to_schema(table, body)
+        body = nan_to_null(body)
+        reason = np.where(unfit != "", unfit, validate(table, body))
         reason[(inst < 0) & (reason == "")] = "unknown instrument: no definition for this name"
         bad = reason != ""
         if bad.any():

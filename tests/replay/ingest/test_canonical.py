@@ -163,3 +163,35 @@ def test_trades_without_ids_are_duplicates_only_of_equal_rows(store, tmp_path):
     assert (rep.read, rep.ingested, rep.quarantined) == (4, 0, 4)
     assert rep.reasons == {"duplicate": 4}
     assert store.con.sql("SELECT count(*) FROM underlying_trades").fetchall() == [(4,)]
+
+
+def test_a_value_its_column_cannot_hold_is_quarantined_not_wrapped(store, tmp_path):
+    """The driver casts what an adapter parsed to the store's types.  Before, it cast unsafely:
+    a ``side`` of 257 from an adapter that left the range check to it became the int8 1 (a
+    buy) and was ingested; a fraction for an integer was truncated.  Now such a row is
+    quarantined, naming the column, and the rest of the file is ingested."""
+    from replay.ingest.core import Chunk, ingest_files
+
+    load_fixture_instruments(store)
+
+    def adapter(path: Path):
+        n = 4
+        yield Chunk(n_read=n, rows={"underlying_trades": pa.table({
+            "ts_exchange": pa.array([T0 + i for i in range(n)], pa.int64()),
+            "ts_recv": pa.array([T0 + i for i in range(n)], pa.int64()),
+            "instrument": ["BTC-PERPETUAL"] * n,
+            "price": [60_000.0] * n, "size": [1.0] * n,
+            "side": pa.array([1, 257, -1, 0], pa.int64()),
+            "trade_id": ["a", "b", "c", "d"],
+            "_loc": pa.array(range(1, n + 1), pa.int64())})})
+
+    src = tmp_path / "trades.bin"
+    src.write_bytes(b"four trades")
+    rep = ingest_files(store, "test", adapter, [src])
+    assert (rep.read, rep.ingested, rep.quarantined) == (4, 3, 1)
+    assert rep.reasons == {"unparsable": 1}
+    assert store.con.sql("SELECT side FROM underlying_trades ORDER BY seq").fetchall() == \
+        [(1,), (-1,), (0,)]
+    assert store.con.sql("SELECT reason FROM quarantine WHERE load_id = "
+                         "(SELECT max(load_id) FROM loads)").fetchall() == \
+        [("unparsable: side does not fit int8",)]
