@@ -24,20 +24,27 @@ into place only when complete, so parallel jobs with a cold cache build once: th
 on the lock and then read.  A reader trusts a directory only when its ``manifest.json``
 (written last) is there and every file it counts holds that many rows (:func:`intact`; a
 stream damaged after its build is built again).  The files are made read-only.
+
+**A cache shared read-only.**  A built cache may be read by jobs that cannot write it (a
+read-only mount, another user's folder): reading a whole stream writes nothing.  Such a job
+takes the shared ``flock`` on a lock file it opens read-only (``flock`` needs no write
+access), or, where the lock file is not there and cannot be made, takes none: no build can
+be in progress without it, and the rename that publishes a stream means a whole one is all
+a reader can find.  Only a build (a missing stream, or ``refresh``) needs to write; in such
+a cache it stops with a :class:`~replay.errors.UserError` saying where to build instead.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import inspect
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -45,6 +52,7 @@ from typing import Any
 
 from replay.app.selection import Selection
 from replay.app.surfaces.build import build_stream, cores
+from replay.app.surfaces.locks import READ_ONLY, exclusive, hold, lock_file, mark_used
 from replay.errors import ConfigError, UserError
 from replay.model.config import BOUNDS
 from replay.model.plugins import locate_class
@@ -77,6 +85,7 @@ class StreamInfo:
     build_seconds: float | None
     link: bool = True
     #: the stream's lock file, open with a shared ``flock`` while a run reads the stream
+    #: (None in a cache shared read-only that has none: :func:`replay.app.surfaces.locks.hold`)
     held: Any = field(default=None, compare=False, repr=False)
 
     def release(self) -> None:
@@ -110,21 +119,6 @@ def streams_dir() -> Path:
     from replay.app.bench import cache_dir
 
     return cache_dir() / "surfaces"
-
-
-def lock_file(root: Path, key: str) -> Path:
-    """The file whose ``flock`` a build of stream ``key`` holds; its modification time is
-    when a run last read or built the stream (:func:`mark_used`)."""
-    return root / f"{key}.lock"
-
-
-def mark_used(root: Path, key: str) -> None:
-    """Record that a run reads (or built) stream ``key`` now, for ``volreplay cache clean
-    --unused-days``."""
-    try:
-        lock_file(root, key).touch()
-    except OSError:  # a cache shared read-only: its streams are simply never marked
-        pass
 
 
 @cache
@@ -233,43 +227,37 @@ def store_fingerprint(db: str | Path) -> str:
                 ident += [st.st_ino, st.st_size, st.st_mtime_ns]
         memo = streams_dir() / "fingerprints" / hashlib.sha256(
             json.dumps(ident).encode()).hexdigest()
-        if memo.exists():
+        try:
             return memo.read_text().strip()
+        except OSError:  # not memoised yet (or unreadable): hash the rows
+            pass
     with open_store(db) as store:
         fp = store.fingerprint()
     if memo is not None:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
-        tmp.write_text(fp)
-        tmp.replace(memo)
+        _memoise(memo, fp)
     return fp
 
 
-def _hold(path: Path) -> Any:
-    """``path`` open with its shared ``flock`` (:func:`ensure_stream`), after any build that
-    holds it exclusively; closing the file lets go."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    f = open(path, "a+")  # noqa: SIM115 - held past this call, closed by StreamInfo.release
-    fcntl.flock(f, fcntl.LOCK_SH)
-    return f
+def _memoise(memo: Path, fp: str) -> None:
+    """Write ``fp`` to ``memo`` in one rename (a concurrent reader sees all of it or none).
+    The memo only saves time: in a cache this process cannot write (shared read-only) the
+    fingerprint is simply computed each run."""
+    tmp = memo.with_name(f".{memo.name}.{os.getpid()}")
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(fp)
+        tmp.replace(memo)
+    except OSError as e:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        _note_unmemoised(str(memo.parent), e.strerror or str(e))
 
 
-@contextmanager
-def locked(path: Path, wait: bool = True) -> Iterator[bool]:
-    """Hold ``path``'s exclusive ``flock``, the one a stream's build holds: waiting for a
-    build in progress (never failing on it), or with ``wait=False`` only if no one holds it.
-    Yields whether it is held."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+@cache
+def _note_unmemoised(folder: str, why: str) -> None:
+    """One note per folder and process, not one per run of a job that runs several."""
+    logging.getLogger(__name__).info("the store's fingerprint is not memoised: %s cannot be "
+                                     "written (%s)", folder, why)
 
 
 def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
@@ -278,7 +266,9 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
     (its lock file's shared ``flock``) until :meth:`StreamInfo.release` or until the info is
     dropped: a build or refresh of it waits, and ``volreplay cache clean`` leaves it, while a
     run reads it.  ``mode`` defaults to the node's ``calibration.cache``; ``off`` returns
-    None."""
+    None.  In a cache this process cannot write, a whole stream is read as in any other, and
+    one that must be built (missing, damaged, or ``refresh``) is a :class:`UserError`
+    (:func:`unwritable`)."""
     mode = cache_mode(node) if mode is None else mode
     jobs, link = build_jobs(node), journal_rows(node) == "link"
     if mode not in MODES:
@@ -288,7 +278,8 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
     calib = calibration_config(node)
     root = streams_dir()
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        if not root.is_dir():  # a cache shared read-only is there already: nothing to make
+            root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         from replay.app.bench import CACHE_ENV
 
@@ -301,11 +292,18 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
     info = StreamInfo(mode, key, folder, False, None)
     while True:  # held and whole, or built (under the build's lock) and then held
         if not build:
-            held = _hold(lock)
+            held = hold(lock)
             if intact(folder):
                 break
-            held.close()
-        with locked(lock):
+            if held is not None:
+                held.close()
+        try:
+            building = exclusive(lock)
+        except OSError as e:
+            if e.errno not in READ_ONLY:
+                raise
+            raise unwritable(root, key, mode, e) from None
+        with building:
             if build or not intact(folder):  # else it was built while we waited
                 info = _build(calib, sel, key, folder, jobs, mode, log)
             build = False
@@ -318,6 +316,20 @@ def ensure_stream(node: Any, sel: Selection, mode: str | None = None,
     return replace(info, link=link, held=held)
 
 
+def unwritable(root: Path, key: str, mode: str, e: OSError) -> UserError:
+    """The error of a run that must build stream ``key`` in a cache it may only read (a
+    cache shared read-only, the module docstring): where to build it instead."""
+    from replay.app.bench import CACHE_ENV
+
+    why = (f"calibration.cache=refresh cannot rebuild the surface stream {key[:12]}" if
+           mode == "refresh" else f"the surface stream {key[:12]} is not built")
+    return UserError(f"{why}: the surface cache {root} cannot be written "
+                     f"({e.strerror or e}); build it where the cache can be written "
+                     f"(volreplay calibrate, with this run's data and calibration overrides), "
+                     f"or set {CACHE_ENV} to a folder this job can write, or "
+                     "calibration.cache=off to fit live")
+
+
 def _build(calib: dict, sel: Selection, key: str, folder: Path, jobs: int, mode: str,
            log: Any) -> StreamInfo:
     """Build stream ``key`` into a temporary folder and publish it at ``folder`` (under
@@ -325,7 +337,12 @@ def _build(calib: dict, sel: Selection, key: str, folder: Path, jobs: int, mode:
     if log is not None:
         log.info("building the surface stream %s (calibration.cache=%s)", key[:12], mode)
     t0 = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=folder.parent))
+    try:  # a lock file left writable in a folder that is not
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=folder.parent))
+    except OSError as e:
+        if e.errno not in READ_ONLY:
+            raise
+        raise unwritable(folder.parent, key, mode, e) from None
     try:
         manifest = build_stream(calib, sel, tmp, key, code_version(), jobs)
         _publish_dir(tmp, folder)

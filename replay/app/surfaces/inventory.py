@@ -26,14 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from replay.app.surfaces.cache import (
-    code_version,
-    lock_file,
-    locked,
-    read_manifest,
-    retire,
-    streams_dir,
-)
+from replay.app.surfaces.cache import code_version, read_manifest, retire, streams_dir
+from replay.app.surfaces.locks import lock_file, locked
 from replay.errors import UserError
 from replay.units import NS, iso_z
 
