@@ -218,9 +218,11 @@ def delta_gamma(forward: np.ndarray, strike: np.ndarray, t: np.ndarray, vol: np.
 
 def expiry_forward(ctx: Any, expiry_ns: int, spot: float, board: SurfaceBoard | None,
                    iid: int | None = None) -> float:
-    """The forward of one expiry by the precedence of the module docstring."""
+    """The forward of one expiry by the precedence of :mod:`strategies.base`."""
     surf = board.surface if board is not None else None
-    if surf is not None:
+    # beyond its first and last slices a surface holds their forward flat: that is not this
+    # expiry's (an expiring option's, or a long one's 120 bp off on real Deribit data)
+    if surf is not None and surf.ts[0] <= surf.t_of(expiry_ns) <= surf.ts[-1]:
         f = float(surf.forward_expiry(expiry_ns))  # as fitted; moved with the spot below
         if math.isfinite(board.spot) and board.spot > 0 and math.isfinite(spot):
             f *= spot / board.spot
