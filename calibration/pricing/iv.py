@@ -25,9 +25,10 @@ The inversion:
 
 Conventions: a price at intrinsic (including a zero out-of-the-money price) gives vol 0; a
 price below intrinsic, at or above the upper bound (F for a call, K for a put), a NaN input,
-non-positive F, K or t, or a negative price give NaN.  "At" allows 8 ulps of the bound, so
-that the rounding of ``price / sqrt(F K)`` cannot turn an exact intrinsic quote into NaN or a
-quote at the upper bound into a huge vol.  Nothing raises for a single element.
+non-positive F, K or t, or a negative price give NaN.  "At" allows 8 ulps of the bound (at
+intrinsic, of the larger of F and K, whose rounding ``|F - K|`` carries), so that rounding
+cannot turn an exact intrinsic quote into NaN or a spurious vol, nor a quote at the upper
+bound into a huge vol.  Nothing raises for a single element.
 
 Execution: one scalar kernel per element; arrays of ``PARALLEL_MIN`` elements or more are
 spread over numba's threads (``prange``), smaller ones (a smile, a snapshot) run on the
@@ -185,11 +186,16 @@ def normalised_implied_vol(beta: float, x: float, theta: float, n_iter: int) -> 
     iota = normalised_intrinsic(x, theta)
     beta = beta - iota
     x = -abs(x)
-    # a few ulps of tolerance at both bounds: a price quoted exactly at intrinsic (or at F / K)
-    # must not flip to NaN (or a huge vol) because the normalisation rounded the other way
-    if beta < 0.0:
-        return 0.0 if beta >= -_BOUND_ULPS * _EPS * iota else math.nan
     b_max = math.exp(0.5 * x)
+    # a few ulps of tolerance at both bounds: a price quoted exactly at intrinsic (or at F / K)
+    # must not flip to NaN (or a huge vol) because the normalisation rounded the other way.
+    # An in-the-money price |F - K| + time value carries the rounding of the larger of F and
+    # K, e^{|x|/2} = iota + b_max once normalised, and iota its own: a time value within
+    # that of either side is none
+    if iota > 0.0 and abs(beta) <= _BOUND_ULPS * _EPS * (2.0 * iota + b_max):
+        return 0.0
+    if beta < 0.0:
+        return math.nan
     if not beta < b_max * (1.0 - _BOUND_ULPS * _EPS):
         return math.nan
     if beta < _TINY:  # zero or denormal time value: no resolvable vol
