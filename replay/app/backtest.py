@@ -96,6 +96,7 @@ def _run(cfg: Any, held: ExitStack) -> dict:
     from replay.app import FEED_READ_AHEAD, use_system_allocator
     from replay.app.surfaces.build import DYNAMICS_FILE
     from replay.app.surfaces.cache import BUILD_KEYS, cache_mode, ensure_stream, read_manifest
+    from replay.app.surfaces.cache import store_fingerprint as fingerprint
     from replay.consumers.marker import PnLMarker
     from replay.consumers.stream_reader import StreamReader
     from replay.engine.loop import ProgressLog, run_replay
@@ -155,8 +156,10 @@ def _run(cfg: Any, held: ExitStack) -> dict:
     bars = forecast_bars(d, fc) if fc is not None else None  # before the run dir is claimed
 
     run_info = {"db": str(db), "underlying": names.get(underlying), "config": resolved}
+    if cfg.get("snapshot_every_s") or resume:  # what a resume must find unchanged
+        run_info["store_fingerprint"] = fingerprint(db)
     if resume:
-        snap_path, n_done = _check_resume(resume, out, resolved)
+        snap_path, n_done = _check_resume(resume, out, run_info)
     else:
         snap_path, n_done = None, 0
         _claim(out, run_info)
@@ -294,9 +297,10 @@ def _release(out: Path, run_info: dict, status: str) -> None:
     _write_run_json(out, {**run_info, "status": status})
 
 
-def _check_resume(resume: str, out: Path, resolved: dict) -> tuple[Path, int]:
+def _check_resume(resume: str, out: Path, run_info: dict) -> tuple[Path, int]:
     """The snapshot to resume from and its event count, after checking that the run was
-    started with this config (keys in RESUME_FREE_KEYS may differ)."""
+    started with this config (keys in RESUME_FREE_KEYS may differ) on this store's content (a
+    snapshot's place in each table is a ``seq``, which a merging ingest renumbers)."""
     from replay.engine import snapshot as snap
     from replay.engine.state import C_EVENTS, C_NOW
 
@@ -306,11 +310,16 @@ def _check_resume(resume: str, out: Path, resolved: dict) -> tuple[Path, int]:
     stored = out / "run.json"
     if stored.exists():
         try:
-            before = _comparable(json.loads(stored.read_text()).get("config") or {})
+            started = json.loads(stored.read_text())
+            before = _comparable(started.get("config") or {})
         except (ValueError, TypeError) as e:  # written by an older version, or edited
             raise ConfigError(f"resume: cannot read the config of {out} from run.json "
                               f"({e}); nothing was changed") from None
-        diff = config_diff(before, _comparable(resolved), RESUME_FREE_KEYS)
+        if started.get("store_fingerprint") not in (None, run_info["store_fingerprint"]):
+            raise ConfigError(f"resume: the store {run_info['db']} has changed since {out} was "
+                              "started (data was ingested into it); its snapshots no longer "
+                              "point into the same rows: start the run afresh")
+        diff = config_diff(before, _comparable(run_info["config"]), RESUME_FREE_KEYS)
         if diff:
             shown = "; ".join(f"{k}: {_brief(a)} -> {_brief(b)}" for k, a, b in diff[:3])
             more = f"; and {len(diff) - 3} more" if len(diff) > 3 else ""

@@ -116,3 +116,30 @@ def test_resume_into_another_directory_is_refused(gbm_quarter_hour, killed, tmp_
     assert p.returncode == EXIT_USER_ERROR
     assert "a resume continues in its own directory" in p.stderr
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_a_resume_after_the_store_changed_is_refused(gbm_quarter_hour, tmp_path):
+    """A snapshot's place in each table is a ``seq``, which an ingest merging into the stored
+    history renumbers.  Before, a resume after such an ingest replayed other rows from the
+    snapshot on and finished without a word (its hash matched neither store)."""
+    from replay.ingest import ingest
+    from replay.store import open_store
+
+    db, run = tmp_path / "s.duckdb", tmp_path / "run"
+    shutil.copy(gbm_quarter_hour, db)
+    p = _run(f"data.db={db}", f"hydra.run.dir={run}", *ARGS, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    for f in [*sorted((run / "snapshots").glob("*.snap"))[3:], run / "metrics.json"]:
+        f.unlink()
+    with open_store(db, read_only=False) as s:
+        (name, ts), = s.con.sql("SELECT i.name, min(q.ts_recv) FROM underlying_quotes q JOIN "
+                                "instruments i USING (instrument_id) GROUP BY ALL ORDER BY 2 LIMIT 1").fetchall()
+        csv = tmp_path / "underlying_quotes.csv"
+        csv.write_text("ts_exchange,ts_recv,instrument,bid_price,ask_price\n"
+                       f"{ts + 1},{ts + 1},{name},100.0,101.0\n")
+        assert ingest(s, "canonical", [str(csv)]).ingested == 1
+    before = _tree(run)
+    p = _run(f"data.db={db}", *ARGS, f"resume={run}", cwd=tmp_path)
+    assert p.returncode == EXIT_USER_ERROR, p.stderr[-3000:]
+    assert f"resume: the store {db} has changed since {run} was started" in p.stderr
+    assert _tree(run) == before
