@@ -234,11 +234,10 @@ class Journal:
 
     def _chain(self, k: EventKind, ts: int, cause: tuple[int, int], source: str,
                digest: bytes) -> int:
-        self.seq += 1
-        seq = self.seq
-        cs, cq = int(cause[0]), int(cause[1])
-        self.hash = chain(self.hash, HEAD.pack(seq, ts, cs, cq) + self._prefix(k.name, source)
-                          + digest)
+        seq, cs, cq = self.seq + 1, int(cause[0]), int(cause[1])
+        head = HEAD.pack(seq, ts, cs, cq)  # what cannot be packed takes no seq
+        self.seq = seq
+        self.hash = chain(self.hash, head + self._prefix(k.name, source) + digest)
         self._main.append((seq, ts, self._pair(k.name, source), cs, cq))
         self._buffered += 1
         return seq

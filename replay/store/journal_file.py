@@ -58,6 +58,7 @@ def recompute_hash(path: str | os.PathLike) -> str:
             fields = [f for f, _ in k.fields]
             src, order = (f"({linked_rows_sql(k, linked[name], row=True)})", "_row") \
                 if name in linked else (k.table, "rowid")
+            _check_rows(con, path, name, src)
             rows = con.sql(f"SELECT seq, {', '.join(fields) or '1'} FROM {src} "
                            f"WHERE seq IN (SELECT seq FROM journal WHERE kind = $k) "
                            f"ORDER BY seq, {order}", params={"k": name}).fetchall()
@@ -75,6 +76,22 @@ def recompute_hash(path: str | os.PathLike) -> str:
         cols = payload[kind].get(seq, {f: [] for f, _ in k.fields})
         h = chain(h, canonical_bytes(seq, ts, k, cs, cq, source or "", cols))
     return h.hex()
+
+
+def _check_rows(con: duckdb.DuckDBPyConnection, path: str | os.PathLike, name: str,
+                src: str) -> None:
+    """The hash covers each payload row through its event (``seq``), not the row's own
+    ``ts``, which the analytics read: every row of kind ``name``'s table (``src``) must be
+    one of an event of that kind, at that event's ``ts``."""
+    orphan, moved = con.sql(
+        f"SELECT count(*) FILTER (WHERE j.seq IS NULL), "
+        f"count(*) FILTER (WHERE j.seq IS NOT NULL AND p.ts IS DISTINCT FROM j.ts) "
+        f"FROM {src} p LEFT JOIN (SELECT seq, ts FROM journal WHERE kind = $k) j "
+        f"ON p.seq = j.seq", params={"k": name}).fetchall()[0]
+    if orphan or moved:
+        raise StoreError(f"journal {path}: {orphan} {name} row(s) belong to no {name} event "
+                         f"and {moved} sit at another time than their event's; the journal "
+                         "was changed after it was written")
 
 
 def _kinds(con: duckdb.DuckDBPyConnection, path: str | os.PathLike) -> dict[str, EventKind]:
