@@ -297,8 +297,3 @@ def book_greeks(ctx: Any, positions: Mapping[int, float] | None, source: str,
     docstring for units and conventions)."""
     return book_legs(ctx, positions, source, board, flat_vol).greeks()
 
-
-def option_value_coin(forward: float, strike: float, t: float, vol: float, is_call: bool
-                      ) -> float:
-    """Inverse-option premium in coin, ``black_price / F`` (``docs/architecture.md``, "Units")."""
-    return float(black_price(forward, strike, t, vol, is_call)) / forward
