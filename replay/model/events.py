@@ -206,10 +206,28 @@ def columns_of(kind: EventKind, rows: Mapping[str, object]) -> tuple[int, dict[s
     n = len(next(iter(seqs.values()))) if seqs else 1
     if any(len(c) != n for c in seqs.values()):
         raise ValueError(f"{kind.name}: payload columns differ in length")
+    for f, t in kind.fields:
+        if t in ("int", "bool"):
+            _check_exact(kind, f, t, rows[f])
     # float lists stay lists of lists: their lengths may differ
     return n, {f: ((list(map(list, rows[f])) if t == "floats" else np.asarray(rows[f]).tolist())
                    if f in seqs else [list(rows[f]) if t == "floats" else rows[f]] * n)
                for f, t in kind.fields}
+
+
+def _check_exact(kind: EventKind, f: str, typ: str, value: object) -> None:
+    """An ``int`` or ``bool`` field given floats: refused unless they are whole numbers (an
+    int) or 0 and 1 (a bool), where the canonical bytes and the stored column would otherwise
+    coerce them (3.9 as 3, NaN as True)."""
+    if value is None or isinstance(value, int):  # bool is an int; the common case, at once
+        return
+    a = np.asarray(value)
+    if a.dtype.kind != "f":
+        return
+    ok = (a == np.trunc(a)) if typ == "int" else ((a == 0) | (a == 1))
+    if not ok.all():
+        bad = float(a[~ok].flat[0])
+        raise ValueError(f"{kind.name}.{f}: {bad!r} is not {'an int' if typ == 'int' else 'a bool'}")
 
 
 def _is_column(value: object, typ: str) -> bool:

@@ -1,0 +1,34 @@
+"""An event's payload is refused, not coerced, where its canonical bytes and its stored
+column would read a value as another (``replay.model.events.columns_of``)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from replay.model.events import KINDS, columns_of, payload_bytes
+
+FIT = {"model": "svi", "expiry": 1, "t": 0.1, "forward": 1e5, "params": [0.1], "n_quotes": 9,
+       "rmse_vol_pts": 0.2, "inside_spread_pct": 90.0, "fit_ms": 1.0, "arb_violations": 0,
+       "published": True, "reason": "", "carried": False}
+
+
+@pytest.mark.parametrize("kind, rows, why", [
+    ("snapshot", {"n_events": 3.9}, "snapshot.n_events: 3.9 is not an int"),
+    ("surface_fit", FIT | {"published": math.nan}, "surface_fit.published: nan is not a bool"),
+    ("surface_fit", FIT | {"expiry": [1, 2], "carried": [0.0, 0.5]},
+     "surface_fit.carried: 0.5 is not a bool"),
+])
+def test_a_float_an_int_or_bool_field_cannot_hold_is_refused(kind, rows, why):
+    """Before, 3.9 hashed as 3 (and was stored as 3) and NaN as True (then failed at a later
+    flush, or never without a journal file)."""
+    with pytest.raises(ValueError, match=why):
+        columns_of(KINDS[kind], rows)
+
+
+def test_whole_floats_and_zero_one_flags_are_the_ints_and_bools_they_spell():
+    k = KINDS["snapshot"]
+    assert payload_bytes(k, columns_of(k, {"n_events": np.float64(3.0)})[1]) == \
+        payload_bytes(k, columns_of(k, {"n_events": 3})[1])
