@@ -189,9 +189,17 @@ class Instruments:
     def default_underlying(self, after: int | None = None) -> int:
         """The hedge/underlying instrument by default: the perpetual if there is one, else the
         index, else spot, else the nearest future (of those expiring after ``after``, when
-        any does: a replay's start); -1 if none."""
+        any does: a replay's start); -1 if none.  Of the instruments defined by ``after``
+        when any of these kinds is (a perpetual listed later must not decide, from the first
+        event on, how the coin is priced); else of all, each kind's listed first."""
+        listed = self.listed_ns if self.listed_ns is not None and after is not None else None
+        known = listed is not None and bool(np.isin(
+            self.kind[listed <= after], ("perp", "index", "spot", "future")).any())
         for kind in ("perp", "index", "spot", "future"):
             ids = self.ids_of_kind(kind)
+            if listed is not None:
+                ids = ids[listed[ids] <= after] if known else \
+                    ids[np.argsort(listed[ids], kind="stable")]
             if len(ids):
                 if kind == "future":
                     live = ids[self.expiry_ns[ids] > after] if after is not None else ids

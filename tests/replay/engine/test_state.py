@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -112,6 +114,21 @@ def test_default_underlying_prefers_perp_then_index():
     assert inst(["future", "future", "option"]).default_underlying(after=4) == 0
     assert inst(["future", "future", "option"]).default_underlying(after=9) == 1  # none: all
     assert inst(["option"]).default_underlying() == -1
+
+
+def test_the_default_underlying_is_one_defined_by_the_replays_start():
+    """A perpetual defined after the start must not be the underlying from the first event on
+    (until listed, its mid is NaN and the coin was priced off an option forward: every USD
+    conversion, corridor and leg choice before it moved with an instrument not yet known)."""
+    kinds = np.array(["option", "index", "perp"], object)
+    inst = Instruments(np.array(["C", "BTC-USD", "BTC-PERPETUAL"], object), kinds,
+                       np.full(3, NEVER, np.int64), np.full(3, np.nan), np.full(3, -1, np.int8),
+                       np.array([""] * 3, object), np.ones(3),
+                       listed_ns=np.array([0, 0, 500], np.int64))
+    assert inst.default_underlying(after=100) == 1  # the index, defined at 0
+    assert inst.default_underlying(after=500) == 2  # the perpetual once defined
+    late = replace(inst, listed_ns=np.array([0, 700, 500], np.int64))
+    assert late.default_underlying(after=100) == 2  # none defined by then: by kind, as before
 
 
 def test_spot_is_one_live_coin_price():
