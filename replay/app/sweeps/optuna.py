@@ -88,8 +88,6 @@ class OptunaSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
-        import optuna
-
         from replay.app.sweeps.space import parse_space
 
         assert self.config is not None and self.hydra_context is not None
@@ -104,22 +102,19 @@ class OptunaSweeper(Sweeper):
 
         records: list[dict[str, Any]] = []
         returns = []
-        job = 0
-        while job < n_trials:
-            trials = self._ask(study, space, min(self.n_jobs, n_trials - job))
-            batch = [space.overrides(t.params) for t in trials]
+        asked = job = 0  # trials asked for; jobs launched (a trial that does not compose has none)
+        while asked < n_trials:
+            trials = self._ask(study, space, min(self.n_jobs, n_trials - asked))
+            asked += len(trials)
             with _user_errors():
-                try:
-                    self._validate(batch)
-                except Exception:  # leave no trial RUNNING in a stored study
-                    for t in trials:
-                        study.tell(t, state=optuna.trial.TrialState.FAIL)
-                    raise
-            results = self.launcher.launch(batch, initial_job_idx=job)
-            for i, (trial, ret) in enumerate(zip(trials, results)):
-                records.append(self._tell(study, trial, ret, job + i))
-            returns.append(results)
-            job += len(trials)
+                trials = self._composed(study, space, trials, records, first=not returns)
+            if trials:
+                results = self.launcher.launch([space.overrides(t.params) for t in trials],
+                                               initial_job_idx=job)
+                for i, (trial, ret) in enumerate(zip(trials, results)):
+                    records.append(self._tell(study, trial, ret, job + i))
+                returns.append(results)
+                job += len(trials)
         self._write_results(sweep_dir, study, records)
         return returns
 
@@ -146,39 +141,82 @@ class OptunaSweeper(Sweeper):
                               ) from None
         return trials
 
-    def _study(self, space: Any) -> tuple[Any, int]:
+    def _sampler(self, space: Any, seed: int | None) -> Any:
         import optuna
 
-        n_trials = self.n_trials
         if self.sampler_name == "grid":
-            grid = space.grid()
-            sampler = _grid_sampler(grid, self.seed)
-            size = 1
-            for values in grid.values():
-                size *= len(values)
-            if size < n_trials:
-                log.info(f"grid of {size} points: running {size} trials, not {n_trials}")
-                n_trials = size
-        elif self.sampler_name == "random":
-            sampler = optuna.samplers.RandomSampler(seed=self.seed)
-        else:
-            # trials asked together do not see each other's results: without the "constant
-            # liar" TPE would propose near-identical points within a batch
-            sampler = optuna.samplers.TPESampler(seed=self.seed, constant_liar=self.n_jobs > 1)
+            return _grid_sampler(space.grid(), seed)
+        if self.sampler_name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        # trials asked together do not see each other's results: without the "constant liar"
+        # TPE would propose near-identical points within a batch
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=self.n_jobs > 1)
+
+    def _study(self, space: Any) -> tuple[Any, int]:
+        """The study (a stored one resumed) and how many trials to run.  A resumed study must
+        have been searched for the same objective over the same space; its sampler is seeded
+        from the seed and the trials it holds, so that a session does not ask again for the
+        points the earlier ones did."""
+        import numpy as np
+        import optuna
+        from optuna.distributions import distribution_to_json
+
+        from replay.errors import ConfigError
+
+        sampler = self._sampler(space, self.seed)
         try:
             study = optuna.create_study(direction=self.objective.direction, sampler=sampler,
                                         storage=self.storage, study_name=self.study_name,
                                         load_if_exists=self.storage is not None)
         except (ValueError, ImportError, optuna.exceptions.OptunaError, *_storage_errors()) as e:
-            from replay.errors import ConfigError
-
             raise ConfigError(f"hydra.sweeper.storage: {self.storage!r}: {e}") from None
         if study.direction.name.lower() != self.objective.direction:
-            from replay.errors import ConfigError
-
             raise ConfigError(f"objective.direction: study {study.study_name!r} in "
                               f"{self.storage} was created to {study.direction.name.lower()}")
+        searched = {"objective.expr": self.objective.expr, "hydra.sweeper.params": {
+            n: distribution_to_json(d) for n, d in sorted(space.distributions.items())}}
+        for key, value in searched.items():
+            if study.user_attrs.get(key, value) != value:
+                raise ConfigError(f"{key}: study {study.study_name!r} in {self.storage} was "
+                                  f"searched with another one ({study.user_attrs[key]}); give it "
+                                  "the same, or another hydra.sweeper.study_name")
+            study.set_user_attr(key, value)
+        n_trials, done = self.n_trials, len(study.trials)
+        if done and self.seed is not None:
+            seed = int(np.random.SeedSequence([self.seed, done]).generate_state(1)[0])
+            study.sampler = self._sampler(space, seed)
+        if self.sampler_name == "grid":
+            size = int(np.prod([len(v) for v in space.grid().values()]))
+            if size - done < n_trials:
+                log.info(f"grid of {size} points, {done} searched before: running "
+                         f"{max(size - done, 0)} trials, not {n_trials}")
+                n_trials = max(size - done, 0)
         return study, n_trials
+
+    def _composed(self, study: Any, space: Any, trials: list[Any], records: list[dict],
+                  first: bool) -> list[Any]:
+        """The trials whose config composes.  One that does not (a value that does not fit
+        another drawn with it, e.g. a key of one strategy drawn with another) is failed with
+        its error, and the search goes on; but when no trial of the first batch composes, the
+        fault is the sweep's (a bad key), and it stops before any job runs."""
+        from optuna.trial import TrialState
+
+        ok, errors = [], []
+        for t in trials:
+            try:
+                self._validate([space.overrides(t.params)])
+                ok.append(t)
+            except Exception as e:  # noqa: BLE001 - told to the study, never left RUNNING
+                errors.append((t, e))
+        for t, _ in errors:
+            study.tell(t, state=TrialState.FAIL)
+        if first and not ok and errors:
+            raise errors[0][1]
+        for t, e in errors:
+            records.append({"number": t.number, "job": None, "params": dict(t.params),
+                            "state": "FAIL", "value": None, "error": f"not composed: {e}"})
+            log.warning(f"trial {t.number} {dict(t.params)} failed: {e}")
+        return ok
 
     def _validate(self, batch: list[list[str]]) -> None:
         """Compose every job's config now, so a bad key stops the sweep before jobs run."""
