@@ -14,9 +14,10 @@ from typing import Any
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
-def parse_overrides(argv: list[str]) -> list[Any]:
-    """Hydra's own parse of the override words (flags and their values skipped); [] when they
-    do not parse, and Hydra will then report that."""
+def parse_overrides(argv: list[str], strict: bool = False) -> list[Any] | None:
+    """Hydra's own parse of the override words (flags and their values skipped); when they do
+    not parse, [] (None if ``strict``: a caller that must not check the default config in
+    their place), and Hydra will then report that."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
@@ -31,7 +32,7 @@ def parse_overrides(argv: list[str]) -> list[Any]:
     try:
         return OverridesParser.create().parse_overrides(words)
     except HydraException:
-        return []
+        return None if strict else []
 
 
 def check_overrides(argv: list[str]) -> None:

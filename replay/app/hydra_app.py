@@ -306,7 +306,9 @@ def _check_sweep(argv: list[str]) -> None:
     from replay.errors import ConfigError
     from replay.model.config import DataConfig, checked_config
 
-    parsed = parse_overrides(argv)
+    parsed = parse_overrides(argv, strict=True)
+    if parsed is None:  # Hydra reports the word it cannot parse, not a check of the defaults
+        return
     if any(o.key_or_group == "hydra.sweep.subdir" for o in parsed):
         raise ConfigError("hydra.sweep.subdir: the sweep summary and exit code read the jobs "
                           "from their numbered folders (${hydra.job.num}); leave it unset")

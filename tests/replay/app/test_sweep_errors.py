@@ -42,6 +42,9 @@ def test_a_sweep_checks_each_jobs_hedge_instrument_before_any_job(gbm_quarter_ho
 @pytest.mark.parametrize("override, needle", [
     ("objective.expr=pnl.fees", "objective.expr: unknown metric 'pnl.fees'"),
     ("objective.direction=up", "objective.direction"),
+    # a word Hydra cannot parse: its own message (before, a check of the default config's
+    # store, "store datasets/demo.duckdb does not exist", from outside the checkout)
+    ("book.size=[1", "no viable alternative at input '[1'"),
 ])
 def test_grid_sweep_checks_its_objective_before_any_job(gbm_quarter_hour, tmp_path, override,
                                                         needle):
