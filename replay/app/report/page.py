@@ -273,7 +273,7 @@ def _smiles_section(cq: pd.DataFrame, run: dict) -> Section:
     pick = _snapshottimes(np.unique(cq.ts), _n_snapshots(run))
     for ts in pick:
         q = cq[cq.ts == ts]
-        exps = np.unique(q.expiry)[:6]
+        exps = np.unique(q.expiry)
         fig, axes = charts.plt_agg().subplots((len(exps) + 2) // 3, 3, figsize=(11, 2.8 * ((len(exps) + 2) // 3)),
                                  squeeze=False)
         for ax, e in zip(axes.ravel(), exps):

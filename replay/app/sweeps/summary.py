@@ -210,6 +210,7 @@ img{{max-width:48%;margin-right:1%}}</style>
 function sortBy(n){{const t=document.getElementById('jobs');const rows=[...t.tBodies[0].rows];
 const asc=t.dataset.col==n&&t.dataset.dir!='asc';t.dataset.col=n;t.dataset.dir=asc?'asc':'desc';
 rows.sort((a,b)=>{{const x=a.cells[n].textContent,y=b.cells[n].textContent;const fx=parseFloat(x),fy=parseFloat(y);
+if((x==='')!==(y===''))return x===''?1:-1;
 const c=(isNaN(fx)||isNaN(fy))?x.localeCompare(y):fx-fy;return asc?c:-c}});rows.forEach(r=>t.tBodies[0].appendChild(r))}}
 </script></head><body>
 <h1>Sweep <code>{html.escape(str(sweep))}</code></h1>
