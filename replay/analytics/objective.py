@@ -116,11 +116,13 @@ def parse_objective(expr: str, direction: str = "minimize",
         known = set(known)
         for name in names:
             if name not in known and not name.startswith(OPEN_PREFIXES):
-                hint = " (it is not a number)" if name == "journal_hash" else _suggest(name, known)
+                hint = " (it is not a number)" if name in NOT_NUMBERS else _suggest(name, known)
                 raise ConfigError(f"objective.expr: unknown metric {name!r}{hint}")
     return Objective(expr=expr, direction=direction, names=tuple(names), _tree=tree)
 
 
+#: metrics a run writes that are no numbers (a hash, a flag): never an objective
+NOT_NUMBERS = ("journal_hash", "surface_stream.built")
 #: the numeric keys of the ``margin`` block (runs with ``margin`` on; docs/outputs.md)
 NUMERIC_MARGIN_KEYS = ("initial_usd_mean", "initial_usd_max", "maintenance_usd_mean",
                        "min_equity_over_mm", "margin_calls", "liquidations", "breach_horizon_s",
@@ -147,7 +149,7 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
         "n_fits", "rmse_vol_pts", "inside_spread_pct", "oos_rmse_vol_pts", "param_jitter",
         "arb_violations", "fit_ms_median", "vs_venue_mark_iv_mae_vol_pts", "fallbacks",
         "skipped_no_quotes")}
-    names |= {"surface_stream.built", "surface_stream.build_seconds"}
+    names |= {"surface_stream.build_seconds"}
     from replay.engine.journal import COST_KEYS
 
     names |= {f"journal.{k}" for k in COST_KEYS}

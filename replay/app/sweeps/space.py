@@ -17,6 +17,7 @@ Optuna needs the distributions; each trial's values go back to Hydra as override
 formatted the way Hydra's grammar reads them.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,8 +129,11 @@ def _distribution(name: str, o: Any) -> Any:
             raise ConfigError(f"{name}: interval({lo}, {hi}) is empty")
         if "log" in tags and lo <= 0:
             raise ConfigError(f"{name}: a log interval must start above 0, not at {lo}")
-        if "int" in tags:
-            return IntDistribution(int(lo), int(hi), log="log" in tags)
+        if "int" in tags:  # the whole numbers inside the interval
+            ilo, ihi = math.ceil(lo), math.floor(hi)
+            if ilo > ihi:
+                raise ConfigError(f"{name}: tag(int, interval({lo}, {hi})) holds no integer")
+            return IntDistribution(ilo, ihi, log="log" in tags)
         return FloatDistribution(lo, hi, log="log" in tags)
     raise ConfigError(f"{name}: {o.get_value_string()} cannot be searched by Optuna; "
                       "use choice(...), range(...) or interval(...)")

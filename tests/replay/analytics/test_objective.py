@@ -87,8 +87,9 @@ def test_unknown_names_are_named_with_close_matches():
     assert "pnl.step_std_usd" in str(e.value)
     with pytest.raises(ConfigError, match="execution.markout_bps.10s"):
         parse_objective("execution.markout_bps.10 * 2", known=known)
-    with pytest.raises(ConfigError, match="not a number"):
-        parse_objective("journal_hash", known=known)
+    for flag in ("journal_hash", "surface_stream.built"):
+        with pytest.raises(ConfigError, match="not a number"):
+            parse_objective(flag, known=known)
     # a calibration scheme may report figures of its own: checked per run instead
     obj = parse_objective("calibration.my_scheme_figure", known=known)
     with pytest.raises(ConfigError, match="unknown metric 'calibration.my_scheme_figure'"):
@@ -143,8 +144,9 @@ def test_known_names_are_what_a_backtest_writes(store, tmp_path):
             "margin=portfolio", "forecast=all", "forecast.horizons_s=[120.0]",
             "forecast.every_s=60", "forecast.sample_s=10", "forecast.min_returns=6"])
     m = replay.run(cfg)
-    # the strings (journal hash, the surface stream's key, path and cache mode) are no metric
-    written = {k for k, v in flatten(m).items() if not isinstance(v, str)}
+    # the strings (journal hash, the surface stream's key, path and cache mode) and the flags
+    # (whether the stream was built) are no metric
+    written = {k for k, v in flatten(m).items() if not isinstance(v, str | bool)}
     assert written == known_metric_names([1.0, 2.5])
     assert "execution.markout_bps.2p5s" in written
     value = parse_objective("pnl.step_std_usd - 0.5 * (pnl.fees_usd + pnl.slippage_usd)",

@@ -93,3 +93,19 @@ def test_a_trial_that_does_not_compose_fails_and_the_search_goes_on(tmp_path):
     with pytest.raises(ConfigError, match="Could not override 'y'"):
         s._composed(study, space, fresh, [], first=True)
     assert {study.trials[t.number].state.name for t in fresh} == {"FAIL"}  # none left RUNNING
+
+
+@pytest.mark.parametrize("interval, want", [("interval(1.5, 9.7)", (2, 9)),
+                                            ("interval(1, 4)", (1, 4))])
+def test_an_int_interval_searches_the_whole_numbers_inside_it(interval, want):
+    """Before, ``tag(int, interval(1.5, 9.7))`` searched 1 to 9: 1 is outside the interval."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from replay.app.sweeps.space import _distribution
+
+    o = OverridesParser.create().parse_overrides([f"n=tag(int, {interval})"])[0]
+    d = _distribution("n", o)
+    assert (d.low, d.high) == want
+    with pytest.raises(ConfigError, match="holds no integer"):
+        _distribution("n", OverridesParser.create().parse_overrides(
+            ["n=tag(int, interval(1.2, 1.8))"])[0])
