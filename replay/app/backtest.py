@@ -212,8 +212,9 @@ def _run(cfg: Any, held: ExitStack) -> dict:
     # end to end: consumers, venue and analytics included (the report is rendered after)
     metrics["wall_seconds"] = time.perf_counter() - t_wall
     metrics["events_per_second"] = res.total_events / metrics["wall_seconds"]
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False,
-                                                 default=_json_default))
+    tmp = out / ".metrics.json.tmp"  # whole or absent: a sweep reads it as the job's result
+    tmp.write_text(json.dumps(metrics, indent=2, allow_nan=False, default=_json_default))
+    tmp.replace(out / "metrics.json")
     _write_run_json(out, {**run_info, "status": "complete"})
     if report.html:
         from replay.app.report import render_run

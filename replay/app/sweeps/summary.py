@@ -251,12 +251,21 @@ class SweepSummary(Callback):
         global last_exit_code
 
         sweep = Path(config.hydra.sweep.dir)
-        paths = summarize_sweep(sweep, config)
+        target = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
+        # first: Hydra turns what a callback raises into a warning, and a summary that fails
+        # must not leave the sweep's exit code at 0
+        last_exit_code = 1
+        last_exit_code = sweep_exit_code(sweep, search="optuna" in target.lower())
+        try:
+            paths = summarize_sweep(sweep, config)
+        except Exception as e:
+            print(f"volreplay: sweep summary failed ({type(e).__name__}: {e}); the jobs' own "
+                  f"results are in {sweep}", file=sys.stderr)
+            last_exit_code = max(last_exit_code, 1)
+            raise
         builds = stream_builds(pd.read_parquet(paths[0]))
         print(f"sweep summary: {paths[0]}\nsweep report:  {paths[1]}\n"
               f"surface stream builds: {builds}")
-        target = str(OmegaConf.select(config, "hydra.sweeper._target_", default="") or "")
-        last_exit_code = sweep_exit_code(sweep, search="optuna" in target.lower())
 
 
 def sweep_exit_code(sweep: Path, search: bool = False) -> int:

@@ -92,3 +92,22 @@ def test_a_sweep_into_a_used_folder_keeps_the_old_sweeps_config(tmp_path):
     (old,) = tmp_path.glob("previous-*")
     assert sorted(p.name for p in old.iterdir()) == ["0", "multirun.yaml"]
     assert not (tmp_path / "multirun.yaml").exists()
+
+
+def test_a_summary_that_fails_leaves_the_sweep_exit_code_non_zero(tmp_path):
+    """Hydra turns what a callback raises into a warning: before, a summary that failed (a
+    job's metrics.json cut short) left the exit code unset, and the sweep exited 0."""
+    from omegaconf import OmegaConf
+
+    from replay.app.sweeps import summary
+
+    for job in (0, 1):
+        d = tmp_path / str(job)
+        (d / ".hydra").mkdir(parents=True)
+        (d / ".hydra" / "overrides.yaml").write_text(f"- strategy.band={0.1 * (job + 1)}\n")
+        (d / "metrics.json").write_text('{"pnl": {"fees_usd": -1.0}}' if job else '{"pnl": {')
+    cfg = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    summary.last_exit_code = None
+    with pytest.raises(json.JSONDecodeError):
+        summary.SweepSummary().on_multirun_end(cfg)
+    assert summary.last_exit_code == 1
