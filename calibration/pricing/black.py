@@ -293,7 +293,7 @@ def _prepare(forward: ArrayLike, strike: ArrayLike, t: ArrayLike, vol: ArrayLike
         np.asarray(forward, dtype=np.float64), np.asarray(strike, dtype=np.float64),
         np.asarray(t, dtype=np.float64), np.asarray(vol, dtype=np.float64),
         np.asarray(is_call, dtype=bool))
-    bad = ~((f > 0) & (k > 0) & (tt >= 0) & (v >= 0))  # NaN compares False -> bad
+    bad = ~((f > 0) & (f < np.inf) & (k > 0) & (k < np.inf) & (tt >= 0) & (v >= 0))  # NaN: bad
     return f, k, tt, v, c, bad
 
 

@@ -38,3 +38,11 @@ def test_limits_and_invalid_inputs_as_the_numpy_greeks():
         got = greeks_one(*a)
         for j, name in enumerate(GREEK_NAMES):
             assert_allclose(got[j], float(want[name]), rtol=1e-15, atol=0, err_msg=f"{a} {name}")
+
+
+def test_an_infinite_forward_or_strike_gives_nan_greeks_on_both_paths():
+    """The module docstring's invalid inputs: before, F = inf gave delta 1 and gamma 0 beside
+    a NaN price."""
+    for f, k in ((np.inf, 100.0), (100.0, np.inf)):
+        assert all(np.isnan(g) for g in greeks_one(f, k, 0.1, 0.5, True))
+        assert all(np.isnan(v) for v in greeks(f, k, 0.1, 0.5, True).values())
