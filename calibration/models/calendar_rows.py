@@ -30,13 +30,14 @@ from numba import njit
 
 from calibration.arbitrage import CALENDAR_TOL
 from calibration.models.svi_arbitrage import (
+    grid_point,
     svi_calendar_drop,
     svi_calendar_drops,
     svi_calendar_rises,
     svi_envelope_dip,
     svi_envelope_dips,
+    svi_w,
 )
-from calibration.models.svi_formula import svi_point
 from calibration.surface import SmileSlice, param_values
 
 Rows = tuple[np.ndarray, np.ndarray]
@@ -56,11 +57,6 @@ CALENDAR_MARGIN = 1e-4
 
 
 @njit(cache=True)
-def _grid_point(lo: float, hi: float, n: int, i: int) -> float:
-    return hi if i == n - 1 else lo + i * ((hi - lo) / (n - 1))
-
-
-@njit(cache=True)
 def row_points(lo: float, hi: float, k_check: np.ndarray, n: int) -> np.ndarray:
     """``n`` even steps over ``[lo, hi]`` and every point of the surface's calendar check grid
     ``k_check`` inside it, sorted, each once (``numpy.union1d`` of the two; the steps as
@@ -71,7 +67,7 @@ def row_points(lo: float, hi: float, k_check: np.ndarray, n: int) -> np.ndarray:
         inside += lo <= x <= hi
     k = np.empty(n + inside)
     for i in range(n):
-        k[i] = _grid_point(lo, hi, n, i)
+        k[i] = grid_point(lo, hi, n, i)
     j = n
     for x in k_check:
         if lo <= x <= hi:
@@ -89,11 +85,6 @@ def _lifted(w: float, steps: int, margin: float) -> float:
 
 
 @njit(cache=True)
-def _w(p: np.ndarray, k: float) -> float:
-    return svi_point(k, p[0], p[1], p[2], p[3], p[4])[0]
-
-
-@njit(cache=True)
 def svi_floor_rows(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, k_check: np.ndarray,
                    n: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """:func:`floor_rows` of the SVI slices ``par`` (rows ``a, b, rho, m, sigma`` by
@@ -107,7 +98,7 @@ def svi_floor_rows(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, k_check:
     k = row_points(lo, hi, k_check, n)
     kk, ww = np.empty(k.size), np.empty(k.size)
     for j in range(k.size):
-        kk[j], ww[j] = k[j], _lifted(_w(par[last], k[j]), 1, margin)
+        kk[j], ww[j] = k[j], _lifted(svi_w(par[last], k[j]), 1, margin)
     a, b = k_lo.min(), k_hi.max()
     if a >= lo and b <= hi:
         return kk, ww
@@ -120,7 +111,7 @@ def svi_floor_rows(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, k_check:
         top = -np.inf
         for i in range(last - 1, -1, -1):  # as numpy.maximum folds them: NaN stays
             if k_lo[i] <= x <= k_hi[i]:
-                v = _lifted(_w(par[i], x), last + 1 - i, margin)
+                v = _lifted(svi_w(par[i], x), last + 1 - i, margin)
                 top = v if (v > top or v != v) and top == top else top
         if np.isfinite(top):
             ko[m], wo[m] = x, top
@@ -135,7 +126,7 @@ def svi_ceiling_rows(after: np.ndarray, lo: float, hi: float, k_check: np.ndarra
     k = row_points(lo, hi, k_check, n)
     w = np.empty(k.size)
     for j in range(k.size):
-        w[j] = _w(after, k[j]) * (1.0 - margin) - 0.5 * CALENDAR_TOL
+        w[j] = svi_w(after, k[j]) * (1.0 - margin) - 0.5 * CALENDAR_TOL
     return k, w
 
 

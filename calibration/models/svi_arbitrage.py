@@ -19,17 +19,19 @@ from numba import njit
 from calibration.arbitrage import BUTTERFLY_TOL, CALENDAR_TOL, LEE_MAX_SLOPE, LEE_TOL
 from calibration.models.svi_formula import svi_point
 
-__all__ = ["svi_calendar_drop", "svi_calendar_drops", "svi_calendar_rises", "svi_envelope_dip",
-           "svi_envelope_dips", "svi_surface_clean"]
+__all__ = ["grid_point", "svi_calendar_drop", "svi_calendar_drops", "svi_calendar_rises",
+           "svi_envelope_dip", "svi_envelope_dips", "svi_surface_clean", "svi_w"]
 
 
 @njit(cache=True)
-def _grid_point(lo: float, hi: float, n: int, i: int) -> float:
+def grid_point(lo: float, hi: float, n: int, i: int) -> float:
+    """Point ``i`` of ``numpy.linspace(lo, hi, n)``, as numpy computes it."""
     return hi if i == n - 1 else lo + i * ((hi - lo) / (n - 1))
 
 
 @njit(cache=True)
-def _w(p: np.ndarray, k: float) -> float:
+def svi_w(p: np.ndarray, k: float) -> float:
+    """Total variance at ``k`` of the raw SVI parameter row ``p`` (``a, b, rho, m, sigma``)."""
     return svi_point(k, p[0], p[1], p[2], p[3], p[4])[0]
 
 
@@ -50,7 +52,7 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
                 and b * (1.0 + rho) <= LEE_MAX_SLOPE + LEE_TOL):
             return False
         for j in range(n_grid):
-            k = _grid_point(k_lo[i], k_hi[i], n_grid, j)
+            k = grid_point(k_lo[i], k_hi[i], n_grid, j)
             w, w1, w2 = svi_point(k, par[i, 0], b, rho, par[i, 3], par[i, 4])
             if not w > 0.0:
                 return False
@@ -64,10 +66,10 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
         m = 2 * n_grid
         ends = np.concatenate((k_lo, k_hi))
         for j in range(m + ends.size):
-            k = _grid_point(lo, hi, m, j) if j < m else ends[j - m]
+            k = grid_point(lo, hi, m, j) if j < m else ends[j - m]
             for i in range(1, n):
                 if min(k_lo[i - 1], k_lo[i]) <= k <= max(k_hi[i - 1], k_hi[i]) and \
-                        _w(par[i - 1], k) - _w(par[i], k) > CALENDAR_TOL:
+                        svi_w(par[i - 1], k) - svi_w(par[i], k) > CALENDAR_TOL:
                     return False
     return True
 
@@ -106,10 +108,10 @@ def svi_calendar_drop(before: np.ndarray, after: np.ndarray, lo: float, hi: floa
     difference is NaN, as ``numpy.max`` gives."""
     out = -np.inf
     for j in range(n + extra.size):
-        k = _grid_point(lo, hi, n, j) if j < n else extra[j - n]
+        k = grid_point(lo, hi, n, j) if j < n else extra[j - n]
         if j >= n and not lo <= k <= hi:
             continue
-        d = _w(before, k) - _w(after, k)
+        d = svi_w(before, k) - svi_w(after, k)
         if d != d:
             return d
         out = max(out, d)
@@ -129,18 +131,18 @@ def svi_envelope_dip(earlier: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
     lo, hi = k_lo.min(), k_hi.max()
     out = -np.inf
     for j in range(n + extra.size):
-        k = _grid_point(lo, hi, n, j) if j < n else extra[j - n]
+        k = grid_point(lo, hi, n, j) if j < n else extra[j - n]
         if (j >= n and not lo <= k <= hi) or k_lo[last] <= k <= k_hi[last]:
             continue
         top = -np.inf
         for i in range(last):
             if k_lo[i] <= k <= k_hi[i]:
                 lift = 2 * (last + 1 - i) - 1
-                top = max(top, _w(earlier[i], k) * (1.0 + lift * margin)
+                top = max(top, svi_w(earlier[i], k) * (1.0 + lift * margin)
                           + lift * 0.5 * CALENDAR_TOL)
         if top == -np.inf:
             continue
-        d = top - _w(after, k)
+        d = top - svi_w(after, k)
         if d != d:
             return d
         out = max(out, d)
