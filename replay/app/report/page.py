@@ -337,9 +337,17 @@ def rerender(path: Path) -> list[Path]:
     jobs = job_dirs(path)  # a sweep's numbered job folders, finished or not
     if not runs and not jobs:
         raise UserError(f"{path} holds no run (no metrics.json) and no sweep jobs")
-    out = [_render_saved(r) for r in runs]
-    if jobs:  # a folder of plain runs gets no sweep page
+    out, failed = [], []
+    for r in runs:  # one run that cannot be drawn (its linked stream cleaned) stops no other
+        try:
+            out.append(_render_saved(r))
+        except UserError as e:
+            failed.append(e)
+    if jobs:  # a folder of plain runs gets no sweep page; the sweep's needs no stream
         out += summarize_sweep(path)
+    if failed:
+        more = f" (and {len(failed) - 1} more run(s) likewise)" if len(failed) > 1 else ""
+        raise UserError(f"{failed[0]}{more}; the other reports were written")
     return out
 
 

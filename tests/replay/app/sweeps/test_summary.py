@@ -111,3 +111,23 @@ def test_a_summary_that_fails_leaves_the_sweep_exit_code_non_zero(tmp_path):
     with pytest.raises(json.JSONDecodeError):
         summary.SweepSummary().on_multirun_end(cfg)
     assert summary.last_exit_code == 1
+
+
+def test_one_run_that_cannot_be_drawn_stops_no_other_report(tmp_path, monkeypatch):
+    """Before, ``volreplay report <sweep>`` stopped at the first run whose linked stream had
+    been cleaned: the later runs and the sweep's own page (which needs no stream) were not
+    written."""
+    from replay.app.report import page
+
+    for job in (0, 1, 2):
+        _job(tmp_path, job, [f"strategy.band={0.1 * (job + 1)}"], {"journal_hash": "ab" * 16})
+
+    def render(run):
+        if run.name == "0":
+            raise UserError(f"journal {run} links its calibration rows to a cleaned stream")
+        return run / "report.html"
+
+    monkeypatch.setattr(page, "_render_saved", render)
+    with pytest.raises(UserError, match="cleaned stream; the other reports were written"):
+        page.rerender(tmp_path)
+    assert (tmp_path / "summary.parquet").exists() and (tmp_path / "sweep.html").exists()
