@@ -71,7 +71,10 @@ class MoveBased(Hedger):
     def acts(self, ctx: Any, legs: BookLegs, spot: float) -> bool:
         if not math.isfinite(self.ref_spot) or self._sig(legs) != self.signature:
             return True
-        return abs(spot / self.ref_spot - 1.0) >= self.move_pct
+        # the corridor's own numbers: the engine wakes outside them, and a test of the ratio
+        # can differ from them by an ulp (a wake with no rehedge, then one at every quote)
+        lo, hi = move_corridor(self.ref_spot, self.move_pct)
+        return not lo <= spot <= hi
 
     def rehedged(self, ctx: Any, spot: float, legs: BookLegs) -> None:
         self.ref_spot, self.signature = spot, self._sig(legs)

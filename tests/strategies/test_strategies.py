@@ -176,6 +176,25 @@ def test_move_based_rehedges_only_after_the_move():
     assert_allclose(cond.corridor, (SPOT * 1.0101 * 0.99, SPOT * 1.0101 * 1.01), rtol=1e-12)
 
 
+def test_move_based_rehedges_whenever_the_engine_wakes_it_outside_its_corridor():
+    """A mid of exactly 90,450 is above the corridor's 90,449.99999999999 (90,000 x 1.005),
+    so the engine wakes the hedger, while 90,450 / 90,000 - 1 is an ulp under 0.005: before,
+    it did not rehedge and set the same corridor, to be woken at every quote on that tick."""
+    from tests.strategies.test_base import E2, FakeCtx, option_id
+
+    ctx = FakeCtx(spot=90_000.0)
+    s = MoveBased(hedge="perp", delta_source="flat", move_pct=0.005)
+    s.on_start(ctx)
+    ctx.held[option_id(ctx.instruments, E2, 100_000.0, True)] = -10.0
+    ctx.reason, ctx.now = "deadline", ctx.now + 10**9
+    s.decide(ctx)
+    ctx.fill_all()
+    ctx.set_spot(90_450.0)
+    ctx.reason, ctx.now = "corridor", ctx.now + 10**8
+    cond = s.decide(ctx)
+    assert ctx.orders and s.ref_spot == 90_450.0 and cond.corridor[0] < 90_450.0 < cond.corridor[1]
+
+
 def test_orders_in_flight_are_not_sent_twice():
     ctx, *_ = short_calls()
     s = DeltaBand(band=0.05, latency_ns=5_000_000, **COMMON)
