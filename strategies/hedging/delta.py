@@ -241,6 +241,11 @@ class Hedger:
         now = ctx.now
         self.pending.prune(now, ctx.reason)
         self.hedge_id, roll_at = current_hedge(ctx, self.hedge_id, self.hedge, self.underlying)
+        if roll_at is not None and roll_at <= now + (self.latency_ns or 0) + 1:
+            # an order would reach the future at or after its expiry (the venue refuses it;
+            # with the venue's own latency, drawn per order, only the expiry instant is
+            # known): the hedge waits for the roll, just after the venue settles it
+            return WakeCondition(deadline=max(roll_at, now + 1))
         spot = spot_of(ctx)
         if not (math.isfinite(spot) and spot > 0):
             return WakeCondition(deadline=now + self.idle_wake_ns)

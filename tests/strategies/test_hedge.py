@@ -199,3 +199,24 @@ def test_a_reducing_hedge_trade_counts_at_the_entry_price(book_calls, target_del
     h = 1.0
     up, down = (book.mark({1: price + d}, SPOT + d).total_usd for d in (h, -h))
     assert_allclose((up - down) / (2 * h), dec["target_delta"], rtol=1e-9, atol=1e-9)
+
+
+def test_a_future_hedge_sends_nothing_that_would_reach_it_at_or_after_its_expiry():
+    """At the expiry instant (a periodic grid lands on 08:00) the venue has not settled the
+    future yet, so the hedge had not rolled and the order went to the expired future, to be
+    refused.  Now the hedger waits for the roll, just after the settlement; earlier, it
+    hedges with the future as before."""
+    from strategies.hedging.registry import DeltaBand
+
+    ctx = FakeCtx(now=FUT - 3_600 * NS)
+    ctx.held[option_id(ctx.instruments, E2, 100_000.0, True)] = -10.0
+    h = DeltaBand(hedge="future", delta_source="flat", latency_ns=5_000_000)
+    h.on_start(ctx)
+    h.decide(ctx)
+    assert [o["instrument_id"] for o in ctx.orders] == [2]
+    ctx.fill_all()
+    ctx.set_spot(SPOT * 1.05)  # far outside the band: a rehedge is due
+    for now in (FUT - 1_000_000, FUT):  # the order would arrive after the expiry; at it
+        ctx.now, ctx.reason = now, "corridor"
+        cond = h.decide(ctx)
+        assert ctx.orders == [] and cond.deadline == FUT + 1 and cond.corridor is None
