@@ -16,7 +16,8 @@ Every strategy is an engine consumer.  At each wake it
    or the move trigger), combined with ``now + max_wake_ns`` so that time decay is tracked.
 
 Because a trade smaller than ``min_trade`` contracts, or than half a ``lot`` (it rounds to no
-lot), is never sent (``m`` BTC: the larger of the two), a band strategy's corridor is widened
+lot), is never sent (:meth:`Hedger.min_contracts`; ``m`` BTC: its delta, the larger of buying
+and selling it), a band strategy's corridor is widened
 to where a trade becomes possible: ``H + m`` when it rebalances to the edge, ``max(H, m)``
 when it rebalances to the centre; else a breach too small to send would wake it at every
 underlying update.  While no option is held and no
@@ -43,7 +44,6 @@ from strategies.board import SurfaceBoard
 from strategies.dynamics import SmileTracker, with_delta_model
 from strategies.greeks import DELTA_SOURCES, BookLegs, book_legs
 from strategies.hedge import (
-    contracts_delta,
     current_hedge,
     delta_after,
     instrument_price,
@@ -217,14 +217,14 @@ class Hedger:
         v = self.forecasts.vol(self.forecast)
         return v if math.isfinite(v) and v > 0 else None
 
+    def min_contracts(self) -> float:
+        """The smallest order sent: ``min_trade`` contracts, and at least half a ``lot``,
+        rounded up to a whole number of lots (a need that rounds to fewer is not sent)."""
+        q = max(self.min_trade, self.lot / 2)
+        return math.ceil(q / self.lot - 1e-9) * self.lot if self.lot > 0 else q
+
     def hedge_price(self, ctx: Any, spot: float) -> float:
         return instrument_price(ctx, self.hedge_id, spot)
-
-    def _hedge_delta(self, ctx: Any, contracts: float, price: float) -> float:
-        """The delta of ``contracts`` of the hedge bought now at ``price``."""
-        inst = ctx.instruments
-        return contracts_delta(contracts, price, float(inst.contract_size[self.hedge_id]),
-                               is_inverse_delta_one(inst, self.hedge_id))
 
     @property
     def _coin_view(self) -> bool:
@@ -277,14 +277,19 @@ class Hedger:
         width = self.band(ctx, legs)
         h_now = 0.0 if width is None else float(np.asarray(
             width(np.array([spot]))[0] if callable(width) else width))
-        m = abs(self._hedge_delta(ctx, max(self.min_trade, self.lot / 2), price))
+        # the smallest order sent (contracts) and its delta, the larger of buying and
+        # selling it: an inverse contract that reduces the position moves its delta by
+        # cs / avg, one that adds to it by cs / price
+        q_min = self.min_contracts()
+        m = max(abs(delta_after(held, avg, q, price, cs, inverse) - current)
+                for q in (q_min, -q_min))
         acts = self.acts(ctx, legs, spot)
         trade = band_trade(target, current, h_now, self.rebalance) if acts else 0.0
         contracts = trade_for(trade, held, avg, price, cs, inverse)
         if self.lot > 0:
             contracts = round(contracts / self.lot) * self.lot
             trade = delta_after(held, avg, contracts, price, cs, inverse) - current
-        if abs(trade) >= m and contracts != 0.0:
+        if abs(contracts) >= q_min * (1 - 1e-12) and contracts != 0.0:
             ctx.submit(self.hedge_id, contracts, latency_ns=self.latency_ns)
             self.pending.add(ctx.last_arrival_ts, self.hedge_id, contracts)
         else:

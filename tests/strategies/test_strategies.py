@@ -322,3 +322,28 @@ def test_leland_adjusts_a_book_by_its_gamma_not_leg_by_leg():
     up, down = (float(leland_vol(vol, 0.001, dt, short=s)) for s in (True, False))
     assert_allclose(hedger.center_legs(legs([-10.0, 4.0])).vol, [up, up], rtol=1e-15)
     assert_allclose(hedger.center_legs(legs([10.0, -4.0])).vol, [down, down], rtol=1e-15)
+
+
+@pytest.mark.parametrize("lot, avg, sent", [(1.0, 110_000.0, 1.0), (0.0, 90_000.0, 0.0)])
+def test_the_minimum_order_is_counted_in_contracts_at_the_delta_it_moves(lot, avg, sent):
+    """A long inverse hedge entered at ``avg`` is reduced: each contract sold moves its delta
+    by cs / avg, not cs / price.  Before, the minimum was a delta at cs / price: above it
+    (avg 110,000) the one contract the need rounded to was not sent, and the corridor came
+    back empty (a wake at every quote); below it (avg 90,000, no lot) 0.92 contracts, under
+    ``min_trade`` = 1, were sent."""
+    from tests.strategies.test_base import E2, FakeCtx, option_id
+
+    ctx = FakeCtx()
+    h = DeltaBand(hedge="perp", delta_source="flat", min_trade=1.0, lot=lot, band=0.1,
+                  rebalance="edge")
+    h.on_start(ctx)
+    ctx.held[option_id(ctx.instruments, E2, 100_000.0, True)] = -10.0
+    spot, m = ctx.market.spot(), 10.0 / float(ctx.market.mid(1))
+    excess = 1.1 * m if lot else 1.02 * m  # past the band's edge by about one contract
+    ctx.held[1] = (-h.legs(ctx).delta(spot) + 0.1 + excess) * avg / 10.0
+    ctx.entry[1] = avg
+    ctx.reason, ctx.now = "corridor", ctx.now + 10**8
+    cond = h.decide(ctx)
+    assert [o["qty"] for o in ctx.orders] == ([-sent] if sent else [])
+    lo, hi = cond.corridor
+    assert lo < spot < hi  # never the empty corridor that polls
