@@ -305,10 +305,10 @@ class Feed:
                 off += m
             m = off - m0
             off = m0
-            run_seq = sq[m0:m0 + m]
-            if m > 1 and (run_seq[1:] <= run_seq[:-1]).any():  # the merge relies on it
-                raise StoreError(f"table {t} was scanned out of replay order (seq decreases); "
-                                 "the store or its scan is broken")
+            run_seq, run_ts = sq[m0:m0 + m], ts[m0:m0 + m]  # the merge relies on both
+            if m > 1 and ((run_seq[1:] <= run_seq[:-1]).any() or (run_ts[1:] < run_ts[:-1]).any()):
+                raise StoreError(f"table {t} was scanned out of replay order (seq or ts_recv "
+                                 "decreases); the store or its scan is broken (a damaged file?)")
             starts.append(off)
             ends.append(off + m)
             streams.append(STREAM_PRIORITY[t])

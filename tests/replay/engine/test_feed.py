@@ -206,3 +206,19 @@ def test_memory_is_bounded_by_the_window(store_path):
         total = sum(st.count(t) for t in STREAMS)
     assert sum(sizes) == total
     assert max(sizes) < total / 10
+
+
+def test_a_table_whose_times_go_back_in_seq_order_is_refused(tmp_path):
+    """A damaged file (bytes flipped in a Parquet store's day file, which DuckDB reads without
+    an error) put a decreasing ``ts_recv`` under increasing seqs; before, the merge took it,
+    and a replay with a live calibration spun on its timers without end."""
+    from replay.engine.loop import run_replay
+    from replay.errors import StoreError
+
+    db = tmp_path / "s.duckdb"
+    build_store(db, seed=2)
+    with duckdb.connect(str(db)) as con:
+        con.execute("UPDATE underlying_quotes SET ts_recv = ts_recv - 5000000000 "
+                    "WHERE seq = (SELECT max(seq) // 2 FROM underlying_quotes)")
+    with pytest.raises(StoreError, match="seq or ts_recv decreases"):
+        run_replay(db, [], tmp_path / "run", progress=False)
