@@ -50,6 +50,9 @@ def calibrate(cfg: Any) -> dict:
     info = ensure_stream(node, data.sel, mode=mode, log=log)
     man = read_manifest(info.path)
     info.release()  # built or found: nothing reads it here
+    if not man["events"]:  # as a run refuses it (a day of a walk-forward inside a gap)
+        keys = "data.start, data.end" + (", data.instruments" if data.sel.instrument_ids else "")
+        raise ConfigError(f"{keys}: the selection holds no market events; {data.span_text}")
     return {**info.as_metrics(), "events": man["events"], "rows": man["rows"],
             "parts": man.get("parts", 1), "bytes": man["bytes"],
             "calibration": man["calibration_metrics"]}

@@ -293,3 +293,27 @@ def test_calibrate_command_builds_what_the_run_then_reuses(gbm_quarter_hour, col
     m = replay.run(cfg)
     assert m["surface_stream"]["key"] == printed["key"] and not m["surface_stream"]["built"]
     assert m["calibration"]["n_fits"] == printed["calibration"]["n_fits"]
+
+
+def test_calibrate_refuses_a_selection_that_holds_no_event(gbm_quarter_hour, cold, tmp_path):
+    """A day of a walk-forward that falls in a gap of the store: before, ``volreplay
+    calibrate`` reported an empty stream as built, where a run of the same selection is
+    refused."""
+    from replay.app.compose import compose_checked as compose
+    from replay.app.surfaces.calibrate import calibrate
+    from replay.errors import ConfigError
+    from replay.model.schema import MARKET_TABLES
+
+    db = tmp_path / "gap.duckdb"
+    shutil.copy(gbm_quarter_hour, db)
+    with duckdb.connect(str(db)) as con:
+        t0 = con.sql("SELECT min(ts_recv) FROM underlying_quotes").fetchall()[0][0]
+        for t in MARKET_TABLES:
+            if t != "instruments":
+                con.execute(f"DELETE FROM {t} WHERE ts_recv BETWEEN ? AND ?",
+                            [t0 + 300 * 10**9, t0 + 600 * 10**9])
+    start = pd.Timestamp(t0 + 360 * 10**9, unit="ns", tz="UTC").isoformat()
+    end = pd.Timestamp(t0 + 480 * 10**9, unit="ns", tz="UTC").isoformat()
+    with pytest.raises(ConfigError, match="the selection holds no market events"):
+        calibrate(compose([f"data.db={db}", f"data.start={start}", f"data.end={end}",
+                           "calibration.every=45s"]))
