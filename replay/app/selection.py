@@ -77,6 +77,8 @@ def resolve_data(data: DataConfig) -> ResolvedData:
         underlying = ids[data.underlying]
     else:
         underlying = Instruments.from_arrow(inst_table).default_underlying(first)
+    if sel_ids is not None and underlying >= 0 and underlying not in sel_ids:
+        sel_ids = (*sel_ids, int(underlying))  # the coin's price: every conversion reads it
     expiries = _expiries(data, inst_table, db, span_text)
     sel = Selection(str(db), start, end, sel_ids, tuple(expiries) if expiries else None,
                     int(underlying), int(data.window_s * NS))
@@ -95,8 +97,12 @@ def check_hedge(cfg: Any, d: ResolvedData) -> None:
     node = cfg.get("strategy")
     hedge = OmegaConf.select(node, "hedge", default=None) if OmegaConf.is_config(node) else None
     if hedge in HEDGE_KINDS:
-        resolve_hedge(Instruments.from_arrow(d.inst_table), hedge, d.first_ts,
-                      OmegaConf.select(node, "underlying", default=None) or "BTC")
+        iid = resolve_hedge(Instruments.from_arrow(d.inst_table), hedge, d.first_ts,
+                            OmegaConf.select(node, "underlying", default=None) or "BTC")
+        if d.sel.instrument_ids is not None and iid not in d.sel.instrument_ids:
+            raise ConfigError(f"data.instruments: leaves out {d.names[iid]}, the hedge "
+                              f"(strategy.hedge={hedge}): its market would not be replayed; "
+                              "list it too")
 
 
 def typed(cls, node: Any, group: str):

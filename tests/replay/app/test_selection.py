@@ -49,3 +49,25 @@ def test_an_empty_store_path_is_refused_naming_the_key():
     for db in ("", "  "):
         with pytest.raises(ConfigError, match=r"^data.db is empty: give the path of a store"):
             resolve_data(DataConfig(db=db))
+
+
+def test_an_instrument_selection_keeps_the_underlying_and_refuses_to_drop_the_hedge(
+        gbm_quarter_hour, tmp_path):
+    """Before, ``data.instruments`` listing two options replayed no perpetual: the run
+    hedged into an empty book (61 of 62 orders rejected) and completed."""
+    from omegaconf import OmegaConf
+
+    from replay.app.selection import check_hedge
+
+    d = resolve_data(DataConfig(db=str(gbm_quarter_hour)))
+    options = [n for n in d.names.values() if n.endswith("-C")][:2]
+    picked = resolve_data(DataConfig(db=str(gbm_quarter_hour), instruments=options))
+    assert d.names[picked.sel.underlying_id] == "BTC-PERPETUAL"
+    assert picked.sel.underlying_id in picked.sel.instrument_ids
+    perp = OmegaConf.create({"strategy": {"hedge": "perp"}})
+    check_hedge(perp, picked)  # replayed as the underlying: fine
+    on_index = resolve_data(DataConfig(db=str(gbm_quarter_hour), instruments=options,
+                                       underlying="BTC-USD"))
+    with pytest.raises(ConfigError, match="data.instruments: leaves out BTC-PERPETUAL, the "
+                                          "hedge"):
+        check_hedge(perp, on_index)
