@@ -31,6 +31,7 @@ from numba import njit
 from calibration.arbitrage import CALENDAR_TOL
 from calibration.models.svi_arbitrage import (
     grid_point,
+    lifted,
     svi_calendar_drop,
     svi_calendar_drops,
     svi_calendar_rises,
@@ -77,14 +78,6 @@ def row_points(lo: float, hi: float, k_check: np.ndarray, n: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def _lifted(w: float, steps: int, margin: float) -> float:
-    """``w`` lifted for a floor ``steps`` expiries later: by ``margin`` and half the check's
-    tolerance for the next one, and twice that for every one after it (one lift for the floor
-    of the expiry in between, one for the cut of its ceiling)."""
-    return w * (1.0 + (2 * steps - 1) * margin) + (2 * steps - 1) * 0.5 * CALENDAR_TOL
-
-
-@njit(cache=True)
 def svi_floor_rows(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, k_check: np.ndarray,
                    n: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
     """:func:`floor_rows` of the SVI slices ``par`` (rows ``a, b, rho, m, sigma`` by
@@ -98,7 +91,7 @@ def svi_floor_rows(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, k_check:
     k = row_points(lo, hi, k_check, n)
     kk, ww = np.empty(k.size), np.empty(k.size)
     for j in range(k.size):
-        kk[j], ww[j] = k[j], _lifted(svi_w(par[last], k[j]), 1, margin)
+        kk[j], ww[j] = k[j], lifted(svi_w(par[last], k[j]), 1, margin)
     a, b = k_lo.min(), k_hi.max()
     if a >= lo and b <= hi:
         return kk, ww
@@ -111,7 +104,7 @@ def svi_floor_rows(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, k_check:
         top = -np.inf
         for i in range(last - 1, -1, -1):  # as numpy.maximum folds them: NaN stays
             if k_lo[i] <= x <= k_hi[i]:
-                v = _lifted(svi_w(par[i], x), last + 1 - i, margin)
+                v = lifted(svi_w(par[i], x), last + 1 - i, margin)
                 top = v if (v > top or v != v) and top == top else top
         if np.isfinite(top):
             ko[m], wo[m] = x, top

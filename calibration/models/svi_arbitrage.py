@@ -19,14 +19,24 @@ from numba import njit
 from calibration.arbitrage import BUTTERFLY_TOL, CALENDAR_TOL, LEE_MAX_SLOPE, LEE_TOL
 from calibration.models.svi_formula import svi_point
 
-__all__ = ["grid_point", "svi_calendar_drop", "svi_calendar_drops", "svi_calendar_rises",
-           "svi_envelope_dip", "svi_envelope_dips", "svi_surface_clean", "svi_w"]
+__all__ = ["grid_point", "lifted", "svi_calendar_drop", "svi_calendar_drops",
+           "svi_calendar_rises", "svi_envelope_dip", "svi_envelope_dips", "svi_surface_clean",
+           "svi_w"]
 
 
 @njit(cache=True)
 def grid_point(lo: float, hi: float, n: int, i: int) -> float:
     """Point ``i`` of ``numpy.linspace(lo, hi, n)``, as numpy computes it."""
     return hi if i == n - 1 else lo + i * ((hi - lo) / (n - 1))
+
+
+@njit(cache=True)
+def lifted(w: float, steps: int, margin: float) -> float:
+    """``w`` lifted for a calendar floor ``steps`` expiries later: by ``margin`` and half the
+    check's tolerance for the next one, and twice that for every one after it (one lift for
+    the floor of the expiry in between, one for the cut of its ceiling;
+    :mod:`calibration.models.calendar_rows`)."""
+    return w * (1.0 + (2 * steps - 1) * margin) + (2 * steps - 1) * 0.5 * CALENDAR_TOL
 
 
 @njit(cache=True)
@@ -137,9 +147,7 @@ def svi_envelope_dip(earlier: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
         top = -np.inf
         for i in range(last):
             if k_lo[i] <= k <= k_hi[i]:
-                lift = 2 * (last + 1 - i) - 1
-                top = max(top, svi_w(earlier[i], k) * (1.0 + lift * margin)
-                          + lift * 0.5 * CALENDAR_TOL)
+                top = max(top, lifted(svi_w(earlier[i], k), last + 1 - i, margin))
         if top == -np.inf:
             continue
         d = top - svi_w(after, k)
