@@ -55,14 +55,18 @@ def hold(path: Path) -> IO | None:
     return f
 
 
-def exclusive(path: Path) -> IO:
+def exclusive(path: Path, wait: bool = True) -> IO | None:
     """``path`` open (made if missing) with its exclusive ``flock``, the one a build holds,
-    after any other build and every reader; closing the file lets go.  Raises the
-    :class:`OSError` of the open in a cache this process may only read (errno in
-    :data:`READ_ONLY`), for the caller to say where to build instead."""
+    after any other build and every reader (with ``wait=False`` only if no one holds it, else
+    None); closing the file lets go.  Raises the :class:`OSError` of the open in a cache this
+    process may only read (errno in :data:`READ_ONLY`), for the caller to say where to build
+    instead."""
     f = open(path, "a+")  # noqa: SIM115 - returned, closed by the caller
     try:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        f.close()
+        return None
     except BaseException:
         f.close()
         raise
@@ -71,17 +75,13 @@ def exclusive(path: Path) -> IO:
 
 @contextmanager
 def locked(path: Path, wait: bool = True) -> Iterator[bool]:
-    """Hold ``path``'s exclusive ``flock``, the one a stream's build holds: waiting for a
-    build in progress (never failing on it), or with ``wait=False`` only if no one holds it.
-    Yields whether it is held."""
+    """Hold ``path``'s exclusive ``flock`` (:func:`exclusive`) while the block runs: waiting
+    for a build in progress (never failing on it), or with ``wait=False`` only if no one holds
+    it.  Yields whether it is held."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    f = exclusive(path, wait)
+    if f is None:
+        yield False
+        return
+    with f:
+        yield True
