@@ -17,7 +17,8 @@ Conventions
   ``S / S_fit`` when the board knows the spot at fit time, so a surface a few seconds old does
   not lag the market; beyond them the surface only holds its end forward flat); the venue
   forward of the option's own quote (``ctx.market.venue_forward``), else of its expiry
-  (``ctx.market.expiry_forward``, the median over that expiry's quotes); the mid of a future of the same expiry; ``S`` itself.
+  (``ctx.market.expiry_forward``, the median over that expiry's quotes); the mid of a future
+  of the same expiry; ``S`` itself.
   The basis ``b_i = F_i / S`` is held fixed when ``S`` moves, so ``dF_i/dS = b_i``.
 * **Quantities**: option positions are contracts; a leg holds ``q_i = contracts x
   contract_size`` units of the underlying (coin), signed, long > 0.
