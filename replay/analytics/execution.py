@@ -38,6 +38,7 @@ import duckdb
 
 from replay.engine.state import Instruments
 from replay.errors import StoreError
+from replay.model.orders import REJECT_REASONS
 from replay.store import attach_store
 from replay.units import NS
 
@@ -159,15 +160,20 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     (:meth:`replay.engine.state.Instruments.default_underlying`) while it is live, else the
     venue forward of the underlying future's expiry, else of the nearest live expiry that has
     one (the median of its options' last quoted forwards).  An instrument with no quotes in the store is measured from the mid the
-    venue priced the order's first fill against (``executions.arrival_mid``): its delay
-    cost is then 0 and its execution cost the venue's slippage."""
+    venue priced the order's first fill against (``executions.arrival_mid``) that had one: its
+    delay cost is then 0 and its execution cost the venue's slippage.  An order with no mid
+    at its decision nor at any fill (an option whose book was one-sided throughout) has no
+    execution cost nor shortfall (NULL): the run's total (:func:`execution_metrics`) leaves
+    it out and counts it."""
     mids = _mids_at("order_id", "instrument_id", "o", ["ts", "end_ts"],
                     ["decision_mid", "end_mid"])
     return con.sql(f"""
     WITH f AS (
         SELECT order_id, sum(qty) AS filled, sum(fee_usd) AS fees_usd,
                sum(qty * price) AS qty_px, any_value(usd_per_coin) AS usd,
-               arg_min(arrival_mid, seq) AS arrival_mid
+               -- the venue journals NaN, not NULL, for a fill against a one-sided book;
+               -- arg_min skips NULLs, so this is the first fill that had a mid
+               arg_min(nullif(arrival_mid, 'NaN'::DOUBLE), seq) AS arrival_mid
         FROM executions GROUP BY order_id),
     r AS (SELECT order_id, sum(qty) AS unfilled, max(ts) AS gave_up_ts
           FROM rejections GROUP BY order_id),
@@ -283,12 +289,15 @@ def execution_metrics(journal: str | Path, store: str | Path, horizons_s: list[f
         # orders the venue refused or gave up on, by its reason (an order counted once, at
         # its last rejection): a book whose every opening order hit the price band holds
         # nothing, and only this says why
-        rejected = dict(con.execute(
+        rejected = dict.fromkeys(REJECT_REASONS, 0) | dict(con.execute(
             "SELECT reason, count(*) FROM (SELECT arg_max(reason, seq) AS reason "
             "FROM rejections GROUP BY order_id) GROUP BY reason ORDER BY reason").fetchall())
         fills = fills_table(con, horizons_s).df()
-        is_usd = con.execute("SELECT sum(shortfall_usd) FROM (" + shortfall_table(con).sql_query()
-                             + ")").fetchall()[0][0]
+        # orders with no mid to measure from are left out of the total, and counted: one
+        # such order made the whole run's total NaN
+        is_usd, unpriced = con.execute(
+            "SELECT sum(shortfall_usd), count(*) FILTER (WHERE shortfall_usd IS NULL) FROM ("
+            + shortfall_table(con).sql_query() + ")").fetchall()[0]
     markout = {}
     curves: dict[str, dict[str, float | None]] = {"option": {}, "hedge": {}}
     adverse: dict[str, dict[str, float | None]] = {"option": {}, "hedge": {}}
@@ -308,6 +317,7 @@ def execution_metrics(journal: str | Path, store: str | Path, horizons_s: list[f
         "delay_cost_bps_mean": _mean(fills["delay_cost_bps"]) if len(fills) else None,
         "implementation_shortfall_usd": None if is_usd is None or not math.isfinite(is_usd)
         else float(is_usd),
+        "shortfall_unpriced_orders": int(unpriced),
         "markout_bps": markout,
         "markout_bps_by_leg": curves,
         "markout_mid_bps_by_leg": adverse,

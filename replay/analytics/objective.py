@@ -30,6 +30,7 @@ from typing import Any
 
 from replay.errors import ConfigError, ObjectiveValueError
 from replay.model.config import check_choice
+from replay.model.orders import REJECT_REASONS
 
 DIRECTIONS = ("minimize", "maximize")
 FUNCTIONS: dict[str, tuple[Any, int, int]] = {  # name: (function, min args, max args)
@@ -168,7 +169,9 @@ def known_metric_names(markout_horizons_s: Iterable[float] = (1.0, 10.0, 60.0, 3
     names |= {f"attribution.{k}" for k in BUCKETS}
     names |= {f"attribution_vega.{k}" for k in VEGA_SPLIT}
     names |= {f"execution.{k}" for k in ("n_orders", "n_fills", "slippage_bps_mean",
-                                         "delay_cost_bps_mean", "implementation_shortfall_usd")}
+                                         "delay_cost_bps_mean", "implementation_shortfall_usd",
+                                         "shortfall_unpriced_orders")}
+    names |= {f"execution.rejected.{r}" for r in REJECT_REASONS}
     for h in map(_hname, markout_horizons_s):
         names.add(f"execution.markout_bps.{h}")
         for curve in ("markout_bps_by_leg", "markout_mid_bps_by_leg"):

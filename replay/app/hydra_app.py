@@ -85,7 +85,7 @@ def rejected_note(metrics: dict) -> str | None:
     were.  A run whose book never opened (every order beyond ``venue.price_band``, say)
     otherwise ends like any other, with a PnL of zero."""
     ex = (metrics or {}).get("execution") or {}
-    rejected = ex.get("rejected") or {}
+    rejected = {reason: n for reason, n in (ex.get("rejected") or {}).items() if n}
     if not rejected:
         return None
     why = ", ".join(f"{reason}: {n}" for reason, n in rejected.items())

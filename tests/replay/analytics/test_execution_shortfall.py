@@ -43,8 +43,9 @@ class Offer:
         pass
 
 
-def _shortfall(data, tmp_path, name: str, **order):
-    """The order's shortfall row and the venue's slippage, on a 10-minute summary store."""
+def _run(data, tmp_path, orders: dict[str, dict], price_band: float = 1.0):
+    """A run of one :class:`Offer` per instrument named in ``orders`` (its arguments) on a
+    10-minute summary store: the offers by name, the run and its venue."""
     day = data / "deribit" / "BTC" / "2025" / "12" / "13"
     db = tmp_path / "d.duckdb"
     with open_store(db, read_only=False) as st:
@@ -52,13 +53,21 @@ def _shortfall(data, tmp_path, name: str, **order):
                                        for hm in ("1558", "1603", "1608")])
     with open_store(db) as st:
         specs = specs_from_store(st.instruments())
-        iid = st.instrument_ids()[name]
-    venue = SimulatedVenue(VenueConfig(latency_ms=0.0, passive_ttl_s=30.0, price_band=1.0),
-                           specs)
-    offer = Offer(iid, **order)
-    res = run_replay(db, [offer], tmp_path / "run", venue=venue, progress=False)
+        ids = st.instrument_ids()
+    venue = SimulatedVenue(VenueConfig(latency_ms=0.0, passive_ttl_s=30.0,
+                                       price_band=price_band), specs)
+    offers = {name: Offer(ids[name], **order) for name, order in orders.items()}
+    for name, offer in offers.items():
+        offer.name = name
+    res = run_replay(db, list(offers.values()), tmp_path / "run", venue=venue, progress=False)
+    return offers, res, db, venue
+
+
+def _shortfall(data, tmp_path, name: str, **order):
+    """The order's shortfall row and the venue's slippage, on a 10-minute summary store."""
+    offers, res, db, venue = _run(data, tmp_path, {name: order})
     with analytics.connect(res.journal_path, db) as con:
-        return offer, analytics.shortfall_table(con).df().iloc[0], venue.slippage_usd
+        return offers[name], analytics.shortfall_table(con).df().iloc[0], venue.slippage_usd
 
 
 def test_an_unfilled_option_order_is_valued_at_the_venues_coin_rate(shared_data, tmp_path):
@@ -78,3 +87,23 @@ def test_an_order_on_a_never_quoted_future_counts_its_fees_and_slippage(shared_d
     # the shortfall prices an inverse contract's move linearly (cs dP / P), the venue exactly
     # (cs (1/mid - 1/price)): they differ by the relative price move, 1e-5 here
     assert_allclose(row["shortfall_usd"], row["fees_usd"] + slippage["hedge"], rtol=1e-4)
+
+
+def test_an_order_never_quoted_two_sided_is_left_out_of_the_total_and_counted(shared_data,
+                                                                              tmp_path):
+    """An option quoted only on the ask: a market buy fills against a book with no mid (the
+    venue journals a NaN ``arrival_mid``; no price band, as its ask is far from its mark).  Its shortfall is undefined, and it made the run's
+    whole total NaN, reported as null; the total is now the other order's, and the metrics
+    count the one left out."""
+    offers, res, db, _ = _run(shared_data, tmp_path, {
+        "BTC-14DEC25-100000-C": {"qty": 1.0, "limit": math.nan}, NAME: {}}, math.inf)
+    with analytics.connect(res.journal_path, db) as con:
+        rows = analytics.shortfall_table(con).df().set_index("instrument_id")
+        arrival = con.sql("SELECT arrival_mid FROM executions").fetchall()
+    one_sided = rows.loc[offers["BTC-14DEC25-100000-C"].iid]
+    assert one_sided["filled"] == 1.0 and math.isnan(arrival[0][0])
+    assert math.isnan(one_sided["shortfall_usd"])  # NULL in SQL
+    ex = analytics.execution_metrics(res.journal_path, db, [1.0])
+    assert ex["n_orders"] == 2 and ex["shortfall_unpriced_orders"] == 1
+    assert_allclose(ex["implementation_shortfall_usd"],
+                    rows.loc[offers[NAME].iid, "shortfall_usd"], rtol=1e-12)

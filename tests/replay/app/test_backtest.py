@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 import replay
 from replay.errors import ConfigError
+from replay.model.orders import REJECT_REASONS
 from replay.synth import SynthConfig, synthesize
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
@@ -167,7 +168,7 @@ def test_rejected_orders_are_counted_by_reason_and_noted(store, tmp_path):
     m = replay.run({**_cfg(store, tmp_path / "a"), "venue": {"price_band": 1e-9}})
     ex = m["execution"]
     assert ex["n_fills"] == 0 and ex["n_orders"] >= 2
-    assert ex["rejected"] == {"price_band": ex["n_orders"]}
+    assert ex["rejected"] == {**dict.fromkeys(REJECT_REASONS, 0), "price_band": ex["n_orders"]}
     assert rejected_note(m) == (
         f"volreplay: note: the venue rejected all or part of {ex['n_orders']} of "
         f"{ex['n_orders']} orders (price_band: {ex['n_orders']}); see the journal's rejections "
