@@ -18,8 +18,8 @@ def parse_every(every: float | str) -> dict:
     A positive number is seconds of market time; ``"300s"``, ``"5m"``/``"5min"``, ``"1h"``,
     ``"250ms"`` (units ``ns us ms s m min h d``) likewise (``{"every_ns": ...}``); ``"100q"`` is
     every 100 quote updates (``{"every_quotes": 100}``); ``"quality:5"`` refits when more than
-    5 % of fresh mids leave the fitted band (``{"quality_trigger_pct": 5.0}``); ``"always"``
-    refits at every call (``{}``).  Anything else, or a value that is not positive, raises
+    5 % of the mids updated since the last fit leave the fitted band
+    (``{"quality_trigger_pct": 5.0}``); ``"always"`` refits at every call (``{}``).  Anything else, or a value that is not positive, raises
     ``ValueError``.
 
     >>> parse_every("250ms"), parse_every(2), parse_every("500q")

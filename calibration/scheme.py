@@ -1,17 +1,18 @@
 """Calibration schemes: when to refit, how to refit, and what to publish.
 
 A :class:`CalibrationScheme` is a plain object whose whole state is explicit
-(:meth:`state_dict` / :meth:`load_state_dict`): the previous parameters per expiry (warm start
-and Tikhonov anchor), the last good surface (the fallback), the time of the last fit and the
-quote updates seen since.  The engine calls :meth:`should_refit` at its wake-ups and
-:meth:`refit` when it says so; :func:`replay_snapshots` does the same over recorded snapshots
-without an engine.
+(:meth:`state_dict` / :meth:`load_state_dict`): the previous parameters per expiry and their
+time to expiry (warm start and Tikhonov anchor), the last good surface (the fallback), the
+time of the last fit and the quote updates seen since.  The engine calls :meth:`should_refit`
+at its wake-ups and :meth:`refit` when it says so; :func:`replay_snapshots` does the same over
+recorded snapshots without an engine.
 
 Refit policy (``SchemeConfig``):
 
 1. fit every expiry, shortest first, with the configured model and loss, warm-started from
    the previous parameters of that expiry when ``warm_start`` (cold otherwise), with Tikhonov
-   weight ``lam`` towards them (SVI: every expiry in one parallel call,
+   weight ``lam`` towards them, re-dated to the time to expiry now (the same vol smile,
+   :func:`calibration.surface.rescaled`) (SVI: every expiry in one parallel call,
    :func:`calibration.models.svi_batch.fit_svi_rows`, before the calendar passes).  An expiry
    whose fit inputs are bit-identical to those of its last fit (no quote of it updated since,
    :func:`calibration.loss.fit_inputs_digest`) is *carried over*: its last fitted slice is
@@ -55,10 +56,10 @@ from calibration.quality import (
     aggregate,
     fit_quality,
     fresh_oos_errors,
-    outside_band_pct,
+    fresh_outside_band_pct,
 )
 from calibration.quotes import MIN_QUOTES, QuoteSnapshot
-from calibration.surface import MODELS, SmileSlice, Surface, param_values, redated
+from calibration.surface import MODELS, SmileSlice, Surface, param_values, redated, rescaled
 
 FALLBACKS = ("last_good", "publish")
 
@@ -67,8 +68,8 @@ FALLBACKS = ("last_good", "publish")
 class SchemeConfig:
     """How and when a scheme refits.  Triggers: any of ``every_ns`` (market time since the
     last fit), ``every_quotes`` (quote updates since the last fit) and ``quality_trigger_pct``
-    (more than this percent of fresh two-sided mids outside the current surface's bid/ask
-    band) fires a refit; with none set, every call refits."""
+    (more than this percent of the mids updated since the last fit outside the current
+    surface's bid/ask band) fires a refit; with none set, every call refits."""
 
     model: str = "svi"
     loss: LossConfig = field(default_factory=LossConfig)
@@ -92,9 +93,8 @@ class SchemeConfig:
 
     @staticmethod
     def from_dict(d: dict) -> SchemeConfig:
-        """From a plain mapping (e.g. a Hydra ``calibration`` group); ``loss`` may be a dict
-        and ``every`` (docs/outputs.md's ``calibration.every``) is parsed by
-        :func:`calibration.every.parse_every`."""
+        """From a plain mapping (a Hydra ``calibration`` group); ``loss`` may be a dict, and
+        ``every`` (``calibration.every``) is parsed by :func:`calibration.every.parse_every`."""
         d = dict(d)
         if isinstance(d.get("loss"), dict):
             d["loss"] = LossConfig(**d["loss"])
@@ -123,6 +123,7 @@ class CalibrationScheme:
     def __init__(self, config: SchemeConfig) -> None:
         self.config = config
         self.prev_params: dict[int, tuple] = {}
+        self.prev_t: dict[int, float] = {}  # expiry_ns -> the time to expiry of prev_params
         self.last_good: Surface | None = None
         self.last_fitted: Surface | None = None
         self.last_fit_ns: int | None = None
@@ -145,7 +146,8 @@ class CalibrationScheme:
         if c.every_quotes is not None and self.quotes_since_fit >= c.every_quotes:
             return True
         if c.quality_trigger_pct is not None:
-            return outside_band_pct(current, snapshot) > c.quality_trigger_pct
+            pct = fresh_outside_band_pct(current, snapshot, self.last_fit_ns)
+            return pct > c.quality_trigger_pct
         return False
 
     # ------------------------------------------------------------------ how
@@ -185,6 +187,9 @@ class CalibrationScheme:
         if i not in cold and e in last and self.inputs.get(e) == digest and c.model != "sabr":
             return digest, redated(last[e], sl.t), None, False, c.n_starts
         prev = self.prev_params.get(e)
+        if prev is not None and self.prev_t[e] != sl.t:
+            # in total variance, an anchor fitted a day before pulled an unchanged smile up
+            prev = rescaled(c.model, prev, sl.t / self.prev_t[e])
         return (digest, None, prev, c.warm_start and i not in cold and prev is not None,
                 c.n_starts if i not in cold else max(c.n_starts, 3))
 
@@ -338,6 +343,7 @@ class CalibrationScheme:
         else:
             self.last_good = surf
         self.prev_params.update(params)
+        self.prev_t.update((sl.expiry_ns, sl.t) for sl in surf.slices)
         self.last_fitted = surf
         return FitResult(snapshot.ts_ns, published, surf, params, fit_ms, q, surf.violations,
                          fell_back, reason, used, carried)
@@ -345,22 +351,20 @@ class CalibrationScheme:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         """Plain, picklable/JSON-able state: enough to resume exactly."""
-        def surf_state(s: Surface | None):
-            return None if s is None else s.to_state()
         return {"config": asdict(self.config),
                 "prev_params": {int(k): list(v) for k, v in self.prev_params.items()},
-                "last_good": surf_state(self.last_good),
-                "last_fitted": surf_state(self.last_fitted),
+                "prev_t": {int(k): v for k, v in self.prev_t.items()},
+                **{k: None if s is None else s.to_state() for k, s in (
+                    ("last_good", self.last_good), ("last_fitted", self.last_fitted))},
                 "last_fit_ns": self.last_fit_ns, "quotes_since_fit": self.quotes_since_fit,
                 "inputs": {int(k): v.hex() for k, v in self.inputs.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        def surf(st):
-            return None if st is None else Surface.from_state(st)
         self.config = SchemeConfig.from_dict(state["config"])
         self.prev_params = {int(k): tuple(v) for k, v in state["prev_params"].items()}
-        self.last_good = surf(state["last_good"])
-        self.last_fitted = surf(state["last_fitted"])
+        self.prev_t = {int(k): float(v) for k, v in state["prev_t"].items()}
+        self.last_good, self.last_fitted = (None if state[k] is None else Surface.from_state(
+            state[k]) for k in ("last_good", "last_fitted"))
         self.last_fit_ns = state["last_fit_ns"]
         self.quotes_since_fit = int(state["quotes_since_fit"])
         self.inputs = {int(k): bytes.fromhex(v) for k, v in state.get("inputs", {}).items()}

@@ -349,14 +349,23 @@ def redated(s: SmileSlice, t: float) -> SmileSlice:
     """
     if t == s.t:
         return s
-    c, p = t / s.t, s.params
-    if s.model == "svi":
-        p = replace(p, a=p.a * c, b=p.b * c)
-    elif s.model == "essvi":
-        p = replace(p, theta=p.theta * c, psi=p.psi * c)
-    else:
+    if s.model not in VARIANCE_SCALED:
         raise ValueError(f"a {s.model} slice cannot be re-dated")
-    return replace(s, params=p, t=t)
+    return replace(s, params=PARAMS[s.model](*rescaled(s.model, param_values(s.params),
+                                                       t / s.t)), t=t)
+
+
+#: per model, the positions of the parameters that total variance is proportional to
+VARIANCE_SCALED = {"svi": (0, 1), "essvi": (0, 2)}
+
+
+def rescaled(model: str, values: Sequence[float], c: float) -> tuple[float, ...]:
+    """The parameters ``values`` (field order) of a ``model`` slice whose total variance is
+    ``c`` times theirs at every ``k``: raw SVI's ``a`` and ``b``, eSSVI's ``theta`` and
+    ``psi`` times ``c`` (:func:`redated`, with ``c = t_new / t_old``).  SABR's, which set a
+    smile in vol, not one of total variance alone, come back as they are."""
+    scaled = VARIANCE_SCALED.get(model, ())
+    return tuple(v * c if i in scaled else v for i, v in enumerate(values))
 
 
 def _broadcast(a: np.ndarray | float, b: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:

@@ -8,13 +8,15 @@ hash.
 
 File format (``snapshots/snap-<events>-<journal seq>.snap``)::
 
-    magic b"VRSNAP06" | payload length (uint64 LE) | blake2b-256 of payload | payload (pickle)
+    magic b"VRSNAP07" | payload length (uint64 LE) | blake2b-256 of payload | payload (pickle)
 
 The magic's number changes when what a snapshot holds stops meaning the same thing (02: the
 journal's running hash takes each payload by its digest; 03: the market state holds each
 perpetual's funding index, and the venue's carry its index at the last accrual; 04: the PnL
-marker's state holds each option's basis, and its journal an attribution column for it), so
-an older run is never resumed into a hash that neither version would give.
+marker's state holds each option's basis, and its journal an attribution column for it; 05:
+the basis bucket's second-order terms; 06: the forecast board's forecast times; 07: a
+calibration scheme's previous parameters with their time to expiry), so an older run is
+never resumed into a hash that neither version would give.
 
 Written to a temporary file, fsynced, renamed over the final name, and the directory fsynced,
 so a reader sees either nothing or a whole file.  A file whose length or checksum does not
@@ -37,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from replay.engine.runtime import Runtime
 
-MAGIC = b"VRSNAP06"
+MAGIC = b"VRSNAP07"
 _HDR = struct.Struct("<8sQ32s")
 
 

@@ -16,6 +16,7 @@ from calibration.quality import (
 )
 from calibration.quotes import QuoteSlice, QuoteSnapshot
 from calibration.surface import SmileSlice, Surface
+from tests.calibration.svi_chain import DAY_NS, T0_NS, svi_chain
 
 T = 0.25
 F = 100.0
@@ -131,6 +132,42 @@ def test_fit_quality_is_the_numpy_definition_to_the_bit(shared_data):
             both = np.concatenate([np.full(idx.size, sl.expiry_ns in
                                            {s.expiry_ns for s in previous.slices})
                                    for sl, idx in parts])
-            d = 100 * (fit[both] - _surface_iv(previous, k[both], t[both]))
+            # the previous fit read at each expiry's maturity as it fitted it
+            then = np.concatenate([np.full(idx.size, float(previous.t_of(sl.expiry_ns)))
+                                   for sl, idx in parts])
+            d = 100 * (fit[both] - _surface_iv(previous, k[both], then[both]))
             assert q.param_jitter == float(np.sqrt(np.sum(d * d) / d.size))
         previous = r.fitted
+
+
+def test_an_unchanged_smile_refitted_later_neither_jitters_nor_misses_out_of_sample():
+    """Twelve hours on, nothing requoted: every expiry is carried over, the same smile.  An
+    earlier surface read at the time left now blends each expiry with a shorter one's, and
+    read 0.81 vol points of jitter, the same out-of-sample, and a third of the quotes outside
+    their band."""
+    from calibration.scheme import CalibrationScheme, SchemeConfig
+
+    scheme = CalibrationScheme(SchemeConfig())
+    first = scheme.refit(svi_chain(T0_NS))
+    later = svi_chain(T0_NS + DAY_NS // 2)
+    second = scheme.refit(later)
+    assert len(second.carried) == 3
+    assert second.quality.param_jitter < 1e-12
+    assert_allclose(oos_errors(first.fitted, later).rmse_vol_pts,
+                    oos_errors(first.fitted, svi_chain(T0_NS)).rmse_vol_pts, rtol=1e-12)
+    assert outside_band_pct(first.fitted, later) == 0.0
+
+
+def test_the_quality_trigger_counts_the_quotes_updated_since_the_fit():
+    """Six of the 75 out-of-the-money quotes (the 30-day expiry's nearest the money)
+    requoted 3 vol points up: all six leave the band, 8 % of every quote, so ``quality:10``
+    counted over every quote did not fire."""
+    from calibration.scheme import CalibrationScheme, SchemeConfig
+
+    scheme = CalibrationScheme(SchemeConfig(quality_trigger_pct=10.0))
+    scheme.refit(svi_chain(T0_NS))
+    moved = {i: 0.03 for i in (112, 113, 114, 134, 135, 136)}  # 30-day OTM, nearest k = 0
+    later = svi_chain(T0_NS + 10 ** 9, moved)
+    assert outside_band_pct(scheme.last_fitted, later) < 10.0
+    assert scheme.should_refit(later)
+    assert not scheme.should_refit(svi_chain(T0_NS + 10 ** 9))
