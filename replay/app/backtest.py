@@ -36,6 +36,7 @@ from replay.model.config import (
     DataConfig,
     ReportConfig,
     VenueConfig,
+    check_consumer_names,
     checked_config,
     config_diff,
 )
@@ -153,6 +154,7 @@ def _run(cfg: Any, held: ExitStack) -> dict:
     consumers = [c for c in (calib, fc, book, strategy, marker, margin) if c is not None]
     if not consumers:
         raise ConfigError("nothing to run: calibration, book and strategy are all none")
+    check_consumer_names(venue_cfg, {c.name for c in consumers})
     bars = forecast_bars(d, fc) if fc is not None else None  # before the run dir is claimed
 
     run_info = {"db": str(db), "underlying": names.get(underlying), "config": resolved}

@@ -63,6 +63,9 @@ def resolve_data(data: DataConfig) -> ResolvedData:
         raise ConfigError(f"data.db: store {db} has no instruments (is it empty?)")
     span_text = _check_span(db, span, data, start, end)
     start, end = _within(span, start, end)
+    for key in ("instruments", "expiries"):
+        if getattr(data, key) is not None and not len(getattr(data, key)):
+            raise ConfigError(f"data.{key}: an empty list selects nothing; null selects all")
     sel_ids = None
     if data.instruments:
         missing = [n for n in data.instruments if n not in ids]
@@ -71,8 +74,9 @@ def resolve_data(data: DataConfig) -> ResolvedData:
         sel_ids = tuple(ids[n] for n in data.instruments)
     first = int(start if start is not None else span[0])
     if data.underlying:
-        if data.underlying not in ids:
-            raise ConfigError(f"data.underlying: {data.underlying!r} is not in {db}; "
+        if data.underlying not in ids or _is_option(inst_table, data.underlying):
+            what = "is not in" if data.underlying not in ids else "is an option of"
+            raise ConfigError(f"data.underlying: {data.underlying!r} {what} {db}; "
                               f"non-option instruments: {_non_options(inst_table)}")
         underlying = ids[data.underlying]
     else:
@@ -183,6 +187,11 @@ def _expiries(data: DataConfig, inst_table: Any, db: Any, span_text: str) -> lis
     return out
 
 
+
+
+def _is_option(inst_table, name: str) -> bool:
+    return any(r["name"] == name and r["kind"] == "option"
+               for r in inst_table.select(["name", "kind"]).to_pylist())
 
 
 def _non_options(inst_table) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 
 from replay.errors import ConfigError
+from replay.units import NS
 
 
 def check_choice(key: str, value: Any, allowed: tuple | list) -> Any:
@@ -183,43 +184,60 @@ class Bound:
         return s + (f" ({self.note})" if self.note else "")
 
 
+#: the longest duration (and latest time) a key may give, in nanoseconds: about 146 years,
+#: so that a time plus a duration stays an int64 (the engine's clock)
+MAX_NS = 2 ** 62
+
+
+def _duration(unit_ns: float, positive: bool = True, note: str = "market seconds",
+              **kw: Any) -> Bound:
+    """The bound of a duration in units of ``unit_ns`` nanoseconds: at least a nanosecond
+    (``positive``; else 0) and at most :data:`MAX_NS`, since the engine counts it in int64
+    nanoseconds (1e-12 s was 0 ns, and 1e13 ms overflowed the journal's hashing)."""
+    return Bound(lo=1 / unit_ns if positive else 0, hi=MAX_NS / unit_ns,
+                 integer=unit_ns == 1, note=note, **kw)
+
+
 _POS = Bound(lo=0, lo_open=True)
 _NONNEG = Bound(lo=0)
 _FINITE = Bound()
 _UNIT = Bound(lo=0, hi=1)
-_POS_NS = Bound(lo=0, lo_open=True, integer=True, note="nanoseconds")
-_NONNEG_NS = Bound(lo=0, integer=True, note="nanoseconds")
-_LATENCY_NS = Bound(lo=0, integer=True, nullable=True, note="nanoseconds; null: the venue's")
+_POS_S = _duration(NS)
+_NONNEG_S = _duration(NS, positive=False)
+_POS_NS = _duration(1, note="nanoseconds")
+_NONNEG_NS = _duration(1, positive=False, note="nanoseconds")
+_LATENCY_NS = _duration(1, positive=False, nullable=True, note="nanoseconds; null: the venue's")
 
 # Declared bounds of every numeric key.  Keys of calibration/book/strategy apply when the
 # node's _target_ is one of ours (a user's own class checks its own arguments).
 BOUNDS: dict[str, Bound] = {
     "seed": Bound(lo=0, integer=True),
-    "snapshot_every_s": Bound(lo=0, lo_open=True, nullable=True,
-                              note="market seconds between snapshots; null: none"),
-    "data.window_s": Bound(lo=0, lo_open=True, note="market seconds per scan"),
-    "venue.latency_ms": _NONNEG, "venue.jitter_ms": _NONNEG,
+    "snapshot_every_s": _duration(NS, nullable=True,
+                                  note="market seconds between snapshots; null: none"),
+    "data.window_s": _duration(NS, note="market seconds per scan"),
+    "venue.latency_ms": _duration(NS / 1e3, positive=False, note="milliseconds"),
+    "venue.jitter_ms": _duration(NS / 1e3, positive=False, note="milliseconds"),
     "venue.option_fee_per_contract": _NONNEG, "venue.option_fee_cap": _UNIT,
     "venue.hedge_taker_bps": _NONNEG,
     "venue.hedge_maker_bps": Bound(note="negative: a rebate"),
     "venue.depth_levels": Bound(lo=1, integer=True), "venue.depth_step_ticks": _POS,
     "venue.depth_size_multiplier": _POS, "venue.default_size": _POS,
     "venue.hedge_default_size": _POS, "venue.hedge_half_spread_bps": _NONNEG,
-    "venue.price_band": _POS, "venue.passive_ttl_s": _POS, "venue.funding_every_s": _POS,
+    "venue.price_band": _POS, "venue.passive_ttl_s": _POS_S, "venue.funding_every_s": _POS_S,
     "venue.initial_equity": _NONNEG, "venue.liquidation_fee": _UNIT,
-    "report.pnl_every_s": Bound(lo=0, lo_open=True, note="market seconds between marks"),
-    "report.markout_horizons_s": _POS,  # each element
+    "report.pnl_every_s": _duration(NS, note="market seconds between marks"),
+    "report.markout_horizons_s": _POS_S,  # each element
     "report.surface_snapshots": Bound(lo=0, integer=True),
-    "calibration.every": Bound(lo=0, lo_open=True, strings=True,
-                               note="seconds, or '60s', '500q', 'quality:10'"),
+    "calibration.every": _duration(NS, strings=True,
+                                   note="seconds, or '60s', '500q', 'quality:10'"),
     "calibration.lam": _NONNEG, "calibration.n_starts": Bound(lo=1, integer=True),
     "calibration.max_rmse_vol_pts": _POS, "calibration.sabr_beta": _UNIT,
-    "calibration.check_s": _POS, "calibration.stale_s": _POS,
-    "calibration.latency": Bound(lo=0, note="market seconds from fit to use"),
-    "calibration.quotes_every_s": Bound(lo=0, note="0: every fit"),
+    "calibration.check_s": _POS_S, "calibration.stale_s": _POS_S,
+    "calibration.latency": _duration(NS, positive=False, note="market seconds from fit to use"),
+    "calibration.quotes_every_s": _duration(NS, positive=False, note="0: every fit"),
     "calibration.max_quote_rows": Bound(lo=0, integer=True, note="0: all"),
-    "calibration.epoch": Bound(lo=0, lo_open=True, strings=True, nullable=True,
-                               note="seconds, or '6h', '1d'; null: one epoch"),
+    "calibration.epoch": _duration(NS, strings=True, nullable=True,
+                                   note="seconds, or '6h', '1d'; null: one epoch"),
     "calibration.build_jobs": Bound(lo=0, integer=True, note="0: one per core"),
     "calibration.loss.mid_weight": _NONNEG, "calibration.loss.min_tick_weight": _NONNEG,
     "calibration.loss.stale_weight": _NONNEG, "calibration.loss.min_half_spread": _POS,
@@ -240,10 +258,10 @@ BOUNDS: dict[str, Bound] = {
     "strategy.move_pct": _POS, "strategy.expiry_1": Bound(lo=0, strings=True, note="days"),
     "strategy.expiry_2": Bound(lo=0, strings=True, note="days"),
     "strategy.option_min_trade": _NONNEG, "strategy.roll_ns": _NONNEG_NS,
-    "strategy.dynamics_horizon_s": _POS, "strategy.dynamics_window_s": _POS,
+    "strategy.dynamics_horizon_s": _POS_S, "strategy.dynamics_window_s": _POS_S,
     "strategy.ssr": Bound(strings=True, note="or 'measured'"),
-    "margin.every_s": _POS, "margin.grace_s": _NONNEG, "margin.liquidation_ratio": _UNIT,
-    "margin.flat_vol": _POS, "margin.breach_horizon_s": _POS,
+    "margin.every_s": _POS_S, "margin.grace_s": _NONNEG_S, "margin.liquidation_ratio": _UNIT,
+    "margin.flat_vol": _POS, "margin.breach_horizon_s": _POS_S,
     "margin.breach_p": Bound(lo=0, hi=1, lo_open=True, hi_open=True),
     "margin.standard.im_base": _NONNEG, "margin.standard.im_min": _NONNEG,
     "margin.standard.mm_rate": _NONNEG, "margin.standard.future_im": _NONNEG,
@@ -261,16 +279,29 @@ BOUNDS: dict[str, Bound] = {
     "margin.portfolio.extended_dampener": _NONNEG, "margin.portfolio.mm_factor": _UNIT,
     "margin.portfolio.short_option_contingency": _NONNEG,
     "margin.portfolio.min_dte_days": _POS, "margin.portfolio.min_volatility": _POS,
-    "margin.rule.k": _POS, "margin.rule.horizon_s": _POS, "margin.rule.floor": _UNIT,
-    "margin.rule.cap": _POS, "margin.rule.window_s": _POS, "margin.rule.tenor_s": _POS,
-    "forecast.horizons_s": _POS,  # each element
-    "forecast.every_s": _POS, "forecast.sample_s": _POS, "forecast.refit_s": _POS,
-    "forecast.lookback_s": _POS, "forecast.ewma_lambda": Bound(lo=0, hi=1, lo_open=True,
+    "margin.rule.k": _POS, "margin.rule.horizon_s": _POS_S, "margin.rule.floor": _UNIT,
+    "margin.rule.cap": _POS, "margin.rule.window_s": _POS_S, "margin.rule.tenor_s": _POS_S,
+    "forecast.horizons_s": _POS_S,  # each element
+    "forecast.every_s": _POS_S, "forecast.sample_s": _POS_S, "forecast.refit_s": _POS_S,
+    "forecast.lookback_s": _POS_S, "forecast.ewma_lambda": Bound(lo=0, hi=1, lo_open=True,
                                                                hi_open=True),
     "forecast.flat_vol": _POS, "forecast.min_returns": Bound(lo=2, integer=True),
 }
 PLUGIN_GROUPS = ("calibration", "book", "strategy", "margin", "forecast")
 _OUR_TARGETS = ("replay.", "strategies.", "calibration.")
+
+
+def check_consumer_names(venue: VenueConfig, present: set[str]) -> None:
+    """Refuse a name in ``venue.negotiated_consumers`` or ``venue.liquidation_consumers``
+    that is neither a consumer of the run (``present``) nor one of the defaults (which name
+    consumers a run may leave out): a misspelt ``[books]`` left the book's orders to the
+    book's queue, and the run traded nothing, without a word."""
+    for key in ("negotiated_consumers", "liquidation_consumers"):
+        allowed = present | set(getattr(VenueConfig(), key))
+        bad = [n for n in getattr(venue, key) if n not in allowed]
+        if bad:
+            raise ConfigError(f"venue.{key}: {bad[0]!r} is no consumer of this run; its "
+                              f"consumers: {', '.join(sorted(present))}")
 
 
 def _leaves(node: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:

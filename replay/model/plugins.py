@@ -76,6 +76,7 @@ def locate_class(key: str, target: str) -> type:
 
 def instantiate_checked(group: str, node: Any, **extra: Any) -> Any:
     """``hydra.utils.instantiate`` with errors that name the group, key and allowed keys."""
+    from hydra.errors import InstantiationException
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -109,4 +110,10 @@ def instantiate_checked(group: str, node: Any, **extra: Any) -> Any:
             raise cause from None
         if isinstance(cause, (TypeError, ValueError)):
             raise ConfigError(f"{group}: {cause}") from None
+        # a nested _target_ (margin.rule._target_) Hydra could not import or call
+        what, _, key = str(e).partition("\nfull_key: ")
+        if isinstance(e, InstantiationException) and what.startswith(
+                ("Error locating target", "Expected a callable target")):
+            key = key if key.startswith(f"{group}.") else f"{group}.{key}"
+            raise ConfigError(f"{key}._target_: {what.split(', set env var')[0]}") from None
         raise

@@ -11,6 +11,7 @@ import numpy as np
 from calibration.pricing.black import delta as black_delta
 from replay.engine.state import NEVER
 from replay.engine.wake import WakeCondition
+from replay.errors import ConfigError
 from replay.model.config import check_choice
 from replay.units import NS
 from strategies.base import require_positive
@@ -57,6 +58,12 @@ class MarketMakerBook:
         self.min_days, self.max_days = float(min_days), max_days
         self.min_abs_delta, self.max_abs_delta = float(min_abs_delta), float(max_abs_delta)
         self.min_moneyness, self.max_moneyness = min_moneyness, max_moneyness
+        for key, lo, hi in (("days", min_days, max_days),
+                            ("abs_delta", min_abs_delta, max_abs_delta),
+                            ("moneyness", min_moneyness, max_moneyness)):
+            if lo is not None and hi is not None and lo > hi:
+                raise ConfigError(f"book.min_{key}: {lo!r} is above book.max_{key} ({hi!r}): "
+                                  "no option would be taken")
         self.delta_source = check_choice("book.delta_source", delta_source, DELTA_SOURCES)
         self.flat_vol = require_positive("book.flat_vol", flat_vol)
         self.latency_ns = None if latency_ns is None else int(latency_ns)

@@ -201,6 +201,14 @@ def test_market_maker_takes_the_other_side_within_cap_and_filter(tmp_path):
     assert (st.drop(call).intrinsic_usd == 0.0).all()
 
 
+@pytest.mark.parametrize("key, lo, hi", [("days", 10.0, 1.0), ("abs_delta", 0.9, 0.1),
+                                         ("moneyness", 1.2, 0.8)])
+def test_market_maker_refuses_a_range_that_admits_nothing(key, lo, hi):
+    """It took nothing, and the run completed with a PnL of 0."""
+    with pytest.raises(ConfigError, match=rf"^book.min_{key}: {lo} is above book.max_{key}"):
+        MarketMakerBook(**{f"min_{key}": lo, f"max_{key}": hi})
+
+
 def test_market_maker_filters_by_right_and_delta():
     ctx = FakeCtx()
     inst = ctx.instruments

@@ -81,6 +81,9 @@ class ForecastConsumer:
                  sample_s: float = 300.0, refit_s: float = 3600.0, lookback_s: float = 86400.0,
                  ewma_lambda: float = 0.94, flat_vol: float = 0.5, min_returns: int = 24,
                  board: Any = None, forecasts: ForecastBoard | None = None) -> None:
+        for key, v in (("forecasters", forecasters), ("horizons_s", horizons_s)):
+            if v is not None and not len(v):
+                raise ConfigError(f"forecast.{key}: an empty list; null takes the default")
         names = tuple(forecasters or FORECASTERS)
         bad = [n for n in names if n not in FORECASTERS + ORACLES]
         if bad:

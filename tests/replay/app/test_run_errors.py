@@ -84,9 +84,16 @@ def test_the_shipped_defaults_are_within_their_bounds():
 
 
 @pytest.mark.parametrize("cfg, message", [
-    ({"snapshot_every_s": -1}, r"snapshot_every_s: -1 is out of range; allowed: \(0, inf\) or null"),
+    ({"snapshot_every_s": -1},
+     r"snapshot_every_s: -1 is out of range; allowed: \[1e-09, 4.61169e\+09\] or null"),
     ({"snapshot_every_s": 0.0}, r"snapshot_every_s: 0.0 is out of range"),
-    ({"venue": {"latency_ms": -5}}, r"venue.latency_ms: -5 is out of range; allowed: \[0, inf\)"),
+    ({"venue": {"latency_ms": -5}}, r"venue.latency_ms: -5 is out of range; allowed: \[0, 4.6"),
+    # durations the engine's int64 nanoseconds cannot hold: 0 ns, and an overflow while
+    # hashing the journal (both raw tracebacks before)
+    ({"data": {"window_s": 1e-12}}, r"data.window_s: 1e-12 is out of range; allowed: \[1e-09, "),
+    ({"venue": {"latency_ms": 1e13}}, r"venue.latency_ms: 10000000000000.0 is out of range"),
+    ({"strategy": {"_target_": "strategies.hedging.registry.Periodic", "anchor_ns": 2 ** 63}},
+     r"strategy.anchor_ns: 9223372036854775808 is out of range"),
     ({"venue": {"depth_levels": 2.5}}, r"venue.depth_levels: 2.5 is not an integer"),
     ({"data": {"window_s": 0}}, r"data.window_s: 0 is out of range"),
     ({"report": {"pnl_every_s": -60}}, r"report.pnl_every_s: -60 is out of range"),
@@ -125,8 +132,8 @@ def test_library_run_rejects_a_bad_value_before_writing(gbm_quarter_hour, tmp_pa
 @pytest.mark.parametrize("override, needles", [
     # before the fix: an endless loop writing snapshot files
     ("snapshot_every_s=-1", ("snapshot_every_s: -1.0 is out of range",)),
-    ("venue.latency_ms=-5", ("venue.latency_ms: -5.0 is out of range", "[0, inf)")),
-    ("data.window_s=0", ("data.window_s: 0.0 is out of range", "(0, inf)")),
+    ("venue.latency_ms=-5", ("venue.latency_ms: -5.0 is out of range", "[0, 4.61169e+12]")),
+    ("data.window_s=0", ("data.window_s: 0.0 is out of range", "[1e-09, 4.61169e+09]")),
     ("strategy.bnad=0.1", ("strategy.bnad: unknown key; allowed keys: hedge,", "band", "rebalance")),
     ("venue.latncy_ms=3", ("venue.latncy_ms: unknown key; allowed keys: latency_ms,",)),
     ("stratgy.band=0.1", ("stratgy: unknown key; allowed keys:", "strategy", "calibration")),

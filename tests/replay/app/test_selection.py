@@ -71,3 +71,28 @@ def test_an_instrument_selection_keeps_the_underlying_and_refuses_to_drop_the_he
     with pytest.raises(ConfigError, match="data.instruments: leaves out BTC-PERPETUAL, the "
                                           "hedge"):
         check_hedge(perp, on_index)
+
+
+def test_an_option_as_underlying_and_empty_selections_are_refused(gbm_quarter_hour, tmp_path):
+    """An option taken as ``data.underlying`` made its premium the coin's price (a PnL of
+    +97,766 USD for -2,276); an empty list selected everything, as null does."""
+    d = resolve_data(DataConfig(db=str(gbm_quarter_hour)))
+    option = next(n for n in d.names.values() if n.endswith("-C"))
+    with pytest.raises(ConfigError, match=rf"^data.underlying: '{option}' is an option of .*; "
+                                          "non-option instruments: BTC-PERPETUAL, BTC-USD$"):
+        resolve_data(DataConfig(db=str(gbm_quarter_hour), underlying=option))
+    for key in ("instruments", "expiries"):
+        with pytest.raises(ConfigError, match=rf"^data.{key}: an empty list selects nothing"):
+            resolve_data(DataConfig(db=str(gbm_quarter_hour), **{key: []}))
+
+
+def test_a_venue_consumer_list_naming_no_consumer_is_refused(gbm_quarter_hour, tmp_path):
+    """``[books]`` for ``[book]`` sent the book's orders to the venue's queue: it traded
+    nothing, and the run completed."""
+    cfg = _cfg(gbm_quarter_hour, tmp_path / "a")
+    with pytest.raises(ConfigError, match=r"^venue.negotiated_consumers: 'books' is no consumer "
+                                          "of this run; its consumers: book, calibration, "
+                                          "hedger, pnl$"):
+        replay.run({**cfg, "venue": {"negotiated_consumers": ["books"]}})
+    with pytest.raises(ConfigError, match=r"^venue.liquidation_consumers: 'margn'"):
+        replay.run({**cfg, "venue": {"liquidation_consumers": ["margn"]}})

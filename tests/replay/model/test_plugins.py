@@ -22,3 +22,18 @@ def test_instantiate_checked_names_unknown_key_and_allowed():
     assert (obj.a, obj.board) == (2, "B")
     with pytest.raises(ConfigError, match="cannot import"):
         instantiate_checked("book", {"_target_": "nowhere.Nothing"})
+
+
+def test_a_nested_target_hydra_cannot_locate_or_call_names_its_key():
+    """``margin.rule._target_`` is instantiated by Hydra inside the group's target: its
+    errors were raw tracebacks."""
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"margin": {"_target_": "collections.OrderedDict",
+                                       "rule": {"_target_": "nowhere.Nothing"}}})
+    with pytest.raises(ConfigError, match=r"^margin.rule._target_: Error locating target "
+                                          r"'nowhere.Nothing'$"):
+        instantiate_checked("margin", cfg.margin)
+    cfg.margin.rule._target_ = "json"
+    with pytest.raises(ConfigError, match=r"^margin.rule._target_: Expected a callable target"):
+        instantiate_checked("margin", cfg.margin)

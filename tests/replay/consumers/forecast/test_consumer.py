@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import replay
+from replay.consumers.forecast import ForecastConsumer
 from replay.errors import ConfigError
 from replay.synth import SynthConfig, synthesize
 from tests.helpers import conf_group, journal_query
@@ -86,6 +87,9 @@ def test_bad_forecast_config_names_the_key(store, tmp_path):
     cfg["forecast"]["every_s"] = 45.0  # between the 30 s bars' ends: a stale bar, a late target
     with pytest.raises(ConfigError, match="forecast.every_s: 45 s is not a whole number of bars"):
         replay.run(cfg)
+    for key in ("forecasters", "horizons_s"):  # an empty list took the default
+        with pytest.raises(ConfigError, match=f"^forecast.{key}: an empty list"):
+            ForecastConsumer(**{key: []})
 
 
 def test_vega_split_and_dynamics_blocks(store, tmp_path):
