@@ -10,7 +10,10 @@
   fixed forward log-moneyness ``k`` (each expiry with its own forward); a violation is
   ``w(k, T1) - w(k, T2) > CALENDAR_TOL`` for consecutive expiries ``T1 < T2`` at a point
   where either is quoted (between the lowest and highest ``k`` of their two domains), the
-  other's wing extrapolated beyond its quotes if need be.
+  other's wing extrapolated beyond its quotes if need be, or for any earlier expiry ``T1``
+  at a point where it is quoted: consecutive pairs alone are not transitive (a long expiry
+  quoted only near the money can fall below a short one's quoted wing through a middle one
+  checked only where it or the long one is quoted).
 * Lee's moment formula (Lee 2004, "The moment formula for implied volatility at extreme
   strikes"): the wing slopes ``lim w(k)/|k|`` are at most 2; a violation is a slope above
   ``2 + LEE_TOL``.  Models that state their asymptotic slopes (SVI, eSSVI) are checked
@@ -70,18 +73,23 @@ def butterfly_violations(t: float, k: np.ndarray, w: np.ndarray, w1: np.ndarray,
 
 
 def calendar_violations(ts: Sequence[float], k: np.ndarray, W: np.ndarray,
-                        tol: float = CALENDAR_TOL, pairs: np.ndarray | None = None
-                        ) -> list[Violation]:
+                        tol: float = CALENDAR_TOL, pairs: np.ndarray | None = None,
+                        quoted: np.ndarray | None = None) -> list[Violation]:
     """``W[i, j] = w(k_j, ts[i])`` with ``ts`` increasing; flags ``W[i] - W[i+1] > tol``.
 
     ``pairs[i, j]`` (optional) restricts the check of expiries ``i, i + 1`` to the points
-    ``k_j`` it is true at."""
+    ``k_j`` it is true at; with ``quoted[i, j]`` (expiry ``i`` is quoted at ``k_j``) each
+    expiry is also checked against every earlier one where that one is quoted.  The value
+    of a violation is the drop below the highest of them."""
     out: list[Violation] = []
     W = np.asarray(W, dtype=float)
+    envelope = np.full(W.shape[1], -np.inf)  # the earlier expiries' w where quoted
     for i in range(len(ts) - 1):
-        drop = W[i] - W[i + 1]
-        if pairs is not None:
-            drop = np.where(pairs[i], drop, -np.inf)
+        ref = W[i] if pairs is None else np.where(pairs[i], W[i], -np.inf)
+        if quoted is not None:
+            envelope = np.maximum(envelope, np.where(quoted[i], W[i], -np.inf))
+            ref = np.maximum(ref, envelope)
+        drop = ref - W[i + 1]
         for j in np.flatnonzero(drop > tol):
             out.append(Violation("calendar", float(ts[i + 1]), float(k[j]), float(drop[j])))
     return out
@@ -118,7 +126,8 @@ def calendar_grid(k_lo: Sequence[float], k_hi: Sequence[float], n_grid: int = 12
 
 
 def check_slices(slices: Sequence[SliceView], n_grid: int = 121) -> list[Violation]:
-    """Butterfly and Lee per slice, calendar between consecutive slices (by ``t``).
+    """Butterfly and Lee per slice, calendar between consecutive slices (by ``t``) and
+    against every earlier slice where that one is quoted.
 
     Each slice is checked on ``n_grid`` points of its own domain; the calendar check uses a
     common grid over the union of the domains and every slice's domain ends (its outermost
@@ -151,5 +160,6 @@ def check_slices(slices: Sequence[SliceView], n_grid: int = 121) -> list[Violati
         W = np.vstack([s.derivs(k)[0] for s in sl])
         pairs = np.vstack([(k >= min(a.k_lo, b.k_lo)) & (k <= max(a.k_hi, b.k_hi))
                            for a, b in zip(sl, sl[1:])])
-        out += calendar_violations([s.t for s in sl], k, W, pairs=pairs)
+        quoted = np.vstack([(k >= s.k_lo) & (k <= s.k_hi) for s in sl])
+        out += calendar_violations([s.t for s in sl], k, W, pairs=pairs, quoted=quoted)
     return out

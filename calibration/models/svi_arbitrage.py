@@ -54,7 +54,8 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
     on ``n_grid`` points of each domain, the wing slopes ``b (1 -+ rho)`` against Lee's 2,
     and ``w_i - w_{i+1}`` on ``2 n_grid`` points of the union of the domains and at every
     domain's ends, where either of the two is quoted (the hull of their domains; the other
-    extrapolated beyond its own)."""
+    extrapolated beyond its own), and ``w_j - w_i`` for every earlier ``j`` where ``j`` is
+    quoted.  Each slice's ``w`` is computed once a point."""
     n = par.shape[0]
     for i in range(n):
         b, rho = par[i, 1], par[i, 2]
@@ -77,10 +78,16 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
         ends = np.concatenate((k_lo, k_hi))
         for j in range(m + ends.size):
             k = grid_point(lo, hi, m, j) if j < m else ends[j - m]
+            before, envelope = svi_w(par[0], k), -np.inf
             for i in range(1, n):
-                if min(k_lo[i - 1], k_lo[i]) <= k <= max(k_hi[i - 1], k_hi[i]) and \
-                        svi_w(par[i - 1], k) - svi_w(par[i], k) > CALENDAR_TOL:
+                if k_lo[i - 1] <= k <= k_hi[i - 1]:
+                    envelope = max(envelope, before)
+                w = svi_w(par[i], k)
+                ref = before if min(k_lo[i - 1], k_lo[i]) <= k <= max(k_hi[i - 1],
+                                                                       k_hi[i]) else -np.inf
+                if max(ref, envelope) - w > CALENDAR_TOL:
                     return False
+                before = w
     return True
 
 

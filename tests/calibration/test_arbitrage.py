@@ -92,3 +92,21 @@ def test_check_slices_combines_all_checks():
     # order of the input does not matter: slices are sorted by t
     crossing = [view(SVIParams(0.06, 0.05, -0.3, 0.0, 0.2), 1.0), view(SAFE, 0.5)]
     assert {v.kind for v in check_slices(crossing)} == {"calendar"}
+
+
+def test_calendar_checks_each_expiry_against_every_earlier_one_where_that_is_quoted():
+    """The 10-day slice is quoted on |k| <= 0.8, the 20- and 30-day ones on |k| <= 0.2.  The
+    20-day stays above the 10-day everywhere, the 30-day above the 20-day where either is
+    quoted; but at k = 0.8, where the 10-day is quoted, the 30-day is below it.  Checked in
+    consecutive pairs only, the surface passed, through the Surface's compiled screen too."""
+    from calibration.surface import SmileSlice, Surface
+
+    sl = [SmileSlice("svi", p, e, d / 365, 1.0, -h, h) for p, e, d, h in (
+        (SVIParams(0.010, 0.05, 0.0, 0.0, 0.1), 1, 10, 0.8),
+        (SVIParams(0.012, 0.08, 0.0, 0.0, 0.1), 2, 20, 0.2),
+        (SVIParams(0.030, 0.01, 0.0, 0.0, 0.1), 3, 30, 0.2))]
+    listed = check_slices([s.view() for s in sl])
+    assert listed and {v.kind for v in listed} == {"calendar"}
+    assert {v.expiry_t for v in listed} == {30 / 365} and max(abs(v.k) for v in listed) == 0.8
+    assert not Surface(sl).arbitrage_free
+    assert check_slices([s.view() for s in sl[1:]]) == []  # the last pair alone is clean

@@ -49,6 +49,34 @@ def test_the_surface_screen_flags_exactly_what_check_slices_lists():
     assert seen == {True, False, "butterfly", "lee", "calendar"}  # every branch was taken
 
 
+def test_the_surface_screen_checks_every_earlier_quoted_expiry_as_check_slices_does():
+    """A wide first domain and narrow later ones: the crossings that only the check against
+    every earlier quoted expiry finds (a consecutive pair alone is clean) are found alike."""
+    from calibration.arbitrage import calendar_grid, calendar_violations
+
+    rng = np.random.default_rng(7)
+    beyond_pairs = 0
+    for _ in range(4000):
+        sl, a = [], 0.01
+        for i in range(int(rng.integers(3, 6))):
+            a += rng.uniform(0.0, 0.01)
+            h = rng.uniform(0.5, 1.0) if i == 0 else rng.uniform(0.1, 0.4)
+            p = SVIParams(a, rng.uniform(0.005, 0.1), rng.uniform(-0.5, 0.5),
+                          rng.uniform(-0.05, 0.05), rng.uniform(0.05, 0.3))
+            sl.append(SmileSlice("svi", p, i, 0.02 * (i + 1), 1.0, -h, h))
+        listed = check_slices([s.view() for s in sl])
+        lo, hi = np.array([s.k_lo for s in sl]), np.array([s.k_hi for s in sl])
+        assert svi_surface_clean(np.array([s.params.to_array() for s in sl]), lo, hi) == \
+            (not listed)
+        if listed and {v.kind for v in listed} == {"calendar"}:
+            k = np.union1d(calendar_grid(lo, hi), np.concatenate((lo, hi)))
+            pairs = np.vstack([(k >= min(x.k_lo, y.k_lo)) & (k <= max(x.k_hi, y.k_hi))
+                               for x, y in zip(sl, sl[1:])])
+            W = np.vstack([s.view().derivs(k)[0] for s in sl])
+            beyond_pairs += not calendar_violations([s.t for s in sl], k, W, pairs=pairs)
+    assert beyond_pairs >= 2
+
+
 def test_the_calendar_drop_is_numpys_max_bit_for_bit():
     rng = np.random.default_rng(12)
     extra = np.linspace(-2.0, 2.0, 77)
