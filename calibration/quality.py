@@ -105,7 +105,8 @@ def fit_quality(surface: Surface, snapshot: QuoteSnapshot, used: Sequence[np.nda
         prev_exp = {s.expiry_ns for s in previous.slices}
         both = np.repeat([sl.expiry_ns in prev_exp for sl in snapshot.slices], sizes)
         if both.any():
-            t_then = previous.t_of(np.repeat([sl.expiry_ns for sl in snapshot.slices], sizes))
+            t_then = np.repeat(previous.t_of(np.array([sl.expiry_ns for sl in snapshot.slices])),
+                               sizes)
             prev_fit = _points_iv(previous, k[both], t_then[both])
     sq, inside, mark_sum, mark_n, jit_sq = _sums(fit, mid, bid, ask, mk, both, prev_fit)
     return FitQuality(

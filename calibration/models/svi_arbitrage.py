@@ -78,16 +78,21 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
         ends = np.concatenate((k_lo, k_hi))
         for j in range(m + ends.size):
             k = grid_point(lo, hi, m, j) if j < m else ends[j - m]
-            before, envelope = svi_w(par[0], k), -np.inf
-            for i in range(1, n):
-                if k_lo[i - 1] <= k <= k_hi[i - 1]:
-                    envelope = max(envelope, before)
+            before, envelope = 0.0, -np.inf
+            in_pair = False  # k is in the hull of slices i - 1 and i
+            for i in range(n):
+                in_next = i + 1 < n and min(k_lo[i], k_lo[i + 1]) <= k <= max(k_hi[i],
+                                                                              k_hi[i + 1])
+                # w_i is read by no check (not in either pair's hull, no earlier quoted here)
+                if not (in_pair or in_next or envelope > -np.inf):
+                    in_pair = in_next
+                    continue
                 w = svi_w(par[i], k)
-                ref = before if min(k_lo[i - 1], k_lo[i]) <= k <= max(k_hi[i - 1],
-                                                                       k_hi[i]) else -np.inf
-                if max(ref, envelope) - w > CALENDAR_TOL:
+                if max(before if in_pair else -np.inf, envelope) - w > CALENDAR_TOL:
                     return False
-                before = w
+                if k_lo[i] <= k <= k_hi[i]:
+                    envelope = max(envelope, w)
+                before, in_pair = w, in_next
     return True
 
 
