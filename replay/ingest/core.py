@@ -10,8 +10,12 @@ that every format quarantines the same things for the same reasons:
 * ``non-positive price`` / ``negative size``; for funding, ``non-finite rate`` and
   ``non-positive interval``;
 * ``crossed book``: bid > ask;
+* ``negative vol``: a negative or infinite ``mark_iv``;
 * ``timestamp out of range``: outside 2010-01-01 .. 2100-01-01 (usually a unit error);
 * ``unknown instrument``: a market row whose instrument has no definition;
+* ``wrong instrument kind``: a market row whose instrument is not of its table's kind (an
+  option's rows in the option tables, a perpetual's in ``funding``, anything but an
+  option's in the underlying tables);
 * ``duplicate``: found by the store when the load is merged.
 
 Row accounting: every line or row an adapter reads is counted once in ``Chunk.n_read`` and ends
@@ -80,6 +84,11 @@ _PRICE_COLS = {
 #: Marks may be exactly zero: Deribit prints a mark of 0 for an option worth less than half a
 #: tick, next to a live ask at the minimum tick.  Only a negative mark is an error.
 _NONNEG_PRICE_COLS = {"option_quotes": ["mark_price"]}
+#: the instrument kinds each market table's rows may name (the underlying tables: any but
+#: an option)
+_KINDS = {"option_quotes": ("option",), "option_trades": ("option",), "funding": ("perp",),
+          "underlying_quotes": ("future", "perp", "spot", "index"),
+          "underlying_trades": ("future", "perp", "spot", "index")}
 _SIZE_COLS = {
     "option_quotes": ["bid_size", "ask_size", "open_interest"],
     "option_trades": ["size"],
@@ -117,6 +126,9 @@ def validate(table: str, rows: pa.Table) -> np.ndarray:
     for name in _SIZE_COLS.get(table, []):
         v = _floats(rows, name)
         flag(~np.isnan(v) & ~((v >= 0) & np.isfinite(v)), f"negative size: {name}")
+    if table == "option_quotes":
+        v = _floats(rows, "mark_iv")
+        flag(~np.isnan(v) & ~((v >= 0) & np.isfinite(v)), "negative vol: mark_iv")
     if table in ("option_quotes", "underlying_quotes"):
         b, a = _floats(rows, "bid_price"), _floats(rows, "ask_price")
         flag(~np.isnan(b) & ~np.isnan(a) & (b > a), "crossed book: bid > ask")
@@ -268,6 +280,7 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
         store.quarantine(source, [r.locator for r in chunk.rejects], [r.reason for r in chunk.rejects],
                          [r.raw for r in chunk.rejects], [r.target for r in chunk.rejects])
     ids: dict[str, int] = {}
+    kinds: dict[str, str] = {}
     if chunk.instruments is not None and chunk.instruments.num_rows:
         ids = store.ensure_instruments(nan_to_null(chunk.instruments))
     if chunk.definition_rows:
@@ -278,6 +291,8 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
             continue
         if not ids:
             ids = store.instrument_ids()
+        if not kinds:
+            kinds = store.instrument_kinds()
         names = rows.column("instrument").to_pylist()
         inst = np.array([ids.get(nm, -1) if nm is not None else -1 for nm in names], dtype=np.int64)
         locs = rows.column("_loc").to_numpy(zero_copy_only=False)
@@ -287,6 +302,9 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
         body = nan_to_null(body)
         reason = np.where(unfit != "", unfit, validate(table, body))
         reason[(inst < 0) & (reason == "")] = "unknown instrument: no definition for this name"
+        kind = np.array([kinds.get(nm, "") for nm in names], dtype=object)
+        wrong = (inst >= 0) & (reason == "") & ~np.isin(kind, _KINDS[table])
+        reason[wrong] = [f"wrong instrument kind: {k} in {table}" for k in kind[wrong]]
         bad = reason != ""
         if bad.any():
             idx = np.flatnonzero(bad)

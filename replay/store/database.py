@@ -175,6 +175,9 @@ class MarketStore(LoadingMixin):
     def instrument_ids(self) -> dict[str, int]:
         return dict(self._exec("SELECT name, instrument_id FROM instruments"))
 
+    def instrument_kinds(self) -> dict[str, str]:
+        return dict(self._exec("SELECT name, kind FROM instruments"))
+
     def scan(
         self,
         table: str,

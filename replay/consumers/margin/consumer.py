@@ -293,6 +293,7 @@ class MarginConsumer:
             return self._free(r, "mm", acct)[0][self.mode], r["mm"]
 
         free, mm_now = free_after(keep)
+        arrivals: list[int] = []
         while free < 0 and keep.any():
             best = None
             for j in np.flatnonzero(keep):
@@ -308,7 +309,10 @@ class MarginConsumer:
             ctx.emit("liquidation", instrument_id=iid, qty=qty, equity_usd=acct.equity,
                      maintenance_before_usd=mm_now, maintenance_after_usd=mm_after)
             ctx.submit(iid, qty)
-            self.pending_until = ctx.last_arrival_ts
+            # the pass's last arrival, not its last order's: with jitter an earlier order may
+            # arrive later, and a fill before it re-liquidated its position (reversed, not closed)
+            arrivals.append(ctx.last_arrival_ts)
+            self.pending_until = max(arrivals)
             self.counts["liquidations"] += 1
             mm_now = mm_after
 

@@ -195,3 +195,44 @@ def test_a_value_its_column_cannot_hold_is_quarantined_not_wrapped(store, tmp_pa
     assert store.con.sql("SELECT reason FROM quarantine WHERE load_id = "
                          "(SELECT max(load_id) FROM loads)").fetchall() == \
         [("unparsable: side does not fit int8",)]
+
+
+def test_rows_of_an_instrument_of_another_kind_and_negative_vols_are_quarantined(store,
+                                                                                  tmp_path):
+    """A perpetual's trade in ``option_trades``, an option's rate in ``funding`` and an
+    option's quote in ``underlying_quotes`` were ingested against instruments of the wrong
+    kind; a ``mark_iv`` of -0.5 was ingested."""
+    from replay.ingest.core import Chunk, ingest_files
+
+    load_fixture_instruments(store)
+    opt, ts = "BTC-29MAR24-70000-C", pa.array([T0, T0 + 1], pa.int64())
+
+    def adapter(path: Path):
+        yield Chunk(n_read=8, rows={
+            "option_trades": pa.table({
+                "ts_exchange": ts, "ts_recv": ts, "instrument": ["BTC-PERPETUAL", opt],
+                "price": [0.05, 0.05], "size": [1.0, 1.0], "side": pa.array([1, 1], pa.int8()),
+                "trade_id": ["a", "b"], "_loc": pa.array([1, 2], pa.int64())}),
+            "funding": pa.table({
+                "ts_exchange": ts, "ts_recv": ts, "instrument": [opt, "BTC-PERPETUAL"],
+                "funding_rate": [1e-4, 1e-4], "interval_s": [28800.0, 28800.0],
+                "_loc": pa.array([3, 4], pa.int64())}),
+            "underlying_quotes": pa.table({
+                "ts_exchange": ts, "ts_recv": ts, "instrument": [opt, "BTC-PERPETUAL"],
+                "bid_price": [60_000.0, 60_000.0], "ask_price": [60_001.0, 60_001.0],
+                "_loc": pa.array([5, 6], pa.int64())}),
+            "option_quotes": pa.table({
+                "ts_exchange": ts, "ts_recv": ts, "instrument": [opt, opt],
+                "bid_price": [0.05, 0.05], "ask_price": [0.06, 0.06], "mark_iv": [-0.5, 0.5],
+                "_loc": pa.array([7, 8], pa.int64())})})
+
+    src = tmp_path / "rows.bin"
+    src.write_bytes(b"eight rows")
+    rep = ingest_files(store, "test", adapter, [src])
+    assert (rep.read, rep.ingested, rep.quarantined) == (8, 4, 4)
+    assert store.con.sql("SELECT reason FROM quarantine WHERE load_id = (SELECT max(load_id) "
+                         "FROM loads) ORDER BY locator").fetchall() == [
+        ("wrong instrument kind: perp in option_trades",),
+        ("wrong instrument kind: option in funding",),
+        ("wrong instrument kind: option in underlying_quotes",),
+        ("negative vol: mark_iv",)]

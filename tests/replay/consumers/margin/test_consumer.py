@@ -207,3 +207,36 @@ def test_evaluate_values_the_ledgers_book_in_its_collateral_currency(currency):
         move = res.scenarios.moves[labels.index(rows[0][f"scenario_{n}"])]
         want = lg.ledger_change(pf, np.array([move]), coin)[0]
         assert_allclose(rows[0][f"pnl_usd_{n}"], want, rtol=1e-9)
+
+
+def test_positions_whose_liquidation_is_in_flight_are_not_liquidated_again():
+    """Two positions closed in one pass, the first order with the longer latency (jitter): the
+    fill of the second woke the consumer while the first was in flight, past the last-sent
+    order's arrival, and it sent a second closing order: the short call ended long."""
+    from types import SimpleNamespace
+
+    from replay.consumers.margin import MarginConsumer
+    from replay.model.orders import Fill
+    from tests.replay.consumers.margin import _ledger as lg
+
+    pf = lg.ledger([(lg.INV_CALL, -10.0, lg.S), (lg.LIN_CALL, -10.0, lg.S)])
+    venue = SimpleNamespace(
+        carry=SimpleNamespace(catch_up=lambda ctx: None), portfolio=pf, specs=lg.SPECS,
+        cfg=SimpleNamespace(equity_currency="usd", initial_equity=50_000.0), fill_listeners=[],
+        position=lambda i: pf.positions[i].qty if i in pf.positions else 0.0)
+    latencies, orders = iter([30_000_000, 5_000_000]), []
+
+    def submit(iid, qty):
+        ctx.last_arrival_ts = ctx.now + next(latencies)
+        orders.append((iid, qty, ctx.last_arrival_ts))
+
+    ctx = SimpleNamespace(market=lg._Market(), now=lg.NOW, emit=lambda kind, **r: None,
+                          submit=submit, last_arrival_ts=None)
+    margin = MarginConsumer("standard", venue=venue, grace_s=0.0)
+    margin.evaluate(ctx, "deadline")
+    assert len(orders) == 2 and margin.pending_until == max(a for *_, a in orders)
+    iid, qty, first = min(orders, key=lambda o: o[2])
+    pf.apply_fill(Fill(99, iid, first, 1, lg.prices(lg.S)[iid], abs(qty), "taker"), lg.S)
+    ctx.now = first + 1
+    margin.evaluate(ctx, "fill")
+    assert len(orders) == 2  # the other position's closing order is still on its way
