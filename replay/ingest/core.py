@@ -18,6 +18,11 @@ that every format quarantines the same things for the same reasons:
   option's in the underlying tables);
 * ``duplicate``: found by the store when the load is merged.
 
+Sizes: an adapter gives sizes in contracts of its own definition of the instrument (Tardis
+divides Deribit's USD amounts by its contract size).  The store keeps the first definition of
+a name, so where it holds another contract size the sizes are re-expressed in its contracts:
+the notional does not depend on the order files were ingested in.
+
 Row accounting: every line or row an adapter reads is counted once in ``Chunk.n_read`` and ends
 either in a market table or in ``quarantine``.  Rows an adapter deliberately does not ingest
 (e.g. Binance depth diffs) are quarantined with a ``skipped:`` reason, so the identity
@@ -144,6 +149,22 @@ def validate(table: str, rows: pa.Table) -> np.ndarray:
         s = rows.column("side").to_numpy(zero_copy_only=False).astype("float64")
         flag(~np.isin(s, [-1, 0, 1]) & ~np.isnan(s), "unparsable: side not in {-1, 0, 1}")
     return reason
+
+
+def _in_stored_contracts(table: str, rows: pa.Table, names: list, own: dict[str, float],
+                         specs: dict[str, tuple[str, float]]) -> pa.Table:
+    """``rows``' sizes, given in contracts of the chunk's own definitions (``own``), in
+    contracts of the store's (``specs``) where the two differ (module docstring)."""
+    ratio = {nm: cs / specs[nm][1] for nm, cs in own.items()
+             if nm in specs and cs and specs[nm][1] and cs != specs[nm][1]}
+    cols = [c for c in _SIZE_COLS.get(table, []) if c in rows.column_names]
+    if not ratio or not cols:
+        return rows
+    scale = pa.array([ratio.get(nm, 1.0) for nm in names], pa.float64())
+    for c in cols:
+        i = rows.column_names.index(c)
+        rows = rows.set_column(i, c, pc.multiply(rows.column(c), scale))
+    return rows
 
 
 def _floats(rows: pa.Table, name: str) -> np.ndarray:
@@ -280,9 +301,13 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
         store.quarantine(source, [r.locator for r in chunk.rejects], [r.reason for r in chunk.rejects],
                          [r.raw for r in chunk.rejects], [r.target for r in chunk.rejects])
     ids: dict[str, int] = {}
-    kinds: dict[str, str] = {}
+    specs: dict[str, tuple[str, float]] = {}
+    own: dict[str, float] = {}  # the chunk's own contract sizes
     if chunk.instruments is not None and chunk.instruments.num_rows:
         ids = store.ensure_instruments(nan_to_null(chunk.instruments))
+        if "contract_size" in chunk.instruments.column_names:
+            own = dict(zip(chunk.instruments.column("name").to_pylist(),
+                           chunk.instruments.column("contract_size").to_pylist()))
     if chunk.definition_rows:
         store.add_ingested(chunk.definition_rows)
         detail["instruments_defined"] = detail.get("instruments_defined", 0) + chunk.definition_rows
@@ -291,18 +316,19 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
             continue
         if not ids:
             ids = store.instrument_ids()
-        if not kinds:
-            kinds = store.instrument_kinds()
+        if not specs:
+            specs = store.instrument_specs()
         names = rows.column("instrument").to_pylist()
         inst = np.array([ids.get(nm, -1) if nm is not None else -1 for nm in names], dtype=np.int64)
         locs = rows.column("_loc").to_numpy(zero_copy_only=False)
         body = rows.drop_columns(["instrument", "_loc"]).append_column(
             "instrument_id", pa.array(np.where(inst < 0, 0, inst).astype(np.int32)))
         body, unfit = _cast_to_schema(table, body)
+        body = _in_stored_contracts(table, body, names, own, specs)
         body = nan_to_null(body)
         reason = np.where(unfit != "", unfit, validate(table, body))
         reason[(inst < 0) & (reason == "")] = "unknown instrument: no definition for this name"
-        kind = np.array([kinds.get(nm, "") for nm in names], dtype=object)
+        kind = np.array([specs.get(nm, ("",))[0] for nm in names], dtype=object)
         wrong = (inst >= 0) & (reason == "") & ~np.isin(kind, _KINDS[table])
         reason[wrong] = [f"wrong instrument kind: {k} in {table}" for k in kind[wrong]]
         bad = reason != ""

@@ -38,12 +38,10 @@ import pyarrow.parquet as pq
 from calibration.quotes import MIN_T_YEARS, QuoteSnapshot, build_snapshot
 from replay.errors import IngestError
 from replay.ingest.core import Chunk, Reject
-from replay.model.instruments import ParsedName, parse_deribit_name
+from replay.model.instruments import DERIBIT_OPTION_TICK, deribit_spec, parse_deribit_name
 from replay.store.database import TS_MAX, TS_MIN
 
 BATCH_ROWS = 65_536
-#: Deribit BTC futures: 10 USD per contract, 2.5 USD tick
-FUTURE_CONTRACT_USD, FUTURE_TICK = 10.0, 2.5
 _PCT = ("mark_iv", "bid_iv", "ask_iv")
 _COPY = ("best_bid_price", "best_ask_price", "mark_price", "underlying_price", "open_interest")
 _RENAME = {"best_bid_price": "bid_price", "best_ask_price": "ask_price"}
@@ -100,15 +98,18 @@ def _chunk(t: pa.Table, row0: int) -> Chunk:
         first_seen[names[i]] = min(first_seen.get(names[i], int(ts[i])), int(ts[i]))
     by_name = {names[i]: parsed[i] for i in idx}
     defs = [(nm, by_name[nm], t0) for nm, t0 in first_seen.items()]
-    # The future of each expiry, defined (not quoted): the files carry its price as the
-    # options' underlying_price, which the replay uses as the future's reference price.
+    # The future of each expiry, defined (not quoted) where its contract is known: the files
+    # carry its price as the options' underlying_price, which the replay uses as the
+    # future's reference price.  Not BTC's spec for every coin (an ETH future is 1 USD a
+    # contract, not 10), nor an inverse future under a USDC-linear option.
     futures: dict[str, tuple] = {}
-    for nm, p, t0 in defs:
+    for nm, _, t0 in defs:
         fut = nm.rsplit("-", 2)[0]
-        if fut not in futures or t0 < futures[fut][2]:
-            futures[fut] = (fut, ParsedName("future", p.underlying, p.expiry_ns, None, None,
-                                             "inverse"), t0)
+        p = parse_deribit_name(fut)
+        if p is not None and deribit_spec(p) and (fut not in futures or t0 < futures[fut][2]):
+            futures[fut] = (fut, p, t0)
     defs += list(futures.values())
+    specs = [deribit_spec(d[1]) or (1.0, DERIBIT_OPTION_TICK) for d in defs]
     kinds = [d[1].kind for d in defs]
     instruments = pa.table({
         "ts_exchange": pa.array([d[2] for d in defs], pa.int64()),
@@ -122,8 +123,8 @@ def _chunk(t: pa.Table, row0: int) -> Chunk:
         "strike": pa.array([d[1].strike for d in defs], pa.float64()),
         "is_call": pa.array([d[1].is_call for d in defs], pa.bool_()),
         "settlement": [d[1].settlement for d in defs],
-        "contract_size": pa.array([1.0 if k == "option" else FUTURE_CONTRACT_USD for k in kinds]),
-        "tick_size": pa.array([0.0001 if k == "option" else FUTURE_TICK for k in kinds]),
+        "contract_size": pa.array([s[0] for s in specs], pa.float64()),
+        "tick_size": pa.array([s[1] for s in specs], pa.float64()),
     })
     return Chunk(n_read=n, rows={"option_quotes": quotes}, instruments=instruments,
                  rejects=rejects, raw=lambda at: _raw_rows(t, np.asarray(at) - row0))

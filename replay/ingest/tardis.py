@@ -34,7 +34,7 @@ Conventions and assumptions:
 * Instruments are defined here only for Deribit (``exchange == "deribit"``) names that
   :func:`replay.model.instruments.parse_deribit_name` understands and whose contract spec is known:
   inverse options (1 coin per contract, tick 0.0001 coin) and the inverse BTC/ETH perpetuals
-  and futures (``_DELTA_ONE_SPECS``).  Deribit amounts for inverse perpetuals and futures are
+  and futures (:func:`replay.model.instruments.deribit_spec`).  Deribit amounts for inverse perpetuals and futures are
   USD notional; they are divided by the contract size so that sizes are in contracts.
   Any other symbol is looked up in the store by name and quarantined as an unknown instrument
   if it is not there; define such instruments first with a canonical ``instruments`` file.
@@ -56,18 +56,10 @@ import pyarrow.compute as pc
 
 from replay.ingest.core import Chunk, Reject
 from replay.ingest.tardis_csv import CsvBlock, CsvReader, parse_float, parse_int
-from replay.model.instruments import ParsedName, parse_deribit_name
+from replay.model.instruments import ParsedName, deribit_spec, parse_deribit_name
 from replay.store.database import TS_MAX, TS_MIN
 
 FUNDING_INTERVAL_S = 8 * 3600.0
-#: (underlying, kind) -> (contract size in USD, tick size in USD) of Deribit inverse contracts.
-_DELTA_ONE_SPECS: dict[tuple[str, str], tuple[float, float]] = {
-    ("BTC", "perp"): (10.0, 0.5),
-    ("ETH", "perp"): (1.0, 0.05),
-    ("BTC", "future"): (10.0, 2.5),
-    ("ETH", "future"): (1.0, 0.25),
-}
-_OPTION_TICK = 0.0001
 _OPTION_SHAPE = re.compile(r"-\d+(?:[.d]\d+)?-[CP]$")
 _COMMON = ["exchange", "symbol", "timestamp", "local_timestamp"]
 #: Microseconds beyond this overflow int64 nanoseconds; they are out of range anyway.
@@ -285,14 +277,6 @@ def _derivative_ticker(r: _Rows) -> Chunk:
     return r.chunk({"funding": (np.ones(r.n, bool), cols)}, defs, "funding")
 
 
-def _spec(p: ParsedName) -> tuple[float, float] | None:
-    if p.settlement != "inverse":
-        return None
-    if p.kind == "option":
-        return 1.0, _OPTION_TICK
-    return _DELTA_ONE_SPECS.get((p.underlying, p.kind))
-
-
 def _definitions(r: _Rows, overrides: dict[str, ParsedName] | None = None
                  ) -> tuple[pa.Table | None, pa.Array]:
     """Deribit definitions for this block's symbols, plus each row's size divisor (the contract
@@ -306,7 +290,7 @@ def _definitions(r: _Rows, overrides: dict[str, ParsedName] | None = None
     code_of = {nm: k for k, nm in enumerate(r.names)}
     for name, i in r.first_rows(r.in_range() & r.deribit).items():
         p = overrides.get(name) or parse_deribit_name(name)
-        spec = _spec(p) if p is not None else None
+        spec = deribit_spec(p) if p is not None else None
         if spec is None:
             continue
         if p.kind != "option":

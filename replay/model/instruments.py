@@ -31,6 +31,35 @@ class ParsedName:
     settlement: str  # inverse | linear (a quote-currency suffix such as _USDC means linear)
 
 
+#: (underlying, kind) -> (contract size in USD, tick size in USD) of Deribit's inverse
+#: perpetuals and futures
+DERIBIT_DELTA_ONE_SPECS: dict[tuple[str, str], tuple[float, float]] = {
+    ("BTC", "perp"): (10.0, 0.5),
+    ("ETH", "perp"): (1.0, 0.05),
+    ("BTC", "future"): (10.0, 2.5),
+    ("ETH", "future"): (1.0, 0.25),
+}
+DERIBIT_OPTION_TICK = 0.0001  # coin
+
+
+def deribit_spec(p: ParsedName) -> tuple[float, float] | None:
+    """The contract size and tick of a Deribit instrument whose spec is known: an inverse
+    option (1 coin, tick 0.0001 coin) or an inverse BTC/ETH perpetual or future
+    (:data:`DERIBIT_DELTA_ONE_SPECS`); ``None`` for anything else (a linear USDC contract,
+    another coin's future), which must be defined by an ``instruments`` file.
+
+    >>> deribit_spec(parse_deribit_name("ETH-26DEC25"))
+    (1.0, 0.25)
+    >>> deribit_spec(parse_deribit_name("SOL_USDC-26DEC25")) is None
+    True
+    """
+    if p.settlement != "inverse":
+        return None
+    if p.kind == "option":
+        return 1.0, DERIBIT_OPTION_TICK
+    return DERIBIT_DELTA_ONE_SPECS.get((p.underlying, p.kind))
+
+
 def expiry_ns(day: int, month: int, year: int) -> int:
     """Nanoseconds UTC of the 08:00 settlement on the given date."""
     dt = datetime(year, month, day, SETTLEMENT_HOUR_UTC, tzinfo=timezone.utc)

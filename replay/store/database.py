@@ -175,8 +175,10 @@ class MarketStore(LoadingMixin):
     def instrument_ids(self) -> dict[str, int]:
         return dict(self._exec("SELECT name, instrument_id FROM instruments"))
 
-    def instrument_kinds(self) -> dict[str, str]:
-        return dict(self._exec("SELECT name, kind FROM instruments"))
+    def instrument_specs(self) -> dict[str, tuple[str, float]]:
+        """name -> (kind, contract size) of every instrument."""
+        return {n: (k, cs) for n, k, cs in self._exec(
+            "SELECT name, kind, contract_size FROM instruments")}
 
     def scan(
         self,

@@ -46,7 +46,11 @@ class FlowParams:
 
 def perp_trades(block: PathBlock, book: dict[str, np.ndarray], rate: float,
                 rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Perp prints at Poisson times, at the touch of the perp book in force (random side)."""
+    """Perp prints at Poisson times, at the touch of the perp book in force at their exchange
+    time (random side).  Received with latencies of their own, as a trade channel's are, a
+    print close to a book step can arrive after the next book (or before its own): about 1 %
+    of them read off the touch in the replay's order, up to a few ticks (the option prints,
+    whose books change rarely and widely, are published with the book they met instead)."""
     n = rng.poisson(rate * block.n_steps * block.step_ns / NS_PER_S)
     ts = np.sort(block.t0_ns + (rng.random(n) * block.n_steps * block.step_ns).astype(np.int64))
     i = block.index(ts)

@@ -86,3 +86,28 @@ def test_cli_prints_accounting_json_and_detects_reingest(shared_data, tmp_path):
     assert first["read"] == first["ingested"] + first["quarantined"] > 0
     again = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
     assert again["read"] == 0 and again["skipped_sources"] == [f]
+
+
+def test_each_expirys_future_gets_its_own_contract_spec(tmp_path):
+    """The future defined for each option expiry took BTC's spec whatever the coin: an ETH
+    future was 10 USD a contract (Deribit's is 1), and a USDC-linear option's future was
+    inverse.  Now ETH's is its own, and a future whose contract is not known is not defined
+    (as the Tardis adapter leaves it to an instruments file)."""
+    import datetime as dt
+
+    ts = dt.datetime(2025, 12, 10, 12, 0, tzinfo=dt.timezone.utc)
+    pq.write_table(pa.table({
+        "harvest_time": pa.array([ts, ts, ts], pa.timestamp("us", tz="UTC")),
+        "instrument_name": ["ETH-26DEC25-3000-C", "SOL_USDC-26DEC25-150-C",
+                            "BTC-26DEC25-90000-C"],
+        "underlying_price": [3100.0, 140.0, 90500.0], "mark_price": [0.05, 4.2, 0.03],
+        "best_bid_price": [0.049, 4.0, 0.029], "best_ask_price": [0.051, 4.4, 0.031]}),
+        tmp_path / "summary.parquet")
+    with open_store(tmp_path / "d.duckdb", read_only=False) as s:
+        rep = ingest(s, "deribit-summary", [str(tmp_path / "summary.parquet")])
+        assert (rep.read, rep.ingested) == (3, 3)
+        futures = {r[0]: r[1:] for r in s.con.sql(
+            "SELECT name, settlement, contract_size, tick_size FROM instruments "
+            "WHERE kind = 'future'").fetchall()}
+    assert futures == {"ETH-26DEC25": ("inverse", 1.0, 0.25),
+                       "BTC-26DEC25": ("inverse", 10.0, 2.5)}

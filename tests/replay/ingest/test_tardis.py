@@ -229,3 +229,20 @@ def test_truncated_gzip_fails_cleanly_and_leaves_nothing(store, tmp_path):
     with pytest.raises(IngestError, match="cut.csv.gz"):
         ingest(store, "tardis-quotes", [str(p)])
     assert store.count("quarantine") == store.count("underlying_quotes") == store.count("loads") == 0
+
+
+def test_sizes_are_in_contracts_of_the_stored_definition(store, tmp_path):
+    """An instruments file defining BTC-PERPETUAL at 1 USD a contract, ingested first, is the
+    store's definition; Tardis's USD amounts were still divided by its own 10 USD, so the
+    notional of a trade depended on the order the files were ingested in (1,000 USD read as
+    100 USD)."""
+    (tmp_path / "instruments.csv").write_text(
+        "ts_recv,ts_exchange,name,venue,kind,underlying,quote_currency,expiry_ns,strike,"
+        "is_call,settlement,contract_size,tick_size\n"
+        "1709251100000000000,1709251100000000000,BTC-PERPETUAL,deribit,perp,BTC,USD,,,,"
+        "inverse,1.0,0.5\n")
+    ingest(store, "canonical", [str(tmp_path / "instruments.csv")])
+    ingest(store, "tardis-trades", [str(FIX / "deribit_trades_2024-03-01.csv.gz")])
+    tr = store.con.sql("""SELECT trade_id, size * contract_size FROM underlying_trades
+        t JOIN instruments i USING (instrument_id) ORDER BY t.seq""").fetchall()
+    assert tr[:2] == [("T1", 1000.0), ("T2", 20.0)]  # USD notionals, as in the file
