@@ -56,6 +56,7 @@ from calibration.pricing.iv import implied_vol
 from replay.engine.wake import WakeCondition
 from replay.model.events import EventKind, register_kind
 from replay.units import NS
+from replay.venue.simulator import venue_mark
 
 YEAR_NS = 365.0 * 86400 * NS
 #: the ``pnl`` block of metrics.json (docs/outputs.md)
@@ -243,7 +244,10 @@ def coin_usd(m) -> float:
 def mark_price(ctx, spec, iid: int, board=None, mode: str = "mid") -> float:
     """The price instrument ``iid`` is marked at (the portfolio's price currency): its mid; an
     option at the published surface's price when ``mode="surface"`` or when it has no
-    two-sided book; else the reference price (``MarketView.reference_price``).
+    two-sided book, else (no surface: ``calibration=none``) at the venue's own mark
+    (:func:`replay.venue.simulator.venue_mark`: Black-76 at its mark IV); else the reference
+    price (``MarketView.reference_price``).  Without the venue's mark, an option held while
+    its book was one-sided had no price, and every mark of the run was dropped.
 
     The surface price is the explain's valuation (module docstring): Black-76 at the
     surface's vol of the strike and at ``F = b S``, the surface's forward moved with the
@@ -265,6 +269,10 @@ def mark_price(ctx, spec, iid: int, board=None, mode: str = "mid") -> float:
             return px
     if math.isfinite(mid):
         return mid
+    if spec.is_option:
+        px = venue_mark(spec, iid, m)
+        if math.isfinite(px):
+            return px
     return float(m.reference_price(iid))
 
 

@@ -24,20 +24,30 @@ from strategies.listed import choose_expiry, expiry_days, next_listing, options_
 CHOOSE_GRACE_NS = 3600 * NS
 
 STRUCTURES = ("straddle", "strangle", "risk_reversal", "call", "put")
+#: how far from its target delta a leg's strike may be: further, the chain listed so far is
+#: taken to be partial (a recording's first snapshot may list a few strikes), and the book
+#: waits for more listings as it does for a missing type
+DELTA_TOLERANCE = 0.1
 
 
 def strike_by_delta(ctx: Any, ids: np.ndarray, expiry_ns: int, forward: float,
                     target: float, source: str, board: SurfaceBoard | None,
-                    flat_vol: float) -> int:
+                    flat_vol: float, tolerance: float = DELTA_TOLERANCE) -> int:
     """The option among ``ids`` (one expiry and type) whose Black-76 delta is nearest
-    ``target`` (calls > 0, puts < 0), at the surface or flat vol."""
+    ``target`` (calls > 0, puts < 0), at the surface or flat vol; a :class:`ConfigError`
+    naming ``book.delta`` when that one is more than ``tolerance`` away."""
     inst = ctx.instruments
     k = inst.strike[ids].astype(np.float64)
     t = np.full(k.shape, (expiry_ns - ctx.now) / NS_PER_YEAR)
     vol = leg_vols(board, k, np.full(k.shape, expiry_ns), "flat" if source == "flat" else "surface",
                    flat_vol)
     d = bs_greeks(forward, k, t, vol, inst.is_call[ids] == 1)["delta"]
-    return int(ids[np.nanargmin(np.abs(d - target))])
+    j = int(np.nanargmin(np.abs(d - target)))
+    if not abs(d[j] - target) <= tolerance:
+        raise ConfigError(f"book.delta: no listed strike within {tolerance:g} of delta "
+                          f"{target:g} ({ids.size} listed; the nearest, {k[j]:g}, has "
+                          f"{d[j]:.3g})")
+    return int(ids[j])
 
 
 class FixedBook:
@@ -52,9 +62,10 @@ class FixedBook:
     orders) or ``mid`` (limit orders at each option's mid).  Strikes by delta use the
     published surface's vol when there is one, else ``flat_vol``.  The legs are chosen among
     the options listed by then, at the first wake where the underlying price is known and
-    they can be (for up to :data:`CHOOSE_GRACE_NS` of market time: a recording may begin
-    before the venue's whole chain is listed); the book opens once every leg is quoted
-    two-sided (an unquoted leg could not fill); the venue settles it at expiry.
+    they can be, a strike by delta within :data:`DELTA_TOLERANCE` of its target (for up to
+    :data:`CHOOSE_GRACE_NS` of market time: a recording may begin before the venue's whole
+    chain is listed, with a few strikes far from the money); the book opens once every leg
+    is quoted two-sided (an unquoted leg could not fill); the venue settles it at expiry.
     """
 
     def __init__(self, name: str = "book", structure: str = "straddle",

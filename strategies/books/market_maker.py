@@ -155,7 +155,12 @@ class MarketMakerBook:
         m = ctx.market
         side, size = float(m.last_side[iid]), float(m.last_size[iid])
         price = float(m.last_price[iid])
-        if side == 0.0 or not (size > 0 and price > 0) or not self.accepts(ctx, iid, spot):
+        # max_days at the print too: a print made before its expiry entered the window, read
+        # at the window's deadline wake, was taken at its stale price
+        early = self.max_days is not None and \
+            ctx.instruments.expiry_ns[iid] - trade_ts > float(self.max_days) * 86400 * NS
+        if side == 0.0 or not (size > 0 and price > 0) or early or \
+                not self.accepts(ctx, iid, spot):
             self.n_skipped += 1
             return
         qty = -math.copysign(min(size, self.size_cap), side)

@@ -96,6 +96,22 @@ def test_strikes_by_delta(structure, signs):
     assert want_call > SPOT > want_put
 
 
+def test_a_strike_by_delta_far_from_its_target_is_refused_while_the_chain_is_partial():
+    """A recording's first snapshot listed two calls of the expiry, the nearest to 0.25
+    delta at 0.008: the strangle was opened there, a 25-delta leg in name only."""
+    from strategies.books import strike_by_delta
+
+    ctx = FakeCtx()
+    inst = ctx.instruments
+    calls = np.array([option_id(inst, E2, k, True) for k in STRIKES])
+    far = calls[[0, -1]]  # 80,000 and 120,000: deltas about 0.99 and 0.07
+    with pytest.raises(ConfigError, match=r"^book.delta: no listed strike within 0.1 of delta "
+                                          r"0.25 \(2 listed; the nearest, 120000, has 0.0"):
+        strike_by_delta(ctx, far, E2, SPOT, 0.25, "flat", None, FLAT)
+    got = strike_by_delta(ctx, calls, E2, SPOT, 0.25, "flat", None, FLAT)
+    assert float(inst.strike[got]) == 110_000.0
+
+
 def test_a_book_chooses_among_the_options_listed_by_now():
     """The nearest expiry (E1) is listed an hour from now: a book choosing now takes E2, as it
     would on the store without E1's listing, and takes E1 once it is listed; its strikes
@@ -291,3 +307,24 @@ def test_market_maker_watches_an_expiry_from_the_instant_max_days_admits_it():
         cond = mm.on_wake(ctx)
     assert cond.deadline == enters
     _takes_a_print_at(ctx, mm, opt, enters)
+
+
+def test_market_maker_leaves_a_print_made_before_max_days_admitted_its_expiry():
+    """A print half a second before the expiry enters ``max_days``, read at the window's
+    deadline wake: it was taken, at its stale price."""
+    ctx = FakeCtx()
+    ctx.printed = None
+    inst = ctx.instruments
+    opt = option_id(inst, E1, 100_000.0, True)
+    enters = ctx.now + 630 * NS
+    mm = MarketMakerBook(max_wake_ns=60 * NS, max_days=(E1 - enters) / (86_400 * NS))
+    cond = mm.on_start(ctx)
+    while cond.deadline < enters:
+        ctx.now = cond.deadline
+        cond = mm.on_wake(ctx)
+    f, i = ctx.state.fstate, ctx.state.istate
+    f[opt, F_LAST_PX], f[opt, F_LAST_SIZE], f[opt, F_LAST_SIDE] = 0.02, 0.5, 1.0
+    i[opt, I_TRADE_TS] = enters - NS // 2
+    ctx.now = enters
+    mm.on_wake(ctx)
+    assert not [e for k, e in ctx.events if k == "book_order"] and mm.n_skipped == 1

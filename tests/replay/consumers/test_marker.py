@@ -155,3 +155,25 @@ def test_a_step_that_moves_the_basis_is_explained_to_second_order(inverse):
 
     r = [abs(remainder(e)) for e in (1.0, 0.5, 0.25)]
     assert 6.0 < r[0] / r[1] < 10.0 and 6.0 < r[1] / r[2] < 10.0, r
+
+
+def test_an_option_without_a_book_nor_a_surface_is_marked_at_the_venues_mark():
+    """``calibration=none``, an option held while its book is one-sided: it had no price,
+    and the marker dropped every mark of the run (a market maker's PnL was null)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from calibration.pricing.black_one import greeks_one
+    from replay.consumers.marker import mark_price
+    from replay.model.orders import InstrumentSpec
+
+    day = 86_400 * 10**9
+    spec = InstrumentSpec(1, "option", "inverse", 1.0, 0.0001, strike=90_000.0,
+                          expiry_ns=30 * day, is_call=True)
+    market = SimpleNamespace(mid=lambda i: math.nan, now=0, mark_iv=np.array([0.0, 0.55]),
+                             venue_forward=np.array([0.0, 91_000.0]), mark_price=np.zeros(2),
+                             reference_price=lambda i: math.nan)
+    px = mark_price(SimpleNamespace(market=market, now=0), spec, 1, None)
+    want = greeks_one(91_000.0, 90_000.0, 30 / 365, 0.55, True)[0] / 91_000.0
+    assert_allclose(px, want, rtol=1e-15)
