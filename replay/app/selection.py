@@ -71,7 +71,8 @@ def resolve_data(data: DataConfig) -> ResolvedData:
         missing = [n for n in data.instruments if n not in ids]
         if missing:
             raise ConfigError(f"data.instruments: {missing[0]!r} is not in {db}")
-        sel_ids = tuple(ids[n] for n in data.instruments)
+        # a set: in any order or repeated, one selection (one surface stream's key)
+        sel_ids = tuple(sorted({ids[n] for n in data.instruments}))
     first = int(start if start is not None else span[0])
     if data.underlying:
         if data.underlying not in ids or _is_option(inst_table, data.underlying):
@@ -82,7 +83,8 @@ def resolve_data(data: DataConfig) -> ResolvedData:
     else:
         underlying = Instruments.from_arrow(inst_table).default_underlying(first)
     if sel_ids is not None and underlying >= 0 and underlying not in sel_ids:
-        sel_ids = (*sel_ids, int(underlying))  # the coin's price: every conversion reads it
+        # the coin's price: every conversion reads it
+        sel_ids = tuple(sorted((*sel_ids, int(underlying))))
     expiries = _expiries(data, inst_table, db, span_text)
     sel = Selection(str(db), start, end, sel_ids, tuple(expiries) if expiries else None,
                     int(underlying), int(data.window_s * NS))
@@ -184,7 +186,7 @@ def _expiries(data: DataConfig, inst_table: Any, db: Any, span_text: str) -> lis
             raise ConfigError(f"data.expiries: {e!r} is not an option expiry in {db}; "
                               f"expiries: {days} ({span_text})")
         out.append(ns)
-    return out
+    return sorted(set(out))
 
 
 

@@ -127,6 +127,10 @@ def build_stream(calib: dict, sel: Selection, folder: Path, key: str = "", code:
             rows = recorder.write()
     # the surface dynamics derive from the published fits alone: a projection too
     dynamics = recorded_dynamics(folder / "fits.parquet", folder / DYNAMICS_FILE)
+    if (folder / DYNAMICS_FILE).exists():  # counted, so that a damaged one is rebuilt
+        import pyarrow.parquet as pq
+
+        rows["dynamics"] = pq.ParquetFile(folder / DYNAMICS_FILE).metadata.num_rows
     manifest = {"key": key, "calibration": calib,
                 "selection": {k: v for k, v in asdict(sel).items() if k != "window_ns"},
                 "code": code, "events": res.total_events, "rows": rows,

@@ -213,8 +213,10 @@ def stream_key(fingerprint: str, calib: dict, sel: Selection) -> str:
 
 def store_fingerprint(db: str | Path) -> str:
     """The store's content fingerprint, memoised for a local DuckDB file by its identity
-    (path, inode, size, modification time, and those of its write-ahead log), since hashing
-    its rows takes about a second per few million."""
+    (path, inode, size, modification and change times, and those of its write-ahead log),
+    since hashing its rows takes about a second per few million.  The change time is the
+    kernel's, which no copy can set: another store copied over the file with its size and
+    modification time kept (``cp -p``) read as the first one."""
     from replay.store import open_store
 
     p = Path(str(db))
@@ -224,7 +226,7 @@ def store_fingerprint(db: str | Path) -> str:
         for f in (p, Path(f"{p}.wal")):
             if f.exists():
                 st = f.stat()
-                ident += [st.st_ino, st.st_size, st.st_mtime_ns]
+                ident += [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
         memo = streams_dir() / "fingerprints" / hashlib.sha256(
             json.dumps(ident).encode()).hexdigest()
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 import replay
@@ -96,3 +98,16 @@ def test_a_venue_consumer_list_naming_no_consumer_is_refused(gbm_quarter_hour, t
         replay.run({**cfg, "venue": {"negotiated_consumers": ["books"]}})
     with pytest.raises(ConfigError, match=r"^venue.liquidation_consumers: 'margn'"):
         replay.run({**cfg, "venue": {"liquidation_consumers": ["margn"]}})
+
+
+def test_a_selection_is_a_set(gbm_quarter_hour):
+    """Listed in another order (or with a name twice), the same instruments and expiries
+    are one selection, and so one surface stream's key: each order was built apart."""
+    d = resolve_data(DataConfig(db=str(gbm_quarter_hour)))
+    names = sorted(n for n in d.names.values() if n.endswith("-C"))[:3]
+    expiries = sorted({n.split("-")[1] for n in d.names.values() if n.endswith("-C")})
+    days = [str(datetime.strptime(e, "%d%b%y").date()) for e in expiries]
+    a = resolve_data(DataConfig(db=str(gbm_quarter_hour), instruments=names, expiries=days))
+    b = resolve_data(DataConfig(db=str(gbm_quarter_hour), instruments=names[::-1] + names[:1],
+                                expiries=days[::-1]))
+    assert a.sel == b.sel and len(days) > 1

@@ -154,18 +154,45 @@ def test_a_damaged_stream_is_refused_naming_the_fix(gbm_quarter_hour, cold, tmp_
         StreamReader(copy)
 
 
-def test_a_stream_damaged_in_the_cache_is_built_again(gbm_quarter_hour, cold, tmp_path):
+@pytest.mark.parametrize("damaged", ["fits.parquet", "dynamics.parquet"])
+def test_a_stream_damaged_in_the_cache_is_built_again(gbm_quarter_hour, cold, tmp_path,
+                                                      damaged):
     """A cached stream whose file was cut short after it was published is not trusted: the
     next run (or ``volreplay calibrate``) builds it again and gets the same journal.  It was
-    reported as found, and every run then failed on reading it."""
+    reported as found, and every run then failed on reading it (a cut ``dynamics.parquet``
+    was not even counted: runs failed on it for good, and one deleted left the journal
+    without its ``surface_dynamics`` table)."""
     cfg = _cfg(gbm_quarter_hour, tmp_path / "first", every="120s")
     first = replay.run(cfg)
-    fits = Path(first["surface_stream"]["path"]) / "fits.parquet"
-    fits.chmod(0o644)
-    fits.write_bytes(fits.read_bytes()[: fits.stat().st_size // 2])
+    path = Path(first["surface_stream"]["path"]) / damaged
+    path.chmod(0o644)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     again = replay.run({**cfg, "out_dir": str(tmp_path / "again")})
     assert again["surface_stream"]["built"] is True
     assert again["journal_hash"] == first["journal_hash"]
+    with duckdb.connect(str(tmp_path / "again" / "journal.duckdb"), read_only=True) as con:
+        assert con.sql("SELECT count(*) FROM surface_dynamics").fetchall()[0][0] > 0
+
+
+def test_the_fingerprint_memo_does_not_trust_a_changed_file_identity(gbm_quarter_hour, cold,
+                                                                     tmp_path, monkeypatch):
+    """The memo was keyed by the file's inode, size and modification time: another store
+    copied over it with those kept (``cp -p`` of a store of the same size) read as the
+    first one.  Its change time, which no copy can set, is part of the key now."""
+    import os
+
+    from replay.app.surfaces.cache import store_fingerprint
+    from replay.store.database import MarketStore
+
+    db = tmp_path / "x.duckdb"
+    shutil.copy2(gbm_quarter_hour, db)
+    hashed = []
+    real = MarketStore.fingerprint
+    monkeypatch.setattr(MarketStore, "fingerprint", lambda self: hashed.append(1) or real(self))
+    fp = store_fingerprint(db)
+    assert store_fingerprint(db) == fp and len(hashed) == 1  # memoised
+    os.chmod(db, db.stat().st_mode)  # the change time moves; what a copy keeps does not
+    assert store_fingerprint(db) == fp and len(hashed) == 2
 
 
 def test_parquet_store_day_partitions_share_the_stream_of_their_content(gbm_quarter_hour, cold,
