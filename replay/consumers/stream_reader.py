@@ -98,11 +98,13 @@ class StreamReader:
         self.folder = folder
         try:
             w = pq.read_table(folder / "wakes.parquet", columns=[
-                c for c in StreamRecorder.schemas()["wakes"].names if c != "violations"])
+                c for c in StreamRecorder.schemas()["wakes"].names if c != "violations"],
+                page_checksum_verification=True)
             # the bulky files are read as the replay walks them; their footers now
-            self._violations = RowGroups(folder / "wakes.parquet", ["violations"])
-            self._fits = RowGroups(folder / "fits.parquet")
-            self._quotes = RowGroups(folder / "quotes.parquet")
+            mend = "; rebuild it with calibration.cache=refresh"
+            self._violations = RowGroups(folder / "wakes.parquet", ["violations"], damaged=mend)
+            self._fits = RowGroups(folder / "fits.parquet", damaged=mend)
+            self._quotes = RowGroups(folder / "quotes.parquet", damaged=mend)
         except (pa.ArrowException, OSError) as e:
             raise StreamMismatch(f"surface stream {folder} cannot be read ("
                                  f"{str(e).splitlines()[0]}); rebuild it with "

@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from replay.errors import StoreError
+
 
 class RowRange(NamedTuple):
     """Rows ``[first, end)`` of a :class:`RowGroups` file, read when :meth:`table` is called:
@@ -40,9 +42,12 @@ class RowGroups:
     at a time): rows are addressed by their index in the whole file."""
 
     def __init__(self, path: Path, columns: list[str] | None = None, keep: int = 2,
-                 read_ahead: bool = True):
+                 read_ahead: bool = True, damaged: str = ""):
         self.path = Path(path)
-        self.file = pq.ParquetFile(path)
+        # pages written with checksums are verified as they are read (a file damaged in
+        # place, its size and footer intact, is refused, not read as other values)
+        self.file = pq.ParquetFile(path, page_checksum_verification=True)
+        self.damaged = damaged  # what a StoreError on a damaged page adds (how to mend it)
         self.columns, self.keep = columns, keep
         sizes = [self.file.metadata.row_group(g).num_rows
                  for g in range(self.file.num_row_groups)]
@@ -87,7 +92,11 @@ class RowGroups:
         return self._pool.submit(self._read_group, g).result()
 
     def _read_group(self, g: int) -> pa.Table:
-        return self.file.read_row_group(g, columns=self.columns)
+        try:
+            return self.file.read_row_group(g, columns=self.columns)
+        except (OSError, pa.ArrowException) as e:
+            raise StoreError(f"{self.path} is damaged ({str(e).splitlines()[0]})"
+                             f"{self.damaged}") from None
 
     def locate(self, row: int) -> tuple[pa.Table, int]:
         """The row group holding ``row`` and the row's index in it."""

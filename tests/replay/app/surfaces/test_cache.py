@@ -174,6 +174,30 @@ def test_a_stream_damaged_in_the_cache_is_built_again(gbm_quarter_hour, cold, tm
         assert con.sql("SELECT count(*) FROM surface_dynamics").fetchall()[0][0] > 0
 
 
+def test_a_stream_file_damaged_in_place_is_refused_not_read(gbm_quarter_hour, cold, tmp_path):
+    """Bits flipped in the fits' parameters, the file's size and footer intact: the cached
+    run read other parameters and journaled another hash than a live run's, without a word.
+    The stream's pages carry checksums, verified as the replay reads them."""
+    import pyarrow.parquet as pq
+
+    from replay.errors import StoreError
+
+    cfg = _cfg(gbm_quarter_hour, tmp_path / "first", every="120s")
+    fits = Path(replay.run(cfg)["surface_stream"]["path"]) / "fits.parquet"
+    meta = pq.ParquetFile(fits).metadata.row_group(0)
+    col = next(meta.column(i) for i in range(meta.num_columns)
+               if meta.column(i).path_in_schema.startswith("params"))
+    data = bytearray(fits.read_bytes())
+    for at in range(col.data_page_offset + 100, col.data_page_offset
+                    + col.total_compressed_size - 100, 500):
+        data[at] ^= 0x40
+    fits.chmod(0o644)
+    fits.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match=r"fits.parquet is damaged .*; rebuild it with "
+                                         r"calibration.cache=refresh$"):
+        replay.run({**cfg, "out_dir": str(tmp_path / "again")})
+
+
 def test_the_fingerprint_memo_does_not_trust_a_changed_file_identity(gbm_quarter_hour, cold,
                                                                      tmp_path, monkeypatch):
     """The memo was keyed by the file's inode, size and modification time: another store
