@@ -187,8 +187,9 @@ class CalibrationScheme:
         if i not in cold and e in last and self.inputs.get(e) == digest and c.model != "sabr":
             return digest, redated(last[e], sl.t), None, False, c.n_starts
         prev = self.prev_params.get(e)
-        if prev is not None and self.prev_t[e] != sl.t:
-            # in total variance, an anchor fitted a day before pulled an unchanged smile up
+        # in total variance, an anchor fitted a day before pulled an unchanged smile up (an
+        # SVI warm start reads only m and sigma, which the re-dating keeps: with lam = 0, skip)
+        if prev is not None and self.prev_t[e] != sl.t and (c.lam > 0 or c.model != "svi"):
             prev = rescaled(c.model, prev, sl.t / self.prev_t[e])
         return (digest, None, prev, c.warm_start and i not in cold and prev is not None,
                 c.n_starts if i not in cold else max(c.n_starts, 3))
