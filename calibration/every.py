@@ -19,8 +19,8 @@ def parse_every(every: float | str) -> dict:
     ``"250ms"`` (units ``ns us ms s m min h d``) likewise (``{"every_ns": ...}``); ``"100q"`` is
     every 100 quote updates (``{"every_quotes": 100}``); ``"quality:5"`` refits when more than
     5 % of the mids updated since the last fit leave the fitted band
-    (``{"quality_trigger_pct": 5.0}``); ``"always"`` refits at every call (``{}``).  Anything else, or a value that is not positive, raises
-    ``ValueError``.
+    (``{"quality_trigger_pct": 5.0}``); ``"always"`` refits at every call (``{}``).  Anything
+    else, or a value that is not positive, raises ``ValueError``.
 
     >>> parse_every("250ms"), parse_every(2), parse_every("500q")
     ({'every_ns': 250000000}, {'every_ns': 2000000000}, {'every_quotes': 500})

@@ -34,12 +34,13 @@ Conventions and assumptions:
 * Instruments are defined here only for Deribit (``exchange == "deribit"``) names that
   :func:`replay.model.instruments.parse_deribit_name` understands and whose contract spec is known:
   inverse options (1 coin per contract, tick 0.0001 coin) and the inverse BTC/ETH perpetuals
-  and futures (:func:`replay.model.instruments.deribit_spec`).  Deribit amounts for inverse perpetuals and futures are
-  USD notional; they are divided by the contract size so that sizes are in contracts.
-  Any other symbol is looked up in the store by name and quarantined as an unknown instrument
-  if it is not there; define such instruments first with a canonical ``instruments`` file.
-  Because the store keeps the first definition of a name, such a file also overrides the
-  defaults above.
+  and futures (:func:`replay.model.instruments.deribit_spec`).  Deribit amounts for inverse
+  perpetuals and futures are USD notional; they are divided by the contract size so that
+  sizes are in contracts.  Any other symbol is looked up in the store by name and
+  quarantined as an unknown instrument if it is not there; define such instruments first
+  with a canonical ``instruments`` file.  Because the store keeps the first definition of a
+  name, such a file also overrides the defaults above, sizes included (the driver
+  re-expresses them in its contracts, :mod:`replay.ingest.core`).
 * A symbol is routed to the option tables when it looks like an option
   (``...-<strike>-C|P``), whatever the venue.
 """
