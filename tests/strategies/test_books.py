@@ -294,10 +294,16 @@ def test_market_maker_watches_an_expiry_from_the_instant_max_days_admits_it():
     then (the book wakes at that instant), and a print at that instant is taken at its own
     price: it was picked up at the next hourly refresh or deadline, late and at the last
     print's price only."""
+    ctx, mm, opt, enters = _until_max_days_admits_e1()
+    _takes_a_print_at(ctx, mm, opt, enters)
+
+
+def _until_max_days_admits_e1():
+    """A market maker whose ``max_days`` admits expiry E1 10.5 minutes into the run, woken
+    until then (its deadline is that instant): ``(ctx, book, an E1 call, the instant)``."""
     ctx = FakeCtx()
     ctx.printed = None
-    inst = ctx.instruments
-    opt = option_id(inst, E1, 100_000.0, True)
+    opt = option_id(ctx.instruments, E1, 100_000.0, True)
     enters = ctx.now + 630 * NS
     mm = MarketMakerBook(max_wake_ns=60 * NS, max_days=(E1 - enters) / (86_400 * NS))
     cond = mm.on_start(ctx)
@@ -306,22 +312,13 @@ def test_market_maker_watches_an_expiry_from_the_instant_max_days_admits_it():
         ctx.now = cond.deadline
         cond = mm.on_wake(ctx)
     assert cond.deadline == enters
-    _takes_a_print_at(ctx, mm, opt, enters)
+    return ctx, mm, opt, enters
 
 
 def test_market_maker_leaves_a_print_made_before_max_days_admitted_its_expiry():
     """A print half a second before the expiry enters ``max_days``, read at the window's
     deadline wake: it was taken, at its stale price."""
-    ctx = FakeCtx()
-    ctx.printed = None
-    inst = ctx.instruments
-    opt = option_id(inst, E1, 100_000.0, True)
-    enters = ctx.now + 630 * NS
-    mm = MarketMakerBook(max_wake_ns=60 * NS, max_days=(E1 - enters) / (86_400 * NS))
-    cond = mm.on_start(ctx)
-    while cond.deadline < enters:
-        ctx.now = cond.deadline
-        cond = mm.on_wake(ctx)
+    ctx, mm, opt, enters = _until_max_days_admits_e1()
     f, i = ctx.state.fstate, ctx.state.istate
     f[opt, F_LAST_PX], f[opt, F_LAST_SIZE], f[opt, F_LAST_SIDE] = 0.02, 0.5, 1.0
     i[opt, I_TRADE_TS] = enters - NS // 2
