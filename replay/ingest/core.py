@@ -302,6 +302,7 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
                          [r.raw for r in chunk.rejects], [r.target for r in chunk.rejects])
     ids: dict[str, int] = {}
     specs: dict[str, tuple[str, float]] = {}
+    kind_of = np.zeros(0, dtype=object)  # by instrument id; its last entry "" for id -1
     own: dict[str, float] = {}  # the chunk's own contract sizes
     if chunk.instruments is not None and chunk.instruments.num_rows:
         ids = store.ensure_instruments(nan_to_null(chunk.instruments))
@@ -318,6 +319,9 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
             ids = store.instrument_ids()
         if not specs:
             specs = store.instrument_specs()
+            kind_of = np.full(max(ids.values(), default=-1) + 2, "", dtype=object)
+            for nm, i in ids.items():
+                kind_of[i] = specs[nm][0]
         names = rows.column("instrument").to_pylist()
         inst = np.array([ids.get(nm, -1) if nm is not None else -1 for nm in names], dtype=np.int64)
         locs = rows.column("_loc").to_numpy(zero_copy_only=False)
@@ -328,7 +332,7 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
         body = nan_to_null(body)
         reason = np.where(unfit != "", unfit, validate(table, body))
         reason[(inst < 0) & (reason == "")] = "unknown instrument: no definition for this name"
-        kind = np.array([specs.get(nm, ("",))[0] for nm in names], dtype=object)
+        kind = kind_of[inst]  # an array lookup, not one per row in Python
         wrong = (inst >= 0) & (reason == "") & ~np.isin(kind, _KINDS[table])
         reason[wrong] = [f"wrong instrument kind: {k} in {table}" for k in kind[wrong]]
         bad = reason != ""
