@@ -75,10 +75,11 @@ def resolve_data(data: DataConfig) -> ResolvedData:
         sel_ids = tuple(sorted({ids[n] for n in data.instruments}))
     first = int(start if start is not None else span[0])
     if data.underlying:
-        if data.underlying not in ids or _is_option(inst_table, data.underlying):
+        allowed = _non_options(inst_table)
+        if data.underlying not in allowed:
             what = "is not in" if data.underlying not in ids else "is an option of"
             raise ConfigError(f"data.underlying: {data.underlying!r} {what} {db}; "
-                              f"non-option instruments: {_non_options(inst_table)}")
+                              f"non-option instruments: {', '.join(allowed) or 'none'}")
         underlying = ids[data.underlying]
     else:
         underlying = Instruments.from_arrow(inst_table).default_underlying(first)
@@ -191,14 +192,10 @@ def _expiries(data: DataConfig, inst_table: Any, db: Any, span_text: str) -> lis
 
 
 
-def _is_option(inst_table, name: str) -> bool:
-    return any(r["name"] == name and r["kind"] == "option"
-               for r in inst_table.select(["name", "kind"]).to_pylist())
-
-
-def _non_options(inst_table) -> str:
-    rows = [r for r in inst_table.to_pylist() if r["kind"] != "option"]
-    return ", ".join(r["name"] for r in rows) or "none"
+def _non_options(inst_table) -> list[str]:
+    """The names of the store's instruments that may be the underlying: all but options."""
+    return [r["name"] for r in inst_table.select(["name", "kind"]).to_pylist()
+            if r["kind"] != "option"]
 
 
 def forecast_bars(d: ResolvedData, fc: Any) -> tuple:
