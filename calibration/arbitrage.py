@@ -21,7 +21,7 @@
 
 Repair lives with the models: an SVI slice that crosses its neighbouring expiries is refitted
 with their total variance as exact linear rows of its inner QP, a floor under it or a
-ceiling over it (on the points of :func:`calendar_grid`, see
+ceiling over it (at the check's own points, :func:`calendar_points`; see
 :mod:`calibration.models.calendar_rows`); eSSVI imposes its calendar conditions through its
 parametrisation.  Neither depends on a general optimiser
 converging: the checks here are the arbiter of what is published.
@@ -125,6 +125,13 @@ def calendar_grid(k_lo: Sequence[float], k_hi: Sequence[float], n_grid: int = 12
     return np.linspace(min(k_lo), max(k_hi), 2 * n_grid)
 
 
+def calendar_points(k_lo: Sequence[float], k_hi: Sequence[float], n_grid: int = 121
+                    ) -> np.ndarray:
+    """Every ``k`` at which the calendar check compares slices, sorted, each once: the
+    points of :func:`calendar_grid` and every slice's domain ends."""
+    return np.union1d(calendar_grid(k_lo, k_hi, n_grid), np.concatenate((k_lo, k_hi)))
+
+
 def check_slices(slices: Sequence[SliceView], n_grid: int = 121) -> list[Violation]:
     """Butterfly and Lee per slice, calendar between consecutive slices (by ``t``) and
     against every earlier slice where that one is quoted.
@@ -156,7 +163,7 @@ def check_slices(slices: Sequence[SliceView], n_grid: int = 121) -> list[Violati
             out += lee_violations(s.t, (float(abs(min(w1[0], 0.0))), float(max(w1[-1], 0.0))))
     if len(sl) > 1:
         lo, hi = [s.k_lo for s in sl], [s.k_hi for s in sl]
-        k = np.union1d(calendar_grid(lo, hi, n_grid), lo + hi)
+        k = calendar_points(lo, hi, n_grid)
         W = np.vstack([s.derivs(k)[0] for s in sl])
         pairs = np.vstack([(k >= min(a.k_lo, b.k_lo)) & (k <= max(a.k_hi, b.k_hi))
                            for a, b in zip(sl, sl[1:])])

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from calibration.arbitrage import Violation, calendar_grid
+from calibration.arbitrage import Violation, calendar_points
 from calibration.every import parse_every
 from calibration.loss import FitBatch, FitData, LossConfig, fit_batch, fit_inputs_digest
 from calibration.models.calendar_rows import calendar_floor, ceiling_pass, floors_needed
@@ -222,7 +222,7 @@ class CalibrationScheme:
         live = [(i, sl, d) for i, (sl, d) in enumerate(zip(snapshot.slices, data))
                 if d is not None]
         k_lo, k_hi = batch.k_lo.tolist(), batch.k_hi.tolist()
-        k_check = calendar_grid([k_lo[i] for i, _, _ in live], [k_hi[i] for i, _, _ in live])
+        k_check = calendar_points([k_lo[i] for i, _, _ in live], [k_hi[i] for i, _, _ in live])
 
         def smile(i: int, sl, params) -> SmileSlice:
             return SmileSlice(c.model, params, sl.expiry_ns, sl.t, sl.forward, k_lo[i], k_hi[i])

@@ -97,41 +97,40 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
 
 
 @njit(cache=True)
-def svi_calendar_drops(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, n: int,
-                       extra: np.ndarray) -> np.ndarray:
+def svi_calendar_drops(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
+                       points: np.ndarray) -> np.ndarray:
     """:func:`svi_calendar_drop` of each slice ``i >= 1`` of ``par`` under the one before it,
     on the ``k`` range the one before is quoted on (its domain, the range of
     :func:`calibration.models.calendar_rows.calendar_floor`); entry 0 is ``-inf``."""
     out = np.full(par.shape[0], -np.inf)
     for i in range(1, par.shape[0]):
         if k_hi[i - 1] > k_lo[i - 1]:
-            out[i] = svi_calendar_drop(par[i - 1], par[i], k_lo[i - 1], k_hi[i - 1], n, extra)
+            out[i] = svi_calendar_drop(par[i - 1], par[i], k_lo[i - 1], k_hi[i - 1], points)
     return out
 
 
 @njit(cache=True)
-def svi_calendar_rises(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, n: int,
-                       extra: np.ndarray) -> np.ndarray:
+def svi_calendar_rises(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
+                       points: np.ndarray) -> np.ndarray:
     """:func:`svi_calendar_drop` of each slice ``i`` of ``par`` over the one after it, on the
     hull of their two domains (the range of
     :func:`calibration.models.calendar_rows.calendar_ceiling`); the last entry is ``-inf``."""
     out = np.full(par.shape[0], -np.inf)
     for i in range(par.shape[0] - 1):
         out[i] = svi_calendar_drop(par[i], par[i + 1], min(k_lo[i], k_lo[i + 1]),
-                                   max(k_hi[i], k_hi[i + 1]), n, extra)
+                                   max(k_hi[i], k_hi[i + 1]), points)
     return out
 
 
 @njit(cache=True)
-def svi_calendar_drop(before: np.ndarray, after: np.ndarray, lo: float, hi: float, n: int,
-                      extra: np.ndarray) -> float:
-    """``max(w_before(k) - w_after(k))`` over ``n`` even steps of ``[lo, hi]`` and the points
-    of ``extra`` inside it (SVI parameter rows ``a, b, rho, m, sigma``); NaN if any
+def svi_calendar_drop(before: np.ndarray, after: np.ndarray, lo: float, hi: float,
+                      points: np.ndarray) -> float:
+    """``max(w_before(k) - w_after(k))`` over the ``points`` inside ``[lo, hi]`` (SVI
+    parameter rows ``a, b, rho, m, sigma``); ``-inf`` with no such point, NaN if any
     difference is NaN, as ``numpy.max`` gives."""
     out = -np.inf
-    for j in range(n + extra.size):
-        k = grid_point(lo, hi, n, j) if j < n else extra[j - n]
-        if j >= n and not lo <= k <= hi:
+    for k in points:
+        if not lo <= k <= hi:
             continue
         d = svi_w(before, k) - svi_w(after, k)
         if d != d:
@@ -142,19 +141,17 @@ def svi_calendar_drop(before: np.ndarray, after: np.ndarray, lo: float, hi: floa
 
 @njit(cache=True)
 def svi_envelope_dip(earlier: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
-                     after: np.ndarray, n: int, extra: np.ndarray, margin: float) -> float:
+                     after: np.ndarray, points: np.ndarray, margin: float) -> float:
     """How far the SVI slice ``after`` dips under the floor that the expiries ``earlier``
     (rows ``a, b, rho, m, sigma`` by maturity, domains ``[k_lo, k_hi]``) set beyond the
     domain of the last of them (:func:`calibration.models.calendar_rows.floor_rows`): the
-    ``max`` over ``n`` even steps of the hull of their domains and the points of ``extra``
-    in it, outside the last one's domain, of the highest lifted ``w_i`` quoted there less
-    ``w_after``; ``-inf`` with no such point, NaN if any difference is NaN."""
+    ``max`` over the ``points`` outside the last one's domain of the highest lifted ``w_i``
+    quoted there less ``w_after``; ``-inf`` with no such point, NaN if any difference is
+    NaN."""
     last = earlier.shape[0] - 1
-    lo, hi = k_lo.min(), k_hi.max()
     out = -np.inf
-    for j in range(n + extra.size):
-        k = grid_point(lo, hi, n, j) if j < n else extra[j - n]
-        if (j >= n and not lo <= k <= hi) or k_lo[last] <= k <= k_hi[last]:
+    for k in points:
+        if k_lo[last] <= k <= k_hi[last]:
             continue
         top = -np.inf
         for i in range(last):
@@ -170,8 +167,8 @@ def svi_envelope_dip(earlier: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
 
 
 @njit(cache=True)
-def svi_envelope_dips(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, n: int,
-                      extra: np.ndarray, margin: float) -> np.ndarray:
+def svi_envelope_dips(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
+                      points: np.ndarray, margin: float) -> np.ndarray:
     """:func:`svi_envelope_dip` of each slice ``i >= 1`` of ``par`` under the expiries before
     it; ``-inf`` where their domains are within that of slice ``i - 1`` (no such floor) and at
     entry 0."""
@@ -180,5 +177,5 @@ def svi_envelope_dips(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, n: in
     for i in range(1, par.shape[0]):
         lo, hi = min(lo, k_lo[i - 1]), max(hi, k_hi[i - 1])
         if lo < k_lo[i - 1] or hi > k_hi[i - 1]:
-            out[i] = svi_envelope_dip(par[:i], k_lo[:i], k_hi[:i], par[i], n, extra, margin)
+            out[i] = svi_envelope_dip(par[:i], k_lo[:i], k_hi[:i], par[i], points, margin)
     return out

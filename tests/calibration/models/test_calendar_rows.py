@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from calibration.arbitrage import CALENDAR_TOL, calendar_grid
+from calibration.arbitrage import CALENDAR_TOL, calendar_points
 from calibration.models.calendar_rows import (
     CALENDAR_MARGIN,
     calendar_ceiling,
@@ -30,24 +30,24 @@ def _slice(t: float, p: SVIParams, lo: float, hi: float) -> SmileSlice:
 
 # The rows' definitions in numpy, which the compiled builders must give bit for bit.
 
-def _points(lo, hi, k_check, n):
-    return np.union1d(np.linspace(lo, hi, n), k_check[(k_check >= lo) & (k_check <= hi)])
+def _points(lo, hi, k_check):
+    return k_check[(k_check >= lo) & (k_check <= hi)]
 
 
 def _lifted(w, steps, margin):
     return w * (1.0 + (2 * steps - 1) * margin) + (2 * steps - 1) * 0.5 * CALENDAR_TOL
 
 
-def numpy_floor_rows(earlier, k_check, n, margin=CALENDAR_MARGIN):
+def numpy_floor_rows(earlier, k_check, margin=CALENDAR_MARGIN):
     """On the last expiry's domain its lifted total variance; beyond it, where an earlier
     expiry is quoted, the highest of theirs, lifted once more per expiry in between."""
     before = earlier[-1]
-    k = _points(before.k_lo, before.k_hi, k_check, n)
+    k = _points(before.k_lo, before.k_hi, k_check)
     w = _lifted(before.total_variance(k), 1, margin)
     lo, hi = min(s.k_lo for s in earlier), max(s.k_hi for s in earlier)
     if lo >= before.k_lo and hi <= before.k_hi:
         return k, w
-    ko = _points(lo, hi, k_check, n)
+    ko = _points(lo, hi, k_check)
     ko = ko[(ko < before.k_lo) | (ko > before.k_hi)]
     wo = np.full(len(ko), -np.inf)
     for steps, s in enumerate(reversed(earlier[:-1]), start=2):
@@ -66,26 +66,24 @@ def test_the_compiled_rows_are_the_numpy_definitions_bit_for_bit():
                                                rng.uniform(0.01, 0.5)),
                      -rng.uniform(0.01, 1.5), rng.uniform(0.01, 1.5))
               for i in range(int(rng.integers(1, 6)))]
-        k_check = calendar_grid([s.k_lo for s in sl], [s.k_hi for s in sl])
+        k_check = calendar_points([s.k_lo for s in sl], [s.k_hi for s in sl])
         lo, hi = min(s.k_lo for s in sl), max(s.k_hi for s in sl)
-        for n in (201, 51):
-            np.testing.assert_array_equal(row_points(lo, hi, k_check, n),
-                                          _points(lo, hi, k_check, n))
-            got, want = floor_rows(sl, k_check, n), numpy_floor_rows(sl, k_check, n)
-            np.testing.assert_array_equal(got[0], want[0])
-            np.testing.assert_array_equal(got[1], want[1])
-            beyond += got[0].size > _points(sl[-1].k_lo, sl[-1].k_hi, k_check, n).size
-            ck, cw = ceiling_rows(sl[-1], lo, hi, k_check, n)
-            np.testing.assert_array_equal(ck, _points(lo, hi, k_check, n))
-            np.testing.assert_array_equal(cw, sl[-1].total_variance(ck) * (1 - CALENDAR_MARGIN)
-                                          - 0.5 * CALENDAR_TOL)
-    assert beyond > 100  # floors beyond the last expiry's domain were built too
+        np.testing.assert_array_equal(row_points(lo, hi, k_check), _points(lo, hi, k_check))
+        got, want = floor_rows(sl, k_check), numpy_floor_rows(sl, k_check)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+        beyond += got[0].size > _points(sl[-1].k_lo, sl[-1].k_hi, k_check).size
+        ck, cw = ceiling_rows(sl[-1], lo, hi, k_check)
+        np.testing.assert_array_equal(ck, _points(lo, hi, k_check))
+        np.testing.assert_array_equal(cw, sl[-1].total_variance(ck) * (1 - CALENDAR_MARGIN)
+                                      - 0.5 * CALENDAR_TOL)
+    assert beyond > 50  # floors beyond the last expiry's domain were built too
 
 
 def test_rows_bound_each_slice_by_its_neighbour_with_a_margin():
     short = _slice(0.02, SVIParams(0.001, 0.05, -0.3, 0.0, 0.1), -0.2, 0.15)
     longer = _slice(0.1, SVIParams(0.004, 0.04, -0.3, 0.0, 0.2), -0.8, 0.6)
-    k_check = calendar_grid([short.k_lo, longer.k_lo], [short.k_hi, longer.k_hi])
+    k_check = calendar_points([short.k_lo, longer.k_lo], [short.k_hi, longer.k_hi])
     fk, fw = floor_rows([short], k_check)
     assert fk[0] == short.k_lo and fk[-1] == short.k_hi  # where the shorter one is quoted
     assert np.all(fw > short.total_variance(fk))
@@ -107,7 +105,7 @@ def test_a_floor_holds_on_every_earlier_expirys_quotes_with_room_for_those_betwe
     tolerances against 1 and 0.5 for the next expiry)."""
     wide = _slice(0.08, SVIParams(0.01, 0.03, -0.3, 0.0, 0.1), -0.4, 0.4)
     narrow = _slice(0.085, SVIParams(0.0102, 0.0306, -0.3, 0.0, 0.1), -0.08, 0.08)
-    k_check = calendar_grid([-0.4, -0.08], [0.4, 0.08])
+    k_check = calendar_points([-0.4, -0.08], [0.4, 0.08])
     fk, fw = floor_rows([wide, narrow], k_check)
     inside = np.abs(fk) <= 0.08
     assert fk.min() == -0.4 and fk.max() == 0.4 and inside.any() and (~inside).any()
