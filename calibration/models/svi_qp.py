@@ -178,7 +178,9 @@ def _most_violated(W: np.ndarray, C: np.ndarray, h: np.ndarray, nrm: np.ndarray,
     return p
 
 
-@njit(cache=True)
+# without reference counting, as the SVI search that calls it (calibration.models.svi): its
+# views of the scratch ``W`` would otherwise each cost two atomic counts; it allocates nothing
+@njit(cache=True, _nrt=False)
 def qp_run(W: np.ndarray, r, C: np.ndarray, h: np.ndarray, nrm: np.ndarray,
            tol: float, act: np.ndarray, max_iter: int) -> int:
     """The iterations of :func:`qp_solve` after :func:`qp_setup`, for the right-hand side ``r``
