@@ -17,12 +17,12 @@ Rows are taken at the check's own points in their range (``k_check``: the points
 that a refit that meets them passes the check exactly, and with a small margin, so that
 round-off in the refitted parameters cannot land on the wrong side of the check; a slice is
 tested for a crossing at the same points.  No more rows than those: each row is a bound of
-every evaluation of the refit's outer search, and the rows are most of its cost (a real
-11-quote slice refitted under its neighbour with 148 rows, the check's points and 51 even
-steps of each range, in 97 us; with the check's 50 alone, in 51 us, to the same fit).  They
-are built in compiled passes over the stacked parameters (:func:`svi_floor_rows`,
-:func:`svi_ceiling_rows`); their numpy definitions, which the passes give bit for bit, are in
-the module's tests.
+every evaluation of the refit's outer search, and the rows can be most of its cost (the
+bench's real 11-quote slice refitted under its neighbour: with 148 rows, the check's points
+and 51 even steps of each range, 97 us; with the check's 50 alone, 51 us, to the same fit).
+They are built in compiled passes over the stacked parameters (:func:`svi_floor_rows`,
+:func:`svi_ceiling_rows`); their numpy definitions, which the passes give bit for bit, are
+in the module's tests.
 """
 
 from __future__ import annotations

@@ -134,14 +134,13 @@ def _put(P, V, i, x, val) -> None:
     V[i, 0], V[i, 1], V[i, 2], V[i, 3] = val
 
 
-# Compiled without numba's reference counting (``_nrt=False``, numba's own switch for code
-# that allocates nothing).  Every evaluation takes the problem's arrays out of ``D`` and
-# makes views of its scratch, and with counting each of those is an atomic increment and
-# decrement: perf put two thirds of a warm fit's time in them (the bench's 12 real slices:
-# 543 evaluations in 322 us with counting, 163 us without; the same evaluations, to the
-# bit).  Nothing here allocates (the simplex's blocks come from the caller, which holds
-# every array for the call), and numba refuses to compile an allocation without its
-# runtime, so no array can be freed early or leak.
+# Compiled without numba's reference counting (``_nrt=False``, numba's switch for code that
+# allocates nothing): every evaluation takes the problem's arrays out of ``D`` and makes views
+# of its scratch, each an atomic increment and decrement with counting, which perf found to
+# be two thirds of a warm fit (the bench's 12 real slices: 543 evaluations in 322 us with
+# counting, 163 us without, to the bit).  Nothing here allocates (the caller holds every
+# array, the simplex's blocks included), and numba refuses to compile an allocation without
+# its runtime, so no array can be freed early or leak.
 @njit(cache=True, _nrt=False)
 def _nelder_mead(x0, step, max_iter, ftol, xtol, D, P, V, T):
     """2-D Nelder-Mead (standard coefficients 1, 2, 0.5, 0.5) with a fixed budget; the
