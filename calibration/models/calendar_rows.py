@@ -42,6 +42,7 @@ from calibration.models.svi_arbitrage import (
     svi_envelope_dip,
     svi_envelope_dips,
     svi_w,
+    svi_w_row,
 )
 from calibration.surface import SmileSlice, param_values
 
@@ -75,7 +76,7 @@ def svi_floor_rows(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, k_check:
     k = row_points(lo, hi, k_check)
     kk, ww = np.empty(k.size), np.empty(k.size)
     for j in range(k.size):
-        kk[j], ww[j] = k[j], lifted(svi_w(par[last], k[j]), 1, margin)
+        kk[j], ww[j] = k[j], lifted(svi_w_row(par, last, k[j]), 1, margin)
     a, b = k_lo.min(), k_hi.max()
     if a >= lo and b <= hi:
         return kk, ww
@@ -88,7 +89,7 @@ def svi_floor_rows(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray, k_check:
         top = -np.inf
         for i in range(last - 1, -1, -1):  # as numpy.maximum folds them: NaN stays
             if k_lo[i] <= x <= k_hi[i]:
-                v = lifted(svi_w(par[i], x), last + 1 - i, margin)
+                v = lifted(svi_w_row(par, i, x), last + 1 - i, margin)
                 top = v if (v > top or v != v) and top == top else top
         if np.isfinite(top):
             ko[m], wo[m] = x, top
