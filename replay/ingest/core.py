@@ -152,11 +152,11 @@ def validate(table: str, rows: pa.Table) -> np.ndarray:
 
 
 def _in_stored_contracts(table: str, rows: pa.Table, names: list, own: dict[str, float],
-                         specs: dict[str, tuple[str, float]]) -> pa.Table:
+                         specs: dict[str, tuple[int, str, float]]) -> pa.Table:
     """``rows``' sizes, given in contracts of the chunk's own definitions (``own``), in
     contracts of the store's (``specs``) where the two differ (module docstring)."""
-    ratio = {nm: cs / specs[nm][1] for nm, cs in own.items()
-             if nm in specs and cs and specs[nm][1] and cs != specs[nm][1]}
+    ratio = {nm: cs / specs[nm][2] for nm, cs in own.items()
+             if nm in specs and cs and specs[nm][2] and cs != specs[nm][2]}
     cols = [c for c in _SIZE_COLS.get(table, []) if c in rows.column_names]
     if not ratio or not cols:
         return rows
@@ -300,12 +300,11 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
     if chunk.rejects:
         store.quarantine(source, [r.locator for r in chunk.rejects], [r.reason for r in chunk.rejects],
                          [r.raw for r in chunk.rejects], [r.target for r in chunk.rejects])
-    ids: dict[str, int] = {}
-    specs: dict[str, tuple[str, float]] = {}
+    specs: dict[str, tuple[int, str, float]] = {}
     kind_of = np.zeros(0, dtype=object)  # by instrument id; its last entry "" for id -1
     own: dict[str, float] = {}  # the chunk's own contract sizes
     if chunk.instruments is not None and chunk.instruments.num_rows:
-        ids = store.ensure_instruments(nan_to_null(chunk.instruments))
+        store.ensure_instruments(nan_to_null(chunk.instruments))
         if "contract_size" in chunk.instruments.column_names:
             own = dict(zip(chunk.instruments.column("name").to_pylist(),
                            chunk.instruments.column("contract_size").to_pylist()))
@@ -315,13 +314,12 @@ def _ingest_chunk(store: MarketStore, source: str, chunk: Chunk, detail: dict[st
     for table, rows in chunk.rows.items():
         if rows.num_rows == 0:
             continue
-        if not ids:
-            ids = store.instrument_ids()
-        if not specs:
+        if not specs:  # the ids, kinds and contract sizes in one query a chunk
             specs = store.instrument_specs()
+            ids = {nm: s[0] for nm, s in specs.items()}
             kind_of = np.full(max(ids.values(), default=-1) + 2, "", dtype=object)
-            for nm, i in ids.items():
-                kind_of[i] = specs[nm][0]
+            for i, kind, _ in specs.values():
+                kind_of[i] = kind
         names = rows.column("instrument").to_pylist()
         inst = np.array([ids.get(nm, -1) if nm is not None else -1 for nm in names], dtype=np.int64)
         locs = rows.column("_loc").to_numpy(zero_copy_only=False)

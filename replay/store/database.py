@@ -175,10 +175,10 @@ class MarketStore(LoadingMixin):
     def instrument_ids(self) -> dict[str, int]:
         return dict(self._exec("SELECT name, instrument_id FROM instruments"))
 
-    def instrument_specs(self) -> dict[str, tuple[str, float]]:
-        """name -> (kind, contract size) of every instrument."""
-        return {n: (k, cs) for n, k, cs in self._exec(
-            "SELECT name, kind, contract_size FROM instruments")}
+    def instrument_specs(self) -> dict[str, tuple[int, str, float]]:
+        """name -> (id, kind, contract size) of every instrument."""
+        return {n: (i, k, cs) for n, i, k, cs in self._exec(
+            "SELECT name, instrument_id, kind, contract_size FROM instruments")}
 
     def scan(
         self,
