@@ -156,11 +156,15 @@ class Surface:
         (:meth:`forward`, :meth:`total_variance`) far more often than slice by slice."""
         if not len(t):
             raise ValueError("a surface needs at least one slice")
-        order = np.argsort(t, kind="stable")  # as __init__'s stable sort
+        t = np.asarray(t)
+        cols = (params, expiry_ns, t, forward, k_lo, k_hi)
         self = cls.__new__(cls)
-        self._columns = ([model[i] for i in order.tolist()],
-                         *(np.asarray(c)[order] for c in (params, expiry_ns, t, forward,
-                                                          k_lo, k_hi)))
+        if (t[1:] >= t[:-1]).all():  # in order already (a stream's fits are): as they are
+            self._columns = (list(model), *(np.asarray(c) for c in cols))
+        else:
+            order = np.argsort(t, kind="stable")  # as __init__'s stable sort
+            self._columns = ([model[i] for i in order.tolist()],
+                             *(np.asarray(c)[order] for c in cols))
         models, par, _, t, forward, _, _ = self._columns
         self._stack(ts_ns, t, forward, models, par)
         self.violations = tuple(violations)

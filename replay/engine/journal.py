@@ -36,7 +36,6 @@ from replay.model.events import (
     HEAD,
     KINDS,
     EventKind,
-    chain,
     columns_of,
     kind_of,
     length_prefixed,
@@ -80,17 +79,21 @@ class Journal:
         self.flush_rows, self.commit_rows = flush_rows, commit_rows
         self._uncommitted = 0  # rows written in the open transaction (0: none open)
         self.seq = -1  # last appended seq
-        self.hash = H0
+        # the running hash is chained lazily, many events in one compiled call (_chain_runs):
+        # _hash is the hash after the runs already chained, and _unchained the runs after
+        # them, each as its journal rows and its events' payload digests
+        self._hash = H0
+        self._unchained: list[tuple[tuple[np.ndarray, ...], bytes]] = []
         # journal rows (seq, ts, pair, cause_stream, cause_seq), ``pair`` indexing _pairs:
-        # rows of events appended one by one, and runs of append_many's as arrays (in seq
-        # order: each run after the rows of _main that came before it)
+        # rows of events appended one by one (their digests in _main_digests), and runs of
+        # them as five arrays (in seq order: each run after the rows of _main before it)
         self._main: list[tuple] = []
-        self._main_runs: list[np.ndarray] = []
+        self._main_digests: list[bytes] = []
+        self._main_runs: list[tuple[np.ndarray, ...]] = []
         self._pairs: dict[tuple[str, str], int] = {}  # (kind, source): its code
         self._buf: dict[str, dict[str, list]] = {}
         # per kind, payload rows added by add_rows: (seq, ts, table or columns)
         self._parts: dict[str, list[tuple[np.ndarray, np.ndarray, Any]]] = {}
-        self._prefixes: dict[tuple[str, str], bytes] = {}
         self._links: dict[str, str] = {}  # kind: the file whose rows it links
         self._link_parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
         self._buffered = 0
@@ -142,8 +145,39 @@ class Journal:
         self._tables.add(k.table)
 
     @property
+    def hash(self) -> bytes:
+        """The running hash after the last appended event (:mod:`replay.model.events`)."""
+        self._main_run()
+        if self._unchained:
+            runs, self._unchained = self._unchained, []
+            self._on_writer(self._chain_runs, runs, list(self._pairs))
+        self.sync()
+        return self._hash
+
+    @property
     def hash_hex(self) -> str:
         return self.hash.hex()
+
+    def _chain_runs(self, unchained: list[tuple[tuple[np.ndarray, ...], bytes]],
+                    pairs: list[tuple[str, str]]) -> None:
+        """Chain runs of events onto the hash in one compiled call
+        (:func:`~replay.model.hash_chain.chain_many`, which lets go of the GIL), on the writer
+        thread when there is one: events appended one by one cost the caller a list append
+        each, and a replayed stream's runs a few array views.  ``pairs``: the (kind, source)
+        pairs in code order, as the runs were appended."""
+        runs = [r for r, _ in unchained]
+        ts, pair, cs, cq = (np.concatenate([r[i] for r in runs]) for i in (1, 2, 3, 4))
+        self._hash = chain_many(self._hash, int(runs[0][0][0]) - 1, ts, cs, cq, pair,
+                                [length_prefixed(k) + length_prefixed(src) for k, src in pairs],
+                                b"".join(d for _, d in unchained))
+
+    def _on_writer(self, fn, *args) -> None:
+        """``fn(*args)`` on the writer thread after the writes before it, or now without
+        one (a journal that stores nothing)."""
+        if self._writer is None:
+            fn(*args)
+        else:
+            self._writer.submit(fn, *args)
 
     def append(self, kind: str, ts: int, cause: tuple[int, int], source: str = "",
                rows: Mapping[str, object] | None = None, digest: bytes | None = None) -> int:
@@ -160,7 +194,7 @@ class Journal:
                        n: int, cols: Mapping[str, list], digest: bytes) -> int:
         """:meth:`append` of ``n`` rows already checked by :func:`columns_of`, with their
         payload digest: a caller that appends the same rows often checks them once."""
-        seq = self._chain(k, int(ts), cause, source, digest)
+        seq = self._add_event(k, int(ts), cause, source, digest)
         buf = self._buf.setdefault(k.name, {"seq": [], "ts": [], **{f: [] for f, _ in k.fields}})
         buf["seq"] += [seq] * n
         buf["ts"] += [int(ts)] * n
@@ -175,7 +209,7 @@ class Journal:
         every declared field, with the declared types) and whose :func:`payload_digest` is
         ``digest``: replaying recorded events costs no per-row Python."""
         k = kind_of(kind)
-        seq = self._chain(k, int(ts), cause, source, digest)
+        seq = self._add_event(k, int(ts), cause, source, digest)
         n = i1 - i0
         self.add_rows(k, np.full(n, seq, np.int64), np.full(n, int(ts), np.int64),
                       table.slice(i0, n))
@@ -187,14 +221,16 @@ class Journal:
         payload rows follow with :meth:`add_rows`.  Event ``j`` is of the (kind, source)
         ``kinds[code[j]]``, at ``ts[j]`` with cause ``(cause_stream[j], cause_seq[j])``, and
         ``digests[32 j : 32 j + 32]`` is its :func:`payload_digest`."""
-        names = [kind_of(k).name for k, _ in kinds]
-        self.hash = chain_many(self.hash, self.seq, ts, cause_stream, cause_seq, code,
-                               [self._prefix(k, src) for k, src in kinds], digests)
+        if len(digests) != 32 * len(ts):
+            raise ValueError(f"{len(ts)} events need {32 * len(ts)} digest bytes, not "
+                             f"{len(digests)}")
+        pairs = np.array([self._pair(kind_of(k).name, src) for k, src in kinds], np.int64)
         seqs = np.arange(self.seq + 1, self.seq + 1 + len(ts), dtype=np.int64)
-        self.seq += len(ts)
         self._main_run()
-        pairs = np.array([self._pair(n, src) for n, (_, src) in zip(names, kinds)], np.int64)
-        self._main_runs.append(np.stack([seqs, ts, pairs[code], cause_stream, cause_seq]))
+        self.seq += len(ts)
+        run = (seqs, ts, pairs[code], cause_stream, cause_seq)
+        self._main_runs.append(run)
+        self._unchained.append((run, digests))  # chained when the hash is next needed
         self._buffered += len(seqs)
         return seqs
 
@@ -225,20 +261,15 @@ class Journal:
         self._link_parts.append((k.name, seq, ts, wake))
         self._count(len(seq))
 
-    def _prefix(self, kind: str, source: str) -> bytes:
-        prefix = self._prefixes.get((kind, source))
-        if prefix is None:
-            prefix = length_prefixed(kind) + length_prefixed(source)
-            self._prefixes[(kind, source)] = prefix
-        return prefix
-
-    def _chain(self, k: EventKind, ts: int, cause: tuple[int, int], source: str,
+    def _add_event(self, k: EventKind, ts: int, cause: tuple[int, int], source: str,
                digest: bytes) -> int:
         seq, cs, cq = self.seq + 1, int(cause[0]), int(cause[1])
-        head = HEAD.pack(seq, ts, cs, cq)  # what cannot be packed takes no seq
+        HEAD.pack(seq, ts, cs, cq)  # what cannot be packed (chained later) takes no seq
+        if len(digest) != 32:
+            raise ValueError(f"a payload digest is 32 bytes, not {len(digest)}")
         self.seq = seq
-        self.hash = chain(self.hash, head + self._prefix(k.name, source) + digest)
         self._main.append((seq, ts, self._pair(k.name, source), cs, cq))
+        self._main_digests.append(digest)
         self._buffered += 1
         return seq
 
@@ -296,8 +327,11 @@ class Journal:
         rows buffered (up to half a flush in all) wait for a later write: an INSERT costs the
         writer milliseconds whatever its size, and a run's few hundred decisions, orders or
         marks would otherwise take one at every write.  A commit writes every kind first."""
-        if self.con is None:  # nothing is stored: drop what was buffered
-            self._main, self._main_runs, self._buf, self._parts = [], [], {}, {}
+        self._main_run()
+        if self.con is None:  # nothing is stored: chain the events, drop their rows
+            if self._unchained:
+                self._chain_runs(self._unchained, list(self._pairs))
+            self._main_runs, self._unchained, self._buf, self._parts = [], [], {}, {}
             self._link_parts, self._buffered = [], 0
             return
         held_buf: dict[str, dict[str, list]] = {}
@@ -320,41 +354,55 @@ class Journal:
         begin = not self._uncommitted
         self._uncommitted += self._buffered - held
         tables: list[tuple[EventKind | str, pa.Table]] = []
-        self._main_run()
-        if self._main_runs:  # payload rows may follow their events (Journal.add_rows)
-            tables.append(("journal", self._main_rows()))
         if self._link_parts:
             tables.append((tables_of.LINKS_TABLE, tables_of.links_table(self._link_parts)))
         for name, cols in self._buf.items():
             tables.append((KINDS[name], pa.table(cols, schema=KINDS[name].schema())))
         for name, parts in self._parts.items():
             tables.append((KINDS[name], tables_of.payload_table(KINDS[name], parts)))
-        self._main_runs, self._buf, self._parts, self._link_parts = [], held_buf, held_parts, []
+        # the events' rows (payload rows may follow their events: Journal.add_rows) and their
+        # chaining are done on the writer thread
+        runs, unchained, pairs = self._main_runs, self._unchained, list(self._pairs)
+        self._main_runs, self._unchained = [], []
+        self._buf, self._parts, self._link_parts = held_buf, held_parts, []
         self._buffered = held
-        self.rows_written += sum(t.num_rows for _, t in tables)
-        self._writer.submit(self._insert, begin, tables)
+        self.rows_written += sum(len(r[0]) for r in runs) + sum(t.num_rows for _, t in tables)
+        self._writer.submit(self._insert, begin, tables, unchained, runs, pairs)
 
     def _pair(self, kind: str, source: str) -> int:
         return self._pairs.setdefault((kind, source), len(self._pairs))
 
     def _main_run(self) -> None:
-        """Move the rows of events appended one by one to :attr:`_main_runs`."""
+        """Move the rows of events appended one by one to :attr:`_main_runs` (and to the
+        runs to chain)."""
         if self._main:
-            self._main_runs.append(np.array(self._main, dtype=np.int64).T)
-            self._main = []
+            run = tuple(np.array(self._main, dtype=np.int64).T)
+            self._main_runs.append(run)
+            self._unchained.append((run, b"".join(self._main_digests)))
+            self._main, self._main_digests = [], []
 
-    def _main_rows(self) -> pa.Table:
-        """The buffered ``journal`` rows as one table."""
-        seq, ts, pair, cs, cq = np.concatenate(self._main_runs, axis=1)
+    @staticmethod
+    def _main_rows(runs: list[tuple[np.ndarray, ...]], pairs: list[tuple[str, str]]
+                   ) -> pa.Table:
+        """Runs of ``journal`` rows as one table (``pairs``: the (kind, source) pairs in code
+        order)."""
+        seq, ts, pair, cs, cq = (np.concatenate([r[i] for r in runs]) for i in range(5))
         pair = pa.array(pair)
-        kinds, sources = zip(*self._pairs)  # in code order
+        kinds, sources = zip(*pairs)
         return pa.table([seq, ts, pa.array(kinds).take(pair), cs.astype(np.int8), cq,
                          pa.array(sources).take(pair)],
                         names=["seq", "ts", "kind", "cause_stream", "cause_seq", "source"])
 
-    def _insert(self, begin: bool, tables: list[tuple[EventKind | str, pa.Table]]) -> None:
-        """On the writer thread: insert ``tables``, each into a kind's payload table or into
-        the journal's own table it names."""
+    def _insert(self, begin: bool, tables: list[tuple[EventKind | str, pa.Table]],
+                unchained: list, runs: list[tuple[np.ndarray, ...]],
+                pairs: list[tuple[str, str]]) -> None:
+        """On the writer thread: chain the ``unchained`` runs, then insert the ``journal``
+        rows of ``runs`` and ``tables``, each into a kind's payload table or into the journal's
+        own table it names."""
+        if unchained:
+            self._chain_runs(unchained, pairs)
+        if runs:
+            tables = [("journal", self._main_rows(runs, pairs)), *tables]
         if begin:
             self._execute("BEGIN TRANSACTION")
         for k, data in tables:
@@ -384,7 +432,7 @@ class Journal:
         for name, parquet in linked.items():  # the resumed run stores them
             tables_of.materialize(self.con, KINDS[name], parquet)
         self.con.execute("COMMIT").fetchall()
-        self.seq, self.hash = seq, running_hash
+        self.seq, self._hash = seq, running_hash
 
     def close(self) -> None:
         if self.con is None:

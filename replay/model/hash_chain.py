@@ -157,7 +157,7 @@ def _put_int(buf, at, x, size):
         buf[at + i] = np.uint8((u >> np.uint64(8 * i)) & _MASK)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # run on the journal's writer thread beside the replay
 def _chain_many(h0, seq0, ts, cause_stream, cause_seq, code, prefix, prefix_at, digests):
     n_pre = prefix_at.shape[0] - 1
     longest = 0
