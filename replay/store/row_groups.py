@@ -59,15 +59,24 @@ class RowGroups:
         # (group, column): the column converted; (group, column, "cells"): dictionary-encoded
         self._converted: dict[tuple, Any] = {}
         self._last = (0, 0, -1)  # (first row, end row, group) of the group last located
+        self._constants: dict[tuple[int, str], Any] = {}  # (group, column): _constant's answer
+        schema = self.file.schema
+        self._leaves = {schema.column(i).path: i for i in range(len(schema))}
 
-    def _locate(self, row: int) -> tuple[int, pa.Table, int]:
-        """The group holding ``row``, its table and the row's index in it; the replay walks
-        forward, so the group last asked for nearly always holds it."""
+    def _group_of(self, row: int) -> tuple[int, int]:
+        """The group holding ``row`` and the row's index in it; the replay walks forward, so
+        the group last asked for nearly always holds it."""
         lo, hi, g = self._last
         if not lo <= row < hi:
             g = bisect.bisect_right(self.start, row) - 1
             lo, hi = self.start[g], self.start[g + 1]
             self._last = (lo, hi, g)
+        return g, row - lo
+
+    def _locate(self, row: int) -> tuple[int, pa.Table, int]:
+        """The group holding ``row``, its table (read if it is not held) and the row's index
+        in it."""
+        g, j = self._group_of(row)
         table = self._held.get(g)
         if table is None:
             table = self._held[g] = self._read(g)
@@ -78,7 +87,23 @@ class RowGroups:
             if self._pool is not None and g + 1 < self.file.num_row_groups \
                     and g + 1 not in self._held:
                 self._ahead = (g + 1, self._pool.submit(self._read_group, g + 1))
-        return g, table, row - lo
+        return g, table, j
+
+    def _constant(self, g: int, column: str) -> Any:
+        """The one value every row of group ``g`` holds in ``column`` when the file's
+        statistics bound it so (no nulls, its lower and upper bounds equal), else
+        :data:`_VARIES`.  Floats are left out: Parquet's bounds skip NaNs."""
+        key = (g, column)
+        got = self._constants.get(key, None)
+        if got is None:
+            got = _VARIES
+            i = self._leaves.get(column)  # a flat column's chunk (a nested one has several)
+            st = None if i is None else self.file.metadata.row_group(g).column(i).statistics
+            if (st is not None and st.has_min_max and st.has_null_count and st.null_count == 0
+                    and st.physical_type not in ("FLOAT", "DOUBLE") and st.min == st.max):
+                got = st.min
+            self._constants[key] = got
+        return got
 
     def _read(self, g: int) -> pa.Table:
         """Group ``g``: the read ahead if it is of ``g`` (its error, if it failed, is raised
@@ -118,6 +143,9 @@ class RowGroups:
         at a time (a fit's model, a wake's violations) repeat a few values: each held group's
         column is dictionary-encoded once, and a cell is then two lookups instead of an Arrow
         scalar made and converted (about ten microseconds in a replay)."""
+        const = self._constant(self._group_of(row)[0], column)
+        if const is not _VARIES:  # one value in the whole group: its rows need not be read
+            return const
         g, table, j = self._locate(row)
         coded = self._converted.get((g, column, "cells"))
         if coded is None:
@@ -166,6 +194,10 @@ class RowGroups:
             else:
                 out.append(conv[j:j + n])
         return out
+
+
+#: :meth:`RowGroups._constant`'s answer for a column whose rows hold several values
+_VARIES = object()
 
 
 def _compact(column: pa.ChunkedArray) -> np.ndarray | tuple[np.ndarray, np.ndarray] | list:

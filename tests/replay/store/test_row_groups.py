@@ -92,3 +92,27 @@ def test_a_reader_that_jumps_holds_one_read_ahead(tmp_path):
     assert groups.value(0, "i") == 0 and groups._ahead[0] == 1
     assert groups.value(600, "i") == 600 and groups._ahead[0] == 5  # group 1's is dropped
     assert groups.value(300, "i") == 300 and groups._ahead[0] == 3
+
+
+def test_a_value_one_group_holds_throughout_is_read_from_the_statistics(tmp_path):
+    """A group whose statistics bound a column to one value (no nulls) serves it without
+    reading the group; a column that varies, a float one (Parquet's bounds skip NaN) and a
+    nested one are read."""
+    n = 256
+    table = pa.table({
+        "model": pa.array(["svi"] * 128 + ["sabr"] * 127 + ["svi"]),
+        "k": pa.array([7] * n, pa.int64()),
+        "x": pa.array([1.0, math.nan] * (n // 2), pa.float64()),
+        "xs": pa.array([[1.0]] * n, pa.list_(pa.float64())),
+    })
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=128)
+    groups = RowGroups(tmp_path / "t.parquet", read_ahead=False)
+    read = []
+    real = groups._read_group
+    groups._read_group = lambda g: read.append(g) or real(g)
+    assert [groups.value(r, "model") for r in (0, 127)] == ["svi", "svi"]
+    assert groups.value(5, "k") == 7 and read == []  # group 0: both from its statistics
+    assert groups.value(130, "model") == "sabr" and read == [1]  # group 1 holds two models
+    assert groups.value(255, "model") == "svi"
+    assert math.isnan(groups.value(1, "x")) and groups.value(0, "xs") == [1.0]
+    assert read == [1, 0]
