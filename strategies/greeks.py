@@ -222,8 +222,9 @@ def expiry_forward(ctx: Any, expiry_ns: int, spot: float, board: SurfaceBoard | 
     surf = board.surface if board is not None else None
     # beyond its first and last slices a surface holds their forward flat: that is not this
     # expiry's (an expiring option's, or a long one's 120 bp off on real Deribit data)
-    if surf is not None and surf.ts[0] <= surf.t_of(expiry_ns) <= surf.ts[-1]:
-        f = float(surf.forward_expiry(expiry_ns))  # as fitted; moved with the spot below
+    t = surf.t_of(expiry_ns) if surf is not None else None
+    if surf is not None and surf.ts[0] <= t <= surf.ts[-1]:
+        f = float(surf.forward(t))  # as fitted (forward_expiry); moved with the spot below
         if math.isfinite(board.spot) and board.spot > 0 and math.isfinite(spot):
             f *= spot / board.spot
         if math.isfinite(f) and f > 0:
@@ -277,16 +278,18 @@ def book_legs(ctx: Any, positions: Mapping[int, float] | None, source: str,
         e = np.zeros(0)
         return BookLegs(ids[:0], e, e, e, e, e.astype(bool), e, spot, source == "premium_adjusted",
                         inverse=e.astype(bool))
-    qty = np.array([positions[int(i)] for i in ids]) * inst.contract_size[ids]
+    expiry, id_list = inst.expiry_ns[ids], ids.tolist()
+    qty = np.array([positions[i] for i in id_list]) * inst.contract_size[ids]
     strike = inst.strike[ids].astype(np.float64)
-    t = (inst.expiry_ns[ids] - ctx.now).astype(np.float64) / NS_PER_YEAR
+    t = (expiry - ctx.now).astype(np.float64) / NS_PER_YEAR
     fwd: dict[int, float] = {}
     basis = np.empty(ids.size)
-    for j, (i, e) in enumerate(zip(ids, inst.expiry_ns[ids])):
-        if int(e) not in fwd:
-            fwd[int(e)] = expiry_forward(ctx, int(e), spot, board, int(i))
-        basis[j] = fwd[int(e)] / spot
-    vol = leg_vols(board, strike, inst.expiry_ns[ids], source, flat_vol)
+    for j, (i, e) in enumerate(zip(id_list, expiry.tolist())):
+        f = fwd.get(e)
+        if f is None:
+            f = fwd[e] = expiry_forward(ctx, e, spot, board, i)
+        basis[j] = f / spot
+    vol = leg_vols(board, strike, expiry, source, flat_vol)
     return BookLegs(ids, qty, strike, t, vol, inst.is_call[ids] == 1, basis, spot,
                     source == "premium_adjusted", inverse=inst.settlement[ids] == "inverse")
 
