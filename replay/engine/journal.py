@@ -195,7 +195,9 @@ class Journal:
         """:meth:`append` of ``n`` rows already checked by :func:`columns_of`, with their
         payload digest: a caller that appends the same rows often checks them once."""
         seq = self._add_event(k, int(ts), cause, source, digest)
-        buf = self._buf.setdefault(k.name, {"seq": [], "ts": [], **{f: [] for f, _ in k.fields}})
+        buf = self._buf.get(k.name)
+        if buf is None:
+            buf = self._buf[k.name] = {"seq": [], "ts": [], **{f: [] for f, _ in k.fields}}
         buf["seq"] += [seq] * n
         buf["ts"] += [int(ts)] * n
         for f, _ in k.fields:

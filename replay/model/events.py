@@ -80,6 +80,15 @@ class EventKind:
     def names(self) -> frozenset[str]:
         return frozenset(f for f, _ in self.fields)
 
+    @cached_property
+    def exact(self) -> tuple[tuple[str, str], ...]:
+        """The ``int`` and ``bool`` fields (:func:`_check_exact`)."""
+        return tuple((f, t) for f, t in self.fields if t in ("int", "bool"))
+
+    @cached_property
+    def has_float_lists(self) -> bool:
+        return any(t == "floats" for _, t in self.fields)
+
     def declaration(self) -> str:
         """The kind as JSON (table, fields, unhashed fields): what a journal records of each
         kind it holds, so that its hash is recomputed from the file alone
@@ -202,6 +211,11 @@ def columns_of(kind: EventKind, rows: Mapping[str, object]) -> tuple[int, dict[s
         missing = [f for f, _ in kind.fields if f not in rows]
         extra = sorted(set(rows) - kind.names)
         raise ValueError(f"{kind.name}: missing fields {missing}, unknown fields {extra}")
+    if not kind.has_float_lists and not any(isinstance(v, _SEQUENCES) for v in rows.values()):
+        # one row of scalars (a decision, an order, a mark): the same columns, at once
+        for f, t in kind.exact:
+            _check_exact(kind, f, t, rows[f])
+        return 1, {f: [rows[f]] for f, _ in kind.fields}
     seqs = {f: rows[f] for f, t in kind.fields if _is_column(rows[f], t)}
     n = len(next(iter(seqs.values()))) if seqs else 1
     if any(len(c) != n for c in seqs.values()):
@@ -230,9 +244,12 @@ def _check_exact(kind: EventKind, f: str, typ: str, value: object) -> None:
         raise ValueError(f"{kind.name}.{f}: {bad!r} is not {'an int' if typ == 'int' else 'a bool'}")
 
 
+_SEQUENCES = (list, tuple, np.ndarray)
+
+
 def _is_column(value: object, typ: str) -> bool:
     """Whether a payload field's value holds one entry per row (else it is broadcast)."""
-    if not isinstance(value, (list, tuple, np.ndarray)):
+    if not isinstance(value, _SEQUENCES):
         return False
     if typ != "floats":
         return True

@@ -32,3 +32,20 @@ def test_whole_floats_and_zero_one_flags_are_the_ints_and_bools_they_spell():
     k = KINDS["snapshot"]
     assert payload_bytes(k, columns_of(k, {"n_events": np.float64(3.0)})[1]) == \
         payload_bytes(k, columns_of(k, {"n_events": 3})[1])
+
+
+@pytest.mark.parametrize("kind, row", [
+    ("order", {"order_id": 7, "instrument_id": 2, "qty": -1.5, "limit_price": math.nan,
+               "arrival_ts": 10, "consumer": "hedger"}),
+    ("pnl", {"total_usd": np.float64(1.25), "total_coin": 0.0, "options_usd": -0.0,
+             "hedge_usd": math.inf, "fees_usd": 3, "funding_usd": np.nan}),
+])
+def test_a_row_of_scalars_has_the_columns_and_bytes_of_its_one_row_columns(kind, row):
+    """One row of scalars (the fast path of ``columns_of``) is the payload of the same row
+    given as one-entry columns, value for value (numpy scalars as given) and byte for byte."""
+    k = KINDS[kind]
+    n, cols = columns_of(k, row)
+    m, ref = columns_of(k, {f: [v] for f, v in row.items()})
+    plain = {f: [x.item() if isinstance(x, np.generic) else x for x in c] for f, c in cols.items()}
+    assert (n, repr(plain)) == (m, repr(ref))
+    assert payload_bytes(k, cols) == payload_bytes(k, ref)
