@@ -14,6 +14,11 @@ compiled kernels it calls load inside the timed run):
   hedger config (band 0.05 instead of 0.1): the surface stream is read, not refitted; the
   median of :data:`CACHED_JOBS` such jobs, each in a process of its own
   (``cached_runs_events_per_second``: each job's rate, in the order they ran);
+* the floor process: ``cached_no_strategy_events_per_second``, the same cached day with no
+  book nor hedger (the calibration's stream spliced into the journal, nothing else): what a
+  cached run costs before any strategy (``cached_no_strategy_vs_market_only``, the ceiling
+  of ``cached_vs_market_only`` for this engine: its set-up, kernel loading, splicing,
+  journal and metrics);
 * ``cached_vs_market_only``: the ratio of the two rates above; ``cached_consumer_seconds``,
   where the median cached job's time goes: each consumer's seconds in its wakes (``calibration``:
   splicing the stream's events into the journal; the rest of the run is the market replay,
@@ -54,8 +59,8 @@ from pathlib import Path
 
 
 def _cfg(db: Path, out: Path, band: float, every: str = "1s", cache: str = "auto",
-         epoch: str | None = None) -> dict:
-    return {
+         epoch: str | None = None, strategy: bool = True) -> dict:
+    cfg = {
         "data": {"db": str(db)}, "out_dir": str(out), "seed": 0, "report": {"html": False},
         "calibration": {"_target_": "replay.consumers.calibration.CalibrationConsumer",
                         "model": "svi", "every": every, "cache": cache, "epoch": epoch},
@@ -64,6 +69,7 @@ def _cfg(db: Path, out: Path, band: float, every: str = "1s", cache: str = "auto
         "strategy": {"_target_": "strategies.hedging.registry.DeltaBand", "band": band,
                      "lot": 1.0},
     }
+    return cfg if strategy else {**cfg, "book": None, "strategy": None}
 
 
 def _timed(cfg: dict) -> tuple[dict, float]:
@@ -122,7 +128,8 @@ def _day_job(which: str, db: str, out: str, band: float, epoch: str | None = Non
             rates.append(bare.total_events / (time.perf_counter() - t0))
         got["market_per_second"] = max(rates)
     before = set(sys.modules)
-    m, s = _timed(_cfg(Path(db), Path(out), band=band, epoch=epoch))
+    m, s = _timed(_cfg(Path(db), Path(out), band=band, epoch=epoch,
+                       strategy=which != "floor"))
     return {**got, "seconds": s, "events": m["events_replayed"],
             "imported": _imported_since(before),
             "n_fits": m["calibration"]["n_fits"],
@@ -167,13 +174,14 @@ def run(quick: bool) -> dict:
         # the job of the median rate speaks for the cached run (its costs, its journal)
         at = sorted(range(CACHED_JOBS), key=rates.__getitem__)[CACHED_JOBS // 2]
         warm = jobs[at]
+        floor = _in_own_process("floor", db, Path(tmp) / "floor", band=0.05)
         os.environ[CACHE_ENV] = str(Path(tmp) / "cache_epochs")
         epochs = _in_own_process("epochs", db, Path(tmp) / "epochs", band=0.1, epoch="6h")
         journal_bytes = (Path(tmp) / f"warm{at}" / "journal.duckdb").stat().st_size
         stream_bytes = sum(f.stat().st_size for f in Path(warm["stream"]).iterdir())
         live, _ = _timed(_cfg(quick_db, Path(tmp) / "live", band=0.1, every="5s", cache="off"))
         cached, _ = _timed(_cfg(quick_db, Path(tmp) / "cached", band=0.1, every="5s"))
-    if any(j["built"] for j in jobs) or not cold["built"] or not epochs["built"]:
+    if any(j["built"] for j in (*jobs, floor)) or not cold["built"] or not epochs["built"]:
         # e.g. a source file edited between the two processes: another code version, so
         # another cache key; the figures would not be those of a build and a cached run
         raise RuntimeError("the cold run did not build the surface stream, or the cached "
@@ -193,6 +201,9 @@ def run(quick: bool) -> dict:
         "cached_journal": warm["journal"],
         "market_only_events_per_second": round(market),
         "cached_vs_market_only": round(rates[at] / market, 3),
+        "cached_no_strategy_events_per_second": round(floor["events"] / floor["seconds"]),
+        "cached_no_strategy_vs_market_only": round(floor["events"] / floor["seconds"] / market,
+                                                   3),
         "same_journal_hash": live["journal_hash"] == cached["journal_hash"],
         "epoch_build_events_per_second": round(epochs["events"] / epochs["seconds"]),
         "epoch_build_seconds": round(epochs["build_seconds"], 2),

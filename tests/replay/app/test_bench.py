@@ -111,6 +111,10 @@ def test_a_cached_day_job_imports_nothing_inside_its_clock(gbm_quarter_hour, tmp
     warm = mod._in_own_process("warm", gbm_quarter_hour, tmp_path / "warm", band=0.05)
     assert cold["built"] and not warm["built"]
     assert warm["imported"] == []
+    # the floor job: the same cached day without a book or hedger
+    floor = mod._in_own_process("floor", gbm_quarter_hour, tmp_path / "floor", band=0.05)
+    assert not floor["built"] and floor["events"] == warm["events"]
+    assert "hedger" in warm["consumer_seconds"] and "hedger" not in floor["consumer_seconds"]
 
 
 def test_a_bench_store_is_rebuilt_when_its_synthesis_changes(tmp_path, monkeypatch):
