@@ -223,10 +223,15 @@ def columns_of(kind: EventKind, rows: Mapping[str, object]) -> tuple[int, dict[s
     for f, t in kind.fields:
         if t in ("int", "bool"):
             _check_exact(kind, f, t, rows[f])
-    # float lists stay lists of lists: their lengths may differ
-    return n, {f: ((list(map(list, rows[f])) if t == "floats" else np.asarray(rows[f]).tolist())
+    # float lists stay lists of lists: their lengths may differ; an array's column becomes a
+    # list of Python scalars, a list or tuple a list of its own items
+    return n, {f: ((list(map(list, rows[f])) if t == "floats" else _as_list(rows[f]))
                    if f in seqs else [list(rows[f]) if t == "floats" else rows[f]] * n)
                for f, t in kind.fields}
+
+
+def _as_list(column: list | tuple | np.ndarray) -> list:
+    return column.tolist() if isinstance(column, np.ndarray) else list(column)
 
 
 def _check_exact(kind: EventKind, f: str, typ: str, value: object) -> None:

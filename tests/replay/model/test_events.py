@@ -46,6 +46,9 @@ def test_a_row_of_scalars_has_the_columns_and_bytes_of_its_one_row_columns(kind,
     k = KINDS[kind]
     n, cols = columns_of(k, row)
     m, ref = columns_of(k, {f: [v] for f, v in row.items()})
-    plain = {f: [x.item() if isinstance(x, np.generic) else x for x in c] for f, c in cols.items()}
-    assert (n, repr(plain)) == (m, repr(ref))
+    def plain(c: dict) -> str:
+        return repr({f: [x.item() if isinstance(x, np.generic) else x for x in v]
+                     for f, v in c.items()})
+
+    assert (n, plain(cols)) == (m, plain(ref))
     assert payload_bytes(k, cols) == payload_bytes(k, ref)
