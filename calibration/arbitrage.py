@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 BUTTERFLY_TOL = 1e-6
 CALENDAR_TOL = 1e-7
@@ -128,8 +129,30 @@ def calendar_grid(k_lo: Sequence[float], k_hi: Sequence[float], n_grid: int = 12
 def calendar_points(k_lo: Sequence[float], k_hi: Sequence[float], n_grid: int = 121
                     ) -> np.ndarray:
     """Every ``k`` at which the calendar check compares slices, sorted, each once: the
-    points of :func:`calendar_grid` and every slice's domain ends."""
-    return np.union1d(calendar_grid(k_lo, k_hi, n_grid), np.concatenate((k_lo, k_hi)))
+    points of :func:`calendar_grid` and every slice's domain ends, that is
+    ``np.union1d(calendar_grid(k_lo, k_hi, n_grid), np.concatenate((k_lo, k_hi)))``, in one
+    compiled pass (asked for at every refit; the same points, tested)."""
+    if len(k_lo) == 0:
+        return np.zeros(0)
+    return _calendar_points(np.asarray(k_lo, dtype=np.float64),
+                            np.asarray(k_hi, dtype=np.float64), 2 * n_grid)
+
+
+@njit(cache=True)
+def _calendar_points(k_lo: np.ndarray, k_hi: np.ndarray, m: int) -> np.ndarray:
+    lo, hi, n = k_lo.min(), k_hi.max(), k_lo.size
+    pts = np.empty(m + 2 * n)
+    for j in range(m):  # numpy.linspace(lo, hi, m) as numpy computes it
+        pts[j] = hi if j == m - 1 else lo + j * ((hi - lo) / (m - 1))
+    pts[m:m + n] = k_lo
+    pts[m + n:] = k_hi
+    pts.sort()
+    kept = 0
+    for x in pts:  # each value once, as numpy.unique keeps it
+        if kept == 0 or x != pts[kept - 1]:
+            pts[kept] = x
+            kept += 1
+    return pts[:kept].copy()
 
 
 def check_slices(slices: Sequence[SliceView], n_grid: int = 121) -> list[Violation]:

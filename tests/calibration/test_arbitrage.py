@@ -6,6 +6,8 @@ from numpy.testing import assert_allclose
 from calibration.arbitrage import (
     SliceView,
     butterfly_violations,
+    calendar_grid,
+    calendar_points,
     calendar_violations,
     check_slices,
     durrleman_g,
@@ -110,3 +112,20 @@ def test_calendar_checks_each_expiry_against_every_earlier_one_where_that_is_quo
     assert {v.expiry_t for v in listed} == {30 / 365} and max(abs(v.k) for v in listed) == 0.8
     assert not Surface(sl).arbitrage_free
     assert check_slices([s.view() for s in sl[1:]]) == []  # the last pair alone is clean
+
+
+def test_calendar_points_are_the_grid_and_domain_ends_each_once():
+    """The compiled ``calendar_points`` is its definition, ``np.union1d(calendar_grid,
+    domain ends)``, bit for bit: shared and rounded ends (which must appear once) included."""
+    rng = np.random.default_rng(7)
+    for trial in range(500):
+        n = int(rng.integers(1, 14))
+        lo, hi = -rng.uniform(0.01, 1.5, n), rng.uniform(0.01, 1.5, n)
+        if trial % 3 == 0:
+            lo[0], hi[n // 2] = lo[-1], hi[0]
+        if trial % 5 == 0:
+            lo, hi = np.round(lo, 2), np.round(hi, 2)
+        want = np.union1d(calendar_grid(lo, hi), np.concatenate((lo, hi)))
+        got = calendar_points(list(lo), list(hi))
+        assert got.tobytes() == want.tobytes()
+    assert calendar_points([], []).size == 0
