@@ -31,17 +31,15 @@ import numpy as np
 import pyarrow as pa
 
 from replay.model.events import (
-    H0,
     HASH_VERSION,
     HEAD,
     KINDS,
     EventKind,
     columns_of,
     kind_of,
-    length_prefixed,
     payload_digest,
 )
-from replay.model.hash_chain import chain_many
+from replay.model.hash_chain import EventRuns
 from replay.store import journal_tables as tables_of
 from replay.store.journal_file import links, records_version
 from replay.store.ordered_writer import OrderedWriter
@@ -63,7 +61,10 @@ class Journal:
     synthetic day: 0.25 s instead of 1.6 s).  The inserts run on a writer thread
     (:class:`~replay.store.ordered_writer.OrderedWriter`), up to :attr:`IN_FLIGHT` writes
     queued while the caller goes on; :meth:`flush` and :meth:`sync` wait for them, and
-    :meth:`costs` says what they cost.
+    :meth:`costs` says what they cost.  The running hash is chained there too, each write's
+    events in one compiled call before their rows are inserted
+    (:class:`~replay.model.hash_chain.EventRuns`): an append costs the caller a list append,
+    and :attr:`hash` chains what is pending and waits.
 
     A journal opened with ``path=None`` keeps the running hash and the seqs and stores
     nothing: the replay of a surface-stream build, whose journal nobody reads, then spends no
@@ -79,17 +80,8 @@ class Journal:
         self.flush_rows, self.commit_rows = flush_rows, commit_rows
         self._uncommitted = 0  # rows written in the open transaction (0: none open)
         self.seq = -1  # last appended seq
-        # the running hash is chained lazily, many events in one compiled call (_chain_runs):
-        # _hash is the hash after the runs already chained, and _unchained the runs after
-        # them, each as its journal rows and its events' payload digests
-        self._hash = H0
-        self._unchained: list[tuple[tuple[np.ndarray, ...], bytes]] = []
-        # journal rows (seq, ts, pair, cause_stream, cause_seq), ``pair`` indexing _pairs:
-        # rows of events appended one by one (their digests in _main_digests), and runs of
-        # them as five arrays (in seq order: each run after the rows of _main before it)
-        self._main: list[tuple] = []
-        self._main_digests: list[bytes] = []
-        self._main_runs: list[tuple[np.ndarray, ...]] = []
+        # the events' journal rows (``pair`` indexing _pairs) and the running hash over them
+        self._events = EventRuns()
         self._pairs: dict[tuple[str, str], int] = {}  # (kind, source): its code
         self._buf: dict[str, dict[str, list]] = {}
         # per kind, payload rows added by add_rows: (seq, ts, table or columns)
@@ -147,37 +139,18 @@ class Journal:
     @property
     def hash(self) -> bytes:
         """The running hash after the last appended event (:mod:`replay.model.events`)."""
-        self._main_run()
-        if self._unchained:
-            runs, self._unchained = self._unchained, []
-            self._on_writer(self._chain_runs, runs, list(self._pairs))
+        pending = self._events.take_unchained()
+        if pending:  # chained in order on the writer thread, after the writes before it
+            if self._writer is None:
+                self._events.chain(pending, list(self._pairs))
+            else:
+                self._writer.submit(self._events.chain, pending, list(self._pairs))
         self.sync()
-        return self._hash
+        return self._events.hash
 
     @property
     def hash_hex(self) -> str:
         return self.hash.hex()
-
-    def _chain_runs(self, unchained: list[tuple[tuple[np.ndarray, ...], bytes]],
-                    pairs: list[tuple[str, str]]) -> None:
-        """Chain runs of events onto the hash in one compiled call
-        (:func:`~replay.model.hash_chain.chain_many`, which lets go of the GIL), on the writer
-        thread when there is one: events appended one by one cost the caller a list append
-        each, and a replayed stream's runs a few array views.  ``pairs``: the (kind, source)
-        pairs in code order, as the runs were appended."""
-        runs = [r for r, _ in unchained]
-        ts, pair, cs, cq = (np.concatenate([r[i] for r in runs]) for i in (1, 2, 3, 4))
-        self._hash = chain_many(self._hash, int(runs[0][0][0]) - 1, ts, cs, cq, pair,
-                                [length_prefixed(k) + length_prefixed(src) for k, src in pairs],
-                                b"".join(d for _, d in unchained))
-
-    def _on_writer(self, fn, *args) -> None:
-        """``fn(*args)`` on the writer thread after the writes before it, or now without
-        one (a journal that stores nothing)."""
-        if self._writer is None:
-            fn(*args)
-        else:
-            self._writer.submit(fn, *args)
 
     def append(self, kind: str, ts: int, cause: tuple[int, int], source: str = "",
                rows: Mapping[str, object] | None = None, digest: bytes | None = None) -> int:
@@ -223,16 +196,10 @@ class Journal:
         payload rows follow with :meth:`add_rows`.  Event ``j`` is of the (kind, source)
         ``kinds[code[j]]``, at ``ts[j]`` with cause ``(cause_stream[j], cause_seq[j])``, and
         ``digests[32 j : 32 j + 32]`` is its :func:`payload_digest`."""
-        if len(digests) != 32 * len(ts):
-            raise ValueError(f"{len(ts)} events need {32 * len(ts)} digest bytes, not "
-                             f"{len(digests)}")
         pairs = np.array([self._pair(kind_of(k).name, src) for k, src in kinds], np.int64)
         seqs = np.arange(self.seq + 1, self.seq + 1 + len(ts), dtype=np.int64)
-        self._main_run()
+        self._events.add_run((seqs, ts, pairs[code], cause_stream, cause_seq), digests)
         self.seq += len(ts)
-        run = (seqs, ts, pairs[code], cause_stream, cause_seq)
-        self._main_runs.append(run)
-        self._unchained.append((run, digests))  # chained when the hash is next needed
         self._buffered += len(seqs)
         return seqs
 
@@ -267,11 +234,8 @@ class Journal:
                digest: bytes) -> int:
         seq, cs, cq = self.seq + 1, int(cause[0]), int(cause[1])
         HEAD.pack(seq, ts, cs, cq)  # what cannot be packed (chained later) takes no seq
-        if len(digest) != 32:
-            raise ValueError(f"a payload digest is 32 bytes, not {len(digest)}")
+        self._events.add(seq, ts, self._pair(k.name, source), cs, cq, digest)
         self.seq = seq
-        self._main.append((seq, ts, self._pair(k.name, source), cs, cq))
-        self._main_digests.append(digest)
         self._buffered += 1
         return seq
 
@@ -329,12 +293,9 @@ class Journal:
         rows buffered (up to half a flush in all) wait for a later write: an INSERT costs the
         writer milliseconds whatever its size, and a run's few hundred decisions, orders or
         marks would otherwise take one at every write.  A commit writes every kind first."""
-        self._main_run()
         if self.con is None:  # nothing is stored: chain the events, drop their rows
-            if self._unchained:
-                self._chain_runs(self._unchained, list(self._pairs))
-            self._main_runs, self._unchained, self._buf, self._parts = [], [], {}, {}
-            self._link_parts, self._buffered = [], 0
+            self._events.chain(self._events.take()[1], list(self._pairs))
+            self._buf, self._parts, self._link_parts, self._buffered = {}, {}, [], 0
             return
         held_buf: dict[str, dict[str, list]] = {}
         held_parts: dict[str, list] = {}
@@ -364,36 +325,14 @@ class Journal:
             tables.append((KINDS[name], tables_of.payload_table(KINDS[name], parts)))
         # the events' rows (payload rows may follow their events: Journal.add_rows) and their
         # chaining are done on the writer thread
-        runs, unchained, pairs = self._main_runs, self._unchained, list(self._pairs)
-        self._main_runs, self._unchained = [], []
+        runs, unchained = self._events.take()
         self._buf, self._parts, self._link_parts = held_buf, held_parts, []
         self._buffered = held
         self.rows_written += sum(len(r[0]) for r in runs) + sum(t.num_rows for _, t in tables)
-        self._writer.submit(self._insert, begin, tables, unchained, runs, pairs)
+        self._writer.submit(self._insert, begin, tables, unchained, runs, list(self._pairs))
 
     def _pair(self, kind: str, source: str) -> int:
         return self._pairs.setdefault((kind, source), len(self._pairs))
-
-    def _main_run(self) -> None:
-        """Move the rows of events appended one by one to :attr:`_main_runs` (and to the
-        runs to chain)."""
-        if self._main:
-            run = tuple(np.array(self._main, dtype=np.int64).T)
-            self._main_runs.append(run)
-            self._unchained.append((run, b"".join(self._main_digests)))
-            self._main, self._main_digests = [], []
-
-    @staticmethod
-    def _main_rows(runs: list[tuple[np.ndarray, ...]], pairs: list[tuple[str, str]]
-                   ) -> pa.Table:
-        """Runs of ``journal`` rows as one table (``pairs``: the (kind, source) pairs in code
-        order)."""
-        seq, ts, pair, cs, cq = (np.concatenate([r[i] for r in runs]) for i in range(5))
-        pair = pa.array(pair)
-        kinds, sources = zip(*pairs)
-        return pa.table([seq, ts, pa.array(kinds).take(pair), cs.astype(np.int8), cq,
-                         pa.array(sources).take(pair)],
-                        names=["seq", "ts", "kind", "cause_stream", "cause_seq", "source"])
 
     def _insert(self, begin: bool, tables: list[tuple[EventKind | str, pa.Table]],
                 unchained: list, runs: list[tuple[np.ndarray, ...]],
@@ -401,10 +340,9 @@ class Journal:
         """On the writer thread: chain the ``unchained`` runs, then insert the ``journal``
         rows of ``runs`` and ``tables``, each into a kind's payload table or into the journal's
         own table it names."""
-        if unchained:
-            self._chain_runs(unchained, pairs)
+        self._events.chain(unchained, pairs)
         if runs:
-            tables = [("journal", self._main_rows(runs, pairs)), *tables]
+            tables = [("journal", tables_of.journal_rows(runs, pairs)), *tables]
         if begin:
             self._execute("BEGIN TRANSACTION")
         for k, data in tables:
@@ -434,7 +372,7 @@ class Journal:
         for name, parquet in linked.items():  # the resumed run stores them
             tables_of.materialize(self.con, KINDS[name], parquet)
         self.con.execute("COMMIT").fetchall()
-        self.seq, self._hash = seq, running_hash
+        self.seq, self._events.hash = seq, running_hash
 
     def close(self) -> None:
         if self.con is None:

@@ -29,9 +29,9 @@ from itertools import accumulate
 import numpy as np
 from numba import njit
 
-from replay.model.events import HEAD
+from replay.model.events import H0, HEAD, length_prefixed
 
-__all__ = ["blake2b_256", "chain_many", "chain_many_reference"]
+__all__ = ["EventRuns", "blake2b_256", "chain_many", "chain_many_reference"]
 
 #: RFC 7693 section 2.6: the initialisation vector (SHA-512's)
 _IV = np.array([0x6A09E667F3BCC908, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B,
@@ -234,3 +234,72 @@ def chain_many_reference(h: bytes, seq0: int, ts: np.ndarray, cause_stream: np.n
         h = hashlib.blake2b(h + pack(seq0 + j + 1, t, cs, cq) + prefixes[c]
                             + digests[32 * j:32 * j + 32], digest_size=32).digest()
     return h
+
+
+#: a run of events: five int64 arrays, ``(seq, ts, pair, cause_stream, cause_seq)``, ``pair``
+#: the code of the event's (kind, source)
+Run = tuple[np.ndarray, ...]
+
+
+class EventRuns:
+    """Events appended in seq order and not yet written, and the running hash over them,
+    chained lazily: an event appended on its own costs a list append (:meth:`add`), a run of
+    recorded ones a tuple of arrays (:meth:`add_run`), and :meth:`chain` chains many of them
+    in one :func:`chain_many` call, wherever the caller runs it (the journal's writer thread).
+
+    :meth:`take` hands over the runs to write and the runs to chain (the same events: each is
+    chained once, before or with its rows' write), :meth:`take_unchained` only the latter."""
+
+    def __init__(self, h: bytes = H0) -> None:
+        self.hash = h  # after every event chained so far
+        self._one: list[tuple[int, int, int, int, int]] = []  # events added one by one
+        self._one_digests: list[bytes] = []
+        self._runs: list[Run] = []
+        self._unchained: list[tuple[Run, bytes]] = []  # each run with its payload digests
+
+    def add(self, seq: int, ts: int, pair: int, cause_stream: int, cause_seq: int,
+            digest: bytes) -> None:
+        if len(digest) != 32:
+            raise ValueError(f"a payload digest is 32 bytes, not {len(digest)}")
+        self._one.append((seq, ts, pair, cause_stream, cause_seq))
+        self._one_digests.append(digest)
+
+    def add_run(self, run: Run, digests: bytes) -> None:
+        if len(digests) != 32 * len(run[0]):
+            raise ValueError(f"{len(run[0])} events need {32 * len(run[0])} digest bytes, "
+                             f"not {len(digests)}")
+        self._close()
+        self._runs.append(run)
+        self._unchained.append((run, digests))
+
+    def _close(self) -> None:
+        """The events added one by one since the last run, as a run of their own."""
+        if self._one:
+            run = tuple(np.array(self._one, dtype=np.int64).T)
+            self._runs.append(run)
+            self._unchained.append((run, b"".join(self._one_digests)))
+            self._one, self._one_digests = [], []
+
+    def take(self) -> tuple[list[Run], list[tuple[Run, bytes]]]:
+        """The runs to write and those to chain, handed over (both emptied)."""
+        self._close()
+        out = self._runs, self._unchained
+        self._runs, self._unchained = [], []
+        return out
+
+    def take_unchained(self) -> list[tuple[Run, bytes]]:
+        self._close()
+        out, self._unchained = self._unchained, []
+        return out
+
+    def chain(self, unchained: list[tuple[Run, bytes]], pairs: Sequence[tuple[str, str]]
+              ) -> None:
+        """Chain ``unchained`` (taken in order) onto :attr:`hash`: ``pairs`` are the (kind,
+        source) of each pair code, in code order."""
+        if not unchained:
+            return
+        runs = [r for r, _ in unchained]
+        ts, pair, cs, cq = (np.concatenate([r[i] for r in runs]) for i in (1, 2, 3, 4))
+        self.hash = chain_many(self.hash, int(runs[0][0][0]) - 1, ts, cs, cq, pair,
+                               [length_prefixed(k) + length_prefixed(src) for k, src in pairs],
+                               b"".join(d for _, d in unchained))

@@ -49,6 +49,18 @@ def linkable(path: str | os.PathLike) -> bool:
     return not any(c in os.fspath(Path(path).resolve()) for c in "*?[")
 
 
+def journal_rows(runs: list[tuple[np.ndarray, ...]], pairs: list[tuple[str, str]]
+                 ) -> pa.Table:
+    """Runs of ``journal`` rows (each five arrays: seq, ts, pair code, cause stream, cause seq)
+    as one table; ``pairs``: the (kind, source) of each pair code, in code order."""
+    seq, ts, pair, cs, cq = (np.concatenate([r[i] for r in runs]) for i in range(5))
+    pair = pa.array(pair)
+    kinds, sources = zip(*pairs)
+    return pa.table([seq, ts, pa.array(kinds).take(pair), cs.astype(np.int8), cq,
+                     pa.array(sources).take(pair)],
+                    names=["seq", "ts", "kind", "cause_stream", "cause_seq", "source"])
+
+
 def links_table(parts: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> pa.Table:
     """``journal_links`` rows of linked events, given as ``(kind, seq, ts, wake)`` per run of
     them."""

@@ -81,3 +81,34 @@ def test_bad_arguments_are_refused():
         args = {"ts": ts, "cause_seq": cq, name: arg}
         with pytest.raises(TypeError, match=name):
             chain_many(H0, 0, args["ts"], cs, args["cause_seq"], code, pre, d)
+
+
+def test_event_runs_chain_as_the_definition_however_they_are_added_and_taken():
+    """Events added one by one and in runs, chained in several batches (what the journal
+    hands its writer thread) or all at once, give the definition's hash; what is taken to
+    write is every event once, in seq order."""
+    from replay.model.hash_chain import EventRuns
+
+    rng = np.random.default_rng(3)
+    pairs = [("wake", "engine"), ("surface_fit", "calibration"), ("pnl", "pnl")]
+    prefixes = [length_prefixed(k) + length_prefixed(s) for k, s in pairs]
+    n = 60
+    ts, cause_stream, cause_seq, code, digests = _events(rng, n, len(pairs))
+    want = chain_many_reference(H0, -1, ts, cause_stream, cause_seq, code, prefixes, digests)
+    cuts = [0, 5, 6, 20, 21, 22, 40, 60]  # alternately single events and runs
+    for batches in ([60], [6, 22, 60], [1, 21, 41, 60]):
+        runs, written = EventRuns(), []
+        for j, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+            if j % 2 == 0:
+                for i in range(a, b):
+                    runs.add(i, int(ts[i]), int(code[i]), int(cause_stream[i]),
+                             int(cause_seq[i]), digests[32 * i:32 * i + 32])
+            else:
+                runs.add_run((np.arange(a, b), ts[a:b], code[a:b], cause_stream[a:b],
+                              cause_seq[a:b]), digests[32 * a:32 * b])
+            if b in batches:
+                rows, unchained = runs.take()
+                written += rows
+                runs.chain(unchained, pairs)
+        assert runs.hash == want, batches
+        assert np.concatenate([r[0] for r in written]).tolist() == list(range(n))
