@@ -231,7 +231,7 @@ class Journal:
         self._count(len(seq))
 
     def _add_event(self, k: EventKind, ts: int, cause: tuple[int, int], source: str,
-               digest: bytes) -> int:
+                   digest: bytes) -> int:
         seq, cs, cq = self.seq + 1, int(cause[0]), int(cause[1])
         HEAD.pack(seq, ts, cs, cq)  # what cannot be packed (chained later) takes no seq
         self._events.add(seq, ts, self._pair(k.name, source), cs, cq, digest)

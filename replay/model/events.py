@@ -220,9 +220,8 @@ def columns_of(kind: EventKind, rows: Mapping[str, object]) -> tuple[int, dict[s
     n = len(next(iter(seqs.values()))) if seqs else 1
     if any(len(c) != n for c in seqs.values()):
         raise ValueError(f"{kind.name}: payload columns differ in length")
-    for f, t in kind.fields:
-        if t in ("int", "bool"):
-            _check_exact(kind, f, t, rows[f])
+    for f, t in kind.exact:
+        _check_exact(kind, f, t, rows[f])
     # float lists stay lists of lists: their lengths may differ; an array's column becomes a
     # list of Python scalars, a list or tuple a list of its own items
     return n, {f: ((list(map(list, rows[f])) if t == "floats" else _as_list(rows[f]))

@@ -91,7 +91,8 @@ class RowGroups:
 
     def _constant(self, g: int, column: str) -> Any:
         """The one value every row of group ``g`` holds in ``column`` when the file's
-        statistics bound it so (no nulls, its lower and upper bounds equal), else
+        statistics bound it so (no nulls, its lower and upper bounds equal: pyarrow, which
+        writes the streams, records the values themselves, never truncated ones), else
         :data:`_VARIES`.  Floats are left out: Parquet's bounds skip NaNs."""
         key = (g, column)
         got = self._constants.get(key, None)
