@@ -134,16 +134,23 @@ def calendar_points(k_lo: Sequence[float], k_hi: Sequence[float], n_grid: int = 
     compiled pass (asked for at every refit; the same points, tested)."""
     if len(k_lo) == 0:
         return np.zeros(0)
-    return _calendar_points(np.asarray(k_lo, dtype=np.float64),
-                            np.asarray(k_hi, dtype=np.float64), 2 * n_grid)
+    return calendar_points_of(np.asarray(k_lo, dtype=np.float64),
+                              np.asarray(k_hi, dtype=np.float64), n_grid)
 
 
 @njit(cache=True)
-def _calendar_points(k_lo: np.ndarray, k_hi: np.ndarray, m: int) -> np.ndarray:
-    lo, hi, n = k_lo.min(), k_hi.max(), k_lo.size
+def grid_point(lo: float, hi: float, n: int, i: int) -> float:
+    """Point ``i`` of ``numpy.linspace(lo, hi, n)``, as numpy computes it."""
+    return hi if i == n - 1 else lo + i * ((hi - lo) / (n - 1))
+
+
+@njit(cache=True)
+def calendar_points_of(k_lo: np.ndarray, k_hi: np.ndarray, n_grid: int) -> np.ndarray:
+    """:func:`calendar_points` of float arrays (non-empty), for compiled callers."""
+    m, lo, hi, n = 2 * n_grid, k_lo.min(), k_hi.max(), k_lo.size
     pts = np.empty(m + 2 * n)
-    for j in range(m):  # numpy.linspace(lo, hi, m) as numpy computes it
-        pts[j] = hi if j == m - 1 else lo + j * ((hi - lo) / (m - 1))
+    for j in range(m):
+        pts[j] = grid_point(lo, hi, m, j)
     pts[m:m + n] = k_lo
     pts[m + n:] = k_hi
     pts.sort()

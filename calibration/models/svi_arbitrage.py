@@ -16,18 +16,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from calibration.arbitrage import BUTTERFLY_TOL, CALENDAR_TOL, LEE_MAX_SLOPE, LEE_TOL
+from calibration.arbitrage import (
+    BUTTERFLY_TOL,
+    CALENDAR_TOL,
+    LEE_MAX_SLOPE,
+    LEE_TOL,
+    calendar_points_of,
+    grid_point,
+)
 from calibration.models.svi_formula import svi_point
 
-__all__ = ["grid_point", "lifted", "svi_calendar_drop", "svi_calendar_drops",
+__all__ = ["lifted", "svi_calendar_drop", "svi_calendar_drops",
            "svi_calendar_rises", "svi_envelope_dip", "svi_envelope_dips", "svi_surface_clean",
            "svi_w", "svi_w_row"]
-
-
-@njit(cache=True)
-def grid_point(lo: float, hi: float, n: int, i: int) -> float:
-    """Point ``i`` of ``numpy.linspace(lo, hi, n)``, as numpy computes it."""
-    return hi if i == n - 1 else lo + i * ((hi - lo) / (n - 1))
 
 
 @njit(cache=True)
@@ -60,10 +61,11 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
     rho, m, sigma``, by increasing maturity, with domains ``[k_lo, k_hi]``), as
     :func:`calibration.arbitrage.check_slices` would find with ``n_grid``: Durrleman's ``g``
     on ``n_grid`` points of each domain, the wing slopes ``b (1 -+ rho)`` against Lee's 2,
-    and ``w_i - w_{i+1}`` on ``2 n_grid`` points of the union of the domains and at every
-    domain's ends, where either of the two is quoted (the hull of their domains; the other
-    extrapolated beyond its own), and ``w_j - w_i`` for every earlier ``j`` where ``j`` is
-    quoted.  Each slice's ``w`` is computed once a point."""
+    and ``w_i - w_{i+1}`` at the calendar check's points
+    (:func:`calibration.arbitrage.calendar_points`: ``2 n_grid`` points of the union of the
+    domains and every domain's ends) where either of the two is quoted (the hull of their
+    domains; the other extrapolated beyond its own), and ``w_j - w_i`` for every earlier
+    ``j`` where ``j`` is quoted.  Each slice's ``w`` is computed once a point."""
     n = par.shape[0]
     for i in range(n):
         b, rho = par[i, 1], par[i, 2]
@@ -81,11 +83,7 @@ def svi_surface_clean(par: np.ndarray, k_lo: np.ndarray, k_hi: np.ndarray,
             if not g >= -BUTTERFLY_TOL:
                 return False
     if n > 1:
-        lo, hi = k_lo.min(), k_hi.max()
-        m = 2 * n_grid
-        ends = np.concatenate((k_lo, k_hi))
-        for j in range(m + ends.size):
-            k = grid_point(lo, hi, m, j) if j < m else ends[j - m]
+        for k in calendar_points_of(k_lo, k_hi, n_grid):  # the check's own points
             before, envelope = 0.0, -np.inf
             in_pair = False  # k is in the hull of slices i - 1 and i
             for i in range(n):
