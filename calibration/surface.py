@@ -29,15 +29,19 @@ from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 
 import numpy as np
-from numba import njit
 
 from calibration.arbitrage import SliceView, Violation, check_slices
 from calibration.models.essvi import ESSVIParams, essvi_derivatives, essvi_wing_slopes
 from calibration.models.sabr import SABRParams, sabr_derivatives
 from calibration.models.svi import SVIParams, svi_derivatives
 from calibration.models.svi_arbitrage import svi_surface_clean
+from calibration.models.svi_formula import (
+    svi_expiry_reads,
+    svi_rows_iv,
+    svi_rows_total_variance,
+)
 from calibration.pricing.black import black_price, greeks
-from calibration.pricing.forwards import time_to_expiry
+from calibration.pricing.forwards import SECONDS_PER_YEAR, time_to_expiry
 
 MODELS = ("svi", "essvi", "sabr")
 PARAMS = {"svi": SVIParams, "essvi": ESSVIParams, "sabr": SABRParams}
@@ -46,34 +50,6 @@ PARAMS = {"svi": SVIParams, "essvi": ESSVIParams, "sabr": SABRParams}
 def param_values(p: SVIParams | ESSVIParams | SABRParams) -> tuple:
     """A model's parameters in field order (``asdict`` deep-copies: this is the hot path)."""
     return tuple(vars(p).values())
-
-
-@njit(cache=True)
-def svi_rows_total_variance(par: np.ndarray, ts: np.ndarray, k: np.ndarray, t: np.ndarray
-                            ) -> np.ndarray:
-    """``w(k, t)`` on a surface of raw SVI slices (``par`` rows ``a, b, rho, m, sigma`` at
-    maturities ``ts``, increasing) for a matrix ``k`` whose row ``i`` is at maturity ``t[i]``:
-    linear in total variance between the two bracketing slices, ``w_1 t / t_1`` before the
-    first and ``w_n t / t_n`` after the last (:mod:`calibration.surface`)."""
-    n = ts.size
-    out = np.empty(k.shape)
-    for i in range(k.shape[0]):
-        j = np.searchsorted(ts, t[i], side="right")
-        lo = min(max(j - 1, 0), n - 1)
-        hi = min(j, n - 1)
-        for c in range(k.shape[1]):
-            x0 = k[i, c] - par[lo, 3]
-            w0 = par[lo, 0] + par[lo, 1] * (par[lo, 2] * x0 + np.sqrt(x0 * x0 + par[lo, 4] ** 2))
-            if j == 0:
-                out[i, c] = w0 * (t[i] / ts[0])
-            elif j >= n:
-                out[i, c] = w0 * (t[i] / ts[n - 1])
-            else:
-                x1 = k[i, c] - par[hi, 3]
-                w1 = par[hi, 0] + par[hi, 1] * (par[hi, 2] * x1
-                                                + np.sqrt(x1 * x1 + par[hi, 4] ** 2))
-                out[i, c] = w0 + (w1 - w0) * ((t[i] - ts[lo]) / (ts[hi] - ts[lo]))
-    return out
 
 
 @dataclass(frozen=True)
@@ -283,7 +259,22 @@ class Surface:
         return svi_rows_total_variance(self.svi_params(), self.ts, np.ascontiguousarray(k), t)
 
     def iv(self, strike: np.ndarray, t: float | np.ndarray) -> np.ndarray:
-        """Implied vol (fraction) at ``strike`` and year fraction ``t``."""
+        """Implied vol (fraction) at ``strike`` and year fraction ``t`` (broadcast),
+        ``sqrt(w(ln(K / F(t)), t) / t)``.  An all-SVI surface reads it in one compiled pass
+        (:func:`~calibration.models.svi_formula.svi_rows_iv`); :meth:`iv_numpy`, the
+        composition of :meth:`forward` and :meth:`total_variance`, is its reference twin and
+        every other surface's path."""
+        strike, t = _broadcast(strike, t)
+        if not self._all_svi:
+            return self.iv_numpy(strike, t)
+        out = svi_rows_iv(self.svi_params(), self.ts, self._log_forwards,
+                          np.ascontiguousarray(strike).reshape(-1),
+                          np.ascontiguousarray(t).reshape(-1))
+        return out.reshape(strike.shape) if strike.ndim else out[0]
+
+    def iv_numpy(self, strike: np.ndarray, t: float | np.ndarray) -> np.ndarray:
+        """:meth:`iv` by numpy: ``ln(K / F(t))`` (:meth:`forward`), then
+        :meth:`total_variance`."""
         strike, t = _broadcast(strike, t)
         k = np.log(strike / self.forward(t))
         return np.sqrt(np.maximum(self.total_variance(k, t), 0.0) / np.maximum(t, 1e-300))
@@ -325,6 +316,32 @@ class Surface:
         the maturity the expiry had at the surface time (sticky expiry).  Read later at the
         time left then, the surface would blend the expiry's slice with a shorter one's."""
         return self.iv(strike, self.t_of(expiry_ns))
+
+    def at_expiries(self, strike: np.ndarray, expiry_ns: np.ndarray, eps: float = 1e-3
+                    ) -> np.ndarray:
+        """Per instrument (``strike``, ``expiry_ns``, one-dimensional), as fitted (sticky
+        expiry, as :meth:`iv_expiry`), a row ``t, F, sigma, sigma_ATM, S``: its expiry's
+        maturity at the surface time (:meth:`t_of`), the forward there (:meth:`forward`),
+        the vol at the strike, and the ATM vol and skew of :meth:`vol_and_skew` at ``K = F``:
+        what a book's greeks and a mark's explain read.  One compiled pass on an all-SVI
+        surface (:func:`~calibration.models.svi_formula.svi_expiry_reads`), else
+        :meth:`at_expiries_numpy`, its reference twin."""
+        strike = np.ascontiguousarray(strike, dtype=np.float64)
+        expiry_ns = np.ascontiguousarray(expiry_ns, dtype=np.int64)
+        if not self._all_svi:
+            return self.at_expiries_numpy(strike, expiry_ns, eps)
+        return svi_expiry_reads(self.svi_params(), self.ts, self._log_forwards, self.ts_ns,
+                                expiry_ns, strike, 1e9 * SECONDS_PER_YEAR, eps)
+
+    def at_expiries_numpy(self, strike: np.ndarray, expiry_ns: np.ndarray, eps: float = 1e-3
+                          ) -> np.ndarray:
+        """:meth:`at_expiries` by numpy (:meth:`iv_numpy` at the strike and at ``F e^0``,
+        ``F e^eps`` and ``F e^-eps``)."""
+        t = self.t_of(expiry_ns)
+        f = self.forward(t)
+        with np.errstate(all="ignore"):
+            v = self.iv_numpy(np.stack([strike, f, f * math.exp(eps), f * math.exp(-eps)]), t)
+        return np.column_stack([t, f, v[0], v[1], (v[2] - v[3]) / (2 * eps)])
 
     def forward_expiry(self, expiry_ns: int | np.ndarray) -> np.ndarray:
         """The forward of the given expiries as fitted (at their maturity at the surface time,

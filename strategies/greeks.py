@@ -217,14 +217,18 @@ def delta_gamma(forward: np.ndarray, strike: np.ndarray, t: np.ndarray, vol: np.
 
 
 def expiry_forward(ctx: Any, expiry_ns: int, spot: float, board: SurfaceBoard | None,
-                   iid: int | None = None) -> float:
-    """The forward of one expiry by the precedence of :mod:`strategies.base`."""
+                   iid: int | None = None, fitted: tuple[float, float] | None = None) -> float:
+    """The forward of one expiry by the precedence of :mod:`strategies.base`; ``fitted``:
+    the expiry's maturity and forward on the board's surface, when already read
+    (:meth:`calibration.surface.Surface.at_expiries`)."""
     surf = board.surface if board is not None else None
+    if surf is not None and fitted is None:
+        t = float(surf.t_of(expiry_ns))
+        fitted = (t, float(surf.forward(t)))
     # beyond its first and last slices a surface holds their forward flat: that is not this
     # expiry's (an expiring option's, or a long one's 120 bp off on real Deribit data)
-    t = surf.t_of(expiry_ns) if surf is not None else None
-    if surf is not None and surf.ts[0] <= t <= surf.ts[-1]:
-        f = float(surf.forward(t))  # as fitted (forward_expiry); moved with the spot below
+    if surf is not None and surf.ts[0] <= fitted[0] <= surf.ts[-1]:
+        f = float(fitted[1])  # as fitted (forward_expiry); moved with the spot below
         if math.isfinite(board.spot) and board.spot > 0 and math.isfinite(spot):
             f *= spot / board.spot
         if math.isfinite(f) and f > 0:
@@ -282,14 +286,19 @@ def book_legs(ctx: Any, positions: Mapping[int, float] | None, source: str,
     qty = np.array([positions[i] for i in id_list]) * inst.contract_size[ids]
     strike = inst.strike[ids].astype(np.float64)
     t = (expiry - ctx.now).astype(np.float64) / NS_PER_YEAR
+    # the surface read once for every leg: each one's expiry as fitted, and its vol
+    surf = board.surface if board is not None else None
+    fitted = surf.at_expiries(strike, expiry)[:, :3].tolist() if surf is not None else None
     fwd: dict[int, float] = {}
     basis = np.empty(ids.size)
     for j, (i, e) in enumerate(zip(id_list, expiry.tolist())):
         f = fwd.get(e)
         if f is None:
-            f = fwd[e] = expiry_forward(ctx, e, spot, board, i)
+            f = fwd[e] = expiry_forward(ctx, e, spot, board, i,
+                                        None if fitted is None else fitted[j][:2])
         basis[j] = f / spot
-    vol = leg_vols(board, strike, expiry, source, flat_vol)
+    vol = leg_vols(board, strike, expiry, source, flat_vol) if fitted is None or \
+        source == "flat" else flat_or([v for _, _, v in fitted], flat_vol)
     return BookLegs(ids, qty, strike, t, vol, inst.is_call[ids] == 1, basis, spot,
                     source == "premium_adjusted", inverse=inst.settlement[ids] == "inverse")
 

@@ -144,13 +144,10 @@ class PnLMarker:
         surf = self.board.surface if self.board is not None else None
         live = t > 0
         if surf is not None and live.any():
-            sigma[live] = surf.iv_expiry(strike[live], expiry[live])
-            # the published smile of the option's expiry, as fitted (Surface.iv_expiry): ATM
-            # vol, ATM skew d sigma / dk (central difference) and the option's log-moneyness
-            # against its forward
-            t_fit = surf.t_of(expiry[live])
-            fwd[live] = surf.forward(t_fit)
-            atm[live], skew[live] = surf.vol_and_skew(fwd[live], t_fit)
+            # the published smile of the option's expiry, as fitted (Surface.at_expiries):
+            # the forward, the option's vol, the ATM vol and skew d sigma / dk
+            _, fwd[live], sigma[live], atm[live], skew[live] = surf.at_expiries(
+                strike[live], expiry[live]).T
         net = self.venue.portfolio.net_qty()
         fit_spot = self.board.spot if surf is not None else math.nan
         f = coin_usd(m)
