@@ -191,14 +191,13 @@ class CalibrationConsumer:
         every other consumer's actions (the engine calls it before each of them), so the
         journal and its hash are the same."""
         s, i0 = self.stream, self._row
-        side = "right" if inclusive else "left"
-        i1 = int(np.searchsorted(s.ts, until, side))
+        i1 = s.rows_until(until, inclusive)
         if i1 > i0:
             if s.n_events[i1 - 1] > rt.state.n_events:
                 raise self._mismatch(until, int(s.wake[i1 - 1]))
             s.splice(rt.journal, i0, i1, self.name, rt.wake_payload(self.name, "deadline"))
             self._row, self.n_wakes = i1, int(s.wake[i1 - 1])
-        j = int(np.searchsorted(s.publish_usable, until, side)) - 1
+        j = s.published_until(until, inclusive) - 1
         if j > self._published_row:
             r = int(s.publishing[j])
             self._published_row = j

@@ -47,20 +47,37 @@ class _WakeRow(NamedTuple):
     oos_n: int
 
 
+class _Kind(NamedTuple):
+    """The emitting rows of a stream that have rows of one kind (fits or quotes): how many
+    precede each emitting row (one more entry: all of them), and per such row the index of
+    its event in the layout, its time, stream row and wake."""
+
+    before: list[int]
+    event: np.ndarray
+    ts: np.ndarray
+    row: np.ndarray
+    wake: np.ndarray
+
+
 class _Events(NamedTuple):
     """A stream's journal events, laid out by :meth:`StreamReader._events`: the rows that
-    emit, where each row's events start (one more entry: the end), and per event its (kind,
-    source) code (0 wake, 1 surface_fit, 2 calibration_quotes), time, cause and payload
-    digest (32 bytes each)."""
+    emit (also as a list, for bisection), where each row's events start (one more entry: the
+    end; also as a list), each row's time, per event its (kind, source) code (0 wake, 1
+    surface_fit, 2 calibration_quotes), time, cause and payload digest (32 bytes each), and
+    the rows with fits and with quotes (:class:`_Kind`)."""
 
     wake_digest: bytes
-    rows: np.ndarray
+    rows: list[int]
     start: np.ndarray
+    starts: list[int]
+    row_ts: np.ndarray
     code: np.ndarray
     ts: np.ndarray
     cause_stream: np.ndarray
     cause_seq: np.ndarray
     digests: bytes
+    fits: _Kind
+    quotes: _Kind
 
 
 class _Blocks:
@@ -122,6 +139,9 @@ class StreamReader:
         # latency is one constant)
         self.publishing = np.flatnonzero(self.surface_wake >= 0)
         self.publish_usable = self.usable_ts[self.publishing]
+        # as lists: a replay looks both up at every other consumer's wake, and bisect on a
+        # list costs a fifth of np.searchsorted's call
+        self._ts_list, self._usable_list = self.ts.tolist(), self.publish_usable.tolist()
         self.has_quality = w["q_n_quotes"].is_valid().to_numpy(zero_copy_only=False)
         self.has_oos = w["oos_n"].is_valid().to_numpy(zero_copy_only=False)
         self.oos_sq = w["oos_sq_sum"].fill_null(0.0).to_numpy()
@@ -146,6 +166,16 @@ class StreamReader:
     def __len__(self) -> int:
         return len(self.wake)
 
+    def rows_until(self, until: int, inclusive: bool) -> int:
+        """How many rows are before ``until`` (or at it, if ``inclusive``)."""
+        return (bisect.bisect_right if inclusive else bisect.bisect_left)(self._ts_list, until)
+
+    def published_until(self, until: int, inclusive: bool) -> int:
+        """How many of the rows that publish a surface (:attr:`publishing`) have it usable
+        before ``until`` (or at it, if ``inclusive``)."""
+        return (bisect.bisect_right if inclusive else bisect.bisect_left)(self._usable_list,
+                                                                          until)
+
     def splice(self, journal, i0: int, i1: int, consumer: str, wake: tuple[dict, bytes]
                ) -> None:
         """Journal rows ``[i0, i1)`` as the live consumer's wakes did: for each row that
@@ -156,37 +186,36 @@ class StreamReader:
         the stream's files, or with :attr:`link` linked to them
         (:meth:`~replay.engine.journal.Journal.link_rows`)."""
         ev = self._events(wake[1])
-        r0, r1 = np.searchsorted(ev.rows, (i0, i1)).tolist()
+        r0, r1 = bisect.bisect_left(ev.rows, i0), bisect.bisect_left(ev.rows, i1)
         if r0 == r1:
             return
-        e0, e1 = int(ev.start[r0]), int(ev.start[r1])
+        e0, e1 = ev.starts[r0], ev.starts[r1]
         first = journal.append_many(
-            [("wake", "engine"), ("surface_fit", consumer), ("calibration_quotes", consumer)],
+            (("wake", "engine"), ("surface_fit", consumer), ("calibration_quotes", consumer)),
             ev.code[e0:e1], ev.ts[e0:e1], ev.cause_stream[e0:e1], ev.cause_seq[e0:e1],
             ev.digests[32 * e0:32 * e1])[0]
-        rows = ev.rows[r0:r1]
-        wake_seq = ev.start[r0:r1] + (first - e0)  # each row's events follow its wake
-        ts = self.ts[rows]
-        journal.add_rows("wake", wake_seq, ts, {f: v * (r1 - r0) for f, v in wake[0].items()})
-        fits = self.has_fits[rows]
-        for kind, file, first_row, end_row, has, seq in (
-                ("surface_fit", self._fits, self.f0, self.f1, fits, wake_seq + 1),
-                ("calibration_quotes", self._quotes, self.q0, self.q1, self.has_quotes[rows],
-                 wake_seq + 1 + fits)):
-            r = rows[has]
-            if not len(r):
+        shift = int(first) - e0  # an event's seq: its index in the layout plus this
+        journal.add_rows("wake", ev.start[r0:r1] + shift, ev.row_ts[r0:r1],
+                         {f: v * (r1 - r0) for f, v in wake[0].items()})
+        for kind, file, first_row, end_row, k in (
+                ("surface_fit", self._fits, self.f0, self.f1, ev.fits),
+                ("calibration_quotes", self._quotes, self.q0, self.q1, ev.quotes)):
+            a, b = k.before[r0], k.before[r1]
+            if a == b:
                 continue
+            seq, ts = k.event[a:b] + shift, k.ts[a:b]
             if self.link:
-                journal.link_rows(kind, file.path, seq[has], ts[has], self.wake[r])
+                journal.link_rows(kind, file.path, seq, ts, k.wake[a:b])
                 continue
+            r = k.row[a:b]
             lens = end_row[r] - first_row[r]
-            a, b = int(first_row[r[0]]), int(end_row[r[-1]])
-            if b - a != lens.sum():
+            lo, hi = int(first_row[r[0]]), int(end_row[r[-1]])
+            if hi - lo != lens.sum():
                 raise StreamMismatch(f"surface stream {self.folder}: the {kind} rows of wakes "
                                      f"{self.wake[r[0]]}..{self.wake[r[-1]]} are not contiguous;"
                                      " rebuild it with calibration.cache=refresh")
-            journal.add_rows(kind, np.repeat(seq[has], lens), np.repeat(ts[has], lens),
-                             RowRange(file, a, b))
+            journal.add_rows(kind, np.repeat(seq, lens), np.repeat(ts, lens),
+                             RowRange(file, lo, hi))
 
     def _events(self, wake_digest: bytes) -> _Events:
         """The journal events of the whole stream, laid out once (a replay splices them a
@@ -195,17 +224,28 @@ class StreamReader:
         ``calibration_quotes`` events when it has them."""
         if self._laid_out is None or self._laid_out.wake_digest != wake_digest:
             rows = np.flatnonzero(self.has_fits | self.has_quotes)
-            emitted = np.column_stack([np.ones(len(rows), bool), self.has_fits[rows],
-                                       self.has_quotes[rows]])
-            per_row = emitted.sum(axis=1)
-            digests = np.empty((len(rows), 3, 32), np.uint8)
-            digests[:, 0] = np.frombuffer(wake_digest, np.uint8)
-            digests[:, 1], digests[:, 2] = self.fits_digest[rows], self.quotes_digest[rows]
+            fits, quotes = self.has_fits[rows], self.has_quotes[rows]
+            per_row = 1 + fits.astype(np.int64) + quotes
+            start = np.concatenate(([0], np.cumsum(per_row)))
+            row_ts = self.ts[rows]
+
+            def kind(has: np.ndarray, after_wake: np.ndarray) -> _Kind:
+                at = np.flatnonzero(has)
+                return _Kind(np.concatenate(([0], np.cumsum(has))).tolist(),
+                             start[at] + after_wake[at], row_ts[at], rows[at],
+                             self.wake[rows[at]])
+
+            fit, quote = kind(fits, np.ones(len(rows), np.int64)), kind(quotes, per_row - 1)
+            code = np.zeros(start[-1], np.int64)
+            code[fit.event], code[quote.event] = 1, 2
+            digests = np.empty((start[-1], 32), np.uint8)
+            digests[start[:-1]] = np.frombuffer(wake_digest, np.uint8)
+            digests[fit.event] = self.fits_digest[fit.row]
+            digests[quote.event] = self.quotes_digest[quote.row]
             self._laid_out = _Events(
-                wake_digest, rows, np.concatenate(([0], np.cumsum(per_row))),
-                np.broadcast_to(np.arange(3), emitted.shape)[emitted],
-                np.repeat(self.ts[rows], per_row), np.repeat(self.cause_stream[rows], per_row),
-                np.repeat(self.cause_seq[rows], per_row), digests[emitted].tobytes())
+                wake_digest, rows.tolist(), start, start.tolist(), row_ts, code,
+                np.repeat(row_ts, per_row), np.repeat(self.cause_stream[rows], per_row),
+                np.repeat(self.cause_seq[rows], per_row), digests.tobytes(), fit, quote)
         return self._laid_out
 
     def _block(self, file: RowGroups, digest: np.ndarray, i0: int, i1: int) -> Block:

@@ -83,6 +83,7 @@ class Journal:
         # the events' journal rows (``pair`` indexing _pairs) and the running hash over them
         self._events = EventRuns()
         self._pairs: dict[tuple[str, str], int] = {}  # (kind, source): its code
+        self._codes: dict[tuple, np.ndarray] = {}  # append_many's kinds: their codes
         self._buf: dict[str, dict[str, list]] = {}
         # per kind, payload rows added by add_rows: (seq, ts, table or columns)
         self._parts: dict[str, list[tuple[np.ndarray, np.ndarray, Any]]] = {}
@@ -196,7 +197,11 @@ class Journal:
         payload rows follow with :meth:`add_rows`.  Event ``j`` is of the (kind, source)
         ``kinds[code[j]]``, at ``ts[j]`` with cause ``(cause_stream[j], cause_seq[j])``, and
         ``digests[32 j : 32 j + 32]`` is its :func:`payload_digest`."""
-        pairs = np.array([self._pair(kind_of(k).name, src) for k, src in kinds], np.int64)
+        key = tuple(kinds)
+        pairs = self._codes.get(key)
+        if pairs is None:  # a splicing caller passes the same kinds each time
+            pairs = self._codes[key] = np.array(
+                [self._pair(kind_of(k).name, src) for k, src in kinds], np.int64)
         seqs = np.arange(self.seq + 1, self.seq + 1 + len(ts), dtype=np.int64)
         self._events.add_run((seqs, ts, pairs[code], cause_stream, cause_seq), digests)
         self.seq += len(ts)
