@@ -32,7 +32,7 @@ import json
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -194,7 +194,17 @@ def _canon_column(vals: list | np.ndarray, typ: str) -> bytes:
         return _canon_float_lists(vals)
     if typ == "bool":
         return bytes(2 if x is None else int(bool(x)) for x in vals)
-    return b"".join(b"\xff\xff\xff\xff" if x is None else length_prefixed(str(x)) for x in vals)
+    try:
+        return b"".join(map(_canon_str, vals))
+    except TypeError:  # an unhashable cell: its text, as any other's
+        return b"".join(_canon_str.__wrapped__(x) for x in vals)
+
+
+@lru_cache(maxsize=1 << 12, typed=True)
+def _canon_str(x: object) -> bytes:
+    """One ``str`` cell's canonical bytes (None: ``0xffffffff``), remembered: a column repeats
+    a few values (a model's name, a reason), and a build digests a dozen rows a wake."""
+    return b"\xff\xff\xff\xff" if x is None else length_prefixed(str(x))
 
 
 def length_prefixed(s: str) -> bytes:
