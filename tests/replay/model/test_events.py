@@ -52,3 +52,17 @@ def test_a_row_of_scalars_has_the_columns_and_bytes_of_its_one_row_columns(kind,
 
     assert (n, plain(cols)) == (m, plain(ref))
     assert payload_bytes(k, cols) == payload_bytes(k, ref)
+
+
+def test_str_cells_keep_their_own_text_when_remembered():
+    """A ``str`` column's cells are each their text, length-prefixed (None: ``0xffffffff``),
+    however often a value repeats: 1, 1.0 and True are three texts, and a cell that cannot be
+    remembered (a list) is still its text."""
+    from replay.model.events import _canon_column, length_prefixed
+
+    cells = ["svi", 1, 1.0, True, None, "svi", 1, np.str_("svi")]
+    want = b"".join(b"\xff\xff\xff\xff" if x is None else length_prefixed(str(x))
+                    for x in cells)
+    for _ in range(2):  # the second time from the remembered cells
+        assert _canon_column(cells, "str") == want
+    assert _canon_column(["a", [1, 2]], "str") == length_prefixed("a") + length_prefixed("[1, 2]")
