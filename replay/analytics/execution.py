@@ -119,8 +119,8 @@ def fills_table(con: duckdb.DuckDBPyConnection, horizons_s: list[float]) -> duck
     The mids it reads (at the decision and at each horizon after the fill) are looked up
     together (:func:`_mids_at`)."""
     at = ["o.ts", *(f"e.ts + {int(h * NS)}" for h in horizons_s)]  # mid j: at at[j]
-    mids = _mids_at("e.rowid", "e.instrument_id", "executions e JOIN orders o USING (order_id)",
-                    at, [f"mid{j}" for j in range(len(at))])
+    mids = _mids_at("e.rowid", "executions e JOIN orders o USING (order_id)",
+                    [("e.instrument_id", t) for t in at], [f"mid{j}" for j in range(len(at))])
     mk_cols = []
     for j, h in enumerate(horizons_s, start=1):
         end = at[j]
@@ -165,8 +165,10 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     at its decision nor at any fill (an option whose book was one-sided throughout) has no
     execution cost nor shortfall (NULL): the run's total (:func:`execution_metrics`) leaves
     it out and counts it."""
-    mids = _mids_at("order_id", "instrument_id", "o", ["ts", "end_ts"],
-                    ["decision_mid", "end_mid"])
+    # the order's mids at its decision and when it ended, and the underlying's at the decision
+    mids = _mids_at("order_id", "o", [("instrument_id", "ts"), ("instrument_id", "end_ts"),
+                                      ("(SELECT instrument_id FROM underlying)", "ts")],
+                    ["decision_mid", "end_mid", "underlying_mid"])
     return con.sql(f"""
     WITH f AS (
         SELECT order_id, sum(qty) AS filled, sum(fee_usd) AS fees_usd,
@@ -183,8 +185,11 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     -- an instrument the store never quotes (a summary store's dated future): the mid the
     -- venue priced its first fill against, so that its fees and slippage are counted
     m AS (SELECT q.key, coalesce(q.decision_mid, f.arrival_mid) AS decision_mid,
-                 coalesce(q.end_mid, f.arrival_mid) AS end_mid
+                 coalesce(q.end_mid, f.arrival_mid) AS end_mid, q.underlying_mid
           FROM q LEFT JOIN f ON f.order_id = q.key),
+    -- the underlying's expiry (a future's; none for a perpetual or a spot pair)
+    ux AS (SELECT coalesce(expiry_ns, 9223372036854775807) AS expiry_ns FROM mkt.instruments
+           WHERE instrument_id = (SELECT instrument_id FROM underlying)),
     -- option orders that never filled, sent before the run's first fill, and the expiries
     -- whose venue forward MarketView.spot reads then, in its order: the underlying future's,
     -- then the live ones, nearest first
@@ -212,7 +217,8 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     SELECT o.order_id, o.ts, o.instrument_id, i.kind, o.qty AS ordered,
            coalesce(f.filled, 0) AS filled, coalesce(r.unfilled, 0) AS unfilled,
            m.decision_mid, m.end_mid,
-           coalesce(f.usd, u.usd_per_coin, if(c.expiry_ns > o.ts, c.mid, NULL), v.fwd)
+           coalesce(f.usd, u.usd_per_coin, if(ux.expiry_ns > o.ts, m.underlying_mid, NULL),
+                    v.fwd)
                AS coin_usd,
            -- USD value of a unit price change per contract: options quote coin premiums; an
            -- inverse perp/future contract is worth cs/P coin, so dP moves it by cs dP/P^2 coin
@@ -237,27 +243,24 @@ def shortfall_table(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyRelation:
     -- else the underlying's mid at the decision
     ASOF LEFT JOIN (SELECT ts, usd_per_coin FROM executions) u ON u.ts <= o.ts
     -- else the underlying's mid while it is live (a future taken as the underlying expires)
-    ASOF LEFT JOIN (SELECT ts, mid, coalesce(expiry_ns, 9223372036854775807) AS expiry_ns
-                    FROM mids JOIN mkt.instruments USING (instrument_id)
-                    WHERE instrument_id = (SELECT instrument_id FROM underlying)) c
-        ON c.ts <= o.ts
+    LEFT JOIN ux ON true
     -- else a venue forward (a store of venue summaries quotes no underlying)
     LEFT JOIN v USING (order_id)
     ORDER BY o.order_id""")
 
 
-def _mids_at(key: str, instrument: str, source: str, times: list[str], names: list[str]
-             ) -> str:
-    """SQL of the relation ``(key, names...)``: for each row of ``source``, the last mid of
-    its ``instrument`` at or before each of the ``times`` (SQL expressions over ``source``),
-    every one looked up by a single ASOF JOIN.  A join sorts the mids, so one join per time
-    sorted them once per time (a day's thousand fills: 0.12 s against 0.03 s)."""
-    probes = " UNION ALL ".join(
+def _mids_at(key: str, source: str, probes: list[tuple[str, str]], names: list[str]) -> str:
+    """SQL of the relation ``(key, names...)``: for each row of ``source``, per probe
+    ``(instrument, time)`` (SQL expressions over ``source``) the last mid of that instrument
+    at or before that time, every one looked up by a single ASOF JOIN.  A join sorts the mids,
+    so one join per probe sorted them once per probe (a day's thousand fills: 0.12 s against
+    0.03 s)."""
+    union = " UNION ALL ".join(
         f"SELECT {key} AS key, {j} AS j, {instrument} AS instrument_id, {t} AS t FROM {source}"
-        for j, t in enumerate(times))
+        for j, (instrument, t) in enumerate(probes))
     cols = ", ".join(f"max(q.mid) FILTER (WHERE p.j = {j}) AS {name}"
                      for j, name in enumerate(names))
-    return (f"SELECT p.key, {cols} FROM ({probes}) p ASOF LEFT JOIN mids q "
+    return (f"SELECT p.key, {cols} FROM ({union}) p ASOF LEFT JOIN mids q "
             "ON q.instrument_id = p.instrument_id AND q.ts <= p.t GROUP BY p.key")
 
 
