@@ -284,23 +284,27 @@ def _hname(h: float) -> str:
 
 
 def execution_metrics(journal: str | Path, store: str | Path, horizons_s: list[float],
-                      underlying_id: int | None = None) -> dict:
+                      underlying_id: int | None = None,
+                      con: duckdb.DuckDBPyConnection | None = None) -> dict:
     """The ``execution`` block of metrics.json plus markout curves per leg (``underlying_id``:
-    the run's underlying, :func:`connect`)."""
-    with connect(journal, store, underlying_id) as con:
-        n_orders = con.execute("SELECT count(*) FROM orders").fetchall()[0][0]
-        # orders the venue refused or gave up on, by its reason (an order counted once, at
-        # its last rejection): a book whose every opening order hit the price band holds
-        # nothing, and only this says why
-        rejected = dict.fromkeys(REJECT_REASONS, 0) | dict(con.execute(
-            "SELECT reason, count(*) FROM (SELECT arg_max(reason, seq) AS reason "
-            "FROM rejections GROUP BY order_id) GROUP BY reason ORDER BY reason").fetchall())
-        fills = fills_table(con, horizons_s).df()
-        # orders with no mid to measure from are left out of the total, and counted: one
-        # such order made the whole run's total NaN
-        is_usd, unpriced = con.execute(
-            "SELECT sum(shortfall_usd), count(*) FILTER (WHERE shortfall_usd IS NULL) FROM ("
-            + shortfall_table(con).sql_query() + ")").fetchall()[0]
+    the run's underlying, :func:`connect`; ``con``: a connection :func:`connect` already
+    opened on them, used and left open)."""
+    if con is None:
+        with connect(journal, store, underlying_id) as own:
+            return execution_metrics(journal, store, horizons_s, underlying_id, own)
+    n_orders = con.execute("SELECT count(*) FROM orders").fetchall()[0][0]
+    # orders the venue refused or gave up on, by its reason (an order counted once, at
+    # its last rejection): a book whose every opening order hit the price band holds
+    # nothing, and only this says why
+    rejected = dict.fromkeys(REJECT_REASONS, 0) | dict(con.execute(
+        "SELECT reason, count(*) FROM (SELECT arg_max(reason, seq) AS reason "
+        "FROM rejections GROUP BY order_id) GROUP BY reason ORDER BY reason").fetchall())
+    fills = fills_table(con, horizons_s).df()
+    # orders with no mid to measure from are left out of the total, and counted: one
+    # such order made the whole run's total NaN
+    is_usd, unpriced = con.execute(
+        "SELECT sum(shortfall_usd), count(*) FILTER (WHERE shortfall_usd IS NULL) FROM ("
+        + shortfall_table(con).sql_query() + ")").fetchall()[0]
     markout = {}
     curves: dict[str, dict[str, float | None]] = {"option": {}, "hedge": {}}
     adverse: dict[str, dict[str, float | None]] = {"option": {}, "hedge": {}}

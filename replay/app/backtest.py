@@ -356,20 +356,20 @@ def _finite(x: float | None) -> float | None:
 
 def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfig,
              underlying: int, hedger: str | None) -> dict:
-    from replay.analytics.execution import execution_metrics, hedge_costs
+    from replay.analytics.execution import connect, execution_metrics, hedge_costs
     from replay.analytics.tables import read_tables
     from replay.consumers.marker import BUCKETS, PNL_KEYS, VEGA_SPLIT
 
     m: dict[str, Any] = {
-        "events_replayed": res.total_events,
-        "wall_seconds": res.wall_seconds,
-        "events_per_second": res.events_per_second,
-        "journal_hash": res.journal_hash,
-        "consumers": res.consumer_costs,
-        "journal": res.journal_costs,
+        "events_replayed": res.total_events, "wall_seconds": res.wall_seconds,
+        "events_per_second": res.events_per_second, "journal_hash": res.journal_hash,
+        "consumers": res.consumer_costs, "journal": res.journal_costs,
         "calibration": calib.metrics() if calib is not None else dict(_NULL_CALIBRATION),
     }
-    tables = read_tables(out / "journal.duckdb", ["pnl", "attribution", "executions", "orders"])
+    journal = out / "journal.duckdb"
+    with connect(journal, db, underlying) as con:  # one connection for the tables and SQL
+        tables = read_tables(journal, ["pnl", "attribution", "executions", "orders"], con)
+        execution = execution_metrics(journal, db, report.markout_horizons_s, underlying, con)
     pnl = tables["pnl"]
     if marker is not None and len(pnl):
         last = pnl.iloc[-1]
@@ -393,8 +393,7 @@ def _metrics(res, calib, marker, venue, out: Path, db: Path, report: ReportConfi
         m["pnl"] = dict.fromkeys(PNL_KEYS)
         m["attribution"] = dict.fromkeys(BUCKETS)
         m["attribution_vega"] = dict.fromkeys(VEGA_SPLIT)
-    m["execution"] = execution_metrics(out / "journal.duckdb", db, report.markout_horizons_s,
-                                       underlying)
+    m["execution"] = execution
     for block in ("pnl", "calibration"):
         m[block] = {k: (_finite(v) if isinstance(v, float) else v) for k, v in m[block].items()}
     return m
