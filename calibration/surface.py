@@ -273,8 +273,7 @@ class Surface:
         return out.reshape(strike.shape) if strike.ndim else out[0]
 
     def iv_numpy(self, strike: np.ndarray, t: float | np.ndarray) -> np.ndarray:
-        """:meth:`iv` by numpy: ``ln(K / F(t))`` (:meth:`forward`), then
-        :meth:`total_variance`."""
+        """:meth:`iv` by numpy: ``ln(K / F(t))`` (:meth:`forward`), :meth:`total_variance`."""
         strike, t = _broadcast(strike, t)
         k = np.log(strike / self.forward(t))
         return np.sqrt(np.maximum(self.total_variance(k, t), 0.0) / np.maximum(t, 1e-300))
@@ -289,12 +288,7 @@ class Surface:
         """The vol at ``strike`` and its slope in log-moneyness ``d sigma / dk`` (at fixed
         ``F``, ``dk = d ln K``), by a central difference of ``eps`` in ``ln K``; ``strike``
         and ``t`` broadcast as in :meth:`iv`."""
-        strike = np.asarray(strike, dtype=float)
-        with np.errstate(all="ignore"):
-            v = np.asarray(self.iv(strike[None] * np.array([1.0, math.exp(eps),
-                                                            math.exp(-eps)]).reshape(
-                (3,) + (1,) * strike.ndim), t), dtype=float)
-        return v[0], (v[1] - v[2]) / (2 * eps)
+        return _vol_and_skew(self.iv, strike, t, eps)
 
     def price(self, strike: np.ndarray, t: float | np.ndarray, is_call: np.ndarray
               ) -> np.ndarray:
@@ -323,9 +317,8 @@ class Surface:
         expiry, as :meth:`iv_expiry`), a row ``t, F, sigma, sigma_ATM, S``: its expiry's
         maturity at the surface time (:meth:`t_of`), the forward there (:meth:`forward`),
         the vol at the strike, and the ATM vol and skew of :meth:`vol_and_skew` at ``K = F``:
-        what a book's greeks and a mark's explain read.  One compiled pass on an all-SVI
-        surface (:func:`~calibration.models.svi_formula.svi_expiry_reads`), else
-        :meth:`at_expiries_numpy`, its reference twin."""
+        what a book's greeks and a mark's explain read.  One compiled pass on an all-SVI surface
+        (:func:`~calibration.models.svi_formula.svi_expiry_reads`), else its twin below."""
         strike = np.ascontiguousarray(strike, dtype=np.float64)
         expiry_ns = np.ascontiguousarray(expiry_ns, dtype=np.int64)
         if not self._all_svi:
@@ -335,13 +328,13 @@ class Surface:
 
     def at_expiries_numpy(self, strike: np.ndarray, expiry_ns: np.ndarray, eps: float = 1e-3
                           ) -> np.ndarray:
-        """:meth:`at_expiries` by numpy (:meth:`iv_numpy` at the strike and at ``F e^0``,
-        ``F e^eps`` and ``F e^-eps``)."""
+        """:meth:`at_expiries` by numpy (:meth:`iv_numpy` at the strike, and the central
+        difference of :meth:`vol_and_skew` at ``F`` read by it)."""
         t = self.t_of(expiry_ns)
         f = self.forward(t)
+        atm, skew = _vol_and_skew(self.iv_numpy, f, t, eps)
         with np.errstate(all="ignore"):
-            v = self.iv_numpy(np.stack([strike, f, f * math.exp(eps), f * math.exp(-eps)]), t)
-        return np.column_stack([t, f, v[0], v[1], (v[2] - v[3]) / (2 * eps)])
+            return np.column_stack([t, f, self.iv_numpy(strike, t), atm, skew])
 
     def forward_expiry(self, expiry_ns: int | np.ndarray) -> np.ndarray:
         """The forward of the given expiries as fitted (at their maturity at the surface time,
@@ -387,6 +380,17 @@ def rescaled(model: str, values: Sequence[float], c: float) -> tuple[float, ...]
     smile in vol, not one of total variance alone, come back as they are."""
     scaled = VARIANCE_SCALED.get(model, ())
     return tuple(v * c if i in scaled else v for i, v in enumerate(values))
+
+
+def _vol_and_skew(iv, strike: np.ndarray, t: float | np.ndarray, eps: float
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`Surface.vol_and_skew` with the vols read by ``iv`` (the surface's own, or its
+    numpy twin's): at ``K``, ``K e^eps`` and ``K e^-eps``."""
+    strike = np.asarray(strike, dtype=float)
+    with np.errstate(all="ignore"):
+        v = np.asarray(iv(strike[None] * np.array([1.0, math.exp(eps), math.exp(-eps)]).reshape(
+            (3,) + (1,) * strike.ndim), t), dtype=float)
+    return v[0], (v[1] - v[2]) / (2 * eps)
 
 
 def _broadcast(a: np.ndarray | float, b: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ Black-76 greeks summed over the legs, and option values in coin (conventions in
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -253,8 +253,11 @@ def expiry_forward(ctx: Any, expiry_ns: int, spot: float, board: SurfaceBoard | 
 
 
 def leg_vols(board: SurfaceBoard | None, strike: np.ndarray, expiry_ns: np.ndarray,
-             source: str, flat_vol: float) -> np.ndarray:
-    """Vol of each leg: the published surface's (``surface``/``premium_adjusted``) or flat.
+             source: str, flat_vol: float, fitted: Sequence[float] | None = None
+             ) -> np.ndarray:
+    """Vol of each leg: the published surface's (``surface``/``premium_adjusted``) or flat;
+    ``fitted``: the legs' vols on the board's surface, when already read
+    (:meth:`calibration.surface.Surface.at_expiries`).
 
     A listed option takes its own expiry's vol as fitted (sticky expiry, as the PnL marker
     does): the surface read at the maturity its slice had at the fit, not at the time left
@@ -262,8 +265,10 @@ def leg_vols(board: SurfaceBoard | None, strike: np.ndarray, expiry_ns: np.ndarr
     surf = board.surface if board is not None else None
     if source == "flat" or surf is None or not len(strike):
         return np.full(np.shape(strike), float(flat_vol))
-    with np.errstate(all="ignore"):
-        return flat_or(surf.iv_expiry(strike, expiry_ns), flat_vol)
+    if fitted is None:
+        with np.errstate(all="ignore"):
+            fitted = surf.iv_expiry(strike, expiry_ns)
+    return flat_or(fitted, flat_vol)
 
 
 def book_legs(ctx: Any, positions: Mapping[int, float] | None, source: str,
@@ -297,8 +302,8 @@ def book_legs(ctx: Any, positions: Mapping[int, float] | None, source: str,
             f = fwd[e] = expiry_forward(ctx, e, spot, board, i,
                                         None if fitted is None else fitted[j][:2])
         basis[j] = f / spot
-    vol = leg_vols(board, strike, expiry, source, flat_vol) if fitted is None or \
-        source == "flat" else flat_or([v for _, _, v in fitted], flat_vol)
+    vol = leg_vols(board, strike, expiry, source, flat_vol,
+                   None if fitted is None else [v for _, _, v in fitted])
     return BookLegs(ids, qty, strike, t, vol, inst.is_call[ids] == 1, basis, spot,
                     source == "premium_adjusted", inverse=inst.settlement[ids] == "inverse")
 
